@@ -1,0 +1,43 @@
+# One runner for people and CI: `make test` is what the README and .ci/run use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+SAMPLE ?= sample_traces
+DB ?= correlate.duckdb
+
+.PHONY: setup quickstart test lint check format bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,demo]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+## The main job on the committed sample run.
+quickstart: setup
+	rm -f $(DB)
+	$(BIN)/correlate ingest $(SAMPLE) --run sample --db $(DB)
+	$(BIN)/correlate runs --db $(DB)
+
+test: setup
+	$(BIN)/pytest -q
+
+lint: setup
+	$(BIN)/ruff check correlate tests benchmarks
+	$(BIN)/ruff format --check correlate tests benchmarks
+	$(BIN)/mypy correlate
+
+check: lint test
+
+format: setup
+	$(BIN)/ruff format correlate tests benchmarks
+	$(BIN)/ruff check --fix correlate tests benchmarks
+
+bench: setup
+	$(PY) benchmarks/bench_ingest.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

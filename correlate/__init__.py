@@ -1,0 +1,18 @@
+"""correlate: why did the service get slow under load?
+
+Load-test spans, SQL statements with their plans, and connection-pool
+telemetry, joined in DuckDB and turned into a verdict.
+
+>>> import correlate
+>>> store = correlate.open_store(":memory:")
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+from correlate.errors import CorrelateError
+from correlate.store import Store, open_store
+
+__version__ = "0.1.0"
+
+__all__ = ["CorrelateError", "Store", "__version__", "open_store"]

@@ -1,0 +1,3 @@
+from correlate.cli import main
+
+main()

@@ -1,0 +1,212 @@
+"""The ``correlate`` command: a thin skin over the Python API.
+
+Each command parses its arguments, makes one library call and renders the
+result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from correlate import __version__
+from correlate.errors import CorrelateError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.store import Store
+
+SQL_OUTPUTS = ("table", "csv", "json")
+
+
+class _Group(click.Group):
+    """Turns the library's expected errors into ``Error: …`` and exit 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CorrelateError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+
+
+db_option = click.option(
+    "--db",
+    "db",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="CORRELATE_DB",
+    default="correlate.duckdb",
+    show_default=True,
+    help="The run store (a DuckDB file). Also set by CORRELATE_DB.",
+)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="correlate")
+def cli() -> None:
+    """Tell why a service got slow under load.
+
+    Ingest the spans of a load-test run into a store, then ask it questions.
+    """
+
+
+def _open(db: Path, *, read_only: bool = False) -> Store:
+    from correlate.store import open_store
+
+    return open_store(db, read_only=read_only)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--run", "run", required=True, help="Name of the run to add the spans to.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["otlp-json", "otlp-proto", "jaeger", "zipkin"]),
+    help="Read every file as this format instead of detecting it.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on the first bad record; keep nothing from that file."
+)
+@click.option(
+    "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label the run (repeatable)."
+)
+@db_option
+def ingest(
+    paths: tuple[Path, ...],
+    run: str,
+    format_: str | None,
+    strict: bool,
+    labels: tuple[str, ...],
+    db: Path,
+) -> None:
+    """Read trace files or directories (recursively) into a run.
+
+    Formats are detected from content: OTLP/JSON lines or documents, OTLP
+    protobuf, Jaeger JSON, Zipkin v2 JSON, each optionally gzip-compressed.
+    Bad records are skipped and listed as FILE:LINE: reason.
+    """
+    parsed = _parse_labels(labels)
+    with _open(db) as store:
+        progress = _terminal_progress()
+        report = store.ingest(
+            paths, run, format=format_, strict=strict, labels=parsed, progress=progress
+        )
+    click.echo(report.summary())
+
+
+def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
+    parsed = {}
+    for label in labels:
+        key, sep, value = label.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{label!r} is not KEY=VALUE", param_hint="--label")
+        parsed[key] = value
+    return parsed
+
+
+@cli.command()
+@db_option
+def runs(db: Path) -> None:
+    """List the runs in the store with their counts, time range and services."""
+    with _open(db, read_only=True) as store:
+        frame = store.runs()
+    if frame.empty:
+        click.echo(f"no runs in {db}")
+        return
+    frame = frame[
+        ["name", "spans", "traces", "files", "skipped", "start", "duration_s", "services"]
+    ]
+    click.echo(_render_table(frame, "table"))
+
+
+@cli.command()
+@click.argument("query")
+@click.option(
+    "--output", "-o", "output", type=click.Choice(SQL_OUTPUTS), default="table", show_default=True
+)
+@db_option
+def sql(query: str, output: str, db: Path) -> None:
+    """Run ad-hoc SQL over the store (read-only), e.g. "SELECT count(*) FROM spans"."""
+    with _open(db, read_only=True) as store:
+        frame = store.sql(query)
+    click.echo(_render_table(frame, output), nl=output == "table")
+
+
+def _render_table(frame: pd.DataFrame, output: str) -> str:
+    if output == "csv":
+        return str(frame.to_csv(index=False))
+    if output == "json":
+        return str(frame.to_json(orient="records", date_format="iso", lines=True))
+    from io import StringIO
+
+    from pandas.api.types import is_bool_dtype, is_numeric_dtype
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
+    for column in frame.columns:
+        numeric = is_numeric_dtype(frame[column]) and not is_bool_dtype(frame[column])
+        table.add_column(str(column), overflow="fold", justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*("" if _is_missing(v) else str(v) for v in row))
+    buffer = StringIO()
+    Console(file=buffer, width=200, no_color=True).print(table)
+    return buffer.getvalue().rstrip("\n") + f"\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
+
+
+def _is_missing(value: object) -> bool:
+    try:
+        return bool(value != value) or value is None  # NaN, NaT, None
+    except (TypeError, ValueError):
+        return False
+
+
+class _RichProgress:
+    """A progress bar on stderr, shown only when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            transient=True,
+        )
+        self._task: Any = None
+
+    def start(self, total_bytes: int) -> None:
+        self._bar.start()
+        self._task = self._bar.add_task("ingest", total=total_bytes)
+
+    def file(self, path: Path) -> None:
+        self._bar.update(self._task, description=path.name[-40:])
+
+    def advance(self, nbytes: int) -> None:
+        self._bar.advance(self._task, nbytes)
+
+    def finish(self) -> None:
+        self._bar.stop()
+
+
+def _terminal_progress() -> _RichProgress | None:
+    return _RichProgress() if sys.stderr.isatty() else None
+
+
+def main() -> None:
+    cli(prog_name="correlate")

@@ -1,0 +1,59 @@
+"""One exception tree for everything correlate reports to a user.
+
+Library code raises these; only ``cli.py`` turns them into ``Error: …`` and an
+exit code. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class CorrelateError(Exception):
+    """Base of every error correlate expects and explains."""
+
+
+class StoreError(CorrelateError):
+    """The run store cannot be opened or used as asked."""
+
+
+class StoreLockedError(StoreError):
+    """Another process holds the store open for writing."""
+
+    def __init__(self, path: Path | str, detail: str = "") -> None:
+        self.path = Path(path)
+        message = (
+            f"store is locked: {self.path} is open in another process "
+            "(an ingest or a notebook still running?). Close it, or pass --db to use another file"
+        )
+        if detail:
+            message += f" [{detail}]"
+        super().__init__(message)
+
+
+class SchemaVersionError(StoreError):
+    """The store file was written by another version of correlate."""
+
+
+class RunNotFoundError(CorrelateError):
+    """A run name that the store does not hold."""
+
+
+class InputError(CorrelateError):
+    """A file or directory that cannot be read as asked.
+
+    ``path`` and ``line`` (1-based, when known) say where.
+    """
+
+    def __init__(self, message: str, path: Path | str | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        self.reason = message
+        where = ""
+        if self.path is not None:
+            where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        super().__init__(where + message)
+
+
+class QueryError(CorrelateError):
+    """Ad-hoc SQL that the store rejected."""

@@ -1,0 +1,388 @@
+"""Ingest: trace files and directories into a run of the store.
+
+>>> from correlate import open_store
+>>> store = open_store(":memory:")
+>>> report = store.ingest(["tests/data/otlp/two_traces.jsonl"], run="demo")  # doctest: +SKIP
+>>> report.spans_added  # doctest: +SKIP
+7
+
+Rules: each file is read in one transaction; a malformed record is skipped,
+counted and kept in the ``problems`` table as ``FILE:LINE: reason`` (or, with
+``strict=True``, fails the file and commits nothing from it); a file already
+in the run adds nothing; a span id seen twice in a run is kept once and
+counted. Parsing and flattening run inside DuckDB, a batch of lines at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from correlate.errors import InputError
+from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
+from correlate.ingest.detect import FORMATS as FORMAT_HELP
+from correlate.ingest.detect import NotTraceFile, detect_format
+from correlate.ingest.jsonschema import sql_string
+from correlate.ingest.reader import LineBatch, json_error
+from correlate.schema import SPAN_COLUMN_NAMES
+
+if TYPE_CHECKING:
+    from correlate.ingest.formats import SpanFormat
+    from correlate.store import Store
+
+#: How many problems a report lists before "… and N more".
+PROBLEM_LIST_CAP = 20
+
+
+class Progress(Protocol):
+    """What ingest tells a progress display. The CLI passes a rich one on a terminal."""
+
+    def start(self, total_bytes: int) -> None: ...
+
+    def file(self, path: Path) -> None: ...
+
+    def advance(self, nbytes: int) -> None: ...
+
+    def finish(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A record that was skipped, or a file that was passed over, and why."""
+
+    path: Path
+    line: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line is not None else str(self.path)
+        return f"{where}: {self.reason}"
+
+
+@dataclass
+class FileReport:
+    path: Path
+    format: str
+    spans_read: int = 0
+    spans_added: int = 0
+    duplicates: int = 0
+    skipped: int = 0
+    already_ingested: bool = False
+    problems: list[Problem] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    """What an ingest did: per file, and in total."""
+
+    run: str
+    files: list[FileReport] = field(default_factory=list)
+    #: files in the given directories that are not trace files, and why
+    passed_over: list[Problem] = field(default_factory=list)
+
+    @property
+    def spans_read(self) -> int:
+        return sum(f.spans_read for f in self.files)
+
+    @property
+    def spans_added(self) -> int:
+        return sum(f.spans_added for f in self.files)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(f.duplicates for f in self.files)
+
+    @property
+    def skipped(self) -> int:
+        return sum(f.skipped for f in self.files)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for f in self.files for p in f.problems]
+
+    def summary(self) -> str:
+        """A few lines for a person: totals, then the capped list of problems."""
+        new = [f for f in self.files if not f.already_ingested]
+        lines = [
+            f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
+            + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
+            + (f", {self.skipped:,} record(s) skipped" if self.skipped else "")
+        ]
+        for f in self.files:
+            if f.already_ingested:
+                lines.append(f"{f.path}: already in run {self.run!r}, nothing added")
+        problems = self.problems
+        if problems:
+            lines.append("skipped:")
+            lines.extend(f"  {p}" for p in problems[:PROBLEM_LIST_CAP])
+            shown = min(len(problems), PROBLEM_LIST_CAP)
+            if self.skipped > shown:
+                lines.append(f"  … and {self.skipped - shown:,} more (SELECT * FROM problems)")
+        if self.passed_over:
+            lines.append(f"not trace files ({len(self.passed_over)}), passed over:")
+            lines.extend(f"  {p}" for p in self.passed_over[:PROBLEM_LIST_CAP])
+            if len(self.passed_over) > PROBLEM_LIST_CAP:
+                lines.append(f"  … and {len(self.passed_over) - PROBLEM_LIST_CAP} more")
+        return "\n".join(lines)
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[str | os.PathLike[str]],
+    run: str,
+    *,
+    format: str | None = None,
+    strict: bool = False,
+    labels: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Read trace files, or directories of them (recursively), into run ``run``.
+
+    ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` instead
+    of detecting it from each file's first bytes.
+    """
+    from correlate.ingest.formats import FORMATS
+
+    store._require_writable()
+    if format is not None and format not in FORMATS:
+        raise InputError(f"unknown format {format!r}; choose one of: {', '.join(FORMAT_HELP)}")
+    report = IngestReport(run)
+    chosen: list[tuple[Path, SpanFormat]] = []
+    for path, explicit in _expand(paths):
+        try:
+            name = format or detect_format(path)
+        except NotTraceFile as exc:
+            if explicit:
+                raise
+            report.passed_over.append(Problem(path, exc.line, exc.reason))
+            continue
+        chosen.append((path, FORMATS[name]))
+    if not chosen:
+        given = ", ".join(str(p) for p in paths)
+        raise InputError(
+            f"no trace files found in {given}"
+            + (
+                f" ({len(report.passed_over)} file(s) looked at, none a trace format)"
+                if report.passed_over
+                else ""
+            )
+            + f"; correlate reads: {', '.join(FORMAT_HELP)}"
+        )
+    run_id = store.ensure_run(run, source=str(Path(next(iter(paths))).resolve()), labels=labels)
+    if progress is not None:
+        progress.start(sum(p.stat().st_size for p, _ in chosen))
+    try:
+        for path, fmt in chosen:
+            if progress is not None:
+                progress.file(path)
+            report.files.append(_ingest_file(store, run_id, path, fmt, strict, progress))
+        _dedupe(store, run_id, report)
+        store.refresh_run_stats(run_id)
+    finally:
+        if progress is not None:
+            progress.finish()
+    return report
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, bool]]:
+    """(file, named explicitly) for each path; directories recursively, sorted."""
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            for child in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and not hidden:
+                    yield child, False
+        elif path.is_file():
+            yield path, True
+        elif path.exists():
+            raise InputError("not a regular file or directory", path)
+        else:
+            raise InputError("no such file or directory", path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ingest_file(
+    store: Store, run_id: int, path: Path, fmt: SpanFormat, strict: bool, progress: Progress | None
+) -> FileReport:
+    con = store.con
+    size = path.stat().st_size
+    sha = _sha256(path)
+    report = FileReport(path, fmt.name)
+    seen = con.execute(
+        "SELECT path FROM files WHERE run_id = ? AND sha256 = ?", [run_id, sha]
+    ).fetchone()
+    if seen is not None:
+        report.already_ingested = True
+        if progress is not None:
+            progress.advance(size)
+        return report
+    con.execute("BEGIN")
+    try:
+        row = con.execute(
+            "INSERT INTO files (run_id, path, size, sha256, format, spans_read, spans_added, "
+            "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
+            [run_id, str(path.resolve()), size, sha, fmt.name],
+        ).fetchone()
+        assert row is not None
+        file_id = int(row[0])
+        done = 0
+        for batch in fmt.batches(path):
+            _load_batch(store, run_id, file_id, path, fmt, batch, report)
+            if strict and report.skipped:
+                first = report.problems[0]
+                raise InputError(
+                    first.reason + " (--strict: nothing from this file was kept)", path, first.line
+                )
+            if progress is not None and batch.position > done:
+                progress.advance(min(batch.position, size) - done)
+                done = min(batch.position, size)
+        con.execute(
+            "UPDATE files SET spans_read = ?, spans_added = ?, skipped = ? WHERE file_id = ?",
+            [report.spans_read, report.spans_added, report.skipped, file_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    if progress is not None and size > done:
+        progress.advance(size - done)
+    return report
+
+
+def _load_batch(
+    store: Store,
+    run_id: int,
+    file_id: int,
+    path: Path,
+    fmt: SpanFormat,
+    batch: LineBatch,
+    report: FileReport,
+) -> None:
+    import pyarrow as pa
+
+    con = store.con
+    problems: list[tuple[int | None, str]] = list(batch.bad)
+    if batch.lines:
+        table = pa.table(
+            {
+                "line_no": pa.array(batch.numbers, pa.int64()),
+                "text": pa.array(batch.lines, pa.large_string()),
+            }
+        )
+        con.register("_batch_lines", table)
+        try:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _batch_docs AS "
+                f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
+                "FROM _batch_lines"
+            )
+            bad_docs = con.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
+            problems.extend(_malformed(line, batch) for (line,) in bad_docs)
+            problems.extend(con.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
+            raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
+                + canonical_select(f"({_typed_raw(raw)})")
+            )
+        finally:
+            con.unregister("_batch_lines")
+        span_problems = con.execute(
+            "SELECT line_no, coalesce('span ' || span_id || ': ', '') || problem "
+            "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
+        ).fetchall()
+        problems.extend(span_problems)
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
+        ).fetchone()
+        assert counts is not None
+        report.spans_read += int(counts[0])
+        columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+        con.execute(
+            f"INSERT INTO spans SELECT ?, ?, {columns} FROM _batch_spans WHERE problem IS NULL",
+            [run_id, file_id],
+        )
+        report.spans_added += int(counts[1])
+    if problems:
+        problems.sort(key=lambda p: (p[0] is None, p[0] or 0))
+        con.executemany(
+            "INSERT INTO problems VALUES (?, ?, ?)",
+            [(file_id, line, reason) for line, reason in problems],
+        )
+        report.skipped += len(problems)
+        room = PROBLEM_LIST_CAP - len(report.problems)
+        report.problems.extend(
+            Problem(path, line, reason) for line, reason in problems[: max(room, 0)]
+        )
+
+
+def _typed_raw(raw_sql: str) -> str:
+    """Cast a reader's output to the exact raw column types, so readers stay honest."""
+    casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
+    return f"SELECT {casts} FROM ({raw_sql})"
+
+
+def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:
+    if line == batch.unterminated_line:
+        return line, "last line is cut short (no final newline; was the file still being written?)"
+    error = json_error(batch.lines[batch.numbers.index(line)])
+    return line, error[1] if error else "JSON of an unexpected shape for this format"
+
+
+def _dedupe(store: Store, run_id: int, report: IngestReport) -> None:
+    """Keep each (trace id, span id) of the run once: the earliest file's copy wins."""
+    con = store.con
+    con.execute("BEGIN")
+    try:
+        con.execute(
+            """
+            CREATE OR REPLACE TEMP TABLE _dups AS
+            SELECT rid, file_id FROM (
+                SELECT rowid AS rid, file_id,
+                       row_number() OVER (PARTITION BY trace_id, span_id ORDER BY file_id, rowid) AS n
+                FROM spans WHERE run_id = ?
+            ) WHERE n > 1
+            """,
+            [run_id],
+        )
+        by_file = dict(
+            con.execute("SELECT file_id, count(*) FROM _dups GROUP BY file_id").fetchall()
+        )
+        if by_file:
+            con.execute("DELETE FROM spans WHERE rowid IN (SELECT rid FROM _dups)")
+            con.execute(
+                """
+                UPDATE files SET duplicates = duplicates + d.n, spans_added = spans_added - d.n
+                FROM (SELECT file_id, count(*) AS n FROM _dups GROUP BY file_id) d
+                WHERE files.file_id = d.file_id
+                """
+            )
+        con.execute("DROP TABLE _dups")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    if not by_file:
+        return
+    paths = dict(
+        con.execute("SELECT file_id, path FROM files WHERE run_id = ?", [run_id]).fetchall()
+    )
+    removed = {paths[file_id]: int(n) for file_id, n in by_file.items()}
+    for f in report.files:
+        n = removed.get(str(f.path.resolve()), 0)
+        f.duplicates += n
+        f.spans_added -= n
+
+
+__all__ = ["FileReport", "IngestReport", "Problem", "Progress", "ingest"]

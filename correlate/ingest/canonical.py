@@ -1,0 +1,195 @@
+"""From a format's raw spans to canonical span rows, in one SQL statement.
+
+Every format's reader produces a relation ``raw`` of the same shape (see
+:data:`RAW_COLUMNS`); this module turns it into the columns of the ``spans``
+table plus ``line_no`` and ``problem``. Validation, id normalisation and the
+mapping of old and new semantic-convention names happen here, once, for all
+formats.
+"""
+
+from __future__ import annotations
+
+from correlate.ingest.jsonschema import sql_string
+from correlate.schema import SPAN_COLUMN_NAMES
+from correlate.semconv import COLUMN_ATTRIBUTES, INTEGER_COLUMNS, SERVICE_NAME
+
+#: An attribute after a reader has decoded it: key, plain string form, JSON text.
+KV_TYPE = "STRUCT(k VARCHAR, s VARCHAR, j VARCHAR)[]"
+
+#: The relation each reader must produce, in this order.
+RAW_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("line_no", "BIGINT"),
+    ("trace_id", "VARCHAR"),
+    ("span_id", "VARCHAR"),
+    ("parent_id", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("service", "VARCHAR"),
+    ("scope_name", "VARCHAR"),
+    ("start_ns", "BIGINT"),
+    ("end_ns", "BIGINT"),
+    ("status_code", "VARCHAR"),
+    ("status_message", "VARCHAR"),
+    ("attrs", KV_TYPE),
+    ("res_attrs", KV_TYPE),
+    ("events", f"STRUCT(time_ns BIGINT, name VARCHAR, attrs {KV_TYPE})[]"),
+    ("links", f"STRUCT(trace_id VARCHAR, span_id VARCHAR, attrs {KV_TYPE})[]"),
+)
+
+# Problem checks, first match wins. Each is (SQL condition, SQL reason).
+_CHECKS: tuple[tuple[str, str], ...] = (
+    ("trace_id IS NULL OR trace_id = ''", "'span has no trace id'"),
+    (
+        "NOT regexp_full_match(trace_id, '[0-9a-f]{32}')",
+        "'trace id ' || to_json(left(trace_id, 40)) || ' is not 32 hex digits'",
+    ),
+    ("trace_id = repeat('0', 32)", "'trace id is all zeros (invalid)'"),
+    ("span_id IS NULL OR span_id = ''", "'span has no span id'"),
+    (
+        "NOT regexp_full_match(span_id, '[0-9a-f]{16}')",
+        "'span id ' || to_json(left(span_id, 40)) || ' is not 16 hex digits'",
+    ),
+    (
+        "parent_id IS NOT NULL AND NOT regexp_full_match(parent_id, '[0-9a-f]{16}')",
+        "'parent span id ' || to_json(left(parent_id, 40)) || ' is not 16 hex digits'",
+    ),
+    ("start_ns IS NULL", "'start time is missing or not an integer'"),
+    ("end_ns IS NULL", "'end time is missing or not an integer'"),
+    ("end_ns < start_ns", "'span ends before it starts'"),
+)
+
+
+def kv_json_object(list_expr: str) -> str:
+    """SQL building a JSON object text from a decoded attribute list."""
+    return (
+        f"'{{' || array_to_string(list_transform({list_expr}, "
+        "lambda a: to_json(a.k)::VARCHAR || ':' || a.j), ',') || '}'"
+    )
+
+
+def kv_lookup(list_expr: str, keys: tuple[str, ...]) -> str:
+    """SQL for the string value of the first of ``keys`` present in the list.
+
+    With old and new names both present (the ``/dup`` opt-in modes), the
+    preference order of ``keys`` decides, not their position in the span.
+    """
+    picks = [f"list_filter({list_expr}, lambda a: a.k = {sql_string(k)})[1].s" for k in keys]
+    return picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
+
+
+def canonical_select(raw: str = "raw") -> str:
+    """SQL selecting canonical span columns, ``line_no`` and ``problem`` from ``raw``."""
+    problem = "CASE " + " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in _CHECKS) + " END"
+    mapped = []
+    for column, keys in COLUMN_ATTRIBUTES.items():
+        value = kv_lookup("attrs", keys)
+        if column in INTEGER_COLUMNS:
+            value = f"TRY_CAST(TRY_CAST({value} AS DOUBLE) AS INTEGER)"
+        elif column == "url_path":
+            # The old http.target carried the query string too; url.path never does.
+            value = f"split_part({value}, '?', 1)"
+        mapped.append(f"{value} AS {column}")
+    columns = {
+        "run_id": "NULL::INTEGER",
+        "file_id": "NULL::INTEGER",
+        "trace_id": "trace_id",
+        "span_id": "span_id",
+        "parent_id": "parent_id",
+        "name": "name",
+        "kind": "kind",
+        "service": f"coalesce(service, {kv_lookup('res_attrs', (SERVICE_NAME,))})",
+        "scope_name": "scope_name",
+        "start_ns": "start_ns",
+        "end_ns": "end_ns",
+        "duration_ns": "end_ns - start_ns",
+        "status_code": "coalesce(status_code, 'UNSET')",
+        "status_message": "nullif(status_message, '')",
+        "attributes": f"({kv_json_object('attrs')})::JSON",
+        "resource": f"({kv_json_object('res_attrs')})::JSON",
+        "events": (
+            "list_transform(events, lambda e: {'time_ns': e.time_ns, 'name': e.name, "
+            f"'attributes': ({kv_json_object('e.attrs')})::JSON}})"
+        ),
+        "links": (
+            "list_transform(links, lambda l: {'trace_id': lower(l.trace_id), "
+            f"'span_id': lower(l.span_id), 'attributes': ({kv_json_object('l.attrs')})::JSON}})"
+        ),
+    }
+    for column in COLUMN_ATTRIBUTES:
+        columns[column] = column
+    assert set(columns) == set(SPAN_COLUMN_NAMES), set(columns) ^ set(SPAN_COLUMN_NAMES)
+    select_list = ",\n       ".join(f"{columns[c]} AS {c}" for c in SPAN_COLUMN_NAMES)
+    return f"""
+SELECT line_no, {problem} AS problem,
+       {select_list}
+FROM (
+    SELECT * REPLACE (
+               lower(trim(trace_id)) AS trace_id,
+               lower(trim(span_id)) AS span_id,
+               nullif(lower(trim(parent_id)), '') AS parent_id,
+               coalesce(attrs, []) AS attrs,
+               coalesce(res_attrs, []) AS res_attrs,
+               coalesce(events, []) AS events,
+               coalesce(links, []) AS links
+           ),
+           {", ".join(mapped)}
+    FROM {raw}
+)
+"""
+
+
+# SQL decoding an OTLP AnyValue struct ``v`` (see otlp_json.ANY_VALUE) into a
+# plain string form and a JSON text. Arrays and key-value lists are decoded one
+# level deep (``["a", 2]``, ``{"k": "v"}``); anything nested deeper keeps its
+# OTLP encoding, as JSON.
+_AV_STRUCTURE = (
+    '{"stringValue":"VARCHAR","boolValue":"BOOLEAN","intValue":"VARCHAR","doubleValue":"DOUBLE",'
+    '"bytesValue":"VARCHAR","arrayValue":"JSON","kvlistValue":"JSON"}'
+)
+
+
+def anyvalue_string(v: str) -> str:
+    return (
+        f"coalesce({v}.stringValue, {v}.intValue, CAST({v}.boolValue AS VARCHAR), "
+        f"CAST({v}.doubleValue AS VARCHAR), {v}.bytesValue, "
+        f"{_array_json(v)}, {_kvlist_json(v)})"
+    )
+
+
+def _scalar_json(v: str) -> str:
+    return (
+        f"CASE WHEN {v}.stringValue IS NOT NULL THEN to_json({v}.stringValue)::VARCHAR "
+        f"WHEN {v}.intValue IS NOT NULL THEN coalesce(CAST(TRY_CAST({v}.intValue AS HUGEINT) AS VARCHAR), "
+        f"to_json({v}.intValue)::VARCHAR) "
+        f"WHEN {v}.boolValue IS NOT NULL THEN CAST({v}.boolValue AS VARCHAR) "
+        f"WHEN {v}.doubleValue IS NOT NULL THEN CASE WHEN isfinite({v}.doubleValue) "
+        f"THEN CAST({v}.doubleValue AS VARCHAR) ELSE to_json(CAST({v}.doubleValue AS VARCHAR))::VARCHAR END "
+        f"WHEN {v}.bytesValue IS NOT NULL THEN to_json({v}.bytesValue)::VARCHAR "
+        f"WHEN {v}.arrayValue IS NOT NULL THEN CAST({v}.arrayValue AS VARCHAR) "
+        f"WHEN {v}.kvlistValue IS NOT NULL THEN CAST({v}.kvlistValue AS VARCHAR) "
+        "ELSE 'null' END"
+    )
+
+
+def _array_json(v: str) -> str:
+    items = f"from_json(json_extract({v}.arrayValue, '$.values'), '[{_AV_STRUCTURE}]')"
+    return f"'[' || array_to_string(list_transform({items}, lambda x: {_scalar_json('x')}), ',') || ']'"
+
+
+def _kvlist_json(v: str) -> str:
+    pairs = (
+        f"from_json(json_extract({v}.kvlistValue, '$.values'), "
+        f'\'[{{"key":"VARCHAR","value":{_AV_STRUCTURE}}}]\')'
+    )
+    return (
+        f"'{{' || array_to_string(list_transform({pairs}, "
+        f"lambda p: to_json(p.key)::VARCHAR || ':' || {_scalar_json('p.value')}), ',') || '}}'"
+    )
+
+
+def anyvalue_json(v: str) -> str:
+    return (
+        f"CASE WHEN {v}.arrayValue IS NOT NULL THEN coalesce({_array_json(v)}, '[]') "
+        f"WHEN {v}.kvlistValue IS NOT NULL THEN coalesce({_kvlist_json(v)}, '{{}}') "
+        f"ELSE {_scalar_json(v)} END"
+    )

@@ -1,0 +1,104 @@
+"""The registry of span formats: how each is split into records and flattened.
+
+A format turns a file into batches of numbered JSON texts (lines, or one
+whole document), and gives the SQL that turns parsed texts into the ``raw``
+relation of :mod:`correlate.ingest.canonical`. Adding a format is one entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from correlate.ingest import jaeger, otlp_json, otlp_proto, zipkin
+from correlate.ingest.jsonschema import Schema, structure
+from correlate.ingest.reader import LineBatch, iter_line_batches, json_error, read_all
+
+
+@dataclass(frozen=True)
+class SpanFormat:
+    name: str
+    #: the from_json schema of one record
+    schema: Schema
+    #: SQL for ``raw`` from ``docs(line_no, doc)``
+    raw_sql: Callable[[str], str]
+    #: SQL for (line_no, reason) of parsed records that lack the format's envelope
+    envelope_problems_sql: Callable[[str], str]
+    batches: Callable[[Path], Iterator[LineBatch]]
+
+    @property
+    def structure(self) -> str:
+        return structure(self.schema)
+
+
+def json_batches(path: Path) -> Iterator[LineBatch]:
+    """JSON lines, or a single (pretty-printed) document as one record at line 1.
+
+    A file is one document when its first line is not JSON on its own (e.g.
+    just ``{``) and the whole file is. A document that is broken is reported
+    once, where the JSON parser stopped, rather than line by line.
+    """
+    lines = iter_line_batches(path)
+    first = next(lines, None)
+    if first is None:
+        return
+    if (
+        len(first.numbers) > 1
+        and not _is_json(first.lines[0])
+        and path.stat().st_size <= _DOCUMENT_LIMIT
+    ):
+        document = _whole_document(path)
+        if document.bad or _is_json(document.lines[0]):
+            yield document
+            return
+        if first.lines[0].strip() in ("{", "["):
+            error = json_error(document.lines[0]) or (1, "not valid JSON")
+            yield LineBatch([], [], bad=[error], position=document.position)
+            return
+    yield first
+    yield from lines
+
+
+# Whole documents are parsed twice (to decide, then by DuckDB); past this size
+# a file is taken to be JSON lines.
+_DOCUMENT_LIMIT = 256 * 1024 * 1024
+
+
+def _whole_document(path: Path) -> LineBatch:
+    data = read_all(path)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return LineBatch([], [], bad=[(line, f"not UTF-8 text (byte 0x{data[exc.start]:02x})")])
+    unterminated = None if text.endswith("\n") else text.count("\n") + 1
+    return LineBatch([1], [text], position=len(data), unterminated_line=unterminated)
+
+
+def _is_json(text: str) -> bool:
+    return json_error(text) is None
+
+
+FORMATS: dict[str, SpanFormat] = {
+    "otlp-json": SpanFormat(
+        "otlp-json",
+        otlp_json.DOCUMENT,
+        otlp_json.raw_spans_sql,
+        otlp_json.problem_docs_sql,
+        json_batches,
+    ),
+    "otlp-proto": SpanFormat(
+        "otlp-proto",
+        otlp_json.DOCUMENT,
+        otlp_json.raw_spans_sql,
+        otlp_json.problem_docs_sql,
+        otlp_proto.batches,
+    ),
+    "jaeger": SpanFormat(
+        "jaeger", jaeger.DOCUMENT, jaeger.raw_spans_sql, jaeger.problem_docs_sql, json_batches
+    ),
+    "zipkin": SpanFormat(
+        "zipkin", zipkin.DOCUMENT, zipkin.raw_spans_sql, zipkin.problem_docs_sql, json_batches
+    ),
+}

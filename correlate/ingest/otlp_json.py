@@ -1,0 +1,143 @@
+"""OTLP/JSON: the Collector file exporter's lines, the SDK's json-file exporter,
+a single (pretty-printed) ExportTraceServiceRequest, and Jaeger API v3 output
+(the same shape, bare or wrapped in ``{"result": …}``).
+
+Facts relied on (shared/reference/FORMATS.md §1): ids are hex strings,
+case-insensitive; 64-bit integers may be strings or numbers; enums are
+integers, though the Collector's reader also takes names; fields at their
+default are absent and an empty ``parentSpanId`` means a root.
+"""
+
+from __future__ import annotations
+
+from correlate.ingest.canonical import anyvalue_json, anyvalue_string
+from correlate.ingest.jsonschema import Schema
+
+ANY_VALUE: Schema = {
+    "stringValue": "VARCHAR",
+    "boolValue": "BOOLEAN",
+    "intValue": "VARCHAR",
+    "doubleValue": "DOUBLE",
+    "bytesValue": "VARCHAR",
+    "arrayValue": "JSON",
+    "kvlistValue": "JSON",
+}
+KEY_VALUES: Schema = [{"key": "VARCHAR", "value": ANY_VALUE}]
+
+SPAN: Schema = {
+    "traceId": "VARCHAR",
+    "spanId": "VARCHAR",
+    "parentSpanId": "VARCHAR",
+    "name": "VARCHAR",
+    "kind": "VARCHAR",
+    "startTimeUnixNano": "VARCHAR",
+    "endTimeUnixNano": "VARCHAR",
+    "attributes": KEY_VALUES,
+    "events": [{"timeUnixNano": "VARCHAR", "name": "VARCHAR", "attributes": KEY_VALUES}],
+    "links": [{"traceId": "VARCHAR", "spanId": "VARCHAR", "attributes": KEY_VALUES}],
+    "status": {"code": "VARCHAR", "message": "VARCHAR"},
+}
+
+RESOURCE_SPANS: Schema = [
+    {
+        "resource": {"attributes": KEY_VALUES},
+        "scopeSpans": [{"scope": {"name": "VARCHAR", "version": "VARCHAR"}, "spans": [SPAN]}],
+        # OTLP before 0.19 called scopeSpans instrumentationLibrarySpans.
+        "instrumentationLibrarySpans": [
+            {"instrumentationLibrary": {"name": "VARCHAR"}, "spans": [SPAN]}
+        ],
+    }
+]
+
+#: One line or document: a request, or Jaeger v3's ``{"result": request}``.
+DOCUMENT: dict[str, Schema] = {
+    "resourceSpans": RESOURCE_SPANS,
+    "result": {"resourceSpans": RESOURCE_SPANS},
+}
+
+_KINDS = {
+    "0": "UNSPECIFIED",
+    "1": "INTERNAL",
+    "2": "SERVER",
+    "3": "CLIENT",
+    "4": "PRODUCER",
+    "5": "CONSUMER",
+}
+_STATUS = {"0": "UNSET", "1": "OK", "2": "ERROR"}
+
+
+def _enum_sql(expr: str, names: dict[str, str], prefix: str) -> str:
+    """Integers per the spec, or the names the Collector's reader also accepts."""
+    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in names.items())
+    return (
+        f"CASE trim({expr}) {cases} ELSE "
+        f"nullif(upper(regexp_replace(trim({expr}), '^{prefix}', '', 'i')), '') END"
+    )
+
+
+def _kv_sql(list_expr: str) -> str:
+    return (
+        f"list_transform({list_expr}, lambda kv: {{'k': kv.key, "
+        f"'s': {anyvalue_string('kv.value')}, 'j': {anyvalue_json('kv.value')}}})"
+    )
+
+
+def _ns_sql(expr: str) -> str:
+    # Accepts "123" and 123 (and 1.23e18 as written by some JS encoders).
+    return f"coalesce(TRY_CAST({expr} AS BIGINT), TRY_CAST(TRY_CAST({expr} AS DOUBLE) AS BIGINT))"
+
+
+def raw_spans_sql(docs: str) -> str:
+    """SQL producing the ``raw`` relation from ``docs(line_no, doc)``.
+
+    ``doc`` is a struct of :data:`DOCUMENT`.
+    """
+    return f"""
+WITH rs AS (
+    SELECT line_no,
+           unnest(coalesce(doc.resourceSpans, doc.result.resourceSpans)) AS rs
+    FROM {docs}
+), ss AS (
+    SELECT line_no, rs.resource.attributes AS res_attrs,
+           unnest(list_concat(
+               coalesce(rs.scopeSpans, []),
+               list_transform(coalesce(rs.instrumentationLibrarySpans, []),
+                              lambda l: {{'scope': {{'name': l.instrumentationLibrary.name,
+                                                    'version': NULL::VARCHAR}},
+                                         'spans': l.spans}})
+           )) AS ss
+    FROM rs
+), sp AS (
+    SELECT line_no, res_attrs, ss.scope.name AS scope_name, unnest(ss.spans) AS s
+    FROM ss
+)
+SELECT line_no,
+       s.traceId AS trace_id,
+       s.spanId AS span_id,
+       s.parentSpanId AS parent_id,
+       s.name AS name,
+       {_enum_sql("s.kind", _KINDS, "SPAN_KIND_")} AS kind,
+       NULL::VARCHAR AS service,
+       scope_name,
+       {_ns_sql("s.startTimeUnixNano")} AS start_ns,
+       {_ns_sql("s.endTimeUnixNano")} AS end_ns,
+       coalesce({_enum_sql("s.status.code", _STATUS, "STATUS_CODE_")}, 'UNSET') AS status_code,
+       s.status.message AS status_message,
+       {_kv_sql("s.attributes")} AS attrs,
+       {_kv_sql("res_attrs")} AS res_attrs,
+       list_transform(s.events, lambda e: {{'time_ns': {_ns_sql("e.timeUnixNano")},
+                                           'name': e.name,
+                                           'attrs': {_kv_sql("e.attributes")}}}) AS events,
+       list_transform(s.links, lambda l: {{'trace_id': l.traceId, 'span_id': l.spanId,
+                                          'attrs': {_kv_sql("l.attributes")}}}) AS links
+FROM sp
+"""
+
+
+def problem_docs_sql(docs: str) -> str:
+    """Lines that parsed as JSON but hold no OTLP spans envelope."""
+    return f"""
+SELECT line_no, 'not OTLP JSON (no resourceSpans array); pass --format if this is another format'
+FROM {docs}
+WHERE doc IS NOT NULL AND doc.resourceSpans IS NULL AND doc.result.resourceSpans IS NULL
+"""

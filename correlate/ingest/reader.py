@@ -1,0 +1,186 @@
+"""Reading trace files as bytes and as numbered lines.
+
+Python only splits and decodes here, a large block at a time; the JSON
+itself is parsed by DuckDB. Lines are counted exactly so every problem can be
+reported as ``FILE:LINE``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from correlate.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+BLOCK_BYTES = 16 * 1024 * 1024
+
+
+def is_gzip(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def open_bytes(path: Path) -> BinaryIO:
+    """The file's content as a binary stream, decompressed when it is gzip."""
+    if is_gzip(path):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def read_head(path: Path, size: int = 64 * 1024) -> bytes:
+    """Up to ``size`` bytes of the (decompressed) content; b'' for an empty file."""
+    try:
+        with open_bytes(path) as f:
+            return f.read(size)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot read: {exc}", path) from None
+
+
+def read_all(path: Path) -> bytes:
+    try:
+        with open_bytes(path) as f:
+            return f.read()
+    except (OSError, EOFError, zlib.error) as exc:
+        raise InputError(f"cannot read: {exc}", path) from None
+
+
+@dataclass
+class LineBatch:
+    """Consecutive non-blank lines of a file, with their 1-based numbers."""
+
+    numbers: list[int]
+    lines: list[str]
+    #: (line, reason) for lines that could not be decoded as text
+    bad: list[tuple[int, str]] = field(default_factory=list)
+    #: bytes of the (decompressed) stream consumed so far
+    position: int = 0
+    #: the number of the file's last line when it had no final newline
+    unterminated_line: int | None = None
+
+
+def iter_line_batches(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[LineBatch]:
+    """Yield the file's lines in batches of about ``block_bytes``.
+
+    Blank lines are skipped silently (they carry no record). A line that is
+    not UTF-8 is reported in ``bad`` rather than raising, so the caller can
+    count it and go on.
+    """
+    try:
+        stream = open_bytes(path)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc}", path) from None
+    with stream:
+        yield from _batches(stream, path, block_bytes)
+
+
+def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBatch]:
+    line_no = 0
+    position = 0
+    tail = b""
+    while True:
+        try:
+            block = stream.read(block_bytes)
+        except (OSError, EOFError, zlib.error) as exc:
+            # A gzip file cut short: keep what was read, say where it stopped.
+            raise InputError(
+                f"compressed stream is damaged or cut short after {position} bytes ({exc})",
+                path,
+                line_no + 1,
+            ) from None
+        position += len(block)
+        if not block:
+            break
+        data = tail + block
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            tail = data  # one line longer than a block: keep reading
+            continue
+        tail = data[cut + 1 :]
+        batch = _decode(data[:cut], line_no)
+        line_no += data.count(b"\n", 0, cut + 1)
+        batch.position = position - len(tail)
+        yield batch
+    if tail.strip():
+        batch = _decode(tail, line_no)
+        line_no += 1
+        batch.position = position
+        batch.unterminated_line = line_no
+        yield batch
+
+
+def _decode(data: bytes, line_before: int) -> LineBatch:
+    raw_lines = data.split(b"\n")
+    try:
+        text_lines = data.decode("utf-8").split("\n")
+    except UnicodeDecodeError:
+        return _decode_each(raw_lines, line_before)
+    numbers: list[int] = []
+    lines: list[str] = []
+    for i, line in enumerate(text_lines, start=line_before + 1):
+        if line.strip():
+            numbers.append(i)
+            lines.append(line)
+    return LineBatch(numbers, lines)
+
+
+def _decode_each(raw_lines: list[bytes], line_before: int) -> LineBatch:
+    batch = LineBatch([], [])
+    for i, raw in enumerate(raw_lines, start=line_before + 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            batch.bad.append(
+                (i, f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1})")
+            )
+            continue
+        if line.strip():
+            batch.numbers.append(i)
+            batch.lines.append(line)
+    return batch
+
+
+def json_error(text: str) -> tuple[int, str] | None:
+    """None when ``text`` is valid JSON, else (line within the text, reason)."""
+    try:
+        json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        return exc.lineno, f"not valid JSON ({exc.msg} at {where})"
+    except ValueError as exc:  # e.g. an integer too long to convert
+        return 1, f"not valid JSON ({exc})"
+    return None
+
+
+def line_of_offset(text: str, offset: int) -> int:
+    """1-based line number of character ``offset`` in ``text``."""
+    return text.count("\n", 0, max(0, offset)) + 1
+
+
+def looks_binary(head: bytes) -> bool:
+    """True when the bytes are not text: NULs, or mostly control bytes."""
+    if not head:
+        return False
+    if b"\x00" in head:
+        return True
+    sample = head[:4096]
+    control = sum(1 for b in sample if b < 9 or 13 < b < 32)
+    return control > len(sample) // 10
+
+
+__all__ = [
+    "LineBatch",
+    "is_gzip",
+    "iter_line_batches",
+    "json_error",
+    "line_of_offset",
+    "looks_binary",
+    "open_bytes",
+    "read_all",
+    "read_head",
+]

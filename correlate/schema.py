@@ -1,0 +1,96 @@
+"""The store's tables, and how an older store file is brought up to date.
+
+The schema is a few canonical tables (``runs``, ``files``, ``spans``,
+``problems``) so the analysis can stay plain SQL over them. Column names of
+``spans`` follow the canonical model in :data:`SPAN_COLUMNS`; every ingest
+format produces exactly these.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+#: Canonical span columns, in table order, with their DuckDB types.
+SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("run_id", "INTEGER NOT NULL"),
+    ("file_id", "INTEGER NOT NULL"),
+    ("trace_id", "VARCHAR NOT NULL"),
+    ("span_id", "VARCHAR NOT NULL"),
+    ("parent_id", "VARCHAR"),
+    ("name", "VARCHAR"),
+    ("kind", "VARCHAR"),
+    ("service", "VARCHAR"),
+    ("scope_name", "VARCHAR"),
+    ("start_ns", "BIGINT NOT NULL"),
+    ("end_ns", "BIGINT NOT NULL"),
+    ("duration_ns", "BIGINT NOT NULL"),
+    ("status_code", "VARCHAR"),
+    ("status_message", "VARCHAR"),
+    ("http_method", "VARCHAR"),
+    ("http_route", "VARCHAR"),
+    ("http_status_code", "INTEGER"),
+    ("url_path", "VARCHAR"),
+    ("db_system", "VARCHAR"),
+    ("db_statement", "VARCHAR"),
+    ("db_namespace", "VARCHAR"),
+    ("db_operation", "VARCHAR"),
+    ("server_address", "VARCHAR"),
+    ("server_port", "INTEGER"),
+    ("attributes", "JSON"),
+    ("resource", "JSON"),
+    ("events", "STRUCT(time_ns BIGINT, name VARCHAR, attributes JSON)[]"),
+    ("links", "STRUCT(trace_id VARCHAR, span_id VARCHAR, attributes JSON)[]"),
+)
+
+SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
+
+_SPANS_DDL = ",\n    ".join(f"{name} {type_}" for name, type_ in SPAN_COLUMNS)
+
+DDL = f"""
+CREATE TABLE meta (
+    key VARCHAR PRIMARY KEY,
+    value VARCHAR NOT NULL
+);
+CREATE SEQUENCE run_id_seq START 1;
+CREATE TABLE runs (
+    run_id INTEGER PRIMARY KEY DEFAULT nextval('run_id_seq'),
+    name VARCHAR NOT NULL UNIQUE,
+    labels MAP(VARCHAR, VARCHAR),
+    created TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    source VARCHAR,
+    start_ns BIGINT,
+    end_ns BIGINT,
+    span_count BIGINT NOT NULL DEFAULT 0,
+    trace_count BIGINT NOT NULL DEFAULT 0,
+    services VARCHAR[],
+    skipped_count BIGINT NOT NULL DEFAULT 0,
+    duplicate_count BIGINT NOT NULL DEFAULT 0
+);
+CREATE SEQUENCE file_id_seq START 1;
+CREATE TABLE files (
+    file_id INTEGER PRIMARY KEY DEFAULT nextval('file_id_seq'),
+    run_id INTEGER NOT NULL,
+    path VARCHAR NOT NULL,
+    size BIGINT NOT NULL,
+    sha256 VARCHAR NOT NULL,
+    format VARCHAR NOT NULL,
+    ingested TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    spans_read BIGINT NOT NULL,
+    spans_added BIGINT NOT NULL,
+    duplicates BIGINT NOT NULL,
+    skipped BIGINT NOT NULL,
+    UNIQUE (run_id, sha256)
+);
+-- Every record an ingest skipped, with where and why: nothing is dropped unseen.
+CREATE TABLE problems (
+    file_id INTEGER NOT NULL,
+    line BIGINT,
+    reason VARCHAR NOT NULL
+);
+CREATE TABLE spans (
+    {_SPANS_DDL}
+);
+"""
+
+#: ``MIGRATIONS[v]`` turns a version-``v`` store into version ``v + 1``.
+MIGRATIONS: dict[int, str] = {}

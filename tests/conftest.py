@@ -1,0 +1,93 @@
+"""Shared fixtures.
+
+Tests that need PostgreSQL or MariaDB use the ``pg_dsn`` / ``mysql_dsn``
+fixtures. Without a server they skip, on a laptop; when
+``CORRELATE_NO_SKIP=1`` (CI sets it) they fail instead, so a CI run can
+never pass with those tests quietly skipped. The same holds for the public
+sample files in ``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import correlate
+from correlate.store import Store
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+PG_DSN = os.environ.get(
+    "CORRELATE_TEST_PG_DSN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+MYSQL_DSN = os.environ.get("CORRELATE_TEST_MYSQL_DSN", "mysql+pymysql://root@127.0.0.1:3306/test")
+
+
+def _no_skip() -> bool:
+    return os.environ.get("CORRELATE_NO_SKIP", "") not in ("", "0")
+
+
+def _unavailable(what: str, exc: Exception) -> None:
+    message = f"{what} is not reachable ({type(exc).__name__}: {str(exc).strip()[:200]})"
+    if _no_skip():
+        pytest.fail(message + " and CORRELATE_NO_SKIP is set", pytrace=False)
+    pytest.skip(message)
+
+
+def _check(dsn: str, what: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(dsn, connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # any driver or network failure means "not here"
+        _unavailable(what, exc)
+    finally:
+        engine.dispose()
+    return dsn
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """SQLAlchemy URL of the test PostgreSQL server."""
+    return _check(PG_DSN, "PostgreSQL")
+
+
+@pytest.fixture(scope="session")
+def mysql_dsn() -> str:
+    """SQLAlchemy URL of the test MariaDB/MySQL server."""
+    return _check(MYSQL_DSN, "MariaDB")
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    """A throwaway in-memory store."""
+    with correlate.open_store(":memory:") as s:
+        yield s
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    path = SHARED / "data"
+    if not path.is_dir():
+        message = f"shared sample data not found at {path}"
+        if _no_skip():
+            pytest.fail(message + " and CORRELATE_NO_SKIP is set", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """Under CORRELATE_NO_SKIP, a skipped server test is a failed test, however it skipped."""
+    outcome = yield
+    report = outcome.get_result()
+    needs_server = any(item.iter_markers("postgres")) or any(item.iter_markers("mariadb"))
+    if report.skipped and needs_server and _no_skip():
+        report.outcome = "failed"
+        report.longrepr = f"skipped a server test under CORRELATE_NO_SKIP: {report.longrepr}"

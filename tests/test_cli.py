@@ -1,0 +1,177 @@
+"""The command line: exit codes, exact output, and parity with the Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+import correlate
+from correlate.cli import cli
+
+from .conftest import DATA
+
+CHECKOUT = DATA / "otlp" / "checkout.jsonl"
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+#: CLI command -> the Python callable it is a skin over.
+API_TWINS = {
+    "ingest": correlate.Store.ingest,
+    "runs": correlate.Store.runs,
+    "sql": correlate.Store.sql,
+}
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+def test_ingest_then_runs_then_sql(runner: CliRunner, db: Path) -> None:
+    result = runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "smoke", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert result.output == "run 'smoke': 5 spans added from 1 file(s)\n"
+
+    result = runner.invoke(cli, ["runs", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].split() == [
+        "name", "spans", "traces", "files", "skipped", "start", "duration_s", "services"
+    ]  # fmt: skip
+    assert lines[2].split()[:5] == ["smoke", "5", "2", "1", "0"]
+    assert lines[2].split()[-2:] == ["1.012", "checkout"]
+    assert lines[-1] == "(1 row)"
+
+    query = "SELECT kind, count(*) AS n FROM spans GROUP BY kind ORDER BY kind"
+    result = runner.invoke(cli, ["sql", query, "--db", str(db), "-o", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.output == "kind,n\nCLIENT,3\nSERVER,2\n"
+    result = runner.invoke(cli, ["sql", query, "--db", str(db), "-o", "json"])
+    assert [json.loads(x) for x in result.output.splitlines()] == [
+        {"kind": "CLIENT", "n": 3},
+        {"kind": "SERVER", "n": 2},
+    ]
+
+
+def test_db_from_environment(runner: CliRunner, db: Path) -> None:
+    result = runner.invoke(
+        cli, ["ingest", str(CHECKOUT), "--run", "r"], env={"CORRELATE_DB": str(db)}
+    )
+    assert result.exit_code == 0, result.output
+    assert db.exists()
+
+
+def test_skipped_records_are_listed_and_the_command_succeeds(
+    runner: CliRunner, db: Path, tmp_path: Path
+) -> None:
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(CHECKOUT.read_text() + "{oops\n")
+    result = runner.invoke(cli, ["ingest", str(dirty), "--run", "r", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "run 'r': 5 spans added from 1 file(s), 1 record(s) skipped\n"
+        "skipped:\n"
+        f"  {dirty}:3: not valid JSON (Expecting property name enclosed in double quotes at column 2)\n"
+    )
+
+
+def test_strict_exits_1_with_file_and_line(runner: CliRunner, db: Path, tmp_path: Path) -> None:
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_text(CHECKOUT.read_text() + "{oops\n")
+    result = runner.invoke(cli, ["ingest", str(dirty), "--run", "r", "--strict", "--db", str(db)])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"Error: {dirty}:3: not valid JSON")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs"], "Error: no store at {db}: ingest a run first"),
+        (["sql", "SELECT 1"], "Error: no store at {db}: ingest a run first"),
+        (["ingest", "nope.jsonl", "--run", "r"], "Error: nope.jsonl: no such file or directory"),
+    ],
+)
+def test_known_errors_exit_1(runner: CliRunner, db: Path, args: list[str], message: str) -> None:
+    result = runner.invoke(cli, [*args, "--db", str(db)])
+    assert result.exit_code == 1
+    assert result.output.startswith(message.format(db=db))
+
+
+def test_bad_sql_exits_1(runner: CliRunner, db: Path) -> None:
+    runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "r", "--db", str(db)])
+    result = runner.invoke(cli, ["sql", "SELEC 1", "--db", str(db)])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: Parser Error: syntax error")
+
+
+def test_sql_is_read_only(runner: CliRunner, db: Path) -> None:
+    runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "r", "--db", str(db)])
+    result = runner.invoke(cli, ["sql", "DELETE FROM spans", "--db", str(db)])
+    assert result.exit_code == 1
+    assert "read-only" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["ingest", str(CHECKOUT)],  # no --run
+        ["ingest", "--run", "r"],  # no path
+        ["ingest", str(CHECKOUT), "--run", "r", "--format", "csv"],
+        ["ingest", str(CHECKOUT), "--run", "r", "--label", "novalue"],
+        ["sql"],
+        ["no-such-command"],
+    ],
+)
+def test_usage_errors_exit_2(runner: CliRunner, db: Path, args: list[str]) -> None:
+    result = runner.invoke(cli, [*args, "--db", str(db)])
+    assert result.exit_code == 2, result.output
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(cli, ["--version"])
+    assert result.output == f"correlate, version {correlate.__version__}\n"
+
+
+def _commands() -> dict[str, click.Command]:
+    return dict(cli.commands)
+
+
+@pytest.mark.parametrize("name", sorted(_commands()))
+def test_every_command_has_help_an_api_twin_and_readme_mention(
+    runner: CliRunner, name: str
+) -> None:
+    command = _commands()[name]
+    assert command.help and len(command.help) > 20
+    result = runner.invoke(cli, [name, "--help"])
+    assert result.exit_code == 0
+    assert name in API_TWINS, f"correlate {name} has no Python twin listed in API_TWINS"
+    twin = API_TWINS[name]
+    assert twin.__name__ == name.replace("-", "_")
+    assert twin.__doc__
+    assert f"correlate {name}" in README.read_text(), f"README does not show `correlate {name}`"
+
+
+def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    exe = Path(sys.executable).parent / "correlate"
+    for command in ([str(exe)], [sys.executable, "-m", "correlate"]):
+        result = subprocess.run(
+            [*command, "ingest", str(CHECKOUT), "--run", "r", "--db", str(db)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        db.unlink()
+        assert result.stderr == ""  # no progress bar when not on a terminal
+        assert result.stdout == "run 'r': 5 spans added from 1 file(s)\n"

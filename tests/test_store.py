@@ -1,0 +1,184 @@
+"""The run store: creation, schema versions, locking, queries."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import duckdb
+import pytest
+
+import correlate
+from correlate.errors import (
+    QueryError,
+    RunNotFoundError,
+    SchemaVersionError,
+    StoreError,
+    StoreLockedError,
+)
+from correlate.schema import SCHEMA_VERSION
+
+from .conftest import DATA
+
+CHECKOUT = DATA / "otlp" / "checkout.jsonl"
+
+
+def test_new_store_records_its_schema_version(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    with correlate.open_store(path) as store:
+        version = store.con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+    with correlate.open_store(path, read_only=True) as store:  # reopens cleanly
+        assert store.runs().empty
+
+
+def test_default_path_follows_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRELATE_DB", str(tmp_path / "env.duckdb"))
+    with correlate.open_store() as store:
+        assert store.path == str(tmp_path / "env.duckdb")
+    assert (tmp_path / "env.duckdb").exists()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    correlate.open_store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION + 1)])
+    con.close()
+    with pytest.raises(
+        SchemaVersionError, match="written by a newer correlate .* upgrade correlate"
+    ):
+        correlate.open_store(path)
+
+
+def test_older_schema_without_a_migration_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    correlate.open_store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    con.close()
+    with pytest.raises(
+        SchemaVersionError, match="store schema 0, which this correlate cannot migrate"
+    ):
+        correlate.open_store(path)
+    with pytest.raises(SchemaVersionError, match="Open it once with a writing command"):
+        correlate.open_store(path, read_only=True)
+
+
+def test_migration_runs_when_one_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "s.duckdb"
+    correlate.open_store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION - 1)])
+    con.close()
+    monkeypatch.setitem(
+        correlate.schema.MIGRATIONS, SCHEMA_VERSION - 1, "CREATE TABLE migrated_marker (x INTEGER)"
+    )
+    with correlate.open_store(path) as store:
+        assert store.sql("SELECT count(*) AS n FROM migrated_marker")["n"][0] == 0
+        version = store.con.execute(
+            "SELECT value FROM meta WHERE key = 'schema_version'"
+        ).fetchone()
+    assert version == (str(SCHEMA_VERSION),)
+
+
+def test_foreign_duckdb_file_and_garbage_file(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.duckdb"
+    con = duckdb.connect(str(foreign))
+    con.execute("CREATE TABLE t (x INTEGER)")
+    con.close()
+    with pytest.raises(StoreError, match="not a correlate store"):
+        correlate.open_store(foreign)
+    garbage = tmp_path / "garbage.duckdb"
+    garbage.write_text("not a database")
+    with pytest.raises(StoreError, match="cannot open store .*garbage.duckdb"):
+        correlate.open_store(garbage)
+
+
+def test_read_only_open_of_a_missing_store_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match=r"no store at .*: ingest a run first"):
+        correlate.open_store(tmp_path / "missing.duckdb", read_only=True)
+    assert not (tmp_path / "missing.duckdb").exists()
+
+
+def test_second_process_gets_store_is_locked(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, correlate
+                store = correlate.open_store({str(path)!r})
+                print("open", flush=True)
+                sys.stdin.readline()
+                """
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        with pytest.raises(
+            StoreLockedError, match=r"store is locked: .*s\.duckdb is open in another process"
+        ):
+            correlate.open_store(path)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=30)
+    # Once the other process is gone the store opens and is intact.
+    with correlate.open_store(path) as store:
+        assert store.runs().empty
+
+
+def test_runs_lists_counts_range_and_services(store: correlate.Store) -> None:
+    store.ingest([CHECKOUT], run="smoke", labels={"branch": "main"})
+    frame = store.runs()
+    assert list(frame["name"]) == ["smoke"]
+    row = frame.iloc[0]
+    assert (row["spans"], row["traces"], row["files"], row["skipped"]) == (5, 2, 1, 0)
+    assert row["services"] == "checkout"
+    assert row["duration_s"] == pytest.approx(1.012)
+
+
+def test_sql_returns_a_dataframe_and_wraps_errors(store: correlate.Store) -> None:
+    store.ingest([CHECKOUT], run="r")
+    frame = store.sql("SELECT kind, count(*) AS n FROM spans GROUP BY kind ORDER BY kind")
+    assert frame.to_dict("records") == [{"kind": "CLIENT", "n": 3}, {"kind": "SERVER", "n": 2}]
+    assert store.sql("SELECT ? AS x", [41 + 1])["x"][0] == 42
+    with pytest.raises(QueryError, match="no_such_table"):
+        store.sql("SELECT * FROM no_such_table")
+
+
+def test_run_id_names_the_known_runs(store: correlate.Store) -> None:
+    with pytest.raises(RunNotFoundError, match="holds no runs yet"):
+        store.run_id("x")
+    store.ingest([CHECKOUT], run="a")
+    with pytest.raises(RunNotFoundError, match="no run named 'x' .*known runs: a"):
+        store.run_id("x")
+    assert store.run_id("a") == 1
+
+
+def test_read_only_store_refuses_to_ingest(tmp_path: Path) -> None:
+    path = tmp_path / "s.duckdb"
+    correlate.open_store(path).close()
+    with (
+        correlate.open_store(path, read_only=True) as store,
+        pytest.raises(StoreError, match="read-only"),
+    ):
+        store.ingest([CHECKOUT], run="r")
+
+
+def test_empty_run_name_is_refused(store: correlate.Store) -> None:
+    with pytest.raises(correlate.CorrelateError, match="non-empty name"):
+        store.ingest([CHECKOUT], run=" ")
