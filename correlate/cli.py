@@ -171,6 +171,7 @@ class _RichProgress:
     """A progress bar on stderr, shown only when stderr is a terminal."""
 
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import (
             BarColumn,
             DownloadColumn,
@@ -186,6 +187,7 @@ class _RichProgress:
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
+            console=Console(stderr=True),
             transient=True,
         )
         self._task: Any = None

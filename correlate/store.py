@@ -62,6 +62,10 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
         raise StoreError(f"cannot open store {location}: {exc}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {location}: {exc}") from None
+    # DuckDB's own bar would print into our output; keep the tracking that
+    # query_progress() reads, drop the printing.
+    con.execute("SET enable_progress_bar = true")
+    con.execute("SET enable_progress_bar_print = false")
     try:
         _prepare_schema(con, location, read_only=read_only and not in_memory)
     except BaseException:

@@ -175,3 +175,33 @@ def test_console_script_and_module_entry_points(tmp_path: Path) -> None:
         db.unlink()
         assert result.stderr == ""  # no progress bar when not on a terminal
         assert result.stdout == "run 'r': 5 spans added from 1 file(s)\n"
+
+
+def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    import os
+    import pty
+
+    main_fd, child_fd = pty.openpty()
+    db = tmp_path / "s.duckdb"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "correlate", "ingest", str(CHECKOUT), "--run", "r", "--db", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=child_fd,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "100"},
+    )
+    os.close(child_fd)
+    stdout, _ = proc.communicate(timeout=60)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main_fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main_fd)
+    terminal = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0
+    assert "checkout.jsonl" in terminal  # the bar names the file being read
+    assert stdout.decode() == "run 'r': 5 spans added from 1 file(s)\n"  # the report stays clean

@@ -434,3 +434,31 @@ def test_broken_pretty_printed_document_is_reported_once(store: Store, tmp_path:
     )
     assert report.problems[0].line == bad_line
     assert report.problems[0].reason.startswith("not valid JSON (Expecting property name")
+
+
+def test_clean_lines_take_the_fast_path_and_dirty_ones_fall_back(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import correlate.ingest as ingest_module
+
+    careful_calls: list[Path] = []
+    real = ingest_module._load_batch
+
+    def spy(store, run_id, file_id, path, fmt, batch, report):  # type: ignore[no-untyped-def]
+        careful_calls.append(path)
+        return real(store, run_id, file_id, path, fmt, batch, report)
+
+    monkeypatch.setattr(ingest_module, "_load_batch", spy)
+    gz = tmp_path / "clean.jsonl.gz"
+    gz.write_bytes(gzip.compress(CHECKOUT.read_bytes()))
+    assert store.ingest([CHECKOUT, gz], run="clean").spans_added == 5  # gz: same spans, kept once
+    assert careful_calls == []
+    dirty = write(tmp_path / "dirty.jsonl", line(span(span_id="a" * 16)), '{"not": "otlp"}')
+    report = store.ingest([dirty], run="dirty")
+    assert (report.spans_added, report.skipped) == (1, 1)
+    assert careful_calls == [dirty]
+    # The rolled-back fast attempt left nothing behind.
+    assert rows(store, "SELECT count(*) FROM files WHERE path LIKE '%dirty.jsonl'") == [(1,)]
+    assert rows(
+        store, "SELECT count(*) FROM spans s JOIN runs r USING (run_id) WHERE r.name = 'dirty'"
+    ) == [(1,)]

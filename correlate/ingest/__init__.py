@@ -70,7 +70,10 @@ class FileReport:
     spans_read: int = 0
     spans_added: int = 0
     duplicates: int = 0
+    #: records skipped: whole lines that could not be read, and single spans
     skipped: int = 0
+    #: of those, single spans (so spans_read == spans_added + spans_skipped + duplicates)
+    spans_skipped: int = 0
     already_ingested: bool = False
     problems: list[Problem] = field(default_factory=list)
 
@@ -228,16 +231,13 @@ def _ingest_file(
         if progress is not None:
             progress.advance(size)
         return report
+    fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
+    if fast is not None and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress):
+        return report
     con.execute("BEGIN")
+    done = 0
     try:
-        row = con.execute(
-            "INSERT INTO files (run_id, path, size, sha256, format, spans_read, spans_added, "
-            "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
-            [run_id, str(path.resolve()), size, sha, fmt.name],
-        ).fetchone()
-        assert row is not None
-        file_id = int(row[0])
-        done = 0
+        file_id = _add_file_row(store, run_id, path, sha, fmt)
         for batch in fmt.batches(path):
             _load_batch(store, run_id, file_id, path, fmt, batch, report)
             if strict and report.skipped:
@@ -259,6 +259,107 @@ def _ingest_file(
     if progress is not None and size > done:
         progress.advance(size - done)
     return report
+
+
+def _add_file_row(store: Store, run_id: int, path: Path, sha: str, fmt: SpanFormat) -> int:
+    row = store.con.execute(
+        "INSERT INTO files (run_id, path, size, sha256, format, spans_read, spans_added, "
+        "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
+        [run_id, str(path.resolve()), path.stat().st_size, sha, fmt.name],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+class _CleanFileFailed(Exception):
+    """The fast path met a record it cannot take; the careful path will say which."""
+
+
+def _ingest_clean(
+    store: Store,
+    run_id: int,
+    path: Path,
+    sha: str,
+    fmt: SpanFormat,
+    docs_sql: str,
+    report: FileReport,
+    progress: Progress | None,
+) -> bool:
+    """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
+
+    Any record with a problem raises inside the statement (``error()``), the
+    transaction is rolled back, and False sends the file down the careful
+    line-by-line path, which reports exactly where each problem is. Clean
+    files, the common case, are read once at DuckDB's own speed.
+    """
+    import duckdb
+
+    con = store.con
+    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+    raw = fmt.raw_sql(f"({docs_sql})")
+    con.execute("BEGIN")
+    try:
+        file_id = _add_file_row(store, run_id, path, sha, fmt)
+        with _polled_progress(con, path.stat().st_size, progress):
+            row = con.execute(
+                f"INSERT INTO spans SELECT ?, ?, {columns} FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
+                "WHERE CASE WHEN problem IS NULL THEN true ELSE error('correlate: bad record') END",
+                [run_id, file_id],
+            ).fetchone()
+        added = int(row[0]) if row else 0
+        con.execute(
+            "UPDATE files SET spans_read = ?, spans_added = ? WHERE file_id = ?",
+            [added, added, file_id],
+        )
+        con.execute("COMMIT")
+    except duckdb.Error:
+        con.execute("ROLLBACK")
+        return False
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    report.spans_read = report.spans_added = added
+    return True
+
+
+class _polled_progress:
+    """Forward DuckDB's progress on the running statement to ``progress``, from a thread."""
+
+    def __init__(self, con: object, nbytes: int, progress: Progress | None) -> None:
+        import threading
+
+        self._con = con
+        self._nbytes = nbytes
+        self._progress = progress
+        self._done = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def __enter__(self) -> None:
+        if self._progress is not None:
+            self._thread.start()
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is None:
+            return
+        self._stop.set()
+        self._thread.join()
+        if exc[0] is None:
+            self._progress.advance(self._nbytes - self._done)
+        else:
+            self._progress.advance(-self._done)
+
+    def _poll(self) -> None:
+        assert self._progress is not None
+        while not self._stop.wait(0.25):
+            try:
+                share = float(self._con.query_progress())  # type: ignore[attr-defined]
+            except Exception:  # the statement finished between checks
+                continue
+            reached = int(self._nbytes * max(0.0, min(share, 100.0)) / 100)
+            if reached > self._done:
+                self._progress.advance(reached - self._done)
+                self._done = reached
 
 
 def _load_batch(
@@ -303,6 +404,7 @@ def _load_batch(
             "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
         ).fetchall()
         problems.extend(span_problems)
+        report.spans_skipped += len(span_problems)
         counts = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
         ).fetchone()

@@ -31,6 +31,9 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("status_code", "VARCHAR"),
     ("status_message", "VARCHAR"),
     ("attrs", KV_TYPE),
+    # The resource as a JSON object text, when the reader built it once per
+    # resource (cheap); otherwise NULL and ``res_attrs`` is decoded per span.
+    ("resource", "VARCHAR"),
     ("res_attrs", KV_TYPE),
     ("events", f"STRUCT(time_ns BIGINT, name VARCHAR, attrs {KV_TYPE})[]"),
     ("links", f"STRUCT(trace_id VARCHAR, span_id VARCHAR, attrs {KV_TYPE})[]"),
@@ -78,11 +81,22 @@ def kv_lookup(list_expr: str, keys: tuple[str, ...]) -> str:
 
 
 def canonical_select(raw: str = "raw") -> str:
-    """SQL selecting canonical span columns, ``line_no`` and ``problem`` from ``raw``."""
+    """SQL selecting canonical span columns, ``line_no`` and ``problem`` from ``raw``.
+
+    The attributes object is built once as JSON text (valid by construction:
+    keys and values pass through ``to_json`` or numeric casts), and every
+    semantic-convention column is read from it with one multi-path extract.
+    """
     problem = "CASE " + " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in _CHECKS) + " END"
+    paths: list[str] = []
+    for keys in COLUMN_ATTRIBUTES.values():
+        paths.extend(k for k in keys if k not in paths)
+    index = {key: i + 1 for i, key in enumerate(paths)}
+    path_list = ", ".join(sql_string(f'$."{key}"') for key in paths)
     mapped = []
     for column, keys in COLUMN_ATTRIBUTES.items():
-        value = kv_lookup("attrs", keys)
+        picks = [f"_sem[{index[k]}]" for k in keys]
+        value = picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
         if column in INTEGER_COLUMNS:
             value = f"TRY_CAST(TRY_CAST({value} AS DOUBLE) AS INTEGER)"
         elif column == "url_path":
@@ -97,43 +111,50 @@ def canonical_select(raw: str = "raw") -> str:
         "parent_id": "parent_id",
         "name": "name",
         "kind": "kind",
-        "service": f"coalesce(service, {kv_lookup('res_attrs', (SERVICE_NAME,))})",
+        "service": "service",
         "scope_name": "scope_name",
         "start_ns": "start_ns",
         "end_ns": "end_ns",
         "duration_ns": "end_ns - start_ns",
         "status_code": "coalesce(status_code, 'UNSET')",
         "status_message": "nullif(status_message, '')",
-        "attributes": f"({kv_json_object('attrs')})::JSON",
-        "resource": f"({kv_json_object('res_attrs')})::JSON",
+        "attributes": "attributes",
+        "resource": "resource",
         "events": (
             "list_transform(events, lambda e: {'time_ns': e.time_ns, 'name': e.name, "
-            f"'attributes': ({kv_json_object('e.attrs')})::JSON}})"
+            f"'attributes': {kv_json_object('e.attrs')}}})"
         ),
         "links": (
             "list_transform(links, lambda l: {'trace_id': lower(l.trace_id), "
-            f"'span_id': lower(l.span_id), 'attributes': ({kv_json_object('l.attrs')})::JSON}})"
+            f"'span_id': lower(l.span_id), 'attributes': {kv_json_object('l.attrs')}}})"
         ),
     }
     for column in COLUMN_ATTRIBUTES:
         columns[column] = column
     assert set(columns) == set(SPAN_COLUMN_NAMES), set(columns) ^ set(SPAN_COLUMN_NAMES)
     select_list = ",\n       ".join(f"{columns[c]} AS {c}" for c in SPAN_COLUMN_NAMES)
+    service = kv_lookup("res_attrs", (SERVICE_NAME,))
     return f"""
 SELECT line_no, {problem} AS problem,
        {select_list}
 FROM (
-    SELECT * REPLACE (
-               lower(trim(trace_id)) AS trace_id,
-               lower(trim(span_id)) AS span_id,
-               nullif(lower(trim(parent_id)), '') AS parent_id,
-               coalesce(attrs, []) AS attrs,
-               coalesce(res_attrs, []) AS res_attrs,
-               coalesce(events, []) AS events,
-               coalesce(links, []) AS links
-           ),
-           {", ".join(mapped)}
-    FROM {raw}
+    SELECT *, {", ".join(mapped)}
+    FROM (
+        SELECT *, json_extract_string(attributes, [{path_list}]) AS _sem
+        FROM (
+            SELECT * EXCLUDE (attrs, res_attrs) REPLACE (
+                       lower(trim(trace_id)) AS trace_id,
+                       lower(trim(span_id)) AS span_id,
+                       nullif(lower(trim(parent_id)), '') AS parent_id,
+                       coalesce(service, {service}) AS service,
+                       coalesce(resource, {kv_json_object("coalesce(res_attrs, [])")}) AS resource,
+                       coalesce(events, []) AS events,
+                       coalesce(links, []) AS links
+                   ),
+                   {kv_json_object("coalesce(attrs, [])")} AS attributes
+            FROM {raw}
+        )
+    )
 )
 """
 

@@ -26,6 +26,9 @@ class SpanFormat:
     #: SQL for (line_no, reason) of parsed records that lack the format's envelope
     envelope_problems_sql: Callable[[str], str]
     batches: Callable[[Path], Iterator[LineBatch]]
+    #: SQL for ``docs`` read straight from the file by DuckDB, when the file
+    #: suits it (the fast path for big, clean files); None otherwise
+    fast_docs: Callable[[Path], str | None] | None = None
 
     @property
     def structure(self) -> str:
@@ -87,6 +90,7 @@ FORMATS: dict[str, SpanFormat] = {
         otlp_json.raw_spans_sql,
         otlp_json.problem_docs_sql,
         json_batches,
+        otlp_json.fast_docs_sql,
     ),
     "otlp-proto": SpanFormat(
         "otlp-proto",

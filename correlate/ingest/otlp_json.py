@@ -10,8 +10,12 @@ default are absent and an empty ``parentSpanId`` means a root.
 
 from __future__ import annotations
 
-from correlate.ingest.canonical import anyvalue_json, anyvalue_string
-from correlate.ingest.jsonschema import Schema
+from pathlib import Path
+
+from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
+from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
+from correlate.ingest.reader import is_gzip, read_head
+from correlate.semconv import SERVICE_NAME
 
 ANY_VALUE: Schema = {
     "stringValue": "VARCHAR",
@@ -75,10 +79,13 @@ def _enum_sql(expr: str, names: dict[str, str], prefix: str) -> str:
     )
 
 
-def _kv_sql(list_expr: str) -> str:
+def _kv_sql(list_expr: str, *, strings: bool = False) -> str:
+    # The plain string form is only needed for look-ups by key (service.name);
+    # span attributes are looked up in their JSON object instead.
+    string = anyvalue_string("kv.value") if strings else "NULL::VARCHAR"
     return (
         f"list_transform({list_expr}, lambda kv: {{'k': kv.key, "
-        f"'s': {anyvalue_string('kv.value')}, 'j': {anyvalue_json('kv.value')}}})"
+        f"'s': {string}, 'j': {anyvalue_json('kv.value')}}})"
     )
 
 
@@ -90,47 +97,54 @@ def _ns_sql(expr: str) -> str:
 def raw_spans_sql(docs: str) -> str:
     """SQL producing the ``raw`` relation from ``docs(line_no, doc)``.
 
-    ``doc`` is a struct of :data:`DOCUMENT`.
+    ``doc`` is a struct of :data:`DOCUMENT`. The resource is decoded once per
+    ``resourceSpans`` entry, not once per span: a batch shares one resource.
     """
-    return f"""
-WITH rs AS (
-    SELECT line_no,
-           unnest(coalesce(doc.resourceSpans, doc.result.resourceSpans)) AS rs
-    FROM {docs}
-), ss AS (
-    SELECT line_no, rs.resource.attributes AS res_attrs,
-           unnest(list_concat(
-               coalesce(rs.scopeSpans, []),
-               list_transform(coalesce(rs.instrumentationLibrarySpans, []),
-                              lambda l: {{'scope': {{'name': l.instrumentationLibrary.name,
-                                                    'version': NULL::VARCHAR}},
-                                         'spans': l.spans}})
-           )) AS ss
-    FROM rs
-), sp AS (
-    SELECT line_no, res_attrs, ss.scope.name AS scope_name, unnest(ss.spans) AS s
-    FROM ss
-)
-SELECT line_no,
+    spans = f"""
+       scope.name AS scope_name,
        s.traceId AS trace_id,
        s.spanId AS span_id,
        s.parentSpanId AS parent_id,
        s.name AS name,
        {_enum_sql("s.kind", _KINDS, "SPAN_KIND_")} AS kind,
-       NULL::VARCHAR AS service,
-       scope_name,
        {_ns_sql("s.startTimeUnixNano")} AS start_ns,
        {_ns_sql("s.endTimeUnixNano")} AS end_ns,
        coalesce({_enum_sql("s.status.code", _STATUS, "STATUS_CODE_")}, 'UNSET') AS status_code,
        s.status.message AS status_message,
        {_kv_sql("s.attributes")} AS attrs,
-       {_kv_sql("res_attrs")} AS res_attrs,
        list_transform(s.events, lambda e: {{'time_ns': {_ns_sql("e.timeUnixNano")},
                                            'name': e.name,
                                            'attrs': {_kv_sql("e.attributes")}}}) AS events,
        list_transform(s.links, lambda l: {{'trace_id': l.traceId, 'span_id': l.spanId,
-                                          'attrs': {_kv_sql("l.attributes")}}}) AS links
+                                          'attrs': {_kv_sql("l.attributes")}}}) AS links"""
+    return f"""
+WITH rs AS (
+    SELECT line_no, unnest(coalesce(doc.resourceSpans, doc.result.resourceSpans)) AS rs
+    FROM {docs}
+), res AS (
+    SELECT line_no,
+           {kv_lookup(_kv_sql("rs.resource.attributes", strings=True), (SERVICE_NAME,))} AS service,
+           {kv_json_object(f"coalesce({_kv_sql('rs.resource.attributes')}, [])")} AS resource,
+           rs.scopeSpans AS scope_spans,
+           rs.instrumentationLibrarySpans AS library_spans
+    FROM rs
+), ss AS (
+    SELECT line_no, service, resource, unnest(scope_spans) AS ss FROM res
+), ls AS (
+    -- OTLP before 0.19 named scopeSpans instrumentationLibrarySpans.
+    SELECT line_no, service, resource, unnest(library_spans) AS ls FROM res
+    WHERE library_spans IS NOT NULL
+), sp AS (
+    SELECT line_no, service, resource, ss.scope AS scope, unnest(ss.spans) AS s FROM ss
+), lsp AS (
+    SELECT line_no, service, resource, ls.instrumentationLibrary AS scope, unnest(ls.spans) AS s
+    FROM ls
+)
+SELECT line_no, service, resource, [] AS res_attrs, {spans}
 FROM sp
+UNION ALL
+SELECT line_no, service, resource, [] AS res_attrs, {spans}
+FROM lsp
 """
 
 
@@ -141,3 +155,34 @@ SELECT line_no, 'not OTLP JSON (no resourceSpans array); pass --format if this i
 FROM {docs}
 WHERE doc IS NOT NULL AND doc.resourceSpans IS NULL AND doc.result.resourceSpans IS NULL
 """
+
+
+def fast_docs_sql(path: Path) -> str | None:
+    """``docs`` read by DuckDB's own JSON reader, for a file of OTLP/JSON lines.
+
+    The explicit ``columns=`` schema matters: auto-detection samples lines, and
+    one OTLP line holds a whole batch of spans, so on a big file it reads the
+    data twice. A line without the OTLP envelope raises, so the caller falls
+    back to the line-by-line reader that reports it.
+    """
+    head = read_head(path, 4096)
+    first_line = head.split(b"\n", 1)[0].strip()
+    if not first_line.startswith(b"{") or (b"\n" in head and first_line == b"{"):
+        return None  # a pretty-printed document: small, the line reader handles it
+    columns = (
+        "{"
+        + ", ".join(f"{sql_string(k)}: {sql_string(duckdb_type(v))}" for k, v in DOCUMENT.items())
+        + "}"
+    )
+    compression = "'gzip'" if is_gzip(path) else "'none'"
+    return f"""
+SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
+FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns},
+               compression = {compression}, maximum_object_size = {MAX_LINE_BYTES})
+WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true
+           ELSE error('correlate: not an OTLP line') END
+"""
+
+
+#: The longest line the fast path accepts; longer lines go to the line reader.
+MAX_LINE_BYTES = 1 << 30
