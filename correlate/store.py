@@ -32,6 +32,10 @@ if TYPE_CHECKING:
 
 DEFAULT_PATH = "correlate.duckdb"
 ENV_VAR = "CORRELATE_DB"
+#: DuckDB's memory cap; past it, it spills to disk. Its own default is 80% of
+#: RAM, which a shared CI machine or laptop rarely has to spare.
+MEMORY_LIMIT_VAR = "CORRELATE_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "1500MB"
 
 
 def default_store_path() -> str:
@@ -66,6 +70,12 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
     # query_progress() reads, drop the printing.
     con.execute("SET enable_progress_bar = true")
     con.execute("SET enable_progress_bar_print = false")
+    limit = os.environ.get(MEMORY_LIMIT_VAR) or DEFAULT_MEMORY_LIMIT
+    try:
+        con.execute("SET memory_limit = ?", [limit])
+    except duckdb.Error as exc:
+        con.close()
+        raise StoreError(f"{MEMORY_LIMIT_VAR}={limit!r} is not a memory size DuckDB takes ({exc})") from None
     try:
         _prepare_schema(con, location, read_only=read_only and not in_memory)
     except BaseException:
