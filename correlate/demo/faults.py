@@ -1,0 +1,35 @@
+"""Which faults the demo service has planted."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Flags for the planted faults; all on is the Black Friday service.
+
+    * ``missing_index``: no index on ``orders.customer_id``, so
+      ``GET /customers/<id>/orders`` scans the whole table.
+    * ``n_plus_one``: ``GET /orders/recent`` lazy-loads each order's items,
+      one query per order.
+    * ``pool_leak``: ``POST /checkout`` keeps the session of a declined payment,
+      and with it a pooled connection.
+    """
+
+    missing_index: bool = True
+    n_plus_one: bool = True
+    pool_leak: bool = True
+
+    @classmethod
+    def all(cls) -> Faults:
+        return cls(True, True, True)
+
+    @classmethod
+    def none(cls) -> Faults:
+        return cls(False, False, False)
+
+    def enabled(self) -> list[str]:
+        return [
+            name for name in ("missing_index", "n_plus_one", "pool_leak") if getattr(self, name)
+        ]
