@@ -19,7 +19,8 @@ setup: $(VENV)/.installed
 ## The main job on the committed sample run.
 quickstart: setup
 	rm -f $(DB)
-	$(BIN)/correlate ingest $(SAMPLE) --run sample --db $(DB)
+	$(BIN)/correlate ingest $(SAMPLE)/checkout-blackfriday --run blackfriday --db $(DB)
+	$(BIN)/correlate ingest $(SAMPLE)/checkout-fixed --run fixed --db $(DB)
 	$(BIN)/correlate runs --db $(DB)
 
 test: setup

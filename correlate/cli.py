@@ -137,6 +137,77 @@ def sql(query: str, output: str, db: Path) -> None:
     click.echo(_render_table(frame, output), nl=output == "table")
 
 
+@cli.command()
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory to write (spans, pool telemetry, load results, run.json).",
+)
+@click.option("--dsn", help="SQLAlchemy URL of the database; default: a SQLite file in --out.")
+@click.option(
+    "--duration",
+    default="60s",
+    show_default=True,
+    metavar="DURATION",
+    help="Length of the load: seconds, or with a unit (90s, 2m).",
+)
+@click.option("--users", default=20, show_default=True, help="Peak number of Locust users.")
+@click.option("--fixed", is_flag=True, help="Turn every planted fault off (the healthy variant).")
+@click.option("--orders", default=200_000, show_default=True, help="Rows seeded into orders.")
+@click.option("--sqlcommenter", is_flag=True, help="Append sqlcommenter comments to the SQL.")
+@click.option("--compress", is_flag=True, help="Gzip the JSON Lines files of the run.")
+@click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
+def demo(
+    out: Path,
+    dsn: str | None,
+    duration: str,
+    users: int,
+    fixed: bool,
+    orders: int,
+    sqlcommenter: bool,
+    compress: bool,
+    overwrite: bool,
+) -> None:
+    """Record a load-test run of the demo checkout service.
+
+    Seeds the shop, starts the service on 127.0.0.1 with correlate.instrument,
+    drives it with Locust (ramp up, steady, ramp down) and stops everything,
+    leaving a run directory. With its faults on (the default) it has a missing
+    index, an N+1 listing and a connection-pool leak on declined payments.
+    """
+    import logging
+
+    from correlate.demo import run_demo
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    result = run_demo(
+        out,
+        dsn=dsn,
+        duration=_seconds(duration),
+        users=users,
+        fixed=fixed,
+        orders=orders,
+        sqlcommenter=sqlcommenter,
+        compress=compress,
+        overwrite=overwrite,
+    )
+    click.echo(result.summary())
+    click.echo(f"next: correlate ingest {out} --run {out.name}")
+
+
+def _seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600}
+    value = text.strip().lower()
+    try:
+        if value and value[-1] in units:
+            return float(value[:-1]) * units[value[-1]]
+        return float(value)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a duration such as 60, 90s or 2m") from None
+
+
 def _render_table(frame: pd.DataFrame, output: str) -> str:
     if output == "csv":
         return str(frame.to_csv(index=False))

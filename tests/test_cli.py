@@ -12,18 +12,20 @@ import pytest
 from click.testing import CliRunner
 
 import correlate
-from correlate.cli import cli
+from correlate.cli import _seconds, cli
+from correlate.demo import run_demo
 
 from .conftest import DATA
 
 CHECKOUT = DATA / "otlp" / "checkout.jsonl"
 README = Path(__file__).resolve().parents[1] / "README.md"
 
-#: CLI command -> the Python callable it is a skin over.
+#: CLI command -> the Python callable it is a skin over (named COMMAND or run_COMMAND).
 API_TWINS = {
     "ingest": correlate.Store.ingest,
     "runs": correlate.Store.runs,
     "sql": correlate.Store.sql,
+    "demo": run_demo,
 }
 
 
@@ -156,7 +158,7 @@ def test_every_command_has_help_an_api_twin_and_readme_mention(
     assert result.exit_code == 0
     assert name in API_TWINS, f"correlate {name} has no Python twin listed in API_TWINS"
     twin = API_TWINS[name]
-    assert twin.__name__ == name.replace("-", "_")
+    assert twin.__name__ in (name.replace("-", "_"), "run_" + name.replace("-", "_"))
     assert twin.__doc__
     assert f"correlate {name}" in README.read_text(), f"README does not show `correlate {name}`"
 
@@ -205,3 +207,16 @@ def test_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert "checkout.jsonl" in terminal  # the bar names the file being read
     assert stdout.decode() == "run 'r': 5 spans added from 1 file(s)\n"  # the report stays clean
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("60", 60.0), ("90s", 90.0), ("2m", 120.0), ("1.5m", 90.0)]
+)
+def test_demo_durations(text: str, seconds: float) -> None:
+    assert _seconds(text) == seconds
+
+
+def test_demo_rejects_a_bad_duration(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli, ["demo", "--out", str(tmp_path / "run"), "--duration", "soon"])
+    assert result.exit_code == 2
+    assert "'soon' is not a duration such as 60, 90s or 2m" in result.output

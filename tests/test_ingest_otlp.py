@@ -178,7 +178,7 @@ def test_directory_is_read_recursively_and_other_files_are_listed(
     report = store.ingest([tmp_path], run="r")
     assert report.spans_added == 2
     assert [p.path.name for p in report.passed_over] == ["run.json"]
-    assert "JSON object with keys service" in report.passed_over[0].reason
+    assert report.passed_over[0].reason == "JSON object with keys service"
 
 
 # -- the SDK's own output -------------------------------------------------------------------

@@ -126,7 +126,7 @@ class IngestReport:
             if self.skipped > shown:
                 lines.append(f"  … and {self.skipped - shown:,} more (SELECT * FROM problems)")
         if self.passed_over:
-            lines.append(f"not trace files ({len(self.passed_over)}), passed over:")
+            lines.append(f"passed over {len(self.passed_over)} file(s) that hold no spans:")
             lines.extend(f"  {p}" for p in self.passed_over[:PROBLEM_LIST_CAP])
             if len(self.passed_over) > PROBLEM_LIST_CAP:
                 lines.append(f"  … and {len(self.passed_over) - PROBLEM_LIST_CAP} more")
@@ -161,7 +161,7 @@ def ingest(
         except NotTraceFile as exc:
             if explicit:
                 raise
-            report.passed_over.append(Problem(path, exc.line, exc.reason))
+            report.passed_over.append(Problem(path, None, exc.brief))
             continue
         chosen.append((path, FORMATS[name]))
     if not chosen:
@@ -387,23 +387,24 @@ def _load_batch(
                 "text": pa.array(batch.lines, pa.large_string()),
             }
         )
+        # Registering replaces any earlier view of this name, so a failed batch
+        # leaves nothing behind that matters; unregistering inside an aborted
+        # transaction would itself fail and hide the real error.
         con.register("_batch_lines", table)
-        try:
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _batch_docs AS "
-                f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
-                "FROM _batch_lines"
-            )
-            bad_docs = con.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
-            problems.extend(_malformed(line, batch) for (line,) in bad_docs)
-            problems.extend(con.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
-            raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
-            con.execute(
-                "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
-                + canonical_select(f"({_typed_raw(raw)})")
-            )
-        finally:
-            con.unregister("_batch_lines")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _batch_docs AS "
+            f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
+            "FROM _batch_lines"
+        )
+        bad_docs = con.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
+        problems.extend(_malformed(line, batch) for (line,) in bad_docs)
+        problems.extend(con.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
+        raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
+            + canonical_select(f"({_typed_raw(raw)})")
+        )
+        con.unregister("_batch_lines")
         span_problems = con.execute(
             "SELECT line_no, coalesce('span ' || span_id || ': ', '') || problem "
             "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"

@@ -25,14 +25,24 @@ CONSOLE_HINT = (
 
 
 class NotTraceFile(InputError):
-    """A file that is not in any format correlate reads."""
+    """A file that is not in any format correlate reads.
+
+    ``brief`` is a few words on what it is instead, for listing the files a
+    directory ingest passed over.
+    """
+
+    def __init__(
+        self, message: str, path: Path, line: int | None = None, *, brief: str = ""
+    ) -> None:
+        super().__init__(message, path, line)
+        self.brief = brief or message
 
 
 def detect_format(path: Path) -> str:
     """The format of ``path``; :class:`NotTraceFile` saying why when none fits."""
     head = read_head(path)
     if not head.strip():
-        raise NotTraceFile("empty file: no spans to read", path)
+        raise NotTraceFile("empty file: no spans to read", path, brief="empty")
     if looks_binary(head):
         if _looks_otlp_proto(head):
             return "otlp-proto"
@@ -41,6 +51,7 @@ def detect_format(path: Path) -> str:
             f"{kind} that is not OTLP protobuf (first bytes {head[:8].hex(' ')}); "
             f"correlate reads: {', '.join(FORMATS)}",
             path,
+            brief="binary",
         )
     text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
     if text.startswith("{"):
@@ -49,7 +60,7 @@ def detect_format(path: Path) -> str:
         if re.search(r'"data"\s*:\s*\[', text) and ('"traceID"' in text or '"spans"' in text):
             return "jaeger"
         if '"context"' in text and '"SpanKind.' in text:
-            raise NotTraceFile(CONSOLE_HINT, path, 1)
+            raise NotTraceFile(CONSOLE_HINT, path, 1, brief="ConsoleSpanExporter output, not OTLP")
         if '"data"' in text and text.count("\n") <= 1 and '"traceID"' not in text:
             return "jaeger"  # an empty Jaeger search result
     if text.startswith("["):
@@ -57,19 +68,25 @@ def detect_format(path: Path) -> str:
             return "zipkin"
         if re.fullmatch(r"\[\s*(\[\s*\]\s*,?\s*)*\]\s*", text):
             return "zipkin"  # an empty list of traces
+    what = _describe(text)
     raise NotTraceFile(
-        f"not a trace format correlate knows ({_describe(text)}); "
+        f"not a trace format correlate knows ({what}); "
         f"pass --format with one of: {', '.join(FORMATS)}",
         path,
+        brief=what,
     )
 
 
 def _describe(text: str) -> str:
-    first = text.split("\n", 1)[0]
+    first = text.split("\n", 1)[0].rstrip("\r")
     try:
         value = json.loads(first)
     except ValueError:
-        return f"starts with {first[:40]!r}"
+        if first.count(",") >= 2 and '"' not in first[:1]:
+            return f"CSV with columns {', '.join(first.split(',')[:4])}, …"
+        if first.strip() == "{":
+            return "a JSON document of another kind"
+        return f"text starting {first[:40]!r}"
     if isinstance(value, dict):
         keys = ", ".join(list(value)[:5])
         return f"JSON object with keys {keys}" if keys else "an empty JSON object"

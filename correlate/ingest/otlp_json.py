@@ -117,34 +117,30 @@ def raw_spans_sql(docs: str) -> str:
                                            'attrs': {_kv_sql("e.attributes")}}}) AS events,
        list_transform(s.links, lambda l: {{'trace_id': l.traceId, 'span_id': l.spanId,
                                           'attrs': {_kv_sql("l.attributes")}}}) AS links"""
+    # One chain of unnests, each CTE used once: DuckDB materialises a CTE that
+    # is referenced twice, which here would hold the whole file in memory.
+    # Before OTLP 0.19 scopeSpans was instrumentationLibrarySpans; coalesce
+    # only converts it for the entries that lack scopeSpans.
+    legacy = (
+        "list_transform(rs.instrumentationLibrarySpans, lambda l: "
+        "{'scope': {'name': l.instrumentationLibrary.name, 'version': NULL::VARCHAR}, "
+        "'spans': l.spans})"
+    )
     return f"""
 WITH rs AS (
     SELECT line_no, unnest(coalesce(doc.resourceSpans, doc.result.resourceSpans)) AS rs
     FROM {docs}
-), res AS (
+), ss AS (
     SELECT line_no,
            {kv_lookup(_kv_sql("rs.resource.attributes", strings=True), (SERVICE_NAME,))} AS service,
            {kv_json_object(f"coalesce({_kv_sql('rs.resource.attributes')}, [])")} AS resource,
-           rs.scopeSpans AS scope_spans,
-           rs.instrumentationLibrarySpans AS library_spans
+           unnest(coalesce(rs.scopeSpans, {legacy})) AS ss
     FROM rs
-), ss AS (
-    SELECT line_no, service, resource, unnest(scope_spans) AS ss FROM res
-), ls AS (
-    -- OTLP before 0.19 named scopeSpans instrumentationLibrarySpans.
-    SELECT line_no, service, resource, unnest(library_spans) AS ls FROM res
-    WHERE library_spans IS NOT NULL
 ), sp AS (
     SELECT line_no, service, resource, ss.scope AS scope, unnest(ss.spans) AS s FROM ss
-), lsp AS (
-    SELECT line_no, service, resource, ls.instrumentationLibrary AS scope, unnest(ls.spans) AS s
-    FROM ls
 )
 SELECT line_no, service, resource, [] AS res_attrs, {spans}
 FROM sp
-UNION ALL
-SELECT line_no, service, resource, [] AS res_attrs, {spans}
-FROM lsp
 """
 
 
@@ -184,5 +180,7 @@ WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL TH
 """
 
 
-#: The longest line the fast path accepts; longer lines go to the line reader.
-MAX_LINE_BYTES = 1 << 30
+#: The longest line the fast path accepts; a file with longer lines goes to the
+#: line reader, which takes any length. DuckDB allocates twice this for its
+#: read buffer, so it must stay well under the memory cap.
+MAX_LINE_BYTES = 16 * 1024 * 1024
