@@ -75,7 +75,9 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
         con.execute("SET memory_limit = ?", [limit])
     except duckdb.Error as exc:
         con.close()
-        raise StoreError(f"{MEMORY_LIMIT_VAR}={limit!r} is not a memory size DuckDB takes ({exc})") from None
+        raise StoreError(
+            f"{MEMORY_LIMIT_VAR}={limit!r} is not a memory size DuckDB takes ({exc})"
+        ) from None
     try:
         _prepare_schema(con, location, read_only=read_only and not in_memory)
     except BaseException:

@@ -14,7 +14,9 @@ MODULES = sorted(
     m.name
     for m in pkgutil.walk_packages(correlate.__path__, "correlate.")
     # The demo's service and load modules start servers when imported as scripts.
-    if not m.name.startswith(("correlate.demo.app", "correlate.demo.locustfile", "correlate.demo.__main__"))
+    if not m.name.startswith(
+        ("correlate.demo.app", "correlate.demo.locustfile", "correlate.demo.__main__")
+    )
     and m.name != "correlate.__main__"
 )
 
