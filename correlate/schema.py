@@ -75,8 +75,9 @@ CREATE TABLE files (
     sha256 VARCHAR NOT NULL,
     format VARCHAR NOT NULL,
     ingested TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
-    spans_read BIGINT NOT NULL,
-    spans_added BIGINT NOT NULL,
+    -- spans for span files; rows for a run directory's companion files
+    records_read BIGINT NOT NULL,
+    records_added BIGINT NOT NULL,
     duplicates BIGINT NOT NULL,
     skipped BIGINT NOT NULL,
     UNIQUE (run_id, sha256)
@@ -89,6 +90,91 @@ CREATE TABLE problems (
 );
 CREATE TABLE spans (
     {_SPANS_DDL}
+);
+-- A run directory's companion files (docs/run-directory.md), one table per kind,
+-- columns named as the files' fields. Written by correlate.ingest.rundir, which
+-- documents them and checks they stay in step with its field lists.
+CREATE TABLE pool_checkouts (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    pid BIGINT NOT NULL,
+    pool VARCHAR NOT NULL,
+    trace_id VARCHAR,
+    request_span_id VARCHAR,
+    connect_span_id VARCHAR,
+    span_id VARCHAR,
+    route VARCHAR,
+    request_name VARCHAR,
+    start_unix_nano BIGINT NOT NULL,
+    acquired_unix_nano BIGINT,
+    returned_unix_nano BIGINT,
+    wait_ns BIGINT NOT NULL,
+    hold_ns BIGINT,
+    new_connection BOOLEAN NOT NULL,
+    location VARCHAR,
+    thread VARCHAR NOT NULL,
+    outcome VARCHAR NOT NULL,
+    error VARCHAR,
+    leak_suspect BOOLEAN NOT NULL,
+    request_end_unix_nano BIGINT
+);
+CREATE TABLE pool_samples (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    pid BIGINT NOT NULL,
+    pool VARCHAR NOT NULL,
+    pool_class VARCHAR NOT NULL,
+    size INTEGER,
+    max_overflow INTEGER,
+    capacity INTEGER,
+    checked_out INTEGER NOT NULL,
+    checked_in INTEGER,
+    overflow INTEGER,
+    waiters INTEGER NOT NULL,
+    timeouts_total BIGINT NOT NULL,
+    checkouts_total BIGINT NOT NULL,
+    leak_suspects_open INTEGER NOT NULL
+);
+CREATE TABLE pool_leaks (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    detected_unix_nano BIGINT NOT NULL,
+    pid BIGINT NOT NULL,
+    pool VARCHAR NOT NULL,
+    trace_id VARCHAR,
+    request_span_id VARCHAR,
+    connect_span_id VARCHAR,
+    span_id VARCHAR,
+    route VARCHAR,
+    request_name VARCHAR,
+    location VARCHAR,
+    thread VARCHAR NOT NULL,
+    checked_out_unix_nano BIGINT NOT NULL,
+    request_end_unix_nano BIGINT NOT NULL,
+    held_ns BIGINT NOT NULL
+);
+CREATE TABLE client_requests (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    trace_id VARCHAR NOT NULL,
+    span_id VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    path VARCHAR NOT NULL,
+    start_unix_nano BIGINT NOT NULL,
+    duration_ns BIGINT NOT NULL,
+    status_code INTEGER NOT NULL,
+    ok BOOLEAN NOT NULL,
+    error VARCHAR,
+    response_bytes BIGINT NOT NULL,
+    user INTEGER NOT NULL
+);
+-- run.json as written, one row per run.json file read.
+CREATE TABLE run_info (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    info JSON
 );
 """
 

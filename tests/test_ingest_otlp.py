@@ -462,3 +462,26 @@ def test_clean_lines_take_the_fast_path_and_dirty_ones_fall_back(
     assert rows(
         store, "SELECT count(*) FROM spans s JOIN runs r USING (run_id) WHERE r.name = 'dirty'"
     ) == [(1,)]
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "sample_traces" / "checkout-blackfriday"
+
+
+def test_run_directory_fills_the_companion_tables(store: Store) -> None:
+    report = store.ingest([SAMPLE], run="bf")
+    assert report.skipped == 0
+    assert report.companion_rows == {
+        "client_requests": 1169,
+        "pool_checkouts": 1104,
+        "pool_leaks": 10,
+        "pool_samples": 63,
+        "run_info": 1,
+    }
+    # Companion files are read, not passed over; CSVs and logs still are.
+    assert {p.path.suffix for p in report.passed_over} == {".csv", ".log"}
+    assert rows(store, "SELECT DISTINCT route FROM pool_leaks") == [("/checkout",)]
+    assert rows(store, "SELECT info->>'service' FROM run_info") == [("checkout",)]
+    again = store.ingest([SAMPLE], run="bf")
+    assert again.spans_added == 0 and again.companion_rows == {}
+    assert "6 file(s) already in run 'bf', nothing added from them" in again.summary()
+    assert rows(store, "SELECT count(*) FROM pool_leaks") == [(10,)]

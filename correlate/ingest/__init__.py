@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from correlate.errors import InputError
+from correlate.ingest import rundir
 from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
 from correlate.ingest.detect import FORMATS as FORMAT_HELP
 from correlate.ingest.detect import NotTraceFile, detect_format
@@ -33,6 +34,8 @@ from correlate.schema import SPAN_COLUMN_NAMES
 if TYPE_CHECKING:
     from correlate.ingest.formats import SpanFormat
     from correlate.store import Store
+
+COMPANION_KINDS = frozenset(rundir.KINDS)
 
 #: How many problems a report lists before "… and N more".
 PROBLEM_LIST_CAP = 20
@@ -76,6 +79,8 @@ class FileReport:
     spans_skipped: int = 0
     already_ingested: bool = False
     problems: list[Problem] = field(default_factory=list)
+    #: rows added to the companion table, for a run directory's non-span file
+    rows_added: int = 0
 
 
 @dataclass
@@ -107,17 +112,33 @@ class IngestReport:
     def problems(self) -> list[Problem]:
         return [p for f in self.files for p in f.problems]
 
+    @property
+    def companion_rows(self) -> dict[str, int]:
+        """Rows added per companion table (pool telemetry, client requests, run info)."""
+        rows: dict[str, int] = {}
+        for f in self.files:
+            if f.format in COMPANION_KINDS and not f.already_ingested:
+                rows[f.format] = rows.get(f.format, 0) + f.rows_added
+        return rows
+
     def summary(self) -> str:
         """A few lines for a person: totals, then the capped list of problems."""
-        new = [f for f in self.files if not f.already_ingested]
+        new = [f for f in self.files if not f.already_ingested and f.format not in COMPANION_KINDS]
         lines = [
             f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
             + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
             + (f", {self.skipped:,} record(s) skipped" if self.skipped else "")
         ]
-        for f in self.files:
-            if f.already_ingested:
-                lines.append(f"{f.path}: already in run {self.run!r}, nothing added")
+        if self.companion_rows:
+            parts = ", ".join(f"{table} {n:,}" for table, n in self.companion_rows.items())
+            lines.append(f"run directory: {parts}")
+        already = [f for f in self.files if f.already_ingested]
+        if len(already) > 3:
+            lines.append(
+                f"{len(already)} file(s) already in run {self.run!r}, nothing added from them"
+            )
+        else:
+            lines.extend(f"{f.path}: already in run {self.run!r}, nothing added" for f in already)
         problems = self.problems
         if problems:
             lines.append("skipped:")
@@ -155,7 +176,11 @@ def ingest(
         raise InputError(f"unknown format {format!r}; choose one of: {', '.join(FORMAT_HELP)}")
     report = IngestReport(run)
     chosen: list[tuple[Path, SpanFormat]] = []
-    for path, explicit in _expand(paths):
+    companions: list[tuple[Path, str]] = []
+    for path, explicit, kind in _expand(paths):
+        if kind is not None:
+            companions.append((path, kind))
+            continue
         try:
             name = format or detect_format(path)
         except NotTraceFile as exc:
@@ -164,7 +189,7 @@ def ingest(
             report.passed_over.append(Problem(path, None, exc.brief))
             continue
         chosen.append((path, FORMATS[name]))
-    if not chosen:
+    if not chosen and not companions:
         given = ", ".join(str(p) for p in paths)
         raise InputError(
             f"no trace files found in {given}"
@@ -183,6 +208,8 @@ def ingest(
             if progress is not None:
                 progress.file(path)
             report.files.append(_ingest_file(store, run_id, path, fmt, strict, progress))
+        for path, kind in companions:
+            report.files.append(_ingest_companion(store, run_id, path, kind, strict))
         _dedupe(store, run_id, report)
         store.refresh_run_stats(run_id)
     finally:
@@ -191,17 +218,25 @@ def ingest(
     return report
 
 
-def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, bool]]:
-    """(file, named explicitly) for each path; directories recursively, sorted."""
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, bool, str | None]]:
+    """(file, named explicitly, companion kind) for each path; directories recursively, sorted.
+
+    In a run directory (docs/run-directory.md) the pool telemetry, client
+    requests and run.json come with the kind of companion table they fill.
+    """
     for given in paths:
         path = Path(given)
         if path.is_dir():
+            kinds: dict[Path, str] = {}
+            if rundir.is_run_directory(path):
+                for kind, files in rundir.companion_files(path).items():
+                    kinds.update((f, kind) for f in files)
             for child in sorted(path.rglob("*")):
                 hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
                 if child.is_file() and not hidden:
-                    yield child, False
+                    yield child, False, kinds.get(child)
         elif path.is_file():
-            yield path, True
+            yield path, True, None
         elif path.exists():
             raise InputError("not a regular file or directory", path)
         else:
@@ -237,7 +272,7 @@ def _ingest_file(
     con.execute("BEGIN")
     done = 0
     try:
-        file_id = _add_file_row(store, run_id, path, sha, fmt)
+        file_id = _add_file_row(store, run_id, path, sha, fmt.name)
         for batch in fmt.batches(path):
             _load_batch(store, run_id, file_id, path, fmt, batch, report)
             if strict and report.skipped:
@@ -249,7 +284,7 @@ def _ingest_file(
                 progress.advance(min(batch.position, size) - done)
                 done = min(batch.position, size)
         con.execute(
-            "UPDATE files SET spans_read = ?, spans_added = ?, skipped = ? WHERE file_id = ?",
+            "UPDATE files SET records_read = ?, records_added = ?, skipped = ? WHERE file_id = ?",
             [report.spans_read, report.spans_added, report.skipped, file_id],
         )
         con.execute("COMMIT")
@@ -261,11 +296,42 @@ def _ingest_file(
     return report
 
 
-def _add_file_row(store: Store, run_id: int, path: Path, sha: str, fmt: SpanFormat) -> int:
+def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
+    """Load one companion file of a run directory in its own transaction."""
+    con = store.con
+    sha = _sha256(path)
+    report = FileReport(path, kind)
+    if con.execute("SELECT 1 FROM files WHERE run_id = ? AND sha256 = ?", [run_id, sha]).fetchone():
+        report.already_ingested = True
+        return report
+    con.execute("BEGIN")
+    try:
+        file_id = _add_file_row(store, run_id, path, sha, kind)
+        if kind == "run_info":
+            # run.json is rewritten as a run goes on: the newest one stands.
+            con.execute("DELETE FROM run_info WHERE run_id = ?", [run_id])
+        added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
+        if problems and strict:
+            line, reason = problems[0]
+            raise InputError(reason + " (--strict: nothing from this file was kept)", path, line)
+        _record_problems(store, file_id, path, problems, report)
+        report.rows_added = added
+        con.execute(
+            "UPDATE files SET records_read = ?, records_added = ?, skipped = ? WHERE file_id = ?",
+            [added + len(problems), added, len(problems), file_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _add_file_row(store: Store, run_id: int, path: Path, sha: str, format_name: str) -> int:
     row = store.con.execute(
-        "INSERT INTO files (run_id, path, size, sha256, format, spans_read, spans_added, "
+        "INSERT INTO files (run_id, path, size, sha256, format, records_read, records_added, "
         "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
-        [run_id, str(path.resolve()), path.stat().st_size, sha, fmt.name],
+        [run_id, str(path.resolve()), path.stat().st_size, sha, format_name],
     ).fetchone()
     assert row is not None
     return int(row[0])
@@ -299,7 +365,7 @@ def _ingest_clean(
     raw = fmt.raw_sql(f"({docs_sql})")
     con.execute("BEGIN")
     try:
-        file_id = _add_file_row(store, run_id, path, sha, fmt)
+        file_id = _add_file_row(store, run_id, path, sha, fmt.name)
         # Order within the file does not matter here; not keeping it lets
         # DuckDB stream the insert in bounded memory.
         con.execute("SET preserve_insertion_order = false")
@@ -311,7 +377,7 @@ def _ingest_clean(
             ).fetchone()
         added = int(row[0]) if row else 0
         con.execute(
-            "UPDATE files SET spans_read = ?, spans_added = ? WHERE file_id = ?",
+            "UPDATE files SET records_read = ?, records_added = ? WHERE file_id = ?",
             [added, added, file_id],
         )
         con.execute("COMMIT")
@@ -422,17 +488,27 @@ def _load_batch(
             [run_id, file_id],
         )
         report.spans_added += int(counts[1])
-    if problems:
-        problems.sort(key=lambda p: (p[0] is None, p[0] or 0))
-        con.executemany(
-            "INSERT INTO problems VALUES (?, ?, ?)",
-            [(file_id, line, reason) for line, reason in problems],
-        )
-        report.skipped += len(problems)
-        room = PROBLEM_LIST_CAP - len(report.problems)
-        report.problems.extend(
-            Problem(path, line, reason) for line, reason in problems[: max(room, 0)]
-        )
+    _record_problems(store, file_id, path, problems, report)
+
+
+def _record_problems(
+    store: Store,
+    file_id: int,
+    path: Path,
+    problems: list[tuple[int | None, str]],
+    report: FileReport,
+) -> None:
+    """Keep every problem in the store; the report lists the first few."""
+    if not problems:
+        return
+    problems = sorted(problems, key=lambda p: (p[0] is None, p[0] or 0))
+    store.con.executemany(
+        "INSERT INTO problems VALUES (?, ?, ?)",
+        [(file_id, line, reason) for line, reason in problems],
+    )
+    report.skipped += len(problems)
+    room = PROBLEM_LIST_CAP - len(report.problems)
+    report.problems.extend(Problem(path, line, reason) for line, reason in problems[: max(room, 0)])
 
 
 def _typed_raw(raw_sql: str) -> str:
@@ -471,7 +547,7 @@ def _dedupe(store: Store, run_id: int, report: IngestReport) -> None:
             con.execute("DELETE FROM spans WHERE rowid IN (SELECT rid FROM _dups)")
             con.execute(
                 """
-                UPDATE files SET duplicates = duplicates + d.n, spans_added = spans_added - d.n
+                UPDATE files SET duplicates = duplicates + d.n, records_added = records_added - d.n
                 FROM (SELECT file_id, count(*) AS n FROM _dups GROUP BY file_id) d
                 WHERE files.file_id = d.file_id
                 """
