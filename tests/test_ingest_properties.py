@@ -12,26 +12,13 @@ from hypothesis import strategies as st
 import correlate
 from correlate.errors import CorrelateError
 
+from . import strategies
+
 HEX = "0123456789abcdef"
 PROPS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-hostile_text = st.text(
-    alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=40
-) | st.sampled_from(
-    ["</script><script>alert(1)</script>", "'; DROP TABLE spans; --", "\x00", "\u2028"]
-)
-json_scalar = (
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False)
-    | hostile_text
-)
-any_json = st.recursive(
-    json_scalar,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(hostile_text, inner, max_size=3),
-    max_leaves=8,
-)
+hostile_text = strategies.hostile_text(40)
+any_json = strategies.any_json(8)
 
 any_value = st.one_of(
     st.builds(lambda v: {"stringValue": v}, hostile_text),

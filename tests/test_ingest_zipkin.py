@@ -19,6 +19,7 @@ from correlate.ingest.detect import detect_format
 from correlate.store import Store
 
 from .conftest import DATA
+from .strategies import MICROS, any_json, hostile_text, id_like
 
 CHECKOUT = DATA / "zipkin" / "checkout.json"
 SHARED = DATA / "zipkin" / "shared_b3.json"
@@ -237,33 +238,10 @@ def test_bad_records_are_skipped_counted_and_located(store: Store, tmp_path: Pat
 
 # -- property: hostile input never escapes as anything but a CorrelateError ----------------
 
-_HOSTILE_TEXT = st.one_of(
-    st.text(max_size=12),
-    st.sampled_from(["</script>", "\x00", "\u2028", "é", "", "true", "false", "0" * 16]),
-)
-_JSON = st.recursive(
-    st.one_of(
-        st.none(),
-        st.booleans(),
-        st.integers(min_value=-(2**80), max_value=2**80),
-        st.floats(allow_nan=True, allow_infinity=True),
-        _HOSTILE_TEXT,
-    ),
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3), st.dictionaries(_HOSTILE_TEXT, inner, max_size=3)
-    ),
-    max_leaves=6,
-)
-_HEX_ID = st.one_of(
-    st.text("0123456789abcdefABCDEF", min_size=1, max_size=34),
-    st.sampled_from(["a2fb4a1d1a96d312", TRACE, "0" * 16]),
-    _JSON,
-)
-_MICROS = st.one_of(
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.integers(min_value=0, max_value=2**50).map(str),
-    _JSON,
-)
+_HOSTILE_TEXT = hostile_text()
+_JSON = any_json()
+_HEX_ID = id_like(["a2fb4a1d1a96d312", TRACE, "0" * 16])
+_MICROS = MICROS
 _ENDPOINT = st.one_of(
     st.fixed_dictionaries(
         {},
