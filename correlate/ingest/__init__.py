@@ -147,11 +147,24 @@ class IngestReport:
             if self.skipped > shown:
                 lines.append(f"  … and {self.skipped - shown:,} more (SELECT * FROM problems)")
         if self.passed_over:
-            lines.append(f"passed over {len(self.passed_over)} file(s) that hold no spans:")
-            lines.extend(f"  {p}" for p in self.passed_over[:PROBLEM_LIST_CAP])
-            if len(self.passed_over) > PROBLEM_LIST_CAP:
-                lines.append(f"  … and {len(self.passed_over) - PROBLEM_LIST_CAP} more")
+            lines.append(_passed_over_line(self.passed_over))
         return "\n".join(lines)
+
+
+def _passed_over_line(files: list[Problem]) -> str:
+    """One line: the files that hold no spans, grouped by what they are instead."""
+    root = Path(os.path.commonpath([p.path.parent for p in files]))
+    groups: dict[str, list[str]] = {}
+    for p in files:
+        kind = (
+            p.reason.split(" ", 1)[0] if p.reason.startswith(("CSV", "JSON", "text")) else p.reason
+        )
+        groups.setdefault(kind, []).append(str(p.path.relative_to(root)))
+    parts = []
+    for kind, names in groups.items():
+        shown = ", ".join(names[:4]) + (f", … {len(names) - 4} more" if len(names) > 4 else "")
+        parts.append(f"{kind}: {shown}")
+    return f"passed over {len(files)} file(s) in {root} that hold no spans ({'; '.join(parts)})"
 
 
 def ingest(
