@@ -55,5 +55,16 @@ class InputError(CorrelateError):
         super().__init__(where + message)
 
 
+class DatabaseConnectionError(CorrelateError):
+    """A database correlate was asked to connect to (e.g. to capture plans) could not be reached.
+
+    ``url`` is the URL with its password replaced; the message never holds the password.
+    """
+
+    def __init__(self, message: str, url: str) -> None:
+        self.url = url
+        super().__init__(message)
+
+
 class QueryError(CorrelateError):
     """Ad-hoc SQL that the store rejected."""

@@ -1,0 +1,75 @@
+"""Column names out of filter text and WHERE clauses, for naming an index to create.
+
+Deliberately shallow: the plan's filter text is already normalised by the
+server, so a column is an identifier directly before a comparison operator.
+
+>>> filter_columns("(customer_id = $1)")
+['customer_id']
+>>> filter_columns("(((status)::text = 'paid'::text) AND (o.created_at > now()))")
+['status', 'created_at']
+>>> filter_columns("`test`.`orders`.`customer_id` = 7")
+['customer_id']
+>>> where_columns("SELECT * FROM orders o WHERE o.customer_id = ? ORDER BY id", "o")
+['customer_id']
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["filter_columns", "where_columns"]
+
+_STRING = re.compile(r"'(?:[^']|'')*'")
+_CAST = re.compile(r"::\s*(?:\"[^\"]+\"|[\w ]+?)(?:\[\])?(?=[\s),=<>!~]|$)")
+_OPERATOR = (
+    r"(?:=|<>|!=|<=|>=|<|>|!?~~\*?|!?~\*?|\bI?LIKE\b|\bNOT\s+I?LIKE\b|\bIN\b|\bNOT\s+IN\b"
+    r"|\bIS\b|\bBETWEEN\b)"
+)
+_COLUMN = re.compile(
+    r"(?P<qual>(?:[A-Za-z_][\w$]*\.)*)(?P<col>[A-Za-z_][\w$]*)\)*\s*" + _OPERATOR, re.IGNORECASE
+)
+_KEYWORDS = frozenset({"and", "or", "not", "null", "true", "false", "any", "all", "case", "when"})
+
+
+def _clean(text: str) -> str:
+    text = _STRING.sub("''", text.replace("`", "").replace('"', ""))
+    return _CAST.sub("", text)
+
+
+def filter_columns(text: str | None, qualifier: str | None = None) -> list[str]:
+    """Columns compared in ``text``, in order, without duplicates.
+
+    With ``qualifier``, a qualified column must be qualified by it (``o.x`` for
+    ``o``); unqualified columns always count.
+    """
+    if not text:
+        return []
+    found: list[str] = []
+    for match in _COLUMN.finditer(_clean(text)):
+        col = match["col"]
+        quals = [q for q in match["qual"].split(".") if q]
+        if col.lower() in _KEYWORDS or col.startswith("$"):
+            continue
+        if qualifier and quals and quals[-1].lower() != qualifier.lower():
+            continue
+        if col not in found:
+            found.append(col)
+    return found
+
+
+_WHERE = re.compile(
+    r"\bWHERE\b(?P<body>.*?)(?=\bGROUP\s+BY\b|\bORDER\s+BY\b|\bLIMIT\b|\bHAVING\b|\bWINDOW\b|;|$)",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+def where_columns(query: str | None, table: str | None = None) -> list[str]:
+    """Columns compared in the WHERE clauses of ``query`` (for SQLite, whose plan has no filter)."""
+    if not query:
+        return []
+    found: list[str] = []
+    for match in _WHERE.finditer(query):
+        for col in filter_columns(match["body"], table):
+            if col not in found:
+                found.append(col)
+    return found
