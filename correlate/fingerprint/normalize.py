@@ -1,0 +1,375 @@
+"""Normalisation passes: small token-list transforms applied in the order of :data:`PASSES`.
+
+Every pass takes and returns a token list (see :mod:`.tokens`), so the same pipeline serves
+all three methods: its rendered output is what pglast or sqlglot parse, and, when neither
+can, it is the fallback's normalised text. Callers may build their own tuple, e.g.
+``normalize_tokens(tokens, PASSES[:-1])``.
+
+Placeholders come out as ``$1, $2, …`` numbered in order of appearance, whatever the input
+paramstyle: it is what PostgreSQL logs and ``pg_stat_statements`` show, it is valid input for
+pglast and sqlglot in every dialect, and unlike ``?`` it never clashes with the jsonb ``?``
+operator.
+
+What collapses, on purpose: literal values, placeholder styles, ``::TYPE`` casts on
+placeholders, IN lists and ``ARRAY[…]`` of any length, repeated ``VALUES`` rows, comments
+(sqlcommenter included), whitespace, keyword and unquoted-identifier case, and needless
+identifier quoting. What stays apart, on purpose: ``IN (…)`` vs ``= $1`` vs ``= ANY(…)``,
+table aliases, ``TRUE``/``FALSE``/``NULL``, and column or table lists.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+
+from .tokens import Token
+
+__all__ = [
+    "PASSES",
+    "Pass",
+    "collapse_lists",
+    "collapse_values_rows",
+    "drop_comments",
+    "fold_case",
+    "literals_to_placeholders",
+    "normalize_tokens",
+    "renumber_placeholders",
+    "strip_placeholder_casts",
+    "strip_trailing_semicolons",
+    "unify_placeholders",
+]
+
+Pass = Callable[[list[Token]], list[Token]]
+
+PARAM = Token("param", "$0")  # renumbered by the last pass
+
+
+def drop_comments(tokens: list[Token]) -> list[Token]:
+    """Drop ``--`` and ``/* */`` comments, sqlcommenter's trailing one included."""
+    return [t for t in tokens if t.kind != "comment"]
+
+
+def unify_placeholders(tokens: list[Token]) -> list[Token]:
+    """``%(name)s``, ``%s``, ``?``, ``:name`` and ``$1`` become one placeholder token."""
+    return [PARAM if t.kind == "param" else t for t in tokens]
+
+
+# A type keyword right before a string makes one typed literal: `interval '1 day'`.
+# PostgreSQL's grammar only takes a string there, so `interval $1` would not parse.
+_TYPED_LITERAL = frozenset(("date", "time", "timestamp", "timestamptz", "interval"))
+# A minus after one of these is a sign, not a subtraction.
+_SIGN_CONTEXT = frozenset(
+    [
+        "(",
+        "[",
+        ",",
+        "=",
+        "<",
+        ">",
+        "<=",
+        ">=",
+        "<>",
+        "!=",
+        "+",
+        "-",
+        "*",
+        "/",
+        "%",
+        "select",
+        "where",
+        "and",
+        "or",
+        "not",
+        "when",
+        "then",
+        "else",
+        "in",
+        "by",
+        "return",
+        "returning",
+        "values",
+        "set",
+        "limit",
+        "offset",
+        "between",
+        "like",
+        "is",
+        "on",
+        "having",
+    ]
+)
+
+
+def literals_to_placeholders(tokens: list[Token]) -> list[Token]:
+    """Strings and numbers become placeholders; so do a sign and a typed-literal keyword."""
+    out: list[Token] = []
+    for tok in tokens:
+        if tok.kind not in ("string", "number"):
+            out.append(tok)
+            continue
+        if tok.kind == "number" and out and out[-1].text in ("-", "+"):
+            before = out[-2].text.lower() if len(out) > 1 else "("
+            if before in _SIGN_CONTEXT:
+                out.pop()
+        elif (
+            tok.kind == "string"
+            and out
+            and out[-1].kind == "word"
+            and out[-1].text.lower() in _TYPED_LITERAL
+            and not (len(out) > 1 and out[-2].text == "::")
+        ):
+            out.pop()
+        out.append(PARAM)
+    return out
+
+
+# Multi-word type names a cast may carry (SQLAlchemy: `::TIMESTAMP WITHOUT TIME ZONE`).
+_TYPE_TAILS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "timestamp": (("with", "time", "zone"), ("without", "time", "zone")),
+    "time": (("with", "time", "zone"), ("without", "time", "zone")),
+    "double": (("precision",),),
+    "character": (("varying",),),
+    "bit": (("varying",),),
+}
+
+
+def _skip_type(tokens: list[Token], i: int) -> int:
+    """Index after the type name starting at ``i`` (a word), or ``i`` if there is none."""
+    n = len(tokens)
+    if i >= n or tokens[i].kind not in ("word", "qident"):
+        return i
+    first = tokens[i].text.lower()
+    i += 1
+    while i + 1 < n and tokens[i].text == "." and tokens[i + 1].kind in ("word", "qident"):
+        i += 2  # schema-qualified type
+    for tail in _TYPE_TAILS.get(first, ()):
+        words = [t.text.lower() for t in tokens[i : i + len(tail)]]
+        if tuple(words) == tail:
+            i += len(tail)
+            break
+    if i < n and tokens[i].text == "(":  # varchar(30), numeric(10, 2)
+        j = _close(tokens, i)
+        if j is not None:
+            i = j + 1
+    while i + 1 < n and tokens[i].text == "[" and tokens[i + 1].text == "]":
+        i += 2
+    return i
+
+
+def _close(tokens: list[Token], i: int) -> int | None:
+    """Index of the bracket closing the one at ``i``, or None if it never closes."""
+    opening = tokens[i].text
+    closing = ")" if opening == "(" else "]"
+    depth = 0
+    for j in range(i, len(tokens)):
+        text = tokens[j].text
+        if tokens[j].kind != "punct":
+            continue
+        if text == opening:
+            depth += 1
+        elif text == closing:
+            depth -= 1
+            if depth == 0:
+                return j
+    return None
+
+
+def strip_placeholder_casts(tokens: list[Token]) -> list[Token]:
+    """``$1::INTEGER`` becomes ``$1``: SQLAlchemy's psycopg dialect casts most binds."""
+    out: list[Token] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        tok = tokens[i]
+        out.append(tok)
+        i += 1
+        if tok.kind != "param":
+            continue
+        while i + 1 < n and tokens[i].text == "::":
+            end = _skip_type(tokens, i + 1)
+            if end == i + 1:
+                break
+            i = end
+    return out
+
+
+def _items(tokens: list[Token], start: int, end: int) -> list[list[Token]]:
+    """Split ``tokens[start:end]`` at top-level commas."""
+    items: list[list[Token]] = [[]]
+    depth = 0
+    for tok in tokens[start:end]:
+        if tok.kind == "punct" and tok.text in "([":
+            depth += 1
+        elif tok.kind == "punct" and tok.text in ")]":
+            depth -= 1
+        if depth == 0 and tok.text == "," and tok.kind == "punct":
+            items.append([])
+        else:
+            items[-1].append(tok)
+    return items
+
+
+def _dedupe(items: list[list[Token]]) -> list[list[Token]]:
+    kept: list[list[Token]] = []
+    for item in items:
+        if not kept or item != kept[-1]:
+            kept.append(item)
+    return kept
+
+
+def _join(items: list[list[Token]]) -> list[Token]:
+    out: list[Token] = []
+    for k, item in enumerate(items):
+        if k:
+            out.append(Token("punct", ","))
+        out.extend(item)
+    return out
+
+
+def collapse_lists(tokens: list[Token]) -> list[Token]:
+    """``IN ($1, $2, $3)`` becomes ``IN ($1)``, and ``ARRAY[…]`` likewise.
+
+    Consecutive equal items merge, so a list of placeholders (or of placeholder tuples) of
+    any length collapses to one, while ``IN ($1, col)`` keeps both items.
+    """
+    out: list[Token] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        tok = tokens[i]
+        out.append(tok)
+        i += 1
+        opens_list = (tok.kind == "word" and tok.text.lower() == "in" and i < n) and tokens[
+            i
+        ].text == "("
+        opens_array = (tok.kind == "word" and tok.text.lower() == "array" and i < n) and tokens[
+            i
+        ].text == "["
+        if not (opens_list or opens_array):
+            continue
+        end = _close(tokens, i)
+        if end is None or (opens_list and _is_subquery(tokens, i + 1)):
+            continue
+        inner = collapse_lists(tokens[i + 1 : end])
+        out.append(tokens[i])
+        out.extend(_join(_dedupe(_items(inner, 0, len(inner)))))
+        out.append(tokens[end])
+        i = end + 1
+    return out
+
+
+def _is_subquery(tokens: list[Token], i: int) -> bool:
+    return i < len(tokens) and tokens[i].text.lower() in ("select", "with", "values")
+
+
+def collapse_values_rows(tokens: list[Token]) -> list[Token]:
+    """``VALUES ($1, $2), ($3, $4)`` becomes ``VALUES ($1, $2)``: one shape per batch size."""
+    out: list[Token] = []
+    i, n = 0, len(tokens)
+    while i < n:
+        tok = tokens[i]
+        out.append(tok)
+        i += 1
+        if not (tok.kind == "word" and tok.text.lower() == "values"):
+            continue
+        rows: list[list[Token]] = []
+        j = i
+        while j < n and tokens[j].text == "(":
+            end = _close(tokens, j)
+            if end is None:
+                break
+            rows.append(tokens[j : end + 1])
+            j = end + 1
+            if j + 1 < n and tokens[j].text == "," and tokens[j + 1].text == "(":
+                j += 1
+            else:
+                break
+        if len(rows) > 1:
+            out.extend(_join(_dedupe(rows)))
+            i = j
+    return out
+
+
+def strip_trailing_semicolons(tokens: list[Token]) -> list[Token]:
+    """A trailing ``;`` (or several) does not change the statement."""
+    end = len(tokens)
+    while end and tokens[end - 1].text == ";":
+        end -= 1
+    return tokens[:end]
+
+
+_SIMPLE_NAME = re.compile(r"[a-z_][a-z0-9_]*\Z")
+
+
+def _reserved() -> frozenset[str]:
+    # Words that must stay quoted as identifiers somewhere; a superset is harmless.
+    words = (
+        "all alter analyse analyze and any array as asc between both by case cast check collate "
+        "column constraint create cross current_date current_time current_timestamp "
+        "current_user default delete desc distinct do drop else end except exists false fetch "
+        "for foreign from full grant group having ilike in index inner insert intersect into is "
+        "join key keys lateral leading left like limit localtime natural not null offset on only "
+        "or order outer over primary range references returning right row rows select set some "
+        "table then to trailing true union unique update user using values when where window "
+        "with"
+    )
+    return frozenset(words.split())
+
+
+_RESERVED = _reserved()
+
+
+def fold_case(tokens: list[Token]) -> list[Token]:
+    """Lower-case unquoted words and unquote identifiers that do not need quotes.
+
+    ```Orders``` and ``orders`` are one table in MySQL; ``"orders"`` and ``orders`` are one in
+    PostgreSQL, but ``"Orders"`` is not, so a double-quoted name is only unquoted when it is
+    already lower case.
+    """
+    out: list[Token] = []
+    for tok in tokens:
+        if tok.kind == "word":
+            tok = Token("word", tok.text.lower())
+        elif tok.kind == "qident" and len(tok.text) > 2 and tok.text[0] == tok.text[-1]:
+            name = tok.text[1:-1]
+            if tok.text[0] == "`":
+                name = name.lower()
+            if _SIMPLE_NAME.match(name) and name not in _RESERVED:
+                tok = Token("word", name)
+        out.append(tok)
+    return out
+
+
+def renumber_placeholders(tokens: list[Token]) -> list[Token]:
+    """Number placeholders ``$1, $2, …`` in order of appearance."""
+    out: list[Token] = []
+    k = 0
+    for tok in tokens:
+        if tok.kind == "param":
+            k += 1
+            tok = Token("param", f"${k}")
+        out.append(tok)
+    return out
+
+
+PASSES: tuple[Pass, ...] = (
+    drop_comments,
+    fold_case,  # early, so later passes compare `IN` and `in` alike
+    unify_placeholders,
+    literals_to_placeholders,
+    strip_placeholder_casts,
+    collapse_lists,
+    collapse_values_rows,
+    strip_trailing_semicolons,
+    renumber_placeholders,
+)
+
+
+def normalize_tokens(tokens: list[Token], passes: Iterable[Pass] = PASSES) -> list[Token]:
+    """Run ``passes`` in order.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> render(normalize_tokens(tokenize("SELECT * FROM t WHERE id IN (%(a)s, %(b)s) /*x*/")))
+    'select * from t where id in ($1)'
+    """
+    for p in passes:
+        tokens = p(tokens)
+    return tokens

@@ -1,0 +1,99 @@
+"""The real parsers: pglast for PostgreSQL, sqlglot for the other dialects.
+
+Each takes the token pipeline's rendered text (placeholders already ``$n``, literals gone)
+and returns the parser's canonical rendering of it plus the tables it reads or writes, or
+None when the text does not parse. Both libraries are imported on first use.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+__all__ = ["Parsed", "parse_pglast", "parse_sqlglot"]
+
+Parsed = tuple[str, tuple[str, ...]]
+
+
+def _walk(node: Any) -> Iterator[tuple[str, Any]]:
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for key, value in cur.items():
+                if isinstance(value, dict | list):
+                    yield key, value
+                    stack.append(value)
+        elif isinstance(cur, list):
+            stack.extend(cur)
+
+
+def _unique(names: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def parse_pglast(text: str) -> Parsed | None:
+    """Deparse ``text`` through libpg_query; None if PostgreSQL's grammar rejects it.
+
+    >>> parse_pglast("select a from public.t t1 left outer join u on true where x in ($1)")
+    ('SELECT a FROM public.t t1 LEFT JOIN u ON true WHERE x IN ($1)', ('public.t', 'u'))
+    """
+    from pglast import parser
+
+    # libpg_query reads a C string: it would silently parse only the text before a NUL.
+    if "\x00" in text:
+        return None
+    try:
+        tree = json.loads(parser.parse_sql_json(text))
+        if not tree.get("stmts"):
+            return None
+        deparsed = parser.deparse_protobuf(parser.parse_sql_protobuf(text))
+    except (parser.ParseError, parser.DeparseError, RecursionError):
+        return None
+    ctes: set[str] = set()
+    tables: list[str] = []
+    # _walk is depth-first from the end; sort by location to report in reading order.
+    found: list[tuple[int, str]] = []
+    for key, value in _walk(tree):
+        if key == "CommonTableExpr" and isinstance(value, dict):
+            ctes.add(value.get("ctename", ""))
+        elif key in ("RangeVar", "relation") and isinstance(value, dict) and "relname" in value:
+            parts = [value.get("catalogname"), value.get("schemaname"), value["relname"]]
+            found.append((value.get("location", 0), ".".join(p for p in parts if p)))
+    for _loc, name in sorted(found):
+        if name not in ctes:
+            tables.append(name)
+    return deparsed, _unique(tables)
+
+
+def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
+    """Regenerate ``text`` through sqlglot in ``dialect``; None if sqlglot cannot parse it.
+
+    >>> parse_sqlglot("select a from `t` where x in ($1)", "mysql")
+    ('SELECT a FROM `t` WHERE x IN ($1)', ('t',))
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    if "\x00" in text:
+        return None
+    try:
+        trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
+        if not trees:
+            return None
+        sql = "; ".join(t.sql(dialect=dialect, comments=False) for t in trees)
+    except (SqlglotError, RecursionError):
+        return None
+    tables: list[str] = []
+    for tree in trees:
+        ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+        for table in tree.find_all(exp.Table):
+            if not table.name:
+                continue
+            parts = [table.catalog, table.db, table.name]
+            name = ".".join(p for p in parts if p)
+            if name not in ctes:
+                tables.append(name)
+    return sql, _unique(tables)
