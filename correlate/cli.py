@@ -208,6 +208,47 @@ def _seconds(text: str) -> float:
         raise click.BadParameter(f"{text!r} is not a duration such as 60, 90s or 2m") from None
 
 
+@cli.group()
+def plans() -> None:
+    """Query plans of a run's statements: capture them from a live database."""
+
+
+@plans.command("capture")
+@click.option("--run", "run", required=True, help="The run whose statements to explain.")
+@click.option(
+    "--dsn",
+    required=True,
+    envvar="CORRELATE_PLANS_DSN",
+    help="SQLAlchemy URL of the database the service used (password from the URL, "
+    "PGPASSWORD or ~/.pgpass). Also CORRELATE_PLANS_DSN.",
+)
+@click.option(
+    "--analyze",
+    is_flag=True,
+    help="EXPLAIN ANALYZE: EXECUTES each SELECT (never anything else) to measure it.",
+)
+@click.option(
+    "--timeout",
+    "timeout_ms",
+    default=5000,
+    show_default=True,
+    metavar="MS",
+    help="Statement timeout per EXPLAIN, in milliseconds.",
+)
+@db_option
+def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) -> None:
+    """Explain each distinct statement shape of a run on a live database.
+
+    Plain EXPLAIN never executes a statement: each runs in a read-only
+    transaction that is rolled back, under a statement and a lock timeout.
+    Plans, their nodes and insights (e.g. a sequential scan that wants an
+    index) are kept in the store.
+    """
+    with _open(db) as store:
+        report = store.capture_plans(run, dsn, analyze=analyze, statement_timeout_ms=timeout_ms)
+    click.echo(report.summary())
+
+
 def _render_table(frame: pd.DataFrame, output: str) -> str:
     if output == "csv":
         return str(frame.to_csv(index=False))

@@ -178,5 +178,117 @@ CREATE TABLE run_info (
 );
 """
 
+# Statement fingerprints and query plans (correlate.statements, correlate.plans.store).
+DDL += """
+-- A trailing sqlcommenter comment makes every statement text unique; the
+-- statement's identity is its text without it. Used by the table and view below.
+CREATE MACRO strip_sqlcommenter(sql) AS
+    regexp_replace(sql, '\\s*/\\*([^*]|\\*[^/])*=''([^*]|\\*[^/])*\\*/\\s*(;\\s*)?$', '');
+-- One row per distinct statement text (sqlcommenter comment removed) of a run.
+CREATE TABLE statements (
+    run_id INTEGER NOT NULL,
+    db_system VARCHAR,
+    text VARCHAR NOT NULL,
+    fingerprint VARCHAR NOT NULL,
+    normalized VARCHAR NOT NULL,
+    method VARCHAR NOT NULL,
+    operation VARCHAR,
+    tables VARCHAR[]
+);
+-- Every DB span with its fingerprint, and the ids its sqlcommenter traceparent names.
+CREATE VIEW db_spans AS
+SELECT s.*, st.fingerprint, st.normalized, st.operation, st.tables,
+       nullif(regexp_extract(s.db_statement, 'traceparent=''?00-([0-9a-f]{32})-', 1), '') AS comment_trace_id,
+       nullif(regexp_extract(s.db_statement, 'traceparent=''?00-[0-9a-f]{32}-([0-9a-f]{16})-', 1), '') AS comment_span_id
+FROM spans s
+JOIN statements st
+  ON st.run_id = s.run_id
+ AND st.db_system IS NOT DISTINCT FROM s.db_system
+ AND st.text = strip_sqlcommenter(s.db_statement)
+WHERE s.db_statement IS NOT NULL;
+CREATE SEQUENCE plan_id_seq START 1;
+-- One row per plan captured or read, or per statement that could not be explained.
+CREATE TABLE plans (
+    plan_id INTEGER PRIMARY KEY DEFAULT nextval('plan_id_seq'),
+    run_id INTEGER NOT NULL,
+    fingerprint VARCHAR,
+    -- how the plan is tied to spans: 'fingerprint' (same statement shape) or
+    -- 'traceparent' (the exact span, from a logged plan's sqlcommenter comment)
+    link VARCHAR NOT NULL,
+    trace_id VARCHAR,
+    span_id VARCHAR,
+    source VARCHAR NOT NULL,
+    method VARCHAR,
+    captured TIMESTAMPTZ NOT NULL DEFAULT current_timestamp,
+    server_version VARCHAR,
+    settings JSON,
+    statement VARCHAR,
+    explained_sql VARCHAR,
+    analyzed BOOLEAN,
+    planning_ms DOUBLE,
+    execution_ms DOUBLE,
+    raw JSON,
+    reason VARCHAR,
+    reason_code VARCHAR
+);
+CREATE TABLE plan_nodes (
+    plan_id INTEGER NOT NULL,
+    node_id INTEGER NOT NULL,
+    parent_id INTEGER,
+    depth INTEGER NOT NULL,
+    node_type VARCHAR NOT NULL,
+    operation VARCHAR NOT NULL,
+    parent_relationship VARCHAR,
+    relation VARCHAR,
+    schema VARCHAR,
+    alias VARCHAR,
+    index_name VARCHAR,
+    estimated_rows DOUBLE,
+    estimated_rows_examined DOUBLE,
+    startup_cost DOUBLE,
+    total_cost DOUBLE,
+    actual_rows DOUBLE,
+    actual_loops DOUBLE,
+    actual_startup_time DOUBLE,
+    actual_total_time DOUBLE,
+    total_rows DOUBLE,
+    total_time DOUBLE,
+    self_time DOUBLE,
+    self_cost DOUBLE,
+    filter VARCHAR,
+    index_condition VARCHAR,
+    join_condition VARCHAR,
+    rows_removed_by_filter DOUBLE,
+    rows_removed_by_index_recheck DOUBLE,
+    sort_key JSON,
+    sort_method VARCHAR,
+    sort_space_kb DOUBLE,
+    sort_space_type VARCHAR,
+    hash_batches DOUBLE,
+    original_hash_batches DOUBLE,
+    spilled BOOLEAN,
+    exact_heap_blocks DOUBLE,
+    lossy_heap_blocks DOUBLE,
+    shared_hit_blocks DOUBLE,
+    shared_read_blocks DOUBLE,
+    temp_read_blocks DOUBLE,
+    temp_written_blocks DOUBLE,
+    workers_planned DOUBLE,
+    workers_launched DOUBLE,
+    extra JSON
+);
+CREATE TABLE plan_insights (
+    plan_id INTEGER NOT NULL,
+    rule VARCHAR NOT NULL,
+    severity VARCHAR NOT NULL,
+    node_id INTEGER,
+    relation VARCHAR,
+    message VARCHAR NOT NULL,
+    suggestion VARCHAR,
+    evidence JSON,
+    measured BOOLEAN NOT NULL
+);
+"""
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` store into version ``v + 1``.
 MIGRATIONS: dict[int, str] = {}

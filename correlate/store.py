@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.ingest import IngestReport, Progress
+    from correlate.plans.store import PlanCaptureReport
 
 DEFAULT_PATH = "correlate.duckdb"
 ENV_VAR = "CORRELATE_DB"
@@ -244,6 +245,19 @@ class Store:
 
         return ingest(
             self, paths, run, format=format, strict=strict, labels=labels, progress=progress
+        )
+
+    def capture_plans(
+        self, run: str, dsn: str, *, analyze: bool = False, statement_timeout_ms: int = 5000
+    ) -> PlanCaptureReport:
+        """Explain each statement shape of ``run`` on the database at ``dsn`` and keep the plans.
+
+        See :func:`correlate.plans.store.capture_plans`; this is the same call.
+        """
+        from correlate.plans.store import capture_plans
+
+        return capture_plans(
+            self, run, dsn, analyze=analyze, statement_timeout_ms=statement_timeout_ms
         )
 
     def _require_writable(self) -> None:

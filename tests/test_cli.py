@@ -26,6 +26,7 @@ API_TWINS = {
     "runs": correlate.Store.runs,
     "sql": correlate.Store.sql,
     "demo": run_demo,
+    "plans capture": correlate.Store.capture_plans,
 }
 
 
@@ -145,7 +146,14 @@ def test_version(runner: CliRunner) -> None:
 
 
 def _commands() -> dict[str, click.Command]:
-    return dict(cli.commands)
+    """Every runnable command, subcommands of groups as "group sub"."""
+    found: dict[str, click.Command] = {}
+    for name, command in cli.commands.items():
+        if isinstance(command, click.Group):
+            found.update({f"{name} {sub}": c for sub, c in command.commands.items()})
+        else:
+            found[name] = command
+    return found
 
 
 @pytest.mark.parametrize("name", sorted(_commands()))
@@ -154,11 +162,14 @@ def test_every_command_has_help_an_api_twin_and_readme_mention(
 ) -> None:
     command = _commands()[name]
     assert command.help and len(command.help) > 20
-    result = runner.invoke(cli, [name, "--help"])
+    result = runner.invoke(cli, [*name.split(), "--help"])
     assert result.exit_code == 0
     assert name in API_TWINS, f"correlate {name} has no Python twin listed in API_TWINS"
     twin = API_TWINS[name]
-    assert twin.__name__ in (name.replace("-", "_"), "run_" + name.replace("-", "_"))
+    words = name.replace("-", "_").split()
+    # kebab ↔ snake, a group's verb first (plans capture ↔ capture_plans), or run_<verb>
+    expected = {"_".join(words), "_".join(reversed(words)), "run_" + "_".join(words)}
+    assert twin.__name__ in expected
     assert twin.__doc__
     assert f"correlate {name}" in README.read_text(), f"README does not show `correlate {name}`"
 

@@ -306,6 +306,36 @@ def test_dominant_node() -> None:
     assert "dominant_node" not in rules_fired(even)
 
 
+def test_dominant_node_needs_a_real_tree_and_real_time() -> None:
+    single = pg({"Node Type": "Index Scan", "Relation Name": "orders", "Total Cost": 8.3})
+    assert "dominant_node" not in rules_fired(single)
+    quick = pg(
+        {
+            "Node Type": "Hash Join",
+            "Actual Total Time": 2.0,
+            "Actual Loops": 1,
+            "Plans": [
+                {"Node Type": "Seq Scan", "Actual Total Time": 1.9, "Actual Loops": 1},
+                {"Node Type": "Hash", "Actual Total Time": 0.01, "Actual Loops": 1},
+            ],
+        },
+        **{"Execution Time": 2.0},
+    )
+    assert "dominant_node" not in rules_fired(quick)
+    estimated = pg(
+        {
+            "Node Type": "Hash Join",
+            "Total Cost": 100.0,
+            "Plans": [
+                {"Node Type": "Seq Scan", "Total Cost": 95.0},
+                {"Node Type": "Hash", "Total Cost": 1.0},
+            ],
+        }
+    )
+    [insight] = [i for i in find_insights(estimated) if i.rule == "dominant_node"]
+    assert insight.severity == "info" and not insight.measured
+
+
 # ------------------------------------------------------------------ MySQL / SQLite
 
 

@@ -30,6 +30,7 @@ from correlate.ingest.detect import NotTraceFile, detect_format
 from correlate.ingest.jsonschema import sql_string
 from correlate.ingest.reader import LineBatch, json_error
 from correlate.schema import SPAN_COLUMN_NAMES
+from correlate.statements import fingerprint_run
 
 if TYPE_CHECKING:
     from correlate.ingest.formats import SpanFormat
@@ -91,6 +92,8 @@ class IngestReport:
     files: list[FileReport] = field(default_factory=list)
     #: files in the given directories that are not trace files, and why
     passed_over: list[Problem] = field(default_factory=list)
+    #: distinct statement texts newly fingerprinted (see correlate.statements)
+    statements_fingerprinted: int = 0
 
     @property
     def spans_read(self) -> int:
@@ -224,6 +227,7 @@ def ingest(
         for path, kind in companions:
             report.files.append(_ingest_companion(store, run_id, path, kind, strict))
         _dedupe(store, run_id, report)
+        report.statements_fingerprinted = fingerprint_run(store, run_id)
         store.refresh_run_stats(run_id)
     finally:
         if progress is not None:

@@ -190,6 +190,10 @@ class ServerFacts:
     dialect: Dialect
     version: str
     settings: dict[str, str] = field(default_factory=dict)
+    #: estimated rows per table, by plain and by schema-qualified name (PostgreSQL
+    #: ``reltuples``, MySQL/MariaDB ``TABLE_ROWS``), so estimate-only plans can be
+    #: judged: a scan expected to return 20 rows is only a problem on a big table
+    relation_rows: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -569,6 +573,15 @@ class _Session:
         raise NotImplementedError
 
 
+def _relation_sizes(rows: Iterable[tuple[Any, Any, Any]]) -> dict[str, float]:
+    """{table: rows} under both ``schema.table`` and ``table``; the largest wins a clash."""
+    sizes: dict[str, float] = {}
+    for schema, table, count in rows:
+        for name in (f"{schema}.{table}", str(table)):
+            sizes[name] = max(sizes.get(name, 0.0), float(count))
+    return sizes
+
+
 # --- PostgreSQL ---------------------------------------------------------------------------------
 
 _PG_REASONS = {
@@ -622,9 +635,17 @@ class _PostgresSession(_Session):
                     (list(PG_SETTINGS),),
                 )
                 settings = {str(name): str(value) for name, value in cur.fetchall()}
+                # reltuples is -1 for a table never vacuumed or analysed: no estimate.
+                cur.execute(
+                    "SELECT n.nspname, c.relname, c.reltuples FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p', 'm') AND c.reltuples >= 0 "
+                    "AND n.nspname NOT IN ('pg_catalog', 'information_schema')"
+                )
+                sizes = _relation_sizes(cur.fetchall())
             finally:
                 cur.execute("ROLLBACK")
-        return ServerFacts("postgresql", version, settings)
+        return ServerFacts("postgresql", version, settings, sizes)
 
     def explain(self, statement: Statement, analyze: bool) -> CapturedPlan:
         import psycopg
@@ -826,7 +847,13 @@ class _MySQLSession(_Session):
         with self.conn.cursor() as cur:
             cur.execute(f"SHOW SESSION VARIABLES WHERE Variable_name IN ({names})")
             settings = {str(k): str(v) for k, v in cur.fetchall()}
-        return ServerFacts("mariadb" if self.mariadb else "mysql", self.version, settings)
+            cur.execute(
+                "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES "
+                "WHERE TABLE_TYPE = 'BASE TABLE' AND TABLE_ROWS IS NOT NULL AND TABLE_SCHEMA NOT IN "
+                "('mysql', 'information_schema', 'performance_schema', 'sys')"
+            )
+            sizes = _relation_sizes(cur.fetchall())
+        return ServerFacts("mariadb" if self.mariadb else "mysql", self.version, settings, sizes)
 
     def explain(self, statement: Statement, analyze: bool) -> CapturedPlan:
         import pymysql

@@ -467,6 +467,10 @@ def lossy_bitmap(plan: Plan, context: InsightContext) -> list[Insight]:
 
 #: share of the plan's time (or cost) in one node → severity (PEV2 bands, §2.4)
 DOMINANT_BANDS: tuple[tuple[float, Severity], ...] = ((0.9, "critical"), (0.4, "warning"))
+#: a plan with fewer nodes has nowhere else for the time to go: no finding
+DOMINANT_MIN_NODES = 3
+#: below this measured execution time a dominant node is not worth a finding
+DOMINANT_MIN_MS = 10.0
 
 
 def dominant_node(plan: Plan, context: InsightContext) -> list[Insight]:
@@ -475,7 +479,15 @@ def dominant_node(plan: Plan, context: InsightContext) -> list[Insight]:
     Sources: PEV2 exclusive duration/cost bands >10/>40/>90 % (§2.4), pgAdmin
     colours (§2.5), pganalyze's older "Expensive" insight (§2.3). Reports one
     node, only above the lowest band in ``DOMINANT_BANDS``.
+
+    Deviation from PEV2, whose bands colour a tree for a reader: as a finding
+    it needs a plan of at least ``DOMINANT_MIN_NODES`` nodes (in a one-node plan
+    that node trivially holds everything) and, when measured, at least
+    ``DOMINANT_MIN_MS`` of execution. Cost shares are estimates in planner units,
+    not time, so an estimate-only dominant node is ``info`` at most.
     """
+    if len(plan.nodes) < DOMINANT_MIN_NODES:
+        return []
     timed = [n for n in plan.nodes if n.self_time is not None]
     measured = bool(timed)
     if measured:
@@ -489,11 +501,12 @@ def dominant_node(plan: Plan, context: InsightContext) -> list[Insight]:
         total = max(n.total_cost or 0.0 for n in costed)
         top = max(costed, key=lambda n: n.self_cost or 0.0)
         value = top.self_cost or 0.0
-    if total <= 0:
+    if total <= 0 or (measured and total < DOMINANT_MIN_MS):
         return []
     share = min(1.0, value / total)
-    for band, severity in DOMINANT_BANDS:
+    for band, band_severity in DOMINANT_BANDS:
         if share > band:
+            severity: Severity = band_severity if measured else "info"
             what = f"{value:,.2f} ms of {total:,.2f} ms" if measured else "of the total cost"
             return [
                 Insight(

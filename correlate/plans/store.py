@@ -1,0 +1,194 @@
+"""Plans in the run store: capture them for a run's statements, keep nodes and insights.
+
+A plan is tied to spans by fingerprint (``plans.link = 'fingerprint'``): the
+plan of one representative statement stands for every span of that shape.
+Plans logged by the server with a sqlcommenter ``traceparent`` (a later step)
+are tied to the exact span instead (``link = 'traceparent'``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from correlate.errors import CorrelateError
+from correlate.plans.insights import Insight, InsightContext, find_insights
+from correlate.plans.parse import parse_plan
+
+if TYPE_CHECKING:
+    from correlate.plans.capture import CapturedPlan, ServerFacts
+    from correlate.plans.model import Plan
+    from correlate.store import Store
+
+#: URL scheme -> the db.system values of spans that server can explain
+_SYSTEMS = {
+    "postgresql": ("postgresql",),
+    "postgres": ("postgresql",),
+    "mysql": ("mysql", "mariadb"),
+    "mariadb": ("mysql", "mariadb"),
+    "sqlite": ("sqlite",),
+}
+
+
+@dataclass
+class PlanCaptureReport:
+    """What ``capture_plans`` did: plans stored, statements that could not be explained."""
+
+    run: str
+    server: str
+    captured: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    insights: list[Insight] = field(default_factory=list)
+
+    def summary(self) -> str:
+        lines = [f"run {self.run!r}: {self.captured} plan(s) captured from {self.server}"]
+        if self.failed:
+            lines.append(f"not explained ({len(self.failed)}):")
+            lines.extend(f"  {fingerprint}: {reason}" for fingerprint, reason in self.failed)
+        if self.insights:
+            lines.append("insights:")
+            lines.extend(f"  {insight}" for insight in self.insights)
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def capture_plans(
+    store: Store, run: str, dsn: str, *, analyze: bool = False, statement_timeout_ms: int = 5000
+) -> PlanCaptureReport:
+    """Explain each distinct statement shape of ``run`` on the database at ``dsn``.
+
+    Only statements of the database kind ``dsn`` names are sent (its URL
+    scheme: postgresql, mysql/mariadb, sqlite); see
+    :func:`correlate.plans.capture.explain_statements` for how each server is
+    asked and what keeps it safe. ``analyze=True`` executes SELECT statements.
+    """
+    from correlate.plans.capture import explain_statements, redact_url
+
+    store._require_writable()
+    run_id = store.run_id(run)
+    scheme = dsn.split(":", 1)[0].split("+", 1)[0].lower()
+    systems = _SYSTEMS.get(scheme)
+    if systems is None:
+        raise CorrelateError(
+            f"cannot tell which database {redact_url(dsn)} is: use a postgresql://, "
+            "mysql:// (MariaDB too) or sqlite:/// URL"
+        )
+    # The most frequent text of each fingerprint stands for it.
+    statements = store.con.execute(
+        """
+        SELECT fingerprint, arg_max(text, n) FROM (
+            SELECT st.fingerprint, st.text, count(*) AS n
+            FROM statements st JOIN spans s
+              ON s.run_id = st.run_id AND s.db_system IS NOT DISTINCT FROM st.db_system
+             AND strip_sqlcommenter(s.db_statement) = st.text
+            WHERE st.run_id = ? AND st.db_system IN (SELECT unnest(?))
+            GROUP BY ALL
+        ) GROUP BY fingerprint ORDER BY fingerprint
+        """,
+        [run_id, list(systems)],
+    ).fetchall()
+    if not statements:
+        raise CorrelateError(
+            f"run {run!r} has no {'/'.join(systems)} statements to explain; "
+            "check the run name and that the URL points at the database the service used"
+        )
+    result = explain_statements(
+        dsn, statements, analyze=analyze, statement_timeout_ms=statement_timeout_ms
+    )
+    report = PlanCaptureReport(run, f"{result.server.dialect} {result.server.version}")
+    context = InsightContext(relation_rows=dict(result.server.relation_rows))
+    con = store.con
+    con.execute("BEGIN")
+    try:
+        for captured in result.plans:
+            if not captured.ok:
+                _insert_plan(store, run_id, captured, result.server, None)
+                report.failed.append((captured.key, captured.reason or "no plan"))
+                continue
+            plan = parse_plan(captured.plan, result.server.dialect, query=captured.sql)
+            insights = find_insights(plan, context)
+            plan_id = _insert_plan(store, run_id, captured, result.server, plan)
+            _insert_nodes(store, plan_id, plan)
+            _insert_insights(store, plan_id, insights)
+            report.captured += 1
+            report.insights.extend(insights)
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return report
+
+
+def _insert_plan(
+    store: Store,
+    run_id: int,
+    captured: CapturedPlan,
+    server: ServerFacts,
+    plan: Plan | None,
+) -> int:
+    row = store.con.execute(
+        """
+        INSERT INTO plans (run_id, fingerprint, link, source, method, server_version, settings,
+                           statement, explained_sql, analyzed, planning_ms, execution_ms, raw,
+                           reason, reason_code)
+        VALUES (?, ?, 'fingerprint', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        RETURNING plan_id
+        """,
+        [
+            run_id,
+            captured.key,
+            server.dialect,
+            captured.method,
+            server.version,
+            json.dumps(server.settings),
+            captured.text,
+            captured.sql,
+            plan.analyzed if plan else None,
+            plan.planning_time if plan else None,
+            plan.execution_time if plan else None,
+            json.dumps(captured.plan, default=str) if captured.plan is not None else None,
+            captured.reason,
+            captured.reason_code,
+        ],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def _insert_nodes(store: Store, plan_id: int, plan: Plan) -> None:
+    import pyarrow as pa
+
+    records: list[dict[str, Any]] = plan.to_records()
+    columns = [c for c in records[0] if c not in ("source", "analyzed")]
+    table = pa.table({c: [r[c] for r in records] for c in columns})
+    store.con.register("_plan_nodes", table)
+    store.con.execute(
+        f"INSERT INTO plan_nodes BY NAME SELECT ? AS plan_id, {', '.join(columns)} FROM _plan_nodes",
+        [plan_id],
+    )
+    store.con.unregister("_plan_nodes")
+
+
+def _insert_insights(store: Store, plan_id: int, insights: list[Insight]) -> None:
+    if not insights:
+        return
+    store.con.executemany(
+        "INSERT INTO plan_insights VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                plan_id,
+                i.rule,
+                i.severity,
+                i.node_id,
+                i.relation,
+                i.message,
+                i.suggestion,
+                json.dumps(i.evidence, default=str),
+                i.measured,
+            )
+            for i in insights
+        ],
+    )
