@@ -184,10 +184,22 @@ DDL += """
 -- statement's identity is its text without it. Used by the table and view below.
 CREATE MACRO strip_sqlcommenter(sql) AS
     regexp_replace(sql, '\\s*/\\*([^*]|\\*[^/])*=''([^*]|\\*[^/])*\\*/\\s*(;\\s*)?$', '');
--- One row per distinct statement text (sqlcommenter comment removed) of a run.
+-- Texts that differ only in literal values share a key (quoted strings and
+-- numbers become ?, lists of them collapse), so each shape is fingerprinted
+-- once in Python however many literal variants a run has. The full
+-- normaliser merges at least what the key merges.
+CREATE MACRO statement_key(sql) AS
+    regexp_replace(
+        regexp_replace(
+            regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '?', 'g'),
+            '\\b[0-9]+(\\.[0-9]+)?\\b', '?', 'g'),
+        '\\(\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s)(\\s*,\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s))*\\s*\\)',
+        '(?)', 'g');
+-- One row per statement shape (statement_key) of a run, with one real text of it.
 CREATE TABLE statements (
     run_id INTEGER NOT NULL,
     db_system VARCHAR,
+    key VARCHAR NOT NULL,
     text VARCHAR NOT NULL,
     fingerprint VARCHAR NOT NULL,
     normalized VARCHAR NOT NULL,
@@ -204,7 +216,7 @@ FROM spans s
 JOIN statements st
   ON st.run_id = s.run_id
  AND st.db_system IS NOT DISTINCT FROM s.db_system
- AND st.text = strip_sqlcommenter(s.db_statement)
+ AND st.key = statement_key(s.db_statement)
 WHERE s.db_statement IS NOT NULL;
 CREATE SEQUENCE plan_id_seq START 1;
 -- One row per plan captured or read, or per statement that could not be explained.

@@ -1,10 +1,11 @@
 """Every DB span's statement fingerprint, stored with its run.
 
 Fingerprinting runs in Python (a SQL parser per dialect), so it works on the
-run's *distinct* statement texts, a few hundred or thousand even for millions
-of spans. A trailing sqlcommenter comment would make every text unique, so it
-is removed in SQL first (the ``strip_sqlcommenter`` macro of the schema); the
-``db_spans`` view joins each span to its fingerprint the same way.
+run's statement *shapes*, a few hundred even for millions of spans: the
+schema's ``statement_key`` macro removes a trailing sqlcommenter comment (which
+makes every text unique) and replaces literal values in SQL, then one real
+text of each key is fingerprinted. The ``db_spans`` view joins each span to its
+fingerprint by the same key.
 
 >>> import correlate
 >>> store = correlate.open_store(":memory:")
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 def fingerprint_run(store: Store, run_id: int) -> int:
-    """Fingerprint the run's statement texts not fingerprinted yet; return how many were new."""
+    """Fingerprint the run's statement shapes not fingerprinted yet; return how many were new."""
     import pyarrow as pa
 
     from correlate.fingerprint import fingerprint_many
@@ -29,21 +30,24 @@ def fingerprint_run(store: Store, run_id: int) -> int:
     con = store.con
     texts = con.execute(
         """
-        SELECT DISTINCT db_system, strip_sqlcommenter(db_statement) AS text
-        FROM spans WHERE run_id = $run AND db_statement IS NOT NULL
-        EXCEPT
-        SELECT db_system, text FROM statements WHERE run_id = $run
+        SELECT db_system, key, any_value(strip_sqlcommenter(db_statement)) AS text
+        FROM (SELECT db_system, db_statement, statement_key(db_statement) AS key
+              FROM spans WHERE run_id = $run AND db_statement IS NOT NULL) s
+        WHERE NOT EXISTS (SELECT 1 FROM statements st WHERE st.run_id = $run
+                          AND st.db_system IS NOT DISTINCT FROM s.db_system AND st.key = s.key)
+        GROUP BY db_system, key
         """,
         {"run": run_id},
     ).fetchall()
     if not texts:
         return 0
-    found = fingerprint_many((text, system) for system, text in texts)
-    rows = [found[(text, system)] for system, text in texts]
+    found = fingerprint_many((text, system) for system, _, text in texts)
+    rows = [found[(text, system)] for system, _, text in texts]
     table = pa.table(
         {
-            "db_system": [system for system, _ in texts],
-            "text": [text for _, text in texts],
+            "db_system": [system for system, _, _ in texts],
+            "key": [key for _, key, _ in texts],
+            "text": [text for _, _, text in texts],
             "fingerprint": [f.id for f in rows],
             "normalized": [f.normalized for f in rows],
             "method": [f.method for f in rows],
@@ -53,7 +57,7 @@ def fingerprint_run(store: Store, run_id: int) -> int:
     )
     con.register("_new_statements", table)
     con.execute(
-        "INSERT INTO statements SELECT ?, db_system, text, fingerprint, normalized, method, "
+        "INSERT INTO statements SELECT ?, db_system, key, text, fingerprint, normalized, method, "
         "operation, tables FROM _new_statements",
         [run_id],
     )

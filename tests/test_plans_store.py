@@ -178,3 +178,17 @@ def test_capture_refuses_unknown_runs_and_urls(tmp_path: Path) -> None:
             store.capture_plans("r", "oracle://scott:tiger@db/x")
         with pytest.raises(CorrelateError, match="has no sqlite statements to explain"):
             store.capture_plans("r", "sqlite:///x.db")
+
+
+def test_literal_variants_share_one_key_and_fingerprint(tmp_path: Path) -> None:
+    a = "select id from orders where customer_id = 7 and note = 'it''s' and id in (1, 2, 3)"
+    b = "select id from orders where customer_id = 12 and note = 'x' and id in (4)"
+    with correlate.open_store(":memory:") as store:
+        store.ingest([_run_file(tmp_path, a, "postgresql")], run="a")
+        store.ingest([_run_file(tmp_path, b, "postgresql")], run="a")
+        keys = store.sql("SELECT key, fingerprint FROM statements")
+        assert list(keys["key"]) == [
+            "select id from orders where customer_id = ? and note = ? and id in (?)"
+        ]
+        assert store.sql("SELECT count(DISTINCT fingerprint) AS n FROM db_spans")["n"][0] == 1
+        assert store.sql("SELECT count(*) AS n FROM db_spans")["n"][0] == 4

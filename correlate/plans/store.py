@@ -76,19 +76,17 @@ def capture_plans(
             f"cannot tell which database {redact_url(dsn)} is: use a postgresql://, "
             "mysql:// (MariaDB too) or sqlite:/// URL"
         )
-    # The most frequent text of each fingerprint stands for it.
+    # A text of the fingerprint's most frequent shape stands for it.
     statements = store.con.execute(
         """
-        SELECT fingerprint, arg_max(text, n) FROM (
-            SELECT st.fingerprint, st.text, count(*) AS n
-            FROM statements st JOIN spans s
-              ON s.run_id = st.run_id AND s.db_system IS NOT DISTINCT FROM st.db_system
-             AND strip_sqlcommenter(s.db_statement) = st.text
-            WHERE st.run_id = ? AND st.db_system IN (SELECT unnest(?))
-            GROUP BY ALL
-        ) GROUP BY fingerprint ORDER BY fingerprint
+        SELECT st.fingerprint, arg_max(st.text, n) FROM statements st JOIN (
+            SELECT db_system, statement_key(db_statement) AS key, count(*) AS n
+            FROM spans WHERE run_id = $run AND db_statement IS NOT NULL GROUP BY ALL
+        ) c ON c.db_system IS NOT DISTINCT FROM st.db_system AND c.key = st.key
+        WHERE st.run_id = $run AND st.db_system IN (SELECT unnest($systems))
+        GROUP BY st.fingerprint ORDER BY st.fingerprint
         """,
-        [run_id, list(systems)],
+        {"run": run_id, "systems": list(systems)},
     ).fetchall()
     if not statements:
         raise CorrelateError(
