@@ -185,8 +185,8 @@ def test_literal_variants_share_one_key_and_fingerprint(tmp_path: Path) -> None:
     b = "select id from orders where customer_id = 12 and note = 'x' and id in (4)"
     with correlate.open_store(":memory:") as store:
         store.ingest([_run_file(tmp_path, a, "postgresql")], run="a")
-        store.ingest([_run_file(tmp_path, b, "postgresql")], run="a")
-        keys = store.sql("SELECT key, fingerprint FROM statements")
+        store.ingest([_run_file(tmp_path, b, "postgresql")], run="b")
+        keys = store.sql("SELECT DISTINCT key FROM statements")
         assert list(keys["key"]) == [
             "select id from orders where customer_id = ? and note = ? and id in (?)"
         ]
