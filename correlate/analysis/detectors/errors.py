@@ -1,0 +1,136 @@
+"""Error bursts: stretches of the run where requests fail far more than at its start.
+
+Rule (Grafana k6 Performance Insights, "increased HTTP failure rate",
+ANCHORS §2.10): a window whose error rate is at least :data:`RISE` (10
+percentage points) above the rate at the start of the run. Adjacent flagged
+windows (one quiet window allowed between) make one burst. Each burst names
+its routes, status codes and the exception types recorded on the failing
+requests' spans. Critical when the burst's errors are at least
+:data:`CRITICAL_SHARE` of all the run's requests.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from correlate.analysis.findings import Finding, pct
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+RISE = 0.10
+BASELINE_WINDOWS = 3
+MIN_ERRORS = 3
+CRITICAL_SHARE = 0.05
+
+
+def error_bursts(run: Run) -> list[Finding]:
+    timeline = run.timeline()
+    busy = timeline[timeline.requests > 0]
+    if busy.empty or busy.errors.sum() < MIN_ERRORS:
+        return []
+    base = busy.head(BASELINE_WINDOWS)
+    baseline = float(base.errors.sum() / max(base.requests.sum(), 1))
+    flagged = list(busy.bucket[busy.error_rate >= baseline + RISE])
+    bursts: list[list[int]] = []
+    for b in flagged:
+        if bursts and b - bursts[-1][-1] <= 2:
+            bursts[-1].append(b)
+        else:
+            bursts.append([b])
+    width = float(timeline.width_s.iloc[0])
+    start_ns = run.span[0]
+    total_requests = int(timeline.requests.sum())
+    found = []
+    for burst in bursts:
+        lo = start_ns + int(burst[0] * width * 1e9)
+        hi = start_ns + int((burst[-1] + 1) * width * 1e9)
+        found.extend(_burst(run, lo, hi, baseline, total_requests))
+    return found
+
+
+def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Finding]:
+    reqs, owner = run.table("requests"), run.table("owner")
+    params = {"run": run.run_id, "lo": lo, "hi": hi}
+    row = run.con.execute(
+        f"""
+        SELECT count(*), count(*) FILTER (WHERE error),
+               list(trace_id ORDER BY start_ns) FILTER (WHERE error),
+               histogram(route) FILTER (WHERE error),
+               histogram(http_status) FILTER (WHERE error)
+        FROM {reqs} WHERE end_ns >= $lo AND end_ns < $hi
+        """,
+        {"lo": lo, "hi": hi},
+    ).fetchone()
+    if row is None or (row[1] or 0) < MIN_ERRORS:
+        return []
+    n, errors, traces, routes, statuses = row
+    exceptions = dict(
+        run.con.execute(
+            f"""
+            SELECT ev.attributes->>'$."exception.type"' AS type, count(*) AS n
+            FROM (
+                SELECT unnest(s.events) AS ev
+                FROM {reqs} r
+                JOIN {owner} o ON o.request_id = r.request_id AND o.trace_id = r.trace_id
+                JOIN spans s ON s.run_id = $run AND s.trace_id = o.trace_id
+                            AND s.span_id = o.span_id
+                WHERE r.error AND r.end_ns >= $lo AND r.end_ns < $hi
+            )
+            WHERE ev.name = 'exception'
+            GROUP BY type ORDER BY n DESC
+            """,
+            params,
+        ).fetchall()
+    )
+    rate = errors / n
+    t0, t1 = (lo - run.span[0]) / 1e9, (hi - run.span[0]) / 1e9
+    top_routes = sorted(routes.items(), key=lambda kv: -kv[1])
+    route = top_routes[0][0] if top_routes else None
+    exc_text = (
+        ", ".join(f"{k} ×{v}" for k, v in list(exceptions.items())[:3])
+        if exceptions
+        else "no exception recorded on their spans"
+    )
+    status_text = ", ".join(f"{k} ×{v}" for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
+    pool = any("Timeout" in str(k) for k in exceptions)
+    return [
+        Finding(
+            kind="error_burst",
+            severity="critical" if errors >= CRITICAL_SHARE * total else "warning",
+            title=f"Error burst from {t0:.0f} s to {t1:.0f} s: {pct(rate)} of requests failed",
+            route=route if len(top_routes) == 1 else None,
+            impact_ms=0.0,
+            evidence={
+                "from_s": t0,
+                "to_s": t1,
+                "requests": int(n),
+                "errors": int(errors),
+                "error_rate": rate,
+                "baseline_error_rate": baseline,
+                "routes": {str(k): int(v) for k, v in top_routes},
+                "status_codes": {str(k): int(v) for k, v in statuses.items()},
+                "exceptions": {str(k): int(v) for k, v in exceptions.items()},
+            },
+            trace_ids=tuple(traces[:3]),
+            explanation=(
+                f"From {t0:.0f} s to {t1:.0f} s, {errors} of {n} requests failed "
+                f"({pct(rate)}, against {pct(baseline)} at the start), across "
+                f"{len(top_routes)} route{'s' if len(top_routes) != 1 else ''}; status codes "
+                f"{status_text}; exceptions: {exc_text}."
+                + (
+                    " The failures are connection-pool timeouts: see the pool finding."
+                    if pool
+                    else ""
+                )
+            ),
+            suggestion=(
+                "Fix the pool finding first; these errors are its symptom."
+                if pool
+                else "Open the example traces: the exception and the span it was raised in "
+                "name the failing dependency."
+            ),
+            threshold=f"window error rate ≥ start rate + {pct(RISE)}, ≥ {MIN_ERRORS} errors",
+            source="Grafana k6 Performance Insights, increased HTTP failure rate (ANCHORS §2.10)",
+        )
+    ]

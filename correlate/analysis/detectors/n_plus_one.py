@@ -1,0 +1,127 @@
+"""N+1 queries: one statement shape run again and again under one parent span.
+
+Rule (Sentry's N+1 DB detector, ``../shared/reference/ANCHORS.md`` §2.1): the
+same fingerprint at least :data:`MIN_CALLS` times under one parent, and the
+union of those spans' intervals at least :data:`MIN_UNION_MS`. Two deliberate
+differences: spans are grouped by parent rather than by an unbroken run of DB
+spans, so SQLAlchemy's pool ``connect`` spans between the queries do not hide
+the pattern (the miss in sentry#93090); and overlapping spans count, as in
+Sentry's code since PR #50079. Severity escalates at :data:`CRITICAL_CALLS`
+repetitions, perf-sentinel's critical level (§2.2).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from correlate.analysis.findings import Finding, ms, pct
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+MIN_CALLS = 5
+MIN_UNION_MS = 50.0
+CRITICAL_CALLS = 10
+#: Below this share of its route's requests, a pattern is reported as info.
+MIN_REQUEST_SHARE = 0.05
+
+
+def n_plus_one(run: Run) -> list[Finding]:
+    parts, reqs = run.table("parts"), run.table("requests")
+    rows = run.con.execute(
+        f"""
+        WITH db AS (
+            SELECT trace_id, request_id, parent_id, fingerprint, a, b
+            FROM {parts} WHERE category = 'db' AND b > a
+        ),
+        islands AS (
+            SELECT *, sum(new_island) OVER (PARTITION BY trace_id, request_id, parent_id, fingerprint
+                                            ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+            FROM (
+                SELECT *, CASE WHEN a > max(b) OVER (
+                    PARTITION BY trace_id, request_id, parent_id, fingerprint
+                    ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                    THEN 1 ELSE 0 END AS new_island
+                FROM db
+            )
+        ),
+        groups AS (
+            SELECT trace_id, request_id, parent_id, fingerprint,
+                   sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
+            FROM (SELECT trace_id, request_id, parent_id, fingerprint, island,
+                         count(*) AS calls, min(a) AS a, max(b) AS b
+                  FROM islands GROUP BY ALL)
+            GROUP BY ALL
+            HAVING sum(calls) >= {MIN_CALLS}
+        ),
+        hits AS (
+            SELECT r.route, g.fingerprint, g.trace_id, g.calls, g.union_ms, r.duration_ms
+            FROM groups g JOIN {reqs} r ON r.trace_id = g.trace_id AND r.request_id = g.request_id
+            WHERE g.union_ms >= {MIN_UNION_MS}
+        )
+        SELECT h.route, h.fingerprint, count(*) AS requests,
+               (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
+               avg(h.calls) AS calls, max(h.calls) AS max_calls, avg(h.union_ms) AS union_ms,
+               sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
+               list(h.trace_id ORDER BY h.union_ms DESC)[1:3] AS traces
+        FROM hits h GROUP BY h.route, h.fingerprint
+        ORDER BY total_ms DESC
+        """
+    ).fetchall()
+    texts = _texts(run)
+    found = []
+    for route, fp, n, route_n, calls, max_calls, union_ms, total_ms, duration_ms, traces in rows:
+        share = n / route_n if route_n else 0.0
+        severity = "critical" if calls >= CRITICAL_CALLS else "warning"
+        if share < MIN_REQUEST_SHARE:
+            severity = "info"
+        table = texts.get(fp, ("", None))[1]
+        what = f"the same query{f' on {table}' if table else ''}"
+        found.append(
+            Finding(
+                kind="n_plus_one",
+                severity=severity,
+                title=f"N+1 queries in {route}: {what} {calls:.0f}× per request",
+                route=route,
+                fingerprint=fp,
+                impact_ms=float(total_ms),
+                evidence={
+                    "requests": int(n),
+                    "route_requests": int(route_n),
+                    "share_of_requests": share,
+                    "calls_per_request": float(calls),
+                    "max_calls": int(max_calls),
+                    "union_ms_per_request": float(union_ms),
+                    "mean_request_ms": float(duration_ms),
+                    "statement": texts.get(fp, ("", None))[0],
+                },
+                trace_ids=tuple(traces),
+                explanation=(
+                    f"{pct(share)} of {route} requests ({n} of {route_n}) run {what} "
+                    f"{calls:.0f} times under one parent span, {ms(union_ms)} of database time "
+                    f"per request out of {ms(duration_ms)}: one query per item instead of one "
+                    "for all of them."
+                ),
+                suggestion=(
+                    "Fetch the rows for all items in one query: an IN (…) or a join, or with "
+                    "SQLAlchemy eager loading (selectinload / joinedload) on the relationship "
+                    "the loop walks."
+                ),
+                threshold=(
+                    f"≥ {MIN_CALLS} calls of one fingerprint under one parent and ≥ "
+                    f"{MIN_UNION_MS:.0f} ms of their union; critical from {CRITICAL_CALLS} calls"
+                ),
+                source="Sentry N+1 DB detector (ANCHORS §2.1), connect spans transparent; "
+                "perf-sentinel critical level (§2.2)",
+            )
+        )
+    return found
+
+
+def _texts(run: Run) -> dict[str, tuple[str, str | None]]:
+    rows = run.con.execute(
+        "SELECT fingerprint, any_value(normalized), any_value(tables[1]) FROM statements "
+        "WHERE run_id = ? GROUP BY fingerprint",
+        [run.run_id],
+    ).fetchall()
+    return {fp: (text, table) for fp, text, table in rows}

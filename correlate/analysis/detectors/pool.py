@@ -1,0 +1,385 @@
+"""Connection-pool exhaustion, and whether it is a leak or plain saturation.
+
+Pressure first: requests spend at least :data:`MIN_WAIT_SHARE` of their time
+and :data:`MIN_WAIT_MS` per request waiting for a connection, or checkouts time
+out, or ``correlate.instrument`` saw a connection outlive its request.
+
+Then the diagnosis, from the strongest evidence available:
+
+1. *leak suspects* recorded by ``correlate.instrument`` (a connection still
+   checked out :data:`leak grace <correlate.instrument>` after its request
+   ended, with the route and code line that took it) — HikariCP's
+   ``leakDetectionThreshold`` idea, tied to the request (ANCHORS §2.12);
+2. *orphaned connections* in the pool samples: more connections checked out
+   than requests in flight around that moment, still so at the end of the run;
+3. with spans alone: pool wait that does not fall when the load does
+   (:data:`RECOVERY_LOAD` and :data:`RECOVERY_WAIT`).
+
+A leak is pressure that load does not explain; saturation is pressure that
+tracks load and recovers, and its fix is shorter holds or a bigger pool, sized
+here by Little's law (connections needed ≈ checkouts per second × mean hold).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import Finding, ms, pct
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.analysis.run import Run
+
+MIN_WAIT_SHARE = 0.10
+MIN_WAIT_MS = 10.0
+#: Critical when pool wait is at least this share of all request time, or any checkout timed out.
+CRITICAL_WAIT_SHARE = 0.25
+#: Spans only: in the last third of the run, load at most this share of its peak…
+RECOVERY_LOAD = 0.75
+#: …while pool wait per request stays at least this share of its peak: no recovery.
+RECOVERY_WAIT = 0.5
+#: Slack around a pool sample when counting the requests that could hold a connection.
+SAMPLE_SLACK_NS = 1_000_000_000
+
+SOURCE = (
+    "correlate; leak suspects as HikariCP leakDetectionThreshold tied to the request "
+    "(ANCHORS §2.12), saturation as k6 throughput limit (§2.10)"
+)
+
+
+@dataclass
+class _Pressure:
+    requests: int
+    total_ms: float
+    wait_ms: float
+    waited: int
+    timeouts: int
+    timeout_errors: int
+    exception: str | None
+    routes: list[tuple[str, float]]
+
+    @property
+    def share(self) -> float:
+        return self.wait_ms / self.total_ms if self.total_ms else 0.0
+
+
+def pool_exhaustion(run: Run) -> list[Finding]:
+    pressure = _pressure(run)
+    leaks = _leaks(run)
+    if (
+        pressure.timeouts == 0
+        and not leaks
+        and not (
+            pressure.share >= MIN_WAIT_SHARE
+            and pressure.wait_ms / max(pressure.requests, 1) >= MIN_WAIT_MS
+        )
+    ):
+        return []
+    timeline = run.timeline()
+    orphans = _orphans(run)
+    stuck = _no_recovery(timeline)
+    severity = (
+        "critical" if pressure.timeouts or pressure.share >= CRITICAL_WAIT_SHARE else "warning"
+    )
+    if leaks or (orphans and orphans["at_end"] >= 1) or stuck:
+        return [_leak_finding(run, pressure, leaks, orphans, stuck, timeline, severity)]
+    return [_saturation_finding(run, pressure, timeline, severity)]
+
+
+def _pressure(run: Run) -> _Pressure:
+    reqs, parts = run.table("requests"), run.table("parts")
+    n, total, wait, waited = run.con.execute(
+        f"SELECT count(*), coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), "
+        f"count(*) FILTER (WHERE pool_ms > 0) FROM {reqs}"
+    ).fetchone() or (0, 0.0, 0.0, 0)
+    # timeouts: connect spans that failed, and checkouts the instrument saw time out
+    failed = f"""
+        SELECT s.events FROM {parts} p
+        JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
+        WHERE p.category = 'pool' AND s.status_code = 'ERROR'
+    """
+    (span_timeouts,) = run.con.execute(
+        f"SELECT count(*) FROM ({failed})", {"run": run.run_id}
+    ).fetchone() or (0,)
+    (exception,) = run.con.execute(
+        f"""
+        SELECT mode(ev.attributes->>'$."exception.type"')
+        FROM (SELECT unnest(events) AS ev FROM ({failed}))
+        WHERE ev.name = 'exception'
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (None,)
+    (checkout_timeouts,) = run.con.execute(
+        "SELECT count(*) FROM pool_checkouts WHERE run_id = ? AND outcome = 'timeout'",
+        [run.run_id],
+    ).fetchone() or (0,)
+    (timeout_errors,) = run.con.execute(
+        f"""
+        SELECT count(DISTINCT (r.trace_id, r.request_id)) FROM {reqs} r
+        JOIN {parts} p ON p.trace_id = r.trace_id AND p.request_id = r.request_id
+        JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
+        WHERE r.error AND p.category = 'pool' AND s.status_code = 'ERROR'
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (0,)
+    routes = run.con.execute(
+        f"SELECT route, avg(pool_ms) FROM {reqs} GROUP BY route HAVING avg(pool_ms) > 0 "
+        "ORDER BY 2 DESC"
+    ).fetchall()
+    return _Pressure(
+        requests=int(n),
+        total_ms=float(total),
+        wait_ms=float(wait),
+        waited=int(waited),
+        timeouts=max(int(span_timeouts), int(checkout_timeouts)),
+        timeout_errors=int(timeout_errors),
+        exception=exception,
+        routes=[(str(r), float(w)) for r, w in routes],
+    )
+
+
+def _leaks(run: Run) -> list[dict[str, Any]]:
+    reqs = run.table("requests")
+    rows = run.con.execute(
+        f"""
+        SELECT l.route, l.location, l.pool, count(*) AS n, avg(l.held_ns) / 1e6 AS held_ms,
+               list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
+               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns
+        FROM pool_leaks l
+        LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
+        WHERE l.run_id = $run
+        GROUP BY ALL ORDER BY n DESC
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    keys = ("route", "location", "pool", "count", "held_ms", "statuses", "traces", "first_ns")
+    return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def _orphans(run: Run) -> dict[str, Any] | None:
+    """Connections checked out beyond the requests that could hold them, per pool sample."""
+    reqs = run.table("requests")
+    rows = run.con.execute(
+        f"""
+        WITH s AS (
+            SELECT time_unix_nano AS t, sum(checked_out) AS checked_out, sum(capacity) AS capacity
+            FROM pool_samples WHERE run_id = $run GROUP BY t
+        )
+        SELECT s.t, s.checked_out, s.capacity,
+               (SELECT count(*) FROM {reqs} r
+                WHERE r.start_ns <= s.t + {SAMPLE_SLACK_NS} AND r.end_ns >= s.t - {SAMPLE_SLACK_NS})
+                   AS in_flight
+        FROM s ORDER BY s.t
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    if not rows:
+        return None
+    orphaned = [max(co - fl, 0) for _, co, _, fl in rows]
+    start = run.span[0]
+    full_at = next(
+        ((t - start) / 1e9 for t, co, cap, fl in rows if cap and co >= cap and fl < cap), None
+    )
+    return {
+        "at_end": orphaned[-1],
+        "max": max(orphaned),
+        "checked_out_at_end": rows[-1][1],
+        "in_flight_at_end": rows[-1][3],
+        "capacity": rows[-1][2],
+        "full_without_demand_at_s": full_at,
+    }
+
+
+def _no_recovery(timeline: pd.DataFrame) -> dict[str, float] | None:
+    """Spans-only evidence: the load fell but the wait did not."""
+    t = timeline[timeline.requests > 0]
+    if len(t) < 6 or t.pool_ms.max() <= MIN_WAIT_MS:
+        return None
+    load = t.users if t.users.notna().any() else t.in_flight
+    last = t.iloc[-(len(t) // 3) :]
+    peak_load, last_load = float(load.max()), float(load.iloc[-(len(t) // 3) :].mean())
+    peak_wait, last_wait = float(t.pool_ms.max()), float(last.pool_ms.mean())
+    if last_load <= RECOVERY_LOAD * peak_load and last_wait >= RECOVERY_WAIT * peak_wait:
+        return {
+            "peak_load": peak_load,
+            "final_load": last_load,
+            "peak_wait_ms": peak_wait,
+            "final_wait_ms": last_wait,
+        }
+    return None
+
+
+def _common(pressure: _Pressure, run: Run) -> dict[str, Any]:
+    return {
+        "pool_wait_ms": pressure.wait_ms,
+        "share_of_request_time": pressure.share,
+        "requests_that_waited": pressure.waited,
+        "requests": pressure.requests,
+        "timeouts": pressure.timeouts,
+        "requests_failed_by_timeout": pressure.timeout_errors,
+        "timeout_exception": pressure.exception,
+        "wait_ms_per_request_by_route": dict(pressure.routes),
+    }
+
+
+def _wait_series(timeline: pd.DataFrame) -> str:
+    t = timeline[timeline.requests > 0]
+    step = max(len(t) // 6, 1)
+    points = t.iloc[::step]
+    return " → ".join(ms(float(v)) for v in points.pool_ms.fillna(0))
+
+
+def _leak_finding(
+    run: Run,
+    pressure: _Pressure,
+    leaks: list[dict[str, Any]],
+    orphans: dict[str, Any] | None,
+    stuck: dict[str, float] | None,
+    timeline: pd.DataFrame,
+    severity: str,
+) -> Finding:
+    evidence = _common(pressure, run)
+    evidence["wait_per_request_over_time"] = _wait_series(timeline)
+    said: list[str] = []
+    route = location = None
+    traces: tuple[str, ...] = ()
+    if leaks:
+        top = leaks[0]
+        route, location = top["route"], top["location"]
+        total = sum(leak["count"] for leak in leaks)
+        statuses = sorted({s for leak in leaks for s in (leak["statuses"] or [])})
+        traces = tuple(t for leak in leaks for t in leak["traces"])[:3]
+        evidence["leaked_connections"] = total
+        evidence["leaks"] = [
+            {k: v for k, v in leak.items() if k not in ("traces", "first_ns")} for leak in leaks
+        ]
+        where = f" at {location}" if location else ""
+        on = f" (its requests answered HTTP {', '.join(map(str, statuses))})" if statuses else ""
+        said.append(
+            f"{total} connection{'s' if total != 1 else ''} checked out by {route}{where} "
+            f"were still held after their requests had ended{on}, and never came back"
+        )
+    if orphans:
+        evidence["pool_samples"] = orphans
+        if orphans["at_end"] >= 1:
+            said.append(
+                f"at the end of the run {orphans['checked_out_at_end']} of "
+                f"{orphans['capacity']} connections were checked out with "
+                f"{orphans['in_flight_at_end']} requests in flight"
+            )
+    if stuck:
+        evidence["no_recovery"] = stuck
+        said.append(
+            f"pool wait stayed at {ms(stuck['final_wait_ms'])} per request after the load fell "
+            f"from {stuck['peak_load']:.0f} to {stuck['final_load']:.0f}"
+        )
+    if pressure.timeouts:
+        exc = f" ({pressure.exception})" if pressure.exception else ""
+        said.append(
+            f"{pressure.timeouts} checkouts timed out{exc}, failing "
+            f"{pressure.timeout_errors} requests"
+        )
+    routes = len(pressure.routes)
+    title = (
+        f"Connection-pool leak in {route}" + (f" ({location.split(' in ')[0]})" if location else "")
+        if route
+        else "Connection-pool leak: connections are not returned"
+    )
+    fix_at = f" at {location}" if location else ""
+    return Finding(
+        kind="pool_leak",
+        severity=severity,
+        title=title,
+        route=route,
+        impact_ms=pressure.wait_ms,
+        evidence=evidence,
+        trace_ids=traces,
+        explanation=(
+            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
+            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request, "
+            f"across {routes} route{'s' if routes != 1 else ''}; "
+            f"{evidence['wait_per_request_over_time']} over the run), not because the "
+            "database was slow but because connections were taken and not given back: "
+            + "; ".join(said)
+            + ". Load does not explain it: it is a leak, and every route pays for it."
+        ),
+        suggestion=(
+            f"Return the connection on every path{fix_at}: take it with a context manager "
+            "(`with engine.connect() as conn:` / `with Session() as session:`) or release it "
+            "in a `finally`, including early returns and error responses."
+            + (
+                " The leaking requests are the ones listed; follow their traces."
+                if traces
+                else " Record the run with correlate.instrument to name the route and line."
+            )
+        ),
+        threshold=(
+            f"pool wait ≥ {pct(MIN_WAIT_SHARE)} of request time and ≥ {MIN_WAIT_MS:.0f} ms per "
+            "request, or timeouts, or leak suspects; leak when connections outlive their "
+            "requests or wait does not recover as load falls; critical with timeouts or "
+            f"≥ {pct(CRITICAL_WAIT_SHARE)} of request time"
+        ),
+        source=SOURCE,
+    )
+
+
+def _saturation_finding(
+    run: Run, pressure: _Pressure, timeline: pd.DataFrame, severity: str
+) -> Finding:
+    evidence = _common(pressure, run)
+    evidence["wait_per_request_over_time"] = _wait_series(timeline)
+    hold = run.con.execute(
+        """
+        SELECT count(*) / nullif((max(start_unix_nano) - min(start_unix_nano)) / 1e9, 0),
+               avg(hold_ns) / 1e6, max(capacity)
+        FROM pool_checkouts c
+        LEFT JOIN (SELECT run_id, max(capacity) AS capacity FROM pool_samples GROUP BY run_id) s
+          USING (run_id)
+        WHERE c.run_id = ? AND c.hold_ns IS NOT NULL
+        """,
+        [run.run_id],
+    ).fetchone()
+    sizing = ""
+    if hold and hold[0] and hold[1]:
+        needed = hold[0] * hold[1] / 1000
+        evidence["littles_law_connections"] = needed
+        evidence["pool_capacity"] = hold[2]
+        sizing = (
+            f" At {hold[0]:.1f} checkouts/s held {ms(hold[1])} each, the service needs about "
+            f"{needed:.1f} connections on average (Little's law)"
+            + (f" against a pool of {hold[2]}." if hold[2] else ".")
+        )
+    peak = timeline.loc[timeline.pool_ms.fillna(0).idxmax()] if len(timeline) else None
+    when = (
+        f" It peaked at {ms(float(peak.pool_ms))} per request with {peak.in_flight:.0f} "
+        f"requests in flight, and fell back as the load did."
+        if peak is not None
+        else ""
+    )
+    return Finding(
+        kind="pool_saturation",
+        severity=severity,
+        title="Connection pool saturated under load",
+        impact_ms=pressure.wait_ms,
+        evidence=evidence,
+        explanation=(
+            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
+            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request). The "
+            "wait follows the load and recovers when it drops, so connections are returned: "
+            "the pool is too small for this concurrency, or connections are held too long."
+            + when
+            + sizing
+        ),
+        suggestion=(
+            "Hold connections for less time (no slow work while a connection or transaction "
+            "is open; fix the slowest queries first), or raise pool_size / max_overflow to "
+            "the concurrency you need and check the database can take it."
+        ),
+        threshold=(
+            f"pool wait ≥ {pct(MIN_WAIT_SHARE)} of request time and ≥ {MIN_WAIT_MS:.0f} ms per "
+            "request, or timeouts; saturation when the wait tracks load and recovers"
+        ),
+        source=SOURCE,
+    )

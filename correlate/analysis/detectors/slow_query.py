@@ -1,0 +1,133 @@
+"""A slow query that dominates its route, with what its plan says about why.
+
+Rule: on a route, one fingerprint (run fewer than the N+1 detector's
+repetitions per request) takes at least :data:`MIN_SHARE` of the route's
+time *outside pool waits* — a pool that is out of connections inflates every
+route alike and says nothing about the query — and its median call takes at
+least :data:`MIN_CALL_MS`, an absolute floor so that a fast route whose only
+query is most of its time is not called slow. correlate's own rule: Sentry's
+slow-DB detector flags single spans over 500 ms (ANCHORS §2.1), far above a
+load test's interesting range, and its "dominates" idea comes from pganalyze's
+per-query share of total time (§2.3). Critical when the query alone is at
+least :data:`CRITICAL_SHARE_OF_LATENCY` of the route's whole latency.
+
+The plan linked to the fingerprint (``correlate plans capture`` or plan files)
+supplies the why: its insights become the explanation and fix.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from correlate.analysis.detectors.n_plus_one import MIN_CALLS
+from correlate.analysis.findings import Finding, ms, pct
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+MIN_SHARE = 0.5
+MIN_CALL_MS = 20.0
+CRITICAL_SHARE_OF_LATENCY = 0.5
+MIN_REQUESTS = 5
+
+
+def slow_query(run: Run) -> list[Finding]:
+    parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
+    rows = run.con.execute(
+        f"""
+        WITH route_time AS (
+            SELECT route, count(*) AS n, sum(duration_ms) AS total_ms,
+                   sum(duration_ms - pool_ms) AS busy_ms
+            FROM {reqs} GROUP BY route
+        ),
+        per AS (
+            SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
+                   sum(q.db_ms) AS db_ms,
+                   list(r.trace_id ORDER BY q.db_ms DESC)[1:3] AS traces
+            FROM {rq} q JOIN {reqs} r ON r.trace_id = q.trace_id AND r.request_id = q.request_id
+            GROUP BY ALL
+        ),
+        call_ms AS (
+            SELECT fingerprint, quantile_cont((end_ns - start_ns) / 1e6, 0.5) AS p50_ms,
+                   quantile_cont((end_ns - start_ns) / 1e6, 0.95) AS p95_ms
+            FROM {parts} WHERE category = 'db' GROUP BY fingerprint
+        )
+        SELECT p.route, p.fingerprint, p.requests, t.n, p.calls, p.db_ms,
+               p.db_ms / nullif(t.busy_ms, 0) AS busy_share,
+               p.db_ms / nullif(t.total_ms, 0) AS latency_share,
+               c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces
+        FROM per p JOIN route_time t USING (route) JOIN call_ms c USING (fingerprint)
+        WHERE p.calls < {MIN_CALLS} * p.requests
+          AND p.requests >= {MIN_REQUESTS}
+          AND p.db_ms >= {MIN_SHARE} * t.busy_ms
+          AND c.p50_ms >= {MIN_CALL_MS}
+        ORDER BY p.db_ms DESC
+        """
+    ).fetchall()
+    if not rows:
+        return []
+    import pandas as pd
+
+    queries = run.queries().set_index("fingerprint")
+    found = []
+    for route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, traces in rows:
+        q = queries.loc[fp] if fp in queries.index else None
+        insights = list(q["insights"]) if q is not None else []
+        fixes = list(q["suggestions"]) if q is not None else []
+        table = (
+            (list(q["tables"]) or [None])[0] if q is not None and q["tables"] is not None else None
+        )
+        subject = f"the query on {table}" if table else "one query"
+        why = (
+            " Its plan: " + "; ".join(insights[:3]) + "."
+            if insights
+            else " No plan is linked to it yet, so the cause is not known from the plan."
+        )
+        fix = (
+            " ".join(fixes[:2])
+            if fixes
+            else (
+                f"Capture its plan (correlate plans capture --run {run.name} --dsn URL) or add "
+                "the run's EXPLAIN output, then look for a scan that an index on the filtered "
+                "columns would avoid."
+            )
+        )
+        found.append(
+            Finding(
+                kind="slow_query",
+                severity="critical" if lat_share >= CRITICAL_SHARE_OF_LATENCY else "warning",
+                title=f"Slow query in {route}: {subject}, median {ms(p50)} per call",
+                route=route,
+                fingerprint=fp,
+                impact_ms=float(db_ms),
+                evidence={
+                    "requests": int(n),
+                    "route_requests": int(route_n),
+                    "calls": int(calls),
+                    "db_ms": float(db_ms),
+                    "share_of_time_outside_pool_wait": float(busy_share),
+                    "share_of_latency": float(lat_share),
+                    "p50_call_ms": float(p50),
+                    "p95_call_ms": float(p95),
+                    "route_mean_ms": float(mean),
+                    "plan_id": None if q is None or pd.isna(q["plan_id"]) else int(q["plan_id"]),
+                    "plan_insights": insights,
+                    "statement": None if q is None else q["normalized"],
+                },
+                trace_ids=tuple(traces),
+                explanation=(
+                    f"{subject[0].upper() + subject[1:]} takes {pct(busy_share)} of {route}'s "
+                    f"time outside pool waits ({ms(db_ms / n)} of a request's "
+                    f"{ms(mean)} on average; median call {ms(p50)}, p95 {ms(p95)})." + why
+                ),
+                suggestion=fix,
+                threshold=(
+                    f"one fingerprint ≥ {pct(MIN_SHARE)} of a route's time outside pool waits "
+                    f"and median call ≥ {MIN_CALL_MS:.0f} ms; critical from "
+                    f"{pct(CRITICAL_SHARE_OF_LATENCY)} of its whole latency"
+                ),
+                source="correlate; share of time as in pganalyze (ANCHORS §2.3), "
+                "plan rules as in PEV2 (§2.4)",
+            )
+        )
+    return found

@@ -1,0 +1,66 @@
+"""Findings: what a detector concluded, with the numbers that prove it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+#: Severities, most urgent first. ``critical``: the run's users felt it
+#: (timeouts, errors, most of a route's time); ``warning``: a real, fixable
+#: problem; ``info``: worth knowing, not worth failing a build over.
+SEVERITIES = ("critical", "warning", "info")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One diagnosis.
+
+    ``impact_ms`` is the request time the finding accounts for over the run
+    (how much faster the run's requests would have been without it, as far
+    as the evidence goes); findings rank by severity, then impact.
+    """
+
+    kind: str
+    severity: str
+    title: str
+    explanation: str
+    suggestion: str
+    threshold: str
+    source: str
+    impact_ms: float = 0.0
+    route: str | None = None
+    fingerprint: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    trace_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.severity not in SEVERITIES:
+            raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The finding as plain JSON-ready values."""
+        out = asdict(self)
+        out["trace_ids"] = list(self.trace_ids)
+        return out
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Most urgent first: by severity, then by impact, then by kind and route for stability."""
+    return sorted(
+        findings,
+        key=lambda f: (SEVERITIES.index(f.severity), -f.impact_ms, f.kind, f.route or ""),
+    )
+
+
+def ms(value: float) -> str:
+    """Milliseconds for prose: ``'66.9 ms'``, ``'1.25 s'``."""
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
+    if value >= 10:
+        return f"{value:.1f} ms"
+    return f"{value:.2f} ms"
+
+
+def pct(share: float) -> str:
+    """A share for prose: ``'42%'``."""
+    return f"{share * 100:.0f}%"
