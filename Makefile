@@ -19,9 +19,7 @@ setup: $(VENV)/.installed
 ## The main job on the committed sample run.
 quickstart: setup
 	rm -f $(DB)
-	$(BIN)/correlate ingest $(SAMPLE)/checkout-blackfriday --run blackfriday --db $(DB)
-	$(BIN)/correlate ingest $(SAMPLE)/checkout-fixed --run fixed --db $(DB)
-	$(BIN)/correlate runs --db $(DB)
+	$(BIN)/correlate analyze $(SAMPLE)/checkout-blackfriday --db $(DB)
 
 test: setup
 	$(BIN)/pytest -q

@@ -10,9 +10,21 @@ telemetry, joined in DuckDB and turned into a verdict.
 
 from __future__ import annotations
 
+from correlate.analysis import Finding, Run, open_run
+from correlate.analysis.verdict import Analysis, analyze
 from correlate.errors import CorrelateError
 from correlate.store import Store, open_store
 
 __version__ = "0.1.0"
 
-__all__ = ["CorrelateError", "Store", "__version__", "open_store"]
+__all__ = [
+    "Analysis",
+    "CorrelateError",
+    "Finding",
+    "Run",
+    "Store",
+    "__version__",
+    "analyze",
+    "open_run",
+    "open_store",
+]

@@ -6,6 +6,7 @@ result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors exit 
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,31 @@ def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{label!r} is not KEY=VALUE", param_hint="--label")
         parsed[key] = value
     return parsed
+
+
+@cli.command()
+@click.argument("target")
+@click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
+@click.option(
+    "--color/--no-color", default=None, help="Colour the verdict (default: when on a terminal)."
+)
+@db_option
+def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
+    """Explain where a run's time went: findings first, then per-route tables.
+
+    TARGET is a run directory or trace file (ingested first; files already
+    in the run are passed over) or the name of a run in the store.
+    """
+    from correlate.analysis.verdict import analyze as analyze_run
+
+    ingesting = Path(target).exists()
+    with _open(db, read_only=not ingesting) as store:
+        result = analyze_run(target, store=store, run=run, progress=_terminal_progress())
+    if result.ingest is not None and result.ingest.spans_added:
+        click.echo(result.ingest.summary(), err=True)
+    use_color = sys.stdout.isatty() if color is None else color
+    width = shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 120
+    click.echo(result.to_text(color=use_color, width=width), nl=False)
 
 
 @cli.command()

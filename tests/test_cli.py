@@ -22,6 +22,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 #: CLI command -> the Python callable it is a skin over (named COMMAND or run_COMMAND).
 API_TWINS = {
+    "analyze": correlate.analyze,
     "ingest": correlate.Store.ingest,
     "runs": correlate.Store.runs,
     "sql": correlate.Store.sql,
@@ -231,3 +232,26 @@ def test_demo_rejects_a_bad_duration(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(cli, ["demo", "--out", str(tmp_path / "run"), "--duration", "soon"])
     assert result.exit_code == 2
     assert "'soon' is not a duration such as 60, 90s or 2m" in result.output
+
+
+def test_analyze_ingests_a_run_directory_once_and_prints_the_verdict(
+    runner: CliRunner, db: Path
+) -> None:
+    sample = Path(__file__).resolve().parents[1] / "sample_traces" / "checkout-fixed"
+    first = runner.invoke(cli, ["analyze", str(sample), "--db", str(db)])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("run 'checkout-fixed': 6,435 spans added")
+    assert "No findings" in first.output
+    again = runner.invoke(cli, ["analyze", str(sample), "--db", str(db)])
+    assert again.exit_code == 0
+    assert again.output.startswith("correlate analyze checkout-fixed\n")  # nothing re-ingested
+    by_name = runner.invoke(cli, ["analyze", "checkout-fixed", "--db", str(db)])
+    assert by_name.output == again.output
+
+
+def test_analyze_unknown_target_says_what_exists(runner: CliRunner, db: Path) -> None:
+    runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "a", "--db", str(db)])
+    result = runner.invoke(cli, ["analyze", "nope", "--db", str(db)])
+    assert result.exit_code == 1
+    assert "'nope' is neither a run directory or trace file nor a run in" in result.output
+    assert "(runs there: a)" in result.output

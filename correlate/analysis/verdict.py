@@ -1,0 +1,216 @@
+"""The verdict on a run: ``correlate analyze``'s result, computed once, rendered many ways.
+
+:func:`analyze` ingests a run directory when it is given one (idempotently:
+files already in the run are passed over), analyses the run and returns an
+:class:`Analysis` holding everything a renderer needs, so the store can be
+closed before anything is printed.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import Finding
+from correlate.analysis.run import Run
+from correlate.errors import RunNotFoundError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.analysis.detectors import Detector
+    from correlate.ingest import IngestReport, Progress
+    from correlate.store import Store
+
+
+@dataclass
+class Analysis:
+    """What the analysis of one run found, with the tables behind it."""
+
+    run: str
+    summary: dict[str, Any]
+    findings: list[Finding]
+    routes: pd.DataFrame
+    queries: pd.DataFrame
+    timeline: pd.DataFrame
+    breakdowns: dict[str, pd.DataFrame]
+    #: evidence the run lacks, and what each gap hides (say what to do next)
+    gaps: list[str] = field(default_factory=list)
+    ingest: IngestReport | None = None
+
+    def __repr__(self) -> str:
+        counts = {s: sum(f.severity == s for f in self.findings) for s in ("critical", "warning")}
+        return (
+            f"<Analysis of {self.run!r}: {self.summary.get('requests', 0)} requests, "
+            f"{counts['critical']} critical, {counts['warning']} warning finding(s)>"
+        )
+
+    def to_text(self, *, color: bool = False, width: int = 120) -> str:
+        """The terminal rendering (see :mod:`correlate.render.text`)."""
+        from correlate.render.text import render
+
+        return render(self, color=color, width=width)
+
+
+def analyze(
+    target: str | os.PathLike[str],
+    *,
+    store: Store,
+    run: str | None = None,
+    detectors: tuple[Detector, ...] | None = None,
+    progress: Progress | None = None,
+) -> Analysis:
+    """Analyse a run: ``target`` is a run directory or trace file (ingested into
+    ``store`` first, as run ``run`` or the directory's name) or the name of a run
+    already in ``store``.
+
+    >>> import correlate
+    >>> with correlate.open_store(":memory:") as store:
+    ...     result = correlate.analyze("sample_traces/checkout-fixed", store=store)
+    >>> result.run, result.summary["requests"], [f.kind for f in result.findings]
+    ('checkout-fixed', 1811, [])
+    """
+    report = None
+    path = Path(target)
+    if path.exists():
+        name = run or (path.name if path.is_dir() else path.stem.split(".")[0])
+        report = store.ingest([path], name, progress=progress)
+    else:
+        name = run or str(target)
+        if run is None and not _has_run(store, name):
+            raise RunNotFoundError(
+                f"{target!r} is neither a run directory or trace file nor a run in {store.path} "
+                f"(runs there: {', '.join(_run_names(store)) or 'none'})"
+            )
+    with Run(store, name) as r:
+        result = _collect(r, detectors)
+    result.ingest = report
+    return result
+
+
+def _run_names(store: Store) -> list[str]:
+    return [
+        str(n) for (n,) in store.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
+    ]
+
+
+def _has_run(store: Store, name: str) -> bool:
+    return name in _run_names(store)
+
+
+def _collect(run: Run, detectors: tuple[Detector, ...] | None) -> Analysis:
+    routes = run.routes()
+    summary = _summary(run)
+    breakdowns = {route: run.breakdown(route) for route in routes.route.head(8)}
+    return Analysis(
+        run=run.name,
+        summary=summary,
+        findings=run.findings(detectors),
+        routes=routes,
+        queries=run.queries(),
+        timeline=run.timeline(),
+        breakdowns=breakdowns,
+        gaps=_gaps(run, summary),
+    )
+
+
+def _summary(run: Run) -> dict[str, Any]:
+    reqs = run.table("requests")
+    row = run.con.execute(
+        f"""
+        SELECT count(*), coalesce(avg(error::INT), 0),
+               quantile_cont(duration_ms, 0.5), quantile_cont(duration_ms, 0.95),
+               coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), coalesce(sum(db_ms), 0),
+               coalesce(sum(downstream_ms), 0), coalesce(sum(app_ms), 0),
+               count(DISTINCT route)
+        FROM {reqs}
+        """
+    ).fetchone()
+    assert row is not None
+    n, err, p50, p95, total, pool, db, down, app, routes = row
+    counts = run.con.execute(
+        """
+        SELECT (SELECT span_count FROM runs WHERE run_id = $run),
+               (SELECT count(*) FROM spans WHERE run_id = $run AND db_statement IS NOT NULL),
+               (SELECT count(*) FROM pool_samples WHERE run_id = $run),
+               (SELECT count(*) FROM pool_checkouts WHERE run_id = $run),
+               (SELECT count(*) FROM client_requests WHERE run_id = $run),
+               (SELECT count(DISTINCT fingerprint) FROM statements WHERE run_id = $run),
+               (SELECT count(DISTINCT fingerprint) FROM plans
+                WHERE run_id = $run AND raw IS NOT NULL AND fingerprint IS NOT NULL)
+        """,
+        {"run": run.run_id},
+    ).fetchone()
+    assert counts is not None
+    spans, db_spans, samples, checkouts, client, fingerprints, planned = counts
+    (connects,) = run.con.execute(
+        f"SELECT count(*) FROM {run.table('parts')} WHERE category = 'pool' AND span_id IS NOT NULL"
+    ).fetchone() or (0,)
+    (matched,) = run.con.execute(
+        """
+        SELECT count(*) FROM client_requests c
+        WHERE c.run_id = $run AND EXISTS (
+            SELECT 1 FROM spans s WHERE s.run_id = $run AND s.trace_id = c.trace_id
+              AND s.kind = 'SERVER' AND s.parent_id = c.span_id)
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (0,)
+    total = float(total) or 1.0
+    return {
+        "run": run.name,
+        "seconds": run.seconds,
+        "spans": int(spans or 0),
+        "requests": int(n),
+        "routes": int(routes),
+        "throughput_rps": n / run.seconds if run.seconds else 0.0,
+        "error_rate": float(err),
+        "p50_ms": None if p50 is None else float(p50),
+        "p95_ms": None if p95 is None else float(p95),
+        "time_share": {
+            "pool": pool / total,
+            "db": db / total,
+            "downstream": down / total,
+            "app": app / total,
+        },
+        "unattributed_spans": run.unattributed_spans,
+        "db_spans": int(db_spans),
+        "fingerprints": int(fingerprints),
+        "fingerprints_with_plans": int(planned),
+        "connect_spans": int(connects),
+        "pool_samples": int(samples),
+        "pool_checkouts": int(checkouts),
+        "client_requests": int(client),
+        "client_requests_matched": int(matched),
+    }
+
+
+def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
+    gaps = []
+    if s["requests"] == 0:
+        gaps.append(
+            "no SERVER spans: nothing to attribute. Instrument the service's web framework "
+            "(e.g. opentelemetry-instrumentation-flask) so each request has an entry span."
+        )
+    if s["unattributed_spans"]:
+        gaps.append(
+            f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER span in their "
+            "trace) and are left out of the attribution."
+        )
+    if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"]:
+        gaps.append(
+            f"no query plans: slow-query findings cannot say why. Run `correlate plans capture "
+            f"--run {run.name} --dsn URL`, or add EXPLAIN output to the run."
+        )
+    if not s["connect_spans"] and not s["pool_checkouts"]:
+        gaps.append(
+            "no pool telemetry or connect spans: time waiting for a connection counts as app "
+            "time. Record the run with correlate.instrument (docs/run-directory.md)."
+        )
+    if not s["client_requests"] and not run.info.get("load"):
+        gaps.append(
+            "no load-generator results: degradation and throughput-knee checks need the "
+            "offered load (add the run's load/requests.jsonl)."
+        )
+    return gaps

@@ -1,0 +1,1 @@
+"""Renderers: an :class:`~correlate.analysis.verdict.Analysis` in, text out."""

@@ -1,0 +1,232 @@
+"""The terminal verdict: findings first, most urgent first, then the per-route tables.
+
+Everything that came from a trace (routes, statements, exception names) goes
+into rich ``Text`` objects, never into markup, so a route called
+``[bold]/x`` prints as written.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import ms, pct
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from rich.console import Console
+
+    from correlate.analysis.findings import Finding
+    from correlate.analysis.verdict import Analysis
+
+STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+#: Evidence keys shown under a finding, in this order, when present.
+SHOWN_EVIDENCE = 6
+
+
+def render(analysis: Analysis, *, color: bool = False, width: int = 120) -> str:
+    """The analysis as terminal text (ANSI colours when ``color``)."""
+    from rich.console import Console
+
+    buffer = StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
+    )
+    _header(console, analysis)
+    _findings(console, analysis.findings)
+    if analysis.summary.get("requests"):
+        _routes(console, analysis.routes)
+        _tails(console, analysis)
+        _queries(console, analysis.queries)
+    _gaps(console, analysis.gaps)
+    return buffer.getvalue()
+
+
+def _header(console: Console, a: Analysis) -> None:
+    from rich.text import Text
+
+    s = a.summary
+    console.print(Text.assemble(("correlate analyze ", "bold"), (a.run, "bold")))
+    if not s.get("requests"):
+        console.print("No requests in this run: no SERVER spans to attribute.")
+        return
+    share = s["time_share"]
+    console.print(
+        f"{s['requests']:,} requests on {s['routes']} routes over {s['seconds']:.0f} s "
+        f"({s['throughput_rps']:.1f}/s), p50 {ms(s['p50_ms'])}, p95 {ms(s['p95_ms'])}, "
+        f"errors {pct(s['error_rate'])}"
+    )
+    console.print(
+        f"Where the time went: pool wait {pct(share['pool'])}, database {pct(share['db'])}, "
+        f"downstream {pct(share['downstream'])}, application {pct(share['app'])}"
+    )
+
+
+def _findings(console: Console, findings: list[Finding]) -> None:
+    from rich.text import Text
+
+    console.print()
+    if not findings:
+        console.print(
+            Text("No findings: nothing in this run crossed a detector's threshold.", "green")
+        )
+        return
+    counts = {s: sum(f.severity == s for f in findings) for s in STYLES}
+    line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
+    console.print(Text(f"Findings ({line})", "bold"))
+    for i, f in enumerate(findings, 1):
+        console.print()
+        console.print(
+            Text.assemble(
+                (f"{i}. ", "bold"),
+                (f"[{f.severity.upper()}] ", STYLES[f.severity]),
+                (f.title, "bold"),
+            )
+        )
+        console.print(Text(f.explanation), style=None)
+        console.print(Text.assemble(("Fix: ", "bold"), f.suggestion))
+        shown = _evidence_lines(f)
+        if shown:
+            console.print(Text.assemble(("Evidence: ", "bold"), "; ".join(shown)))
+        if f.fingerprint:
+            console.print(Text.assemble(("Fingerprint: ", "bold"), f.fingerprint))
+        if f.trace_ids:
+            console.print(Text.assemble(("Traces: ", "bold"), ", ".join(f.trace_ids)))
+        console.print(Text(f"Rule: {f.threshold} — {f.source}", "dim"))
+
+
+def _evidence_lines(f: Finding) -> list[str]:
+    out = []
+    for key, value in f.evidence.items():
+        if isinstance(value, (dict, list)) or key == "statement" or value is None:
+            continue
+        shown = (
+            pct(value)
+            if ("share" in key or "rate" in key) and isinstance(value, float)
+            else _fmt(value)
+        )
+        out.append(f"{key.replace('_', ' ')} {shown}")
+        if len(out) >= SHOWN_EVIDENCE:
+            break
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+def _routes(console: Console, routes: pd.DataFrame) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    console.print()
+    table = Table(title="Routes", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    longest = int(routes.route.astype(str).str.len().max()) if len(routes) else 5
+    table.add_column("route", min_width=min(longest, 24), overflow="fold")
+    for name in ("req", "req/s", "err", "p50", "p95", "max", "pool", "db", "calls", "app"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    for r in routes.itertuples():
+        table.add_row(
+            Text(str(r.route)),
+            f"{r.requests:,}",
+            f"{r.throughput_rps:.1f}",
+            pct(r.error_rate),
+            ms(r.p50_ms),
+            ms(r.p95_ms),
+            ms(r.max_ms),
+            ms(r.pool_ms),
+            ms(r.db_ms),
+            f"{r.db_calls:.1f}",
+            ms(r.app_ms),
+        )
+    console.print(table)
+    console.print(Text("pool, db, app: mean per request; calls: DB calls per request", "dim"))
+
+
+def _tails(console: Console, a: Analysis) -> None:
+    from rich.text import Text
+
+    lines = []
+    for route, frame in a.breakdowns.items():
+        if frame.empty or frame.tail_requests.iloc[0] == 0:
+            continue
+        top = frame.iloc[0]
+        label = _component(top, a.queries)
+        lines.append(
+            Text.assemble(
+                (str(route), "bold"),
+                f": p95+ tail ({int(top.tail_requests)} requests) is {label} "
+                f"{ms(top.tail_ms)} against {ms(top.typical_ms)} in a typical request",
+            )
+        )
+    if lines:
+        console.print()
+        console.print(Text("What the slow requests are made of", "bold"))
+        for line in lines:
+            console.print(line)
+
+
+def _component(row: Any, queries: pd.DataFrame) -> str:
+    names = {"pool": "pool wait", "app": "application time", "downstream": "downstream calls"}
+    if row.component != "db":
+        return names[str(row.component)]
+    match = queries[queries.fingerprint == row.fingerprint]
+    table = ""
+    if not match.empty and match.tables.iloc[0] is not None and len(match.tables.iloc[0]):
+        table = f" on {match.tables.iloc[0][0]}"
+    return f"query {row.fingerprint}{table}"
+
+
+def _queries(console: Console, queries: pd.DataFrame) -> None:
+    import pandas as pd
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    if queries.empty:
+        console.print()
+        console.print("No database spans in this run.")
+        return
+    console.print()
+    table = Table(title="Queries", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("fingerprint", no_wrap=True)
+    table.add_column("statement", no_wrap=True, overflow="ellipsis", max_width=36)
+    for name in ("calls", "per req", "total", "p50", "p95"):
+        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
+    table.add_column("plan", overflow="fold")
+    for q in queries.head(10).itertuples():
+        text = str(q.normalized or "")
+        has_plan = not pd.isna(q.plan_id)
+        plan = (list(q.insights) or ["no issue found"])[0] if has_plan else "none linked"
+        table.add_row(
+            Text(str(q.fingerprint)),
+            Text(text),
+            f"{q.calls:,}",
+            f"{q.calls_per_request:.1f}",
+            ms(q.total_ms),
+            ms(q.p50_ms),
+            ms(q.p95_ms),
+            Text(str(plan)[:40]),
+        )
+    console.print(table)
+
+
+def _gaps(console: Console, gaps: list[str]) -> None:
+    from rich.text import Text
+
+    if not gaps:
+        return
+    console.print()
+    console.print(Text("What this run could not show", "bold"))
+    for gap in gaps:
+        console.print(Text(f"- {gap}"))

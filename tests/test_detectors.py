@@ -1,0 +1,347 @@
+"""Each detector on small constructed runs: it fires on its pattern and stays quiet otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import (
+    error_bursts,
+    n_plus_one,
+    pool_exhaustion,
+    slow_query,
+    throughput_knee,
+    unexplained_time,
+)
+from correlate.analysis.detectors import load as load_rules
+from correlate.analysis.findings import Finding
+
+from .builders import RunBuilder
+
+#: (start_ms, users) -> per-request composition in ms: {"pool": …, "db": …, "app": …}
+Shape = Callable[[float, int], dict[str, float]]
+
+
+def closed_loop(
+    b: RunBuilder,
+    shape: Shape,
+    *,
+    seconds: float = 60,
+    users: Callable[[float], int] = lambda t: 10,
+    think: float = 100,
+    route: str = "/a",
+    error: Callable[[float], bool] = lambda t: False,
+) -> None:
+    """Users that send a request, wait for it, think, and send the next (like Locust)."""
+    max_users = max(users(t * 1000.0) for t in range(int(seconds) + 1))
+    for user in range(max_users):
+        t = user * 7.0
+        while t < seconds * 1000:
+            if user >= users(t):
+                t += 250
+                continue
+            parts = shape(t, users(t))
+            duration = sum(parts.values())
+            trace = b.new_id("t")
+            failed = error(t)
+            r = b.request(
+                trace, t, t + duration, route, status=503 if failed else 200, error=failed
+            )
+            at = t
+            if parts.get("pool"):
+                b.connect(trace, r, at, at + parts["pool"], timeout=failed)
+                at += parts["pool"]
+            if parts.get("db") and not failed:
+                b.query(trace, r, at, at + parts["db"], "SELECT * FROM t WHERE id = 1")
+            b.user_request(user, t, duration, route)
+            t += duration + think
+
+
+def findings(b: RunBuilder, detector: Callable[..., list[Finding]]) -> list[Finding]:
+    store = b.build()
+    with open_run(store, "r") as run:
+        return detector(run)
+
+
+def healthy(t: float, users: int) -> dict[str, float]:
+    return {"pool": 1, "db": 5, "app": 10}
+
+
+# -- N+1 ------------------------------------------------------------------------------
+
+
+def _listing(b: RunBuilder, calls: int, each: float, *, same_parent: bool = True) -> None:
+    for i in range(10):
+        trace = f"t{i}"
+        start = i * 1000.0
+        r = b.request(trace, start, start + 20 + calls * (each + 2), "/list")
+        b.query(trace, r, start + 1, start + 10, "SELECT * FROM orders ORDER BY id LIMIT 20")
+        at = start + 12
+        for n in range(calls):
+            parent = r if same_parent else b.span(trace, at, at + each + 2, parent=r)
+            b.connect(trace, parent, at, at + 1)  # between the queries: must not hide them
+            b.query(
+                trace, parent, at + 1, at + 1 + each, f"SELECT * FROM items WHERE order_id = {n}"
+            )
+            at += each + 2
+
+
+def test_n_plus_one_found_with_connect_spans_in_between() -> None:
+    b = RunBuilder()
+    _listing(b, calls=8, each=10)
+    (f,) = findings(b, n_plus_one)
+    assert f.kind == "n_plus_one" and f.route == "/list"
+    assert f.evidence["calls_per_request"] == 8
+    assert f.evidence["requests"] == 10
+    assert f.severity == "warning"  # below the critical 10 calls
+    assert "items" in f.title
+    assert len(f.trace_ids) == 3
+
+
+def test_n_plus_one_critical_from_ten_calls() -> None:
+    b = RunBuilder()
+    _listing(b, calls=12, each=10)
+    (f,) = findings(b, n_plus_one)
+    assert f.severity == "critical"
+
+
+@pytest.mark.parametrize(
+    ("calls", "each", "same_parent"),
+    [(4, 30, True), (8, 5, True), (8, 10, False)],
+    ids=["too-few-calls", "union-under-50ms", "each-under-its-own-parent"],
+)
+def test_n_plus_one_quiet(calls: int, each: float, same_parent: bool) -> None:
+    b = RunBuilder()
+    _listing(b, calls=calls, each=each, same_parent=same_parent)
+    assert findings(b, n_plus_one) == []
+
+
+def test_n_plus_one_overlapping_calls_count_by_their_union() -> None:
+    b = RunBuilder()
+    for i in range(5):
+        trace = f"t{i}"
+        r = b.request(trace, i * 1000, i * 1000 + 200, "/fan")
+        for n in range(6):  # six parallel 60 ms queries: union 60 ms, not 360 ms
+            b.query(trace, r, i * 1000 + 10, i * 1000 + 70, f"SELECT * FROM x WHERE id = {n}")
+    (f,) = findings(b, n_plus_one)
+    assert f.evidence["union_ms_per_request"] == pytest.approx(60)
+
+
+# -- slow query -------------------------------------------------------------------------
+
+
+def _route_with_query(b: RunBuilder, db: float, app: float, pool: float = 0) -> None:
+    for i in range(10):
+        trace = f"t{i}"
+        start = i * 1000.0
+        r = b.request(trace, start, start + pool + db + app, "/customers/<id>/orders")
+        if pool:
+            b.connect(trace, r, start, start + pool)
+        b.query(
+            trace, r, start + pool, start + pool + db, "SELECT * FROM orders WHERE customer_id = 7"
+        )
+
+
+def test_slow_query_found_even_when_pool_wait_dominates() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=60, app=15, pool=500)
+    (f,) = findings(b, slow_query)
+    assert f.kind == "slow_query" and f.route == "/customers/<id>/orders"
+    assert f.evidence["share_of_time_outside_pool_wait"] == pytest.approx(0.8)
+    assert f.severity == "warning"  # 60 of 575 ms of latency
+    assert "No plan is linked" in f.explanation
+    assert "correlate plans capture" in f.suggestion
+
+
+def test_slow_query_critical_when_it_is_most_of_the_latency() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=80, app=10)
+    (f,) = findings(b, slow_query)
+    assert f.severity == "critical"
+
+
+@pytest.mark.parametrize(
+    ("db", "app"), [(8, 2), (60, 200)], ids=["fast-query-dominant", "slow-query-not-dominant"]
+)
+def test_slow_query_quiet(db: float, app: float) -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=db, app=app)
+    assert findings(b, slow_query) == []
+
+
+def test_slow_query_explains_with_plan_insights() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=80, app=10)
+    store = b.build()
+    fp = store.con.execute("SELECT fingerprint FROM statements").fetchone()[0]
+    store.con.execute(
+        "INSERT INTO plans (plan_id, run_id, fingerprint, link, source, raw) "
+        "VALUES (7, 1, ?, 'fingerprint', 'test', '{}')",
+        [fp],
+    )
+    store.con.execute(
+        "INSERT INTO plan_insights VALUES (7, 'seq_scan_selective_filter', 'critical', 1, "
+        "'orders', 'Seq Scan on orders removes 99% of 100000 rows (filter: customer_id)', "
+        "'CREATE INDEX ON orders (customer_id);', '{}', false)"
+    )
+    with open_run(store, "r") as run:
+        (f,) = slow_query(run)
+    assert "Seq Scan on orders" in f.explanation
+    assert f.suggestion == "CREATE INDEX ON orders (customer_id);"
+    assert f.evidence["plan_id"] == 7
+
+
+# -- pool: leak vs saturation ---------------------------------------------------------
+
+
+def leaking(t: float, users: int) -> dict[str, float]:
+    # the wait grows with time, whatever the load
+    return {"pool": min(2500.0, max(0.0, (t - 20_000) / 10)), "db": 5, "app": 10}
+
+
+def test_pool_leak_named_from_leak_suspects_and_samples() -> None:
+    b = RunBuilder()
+    closed_loop(b, leaking, users=lambda t: 10 if t < 50_000 else 3)
+    first = b.spans[0]
+    for i in range(4):
+        b.leak(first["trace_id"], first["span_id"], 10_000 + i * 5000, route="/pay")
+    for s in range(60):
+        b.sample(s * 1000, checked_out=min(10, max(0, (s - 10) // 4)))
+    (f,) = findings(b, pool_exhaustion)
+    assert f.kind == "pool_leak"
+    assert f.route == "/pay"
+    assert f.evidence["leaked_connections"] == 4
+    assert f.evidence["pool_samples"]["at_end"] >= 1
+    assert "app.py:12" in f.suggestion
+    assert f.severity == "critical"
+
+
+def test_pool_leak_from_spans_alone_when_wait_does_not_recover() -> None:
+    b = RunBuilder()
+    closed_loop(b, leaking, users=lambda t: 10 if t < 40_000 else 4)
+    (f,) = findings(b, pool_exhaustion)
+    assert f.kind == "pool_leak"
+    assert f.route is None
+    assert f.evidence["no_recovery"]["final_load"] < f.evidence["no_recovery"]["peak_load"]
+
+
+def saturating(t: float, users: int) -> dict[str, float]:
+    # the wait follows the number of users and goes away with them
+    return {"pool": max(0, users - 5) * 40.0, "db": 20, "app": 10}
+
+
+def test_pool_saturation_when_wait_tracks_load_and_recovers() -> None:
+    b = RunBuilder()
+    closed_loop(
+        b,
+        saturating,
+        users=lambda t: 2 if t < 10_000 else (15 if t < 40_000 else 2),
+    )
+    for s in range(60):
+        b.sample(s * 1000, checked_out=10 if 10 <= s < 40 else 2)
+    (f,) = findings(b, pool_exhaustion)
+    assert f.kind == "pool_saturation"
+    assert f.evidence["share_of_request_time"] >= 0.10
+
+
+def test_pool_quiet_when_waits_are_small() -> None:
+    b = RunBuilder()
+    closed_loop(b, healthy)
+    for s in range(60):
+        b.sample(s * 1000, checked_out=1 if s % 3 else 0)
+    assert findings(b, pool_exhaustion) == []
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
+def test_error_burst_names_exceptions_and_status() -> None:
+    b = RunBuilder()
+    closed_loop(
+        b,
+        lambda t, u: {"pool": 2500 if 30_000 <= t < 45_000 else 1, "db": 5, "app": 5},
+        error=lambda t: 30_000 <= t < 45_000,
+    )
+    (f,) = findings(b, error_bursts)
+    assert f.kind == "error_burst"
+    assert f.evidence["exceptions"] == {"TimeoutError": f.evidence["errors"]}
+    assert f.evidence["status_codes"] == {"503": f.evidence["errors"]}
+    assert 28 <= f.evidence["from_s"] <= 34
+
+
+def test_error_burst_quiet_for_client_errors_and_a_steady_rate() -> None:
+    b = RunBuilder()
+    for i in range(200):
+        trace = f"t{i}"
+        # 4xx are the client's doing; a steady 5% of 5xx from the start is no burst
+        b.request(trace, i * 300, i * 300 + 20, "/a", status=402 if i % 3 == 0 else 200)
+        if i % 20 == 0:
+            b.request(f"e{i}", i * 300, i * 300 + 20, "/b", status=500, error=True)
+    assert findings(b, error_bursts) == []
+
+
+# -- load: degradation and knee -------------------------------------------------------
+
+
+def test_degradation_at_steady_load_names_what_grew() -> None:
+    b = RunBuilder()
+    closed_loop(b, lambda t, u: {"pool": 1, "db": 5 + t / 300, "app": 10})
+    (f,) = findings(b, load_rules.degradation)
+    assert f.kind == "degradation"
+    assert "database time" in f.title
+    assert f.evidence["load"] == pytest.approx(10)
+
+
+def test_degradation_quiet_when_latency_is_flat_or_load_unknown() -> None:
+    b = RunBuilder()
+    closed_loop(b, healthy)
+    assert findings(b, load_rules.degradation) == []
+    b = RunBuilder()
+    closed_loop(b, lambda t, u: {"db": 5 + t / 300, "app": 10})
+    b.client.clear()  # no load-generator results and no run.json: no way to call load steady
+    assert findings(b, load_rules.degradation) == []
+
+
+def ramp(t: float) -> int:
+    return min(20, 1 + int(t // 2000))
+
+
+def test_throughput_knee_names_the_part_that_grows() -> None:
+    b = RunBuilder()
+    # up to 8 users the service keeps up; past that, each extra user waits for a connection
+    closed_loop(
+        b,
+        lambda t, u: {"pool": max(0, u - 8) * 60.0, "db": 10, "app": 10},
+        users=ramp,
+        seconds=50,
+    )
+    (f,) = findings(b, throughput_knee)
+    assert f.kind == "throughput_knee"
+    assert "pool wait" in f.title
+    assert f.evidence["load"] > 8
+
+
+def test_throughput_knee_quiet_while_throughput_follows_load() -> None:
+    b = RunBuilder()
+    closed_loop(b, healthy, users=ramp, seconds=50)
+    assert findings(b, throughput_knee) == []
+
+
+# -- unexplained time -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("app", "db", "expected"),
+    [(120, 10, 1), (30, 5, 0), (60, 80, 0)],
+    ids=["mostly-app", "under-the-floor", "db-dominated"],
+)
+def test_unexplained_time(app: float, db: float, expected: int) -> None:
+    b = RunBuilder()
+    closed_loop(b, lambda t, u: {"db": db, "app": app}, seconds=20)
+    found = findings(b, unexplained_time)
+    assert len(found) == expected
+    if found:
+        assert found[0].route == "/a"
+        assert found[0].evidence["share"] > 0.5
