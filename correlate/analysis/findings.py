@@ -62,5 +62,11 @@ def ms(value: float) -> str:
 
 
 def pct(share: float) -> str:
-    """A share for prose: ``'42%'``."""
+    """A share for prose: ``'42%'``, and ``'<1%'`` for a small share that is not none.
+
+    >>> pct(0.421), pct(0.001), pct(0.0)
+    ('42%', '<1%', '0%')
+    """
+    if 0 < share < 0.005:
+        return "<1%"
     return f"{share * 100:.0f}%"

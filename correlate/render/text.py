@@ -57,7 +57,7 @@ def _header(console: Console, a: Analysis) -> None:
         return
     share = s["time_share"]
     console.print(
-        f"{s['requests']:,} requests on {s['routes']} routes over {s['seconds']:.0f} s "
+        f"{s['requests']:,} requests on {s['routes']} route{'s' if s['routes'] != 1 else ''} over {s['seconds']:.0f} s "
         f"({s['throughput_rps']:.1f}/s), p50 {ms(s['p50_ms'])}, p95 {ms(s['p95_ms'])}, "
         f"errors {pct(s['error_rate'])}"
     )

@@ -42,6 +42,8 @@ RECOVERY_LOAD = 0.75
 RECOVERY_WAIT = 0.5
 #: Slack around a pool sample when counting the requests that could hold a connection.
 SAMPLE_SLACK_NS = 1_000_000_000
+#: Saturation is said to track load from this correlation of wait and requests in flight.
+TRACKS_LOAD = 0.5
 
 SOURCE = (
     "correlate; leak suspects as HikariCP leakDetectionThreshold tied to the request "
@@ -92,7 +94,7 @@ def _pressure(run: Run) -> _Pressure:
     reqs, parts = run.table("requests"), run.table("parts")
     n, total, wait, waited = run.con.execute(
         f"SELECT count(*), coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), "
-        f"count(*) FILTER (WHERE pool_ms > 0) FROM {reqs}"
+        f"count(*) FILTER (WHERE pool_ms >= 1) FROM {reqs}"
     ).fetchone() or (0, 0.0, 0.0, 0)
     # timeouts: connect spans that failed, and checkouts the instrument saw time out
     failed = f"""
@@ -209,6 +211,14 @@ def _no_recovery(timeline: pd.DataFrame) -> dict[str, float] | None:
             "final_wait_ms": last_wait,
         }
     return None
+
+
+def _load_correlation(busy: pd.DataFrame) -> float | None:
+    """Pearson correlation of pool wait and requests in flight across windows."""
+    if len(busy) < 4 or busy.pool_ms.std() == 0 or busy.in_flight.std() == 0:
+        return None
+    value = busy.pool_ms.corr(busy.in_flight)
+    return None if value != value else float(value)
 
 
 def _common(pressure: _Pressure, run: Run) -> dict[str, Any]:
@@ -351,13 +361,31 @@ def _saturation_finding(
             f"{needed:.1f} connections on average (Little's law)"
             + (f" against a pool of {hold[2]}." if hold[2] else ".")
         )
-    peak = timeline.loc[timeline.pool_ms.fillna(0).idxmax()] if len(timeline) else None
-    when = (
-        f" It peaked at {ms(float(peak.pool_ms))} per request with {peak.in_flight:.0f} "
-        f"requests in flight, and fell back as the load did."
-        if peak is not None
-        else ""
+    (recorded,) = run.con.execute(
+        "SELECT count(*) FROM pool_checkouts WHERE run_id = ?", [run.run_id]
+    ).fetchone() or (0,)
+    kept = (
+        " correlate.instrument saw no connection outlive its request, and the wait does not "
+        "stay up when the load falls. "
+        if recorded
+        else " The wait does not stay up when the load falls (without pool telemetry from "
+        "correlate.instrument, a slow leak cannot be ruled out). "
     )
+    busy = timeline[timeline.requests > 0]
+    tracking = _load_correlation(busy)
+    evidence["wait_load_correlation"] = tracking
+    peak = busy.loc[busy.pool_ms.fillna(0).idxmax()] if len(busy) else None
+    when = ""
+    if peak is not None:
+        when = (
+            f" It peaked at {ms(float(peak.pool_ms))} per request with {peak.in_flight:.0f} "
+            "requests in flight"
+        )
+        when += (
+            f"; across the run it follows the requests in flight (correlation {tracking:.2f})."
+            if tracking is not None and tracking >= TRACKS_LOAD
+            else "."
+        )
     return Finding(
         kind="pool_saturation",
         severity=severity,
@@ -366,9 +394,9 @@ def _saturation_finding(
         evidence=evidence,
         explanation=(
             f"Requests spent {pct(pressure.share)} of their time waiting for a database "
-            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request). The "
-            "wait follows the load and recovers when it drops, so connections are returned: "
-            "the pool is too small for this concurrency, or connections are held too long."
+            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request)."
+            + kept
+            + "The pool is too small for this concurrency, or connections are held too long."
             + when
             + sizing
         ),
