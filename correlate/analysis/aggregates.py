@@ -82,7 +82,7 @@ def breakdown(con: duckdb.DuckDBPyConnection, prefix: str, route: str) -> pd.Dat
             SELECT g.band, 'db', rq.fingerprint, rq.db_ms
             FROM grouped g
             JOIN {prefix}_request_queries rq
-              ON rq.trace_id = g.trace_id AND rq.request_id = g.request_id
+              ON rq.th = g.th AND rq.rh = g.rh
             WHERE g.band IS NOT NULL
         )
         SELECT component, fingerprint,
@@ -113,13 +113,13 @@ def queries(con: duckdb.DuckDBPyConnection, prefix: str, run_id: int) -> pd.Data
     return con.execute(
         f"""
         WITH calls AS (
-            SELECT fingerprint, end_ns - start_ns AS ns, trace_id, request_id
+            SELECT fingerprint, end_ns - start_ns AS ns, th, rh
             FROM {prefix}_parts WHERE category = 'db'
         ),
         per_fp AS (
             SELECT fingerprint,
                    count(*) AS calls,
-                   count(DISTINCT (trace_id, request_id)) AS requests,
+                   count(DISTINCT (th, rh)) AS requests,
                    sum(ns) / 1e6 AS total_ms,
                    quantile_cont(ns, 0.50) / 1e6 AS p50_ms,
                    quantile_cont(ns, 0.95) / 1e6 AS p95_ms,
@@ -129,7 +129,7 @@ def queries(con: duckdb.DuckDBPyConnection, prefix: str, run_id: int) -> pd.Data
         per_route AS (
             SELECT rq.fingerprint, r.route, sum(rq.db_ms) AS db_ms
             FROM {prefix}_request_queries rq
-            JOIN {prefix}_requests r ON r.trace_id = rq.trace_id AND r.request_id = rq.request_id
+            JOIN {prefix}_requests r ON r.th = rq.th AND r.rh = rq.rh
             GROUP BY ALL
         ),
         route_total AS (

@@ -75,6 +75,7 @@ class Run:
         self.prefix = f"correlate_a{next(_prefixes)}"
         self._owns_store = owns_store
         self._built = False
+        self._cache: dict[str, pd.DataFrame] = {}
 
     def __repr__(self) -> str:
         return f"<Run {self.name!r} of {self.store.path}>"
@@ -82,9 +83,10 @@ class Run:
     def close(self) -> None:
         """Drop the run's analysis tables, and close the store if the run opened it."""
         if self._built:
-            for table in ("owner", "parts", "requests", "request_queries", "fingerprints"):
+            for table in requests.TABLES:
                 self.store.con.execute(f"DROP TABLE IF EXISTS {self.prefix}_{table}")
             self._built = False
+            self._cache.clear()
         if self._owns_store:
             self.store.close()
 
@@ -162,12 +164,18 @@ class Run:
 
     def queries(self) -> pd.DataFrame:
         """Per fingerprint: calls, time, p50/p95, busiest route and share, plan insights."""
-        return aggregates.queries(self.con, self.prefix, self.run_id)
+        if "queries" not in self._cache:
+            self._cache["queries"] = aggregates.queries(self.con, self.prefix, self.run_id)
+        return self._cache["queries"].copy()
 
     def timeline(self) -> pd.DataFrame:
         """The run in windows: throughput, in flight, latency, parts, errors, pool, offered load."""
-        start, end = self.span
-        return timeline.timeline(self.con, self.prefix, self.run_id, start, end)
+        if "timeline" not in self._cache:
+            start, end = self.span
+            self._cache["timeline"] = timeline.timeline(
+                self.con, self.prefix, self.run_id, start, end
+            )
+        return self._cache["timeline"].copy()
 
     def route_timeline(self) -> pd.DataFrame:
         """Per window and route: requests, p50 and p95."""

@@ -50,7 +50,7 @@ def error_bursts(run: Run) -> list[Finding]:
 
 
 def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Finding]:
-    reqs, owner = run.table("requests"), run.table("owner")
+    reqs, owner, tree = run.table("requests"), run.table("owner"), run.table("tree")
     params = {"run": run.run_id, "lo": lo, "hi": hi}
     row = run.con.execute(
         f"""
@@ -72,9 +72,10 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
             FROM (
                 SELECT unnest(s.events) AS ev
                 FROM {reqs} r
-                JOIN {owner} o ON o.request_id = r.request_id AND o.trace_id = r.trace_id
-                JOIN spans s ON s.run_id = $run AND s.trace_id = o.trace_id
-                            AND s.span_id = o.span_id
+                JOIN {owner} o ON o.th = r.th AND o.rh = r.rh
+                JOIN {tree} t ON t.th = o.th AND t.sh = o.sh
+                JOIN spans s ON s.run_id = $run AND s.trace_id = t.trace_id
+                            AND s.span_id = t.span_id
                 WHERE r.error AND r.end_ns >= $lo AND r.end_ns < $hi
             )
             WHERE ev.name = 'exception'

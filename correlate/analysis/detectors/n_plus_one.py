@@ -31,32 +31,32 @@ def n_plus_one(run: Run) -> list[Finding]:
     rows = run.con.execute(
         f"""
         WITH db AS (
-            SELECT trace_id, request_id, parent_id, fingerprint, a, b
+            SELECT th, rh, ph, fingerprint, a, b
             FROM {parts} WHERE category = 'db' AND b > a
         ),
         islands AS (
-            SELECT *, sum(new_island) OVER (PARTITION BY trace_id, request_id, parent_id, fingerprint
+            SELECT *, sum(new_island) OVER (PARTITION BY th, rh, ph, fingerprint
                                             ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
             FROM (
                 SELECT *, CASE WHEN a > max(b) OVER (
-                    PARTITION BY trace_id, request_id, parent_id, fingerprint
+                    PARTITION BY th, rh, ph, fingerprint
                     ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                     THEN 1 ELSE 0 END AS new_island
                 FROM db
             )
         ),
         groups AS (
-            SELECT trace_id, request_id, parent_id, fingerprint,
+            SELECT th, rh, ph, fingerprint,
                    sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
-            FROM (SELECT trace_id, request_id, parent_id, fingerprint, island,
+            FROM (SELECT th, rh, ph, fingerprint, island,
                          count(*) AS calls, min(a) AS a, max(b) AS b
                   FROM islands GROUP BY ALL)
             GROUP BY ALL
             HAVING sum(calls) >= {MIN_CALLS}
         ),
         hits AS (
-            SELECT r.route, g.fingerprint, g.trace_id, g.calls, g.union_ms, r.duration_ms
-            FROM groups g JOIN {reqs} r ON r.trace_id = g.trace_id AND r.request_id = g.request_id
+            SELECT r.route, g.fingerprint, r.trace_id, g.calls, g.union_ms, r.duration_ms
+            FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
             WHERE g.union_ms >= {MIN_UNION_MS}
         )
         SELECT h.route, h.fingerprint, count(*) AS requests,

@@ -119,12 +119,10 @@ def _pressure(run: Run) -> _Pressure:
     ).fetchone() or (0,)
     (timeout_errors,) = run.con.execute(
         f"""
-        SELECT count(DISTINCT (r.trace_id, r.request_id)) FROM {reqs} r
-        JOIN {parts} p ON p.trace_id = r.trace_id AND p.request_id = r.request_id
-        JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
-        WHERE r.error AND p.category = 'pool' AND s.status_code = 'ERROR'
+        SELECT count(DISTINCT (r.th, r.rh)) FROM {reqs} r
+        JOIN {parts} p ON p.th = r.th AND p.rh = r.rh
+        WHERE r.error AND p.category = 'pool' AND p.status_code = 'ERROR'
         """,
-        {"run": run.run_id},
     ).fetchone() or (0,)
     routes = run.con.execute(
         f"SELECT route, avg(pool_ms) FROM {reqs} GROUP BY route HAVING avg(pool_ms) > 0 "

@@ -44,7 +44,7 @@ def slow_query(run: Run) -> list[Finding]:
             SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
                    sum(q.db_ms) AS db_ms,
                    list(r.trace_id ORDER BY q.db_ms DESC)[1:3] AS traces
-            FROM {rq} q JOIN {reqs} r ON r.trace_id = q.trace_id AND r.request_id = q.request_id
+            FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
             GROUP BY ALL
         ),
         call_ms AS (
