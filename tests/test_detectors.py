@@ -345,3 +345,12 @@ def test_unexplained_time(app: float, db: float, expected: int) -> None:
     if found:
         assert found[0].route == "/a"
         assert found[0].evidence["share"] > 0.5
+
+
+def test_errors_from_the_start_are_a_high_error_rate() -> None:
+    b = RunBuilder()
+    closed_loop(b, healthy, seconds=20, error=lambda t: int(t) % 3 == 0 or t < 30_000)
+    (f,) = findings(b, error_bursts)
+    assert f.kind == "error_rate" and f.severity == "critical"
+    assert f.evidence["error_rate"] > 0.15
+    assert f.explanation.startswith("From the start of the run")

@@ -7,6 +7,10 @@ windows (one quiet window allowed between) make one burst. Each burst names
 its routes, status codes and the exception types recorded on the failing
 requests' spans. Critical when the burst's errors are at least
 :data:`CRITICAL_SHARE` of all the run's requests.
+
+A run that fails from its start has no rise to see; k6's "high HTTP failure
+rate" covers it: more than :data:`HIGH_START_RATE` of the first
+:data:`START_REQUESTS` requests failed.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ RISE = 0.10
 BASELINE_WINDOWS = 3
 MIN_ERRORS = 3
 CRITICAL_SHARE = 0.05
+HIGH_START_RATE = 0.15
+START_REQUESTS = 100
 
 
 def error_bursts(run: Run) -> list[Finding]:
@@ -31,6 +37,14 @@ def error_bursts(run: Run) -> list[Finding]:
         return []
     base = busy.head(BASELINE_WINDOWS)
     baseline = float(base.errors.sum() / max(base.requests.sum(), 1))
+    start_ns = run.span[0]
+    (first_end,) = run.con.execute(
+        f"SELECT max(end_ns) FROM (SELECT end_ns FROM {run.table('requests')} "
+        f"ORDER BY end_ns LIMIT {START_REQUESTS})"
+    ).fetchone() or (None,)
+    early = _burst(run, start_ns, int(first_end) + 1, 0.0, int(timeline.requests.sum()))
+    if early and early[0].evidence["error_rate"] > HIGH_START_RATE:
+        return [_from_start(early[0])]
     flagged = list(busy.bucket[busy.error_rate >= baseline + RISE])
     bursts: list[list[int]] = []
     for b in flagged:
@@ -39,7 +53,6 @@ def error_bursts(run: Run) -> list[Finding]:
         else:
             bursts.append([b])
     width = float(timeline.width_s.iloc[0])
-    start_ns = run.span[0]
     total_requests = int(timeline.requests.sum())
     found = []
     for burst in bursts:
@@ -135,3 +148,21 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
             source="Grafana k6 Performance Insights, increased HTTP failure rate (ANCHORS §2.10)",
         )
     ]
+
+
+def _from_start(f: Finding) -> Finding:
+    """The early-requests burst, reworded: the run failed from its start."""
+    from dataclasses import replace
+
+    e = f.evidence
+    return replace(
+        f,
+        kind="error_rate",
+        severity="critical",
+        title=f"High error rate from the start: {pct(e['error_rate'])} of the first requests failed",
+        explanation=f.explanation.replace(
+            f"From {e['from_s']:.0f} s to {e['to_s']:.0f} s", "From the start of the run"
+        ),
+        threshold=f"> {pct(HIGH_START_RATE)} errors in the first {START_REQUESTS} requests",
+        source="Grafana k6 Performance Insights, high HTTP failure rate (ANCHORS §2.10)",
+    )
