@@ -42,7 +42,11 @@ def error_bursts(run: Run) -> list[Finding]:
         f"SELECT max(end_ns) FROM (SELECT end_ns FROM {run.table('requests')} "
         f"ORDER BY end_ns LIMIT {START_REQUESTS})"
     ).fetchone() or (None,)
-    early = _burst(run, start_ns, int(first_end) + 1, 0.0, int(timeline.requests.sum()))
+    early = (
+        _burst(run, start_ns, int(first_end) + 1, 0.0, int(timeline.requests.sum()))
+        if first_end is not None
+        else []
+    )
     if early and early[0].evidence["error_rate"] > HIGH_START_RATE:
         return [_from_start(early[0])]
     flagged = list(busy.bucket[busy.error_rate >= baseline + RISE])
