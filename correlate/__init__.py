@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.verdict import Analysis, analyze
+from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.store import Store, open_store
 
@@ -22,9 +23,11 @@ __all__ = [
     "CorrelateError",
     "Finding",
     "Run",
+    "RunDiff",
     "Store",
     "__version__",
     "analyze",
+    "diff",
     "open_run",
     "open_store",
 ]

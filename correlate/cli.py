@@ -136,6 +136,76 @@ def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
 
 
 @cli.command()
+@click.argument("baseline")
+@click.argument("candidate")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    multiple=True,
+    metavar="RULE",
+    help="A regression rule (repeatable): p95:+10%, queries-per-request:+1, "
+    "new-finding:warning. Default: p95:+10% and new-finding:warning.",
+)
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(["text", "markdown", "json"]),
+    help="Output format (default: from -o's suffix, else text).",
+)
+@click.option(
+    "-o", "--output", "output", type=click.Path(path_type=Path), help="Write the result here."
+)
+@click.option("--color/--no-color", default=None, help="Colour the text (default: on a terminal).")
+@db_option
+def diff(
+    baseline: str,
+    candidate: str,
+    fail_on: tuple[str, ...],
+    format_: str | None,
+    output: Path | None,
+    color: bool | None,
+    db: Path,
+) -> None:
+    """Compare CANDIDATE with BASELINE and fail on regressions (exit 1).
+
+    Each is a run directory or trace file (ingested first) or a run name.
+    Latency per route is compared at matched load with bootstrap intervals;
+    queries by calls per request, time and plan; findings by what is new.
+    Exit codes: 0 no regression, 1 regression, 2 usage or input error.
+    """
+    from correlate.diff import diff as diff_runs
+    from correlate.diff.rules import parse_rules
+
+    try:
+        parse_rules(list(fail_on))
+    except CorrelateError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fail-on") from None
+    ingesting = Path(baseline).exists() or Path(candidate).exists()
+    try:
+        with _open(db, read_only=not ingesting) as store:
+            result = diff_runs(baseline, candidate, store=store, fail_on=fail_on or None)
+    except CorrelateError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(2)
+    if format_ is None:
+        suffix = output.suffix.lower() if output else ""
+        format_ = {".md": "markdown", ".json": "json"}.get(suffix, "text")
+    if format_ == "markdown":
+        rendered = result.to_markdown()
+    elif format_ == "json":
+        rendered = result.to_json()
+    else:
+        use_color = (sys.stdout.isatty() and output is None) if color is None else color
+        rendered = result.to_text(color=use_color)
+    if output is not None:
+        output.write_text(rendered, encoding="utf-8")
+        click.echo(f"{'regression' if result.regressed else 'no regression'}; wrote {output}")
+    else:
+        click.echo(rendered, nl=False)
+    sys.exit(1 if result.regressed else 0)
+
+
+@cli.command()
 @db_option
 def runs(db: Path) -> None:
     """List the runs in the store with their counts, time range and services."""

@@ -1,0 +1,211 @@
+"""A run comparison as terminal text, Markdown (a pull-request comment) and JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from io import StringIO
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import ms
+
+if TYPE_CHECKING:
+    from correlate.diff import QueryChange, RouteChange, RunDiff
+
+JSON_SCHEMA = "correlate.diff/1"
+#: Rows shown per table in text and Markdown; the JSON has them all.
+MAX_ROWS = 12
+
+
+def _verdict(d: RunDiff) -> str:
+    if d.regressed:
+        return f"REGRESSION: {len(d.failures)} rule(s) broken by {d.candidate} against {d.baseline}"
+    if d.unchanged:
+        return f"no change: {d.candidate} matches {d.baseline}"
+    return f"no regression: {d.candidate} against {d.baseline} breaks none of the rules"
+
+
+def _change(r: RouteChange, q: str) -> str:
+    if q not in r.ratios:
+        return "—"
+    ratio, low, high = r.ratios[q]
+    return f"{ratio - 1:+.0%} [{low - 1:+.0%}, {high - 1:+.0%}]"
+
+
+def _interesting_queries(d: RunDiff) -> list[QueryChange]:
+    changed = [q for q in d.queries if q.status != "same"]
+    return sorted(
+        changed,
+        key=lambda q: -abs((q.candidate_total_ms or 0.0) - (q.baseline_total_ms or 0.0)),
+    )
+
+
+def _query_line(q: QueryChange) -> str:
+    calls = (
+        f"{q.baseline_per_request:.1f} → {q.candidate_per_request:.1f} calls/request"
+        if q.baseline_per_request is not None and q.candidate_per_request is not None
+        else (
+            f"new, {q.candidate_per_request:.1f} calls/request"
+            if q.candidate_per_request is not None
+            else f"gone (was {q.baseline_per_request or 0:.1f} calls/request)"
+        )
+    )
+    p95 = ""
+    if q.baseline_p95_ms is not None and q.candidate_p95_ms is not None:
+        p95 = f", p95 {ms(q.baseline_p95_ms)} → {ms(q.candidate_p95_ms)}"
+    plan = f"; plan: {'; '.join(q.plan_changes)}" if q.plan_changes else ""
+    return f"{q.route} {q.fingerprint}: {calls}{p95}{plan}"
+
+
+def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
+    """The comparison for a terminal: verdict and broken rules first."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    buffer = StringIO()
+    console = Console(
+        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
+    )
+    style = "bold red" if d.regressed else "bold green"
+    console.print(Text(f"correlate diff {d.baseline} → {d.candidate}", "bold"))
+    console.print(Text(_verdict(d), style))
+    for failure in d.failures:
+        console.print(Text(f"- {failure}"))
+    for note in d.notes:
+        console.print(Text(f"note: {note}", "dim"))
+    if d.new_findings:
+        console.print()
+        console.print(Text("New findings", "bold"))
+        for f in d.new_findings:
+            console.print(Text(f"- [{f.severity.upper()}] {f.title}"))
+    if d.resolved_findings:
+        console.print()
+        console.print(Text("Gone since the baseline", "bold"))
+        for f in d.resolved_findings:
+            console.print(Text(f"- [{f.severity.upper()}] {f.title}"))
+    console.print()
+    table = Table(
+        title=f"Routes ({d.load.get('matched', 'whole run')})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+    )
+    longest = max((len(r.route) for r in d.routes), default=5)
+    table.add_column("route", overflow="fold", min_width=min(longest, 24))
+    for name in ("req", "p50", "p95", "p95 change", "errors"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for r in d.routes[:MAX_ROWS]:
+        table.add_row(
+            Text(r.route),
+            f"{r.baseline_requests} → {r.candidate_requests}",
+            f"{ms(r.baseline_ms.get('p50', math.nan))} → {ms(r.candidate_ms.get('p50', math.nan))}"
+            if r.baseline_ms and r.candidate_ms
+            else "—",
+            f"{ms(r.baseline_ms.get('p95', math.nan))} → {ms(r.candidate_ms.get('p95', math.nan))}"
+            if r.baseline_ms and r.candidate_ms
+            else "—",
+            _change(r, "p95") if not r.note else Text(r.note, "dim"),
+            f"{r.baseline_error_rate:.0%} → {r.candidate_error_rate:.0%}",
+        )
+    console.print(table)
+    console.print(Text("change: candidate/baseline − 1 [95% bootstrap interval]", "dim"))
+    queries = _interesting_queries(d)
+    console.print()
+    if not d.queries:
+        console.print("No database spans in either run.")
+    elif not queries:
+        console.print("Queries: no change in calls per request, no new or vanished queries.")
+    else:
+        console.print(Text("Queries that changed", "bold"))
+        for q in queries[:MAX_ROWS]:
+            console.print(Text(f"- {_query_line(q)}"))
+        if len(queries) > MAX_ROWS:
+            console.print(Text(f"… and {len(queries) - MAX_ROWS} more", "dim"))
+    return buffer.getvalue()
+
+
+def _md(text: object) -> str:
+    """Text from a trace, safe in a Markdown table cell or line."""
+    out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+    out = out.replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
+    return " ".join(out.split())
+
+
+def render_markdown(d: RunDiff) -> str:
+    """The comparison as a pull-request comment: a few KB at most."""
+    icon = "🔴" if d.regressed else "🟢"
+    lines = [f"### {icon} correlate: {_md(_verdict(d))}", ""]
+    for failure in d.failures[:MAX_ROWS]:
+        lines.append(f"- {_md(failure)}")
+    if len(d.failures) > MAX_ROWS:
+        lines.append(f"- … and {len(d.failures) - MAX_ROWS} more")
+    for note in d.notes:
+        lines.append(f"> {_md(note)}")
+    if d.new_findings:
+        lines += ["", "**New findings**", ""]
+        lines += [f"- **{f.severity}** {_md(f.title)}" for f in d.new_findings[:MAX_ROWS]]
+    lines += [
+        "",
+        "| route | requests | p50 | p95 | p95 change |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
+    for r in d.routes[:MAX_ROWS]:
+        p50 = (
+            f"{ms(r.baseline_ms['p50'])} → {ms(r.candidate_ms['p50'])}"
+            if r.baseline_ms and r.candidate_ms
+            else "—"
+        )
+        p95 = (
+            f"{ms(r.baseline_ms['p95'])} → {ms(r.candidate_ms['p95'])}"
+            if r.baseline_ms and r.candidate_ms
+            else "—"
+        )
+        lines.append(
+            f"| {_md(r.route)} | {r.baseline_requests} → {r.candidate_requests} | {p50} | {p95} "
+            f"| {_md(r.note) if r.note else _change(r, 'p95')} |"
+        )
+    queries = _interesting_queries(d)
+    if queries:
+        lines += ["", "**Queries that changed**", ""]
+        lines += [f"- {_md(_query_line(q))}" for q in queries[:6]]
+    lines += [
+        "",
+        f"<sub>baseline `{_md(d.baseline)}`, candidate `{_md(d.candidate)}`; rules: "
+        + ", ".join(f"`{r}`" for r in d.rules)
+        + "</sub>",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) or math.isinf(value) else value
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def render_json(d: RunDiff) -> str:
+    """The comparison as JSON (schema ``correlate.diff/1``)."""
+    from dataclasses import asdict
+
+    doc = {
+        "schema": JSON_SCHEMA,
+        "baseline": d.baseline,
+        "candidate": d.candidate,
+        "regressed": d.regressed,
+        "unchanged": d.unchanged,
+        "failures": d.failures,
+        "rules": [str(r) for r in d.rules],
+        "notes": d.notes,
+        "load": d.load,
+        "routes": [asdict(r) for r in d.routes],
+        "queries": [{**asdict(q), "status": q.status} for q in d.queries],
+        "new_findings": [f.to_dict() for f in d.new_findings],
+        "resolved_findings": [f.to_dict() for f in d.resolved_findings],
+    }
+    return json.dumps(_clean(doc), indent=2, allow_nan=False, default=str) + "\n"

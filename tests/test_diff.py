@@ -1,0 +1,156 @@
+"""Comparing runs: the CI gate's verdicts, its statistics and its rules."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import correlate
+from correlate.cli import cli
+from correlate.diff import RunDiff, diff
+from correlate.diff.rules import parse_rules
+from correlate.diff.stats import quantile_ratio
+from correlate.errors import CorrelateError, InputError
+from correlate.store import Store
+
+from .builders import RunBuilder
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
+FIXED, BF = SAMPLES / "checkout-fixed", SAMPLES / "checkout-blackfriday"
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    with correlate.open_store(":memory:") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def regression(store: Store) -> RunDiff:
+    return diff(FIXED, BF, store=store)
+
+
+def test_blackfriday_against_fixed_is_a_regression_naming_the_faults(regression: RunDiff) -> None:
+    assert regression.regressed
+    kinds = {f.kind for f in regression.new_findings}
+    assert {"pool_leak", "n_plus_one", "slow_query"} <= kinds
+    n1 = next(q for q in regression.queries if q.route == "/orders/recent" and q.status == "new")
+    assert n1.candidate_per_request == pytest.approx(20)
+    assert any("/customers/<int:customer_id>/orders p95" in f for f in regression.failures)
+    # the healthy control route did not move enough to call it
+    health = next(r for r in regression.routes if r.route == "/health")
+    assert not health.significant("p95", 0.10)
+    assert regression.load["matched"] == "steady stage"
+
+
+def test_a_run_against_itself_is_no_change(store: Store) -> None:
+    same = diff(FIXED, FIXED, store=store)
+    assert not same.regressed and same.unchanged
+    assert "no change" in same.to_text()
+    assert all(r.ratios["p95"][1] <= 1.0 <= r.ratios["p95"][2] for r in same.routes)
+
+
+def test_markdown_is_a_small_pr_comment_and_json_is_strict(regression: RunDiff) -> None:
+    md = regression.to_markdown()
+    assert len(md.encode()) < 4096
+    assert md.startswith("### 🔴 correlate: REGRESSION")
+    assert "&lt;int:customer\\_id&gt;" in md  # route text escaped for Markdown/HTML
+    doc = json.loads(regression.to_json(), parse_constant=lambda c: pytest.fail(c))
+    assert doc["schema"] == "correlate.diff/1" and doc["regressed"] is True
+    assert {q["status"] for q in doc["queries"]} >= {"new", "vanished"}
+
+
+def test_cli_exit_codes(tmp_path: Path) -> None:
+    runner = CliRunner()
+    db = str(tmp_path / "s.duckdb")
+    bad = runner.invoke(cli, ["diff", str(FIXED), str(BF), "--db", db])
+    assert bad.exit_code == 1
+    assert "REGRESSION" in bad.output
+    same = runner.invoke(cli, ["diff", "checkout-fixed", "checkout-fixed", "--db", db])
+    assert same.exit_code == 0
+    assert "no change" in same.output
+    out = tmp_path / "diff.md"
+    written = runner.invoke(
+        cli, ["diff", "checkout-fixed", "checkout-blackfriday", "--db", db, "-o", str(out)]
+    )
+    assert written.exit_code == 1 and out.read_text().startswith("### 🔴")
+    missing = runner.invoke(cli, ["diff", "checkout-fixed", "nope", "--db", db])
+    assert missing.exit_code == 2
+    usage = runner.invoke(cli, ["diff", "a", "b", "--fail-on", "p95:10", "--db", db])
+    assert usage.exit_code == 2
+    assert "p95:+10%" in usage.output
+
+
+def test_bootstrap_interval_covers_the_true_ratio() -> None:
+    rng = np.random.default_rng(1)
+    a = rng.lognormal(3, 0.5, 2000)
+    b = 1.3 * rng.lognormal(3, 0.5, 2000)
+    r = quantile_ratio(a, b, 0.95, seed=3)
+    assert r.low < 1.3 < r.high
+    assert r.excludes_one()
+    same = quantile_ratio(a, a, 0.95)
+    assert same.ratio == 1.0 and same.low <= 1.0 <= same.high
+
+
+def test_rules_parse_and_refuse() -> None:
+    rules = parse_rules(["p99:+5%", "queries-per-request:+0.5", "new-finding:critical"])
+    assert [(r.kind, r.quantile, r.threshold, r.severity) for r in rules] == [
+        ("latency", "p99", 0.05, None),
+        ("queries", None, 0.5, None),
+        ("finding", None, 0.0, "critical"),
+    ]
+    assert rules[2].severity_counts("critical") and not rules[2].severity_counts("warning")
+    with pytest.raises(InputError, match="not a rule"):
+        parse_rules(["latency:+10%"])
+
+
+def _listing(b: RunBuilder, calls: int, users: int = 5) -> None:
+    for i in range(300):
+        trace = f"t{i}"
+        start = i * 100.0
+        r = b.request(trace, start, start + 10 + calls * 3, "/list")
+        for n in range(calls):
+            b.query(
+                trace, r, start + 5 + n * 3, start + 7 + n * 3, f"SELECT * FROM x WHERE id = {n}"
+            )
+        b.user_request(i % users, start, 10 + calls * 3, "/list")
+
+
+def test_queries_per_request_rule_and_load_mismatch_note() -> None:
+    with correlate.open_store(":memory:") as store:
+        base = RunBuilder(name="base")
+        _listing(base, calls=2)
+        base.build(store)
+        cand = RunBuilder(name="cand")
+        _listing(cand, calls=4, users=2)
+        cand.build(store)
+        result = diff("base", "cand", store=store, fail_on=["queries-per-request:+1"])
+    assert result.failures == [
+        "queries-per-request:+1: /list runs "
+        f"{result.queries[0].fingerprint} 4.0× per request (was 2.0)"
+    ]
+    assert any("different peak load" in n for n in result.notes)
+
+
+def test_too_few_requests_are_not_compared() -> None:
+    with correlate.open_store(":memory:") as store:
+        for name, ms in (("a", 10.0), ("b", 40.0)):
+            b = RunBuilder(name=name)
+            for i in range(10):
+                b.request(f"t{i}", i * 100, i * 100 + ms)
+            b.build(store)
+        result = diff("a", "b", store=store)
+    (route,) = result.routes
+    assert route.note and "too few requests" in route.note
+    assert not result.regressed
+    assert any("offered load" in n for n in result.notes)
+
+
+def test_unknown_run_is_an_error() -> None:
+    with correlate.open_store(":memory:") as store, pytest.raises(CorrelateError, match="nope"):
+        diff("nope", "nope", store=store)
