@@ -354,3 +354,40 @@ def test_errors_from_the_start_are_a_high_error_rate() -> None:
     assert f.kind == "error_rate" and f.severity == "critical"
     assert f.evidence["error_rate"] > 0.15
     assert f.explanation.startswith("From the start of the run")
+
+
+# -- client against server ------------------------------------------------------------
+
+
+def _client_run(b: RunBuilder, gap: float, reach: int) -> None:
+    for i in range(40):
+        start = i * 100.0
+        b.user_request(i % 4, start, 20 + gap, "/a")
+        if i < reach:
+            b.span(
+                f"c{i}",
+                start + gap / 2,
+                start + gap / 2 + 20,
+                parent=f"p{i}",
+                kind="SERVER",
+                route="/a",
+                http_status=200,
+            )
+
+
+def test_time_outside_the_server_and_requests_lost() -> None:
+    from correlate.analysis.detectors.client import outside_server
+
+    b = RunBuilder()
+    _client_run(b, gap=200, reach=30)
+    found = {f.kind: f for f in findings(b, outside_server)}
+    assert found["outside_server"].evidence["outside_p50_ms"] == pytest.approx(200)
+    assert found["never_reached"].evidence["never_reached"] == 10
+
+
+def test_client_quiet_when_server_spans_cover_the_client() -> None:
+    from correlate.analysis.detectors.client import outside_server
+
+    b = RunBuilder()
+    _client_run(b, gap=5, reach=40)
+    assert findings(b, outside_server) == []

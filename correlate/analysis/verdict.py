@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
@@ -36,6 +37,8 @@ class Analysis:
     queries: pd.DataFrame
     timeline: pd.DataFrame
     breakdowns: dict[str, pd.DataFrame]
+    #: per route, the load generator's requests against the server's (empty without them)
+    client: pd.DataFrame
     #: evidence the run lacks, and what each gap hides (say what to do next)
     gaps: list[str] = field(default_factory=list)
     ingest: IngestReport | None = None
@@ -112,6 +115,7 @@ def _collect(run: Run, detectors: tuple[Detector, ...] | None) -> Analysis:
         queries=run.queries(),
         timeline=run.timeline(),
         breakdowns=breakdowns,
+        client=client_vs_server(run),
         gaps=_gaps(run, summary),
     )
 

@@ -43,6 +43,7 @@ def render(analysis: Analysis, *, color: bool = False, width: int = 120) -> str:
         _routes(console, analysis.routes)
         _tails(console, analysis)
         _queries(console, analysis.queries)
+        _client(console, analysis.client)
     _gaps(console, analysis.gaps)
     return buffer.getvalue()
 
@@ -219,6 +220,32 @@ def _queries(console: Console, queries: pd.DataFrame) -> None:
             Text(str(plan)[:40]),
         )
     console.print(table)
+
+
+def _client(console: Console, client: pd.DataFrame) -> None:
+    from rich.text import Text
+
+    if client.empty:
+        return
+    total = int(client.client_requests.sum())
+    reached = int(client.reached_server.sum())
+    console.print()
+    console.print(Text("The load generator's view", "bold"))
+    if client.match.iloc[0] != "traceparent":
+        console.print(
+            f"{total:,} client requests; no trace context joins them to server spans, so "
+            "routes are compared by their medians only."
+        )
+        return
+    weights = client.reached_server.clip(lower=1)
+    outside = float((client.outside_p50_ms.fillna(0) * weights).sum() / weights.sum())
+    console.print(
+        f"{total:,} client requests, {reached:,} joined to their server span by traceparent "
+        f"({total - reached:,} never reached the server); "
+        f"{int(client.client_failures.sum()):,} failed on the client side. Time outside the "
+        f"server's span: about {ms(outside)} per request (median per route, weighted; "
+        "network, accept queue, client)."
+    )
 
 
 def _gaps(console: Console, gaps: list[str]) -> None:

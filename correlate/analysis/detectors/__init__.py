@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from correlate.analysis.detectors.client import outside_server
 from correlate.analysis.detectors.errors import error_bursts
 from correlate.analysis.detectors.load import degradation, throughput_knee
 from correlate.analysis.detectors.n_plus_one import n_plus_one
@@ -32,6 +33,7 @@ DETECTORS: tuple[Detector, ...] = (
     degradation,
     throughput_knee,
     unexplained_time,
+    outside_server,
 )
 
 __all__ = ["DETECTORS", "Detector"]

@@ -1,0 +1,54 @@
+"""The load generator's view against the server's: time outside the server, requests lost.
+
+When client requests carried a W3C ``traceparent`` (the demo's Locust file, k6
+with a trace id, Locust ``--otel``), each one joins its server span exactly:
+the server span's parent is the client's span id. The difference of their
+durations is time outside the server's own span — network, the accept queue, a
+worker pool that is full, the client itself. A client request whose trace has
+no server span never reached the service (or its span was lost).
+
+Without trace context there is nothing to join, and routes are compared by
+their medians (``match = 'route'``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.analysis.run import Run
+
+
+def client_vs_server(run: Run) -> pd.DataFrame:
+    """Per route: client requests, how many reached the server, and latency on both sides."""
+    reqs, tree = run.table("requests"), run.table("tree")
+    return run.con.execute(
+        f"""
+        WITH c AS (
+            SELECT c.*, r.duration_ms AS server_ms
+            FROM client_requests c
+            LEFT JOIN {tree} t
+              ON t.th = hash(c.trace_id) AND t.ph = hash(c.span_id) AND t.kind = 'SERVER'
+            LEFT JOIN {reqs} r ON r.th = t.th AND r.rh = t.sh
+            WHERE c.run_id = $run
+        ),
+        exact AS (SELECT count(server_ms) > 0 AS has_exact FROM c)
+        SELECT name AS route,
+               CASE WHEN (SELECT has_exact FROM exact) THEN 'traceparent' ELSE 'route' END AS match,
+               count(*) AS client_requests,
+               count(server_ms) AS reached_server,
+               count(*) - count(server_ms) AS never_reached,
+               count(*) FILTER (WHERE NOT ok) AS client_failures,
+               count(*) FILTER (WHERE status_code = 0) AS no_response,
+               quantile_cont(duration_ns / 1e6, 0.5) AS client_p50_ms,
+               quantile_cont(duration_ns / 1e6, 0.95) AS client_p95_ms,
+               quantile_cont(server_ms, 0.5) AS server_p50_ms,
+               quantile_cont(server_ms, 0.95) AS server_p95_ms,
+               quantile_cont(duration_ns / 1e6 - server_ms, 0.5) AS outside_p50_ms,
+               quantile_cont(duration_ns / 1e6 - server_ms, 0.95) AS outside_p95_ms
+        FROM c GROUP BY name ORDER BY client_requests DESC, route
+        """,
+        {"run": run.run_id},
+    ).df()
