@@ -50,8 +50,7 @@ REQUESTS: tuple[tuple[str, tuple[tuple[str, dict[str, object]], ...]], ...] = (
         (
             (
                 # a multi-line text with a tab and a quote: the log must keep them
-                "SELECT o.id, o.total, 'it''s\tpaid' AS note\n"
-                "FROM ax_orders o\nWHERE o.id = :oid",
+                "SELECT o.id, o.total, 'it''s\tpaid' AS note\nFROM ax_orders o\nWHERE o.id = :oid",
                 {"oid": 2},
             ),
             ("UPDATE ax_orders SET total = total + 1 WHERE id = :oid", {"oid": 2}),
@@ -84,8 +83,14 @@ def main(dsn: str, spans_out: str, log_out: str | None = None) -> int:
         if log_out and start is None:
             return 3
         conn.execute(text("DROP TABLE IF EXISTS ax_orders"))
-        conn.execute(text("CREATE TABLE ax_orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total NUMERIC)"))
-        conn.execute(text("INSERT INTO ax_orders SELECT g, g % 50, g * 1.5 FROM generate_series(1, 500) g"))
+        conn.execute(
+            text(
+                "CREATE TABLE ax_orders (id INTEGER PRIMARY KEY, customer_id INTEGER, total NUMERIC)"
+            )
+        )
+        conn.execute(
+            text("INSERT INTO ax_orders SELECT g, g % 50, g * 1.5 FROM generate_series(1, 500) g")
+        )
     SQLAlchemyInstrumentor().instrument(
         engine=engine, tracer_provider=provider, enable_commenter=True
     )
