@@ -87,8 +87,11 @@ def ingest(
     """Read trace files or directories (recursively) into a run.
 
     Formats are detected from content: OTLP/JSON lines or documents, OTLP
-    protobuf, Jaeger JSON, Zipkin v2 JSON, each optionally gzip-compressed.
-    Bad records are skipped and listed as FILE:LINE: reason.
+    protobuf, Jaeger JSON, Zipkin v2 JSON; also query plans: EXPLAIN JSON
+    files (PostgreSQL, MySQL, MariaDB; a .sql file of the same name gives the
+    statement) and PostgreSQL logs with auto_explain JSON plans (stderr,
+    csvlog, jsonlog). Any of them may be gzip-compressed. Bad records are
+    skipped and listed as FILE:LINE: reason.
     """
     parsed = _parse_labels(labels)
     with _open(db) as store:

@@ -37,7 +37,7 @@ from typing import Any, cast
 from correlate.errors import InputError
 from correlate.plans.model import SOURCES, Plan, PlanNode, Source, finish
 
-__all__ = ["PG_NODE_FIELDS", "parse_plan", "snake"]
+__all__ = ["PG_NODE_FIELDS", "parse_plan", "plan_json", "snake"]
 
 
 def parse_plan(raw: Any, source: str | None = None, *, query: str | None = None) -> Plan:
@@ -127,6 +127,15 @@ def _loads(text: str) -> Any:
     if body[end:].strip():
         raise InputError(f"not a plan: text after the JSON: {body[end:].strip()[:60]!r}")
     return data
+
+
+def plan_json(text: str) -> Any:
+    """Decode plan JSON from text as psql, mysql or auto_explain print it.
+
+    >>> plan_json("QUERY PLAN\\n----\\n [{\\"Plan\\": {}}]+\\n(1 row)")
+    [{'Plan': {}}]
+    """
+    return _loads(text)
 
 
 def _detect(data: Any) -> str:
