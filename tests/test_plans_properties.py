@@ -152,6 +152,33 @@ def test_plan_text_decodes_or_says_why(text: str) -> None:
         assert exc.reason.startswith("not a plan")
 
 
+#: A PostgreSQL plan whose node values are any JSON at all.
+WILD_PLAN = st.builds(
+    lambda node, extra: [{"Plan": {"Node Type": "Seq Scan", **node, "Plans": [extra]}}],
+    st.dictionaries(
+        st.sampled_from(["Plan Rows", "Actual Rows", "Actual Loops", "Actual Total Time",
+                         "Rows Removed by Filter", "Filter", "Relation Name", "Sort Key",
+                         "Hash Batches", "Total Cost", "Settings"]),
+        any_json(),
+    ),
+    any_json(),
+)  # fmt: skip
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.one_of(WILD_PLAN, any_json()), min_size=1, max_size=4))
+def test_loading_any_plan_json_stores_it_or_counts_it(plans: list[object]) -> None:
+    from correlate.plans.load import PlanItem, load_plans
+
+    with correlate.open_store(":memory:") as store:
+        run_id = store.ensure_run("r", source=None, labels=None)
+        items = [PlanItem(i + 1, json.dumps(p)) for i, p in enumerate(plans)]
+        items += [PlanItem(9, p) for p in plans]
+        counts = load_plans(store, run_id, "x", "file", items)
+        assert counts.read == counts.added + len(counts.problems) == 2 * len(plans)
+        assert int(store.sql("SELECT count(*) AS n FROM plans")["n"][0]) == counts.added
+
+
 HOSTILE_FILES = st.one_of(
     # a real log, cut at any byte
     st.sampled_from(["postgresql.log", "postgresql.csv", "postgresql.json"]).flatmap(

@@ -121,15 +121,31 @@ def load_plans(
 def _parse(item: PlanItem) -> _Parsed | str:
     if item.problem is not None:
         return item.problem
+    raw: str | None = None
     try:
-        data = plan_json(item.data) if isinstance(item.data, str) else item.data
+        if isinstance(item.data, str):
+            try:  # a logged plan is plain JSON: keep its text as the raw plan
+                data = json.loads(item.data, parse_constant=_not_json)
+                raw = item.data
+            except ValueError:
+                data = plan_json(item.data)
+        else:
+            data = item.data
         plan = parse_plan(data)
+        if raw is None:
+            raw = json.dumps(data, default=str, allow_nan=False)
     except InputError as exc:
         return exc.reason
     except RecursionError:
         return "not a plan: nested too deeply"
+    except ValueError:  # NaN or Infinity, which Python's json reads but JSON has not
+        return "not a plan: NaN or Infinity in the JSON"
     statement = item.statement or plan.query_text
-    return _Parsed(item, plan, json.dumps(data, default=str), statement)
+    return _Parsed(item, plan, raw, statement)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _fingerprints(
@@ -189,7 +205,7 @@ def _store_chunk(
     for plan_id, entry, found in zip(ids, parsed, prints, strict=True):
         plan, item = entry.plan, entry.item
         ids_in_comment = None
-        if entry.statement is not None:
+        if entry.statement is not None and "traceparent" in entry.statement:
             traceparent = parse_comment(entry.statement)[1].get("traceparent")
             ids_in_comment = traceparent_ids(traceparent) if traceparent else None
         link = "traceparent" if ids_in_comment else "fingerprint"

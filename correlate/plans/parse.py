@@ -181,7 +181,10 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float range is no count a server wrote
+            return None
     if isinstance(value, str):
         try:
             return float(value)
