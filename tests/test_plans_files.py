@@ -342,3 +342,92 @@ def test_plans_read_by_the_python_twin_and_the_cli_agree(tmp_path: Path) -> None
     )
     with correlate.open_store(db, read_only=True) as store:
         assert store.sql("SELECT count(*) AS n FROM plans")["n"][0] == 5
+
+
+# ------------------------------------------------------------------ live
+
+
+@pytest.mark.postgres
+def test_live_auto_explain_plans_link_to_the_spans_of_a_recorded_run(
+    pg_dsn: str, tmp_path: Path, store: Store
+) -> None:
+    """A run recorded with sqlcommenter; the server's auto_explain messages as its log.
+
+    The session-level auto_explain sends each plan to the client as a NOTICE
+    (the server's own configuration is left alone); the messages are written
+    as jsonlog and as stderr lines, the framing the server uses for them.
+    """
+    from opentelemetry.trace import SpanKind
+    from sqlalchemy import create_engine, event, text
+
+    from correlate.instrument import record
+
+    messages: list[str] = []
+    engine = create_engine(pg_dsn)
+
+    @event.listens_for(engine, "connect")
+    def _auto_explain(dbapi_connection: object, _record: object) -> None:
+        dbapi_connection.add_notice_handler(  # type: ignore[attr-defined]
+            lambda diagnostic: messages.append(diagnostic.message_primary)
+        )
+        with dbapi_connection.cursor() as cur:  # type: ignore[attr-defined]
+            for statement in (
+                "LOAD 'auto_explain'",
+                "SET auto_explain.log_min_duration = 0",
+                "SET auto_explain.log_format = 'json'",
+                "SET auto_explain.log_level = 'notice'",
+                "SET auto_explain.log_analyze = on",
+                "SET client_min_messages = 'notice'",
+            ):
+                cur.execute(statement)
+        dbapi_connection.commit()  # type: ignore[attr-defined]
+
+    run_dir = tmp_path / "run"
+    recording = record(engine, run_dir, "live", set_global=False, sqlcommenter=True)
+    try:
+        tracer = recording.tracer_provider.get_tracer("test")
+        for name in ("pg_class", "pg_proc", "pg_type"):
+            with (
+                tracer.start_as_current_span("GET /relations/{name}", kind=SpanKind.SERVER),
+                engine.connect() as conn,
+            ):
+                conn.execute(
+                    text("SELECT relname, relkind FROM pg_class WHERE relname = :n"), {"n": name}
+                ).all()
+    finally:
+        recording.close()
+        engine.dispose()
+    plans = [m for m in messages if m.startswith("duration: ") and "  plan:\n" in m]
+    traced = [m for m in plans if "traceparent=" in m]
+    assert len(traced) == 3, messages
+    logs = run_dir / "logs"
+    logs.mkdir()
+    (logs / "postgresql.json").write_text(
+        "".join(
+            json.dumps({"timestamp": "2026-12-02 10:00:00.000 UTC", "error_severity": "NOTICE",
+                        "message": m}) + "\n"
+            for m in plans
+        )
+    )  # fmt: skip
+    (logs / "postgresql.log").write_text(
+        "".join(
+            "2026-12-02 10:00:00.000 UTC [1] postgres@test NOTICE:  "
+            + m.replace("\n", "\n\t")
+            + "\n"
+            for m in plans
+        )
+    )
+    report = store.ingest([run_dir], run="live")
+    assert [f.plans.traceparent for f in report.files if f.plans] == [3, 3]
+    assert report.plans_without_span == 0
+    linked = store.sql(
+        """
+        SELECT count(*) AS n, count(DISTINCT d.span_id) AS spans
+        FROM plans p JOIN db_spans d
+          ON d.trace_id = p.trace_id AND d.span_id = p.span_id AND d.fingerprint = p.fingerprint
+        WHERE p.link = 'traceparent'
+        """
+    )
+    assert linked.values.tolist() == [[6, 3]]
+    coverage = store.plans_coverage("live")
+    assert coverage.overall is not None and coverage.overall.share("traceparent") == 1.0

@@ -105,8 +105,10 @@ def detect_log(head: str) -> str | None:
         try:
             record = json.loads(first)
         except ValueError:
-            # a long first line may be cut by the head: look at its keys only
-            keys = set(re.findall(r'"(\w+)":', first[:2000]))
+            # a first line longer than the head: PostgreSQL writes "timestamp" first
+            if not re.match(r'\{\s*"timestamp"\s*:', first):
+                return None
+            keys = set(re.findall(r'"(\w+)"\s*:', first[:2000]))
         else:
             keys = set(record) if isinstance(record, dict) else set()
         if {"timestamp", "error_severity", "message"} <= keys:
@@ -206,7 +208,7 @@ def _cut_short(plan: LoggedPlan) -> LoggedPlan:
 
 
 # The marker of an auto_explain message as it appears inside a jsonlog line.
-_JSONLOG_MARK = re.compile(r'"message":"duration: [0-9.]+ ms  plan:\\n')
+_JSONLOG_MARK = re.compile(r'"message"\s*:\s*"duration: ([0-9.]+) ms  plan:\\n')
 
 
 def jsonlog_plans(lines: Iterable[str]) -> Iterator[LoggedPlan]:
@@ -217,7 +219,7 @@ def jsonlog_plans(lines: Iterable[str]) -> Iterator[LoggedPlan]:
         try:
             record = json.loads(line)
         except ValueError:
-            match = re.search(r'"message":"duration: ([0-9.]+) ms', line)
+            match = _JSONLOG_MARK.search(line)
             assert match is not None
             yield LoggedPlan(
                 number,
