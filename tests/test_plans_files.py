@@ -431,3 +431,49 @@ def test_live_auto_explain_plans_link_to_the_spans_of_a_recorded_run(
     assert linked.values.tolist() == [[6, 3]]
     coverage = store.plans_coverage("live")
     assert coverage.overall is not None and coverage.overall.share("traceparent") == 1.0
+
+
+def test_span_and_plan_problems_are_counted_on_their_own_lines(
+    store: Store, tmp_path: Path
+) -> None:
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text((PGLOG / "spans.jsonl").read_text() + "{oops\n")
+    log = tmp_path / "postgresql.log"
+    log.write_text("".join(_stderr_lines()[:200]))
+    report = store.ingest([spans, log], run="r")
+    assert report.summary().splitlines() == [
+        "run 'r': 8 spans added from 1 file(s), 1 record(s) skipped",
+        "run 'r': 4 plan(s) added from 1 file(s): 3 tied to their span by traceparent, "
+        "1 by fingerprint, 1 skipped",
+        "skipped:",
+        f"  {spans}:9: not valid JSON (Expecting property name enclosed in double quotes at "
+        "column 2)",
+        f"  {log}:159: not a plan: invalid JSON (Expecting property name enclosed in double "
+        "quotes: line 41 column 26 (char 1304))",
+    ]
+
+
+def test_nothing_to_read_names_the_plan_formats_too(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing here\n")
+    with pytest.raises(InputError) as info:
+        store.ingest([tmp_path], run="r")
+    assert str(info.value).endswith(
+        "plans: pg-explain, mysql-explain, pg-stderr, pg-csvlog, pg-jsonlog"
+    )
+
+
+def test_nan_in_a_logged_plan_is_a_counted_problem(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "postgresql.log"
+    log.write_text(
+        "2026-11-25 12:29:09.738 UTC [1] u@d LOG:  duration: 1.5 ms  plan:\n"
+        '\t{"Plan": {"Node Type": "Result", "Plan Rows": NaN}}\n'
+        "2026-11-25 12:29:09.739 UTC [1] u@d LOG:  duration: 1.5 ms  plan:\n"
+        '\t{"Plan": {"Node Type": "Result", "Plan Rows": 1e999999}}\n'
+    )
+    report = store.ingest([log], run="r")
+    assert [str(p) for p in report.problems] == [
+        f"{log}:1: not a plan: NaN or Infinity in the JSON"
+    ]
+    # a number past float range is valid JSON: kept verbatim, infinite in the node
+    assert report.plans_added == 1
+    assert store.sql("SELECT estimated_rows FROM plan_nodes")["estimated_rows"][0] == float("inf")

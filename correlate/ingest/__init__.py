@@ -143,10 +143,12 @@ class IngestReport:
         plan_files = [f for f in self.files if f.plans is not None]
         lines = []
         if new or not plan_files:
+            # plan problems are counted on the plans' own line
+            skipped = self.skipped - sum(f.skipped for f in plan_files)
             lines.append(
                 f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
                 + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
-                + (f", {self.skipped:,} record(s) skipped" if self.skipped else "")
+                + (f", {skipped:,} record(s) skipped" if skipped else "")
             )
         if plan_files:
             lines.extend(_plans_lines(self.run, plan_files, self.plans_without_span))
@@ -181,11 +183,7 @@ def _plans_lines(run: str, files: list[FileReport], without_span: int) -> list[s
     lines = [
         f"run {run!r}: {added:,} plan(s) added from {len(counts)} file(s): "
         f"{tied:,} tied to their span by traceparent, {shape:,} by fingerprint"
-        + (
-            f", {sum(c.problems.__len__() for c in counts):,} skipped"
-            if any(c.problems for c in counts)
-            else ""
-        )
+        + (f", {skipped:,} skipped" if (skipped := sum(len(c.problems) for c in counts)) else "")
     ]
     if without_span:
         lines.append(
@@ -239,7 +237,10 @@ def ingest(
     store._require_writable()
     if format is not None and format not in FORMATS:
         raise InputError(f"unknown format {format!r}; choose one of: {', '.join(FORMAT_HELP)}")
-    from correlate.plans.files import detect_plan_input, statement_file
+    from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
+    from correlate.plans.pglog import LOG_FORMATS
+
+    plan_formats = [*PLAN_FILE_FORMATS, *LOG_FORMATS]
 
     report = IngestReport(run)
     chosen: list[tuple[Path, SpanFormat]] = []
@@ -277,7 +278,7 @@ def ingest(
                 if report.passed_over
                 else ""
             )
-            + f"; correlate reads: {', '.join(FORMAT_HELP)}"
+            + f"; correlate reads: {', '.join(FORMAT_HELP)}; plans: {', '.join(plan_formats)}"
         )
     run_id = store.ensure_run(run, source=str(Path(next(iter(paths))).resolve()), labels=labels)
     if progress is not None:

@@ -72,9 +72,6 @@ class PlanCounts:
     plan_ids: list[int] = field(default_factory=list)
 
 
-_DIALECT = {"postgresql": "postgresql", "mysql": "mysql", "mariadb": "mariadb", "sqlite": "sqlite"}
-
-
 @dataclass
 class _Parsed:
     item: PlanItem
@@ -132,14 +129,15 @@ def _parse(item: PlanItem) -> _Parsed | str:
         else:
             data = item.data
         plan = parse_plan(data)
-        if raw is None:
-            raw = json.dumps(data, default=str, allow_nan=False)
     except InputError as exc:
         return exc.reason
     except RecursionError:
         return "not a plan: nested too deeply"
-    except ValueError:  # NaN or Infinity, which Python's json reads but JSON has not
-        return "not a plan: NaN or Infinity in the JSON"
+    if raw is None:
+        try:
+            raw = json.dumps(data, default=str, allow_nan=False)
+        except ValueError:  # NaN or Infinity: Python's json reads them, JSON has neither
+            return "not a plan: NaN or Infinity in the JSON"
     statement = item.statement or plan.query_text
     return _Parsed(item, plan, raw, statement)
 
@@ -153,7 +151,8 @@ def _fingerprints(
 ) -> list[Fingerprint | None]:
     """Each plan's statement fingerprint; one per literal-free statement key."""
     texts = [p.statement for p in parsed]
-    dialects = [_DIALECT.get(p.plan.source, p.plan.source) for p in parsed]
+    # the plan's source names the dialect as db.system does (postgresql, mysql, …)
+    dialects = [p.plan.source for p in parsed]
     keys: list[str | None] = [
         row[0]
         for row in store.con.execute(
