@@ -528,7 +528,9 @@ def _ingest_clean(
             [added, added, file_id],
         )
         con.execute("COMMIT")
-    except duckdb.Error:
+    except (duckdb.Error, UnicodeDecodeError):
+        # DuckDB's message may quote the bad record cut inside a UTF-8 character,
+        # and the binding then fails to decode the message itself.
         con.execute("ROLLBACK")
         return False
     except BaseException:
