@@ -66,7 +66,20 @@ def _open(db: Path, *, read_only: bool = False) -> Store:
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["otlp-json", "otlp-proto", "jaeger", "zipkin"]),
+    type=click.Choice(
+        # spans, then query plans (files and PostgreSQL logs)
+        [
+            "otlp-json",
+            "otlp-proto",
+            "jaeger",
+            "zipkin",
+            "pg-explain",
+            "mysql-explain",
+            "pg-stderr",
+            "pg-csvlog",
+            "pg-jsonlog",
+        ]
+    ),
     help="Read every file as this format instead of detecting it.",
 )
 @click.option(

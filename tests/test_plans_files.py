@@ -477,3 +477,21 @@ def test_nan_in_a_logged_plan_is_a_counted_problem(store: Store, tmp_path: Path)
     # a number past float range is valid JSON: kept verbatim, infinite in the node
     assert report.plans_added == 1
     assert store.sql("SELECT estimated_rows FROM plan_nodes")["estimated_rows"][0] == float("inf")
+
+
+def test_format_forces_a_log_format(store: Store, tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    # a log whose first lines are not PostgreSQL's (a container runtime's, say)
+    log.write_text("starting container\n" * 60 + (PGLOG / "postgresql.log").read_text())
+    assert detect_plan_input(log) is None
+    assert store.ingest([log], run="r", format="pg-stderr").plans_added == 5
+
+
+def test_format_choices_of_the_cli_match_the_library() -> None:
+    from correlate.cli import ingest as ingest_command
+    from correlate.ingest.detect import FORMATS
+    from correlate.plans.files import PLAN_FILE_FORMATS
+    from correlate.plans.pglog import LOG_FORMATS
+
+    option = next(p for p in ingest_command.params if p.name == "format_")
+    assert list(option.type.choices) == [*FORMATS, *PLAN_FILE_FORMATS, *LOG_FORMATS]  # type: ignore[attr-defined]

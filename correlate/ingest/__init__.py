@@ -229,18 +229,21 @@ def ingest(
 ) -> IngestReport:
     """Read trace files, or directories of them (recursively), into run ``run``.
 
-    ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` instead
-    of detecting it from each file's first bytes.
+    ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` (or, for
+    query plans, :data:`correlate.plans.files.PLAN_FILE_FORMATS` or
+    :data:`correlate.plans.pglog.LOG_FORMATS`) instead of detecting it from
+    each file's first bytes.
     """
     from correlate.ingest.formats import FORMATS
-
-    store._require_writable()
-    if format is not None and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; choose one of: {', '.join(FORMAT_HELP)}")
     from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
     from correlate.plans.pglog import LOG_FORMATS
 
+    store._require_writable()
     plan_formats = [*PLAN_FILE_FORMATS, *LOG_FORMATS]
+    if format is not None and format not in FORMATS and format not in plan_formats:
+        raise InputError(
+            f"unknown format {format!r}; choose one of: {', '.join([*FORMAT_HELP, *plan_formats])}"
+        )
 
     report = IngestReport(run)
     chosen: list[tuple[Path, SpanFormat]] = []
@@ -251,7 +254,10 @@ def ingest(
         if kind is not None:
             companions.append((path, kind))
             continue
-        plan_kind = None if format is not None else detect_plan_input(path)
+        if format in plan_formats:
+            plan_kind: str | None = format
+        else:
+            plan_kind = None if format is not None else detect_plan_input(path)
         if plan_kind is not None:
             plan_inputs.append((path, plan_kind))
             continue
