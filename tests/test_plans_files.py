@@ -495,3 +495,13 @@ def test_format_choices_of_the_cli_match_the_library() -> None:
 
     option = next(p for p in ingest_command.params if p.name == "format_")
     assert list(option.type.choices) == [*FORMATS, *PLAN_FILE_FORMATS, *LOG_FORMATS]  # type: ignore[attr-defined]
+
+
+def test_psql_output_with_echo_set_and_timing_lines(store: Store, tmp_path: Path) -> None:
+    printed = (PLANS / "pg-psql-analyze.txt").read_text()
+    path = tmp_path / "q.txt"
+    path.write_text(
+        "SET\nEXPLAIN (ANALYZE, FORMAT JSON) SELECT 1;\n" + printed + "Time: 0.512 ms\n"
+    )
+    assert detect_plan_input(path) == "pg-explain"
+    assert store.ingest([path], run="r").plans_added == 1

@@ -46,15 +46,26 @@ PLAN_FILE_FORMATS: dict[str, str] = {
     "mysql-explain": "MySQL/MariaDB EXPLAIN FORMAT=JSON (or ANALYZE FORMAT=JSON) output",
 }
 
-_HEADER = re.compile(r"^\s*(?:QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\))\s*$")
+_HEADER = re.compile(
+    r"^\s*(?:QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\)|Time: \d+(?:\.\d+)? ms(?: \(.*\))?)\s*$"
+)
+_TITLE = re.compile(r"^\s*QUERY PLAN\s*$", re.M)
 _PG_START = re.compile(r'^\[?\s*\{\s*"(?:Plan|Query Text)"\s*:')
 _MYSQL_START = re.compile(r'^\{\s*"(?:query_block|query_plan|query_optimization)"\s*:')
 
 
 def _body(text: str) -> str:
-    """The text without psql/mysql decoration: header lines and ``+`` continuation marks."""
+    """The text without psql/mysql decoration: header lines and ``+`` continuation marks.
+
+    What psql printed before the ``QUERY PLAN`` title (an echoed command with
+    ``-e``, the ``SET`` of an earlier ``-c``) goes too, and ``\\timing``'s line.
+    """
+    text = text.lstrip("\ufeff")
+    title = _TITLE.search(text[:4096])
+    if title is not None:
+        text = text[title.start() :]
     lines = []
-    for line in text.lstrip("\ufeff").splitlines():
+    for line in text.splitlines():
         if _HEADER.match(line):
             continue
         stripped = line.rstrip()
