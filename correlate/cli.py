@@ -67,7 +67,20 @@ def _open(db: Path, *, read_only: bool = False) -> Store:
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(["otlp-json", "otlp-proto", "jaeger", "zipkin"]),
+    type=click.Choice(
+        # spans, then query plans (files and PostgreSQL logs)
+        [
+            "otlp-json",
+            "otlp-proto",
+            "jaeger",
+            "zipkin",
+            "pg-explain",
+            "mysql-explain",
+            "pg-stderr",
+            "pg-csvlog",
+            "pg-jsonlog",
+        ]
+    ),
     help="Read every file as this format instead of detecting it.",
 )
 @click.option(
@@ -88,8 +101,11 @@ def ingest(
     """Read trace files or directories (recursively) into a run.
 
     Formats are detected from content: OTLP/JSON lines or documents, OTLP
-    protobuf, Jaeger JSON, Zipkin v2 JSON, each optionally gzip-compressed.
-    Bad records are skipped and listed as FILE:LINE: reason.
+    protobuf, Jaeger JSON, Zipkin v2 JSON; also query plans: EXPLAIN JSON
+    files (PostgreSQL, MySQL, MariaDB; a .sql file of the same name gives the
+    statement) and PostgreSQL logs with auto_explain JSON plans (stderr,
+    csvlog, jsonlog). Any of them may be gzip-compressed. Bad records are
+    skipped and listed as FILE:LINE: reason.
     """
     parsed = _parse_labels(labels)
     with _open(db) as store:
@@ -306,7 +322,10 @@ def _seconds(text: str) -> float:
 
 @cli.group()
 def plans() -> None:
-    """Query plans of a run's statements: capture them from a live database."""
+    """Query plans of a run's statements: capture them, and see how much time they cover.
+
+    Plan files and PostgreSQL auto_explain logs are read by correlate ingest.
+    """
 
 
 @plans.command("capture")
@@ -343,6 +362,32 @@ def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) 
     with _open(db) as store:
         report = store.capture_plans(run, dsn, analyze=analyze, statement_timeout_ms=timeout_ms)
     click.echo(report.summary())
+
+
+@plans.command("coverage")
+@click.option("--run", "run", required=True, help="The run whose DB span time to measure.")
+@click.option("--top", default=10, show_default=True, help="How many uncovered statements to list.")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+)
+@db_option
+def plans_coverage(run: str, top: int, output: str, db: Path) -> None:
+    """Share of a run's DB span time that has a plan, per database and overall.
+
+    A span is covered exactly when a logged plan names it by its sqlcommenter
+    traceparent, by fingerprint when a plan of its statement shape exists, or
+    not at all; the statements with the most uncovered time are listed.
+    """
+    import json
+
+    with _open(db, read_only=True) as store:
+        coverage = store.plans_coverage(run, top=top)
+    click.echo(json.dumps(coverage.to_dict()) if output == "json" else coverage.summary())
 
 
 def _render_table(frame: pd.DataFrame, output: str) -> str:

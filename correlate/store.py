@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.ingest import IngestReport, Progress
+    from correlate.plans.coverage import PlanCoverage
     from correlate.plans.store import PlanCaptureReport
 
 DEFAULT_PATH = "correlate.duckdb"
@@ -259,6 +260,15 @@ class Store:
         return capture_plans(
             self, run, dsn, analyze=analyze, statement_timeout_ms=statement_timeout_ms
         )
+
+    def plans_coverage(self, run: str, *, top: int = 10) -> PlanCoverage:
+        """The share of ``run``'s DB span time covered by a plan: exactly, by shape, or not.
+
+        See :func:`correlate.plans.coverage.plans_coverage`; this is the same call.
+        """
+        from correlate.plans.coverage import plans_coverage
+
+        return plans_coverage(self, run, top=top)
 
     def _require_writable(self) -> None:
         if self.read_only:

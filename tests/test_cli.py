@@ -29,6 +29,7 @@ API_TWINS = {
     "sql": correlate.Store.sql,
     "demo": run_demo,
     "plans capture": correlate.Store.capture_plans,
+    "plans coverage": correlate.Store.plans_coverage,
 }
 
 

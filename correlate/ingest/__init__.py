@@ -34,6 +34,7 @@ from correlate.statements import fingerprint_run
 
 if TYPE_CHECKING:
     from correlate.ingest.formats import SpanFormat
+    from correlate.plans.load import PlanCounts
     from correlate.store import Store
 
 COMPANION_KINDS = frozenset(rundir.KINDS)
@@ -82,6 +83,8 @@ class FileReport:
     problems: list[Problem] = field(default_factory=list)
     #: rows added to the companion table, for a run directory's non-span file
     rows_added: int = 0
+    #: for a plan file or PostgreSQL log: the plans read and how they were linked
+    plans: PlanCounts | None = None
 
 
 @dataclass
@@ -94,6 +97,12 @@ class IngestReport:
     passed_over: list[Problem] = field(default_factory=list)
     #: distinct statement texts newly fingerprinted (see correlate.statements)
     statements_fingerprinted: int = 0
+    #: plans whose sqlcommenter traceparent names a span this run does not hold
+    plans_without_span: int = 0
+
+    @property
+    def plans_added(self) -> int:
+        return sum(f.plans.added for f in self.files if f.plans is not None)
 
     @property
     def spans_read(self) -> int:
@@ -126,12 +135,23 @@ class IngestReport:
 
     def summary(self) -> str:
         """A few lines for a person: totals, then the capped list of problems."""
-        new = [f for f in self.files if not f.already_ingested and f.format not in COMPANION_KINDS]
-        lines = [
-            f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
-            + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
-            + (f", {self.skipped:,} record(s) skipped" if self.skipped else "")
+        new = [
+            f
+            for f in self.files
+            if not f.already_ingested and f.format not in COMPANION_KINDS and f.plans is None
         ]
+        plan_files = [f for f in self.files if f.plans is not None]
+        lines = []
+        if new or not plan_files:
+            # plan problems are counted on the plans' own line
+            skipped = self.skipped - sum(f.skipped for f in plan_files)
+            lines.append(
+                f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
+                + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
+                + (f", {skipped:,} record(s) skipped" if skipped else "")
+            )
+        if plan_files:
+            lines.extend(_plans_lines(self.run, plan_files, self.plans_without_span))
         if self.companion_rows:
             parts = ", ".join(f"{table} {n:,}" for table, n in self.companion_rows.items())
             lines.append(f"run directory: {parts}")
@@ -152,6 +172,33 @@ class IngestReport:
         if self.passed_over:
             lines.append(_passed_over_line(self.passed_over))
         return "\n".join(lines)
+
+
+def _plans_lines(run: str, files: list[FileReport], without_span: int) -> list[str]:
+    """What the plan files and logs of an ingest gave, and what is not linked."""
+    counts = [f.plans for f in files if f.plans is not None and not f.already_ingested]
+    added = sum(c.added for c in counts)
+    tied = sum(c.traceparent for c in counts)
+    shape = sum(c.fingerprint for c in counts)
+    lines = [
+        f"run {run!r}: {added:,} plan(s) added from {len(counts)} file(s): "
+        f"{tied:,} tied to their span by traceparent, {shape:,} by fingerprint"
+        + (f", {skipped:,} skipped" if (skipped := sum(len(c.problems) for c in counts)) else "")
+    ]
+    if without_span:
+        lines.append(
+            f"{without_span:,} plan(s) name a span (traceparent) that run {run!r} does not hold; "
+            "ingest the spans of the same run"
+        )
+    unlinked = [f for f in files if f.plans is not None and f.plans.unlinked]
+    if unlinked:
+        names = ", ".join(str(f.path) for f in unlinked[:4])
+        more = f", … {len(unlinked) - 4} more" if len(unlinked) > 4 else ""
+        lines.append(
+            f"unlinked: {sum(f.plans.unlinked for f in unlinked if f.plans):,} plan(s) without "
+            f"a statement ({names}{more}); put the statement in a .sql file of the same name"
+        )
+    return lines
 
 
 def _passed_over_line(files: list[Problem]) -> str:
@@ -182,30 +229,53 @@ def ingest(
 ) -> IngestReport:
     """Read trace files, or directories of them (recursively), into run ``run``.
 
-    ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` instead
-    of detecting it from each file's first bytes.
+    ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` (or, for
+    query plans, :data:`correlate.plans.files.PLAN_FILE_FORMATS` or
+    :data:`correlate.plans.pglog.LOG_FORMATS`) instead of detecting it from
+    each file's first bytes.
     """
     from correlate.ingest.formats import FORMATS
+    from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
+    from correlate.plans.pglog import LOG_FORMATS
 
     store._require_writable()
-    if format is not None and format not in FORMATS:
-        raise InputError(f"unknown format {format!r}; choose one of: {', '.join(FORMAT_HELP)}")
+    plan_formats = [*PLAN_FILE_FORMATS, *LOG_FORMATS]
+    if format is not None and format not in FORMATS and format not in plan_formats:
+        raise InputError(
+            f"unknown format {format!r}; choose one of: {', '.join([*FORMAT_HELP, *plan_formats])}"
+        )
+
     report = IngestReport(run)
     chosen: list[tuple[Path, SpanFormat]] = []
     companions: list[tuple[Path, str]] = []
+    plan_inputs: list[tuple[Path, str]] = []
+    not_traces: list[tuple[Path, bool, NotTraceFile]] = []
     for path, explicit, kind in _expand(paths):
         if kind is not None:
             companions.append((path, kind))
             continue
+        if format in plan_formats:
+            plan_kind: str | None = format
+        else:
+            plan_kind = None if format is not None else detect_plan_input(path)
+        if plan_kind is not None:
+            plan_inputs.append((path, plan_kind))
+            continue
         try:
             name = format or detect_format(path)
-        except NotTraceFile as exc:
-            if explicit:
-                raise
-            report.passed_over.append(Problem(path, None, exc.brief))
+        except NotTraceFile as not_trace:
+            not_traces.append((path, explicit, not_trace))
             continue
         chosen.append((path, FORMATS[name]))
-    if not chosen and not companions:
+    # A plan file's statement (q1.sql next to q1.json) is part of the plan.
+    statements = {statement_file(path) for path, _ in plan_inputs}
+    for path, explicit, refused in not_traces:
+        if path in statements:
+            continue
+        if explicit:
+            raise refused
+        report.passed_over.append(Problem(path, None, refused.brief))
+    if not chosen and not companions and not plan_inputs:
         given = ", ".join(str(p) for p in paths)
         raise InputError(
             f"no trace files found in {given}"
@@ -214,7 +284,7 @@ def ingest(
                 if report.passed_over
                 else ""
             )
-            + f"; correlate reads: {', '.join(FORMAT_HELP)}"
+            + f"; correlate reads: {', '.join(FORMAT_HELP)}; plans: {', '.join(plan_formats)}"
         )
     run_id = store.ensure_run(run, source=str(Path(next(iter(paths))).resolve()), labels=labels)
     if progress is not None:
@@ -226,8 +296,11 @@ def ingest(
             report.files.append(_ingest_file(store, run_id, path, fmt, strict, progress))
         for path, kind in companions:
             report.files.append(_ingest_companion(store, run_id, path, kind, strict))
+        for path, kind in plan_inputs:
+            report.files.append(_ingest_plans(store, run_id, path, kind, strict))
         _dedupe(store, run_id, report)
         report.statements_fingerprinted = fingerprint_run(store, run_id)
+        report.plans_without_span = _plans_without_span(store, run_id, report)
         store.refresh_run_stats(run_id)
     finally:
         if progress is not None:
@@ -344,6 +417,69 @@ def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: 
     return report
 
 
+def _ingest_plans(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
+    """Load one plan file or PostgreSQL log's plans in its own transaction."""
+    from correlate.plans.files import PLAN_FILE_FORMATS, read_plan_file
+    from correlate.plans.load import PlanCounts, PlanItem, load_plans
+    from correlate.plans.pglog import read_log
+
+    con = store.con
+    sha = _sha256(path)
+    report = FileReport(path, kind, plans=PlanCounts())
+    if con.execute("SELECT 1 FROM files WHERE run_id = ? AND sha256 = ?", [run_id, sha]).fetchone():
+        report.already_ingested = True
+        return report
+    items: Iterable[PlanItem]
+    if kind in PLAN_FILE_FORMATS:
+        try:
+            plans, statement = read_plan_file(path)
+            items = [PlanItem(1, plan, statement) for plan in plans]
+        except InputError as exc:
+            # a broken plan file is a skipped record, like a broken span line
+            items = [PlanItem(exc.line, None, problem=exc.reason)]
+        method = "file"
+    else:
+        items = (
+            PlanItem(p.line, p.text, None, p.duration_ms, p.logged_at, p.problem)
+            for p in read_log(path, kind)
+        )
+        method = "auto_explain"
+    con.execute("BEGIN")
+    try:
+        file_id = _add_file_row(store, run_id, path, sha, kind)
+        try:
+            counts = load_plans(store, run_id, str(path.resolve()), method, items, strict=strict)
+        except InputError as exc:
+            raise InputError(exc.reason, path, exc.line) from None
+        _record_problems(store, file_id, path, counts.problems, report)
+        con.execute(
+            "UPDATE files SET records_read = ?, records_added = ?, skipped = ? WHERE file_id = ?",
+            [counts.read, counts.added, len(counts.problems), file_id],
+        )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    report.plans = counts
+    return report
+
+
+def _plans_without_span(store: Store, run_id: int, report: IngestReport) -> int:
+    ids = [i for f in report.files if f.plans is not None for i in f.plans.plan_ids]
+    if not ids:
+        return 0
+    row = store.con.execute(
+        """
+        SELECT count(*) FROM plans p
+        WHERE p.plan_id IN (SELECT unnest($ids)) AND p.link = 'traceparent'
+          AND NOT EXISTS (SELECT 1 FROM spans s WHERE s.run_id = $run
+                          AND s.trace_id = p.trace_id AND s.span_id = p.span_id)
+        """,
+        {"ids": ids, "run": run_id},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def _add_file_row(store: Store, run_id: int, path: Path, sha: str, format_name: str) -> int:
     row = store.con.execute(
         "INSERT INTO files (run_id, path, size, sha256, format, records_read, records_added, "
@@ -398,7 +534,9 @@ def _ingest_clean(
             [added, added, file_id],
         )
         con.execute("COMMIT")
-    except duckdb.Error:
+    except (duckdb.Error, UnicodeDecodeError):
+        # DuckDB's message may quote the bad record cut inside a UTF-8 character,
+        # and the binding then fails to decode the message itself.
         con.execute("ROLLBACK")
         return False
     except BaseException:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from correlate.plans.compare import PlanDiff, compare_plans
+from correlate.plans.coverage import PlanCoverage, plans_coverage
 from correlate.plans.insights import RULES, Insight, InsightContext, find_insights
 from correlate.plans.model import Plan, PlanNode
 from correlate.plans.parse import parse_plan
@@ -20,9 +21,11 @@ __all__ = [
     "Insight",
     "InsightContext",
     "Plan",
+    "PlanCoverage",
     "PlanDiff",
     "PlanNode",
     "compare_plans",
     "find_insights",
     "parse_plan",
+    "plans_coverage",
 ]

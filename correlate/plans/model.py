@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 Source = Literal["postgresql", "mysql", "mariadb", "sqlite"]
@@ -148,7 +148,8 @@ class Plan:
         """
         records = []
         for node in self.nodes:
-            row = asdict(node)
+            # shallow: the only containers (extra, sort_key) become JSON text below
+            row = {name: getattr(node, name) for name in NODE_FIELDS}
             row["extra"] = json.dumps(node.extra, sort_keys=True, default=str)
             if node.sort_key is not None:
                 row["sort_key"] = json.dumps(node.sort_key)

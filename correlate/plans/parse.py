@@ -37,7 +37,7 @@ from typing import Any, cast
 from correlate.errors import InputError
 from correlate.plans.model import SOURCES, Plan, PlanNode, Source, finish
 
-__all__ = ["PG_NODE_FIELDS", "parse_plan", "snake"]
+__all__ = ["PG_NODE_FIELDS", "parse_plan", "plan_json", "snake"]
 
 
 def parse_plan(raw: Any, source: str | None = None, *, query: str | None = None) -> Plan:
@@ -129,6 +129,15 @@ def _loads(text: str) -> Any:
     return data
 
 
+def plan_json(text: str) -> Any:
+    """Decode plan JSON from text as psql, mysql or auto_explain print it.
+
+    >>> plan_json("QUERY PLAN\\n----\\n [{\\"Plan\\": {}}]+\\n(1 row)")
+    [{'Plan': {}}]
+    """
+    return _loads(text)
+
+
 def _detect(data: Any) -> str:
     if isinstance(data, Mapping):
         if "Plan" in data:
@@ -172,7 +181,10 @@ def _num(value: Any) -> float | None:
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int | float):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float range is no count a server wrote
+            return None
     if isinstance(value, str):
         try:
             return float(value)

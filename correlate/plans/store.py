@@ -2,8 +2,9 @@
 
 A plan is tied to spans by fingerprint (``plans.link = 'fingerprint'``): the
 plan of one representative statement stands for every span of that shape.
-Plans logged by the server with a sqlcommenter ``traceparent`` (a later step)
-are tied to the exact span instead (``link = 'traceparent'``).
+Plans logged by the server with a sqlcommenter ``traceparent`` are tied to
+the exact span instead (``link = 'traceparent'``): those come from files and
+logs through ``correlate ingest`` (:mod:`correlate.plans.load`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+SELECT id, total FROM cx_orders WHERE customer_id = 7
