@@ -483,5 +483,7 @@ def test_run_directory_fills_the_companion_tables(store: Store) -> None:
     assert rows(store, "SELECT info->>'service' FROM run_info") == [("checkout",)]
     again = store.ingest([SAMPLE], run="bf")
     assert again.spans_added == 0 and again.companion_rows == {}
-    assert "6 file(s) already in run 'bf', nothing added from them" in again.summary()
+    assert again.summary().startswith("run 'bf': 0 spans added from 0 file(s)\n")
+    # six span and companion files, six plan files
+    assert "12 file(s) already in run 'bf', nothing added from them" in again.summary()
     assert rows(store, "SELECT count(*) FROM pool_leaks") == [(10,)]

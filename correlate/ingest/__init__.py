@@ -141,8 +141,9 @@ class IngestReport:
             if not f.already_ingested and f.format not in COMPANION_KINDS and f.plans is None
         ]
         plan_files = [f for f in self.files if f.plans is not None]
+        new_plans = [f for f in plan_files if not f.already_ingested]
         lines = []
-        if new or not plan_files:
+        if new or not new_plans:
             # plan problems are counted on the plans' own line
             skipped = self.skipped - sum(f.skipped for f in plan_files)
             lines.append(
@@ -150,7 +151,7 @@ class IngestReport:
                 + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
                 + (f", {skipped:,} record(s) skipped" if skipped else "")
             )
-        if plan_files:
+        if new_plans or self.plans_without_span:
             lines.extend(_plans_lines(self.run, plan_files, self.plans_without_span))
         if self.companion_rows:
             parts = ", ".join(f"{table} {n:,}" for table, n in self.companion_rows.items())

@@ -83,6 +83,10 @@ def slow_query(run: Run) -> list[Finding]:
             if insights
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
+        fixes = [
+            _qualify(fix, list(q["tables"]) if q is not None and q["tables"] is not None else [])
+            for fix in fixes
+        ]
         fix = (
             " ".join(fixes[:2])
             if fixes
@@ -131,3 +135,17 @@ def slow_query(run: Run) -> list[Finding]:
             )
         )
     return found
+
+
+def _qualify(suggestion: str, tables: list[str]) -> str:
+    """``CREATE INDEX ON orders (…)`` → ``… ON shop.orders (…)`` when the statement names
+    the table with its schema (a plan without VERBOSE names the bare relation).
+
+    >>> _qualify("CREATE INDEX ON orders (customer_id)", ["shop.orders"])
+    'CREATE INDEX ON shop.orders (customer_id)'
+    """
+    for table in tables:
+        schema, dot, name = table.rpartition(".")
+        if dot and suggestion.startswith(f"CREATE INDEX ON {name} ("):
+            return suggestion.replace(f"ON {name} (", f"ON {schema}.{name} (", 1)
+    return suggestion

@@ -1,0 +1,4 @@
+SELECT correlate_demo.orders.id, correlate_demo.orders.status, correlate_demo.orders.total_cents, correlate_demo.orders.created_at 
+FROM correlate_demo.orders 
+WHERE correlate_demo.orders.customer_id = %(customer_id_1)s::INTEGER ORDER BY correlate_demo.orders.created_at DESC 
+ LIMIT %(param_1)s::INTEGER
