@@ -13,6 +13,7 @@ from __future__ import annotations
 from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.verdict import Analysis, analyze
 from correlate.errors import CorrelateError
+from correlate.reporting import report
 from correlate.store import Store, open_store
 
 __version__ = "0.1.0"
@@ -27,4 +28,5 @@ __all__ = [
     "analyze",
     "open_run",
     "open_store",
+    "report",
 ]
