@@ -23,6 +23,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 #: CLI command -> the Python callable it is a skin over (named COMMAND or run_COMMAND).
 API_TWINS = {
     "analyze": correlate.analyze,
+    "report": correlate.report,
     "ingest": correlate.Store.ingest,
     "runs": correlate.Store.runs,
     "sql": correlate.Store.sql,

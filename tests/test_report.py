@@ -117,6 +117,7 @@ RENDERERS: dict[str, Callable[[Report], str]] = {
     "text": lambda r: render(r, "text"),
     "md": lambda r: render(r, "md"),
     "json": lambda r: render(r, "json"),
+    "html": lambda r: render(r, "html"),
 }
 
 
