@@ -143,3 +143,18 @@ def test_cli_prints_the_verdict_without_a_file_and_refuses_an_unknown_suffix(
     result = runner.invoke(cli, ["report", "checkout-fixed", "-o", "r.pdf", "--db", str(db)])
     assert result.exit_code == 1
     assert result.output.startswith("Error: r.pdf: cannot tell the report format from '.pdf'")
+
+
+def test_many_routes_are_cut_with_a_count() -> None:
+    from .builders import RunBuilder
+
+    b = RunBuilder()
+    for i in range(30):
+        b.request(f"t{i}", i * 10, i * 10 + 5 + i, f"/r{i}")
+    with b.build() as store:
+        data = collect(store, correlate.analyze("r", store=store))
+    page = html.render(data)
+    assert page.count("<td class='route mono'>") == html.MAX_ROUTES
+    assert "… and 10 more routes." in page
+    md = correlate.reporting.render(data, "md")
+    assert "… and 22 more routes." in md
