@@ -45,7 +45,7 @@ def test_sample_report_has_every_section_in_order(sample_html: str) -> None:
     verdict = sample_html.split("<h2>Verdict</h2>")[1].split("<h2>")[0]
     assert verdict.count("<li>") == 6
     assert "Connection-pool leak in /checkout" in verdict
-    assert "Evidence: pool wait ms 318,403" in verdict
+    assert "Evidence: pool wait 318.40 s; share of request time 83%" in verdict
 
 
 def test_sample_report_is_self_contained_and_a_reasonable_size(sample_html: str) -> None:
@@ -158,3 +158,40 @@ def test_many_routes_are_cut_with_a_count() -> None:
     assert "… and 10 more routes." in page
     md = correlate.reporting.render(data, "md")
     assert "… and 22 more routes." in md
+
+
+@pytest.mark.postgres
+def test_a_plan_captured_from_postgresql_shows_as_a_tree(pg_dsn: str) -> None:
+    from sqlalchemy import create_engine, text
+
+    from .builders import RunBuilder
+
+    schema = "correlate_report_test"
+    engine = create_engine(pg_dsn)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+        conn.execute(text(f"CREATE TABLE {schema}.orders (id serial PRIMARY KEY, "
+                          "customer_id int, total int)"))  # fmt: skip
+        conn.execute(text(f"INSERT INTO {schema}.orders (customer_id, total) "
+                          "SELECT g % 2500, g FROM generate_series(1, 50000) g"))  # fmt: skip
+        conn.execute(text(f"ANALYZE {schema}.orders"))
+    try:
+        b = RunBuilder()
+        sql = f"SELECT id, total FROM {schema}.orders WHERE customer_id = %(cid)s"
+        for i in range(10):
+            r = b.request(f"t{i}", i * 100, i * 100 + 50, "/customers/<id>/orders")
+            b.query(f"t{i}", r, i * 100 + 5, i * 100 + 45, sql)
+        with b.build() as store:
+            assert store.capture_plans("r", pg_dsn).captured == 1
+            page = correlate.report("r", store=store, format="html")
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        engine.dispose()
+    tree = page.split("<h2>Plans of the flagged queries</h2>")[1].split("<h2>")[0]
+    assert re.findall(r"<span class='node flag'><strong>(.*?)</strong>", tree) == [
+        "Seq Scan on orders"
+    ]
+    assert "CREATE INDEX ON orders (customer_id)" in tree
+    assert f"SELECT id, total FROM {schema}.orders WHERE customer_id = $1" in tree

@@ -86,7 +86,27 @@ footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
   body { font-size: 11pt; } main { max-width: none; padding: 0; }
   h2 { break-after: avoid; } table, figure, .finding { break-inside: avoid; }
   th { background: none; }
+  .badge, .node.flag, .verdict { print-color-adjust: exact; -webkit-print-color-adjust: exact; }
 }
+"""
+
+
+#: Styles for the notebook fragments, every selector under ``.correlate``.
+FRAGMENT_CSS = """
+.correlate { max-width: 1000px; }
+.correlate .badge { display: inline-block; font-size: 11px; font-weight: 700; padding: 1px 6px;
+  border-radius: 4px; color: #fff; }
+.correlate .badge.critical { background: #b3261e; }
+.correlate .badge.warning { background: #9a6700; }
+.correlate .badge.info { background: #0b57d0; }
+.correlate .evidence, .correlate .rule, .correlate .muted { color: #5f6368; font-size: 90%; }
+.correlate .verdict { border-left: 4px solid #b3261e; padding: 4px 12px; }
+.correlate .verdict.clean { border-left-color: #1e8e3e; }
+.correlate .verdict li { margin: 4px 0; }
+.correlate td.n, .correlate th.n { text-align: right; white-space: nowrap; }
+.correlate .mono, .correlate code, .correlate pre { font-family: ui-monospace, Menlo, Consolas,
+  monospace; font-size: 90%; }
+.correlate pre { white-space: pre-wrap; word-break: break-word; }
 """
 
 
@@ -153,13 +173,7 @@ def finding_fragment(finding: Finding) -> str:
 
 
 def _scoped_css() -> str:
-    keep = ("badge", "evidence", "rule", "muted", "td.n", "verdict", "node", "insight", "finding")
-    out = []
-    for line in CSS.split("\n}"):
-        rule = line.strip()
-        if rule and any(k in rule.split("{")[0] for k in keep) and "@media" not in rule:
-            out.append(".correlate " + rule.replace("\n", " ") + " }")
-    return "\n".join(out) + " .correlate td.n { text-align: right; }"
+    return FRAGMENT_CSS
 
 
 # -- sections ----------------------------------------------------------------------
@@ -189,9 +203,10 @@ def _verdict(findings: list[Finding], *, heading: bool = True) -> str:
             + (f"<br><span class='evidence'>Evidence: {e(evidence)}</span>" if evidence else "")
             + "</li>"
         )
+    below = "; each is explained in full below" if heading else ""
     return (
         f"{title}<div class='verdict'><p><strong>Findings ({e(tally)})</strong>, most urgent "
-        f"first; each is explained in full below.</p><ol>{''.join(items)}</ol></div>"
+        f"first{below}.</p><ol>{''.join(items)}</ol></div>"
     )
 
 
@@ -206,16 +221,22 @@ def _first_sentence(text: str) -> str:
 
 
 def _evidence(f: Finding) -> list[str]:
+    """The finding's scalar evidence as ``name value`` pairs, units read from the key."""
     out = []
     for key, value in f.evidence.items():
         if isinstance(value, (dict, list, tuple)) or key == "statement" or value is None:
             continue
-        shown = (
-            pct(value)
-            if ("share" in key or "rate" in key) and isinstance(value, float)
-            else _fmt(value)
-        )
-        out.append(f"{key.replace('_', ' ')} {shown}")
+        name, shown = key.replace("_", " "), _fmt(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if ("share" in key or "rate" in key) and isinstance(value, float):
+                shown = pct(value)
+            elif key.endswith("_ms"):
+                name, shown = key[:-3].replace("_", " "), ms(float(value))
+            elif key.endswith("_rps"):
+                name, shown = key[:-4].replace("_", " "), f"{value:,.1f}/s"
+            elif key.endswith("_s"):
+                name, shown = key[:-2].replace("_", " "), f"{value:,.0f} s"
+        out.append(f"{name} {shown}")
     return out
 
 
