@@ -44,6 +44,7 @@ body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica N
        sans-serif; color: var(--ink); margin: 0; background: #fff; }
 main { max-width: 1080px; margin: 0 auto; padding: 24px 28px 48px; }
 h1 { font-size: 26px; margin: 0 0 4px; }
+h1 .mono, h3 .mono { font-size: 0.92em; }
 h2 { font-size: 19px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 1px solid var(--line); }
 h3 { font-size: 16px; margin: 20px 0 6px; }
 p { margin: 6px 0; }
@@ -127,7 +128,7 @@ def render(report: Report | Analysis) -> str:
     data = to_report(report)
     a = data.analysis
     body = [
-        f"<h1>Why was <span class='mono'>{e(a.run)}</span> slow?</h1>",
+        f"<h1>correlate report: <span class='mono'>{e(a.run)}</span></h1>",
         _summary(a),
         _verdict(a.findings),
     ]
