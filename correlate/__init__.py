@@ -14,6 +14,7 @@ from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.verdict import Analysis, analyze
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
+from correlate.reporting import report
 from correlate.store import Store, open_store
 
 __version__ = "0.1.0"
@@ -30,4 +31,5 @@ __all__ = [
     "diff",
     "open_run",
     "open_store",
+    "report",
 ]

@@ -222,6 +222,39 @@ def diff(
 
 
 @cli.command()
+@click.argument("target")
+@click.option(
+    "--output",
+    "-o",
+    "output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File to write; its suffix picks the format: .html, .md, .json (default: the terminal).",
+)
+@click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
+@db_option
+def report(target: str, output: Path | None, run: str | None, db: Path) -> None:
+    """Write the verdict on a run as a report: HTML, Markdown or JSON.
+
+    TARGET is a run directory or trace file (ingested first) or the name of a
+    run in the store, as for `correlate analyze`. The HTML page is one
+    self-contained file that works offline; Markdown is sized for a
+    pull-request comment; JSON follows the schema in docs/report-json.md.
+    """
+    from correlate.reporting import format_for
+    from correlate.reporting import report as report_run
+
+    fmt = format_for(output)
+    ingesting = Path(target).exists()
+    with _open(db, read_only=not ingesting) as store:
+        text = report_run(target, store=store, run=run, format=fmt, progress=_terminal_progress())
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.write_text(text, encoding="utf-8")
+    click.echo(f"wrote {output} ({fmt}, {len(text.encode()) / 1024:,.0f} KB)")
+
+
+@cli.command()
 @db_option
 def runs(db: Path) -> None:
     """List the runs in the store with their counts, time range and services."""

@@ -70,8 +70,13 @@ def open_store(path: str | os.PathLike[str] | None = None, *, read_only: bool = 
         raise StoreError(f"cannot open store {location}: {exc}") from None
     # DuckDB's own bar would print into our output; keep the tracking that
     # query_progress() reads, drop the printing.
-    con.execute("SET enable_progress_bar = true")
-    con.execute("SET enable_progress_bar_print = false")
+    try:
+        con.execute("SET enable_progress_bar = true")
+        con.execute("SET enable_progress_bar_print = false")
+    except duckdb.InvalidInputException:
+        # In Jupyter without ipywidgets DuckDB refuses any progress-bar setting;
+        # ingest then reports no progress within a query, and nothing else changes.
+        pass
     limit = os.environ.get(MEMORY_LIMIT_VAR) or DEFAULT_MEMORY_LIMIT
     try:
         con.execute("SET memory_limit = ?", [limit])

@@ -24,6 +24,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 API_TWINS = {
     "analyze": correlate.analyze,
     "diff": correlate.diff,
+    "report": correlate.report,
     "ingest": correlate.Store.ingest,
     "runs": correlate.Store.runs,
     "sql": correlate.Store.sql,

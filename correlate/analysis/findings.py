@@ -37,6 +37,12 @@ class Finding:
         if self.severity not in SEVERITIES:
             raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
 
+    def _repr_html_(self) -> str:
+        """The finding as HTML: how a notebook shows it."""
+        from correlate.render.html import finding_fragment
+
+        return finding_fragment(self)
+
     def to_dict(self) -> dict[str, Any]:
         """The finding as plain JSON-ready values."""
         out = asdict(self)

@@ -50,6 +50,12 @@ class Analysis:
             f"{counts['critical']} critical, {counts['warning']} warning finding(s)>"
         )
 
+    def _repr_html_(self) -> str:
+        """The verdict, routes and queries as HTML: how a notebook shows a result."""
+        from correlate.render.html import fragment
+
+        return fragment(self)
+
     def to_text(self, *, color: bool = False, width: int = 120) -> str:
         """The terminal rendering (see :mod:`correlate.render.text`)."""
         from correlate.render.text import render
