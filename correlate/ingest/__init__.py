@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from correlate.errors import InputError
-from correlate.ingest import rundir
+from correlate.ingest import loadgen, rundir
 from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
 from correlate.ingest.detect import FORMATS as FORMAT_HELP
 from correlate.ingest.detect import NotTraceFile, detect_format
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from correlate.store import Store
 
 COMPANION_KINDS = frozenset(rundir.KINDS)
+#: Load-generator results (k6, Locust), read like companion files wherever they are.
+LOAD_KINDS = frozenset(loadgen.LOAD_FORMATS)
 
 #: How many problems a report lists before "… and N more".
 PROBLEM_LIST_CAP = 20
@@ -118,15 +120,27 @@ class IngestReport:
     @property
     def companion_rows(self) -> dict[str, int]:
         """Rows added per companion table (pool telemetry, client requests, run info)."""
+        return self._rows_by_format(COMPANION_KINDS)
+
+    @property
+    def load_rows(self) -> dict[str, int]:
+        """Rows added per load-generator format (``k6-json``, ``locust-history``, …)."""
+        return self._rows_by_format(LOAD_KINDS)
+
+    def _rows_by_format(self, kinds: frozenset[str]) -> dict[str, int]:
         rows: dict[str, int] = {}
         for f in self.files:
-            if f.format in COMPANION_KINDS and not f.already_ingested:
+            if f.format in kinds and not f.already_ingested:
                 rows[f.format] = rows.get(f.format, 0) + f.rows_added
         return rows
 
     def summary(self) -> str:
         """A few lines for a person: totals, then the capped list of problems."""
-        new = [f for f in self.files if not f.already_ingested and f.format not in COMPANION_KINDS]
+        new = [
+            f
+            for f in self.files
+            if not f.already_ingested and f.format not in COMPANION_KINDS | LOAD_KINDS
+        ]
         lines = [
             f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
             + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
@@ -135,6 +149,9 @@ class IngestReport:
         if self.companion_rows:
             parts = ", ".join(f"{table} {n:,}" for table, n in self.companion_rows.items())
             lines.append(f"run directory: {parts}")
+        if self.load_rows:
+            parts = ", ".join(f"{kind} {n:,}" for kind, n in self.load_rows.items())
+            lines.append(f"load generator (rows): {parts}")
         already = [f for f in self.files if f.already_ingested]
         if len(already) > 3:
             lines.append(
@@ -200,6 +217,10 @@ def ingest(
         try:
             name = format or detect_format(path)
         except NotTraceFile as exc:
+            load_kind = loadgen.detect_load_format(path)
+            if load_kind is not None:
+                companions.append((path, load_kind))
+                continue
             if explicit:
                 raise
             report.passed_over.append(Problem(path, None, exc.brief))
@@ -214,7 +235,7 @@ def ingest(
                 if report.passed_over
                 else ""
             )
-            + f"; correlate reads: {', '.join(FORMAT_HELP)}"
+            + f"; correlate reads: {', '.join(FORMAT_HELP)}, and k6 and Locust results"
         )
     run_id = store.ensure_run(run, source=str(Path(next(iter(paths))).resolve()), labels=labels)
     if progress is not None:
@@ -314,7 +335,7 @@ def _ingest_file(
 
 
 def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
-    """Load one companion file of a run directory in its own transaction."""
+    """Load one companion file of a run directory, or a load generator's, in its own transaction."""
     con = store.con
     sha = _sha256(path)
     report = FileReport(path, kind)
@@ -327,7 +348,10 @@ def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: 
         if kind == "run_info":
             # run.json is rewritten as a run goes on: the newest one stands.
             con.execute("DELETE FROM run_info WHERE run_id = ?", [run_id])
-        added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
+        if kind in LOAD_KINDS:
+            added, problems = loadgen.load_results(store, run_id, file_id, kind, path)
+        else:
+            added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
         if problems and strict:
             line, reason = problems[0]
             raise InputError(reason + " (--strict: nothing from this file was kept)", path, line)
