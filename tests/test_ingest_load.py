@@ -380,3 +380,17 @@ def test_broken_summary_documents(store: Store, tmp_path: Path) -> None:
 
 def test_every_load_format_has_help() -> None:
     assert all(help_ for _, help_ in LOAD_FORMATS.values())
+
+
+def test_cli_ingest_of_k6_results(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from correlate.cli import cli
+
+    db = tmp_path / "s.duckdb"
+    args = ["ingest", str(LOAD / "k6.json"), str(LOAD / "k6_summary_export.json")]
+    result = CliRunner().invoke(cli, [*args, "--run", "k6", "--db", str(db)])
+    assert result.exit_code == 0, result.output
+    assert result.output == (
+        "run 'k6': 0 spans added from 0 file(s)\nload generator (rows): k6-json 37, k6-summary 73\n"
+    )
