@@ -394,3 +394,26 @@ def test_cli_ingest_of_k6_results(tmp_path: Path) -> None:
     assert result.output == (
         "run 'k6': 0 spans added from 0 file(s)\nload generator (rows): k6-json 37, k6-summary 73\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1796213631", 1796213631 * 10**9),  # unix (k6's default)
+        ("1796213631245", 1796213631245 * 10**6),  # unix_milli
+        ("1796213631245962", 1796213631245962 * 10**3),  # unix_micro
+        ("1796213631245962687", 1796213631245962687),  # unix_nano
+        ("2026-12-02T12:13:51Z", 1796213631 * 10**9),  # rfc3339
+        ("2026-12-02T12:13:51.245962687Z", 1796213631245962687),  # rfc3339_nano
+        ("2026-12-02T13:13:51.5+01:00", 1796213631_500_000_000),  # an offset
+        ("2026-12-02", None),
+        ("1e9", None),
+        ("99999999999999999999", None),
+        ("9999-12-31T23:59:59Z", None),  # past what nanoseconds in a BIGINT can hold
+    ],
+)
+def test_k6_csv_time_formats(store: Store, text: str, expected: int | None) -> None:
+    from correlate.ingest.loadrows import define_time_macros
+
+    define_time_macros(store.con)
+    assert rows(store, "SELECT correlate_epoch_ns(?)", [text]) == [(expected,)]

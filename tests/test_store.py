@@ -93,10 +93,18 @@ def _schema_1_ddl() -> str:
     from correlate.schema import DDL, LOAD_DDL
 
     optional_ids = "trace_id VARCHAR,\n    span_id VARCHAR,\n    method VARCHAR NOT NULL"
+    comment = DDL[
+        DDL.index("-- trace_id and span_id are NULL") : DDL.index("CREATE TABLE client_requests")
+    ]
     assert DDL.count(optional_ids) == 1 and DDL.count(LOAD_DDL) == 1
-    return DDL.replace(LOAD_DDL, "").replace(
-        optional_ids,
-        "trace_id VARCHAR NOT NULL,\n    span_id VARCHAR NOT NULL,\n    method VARCHAR NOT NULL",
+    # Exactly schema 1's DDL: checked equal to correlate/schema.py at commit 1bd6e48.
+    return (
+        DDL.replace(LOAD_DDL, "")
+        .replace(comment, "")
+        .replace(
+            optional_ids,
+            "trace_id VARCHAR NOT NULL,\n    span_id VARCHAR NOT NULL,\n    method VARCHAR NOT NULL",
+        )
     )
 
 

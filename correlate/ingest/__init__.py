@@ -11,6 +11,9 @@ counted and kept in the ``problems`` table as ``FILE:LINE: reason`` (or, with
 ``strict=True``, fails the file and commits nothing from it); a file already
 in the run adds nothing; a span id seen twice in a run is kept once and
 counted. Parsing and flattening run inside DuckDB, a batch of lines at a time.
+
+Load-generator results (k6, Locust; :mod:`correlate.ingest.loadgen`) found
+among the paths are read the same way into their own tables.
 """
 
 from __future__ import annotations
@@ -200,7 +203,9 @@ def ingest(
     """Read trace files, or directories of them (recursively), into run ``run``.
 
     ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` instead
-    of detecting it from each file's first bytes.
+    of detecting it from each file's first bytes. A file that is no trace
+    format but a load generator's results (:data:`correlate.ingest.loadgen.LOAD_FORMATS`)
+    is read into the load tables.
     """
     from correlate.ingest.formats import FORMATS
 

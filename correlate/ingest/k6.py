@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+from bisect import bisect_left
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -228,7 +229,7 @@ def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int,
                 if line == batch.unterminated_line:
                     problems.append((line, CUT_SHORT))
                 else:
-                    error = json_error(batch.lines[batch.numbers.index(line)])
+                    error = json_error(batch.lines[bisect_left(batch.numbers, line)])
                     problems.append((line, error[1] if error else "not valid JSON"))
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE _k6_points AS "
