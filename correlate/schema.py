@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -154,11 +154,13 @@ CREATE TABLE pool_leaks (
     request_end_unix_nano BIGINT NOT NULL,
     held_ns BIGINT NOT NULL
 );
+-- trace_id and span_id are NULL for a request sent without trace context
+-- (k6 without a metadata trace_id); such a request joins no server span.
 CREATE TABLE client_requests (
     run_id INTEGER NOT NULL,
     file_id INTEGER NOT NULL,
-    trace_id VARCHAR NOT NULL,
-    span_id VARCHAR NOT NULL,
+    trace_id VARCHAR,
+    span_id VARCHAR,
     method VARCHAR NOT NULL,
     name VARCHAR NOT NULL,
     path VARCHAR NOT NULL,
@@ -177,6 +179,59 @@ CREATE TABLE run_info (
     info JSON
 );
 """
+
+# What the load generator's own results said (correlate.ingest.k6, correlate.ingest.locust,
+# documented in correlate.ingest.loadgen). Shared by a new store and the migration from 1.
+LOAD_DDL = """
+-- The load over time: one row per sample (k6 vus points, Locust stats history).
+CREATE TABLE load_samples (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    tool VARCHAR NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    users INTEGER,
+    requests_per_s DOUBLE,
+    failures_per_s DOUBLE,
+    -- the endpoint of a per-endpoint row; both NULL for the whole run
+    method VARCHAR,
+    name VARCHAR
+);
+-- End-of-run statistics: k6 summaries per metric, Locust per endpoint (name NULL: all).
+CREATE TABLE load_summary (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    tool VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    method VARCHAR,
+    name VARCHAR,
+    stat VARCHAR NOT NULL,
+    value DOUBLE
+);
+-- k6 thresholds, passed = true when the threshold held (each summary format says it its own way).
+CREATE TABLE load_thresholds (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    tool VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    threshold VARCHAR NOT NULL,
+    passed BOOLEAN NOT NULL
+);
+-- Locust failures (per endpoint and error) and exceptions (per message, with traceback).
+CREATE TABLE load_failures (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    tool VARCHAR NOT NULL,
+    method VARCHAR,
+    name VARCHAR,
+    error VARCHAR NOT NULL,
+    occurrences BIGINT NOT NULL,
+    first_seen_unix_nano BIGINT,
+    last_seen_unix_nano BIGINT,
+    traceback VARCHAR,
+    nodes VARCHAR
+);
+"""
+DDL += LOAD_DDL
 
 # Statement fingerprints and query plans (correlate.statements, correlate.plans.store).
 DDL += """
@@ -303,4 +358,11 @@ CREATE TABLE plan_insights (
 """
 
 #: ``MIGRATIONS[v]`` turns a version-``v`` store into version ``v + 1``.
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    # 2: the load generator's results (k6, Locust), and client requests without trace context.
+    1: """
+    ALTER TABLE client_requests ALTER COLUMN trace_id DROP NOT NULL;
+    ALTER TABLE client_requests ALTER COLUMN span_id DROP NOT NULL;
+    """
+    + LOAD_DDL,
+}

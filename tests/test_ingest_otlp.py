@@ -477,13 +477,20 @@ def test_run_directory_fills_the_companion_tables(store: Store) -> None:
         "pool_samples": 63,
         "run_info": 1,
     }
-    # Companion files are read, not passed over; CSVs and logs still are.
-    assert {p.path.suffix for p in report.passed_over} == {".csv", ".log"}
+    # Companion files and Locust's CSVs are read, not passed over; logs still are.
+    assert report.load_rows == {
+        "locust-exceptions": 0,
+        "locust-failures": 4,
+        "locust-stats": 120,
+        "locust-history": 355,
+    }
+    assert {p.path.suffix for p in report.passed_over} == {".log"}
     assert rows(store, "SELECT DISTINCT route FROM pool_leaks") == [("/checkout",)]
     assert rows(store, "SELECT info->>'service' FROM run_info") == [("checkout",)]
     again = store.ingest([SAMPLE], run="bf")
     assert again.spans_added == 0 and again.companion_rows == {}
+    assert again.load_rows == {}
     assert again.summary().startswith("run 'bf': 0 spans added from 0 file(s)\n")
-    # six span and companion files, six plan files
-    assert "12 file(s) already in run 'bf', nothing added from them" in again.summary()
+    # six span and companion files, four Locust CSVs, six plan files
+    assert "16 file(s) already in run 'bf', nothing added from them" in again.summary()
     assert rows(store, "SELECT count(*) FROM pool_leaks") == [(10,)]

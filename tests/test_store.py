@@ -88,6 +88,70 @@ def test_migration_runs_when_one_exists(tmp_path: Path, monkeypatch: pytest.Monk
     assert version == (str(SCHEMA_VERSION),)
 
 
+def _schema_1_ddl() -> str:
+    """Schema 1 as it was: no load tables, client request ids required."""
+    from correlate.schema import DDL, LOAD_DDL
+
+    optional_ids = "trace_id VARCHAR,\n    span_id VARCHAR,\n    method VARCHAR NOT NULL"
+    comment = DDL[
+        DDL.index("-- trace_id and span_id are NULL") : DDL.index("CREATE TABLE client_requests")
+    ]
+    assert DDL.count(optional_ids) == 1 and DDL.count(LOAD_DDL) == 1
+    # Exactly schema 1's DDL: checked equal to correlate/schema.py at commit 1bd6e48.
+    return (
+        DDL.replace(LOAD_DDL, "")
+        .replace(comment, "")
+        .replace(
+            optional_ids,
+            "trace_id VARCHAR NOT NULL,\n    span_id VARCHAR NOT NULL,\n    method VARCHAR NOT NULL",
+        )
+    )
+
+
+def test_migration_from_schema_1_adds_the_load_tables(tmp_path: Path) -> None:
+    path = tmp_path / "v1.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(_schema_1_ddl())
+    con.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    con.execute(
+        "INSERT INTO client_requests VALUES (1, 1, ?, ?, 'GET', '/a', '/a', 10, 5, 200, true, NULL, 3, 1)",
+        ["a" * 32, "b" * 16],
+    )
+    with pytest.raises(duckdb.ConstraintException):
+        con.execute(
+            "INSERT INTO client_requests VALUES (1, 1, NULL, NULL, 'GET', '/a', '/a', 10, 5, 200, true, NULL, 3, 1)"
+        )
+    con.close()
+    with pytest.raises(SchemaVersionError, match="store schema 1"):
+        correlate.open_store(path, read_only=True)
+    with correlate.open_store(path) as store:
+        con = store.con
+        assert con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),
+        )
+        assert con.execute(
+            "SELECT count(*), any_value(trace_id) FROM client_requests"
+        ).fetchone() == (
+            1,
+            "a" * 32,
+        )
+        con.execute(
+            "INSERT INTO client_requests VALUES (1, 1, NULL, NULL, 'GET', '/a', '/a', 10, 5, 200, true, NULL, 0, 0)"
+        )
+        for table in ("load_samples", "load_summary", "load_thresholds", "load_failures"):
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,)
+        migrated = con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    with correlate.open_store(tmp_path / "new.duckdb") as fresh:
+        created = fresh.con.execute(
+            "SELECT table_name, column_name, data_type, is_nullable FROM information_schema.columns "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    assert migrated == created
+
+
 def test_foreign_duckdb_file_and_garbage_file(tmp_path: Path) -> None:
     foreign = tmp_path / "other.duckdb"
     con = duckdb.connect(str(foreign))

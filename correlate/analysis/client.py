@@ -39,7 +39,9 @@ def client_vs_server(run: Run) -> pd.DataFrame:
                CASE WHEN (SELECT has_exact FROM exact) THEN 'traceparent' ELSE 'route' END AS match,
                count(*) AS client_requests,
                count(server_ms) AS reached_server,
-               count(*) - count(server_ms) AS never_reached,
+               -- only a request that carried trace context can be missed by the server
+               count(trace_id) - count(server_ms) AS never_reached,
+               count(*) - count(trace_id) AS without_trace_context,
                count(*) FILTER (WHERE NOT ok) AS client_failures,
                count(*) FILTER (WHERE status_code = 0) AS no_response,
                quantile_cont(duration_ns / 1e6, 0.5) AS client_p50_ms,

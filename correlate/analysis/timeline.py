@@ -3,7 +3,8 @@
 Each bucket row says what the service did (requests completed, their
 latency and composition, errors, requests in flight), what the pool looked
 like (``pool_samples`` from ``correlate.instrument``, when present) and what
-the load generator offered (``client_requests``, when present).
+the load generator offered (``client_requests``, when present; its own
+samples of the users it ran, ``load_samples``, as ``users_sampled``).
 """
 
 from __future__ import annotations
@@ -71,6 +72,14 @@ def timeline(
             FROM win w JOIN client_requests c
               ON c.run_id = $run AND c.start_unix_nano < w.w1
              AND c.start_unix_nano + c.duration_ns > w.w0
+             -- user 0 on every request: the load generator did not say (k6 without its vu tag)
+             AND (SELECT bool_or("user" <> 0) FROM client_requests WHERE run_id = $run)
+            GROUP BY ALL
+        ),
+        -- the users the load generator said it ran (k6 vus, Locust user count), whole run only
+        sampled AS (
+            SELECT ((time_unix_nano - $t0) // $w) AS bucket, max(users) AS users_sampled
+            FROM load_samples WHERE run_id = $run AND name IS NULL AND method IS NULL
             GROUP BY ALL
         ),
         pool_per AS (
@@ -95,13 +104,15 @@ def timeline(
                o.sent / ($w / 1e9) AS offered_rps, a.users, o.client_error_rate,
                p.checked_out_max, p.checked_out_min, p.waiters_max, p.pool_capacity,
                p.timeouts_total
-                 - lag(p.timeouts_total) OVER (ORDER BY w.bucket) AS timeouts
+                 - lag(p.timeouts_total) OVER (ORDER BY w.bucket) AS timeouts,
+               s.users_sampled
         FROM win w
         LEFT JOIN done d USING (bucket)
         LEFT JOIN flight f USING (bucket)
         LEFT JOIN offered o USING (bucket)
         LEFT JOIN active a USING (bucket)
         LEFT JOIN pool p USING (bucket)
+        LEFT JOIN sampled s USING (bucket)
         WHERE w.w0 < $t1
         ORDER BY w.bucket
         """,

@@ -11,6 +11,9 @@ counted and kept in the ``problems`` table as ``FILE:LINE: reason`` (or, with
 ``strict=True``, fails the file and commits nothing from it); a file already
 in the run adds nothing; a span id seen twice in a run is kept once and
 counted. Parsing and flattening run inside DuckDB, a batch of lines at a time.
+
+Load-generator results (k6, Locust; :mod:`correlate.ingest.loadgen`) found
+among the paths are read the same way into their own tables.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from correlate.errors import InputError
-from correlate.ingest import rundir
+from correlate.ingest import loadgen, rundir
 from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
 from correlate.ingest.detect import FORMATS as FORMAT_HELP
 from correlate.ingest.detect import NotTraceFile, detect_format
@@ -38,6 +41,8 @@ if TYPE_CHECKING:
     from correlate.store import Store
 
 COMPANION_KINDS = frozenset(rundir.KINDS)
+#: Load-generator results (k6, Locust), read like companion files wherever they are.
+LOAD_KINDS = frozenset(loadgen.LOAD_FORMATS)
 
 #: How many problems a report lists before "… and N more".
 PROBLEM_LIST_CAP = 20
@@ -127,9 +132,17 @@ class IngestReport:
     @property
     def companion_rows(self) -> dict[str, int]:
         """Rows added per companion table (pool telemetry, client requests, run info)."""
+        return self._rows_by_format(COMPANION_KINDS)
+
+    @property
+    def load_rows(self) -> dict[str, int]:
+        """Rows added per load-generator format (``k6-json``, ``locust-history``, …)."""
+        return self._rows_by_format(LOAD_KINDS)
+
+    def _rows_by_format(self, kinds: frozenset[str]) -> dict[str, int]:
         rows: dict[str, int] = {}
         for f in self.files:
-            if f.format in COMPANION_KINDS and not f.already_ingested:
+            if f.format in kinds and not f.already_ingested:
                 rows[f.format] = rows.get(f.format, 0) + f.rows_added
         return rows
 
@@ -138,7 +151,9 @@ class IngestReport:
         new = [
             f
             for f in self.files
-            if not f.already_ingested and f.format not in COMPANION_KINDS and f.plans is None
+            if not f.already_ingested
+            and f.format not in COMPANION_KINDS | LOAD_KINDS
+            and f.plans is None
         ]
         plan_files = [f for f in self.files if f.plans is not None]
         new_plans = [f for f in plan_files if not f.already_ingested]
@@ -156,6 +171,9 @@ class IngestReport:
         if self.companion_rows:
             parts = ", ".join(f"{table} {n:,}" for table, n in self.companion_rows.items())
             lines.append(f"run directory: {parts}")
+        if self.load_rows:
+            parts = ", ".join(f"{kind} {n:,}" for kind, n in self.load_rows.items())
+            lines.append(f"load generator (rows): {parts}")
         already = [f for f in self.files if f.already_ingested]
         if len(already) > 3:
             lines.append(
@@ -233,7 +251,9 @@ def ingest(
     ``format`` forces one of :data:`correlate.ingest.detect.FORMATS` (or, for
     query plans, :data:`correlate.plans.files.PLAN_FILE_FORMATS` or
     :data:`correlate.plans.pglog.LOG_FORMATS`) instead of detecting it from
-    each file's first bytes.
+    each file's first bytes. A file that is no trace format but a load
+    generator's results (:data:`correlate.ingest.loadgen.LOAD_FORMATS`) is read
+    into the load tables.
     """
     from correlate.ingest.formats import FORMATS
     from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
@@ -265,6 +285,10 @@ def ingest(
         try:
             name = format or detect_format(path)
         except NotTraceFile as not_trace:
+            load_kind = loadgen.detect_load_format(path)
+            if load_kind is not None:
+                companions.append((path, load_kind))
+                continue
             not_traces.append((path, explicit, not_trace))
             continue
         chosen.append((path, FORMATS[name]))
@@ -285,7 +309,8 @@ def ingest(
                 if report.passed_over
                 else ""
             )
-            + f"; correlate reads: {', '.join(FORMAT_HELP)}; plans: {', '.join(plan_formats)}"
+            + f"; correlate reads: {', '.join(FORMAT_HELP)}; load-generator results from k6 "
+            f"and Locust; plans: {', '.join(plan_formats)}"
         )
     run_id = store.ensure_run(run, source=str(Path(next(iter(paths))).resolve()), labels=labels)
     if progress is not None:
@@ -388,7 +413,7 @@ def _ingest_file(
 
 
 def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
-    """Load one companion file of a run directory in its own transaction."""
+    """Load one companion file of a run directory, or a load generator's, in its own transaction."""
     con = store.con
     sha = _sha256(path)
     report = FileReport(path, kind)
@@ -401,7 +426,10 @@ def _ingest_companion(store: Store, run_id: int, path: Path, kind: str, strict: 
         if kind == "run_info":
             # run.json is rewritten as a run goes on: the newest one stands.
             con.execute("DELETE FROM run_info WHERE run_id = ?", [run_id])
-        added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
+        if kind in LOAD_KINDS:
+            added, problems = loadgen.load_results(store, run_id, file_id, kind, path)
+        else:
+            added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
         if problems and strict:
             line, reason = problems[0]
             raise InputError(reason + " (--strict: nothing from this file was kept)", path, line)

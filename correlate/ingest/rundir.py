@@ -42,12 +42,13 @@ VARCHAR (trace ids 32 digits, span ids 16). A column marked * is never NULL.
     VARCHAR, thread* VARCHAR, checked_out_unix_nano*,
     request_end_unix_nano*, held_ns* BIGINT.
 
-``client_requests`` (``load/requests.jsonl``), one row per client request:
-    trace_id*, span_id* (the ``traceparent`` parent: the server span's
-    ``parent_id``), method*, name* (= the server span's ``http_route``),
+``client_requests`` (``load/requests.jsonl``; also k6 results, see
+:mod:`correlate.ingest.k6`), one row per client request:
+    trace_id, span_id (the ``traceparent`` parent: the server span's
+    ``parent_id``; null when the request carried no trace context), method*, name* (= the server span's ``http_route``),
     path* VARCHAR, start_unix_nano*, duration_ns* BIGINT, status_code*
     INTEGER (0: no response), ok* BOOLEAN, error VARCHAR, response_bytes*
-    BIGINT, user* INTEGER.
+    BIGINT, user* INTEGER (0: not known).
 
 ``run_info`` (``run.json``): ``info JSON``, the whole object as written.
 
@@ -135,7 +136,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         "held_ns:int*"
     ),
     "client_requests": _fields(
-        "trace_id:trace_id* span_id:span_id* method:str* name:str* path:str* "
+        "trace_id:trace_id span_id:span_id method:str* name:str* path:str* "
         "start_unix_nano:int* duration_ns:int* status_code:int32* ok:bool* error:str "
         "response_bytes:int* user:int32*"
     ),

@@ -241,8 +241,13 @@ def _client(console: Console, client: pd.DataFrame) -> None:
     outside = float((client.outside_p50_ms.fillna(0) * weights).sum() / weights.sum())
     console.print(
         f"{total:,} client requests, {reached:,} joined to their server span by traceparent "
-        f"({total - reached:,} never reached the server); "
-        f"{int(client.client_failures.sum()):,} failed on the client side. Time outside the "
+        f"({int(client.never_reached.sum()):,} never reached the server"
+        + (
+            f", {untraced:,} carried no trace context); "
+            if (untraced := int(client.without_trace_context.sum()))
+            else "); "
+        )
+        + f"{int(client.client_failures.sum()):,} failed on the client side. Time outside the "
         f"server's span: about {ms(outside)} per request (median per route, weighted; "
         "network, accept queue, client)."
     )

@@ -1,9 +1,10 @@
 """Latency against load: degradation at steady load, and the throughput knee.
 
 The load is what the load generator offered: users with a request in flight
-per window (``client_requests``), or else the stages recorded in run.json.
-Without either, neither detector can tell load from latency and both stay
-silent.
+per window (``client_requests``), or else the users it said it ran, the most
+in each window (``load_samples``: k6 VUs, Locust's user count), or else the
+stages recorded in run.json. Without any, neither detector can tell load
+from latency and both stay silent.
 
 *Degradation* (correlate's rule, in the spirit of Sentry's endpoint
 regression on p95, ANCHORS §2.1): over the longest stretch where the load is
@@ -48,9 +49,12 @@ PARTS = (
 
 
 def offered_load(run: Run, timeline: pd.DataFrame) -> pd.Series | None:
-    """Users offered per window, from the load generator's requests or run.json's stages."""
+    """Users offered per window, from the load generator's requests or samples, or run.json."""
     if timeline.users.notna().any():
         return timeline.users.fillna(0).astype(float)
+    if "users_sampled" in timeline and timeline.users_sampled.notna().any():
+        # A sample holds until the next one: windows between samples keep their users.
+        return timeline.users_sampled.ffill().fillna(0).astype(float)
     stages = (run.info.get("load") or run.info.get("load_profile") or {}).get("stages")
     if not stages:
         return None
