@@ -202,8 +202,16 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
         # (T-SQL's `!0` becomes `NOT … <> 0`): run the value passes again, case left as the
         # parser wrote it, so the text is a fixed point of the whole pipeline.
         rendered, method, tables = canonical
-        tokens = normalize_tokens(tokenize(rendered, tok_dialect), AFTER_PARSER)
-        normalized = render(tokens)
+        parsed_tokens = normalize_tokens(tokenize(rendered, tok_dialect), AFTER_PARSER)
+        normalized = render(parsed_tokens)
+        again = render(normalize_tokens(tokenize(normalized, tok_dialect), PASSES))
+        if _canonical(again, tok_dialect, glot_dialect, auto) is None:
+            # The parser's own rendering does not parse again (sqlglot writes MySQL's
+            # `VALUES !0` as `VALUES ((NOT …))`, which it then refuses): a second
+            # fingerprint would take the fallback and differ. Take it now instead.
+            normalized, method, tables = text, "fallback", _fallback_tables(tokens)
+        else:
+            tokens = parsed_tokens
     return Fingerprint(
         id=_hash(normalized),
         normalized=normalized,
