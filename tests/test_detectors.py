@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+import correlate
 from correlate.analysis import open_run
 from correlate.analysis.detectors import (
     error_bursts,
@@ -391,3 +392,19 @@ def test_client_quiet_when_server_spans_cover_the_client() -> None:
     b = RunBuilder()
     _client_run(b, gap=5, reach=40)
     assert findings(b, outside_server) == []
+
+
+def test_locust_otel_client_spans_are_the_clients_view() -> None:
+    from correlate.analysis.client import client_vs_server
+
+    b = RunBuilder()
+    for i in range(10):
+        root = b.span(f"t{i}", i * 100, i * 100 + 80, kind="CLIENT", name="GET /a")
+        b.span(f"t{i}", i * 100 + 10, i * 100 + 30, parent=root, kind="SERVER", route="/a")
+    b.span("lost", 0, 5, kind="CLIENT", name="GET /a")  # never reached the server
+    store = b.build()
+    with correlate.open_run(store, "r") as run:
+        (row,) = client_vs_server(run).itertuples()
+        assert run.unattributed_spans == 1  # only the lost request's span
+    assert (row.client_requests, row.reached_server, row.never_reached) == (11, 10, 1)
+    assert row.outside_p50_ms == pytest.approx(60)

@@ -42,6 +42,10 @@ def test_blackfriday_against_fixed_is_a_regression_naming_the_faults(regression:
     n1 = next(q for q in regression.queries if q.route == "/orders/recent" and q.status == "new")
     assert n1.candidate_per_request == pytest.approx(20)
     assert any("/customers/<int:customer_id>/orders p95" in f for f in regression.failures)
+    # the scan: the customer-orders query lost its index, plan against plan
+    scan = next(q for q in regression.queries if q.fingerprint == "9d713e7aca993f02")
+    assert "new: seq_scan" in scan.plan_changes
+    assert "no longer uses index ix_orders_customer_id on orders" in scan.plan_changes
     # the healthy control route did not move enough to call it
     health = next(r for r in regression.routes if r.route == "/health")
     assert not health.significant("p95", 0.10)

@@ -1,7 +1,8 @@
 """The load generator's view against the server's: time outside the server, requests lost.
 
 When client requests carried a W3C ``traceparent`` (the demo's Locust file, k6
-with a trace id, Locust ``--otel``), each one joins its server span exactly:
+with a trace id, Locust ``--otel``, whose CLIENT spans are read as the client's
+requests when no request log exists), each one joins its server span exactly:
 the server span's parent is the client's span id. The difference of their
 durations is time outside the server's own span — network, the accept queue, a
 worker pool that is full, the client itself. A client request whose trace has
@@ -26,14 +27,34 @@ def client_vs_server(run: Run) -> pd.DataFrame:
     reqs, tree = run.table("requests"), run.table("tree")
     return run.con.execute(
         f"""
-        WITH c AS (
-            SELECT c.*, r.duration_ms AS server_ms
+        WITH logged AS (
+            SELECT c.trace_id, c.span_id, c.name, c.duration_ns, c.ok, c.status_code,
+                   r.duration_ms AS server_ms
             FROM client_requests c
             LEFT JOIN {tree} t
               ON t.th = hash(c.trace_id) AND t.ph = hash(c.span_id) AND t.kind = 'SERVER'
             LEFT JOIN {reqs} r ON r.th = t.th AND r.rh = t.sh
             WHERE c.run_id = $run
         ),
+        -- the load generator's own CLIENT spans (Locust --otel): roots that are not DB
+        -- calls; read only when it logged no requests, so nothing counts twice
+        spanned AS (
+            SELECT t.trace_id, t.span_id,
+                   -- Locust names its spans "METHOD name"
+                   coalesce(r.route, regexp_replace(
+                       t.name, '^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) ', '')) AS name,
+                   t.duration_ns,
+                   t.status_code IS DISTINCT FROM 'ERROR'
+                       AND coalesce(t.http_status_code, 0) < 400 AS ok,
+                   coalesce(t.http_status_code, 0) AS status_code,
+                   r.duration_ms AS server_ms
+            FROM {tree} t
+            LEFT JOIN {tree} s ON s.th = t.th AND s.ph = t.sh AND s.kind = 'SERVER'
+            LEFT JOIN {reqs} r ON r.th = s.th AND r.rh = s.sh
+            WHERE t.kind = 'CLIENT' AND t.parent_id IS NULL AND t.db_system IS NULL
+              AND NOT EXISTS (SELECT 1 FROM client_requests WHERE run_id = $run)
+        ),
+        c AS (SELECT * FROM logged UNION ALL SELECT * FROM spanned),
         exact AS (SELECT count(server_ms) > 0 AS has_exact FROM c)
         SELECT name AS route,
                CASE WHEN (SELECT has_exact FROM exact) THEN 'traceparent' ELSE 'route' END AS match,

@@ -85,10 +85,14 @@ TABLES = ("tree", "fingerprints", "owner", "parts", "requests", "request_queries
 
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
-    """How many spans of the run belong to no request."""
+    """How many spans of the run belong to no request (a load generator's root CLIENT
+    span that a request hangs under is the client's side, not counted)."""
     row = con.execute(
         f"""
         SELECT count(*) FROM {prefix}_tree t ANTI JOIN {prefix}_owner o USING (th, sh)
+        -- a load generator's root CLIENT span above a request is the client's side
+        WHERE NOT (t.kind = 'CLIENT' AND t.parent_id IS NULL AND EXISTS (
+            SELECT 1 FROM {prefix}_tree s WHERE s.th = t.th AND s.ph = t.sh AND s.kind = 'SERVER'))
         """
     ).fetchone()
     return int(row[0]) if row else 0
