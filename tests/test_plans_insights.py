@@ -458,3 +458,36 @@ def test_acceptance_sqlite_missing_index() -> None:
     assert not insight.measured and insight.message.startswith("estimated:")
     assert insight.suggestion == "CREATE INDEX ON plan_orders (customer_id)"
     assert seq_scan_insights(after) == [] and find_insights(after) == []
+
+
+def test_fewer_rows_under_a_limit_is_not_a_misestimate() -> None:
+    from correlate.plans import parse_plan
+    from correlate.plans.insights import InsightContext, row_misestimate
+
+    def plan(limit: bool) -> list[dict[str, object]]:
+        scan = {
+            "Node Type": "Index Scan",
+            "Relation Name": "orders",
+            "Index Name": "orders_pkey",
+            "Plan Rows": 200000,
+            "Actual Rows": 20,
+            "Actual Loops": 1,
+        }
+        if not limit:
+            return [{"Plan": scan}]
+        return [
+            {
+                "Plan": {
+                    "Node Type": "Limit",
+                    "Plan Rows": 20,
+                    "Actual Rows": 20,
+                    "Actual Loops": 1,
+                    "Plans": [scan],
+                }
+            }
+        ]
+
+    context = InsightContext(relation_rows={})
+    assert row_misestimate(parse_plan(plan(limit=True)), context) == []
+    (found,) = row_misestimate(parse_plan(plan(limit=False)), context)
+    assert "over-estimated rows 10,000×" in found.message

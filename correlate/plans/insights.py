@@ -250,6 +250,8 @@ def row_misestimate(plan: Plan, context: InsightContext) -> list[Insight]:
         if plan.source in ("mysql", "mariadb") and node.estimated_rows_examined is not None:
             est = node.estimated_rows_examined  # MariaDB r_rows and rows both count rows read
             act = act + (node.rows_removed_by_filter or 0.0)
+        if act < est and _under_limit(plan, node):
+            continue  # a LIMIT above stops the node early: fewer rows than planned is expected
         factor = max(est, 1.0) / max(act, 1.0)
         factor = max(factor, 1.0 / factor)
         for band, severity in MISESTIMATE_BANDS:
@@ -274,6 +276,15 @@ def row_misestimate(plan: Plan, context: InsightContext) -> list[Insight]:
                 )
                 break
     return found
+
+
+def _under_limit(plan: Plan, node: PlanNode) -> bool:
+    parent = plan.parent(node)
+    while parent is not None:
+        if parent.operation == "limit":
+            return True
+        parent = plan.parent(parent)
+    return False
 
 
 # ------------------------------------------------------------------ spills

@@ -410,6 +410,12 @@ def _queries_table(queries: pd.DataFrame) -> str:
     )
 
 
+def _short_source(source: str) -> str:
+    """A plan file's path as its last two parts (``plans/q1.json``); other sources as they are."""
+    parts = source.replace("\\", "/").split("/")
+    return "/".join(parts[-2:]) if len(parts) > 2 else source
+
+
 def _plans(plans: list[PlanView]) -> str:
     if not plans:
         return ""
@@ -418,7 +424,8 @@ def _plans(plans: list[PlanView]) -> str:
         kind = "EXPLAIN ANALYZE" if p.analyzed else "EXPLAIN (estimates)"
         out.append(
             f"<h3>Query <code>{e(p.fingerprint)}</code> <span class='muted'>"
-            f"{e(p.source)}, {e(kind)}</span></h3>"
+            f"<span title='{e(p.source)}'>{e(_short_source(p.source))}</span>, {e(kind)}"
+            "</span></h3>"
         )
         if p.normalized:
             out.append(f"<pre>{e(_cut(p.normalized, 2000))}</pre>")
