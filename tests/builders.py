@@ -53,6 +53,7 @@ class RunBuilder:
         db: str | None = None,
         sql: str | None = None,
         events: list[dict[str, Any]] | None = None,
+        service: str = "svc",
     ) -> str:
         sid = span_id or self.new_id()
         self.spans.append(
@@ -62,7 +63,7 @@ class RunBuilder:
                 "parent_id": parent,
                 "name": name or (f"GET {route}" if route else (sql or kind).split(" ")[0]),
                 "kind": kind,
-                "service": "svc",
+                "service": service,
                 "start_ns": ns(start),
                 "end_ns": ns(end),
                 "duration_ns": ns(end) - ns(start),

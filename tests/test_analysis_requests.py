@@ -183,3 +183,14 @@ def test_open_run_by_path_and_single_run_default(tmp_path: object) -> None:
     with open_run(path) as run:
         assert run.name == "only"
         assert len(run.requests()) == 1
+
+
+def test_routes_are_named_with_their_service_when_several_serve() -> None:
+    b = RunBuilder()
+    b.span("t1", 0, 10, kind="SERVER", route="/health", service="cart")
+    b.span("t2", 0, 10, kind="SERVER", route="/health", service="orders")
+    run = open_run(b.build(), "r")
+    assert sorted(run.requests().route) == ["cart /health", "orders /health"]
+    one = RunBuilder()
+    one.span("t1", 0, 10, kind="SERVER", route="/health", service="cart")
+    assert list(open_run(one.build(), "r").requests().route) == ["/health"]

@@ -233,7 +233,10 @@ WITH counts AS (
     FROM {p}_parts GROUP BY th, rh
 )
 SELECT s.trace_id, s.span_id AS request_id, s.service,
-       coalesce(s.http_route, s.name) AS route,
+       -- with several services, a route is named with its service (two /health differ)
+       CASE WHEN (SELECT count(DISTINCT service) FROM {p}_tree WHERE kind = 'SERVER') > 1
+            THEN coalesce(s.service, '?') || ' ' || coalesce(s.http_route, s.name)
+            ELSE coalesce(s.http_route, s.name) END AS route,
        s.http_method AS method, s.http_status_code AS http_status,
        coalesce(s.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
        s.start_ns, s.end_ns,
