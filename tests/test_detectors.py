@@ -354,7 +354,8 @@ def test_errors_from_the_start_are_a_high_error_rate() -> None:
     (f,) = findings(b, error_bursts)
     assert f.kind == "error_rate" and f.severity == "critical"
     assert f.evidence["error_rate"] > 0.15
-    assert f.explanation.startswith("From the start of the run")
+    assert f.explanation.startswith(f"Of the first {f.evidence['requests']} requests")
+    assert "against 0% at the start" not in f.explanation
 
 
 # -- client against server ------------------------------------------------------------
@@ -408,3 +409,45 @@ def test_locust_otel_client_spans_are_the_clients_view() -> None:
         assert run.unattributed_spans == 1  # only the lost request's span
     assert (row.client_requests, row.reached_server, row.never_reached) == (11, 10, 1)
     assert row.outside_p50_ms == pytest.approx(60)
+
+
+def test_error_burst_without_status_codes_and_not_from_the_pool() -> None:
+    import json
+
+    b = RunBuilder()
+    for i in range(300):
+        start = i * 200.0
+        failed = start >= 30_000
+        r = b.span(
+            f"t{i}",
+            start,
+            start + 50,
+            kind="SERVER",
+            name="Checkout/Pay",
+            status="ERROR" if failed else "UNSET",
+        )  # gRPC-like: no HTTP status at all
+        events = (
+            [
+                {
+                    "time_ns": 0,
+                    "name": "exception",
+                    "attributes": json.dumps({"exception.type": "requests.exceptions.ReadTimeout"}),
+                }
+            ]
+            if failed
+            else None
+        )
+        b.span(
+            f"t{i}",
+            start + 5,
+            start + 45,
+            parent=r,
+            kind="CLIENT",
+            name="POST http://bank",
+            status="ERROR" if failed else "UNSET",
+            events=events,
+        )
+    (f,) = findings(b, error_bursts)
+    assert f.evidence["status_codes"] == {"no status": f.evidence["errors"]}
+    assert f.evidence["exceptions"] == {"requests.exceptions.ReadTimeout": f.evidence["errors"]}
+    assert "pool" not in f.explanation and "pool" not in f.suggestion

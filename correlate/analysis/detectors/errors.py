@@ -27,6 +27,8 @@ BASELINE_WINDOWS = 3
 MIN_ERRORS = 3
 CRITICAL_SHARE = 0.05
 HIGH_START_RATE = 0.15
+#: A burst is put down to the pool when this share of its failed requests failed waiting for one.
+POOL_SHARE = 0.5
 START_REQUESTS = 100
 
 
@@ -68,20 +70,27 @@ def error_bursts(run: Run) -> list[Finding]:
 
 def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Finding]:
     reqs, owner, tree = run.table("requests"), run.table("owner"), run.table("tree")
+    parts = run.table("parts")
     params = {"run": run.run_id, "lo": lo, "hi": hi}
     row = run.con.execute(
         f"""
         SELECT count(*), count(*) FILTER (WHERE error),
                list(trace_id ORDER BY start_ns) FILTER (WHERE error),
                histogram(route) FILTER (WHERE error),
-               histogram(http_status) FILTER (WHERE error)
-        FROM {reqs} WHERE end_ns >= $lo AND end_ns < $hi
+               histogram(coalesce(http_status::VARCHAR, 'no status')) FILTER (WHERE error),
+               count(*) FILTER (
+                   WHERE error AND EXISTS (
+                       SELECT 1 FROM {parts} p
+                       WHERE p.th = r.th AND p.rh = r.rh AND p.category = 'pool'
+                         AND p.status_code = 'ERROR'))
+        FROM {reqs} r WHERE end_ns >= $lo AND end_ns < $hi
         """,
         {"lo": lo, "hi": hi},
     ).fetchone()
     if row is None or (row[1] or 0) < MIN_ERRORS:
         return []
-    n, errors, traces, routes, statuses = row
+    n, errors, traces, routes, statuses, pool_failed = row
+    routes, statuses = routes or {}, statuses or {}
     exceptions = dict(
         run.con.execute(
             f"""
@@ -111,7 +120,8 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
         else "no exception recorded on their spans"
     )
     status_text = ", ".join(f"{k} ×{v}" for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
-    pool = any("Timeout" in str(k) for k in exceptions)
+    # pool timeouts: most failed requests have a failed wait for a connection in them
+    pool = pool_failed >= POOL_SHARE * errors
     return [
         Finding(
             kind="error_burst",
@@ -159,13 +169,20 @@ def _from_start(f: Finding) -> Finding:
     from dataclasses import replace
 
     e = f.evidence
+    routes = len(e["routes"])
+    statuses = ", ".join(f"{k} ×{v}" for k, v in e["status_codes"].items())
+    exceptions = ", ".join(f"{k} ×{v}" for k, v in list(e["exceptions"].items())[:3])
     return replace(
         f,
         kind="error_rate",
         severity="critical",
         title=f"High error rate from the start: {pct(e['error_rate'])} of the first requests failed",
-        explanation=f.explanation.replace(
-            f"From {e['from_s']:.0f} s to {e['to_s']:.0f} s", "From the start of the run"
+        explanation=(
+            f"Of the first {e['requests']} requests, {e['errors']} failed ({pct(e['error_rate'])}) "
+            f"across {routes} route{'s' if routes != 1 else ''}; status codes {statuses}; "
+            f"exceptions: {exceptions or 'none recorded on their spans'}. The service was failing "
+            "before any load built up: a configuration, dependency or deployment problem rather "
+            "than one of capacity."
         ),
         threshold=f"> {pct(HIGH_START_RATE)} errors in the first {START_REQUESTS} requests",
         source="Grafana k6 Performance Insights, high HTTP failure rate (ANCHORS §2.10)",
