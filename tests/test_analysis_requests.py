@@ -194,3 +194,22 @@ def test_routes_are_named_with_their_service_when_several_serve() -> None:
     one = RunBuilder()
     one.span("t1", 0, 10, kind="SERVER", route="/health", service="cart")
     assert list(open_run(one.build(), "r").requests().route) == ["/health"]
+
+
+def test_a_database_call_without_statement_is_database_time() -> None:
+    b = RunBuilder()
+    r = b.request("t1", 0, 100)
+    b.span("t1", 5, 95, parent=r, kind="CLIENT", name="GET", db="redis")
+    store = b.build()
+    with open_run(store, "r") as run:
+        (row,) = run.requests().itertuples()
+        assert (row.db_ms, row.app_ms) == (pytest.approx(90), pytest.approx(10))
+        assert list(run.queries().fingerprint) == ["redis GET"]
+
+
+def test_a_span_ending_before_it_starts_lasts_nothing() -> None:
+    b = RunBuilder()
+    r = b.request("t1", 50, 40)
+    b.query("t1", r, 45, 42)
+    (row,) = open_run(b.build(), "r").requests().itertuples()
+    assert (row.duration_ms, row.db_ms, row.app_ms) == (0, 0, 0)

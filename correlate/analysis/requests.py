@@ -48,7 +48,9 @@ MAX_DEPTH = 64
 CATEGORY_SQL = """
 CASE
     WHEN s.name = 'connect' AND NOT s.has_statement AND s.kind = 'CLIENT' THEN 'pool'
-    WHEN s.db_system IS NOT NULL AND s.has_statement THEN 'db'
+    -- a database call without a statement (Redis, MongoDB, capture turned off) is still
+    -- the database's time
+    WHEN s.db_system IS NOT NULL AND (s.has_statement OR s.kind = 'CLIENT') THEN 'db'
     WHEN s.kind IN ('CLIENT', 'PRODUCER') AND s.db_system IS NULL THEN 'downstream'
 END
 """
@@ -104,8 +106,9 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        trace_id, span_id, parent_id, kind, name, service, http_route, http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
-       hash(db_statement) AS qh,
-       start_ns, end_ns, duration_ns
+       CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
+       -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
+       start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
 FROM spans WHERE run_id = $run
 """
 
@@ -165,7 +168,7 @@ WITH req AS (
 ),
 span_parts AS (
     SELECT o.th, o.rh, s.trace_id, s.span_id, s.ph, {category} AS category,
-           s.db_system, s.qh, s.status_code, s.start_ns, s.end_ns
+           s.db_system, s.qh, s.name, s.status_code, s.start_ns, s.end_ns
     FROM {p}_owner o
     JOIN {p}_tree s USING (th, sh)
     WHERE o.depth > 0
@@ -175,13 +178,17 @@ checkout_parts AS (
     -- spans are missing or not instrumented
     SELECT hash(c.trace_id) AS th, hash(c.request_span_id) AS rh, c.trace_id,
            NULL AS span_id, NULL AS ph, 'pool' AS category, NULL AS db_system, NULL AS qh,
-           NULL AS status_code,
+           NULL AS name, NULL AS status_code,
            c.start_unix_nano AS start_ns, c.start_unix_nano + c.wait_ns AS end_ns
     FROM pool_checkouts c
     WHERE c.run_id = $run AND c.request_span_id IS NOT NULL AND c.wait_ns > 0
 )
 SELECT p.th, p.rh, p.trace_id, r.request_id, p.span_id, p.ph, p.category, p.status_code,
-       CASE WHEN p.category = 'db' THEN coalesce(f.fingerprint, 'unknown') END AS fingerprint,
+       CASE WHEN p.category = 'db'
+            -- no statement to fingerprint: the system and the span's name stand in
+            THEN coalesce(f.fingerprint, CASE WHEN p.qh IS NULL
+                                              THEN coalesce(p.db_system, 'db') || ' ' || p.name
+                                         END, 'unknown') END AS fingerprint,
        p.start_ns, p.end_ns,
        greatest(p.start_ns, r.r0) AS a, least(p.end_ns, r.r1) AS b
 FROM (SELECT * FROM span_parts WHERE category IS NOT NULL

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from correlate.analysis.verdict import Analysis
 
 STYLES = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+#: Fewest requests in a route's typical band and in its tail for the contrast to be shown.
+MIN_TAIL = 3
 #: Evidence keys shown under a finding, in this order, when present.
 SHOWN_EVIDENCE = 6
 
@@ -57,15 +59,26 @@ def _header(console: Console, a: Analysis) -> None:
         console.print("No requests in this run: no SERVER spans to attribute.")
         return
     share = s["time_share"]
+    n, routes = s["requests"], s["routes"]
+    rate = f" ({s['throughput_rps']:.1f}/s)" if s["seconds"] >= 1 else ""
     console.print(
-        f"{s['requests']:,} requests on {s['routes']} route{'s' if s['routes'] != 1 else ''} over {s['seconds']:.0f} s "
-        f"({s['throughput_rps']:.1f}/s), p50 {ms(s['p50_ms'])}, p95 {ms(s['p95_ms'])}, "
-        f"errors {pct(s['error_rate'])}"
+        f"{n:,} request{'s' if n != 1 else ''} on {routes} route{'s' if routes != 1 else ''} "
+        f"over {_span(s['seconds'])}{rate}, p50 {ms(s['p50_ms'])}, "
+        f"p95 {ms(s['p95_ms'])}, errors {pct(s['error_rate'])}"
     )
     console.print(
         f"Where the time went: pool wait {pct(share['pool'])}, database {pct(share['db'])}, "
         f"downstream {pct(share['downstream'])}, application {pct(share['app'])}"
     )
+
+
+def _span(seconds: float) -> str:
+    """A run's length: ``'61 s'``, ``'4.2 s'``, ``'10.0 ms'``."""
+    if seconds >= 10:
+        return f"{seconds:.0f} s"
+    if seconds >= 1:
+        return f"{seconds:.1f} s"
+    return ms(seconds * 1000)
 
 
 def _findings(console: Console, findings: list[Finding]) -> None:
@@ -159,8 +172,12 @@ def _tails(console: Console, a: Analysis) -> None:
 
     lines = []
     for route, frame in a.breakdowns.items():
-        if frame.empty or frame.tail_requests.iloc[0] == 0:
-            continue
+        if (
+            frame.empty
+            or frame.tail_requests.iloc[0] < MIN_TAIL
+            or frame.typical_requests.iloc[0] < MIN_TAIL
+        ):
+            continue  # a "tail" of one request says nothing
         top = frame.iloc[0]
         label = _component(top, a.queries)
         lines.append(
@@ -183,8 +200,10 @@ def _component(row: Any, queries: pd.DataFrame) -> str:
         return names[str(row.component)]
     match = queries[queries.fingerprint == row.fingerprint]
     table = ""
-    if not match.empty and match.tables.iloc[0] is not None and len(match.tables.iloc[0]):
-        table = f" on {match.tables.iloc[0][0]}"
+    tables = match.tables.iloc[0] if not match.empty else None
+    listed = isinstance(tables, (list, tuple)) or type(tables).__name__ == "ndarray"
+    if listed and len(tables):  # type: ignore[arg-type]
+        table = f" on {tables[0]}"  # type: ignore[index]
     return f"query {row.fingerprint}{table}"
 
 
