@@ -451,3 +451,20 @@ def test_error_burst_without_status_codes_and_not_from_the_pool() -> None:
     assert f.evidence["status_codes"] == {"no status": f.evidence["errors"]}
     assert f.evidence["exceptions"] == {"requests.exceptions.ReadTimeout": f.evidence["errors"]}
     assert "pool" not in f.explanation and "pool" not in f.suggestion
+
+
+def test_n_plus_one_counts_requests_not_loops() -> None:
+    b = RunBuilder()
+    for i in range(10):
+        trace = f"t{i}"
+        r = b.request(trace, i * 1000, i * 1000 + 400, "/a")
+        for loop in range(2):  # two loops under two parents in one request
+            parent = b.span(trace, i * 1000 + loop * 200, i * 1000 + loop * 200 + 190, parent=r)
+            for n in range(6):
+                at = i * 1000 + loop * 200 + n * 30
+                b.query(trace, parent, at, at + 25, f"SELECT * FROM x WHERE id = {n}")
+    (f,) = findings(b, n_plus_one)
+    assert (f.evidence["requests"], f.evidence["route_requests"]) == (10, 10)
+    assert f.evidence["calls_per_request"] == 12
+    assert f.evidence["union_ms_per_request"] == pytest.approx(300)
+    assert f.severity == "critical"

@@ -54,10 +54,14 @@ def n_plus_one(run: Run) -> list[Finding]:
             GROUP BY ALL
             HAVING sum(calls) >= {MIN_CALLS}
         ),
+        -- a request may run the loop under several parents: one row per request
         hits AS (
-            SELECT r.route, g.fingerprint, r.trace_id, g.calls, g.union_ms, r.duration_ms
+            SELECT r.route, g.fingerprint, any_value(r.trace_id) AS trace_id,
+                   sum(g.calls) AS calls, sum(g.union_ms) AS union_ms,
+                   any_value(r.duration_ms) AS duration_ms
             FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
             WHERE g.union_ms >= {MIN_UNION_MS}
+            GROUP BY r.th, r.rh, r.route, g.fingerprint
         )
         SELECT h.route, h.fingerprint, count(*) AS requests,
                (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
