@@ -468,3 +468,17 @@ def test_n_plus_one_counts_requests_not_loops() -> None:
     assert f.evidence["calls_per_request"] == 12
     assert f.evidence["union_ms_per_request"] == pytest.approx(300)
     assert f.severity == "critical"
+
+
+def test_a_leak_without_pressure_is_a_warning_that_says_so() -> None:
+    b = RunBuilder()
+    closed_loop(b, healthy, seconds=20)
+    first = b.spans[0]
+    b.leak(first["trace_id"], first["span_id"], 5_000)
+    (f,) = findings(b, pool_exhaustion)
+    assert f.kind == "pool_leak" and f.severity == "warning"
+    assert f.explanation.startswith("Connections are taken and not given back: 1 connection")
+    assert "The pool has absorbed it so far" in f.explanation
+    assert "every route pays" not in f.explanation
+    assert f.impact_ms == 0.0
+    assert f.evidence["never_returned"] is None  # no checkouts recorded to tell

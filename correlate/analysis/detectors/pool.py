@@ -70,14 +70,7 @@ class _Pressure:
 def pool_exhaustion(run: Run) -> list[Finding]:
     pressure = _pressure(run)
     leaks = _leaks(run)
-    if (
-        pressure.timeouts == 0
-        and not leaks
-        and not (
-            pressure.share >= MIN_WAIT_SHARE
-            and pressure.wait_ms / max(pressure.requests, 1) >= MIN_WAIT_MS
-        )
-    ):
+    if not leaks and not _under_pressure(pressure):
         return []
     timeline = run.timeline()
     orphans = _orphans(run)
@@ -88,6 +81,13 @@ def pool_exhaustion(run: Run) -> list[Finding]:
     if leaks or (orphans and orphans["at_end"] >= 1) or stuck:
         return [_leak_finding(run, pressure, leaks, orphans, stuck, timeline, severity)]
     return [_saturation_finding(run, pressure, timeline, severity)]
+
+
+def _under_pressure(p: _Pressure) -> bool:
+    """Checkouts time out, or requests wait long enough for the pool to matter."""
+    return bool(p.timeouts) or (
+        p.share >= MIN_WAIT_SHARE and p.wait_ms / max(p.requests, 1) >= MIN_WAIT_MS
+    )
 
 
 def _pressure(run: Run) -> _Pressure:
@@ -146,15 +146,33 @@ def _leaks(run: Run) -> list[dict[str, Any]]:
         f"""
         SELECT l.route, l.location, l.pool, count(*) AS n, avg(l.held_ns) / 1e6 AS held_ms,
                list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
-               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns
+               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
+               -- whether the instrument saw the connection come back before the run ended
+               count(*) FILTER (WHERE c.acquired_unix_nano IS NOT NULL
+                                AND c.returned_unix_nano IS NULL) AS never_returned,
+               count(c.acquired_unix_nano) AS tracked
         FROM pool_leaks l
         LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
+        LEFT JOIN pool_checkouts c
+          ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
+         AND c.acquired_unix_nano = l.checked_out_unix_nano
         WHERE l.run_id = $run
         GROUP BY ALL ORDER BY n DESC
         """,
         {"run": run.run_id},
     ).fetchall()
-    keys = ("route", "location", "pool", "count", "held_ms", "statuses", "traces", "first_ns")
+    keys = (
+        "route",
+        "location",
+        "pool",
+        "count",
+        "held_ms",
+        "statuses",
+        "traces",
+        "first_ns",
+        "never_returned",
+        "tracked",
+    )
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
@@ -261,13 +279,27 @@ def _leak_finding(
         traces = tuple(t for leak in leaks for t in leak["traces"])[:3]
         evidence["leaked_connections"] = total
         evidence["leaks"] = [
-            {k: v for k, v in leak.items() if k not in ("traces", "first_ns")} for leak in leaks
+            {k: v for k, v in leak.items() if k not in ("traces", "first_ns", "tracked")}
+            for leak in leaks
         ]
         where = f" at {location}" if location else ""
         on = f" (its requests answered HTTP {', '.join(map(str, statuses))})" if statuses else ""
+        never = sum(leak["never_returned"] for leak in leaks)
+        tracked = sum(leak["tracked"] for leak in leaks)
+        evidence["never_returned"] = never if tracked else None
+        back = ""  # without their checkouts, whether they came back is not known
+        if tracked:
+            back = (
+                ", and never came back"
+                if never == total
+                else f"; {never} of them never came back"
+                if never
+                else ", and came back only later"
+            )
         said.append(
             f"{total} connection{'s' if total != 1 else ''} checked out by {route}{where} "
-            f"were still held after their requests had ended{on}, and never came back"
+            f"{'were' if total != 1 else 'was'} still held after "
+            f"{'their requests' if total != 1 else 'its request'} had ended{on}{back}"
         )
     if orphans:
         evidence["pool_samples"] = orphans
@@ -301,17 +333,30 @@ def _leak_finding(
         severity=severity,
         title=title,
         route=route,
-        impact_ms=pressure.wait_ms,
+        # without pressure the waits are ordinary checkouts, not the leak's doing
+        impact_ms=pressure.wait_ms if _under_pressure(pressure) else 0.0,
         evidence=evidence,
         trace_ids=traces,
         explanation=(
-            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
-            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request, "
-            f"across {routes} route{'s' if routes != 1 else ''}; "
-            f"{evidence['wait_per_request_over_time']} over the run), not because the "
-            "database was slow but because connections were taken and not given back: "
-            + "; ".join(said)
-            + ". Load does not explain it: it is a leak, and every route pays for it."
+            (
+                f"Requests spent {pct(pressure.share)} of their time waiting for a database "
+                f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request, "
+                f"across {routes} route{'s' if routes != 1 else ''}; "
+                f"{evidence['wait_per_request_over_time']} over the run), not because the "
+                "database was slow but because connections were taken and not given back: "
+                + "; ".join(said)
+                + ". Load does not explain it: it is a leak, and every route pays for it."
+            )
+            if _under_pressure(pressure)
+            else (
+                "Connections are taken and not given back: "
+                + "; ".join(said)
+                + ". The pool has absorbed it so far (requests waited "
+                f"{ms(pressure.wait_ms / max(pressure.requests, 1))} per request for a "
+                "connection, no checkout timed out), but every leaked connection shrinks it "
+                "for good: a longer or busier run ends with the pool empty and every route "
+                "waiting."
+            )
         ),
         suggestion=(
             f"Return the connection on every path{fix_at}: take it with a context manager "
