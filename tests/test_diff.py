@@ -56,7 +56,10 @@ def test_a_run_against_itself_is_no_change(store: Store) -> None:
     same = diff(FIXED, FIXED, store=store)
     assert not same.regressed and same.unchanged
     assert "no change" in same.to_text()
-    assert all(r.ratios["p95"][1] <= 1.0 <= r.ratios["p95"][2] for r in same.routes)
+    assert all(
+        r.ratios["p95"][1] <= 1.0 <= r.ratios["p95"][2] for r in same.routes if "p95" in r.ratios
+    )
+    assert [r.route for r in same.routes if "p95" in r.skipped] == ["/health"]  # 85 requests
 
 
 def test_markdown_is_a_small_pr_comment_and_json_is_strict(regression: RunDiff) -> None:
@@ -158,3 +161,72 @@ def test_too_few_requests_are_not_compared() -> None:
 def test_unknown_run_is_an_error() -> None:
     with correlate.open_store(":memory:") as store, pytest.raises(CorrelateError, match="nope"):
         diff("nope", "nope", store=store)
+
+
+def _steady(
+    b: RunBuilder, routes: int, n: int, *, rng: np.random.Generator, fail_every: int = 0
+) -> None:
+    for route in range(routes):
+        for i in range(n):
+            start = route * 100_000 + i * 300.0
+            failed = bool(fail_every) and i % fail_every == 0
+            b.request(
+                f"r{route}t{i}",
+                start,
+                start + float(rng.lognormal(5, 0.4)),
+                f"/r{route}",
+                status=500 if failed else 200,
+                error=failed,
+            )
+
+
+def test_a_rise_in_errors_is_a_regression_even_at_equal_latency() -> None:
+    with correlate.open_store(":memory:") as store:
+        for name, fail_every in (("base", 0), ("cand", 10)):
+            b = RunBuilder(name=name)
+            _steady(b, 1, 300, rng=np.random.default_rng(7), fail_every=fail_every)
+            b.build(store)
+        result = diff("base", "cand", store=store)
+    assert result.regressed and not result.unchanged
+    assert result.failures == ["errors:+1%: /r0 errors 0.0% → 10.0% (0 of 300 → 30 of 300)"]
+
+
+def test_a_finding_that_grew_worse_is_new() -> None:
+    with correlate.open_store(":memory:") as store:
+        for name, share in (("base", 0.04), ("cand", 1.0)):
+            b = RunBuilder(name=name)
+            for i in range(200):
+                r = b.request(f"t{i}", i * 300, i * 300 + 200, "/a")
+                if i < share * 200:
+                    for k in range(12):
+                        at = i * 300 + 5 + k * 15
+                        b.query(f"t{i}", r, at, at + 12, "SELECT * FROM items WHERE id = 1")
+            b.build(store)
+        result = diff(
+            "base", "cand", store=store, fail_on=["new-finding:warning", "queries-per-request:+1"]
+        )
+    (n1,) = result.new_findings
+    assert n1.kind == "n_plus_one" and n1.severity == "critical"  # was info in the baseline
+    (calls,) = [q for q in result.queries if q.status == "changed"]
+    assert (calls.baseline_per_request, calls.candidate_per_request) == (
+        pytest.approx(0.48),
+        pytest.approx(12),
+    )
+    assert len(result.failures) == 2
+
+
+def test_small_samples_and_many_routes_are_tested_honestly() -> None:
+    with correlate.open_store(":memory:") as store:
+        for name, offset, n in (("a", 0, 50), ("b", 1000, 50), ("c", 0, 150), ("d", 1, 150)):
+            b = RunBuilder(name=name)
+            _steady(b, 5, n, rng=np.random.default_rng(offset))
+            b.build(store)
+        small = diff("a", "b", store=store)
+        big = diff("c", "d", store=store)
+    # a p95 of 50 requests is their 3rd slowest: not compared, and said so
+    assert all("p95" not in r.ratios and "p95 needs 100" in r.skipped["p95"] for r in small.routes)
+    assert "p95 needs 100 requests a side to compare" in small.to_text()
+    # five routes tested at once: each interval at 1%, so 5% for the whole comparison
+    assert [r.alpha for r in big.routes] == [pytest.approx(0.01)] * 5
+    assert all("p95" in r.ratios for r in big.routes)
+    assert "99.0% bootstrap interval" in big.to_text()

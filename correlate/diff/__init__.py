@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis.findings import SEVERITIES
 from correlate.analysis.run import Run
 from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
 from correlate.diff.stats import quantile_ratio
@@ -41,6 +42,15 @@ PLATEAU = 0.9
 QUANTILES = ("p50", "p90", "p95", "p99")
 #: A latency change smaller than this is not called a change, however certain.
 MIN_EFFECT = 0.05
+#: …nor one of fewer milliseconds than this: at smoke-run sizes a p95 moves by a few
+#: milliseconds between two runs of the same code.
+MIN_EFFECT_MS = 5.0
+#: The chance of a false alarm across all routes of a comparison.
+ALPHA = 0.05
+#: A quantile is compared only with this many requests beyond it on each side (a p95 needs
+#: 100 requests): the bootstrap of an extreme quantile from a handful of values is too
+#: narrow, and calls noise a regression.
+MIN_TAIL = 5
 #: A query changed when its calls per request move by this much, or its p95 grows by
 #: this factor and this many milliseconds, or its plan changed.
 CALLS_CHANGE = 0.5
@@ -61,7 +71,13 @@ class RouteChange:
     ratios: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     baseline_error_rate: float = 0.0
     candidate_error_rate: float = 0.0
+    baseline_errors: int = 0
+    candidate_errors: int = 0
+    #: the error level of this route's intervals (0.05 over the number of routes compared)
+    alpha: float = 0.05
     note: str | None = None
+    #: quantiles not compared for want of requests beyond them, and why
+    skipped: dict[str, str] = field(default_factory=dict)
 
     def change(self, quantile: str) -> float | None:
         """Relative change of a quantile (+0.25 = 25% slower), None when not compared."""
@@ -69,9 +85,28 @@ class RouteChange:
         return None if r is None else r[0] - 1.0
 
     def significant(self, quantile: str, threshold: float) -> bool:
-        """Slower by more than ``threshold``, with the interval's low end above 1."""
+        """Slower by at least ``threshold`` and :data:`MIN_EFFECT_MS`, with the interval's
+        low end above 1."""
         r = self.ratios.get(quantile)
-        return r is not None and r[0] - 1.0 >= threshold and r[1] > 1.0
+        if r is None:
+            return False
+        grew = self.candidate_ms.get(quantile, 0.0) - self.baseline_ms.get(quantile, 0.0)
+        return r[0] - 1.0 >= threshold and r[1] > 1.0 and grew >= MIN_EFFECT_MS
+
+    def errors_rose(self, points: float) -> bool:
+        """The error rate rose by at least ``points`` (0.01 = one point), significantly."""
+        from correlate.diff.stats import proportion_rise
+
+        if self.note:
+            return False
+        rise = self.candidate_error_rate - self.baseline_error_rate
+        p = proportion_rise(
+            self.baseline_errors,
+            self.baseline_requests,
+            self.candidate_errors,
+            self.candidate_requests,
+        )
+        return rise >= points and p < self.alpha
 
 
 @dataclass
@@ -136,8 +171,9 @@ class RunDiff:
             for r in self.routes
             for ratio, low, high in r.ratios.values()
         )
+        errors = any(r.errors_rose(0.0) for r in self.routes)
         queries = any(q.status != "same" for q in self.queries)
-        return not (latency or queries or self.new_findings or self.resolved_findings)
+        return not (latency or errors or queries or self.new_findings or self.resolved_findings)
 
     def to_text(self, *, color: bool = False, width: int = 120) -> str:
         from correlate.render.diff import render_text
@@ -173,13 +209,15 @@ def diff(
     cand_name = _resolve(store, candidate)
     with Run(store, base_name) as a, Run(store, cand_name) as b:
         load, notes = _load(a, b)
-        routes = _routes(a, b, load)
+        wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
+        routes = _routes(a, b, load, wanted)
         queries = _queries(a, b)
         fa, fb = a.findings(), b.findings()
     key = _finding_key
-    seen = {key(f) for f in fa}
+    before = {key(f): SEVERITIES.index(f.severity) for f in fa}
     still = {key(f) for f in fb}
-    new = [f for f in fb if key(f) not in seen]
+    # new, or the same finding gone up in severity (an N+1 on 4% of requests now on all)
+    new = [f for f in fb if key(f) not in before or SEVERITIES.index(f.severity) < before[key(f)]]
     resolved = [f for f in fa if key(f) not in still and f.severity != "info"]
     result = RunDiff(
         baseline=base_name,
@@ -262,13 +300,21 @@ def _steady_requests(run: Run) -> pd.DataFrame:
     return frame[keep]
 
 
-def _routes(a: Run, b: Run, load: dict[str, Any]) -> list[RouteChange]:
+def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[RouteChange]:
     if load.get("matched") == "steady stage":
         ra, rb = _steady_requests(a), _steady_requests(b)
     else:
         ra, rb = a.requests(), b.requests()
+    routes = sorted(set(ra.route) | set(rb.route))
+    comparable = [
+        r
+        for r in routes
+        if (ra.route == r).sum() >= MIN_REQUESTS and (rb.route == r).sum() >= MIN_REQUESTS
+    ]
+    # every route is a test: Bonferroni keeps the chance of any false alarm near ALPHA
+    alpha = ALPHA / max(len(comparable), 1)
     out = []
-    for route in sorted(set(ra.route) | set(rb.route)):
+    for route in routes:
         xa = ra[ra.route == route]
         xb = rb[rb.route == route]
         change = RouteChange(
@@ -279,6 +325,9 @@ def _routes(a: Run, b: Run, load: dict[str, Any]) -> list[RouteChange]:
             candidate_ms=_quantiles(xb.duration_ms),
             baseline_error_rate=float(xa.error.mean()) if len(xa) else 0.0,
             candidate_error_rate=float(xb.error.mean()) if len(xb) else 0.0,
+            baseline_errors=int(xa.error.sum()),
+            candidate_errors=int(xb.error.sum()),
+            alpha=alpha,
         )
         if len(xa) < MIN_REQUESTS or len(xb) < MIN_REQUESTS:
             change.note = (
@@ -286,8 +335,15 @@ def _routes(a: Run, b: Run, load: dict[str, Any]) -> list[RouteChange]:
                 f"at least {MIN_REQUESTS} each)"
             )
         else:
-            for q in ("p50", "p95"):
-                r = quantile_ratio(xa.duration_ms, xb.duration_ms, int(q[1:]) / 100)
+            for q in sorted(quantiles, key=QUANTILES.index):
+                level = int(q[1:]) / 100
+                if min(len(xa), len(xb)) * (1 - level) < MIN_TAIL:
+                    # a p95 of 50 requests is its 3rd-slowest: too few to bootstrap honestly
+                    change.skipped[q] = (
+                        f"{q} needs {MIN_TAIL / (1 - level):.0f} requests a side to compare"
+                    )
+                    continue
+                r = quantile_ratio(xa.duration_ms, xb.duration_ms, level, alpha=alpha)
                 change.ratios[q] = (r.ratio, r.low, r.high)
         out.append(change)
     return out
@@ -303,10 +359,11 @@ def _per_route_queries(run: Run) -> pd.DataFrame:
     rq, reqs, parts = run.table("request_queries"), run.table("requests"), run.table("parts")
     return run.con.execute(
         f"""
-        WITH q AS (
-            SELECT r.route, q.fingerprint, sum(q.calls) AS calls, sum(q.span_ms) AS total_ms,
-                   count(*) AS requests
-            FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh GROUP BY ALL
+        WITH ok AS (SELECT route, count(*) AS requests FROM {reqs} WHERE NOT error GROUP BY route),
+        q AS (
+            SELECT r.route, q.fingerprint, sum(q.calls) AS calls, sum(q.span_ms) AS total_ms
+            FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
+            WHERE NOT r.error GROUP BY ALL
         ),
         p95 AS (
             SELECT r.route, p.fingerprint,
@@ -314,11 +371,11 @@ def _per_route_queries(run: Run) -> pd.DataFrame:
             FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
             WHERE p.category = 'db' GROUP BY ALL
         )
-        -- per request that ran it: a request that failed before its queries is not
-        -- a change in how many it runs
-        SELECT q.route, q.fingerprint, q.calls / q.requests AS per_request, q.total_ms,
+        -- per successful request of the route: a request that failed before its queries
+        -- is not a change in how many it runs, and a loop that spreads to more requests is
+        SELECT q.route, q.fingerprint, q.calls / ok.requests AS per_request, q.total_ms,
                p95.p95_ms
-        FROM q JOIN p95 USING (route, fingerprint)
+        FROM q JOIN ok USING (route) JOIN p95 USING (route, fingerprint)
         """
     ).df()
 
@@ -393,23 +450,20 @@ def _judge(d: RunDiff) -> list[str]:
         if rule.kind == "latency":
             q = rule.quantile or "p95"
             for r in d.routes:
-                if q not in r.ratios:
-                    ratio = _point_ratio(r, q)
-                    if ratio is None:
-                        continue
-                    # p90/p99 have no interval: the point estimate decides
-                    if ratio - 1.0 >= rule.threshold:
-                        failures.append(
-                            f"{rule}: {r.route} {q} {_ms(r.baseline_ms[q])} → "
-                            f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%})"
-                        )
-                    continue
                 if r.significant(q, rule.threshold):
                     ratio, low, high = r.ratios[q]
                     failures.append(
                         f"{rule}: {r.route} {q} {_ms(r.baseline_ms[q])} → "
-                        f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%}, 95% interval "
-                        f"{low - 1:+.0%} to {high - 1:+.0%})"
+                        f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%}, "
+                        f"{1 - r.alpha:.1%} interval {low - 1:+.0%} to {high - 1:+.0%})"
+                    )
+        elif rule.kind == "errors":
+            for r in d.routes:
+                if r.errors_rose(rule.threshold):
+                    failures.append(
+                        f"{rule}: {r.route} errors {r.baseline_error_rate:.1%} → "
+                        f"{r.candidate_error_rate:.1%} ({r.baseline_errors} of "
+                        f"{r.baseline_requests} → {r.candidate_errors} of {r.candidate_requests})"
                     )
         elif rule.kind == "queries":
             for c in d.queries:
@@ -424,12 +478,6 @@ def _judge(d: RunDiff) -> list[str]:
                 if rule.severity_counts(f.severity):
                     failures.append(f"{rule}: new {f.severity} finding: {f.title}")
     return failures
-
-
-def _point_ratio(r: RouteChange, q: str) -> float | None:
-    if r.note or q not in r.baseline_ms or q not in r.candidate_ms:
-        return None
-    return max(r.candidate_ms[q], 1e-3) / max(r.baseline_ms[q], 1e-3)
 
 
 def _ms(value: float) -> str:

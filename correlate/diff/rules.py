@@ -1,7 +1,8 @@
 """``--fail-on`` rules: what makes a comparison a regression.
 
->>> [str(r) for r in parse_rules(["p95:+10%", "queries-per-request:+1", "new-finding:warning"])]
-['p95:+10%', 'queries-per-request:+1', 'new-finding:warning']
+>>> rules = ["p95:+10%", "errors:+1%", "queries-per-request:+1", "new-finding:warning"]
+>>> [str(r) for r in parse_rules(rules)]
+['p95:+10%', 'errors:+1%', 'queries-per-request:+1', 'new-finding:warning']
 >>> parse_rules(["p95:10"])
 Traceback (most recent call last):
 ...
@@ -17,16 +18,17 @@ from correlate.analysis.findings import SEVERITIES
 from correlate.errors import InputError
 
 #: What ``correlate diff`` fails on when no --fail-on is given.
-DEFAULT_RULES = ("p95:+10%", "new-finding:warning")
+DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning")
 
 _LATENCY = re.compile(r"^(p50|p90|p95|p99):\+(\d+(?:\.\d+)?)%$")
 _QUERIES = re.compile(r"^queries-per-request:\+(\d+(?:\.\d+)?)$")
+_ERRORS = re.compile(r"^errors:\+(\d+(?:\.\d+)?)%$")
 _FINDING = re.compile(r"^new-finding:(critical|warning|info)$")
 
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule: ``kind`` is ``latency``, ``queries`` or ``finding``."""
+    """One rule: ``kind`` is ``latency``, ``errors``, ``queries`` or ``finding``."""
 
     text: str
     kind: str
@@ -50,6 +52,8 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
         t = text.strip()
         if m := _LATENCY.match(t):
             rules.append(Rule(t, "latency", quantile=m[1], threshold=float(m[2]) / 100))
+        elif m := _ERRORS.match(t):
+            rules.append(Rule(t, "errors", threshold=float(m[1]) / 100))
         elif m := _QUERIES.match(t):
             rules.append(Rule(t, "queries", threshold=float(m[1])))
         elif m := _FINDING.match(t):
@@ -61,7 +65,8 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
             )
         else:
             raise InputError(
-                f"--fail-on {text!r} is not a rule; use p95:+10% (latency), "
-                "queries-per-request:+1, or new-finding:warning (critical|warning|info)"
+                f"--fail-on {text!r} is not a rule; use p95:+10% (latency), errors:+1% "
+                "(error-rate points), queries-per-request:+1, or new-finding:warning "
+                "(critical|warning|info)"
             )
     return rules

@@ -106,11 +106,22 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
             f"{ms(r.baseline_ms.get('p95', math.nan))} → {ms(r.candidate_ms.get('p95', math.nan))}"
             if r.baseline_ms and r.candidate_ms
             else "—",
-            _change(r, "p95") if not r.note else Text(r.note, "dim"),
+            _change(r, "p95") if not r.note else Text("not compared", "dim"),
             f"{r.baseline_error_rate:.0%} → {r.candidate_error_rate:.0%}",
         )
     console.print(table)
-    console.print(Text("change: candidate/baseline − 1 [95% bootstrap interval]", "dim"))
+    for r in d.routes[:MAX_ROWS]:
+        why = r.note or "; ".join(r.skipped.values())
+        if why:
+            console.print(Text(f"{r.route}: {why}", "dim"))
+    level = min((r.alpha for r in d.routes if r.ratios), default=0.05)
+    console.print(
+        Text(
+            f"change: candidate/baseline − 1 [{1 - level:.1%} bootstrap interval, "
+            "Bonferroni over the routes compared]",
+            "dim",
+        )
+    )
     queries = _interesting_queries(d)
     console.print()
     if not d.queries:
