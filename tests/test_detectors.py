@@ -482,3 +482,29 @@ def test_a_leak_without_pressure_is_a_warning_that_says_so() -> None:
     assert "every route pays" not in f.explanation
     assert f.impact_ms == 0.0
     assert f.evidence["never_returned"] is None  # no checkouts recorded to tell
+
+
+def test_a_refused_connection_is_not_a_pool_timeout() -> None:
+    import json
+
+    b = RunBuilder()
+    for i in range(30):
+        r = b.request(f"t{i}", i * 100, i * 100 + 20, status=500, error=True)
+        b.span(
+            f"t{i}",
+            i * 100 + 1,
+            i * 100 + 2,
+            parent=r,
+            kind="CLIENT",
+            name="connect",
+            db="postgresql",
+            status="ERROR",
+            events=[
+                {
+                    "time_ns": 0,
+                    "name": "exception",
+                    "attributes": json.dumps({"exception.type": "psycopg.OperationalError"}),
+                }
+            ],
+        )
+    assert findings(b, pool_exhaustion) == []

@@ -103,8 +103,10 @@ def timeline(
                d.pool_ms, d.db_ms, d.downstream_ms, d.app_ms,
                o.sent / ($w / 1e9) AS offered_rps, a.users, o.client_error_rate,
                p.checked_out_max, p.checked_out_min, p.waiters_max, p.pool_capacity,
-               p.timeouts_total
-                 - lag(p.timeouts_total) OVER (ORDER BY w.bucket) AS timeouts,
+               -- new timeouts since the last window that had a sample
+               p.timeouts_total - max(p.timeouts_total) OVER (
+                   ORDER BY w.bucket ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
+               ) AS timeouts,
                s.users_sampled
         FROM win w
         LEFT JOIN done d USING (bucket)

@@ -96,14 +96,23 @@ def _pressure(run: Run) -> _Pressure:
         f"SELECT count(*), coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), "
         f"count(*) FILTER (WHERE pool_ms >= 1) FROM {reqs}"
     ).fetchone() or (0, 0.0, 0.0, 0)
-    # timeouts: connect spans that failed, and checkouts the instrument saw time out
+    # timeouts: connect spans that failed waiting, and checkouts the instrument saw time out
     failed = f"""
         SELECT s.events FROM {parts} p
         JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
         WHERE p.category = 'pool' AND s.status_code = 'ERROR'
     """
+    # a failed connect whose exception is no timeout (a refused connection) is not the
+    # pool running dry; one without any exception recorded is given the benefit of it
     (span_timeouts,) = run.con.execute(
-        f"SELECT count(*) FROM ({failed})", {"run": run.run_id}
+        f"""
+        SELECT count(*) FILTER (
+            WHERE len(list_filter(events, lambda e: e.name = 'exception')) = 0
+               OR len(list_filter(events, lambda e: e.name = 'exception'
+                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
+        FROM ({failed})
+        """,
+        {"run": run.run_id},
     ).fetchone() or (0,)
     (exception,) = run.con.execute(
         f"""
