@@ -75,6 +75,16 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-c", _INGEST, str(path), str(db)], check=True)
             print(f"  ingested {spans:,} spans in {time.perf_counter() - start:.1f}s")
+        # a store from an older correlate is brought up to date first (read-only cannot)
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, correlate; correlate.open_store(sys.argv[1]).close()",
+                str(db),
+            ],
+            check=True,
+        )
         out = subprocess.run(
             [sys.executable, "-c", _ANALYZE, str(db)], check=True, capture_output=True, text=True
         ).stdout
