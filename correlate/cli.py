@@ -339,7 +339,7 @@ def demo(
         overwrite=overwrite,
     )
     click.echo(result.summary())
-    click.echo(f"next: correlate ingest {out} --run {out.name}")
+    click.echo(f"next: correlate analyze {out}")
 
 
 def _seconds(text: str) -> float:
