@@ -111,6 +111,17 @@ FRAGMENT_CSS = """
 """
 
 
+def _prose(text: str) -> str:
+    """A finding's sentence, escaped, with its `code` spans set as code.
+
+    >>> _prose("use `with x:` <now>")
+    'use <code>with x:</code> &lt;now&gt;'
+    """
+    import re
+
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", e(text))
+
+
 def e(value: object) -> str:
     """``value`` as HTML text: every ``<``, ``&`` and quote escaped.
 
@@ -200,7 +211,7 @@ def _verdict(findings: list[Finding], *, heading: bool = True) -> str:
         where = f" <span class='mono'>{e(f.fingerprint)}</span>" if f.fingerprint else ""
         items.append(
             f"<li>{_badge(f.severity)} <strong>{e(f.title)}</strong>{where}. "
-            f"{e(_first_sentence(f.suggestion))}"
+            f"{_prose(_first_sentence(f.suggestion))}"
             + (f"<br><span class='evidence'>Evidence: {e(evidence)}</span>" if evidence else "")
             + "</li>"
         )
@@ -260,8 +271,8 @@ def _findings(findings: list[Finding]) -> str:
 def _finding(f: Finding) -> str:
     rows = [
         f"<div class='finding'><h3>{_badge(f.severity)} {e(f.title)}</h3>",
-        f"<p>{e(f.explanation)}</p>",
-        f"<p><strong>Fix:</strong> {e(f.suggestion)}</p>",
+        f"<p>{_prose(f.explanation)}</p>",
+        f"<p><strong>Fix:</strong> {_prose(f.suggestion)}</p>",
     ]
     evidence = _evidence(f)
     if evidence:
