@@ -68,7 +68,7 @@ def _open(db: Path, *, read_only: bool = False) -> Store:
     "--format",
     "format_",
     type=click.Choice(
-        # spans, then query plans (files and PostgreSQL logs)
+        # spans, then query plans (files and PostgreSQL logs), then load-generator results
         [
             "otlp-json",
             "otlp-proto",
@@ -79,6 +79,14 @@ def _open(db: Path, *, read_only: bool = False) -> Store:
             "pg-stderr",
             "pg-csvlog",
             "pg-jsonlog",
+            "k6-json",
+            "k6-csv",
+            "k6-summary",
+            "locust-history",
+            "locust-stats",
+            "locust-failures",
+            "locust-exceptions",
+            "locust-json",
         ]
     ),
     help="Read every file as this format instead of detecting it.",

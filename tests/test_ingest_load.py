@@ -417,3 +417,18 @@ def test_k6_csv_time_formats(store: Store, text: str, expected: int | None) -> N
 
     define_time_macros(store.con)
     assert rows(store, "SELECT correlate_epoch_ns(?)", [text]) == [(expected,)]
+
+
+def test_format_forces_a_load_format_detection_cannot_see(store: Store, tmp_path: Path) -> None:
+    # a banner line before the NDJSON hides what the file is
+    odd = tmp_path / "k6-out.txt"
+    odd.write_text("k6 v1.1.0 run started\n" + (LOAD / "k6.json").read_text())
+    with pytest.raises(InputError, match=r"k6-json, k6-csv, .* \(load-generator results\)"):
+        store.ingest([odd], run="auto")
+    report = store.ingest([odd], run="forced", format="k6-json")
+    requests = len(k6_points(LOAD / "k6.json", "http_req_duration"))
+    assert rows(
+        store,
+        "SELECT count(*) FROM client_requests c JOIN runs USING (run_id) WHERE runs.name = 'forced'",
+    ) == [(requests,)]
+    assert [(p.line, p.reason[:20]) for p in report.problems][:1] == [(1, "not valid JSON (Expe")]

@@ -77,8 +77,8 @@ def ingest(
     query plans, :data:`correlate.plans.files.PLAN_FILE_FORMATS` or
     :data:`correlate.plans.pglog.LOG_FORMATS`) instead of detecting it from
     each file's first bytes. A file that is no trace format but a load
-    generator's results (:data:`correlate.ingest.loadgen.LOAD_FORMATS`) is read
-    into the load tables.
+    generator's results (:data:`correlate.ingest.loadgen.LOAD_FORMATS`, which
+    ``format`` may also force) is read into the load tables.
     """
     from correlate.ingest.formats import FORMATS
     from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
@@ -86,10 +86,9 @@ def ingest(
 
     store._require_writable()
     plan_formats = [*PLAN_FILE_FORMATS, *LOG_FORMATS]
-    if format is not None and format not in FORMATS and format not in plan_formats:
-        raise InputError(
-            f"unknown format {format!r}; choose one of: {', '.join([*FORMAT_HELP, *plan_formats])}"
-        )
+    known = [*FORMAT_HELP, *plan_formats, *loadgen.LOAD_FORMATS]
+    if format is not None and format not in known:
+        raise InputError(f"unknown format {format!r}; choose one of: {', '.join(known)}")
 
     report = IngestReport(run)
     chosen: list[tuple[Path, SpanFormat]] = []
@@ -99,6 +98,9 @@ def ingest(
     for path, explicit, kind in _expand(paths):
         if kind is not None:
             companions.append((path, kind))
+            continue
+        if format in loadgen.LOAD_FORMATS:
+            companions.append((path, format))
             continue
         if format in plan_formats:
             plan_kind: str | None = format

@@ -71,10 +71,21 @@ def detect_format(path: Path) -> str:
     what = _describe(text)
     raise NotTraceFile(
         f"not a trace format correlate knows ({what}); "
-        f"pass --format with one of: {', '.join(FORMATS)}",
+        f"pass --format with one of: {', '.join(FORMATS)} (spans); {_other_formats()}",
         path,
         brief=what,
     )
+
+
+def _other_formats() -> str:
+    """The plan and load-generator formats ``--format`` also takes (imported late: they
+    import the ingest package that imports this module)."""
+    from correlate.ingest.loadgen import LOAD_FORMATS
+    from correlate.plans.files import PLAN_FILE_FORMATS
+    from correlate.plans.pglog import LOG_FORMATS
+
+    plans = ", ".join([*PLAN_FILE_FORMATS, *LOG_FORMATS])
+    return f"{plans} (plans); {', '.join(LOAD_FORMATS)} (load-generator results)"
 
 
 def _describe(text: str) -> str:
