@@ -178,13 +178,26 @@ def test_locust_csv_set_and_json(store: Store) -> None:
     paths = [*sorted(LOAD.glob("locust*.csv")), LOAD / "locust.json"]
     report = store.ingest(paths, run="locust")
     assert report.skipped == 0
+    counted = json.loads((LOAD / "locust.json").read_text())
+    seconds = sum(len(e["num_reqs_per_sec"]) for e in counted)
     assert report.load_rows == {
         "locust-exceptions": 1,
         "locust-failures": 1,
         "locust-stats": 60,
         "locust-history": 10,
-        "locust-json": 18,
+        "locust-json": 18 + seconds,
     }
+    # --json's requests and failures per second, per endpoint
+    per_second = rows(
+        store,
+        "SELECT name, time_unix_nano // 1000000000, requests_per_s, failures_per_s "
+        "FROM load_samples JOIN files USING (file_id) WHERE format = 'locust-json' ORDER BY 1, 2",
+    )
+    assert per_second == sorted(
+        (e["name"], int(t), float(n), float(e["num_fail_per_sec"].get(t, 0)))
+        for e in counted
+        for t, n in e["num_reqs_per_sec"].items()
+    )
     history = (LOAD / "locust_stats_history.csv").read_text().splitlines()[1:]
     expected = [
         (
@@ -196,7 +209,11 @@ def test_locust_csv_set_and_json(store: Store) -> None:
         for f in (line.split(",") for line in history)
     ]
     assert (
-        rows(store, "SELECT time_unix_nano, users, method, name FROM load_samples ORDER BY rowid")
+        rows(
+            store,
+            "SELECT time_unix_nano, users, method, name FROM load_samples WHERE file_id = "
+            "(SELECT file_id FROM files WHERE format = 'locust-history') ORDER BY rowid",
+        )
         == expected
     )
     assert rows(
@@ -238,7 +255,6 @@ def test_locust_csv_set_and_json(store: Store) -> None:
     assert (message, count, nodes) == ("planted in the locustfile", 4, "local")
     assert traceback.count("\n") == 8 and 'raise RuntimeError("planted' in traceback
     # --json counts the whole run's requests (the CSVs stop at the last stats tick).
-    counted = json.loads((LOAD / "locust.json").read_text())
     assert rows(
         store,
         "SELECT name, value FROM load_summary JOIN files USING (file_id) "
@@ -432,3 +448,15 @@ def test_format_forces_a_load_format_detection_cannot_see(store: Store, tmp_path
         "SELECT count(*) FROM client_requests c JOIN runs USING (run_id) WHERE runs.name = 'forced'",
     ) == [(requests,)]
     assert [(p.line, p.reason[:20]) for p in report.problems][:1] == [(1, "not valid JSON (Expe")]
+
+
+def test_locust_json_with_broken_per_second_counts(store: Store, tmp_path: Path) -> None:
+    doc = json.loads((LOAD / "locust.json").read_text())
+    doc[0]["num_reqs_per_sec"] = {"soon": 3}
+    broken = tmp_path / "locust.json"
+    broken.write_text(json.dumps(doc))
+    report = store.ingest([broken], run="r")
+    (problem,) = report.problems
+    assert "num_reqs_per_sec has 'soon': 3, not epoch seconds: a count" in problem.reason
+    names = rows(store, "SELECT DISTINCT name FROM load_samples ORDER BY 1")
+    assert names == [(doc[1]["name"],)]  # the other endpoint's seconds are kept

@@ -271,7 +271,9 @@ JSON_FIELDS: dict[str, tuple[str, str]] = {
 
 
 def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int, Problems]:
-    """Locust ``--json`` output (a list of per-endpoint objects) into ``load_summary``."""
+    """Locust ``--json`` output (a list of per-endpoint objects) into ``load_summary``, and
+    its requests and failures per second into ``load_samples`` (one row per endpoint and
+    second; users are not in this output)."""
     data = read_all(path)
     try:
         text = data.decode("utf-8-sig")
@@ -285,6 +287,7 @@ def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int,
     if not isinstance(doc, list):
         return 0, [(1, "not Locust --json output: not a list of endpoints")]
     rows: list[tuple[str, str | None, str, str, float]] = []
+    samples: list[tuple[int, float, float, str | None, str]] = []
     problems: Problems = []
     for i, entry in enumerate(doc, start=1):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
@@ -313,13 +316,40 @@ def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int,
                 )
             )
         rows.extend(found)
+        per_second, bad_second = _per_second(entry)
+        if bad_second:
+            problems.append((None, f"entry {i} ({entry['name']!r:.60}): {bad_second}"))
+        samples.extend((t, reqs, fails, method, entry["name"]) for t, reqs, fails in per_second)
     if rows:
         store.con.executemany(
             "INSERT INTO load_summary (run_id, file_id, tool, name, method, metric, stat, value) "
             "VALUES (?, ?, 'locust', ?, ?, ?, ?, ?)",
             [(run_id, file_id, *row) for row in rows],
         )
-    return len(rows), problems
+    if samples:
+        store.con.executemany(
+            "INSERT INTO load_samples (run_id, file_id, tool, time_unix_nano, requests_per_s, "
+            "failures_per_s, method, name) VALUES (?, ?, 'locust', ?, ?, ?, ?, ?)",
+            [(run_id, file_id, *sample) for sample in samples],
+        )
+    return len(rows) + len(samples), problems
+
+
+def _per_second(entry: dict[str, Any]) -> tuple[list[tuple[int, float, float]], str | None]:
+    """An endpoint's ``num_reqs_per_sec`` / ``num_fail_per_sec`` as (time ns, requests,
+    failures) per second, or the reason they cannot be read."""
+    reqs, fails = entry.get("num_reqs_per_sec"), entry.get("num_fail_per_sec") or {}
+    if reqs is None:
+        return [], None
+    if not isinstance(reqs, dict) or not isinstance(fails, dict):
+        return [], "num_reqs_per_sec is not an object of seconds"
+    out = []
+    for second, count in reqs.items():
+        failed = fails.get(second, 0)
+        if not str(second).isdigit() or not _number(count) or not _number(failed):
+            return [], f"num_reqs_per_sec has {second!r}: {count!r}, not epoch seconds: a count"
+        out.append((int(second) * 1_000_000_000, float(count), float(failed)))
+    return sorted(out), None
 
 
 def _number(value: Any) -> bool:
