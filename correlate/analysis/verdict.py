@@ -81,32 +81,39 @@ def analyze(
     >>> result.run, result.summary["requests"], [f.kind for f in result.findings]
     ('checkout-fixed', 1811, [])
     """
-    report = None
-    path = Path(target)
-    if path.exists():
-        name = run or (path.name if path.is_dir() else path.stem.split(".")[0])
-        report = store.ingest([path], name, progress=progress)
-    else:
-        name = run or str(target)
-        if run is None and not _has_run(store, name):
-            raise RunNotFoundError(
-                f"{target!r} is neither a run directory or trace file nor a run in {store.path} "
-                f"(runs there: {', '.join(_run_names(store)) or 'none'})"
-            )
+    name, report = resolve_run(store, target, run=run, progress=progress)
     with Run(store, name) as r:
         result = _collect(r, detectors)
     result.ingest = report
     return result
 
 
-def _run_names(store: Store) -> list[str]:
-    return [
+def resolve_run(
+    store: Store,
+    target: str | os.PathLike[str],
+    *,
+    run: str | None = None,
+    progress: Progress | None = None,
+) -> tuple[str, IngestReport | None]:
+    """The run ``target`` names, and the ingest report when it was a path.
+
+    A run directory or trace file is ingested (idempotently) as run ``run`` or its
+    directory's name; anything else must be the name of a run already in ``store``.
+    """
+    path = Path(target)
+    if path.exists():
+        name = run or (path.name if path.is_dir() else path.stem.split(".")[0])
+        return name, store.ingest([path], name, progress=progress)
+    name = run or str(target)
+    names = [
         str(n) for (n,) in store.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
     ]
-
-
-def _has_run(store: Store, name: str) -> bool:
-    return name in _run_names(store)
+    if run is None and name not in names:
+        raise RunNotFoundError(
+            f"{str(target)!r} is neither a run directory or trace file nor a run in "
+            f"{store.path} (runs there: {', '.join(names) or 'none'})"
+        )
+    return name, None
 
 
 def _collect(run: Run, detectors: tuple[Detector, ...] | None) -> Analysis:

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.findings import SEVERITIES
 from correlate.analysis.run import Run
 from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
 from correlate.diff.stats import quantile_ratio
-from correlate.errors import CorrelateError, RunNotFoundError
+from correlate.errors import CorrelateError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -205,8 +204,10 @@ def diff(
     ``new-finding:warning``; by default :data:`~correlate.diff.rules.DEFAULT_RULES`.
     """
     rules = parse_rules(list(DEFAULT_RULES if fail_on is None else fail_on))
-    base_name = _resolve(store, baseline)
-    cand_name = _resolve(store, candidate)
+    from correlate.analysis.verdict import resolve_run
+
+    base_name, _ = resolve_run(store, baseline)
+    cand_name, _ = resolve_run(store, candidate)
     with Run(store, base_name) as a, Run(store, cand_name) as b:
         load, notes = _load(a, b)
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
@@ -233,21 +234,6 @@ def diff(
     )
     result.failures = _judge(result)
     return result
-
-
-def _resolve(store: Store, target: str | os.PathLike[str]) -> str:
-    path = Path(target)
-    if path.exists():
-        name = path.name if path.is_dir() else path.stem.split(".")[0]
-        store.ingest([path], name)
-        return name
-    names = [n for (n,) in store.con.execute("SELECT name FROM runs").fetchall()]
-    if str(target) not in names:
-        raise RunNotFoundError(
-            f"{str(target)!r} is neither a run directory or trace file nor a run in "
-            f"{store.path} (runs there: {', '.join(map(str, names)) or 'none'})"
-        )
-    return str(target)
 
 
 def _finding_key(f: Finding) -> tuple[str, str | None, str | None]:
