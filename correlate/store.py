@@ -9,7 +9,8 @@ True
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -163,6 +164,7 @@ class Store:
         self.con = con
         self.path = path
         self.read_only = read_only
+        self._depth = 0
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "read-write"
@@ -220,13 +222,17 @@ class Store:
             """
         )
 
+    def run_names(self) -> list[str]:
+        """The names of the store's runs, oldest first."""
+        return [
+            str(r[0]) for r in self.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
+        ]
+
     def run_id(self, name: str) -> int:
         """The id of run ``name``; :class:`RunNotFoundError` naming the known runs if absent."""
         row = self.con.execute("SELECT run_id FROM runs WHERE name = ?", [name]).fetchone()
         if row is None:
-            known = [
-                r[0] for r in self.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
-            ]
+            known = self.run_names()
             hint = f"known runs: {', '.join(known)}" if known else "the store holds no runs yet"
             raise RunNotFoundError(f"no run named {name!r} in {self.path} ({hint})")
         return int(row[0])
@@ -275,13 +281,46 @@ class Store:
 
         return plans_coverage(self, run, top=top)
 
-    def _require_writable(self) -> None:
+    def require_writable(self) -> None:
+        """:class:`StoreError` when the store was opened read-only."""
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only")
 
+    @contextmanager
+    def atomic(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction: everything inside commits together, or nothing does.
+
+        Nested blocks join the outermost transaction (DuckDB has no savepoints), so
+        a helper can always wrap its writes in ``atomic()`` whether or not its caller
+        already did; an exception anywhere rolls the whole outer block back.
+
+        >>> with open_store(":memory:") as s:
+        ...     with s.atomic() as con:
+        ...         _ = con.execute("INSERT INTO meta VALUES ('k', 'v')")
+        ...     s.sql("SELECT value FROM meta WHERE key = 'k'")["value"].tolist()
+        ['v']
+        """
+        if self._depth:
+            self._depth += 1
+            try:
+                yield self.con
+            finally:
+                self._depth -= 1
+            return
+        self.con.execute("BEGIN")
+        self._depth = 1
+        try:
+            yield self.con
+        except BaseException:
+            self._depth = 0
+            self.con.execute("ROLLBACK")
+            raise
+        self._depth = 0
+        self.con.execute("COMMIT")
+
     def ensure_run(self, name: str, *, source: str | None, labels: Mapping[str, str] | None) -> int:
         """The id of run ``name``, created when new. Labels given are merged in."""
-        self._require_writable()
+        self.require_writable()
         if not name or not name.strip():
             raise CorrelateError("a run needs a non-empty name (--run NAME)")
         row = self.con.execute("SELECT run_id FROM runs WHERE name = ?", [name]).fetchone()

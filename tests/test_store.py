@@ -246,3 +246,23 @@ def test_read_only_store_refuses_to_ingest(tmp_path: Path) -> None:
 def test_empty_run_name_is_refused(store: correlate.Store) -> None:
     with pytest.raises(correlate.CorrelateError, match="non-empty name"):
         store.ingest([CHECKOUT], run=" ")
+
+
+def test_atomic_commits_together_and_nested_blocks_join_the_outer_one(store: Store) -> None:
+    with store.atomic() as con:
+        con.execute("INSERT INTO meta VALUES ('a', '1')")
+        with store.atomic() as inner:
+            inner.execute("INSERT INTO meta VALUES ('b', '2')")
+    assert sorted(store.sql("SELECT key FROM meta WHERE key IN ('a', 'b')")["key"]) == ["a", "b"]
+
+
+def test_atomic_rolls_back_everything_when_an_inner_block_fails(store: Store) -> None:
+    with pytest.raises(RuntimeError), store.atomic() as con:
+        con.execute("INSERT INTO meta VALUES ('outer', '1')")
+        with store.atomic() as inner:
+            inner.execute("INSERT INTO meta VALUES ('inner', '2')")
+            raise RuntimeError("boom")
+    assert store.sql("SELECT key FROM meta WHERE key IN ('outer', 'inner')").empty
+    with store.atomic() as con:  # the store is usable again afterwards
+        con.execute("INSERT INTO meta VALUES ('after', '3')")
+    assert store.run_names() == []

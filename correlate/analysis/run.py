@@ -43,15 +43,15 @@ def open_run(store: Store | str | os.PathLike[str], name: str | None = None) -> 
     st = open_store(store, read_only=True) if not isinstance(store, Store) else store
     try:
         if name is None:
-            names = st.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
+            names = st.run_names()
             if len(names) != 1:
                 from correlate.errors import CorrelateError
 
-                listed = ", ".join(n for (n,) in names) or "none"
+                listed = ", ".join(names) or "none"
                 raise CorrelateError(
                     f"the store holds {len(names)} runs ({listed}); name the one to analyse"
                 )
-            name = str(names[0][0])
+            name = names[0]
         return Run(st, name, owns_store=owned)
     except BaseException:
         if owned:

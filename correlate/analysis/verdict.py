@@ -105,9 +105,7 @@ def resolve_run(
         name = run or (path.name if path.is_dir() else path.stem.split(".")[0])
         return name, store.ingest([path], name, progress=progress)
     name = run or str(target)
-    names = [
-        str(n) for (n,) in store.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
-    ]
+    names = store.run_names()
     if run is None and name not in names:
         raise RunNotFoundError(
             f"{str(target)!r} is neither a run directory or trace file nor a run in "

@@ -84,7 +84,7 @@ def ingest(
     from correlate.plans.files import PLAN_FILE_FORMATS, detect_plan_input, statement_file
     from correlate.plans.pglog import LOG_FORMATS
 
-    store._require_writable()
+    store.require_writable()
     plan_formats = [*PLAN_FILE_FORMATS, *LOG_FORMATS]
     known = [*FORMAT_HELP, *plan_formats, *loadgen.LOAD_FORMATS]
     if format is not None and format not in known:

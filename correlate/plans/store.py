@@ -68,7 +68,7 @@ def capture_plans(
     """
     from correlate.plans.capture import explain_statements, redact_url
 
-    store._require_writable()
+    store.require_writable()
     run_id = store.run_id(run)
     scheme = dsn.split(":", 1)[0].split("+", 1)[0].lower()
     systems = _SYSTEMS.get(scheme)
