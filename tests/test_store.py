@@ -19,6 +19,7 @@ from correlate.errors import (
     StoreLockedError,
 )
 from correlate.schema import SCHEMA_VERSION
+from correlate.store import Store
 
 from .conftest import DATA
 
