@@ -3,8 +3,8 @@
 Tests that need PostgreSQL or MariaDB use the ``pg_dsn`` / ``mysql_dsn``
 fixtures. Without a server they skip, on a laptop; when
 ``CORRELATE_NO_SKIP=1`` (CI sets it) they fail instead, so a CI run can
-never pass with those tests quietly skipped. The same holds for the public
-sample files in ``../shared/data``.
+never pass with those tests quietly skipped. Every other fixture lives in
+``tests/data``, so a fresh clone runs the whole suite.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import correlate
 from correlate.store import Store
 
 DATA = Path(__file__).parent / "data"
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 PG_DSN = os.environ.get(
     "CORRELATE_TEST_PG_DSN", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -69,17 +68,6 @@ def store() -> Iterator[Store]:
     """A throwaway in-memory store."""
     with correlate.open_store(":memory:") as s:
         yield s
-
-
-@pytest.fixture
-def shared_data() -> Path:
-    path = SHARED / "data"
-    if not path.is_dir():
-        message = f"shared sample data not found at {path}"
-        if _no_skip():
-            pytest.fail(message + " and CORRELATE_NO_SKIP is set", pytrace=False)
-        pytest.skip(message)
-    return path
 
 
 @pytest.hookimpl(hookwrapper=True)

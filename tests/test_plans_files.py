@@ -276,8 +276,8 @@ def test_a_broken_plan_file_is_a_skipped_record(store: Store, tmp_path: Path) ->
     assert store.sql("SELECT records_read, skipped FROM files").values.tolist() == [[1, 1]]
 
 
-def test_public_pev2_samples(store: Store, shared_data: Path) -> None:
-    report = store.ingest([shared_data / "postgres-plans"], run="r")
+def test_real_postgres_plan_files(store: Store) -> None:
+    report = store.ingest([PLANS / "postgres"], run="r")
     assert report.plans_added == 3
     assert report.problems == []
     nodes = store.sql("SELECT count(*) AS n FROM plan_nodes")["n"][0]
