@@ -16,8 +16,7 @@ from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.reporting import report
 from correlate.store import Store, open_store
-
-__version__ = "0.1.0"
+from correlate.version import __version__
 
 __all__ = [
     "Analysis",

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from correlate import __version__
 from correlate.errors import CorrelateError
+from correlate.version import __version__
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -133,8 +133,8 @@ def e(value: object) -> str:
 
 def render(report: Report | Analysis) -> str:
     """The report as a complete HTML document (text)."""
-    from correlate import __version__
     from correlate.reporting import to_report
+    from correlate.version import __version__
 
     data = to_report(report)
     a = data.analysis

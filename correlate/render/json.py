@@ -32,8 +32,8 @@ def render(report: Report | Analysis, *, indent: int | None = 2) -> str:
 
 def document(report: Report | Analysis) -> dict[str, Any]:
     """The report as JSON-ready Python values."""
-    from correlate import __version__
     from correlate.reporting import to_report
+    from correlate.version import __version__
 
     data = to_report(report)
     a = data.analysis

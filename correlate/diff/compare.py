@@ -1,0 +1,472 @@
+"""Compare two runs: did the candidate regress against the baseline, and why?
+
+:func:`diff` analyses both runs (ingesting run directories first) and compares
+them route by route (latency quantiles with bootstrap intervals, at matched
+load), query by query (calls per request, time, new and vanished
+fingerprints, plan changes) and finding by finding (what is new). ``--fail-on``
+rules (:mod:`correlate.diff.rules`) turn the comparison into a verdict.
+
+>>> import correlate
+>>> with correlate.open_store(":memory:") as store:
+...     same = correlate.diff("sample_traces/checkout-fixed", "sample_traces/checkout-fixed",
+...                           store=store)
+>>> same.regressed, same.failures
+(False, [])
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import SEVERITIES
+from correlate.analysis.run import Run
+from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
+from correlate.diff.stats import quantile_ratio
+from correlate.errors import CorrelateError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.analysis.findings import Finding
+    from correlate.store import Store
+
+#: Fewer requests than this on a route (either side) and its latency is not compared.
+MIN_REQUESTS = 30
+#: Runs whose peak offered load differs by more than this share are flagged as not comparable.
+LOAD_TOLERANCE = 0.25
+#: Load within this share of a run's peak counts as its steady stage.
+PLATEAU = 0.9
+QUANTILES = ("p50", "p90", "p95", "p99")
+#: A latency change smaller than this is not called a change, however certain.
+MIN_EFFECT = 0.05
+#: …nor one of fewer milliseconds than this: at smoke-run sizes a p95 moves by a few
+#: milliseconds between two runs of the same code.
+MIN_EFFECT_MS = 5.0
+#: The chance of a false alarm across all routes of a comparison.
+ALPHA = 0.05
+#: A quantile is compared only with this many requests beyond it on each side (a p95 needs
+#: 100 requests): the bootstrap of an extreme quantile from a handful of values is too
+#: narrow, and calls noise a regression.
+MIN_TAIL = 5
+#: A query changed when its calls per request move by this much, or its p95 grows by
+#: this factor and this many milliseconds, or its plan changed.
+CALLS_CHANGE = 0.5
+SLOWER_QUERY = 1.5
+SLOWER_QUERY_MS = 5.0
+
+
+@dataclass
+class RouteChange:
+    """One route's latency, baseline against candidate."""
+
+    route: str
+    baseline_requests: int
+    candidate_requests: int
+    baseline_ms: dict[str, float]
+    candidate_ms: dict[str, float]
+    #: per quantile: (ratio, low, high) of the 95% bootstrap interval
+    ratios: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    baseline_error_rate: float = 0.0
+    candidate_error_rate: float = 0.0
+    baseline_errors: int = 0
+    candidate_errors: int = 0
+    #: the error level of this route's intervals (0.05 over the number of routes compared)
+    alpha: float = 0.05
+    note: str | None = None
+    #: quantiles not compared for want of requests beyond them, and why
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def change(self, quantile: str) -> float | None:
+        """Relative change of a quantile (+0.25 = 25% slower), None when not compared."""
+        r = self.ratios.get(quantile)
+        return None if r is None else r[0] - 1.0
+
+    def significant(self, quantile: str, threshold: float) -> bool:
+        """Slower by at least ``threshold`` and :data:`MIN_EFFECT_MS`, with the interval's
+        low end above 1."""
+        r = self.ratios.get(quantile)
+        if r is None:
+            return False
+        grew = self.candidate_ms.get(quantile, 0.0) - self.baseline_ms.get(quantile, 0.0)
+        return r[0] - 1.0 >= threshold and r[1] > 1.0 and grew >= MIN_EFFECT_MS
+
+    def errors_rose(self, points: float) -> bool:
+        """The error rate rose by at least ``points`` (0.01 = one point), significantly."""
+        from correlate.diff.stats import proportion_rise
+
+        if self.note:
+            return False
+        rise = self.candidate_error_rate - self.baseline_error_rate
+        p = proportion_rise(
+            self.baseline_errors,
+            self.baseline_requests,
+            self.candidate_errors,
+            self.candidate_requests,
+        )
+        return rise >= points and p < self.alpha
+
+
+@dataclass
+class QueryChange:
+    """One fingerprint on one route, baseline against candidate (None: absent there)."""
+
+    fingerprint: str
+    route: str
+    statement: str | None
+    baseline_per_request: float | None
+    candidate_per_request: float | None
+    baseline_p95_ms: float | None
+    candidate_p95_ms: float | None
+    baseline_total_ms: float | None
+    candidate_total_ms: float | None
+    plan_changes: list[str] = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.baseline_per_request is None:
+            return "new"
+        if self.candidate_per_request is None:
+            return "vanished"
+        slower = (
+            self.baseline_p95_ms is not None
+            and self.candidate_p95_ms is not None
+            and self.candidate_p95_ms >= SLOWER_QUERY * self.baseline_p95_ms
+            and self.candidate_p95_ms - self.baseline_p95_ms >= SLOWER_QUERY_MS
+        )
+        changed = abs(self.calls_delta) >= CALLS_CHANGE or self.plan_changes or slower
+        return "changed" if changed else "same"
+
+    @property
+    def calls_delta(self) -> float:
+        return (self.candidate_per_request or 0.0) - (self.baseline_per_request or 0.0)
+
+
+@dataclass
+class RunDiff:
+    """The comparison, and what the rules made of it."""
+
+    baseline: str
+    candidate: str
+    routes: list[RouteChange]
+    queries: list[QueryChange]
+    new_findings: list[Finding]
+    resolved_findings: list[Finding]
+    rules: list[Rule]
+    failures: list[str]
+    notes: list[str] = field(default_factory=list)
+    load: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.failures)
+
+    @property
+    def unchanged(self) -> bool:
+        """Nothing worth a line: no clear latency change, no query or finding change."""
+        latency = any(
+            (low > 1.0 or high < 1.0) and abs(ratio - 1.0) >= MIN_EFFECT
+            for r in self.routes
+            for ratio, low, high in r.ratios.values()
+        )
+        errors = any(r.errors_rose(0.0) for r in self.routes)
+        queries = any(q.status != "same" for q in self.queries)
+        return not (latency or errors or queries or self.new_findings or self.resolved_findings)
+
+    def to_text(self, *, color: bool = False, width: int = 120) -> str:
+        from correlate.render.diff import render_text
+
+        return render_text(self, color=color, width=width)
+
+    def to_markdown(self) -> str:
+        from correlate.render.diff import render_markdown
+
+        return render_markdown(self)
+
+    def to_json(self) -> str:
+        from correlate.render.diff import render_json
+
+        return render_json(self)
+
+
+def diff(
+    baseline: str | os.PathLike[str],
+    candidate: str | os.PathLike[str],
+    *,
+    store: Store,
+    fail_on: tuple[str, ...] | list[str] | None = None,
+) -> RunDiff:
+    """Compare run ``candidate`` with run ``baseline`` (run names, or run directories
+    and trace files, ingested first under their directory's name).
+
+    ``fail_on`` takes rules such as ``p95:+10%``, ``queries-per-request:+1`` or
+    ``new-finding:warning``; by default :data:`~correlate.diff.rules.DEFAULT_RULES`.
+    """
+    rules = parse_rules(list(DEFAULT_RULES if fail_on is None else fail_on))
+    from correlate.analysis.verdict import resolve_run
+
+    base_name, _ = resolve_run(store, baseline)
+    cand_name, _ = resolve_run(store, candidate)
+    with Run(store, base_name) as a, Run(store, cand_name) as b:
+        load, notes = _load(a, b)
+        wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
+        routes = _routes(a, b, load, wanted)
+        queries = _queries(a, b)
+        fa, fb = a.findings(), b.findings()
+    key = _finding_key
+    before = {key(f): SEVERITIES.index(f.severity) for f in fa}
+    still = {key(f) for f in fb}
+    # new, or the same finding gone up in severity (an N+1 on 4% of requests now on all)
+    new = [f for f in fb if key(f) not in before or SEVERITIES.index(f.severity) < before[key(f)]]
+    resolved = [f for f in fa if key(f) not in still and f.severity != "info"]
+    result = RunDiff(
+        baseline=base_name,
+        candidate=cand_name,
+        routes=routes,
+        queries=queries,
+        new_findings=new,
+        resolved_findings=resolved,
+        rules=rules,
+        failures=[],
+        notes=notes,
+        load=load,
+    )
+    result.failures = _judge(result)
+    return result
+
+
+def _finding_key(f: Finding) -> tuple[str, str | None, str | None]:
+    return (f.kind, f.route, f.fingerprint)
+
+
+def _peak_users(run: Run) -> float | None:
+    from correlate.analysis.detectors.load import offered_load
+
+    load = offered_load(run, run.timeline())
+    return None if load is None or load.max() <= 0 else float(load.max())
+
+
+def _load(a: Run, b: Run) -> tuple[dict[str, Any], list[str]]:
+    pa, pb = _peak_users(a), _peak_users(b)
+    notes = []
+    load: dict[str, Any] = {"baseline_peak_users": pa, "candidate_peak_users": pb}
+    if pa and pb:
+        load["matched"] = "steady stage"
+        if abs(pb - pa) / max(pa, pb) > LOAD_TOLERANCE:
+            notes.append(
+                f"the runs had different peak load ({pa:.0f} against {pb:.0f} users): "
+                "latency differences may come from the load, not the code"
+            )
+    else:
+        load["matched"] = "whole run"
+        notes.append(
+            "the offered load of one run is unknown (no load-generator results): whole runs "
+            "are compared, not matched load stages"
+        )
+    return load, notes
+
+
+def _steady_requests(run: Run) -> pd.DataFrame:
+    """The run's requests, restricted to windows where the load was near its peak when known."""
+    from correlate.analysis.detectors.load import offered_load
+
+    frame = run.requests()
+    timeline = run.timeline()
+    load = offered_load(run, timeline)
+    if load is None or load.max() <= 0:
+        return frame
+    steady = timeline[load >= PLATEAU * load.max()]
+    if steady.empty:
+        return frame
+    start = run.span[0]
+    width = float(timeline.width_s.iloc[0]) * 1e9
+    buckets = set(steady.bucket.astype(int))
+    keep = ((frame.end_ns - start) // width).astype(int).isin(buckets)
+    return frame[keep]
+
+
+def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[RouteChange]:
+    if load.get("matched") == "steady stage":
+        ra, rb = _steady_requests(a), _steady_requests(b)
+    else:
+        ra, rb = a.requests(), b.requests()
+    routes = sorted(set(ra.route) | set(rb.route))
+    comparable = [
+        r
+        for r in routes
+        if (ra.route == r).sum() >= MIN_REQUESTS and (rb.route == r).sum() >= MIN_REQUESTS
+    ]
+    # every route is a test: Bonferroni keeps the chance of any false alarm near ALPHA
+    alpha = ALPHA / max(len(comparable), 1)
+    out = []
+    for route in routes:
+        xa = ra[ra.route == route]
+        xb = rb[rb.route == route]
+        change = RouteChange(
+            route=route,
+            baseline_requests=len(xa),
+            candidate_requests=len(xb),
+            baseline_ms=_quantiles(xa.duration_ms),
+            candidate_ms=_quantiles(xb.duration_ms),
+            baseline_error_rate=float(xa.error.mean()) if len(xa) else 0.0,
+            candidate_error_rate=float(xb.error.mean()) if len(xb) else 0.0,
+            baseline_errors=int(xa.error.sum()),
+            candidate_errors=int(xb.error.sum()),
+            alpha=alpha,
+        )
+        if len(xa) < MIN_REQUESTS or len(xb) < MIN_REQUESTS:
+            change.note = (
+                f"too few requests to compare ({len(xa)} and {len(xb)}; "
+                f"at least {MIN_REQUESTS} each)"
+            )
+        else:
+            for q in sorted(quantiles, key=QUANTILES.index):
+                level = int(q[1:]) / 100
+                if min(len(xa), len(xb)) * (1 - level) < MIN_TAIL:
+                    # a p95 of 50 requests is its 3rd-slowest: too few to bootstrap honestly
+                    change.skipped[q] = (
+                        f"{q} needs {MIN_TAIL / (1 - level):.0f} requests a side to compare"
+                    )
+                    continue
+                r = quantile_ratio(xa.duration_ms, xb.duration_ms, level, alpha=alpha)
+                change.ratios[q] = (r.ratio, r.low, r.high)
+        out.append(change)
+    return out
+
+
+def _quantiles(values: pd.Series) -> dict[str, float]:
+    if values.empty:
+        return {}
+    return {q: float(values.quantile(int(q[1:]) / 100)) for q in QUANTILES}
+
+
+def _per_route_queries(run: Run) -> pd.DataFrame:
+    rq, reqs, parts = run.table("request_queries"), run.table("requests"), run.table("parts")
+    return run.con.execute(
+        f"""
+        WITH ok AS (SELECT route, count(*) AS requests FROM {reqs} WHERE NOT error GROUP BY route),
+        q AS (
+            SELECT r.route, q.fingerprint, sum(q.calls) AS calls, sum(q.span_ms) AS total_ms
+            FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
+            WHERE NOT r.error GROUP BY ALL
+        ),
+        p95 AS (
+            SELECT r.route, p.fingerprint,
+                   quantile_cont((p.end_ns - p.start_ns) / 1e6, 0.95) AS p95_ms
+            FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
+            WHERE p.category = 'db' GROUP BY ALL
+        )
+        -- per successful request of the route: a request that failed before its queries
+        -- is not a change in how many it runs, and a loop that spreads to more requests is
+        SELECT q.route, q.fingerprint, q.calls / ok.requests AS per_request, q.total_ms,
+               p95.p95_ms
+        FROM q JOIN ok USING (route) JOIN p95 USING (route, fingerprint)
+        """
+    ).df()
+
+
+def _plans(run: Run) -> dict[str, Any]:
+    from correlate.plans.parse import parse_plan
+
+    rows = run.con.execute(
+        """
+        SELECT fingerprint, raw, explained_sql FROM plans
+        WHERE run_id = ? AND raw IS NOT NULL AND fingerprint IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY fingerprint
+                                   ORDER BY link = 'traceparent' DESC, plan_id DESC) = 1
+        """,
+        [run.run_id],
+    ).fetchall()
+    import json
+
+    out = {}
+    for fp, raw, sql in rows:
+        try:
+            out[fp] = parse_plan(json.loads(raw), query=sql)
+        except (CorrelateError, ValueError):  # a plan we cannot re-read is not compared
+            continue
+    return out
+
+
+def _queries(a: Run, b: Run) -> list[QueryChange]:
+    qa, qb = _per_route_queries(a), _per_route_queries(b)
+    texts = dict(
+        a.con.execute(
+            "SELECT fingerprint, any_value(normalized) FROM statements "
+            "WHERE run_id IN (?, ?) GROUP BY fingerprint",
+            [a.run_id, b.run_id],
+        ).fetchall()
+    )
+    from correlate.plans.compare import compare_plans
+
+    plans_a, plans_b = _plans(a), _plans(b)
+    ia = qa.set_index(["route", "fingerprint"])
+    ib = qb.set_index(["route", "fingerprint"])
+    out = []
+    for key in sorted(set(ia.index) | set(ib.index)):
+        route, fp = key
+        ra = ia.loc[key] if key in ia.index else None
+        rb = ib.loc[key] if key in ib.index else None
+        changes: list[str] = []
+        if fp in plans_a and fp in plans_b:
+            d = compare_plans(plans_a[fp], plans_b[fp])
+            if d.changed:
+                changes = d.summary()
+        out.append(
+            QueryChange(
+                fingerprint=fp,
+                route=route,
+                statement=texts.get(fp),
+                baseline_per_request=None if ra is None else float(ra.per_request),
+                candidate_per_request=None if rb is None else float(rb.per_request),
+                baseline_p95_ms=None if ra is None else float(ra.p95_ms),
+                candidate_p95_ms=None if rb is None else float(rb.p95_ms),
+                baseline_total_ms=None if ra is None else float(ra.total_ms),
+                candidate_total_ms=None if rb is None else float(rb.total_ms),
+                plan_changes=changes,
+            )
+        )
+    return out
+
+
+def _judge(d: RunDiff) -> list[str]:
+    failures = []
+    for rule in d.rules:
+        if rule.kind == "latency":
+            q = rule.quantile or "p95"
+            for r in d.routes:
+                if r.significant(q, rule.threshold):
+                    ratio, low, high = r.ratios[q]
+                    failures.append(
+                        f"{rule}: {r.route} {q} {_ms(r.baseline_ms[q])} → "
+                        f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%}, "
+                        f"{1 - r.alpha:.1%} interval {low - 1:+.0%} to {high - 1:+.0%})"
+                    )
+        elif rule.kind == "errors":
+            for r in d.routes:
+                if r.errors_rose(rule.threshold):
+                    failures.append(
+                        f"{rule}: {r.route} errors {r.baseline_error_rate:.1%} → "
+                        f"{r.candidate_error_rate:.1%} ({r.baseline_errors} of "
+                        f"{r.baseline_requests} → {r.candidate_errors} of {r.candidate_requests})"
+                    )
+        elif rule.kind == "queries":
+            for c in d.queries:
+                if c.calls_delta >= rule.threshold:
+                    failures.append(
+                        f"{rule}: {c.route} runs {c.fingerprint} "
+                        f"{c.candidate_per_request or 0:.1f}× per request "
+                        f"(was {c.baseline_per_request or 0:.1f})"
+                    )
+        elif rule.kind == "finding":
+            for f in d.new_findings:
+                if rule.severity_counts(f.severity):
+                    failures.append(f"{rule}: new {f.severity} finding: {f.title}")
+    return failures
+
+
+def _ms(value: float) -> str:
+    from correlate.analysis.findings import ms
+
+    return ms(value)
