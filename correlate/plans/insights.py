@@ -2,8 +2,8 @@
 
 ``RULES`` is an ordered tuple of functions ``(plan, context) -> list[Insight]``;
 callers may pass their own tuple to :func:`find_insights`. Each rule names its
-threshold as a module constant and cites where the idea comes from
-(shared/reference/ANCHORS.md §2.3–2.6, FORMATS.md §7).
+threshold as a module constant and cites the public source of the idea by name;
+docs/rules.md#plan-insights describes every rule, its thresholds and severities.
 
 An insight is ``measured`` when it rests on EXPLAIN ANALYZE numbers and an
 estimate otherwise; the message starts with ``measured:`` or ``estimated:`` so
@@ -13,7 +13,7 @@ a reader never mistakes a planner guess for an observation.
 >>> plan = parse_plan([{"Plan": {"Node Type": "Sort", "Sort Method": "external merge",
 ...     "Sort Space Type": "Disk", "Sort Space Used": 2048, "Actual Rows": 10,
 ...     "Actual Loops": 1}}])
->>> [(i.rule, i.severity) for i in find_insights(plan)]
+>>> [(i.rule, str(i.severity)) for i in find_insights(plan)]
 [('disk_spill', 'warning')]
 """
 
@@ -21,10 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from correlate.plans.conditions import filter_columns, where_columns
 from correlate.plans.model import Plan, PlanNode
+from correlate.severity import Severity
 
 __all__ = [
     "RULES",
@@ -33,9 +34,6 @@ __all__ = [
     "Rule",
     "find_insights",
 ]
-
-Severity = Literal["info", "warning", "critical"]
-SEVERITY_ORDER: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True)
@@ -50,6 +48,9 @@ class Insight:
     suggestion: str | None = None
     evidence: dict[str, Any] = field(default_factory=dict)
     measured: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "severity", Severity.parse(self.severity))
 
     def __str__(self) -> str:
         tail = f" → {self.suggestion}" if self.suggestion else ""
@@ -83,7 +84,7 @@ def _fmt(n: float | None) -> str:
 #: a scan reading at least this many rows is "large" (estimated or measured)
 LARGE_SCAN_ROWS = 10_000
 #: selective: the filter discards at least this share of the rows it reads
-#: (PEV2's c-4 band for "rows removed by filter", ANCHORS.md §2.4)
+#: (PEV2's highest band for "rows removed by filter")
 SELECTIVE_REMOVED_SHARE = 0.9
 
 
@@ -140,10 +141,11 @@ def _index_sql(relation: str | None, columns: list[str]) -> str | None:
 def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insight]:
     """A full scan of a large table whose filter keeps few rows: an index is missing.
 
-    Sources: pganalyze "Slow Scan" (a sequential scan with a large Rows Removed
-    by Filter, ANCHORS.md §2.3); depesz INDEXABLE_SEQSCAN_SIMPLE/MULTI (§2.5);
-    Datadog "Missing Index" (§2.7). Large = ``LARGE_SCAN_ROWS`` read; selective =
-    ``SELECTIVE_REMOVED_SHARE`` of them removed (PEV2 band, §2.4). SQLite plans
+    Sources: pganalyze EXPLAIN insight "Slow Scan" (a sequential scan with a
+    large Rows Removed by Filter); explain.depesz.com's hints
+    INDEXABLE_SEQSCAN_SIMPLE/MULTI; Datadog DBM "Missing Index". Large =
+    ``LARGE_SCAN_ROWS`` read; selective = ``SELECTIVE_REMOVED_SHARE`` of them
+    removed (PEV2's band). SQLite plans
     carry no row counts, so there any SCAN whose table is filtered in the query's
     WHERE qualifies, as an estimate.
     """
@@ -160,7 +162,9 @@ def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insig
             what = f"read {_fmt(scan.read)} rows of {table} to keep {_fmt(scan.returned)}"
         else:
             what = f"reads every row of {table}"
-        severity: Severity = "critical" if (scan.read or 0) >= 10 * LARGE_SCAN_ROWS else "warning"
+        severity = (
+            Severity.CRITICAL if (scan.read or 0) >= 10 * LARGE_SCAN_ROWS else Severity.WARNING
+        )
         found.append(
             Insight(
                 rule="seq_scan_selective_filter",
@@ -187,9 +191,9 @@ def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insig
 def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
     """MySQL/MariaDB ``access_type: ALL`` or a SQLite ``SCAN`` not explained by a filter.
 
-    Sources: MySQL manual §15.8.2 ("ALL: a full table scan … normally you can
-    avoid ALL by adding indexes", FORMATS.md §7.1); SQLite EXPLAIN QUERY PLAN
-    docs (SCAN vs SEARCH, FORMATS.md §7.3). Fires when
+    Sources: the MySQL Reference Manual, "EXPLAIN Output Format" (join type
+    ALL: a full table scan, normally avoidable by adding indexes); SQLite's
+    "EXPLAIN QUERY PLAN" page (SCAN vs SEARCH). Fires when
     :func:`seq_scan_selective_filter` did not, and (MySQL/MariaDB) only over
     ``LARGE_SCAN_ROWS`` rows; SQLite has no counts, so it is info only.
     """
@@ -207,7 +211,7 @@ def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
         found.append(
             Insight(
                 rule="full_table_scan",
-                severity="info" if plan.source == "sqlite" else "warning",
+                severity=Severity.INFO if plan.source == "sqlite" else Severity.WARNING,
                 node_id=node.node_id,
                 relation=node.relation,
                 message=(
@@ -228,19 +232,19 @@ def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
 
 # ------------------------------------------------------------------ estimates
 
-#: estimate factor bands → severity (PEV2 and pgAdmin: >10 / >100 / >1000, ANCHORS.md §2.4–2.5)
+#: estimate factor bands → severity (PEV2 and pgAdmin: >10 / >100 / >1000)
 MISESTIMATE_BANDS: tuple[tuple[float, Severity], ...] = (
-    (1000.0, "critical"),
-    (100.0, "warning"),
-    (10.0, "info"),
+    (1000.0, Severity.CRITICAL),
+    (100.0, Severity.WARNING),
+    (10.0, Severity.INFO),
 )
 
 
 def row_misestimate(plan: Plan, context: InsightContext) -> list[Insight]:
     """Estimated vs actual rows per loop differ by more than 10×, 100×, 1000×.
 
-    Sources: pganalyze "Mis-Estimate" (§2.3), PEV2 planner estimate factor and
-    pgAdmin colours (§2.4–2.5). Measured plans only.
+    Sources: pganalyze EXPLAIN insight "Mis-Estimate", PEV2's planner estimate
+    factor and pgAdmin's EXPLAIN analysis colours. Measured plans only.
     """
     found = []
     for node in plan.nodes:
@@ -289,15 +293,16 @@ def _under_limit(plan: Plan, node: PlanNode) -> bool:
 
 # ------------------------------------------------------------------ spills
 
-#: more hash batches than this means the hash spilled past work_mem (PEV2 c-3, §2.4)
+#: more hash batches than this means the hash spilled past work_mem (PEV2 flags > 1)
 HASH_BATCHES_SPILL = 1
 
 
 def disk_spill(plan: Plan, context: InsightContext) -> list[Insight]:
     """A sort or hash that spilled to disk.
 
-    Sources: pganalyze "Disk Sort" and "Hash Batches" (§2.3), depesz DISK_SORT
-    (§2.5), PEV2 "Hash Batches > 1" (§2.4). Spill: ``Sort Space Type`` Disk or an
+    Sources: pganalyze EXPLAIN insights "Disk Sort" and "Hash Batches",
+    explain.depesz.com's DISK_SORT hint, PEV2's "Hash Batches > 1". Spill:
+    ``Sort Space Type`` Disk or an
     external sort method, or hash batches above ``HASH_BATCHES_SPILL``.
     """
     found = []
@@ -315,7 +320,7 @@ def disk_spill(plan: Plan, context: InsightContext) -> list[Insight]:
         found.append(
             Insight(
                 rule="disk_spill",
-                severity="warning",
+                severity=Severity.WARNING,
                 node_id=node.node_id,
                 relation=node.relation,
                 message=f"measured: {node.label}: {what}",
@@ -341,7 +346,7 @@ NESTED_LOOP_INNER_LOOPS = 1_000
 def nested_loop_inner_rescans(plan: Plan, context: InsightContext) -> list[Insight]:
     """A nested loop re-running its inner side many times (loops × rows).
 
-    Source: pganalyze Query Advisor "Inefficient Nested Loops" (§2.3). Measured:
+    Source: pganalyze Query Advisor "Inefficient Nested Loops". Measured:
     the inner child's ``Actual Loops``; estimated: the outer child's row
     estimate. Threshold ``NESTED_LOOP_INNER_LOOPS``.
     """
@@ -362,7 +367,11 @@ def nested_loop_inner_rescans(plan: Plan, context: InsightContext) -> list[Insig
         found.append(
             Insight(
                 rule="nested_loop_inner_rescans",
-                severity="critical" if loops >= 100 * NESTED_LOOP_INNER_LOOPS else "warning",
+                severity=(
+                    Severity.CRITICAL
+                    if loops >= 100 * NESTED_LOOP_INNER_LOOPS
+                    else Severity.WARNING
+                ),
                 node_id=node.node_id,
                 relation=inner.relation,
                 message=(
@@ -409,7 +418,7 @@ def _offset(plan: Plan, node: PlanNode) -> tuple[float | None, bool]:
 def large_offset(plan: Plan, context: InsightContext) -> list[Insight]:
     """A Limit that reads and throws away many rows first (OFFSET pagination).
 
-    Source: pganalyze "Large Offset" (§2.3). Threshold ``LARGE_OFFSET_ROWS``.
+    Source: pganalyze EXPLAIN insight "Large Offset". Threshold ``LARGE_OFFSET_ROWS``.
     Measured: child rows minus Limit rows; estimated: PostgreSQL's Limit startup
     cost share of its child's cost, or MySQL format 2's ``limit_offset``.
     """
@@ -423,7 +432,7 @@ def large_offset(plan: Plan, context: InsightContext) -> list[Insight]:
         found.append(
             Insight(
                 rule="large_offset",
-                severity="warning",
+                severity=Severity.WARNING,
                 node_id=node.node_id,
                 relation=None,
                 message=f"{_label(measured)}: Limit skips about {_fmt(skipped)} rows (large OFFSET)",
@@ -444,7 +453,7 @@ LOSSY_HEAP_BLOCKS_MIN = 1
 def lossy_bitmap(plan: Plan, context: InsightContext) -> list[Insight]:
     """A bitmap heap scan that went lossy and rechecked whole pages.
 
-    Source: pganalyze "Lossy Bitmaps" (§2.3); pgMustard lossy-bitmap tips (§2.6).
+    Source: pganalyze EXPLAIN insight "Lossy Bitmaps"; pgMustard's lossy-bitmap tip.
     Threshold ``LOSSY_HEAP_BLOCKS_MIN``.
     """
     found = []
@@ -455,7 +464,7 @@ def lossy_bitmap(plan: Plan, context: InsightContext) -> list[Insight]:
         found.append(
             Insight(
                 rule="lossy_bitmap",
-                severity="warning",
+                severity=Severity.WARNING,
                 node_id=node.node_id,
                 relation=node.relation,
                 message=(
@@ -476,8 +485,11 @@ def lossy_bitmap(plan: Plan, context: InsightContext) -> list[Insight]:
 
 # ------------------------------------------------------------------ dominant node
 
-#: share of the plan's time (or cost) in one node → severity (PEV2 bands, §2.4)
-DOMINANT_BANDS: tuple[tuple[float, Severity], ...] = ((0.9, "critical"), (0.4, "warning"))
+#: share of the plan's time (or cost) in one node → severity (PEV2's bands)
+DOMINANT_BANDS: tuple[tuple[float, Severity], ...] = (
+    (0.9, Severity.CRITICAL),
+    (0.4, Severity.WARNING),
+)
 #: a plan with fewer nodes has nowhere else for the time to go: no finding
 DOMINANT_MIN_NODES = 3
 #: below this measured execution time a dominant node is not worth a finding
@@ -487,8 +499,8 @@ DOMINANT_MIN_MS = 10.0
 def dominant_node(plan: Plan, context: InsightContext) -> list[Insight]:
     """The node holding most of the exclusive time, or of the cost when not measured.
 
-    Sources: PEV2 exclusive duration/cost bands >10/>40/>90 % (§2.4), pgAdmin
-    colours (§2.5), pganalyze's older "Expensive" insight (§2.3). Reports one
+    Sources: PEV2's exclusive duration/cost bands >10/>40/>90 %, pgAdmin's
+    EXPLAIN analysis colours, pganalyze's older "Expensive" insight. Reports one
     node, only above the lowest band in ``DOMINANT_BANDS``.
 
     Deviation from PEV2, whose bands colour a tree for a reader: as a finding
@@ -517,7 +529,7 @@ def dominant_node(plan: Plan, context: InsightContext) -> list[Insight]:
     share = min(1.0, value / total)
     for band, band_severity in DOMINANT_BANDS:
         if share > band:
-            severity: Severity = band_severity if measured else "info"
+            severity = band_severity if measured else Severity.INFO
             what = f"{value:,.2f} ms of {total:,.2f} ms" if measured else "of the total cost"
             return [
                 Insight(
@@ -545,7 +557,8 @@ _TEMP_KEYS = ("using_temporary_table", "using_filesort")
 def mysql_filesort_temporary(plan: Plan, context: InsightContext) -> list[Insight]:
     """MySQL/MariaDB ``filesort`` and temporary tables ("Using filesort", "Using temporary").
 
-    Source: MySQL manual §10.8.2 EXPLAIN extra information (FORMATS.md §7.1–7.2).
+    Source: the MySQL Reference Manual, "EXPLAIN Output Format", EXPLAIN Extra
+    Information ("Using filesort", "Using temporary").
     Severity warning when the rows beneath reach ``SORT_TEMP_WARN_ROWS``.
     """
     if plan.source not in ("mysql", "mariadb"):
@@ -564,7 +577,9 @@ def mysql_filesort_temporary(plan: Plan, context: InsightContext) -> list[Insigh
         found.append(
             Insight(
                 rule="mysql_filesort_temporary",
-                severity="warning" if (rows or 0) >= SORT_TEMP_WARN_ROWS else "info",
+                severity=(
+                    Severity.WARNING if (rows or 0) >= SORT_TEMP_WARN_ROWS else Severity.INFO
+                ),
                 node_id=node.node_id,
                 relation=None,
                 message=(
@@ -582,13 +597,13 @@ def mysql_filesort_temporary(plan: Plan, context: InsightContext) -> list[Insigh
 def sqlite_temp_btree(plan: Plan, context: InsightContext) -> list[Insight]:
     """SQLite ``USE TEMP B-TREE FOR ORDER BY/GROUP BY/DISTINCT``: a sort with no index.
 
-    Source: SQLite EXPLAIN QUERY PLAN docs ("temporary b-tree", FORMATS.md §7.3).
+    Source: SQLite's "EXPLAIN QUERY PLAN" page ("temporary b-tree").
     No threshold: SQLite plans carry no row counts, so this is info.
     """
     return [
         Insight(
             rule="sqlite_temp_btree",
-            severity="info",
+            severity=Severity.INFO,
             node_id=node.node_id,
             relation=None,
             message=f"estimated: SQLite builds a temporary b-tree for {node.extra.get('for')}",
@@ -626,4 +641,4 @@ def find_insights(
     """Run ``rules`` over ``plan``; most severe first, then in plan order."""
     ctx = context or InsightContext()
     found = [insight for rule in rules for insight in rule(plan, ctx)]
-    return sorted(found, key=lambda i: (SEVERITY_ORDER[i.severity], i.node_id or 0))
+    return sorted(found, key=lambda i: (-i.severity.level, i.node_id or 0))
