@@ -489,3 +489,40 @@ def test_fail_on_help_lists_every_rule_form() -> None:
         assert example in flat.replace("- ", "-"), example
         parse_rules([example])
     assert "errors:+1%" in flat
+
+
+# -- docs/rules.md ----------------------------------------------------------------------
+
+RULES_DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+
+
+def test_rules_doc_lists_every_key_with_its_default() -> None:
+    text = RULES_DOC.read_text()
+    for section, fields in Settings().to_dict().items():
+        for name, default in fields.items():
+            row = re.search(rf"^\| `{section}\.{name}` \| ([^|]+) \|", text, re.MULTILINE)
+            assert row, f"{section}.{name} is not in docs/rules.md"
+            assert row[1].split()[0] == repr(default), f"{section}.{name}: {row[1]}"
+
+
+def test_rules_doc_has_a_heading_per_kind_and_a_row_per_plan_rule() -> None:
+    from correlate.plans import RULES
+
+    text = RULES_DOC.read_text()
+    headings = set(re.findall(r"^### (\w+)$", text, re.MULTILINE))
+    assert headings == {k.value for k in FindingKind}
+    for rule in RULES:
+        assert f"| `{rule.__name__}` |" in text, rule.__name__
+    assert "## Plan insights" in text and "## Severities" in text
+
+
+def test_every_finding_cites_its_rule_in_the_docs() -> None:
+    """Each built-in detector's ``source`` points at its kind's section of docs/rules.md."""
+    import inspect
+
+    for path in sorted(DETECTOR_DIR.glob("*.py")):
+        source = path.read_text()
+        for anchor in re.findall(r"docs/rules\.md#(\w+)", source):
+            assert anchor in {k.value for k in FindingKind}, f"{path.name}: #{anchor}"
+    for detector in DETECTORS:
+        assert "docs/rules.md" in inspect.getsource(inspect.getmodule(detector))  # type: ignore[arg-type]
