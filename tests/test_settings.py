@@ -526,3 +526,23 @@ def test_every_finding_cites_its_rule_in_the_docs() -> None:
             assert anchor in {k.value for k in FindingKind}, f"{path.name}: #{anchor}"
     for detector in DETECTORS:
         assert "docs/rules.md" in inspect.getsource(inspect.getmodule(detector))  # type: ignore[arg-type]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_plans_and_the_vocabulary_sit_below_analysis() -> None:
+    package = Path(correlate.__file__).parent
+    for path in sorted((package / "plans").rglob("*.py")):
+        bad = {m for m in _imports(path) if m.startswith("correlate.analysis")}
+        assert not bad, f"{path.relative_to(package)} imports {bad}"
+    for name in ("severity.py", "kinds.py"):
+        assert not {m for m in _imports(package / name) if m.startswith("correlate")}, name
