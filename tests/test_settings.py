@@ -394,9 +394,18 @@ def test_precedence_python_over_file_over_defaults(project: Path) -> None:
         "[project]\nname = 'x'\n\n[tool.correlate.n_plus_one]\nmin_calls = 3\ncritical_calls = 4\n"
     )
     s = resolve_settings({"n_plus_one.critical_calls": 20})
+    assert s.origins == (f"{project / 'pyproject.toml'} [tool.correlate]", "settings")
     assert s["n_plus_one.min_calls"] == 3  # the file
     assert s["n_plus_one.critical_calls"] == 20  # Python over the file
     assert s["n_plus_one.min_union_ms"] == 50.0  # the default
+
+
+def test_settings_from_a_named_file(tmp_path: Path) -> None:
+    path = tmp_path / "ci.toml"
+    path.write_text("[slow_query]\nmin_call_ms = 5\n")
+    s = Settings.from_file(path)
+    assert s.changed() == {"slow_query.min_call_ms": 5.0}
+    assert repr(s) == f"<Settings slow_query.min_call_ms=5.0 from {path}>"
 
 
 def test_correlate_toml_wins_over_pyproject_in_one_directory(project: Path) -> None:

@@ -197,6 +197,11 @@ class Settings:
         """Section name → its resolved settings dataclass."""
         return {section: self.of(kind) for section, kind in self._types.items()}
 
+    @property
+    def origins(self) -> tuple[str, ...]:
+        """Where the values came from, lowest layer first (a file's path, ``--set …``)."""
+        return tuple(self._origins)
+
     def changed(self) -> dict[str, Any]:
         """The keys set away from their defaults, with their values."""
         return {
@@ -223,7 +228,8 @@ class Settings:
 
     def __repr__(self) -> str:
         changed = ", ".join(f"{k}={v!r}" for k, v in self.changed().items())
-        return f"<Settings {changed or 'defaults'}>"
+        origins = f" from {', '.join(self._origins)}" if self._origins else ""
+        return f"<Settings {changed or 'defaults'}{origins}>"
 
 
 def resolve_settings(
