@@ -11,10 +11,13 @@ telemetry, joined in DuckDB and turned into a verdict.
 from __future__ import annotations
 
 from correlate.analysis import Finding, Run, open_run
+from correlate.analysis.settings import Settings
 from correlate.analysis.verdict import Analysis, analyze
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
+from correlate.kinds import FindingKind
 from correlate.reporting import report
+from correlate.severity import Severity
 from correlate.store import Store, open_store
 from correlate.version import __version__
 
@@ -22,8 +25,11 @@ __all__ = [
     "Analysis",
     "CorrelateError",
     "Finding",
+    "FindingKind",
     "Run",
     "RunDiff",
+    "Settings",
+    "Severity",
     "Store",
     "__version__",
     "analyze",

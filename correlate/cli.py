@@ -46,6 +46,34 @@ db_option = click.option(
 )
 
 
+set_option = click.option(
+    "--set",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Tune a detector threshold, e.g. n_plus_one.min_calls=3 (repeatable; "
+    "overrides correlate.toml / [tool.correlate]; keys in docs/rules.md).",
+)
+
+
+def _settings(assignments: tuple[str, ...]) -> dict[str, Any] | None:
+    """``--set`` values, typed; a bad key or value is a usage error (exit 2)."""
+    if not assignments:
+        return None
+    from correlate.analysis.settings import parse_assignments
+
+    try:
+        return parse_assignments(assignments)
+    except CorrelateError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
+
+
+def _fail_on_help() -> str:
+    from correlate.diff.rules import rules_help
+
+    return rules_help()
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="correlate")
 def cli() -> None:
@@ -140,8 +168,11 @@ def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--color/--no-color", default=None, help="Colour the verdict (default: when on a terminal)."
 )
+@set_option
 @db_option
-def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
+def analyze(
+    target: str, run: str | None, color: bool | None, assignments: tuple[str, ...], db: Path
+) -> None:
     """Explain where a run's time went: findings first, then per-route tables.
 
     TARGET is a run directory or trace file (ingested first; files already
@@ -149,9 +180,12 @@ def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
     """
     from correlate.analysis.verdict import analyze as analyze_run
 
+    settings = _settings(assignments)
     ingesting = Path(target).exists()
     with _open(db, read_only=not ingesting) as store:
-        result = analyze_run(target, store=store, run=run, progress=_terminal_progress())
+        result = analyze_run(
+            target, store=store, run=run, settings=settings, progress=_terminal_progress()
+        )
     if result.ingest is not None and result.ingest.spans_added:
         click.echo(result.ingest.summary(), err=True)
     use_color = sys.stdout.isatty() if color is None else color
@@ -167,8 +201,7 @@ def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
     "fail_on",
     multiple=True,
     metavar="RULE",
-    help="A regression rule (repeatable): p95:+10%, queries-per-request:+1, "
-    "new-finding:warning. Default: p95:+10% and new-finding:warning.",
+    help=_fail_on_help(),
 )
 @click.option(
     "--format",
@@ -180,6 +213,7 @@ def analyze(target: str, run: str | None, color: bool | None, db: Path) -> None:
     "-o", "--output", "output", type=click.Path(path_type=Path), help="Write the result here."
 )
 @click.option("--color/--no-color", default=None, help="Colour the text (default: on a terminal).")
+@set_option
 @db_option
 def diff(
     baseline: str,
@@ -188,6 +222,7 @@ def diff(
     format_: str | None,
     output: Path | None,
     color: bool | None,
+    assignments: tuple[str, ...],
     db: Path,
 ) -> None:
     """Compare CANDIDATE with BASELINE and fail on regressions (exit 1).
@@ -204,10 +239,13 @@ def diff(
         parse_rules(list(fail_on))
     except CorrelateError as exc:
         raise click.BadParameter(str(exc), param_hint="--fail-on") from None
+    settings = _settings(assignments)
     ingesting = Path(baseline).exists() or Path(candidate).exists()
     try:
         with _open(db, read_only=not ingesting) as store:
-            result = diff_runs(baseline, candidate, store=store, fail_on=fail_on or None)
+            result = diff_runs(
+                baseline, candidate, store=store, fail_on=fail_on or None, settings=settings
+            )
     except CorrelateError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(2)
@@ -239,8 +277,11 @@ def diff(
     help="File to write; its suffix picks the format: .html, .md, .json (default: the terminal).",
 )
 @click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
+@set_option
 @db_option
-def report(target: str, output: Path | None, run: str | None, db: Path) -> None:
+def report(
+    target: str, output: Path | None, run: str | None, assignments: tuple[str, ...], db: Path
+) -> None:
     """Write the verdict on a run as a report: HTML, Markdown or JSON.
 
     TARGET is a run directory or trace file (ingested first) or the name of a
@@ -252,9 +293,17 @@ def report(target: str, output: Path | None, run: str | None, db: Path) -> None:
     from correlate.reporting import report as report_run
 
     fmt = format_for(output)
+    settings = _settings(assignments)
     ingesting = Path(target).exists()
     with _open(db, read_only=not ingesting) as store:
-        text = report_run(target, store=store, run=run, format=fmt, progress=_terminal_progress())
+        text = report_run(
+            target,
+            store=store,
+            run=run,
+            format=fmt,
+            settings=settings,
+            progress=_terminal_progress(),
+        )
     if output is None:
         click.echo(text, nl=False)
         return

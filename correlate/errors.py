@@ -68,3 +68,16 @@ class DatabaseConnectionError(CorrelateError):
 
 class QueryError(CorrelateError):
     """Ad-hoc SQL that the store rejected."""
+
+
+class SettingsError(CorrelateError):
+    """A detector setting that does not exist, or a value it cannot take.
+
+    ``key`` is the dotted key (``n_plus_one.min_calls``) and ``valid`` the keys
+    that would have been accepted.
+    """
+
+    def __init__(self, message: str, key: str | None = None, valid: tuple[str, ...] = ()) -> None:
+        self.key = key
+        self.valid = valid
+        super().__init__(message)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from correlate.analysis.detectors import Detector
     from correlate.analysis.run import Run
+    from correlate.analysis.settings import SettingsLike
     from correlate.analysis.verdict import Analysis
     from correlate.ingest import Progress
     from correlate.store import Store
@@ -122,18 +123,22 @@ def report(
     run: str | None = None,
     format: str = "html",
     detectors: tuple[Detector, ...] | None = None,
+    settings: SettingsLike | None = None,
     progress: Progress | None = None,
 ) -> str:
     """The report on a run as ``format`` (``html``, ``md``, ``json`` or ``text``).
 
     ``target`` is what :func:`correlate.analyze` takes: a run directory or
-    trace file (ingested first) or the name of a run in ``store``.
+    trace file (ingested first) or the name of a run in ``store``; ``settings``
+    tunes the detectors as there.
     """
     from correlate.analysis.verdict import analyze
 
     if format not in FORMATS:
         raise CorrelateError(f"unknown report format {format!r}: use one of {', '.join(FORMATS)}")
-    analysis = analyze(target, store=store, run=run, detectors=detectors, progress=progress)
+    analysis = analyze(
+        target, store=store, run=run, detectors=detectors, settings=settings, progress=progress
+    )
     if format == "text":
         return analysis.to_text()
     return render(collect(store, analysis), format)

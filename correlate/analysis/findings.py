@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: Severities, most urgent first. ``critical``: the run's users felt it
-#: (timeouts, errors, most of a route's time); ``warning``: a real, fixable
-#: problem; ``info``: worth knowing, not worth failing a build over.
-SEVERITIES = ("critical", "warning", "info")
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
+
+#: Severities, most urgent first (the members of :class:`~correlate.severity.Severity`).
+SEVERITIES: tuple[Severity, ...] = tuple(Severity)
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,14 @@ class Finding:
     ``impact_ms`` is the request time the finding accounts for over the run
     (how much faster the run's requests would have been without it, as far
     as the evidence goes); findings rank by severity, then impact.
+
+    ``kind`` is a :class:`~correlate.kinds.FindingKind` for the built-in detectors
+    (a detector of your own may use any string); ``severity`` a
+    :class:`~correlate.severity.Severity`. Plain strings are converted.
     """
 
     kind: str
-    severity: str
+    severity: Severity
     title: str
     explanation: str
     suggestion: str
@@ -34,8 +39,9 @@ class Finding:
     trace_ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.severity not in SEVERITIES:
-            raise ValueError(f"severity must be one of {SEVERITIES}, not {self.severity!r}")
+        object.__setattr__(self, "severity", Severity.parse(self.severity))
+        if not isinstance(self.kind, FindingKind) and self.kind in _KINDS:
+            object.__setattr__(self, "kind", FindingKind(self.kind))
 
     def _repr_html_(self) -> str:
         """The finding as HTML: how a notebook shows it."""
@@ -46,6 +52,7 @@ class Finding:
     def to_dict(self) -> dict[str, Any]:
         """The finding as plain JSON-ready values."""
         out = asdict(self)
+        out["kind"], out["severity"] = str(self.kind), str(self.severity)
         out["trace_ids"] = list(self.trace_ids)
         return out
 
@@ -54,8 +61,11 @@ def rank(findings: list[Finding]) -> list[Finding]:
     """Most urgent first: by severity, then by impact, then by kind and route for stability."""
     return sorted(
         findings,
-        key=lambda f: (SEVERITIES.index(f.severity), -f.impact_ms, f.kind, f.route or ""),
+        key=lambda f: (-f.severity.level, -f.impact_ms, f.kind, f.route or ""),
     )
+
+
+_KINDS = frozenset(k.value for k in FindingKind)
 
 
 def ms(value: float) -> str:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.detectors import Detector
+    from correlate.analysis.settings import SettingsLike
     from correlate.store import Store
 
 _prefixes = itertools.count(1)
@@ -182,11 +183,24 @@ class Run:
         start, end = self.span
         return timeline.route_timeline(self.con, self.prefix, start, end)
 
-    def findings(self, detectors: tuple[Detector, ...] | None = None) -> list[Finding]:
-        """Every detector's findings, most urgent first (``detectors`` defaults to all)."""
-        from correlate.analysis.detectors import DETECTORS
+    def findings(
+        self,
+        detectors: tuple[Detector, ...] | None = None,
+        *,
+        settings: SettingsLike | None = None,
+    ) -> list[Finding]:
+        """Every detector's findings, most urgent first (``detectors`` defaults to all).
 
+        ``settings`` tunes their thresholds (:mod:`correlate.analysis.settings`): a
+        :class:`~correlate.analysis.settings.Settings`, or keys mapped to values
+        layered over the project file's; by default the project file's, if any.
+        """
+        from correlate.analysis.detectors import DETECTORS
+        from correlate.analysis.settings import resolve_settings
+
+        chosen = DETECTORS if detectors is None else detectors
+        resolved = resolve_settings(settings, detectors=chosen)
         found: list[Finding] = []
-        for detect in DETECTORS if detectors is None else detectors:
-            found.extend(detect(self))
+        for detect in chosen:
+            found.extend(detect(self, **resolved.arguments(detect)))
         return rank(found)

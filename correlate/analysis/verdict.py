@@ -17,11 +17,13 @@ from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.detectors import Detector
+    from correlate.analysis.settings import Settings, SettingsLike
     from correlate.ingest import IngestReport, Progress
     from correlate.store import Store
 
@@ -44,10 +46,14 @@ class Analysis:
     ingest: IngestReport | None = None
 
     def __repr__(self) -> str:
-        counts = {s: sum(f.severity == s for f in self.findings) for s in ("critical", "warning")}
+        counts = ", ".join(
+            f"{sum(f.severity == s for f in self.findings)} {s}"
+            for s in Severity
+            if s > Severity.INFO
+        )
         return (
             f"<Analysis of {self.run!r}: {self.summary.get('requests', 0)} requests, "
-            f"{counts['critical']} critical, {counts['warning']} warning finding(s)>"
+            f"{counts} finding(s)>"
         )
 
     def _repr_html_(self) -> str:
@@ -69,11 +75,18 @@ def analyze(
     store: Store,
     run: str | None = None,
     detectors: tuple[Detector, ...] | None = None,
+    settings: SettingsLike | None = None,
     progress: Progress | None = None,
 ) -> Analysis:
     """Analyse a run: ``target`` is a run directory or trace file (ingested into
     ``store`` first, as run ``run`` or the directory's name) or the name of a run
     already in ``store``.
+
+    ``settings`` tunes the detectors' thresholds: keys mapped to values (e.g.
+    ``{"n_plus_one.min_calls": 3}``) layered over the project file (correlate.toml or
+    ``[tool.correlate]`` in pyproject.toml), or a
+    :class:`~correlate.analysis.settings.Settings` used as it is. docs/rules.md lists
+    the keys.
 
     >>> import correlate
     >>> with correlate.open_store(":memory:") as store:
@@ -81,9 +94,13 @@ def analyze(
     >>> result.run, result.summary["requests"], [f.kind for f in result.findings]
     ('checkout-fixed', 1811, [])
     """
+    from correlate.analysis.settings import resolve_settings
+
+    # before any ingest: a typo in a setting should not cost a long ingest first
+    resolved = resolve_settings(settings, detectors=detectors)
     name, report = resolve_run(store, target, run=run, progress=progress)
     with Run(store, name) as r:
-        result = _collect(r, detectors)
+        result = _collect(r, detectors, resolved)
     result.ingest = report
     return result
 
@@ -114,14 +131,14 @@ def resolve_run(
     return name, None
 
 
-def _collect(run: Run, detectors: tuple[Detector, ...] | None) -> Analysis:
+def _collect(run: Run, detectors: tuple[Detector, ...] | None, settings: Settings) -> Analysis:
     routes = run.routes()
     summary = _summary(run)
     breakdowns = {route: run.breakdown(route) for route in routes.route.head(8)}
     return Analysis(
         run=run.name,
         summary=summary,
-        findings=run.findings(detectors),
+        findings=run.findings(detectors, settings=settings),
         routes=routes,
         queries=run.queries(),
         timeline=run.timeline(),

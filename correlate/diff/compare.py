@@ -20,16 +20,17 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from correlate.analysis.findings import SEVERITIES
 from correlate.analysis.run import Run
 from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
 from correlate.diff.stats import quantile_ratio
 from correlate.errors import CorrelateError
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.findings import Finding
+    from correlate.analysis.settings import SettingsLike
     from correlate.store import Store
 
 #: Fewer requests than this on a route (either side) and its latency is not compared.
@@ -196,16 +197,20 @@ def diff(
     *,
     store: Store,
     fail_on: tuple[str, ...] | list[str] | None = None,
+    settings: SettingsLike | None = None,
 ) -> RunDiff:
     """Compare run ``candidate`` with run ``baseline`` (run names, or run directories
     and trace files, ingested first under their directory's name).
 
     ``fail_on`` takes rules such as ``p95:+10%``, ``queries-per-request:+1`` or
     ``new-finding:warning``; by default :data:`~correlate.diff.rules.DEFAULT_RULES`.
+    ``settings`` tunes the detectors of both runs alike, as for :func:`correlate.analyze`.
     """
     rules = parse_rules(list(DEFAULT_RULES if fail_on is None else fail_on))
+    from correlate.analysis.settings import resolve_settings
     from correlate.analysis.verdict import resolve_run
 
+    resolved = resolve_settings(settings)
     base_name, _ = resolve_run(store, baseline)
     cand_name, _ = resolve_run(store, candidate)
     with Run(store, base_name) as a, Run(store, cand_name) as b:
@@ -213,20 +218,20 @@ def diff(
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
         routes = _routes(a, b, load, wanted)
         queries = _queries(a, b)
-        fa, fb = a.findings(), b.findings()
+        fa, fb = a.findings(settings=resolved), b.findings(settings=resolved)
     key = _finding_key
-    before = {key(f): SEVERITIES.index(f.severity) for f in fa}
+    before = {key(f): f.severity for f in fa}
     still = {key(f) for f in fb}
     # new, or the same finding gone up in severity (an N+1 on 4% of requests now on all)
-    new = [f for f in fb if key(f) not in before or SEVERITIES.index(f.severity) < before[key(f)]]
-    resolved = [f for f in fa if key(f) not in still and f.severity != "info"]
+    new = [f for f in fb if key(f) not in before or f.severity > before[key(f)]]
+    gone = [f for f in fa if key(f) not in still and f.severity > Severity.INFO]
     result = RunDiff(
         baseline=base_name,
         candidate=cand_name,
         routes=routes,
         queries=queries,
         new_findings=new,
-        resolved_findings=resolved,
+        resolved_findings=gone,
         rules=rules,
         failures=[],
         notes=notes,

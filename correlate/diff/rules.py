@@ -1,5 +1,8 @@
 """``--fail-on`` rules: what makes a comparison a regression.
 
+:data:`RULE_FORMS` lists every form a rule takes; the CLI's help and the error for a
+rule that is not one are built from it.
+
 >>> rules = ["p95:+10%", "errors:+1%", "queries-per-request:+1", "new-finding:warning"]
 >>> [str(r) for r in parse_rules(rules)]
 ['p95:+10%', 'errors:+1%', 'queries-per-request:+1', 'new-finding:warning']
@@ -14,16 +17,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from correlate.analysis.findings import SEVERITIES
 from correlate.errors import InputError
+from correlate.severity import Severity
 
 #: What ``correlate diff`` fails on when no --fail-on is given.
 DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning")
 
-_LATENCY = re.compile(r"^(p50|p90|p95|p99):\+(\d+(?:\.\d+)?)%$")
+_QUANTILES = ("p50", "p90", "p95", "p99")
+_SEVERITIES = "|".join(Severity)
+
+#: Every form of rule: (example, what it fails on). Help texts are built from it.
+RULE_FORMS: tuple[tuple[str, str], ...] = (
+    ("p95:+10%", f"a route's {', '.join(_QUANTILES)} latency rose by N%"),
+    ("errors:+1%", "a route's error rate rose by N percentage points"),
+    ("queries-per-request:+1", "a query runs N more times per request"),
+    ("new-finding:warning", f"a new finding at this severity or worse ({_SEVERITIES})"),
+)
+
+_LATENCY = re.compile(rf"^({'|'.join(_QUANTILES)}):\+(\d+(?:\.\d+)?)%$")
 _QUERIES = re.compile(r"^queries-per-request:\+(\d+(?:\.\d+)?)$")
 _ERRORS = re.compile(r"^errors:\+(\d+(?:\.\d+)?)%$")
-_FINDING = re.compile(r"^new-finding:(critical|warning|info)$")
+_FINDING = re.compile(rf"^new-finding:({_SEVERITIES})$")
+
+
+def rules_help() -> str:
+    """One line per rule form, for ``--fail-on``'s help, and the default rules."""
+    forms = "; ".join(f"{example} — {what}" for example, what in RULE_FORMS)
+    return f"A regression rule (repeatable): {forms}. Default: {' '.join(DEFAULT_RULES)}."
 
 
 @dataclass(frozen=True)
@@ -34,7 +54,7 @@ class Rule:
     kind: str
     quantile: str | None = None
     threshold: float = 0.0
-    severity: str | None = None
+    severity: Severity | None = None
 
     def __str__(self) -> str:
         return self.text
@@ -42,7 +62,7 @@ class Rule:
     def severity_counts(self, severity: str) -> bool:
         """A new finding of ``severity`` breaks a ``new-finding`` rule at this level or worse."""
         assert self.severity is not None
-        return SEVERITIES.index(severity) <= SEVERITIES.index(self.severity)
+        return Severity.parse(severity) >= self.severity
 
 
 def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
@@ -57,16 +77,13 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
         elif m := _QUERIES.match(t):
             rules.append(Rule(t, "queries", threshold=float(m[1])))
         elif m := _FINDING.match(t):
-            rules.append(Rule(t, "finding", severity=m[1]))
-        elif t.startswith(("p50", "p90", "p95", "p99")):
+            rules.append(Rule(t, "finding", severity=Severity(m[1])))
+        elif t.startswith(_QUANTILES):
             raise InputError(
                 f"--fail-on {text!r}: a latency rule reads p50:+N% / p90 / p95 / p99 "
                 "(e.g. p95:+10%)"
             )
         else:
-            raise InputError(
-                f"--fail-on {text!r} is not a rule; use p95:+10% (latency), errors:+1% "
-                "(error-rate points), queries-per-request:+1, or new-finding:warning "
-                "(critical|warning|info)"
-            )
+            forms = "; ".join(f"{example} — {what}" for example, what in RULE_FORMS)
+            raise InputError(f"--fail-on {text!r} is not a rule; use one of: {forms}")
     return rules

@@ -18,6 +18,7 @@ import html
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.findings import ms, pct
+from correlate.kinds import FindingKind
 from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, headline, time_split
 
 if TYPE_CHECKING:
@@ -372,7 +373,7 @@ def _pool(a: Analysis) -> str:
     kinds = {f.kind for f in a.findings}
     t = a.timeline
     has_samples = "checked_out_max" in t and t.checked_out_max.notna().any()
-    if not (kinds & {"pool_leak", "pool_saturation"}) or not has_samples:
+    if not (kinds & {FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION}) or not has_samples:
         return ""
     return "<h2>Connection pool</h2>" + _figure(
         pool_timeline(t),

@@ -2,8 +2,20 @@
 
 Each takes a :class:`~correlate.analysis.run.Run` and returns a list of
 :class:`~correlate.analysis.findings.Finding`. Edit :data:`DETECTORS` (or pass
-your own tuple to ``Run.findings``) to add, drop or reorder them. Each module
-states its thresholds as constants, with the rule it follows.
+your own tuple to ``Run.findings`` / ``correlate.analyze``) to add, drop or
+reorder them.
+
+A detector's thresholds are a frozen settings dataclass taken as a keyword
+parameter whose default is the defaults (``settings: NPlusOneSettings =
+DEFAULTS``); :meth:`Run.findings <correlate.analysis.run.Run.findings>` passes it
+the section resolved from the project file, ``settings=`` and ``--set``
+(:mod:`correlate.analysis.settings`). The section is named after the detector,
+so ``n_plus_one.min_calls`` tunes :func:`n_plus_one`. Values reach SQL as bound
+parameters, never as text. docs/rules.md describes every rule.
+
+>>> from correlate.analysis.settings import Settings
+>>> [key for key in Settings().keys() if key.startswith("n_plus_one.")]
+['n_plus_one.min_calls', 'n_plus_one.min_union_ms', 'n_plus_one.critical_calls', 'n_plus_one.min_request_share']
 """
 
 from __future__ import annotations
@@ -11,19 +23,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from correlate.analysis.detectors.client import outside_server
-from correlate.analysis.detectors.errors import error_bursts
-from correlate.analysis.detectors.load import degradation, throughput_knee
-from correlate.analysis.detectors.n_plus_one import n_plus_one
-from correlate.analysis.detectors.pool import pool_exhaustion
-from correlate.analysis.detectors.slow_query import slow_query
-from correlate.analysis.detectors.unexplained import unexplained_time
+from correlate.analysis.detectors.client import OutsideServerSettings, outside_server
+from correlate.analysis.detectors.errors import ErrorBurstSettings, error_bursts
+from correlate.analysis.detectors.load import (
+    DegradationSettings,
+    ThroughputKneeSettings,
+    degradation,
+    throughput_knee,
+)
+from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, n_plus_one
+from correlate.analysis.detectors.pool import PoolSettings, pool_exhaustion
+from correlate.analysis.detectors.slow_query import SlowQuerySettings, slow_query
+from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings, unexplained_time
 
 if TYPE_CHECKING:
     from correlate.analysis.findings import Finding
-    from correlate.analysis.run import Run
 
-Detector = Callable[["Run"], list["Finding"]]
+#: ``detector(run, **settings) -> findings``; settings parameters are optional.
+Detector = Callable[..., list["Finding"]]
 
 DETECTORS: tuple[Detector, ...] = (
     pool_exhaustion,
@@ -36,4 +53,23 @@ DETECTORS: tuple[Detector, ...] = (
     outside_server,
 )
 
-__all__ = ["DETECTORS", "Detector"]
+__all__ = [
+    "DETECTORS",
+    "DegradationSettings",
+    "Detector",
+    "ErrorBurstSettings",
+    "NPlusOneSettings",
+    "OutsideServerSettings",
+    "PoolSettings",
+    "SlowQuerySettings",
+    "ThroughputKneeSettings",
+    "UnexplainedTimeSettings",
+    "degradation",
+    "error_bursts",
+    "n_plus_one",
+    "outside_server",
+    "pool_exhaustion",
+    "slow_query",
+    "throughput_knee",
+    "unexplained_time",
+]

@@ -1,34 +1,50 @@
 """What the load generator saw that the server's spans do not explain.
 
 Rules (correlate's own, on the client-to-server join of
-:mod:`correlate.analysis.client`):
+:mod:`correlate.analysis.client`; docs/rules.md#outside_server):
 
 * *time outside the server*: on a route, the median client latency exceeds
-  the server span by at least :data:`MIN_OUTSIDE_MS` and that gap is at least
-  :data:`MIN_OUTSIDE_SHARE` of the client's median — the request waited before
+  the server span by at least ``min_outside_ms`` and that gap is at least
+  ``min_outside_share`` of the client's median — the request waited before
   the server's span began (accept queue, a full worker pool, a proxy) or after
   it ended;
-* *requests that never reached the server*: at least :data:`MIN_LOST_SHARE`
-  of a route's client requests (and :data:`MIN_LOST`) have no server span.
+* *requests that never reached the server*: at least ``min_lost_share`` of a
+  route's client requests (and ``min_lost``) have no server span.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
-MIN_OUTSIDE_MS = 50.0
-MIN_OUTSIDE_SHARE = 0.5
-MIN_LOST_SHARE = 0.01
-MIN_LOST = 5
+
+@dataclass(frozen=True)
+class OutsideServerSettings:
+    """Thresholds of :func:`outside_server` (keys ``outside_server.*``)."""
+
+    section: ClassVar[str] = "outside_server"
+    min_outside_ms: float = setting(
+        50.0, "median client latency minus server span, per request", unit="ms"
+    )
+    min_outside_share: float = share(0.5, "that gap's share of the client's median latency")
+    min_lost_share: float = share(0.01, "share of a route's client requests with no server span")
+    min_lost: int = setting(5, "client requests with no server span", low=1)
 
 
-def outside_server(run: Run) -> list[Finding]:
+DEFAULTS = OutsideServerSettings()
+
+
+def outside_server(run: Run, settings: OutsideServerSettings = DEFAULTS) -> list[Finding]:
+    s = settings
     frame = client_vs_server(run)
     found = []
     for row in frame.itertuples():
@@ -37,13 +53,13 @@ def outside_server(run: Run) -> list[Finding]:
         outside = row.outside_p50_ms
         if (
             outside == outside
-            and outside >= MIN_OUTSIDE_MS
-            and (outside >= MIN_OUTSIDE_SHARE * row.client_p50_ms)
+            and outside >= s.min_outside_ms
+            and (outside >= s.min_outside_share * row.client_p50_ms)
         ):
             found.append(
                 Finding(
-                    kind="outside_server",
-                    severity="warning",
+                    kind=FindingKind.OUTSIDE_SERVER,
+                    severity=Severity.WARNING,
                     title=f"Time outside the server on {row.route}: {ms(outside)} per request",
                     route=str(row.route),
                     impact_ms=float(outside) * int(row.reached_server),
@@ -67,18 +83,18 @@ def outside_server(run: Run) -> list[Finding]:
                         "request handling (WSGI/ASGI middleware) to see where the gap starts."
                     ),
                     threshold=(
-                        f"median client − server ≥ {MIN_OUTSIDE_MS:.0f} ms and ≥ "
-                        f"{pct(MIN_OUTSIDE_SHARE)} of the client's median"
+                        f"median client − server ≥ {s.min_outside_ms:.0f} ms and ≥ "
+                        f"{pct(s.min_outside_share)} of the client's median"
                     ),
-                    source="correlate",
+                    source="correlate (docs/rules.md#outside_server)",
                 )
             )
         lost = int(row.never_reached)
-        if lost >= MIN_LOST and lost >= MIN_LOST_SHARE * int(row.client_requests):
+        if lost >= s.min_lost and lost >= s.min_lost_share * int(row.client_requests):
             found.append(
                 Finding(
-                    kind="never_reached",
-                    severity="warning",
+                    kind=FindingKind.NEVER_REACHED,
+                    severity=Severity.WARNING,
                     title=f"{lost} {row.route} requests never reached the server",
                     route=str(row.route),
                     evidence={
@@ -97,8 +113,8 @@ def outside_server(run: Run) -> list[Finding]:
                         "Check the load generator's errors for those requests (connection "
                         "refused/reset, timeouts) and the server's exporter for dropped spans."
                     ),
-                    threshold=f"≥ {pct(MIN_LOST_SHARE)} and ≥ {MIN_LOST} client requests",
-                    source="correlate",
+                    threshold=f"≥ {pct(s.min_lost_share)} and ≥ {s.min_lost} client requests",
+                    source="correlate (docs/rules.md#never_reached)",
                 )
             )
     return found

@@ -1,57 +1,77 @@
 """Error bursts: stretches of the run where requests fail far more than at its start.
 
-Rule (Grafana k6 Performance Insights, "increased HTTP failure rate",
-ANCHORS §2.10): a window whose error rate is at least :data:`RISE` (10
-percentage points) above the rate at the start of the run. Adjacent flagged
-windows (one quiet window allowed between) make one burst. Each burst names
-its routes, status codes and the exception types recorded on the failing
-requests' spans. Critical when the burst's errors are at least
-:data:`CRITICAL_SHARE` of all the run's requests.
+Rule (Grafana k6 Performance Insights, "increased HTTP failure rate";
+docs/rules.md#error_burst): a window whose error rate is at least ``rise``
+(10 percentage points) above the rate at the start of the run. Adjacent
+flagged windows (one quiet window allowed between) make one burst. Each burst
+names its routes, status codes and the exception types recorded on the
+failing requests' spans. Critical when the burst's errors are at least
+``critical_share`` of all the run's requests.
 
 A run that fails from its start has no rise to see; k6's "high HTTP failure
-rate" covers it: more than :data:`HIGH_START_RATE` of the first
-:data:`START_REQUESTS` requests failed.
+rate" covers it (docs/rules.md#error_rate): more than ``high_start_rate`` of
+the first ``start_requests`` requests failed.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
-RISE = 0.10
-BASELINE_WINDOWS = 3
-MIN_ERRORS = 3
-CRITICAL_SHARE = 0.05
-HIGH_START_RATE = 0.15
-#: A burst is put down to the pool when this share of its failed requests failed waiting for one.
-POOL_SHARE = 0.5
-START_REQUESTS = 100
+
+@dataclass(frozen=True)
+class ErrorBurstSettings:
+    """Thresholds of :func:`error_bursts` (keys ``error_bursts.*``)."""
+
+    section: ClassVar[str] = "error_bursts"
+    rise: float = share(0.10, "a window's error rate above the start's rate (0.10 = 10 points)")
+    baseline_windows: int = setting(3, "windows at the start that set the baseline rate", low=1)
+    min_errors: int = setting(3, "failed requests in a burst", low=1)
+    critical_share: float = share(
+        0.05, "the burst's errors as a share of all the run's requests, from which it is critical"
+    )
+    high_start_rate: float = share(
+        0.15, "error rate of the first requests above which the run failed from its start"
+    )
+    start_requests: int = setting(100, "how many first requests that rate is taken over", low=1)
+    pool_share: float = share(
+        0.5, "share of a burst's failures that failed waiting for a connection: a pool symptom"
+    )
 
 
-def error_bursts(run: Run) -> list[Finding]:
+DEFAULTS = ErrorBurstSettings()
+
+
+def error_bursts(run: Run, settings: ErrorBurstSettings = DEFAULTS) -> list[Finding]:
+    s = settings
     timeline = run.timeline()
     busy = timeline[timeline.requests > 0]
-    if busy.empty or busy.errors.sum() < MIN_ERRORS:
+    if busy.empty or busy.errors.sum() < s.min_errors:
         return []
-    base = busy.head(BASELINE_WINDOWS)
+    base = busy.head(s.baseline_windows)
     baseline = float(base.errors.sum() / max(base.requests.sum(), 1))
     start_ns = run.span[0]
     (first_end,) = run.con.execute(
         f"SELECT max(end_ns) FROM (SELECT end_ns FROM {run.table('requests')} "
-        f"ORDER BY end_ns LIMIT {START_REQUESTS})"
+        "ORDER BY end_ns LIMIT $n)",
+        {"n": s.start_requests},
     ).fetchone() or (None,)
     early = (
-        _burst(run, start_ns, int(first_end) + 1, 0.0, int(timeline.requests.sum()))
+        _burst(run, s, start_ns, int(first_end) + 1, 0.0, int(timeline.requests.sum()))
         if first_end is not None
         else []
     )
-    if early and early[0].evidence["error_rate"] > HIGH_START_RATE:
-        return [_from_start(early[0])]
-    flagged = list(busy.bucket[busy.error_rate >= baseline + RISE])
+    if early and early[0].evidence["error_rate"] > s.high_start_rate:
+        return [_from_start(early[0], s)]
+    flagged = list(busy.bucket[busy.error_rate >= baseline + s.rise])
     bursts: list[list[int]] = []
     for b in flagged:
         if bursts and b - bursts[-1][-1] <= 2:
@@ -64,11 +84,13 @@ def error_bursts(run: Run) -> list[Finding]:
     for burst in bursts:
         lo = start_ns + int(burst[0] * width * 1e9)
         hi = start_ns + int((burst[-1] + 1) * width * 1e9)
-        found.extend(_burst(run, lo, hi, baseline, total_requests))
+        found.extend(_burst(run, s, lo, hi, baseline, total_requests))
     return found
 
 
-def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Finding]:
+def _burst(
+    run: Run, s: ErrorBurstSettings, lo: int, hi: int, baseline: float, total: int
+) -> list[Finding]:
     reqs, owner, tree = run.table("requests"), run.table("owner"), run.table("tree")
     parts = run.table("parts")
     params = {"run": run.run_id, "lo": lo, "hi": hi}
@@ -87,7 +109,7 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
         """,
         {"lo": lo, "hi": hi},
     ).fetchone()
-    if row is None or (row[1] or 0) < MIN_ERRORS:
+    if row is None or (row[1] or 0) < s.min_errors:
         return []
     n, errors, traces, routes, statuses, pool_failed = row
     routes, statuses = routes or {}, statuses or {}
@@ -121,11 +143,11 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
     )
     status_text = ", ".join(f"{k} ×{v}" for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
     # pool timeouts: most failed requests have a failed wait for a connection in them
-    pool = pool_failed >= POOL_SHARE * errors
+    pool = pool_failed >= s.pool_share * errors
     return [
         Finding(
-            kind="error_burst",
-            severity="critical" if errors >= CRITICAL_SHARE * total else "warning",
+            kind=FindingKind.ERROR_BURST,
+            severity=Severity.CRITICAL if errors >= s.critical_share * total else Severity.WARNING,
             title=f"Error burst from {t0:.0f} s to {t1:.0f} s: {pct(rate)} of requests failed",
             route=route if len(top_routes) == 1 else None,
             impact_ms=0.0,
@@ -158,13 +180,14 @@ def _burst(run: Run, lo: int, hi: int, baseline: float, total: int) -> list[Find
                 else "Open the example traces: the exception and the span it was raised in "
                 "name the failing dependency."
             ),
-            threshold=f"window error rate ≥ start rate + {pct(RISE)}, ≥ {MIN_ERRORS} errors",
-            source="Grafana k6 Performance Insights, increased HTTP failure rate (ANCHORS §2.10)",
+            threshold=f"window error rate ≥ start rate + {pct(s.rise)}, ≥ {s.min_errors} errors",
+            source="Grafana k6 Performance Insights, increased HTTP failure rate "
+            "(docs/rules.md#error_burst)",
         )
     ]
 
 
-def _from_start(f: Finding) -> Finding:
+def _from_start(f: Finding, s: ErrorBurstSettings) -> Finding:
     """The early-requests burst, reworded: the run failed from its start."""
     from dataclasses import replace
 
@@ -174,8 +197,8 @@ def _from_start(f: Finding) -> Finding:
     exceptions = ", ".join(f"{k} ×{v}" for k, v in list(e["exceptions"].items())[:3])
     return replace(
         f,
-        kind="error_rate",
-        severity="critical",
+        kind=FindingKind.ERROR_RATE,
+        severity=Severity.CRITICAL,
         title=f"High error rate from the start: {pct(e['error_rate'])} of the first requests failed",
         explanation=(
             f"Of the first {e['requests']} requests, {e['errors']} failed ({pct(e['error_rate'])}) "
@@ -184,6 +207,6 @@ def _from_start(f: Finding) -> Finding:
             "before any load built up: a configuration, dependency or deployment problem rather "
             "than one of capacity."
         ),
-        threshold=f"> {pct(HIGH_START_RATE)} errors in the first {START_REQUESTS} requests",
-        source="Grafana k6 Performance Insights, high HTTP failure rate (ANCHORS §2.10)",
+        threshold=f"> {pct(s.high_start_rate)} errors in the first {s.start_requests} requests",
+        source="Grafana k6 Performance Insights, high HTTP failure rate (docs/rules.md#error_rate)",
     )

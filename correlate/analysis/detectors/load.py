@@ -7,39 +7,65 @@ stages recorded in run.json. Without any, neither detector can tell load
 from latency and both stay silent.
 
 *Degradation* (correlate's rule, in the spirit of Sentry's endpoint
-regression on p95, ANCHORS §2.1): over the longest stretch where the load is
-within :data:`PLATEAU` of its peak, the median latency of its last third is at
-least :data:`DEGRADE_RATIO` × that of its first third and :data:`DEGRADE_MS`
-more. Latency that keeps rising while load does not is a resource running
-out — a leak, a growing table, a queue.
+regression on p95; docs/rules.md#degradation): over the longest stretch where
+the load is within ``plateau`` of its peak, the median latency of its last
+third is at least ``ratio`` × that of its first third and ``min_ms`` more.
+Latency that keeps rising while load does not is a resource running out — a
+leak, a growing table, a queue.
 
-*Knee* (Grafana k6's "throughput limit", ANCHORS §2.10): completed requests
-per unit of load fall below :data:`KNEE_EFFICIENCY` of their early level,
-sustained, while the median latency is at least :data:`KNEE_LATENCY` × its
-early level. The finding names the part of the request that grew the most by
-then, and the one that started growing first.
+*Knee* (Grafana k6 Performance Insights' "throughput limit";
+docs/rules.md#throughput_knee): completed requests per unit of load fall
+below ``efficiency`` of their early level, sustained, while the median
+latency is at least ``latency_ratio`` × its early level. The finding names the
+part of the request that grew the most by then, and the one that started
+growing first.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.findings import Finding, ms
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.run import Run
 
-PLATEAU = 0.9
-MIN_PLATEAU_WINDOWS = 6
-DEGRADE_RATIO = 2.0
-DEGRADE_MS = 50.0
-KNEE_EFFICIENCY = 0.7
-KNEE_LATENCY = 2.0
-BASELINE_WINDOWS = 3
-#: A part "starts growing" when it exceeds its early mean by this much (and by its own size).
-GROWTH_MS = 10.0
+
+@dataclass(frozen=True)
+class DegradationSettings:
+    """Thresholds of :func:`degradation` (keys ``degradation.*``)."""
+
+    section: ClassVar[str] = "degradation"
+    plateau: float = share(0.9, "load at least this share of its peak counts as steady")
+    min_plateau_windows: int = setting(6, "timeline windows of steady load", low=3)
+    ratio: float = setting(2.0, "last third's median latency over the first third's", low=1.0)
+    min_ms: float = setting(50.0, "and at least this much slower", unit="ms")
+
+
+@dataclass(frozen=True)
+class ThroughputKneeSettings:
+    """Thresholds of :func:`throughput_knee` (keys ``throughput_knee.*``)."""
+
+    section: ClassVar[str] = "throughput_knee"
+    efficiency: float = share(
+        0.7, "requests/s per unit of load, as a share of its early level, below which it bends"
+    )
+    latency_ratio: float = setting(2.0, "median latency over its early level, at least", low=1.0)
+    baseline_windows: int = setting(3, "windows at the start that set the early levels", low=1)
+    growth_ms: float = setting(
+        10.0, "a part starts growing when above its early mean by this (and by itself)", unit="ms"
+    )
+
+
+DEGRADATION = DegradationSettings()
+THROUGHPUT_KNEE = ThroughputKneeSettings()
+
 PARTS = (
     ("pool_ms", "pool wait"),
     ("db_ms", "database time"),
@@ -87,25 +113,26 @@ def _parts_growth(early: pd.DataFrame, late: pd.DataFrame) -> list[tuple[str, fl
     return sorted(growth, key=lambda g: g[1] - g[2])
 
 
-def degradation(run: Run) -> list[Finding]:
+def degradation(run: Run, settings: DegradationSettings = DEGRADATION) -> list[Finding]:
+    s = settings
     timeline = run.timeline()
     load = offered_load(run, timeline)
     if load is None or load.max() <= 0:
         return []
-    on = (load >= PLATEAU * load.max()) & (timeline.requests > 0)
+    on = (load >= s.plateau * load.max()) & (timeline.requests > 0)
     best: list[int] = []
     current: list[int] = []
     for i, flag in enumerate(on):
         current = [*current, i] if flag else []
         if len(current) > len(best):
             best = current
-    if len(best) < MIN_PLATEAU_WINDOWS:
+    if len(best) < s.min_plateau_windows:
         return []
     plateau = timeline.iloc[best]
     third = len(plateau) // 3
     first, last = plateau.iloc[:third], plateau.iloc[-third:]
     p_first, p_last = float(first.p50_ms.median()), float(last.p50_ms.median())
-    if not (p_last >= DEGRADE_RATIO * p_first and p_last - p_first >= DEGRADE_MS):
+    if not (p_last >= s.ratio * p_first and p_last - p_first >= s.min_ms):
         return []
     growth = _parts_growth(first, last)
     label, before, after = growth[0]
@@ -113,8 +140,8 @@ def degradation(run: Run) -> list[Finding]:
     users = float(load.iloc[best].median())
     return [
         Finding(
-            kind="degradation",
-            severity="warning",
+            kind=FindingKind.DEGRADATION,
+            severity=Severity.WARNING,
             title=f"Latency rose {p_last / p_first:.0f}× at steady load; {label} grew most",
             impact_ms=float((last.p50_ms - p_first).clip(lower=0).mul(last.requests).sum()),
             evidence={
@@ -141,31 +168,33 @@ def degradation(run: Run) -> list[Finding]:
                 "locks, memory."
             ),
             threshold=(
-                f"load within {PLATEAU:.0%} of peak for ≥ {MIN_PLATEAU_WINDOWS} windows; last "
-                f"third's median ≥ {DEGRADE_RATIO:.0f}× the first's and ≥ {DEGRADE_MS:.0f} ms more"
+                f"load within {s.plateau:.0%} of peak for ≥ {s.min_plateau_windows} windows; "
+                f"last third's median ≥ {s.ratio:.0f}× the first's and ≥ {s.min_ms:.0f} ms more"
             ),
-            source="correlate; compare Sentry endpoint regression on p95 (ANCHORS §2.1)",
+            source="correlate; compare Sentry's endpoint regression on p95 "
+            "(docs/rules.md#degradation)",
         )
     ]
 
 
-def throughput_knee(run: Run) -> list[Finding]:
+def throughput_knee(run: Run, settings: ThroughputKneeSettings = THROUGHPUT_KNEE) -> list[Finding]:
+    s = settings
     timeline = run.timeline()
     load = offered_load(run, timeline)
     if load is None or load.max() <= 0:
         return []
     t = timeline.assign(load=load)
     t = t[(t.requests > 0) & (t.load > 0)].reset_index(drop=True)
-    if len(t) < BASELINE_WINDOWS + 3:
+    if len(t) < s.baseline_windows + 3:
         return []
-    base = t.head(BASELINE_WINDOWS)
+    base = t.head(s.baseline_windows)
     base_eff = float(base.throughput_rps.sum() / base.load.sum())
     base_p50 = float(base.p50_ms.median())
     eff = t.throughput_rps / t.load
     sustained = eff.rolling(3).median().shift(-2)
     knee = None
-    for i in range(BASELINE_WINDOWS, len(t) - 2):
-        if sustained[i] < KNEE_EFFICIENCY * base_eff and t.p50_ms[i] >= KNEE_LATENCY * base_p50:
+    for i in range(s.baseline_windows, len(t) - 2):
+        if sustained[i] < s.efficiency * base_eff and t.p50_ms[i] >= s.latency_ratio * base_p50:
             knee = i
             break
     if knee is None:
@@ -176,7 +205,8 @@ def throughput_knee(run: Run) -> list[Finding]:
     starts = []
     for col, name in PARTS:
         mean = float(base[col].mean())
-        over = t.index[(t[col] >= mean + max(GROWTH_MS, mean)) & (t.index >= BASELINE_WINDOWS)]
+        grown = t[col] >= mean + max(s.growth_ms, mean)
+        over = t.index[grown & (t.index >= s.baseline_windows)]
         if len(over):
             starts.append((int(over[0]), name))
     first = min(starts)[1] if starts else label
@@ -185,8 +215,8 @@ def throughput_knee(run: Run) -> list[Finding]:
     first_text = f" {first.capitalize()} was the first part to grow." if first != label else ""
     return [
         Finding(
-            kind="throughput_knee",
-            severity="warning",
+            kind=FindingKind.THROUGHPUT_KNEE,
+            severity=Severity.WARNING,
             title=f"Throughput knee at {t_knee:.0f} s: {label} grows, throughput stops following load",
             impact_ms=0.0,
             evidence={
@@ -213,9 +243,10 @@ def throughput_knee(run: Run) -> list[Finding]:
                 "adding load (more instances will not help a shared pool or database)."
             ),
             threshold=(
-                f"requests/s per unit of load < {KNEE_EFFICIENCY:.0%} of its early level "
-                f"(median of 3 windows) with median latency ≥ {KNEE_LATENCY:.0f}× early"
+                f"requests/s per unit of load < {s.efficiency:.0%} of its early level "
+                f"(median of 3 windows) with median latency ≥ {s.latency_ratio:.0f}× early"
             ),
-            source="Grafana k6 Performance Insights, throughput limit (ANCHORS §2.10)",
+            source="Grafana k6 Performance Insights, throughput limit "
+            "(docs/rules.md#throughput_knee)",
         )
     ]

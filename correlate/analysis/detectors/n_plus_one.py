@@ -1,32 +1,47 @@
 """N+1 queries: one statement shape run again and again under one parent span.
 
-Rule (Sentry's N+1 DB detector, ``../shared/reference/ANCHORS.md`` §2.1): the
-same fingerprint at least :data:`MIN_CALLS` times under one parent, and the
-union of those spans' intervals at least :data:`MIN_UNION_MS`. Two deliberate
-differences: spans are grouped by parent rather than by an unbroken run of DB
-spans, so SQLAlchemy's pool ``connect`` spans between the queries do not hide
-the pattern (the miss in sentry#93090); and overlapping spans count, as in
-Sentry's code since PR #50079. Severity escalates at :data:`CRITICAL_CALLS`
-repetitions, perf-sentinel's critical level (§2.2).
+Rule (Sentry's N+1 DB query detector; docs/rules.md#n_plus_one): the same
+fingerprint at least ``min_calls`` times under one parent, and the union of
+those spans' intervals at least ``min_union_ms``. Two deliberate differences:
+spans are grouped by parent rather than by an unbroken run of DB spans, so
+SQLAlchemy's pool ``connect`` spans between the queries do not hide the
+pattern (a known miss of Sentry's sequence rule); and overlapping spans count,
+as in Sentry's detector since it dropped its overlap check. Severity escalates
+at ``critical_calls`` repetitions, perf-sentinel's critical level.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
-MIN_CALLS = 5
-MIN_UNION_MS = 50.0
-CRITICAL_CALLS = 10
-#: Below this share of its route's requests, a pattern is reported as info.
-MIN_REQUEST_SHARE = 0.05
+
+@dataclass(frozen=True)
+class NPlusOneSettings:
+    """Thresholds of :func:`n_plus_one` (keys ``n_plus_one.*``)."""
+
+    section: ClassVar[str] = "n_plus_one"
+    min_calls: int = setting(5, "calls of one fingerprint under one parent span", low=2)
+    min_union_ms: float = setting(50.0, "union of those calls' intervals, per parent", unit="ms")
+    critical_calls: int = setting(10, "calls per request from which the finding is critical")
+    min_request_share: float = share(
+        0.05, "share of its route's requests below which the pattern is only info"
+    )
 
 
-def n_plus_one(run: Run) -> list[Finding]:
+DEFAULTS = NPlusOneSettings()
+
+
+def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]:
+    s = settings
     parts, reqs = run.table("parts"), run.table("requests")
     rows = run.con.execute(
         f"""
@@ -52,7 +67,7 @@ def n_plus_one(run: Run) -> list[Finding]:
                          count(*) AS calls, min(a) AS a, max(b) AS b
                   FROM islands GROUP BY ALL)
             GROUP BY ALL
-            HAVING sum(calls) >= {MIN_CALLS}
+            HAVING sum(calls) >= $min_calls
         ),
         -- a request may run the loop under several parents: one row per request
         hits AS (
@@ -60,7 +75,7 @@ def n_plus_one(run: Run) -> list[Finding]:
                    sum(g.calls) AS calls, sum(g.union_ms) AS union_ms,
                    any_value(r.duration_ms) AS duration_ms
             FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
-            WHERE g.union_ms >= {MIN_UNION_MS}
+            WHERE g.union_ms >= $min_union_ms
             GROUP BY r.th, r.rh, r.route, g.fingerprint
         )
         SELECT h.route, h.fingerprint, count(*) AS requests,
@@ -70,20 +85,21 @@ def n_plus_one(run: Run) -> list[Finding]:
                list(h.trace_id ORDER BY h.union_ms DESC)[1:3] AS traces
         FROM hits h GROUP BY h.route, h.fingerprint
         ORDER BY total_ms DESC
-        """
+        """,
+        {"min_calls": s.min_calls, "min_union_ms": s.min_union_ms},
     ).fetchall()
     texts = _texts(run)
     found = []
     for route, fp, n, route_n, calls, max_calls, union_ms, total_ms, duration_ms, traces in rows:
         share = n / route_n if route_n else 0.0
-        severity = "critical" if calls >= CRITICAL_CALLS else "warning"
-        if share < MIN_REQUEST_SHARE:
-            severity = "info"
+        severity = Severity.CRITICAL if calls >= s.critical_calls else Severity.WARNING
+        if share < s.min_request_share:
+            severity = Severity.INFO
         table = texts.get(fp, ("", None))[1]
         what = f"the same query{f' on {table}' if table else ''}"
         found.append(
             Finding(
-                kind="n_plus_one",
+                kind=FindingKind.N_PLUS_ONE,
                 severity=severity,
                 title=f"N+1 queries in {route}: {what} {calls:.0f}× per request",
                 route=route,
@@ -112,11 +128,12 @@ def n_plus_one(run: Run) -> list[Finding]:
                     "the loop walks."
                 ),
                 threshold=(
-                    f"≥ {MIN_CALLS} calls of one fingerprint under one parent and ≥ "
-                    f"{MIN_UNION_MS:.0f} ms of their union; critical from {CRITICAL_CALLS} calls"
+                    f"≥ {s.min_calls} calls of one fingerprint under one parent and ≥ "
+                    f"{s.min_union_ms:.0f} ms of their union; critical from {s.critical_calls} "
+                    "calls"
                 ),
-                source="Sentry N+1 DB detector (ANCHORS §2.1), connect spans transparent; "
-                "perf-sentinel critical level (§2.2)",
+                source="Sentry N+1 DB query detector, connect spans transparent; perf-sentinel "
+                "critical level (docs/rules.md#n_plus_one)",
             )
         )
     return found

@@ -1,19 +1,20 @@
 """Connection-pool exhaustion, and whether it is a leak or plain saturation.
 
-Pressure first: requests spend at least :data:`MIN_WAIT_SHARE` of their time
-and :data:`MIN_WAIT_MS` per request waiting for a connection, or checkouts time
-out, or ``correlate.instrument`` saw a connection outlive its request.
+Rules: docs/rules.md#pool_leak and #pool_saturation. Pressure first: requests
+spend at least ``min_wait_share`` of their time and ``min_wait_ms`` per request
+waiting for a connection, or checkouts time out, or ``correlate.instrument``
+saw a connection outlive its request.
 
 Then the diagnosis, from the strongest evidence available:
 
 1. *leak suspects* recorded by ``correlate.instrument`` (a connection still
    checked out :data:`leak grace <correlate.instrument>` after its request
    ended, with the route and code line that took it) — HikariCP's
-   ``leakDetectionThreshold`` idea, tied to the request (ANCHORS §2.12);
+   ``leakDetectionThreshold`` idea, tied to the request;
 2. *orphaned connections* in the pool samples: more connections checked out
    than requests in flight around that moment, still so at the end of the run;
 3. with spans alone: pool wait that does not fall when the load does
-   (:data:`RECOVERY_LOAD` and :data:`RECOVERY_WAIT`).
+   (``recovery_load`` and ``recovery_wait``).
 
 A leak is pressure that load does not explain; saturation is pressure that
 tracks load and recovers, and its fix is shorter holds or a bigger pool, sized
@@ -23,31 +24,48 @@ here by Little's law (connections needed ≈ checkouts per second × mean hold).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.run import Run
 
-MIN_WAIT_SHARE = 0.10
-MIN_WAIT_MS = 10.0
-#: Critical when pool wait is at least this share of all request time, or any checkout timed out.
-CRITICAL_WAIT_SHARE = 0.25
-#: Spans only: in the last third of the run, load at most this share of its peak…
-RECOVERY_LOAD = 0.75
-#: …while pool wait per request stays at least this share of its peak: no recovery.
-RECOVERY_WAIT = 0.5
-#: Slack around a pool sample when counting the requests that could hold a connection.
-SAMPLE_SLACK_NS = 1_000_000_000
-#: Saturation is said to track load from this correlation of wait and requests in flight.
-TRACKS_LOAD = 0.5
 
-SOURCE = (
-    "correlate; leak suspects as HikariCP leakDetectionThreshold tied to the request "
-    "(ANCHORS §2.12), saturation as k6 throughput limit (§2.10)"
+@dataclass(frozen=True)
+class PoolSettings:
+    """Thresholds of :func:`pool_exhaustion` (keys ``pool_exhaustion.*``)."""
+
+    section: ClassVar[str] = "pool_exhaustion"
+    min_wait_share: float = share(0.10, "share of all request time spent waiting for a connection")
+    min_wait_ms: float = setting(10.0, "pool wait per request", unit="ms")
+    critical_wait_share: float = share(
+        0.25, "share of request time in pool wait from which it is critical (or any timeout)"
+    )
+    recovery_load: float = share(
+        0.75, "spans only: load in the run's last third at most this share of its peak…"
+    )
+    recovery_wait: float = share(0.5, "…while pool wait stays at least this share of its peak")
+    sample_slack_s: float = setting(
+        1.0,
+        "slack around a pool sample when counting requests that could hold a connection",
+        unit="s",
+    )
+    tracks_load: float = share(
+        0.5, "correlation of wait and requests in flight from which saturation tracks load"
+    )
+
+
+DEFAULTS = PoolSettings()
+
+_SOURCE = (
+    "correlate; leak suspects as HikariCP leakDetectionThreshold tied to the request, "
+    "saturation as k6 throughput limit (docs/rules.md#{anchor})"
 )
 
 
@@ -67,26 +85,29 @@ class _Pressure:
         return self.wait_ms / self.total_ms if self.total_ms else 0.0
 
 
-def pool_exhaustion(run: Run) -> list[Finding]:
+def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding]:
+    s = settings
     pressure = _pressure(run)
     leaks = _leaks(run)
-    if not leaks and not _under_pressure(pressure):
+    if not leaks and not _under_pressure(pressure, s):
         return []
     timeline = run.timeline()
-    orphans = _orphans(run)
-    stuck = _no_recovery(timeline)
+    orphans = _orphans(run, s)
+    stuck = _no_recovery(timeline, s)
     severity = (
-        "critical" if pressure.timeouts or pressure.share >= CRITICAL_WAIT_SHARE else "warning"
+        Severity.CRITICAL
+        if pressure.timeouts or pressure.share >= s.critical_wait_share
+        else Severity.WARNING
     )
     if leaks or (orphans and orphans["at_end"] >= 1) or stuck:
-        return [_leak_finding(run, pressure, leaks, orphans, stuck, timeline, severity)]
-    return [_saturation_finding(run, pressure, timeline, severity)]
+        return [_leak_finding(run, s, pressure, leaks, orphans, stuck, timeline, severity)]
+    return [_saturation_finding(run, s, pressure, timeline, severity)]
 
 
-def _under_pressure(p: _Pressure) -> bool:
+def _under_pressure(p: _Pressure, s: PoolSettings) -> bool:
     """Checkouts time out, or requests wait long enough for the pool to matter."""
     return bool(p.timeouts) or (
-        p.share >= MIN_WAIT_SHARE and p.wait_ms / max(p.requests, 1) >= MIN_WAIT_MS
+        p.share >= s.min_wait_share and p.wait_ms / max(p.requests, 1) >= s.min_wait_ms
     )
 
 
@@ -185,7 +206,7 @@ def _leaks(run: Run) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def _orphans(run: Run) -> dict[str, Any] | None:
+def _orphans(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     """Connections checked out beyond the requests that could hold them, per pool sample."""
     reqs = run.table("requests")
     rows = run.con.execute(
@@ -196,11 +217,11 @@ def _orphans(run: Run) -> dict[str, Any] | None:
         )
         SELECT s.t, s.checked_out, s.capacity,
                (SELECT count(*) FROM {reqs} r
-                WHERE r.start_ns <= s.t + {SAMPLE_SLACK_NS} AND r.end_ns >= s.t - {SAMPLE_SLACK_NS})
+                WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)
                    AS in_flight
         FROM s ORDER BY s.t
         """,
-        {"run": run.run_id},
+        {"run": run.run_id, "slack": round(s.sample_slack_s * 1e9)},
     ).fetchall()
     if not rows:
         return None
@@ -219,16 +240,16 @@ def _orphans(run: Run) -> dict[str, Any] | None:
     }
 
 
-def _no_recovery(timeline: pd.DataFrame) -> dict[str, float] | None:
+def _no_recovery(timeline: pd.DataFrame, s: PoolSettings) -> dict[str, float] | None:
     """Spans-only evidence: the load fell but the wait did not."""
     t = timeline[timeline.requests > 0]
-    if len(t) < 6 or t.pool_ms.max() <= MIN_WAIT_MS:
+    if len(t) < 6 or t.pool_ms.max() <= s.min_wait_ms:
         return None
     load = t.users if t.users.notna().any() else t.in_flight
     last = t.iloc[-(len(t) // 3) :]
     peak_load, last_load = float(load.max()), float(load.iloc[-(len(t) // 3) :].mean())
     peak_wait, last_wait = float(t.pool_ms.max()), float(last.pool_ms.mean())
-    if last_load <= RECOVERY_LOAD * peak_load and last_wait >= RECOVERY_WAIT * peak_wait:
+    if last_load <= s.recovery_load * peak_load and last_wait >= s.recovery_wait * peak_wait:
         return {
             "peak_load": peak_load,
             "final_load": last_load,
@@ -268,12 +289,13 @@ def _wait_series(timeline: pd.DataFrame) -> str:
 
 def _leak_finding(
     run: Run,
+    s: PoolSettings,
     pressure: _Pressure,
     leaks: list[dict[str, Any]],
     orphans: dict[str, Any] | None,
     stuck: dict[str, float] | None,
     timeline: pd.DataFrame,
-    severity: str,
+    severity: Severity,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
@@ -338,12 +360,12 @@ def _leak_finding(
     )
     fix_at = f" at {location}" if location else ""
     return Finding(
-        kind="pool_leak",
+        kind=FindingKind.POOL_LEAK,
         severity=severity,
         title=title,
         route=route,
         # without pressure the waits are ordinary checkouts, not the leak's doing
-        impact_ms=pressure.wait_ms if _under_pressure(pressure) else 0.0,
+        impact_ms=pressure.wait_ms if _under_pressure(pressure, s) else 0.0,
         evidence=evidence,
         trace_ids=traces,
         explanation=(
@@ -356,7 +378,7 @@ def _leak_finding(
                 + "; ".join(said)
                 + ". Load does not explain it: it is a leak, and every route pays for it."
             )
-            if _under_pressure(pressure)
+            if _under_pressure(pressure, s)
             else (
                 "Connections are taken and not given back: "
                 + "; ".join(said)
@@ -378,17 +400,17 @@ def _leak_finding(
             )
         ),
         threshold=(
-            f"pool wait ≥ {pct(MIN_WAIT_SHARE)} of request time and ≥ {MIN_WAIT_MS:.0f} ms per "
-            "request, or timeouts, or leak suspects; leak when connections outlive their "
+            f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
+            "per request, or timeouts, or leak suspects; leak when connections outlive their "
             "requests or wait does not recover as load falls; critical with timeouts or "
-            f"≥ {pct(CRITICAL_WAIT_SHARE)} of request time"
+            f"≥ {pct(s.critical_wait_share)} of request time"
         ),
-        source=SOURCE,
+        source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
     )
 
 
 def _saturation_finding(
-    run: Run, pressure: _Pressure, timeline: pd.DataFrame, severity: str
+    run: Run, s: PoolSettings, pressure: _Pressure, timeline: pd.DataFrame, severity: Severity
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
@@ -435,11 +457,11 @@ def _saturation_finding(
         )
         when += (
             f"; across the run it follows the requests in flight (correlation {tracking:.2f})."
-            if tracking is not None and tracking >= TRACKS_LOAD
+            if tracking is not None and tracking >= s.tracks_load
             else "."
         )
     return Finding(
-        kind="pool_saturation",
+        kind=FindingKind.POOL_SATURATION,
         severity=severity,
         title="Connection pool saturated under load",
         impact_ms=pressure.wait_ms,
@@ -458,8 +480,8 @@ def _saturation_finding(
             "the concurrency you need and check the database can take it."
         ),
         threshold=(
-            f"pool wait ≥ {pct(MIN_WAIT_SHARE)} of request time and ≥ {MIN_WAIT_MS:.0f} ms per "
-            "request, or timeouts; saturation when the wait tracks load and recovers"
+            f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
+            "per request, or timeouts; saturation when the wait tracks load and recovers"
         ),
-        source=SOURCE,
+        source=_SOURCE.format(anchor=FindingKind.POOL_SATURATION),
     )

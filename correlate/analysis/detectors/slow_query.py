@@ -1,15 +1,15 @@
 """A slow query that dominates its route, with what its plan says about why.
 
-Rule: on a route, one fingerprint (run fewer than the N+1 detector's
-repetitions per request) takes at least :data:`MIN_SHARE` of the route's
-time *outside pool waits* — a pool that is out of connections inflates every
-route alike and says nothing about the query — and its median call takes at
-least :data:`MIN_CALL_MS`, an absolute floor so that a fast route whose only
-query is most of its time is not called slow. correlate's own rule: Sentry's
-slow-DB detector flags single spans over 500 ms (ANCHORS §2.1), far above a
-load test's interesting range, and its "dominates" idea comes from pganalyze's
-per-query share of total time (§2.3). Critical when the query alone is at
-least :data:`CRITICAL_SHARE_OF_LATENCY` of the route's whole latency.
+Rule (docs/rules.md#slow_query): on a route, one fingerprint (run fewer than
+the N+1 detector's ``n_plus_one.min_calls`` per request) takes at least
+``min_share`` of the route's time *outside pool waits* — a pool that is out of
+connections inflates every route alike and says nothing about the query — and
+its median call takes at least ``min_call_ms``, an absolute floor so that a
+fast route whose only query is most of its time is not called slow.
+correlate's own rule: Sentry's slow DB query detector flags single spans over
+500 ms, far above a load test's interesting range, and the "dominates" idea
+comes from pganalyze's per-query share of total time. Critical when the query
+alone is at least ``critical_share_of_latency`` of the route's whole latency.
 
 The plan linked to the fingerprint (``correlate plans capture`` or plan files)
 supplies the why: its insights become the explanation and fix.
@@ -17,21 +17,41 @@ supplies the why: its insights become the explanation and fix.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.n_plus_one import MIN_CALLS
+from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
+from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
-MIN_SHARE = 0.5
-MIN_CALL_MS = 20.0
-CRITICAL_SHARE_OF_LATENCY = 0.5
-MIN_REQUESTS = 5
+
+@dataclass(frozen=True)
+class SlowQuerySettings:
+    """Thresholds of :func:`slow_query` (keys ``slow_query.*``)."""
+
+    section: ClassVar[str] = "slow_query"
+    min_share: float = share(0.5, "share of the route's time outside pool waits in one query")
+    min_call_ms: float = setting(20.0, "median duration of one call of the query", unit="ms")
+    critical_share_of_latency: float = share(
+        0.5, "share of the route's whole latency from which the finding is critical"
+    )
+    min_requests: int = setting(5, "requests of the route that ran the query", low=1)
 
 
-def slow_query(run: Run) -> list[Finding]:
+DEFAULTS = SlowQuerySettings()
+
+
+def slow_query(
+    run: Run, settings: SlowQuerySettings = DEFAULTS, n_plus_one: NPlusOneSettings = N_PLUS_ONE
+) -> list[Finding]:
+    """Slow queries; ``n_plus_one.min_calls`` per request and more is the N+1 detector's."""
+    s = settings
     parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
     rows = run.con.execute(
         f"""
@@ -57,12 +77,18 @@ def slow_query(run: Run) -> list[Finding]:
                p.db_ms / nullif(t.total_ms, 0) AS latency_share,
                c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces
         FROM per p JOIN route_time t USING (route) JOIN call_ms c USING (fingerprint)
-        WHERE p.calls < {MIN_CALLS} * p.requests
-          AND p.requests >= {MIN_REQUESTS}
-          AND p.db_ms >= {MIN_SHARE} * t.busy_ms
-          AND c.p50_ms >= {MIN_CALL_MS}
+        WHERE p.calls < $max_calls * p.requests
+          AND p.requests >= $min_requests
+          AND p.db_ms >= $min_share * t.busy_ms
+          AND c.p50_ms >= $min_call_ms
         ORDER BY p.db_ms DESC
-        """
+        """,
+        {
+            "max_calls": n_plus_one.min_calls,
+            "min_requests": s.min_requests,
+            "min_share": s.min_share,
+            "min_call_ms": s.min_call_ms,
+        },
     ).fetchall()
     if not rows:
         return []
@@ -98,8 +124,12 @@ def slow_query(run: Run) -> list[Finding]:
         )
         found.append(
             Finding(
-                kind="slow_query",
-                severity="critical" if lat_share >= CRITICAL_SHARE_OF_LATENCY else "warning",
+                kind=FindingKind.SLOW_QUERY,
+                severity=(
+                    Severity.CRITICAL
+                    if lat_share >= s.critical_share_of_latency
+                    else Severity.WARNING
+                ),
                 title=f"Slow query in {route}: {subject}, median {ms(p50)} per call",
                 route=route,
                 fingerprint=fp,
@@ -126,12 +156,12 @@ def slow_query(run: Run) -> list[Finding]:
                 ),
                 suggestion=fix,
                 threshold=(
-                    f"one fingerprint ≥ {pct(MIN_SHARE)} of a route's time outside pool waits "
-                    f"and median call ≥ {MIN_CALL_MS:.0f} ms; critical from "
-                    f"{pct(CRITICAL_SHARE_OF_LATENCY)} of its whole latency"
+                    f"one fingerprint ≥ {pct(s.min_share)} of a route's time outside pool waits "
+                    f"and median call ≥ {s.min_call_ms:.0f} ms; critical from "
+                    f"{pct(s.critical_share_of_latency)} of its whole latency"
                 ),
-                source="correlate; share of time as in pganalyze (ANCHORS §2.3), "
-                "plan rules as in PEV2 (§2.4)",
+                source="correlate; share of time as in pganalyze, plan rules as in PEV2 "
+                "(docs/rules.md#slow_query)",
             )
         )
     return found

@@ -1,27 +1,41 @@
 """Unexplained time: a route whose latency is mostly outside DB, pool and downstream spans.
 
-Rule (correlate's own): the route's mean time in none of those spans is at
-least :data:`MIN_SHARE` of its mean latency *and* at least :data:`MIN_APP_MS`,
-over at least :data:`MIN_REQUESTS` requests. The absolute floor keeps fast
+Rule (correlate's own; docs/rules.md#unexplained_time): the route's mean time
+in none of those spans is at least ``min_share`` of its mean latency *and* at
+least ``min_app_ms``, over at least ``min_requests`` requests. The absolute floor keeps fast
 routes, where a few milliseconds of framework work are most of the time,
 from being flagged.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.settings import setting, share
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
-MIN_SHARE = 0.5
-MIN_APP_MS = 50.0
-MIN_REQUESTS = 10
+
+@dataclass(frozen=True)
+class UnexplainedTimeSettings:
+    """Thresholds of :func:`unexplained_time` (keys ``unexplained_time.*``)."""
+
+    section: ClassVar[str] = "unexplained_time"
+    min_share: float = share(0.5, "share of the route's mean latency outside DB/pool/downstream")
+    min_app_ms: float = setting(50.0, "mean time per request outside those spans", unit="ms")
+    min_requests: int = setting(10, "requests of the route", low=1)
 
 
-def unexplained_time(run: Run) -> list[Finding]:
+DEFAULTS = UnexplainedTimeSettings()
+
+
+def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> list[Finding]:
+    s = settings
     reqs = run.table("requests")
     rows = run.con.execute(
         f"""
@@ -29,18 +43,19 @@ def unexplained_time(run: Run) -> list[Finding]:
                sum(app_ms) AS total_app_ms, quantile_cont(app_ms, 0.5) AS p50_app_ms,
                list(trace_id ORDER BY app_ms DESC)[1:3] AS traces
         FROM {reqs} GROUP BY route
-        HAVING count(*) >= {MIN_REQUESTS} AND avg(app_ms) >= {MIN_APP_MS}
-           AND avg(app_ms) >= {MIN_SHARE} * avg(duration_ms)
+        HAVING count(*) >= $min_requests AND avg(app_ms) >= $min_app_ms
+           AND avg(app_ms) >= $min_share * avg(duration_ms)
         ORDER BY total_app_ms DESC
-        """
+        """,
+        {"min_requests": s.min_requests, "min_app_ms": s.min_app_ms, "min_share": s.min_share},
     ).fetchall()
     found = []
     for route, n, mean_ms, app_ms, total, p50, traces in rows:
         share = app_ms / mean_ms if mean_ms else 0.0
         found.append(
             Finding(
-                kind="unexplained_time",
-                severity="warning",
+                kind=FindingKind.UNEXPLAINED_TIME,
+                severity=Severity.WARNING,
                 title=f"Unexplained time in {route}: {pct(share)} outside DB and downstream spans",
                 route=route,
                 impact_ms=float(total),
@@ -63,10 +78,10 @@ def unexplained_time(run: Run) -> list[Finding]:
                     "instrument any HTTP client, cache or queue library it calls."
                 ),
                 threshold=(
-                    f"≥ {pct(MIN_SHARE)} of mean latency and ≥ {MIN_APP_MS:.0f} ms per request "
-                    f"outside DB, pool and downstream spans, ≥ {MIN_REQUESTS} requests"
+                    f"≥ {pct(s.min_share)} of mean latency and ≥ {s.min_app_ms:.0f} ms per "
+                    f"request outside DB, pool and downstream spans, ≥ {s.min_requests} requests"
                 ),
-                source="correlate",
+                source="correlate (docs/rules.md#unexplained_time)",
             )
         )
     return found

@@ -1,0 +1,33 @@
+"""The kinds of finding the built-in detectors report.
+
+A :class:`FindingKind` is a string, so JSON reports and comparisons with plain
+strings are unchanged; code that matches on a kind names the member instead of
+repeating the string. Detectors of your own may use kinds of their own (any
+string); these are the ones correlate ships, each documented in docs/rules.md.
+
+>>> FindingKind.N_PLUS_ONE == "n_plus_one", str(FindingKind.POOL_LEAK)
+(True, 'pool_leak')
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class FindingKind(StrEnum):
+    """What a finding is about; the value is the ``kind`` field of the report JSON."""
+
+    POOL_LEAK = "pool_leak"
+    POOL_SATURATION = "pool_saturation"
+    N_PLUS_ONE = "n_plus_one"
+    SLOW_QUERY = "slow_query"
+    ERROR_BURST = "error_burst"
+    ERROR_RATE = "error_rate"
+    DEGRADATION = "degradation"
+    THROUGHPUT_KNEE = "throughput_knee"
+    UNEXPLAINED_TIME = "unexplained_time"
+    OUTSIDE_SERVER = "outside_server"
+    NEVER_REACHED = "never_reached"
+
+
+__all__ = ["FindingKind"]

@@ -1,0 +1,557 @@
+"""Detector settings: defaults, the project file, ``settings=`` and ``--set``, and their checks."""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import DETECTORS, n_plus_one
+from correlate.analysis.findings import SEVERITIES, Finding, rank
+from correlate.analysis.settings import (
+    Settings,
+    parse_assignments,
+    resolve_settings,
+    settings_parameters,
+)
+from correlate.cli import cli
+from correlate.diff.rules import RULE_FORMS, parse_rules
+from correlate.errors import CorrelateError, SettingsError
+from correlate.kinds import FindingKind
+from correlate.severity import Severity
+
+from .builders import RunBuilder
+
+DETECTOR_DIR = Path(correlate.__file__).parent / "analysis" / "detectors"
+
+#: Every threshold as it was when they were module constants: the defaults must not drift.
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "degradation": {"plateau": 0.9, "min_plateau_windows": 6, "ratio": 2.0, "min_ms": 50.0},
+    "error_bursts": {
+        "rise": 0.10,
+        "baseline_windows": 3,
+        "min_errors": 3,
+        "critical_share": 0.05,
+        "high_start_rate": 0.15,
+        "start_requests": 100,
+        "pool_share": 0.5,
+    },
+    "n_plus_one": {
+        "min_calls": 5,
+        "min_union_ms": 50.0,
+        "critical_calls": 10,
+        "min_request_share": 0.05,
+    },
+    "outside_server": {
+        "min_outside_ms": 50.0,
+        "min_outside_share": 0.5,
+        "min_lost_share": 0.01,
+        "min_lost": 5,
+    },
+    "pool_exhaustion": {
+        "min_wait_share": 0.10,
+        "min_wait_ms": 10.0,
+        "critical_wait_share": 0.25,
+        "recovery_load": 0.75,
+        "recovery_wait": 0.5,
+        "sample_slack_s": 1.0,
+        "tracks_load": 0.5,
+    },
+    "slow_query": {
+        "min_share": 0.5,
+        "min_call_ms": 20.0,
+        "critical_share_of_latency": 0.5,
+        "min_requests": 5,
+    },
+    "throughput_knee": {
+        "efficiency": 0.7,
+        "latency_ratio": 2.0,
+        "baseline_windows": 3,
+        "growth_ms": 10.0,
+    },
+    "unexplained_time": {"min_share": 0.5, "min_app_ms": 50.0, "min_requests": 10},
+}
+
+
+def listing_run(calls: int = 3, each: float = 20) -> RunBuilder:
+    """Ten /list requests, each running one item query ``calls`` times under the request."""
+    b = RunBuilder()
+    for i in range(10):
+        trace = f"t{i}"
+        start = i * 1000.0
+        r = b.request(trace, start, start + 20 + calls * (each + 2), "/list")
+        at = start + 10
+        for n in range(calls):
+            b.query(trace, r, at, at + each, f"SELECT * FROM items WHERE order_id = {n}")
+            at += each + 2
+    return b
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    """A store file holding run ``r``: an N+1 of 3 calls, under the default 5."""
+    path = tmp_path / "store.duckdb"
+    with correlate.open_store(path) as store:
+        listing_run().build(store)
+    return path
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty project directory, made the current one, so no outer config applies."""
+    root = tmp_path / "project"
+    root.mkdir()
+    monkeypatch.chdir(root)
+    return root
+
+
+def kinds(findings: list[Finding]) -> list[str]:
+    return [str(f.kind) for f in findings]
+
+
+# -- enums ---------------------------------------------------------------------------------
+
+
+def test_enum_values_are_the_strings_reports_always_had() -> None:
+    assert [s.value for s in Severity] == ["critical", "warning", "info"]
+    assert SEVERITIES == ("critical", "warning", "info")
+    assert {k.value for k in FindingKind} == {
+        "pool_leak",
+        "pool_saturation",
+        "n_plus_one",
+        "slow_query",
+        "error_burst",
+        "error_rate",
+        "degradation",
+        "throughput_knee",
+        "unexplained_time",
+        "outside_server",
+        "never_reached",
+    }
+    assert json.dumps([Severity.WARNING, FindingKind.N_PLUS_ONE]) == '["warning", "n_plus_one"]'
+
+
+def test_severity_orders_by_urgency_not_alphabet() -> None:
+    assert Severity.CRITICAL > Severity.WARNING > Severity.INFO
+    assert Severity.INFO < "warning" and Severity.CRITICAL >= "critical"
+    assert max(Severity) is Severity.CRITICAL
+    with pytest.raises(ValueError, match="critical, warning, info"):
+        Severity.parse("fatal")
+
+
+def test_finding_takes_plain_strings_and_serialises_them_back() -> None:
+    f = Finding("n_plus_one", "warning", "t", "e", "s", "th", "src")
+    assert f.kind is FindingKind.N_PLUS_ONE and f.severity is Severity.WARNING
+    mine = Finding("my_rule", "info", "t", "e", "s", "th", "src")  # a detector of one's own
+    assert mine.kind == "my_rule" and not isinstance(mine.kind, FindingKind)
+    d = f.to_dict()
+    assert type(d["kind"]) is str and type(d["severity"]) is str
+    with pytest.raises(ValueError, match="severity must be one of"):
+        Finding("n_plus_one", "urgent", "t", "e", "s", "th", "src")
+    info = Finding("a", "info", "t", "e", "s", "th", "src", impact_ms=99)
+    crit = Finding("b", "critical", "t", "e", "s", "th", "src", impact_ms=1)
+    assert rank([info, crit]) == [crit, info]
+
+
+def test_plan_insights_use_the_same_severity() -> None:
+    from correlate.plans import find_insights, parse_plan
+
+    plan = parse_plan(
+        [
+            {
+                "Plan": {
+                    "Node Type": "Sort",
+                    "Sort Method": "external merge",
+                    "Sort Space Type": "Disk",
+                    "Sort Space Used": 2048,
+                    "Actual Rows": 10,
+                    "Actual Loops": 1,
+                }
+            }
+        ]
+    )
+    (insight,) = find_insights(plan)
+    assert insight.severity is Severity.WARNING
+
+
+# -- settings: defaults, keys, checks ---------------------------------------------------
+
+
+def test_defaults_are_the_thresholds_detectors_always_used() -> None:
+    assert Settings().to_dict() == DEFAULTS
+    assert Settings().changed() == {}
+
+
+def test_every_detector_with_thresholds_takes_its_section() -> None:
+    sections = {
+        kind.section  # type: ignore[attr-defined]
+        for detector in DETECTORS
+        for kind in settings_parameters(detector).values()
+    }
+    assert sections == set(DEFAULTS)
+
+
+def test_a_key_or_a_section_sets_a_value() -> None:
+    s = Settings({"n_plus_one.min_calls": 3, "pool_exhaustion": {"min_wait_ms": 5}})
+    assert s["n_plus_one.min_calls"] == 3
+    assert s["pool_exhaustion.min_wait_ms"] == 5.0
+    assert isinstance(s["pool_exhaustion.min_wait_ms"], float)  # an int widens to float
+    assert s.changed() == {"n_plus_one.min_calls": 3, "pool_exhaustion.min_wait_ms": 5.0}
+    later = s.with_values({"n_plus_one.min_calls": 4})
+    assert later["n_plus_one.min_calls"] == 4 and s["n_plus_one.min_calls"] == 3
+
+
+def test_unknown_key_is_an_error_listing_the_valid_keys_with_the_closest() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings({"n_plus_one.min_call": 3})
+    message = str(caught.value)
+    assert "unknown key 'n_plus_one.min_call'" in message
+    assert "did you mean 'n_plus_one.min_calls'?" in message
+    for key in DEFAULTS["n_plus_one"]:
+        assert f"n_plus_one.{key}" in message
+    assert isinstance(caught.value, CorrelateError)
+    assert set(caught.value.valid) == set(Settings().keys())
+
+
+def test_unknown_section_lists_every_key() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings({"n_plus_on.min_calls": 3})
+    message = str(caught.value)
+    assert "did you mean 'n_plus_one.min_calls'?" in message
+    for section, fields in DEFAULTS.items():
+        for key in fields:
+            assert f"{section}.{key}" in message
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "expected"),
+    [
+        ("n_plus_one.min_calls", "5; DROP TABLE spans", "must be a whole number"),
+        ("n_plus_one.min_union_ms", "50) OR (1=1", "must be a number"),
+        ("n_plus_one.min_calls", 5.5, "must be a whole number"),
+        ("n_plus_one.min_calls", True, "must be a whole number"),
+        ("n_plus_one.min_calls", None, "must be a whole number"),
+        ("slow_query.min_share", 1.5, "must be from 0 to 1"),
+        ("unexplained_time.min_app_ms", -1, "must be at least 0"),
+        ("n_plus_one.min_calls", 1, "must be at least 2"),
+        ("degradation.min_ms", math.nan, "must be finite"),
+        ("degradation.min_ms", math.inf, "must be finite"),
+    ],
+)
+def test_bad_values_are_refused_before_they_reach_sql(key: str, value: Any, expected: str) -> None:
+    with pytest.raises(SettingsError, match=re.escape(expected)):
+        Settings({key: value})
+
+
+def test_set_texts_are_read_as_their_fields_type() -> None:
+    assert parse_assignments(["n_plus_one.min_calls=3", "slow_query.min_share = 0.25"]) == {
+        "n_plus_one.min_calls": 3,
+        "slow_query.min_share": 0.25,
+    }
+    with pytest.raises(SettingsError, match="must be a whole number, not '3.5'"):
+        parse_assignments(["n_plus_one.min_calls=3.5"])
+    with pytest.raises(SettingsError, match="not KEY=VALUE"):
+        parse_assignments(["n_plus_one.min_calls"])
+    with pytest.raises(SettingsError, match="did you mean 'n_plus_one.min_calls'"):
+        parse_assignments(["n_plus_one.mincalls=3"])
+
+
+# -- no detector formats a value into SQL ---------------------------------------------------
+
+
+def _sql_fstrings(tree: ast.AST) -> list[ast.JoinedStr]:
+    keywords = re.compile(r"\b(SELECT|FROM|WHERE|HAVING|LIMIT)\b")
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(
+                v.value
+                for v in node.values
+                if isinstance(v, ast.Constant) and isinstance(v.value, str)
+            )
+            if keywords.search(text):
+                found.append(node)
+    return found
+
+
+def _table_names(tree: ast.AST) -> set[str]:
+    """Names bound to ``run.table(…)`` (or to a subquery f-string, itself checked)."""
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign):
+            values = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            targets = (
+                node.targets[0].elts if isinstance(node.targets[0], ast.Tuple) else node.targets
+            )
+            for target, value in zip(targets, values, strict=False):
+                if isinstance(target, ast.Name) and (
+                    _is_table_call(value) or isinstance(value, ast.JoinedStr)
+                ):
+                    names.add(target.id)
+    return names
+
+
+def _is_table_call(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "table"
+    )
+
+
+@pytest.mark.parametrize("path", sorted(DETECTOR_DIR.glob("*.py")), ids=lambda p: p.name)
+def test_detector_sql_interpolates_table_names_only(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    allowed = _table_names(tree)
+    for fstring in _sql_fstrings(tree):
+        for part in fstring.values:
+            if not isinstance(part, ast.FormattedValue):
+                continue
+            value = part.value
+            ok = _is_table_call(value) or (isinstance(value, ast.Name) and value.id in allowed)
+            assert ok, f"{path.name}:{part.lineno}: {ast.unparse(value)} formatted into SQL"
+
+
+def test_the_sql_check_catches_a_formatted_threshold() -> None:
+    bad = ast.parse(
+        'parts = run.table("parts")\n'
+        'run.con.execute(f"SELECT * FROM {parts} HAVING count(*) >= {s.min_calls}")\n'
+    )
+    allowed = _table_names(bad)
+    formatted = [
+        ast.unparse(p.value)
+        for f in _sql_fstrings(bad)
+        for p in f.values
+        if isinstance(p, ast.FormattedValue)
+        and not (isinstance(p.value, ast.Name) and p.value.id in allowed)
+    ]
+    assert formatted == ["s.min_calls"]
+
+
+# -- the layers change the verdict -------------------------------------------------------
+
+
+def test_python_settings_change_the_verdict(project: Path) -> None:
+    with correlate.open_store(":memory:") as store:
+        listing_run().build(store)
+        assert "n_plus_one" not in kinds(correlate.analyze("r", store=store).findings)
+        tuned = correlate.analyze("r", store=store, settings={"n_plus_one.min_calls": 3})
+        (f,) = [f for f in tuned.findings if f.kind == FindingKind.N_PLUS_ONE]
+        assert f.evidence["calls_per_request"] == 3
+        assert f.threshold.startswith("≥ 3 calls of one fingerprint")
+
+
+def test_a_detector_called_directly_takes_its_settings() -> None:
+    from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
+
+    store = listing_run().build()
+    with open_run(store, "r") as run:
+        assert n_plus_one(run) == []
+        (f,) = n_plus_one(run, settings=NPlusOneSettings(min_calls=3))
+        assert f.severity == Severity.WARNING
+        (f,) = n_plus_one(run, settings=NPlusOneSettings(min_calls=3, critical_calls=3))
+        assert f.severity == Severity.CRITICAL
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("pyproject.toml", "[tool.correlate.n_plus_one]\nmin_calls = 3\n"),
+        ("correlate.toml", "[n_plus_one]\nmin_calls = 3\n"),
+        ("correlate.toml", "n_plus_one.min_calls = 3\n"),
+    ],
+)
+def test_project_file_changes_the_verdict(project: Path, name: str, text: str) -> None:
+    (project / name).write_text(text)
+    with correlate.open_store(":memory:") as store:
+        listing_run().build(store)
+        assert "n_plus_one" in kinds(correlate.analyze("r", store=store).findings)
+        # a Settings object is used as it is: the defaults, without the file
+        plain = correlate.analyze("r", store=store, settings=Settings())
+        assert "n_plus_one" not in kinds(plain.findings)
+
+
+def test_project_file_is_found_from_a_subdirectory(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one]\nmin_calls = 3\n")
+    (project / "sub").mkdir()
+    monkeypatch.chdir(project / "sub")
+    assert resolve_settings()["n_plus_one.min_calls"] == 3
+
+
+def test_precedence_python_over_file_over_defaults(project: Path) -> None:
+    (project / "pyproject.toml").write_text(
+        "[project]\nname = 'x'\n\n[tool.correlate.n_plus_one]\nmin_calls = 3\ncritical_calls = 4\n"
+    )
+    s = resolve_settings({"n_plus_one.critical_calls": 20})
+    assert s.origins == (f"{project / 'pyproject.toml'} [tool.correlate]", "settings")
+    assert s["n_plus_one.min_calls"] == 3  # the file
+    assert s["n_plus_one.critical_calls"] == 20  # Python over the file
+    assert s["n_plus_one.min_union_ms"] == 50.0  # the default
+
+
+def test_settings_from_a_named_file(tmp_path: Path) -> None:
+    path = tmp_path / "ci.toml"
+    path.write_text("[slow_query]\nmin_call_ms = 5\n")
+    s = Settings.from_file(path)
+    assert s.changed() == {"slow_query.min_call_ms": 5.0}
+    assert repr(s) == f"<Settings slow_query.min_call_ms=5.0 from {path}>"
+
+
+def test_correlate_toml_wins_over_pyproject_in_one_directory(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one]\nmin_calls = 3\n")
+    (project / "correlate.toml").write_text("[n_plus_one]\nmin_calls = 7\n")
+    assert resolve_settings()["n_plus_one.min_calls"] == 7
+
+
+def test_pyproject_without_a_correlate_table_is_passed_over(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert resolve_settings() == Settings()
+
+
+def test_project_file_errors_name_the_file(project: Path) -> None:
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one]\nmin_cals = 3\n")
+    with pytest.raises(SettingsError, match=r"pyproject.toml \[tool.correlate\]: unknown key"):
+        resolve_settings()
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one]\nmin_calls = 'many'\n")
+    with pytest.raises(SettingsError, match="n_plus_one.min_calls must be a whole number"):
+        resolve_settings()
+    (project / "pyproject.toml").write_text("[tool.correlate\n")
+    with pytest.raises(CorrelateError, match="not valid TOML"):
+        resolve_settings()
+
+
+# -- the CLI ------------------------------------------------------------------------------
+
+
+def test_cli_set_changes_the_verdict(project: Path, store_file: Path) -> None:
+    runner = CliRunner()
+    plain = runner.invoke(cli, ["analyze", "r", "--db", str(store_file), "--no-color"])
+    assert plain.exit_code == 0, plain.output
+    assert "N+1" not in plain.output
+    tuned = runner.invoke(
+        cli,
+        ["analyze", "r", "--db", str(store_file), "--no-color", "--set", "n_plus_one.min_calls=3"],
+    )
+    assert tuned.exit_code == 0, tuned.output
+    assert "N+1 queries in /list" in tuned.output
+
+
+def test_cli_set_overrides_the_project_file(project: Path, store_file: Path) -> None:
+    (project / "correlate.toml").write_text("[n_plus_one]\nmin_calls = 3\n")
+    runner = CliRunner()
+    args = ["report", "r", "--db", str(store_file), "-o", str(project / "r.json")]
+    assert runner.invoke(cli, args).exit_code == 0
+    found = json.loads((project / "r.json").read_text())["findings"]
+    assert "n_plus_one" in [f["kind"] for f in found]
+    assert runner.invoke(cli, [*args, "--set", "n_plus_one.min_calls=4"]).exit_code == 0
+    found = json.loads((project / "r.json").read_text())["findings"]
+    assert "n_plus_one" not in [f["kind"] for f in found]
+
+
+def test_cli_set_with_an_unknown_key_is_a_usage_error(project: Path, store_file: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["analyze", "r", "--db", str(store_file), "--set", "n_plus_one.min_call=3"]
+    )
+    assert result.exit_code == 2
+    assert "did you mean 'n_plus_one.min_calls'?" in result.output
+    assert "n_plus_one.min_union_ms" in result.output
+
+
+def test_diff_with_settings_sees_findings_the_defaults_do_not(
+    project: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "diff.duckdb"
+    with correlate.open_store(db) as store:
+        base = listing_run(calls=3)
+        base.name = "base"
+        base.build(store)
+        cand = listing_run(calls=4)
+        cand.name = "cand"
+        cand.build(store)
+    runner = CliRunner()
+    args = ["diff", "base", "cand", "--db", str(db), "--fail-on", "new-finding:warning"]
+    plain = runner.invoke(cli, args)
+    assert plain.exit_code == 0, plain.output
+    tuned = runner.invoke(cli, [*args, "--set", "n_plus_one.min_calls=4"])
+    assert tuned.exit_code == 1, tuned.output
+    assert "new-finding:warning: new warning finding: N+1 queries in /list" in tuned.output
+    with correlate.open_store(db, read_only=True) as store:
+        result = correlate.diff("base", "cand", store=store, settings={"n_plus_one.min_calls": 4})
+    assert [f.kind for f in result.new_findings] == [FindingKind.N_PLUS_ONE]
+
+
+def test_fail_on_help_lists_every_rule_form() -> None:
+    result = CliRunner().invoke(cli, ["diff", "--help"])
+    flat = " ".join(result.output.split())
+    for example, _ in RULE_FORMS:
+        assert example in flat.replace("- ", "-"), example
+        parse_rules([example])
+    assert "errors:+1%" in flat
+
+
+# -- docs/rules.md ----------------------------------------------------------------------
+
+RULES_DOC = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
+
+
+def test_rules_doc_lists_every_key_with_its_default() -> None:
+    text = RULES_DOC.read_text()
+    for section, fields in Settings().to_dict().items():
+        for name, default in fields.items():
+            row = re.search(rf"^\| `{section}\.{name}` \| ([^|]+) \|", text, re.MULTILINE)
+            assert row, f"{section}.{name} is not in docs/rules.md"
+            assert row[1].split()[0] == repr(default), f"{section}.{name}: {row[1]}"
+
+
+def test_rules_doc_has_a_heading_per_kind_and_a_row_per_plan_rule() -> None:
+    from correlate.plans import RULES
+
+    text = RULES_DOC.read_text()
+    headings = set(re.findall(r"^### (\w+)$", text, re.MULTILINE))
+    assert headings == {k.value for k in FindingKind}
+    for rule in RULES:
+        assert f"| `{rule.__name__}` |" in text, rule.__name__
+    assert "## Plan insights" in text and "## Severities" in text
+
+
+def test_every_finding_cites_its_rule_in_the_docs() -> None:
+    """Each built-in detector's ``source`` points at its kind's section of docs/rules.md."""
+    import inspect
+
+    for path in sorted(DETECTOR_DIR.glob("*.py")):
+        source = path.read_text()
+        for anchor in re.findall(r"docs/rules\.md#(\w+)", source):
+            assert anchor in {k.value for k in FindingKind}, f"{path.name}: #{anchor}"
+    for detector in DETECTORS:
+        assert "docs/rules.md" in inspect.getsource(inspect.getmodule(detector))  # type: ignore[arg-type]
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+        elif isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+    return names
+
+
+def test_plans_and_the_vocabulary_sit_below_analysis() -> None:
+    package = Path(correlate.__file__).parent
+    for path in sorted((package / "plans").rglob("*.py")):
+        bad = {m for m in _imports(path) if m.startswith("correlate.analysis")}
+        assert not bad, f"{path.relative_to(package)} imports {bad}"
+    for name in ("severity.py", "kinds.py"):
+        assert not {m for m in _imports(package / name) if m.startswith("correlate")}, name
