@@ -16,6 +16,7 @@ from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.reporting import report
 from correlate.store import Store, open_store
+from correlate.watch import watch
 
 __version__ = "0.1.0"
 
@@ -32,4 +33,5 @@ __all__ = [
     "open_run",
     "open_store",
     "report",
+    "watch",
 ]
