@@ -340,3 +340,37 @@ def test_a_watch_file_loads_into_the_store(pg_dsn: str, tmp_path: Path) -> None:
             "FROM db_activity WHERE activity = 'idle_in_transaction' AND query = 'SELECT 1'"
         )
         assert held["n"][0] == loaded.rows["db_samples"] and bool(held["growing"][0])
+
+
+def test_ctrl_c_stops_the_command_too(pg_dsn: str, tmp_path: Path) -> None:
+    exe = Path(sys.executable).parent / "correlate"
+    activity = tmp_path / "db" / "activity.jsonl"
+    proc = subprocess.Popen(
+        [str(exe), "watch", "--dsn", pg_dsn, "--out", str(tmp_path), "--interval", "0.5s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (
+            activity.exists() and '"record":"sample"' in activity.read_text()
+        ):
+            time.sleep(0.05)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert (proc.returncode, err) == (0, "")
+    assert took < 0.5 + 0.5 and "stopped by signal" in out
+    assert activity.read_bytes().endswith(b"\n")
+
+
+def test_in_the_main_thread_the_signal_handlers_are_put_back(pg_dsn: str, tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    result = watch(pg_dsn, tmp_path, interval=0.1, duration=0.3)
+    assert result.stopped_by == "duration" and result.samples == 3
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before

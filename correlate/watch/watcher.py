@@ -9,6 +9,7 @@ failed attempt is a ``sample`` line with its error, and the gap is counted.
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -226,10 +227,12 @@ class _Watcher:
                 writer.write([self._header()])
                 number = 0
                 due = started
+                beat = 0
                 backoff = self.interval
                 lost_at: float | None = None
                 reconnected = False
-                while not self._stopping(stop) and (deadline is None or due < deadline):
+                # A beat closer than a millisecond to the deadline is the deadline (float sums).
+                while not self._stopping(stop) and (deadline is None or due < deadline - 1e-3):
                     number += 1
                     if self.conn is None:
                         try:
@@ -240,9 +243,10 @@ class _Watcher:
                         except self.errors as exc:
                             writer.write([self._failed(number, self._error(exc), None)])
                             result.failed_samples += 1
+                            self._report(status, started, None)
                             backoff = min(MAX_BACKOFF_S, backoff * 2)
                             due = self._sleep_until(time.monotonic() + backoff, deadline, stop)
-                            self._report(status, started, None)
+                            beat = math.ceil((due - started) / self.interval)
                             continue
                     lines, counts = self._poll(number, reconnected, seen)
                     writer.write(lines)
@@ -259,9 +263,11 @@ class _Watcher:
                             result.gap_s += time.monotonic() - lost_at
                             lost_at = None
                     self._report(status, started, counts)
-                    due = self._sleep_until(
-                        max(due + self.interval, time.monotonic()), deadline, stop
-                    )
+                    beat += 1
+                    elapsed = time.monotonic() - started
+                    if beat * self.interval < elapsed:
+                        beat = math.ceil(elapsed / self.interval)  # a slow poll: skip its beats
+                    due = self._sleep_until(started + beat * self.interval, deadline, stop)
                 if lost_at is not None:
                     result.gap_s += time.monotonic() - lost_at
         finally:
