@@ -20,6 +20,7 @@ from correlate.reporting import report
 from correlate.severity import Severity
 from correlate.store import Store, open_store
 from correlate.version import __version__
+from correlate.watch import watch
 
 __all__ = [
     "Analysis",
@@ -37,4 +38,5 @@ __all__ = [
     "open_run",
     "open_store",
     "report",
+    "watch",
 ]

@@ -410,6 +410,70 @@ def _seconds(text: str) -> float:
         raise click.BadParameter(f"{text!r} is not a duration such as 60, 90s or 2m") from None
 
 
+@cli.command()
+@click.option(
+    "--dsn",
+    required=True,
+    envvar="CORRELATE_WATCH_DSN",
+    help="SQLAlchemy URL of the database to watch (PostgreSQL, MariaDB, MySQL); a "
+    "monitoring role is enough. Also CORRELATE_WATCH_DSN.",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Run directory; samples are appended to db/activity.jsonl in it.",
+)
+@click.option(
+    "--interval",
+    default="1s",
+    show_default=True,
+    metavar="DURATION",
+    help="Time between samples: seconds, or with a unit (0.2s, 500ms).",
+)
+@click.option(
+    "--duration",
+    default=None,
+    metavar="DURATION",
+    help="Stop after this long (90s, 2m); default: until Ctrl-C or SIGTERM.",
+)
+def watch(dsn: str, out: Path, interval: str, duration: str | None) -> None:
+    """Sample the database's sessions and lock waits beside a load test.
+
+    Polls pg_stat_activity and pg_blocking_pids (PostgreSQL) or the process
+    list with InnoDB transactions and lock waits (MariaDB, MySQL) over one
+    connection, with a statement timeout, and appends each session's state
+    to RUN_DIR/db/activity.jsonl. Stops at --duration or on Ctrl-C/SIGTERM.
+    """
+    from correlate.watch import watch as run_watch
+
+    every = _interval(interval)
+    limit = _seconds(duration) if duration is not None else None
+    status = _status_line() if sys.stderr.isatty() else None
+    try:
+        result = run_watch(dsn, out, interval=every, duration=limit, status=status)
+    finally:
+        if status is not None:
+            click.echo("\r\033[K", err=True, nl=False)
+    click.echo(result.summary(), nl=False)
+
+
+def _interval(text: str) -> float:
+    value = text.strip().lower()
+    seconds = _seconds(value[:-2]) / 1000 if value.endswith("ms") else _seconds(value)
+    if not seconds > 0:
+        raise click.BadParameter(f"{text!r} is not a positive duration", param_hint="--interval")
+    return seconds
+
+
+def _status_line() -> Any:
+    def show(status: Any) -> None:
+        click.echo("\r\033[K" + status.line(), err=True, nl=False)
+
+    return show
+
+
 @cli.group()
 def plans() -> None:
     """Query plans of a run's statements: capture them, and see how much time they cover.

@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -357,6 +357,87 @@ CREATE TABLE plan_insights (
 );
 """
 
+# What the database itself showed during a run (correlate.watch, docs/run-directory.md):
+# columns after run_id, file_id, watch are the record fields of correlate.watch.records.
+# ``watch`` numbers the watcher sessions a file holds (a watcher restarted into the same
+# run directory appends), so (file_id, watch, sample) names one poll.
+WATCH_DDL = """
+CREATE TABLE db_watch (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    watch INTEGER NOT NULL,
+    format_version BIGINT NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    database VARCHAR NOT NULL,
+    server_version VARCHAR,
+    url VARCHAR NOT NULL,
+    interval_s DOUBLE NOT NULL,
+    watcher_pid BIGINT NOT NULL,
+    lock_view VARCHAR,
+    statement_timeout_ms BIGINT,
+    query_text_limit BIGINT NOT NULL
+);
+-- One row per poll; server_time_unix_nano is NULL when it failed (error says why).
+CREATE TABLE db_samples (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    watch INTEGER NOT NULL,
+    sample BIGINT NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    server_time_unix_nano BIGINT,
+    query_ns BIGINT,
+    sessions BIGINT NOT NULL,
+    lock_waits BIGINT NOT NULL,
+    error VARCHAR,
+    reconnected BOOLEAN NOT NULL
+);
+CREATE TABLE db_activity (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    watch INTEGER NOT NULL,
+    sample BIGINT NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    server_time_unix_nano BIGINT,
+    session_id BIGINT NOT NULL,
+    activity VARCHAR NOT NULL,
+    state VARCHAR,
+    command VARCHAR,
+    wait_event_type VARCHAR,
+    wait_event VARCHAR,
+    "user" VARCHAR,
+    database VARCHAR,
+    client VARCHAR,
+    application VARCHAR,
+    backend_type VARCHAR,
+    session_start_unix_nano BIGINT,
+    xact_start_unix_nano BIGINT,
+    query_start_unix_nano BIGINT,
+    state_change_unix_nano BIGINT,
+    xact_age_ns BIGINT,
+    state_age_ns BIGINT,
+    query VARCHAR,
+    fingerprint VARCHAR
+);
+CREATE TABLE db_lock_waits (
+    run_id INTEGER NOT NULL,
+    file_id INTEGER NOT NULL,
+    watch INTEGER NOT NULL,
+    sample BIGINT NOT NULL,
+    time_unix_nano BIGINT NOT NULL,
+    server_time_unix_nano BIGINT,
+    blocked_id BIGINT NOT NULL,
+    blocking_id BIGINT NOT NULL,
+    lock_type VARCHAR,
+    lock_mode VARCHAR,
+    relation VARCHAR,
+    wait_started_unix_nano BIGINT,
+    blocked_query VARCHAR,
+    blocked_fingerprint VARCHAR,
+    blocking_query VARCHAR
+);
+"""
+DDL += WATCH_DDL
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` store into version ``v + 1``.
 MIGRATIONS: dict[int, str] = {
     # 2: the load generator's results (k6, Locust), and client requests without trace context.
@@ -365,4 +446,6 @@ MIGRATIONS: dict[int, str] = {
     ALTER TABLE client_requests ALTER COLUMN span_id DROP NOT NULL;
     """
     + LOAD_DDL,
+    # 3: what the database showed during a run (correlate watch).
+    2: WATCH_DDL,
 }

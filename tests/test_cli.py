@@ -31,6 +31,7 @@ API_TWINS = {
     "demo": run_demo,
     "plans capture": correlate.Store.capture_plans,
     "plans coverage": correlate.Store.plans_coverage,
+    "watch": correlate.watch,
 }
 
 
