@@ -510,6 +510,40 @@ def test_pg_password_never_shown(
     assert SECRET not in caplog.text
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("parameter", ["password", "sslpassword", "passfile"])
+def test_pg_secret_in_the_query_string_never_shown(
+    pg_dsn: str,
+    parameter: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy.engine import make_url
+
+    import correlate
+    from correlate.cli import cli
+    from tests.test_plans_store import _run_file
+
+    caplog.set_level(logging.DEBUG)
+    bad = make_url(pg_dsn).set(username="no_such_role_x", query={parameter: SECRET})
+    dsn = bad.render_as_string(hide_password=False)
+    assert SECRET in dsn
+    with pytest.raises(CaptureConnectionError) as info:
+        explain_statements(dsn, [("a", "select 1")])
+    assert SECRET not in str(info.value) and SECRET not in info.value.url
+    assert f"{parameter}=***" in info.value.url
+    # And as `correlate plans capture` prints it.
+    db = tmp_path / "store.duckdb"
+    with correlate.open_store(db) as store:
+        store.ingest([_run_file(tmp_path, "SELECT 1", "postgresql")], run="r")
+    out = CliRunner().invoke(cli, ["plans", "capture", "--run", "r", "--dsn", dsn, "--db", str(db)])
+    assert out.exit_code == 1 and "cannot connect" in out.output
+    assert SECRET not in out.output and f"{parameter}=***" in out.output
+    assert SECRET not in caplog.text and SECRET not in capsys.readouterr().err
+
+
 # --- MariaDB ------------------------------------------------------------------------------------
 
 
