@@ -424,3 +424,82 @@ def test_sqlite_driver_runs_one_statement_per_execute(sqlite_victim: Path) -> No
             conn.execute("DELETE FROM canary")
     finally:
         conn.close()
+
+
+_MY_FRAGMENTS = st.sampled_from(
+    [
+        " ",
+        ";",
+        "\r",
+        "\n",
+        "#",
+        "--",
+        "-- ",
+        "/*",
+        "/*!",
+        "*/",
+        "'",
+        '"',
+        "`",
+        "\\",
+        f" {DROP_MY}",
+        " DELETE FROM hostile_canary",
+        " COMMIT",
+        " AS a",
+    ]
+)
+
+
+@pytest.mark.mariadb
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    texts=st.lists(
+        st.lists(_MY_FRAGMENTS, min_size=1, max_size=10).map("".join), min_size=5, max_size=5
+    ),
+    analyze=st.booleans(),
+)
+def test_mariadb_random_texts_never_act(
+    mysql_dsn: str, my_victim: Any, texts: list[str], analyze: bool
+) -> None:
+    explain_statements(
+        mysql_dsn, [(str(i), "SELECT 1" + t) for i, t in enumerate(texts)], analyze=analyze
+    )
+    with my_victim.cursor() as cur:
+        cur.execute("SELECT count(*) FROM hostile_canary")
+        assert cur.fetchone() == (50,)
+        cur.execute(
+            "SELECT count(*) FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'hostile_t2'"
+        )
+        assert cur.fetchone() == (1,)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    texts=st.lists(
+        st.lists(_FRAGMENTS | _MY_FRAGMENTS | st.just("["), min_size=1, max_size=10).map("".join),
+        min_size=5,
+        max_size=5,
+    )
+)
+def test_sqlite_random_texts_never_act(sqlite_victim: Path, texts: list[str]) -> None:
+    texts = [t.replace("victim.", "").replace("hostile_", "") for t in texts]
+    explain_statements(
+        f"sqlite:///{sqlite_victim}", [(str(i), "SELECT 1" + t) for i, t in enumerate(texts)]
+    )
+    conn = sqlite3.connect(sqlite_victim)
+    try:
+        assert conn.execute("SELECT count(*) FROM canary").fetchone() == (50,)
+        assert conn.execute("SELECT count(*) FROM sqlite_master WHERE name = 't2'").fetchone() == (
+            1,
+        )
+    finally:
+        conn.close()
