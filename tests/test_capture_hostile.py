@@ -503,3 +503,17 @@ def test_sqlite_random_texts_never_act(sqlite_victim: Path, texts: list[str]) ->
         )
     finally:
         conn.close()
+
+
+def test_sqlite_uri_asking_for_rw_is_opened_read_only(sqlite_victim: Path) -> None:
+    from correlate.plans.capture import parse_url
+    from correlate.plans.capture.sqlite import SQLiteSession
+
+    session = SQLiteSession(parse_url(f"sqlite:///file:{sqlite_victim}?mode=rw&uri=true")[0], 1, 1)
+    session.open()
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            session.conn.execute("PRAGMA query_only = OFF")
+            session.conn.execute("DELETE FROM canary")
+    finally:
+        session.close()

@@ -50,6 +50,9 @@ class SQLiteSession(Session):
                 database=f"file:{quote(os.path.abspath(database))}",
                 query={"mode": "ro", "uri": "true"},
             )
+        elif database and database.startswith("file:"):
+            # A URI the operator wrote: whatever mode it asked for, capture reads only.
+            self.url = self.url.update_query_dict({"mode": "ro", "uri": "true"})
         super().open()
         self.conn.execute("PRAGMA query_only = ON")
 
