@@ -47,7 +47,7 @@ class CapturedPlan:
     """What the server said about one statement.
 
     ``plan`` is the raw plan and ``method`` how it was obtained
-    (``generic_plan``, ``prepare_force_generic``, ``explain_json``,
+    (``prepare_force_generic``, ``explain_json``,
     ``explain_query_plan`` or ``analyze``), or both are None and ``reason`` says
     why (``reason_code`` is one of ``not_explainable``, ``refused``,
     ``syntax``, ``missing_object``, ``timeout``, ``lock_timeout``, ``error``).
