@@ -283,6 +283,11 @@ MY_CORPUS: list[tuple[str, str, str]] = [
     ("mariadb-executable", f"SELECT 1 /*M! ; {DROP_MY} */", "refused"),
     ("backtick", "SELECT `a;b` FROM hostile_canary", "missing_object"),
     ("delete", "DELETE FROM hostile_canary", "plan"),
+    # MariaDB runs derived tables while explaining: calls are allow-listed even here.
+    ("derived-lock", "SELECT * FROM (SELECT GET_LOCK('correlate_hostile', 0) AS g) x", "refused"),
+    ("derived-sleep", "SELECT * FROM (SELECT SLEEP(30) AS s) x", "refused"),
+    ("stored-function", "SELECT * FROM (SELECT `evil`(1) AS e) x", "refused"),
+    ("insert-columns", "INSERT INTO hostile_canary (id) VALUES (%s)", "plan"),
     ("kill", "KILL {conn_id}", "not_explainable"),
     ("drop", DROP_MY, "not_explainable"),
 ]
@@ -320,8 +325,8 @@ def my_victim(mysql_dsn: str) -> Iterator[Any]:
             )
             assert cur.fetchone() == (1,)
         with bystander.cursor() as cur:
-            cur.execute("SELECT 1")
-            assert cur.fetchone() == (1,)
+            cur.execute("SELECT 1, IS_USED_LOCK('correlate_hostile')")
+            assert cur.fetchone() == (1, None)
     finally:
         with conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS hostile_canary, hostile_t2")

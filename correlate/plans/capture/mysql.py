@@ -26,10 +26,12 @@ What keeps the server safe from the text:
    MariaDB refuses even ``EXPLAIN UPDATE`` in a read-only transaction, so a plain EXPLAIN
    of INSERT/UPDATE/DELETE uses a read-write transaction that is rolled back: safe
    because point 1 makes it one ``EXPLAIN`` statement, which executes nothing.
-4. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``) executes only
-   reads without ``INTO``, ``FOR UPDATE``/``SHARE`` or ``LOCK IN SHARE MODE``, whose every
-   function call is on :data:`ANALYZE_FUNCTIONS`; ``SLEEP``, ``GET_LOCK``, ``BENCHMARK``,
-   ``LOAD_FILE`` and anything unknown are refused by name.
+4. Every function the statement calls must be on :data:`ALLOWED_FUNCTIONS`, even for a
+   plain EXPLAIN: the server materialises derived tables while explaining, so
+   ``EXPLAIN SELECT * FROM (SELECT GET_LOCK('x', 0)) t`` would take the lock. ``SLEEP``,
+   ``GET_LOCK``, ``BENCHMARK``, ``LOAD_FILE``, stored functions and anything unknown are
+   refused by name. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
+   also refuses ``INTO``, ``FOR UPDATE``/``SHARE`` and ``LOCK IN SHARE MODE``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ import json
 import math
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from correlate.dialects.mysql import MYSQL
@@ -66,10 +69,25 @@ MYSQL_SETTINGS = (
     "eq_range_index_dive_limit",
 )
 
-#: Functions ``analyze=True`` may execute: deterministic built-ins that read nothing
-#: outside the statement's own rows and wait for nothing.
-ANALYZE_FUNCTIONS = frozenset(
+#: Functions a statement sent to MariaDB/MySQL may call: deterministic built-ins that
+#: read nothing outside the statement's own rows and wait for nothing.
+ALLOWED_FUNCTIONS = frozenset(
     [
+        "against",
+        "any_value",
+        "ascii",
+        "bit_count",
+        "char",
+        "crc32",
+        "database",
+        "format",
+        "json_arrayagg",
+        "json_objectagg",
+        "last_insert_id",
+        "match",
+        "timestampadd",
+        "to_days",
+        "weekofyear",
         "abs",
         "avg",
         "bit_and",
@@ -240,12 +258,41 @@ _LEXICAL_MODES = frozenset({"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"})
 _MULTI_STATEMENTS = 1 << 16  # CLIENT_MULTI_STATEMENTS
 
 
+def _calls(split: Placeholders) -> Iterator[str]:
+    """Names the statement calls as functions: a word or quoted name before ``(``, except
+    keywords and the table of ``INSERT [INTO] t (cols)``."""
+    tokens = split.tokens
+    for i, tok in enumerate(tokens[:-1]):
+        if tokens[i + 1].text != "(" or tok.kind not in ("word", "qident"):
+            continue
+        if tok.kind == "word" and tok.text.lower() in _NOT_CALLS:
+            continue
+        j = i - 1
+        while j >= 1 and tokens[j].text == "." and tokens[j - 1].kind in ("word", "qident"):
+            j -= 2  # back over schema.table
+        if j >= 0 and tokens[j].text.upper() in ("INTO", "INSERT", "REPLACE", "TABLE"):
+            continue
+        yield tok.text
+
+
 def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | None:
-    """MySQL-specific reasons not to send a statement (after :func:`refusal`)."""
+    """MySQL-specific reasons not to send a statement (after :func:`refusal`).
+
+    The function allow-list applies to plain EXPLAIN too: MariaDB and MySQL materialise
+    derived tables while explaining (``EXPLAIN SELECT * FROM (SELECT GET_LOCK('x', 0)) t``
+    takes the lock), so explaining is not enough to keep a call from running.
+    """
     for tok in split.tokens:
         if tok.kind == "comment" and _EXECUTABLE_COMMENT.match(tok.text):
             return "refused", (
                 "the text holds an executable comment (/*! … */), which the server runs as SQL"
+            )
+    for name in _calls(split):
+        if name.lower() not in ALLOWED_FUNCTIONS:
+            return "refused", (
+                f"the statement calls {name}(), which is not on the list of functions "
+                "capture lets the server run (MariaDB/MySQL execute derived tables while "
+                "explaining them)"
             )
     if not analyze:
         return None
@@ -253,15 +300,6 @@ def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | N
         return "refused", "analyze runs the statement, and SELECT … INTO writes"
     if _LOCKING.search(" ".join(split.words)):
         return "refused", "analyze runs the statement, and FOR UPDATE/SHARE takes locks"
-    for tok, after in zip(split.tokens, split.tokens[1:], strict=False):
-        if tok.kind != "word" or after.text != "(":
-            continue
-        name = tok.text.lower()
-        if name not in _NOT_CALLS and name not in ANALYZE_FUNCTIONS:
-            return "refused", (
-                f"analyze runs the statement, and it calls {tok.text}(), which is not on "
-                "the list of functions analyze may run"
-            )
     return None
 
 
