@@ -67,6 +67,7 @@ __all__ = [
     "ServerFacts",
     "Statement",
     "explain_statements",
+    "parse_url",
     "redact_url",
     "to_numbered",
 ]
