@@ -159,6 +159,30 @@ def test_pg_analyze_runs_only_what_cannot_act(pg_dsn: str, victim: Any) -> None:
     assert read is not None and read.method == "analyze"
 
 
+@pytest.mark.postgres
+def test_pg_capture_connection_cannot_run_two_statements_or_write(pg_dsn: str, victim: Any) -> None:
+    """Below the parser check: the protocol and the session refuse on their own."""
+    import psycopg
+
+    from correlate.plans.capture import parse_url
+    from correlate.plans.capture.postgresql import PostgresSession
+
+    session = PostgresSession(parse_url(pg_dsn)[0], 5000, 1000)
+    session.open()
+    try:
+        with session.conn.cursor() as cur:
+            with pytest.raises(psycopg.errors.SyntaxError, match="multiple commands"):
+                session._send(cur, f"SELECT 1; {DROP_PG}")
+            session._send(cur, "SHOW default_transaction_read_only")
+            assert cur.fetchone() == ("on",)
+            # A COMMIT that slipped through would leave the next transaction read-only.
+            session._send(cur, "COMMIT")
+            with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+                session._send(cur, DROP_PG)
+    finally:
+        session.close()
+
+
 def _spans_file(tmp_path: Path, texts: list[str], system: str) -> Path:
     trace = "1" * 32
     spans: list[dict[str, Any]] = [
