@@ -510,6 +510,9 @@ def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) 
 
     Plain EXPLAIN never executes a statement: each runs in a read-only
     transaction that is rolled back, under a statement and a lock timeout.
+    Span statements are untrusted: one that is not exactly one statement, or
+    that --analyze could not run harmlessly, is refused with its reason
+    (docs/security.md).
     Plans, their nodes and insights (e.g. a sequential scan that wants an
     index) are kept in the store.
     """

@@ -243,6 +243,10 @@ CREATE MACRO strip_sqlcommenter(sql) AS
 -- numbers become ?, lists of them collapse), so each shape is fingerprinted
 -- once in Python however many literal variants a run has. The full
 -- normaliser merges at least what the key merges.
+-- Why regexes and not correlate.fingerprint.tokens: this runs vectorised inside
+-- DuckDB over every span of a run, before any Python sees a text. It need not
+-- find placeholders exactly, only never give one key to texts the tokenizer
+-- tells apart; tests/test_dialects.py checks that on generated statements.
 CREATE MACRO statement_key(sql) AS
     regexp_replace(
         regexp_replace(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from correlate.plans import InsightContext, find_insights, parse_plan
+from correlate.plans import InsightContext
 from correlate.plans.capture import CapturedPlan, ServerFacts
-from correlate.plans.store import _insert_insights, _insert_nodes, _insert_plan
+from correlate.plans.store import add_plan as store_plan
 from correlate.store import Store
 
 from .builders import RunBuilder
@@ -64,8 +64,6 @@ def add_plan(store: Store, run: str = "r") -> None:
         "SELECT any_value(fingerprint) FROM statements WHERE run_id = ?", [run_id]
     ).fetchone() or (None,)
     assert fingerprint is not None
-    plan = parse_plan(PLAN_JSON, "postgresql", query=HOSTILE_SQL)
-    insights = find_insights(plan, InsightContext(relation_rows={"orders": 500_000.0}))
     captured = CapturedPlan(
         key=str(fingerprint),
         text=HOSTILE_SQL,
@@ -73,6 +71,10 @@ def add_plan(store: Store, run: str = "r") -> None:
         method="generic_plan",
         plan=PLAN_JSON,
     )
-    plan_id = _insert_plan(store, run_id, captured, ServerFacts("postgresql", "16.4"), plan)
-    _insert_nodes(store, plan_id, plan)
-    _insert_insights(store, plan_id, insights)
+    store_plan(
+        store,
+        run,
+        captured,
+        ServerFacts("postgresql", "16.4"),
+        context=InsightContext(relation_rows={"orders": 500_000.0}),
+    )

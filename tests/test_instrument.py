@@ -284,7 +284,7 @@ def test_run_json_describes_the_run_without_password(
     assert info["service"] == "checkout"
     assert info["started_unix_nano"] <= info["ended_unix_nano"]
     assert info["load_profile"] == {"users": 3}
-    assert info["databases"][0]["url"] == "postgresql+psycopg://shop@db.internal:5432/shop"
+    assert info["databases"][0]["url"] == "postgresql+psycopg://shop:***@db.internal:5432/shop"
     assert info["databases"][0]["pool"]["size"] == 5
     assert info["packages"]["sqlalchemy"] == sqlalchemy.__version__
     assert "git" in info

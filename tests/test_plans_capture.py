@@ -281,9 +281,9 @@ def test_pg_seq_scan_then_index_scan(pg_dsn: str, pg: Any) -> None:
 @pytest.mark.postgres
 def test_pg_no_prepared_statement_or_transaction_is_left(pg_dsn: str, pg: Any) -> None:
     # One connection for everything, so the session's prepared statements are visible.
-    from correlate.plans import capture
+    from correlate.plans.capture import parse_url, postgresql
 
-    session = capture._PostgresSession(capture._parse_url(pg_dsn)[0], 5000, 1000)
+    session = postgresql.PostgresSession(parse_url(pg_dsn)[0], 5000, 1000)
     session.open()
     try:
         session.explain(Statement("a", f"select * from {PG_SCHEMA}.orders where id = %s"), False)
@@ -364,14 +364,22 @@ def test_pg_analyze_times_out(pg_dsn: str, pg: Any) -> None:
     started = time.monotonic()
     result = explain_statements(
         pg_dsn,
-        [("sleep", "SELECT pg_sleep(10)"), ("after", "SELECT 1")],
+        [
+            ("slow", "SELECT count(*) FROM generate_series(1, 1000000000)"),
+            ("sleep", "SELECT pg_sleep(10)"),
+            ("after", "SELECT 1"),
+        ],
         analyze=True,
         statement_timeout_ms=300,
     )
     assert time.monotonic() - started < 5
+    slow = result.get("slow")
+    assert slow is not None and slow.reason_code == "timeout"
+    assert "statement timeout" in (slow.reason or "")
+    # pg_sleep is volatile: never run, whatever the timeout.
     sleep = result.get("sleep")
-    assert sleep is not None and sleep.reason_code == "timeout"
-    assert "statement timeout" in (sleep.reason or "")
+    assert sleep is not None and sleep.reason_code == "refused" and not sleep.commands
+    assert "pg_sleep(), a volatile function" in (sleep.reason or "")
     after = result.get("after")
     assert after is not None and after.method == "analyze"
     assert "Execution Time" in after.plan[0]
@@ -399,7 +407,7 @@ def test_pg_analyze_refuses_writes_and_runs_read_only(pg_dsn: str, pg: Any) -> N
     assert result.get("cte").reason_code == "refused"  # type: ignore[union-attr]
     nextval = result.get("nextval")
     assert nextval is not None and nextval.reason_code == "refused"
-    assert "read-only" in (nextval.reason or "")
+    assert "nextval(), a volatile function" in (nextval.reason or "")
     assert pg.execute(f"SELECT last_value, is_called FROM {PG_SCHEMA}.seq").fetchone() == (1, False)
     selected = result.get("select")
     assert selected is not None and selected.method == "analyze"
@@ -432,12 +440,12 @@ def test_pg_lock_timeout(pg_dsn: str, pg: Any) -> None:
 def test_pg_connection_closed_on_keyboard_interrupt(
     pg_dsn: str, pg: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from correlate.plans import capture
+    from correlate.plans.capture import postgresql
 
     def interrupted(self: Any, statement: Statement, analyze: bool) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(capture._PostgresSession, "explain", interrupted)
+    monkeypatch.setattr(postgresql.PostgresSession, "explain", interrupted)
     with pytest.raises(KeyboardInterrupt):
         explain_statements(pg_dsn, [("a", "select 1")])
     # The server ends the backend a moment after the client hangs up.
@@ -500,6 +508,40 @@ def test_pg_password_never_shown(
         )
     assert SECRET not in str(info.value)
     assert SECRET not in caplog.text
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("parameter", ["password", "sslpassword", "passfile"])
+def test_pg_secret_in_the_query_string_never_shown(
+    pg_dsn: str,
+    parameter: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from click.testing import CliRunner
+    from sqlalchemy.engine import make_url
+
+    import correlate
+    from correlate.cli import cli
+    from tests.test_plans_store import _run_file
+
+    caplog.set_level(logging.DEBUG)
+    bad = make_url(pg_dsn).set(username="no_such_role_x", query={parameter: SECRET})
+    dsn = bad.render_as_string(hide_password=False)
+    assert SECRET in dsn
+    with pytest.raises(CaptureConnectionError) as info:
+        explain_statements(dsn, [("a", "select 1")])
+    assert SECRET not in str(info.value) and SECRET not in info.value.url
+    assert f"{parameter}=***" in info.value.url
+    # And as `correlate plans capture` prints it.
+    db = tmp_path / "store.duckdb"
+    with correlate.open_store(db) as store:
+        store.ingest([_run_file(tmp_path, "SELECT 1", "postgresql")], run="r")
+    out = CliRunner().invoke(cli, ["plans", "capture", "--run", "r", "--dsn", dsn, "--db", str(db)])
+    assert out.exit_code == 1 and "cannot connect" in out.output
+    assert SECRET not in out.output and f"{parameter}=***" in out.output
+    assert SECRET not in caplog.text and SECRET not in capsys.readouterr().err
 
 
 # --- MariaDB ------------------------------------------------------------------------------------
@@ -635,6 +677,11 @@ def test_mariadb_analyze_times_out_and_refuses_dml(mysql_dsn: str, my: Any) -> N
     result = explain_statements(
         mysql_dsn,
         [
+            (
+                "slow",
+                "SELECT count(*) FROM information_schema.COLUMNS a, "
+                "information_schema.COLUMNS b, information_schema.COLUMNS c",
+            ),
             ("sleep", "SELECT SLEEP(10)"),
             ("delete", "delete from cct_orders"),
             ("select", "select count(*) from cct_orders"),
@@ -643,7 +690,10 @@ def test_mariadb_analyze_times_out_and_refuses_dml(mysql_dsn: str, my: Any) -> N
         statement_timeout_ms=300,
     )
     assert time.monotonic() - started < 5
-    assert result.get("sleep").reason_code == "timeout"  # type: ignore[union-attr]
+    assert result.get("slow").reason_code == "timeout"  # type: ignore[union-attr]
+    sleep = result.get("sleep")
+    assert sleep is not None and sleep.reason_code == "refused" and not sleep.commands
+    assert "SLEEP()" in (sleep.reason or "")
     assert result.get("delete").reason_code == "refused"  # type: ignore[union-attr]
     selected = result.get("select")
     assert selected is not None and selected.method == "analyze"

@@ -175,6 +175,8 @@ def test_capture_refuses_unknown_runs_and_urls(tmp_path: Path) -> None:
             store.capture_plans("nope", "sqlite:///x.db")
         store.ingest([_run_file(tmp_path, "SELECT 1", "postgresql")], run="r")
         with pytest.raises(CorrelateError, match="cannot tell which database"):
+            store.capture_plans("r", "db2://scott:tiger@db/x")
+        with pytest.raises(CorrelateError, match="live capture supports .* not Oracle"):
             store.capture_plans("r", "oracle://scott:tiger@db/x")
         with pytest.raises(CorrelateError, match="has no sqlite statements to explain"):
             store.capture_plans("r", "sqlite:///x.db")

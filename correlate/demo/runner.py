@@ -25,7 +25,8 @@ from correlate.demo.config import CONFIG_ENV, AppConfig
 from correlate.demo.errors import DemoError
 from correlate.demo.faults import Faults
 from correlate.demo.shop import DEFAULT_SCHEMA, Scale, seed
-from correlate.instrument.runinfo import redact_url, update_run_json
+from correlate.instrument.runinfo import update_run_json
+from correlate.redact import redact_url, scrub, url_secrets
 
 logger = logging.getLogger(__name__)
 
@@ -329,7 +330,9 @@ def run_demo(
             dsn, orders=orders, seed=seed_value, missing_index=chosen.missing_index, schema=schema
         )
     except (SQLAlchemyError, ImportError) as exc:  # no server, no driver: say which
-        raise DemoError(f"cannot seed the demo database {redact_url(dsn)}: {exc}") from exc
+        raise DemoError(
+            f"cannot seed the demo database {redact_url(dsn)}: {scrub(str(exc), url_secrets(dsn))}"
+        ) from exc
 
     port = _free_port()
     host = f"http://127.0.0.1:{port}"

@@ -27,6 +27,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from correlate.dialects import for_db_system
+
 from .normalize import (
     PASSES,
     collapse_lists,
@@ -52,22 +54,6 @@ __all__ = [
 ]
 
 Method = Literal["pglast", "sqlglot", "fallback"]
-
-# db.system (old and new semconv) → (tokenizer dialect, sqlglot dialect). None = "unknown":
-# PostgreSQL is tried first, then sqlglot's generic dialect.
-_DIALECTS: dict[str, tuple[str | None, str | None]] = {
-    "postgresql": ("postgres", "postgres"),
-    "postgres": ("postgres", "postgres"),
-    "cockroachdb": ("postgres", "postgres"),
-    "mysql": ("mysql", "mysql"),
-    "mariadb": ("mysql", "mysql"),
-    "sqlite": ("sqlite", "sqlite"),
-    "mssql": ("tsql", "tsql"),
-    "microsoft.sql_server": ("tsql", "tsql"),
-    "oracle": (None, "oracle"),
-    "oracle.db": (None, "oracle"),
-    "duckdb": (None, "duckdb"),
-}
 
 
 @dataclass(frozen=True)
@@ -187,8 +173,11 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
     """
     key = (dialect or "").strip().lower()
     auto = key in ("", "other_sql")
-    tok_dialect, glot_dialect = _DIALECTS.get(key, (None, None))
-    if not auto and key not in _DIALECTS:
+    # The registry knows old and new db.system values; a name it does not know may still
+    # be a sqlglot dialect. None (unknown) tries PostgreSQL first, then sqlglot's generic one.
+    known = None if auto else for_db_system(key)
+    tok_dialect, glot_dialect = (known.lexer, known.sqlglot) if known else (None, None)
+    if not auto and known is None:
         glot_dialect = _sqlglot_dialect(key)
     body, comment = parse_comment(sql)
     tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES)

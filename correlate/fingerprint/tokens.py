@@ -64,6 +64,45 @@ _NAMED_RE = re.compile(_NAMED)
 _PARAM_RE = re.compile(_PARAM)
 
 
+# Where a line comment ends. PostgreSQL's scanner ends one at \r as well as \n (scan.l:
+# non_newline is [^\n\r]); MySQL and SQLite at \n only.
+_LINE_END_PG = re.compile(r"[\n\r]")
+_LINE_END = re.compile(r"\n")
+# MySQL: `--` starts a comment only when whitespace or a control character follows.
+_MYSQL_DASHES_END = re.compile(r"--(?:[\x00-\x20]|$)")
+
+
+def _line_comment(sql: str, i: int, mysql: bool) -> bool:
+    if mysql:
+        return sql.startswith("#", i) or bool(_MYSQL_DASHES_END.match(sql, i))
+    return sql.startswith("--", i)
+
+
+def _block_comment_end(sql: str, start: int, nested: bool) -> int:
+    """Index just past the ``/* … */`` opening at ``start``; -1 if never closed.
+
+    PostgreSQL nests block comments (``/* a /* b */ c */`` is one comment); MySQL and
+    SQLite end one at the first ``*/``.
+    """
+    if not nested:
+        end = sql.find("*/", start + 2)
+        return end + 2 if end >= 0 else -1
+    depth, i, n = 0, start, len(sql)
+    while i < n - 1:
+        pair = sql[i : i + 2]
+        if pair == "/*":
+            depth += 1
+            i += 2
+        elif pair == "*/":
+            depth -= 1
+            i += 2
+            if depth == 0:
+                return i
+        else:
+            i += 1
+    return -1
+
+
 def _quoted_end(sql: str, start: int, quote: str, backslash: bool) -> int:
     """Index just past the quoted run opening at ``start``; -1 if it is never closed."""
     i = start + 1
@@ -99,8 +138,9 @@ def _add(out: list[Token], kind: Kind, sql: str, start: int, end: int) -> int:
 def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
     """Split ``sql`` into tokens; whitespace is dropped, comments are kept.
 
-    ``dialect`` is one of ``"postgres"``, ``"mysql"``, ``"sqlite"``, ``"tsql"`` or None
-    (anything). In T-SQL ``[…]`` quotes an identifier, as SQL Server writes it.
+    ``dialect`` is a lexer name of :mod:`correlate.dialects` (``"postgres"``, ``"mysql"``,
+    ``"sqlite"``, ``"tsql"``) or None (anything, read as PostgreSQL reads it but with ``?``
+    as a placeholder). In T-SQL and SQLite ``[…]`` quotes an identifier.
 
     >>> [t.text for t in tokenize("SELECT a FROM t WHERE id = %(id)s::INTEGER")]
     ['SELECT', 'a', 'FROM', 't', 'WHERE', 'id', '=', '%(id)s', '::', 'INTEGER']
@@ -118,15 +158,14 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
         if m:
             i = m.end()
             continue
-        if sql.startswith("--", i) or (mysql and c == "#"):
-            end = sql.find("\n", i)
-            end = n if end < 0 else end
+        if _line_comment(sql, i, mysql):
+            m = (_LINE_END_PG if postgres else _LINE_END).search(sql, i)
+            end = n if m is None else m.start()
             out.append(Token("comment", sql[i:end]))
             i = end
             continue
         if sql.startswith("/*", i):
-            end = sql.find("*/", i + 2)
-            i = _add(out, "comment", sql, i, end + 2 if end >= 0 else -1)
+            i = _add(out, "comment", sql, i, _block_comment_end(sql, i, nested=postgres))
             continue
         # String prefixes: E'…' (backslash escapes), N'…', X'…', B'…', U&'…'.
         if c in "eEnNxXbBuU" and i + 1 < n:
@@ -142,7 +181,7 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
         if c in '"`':
             i = _add(out, "qident", sql, i, _quoted_end(sql, i, c, False))
             continue
-        if c == "[" and tsql:
+        if c == "[" and (tsql or dialect == "sqlite"):
             end = sql.find("]", i + 1)
             i = _add(out, "qident", sql, i, end + 1 if end >= 0 else -1)
             continue

@@ -272,7 +272,7 @@ def _pool_name(engine: Engine) -> str:
     logging_name = getattr(engine.pool, "logging_name", None)
     if logging_name:
         return str(logging_name)
-    from correlate.instrument.runinfo import redact_url
+    from correlate.redact import redact_url
 
     return redact_url(engine.url)
 

@@ -16,6 +16,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.redact import redact_url
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -82,14 +84,6 @@ def git_info(directory: Path) -> dict[str, Any] | None:
         "commit": commit.stdout.strip(),
         "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None,
     }
-
-
-def redact_url(url: Any) -> str:
-    """The database URL as text, with the password removed (not masked)."""
-    from sqlalchemy.engine import make_url
-
-    # URL.set(password=None) means "leave unchanged", so replace the field itself.
-    return make_url(url)._replace(password=None).render_as_string(hide_password=False)
 
 
 def database_info(engine: Engine) -> dict[str, Any]:

@@ -31,8 +31,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
+from correlate.dialects import DIALECTS
+
 Source = Literal["postgresql", "mysql", "mariadb", "sqlite"]
-SOURCES: tuple[str, ...] = ("postgresql", "mysql", "mariadb", "sqlite")
+#: The plan sources correlate reads: every registered database that names one.
+SOURCES: tuple[str, ...] = tuple(d.plan_source for d in DIALECTS.values() if d.plan_source)
 
 
 @dataclass

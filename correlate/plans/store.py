@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from correlate.dialects import DIALECTS, UnknownDatabaseError, for_url, get
 from correlate.errors import CorrelateError
 from correlate.plans.insights import Insight, InsightContext, find_insights
 from correlate.plans.parse import parse_plan
@@ -22,14 +23,49 @@ if TYPE_CHECKING:
     from correlate.plans.model import Plan
     from correlate.store import Store
 
-#: URL scheme -> the db.system values of spans that server can explain
-_SYSTEMS = {
-    "postgresql": ("postgresql",),
-    "postgres": ("postgresql",),
-    "mysql": ("mysql", "mariadb"),
-    "mariadb": ("mysql", "mariadb"),
-    "sqlite": ("sqlite",),
-}
+__all__ = ["PlanCaptureReport", "StoredPlan", "add_plan", "capture_plans"]
+
+
+@dataclass(frozen=True)
+class StoredPlan:
+    """A plan as :func:`add_plan` stored it: its id, the parsed plan and its insights
+    (``plan`` is None and ``insights`` empty for a statement that got a reason)."""
+
+    plan_id: int
+    plan: Plan | None
+    insights: list[Insight]
+
+
+def add_plan(
+    store: Store,
+    run: str,
+    captured: CapturedPlan,
+    server: ServerFacts,
+    *,
+    context: InsightContext | None = None,
+) -> StoredPlan:
+    """Store one captured plan of run ``run`` (by name), tied to its fingerprint.
+
+    A plan is parsed, its nodes and insights (found with ``context``, by default the
+    server's table sizes) stored with it, all in one transaction. A ``captured`` that got
+    a reason instead of a plan is stored too, so the reason is kept.
+    """
+    store.require_writable()
+    run_id = store.run_id(run)
+    plan: Plan | None = None
+    insights: list[Insight] = []
+    if captured.ok:
+        source = get(server.dialect).plan_source or server.dialect
+        plan = parse_plan(captured.plan, source, query=captured.sql)
+        if context is None:
+            context = InsightContext(relation_rows=dict(server.relation_rows))
+        insights = find_insights(plan, context)
+    with store.atomic():
+        plan_id = _insert_plan(store, run_id, captured, server, plan)
+        if plan is not None:
+            _insert_nodes(store, plan_id, plan)
+            _insert_insights(store, plan_id, insights)
+    return StoredPlan(plan_id, plan, insights)
 
 
 @dataclass
@@ -66,17 +102,18 @@ def capture_plans(
     :func:`correlate.plans.capture.explain_statements` for how each server is
     asked and what keeps it safe. ``analyze=True`` executes SELECT statements.
     """
-    from correlate.plans.capture import explain_statements, redact_url
+    from correlate.plans.capture import explain_statements
 
     store.require_writable()
     run_id = store.run_id(run)
-    scheme = dsn.split(":", 1)[0].split("+", 1)[0].lower()
-    systems = _SYSTEMS.get(scheme)
-    if systems is None:
-        raise CorrelateError(
-            f"cannot tell which database {redact_url(dsn)} is: use a postgresql://, "
-            "mysql:// (MariaDB too) or sqlite:/// URL"
+    dialect = for_url(dsn)
+    if dialect.capture is None:
+        raise UnknownDatabaseError(
+            f"live capture supports PostgreSQL, MariaDB/MySQL and SQLite, not {dialect.title}"
         )
+    # A server plans the statements of every database it can parse (MariaDB and MySQL
+    # each other's), under every db.system name those databases go by.
+    systems = sorted({s for name in dialect.explains for s in (name, *DIALECTS[name].db_systems)})
     # A text of the fingerprint's most frequent shape stands for it.
     statements = store.con.execute(
         """
@@ -87,37 +124,25 @@ def capture_plans(
         WHERE st.run_id = $run AND st.db_system IN (SELECT unnest($systems))
         GROUP BY st.fingerprint ORDER BY st.fingerprint
         """,
-        {"run": run_id, "systems": list(systems)},
+        {"run": run_id, "systems": systems},
     ).fetchall()
     if not statements:
         raise CorrelateError(
-            f"run {run!r} has no {'/'.join(systems)} statements to explain; "
+            f"run {run!r} has no {'/'.join(dialect.explains)} statements to explain; "
             "check the run name and that the URL points at the database the service used"
         )
     result = explain_statements(
         dsn, statements, analyze=analyze, statement_timeout_ms=statement_timeout_ms
     )
     report = PlanCaptureReport(run, f"{result.server.dialect} {result.server.version}")
-    context = InsightContext(relation_rows=dict(result.server.relation_rows))
-    con = store.con
-    con.execute("BEGIN")
-    try:
+    with store.atomic():
         for captured in result.plans:
+            stored = add_plan(store, run, captured, result.server)
             if not captured.ok:
-                _insert_plan(store, run_id, captured, result.server, None)
                 report.failed.append((captured.key, captured.reason or "no plan"))
                 continue
-            plan = parse_plan(captured.plan, result.server.dialect, query=captured.sql)
-            insights = find_insights(plan, context)
-            plan_id = _insert_plan(store, run_id, captured, result.server, plan)
-            _insert_nodes(store, plan_id, plan)
-            _insert_insights(store, plan_id, insights)
             report.captured += 1
-            report.insights.extend(insights)
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+            report.insights.extend(stored.insights)
     return report
 
 

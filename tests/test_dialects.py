@@ -1,0 +1,285 @@
+"""The database registry, URL redaction, and the lexer that finds placeholders.
+
+No server here: see test_capture_hostile.py for the statements sent to real ones.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from correlate.dialects import (
+    DIALECTS,
+    UnknownDatabaseError,
+    for_db_system,
+    for_url,
+    get,
+    url_scheme,
+)
+from correlate.fingerprint import fingerprint
+from correlate.fingerprint.placeholders import split_placeholders, to_numbered
+from correlate.fingerprint.tokens import tokenize
+from correlate.redact import MASK, redact_url, scrub, url_secrets
+from correlate.store import Store, open_store
+
+# --- Registry -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("system", "name"),
+    [
+        ("postgresql", "postgresql"),
+        ("postgres", "postgresql"),  # what some instrumentations write
+        ("PostgreSQL", "postgresql"),
+        ("mysql", "mysql"),
+        ("mariadb", "mariadb"),
+        ("sqlite", "sqlite"),
+        ("mssql", "mssql"),  # old semconv
+        ("microsoft.sql_server", "mssql"),  # new semconv
+        ("oracle.db", "oracle"),
+        ("clickhouse", "clickhouse"),
+    ],
+)
+def test_db_system_aliases_name_one_dialect(system: str, name: str) -> None:
+    dialect = for_db_system(system)
+    assert dialect is not None and dialect.name == name
+
+
+@pytest.mark.parametrize(
+    ("url", "name", "driver"),
+    [
+        ("postgresql+psycopg://u@h/db", "postgresql", "psycopg"),
+        ("postgres://u@h/db", "postgresql", "psycopg"),
+        ("mysql+pymysql://u@h/db", "mysql", "pymysql"),
+        ("mariadb://u@h/db", "mariadb", "pymysql"),
+        ("sqlite:///x.db", "sqlite", "pysqlite"),
+    ],
+)
+def test_url_schemes(url: str, name: str, driver: str) -> None:
+    dialect = for_url(url)
+    assert (dialect.name, dialect.driver) == (name, driver)
+    assert dialect.capture is not None
+
+
+def test_unknown_names_say_what_is_known() -> None:
+    assert for_db_system("nosuchdb") is None
+    with pytest.raises(UnknownDatabaseError, match="known: .*postgresql"):
+        get("nosuchdb")
+    with pytest.raises(UnknownDatabaseError, match="cannot tell which database"):
+        for_url("db2://u:hunter2@h/db")
+    assert url_scheme("no scheme") == ""
+
+
+def test_every_capturable_dialect_has_what_capture_needs() -> None:
+    for dialect in DIALECTS.values():
+        if dialect.capture is None:
+            with pytest.raises(UnknownDatabaseError, match="live capture supports"):
+                dialect.session_class()
+            continue
+        assert dialect.plan_source and dialect.sqlglot and dialect.url_schemes
+        assert set(dialect.explains) <= set(DIALECTS)
+        assert dialect.session_class().__name__.endswith("Session")
+
+
+@pytest.mark.parametrize(
+    ("name", "ident", "quoted"),
+    [
+        ("postgresql", 'a"b', '"a""b"'),
+        ("mysql", "a`b", "`a``b`"),
+        ("mssql", "a]b", "[a]]b]"),
+    ],
+)
+def test_identifier_quoting(name: str, ident: str, quoted: str) -> None:
+    assert get(name).quote_identifier(ident) == quoted
+
+
+# --- Redaction ----------------------------------------------------------------------------------
+
+SECRET_PARAMS = ("password", "sslpassword", "passfile", "sslkey", "token", "api_key", "secret")
+
+
+def test_redact_url_hides_password_and_secret_parameters() -> None:
+    url = (
+        "postgresql://u:pw1@h:5432/db?sslmode=require&password=pw2&sslpassword=pw3"
+        "&passfile=/home/u/.pgpass&sslkey=/k.pem&application_name=app"
+    )
+    shown = redact_url(url)
+    for secret in ("pw1", "pw2", "pw3", "/home/u/.pgpass", "/k.pem", "pgpass", "k.pem"):
+        assert secret not in shown
+    assert shown.startswith("postgresql://u:***@h:5432/db?")
+    assert "sslmode=require" in shown and "application_name=app" in shown
+    assert "password=***" in shown and "passfile=***" in shown
+
+
+def test_unparseable_url_is_replaced_whole() -> None:
+    assert "hunter2" not in redact_url("host=db password=hunter2")
+
+
+_secrets = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=6, max_size=24
+).filter(lambda s: s.strip() == s and len(set(s)) > 3)
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    secret=_secrets,
+    where=st.sampled_from(("userinfo", *SECRET_PARAMS)),
+    scheme=st.sampled_from(("postgresql+psycopg", "mysql+pymysql", "mariadb", "postgres")),
+)
+def test_a_secret_anywhere_in_a_url_never_shows(secret: str, where: str, scheme: str) -> None:
+    encoded = quote(secret, safe="")
+    if where == "userinfo":
+        url = f"{scheme}://app:{encoded}@db.internal:5432/shop?sslmode=require"
+    else:
+        url = f"{scheme}://app@db.internal/shop?sslmode=require&{where}={encoded}"
+    shown = redact_url(url)
+    assert secret not in shown and encoded not in shown
+    assert MASK in shown
+    # A driver that quotes its connection string back is scrubbed too.
+    message = f"connection to {url} failed for {secret!r}"
+    scrubbed = scrub(message, url_secrets(url))
+    assert secret not in scrubbed and encoded not in scrubbed
+
+
+# --- The placeholder lexer ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "lexer", "statements"),
+    [
+        # PostgreSQL: x$y$ is an identifier, not the start of a dollar quote.
+        ("SELECT 1 AS x$y$; COMMIT; SELECT 1 AS z$y$", "postgres", 3),
+        ("SELECT $y$;$y$", "postgres", 1),
+        # PostgreSQL ends a -- comment at \r as well as \n.
+        ("SELECT 1 -- c\r; DROP TABLE t", "postgres", 2),
+        # PostgreSQL nests block comments.
+        ("SELECT /* a /* b */ ; */ 1", "postgres", 1),
+        ("SELECT /* a /* b */ */ 1; DROP TABLE t", "postgres", 2),
+        ("SELECT E'\\'; DROP TABLE t; --'", "postgres", 1),
+        ("SELECT U&'d\\0061t'; SELECT 2", "postgres", 2),
+        ('SELECT 1 AS "a;b"', "postgres", 1),
+        # MySQL: # comments, -- needs a space, backslash escapes, /* */ does not nest.
+        ("SELECT 1 # c ; x\n", "mysql", 1),
+        ("SELECT 1 --x; DROP TABLE t", "mysql", 2),
+        ("SELECT 1 -- x; DROP TABLE t", "mysql", 1),
+        ("SELECT 'a\\'; DROP TABLE t; -- '", "mysql", 1),
+        ("SELECT /* a /* b */ 1; DROP TABLE t", "mysql", 2),
+        ("SELECT `a;b` FROM t", "mysql", 1),
+        ("SELECT [a;b] FROM t", "sqlite", 1),
+        ("SELECT 1;  ", "sqlite", 1),
+    ],
+)
+def test_statements_are_counted_as_the_server_reads_them(
+    text: str, lexer: str, statements: int
+) -> None:
+    assert split_placeholders(text, lexer).statements == statements
+
+
+def test_an_unclosed_quote_or_comment_is_flagged() -> None:
+    assert split_placeholders("SELECT 'a; DROP TABLE t", "postgres").unterminated
+    assert split_placeholders("SELECT /* a", "mysql").unterminated
+    assert not split_placeholders("SELECT 'a'", "mysql").unterminated
+
+
+_piece = st.sampled_from(
+    [
+        "a",
+        " ",
+        "'x'",
+        "'it''s'",
+        '"q;"',
+        "$$;$$",
+        "-- c\n",
+        "/* ; */",
+        "%s",
+        "%(n)s",
+        "?",
+        ":name",
+        "$1",
+        "::int",
+        "%%",
+        ",",
+        "(",
+        ")",
+        "=",
+        "1",
+    ]
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(_piece, max_size=20).map(" ".join))
+def test_numbered_text_keeps_everything_but_placeholders(body: str) -> None:
+    text = "select " + body
+    numbered, count = to_numbered(text)
+    split = split_placeholders(text, None)
+    driver_style = any(t.text.startswith("%") for t in split.tokens if t.kind == "param")
+
+    def others(sql: str, undo_percent: bool) -> list[str]:
+        kept = [t.text for t in tokenize(sql, None) if t.kind != "param"]
+        while kept and kept[-1] == ";":
+            kept.pop()
+        return [k.replace("%%", "%") for k in kept] if undo_percent else kept
+
+    # Only placeholders change: every other token reads the same afterwards.
+    assert others(numbered, False) == others(text, driver_style)
+    numbers = {int(n) for n in re.findall(r"\$(\d+)", numbered)} - {
+        int(t.text[1:]) for t in split.tokens if t.kind == "param" and t.text.startswith("$")
+    }
+    assert numbers <= set(range(1, count + 1))
+    assert len(numbers) == len({s.name or id(s) for s in split.slots}) or split.native
+
+
+# --- statement_key (DuckDB) agrees with the tokenizer -------------------------------------------
+
+_VALUES = st.one_of(
+    st.integers(0, 10**6).map(str),
+    st.text("abc xyz;'%", max_size=6).map(lambda s: "'" + s.replace("'", "''") + "'"),
+)
+
+
+@pytest.fixture(scope="module")
+def keys_store() -> Iterator[Store]:
+    with open_store(":memory:") as store:
+        yield store
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    shape=st.sampled_from(
+        [
+            "SELECT * FROM orders WHERE id = {0} AND note = {1}",
+            "SELECT * FROM orders WHERE id IN ({0}, {1})",
+            "SELECT * FROM orders WHERE id IN ({0})",
+            "UPDATE orders SET note = {1} WHERE id = {0}",
+            "SELECT * FROM orders WHERE x = %s AND y = {0} LIMIT {0}",
+            "SELECT * FROM t WHERE a = {0} /* {1} */",
+        ]
+    ),
+    a=st.tuples(_VALUES, _VALUES),
+    b=st.tuples(_VALUES, _VALUES),
+    dialect=st.sampled_from(["postgresql", "mysql", "sqlite"]),
+)
+def test_statement_key_never_merges_what_fingerprints_tell_apart(
+    keys_store: Store, shape: str, a: tuple[str, str], b: tuple[str, str], dialect: str
+) -> None:
+    first, second = shape.format(*a), shape.format(*b)
+    k1, k2 = (
+        keys_store.con.execute("SELECT statement_key(?)", [t]).fetchone()[0]  # type: ignore[index]
+        for t in (first, second)
+    )
+    if k1 == k2:
+        assert fingerprint(first, dialect).id == fingerprint(second, dialect).id
+
+
+def test_tokenizer_dialect_names_come_from_the_registry() -> None:
+    lexers = {d.lexer for d in DIALECTS.values()}
+    assert {"postgres", "mysql", "sqlite", "tsql", None} <= lexers
+    for lexer in lexers:
+        assert [t.text for t in tokenize("select 1", lexer)] == ["select", "1"]
+    assert re.fullmatch(r"[a-z]+", get("postgresql").sqlglot or "")
