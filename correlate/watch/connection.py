@@ -8,14 +8,11 @@ transaction of its own. Every message that leaves this module goes through
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from correlate.errors import DatabaseConnectionError
-
-# The one place the watcher gets its URL redaction from (easy to repoint).
-from correlate.plans.capture import redact_url
+from correlate.redact import redact_url, scrub, url_secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
@@ -58,18 +55,6 @@ class Target:
         return (DBAPIError, dbapi.Error) if dbapi is not None else (DBAPIError,)
 
 
-def scrub(message: str, secrets: tuple[str, ...]) -> str:
-    """``message`` with every secret replaced by ``***``.
-
-    >>> scrub("auth failed for s3cret", ("s3cret",))
-    'auth failed for ***'
-    """
-    for secret in secrets:
-        if secret:
-            message = message.replace(secret, "***")
-    return message
-
-
 def open_target(dsn: str, *, connect_timeout: float, statement_timeout_ms: int) -> Target:
     """Parse ``dsn`` and make an engine for it; nothing is connected yet."""
     from sqlalchemy import create_engine
@@ -89,7 +74,7 @@ def open_target(dsn: str, *, connect_timeout: float, statement_timeout_ms: int) 
             redacted,
         ) from None
     url, backend = _with_driver(url, redacted)
-    secrets = _secrets(url)
+    secrets = tuple(url_secrets(url))
     timeout = max(1, round(connect_timeout))
     connect_args: dict[str, Any]
     if backend == "postgresql":
@@ -129,16 +114,6 @@ def _with_driver(url: URL, redacted: str) -> tuple[URL, str]:
         f"correlate watch reads PostgreSQL, MariaDB and MySQL, not {backend!r} ({redacted})",
         redacted,
     )
-
-
-def _secrets(url: URL) -> tuple[str, ...]:
-    password = url.password
-    if not password:
-        return ()
-    text = str(password)
-    variants = {text, urllib.parse.quote(text, safe=""), urllib.parse.quote_plus(text)}
-    # Longest first, so a quoted form is replaced whole before the plain text inside it.
-    return tuple(sorted(variants, key=len, reverse=True))
 
 
 def first_line(exc: BaseException) -> str:
