@@ -21,8 +21,6 @@ a reader never mistakes a planner guess for an observation.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 from correlate.plans.insights.base import Insight, InsightContext, Rule
 from correlate.plans.insights.dominant import (
     DOMINANT_BANDS,
@@ -44,36 +42,13 @@ from correlate.plans.insights.memory import (
     lossy_bitmap,
 )
 from correlate.plans.insights.pagination import LARGE_OFFSET_ROWS, large_offset
+from correlate.plans.insights.rules import RULES, find_insights
 from correlate.plans.insights.scans import (
     LARGE_SCAN_ROWS,
     SELECTIVE_REMOVED_SHARE,
     full_table_scan,
     seq_scan_selective_filter,
 )
-from correlate.plans.model import Plan
-
-RULES: tuple[Rule, ...] = (
-    seq_scan_selective_filter,
-    full_table_scan,
-    row_misestimate,
-    disk_spill,
-    nested_loop_inner_rescans,
-    large_offset,
-    lossy_bitmap,
-    mysql_filesort_temporary,
-    sqlite_temp_btree,
-    dominant_node,
-)
-
-
-def find_insights(
-    plan: Plan, context: InsightContext | None = None, rules: Iterable[Rule] = RULES
-) -> list[Insight]:
-    """Run ``rules`` over ``plan``; most severe first, then in plan order."""
-    ctx = context or InsightContext()
-    found = [insight for rule in rules for insight in rule(plan, ctx)]
-    return sorted(found, key=lambda i: (-i.severity.level, i.node_id or 0))
-
 
 __all__ = [
     "DOMINANT_BANDS",
