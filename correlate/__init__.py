@@ -15,6 +15,7 @@ from correlate.analysis.verdict import Analysis, analyze
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.reporting import report
+from correlate.sandbox import sql
 from correlate.store import Store, open_store
 
 __version__ = "0.1.0"
@@ -32,4 +33,5 @@ __all__ = [
     "open_run",
     "open_store",
     "report",
+    "sql",
 ]

@@ -68,3 +68,7 @@ class DatabaseConnectionError(CorrelateError):
 
 class QueryError(CorrelateError):
     """Ad-hoc SQL that the store rejected."""
+
+
+class SandboxError(QueryError):
+    """A statement ``correlate sql`` refuses: anything beyond reading the store."""
