@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from correlate.reporting import Waterfall
+    from correlate.analysis.evidence import Waterfall
 
 #: Component colours, the same in every figure: pool wait stands out.
 COLORS = {

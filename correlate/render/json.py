@@ -1,5 +1,7 @@
 """The report as JSON: schema ``correlate.report/1`` (docs/report-json.md).
 
+:func:`plain` is the one JSON cleaner: the diff's JSON and ``plans coverage
+--format json`` use it too. Strings are kept exactly as the trace had them.
 Values are plain JSON: NaN, infinities and missing values become ``null``,
 numpy scalars and arrays become numbers and lists, times become ISO 8601 text.
 The output is strict JSON (``json.dumps(allow_nan=False)``).
@@ -17,25 +19,25 @@ from correlate.render.words import headline, notes, time_split
 if TYPE_CHECKING:
     import pandas as pd
 
+    from correlate.analysis.evidence import Evidence
     from correlate.analysis.verdict import Analysis
-    from correlate.reporting import Report
 
 SCHEMA = "correlate.report/1"
 #: Row lists longer than this are cut; ``truncated`` says how many rows there were.
 MAX_ROWS = 500
 
 
-def render(report: Report | Analysis, *, indent: int | None = 2) -> str:
+def render(report: Evidence | Analysis, *, indent: int | None = 2) -> str:
     """The report as a JSON document (text)."""
     return json.dumps(document(report), indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def document(report: Report | Analysis) -> dict[str, Any]:
+def document(report: Evidence | Analysis) -> dict[str, Any]:
     """The report as JSON-ready Python values."""
     from correlate import __version__
-    from correlate.reporting import to_report
+    from correlate.analysis.evidence import evidence_of
 
-    data = to_report(report)
+    data = evidence_of(report)
     a = data.analysis
     truncated: dict[str, int] = {}
     doc: dict[str, Any] = {
