@@ -29,11 +29,17 @@ _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 #: ASCII punctuation that starts inline markup in CommonMark or GFM (emphasis,
-#: code, links, images, raw HTML, entities, table cells, strikethrough) or
-#: GitHub's math (``$``). CommonMark lets a backslash make any ASCII
-#: punctuation literal. Block markers (``-``, ``1.``, ``>``) need none: trace
-#: text is never placed at the start of a line.
+#: code, links, images, raw HTML, entities, table cells, strikethrough), or
+#: headings, or GitHub's math (``$``). CommonMark lets a backslash make any
+#: ASCII punctuation literal.
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]{}()<>#!|~&$@])")
+#: What starts a block only at the start of a line (where trace text may stand,
+#: after a list marker): a list item (``-``, ``+``, ``1.``, ``1)``) or a setext
+#: underline (``=``).
+_MD_BLOCK_START = re.compile(r"^(\d*)([-+=.)])")
+#: Spaces at either end: four at the start of a list item make a code block, two
+#: at the end of a line a hard line break. As character references they are text.
+_MD_EDGE_SPACES = re.compile(r"^ +| +$")
 #: Markdown line breaks: any of them would end a paragraph or a table row.
 _MD_BREAK = re.compile("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
 #: GitHub turns ``@user``, ``#123``, bare ``http://`` and ``www.`` and e-mail
@@ -82,7 +88,9 @@ def markdown(text: object) -> str:
     value = _MD_BREAK.sub(" ", value)
     value = _CONTROL.sub(_visible, value)
     value = _MD_AUTOLINK.sub(lambda m: m.group(0) + _WJ, value)
-    return _MD_SPECIAL.sub(r"\\\1", value)
+    value = _MD_SPECIAL.sub(r"\\\1", value)
+    value = _MD_BLOCK_START.sub(r"\1\\\2", value)
+    return _MD_EDGE_SPACES.sub(lambda m: "&#32;" * len(m.group(0)), value)
 
 
 def html(value: object) -> str:

@@ -49,8 +49,11 @@ def _figure(height: float) -> Figure:
 
 
 def _label(text: object, width: int = 48) -> str:
-    """Trace text for a matplotlib label: cut to ``width`` and with ``$`` taken literally."""
-    value = str(text).replace("\n", " ")
+    """Trace text for a matplotlib label: cut to ``width``, control characters shown as
+    escapes (as in the terminal), and ``$`` taken literally."""
+    from correlate.render.escape import terminal
+
+    value = terminal(str(text).replace("\n", " "))
     if len(value) > width:
         value = value[: width - 1] + "…"
     return value.replace("$", r"\$")

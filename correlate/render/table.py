@@ -80,10 +80,24 @@ def render_csv(frame: pd.DataFrame) -> str:
 
 
 def render_json(frame: pd.DataFrame) -> str:
-    """The table as JSON Lines, one object per row, values exact."""
-    if frame.empty:
-        return ""
-    return str(frame.to_json(orient="records", date_format="iso", lines=True)).rstrip("\n") + "\n"
+    """The table as JSON Lines, one object per row, values exact (NaN and NULL are null).
+
+    ASCII only, so no line separator inside a string splits a line for a reader.
+
+    >>> import pandas as pd
+    >>> print(render_json(pd.DataFrame({"a\\x00b": ["x", None], "n": [1.5, float("nan")]})), end="")
+    {"a\\u0000b": "x", "n": 1.5}
+    {"a\\u0000b": null, "n": null}
+    """
+    import json
+
+    from correlate.render.json import plain
+
+    columns = [str(c) for c in frame.columns]
+    return "".join(
+        json.dumps(dict(zip(columns, plain(list(row)), strict=True))) + "\n"
+        for row in frame.itertuples(index=False)
+    )
 
 
 __all__ = ["render_csv", "render_json", "render_markdown", "render_text"]
