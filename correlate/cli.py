@@ -91,7 +91,8 @@ def _emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> N
         from correlate.render.escape import terminal_lines
 
         text = terminal_lines(text)
-    click.echo(text, nl=False)
+    # data (CSV, JSON, Markdown) goes to a pipe exactly: click would strip what looks like ANSI
+    click.echo(text, nl=False, color=None if renderer.terminal else True)
 
 
 db_option = click.option(
