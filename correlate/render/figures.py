@@ -135,7 +135,7 @@ def attribution(breakdowns: dict[str, pd.DataFrame], max_fingerprints: int = 4) 
     import numpy as np
     import pandas as pd
 
-    from correlate.analysis.findings import ms
+    from correlate.render.units import ms
 
     frames = {r: f for r, f in breakdowns.items() if not f.empty}
     db = pd.concat([f[f.component == "db"] for f in frames.values()] or [pd.DataFrame()])
