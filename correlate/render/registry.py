@@ -2,15 +2,12 @@
 
 Four things are rendered, each by a few renderers:
 
-========== ======================================== ===============================
-subject    takes                                    formats
-========== ======================================== ===============================
-report     :class:`~correlate.analysis.evidence.Evidence` text, markdown, html, json
-           (or a bare ``Analysis``)
-diff       :class:`~correlate.diff.RunDiff`         text, markdown, json
-table      a DataFrame (``correlate sql``, ``runs``) text, markdown, csv, json
-coverage   :class:`~correlate.plans.coverage.PlanCoverage` text, json
-========== ======================================== ===============================
+* ``report``: an :class:`~correlate.analysis.evidence.Evidence` (or a bare
+  ``Analysis``) as text, markdown, html or json;
+* ``diff``: a :class:`~correlate.diff.RunDiff` as text, markdown or json;
+* ``table``: a DataFrame (``correlate sql``, ``correlate runs``) as text,
+  markdown, csv or json (JSON Lines);
+* ``coverage``: a :class:`~correlate.plans.coverage.PlanCoverage` as text or json.
 
 A format is named by its name or an alias (``md`` for ``markdown``), or
 picked by an output file's suffix (pyinstrument's
