@@ -55,6 +55,7 @@ ATTACKS = (
     "@team",
     "@octocat/reviewers",
     "#123",
+    "GH-42",
     "| x | y |",
     "`code`",
     "**bold** _em_ ~~s~~",
@@ -92,7 +93,7 @@ hostile = (
 TERMINAL_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 #: What GitHub links after rendering Markdown, in text that is not a link.
 GITHUB_AUTOLINKS = re.compile(
-    r"(?<![\w`])@[A-Za-z0-9]|#\d|(?i:https?://|www\.|mailto:)|[\w.+-]@[\w-]+\.[A-Za-z]"
+    r"(?<![\w`])@[A-Za-z0-9]|#\d|(?i:https?://|www\.|mailto:|\bgh-\d)|[\w.+-]@[\w-]+\.[A-Za-z]"
 )
 MARKDOWN = MarkdownIt("commonmark").enable(["table", "strikethrough"])
 SETTINGS = settings(
@@ -356,7 +357,11 @@ def test_every_renderer_is_covered() -> None:
 
 # -- with figures: the slow parts, once ------------------------------------------------
 
-ONE = ATTACKS[0] + ATTACKS[22] + ATTACKS[8] + ATTACKS[18] + ATTACKS[11]
+ONE = (
+    '<img src="http://evil.example/r.png">'
+    "\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\"
+    "@team\r| x | y |"
+)
 
 
 def test_the_full_html_page_with_figures_is_inert(base: Evidence) -> None:

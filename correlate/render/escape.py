@@ -42,12 +42,12 @@ _MD_BLOCK_START = re.compile(r"^(\d*)([-+=.)])")
 _MD_EDGE_SPACES = re.compile(r"^ +| +$")
 #: Markdown line breaks: any of them would end a paragraph or a table row.
 _MD_BREAK = re.compile("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]")
-#: GitHub turns ``@user``, ``#123``, bare ``http://`` and ``www.`` and e-mail
-#: addresses into links after rendering Markdown. A WORD JOINER (U+2060, zero
-#: width) after the ``@`` or ``#``, inside ``://`` and after ``www`` breaks
-#: each pattern without changing what a reader sees.
+#: GitHub turns ``@user``, ``#123``, ``GH-123``, bare ``http://`` and ``www.``
+#: and e-mail addresses into links after rendering Markdown. A WORD JOINER
+#: (U+2060, zero width) after the ``@``, ``#`` or ``GH``, inside ``://`` and
+#: after ``www`` breaks each pattern without changing what a reader sees.
 _WJ = "\u2060"
-_MD_AUTOLINK = re.compile(r"(?i)([@#])|(:)(?=//)|(www)(?=\.)")
+_MD_AUTOLINK = re.compile(r"(?i)([@#])|(:)(?=//)|(www)(?=\.)|(\bgh)(?=-\d)")
 
 
 def _visible(match: re.Match[str]) -> str:
