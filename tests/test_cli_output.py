@@ -136,3 +136,22 @@ def test_data_printed_to_a_terminal_has_control_characters_escaped(
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False)
     _emit("a\n\x1b[2J\n", None, csv)  # to a pipe: exact
     assert capsys.readouterr().out == "a\n\x1b[2J\n"
+
+
+def test_the_registry_names_what_it_knows() -> None:
+    from correlate.errors import CorrelateError
+    from correlate.render.registry import RENDERERS, format_names, renderers
+
+    assert format_names("diff") == ["text", "markdown", "md", "json"]
+    assert find_renderer("table", "TABLE").name == "text"
+    assert find_renderer("report", path="r.markdown").name == "markdown"
+    with pytest.raises(CorrelateError, match="unknown report format 'pdf': use one of text, "):
+        find_renderer("report", "pdf")
+    with pytest.raises(CorrelateError, match="nothing renders 'chart'"):
+        renderers("chart")
+    # a name or alias means one renderer per subject, and so does a suffix
+    for subject in {r.subject for r in RENDERERS}:
+        names = [n for r in renderers(subject) for n in r.names]
+        suffixes = [s for r in renderers(subject) for s in r.suffixes]
+        assert len(names) == len(set(names)) and len(suffixes) == len(set(suffixes))
+        assert renderers(subject)[0].name == "text" and renderers(subject)[0].terminal
