@@ -31,11 +31,16 @@ class _Group(click.Group):
             sys.exit(1)
 
 
-def _error(exc: CorrelateError) -> None:
+def _safe(message: str) -> str:
+    """A message of ours for the terminal: it may quote run names, routes or file contents
+    (trace text), so control characters are shown as escapes; line breaks stay."""
     from correlate.render.escape import terminal_lines
 
-    # messages quote run names and routes: trace text
-    click.echo(f"Error: {terminal_lines(str(exc))}", err=True)
+    return terminal_lines(message)
+
+
+def _error(exc: CorrelateError) -> None:
+    click.echo(f"Error: {_safe(str(exc))}", err=True)
 
 
 def _output_options(subject: str, what: str) -> Any:
@@ -182,12 +187,6 @@ def ingest(
             paths, run, format=format_, strict=strict, labels=parsed, progress=progress
         )
     click.echo(_safe(report.summary()))
-
-
-def _safe(summary: str) -> str:
-    from correlate.render.escape import terminal_lines
-
-    return terminal_lines(summary)
 
 
 def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
