@@ -17,6 +17,7 @@ from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.kinds import FindingKind
 from correlate.reporting import report
+from correlate.sandbox import sql
 from correlate.severity import Severity
 from correlate.store import Store, open_store
 from correlate.version import __version__
@@ -38,5 +39,6 @@ __all__ = [
     "open_run",
     "open_store",
     "report",
+    "sql",
     "watch",
 ]

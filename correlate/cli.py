@@ -17,11 +17,7 @@ from correlate.errors import CorrelateError
 from correlate.version import __version__
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from correlate.store import Store
-
-SQL_OUTPUTS = ("table", "csv", "json")
 
 
 class _Group(click.Group):
@@ -31,8 +27,77 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except CorrelateError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            _error(exc)
             sys.exit(1)
+
+
+def _safe(message: str) -> str:
+    """A message of ours for the terminal: it may quote run names, routes or file contents
+    (trace text), so control characters are shown as escapes; line breaks stay."""
+    from correlate.render.escape import terminal_lines
+
+    return terminal_lines(message)
+
+
+def _error(exc: CorrelateError) -> None:
+    click.echo(f"Error: {_safe(str(exc))}", err=True)
+
+
+def _output_options(subject: str, what: str) -> Any:
+    """``--format`` (a format of ``subject``, aliases allowed) and ``-o/--output`` (a file)."""
+    from correlate.render.registry import renderers
+
+    def names(r: Any) -> str:
+        return r.name + (f" (or {', '.join(r.aliases)})" if r.aliases else "")
+
+    listed = ", ".join(names(r) for r in renderers(subject))
+    suffixes = ", ".join(f"{s} {r.name}" for r in renderers(subject) for s in r.suffixes)
+
+    def decorate(command: Any) -> Any:
+        command = click.option(
+            "-o",
+            "--output",
+            "output",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help=f"Write {what} to this file (default: the terminal). Its suffix picks the "
+            f"format when --format is not given: {suffixes}.",
+        )(command)
+        return click.option(
+            "--format",
+            "format_",
+            type=click.Choice(
+                [n for r in renderers(subject) for n in r.names], case_sensitive=False
+            ),
+            help=f"Output format: {listed} (default: from -o's suffix, else "
+            f"{renderers(subject)[0].name}).",
+        )(command)
+
+    return decorate
+
+
+def _renderer(subject: str, format_: str | None, output: Path | None) -> Any:
+    from correlate.render.registry import find_renderer
+
+    try:
+        return find_renderer(subject, format_, path=output)
+    except CorrelateError as exc:
+        raise click.BadParameter(str(exc), param_hint="-o/--output") from None
+
+
+def _emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> None:
+    """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
+    terminal unless a terminal renderer already did."""
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+        size = len(text.encode()) / 1024
+        click.echo(f"{note}wrote {output} ({renderer.name}, {size:,.0f} KB)")
+        return
+    if not renderer.terminal and sys.stdout.isatty():
+        from correlate.render.escape import terminal_lines
+
+        text = terminal_lines(text)
+    # data (CSV, JSON, Markdown) goes to a pipe exactly: click would strip what looks like ANSI
+    click.echo(text, nl=False, color=None if renderer.terminal else True)
 
 
 db_option = click.option(
@@ -149,7 +214,7 @@ def ingest(
         report = store.ingest(
             paths, run, format=format_, strict=strict, labels=parsed, progress=progress
         )
-    click.echo(report.summary())
+    click.echo(_safe(report.summary()))
 
 
 def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
@@ -187,7 +252,7 @@ def analyze(
             target, store=store, run=run, settings=settings, progress=_terminal_progress()
         )
     if result.ingest is not None and result.ingest.spans_added:
-        click.echo(result.ingest.summary(), err=True)
+        click.echo(_safe(result.ingest.summary()), err=True)
     use_color = sys.stdout.isatty() if color is None else color
     width = shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 120
     click.echo(result.to_text(color=use_color, width=width), nl=False)
@@ -203,15 +268,7 @@ def analyze(
     metavar="RULE",
     help=_fail_on_help(),
 )
-@click.option(
-    "--format",
-    "format_",
-    type=click.Choice(["text", "markdown", "json"]),
-    help="Output format (default: from -o's suffix, else text).",
-)
-@click.option(
-    "-o", "--output", "output", type=click.Path(path_type=Path), help="Write the result here."
-)
+@_output_options("diff", "the comparison")
 @click.option("--color/--no-color", default=None, help="Colour the text (default: on a terminal).")
 @set_option
 @db_option
@@ -235,6 +292,7 @@ def diff(
     from correlate.diff import diff as diff_runs
     from correlate.diff.rules import parse_rules
 
+    renderer = _renderer("diff", format_, output)
     try:
         parse_rules(list(fail_on))
     except CorrelateError as exc:
@@ -247,52 +305,38 @@ def diff(
                 baseline, candidate, store=store, fail_on=fail_on or None, settings=settings
             )
     except CorrelateError as exc:
-        click.echo(f"Error: {exc}", err=True)
+        _error(exc)
         sys.exit(2)
-    if format_ is None:
-        suffix = output.suffix.lower() if output else ""
-        format_ = {".md": "markdown", ".json": "json"}.get(suffix, "text")
-    if format_ == "markdown":
-        rendered = result.to_markdown()
-    elif format_ == "json":
-        rendered = result.to_json()
-    else:
-        use_color = (sys.stdout.isatty() and output is None) if color is None else color
-        rendered = result.to_text(color=use_color)
-    if output is not None:
-        output.write_text(rendered, encoding="utf-8")
-        click.echo(f"{'regression' if result.regressed else 'no regression'}; wrote {output}")
-    else:
-        click.echo(rendered, nl=False)
+    use_color = (sys.stdout.isatty() and output is None) if color is None else color
+    text = renderer(result, color=use_color)
+    _emit(text, output, renderer, note="regression; " if result.regressed else "no regression; ")
     sys.exit(1 if result.regressed else 0)
 
 
 @cli.command()
 @click.argument("target")
-@click.option(
-    "--output",
-    "-o",
-    "output",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="File to write; its suffix picks the format: .html, .md, .json (default: the terminal).",
-)
+@_output_options("report", "the report")
 @click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
 @set_option
 @db_option
 def report(
-    target: str, output: Path | None, run: str | None, assignments: tuple[str, ...], db: Path
+    target: str,
+    format_: str | None,
+    output: Path | None,
+    run: str | None,
+    assignments: tuple[str, ...],
+    db: Path,
 ) -> None:
-    """Write the verdict on a run as a report: HTML, Markdown or JSON.
+    """Write the verdict on a run as a report: HTML, Markdown, JSON or text.
 
     TARGET is a run directory or trace file (ingested first) or the name of a
     run in the store, as for `correlate analyze`. The HTML page is one
     self-contained file that works offline; Markdown is sized for a
     pull-request comment; JSON follows the schema in docs/report-json.md.
     """
-    from correlate.reporting import format_for
     from correlate.reporting import report as report_run
 
-    fmt = format_for(output)
+    renderer = _renderer("report", format_, output)
     settings = _settings(assignments)
     ingesting = Path(target).exists()
     with _open(db, read_only=not ingesting) as store:
@@ -300,21 +344,19 @@ def report(
             target,
             store=store,
             run=run,
-            format=fmt,
+            format=renderer.name,
             settings=settings,
             progress=_terminal_progress(),
         )
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    output.write_text(text, encoding="utf-8")
-    click.echo(f"wrote {output} ({fmt}, {len(text.encode()) / 1024:,.0f} KB)")
+    _emit(text, output, renderer)
 
 
 @cli.command()
+@_output_options("table", "the list")
 @db_option
-def runs(db: Path) -> None:
+def runs(format_: str | None, output: Path | None, db: Path) -> None:
     """List the runs in the store with their counts, time range and services."""
+    renderer = _renderer("table", format_, output)
     with _open(db, read_only=True) as store:
         frame = store.runs()
     if frame.empty:
@@ -323,20 +365,30 @@ def runs(db: Path) -> None:
     frame = frame[
         ["name", "spans", "traces", "files", "skipped", "start", "duration_s", "services"]
     ]
-    click.echo(_render_table(frame, "table"))
+    _emit(renderer(frame), output, renderer)
 
 
 @cli.command()
 @click.argument("query")
+@_output_options("table", "the result")
 @click.option(
-    "--output", "-o", "output", type=click.Choice(SQL_OUTPUTS), default="table", show_default=True
+    "--allow-files",
+    is_flag=True,
+    help="Let the query read files (read_csv, read_parquet, glob); it can never write them.",
 )
 @db_option
-def sql(query: str, output: str, db: Path) -> None:
-    """Run ad-hoc SQL over the store (read-only), e.g. "SELECT count(*) FROM spans"."""
-    with _open(db, read_only=True) as store:
-        frame = store.sql(query)
-    click.echo(_render_table(frame, output), nl=output == "table")
+def sql(query: str, format_: str | None, output: Path | None, allow_files: bool, db: Path) -> None:
+    """Run read-only SQL over the store, e.g. "SELECT count(*) FROM spans".
+
+    The query runs in a sandbox: it may read the store and nothing else (no
+    files, URLs, other databases or extensions; no COPY, EXPORT, ATTACH,
+    INSTALL or SET). --allow-files lets it read files too.
+    """
+    from correlate.sandbox import sql as run_sql
+
+    renderer = _renderer("table", format_, output)
+    frame = run_sql(query, db=db, allow_files=allow_files)
+    _emit(renderer(frame), output, renderer)
 
 
 @cli.command()
@@ -518,63 +570,25 @@ def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) 
     """
     with _open(db) as store:
         report = store.capture_plans(run, dsn, analyze=analyze, statement_timeout_ms=timeout_ms)
-    click.echo(report.summary())
+    click.echo(_safe(report.summary()))
 
 
 @plans.command("coverage")
 @click.option("--run", "run", required=True, help="The run whose DB span time to measure.")
 @click.option("--top", default=10, show_default=True, help="How many uncovered statements to list.")
-@click.option(
-    "--output",
-    "-o",
-    "output",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-)
+@_output_options("coverage", "the coverage")
 @db_option
-def plans_coverage(run: str, top: int, output: str, db: Path) -> None:
+def plans_coverage(run: str, top: int, format_: str | None, output: Path | None, db: Path) -> None:
     """Share of a run's DB span time that has a plan, per database and overall.
 
     A span is covered exactly when a logged plan names it by its sqlcommenter
     traceparent, by fingerprint when a plan of its statement shape exists, or
     not at all; the statements with the most uncovered time are listed.
     """
-    import json
-
+    renderer = _renderer("coverage", format_, output)
     with _open(db, read_only=True) as store:
         coverage = store.plans_coverage(run, top=top)
-    click.echo(json.dumps(coverage.to_dict()) if output == "json" else coverage.summary())
-
-
-def _render_table(frame: pd.DataFrame, output: str) -> str:
-    if output == "csv":
-        return str(frame.to_csv(index=False))
-    if output == "json":
-        return str(frame.to_json(orient="records", date_format="iso", lines=True))
-    from io import StringIO
-
-    from pandas.api.types import is_bool_dtype, is_numeric_dtype
-    from rich import box
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, header_style="bold")
-    for column in frame.columns:
-        numeric = is_numeric_dtype(frame[column]) and not is_bool_dtype(frame[column])
-        table.add_column(str(column), overflow="fold", justify="right" if numeric else "left")
-    for row in frame.itertuples(index=False):
-        table.add_row(*("" if _is_missing(v) else str(v) for v in row))
-    buffer = StringIO()
-    Console(file=buffer, width=200, no_color=True).print(table)
-    return buffer.getvalue().rstrip("\n") + f"\n({len(frame)} row{'s' if len(frame) != 1 else ''})"
-
-
-def _is_missing(value: object) -> bool:
-    try:
-        return bool(value != value) or value is None  # NaN, NaT, None
-    except (TypeError, ValueError):
-        return False
+    _emit(renderer(coverage), output, renderer)
 
 
 class _RichProgress:

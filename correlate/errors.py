@@ -81,3 +81,7 @@ class SettingsError(CorrelateError):
         self.key = key
         self.valid = valid
         super().__init__(message)
+
+
+class SandboxError(QueryError):
+    """A statement ``correlate sql`` refuses: anything beyond reading the store."""

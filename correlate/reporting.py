@@ -1,12 +1,13 @@
-"""Reports: the verdict on a run as one file, in the format its name asks for.
+"""``correlate.report()``: the verdict on a run, rendered in the format asked for.
 
 :func:`report` is ``correlate report``'s twin: it analyses a run (ingesting a
 run directory first, as :func:`correlate.analyze` does), gathers the evidence
-a report shows beyond the verdict — the plans of flagged queries, example slow
-requests span by span, latency per route over time — into a :class:`Report`,
-and renders it: ``html`` (one self-contained page), ``md`` (a PR comment),
-``json`` (``correlate.report/1``, see docs/report-json.md) or ``text`` (what
-``correlate analyze`` prints).
+a report shows beyond the verdict (:func:`correlate.analysis.evidence.collect`)
+and renders it with the report renderer named by ``format``: ``html`` (one
+self-contained page), ``markdown`` or ``md`` (a PR comment), ``json``
+(``correlate.report/1``, see docs/report-json.md) or ``text`` (what
+``correlate analyze`` prints). The renderers are listed in
+:mod:`correlate.render.registry`.
 
 >>> import correlate
 >>> with correlate.open_store(":memory:") as store:
@@ -18,102 +19,13 @@ and renders it: ``html`` (one self-contained page), ``md`` (a PR comment),
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from correlate.errors import CorrelateError
-
 if TYPE_CHECKING:
-    import pandas as pd
-
     from correlate.analysis.detectors import Detector
-    from correlate.analysis.run import Run
     from correlate.analysis.settings import SettingsLike
-    from correlate.analysis.verdict import Analysis
     from correlate.ingest import Progress
     from correlate.store import Store
-
-#: Output formats, and the file suffixes that choose them.
-FORMATS = ("html", "md", "json", "text")
-SUFFIXES = {
-    ".html": "html",
-    ".htm": "html",
-    ".md": "md",
-    ".markdown": "md",
-    ".json": "json",
-    ".txt": "text",
-}
-#: At most this many plans and example requests are gathered for a report.
-MAX_PLANS = 5
-MAX_EXAMPLES = 2
-#: Spans shown in one example request's waterfall; the rest are counted.
-MAX_WATERFALL_SPANS = 60
-
-
-@dataclass
-class PlanView:
-    """The plan linked to one fingerprint: its nodes, and what the insight rules flagged."""
-
-    fingerprint: str
-    plan_id: int
-    source: str
-    analyzed: bool
-    normalized: str | None
-    #: one row per node, root first (``node_id``, ``parent_id``, ``depth``, ``node_type``, …)
-    nodes: pd.DataFrame
-    #: one row per insight (``rule``, ``severity``, ``node_id``, ``message``, ``suggestion``)
-    insights: pd.DataFrame
-
-    @property
-    def flagged_nodes(self) -> set[int]:
-        """Ids of the nodes an insight points at."""
-        return {int(n) for n in self.insights.node_id.dropna()}
-
-
-@dataclass
-class Waterfall:
-    """One request's spans on a common time axis (milliseconds from the request's start)."""
-
-    trace_id: str
-    route: str
-    duration_ms: float
-    why: str
-    #: ``name``, ``kind``, ``depth``, ``start_ms``, ``duration_ms``, ``category``
-    #: (request, pool, db, client, internal…), ``fingerprint``, ``error``
-    spans: pd.DataFrame
-    #: spans of the trace left out of ``spans`` (beyond :data:`MAX_WATERFALL_SPANS`)
-    more: int = 0
-
-
-@dataclass
-class Report:
-    """Everything a report shows: the analysis, plus evidence gathered from the store."""
-
-    analysis: Analysis
-    #: per window and route: ``t_s``, ``route``, ``requests``, ``p50_ms``, ``p95_ms``
-    route_timeline: pd.DataFrame
-    plans: list[PlanView] = field(default_factory=list)
-    examples: list[Waterfall] = field(default_factory=list)
-
-
-def format_for(path: str | os.PathLike[str] | None) -> str:
-    """The format an output file's suffix asks for (``text`` for no file).
-
-    >>> format_for("out/run.html"), format_for("pr.md"), format_for(None)
-    ('html', 'md', 'text')
-    """
-    if path is None:
-        return "text"
-    suffix = Path(path).suffix.lower()
-    if suffix not in SUFFIXES:
-        known = ", ".join(sorted(SUFFIXES))
-        raise CorrelateError(
-            f"{path}: cannot tell the report format from {suffix or 'no suffix'!r}; "
-            f"name the file with one of {known}"
-        )
-    return SUFFIXES[suffix]
 
 
 def report(
@@ -126,204 +38,23 @@ def report(
     settings: SettingsLike | None = None,
     progress: Progress | None = None,
 ) -> str:
-    """The report on a run as ``format`` (``html``, ``md``, ``json`` or ``text``).
+    """The report on a run as ``format`` (``html``, ``markdown``/``md``, ``json`` or ``text``).
 
     ``target`` is what :func:`correlate.analyze` takes: a run directory or
     trace file (ingested first) or the name of a run in ``store``; ``settings``
     tunes the detectors as there.
     """
+    from correlate.analysis.evidence import collect
     from correlate.analysis.verdict import analyze
+    from correlate.render.registry import find_renderer
 
-    if format not in FORMATS:
-        raise CorrelateError(f"unknown report format {format!r}: use one of {', '.join(FORMATS)}")
+    renderer = find_renderer("report", format)  # an unknown format fails before any work
     analysis = analyze(
         target, store=store, run=run, detectors=detectors, settings=settings, progress=progress
     )
-    if format == "text":
-        return analysis.to_text()
-    return render(collect(store, analysis), format)
+    if renderer.name == "text":
+        return renderer(analysis)
+    return renderer(collect(store, analysis))
 
 
-def render(data: Report, format: str) -> str:
-    """Render a collected :class:`Report` as ``format``."""
-    import importlib
-
-    if format == "text":
-        return data.analysis.to_text()
-    module = importlib.import_module(f"correlate.render.{_MODULES[format]}")
-    renderer: Callable[[Report], str] = module.render
-    return renderer(data)
-
-
-_MODULES = {"html": "html", "md": "markdown", "json": "json"}
-
-
-def collect(store: Store, analysis: Analysis) -> Report:
-    """Gather the evidence a report shows for ``analysis`` (a run in ``store``)."""
-    from correlate.analysis.run import Run
-
-    with Run(store, analysis.run) as run:
-        if not analysis.summary.get("requests"):
-            return Report(analysis, run.route_timeline())
-        return Report(
-            analysis,
-            route_timeline=run.route_timeline(),
-            plans=_plans(run, analysis),
-            examples=_examples(run, analysis),
-        )
-
-
-def _plans(run: Run, analysis: Analysis) -> list[PlanView]:
-    queries = analysis.queries
-    if queries.empty:
-        return []
-    flagged = [f.fingerprint for f in analysis.findings if f.fingerprint]
-    with_insights = [q.fingerprint for q in queries.itertuples() if len(q.insights)]
-    wanted = list(dict.fromkeys([*flagged, *with_insights]))
-    views = []
-    for fingerprint in wanted:
-        match = queries[queries.fingerprint == fingerprint]
-        if match.empty or match.plan_id.isna().iloc[0]:
-            continue
-        plan_id = int(match.plan_id.iloc[0])
-        head = run.con.execute(
-            "SELECT source, coalesce(analyzed, false) FROM plans WHERE plan_id = ?", [plan_id]
-        ).fetchone()
-        assert head is not None
-        nodes = run.con.execute(
-            """
-            SELECT node_id, parent_id, depth, node_type, operation, relation, alias, index_name,
-                   estimated_rows, actual_rows, actual_loops, total_rows, total_time, self_time,
-                   total_cost, filter, index_condition, join_condition, rows_removed_by_filter
-            FROM plan_nodes WHERE plan_id = ? ORDER BY node_id
-            """,
-            [plan_id],
-        ).df()
-        insights = run.con.execute(
-            """
-            SELECT rule, severity, node_id, relation, message, suggestion FROM plan_insights
-            WHERE plan_id = ? ORDER BY severity = 'critical' DESC, node_id, rule
-            """,
-            [plan_id],
-        ).df()
-        normalized = match.normalized.iloc[0]
-        views.append(
-            PlanView(
-                fingerprint=str(fingerprint),
-                plan_id=plan_id,
-                source=str(head[0]),
-                analyzed=bool(head[1]),
-                normalized=None if normalized is None else str(normalized),
-                nodes=nodes,
-                insights=insights,
-            )
-        )
-        if len(views) >= MAX_PLANS:
-            break
-    return views
-
-
-def _examples(run: Run, analysis: Analysis) -> list[Waterfall]:
-    """A tail request of the route that matters most, and the slowest traced example
-    of the most urgent finding of another kind."""
-    reqs = run.table("requests")
-    first_route = next((f.route for f in analysis.findings if f.route), None)
-    route = first_route or str(analysis.routes.route.iloc[0])
-    picked: list[tuple[str, str]] = []
-    row = run.con.execute(
-        f"""
-        SELECT trace_id FROM {reqs} WHERE route = $route
-        ORDER BY abs(duration_ms - (SELECT quantile_cont(duration_ms, 0.95) FROM {reqs}
-                                    WHERE route = $route)), trace_id
-        LIMIT 1
-        """,
-        {"route": route},
-    ).fetchone()
-    if row is not None:
-        picked.append((str(row[0]), "a p95 request of this route"))
-    kinds_seen = {f.kind for f in analysis.findings[:1]}
-    for f in analysis.findings:
-        if len(picked) >= MAX_EXAMPLES:
-            break
-        if not f.trace_ids or f.kind in kinds_seen:
-            continue
-        kinds_seen.add(f.kind)
-        row = run.con.execute(
-            f"""
-            SELECT trace_id FROM {reqs} WHERE trace_id IN (SELECT unnest($ids))
-            ORDER BY duration_ms DESC, trace_id LIMIT 1
-            """,
-            {"ids": list(f.trace_ids)},
-        ).fetchone()
-        if row is not None and str(row[0]) not in {t for t, _ in picked}:
-            picked.append((str(row[0]), f"an example of: {f.title}"))
-    return [w for w in (_waterfall(run, trace, why) for trace, why in picked) if w is not None]
-
-
-def _waterfall(run: Run, trace_id: str, why: str) -> Waterfall | None:
-    reqs = run.table("requests")
-    head = run.con.execute(
-        f"""
-        SELECT request_id, route, start_ns, duration_ms FROM {reqs}
-        WHERE trace_id = ? ORDER BY duration_ms DESC LIMIT 1
-        """,
-        [trace_id],
-    ).fetchone()
-    if head is None:
-        return None
-    request_id, route, start_ns, duration_ms = head
-    spans = run.con.execute(
-        """
-        WITH fp AS (
-            SELECT span_id, any_value(fingerprint) AS fingerprint,
-                   any_value(operation) AS operation, any_value(tables) AS tables
-            FROM db_spans WHERE run_id = $run AND trace_id = $trace GROUP BY span_id
-        )
-        SELECT s.span_id, s.parent_id, s.kind, s.db_statement IS NOT NULL AS is_db,
-               s.db_system IS NOT NULL AND s.db_statement IS NULL AS is_connect,
-               CASE WHEN fp.fingerprint IS NULL THEN s.name
-                    ELSE concat_ws(' ', upper(fp.operation), fp.tables[1],
-                                   '(' || fp.fingerprint || ')') END AS name,
-               fp.fingerprint,
-               (s.start_ns - $t0) / 1e6 AS start_ms, s.duration_ns / 1e6 AS duration_ms,
-               coalesce(s.status_code = 'ERROR', false) AS error
-        FROM spans s LEFT JOIN fp USING (span_id)
-        WHERE s.run_id = $run AND s.trace_id = $trace
-        ORDER BY s.start_ns, s.span_id
-        """,
-        {"run": run.run_id, "trace": trace_id, "t0": int(start_ns)},
-    ).df()
-    depth: dict[str, int] = {}
-    parents = dict(zip(spans.span_id, spans.parent_id, strict=True))
-
-    def depth_of(span_id: str) -> int:
-        if span_id not in depth:
-            depth[span_id] = 0  # guards a cycle in hostile input
-            parent = parents.get(span_id)
-            depth[span_id] = 0 if parent not in parents else depth_of(str(parent)) + 1
-        return depth[span_id]
-
-    spans["depth"] = [depth_of(str(s)) for s in spans.span_id]
-    spans["category"] = [
-        "pool" if c else "db" if d else "request" if s == request_id else str(k).lower()
-        for s, k, d, c in zip(spans.span_id, spans.kind, spans.is_db, spans.is_connect, strict=True)
-    ]
-    more = max(len(spans) - MAX_WATERFALL_SPANS, 0)
-    shown = spans.head(MAX_WATERFALL_SPANS)[
-        ["name", "kind", "depth", "start_ms", "duration_ms", "category", "fingerprint", "error"]
-    ].reset_index(drop=True)
-    return Waterfall(trace_id, str(route), float(duration_ms), why, shown, more)
-
-
-def to_report(data: Report | Analysis) -> Report:
-    """A :class:`Report` for renderers given only an analysis (no store evidence)."""
-    from correlate.analysis.verdict import Analysis
-
-    if isinstance(data, Analysis):
-        import pandas as pd
-
-        return Report(data, pd.DataFrame(columns=["t_s", "route", "requests", "p50_ms", "p95_ms"]))
-    return data
-
-
-__all__ = ["FORMATS", "PlanView", "Report", "Waterfall", "collect", "format_for", "report"]
+__all__ = ["report"]

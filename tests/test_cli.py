@@ -27,7 +27,7 @@ API_TWINS = {
     "report": correlate.report,
     "ingest": correlate.Store.ingest,
     "runs": correlate.Store.runs,
-    "sql": correlate.Store.sql,
+    "sql": correlate.sql,
     "demo": run_demo,
     "plans capture": correlate.Store.capture_plans,
     "plans coverage": correlate.Store.plans_coverage,
@@ -61,10 +61,10 @@ def test_ingest_then_runs_then_sql(runner: CliRunner, db: Path) -> None:
     assert lines[-1] == "(1 row)"
 
     query = "SELECT kind, count(*) AS n FROM spans GROUP BY kind ORDER BY kind"
-    result = runner.invoke(cli, ["sql", query, "--db", str(db), "-o", "csv"])
+    result = runner.invoke(cli, ["sql", query, "--db", str(db), "--format", "csv"])
     assert result.exit_code == 0, result.output
     assert result.output == "kind,n\nCLIENT,3\nSERVER,2\n"
-    result = runner.invoke(cli, ["sql", query, "--db", str(db), "-o", "json"])
+    result = runner.invoke(cli, ["sql", query, "--db", str(db), "--format", "json"])
     assert [json.loads(x) for x in result.output.splitlines()] == [
         {"kind": "CLIENT", "n": 3},
         {"kind": "SERVER", "n": 2},
@@ -126,7 +126,7 @@ def test_sql_is_read_only(runner: CliRunner, db: Path) -> None:
     runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "r", "--db", str(db)])
     result = runner.invoke(cli, ["sql", "DELETE FROM spans", "--db", str(db)])
     assert result.exit_code == 1
-    assert "read-only" in result.output
+    assert "DELETE is not allowed in correlate sql" in result.output
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_markdown_is_a_small_pr_comment_and_json_is_strict(regression: RunDiff) 
     md = regression.to_markdown()
     assert len(md.encode()) < 4096
     assert md.startswith("### 🔴 correlate: REGRESSION")
-    assert "&lt;int:customer\\_id&gt;" in md  # route text escaped for Markdown/HTML
+    assert "\\<int:customer\\_id\\>" in md  # route text escaped for Markdown
     doc = json.loads(regression.to_json(), parse_constant=lambda c: pytest.fail(c))
     assert doc["schema"] == "correlate.diff/1" and doc["regressed"] is True
     assert {q["status"] for q in doc["queries"]} >= {"new", "vanished"}

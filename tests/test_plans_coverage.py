@@ -150,7 +150,9 @@ def test_cli(run: Store, tmp_path: Path) -> None:
     assert result.output.splitlines()[4] == (
         "all                5       105.0        14.3%        19.0%   66.7%"
     )
-    result = runner.invoke(cli, ["plans", "coverage", "--run", "r", "-o", "json", "--db", str(db)])
+    result = runner.invoke(
+        cli, ["plans", "coverage", "--run", "r", "--format", "json", "--db", str(db)]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["rows"][-1]["traceparent_ms"] == 15.0

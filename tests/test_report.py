@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 import correlate
+from correlate.analysis.evidence import Evidence, collect
 from correlate.errors import CorrelateError
 from correlate.render import json as json_report
 from correlate.render import markdown
-from correlate.reporting import Report, collect, format_for, render
+from correlate.render.registry import find_renderer, renderers
 
 from .builders import RunBuilder
 
@@ -22,7 +23,7 @@ HOSTILE_SQL = "SELECT '<script>alert(2)</script>' FROM t"
 
 
 @pytest.fixture(scope="module")
-def sample() -> Iterator[Report]:
+def sample() -> Iterator[Evidence]:
     with correlate.open_store(":memory:") as store:
         yield collect(store, correlate.analyze(SAMPLE, store=store))
 
@@ -34,7 +35,7 @@ def _strict(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-def test_json_is_strict_versioned_and_complete(sample: Report) -> None:
+def test_json_is_strict_versioned_and_complete(sample: Evidence) -> None:
     doc = _strict(json_report.render(sample))
     assert doc["schema"] == "correlate.report/1"
     assert doc["run"] == "checkout-blackfriday"
@@ -67,7 +68,7 @@ def test_json_turns_missing_numbers_into_null() -> None:
     assert "NaN" not in text
 
 
-def test_json_schema_is_documented(sample: Report) -> None:
+def test_json_schema_is_documented(sample: Evidence) -> None:
     from pathlib import Path
 
     doc = _strict(json_report.render(sample))
@@ -81,7 +82,7 @@ def test_json_schema_is_documented(sample: Report) -> None:
             assert f"`{column}`" in text, f"docs/report-json.md: {section}.{column} undocumented"
 
 
-def test_markdown_fits_a_pr_comment(sample: Report) -> None:
+def test_markdown_fits_a_pr_comment(sample: Evidence) -> None:
     text = markdown.render(sample)
     assert len(text.encode()) < 4096
     assert text.startswith("### correlate: checkout-blackfriday\n")
@@ -98,7 +99,7 @@ def test_markdown_escapes_trace_text() -> None:
     with b.build() as store:
         text = correlate.report("r", store=store, format="md")
     assert "<script>" not in text
-    assert "/x/&lt;script&gt;alert(1)&lt;/script&gt;\\|\\*" in text
+    assert "| /x/\\<script\\>alert\\(1\\)\\</script\\>\\|\\* |" in text
 
 
 def _empty() -> RunBuilder:
@@ -114,12 +115,7 @@ def _no_db() -> RunBuilder:
     return b
 
 
-RENDERERS: dict[str, Callable[[Report], str]] = {
-    "text": lambda r: render(r, "text"),
-    "md": lambda r: render(r, "md"),
-    "json": lambda r: render(r, "json"),
-    "html": lambda r: render(r, "html"),
-}
+RENDERERS: dict[str, Callable[[Evidence], str]] = {r.name: r for r in renderers("report")}
 
 
 @pytest.mark.parametrize("fmt", RENDERERS)
@@ -143,10 +139,11 @@ def test_every_renderer_says_what_a_run_lacks(
 
 
 def test_format_follows_the_suffix() -> None:
-    assert [format_for(p) for p in ("a.html", "b.HTM", "c.md", "d.json", None)] == [
-        "html", "html", "md", "json", "text"
+    paths = ("a.html", "b.HTM", "c.md", "c.markdown", "d.json", "e.txt", None)
+    assert [find_renderer("report", path=p).name for p in paths] == [
+        "html", "html", "markdown", "markdown", "json", "text", "text"
     ]  # fmt: skip
     with pytest.raises(CorrelateError, match=r"name the file with one of"):
-        format_for("report.pdf")
+        find_renderer("report", path="report.pdf")
     with correlate.open_store(":memory:") as store, pytest.raises(CorrelateError):
         correlate.report(SAMPLE, store=store, format="pdf")

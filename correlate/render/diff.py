@@ -1,13 +1,22 @@
-"""A run comparison as terminal text, Markdown (a pull-request comment) and JSON."""
+"""A run comparison as terminal text, Markdown (a pull-request comment) and JSON.
+
+Run names, routes, statements and finding titles come from traces: the text goes
+through :func:`~correlate.render.escape.terminal` into rich ``Text``, the
+Markdown through :func:`~correlate.render.escape.markdown`, and the JSON keeps
+them exact.
+"""
 
 from __future__ import annotations
 
 import json
 import math
 from io import StringIO
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from correlate.analysis.findings import ms
+from correlate.render.escape import markdown as _md
+from correlate.render.escape import terminal as t
+from correlate.render.json import plain
+from correlate.render.units import ms
 
 if TYPE_CHECKING:
     from correlate.diff import QueryChange, RouteChange, RunDiff
@@ -66,39 +75,44 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
 
     buffer = StringIO()
     console = Console(
-        file=buffer, width=width, force_terminal=color, no_color=not color, highlight=False
+        file=buffer,
+        width=width,
+        force_terminal=color,
+        no_color=not color,
+        highlight=False,
+        emoji=False,
     )
     style = "bold red" if d.regressed else "bold green"
-    console.print(Text(f"correlate diff {d.baseline} → {d.candidate}", "bold"))
-    console.print(Text(_verdict(d), style))
+    console.print(Text(t(f"correlate diff {d.baseline} → {d.candidate}"), "bold"))
+    console.print(Text(t(_verdict(d)), style))
     for failure in d.failures:
-        console.print(Text(f"- {failure}"))
+        console.print(Text(t(f"- {failure}")))
     for note in d.notes:
-        console.print(Text(f"note: {note}", "dim"))
+        console.print(Text(t(f"note: {note}"), "dim"))
     if d.new_findings:
         console.print()
         console.print(Text("New findings", "bold"))
         for f in d.new_findings:
-            console.print(Text(f"- [{f.severity.upper()}] {f.title}"))
+            console.print(Text(t(f"- [{f.severity.upper()}] {f.title}")))
     if d.resolved_findings:
         console.print()
         console.print(Text("Gone since the baseline", "bold"))
         for f in d.resolved_findings:
-            console.print(Text(f"- [{f.severity.upper()}] {f.title}"))
+            console.print(Text(t(f"- [{f.severity.upper()}] {f.title}")))
     console.print()
     table = Table(
-        title=f"Routes ({d.load.get('matched', 'whole run')})",
+        title=Text(t(f"Routes ({d.load.get('matched', 'whole run')})")),
         title_justify="left",
         box=box.SIMPLE_HEAD,
         show_edge=False,
     )
-    longest = max((len(r.route) for r in d.routes), default=5)
+    longest = max((len(t(r.route)) for r in d.routes), default=5)
     table.add_column("route", overflow="fold", min_width=min(longest, 24))
     for name in ("req", "p50", "p95", "p95 change", "errors"):
         table.add_column(name, justify="right", no_wrap=True)
     for r in d.routes[:MAX_ROWS]:
         table.add_row(
-            Text(r.route),
+            Text(t(r.route)),
             f"{r.baseline_requests} → {r.candidate_requests}",
             f"{ms(r.baseline_ms.get('p50', math.nan))} → {ms(r.candidate_ms.get('p50', math.nan))}"
             if r.baseline_ms and r.candidate_ms
@@ -113,7 +127,7 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
     for r in d.routes[:MAX_ROWS]:
         why = r.note or "; ".join(r.skipped.values())
         if why:
-            console.print(Text(f"{r.route}: {why}", "dim"))
+            console.print(Text(t(f"{r.route}: {why}"), "dim"))
     level = min((r.alpha for r in d.routes if r.ratios), default=0.05)
     console.print(
         Text(
@@ -131,17 +145,10 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
     else:
         console.print(Text("Queries that changed", "bold"))
         for q in queries[:MAX_ROWS]:
-            console.print(Text(f"- {_query_line(q)}"))
+            console.print(Text(t(f"- {_query_line(q)}")))
         if len(queries) > MAX_ROWS:
             console.print(Text(f"… and {len(queries) - MAX_ROWS} more", "dim"))
     return buffer.getvalue()
-
-
-def _md(text: object) -> str:
-    """Text from a trace, safe in a Markdown table cell or line."""
-    out = str(text).replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
-    out = out.replace("<", "&lt;").replace(">", "&gt;").replace("*", "\\*").replace("_", "\\_")
-    return " ".join(out.split())
 
 
 def render_markdown(d: RunDiff) -> str:
@@ -183,21 +190,11 @@ def render_markdown(d: RunDiff) -> str:
         lines += [f"- {_md(_query_line(q))}" for q in queries[:6]]
     lines += [
         "",
-        f"<sub>baseline `{_md(d.baseline)}`, candidate `{_md(d.candidate)}`; rules: "
-        + ", ".join(f"`{r}`" for r in d.rules)
-        + "</sub>",
+        f"_baseline {_md(d.baseline)}, candidate {_md(d.candidate)}; rules: "
+        + ", ".join(_md(str(r)) for r in d.rules)
+        + "_",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
 
 
 def render_json(d: RunDiff) -> str:
@@ -219,4 +216,4 @@ def render_json(d: RunDiff) -> str:
         "new_findings": [f.to_dict() for f in d.new_findings],
         "resolved_findings": [f.to_dict() for f in d.resolved_findings],
     }
-    return json.dumps(_clean(doc), indent=2, allow_nan=False, default=str) + "\n"
+    return json.dumps(plain(doc), indent=2, allow_nan=False, ensure_ascii=False) + "\n"

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from correlate.reporting import Waterfall
+    from correlate.analysis.evidence import Waterfall
 
 #: Component colours, the same in every figure: pool wait stands out.
 COLORS = {
@@ -49,8 +49,11 @@ def _figure(height: float) -> Figure:
 
 
 def _label(text: object, width: int = 48) -> str:
-    """Trace text for a matplotlib label: cut to ``width`` and with ``$`` taken literally."""
-    value = str(text).replace("\n", " ")
+    """Trace text for a matplotlib label: cut to ``width``, control characters shown as
+    escapes (as in the terminal), and ``$`` taken literally."""
+    from correlate.render.escape import terminal
+
+    value = terminal(str(text).replace("\n", " "))
     if len(value) > width:
         value = value[: width - 1] + "…"
     return value.replace("$", r"\$")
@@ -132,7 +135,7 @@ def attribution(breakdowns: dict[str, pd.DataFrame], max_fingerprints: int = 4) 
     import numpy as np
     import pandas as pd
 
-    from correlate.analysis.findings import ms
+    from correlate.render.units import ms
 
     frames = {r: f for r, f in breakdowns.items() if not f.empty}
     db = pd.concat([f[f.component == "db"] for f in frames.values()] or [pd.DataFrame()])

@@ -3,7 +3,8 @@
 Figures are inline SVG images (``data:`` URIs); a Content-Security-Policy
 forbids fetching anything at all. Every string that came from a trace or a
 plan (routes, statements, span names, plan conditions) goes through
-:func:`e`, so a route holding ``<script>`` is shown as text.
+:func:`e` (:func:`correlate.render.escape.html`), so a route holding
+``<script>`` is shown as text.
 
 The verdict comes first — the findings, most urgent first, a sentence each
 with their evidence — then the run over time, what requests are made of, the
@@ -14,20 +15,20 @@ requests span by span, and what the run could not show.
 from __future__ import annotations
 
 import base64
-import html
 from typing import TYPE_CHECKING, Any
 
-from correlate.analysis.findings import ms, pct
 from correlate.kinds import FindingKind
+from correlate.render.escape import html as e
+from correlate.render.units import evidence_items, ms, pct
 from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, headline, time_split
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+    from correlate.analysis.evidence import Evidence, PlanView, Waterfall
     from correlate.analysis.findings import Finding
     from correlate.analysis.verdict import Analysis
-    from correlate.reporting import PlanView, Report, Waterfall
 
 MAX_ROUTES = 20
 MAX_QUERIES = 15
@@ -123,21 +124,12 @@ def _prose(text: str) -> str:
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", e(text))
 
 
-def e(value: object) -> str:
-    """``value`` as HTML text: every ``<``, ``&`` and quote escaped.
-
-    >>> e("<script>alert('x')</script>")
-    '&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;'
-    """
-    return html.escape("" if value is None else str(value), quote=True)
-
-
-def render(report: Report | Analysis) -> str:
+def render(report: Evidence | Analysis) -> str:
     """The report as a complete HTML document (text)."""
-    from correlate.reporting import to_report
+    from correlate.analysis.evidence import evidence_of
     from correlate.version import __version__
 
-    data = to_report(report)
+    data = evidence_of(report)
     a = data.analysis
     body = [
         f"<h1>correlate report: <span class='mono'>{e(a.run)}</span></h1>",
@@ -235,32 +227,7 @@ def _first_sentence(text: str) -> str:
 
 def _evidence(f: Finding) -> list[str]:
     """The finding's scalar evidence as ``name value`` pairs, units read from the key."""
-    out = []
-    for key, value in f.evidence.items():
-        if isinstance(value, (dict, list, tuple)) or key == "statement" or value is None:
-            continue
-        name, shown = key.replace("_", " "), _fmt(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if ("share" in key or "rate" in key) and isinstance(value, float):
-                shown = pct(value)
-            elif key.endswith("_ms"):
-                name, shown = key[:-3].replace("_", " "), ms(float(value))
-            elif key.endswith("_rps"):
-                name, shown = key[:-4].replace("_", " "), f"{value:,.1f}/s"
-            elif key.endswith("_s"):
-                name, shown = key[:-2].replace("_", " "), f"{value:,.0f} s"
-        out.append(f"{name} {shown}")
-    return out
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.0f}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return str(value)
+    return [f"{name} {shown}" for name, shown in evidence_items(f.evidence)]
 
 
 def _findings(findings: list[Finding]) -> str:
@@ -305,7 +272,7 @@ def _figure(fig: Figure, alt: str, caption: str) -> str:
     )
 
 
-def _over_time(data: Report) -> str:
+def _over_time(data: Evidence) -> str:
     from correlate.render.figures import latency_timeline
 
     a = data.analysis

@@ -1,5 +1,7 @@
 """The report as JSON: schema ``correlate.report/1`` (docs/report-json.md).
 
+:func:`plain` is the one JSON cleaner: the diff's JSON and ``plans coverage
+--format json`` use it too. Strings are kept exactly as the trace had them.
 Values are plain JSON: NaN, infinities and missing values become ``null``,
 numpy scalars and arrays become numbers and lists, times become ISO 8601 text.
 The output is strict JSON (``json.dumps(allow_nan=False)``).
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import date, datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from correlate.render.words import headline, notes, time_split
@@ -17,25 +20,25 @@ from correlate.render.words import headline, notes, time_split
 if TYPE_CHECKING:
     import pandas as pd
 
+    from correlate.analysis.evidence import Evidence
     from correlate.analysis.verdict import Analysis
-    from correlate.reporting import Report
 
 SCHEMA = "correlate.report/1"
 #: Row lists longer than this are cut; ``truncated`` says how many rows there were.
 MAX_ROWS = 500
 
 
-def render(report: Report | Analysis, *, indent: int | None = 2) -> str:
+def render(report: Evidence | Analysis, *, indent: int | None = 2) -> str:
     """The report as a JSON document (text)."""
     return json.dumps(document(report), indent=indent, allow_nan=False, ensure_ascii=False) + "\n"
 
 
-def document(report: Report | Analysis) -> dict[str, Any]:
+def document(report: Evidence | Analysis) -> dict[str, Any]:
     """The report as JSON-ready Python values."""
-    from correlate.reporting import to_report
+    from correlate.analysis.evidence import evidence_of
     from correlate.version import __version__
 
-    data = to_report(report)
+    data = evidence_of(report)
     a = data.analysis
     truncated: dict[str, int] = {}
     doc: dict[str, Any] = {
@@ -115,6 +118,8 @@ def plain(value: Any) -> Any:
         return [plain(v) for v in value]
     if isinstance(value, (datetime, date)):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return plain(float(value))
     if isinstance(value, np.ndarray):
         return [plain(v) for v in value.tolist()]
     if isinstance(value, np.generic):

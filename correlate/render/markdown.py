@@ -1,8 +1,10 @@
 """The report as Markdown for a pull-request comment: verdict, top findings, routes.
 
 Kept to a few kilobytes: findings and routes are cut to the most important,
-with a count of the rest. Text from traces is escaped, so a route holding
-``<script>`` or ``|`` shows as written and cannot break the table.
+with a count of the rest. Every string that holds trace text goes through
+:func:`~correlate.render.escape.markdown`, so a route holding ``<img>``,
+``[x](y)``, ``|``, a line break or ``@team`` shows as written: no link, image,
+HTML, mention or broken table row.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from correlate.analysis.findings import ms, pct
+from correlate.render.escape import markdown as escape
+from correlate.render.units import evidence_items, ms, pct
 from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, headline, time_split
 
 if TYPE_CHECKING:
+    from correlate.analysis.evidence import Evidence
     from correlate.analysis.verdict import Analysis
-    from correlate.reporting import Report
 
 MAX_FINDINGS = 5
 MAX_ROUTES = 8
@@ -23,24 +26,15 @@ MAX_GAPS = 3
 #: Longest fix sentence shown under a finding, in characters.
 MAX_FIX = 160
 
-_SPECIAL = re.compile(r"([\\`*_\[\]|~#!])")
+#: Evidence values shown per finding.
+MAX_EVIDENCE = 3
 
 
-def escape(text: object) -> str:
-    """``text`` as literal Markdown (and inert HTML).
-
-    >>> escape("/x/<script>|*a*")
-    '/x/&lt;script&gt;\\\\|\\\\*a\\\\*'
-    """
-    value = str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-    return _SPECIAL.sub(r"\\\1", value).replace("\n", " ")
-
-
-def render(report: Report | Analysis) -> str:
+def render(report: Evidence | Analysis) -> str:
     """The report as GitHub-flavoured Markdown."""
-    from correlate.reporting import to_report
+    from correlate.analysis.evidence import evidence_of
 
-    a = to_report(report).analysis
+    a = evidence_of(report).analysis
     lines = [f"### correlate: {escape(a.run)}", "", headline(a.summary)]
     split = time_split(a.summary)
     if split:
@@ -65,6 +59,9 @@ def _findings(a: Analysis) -> list[str]:
         impact = f" — {ms(f.impact_ms)} of request time" if f.impact_ms else ""
         out.append(f"{i}. **{f.severity.upper()}** {escape(f.title)}{impact}")
         out.append(f"   Fix: {escape(_first_sentence(f.suggestion))}")
+        shown = "; ".join(f"{n} {v}" for n, v in evidence_items(f.evidence)[:MAX_EVIDENCE])
+        if shown:
+            out.append(f"   Evidence: {escape(shown)}")
     rest = len(a.findings) - MAX_FINDINGS
     if rest > 0:
         out.append(f"\n… and {rest} more finding{'s' if rest != 1 else ''} in the full report.")

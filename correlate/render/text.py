@@ -2,7 +2,8 @@
 
 Everything that came from a trace (routes, statements, exception names) goes
 into rich ``Text`` objects, never into markup, so a route called
-``[bold]/x`` prints as written.
+``[bold]/x`` prints as written, and through :func:`~correlate.render.escape.terminal`,
+so no control character or escape sequence in it reaches the terminal.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from __future__ import annotations
 from io import StringIO
 from typing import TYPE_CHECKING, Any
 
-from correlate.analysis.findings import ms, pct
+from correlate.render.escape import terminal as t
+from correlate.render.units import evidence_items, ms, pct
+from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -54,9 +57,9 @@ def _header(console: Console, a: Analysis) -> None:
     from rich.text import Text
 
     s = a.summary
-    console.print(Text.assemble(("correlate analyze ", "bold"), (a.run, "bold")))
+    console.print(Text.assemble(("correlate analyze ", "bold"), (t(a.run), "bold")))
     if not s.get("requests"):
-        console.print("No requests in this run: no SERVER spans to attribute.")
+        console.print(Text(NO_REQUESTS))
         return
     share = s["time_share"]
     n, routes = s["requests"], s["routes"]
@@ -86,9 +89,7 @@ def _findings(console: Console, findings: list[Finding]) -> None:
 
     console.print()
     if not findings:
-        console.print(
-            Text("No findings: nothing in this run crossed a detector's threshold.", "green")
-        )
+        console.print(Text(NO_FINDINGS, "green"))
         return
     counts = {s: sum(f.severity == s for f in findings) for s in STYLES}
     line = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
@@ -99,43 +100,23 @@ def _findings(console: Console, findings: list[Finding]) -> None:
             Text.assemble(
                 (f"{i}. ", "bold"),
                 (f"[{f.severity.upper()}] ", STYLES[f.severity]),
-                (f.title, "bold"),
+                (t(f.title), "bold"),
             )
         )
-        console.print(Text(f.explanation), style=None)
-        console.print(Text.assemble(("Fix: ", "bold"), f.suggestion))
+        console.print(Text(t(f.explanation)), style=None)
+        console.print(Text.assemble(("Fix: ", "bold"), t(f.suggestion)))
         shown = _evidence_lines(f)
         if shown:
-            console.print(Text.assemble(("Evidence: ", "bold"), "; ".join(shown)))
+            console.print(Text.assemble(("Evidence: ", "bold"), t("; ".join(shown))))
         if f.fingerprint:
-            console.print(Text.assemble(("Fingerprint: ", "bold"), f.fingerprint))
+            console.print(Text.assemble(("Fingerprint: ", "bold"), t(f.fingerprint)))
         if f.trace_ids:
-            console.print(Text.assemble(("Traces: ", "bold"), ", ".join(f.trace_ids)))
-        console.print(Text(f"Rule: {f.threshold} — {f.source}", "dim"))
+            console.print(Text.assemble(("Traces: ", "bold"), t(", ".join(f.trace_ids))))
+        console.print(Text(t(f"Rule: {f.threshold} — {f.source}"), "dim"))
 
 
 def _evidence_lines(f: Finding) -> list[str]:
-    out = []
-    for key, value in f.evidence.items():
-        if isinstance(value, (dict, list)) or key == "statement" or value is None:
-            continue
-        shown = (
-            pct(value)
-            if ("share" in key or "rate" in key) and isinstance(value, float)
-            else _fmt(value)
-        )
-        out.append(f"{key.replace('_', ' ')} {shown}")
-        if len(out) >= SHOWN_EVIDENCE:
-            break
-    return out
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, float):
-        return f"{value:,.3g}" if abs(value) < 10 else f"{value:,.0f}"
-    return str(value)
+    return [f"{name} {shown}" for name, shown in evidence_items(f.evidence)[:SHOWN_EVIDENCE]]
 
 
 def _routes(console: Console, routes: pd.DataFrame) -> None:
@@ -151,7 +132,7 @@ def _routes(console: Console, routes: pd.DataFrame) -> None:
         table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
     for r in routes.itertuples():
         table.add_row(
-            Text(str(r.route)),
+            Text(t(r.route)),
             f"{r.requests:,}",
             f"{r.throughput_rps:.1f}",
             pct(r.error_rate),
@@ -179,10 +160,10 @@ def _tails(console: Console, a: Analysis) -> None:
         ):
             continue  # a "tail" of one request says nothing
         top = frame.iloc[0]
-        label = _component(top, a.queries)
+        label = t(_component(top, a.queries))
         lines.append(
             Text.assemble(
-                (str(route), "bold"),
+                (t(route), "bold"),
                 f": p95+ tail ({int(top.tail_requests)} requests) is {label} "
                 f"{ms(top.tail_ms)} against {ms(top.typical_ms)} in a typical request",
             )
@@ -215,7 +196,7 @@ def _queries(console: Console, queries: pd.DataFrame) -> None:
 
     if queries.empty:
         console.print()
-        console.print("No database spans in this run.")
+        console.print(Text(NO_DB_SPANS))
         return
     console.print()
     table = Table(title="Queries", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
@@ -229,14 +210,14 @@ def _queries(console: Console, queries: pd.DataFrame) -> None:
         has_plan = not pd.isna(q.plan_id)
         plan = (list(q.insights) or ["no issue found"])[0] if has_plan else "none linked"
         table.add_row(
-            Text(str(q.fingerprint)),
-            Text(text),
+            Text(t(q.fingerprint)),
+            Text(t(text)),
             f"{q.calls:,}",
             f"{q.calls_per_request:.1f}",
             ms(q.total_ms),
             ms(q.p50_ms),
             ms(q.p95_ms),
-            Text(str(plan)[:40]),
+            Text(t(str(plan)[:40])),
         )
     console.print(table)
 
@@ -280,4 +261,4 @@ def _gaps(console: Console, gaps: list[str]) -> None:
     console.print()
     console.print(Text("What this run could not show", "bold"))
     for gap in gaps:
-        console.print(Text(f"- {gap}"))
+        console.print(Text(f"- {t(gap)}"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from correlate.analysis.findings import ms, pct
+from correlate.render.units import ms, pct
 
 NO_REQUESTS = "No requests in this run: no SERVER spans to attribute."
 NO_DB_SPANS = "No database spans in this run."
