@@ -40,17 +40,28 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
+#: A result object shows itself (a notebook's ``_repr_html_``, ``to_text()``): these
+#: methods call the renderers, lazily. They are the one way up the layers; nothing a
+#: result is computed from imports ``correlate.render``.
+PRESENTATION_HOOKS = frozenset(
+    ("_repr_html_", "_repr_pretty_", "to_text", "to_markdown", "to_json", "to_html")
+)
+
+
 def _imports(module: str, path: Path) -> set[str]:
-    """Every correlate module ``module`` imports at run time, at any depth (lazy ones too)."""
+    """Every correlate module ``module`` imports at run time, at any depth (lazy ones too),
+    except the renderers a presentation hook calls."""
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
     found: set[str] = set()
 
-    def visit(node: ast.AST) -> None:
+    def visit(node: ast.AST, hook: bool = False) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
             for child in node.orelse:
-                visit(child)
+                visit(child, hook)
             return
+        if isinstance(node, ast.FunctionDef) and node.name in PRESENTATION_HOOKS:
+            hook = True
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("correlate"))
         elif isinstance(node, ast.ImportFrom):
@@ -60,11 +71,13 @@ def _imports(module: str, path: Path) -> set[str]:
                 target = ".".join([*base, node.module] if node.module else base)
             else:
                 target = node.module or ""
-            if target.startswith("correlate"):
+            if target.startswith("correlate") and not (
+                hook and target.startswith("correlate.render")
+            ):
                 found.add(target)
                 found.update(f"{target}.{a.name}" for a in node.names)
         for child in ast.iter_child_nodes(node):
-            visit(child)
+            visit(child, hook)
 
     visit(tree)
     return found
@@ -106,6 +119,21 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_packages_import_each_other_one_way() -> None:
     cycle = _cycle(_unit_graph())
     assert cycle is None, "import cycle between packages: " + " → ".join(cycle or [])
+
+
+def test_a_presentation_hook_is_the_only_way_to_the_renderers(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "class R:\n"
+        "    def _repr_html_(self):\n"
+        "        from correlate.render.html import fragment\n"
+        "    def compute(self):\n"
+        "        from correlate.render.text import render\n"
+    )
+    assert _imports("correlate.analysis.m", module) == {
+        "correlate.render.text",
+        "correlate.render.text.render",
+    }
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
