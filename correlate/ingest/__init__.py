@@ -25,12 +25,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from correlate.errors import InputError
+from correlate.fileio import LineBatch, json_error
 from correlate.ingest import loadgen, rundir
 from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
 from correlate.ingest.detect import FORMATS as FORMAT_HELP
 from correlate.ingest.detect import NotTraceFile, detect_format
 from correlate.ingest.jsonschema import sql_string
-from correlate.ingest.reader import LineBatch, json_error
 from correlate.schema import SPAN_COLUMN_NAMES
 from correlate.statements import fingerprint_run
 

@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.ingest.reader import is_gzip, looks_binary, read_head
+from correlate.fileio import codec_of, looks_binary, read_head
 
 #: Formats ``--format`` accepts, with a line of help each.
 FORMATS: dict[str, str] = {
@@ -46,7 +46,8 @@ def detect_format(path: Path) -> str:
     if looks_binary(head):
         if _looks_otlp_proto(head):
             return "otlp-proto"
-        kind = "a gzip file whose content is binary" if is_gzip(path) else "a binary file"
+        codec = codec_of(path)
+        kind = f"a {codec.name} file whose content is binary" if codec else "a binary file"
         raise NotTraceFile(
             f"{kind} that is not OTLP protobuf (first bytes {head[:8].hex(' ')}); "
             f"correlate reads: {', '.join(FORMATS)}",

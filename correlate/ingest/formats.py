@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from correlate.fileio import LineBatch, iter_line_batches, json_error, read_all
 from correlate.ingest import jaeger, otlp_json, otlp_proto, zipkin
 from correlate.ingest.jsonschema import Schema, structure
-from correlate.ingest.reader import LineBatch, iter_line_batches, json_error, read_all
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,13 @@ from bisect import bisect_left
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.fileio import iter_line_batches, json_error, read_all
 from correlate.ingest.loadrows import (
     CUT_SHORT,
     csv_batches,
     define_time_macros,
     register_batch,
 )
-from correlate.ingest.reader import iter_line_batches, json_error, read_all
 
 if TYPE_CHECKING:
     from correlate.store import Store

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
+from correlate.fileio import looks_binary, read_head
 from correlate.ingest import k6, locust
-from correlate.ingest.reader import looks_binary, read_head
 
 if TYPE_CHECKING:
     from correlate.store import Store

@@ -34,13 +34,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.fileio import json_error, read_all
 from correlate.ingest.loadrows import (
     CUT_SHORT,
     csv_batches,
     define_time_macros,
     register_batch,
 )
-from correlate.ingest.reader import json_error, read_all
 
 if TYPE_CHECKING:
     from correlate.store import Store

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from correlate.fileio import duckdb_compression, read_head
 from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
-from correlate.ingest.reader import is_gzip, read_head
 from correlate.semconv import SERVICE_NAME
 
 ANY_VALUE: Schema = {
@@ -170,11 +170,13 @@ def fast_docs_sql(path: Path) -> str | None:
         + ", ".join(f"{sql_string(k)}: {sql_string(duckdb_type(v))}" for k, v in DOCUMENT.items())
         + "}"
     )
-    compression = "'gzip'" if is_gzip(path) else "'none'"
+    compression = duckdb_compression(path)
+    if compression is None:
+        return None  # a codec DuckDB cannot read: the line reader decompresses it
     return f"""
 SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
 FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns},
-               compression = {compression}, maximum_object_size = {MAX_LINE_BYTES})
+               compression = {sql_string(compression)}, maximum_object_size = {MAX_LINE_BYTES})
 WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true
            ELSE error('correlate: not an OTLP line') END
 """

@@ -5,7 +5,7 @@ Facts relied on (shared/reference/FORMATS.md §1.4, §1.5(b), §0 surprise 5):
 - The file is a sequence of frames: a 4-byte **big-endian** unsigned length,
   then that many bytes of one serialized ``ExportTraceServiceRequest``. There
   is no header or trailer. The file may be gzip'd (read through
-  :func:`correlate.ingest.reader.open_bytes`). The exporter's own ``zstd``
+  :func:`correlate.fileio.open_bytes`). The exporter's own ``zstd``
   compression (each message compressed on its own, same framing) is not
   read: such a message is reported as zstd-compressed.
 - ``google.protobuf.json_format`` is *not* OTLP/JSON: it writes ids as
@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from correlate.errors import InputError
-from correlate.ingest.reader import LineBatch, open_bytes
+from correlate.fileio import LineBatch, open_bytes
 
 #: Flush a batch once its JSON texts reach about this many characters.
 BATCH_CHARS = 16 * 1024 * 1024

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from correlate.errors import InputError
-from correlate.ingest.reader import read_all
+from correlate.fileio import looks_binary, read_all, read_head, without_codec_suffix
 from correlate.plans.parse import plan_json
 
 __all__ = [
@@ -90,7 +90,6 @@ def detect_plan_input(path: Path) -> str | None:
 
     One of :data:`PLAN_FILE_FORMATS` or :data:`correlate.plans.pglog.LOG_FORMATS`.
     """
-    from correlate.ingest.reader import looks_binary, read_head
     from correlate.plans.pglog import detect_log
 
     head = read_head(path)
@@ -115,7 +114,7 @@ def statement_file(path: Path) -> Path | None:
     >>> statement_file(Path("plans/q1.json.gz")) is None  # no such file here
     True
     """
-    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    name = without_codec_suffix(path.name)
     stem = name.rsplit(".", 1)[0] if "." in name else name
     candidate = path.with_name(stem + ".sql")
     return candidate if candidate.is_file() and candidate != path else None

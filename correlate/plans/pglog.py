@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.ingest.reader import open_bytes
+from correlate.fileio import open_bytes
 
 __all__ = [
     "LOG_FORMATS",
