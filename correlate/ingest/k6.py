@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from bisect import bisect_left
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,7 @@ from correlate.ingest.loadrows import (
     define_time_macros,
     register_batch,
 )
+from correlate.inputs import Head, LoadFormat
 
 if TYPE_CHECKING:
     from correlate.store import Store
@@ -393,3 +395,55 @@ def _checks(group: Any) -> list[tuple[str, float, float]]:
 
 
 __all__ = ["CSV_COLUMNS", "load_csv", "load_json", "load_summary"]
+
+
+# -- telling the files apart -------------------------------------------------------
+
+
+def _first_line_json(head: Head) -> Any:
+    try:
+        return json.loads(head.first_line)
+    except ValueError:
+        return None
+
+
+def _sniff_json(head: Head) -> bool:
+    if not head.text_like or not head.stripped.startswith("{"):
+        return False
+    line = head.once(_first_line_json)
+    return isinstance(line, dict) and line.get("type") in ("Metric", "Point") and "metric" in line
+
+
+def _sniff_csv(head: Head) -> bool:
+    return head.text_like and head.first_line.startswith("metric_name,timestamp,metric_value,")
+
+
+def _sniff_summary(head: Head) -> bool:
+    text = head.stripped
+    # k6's own metric names too: a summary cut short may have lost root_group at its end.
+    return (
+        head.text_like
+        and text.startswith("{")
+        and re.search(r'"metrics"\s*:\s*\{', text) is not None
+        and re.search(
+            r'"(root_group|state|options|vus|http_reqs|iterations|iteration_duration)"\s*:', text
+        )
+        is not None
+    )
+
+
+FORMATS = (
+    LoadFormat(
+        name="k6-json",
+        help="k6 --out json (NDJSON, or compressed)",
+        sniff=_sniff_json,
+        load=load_json,
+    ),
+    LoadFormat(name="k6-csv", help="k6 --out csv, any timeFormat", sniff=_sniff_csv, load=load_csv),
+    LoadFormat(
+        name="k6-summary",
+        help="k6 --summary-export or handleSummary() JSON",
+        sniff=_sniff_summary,
+        load=load_summary,
+    ),
+)

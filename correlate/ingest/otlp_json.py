@@ -15,6 +15,8 @@ from pathlib import Path
 from correlate.fileio import duckdb_compression, read_head
 from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
+from correlate.ingest.spanformat import SpanFormat, json_batches
+from correlate.inputs import Head
 from correlate.semconv import SERVICE_NAME
 
 ANY_VALUE: Schema = {
@@ -186,3 +188,26 @@ WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL TH
 #: line reader, which takes any length. DuckDB allocates twice this for its
 #: read buffer, so it must stay well under the memory cap.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def sniff(head: Head) -> bool:
+    """An OTLP/JSON line or document: a JSON object that names ``resourceSpans``."""
+    text = head.stripped
+    return (
+        not head.binary
+        and text.startswith("{")
+        and ('"resourceSpans"' in text or '"resource_spans"' in text)
+    )
+
+
+FORMAT = SpanFormat(
+    name="otlp-json",
+    help="OTLP/JSON: Collector file exporter lines, SDK json-file exporter, one document, "
+    "Jaeger API v3",
+    sniff=sniff,
+    schema=DOCUMENT,
+    raw_sql=raw_spans_sql,
+    envelope_problems_sql=problem_docs_sql,
+    batches=json_batches,
+    fast_docs=fast_docs_sql,
+)

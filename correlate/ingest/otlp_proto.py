@@ -48,6 +48,9 @@ from typing import IO, Any
 
 from correlate.errors import InputError
 from correlate.fileio import LineBatch, open_bytes
+from correlate.ingest import otlp_json
+from correlate.ingest.spanformat import SpanFormat
+from correlate.inputs import Head
 
 #: Flush a batch once its JSON texts reach about this many characters.
 BATCH_CHARS = 16 * 1024 * 1024
@@ -181,3 +184,25 @@ def _hex_ids(obj: dict[str, Any]) -> None:
         value = obj.get(key)
         if value is not None:
             obj[key] = base64.b64decode(value).hex()
+
+
+def sniff(head: Head) -> bool:
+    """Collector framing: a big-endian uint32 length, then an ExportTraceServiceRequest
+    whose first field is resource_spans (field 1, length-delimited: tag 0x0a)."""
+    data = head.data
+    if not head.binary or len(data) < 5:
+        return False
+    length = int.from_bytes(data[:4], "big")
+    return 0 < length < (1 << 30) and data[4] == 0x0A
+
+
+FORMAT = SpanFormat(
+    name="otlp-proto",
+    help="OTLP protobuf as the Collector file exporter writes it "
+    "(4-byte length before each message)",
+    sniff=sniff,
+    schema=otlp_json.DOCUMENT,
+    raw_sql=otlp_json.raw_spans_sql,
+    envelope_problems_sql=otlp_json.problem_docs_sql,
+    batches=batches,
+)
