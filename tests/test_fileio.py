@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
+import lzma
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import zstandard
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -34,12 +37,22 @@ DATA = Path(__file__).parent / "data"
 CHECKOUT = DATA / "otlp" / "checkout.jsonl"
 
 
+def _zstd_frames(data: bytes) -> bytes:
+    """Two frames one after the other, as an appending writer leaves them."""
+    half = len(data) // 2
+    cctx = zstandard.ZstdCompressor()
+    return cctx.compress(data[:half]) + cctx.compress(data[half:])
+
+
 #: Writers that make one frame where WRITERS makes several.
-ONE_FRAME: dict[str, Callable[[bytes], bytes]] = {}
+ONE_FRAME: dict[str, Callable[[bytes], bytes]] = {"zstd": zstandard.compress}
 
 #: How the tests write each codec: its suffix and a compressor.
 WRITERS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "gzip": (".gz", gzip.compress),
+    "bzip2": (".bz2", bz2.compress),
+    "xz": (".xz", lzma.compress),
+    "zstd": (".zst", _zstd_frames),
 }
 
 
@@ -154,7 +167,7 @@ def test_the_bound_is_not_for_plain_files_and_the_cli_takes_a_size(tmp_path: Pat
     plain.write_bytes(CHECKOUT.read_bytes())
     with expansion_limit(10):
         assert read_all(plain) == CHECKOUT.read_bytes()
-    packed = _write(tmp_path, "gzip", CHECKOUT.read_bytes() * 20)
+    packed = _write(tmp_path, "xz", CHECKOUT.read_bytes() * 20)
     db = str(tmp_path / "s.duckdb")
     runner = CliRunner()
     result = runner.invoke(
@@ -162,7 +175,7 @@ def test_the_bound_is_not_for_plain_files_and_the_cli_takes_a_size(tmp_path: Pat
     )
     assert result.exit_code == 1
     assert result.output == (
-        f"Error: {packed}: gzip content expands past 2 KiB (the bound on decompressed bytes per "
+        f"Error: {packed}: xz content expands past 2 KiB (the bound on decompressed bytes per "
         "file); if the file is meant to be that large, raise the bound (ingest --max-expanded, "
         "or max_expanded_bytes=)\n"
     )
