@@ -172,3 +172,13 @@ def test_io_and_plan_readers_import_without_ingest(module: str, must_not_load: t
 def test_ingest_package_only_re_exports() -> None:
     source = (Path(__file__).parents[1] / "correlate" / "ingest" / "__init__.py").read_text()
     assert not re.search(r"^\s*(def|class) ", source, re.M)
+
+
+def test_the_readme_names_every_registered_format_and_codec() -> None:
+    from correlate.fileio import CODECS
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    missing = [name for name in format_names() if f"`{name}`" not in readme]
+    assert missing == []
+    section = readme.split("## What `correlate ingest` reads", 1)[1].split("\n## ", 1)[0]
+    assert all(codec.name in section for codec in CODECS)
