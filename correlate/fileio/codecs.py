@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import io
 import lzma
 import zlib
 from collections.abc import Callable
@@ -37,7 +38,8 @@ class Codec:
     #: True when a file's first bytes (at least :data:`MAGIC_BYTES` of them, or all
     #: there are) start a stream of this codec
     sniff: Callable[[bytes], bool]
-    #: the decompressed stream over the raw file
+    #: the decompressed stream over the raw file (buffered: ``read(n)`` gives n bytes
+    #: unless the stream ends)
     open: Callable[[BinaryIO], BinaryIO]
     #: the exceptions its reader raises on a damaged or cut-short stream
     errors: Callable[[], tuple[type[BaseException], ...]]
@@ -69,7 +71,7 @@ def _stdlib_errors() -> tuple[type[BaseException], ...]:
 
 
 def _open_zstd(raw: BinaryIO) -> BinaryIO:
-    return zstd.ZstdReader(raw)  # type: ignore[return-value]
+    return io.BufferedReader(zstd.ZstdReader(raw))
 
 
 #: The codecs, in the order they are tried (magics do not overlap).

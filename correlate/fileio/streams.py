@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -141,12 +141,11 @@ def open_bytes(path: Path) -> BinaryIO:
     except BaseException:
         raw.close()
         raise
-    expanded = _Expanded(inner, raw, path, codec, current_limit())
-    return io.BufferedReader(expanded, buffer_size=1024 * 1024)
+    return _Expanded(inner, raw, path, codec, current_limit())  # type: ignore[return-value]
 
 
-class _Expanded(io.RawIOBase):
-    """A codec's stream that counts what it gives and speaks correlate's errors."""
+class _Expanded(io.BufferedIOBase):
+    """A codec's (buffered) stream that counts what it gives and speaks correlate's errors."""
 
     def __init__(self, inner: BinaryIO, raw: BinaryIO, path: Path, codec: Codec, limit: int):
         self._inner = inner
@@ -160,24 +159,35 @@ class _Expanded(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            chunks = []
+            while chunk := self.read(8 * 1024 * 1024):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        return self._take(self._inner.read, size)
+
+    def read1(self, size: int = -1) -> bytes:
+        return self._take(self._inner.read1, 64 * 1024 if size < 0 else size)  # type: ignore[attr-defined]
+
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        # Never ask for more than one byte past the bound, so a bomb costs no more than it.
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _take(self, read: Callable[[int], bytes], size: int) -> bytes:
+        if size == 0:
+            return b""
+        # Never ask for more than one byte past the bound, so a bomb costs no more than that.
         room = self._limit - self.position + 1
-        view = memoryview(buffer)[: max(1, min(len(buffer), room))]
         try:
-            n = self._inner.readinto(view)  # type: ignore[attr-defined]
+            data = read(max(1, min(size, room)))
         except self._errors as exc:
             raise DamagedStreamError(self._codec.name, self._path, self.position, exc) from None
-        self.position += n
+        self.position += len(data)
         if self.position > self._limit:
             raise ExpansionLimitError(self._codec.name, self._path, self._limit)
-        return int(n)
-
-    def readall(self) -> bytes:
-        chunks = []
-        while chunk := self.read(8 * 1024 * 1024):
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return data
 
     def close(self) -> None:
         if not self.closed:
