@@ -63,11 +63,20 @@ def record_problems(
     """Keep every problem in the store; the report lists the first few."""
     if not problems:
         return
+    import pyarrow as pa
+
     problems = sorted(problems, key=lambda p: (p[0] is None, p[0] or 0))
-    store.con.executemany(
-        "INSERT INTO problems VALUES (?, ?, ?)",
-        [(file_id, line, reason) for line, reason in problems],
+    # One INSERT from an Arrow table: executemany costs about half a millisecond a
+    # row, which a file of 20,000 bad spans turns into ten seconds.
+    table = pa.table(
+        {
+            "line": pa.array([line for line, _ in problems], pa.int64()),
+            "reason": pa.array([reason for _, reason in problems], pa.string()),
+        }
     )
+    store.con.register("_new_problems", table)
+    store.con.execute("INSERT INTO problems SELECT ?, line, reason FROM _new_problems", [file_id])
+    store.con.unregister("_new_problems")
     report.skipped += len(problems)
     room = PROBLEM_LIST_CAP - len(report.problems)
     report.problems.extend(Problem(path, line, reason) for line, reason in problems[: max(room, 0)])
