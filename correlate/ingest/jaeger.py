@@ -1,6 +1,7 @@
 """Jaeger JSON: the UI's "Download JSON" and the query API v1 (``/api/traces``).
 
-Facts relied on (shared/reference/FORMATS.md §2.1; Jaeger's UI JSON model):
+Facts relied on (Jaeger's UI JSON model, jaegertracing/jaeger-ui
+``packages/jaeger-ui/src/types/trace.tsx``):
 
 - A record is ``{"data": [trace, ...], "total", "limit", "offset", "errors"}``;
   a trace is ``{"traceID", "spans": [span], "processes": {id: process}}`` and

@@ -1,6 +1,7 @@
 """k6 results: ``--out json`` (NDJSON, also gzipped), ``--out csv``, and the two summary JSONs.
 
-Formats: shared/reference/FORMATS.md §5.1–5.3. What goes where:
+Formats: k6's docs on results output (https://grafana.com/docs/k6/latest/results-output/:
+real-time JSON and CSV, end-of-test summary). What goes where:
 
 * Every ``http_req_duration`` point is one ``client_requests`` row. k6 stamps
   a request's points with the time it ended, so ``start_unix_nano`` is that
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 Problems = list[tuple[int | None, str]]
 
-#: The k6 CSV header, in order (FORMATS.md §5.2).
+#: The k6 CSV header, in order (k6 ``--out csv``).
 CSV_COLUMNS = (
     "metric_name",
     "timestamp",
@@ -360,7 +361,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _threshold_passed(verdict: Any, handle: bool) -> bool | None:
-    # The inversion (FORMATS.md surprise 11): --summary-export's boolean says the
+    # The inversion: --summary-export's boolean (k6 docs, "summary export") says the
     # threshold *failed*; handleSummary's {"ok": …} says it held.
     if handle:
         ok = verdict.get("ok") if isinstance(verdict, dict) else None

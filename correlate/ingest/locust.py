@@ -1,6 +1,7 @@
 """Locust results: the ``--csv PREFIX`` set and ``--json`` output.
 
-Formats: shared/reference/FORMATS.md §5.4. What goes where (``tool`` is
+Formats: Locust's docs, "Retrieve test statistics in CSV format"
+(https://docs.locust.io/en/stable/retrieving-stats.html). What goes where (``tool`` is
 ``locust``; a row for the whole run has ``method`` and ``name`` NULL, where
 Locust writes ``Aggregated``):
 

@@ -2,7 +2,8 @@
 a single (pretty-printed) ExportTraceServiceRequest, and Jaeger API v3 output
 (the same shape, bare or wrapped in ``{"result": …}``).
 
-Facts relied on (shared/reference/FORMATS.md §1): ids are hex strings,
+Facts relied on (the OTLP specification's "JSON Protobuf Encoding",
+https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding): ids are hex strings,
 case-insensitive; 64-bit integers may be strings or numbers; enums are
 integers, though the Collector's reader also takes names; fields at their
 default are absent and an empty ``parentSpanId`` means a root.

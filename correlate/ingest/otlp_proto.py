@@ -1,10 +1,11 @@
 """OTLP protobuf as the Collector's ``file`` exporter writes it (``format: proto``).
 
-Facts relied on (shared/reference/FORMATS.md §1.4, §1.5(b), §0 surprise 5):
+Facts relied on (the Collector's ``fileexporter`` README, opentelemetry-collector-contrib
+``exporter/fileexporter``; protobuf's JSON mapping):
 
 - The file is a sequence of frames: a 4-byte **big-endian** unsigned length,
   then that many bytes of one serialized ``ExportTraceServiceRequest``. There
-  is no header or trailer. The file may be gzip'd (read through
+  is no header or trailer. The file may be compressed (read through
   :func:`correlate.fileio.open_bytes`). The exporter's own ``zstd``
   compression (each message compressed on its own, same framing) is not
   read: such a message is reported as zstd-compressed.

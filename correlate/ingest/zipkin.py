@@ -2,8 +2,8 @@
 (a list of spans), and ``GET /api/v2/traces`` (a list of traces, each a list of
 spans).
 
-Facts relied on (shared/reference/FORMATS.md §2.2; openzipkin/zipkin-api
-``zipkin2-api.yaml``):
+Facts relied on (openzipkin/zipkin-api ``zipkin2-api.yaml``,
+https://zipkin.io/zipkin-api/):
 
 - A span is ``{"traceId", "id", "parentId", "name", "kind", "timestamp",
   "duration", "shared", "localEndpoint", "remoteEndpoint", "annotations",

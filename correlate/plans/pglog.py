@@ -1,4 +1,7 @@
-"""PostgreSQL server logs: find the plans auto_explain wrote in them (FORMATS.md §6.3, §6.4).
+"""PostgreSQL server logs: find the plans auto_explain wrote in them.
+
+Sources: PostgreSQL's docs, "auto_explain" (https://www.postgresql.org/docs/current/auto-explain.html)
+and "Error Reporting and Logging" (https://www.postgresql.org/docs/current/runtime-config-logging.html).
 
 With ``auto_explain.log_format = json`` each logged plan is one log message
 ``duration: 0.043 ms  plan:\\n{ "Query Text": …, "Plan": … }``. The three log
