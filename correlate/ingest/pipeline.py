@@ -61,8 +61,10 @@ def ingest(
     ``format`` forces one of the registered formats
     (:func:`correlate.ingest.registry.format_names`: spans, query plans, load
     results) instead of detecting it from each file's first bytes. A
-    compressed file (:data:`correlate.fileio.CODECS`) may expand to
-    ``max_expanded_bytes`` (default 2 GiB) before it is refused.
+    compressed file (:data:`correlate.fileio.CODECS`) that correlate
+    decompresses itself may expand to ``max_expanded_bytes`` (default 2 GiB)
+    before it is refused; a clean gzip file that DuckDB reads straight (OTLP/JSON
+    lines, run-directory JSON Lines) streams in bounded memory and is not counted.
 
     Each file is its own transaction, so call this outside ``store.atomic()``.
     """
