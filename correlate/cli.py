@@ -154,41 +154,76 @@ def _open(db: Path, *, read_only: bool = False) -> Store:
     return open_store(db, read_only=read_only)
 
 
-@cli.command()
+class _FormatChoice(click.Choice):
+    """``--format``'s choices: the names in the input-format registry, read when first needed
+    (so ``correlate --help`` does not import every reader)."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        from correlate.ingest.registry import format_names
+
+        return tuple(format_names())
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass  # always the registry's
+
+
+class _Size(click.ParamType):
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from correlate.fileio import parse_size
+
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except CorrelateError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class _IngestCommand(click.Command):
+    """``ingest --help`` ends with every registered format and its line of help."""
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from correlate.fileio import CODECS
+        from correlate.ingest.registry import INPUT_FORMATS
+        from correlate.inputs import FAMILIES
+
+        for family, title in FAMILIES.items():
+            with formatter.section(f"Formats: {title}"):
+                formatter.write_dl([(f.name, f.help) for f in INPUT_FORMATS if f.family == family])
+        with formatter.section("Compression (any format, detected from content)"):
+            formatter.write_text(", ".join(c.name for c in CODECS))
+        super().format_epilog(ctx, formatter)
+
+
+@cli.command(cls=_IngestCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run", required=True, help="Name of the run to add the spans to.")
 @click.option(
     "--format",
     "format_",
-    type=click.Choice(
-        # spans, then query plans (files and PostgreSQL logs), then load-generator results
-        [
-            "otlp-json",
-            "otlp-proto",
-            "jaeger",
-            "zipkin",
-            "pg-explain",
-            "mysql-explain",
-            "pg-stderr",
-            "pg-csvlog",
-            "pg-jsonlog",
-            "k6-json",
-            "k6-csv",
-            "k6-summary",
-            "locust-history",
-            "locust-stats",
-            "locust-failures",
-            "locust-exceptions",
-            "locust-json",
-        ]
-    ),
-    help="Read every file as this format instead of detecting it.",
+    type=_FormatChoice(),
+    help="Read every file as this format instead of detecting it (see Formats below).",
 )
 @click.option(
     "--strict", is_flag=True, help="Fail on the first bad record; keep nothing from that file."
 )
 @click.option(
     "--label", "labels", multiple=True, metavar="KEY=VALUE", help="Label the run (repeatable)."
+)
+@click.option(
+    "--max-expanded",
+    "max_expanded",
+    type=_Size(),
+    default=None,
+    metavar="SIZE",
+    help="Refuse a compressed file that expands past SIZE (e.g. 8G; default 2G).",
 )
 @db_option
 def ingest(
@@ -197,22 +232,27 @@ def ingest(
     format_: str | None,
     strict: bool,
     labels: tuple[str, ...],
+    max_expanded: int | None,
     db: Path,
 ) -> None:
     """Read trace files or directories (recursively) into a run.
 
-    Formats are detected from content: OTLP/JSON lines or documents, OTLP
-    protobuf, Jaeger JSON, Zipkin v2 JSON; also query plans: EXPLAIN JSON
-    files (PostgreSQL, MySQL, MariaDB; a .sql file of the same name gives the
-    statement) and PostgreSQL logs with auto_explain JSON plans (stderr,
-    csvlog, jsonlog). Any of them may be gzip-compressed. Bad records are
-    skipped and listed as FILE:LINE: reason.
+    Each file's format is detected from its content (listed below): spans,
+    query plans (a .sql file next to a plan file gives its statement) and
+    load-generator results. Any file may be compressed (codecs below). Bad
+    records are skipped and listed as FILE:LINE: reason.
     """
     parsed = _parse_labels(labels)
     with _open(db) as store:
         progress = _terminal_progress()
         report = store.ingest(
-            paths, run, format=format_, strict=strict, labels=parsed, progress=progress
+            paths,
+            run,
+            format=format_,
+            strict=strict,
+            labels=parsed,
+            progress=progress,
+            max_expanded_bytes=max_expanded,
         )
     click.echo(_safe(report.summary()))
 

@@ -248,6 +248,7 @@ class Store:
         strict: bool = False,
         labels: Mapping[str, str] | None = None,
         progress: Progress | None = None,
+        max_expanded_bytes: int | None = None,
     ) -> IngestReport:
         """Read trace files (or directories of them) into run ``run``.
 
@@ -256,7 +257,14 @@ class Store:
         from correlate.ingest import ingest
 
         return ingest(
-            self, paths, run, format=format, strict=strict, labels=labels, progress=progress
+            self,
+            paths,
+            run,
+            format=format,
+            strict=strict,
+            labels=labels,
+            progress=progress,
+            max_expanded_bytes=max_expanded_bytes,
         )
 
     def capture_plans(

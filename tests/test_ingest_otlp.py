@@ -438,7 +438,7 @@ def test_broken_pretty_printed_document_is_reported_once(store: Store, tmp_path:
 def test_clean_lines_take_the_fast_path_and_dirty_ones_fall_back(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import correlate.ingest as ingest_module
+    import correlate.ingest.spanfile as ingest_module
 
     careful_calls: list[Path] = []
     real = ingest_module._load_batch

@@ -487,18 +487,6 @@ def test_format_forces_a_log_format(store: Store, tmp_path: Path) -> None:
     assert store.ingest([log], run="r", format="pg-stderr").plans_added == 5
 
 
-def test_format_choices_of_the_cli_match_the_library() -> None:
-    from correlate.cli import ingest as ingest_command
-    from correlate.ingest.detect import FORMATS
-    from correlate.ingest.loadgen import LOAD_FORMATS
-    from correlate.plans.files import PLAN_FILE_FORMATS
-    from correlate.plans.pglog import LOG_FORMATS
-
-    option = next(p for p in ingest_command.params if p.name == "format_")
-    choices = list(option.type.choices)  # type: ignore[attr-defined]
-    assert choices == [*FORMATS, *PLAN_FILE_FORMATS, *LOG_FORMATS, *LOAD_FORMATS]
-
-
 def test_psql_output_with_echo_set_and_timing_lines(store: Store, tmp_path: Path) -> None:
     printed = (PLANS / "pg-psql-analyze.txt").read_text()
     path = tmp_path / "q.txt"

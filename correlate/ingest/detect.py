@@ -1,21 +1,21 @@
-"""Which format a file is in, from its first bytes (never from its name alone)."""
+"""Which format a file is in, from its first bytes (never from its name alone).
+
+The sniffing itself lives with each format (see :mod:`correlate.ingest.registry`);
+this module asks the registry and, when no format takes a file, says what the
+file looks like instead and what to do about it.
+"""
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.ingest.reader import is_gzip, looks_binary, read_head
+from correlate.fileio import codec_of
+from correlate.ingest.registry import SNIFF_ORDER, format_names, sniff
+from correlate.inputs import Family, Head, InputFormat
 
-#: Formats ``--format`` accepts, with a line of help each.
-FORMATS: dict[str, str] = {
-    "otlp-json": "OTLP/JSON: Collector file exporter lines, SDK json-file exporter, one document, Jaeger API v3",
-    "otlp-proto": "OTLP protobuf as the Collector file exporter writes it (4-byte length before each message)",
-    "jaeger": 'Jaeger JSON: UI download or query API v1 ({"data": [traces]})',
-    "zipkin": "Zipkin v2 JSON: a list of spans, or a list of traces",
-}
+__all__ = ["CONSOLE_HINT", "NotTraceFile", "detect", "detect_format"]
 
 CONSOLE_HINT = (
     "this is ConsoleSpanExporter output (Python's repr of each span), not OTLP; "
@@ -38,54 +38,47 @@ class NotTraceFile(InputError):
         self.brief = brief or message
 
 
+def detect(path: Path, families: tuple[Family, ...] = SNIFF_ORDER) -> InputFormat:
+    """The format of ``path`` (of one of ``families``); :class:`NotTraceFile` saying why
+    when none fits."""
+    head = Head.of(path)
+    found = sniff(head, families)
+    if found is None:
+        raise _refusal(head, path)
+    return found
+
+
 def detect_format(path: Path) -> str:
-    """The format of ``path``; :class:`NotTraceFile` saying why when none fits."""
-    head = read_head(path)
-    if not head.strip():
-        raise NotTraceFile("empty file: no spans to read", path, brief="empty")
-    if looks_binary(head):
-        if _looks_otlp_proto(head):
-            return "otlp-proto"
-        kind = "a gzip file whose content is binary" if is_gzip(path) else "a binary file"
-        raise NotTraceFile(
-            f"{kind} that is not OTLP protobuf (first bytes {head[:8].hex(' ')}); "
-            f"correlate reads: {', '.join(FORMATS)}",
+    """The name of the span format of ``path``; :class:`NotTraceFile` when it holds no spans."""
+    return detect(path, ("spans",)).name
+
+
+def _refusal(head: Head, path: Path) -> NotTraceFile:
+    spans = ", ".join(format_names("spans"))
+    if head.empty:
+        return NotTraceFile("empty file: no spans to read", path, brief="empty")
+    if head.binary:
+        codec = codec_of(path)
+        kind = f"a {codec.name} file whose content is binary" if codec else "a binary file"
+        return NotTraceFile(
+            f"{kind} that is not OTLP protobuf (first bytes {head.data[:8].hex(' ')}); "
+            f"correlate reads: {spans}",
             path,
             brief="binary",
         )
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    if text.startswith("{"):
-        if '"resourceSpans"' in text or '"resource_spans"' in text:
-            return "otlp-json"
-        if re.search(r'"data"\s*:\s*\[', text) and ('"traceID"' in text or '"spans"' in text):
-            return "jaeger"
-        if '"context"' in text and '"SpanKind.' in text:
-            raise NotTraceFile(CONSOLE_HINT, path, 1, brief="ConsoleSpanExporter output, not OTLP")
-        if '"data"' in text and text.count("\n") <= 1 and '"traceID"' not in text:
-            return "jaeger"  # an empty Jaeger search result
-    if text.startswith("["):
-        if '"traceId"' in text and ('"localEndpoint"' in text or '"id"' in text):
-            return "zipkin"
-        if re.fullmatch(r"\[\s*(\[\s*\]\s*,?\s*)*\]\s*", text):
-            return "zipkin"  # an empty list of traces
+    text = head.stripped
+    if text.startswith("{") and '"context"' in text and '"SpanKind.' in text:
+        return NotTraceFile(CONSOLE_HINT, path, 1, brief="ConsoleSpanExporter output, not OTLP")
     what = _describe(text)
-    raise NotTraceFile(
+    plans = ", ".join(format_names("plans"))
+    load = ", ".join(format_names("load"))
+    return NotTraceFile(
         f"not a trace format correlate knows ({what}); "
-        f"pass --format with one of: {', '.join(FORMATS)} (spans); {_other_formats()}",
+        f"pass --format with one of: {spans} (spans); {plans} (plans); "
+        f"{load} (load-generator results)",
         path,
         brief=what,
     )
-
-
-def _other_formats() -> str:
-    """The plan and load-generator formats ``--format`` also takes (imported late: they
-    import the ingest package that imports this module)."""
-    from correlate.ingest.loadgen import LOAD_FORMATS
-    from correlate.plans.files import PLAN_FILE_FORMATS
-    from correlate.plans.pglog import LOG_FORMATS
-
-    plans = ", ".join([*PLAN_FILE_FORMATS, *LOG_FORMATS])
-    return f"{plans} (plans); {', '.join(LOAD_FORMATS)} (load-generator results)"
 
 
 def _describe(text: str) -> str:
@@ -102,12 +95,3 @@ def _describe(text: str) -> str:
         keys = ", ".join(list(value)[:5])
         return f"JSON object with keys {keys}" if keys else "an empty JSON object"
     return f"JSON {type(value).__name__}"
-
-
-def _looks_otlp_proto(head: bytes) -> bool:
-    # Collector framing: big-endian uint32 length, then an ExportTraceServiceRequest
-    # whose first field is resource_spans (field 1, length-delimited: tag 0x0a).
-    if len(head) < 5:
-        return False
-    length = int.from_bytes(head[:4], "big")
-    return 0 < length < (1 << 30) and head[4] == 0x0A

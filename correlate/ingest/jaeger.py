@@ -1,6 +1,7 @@
 """Jaeger JSON: the UI's "Download JSON" and the query API v1 (``/api/traces``).
 
-Facts relied on (shared/reference/FORMATS.md §2.1; Jaeger's UI JSON model):
+Facts relied on (Jaeger's UI JSON model, jaegertracing/jaeger-ui
+``packages/jaeger-ui/src/types/trace.tsx``):
 
 - A record is ``{"data": [trace, ...], "total", "limit", "offset", "errors"}``;
   a trace is ``{"traceID", "spans": [span], "processes": {id: process}}`` and
@@ -48,7 +49,11 @@ is kept as the JSON it was given.
 
 from __future__ import annotations
 
+import re
+
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
+from correlate.ingest.spanformat import SpanFormat, json_batches
+from correlate.inputs import Head
 
 KEY_VALUES: Schema = [{"key": "VARCHAR", "type": "VARCHAR", "value": "JSON"}]
 
@@ -297,3 +302,27 @@ FROM (
 )
 WHERE t IS NULL OR t.spans IS NULL
 """
+
+
+def sniff(head: Head) -> bool:
+    """Jaeger JSON: an object with ``"data": [traces]``, or an empty search result."""
+    text = head.stripped
+    if head.binary or not text.startswith("{"):
+        return False
+    if re.search(r'"data"\s*:\s*\[', text) and ('"traceID"' in text or '"spans"' in text):
+        return True
+    # An empty search result is one short line; the ConsoleSpanExporter's
+    # pretty-printed spans (a "context" and "SpanKind.…") are not Jaeger.
+    console = '"context"' in text and '"SpanKind.' in text
+    return '"data"' in text and text.count("\n") <= 1 and '"traceID"' not in text and not console
+
+
+FORMAT = SpanFormat(
+    name="jaeger",
+    help='Jaeger JSON: UI download or query API v1 ({"data": [traces]})',
+    sniff=sniff,
+    schema=DOCUMENT,
+    raw_sql=raw_spans_sql,
+    envelope_problems_sql=problem_docs_sql,
+    batches=json_batches,
+)

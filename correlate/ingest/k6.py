@@ -1,6 +1,7 @@
 """k6 results: ``--out json`` (NDJSON, also gzipped), ``--out csv``, and the two summary JSONs.
 
-Formats: shared/reference/FORMATS.md §5.1–5.3. What goes where:
+Formats: k6's docs on results output (https://grafana.com/docs/k6/latest/results-output/:
+real-time JSON and CSV, end-of-test summary). What goes where:
 
 * Every ``http_req_duration`` point is one ``client_requests`` row. k6 stamps
   a request's points with the time it ended, so ``start_unix_nano`` is that
@@ -37,24 +38,26 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from bisect import bisect_left
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.fileio import iter_line_batches, json_error, read_all
 from correlate.ingest.loadrows import (
     CUT_SHORT,
     csv_batches,
     define_time_macros,
     register_batch,
 )
-from correlate.ingest.reader import iter_line_batches, json_error, read_all
+from correlate.inputs import Head, LoadFormat
 
 if TYPE_CHECKING:
     from correlate.store import Store
 
 Problems = list[tuple[int | None, str]]
 
-#: The k6 CSV header, in order (FORMATS.md §5.2).
+#: The k6 CSV header, in order (k6 ``--out csv``).
 CSV_COLUMNS = (
     "metric_name",
     "timestamp",
@@ -358,7 +361,7 @@ def _is_number(value: Any) -> bool:
 
 
 def _threshold_passed(verdict: Any, handle: bool) -> bool | None:
-    # The inversion (FORMATS.md surprise 11): --summary-export's boolean says the
+    # The inversion: --summary-export's boolean (k6 docs, "summary export") says the
     # threshold *failed*; handleSummary's {"ok": …} says it held.
     if handle:
         ok = verdict.get("ok") if isinstance(verdict, dict) else None
@@ -393,3 +396,55 @@ def _checks(group: Any) -> list[tuple[str, float, float]]:
 
 
 __all__ = ["CSV_COLUMNS", "load_csv", "load_json", "load_summary"]
+
+
+# -- telling the files apart -------------------------------------------------------
+
+
+def _first_line_json(head: Head) -> Any:
+    try:
+        return json.loads(head.first_line)
+    except ValueError:
+        return None
+
+
+def _sniff_json(head: Head) -> bool:
+    if not head.text_like or not head.stripped.startswith("{"):
+        return False
+    line = head.once(_first_line_json)
+    return isinstance(line, dict) and line.get("type") in ("Metric", "Point") and "metric" in line
+
+
+def _sniff_csv(head: Head) -> bool:
+    return head.text_like and head.first_line.startswith("metric_name,timestamp,metric_value,")
+
+
+def _sniff_summary(head: Head) -> bool:
+    text = head.stripped
+    # k6's own metric names too: a summary cut short may have lost root_group at its end.
+    return (
+        head.text_like
+        and text.startswith("{")
+        and re.search(r'"metrics"\s*:\s*\{', text) is not None
+        and re.search(
+            r'"(root_group|state|options|vus|http_reqs|iterations|iteration_duration)"\s*:', text
+        )
+        is not None
+    )
+
+
+FORMATS = (
+    LoadFormat(
+        name="k6-json",
+        help="k6 --out json (NDJSON, or compressed)",
+        sniff=_sniff_json,
+        load=load_json,
+    ),
+    LoadFormat(name="k6-csv", help="k6 --out csv, any timeFormat", sniff=_sniff_csv, load=load_csv),
+    LoadFormat(
+        name="k6-summary",
+        help="k6 --summary-export or handleSummary() JSON",
+        sniff=_sniff_summary,
+        load=load_summary,
+    ),
+)

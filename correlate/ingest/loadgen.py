@@ -16,68 +16,24 @@ True
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
 from correlate.ingest import k6, locust
-from correlate.ingest.reader import looks_binary, read_head
+from correlate.inputs import Head, LoadFormat
 
 if TYPE_CHECKING:
     from correlate.store import Store
 
-Loader = Callable[["Store", int, int, Path], tuple[int, list[tuple[int | None, str]]]]
-
-#: Each load-generator format: its reader, and a line of help.
-LOAD_FORMATS: dict[str, tuple[Loader, str]] = {
-    "k6-json": (k6.load_json, "k6 --out json (NDJSON, or gzipped)"),
-    "k6-csv": (k6.load_csv, "k6 --out csv, any timeFormat"),
-    "k6-summary": (k6.load_summary, "k6 --summary-export or handleSummary() JSON"),
-    "locust-history": (locust.load_history, "Locust --csv PREFIX_stats_history.csv"),
-    "locust-stats": (locust.load_stats, "Locust --csv PREFIX_stats.csv"),
-    "locust-failures": (locust.load_failures, "Locust --csv PREFIX_failures.csv"),
-    "locust-exceptions": (locust.load_exceptions, "Locust --csv PREFIX_exceptions.csv"),
-    "locust-json": (locust.load_json, "Locust --json output"),
-}
-
-#: CSV header starts that say which tool wrote the file.
-_CSV_HEADERS = {
-    "metric_name,timestamp,metric_value,": "k6-csv",
-    "Timestamp,User Count,Type,Name,": "locust-history",
-    "Type,Name,Request Count,Failure Count,": "locust-stats",
-    "Method,Name,Error,Occurrences": "locust-failures",
-    "Count,Message,Traceback,Nodes": "locust-exceptions",
-}
+#: The load-generator formats (each declared by its reader module), in the order tried.
+LOAD_FORMATS: tuple[LoadFormat, ...] = (*k6.FORMATS, *locust.FORMATS)
 
 
 def detect_load_format(path: Path) -> str | None:
-    """The load-generator format of ``path`` (a key of :data:`LOAD_FORMATS`), or None."""
-    head = read_head(path)
-    if not head.strip() or looks_binary(head):
-        return None
-    text = head.decode("utf-8", errors="replace").lstrip("\ufeff \t\r\n")
-    first = text.split("\n", 1)[0].rstrip("\r")
-    for start, kind in _CSV_HEADERS.items():
-        if first.startswith(start):
-            return kind
-    if text.startswith("{"):
-        try:
-            line = json.loads(first)
-        except ValueError:
-            line = None
-        if isinstance(line, dict) and line.get("type") in ("Metric", "Point") and "metric" in line:
-            return "k6-json"
-        # k6's own metric names too: a summary cut short may have lost root_group at its end.
-        if re.search(r'"metrics"\s*:\s*\{', text) and re.search(
-            r'"(root_group|state|options|vus|http_reqs|iterations|iteration_duration)"\s*:', text
-        ):
-            return "k6-summary"
-    if text.startswith("[") and '"num_requests"' in text and '"num_reqs_per_sec"' in text:
-        return "locust-json"
-    return None
+    """The load-generator format of ``path`` (a name in :data:`LOAD_FORMATS`), or None."""
+    head = Head.of(path)
+    return next((f.name for f in LOAD_FORMATS if f.sniff is not None and f.sniff(head)), None)
 
 
 def load_results(
@@ -88,11 +44,11 @@ def load_results(
     As :func:`correlate.ingest.rundir.load_companion`: the caller owns the
     transaction and the ``files`` and ``problems`` rows.
     """
-    if kind not in LOAD_FORMATS:
-        raise InputError(
-            f"unknown load-generator format {kind!r}; one of: {', '.join(LOAD_FORMATS)}", path
-        )
-    return LOAD_FORMATS[kind][0](store, run_id, file_id, Path(path))
+    for fmt in LOAD_FORMATS:
+        if fmt.name == kind:
+            return fmt.load(store, run_id, file_id, Path(path))
+    names = ", ".join(f.name for f in LOAD_FORMATS)
+    raise InputError(f"unknown load-generator format {kind!r}; one of: {names}", path)
 
 
 __all__ = ["LOAD_FORMATS", "detect_load_format", "load_results"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from correlate.errors import InputError
-from correlate.ingest.reader import open_bytes
+from correlate.fileio import open_bytes
 
 if TYPE_CHECKING:
     import duckdb

@@ -1,6 +1,7 @@
 """Locust results: the ``--csv PREFIX`` set and ``--json`` output.
 
-Formats: shared/reference/FORMATS.md §5.4. What goes where (``tool`` is
+Formats: Locust's docs, "Retrieve test statistics in CSV format"
+(https://docs.locust.io/en/stable/retrieving-stats.html). What goes where (``tool`` is
 ``locust``; a row for the whole run has ``method`` and ``name`` NULL, where
 Locust writes ``Aggregated``):
 
@@ -34,13 +35,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.fileio import json_error, read_all
 from correlate.ingest.loadrows import (
     CUT_SHORT,
     csv_batches,
     define_time_macros,
     register_batch,
 )
-from correlate.ingest.reader import json_error, read_all
+from correlate.inputs import Head, LoadFormat
 
 if TYPE_CHECKING:
     from correlate.store import Store
@@ -362,3 +364,54 @@ def _number(value: Any) -> bool:
 
 
 __all__ = ["load_exceptions", "load_failures", "load_history", "load_json", "load_stats"]
+
+
+# -- telling the files apart -------------------------------------------------------
+
+
+def _csv_header(start: str) -> Callable[[Head], bool]:
+    """A sniffer for the CSV file whose header starts ``start``."""
+
+    def sniff(head: Head) -> bool:
+        return head.text_like and head.first_line.startswith(start)
+
+    return sniff
+
+
+def _sniff_json(head: Head) -> bool:
+    text = head.stripped
+    return (
+        head.text_like
+        and text.startswith("[")
+        and '"num_requests"' in text
+        and '"num_reqs_per_sec"' in text
+    )
+
+
+FORMATS = (
+    LoadFormat(
+        name="locust-history",
+        help="Locust --csv PREFIX_stats_history.csv",
+        sniff=_csv_header("Timestamp,User Count,Type,Name,"),
+        load=load_history,
+    ),
+    LoadFormat(
+        name="locust-stats",
+        help="Locust --csv PREFIX_stats.csv",
+        sniff=_csv_header("Type,Name,Request Count,Failure Count,"),
+        load=load_stats,
+    ),
+    LoadFormat(
+        name="locust-failures",
+        help="Locust --csv PREFIX_failures.csv",
+        sniff=_csv_header("Method,Name,Error,Occurrences"),
+        load=load_failures,
+    ),
+    LoadFormat(
+        name="locust-exceptions",
+        help="Locust --csv PREFIX_exceptions.csv",
+        sniff=_csv_header("Count,Message,Traceback,Nodes"),
+        load=load_exceptions,
+    ),
+    LoadFormat(name="locust-json", help="Locust --json output", sniff=_sniff_json, load=load_json),
+)

@@ -2,7 +2,8 @@
 a single (pretty-printed) ExportTraceServiceRequest, and Jaeger API v3 output
 (the same shape, bare or wrapped in ``{"result": …}``).
 
-Facts relied on (shared/reference/FORMATS.md §1): ids are hex strings,
+Facts relied on (the OTLP specification's "JSON Protobuf Encoding",
+https://opentelemetry.io/docs/specs/otlp/#json-protobuf-encoding): ids are hex strings,
 case-insensitive; 64-bit integers may be strings or numbers; enums are
 integers, though the Collector's reader also takes names; fields at their
 default are absent and an empty ``parentSpanId`` means a root.
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from correlate.fileio import duckdb_compression, read_head
 from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
-from correlate.ingest.reader import is_gzip, read_head
+from correlate.ingest.spanformat import SpanFormat, json_batches
+from correlate.inputs import Head
 from correlate.semconv import SERVICE_NAME
 
 ANY_VALUE: Schema = {
@@ -170,11 +173,13 @@ def fast_docs_sql(path: Path) -> str | None:
         + ", ".join(f"{sql_string(k)}: {sql_string(duckdb_type(v))}" for k, v in DOCUMENT.items())
         + "}"
     )
-    compression = "'gzip'" if is_gzip(path) else "'none'"
+    compression = duckdb_compression(path)
+    if compression is None:
+        return None  # a codec DuckDB cannot read: the line reader decompresses it
     return f"""
 SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
 FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns},
-               compression = {compression}, maximum_object_size = {MAX_LINE_BYTES})
+               compression = {sql_string(compression)}, maximum_object_size = {MAX_LINE_BYTES})
 WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true
            ELSE error('correlate: not an OTLP line') END
 """
@@ -184,3 +189,26 @@ WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL TH
 #: line reader, which takes any length. DuckDB allocates twice this for its
 #: read buffer, so it must stay well under the memory cap.
 MAX_LINE_BYTES = 16 * 1024 * 1024
+
+
+def sniff(head: Head) -> bool:
+    """An OTLP/JSON line or document: a JSON object that names ``resourceSpans``."""
+    text = head.stripped
+    return (
+        not head.binary
+        and text.startswith("{")
+        and ('"resourceSpans"' in text or '"resource_spans"' in text)
+    )
+
+
+FORMAT = SpanFormat(
+    name="otlp-json",
+    help="OTLP/JSON: Collector file exporter lines, SDK json-file exporter, one document, "
+    "Jaeger API v3",
+    sniff=sniff,
+    schema=DOCUMENT,
+    raw_sql=raw_spans_sql,
+    envelope_problems_sql=problem_docs_sql,
+    batches=json_batches,
+    fast_docs=fast_docs_sql,
+)

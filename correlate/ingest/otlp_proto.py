@@ -1,11 +1,12 @@
 """OTLP protobuf as the Collector's ``file`` exporter writes it (``format: proto``).
 
-Facts relied on (shared/reference/FORMATS.md §1.4, §1.5(b), §0 surprise 5):
+Facts relied on (the Collector's ``fileexporter`` README, opentelemetry-collector-contrib
+``exporter/fileexporter``; protobuf's JSON mapping):
 
 - The file is a sequence of frames: a 4-byte **big-endian** unsigned length,
   then that many bytes of one serialized ``ExportTraceServiceRequest``. There
-  is no header or trailer. The file may be gzip'd (read through
-  :func:`correlate.ingest.reader.open_bytes`). The exporter's own ``zstd``
+  is no header or trailer. The file may be compressed (read through
+  :func:`correlate.fileio.open_bytes`). The exporter's own ``zstd``
   compression (each message compressed on its own, same framing) is not
   read: such a message is reported as zstd-compressed.
 - ``google.protobuf.json_format`` is *not* OTLP/JSON: it writes ids as
@@ -47,7 +48,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from correlate.errors import InputError
-from correlate.ingest.reader import LineBatch, open_bytes
+from correlate.fileio import LineBatch, open_bytes
+from correlate.ingest import otlp_json
+from correlate.ingest.spanformat import SpanFormat
+from correlate.inputs import Head
 
 #: Flush a batch once its JSON texts reach about this many characters.
 BATCH_CHARS = 16 * 1024 * 1024
@@ -181,3 +185,25 @@ def _hex_ids(obj: dict[str, Any]) -> None:
         value = obj.get(key)
         if value is not None:
             obj[key] = base64.b64decode(value).hex()
+
+
+def sniff(head: Head) -> bool:
+    """Collector framing: a big-endian uint32 length, then an ExportTraceServiceRequest
+    whose first field is resource_spans (field 1, length-delimited: tag 0x0a)."""
+    data = head.data
+    if not head.binary or len(data) < 5:
+        return False
+    length = int.from_bytes(data[:4], "big")
+    return 0 < length < (1 << 30) and data[4] == 0x0A
+
+
+FORMAT = SpanFormat(
+    name="otlp-proto",
+    help="OTLP protobuf as the Collector file exporter writes it "
+    "(4-byte length before each message)",
+    sniff=sniff,
+    schema=otlp_json.DOCUMENT,
+    raw_sql=otlp_json.raw_spans_sql,
+    envelope_problems_sql=otlp_json.problem_docs_sql,
+    batches=batches,
+)

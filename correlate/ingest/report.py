@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 COMPANION_KINDS = frozenset(rundir.KINDS)
 #: Load-generator results (k6, Locust), read like companion files wherever they are.
-LOAD_KINDS = frozenset(loadgen.LOAD_FORMATS)
+LOAD_KINDS = frozenset(f.name for f in loadgen.LOAD_FORMATS)
 
 #: How many problems a report lists before "… and N more".
 PROBLEM_LIST_CAP = 20

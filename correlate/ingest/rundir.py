@@ -80,14 +80,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from correlate.errors import InputError
-from correlate.ingest.jsonschema import sql_string
-from correlate.ingest.reader import (
+from correlate.fileio import (
+    CODECS,
     LineBatch,
-    is_gzip,
+    duckdb_compression,
     iter_line_batches,
     json_error,
     read_all,
+    without_codec_suffix,
 )
+from correlate.ingest.jsonschema import sql_string
 
 if TYPE_CHECKING:
     from correlate.store import Store
@@ -185,13 +187,18 @@ def is_run_directory(path: Path) -> bool:
     return isinstance(info, dict) and info.get("format") == RUN_FORMAT
 
 
+#: ``.jsonl`` plain, and with each compression codec's suffixes.
+_JSONL_SUFFIXES = (".jsonl", *(f".jsonl{s}" for c in CODECS for s in c.suffixes))
+
+
 def companion_files(run_dir: Path) -> dict[str, list[Path]]:
     """The companion files of a run directory, by kind (every kind of :data:`KINDS`, in order).
 
-    Each JSON Lines kind is read from ``NAME.jsonl`` or ``NAME.jsonl.gz``, and
-    from per-process ``NAME-*.jsonl[.gz]`` when a recorder wrote one file per
-    process; a kind without files maps to an empty list. The same file both
-    plain and gzipped is an :class:`~correlate.errors.InputError`, since
+    Each JSON Lines kind is read from ``NAME.jsonl``, or compressed as
+    ``NAME.jsonl.gz`` (or another codec's suffix), and from per-process
+    ``NAME-*.jsonl[.gz]`` when a recorder wrote one file per process; a kind
+    without files maps to an empty list. The same file both plain and
+    compressed is an :class:`~correlate.errors.InputError`, since
     loading both would count every record twice.
     """
     run_dir = Path(run_dir)
@@ -202,19 +209,16 @@ def companion_files(run_dir: Path) -> dict[str, list[Path]]:
         folder, base = (run_dir / stem).parent, (run_dir / stem).name
         paths = {
             p
-            for pattern in (
-                f"{base}.jsonl",
-                f"{base}.jsonl.gz",
-                f"{base}-*.jsonl",
-                f"{base}-*.jsonl.gz",
-            )
-            for p in folder.glob(pattern)
+            for name in (base, f"{base}-*")
+            for suffix in _JSONL_SUFFIXES
+            for p in folder.glob(name + suffix)
             if p.is_file()
         }
         for p in paths:
-            if p.suffix == ".gz" and p.with_suffix("") in paths:
+            plain = p.with_name(without_codec_suffix(p.name))
+            if plain != p and plain in paths:
                 raise InputError(
-                    f"both {p.with_suffix('').name} and {p.name} are present: they hold the same "
+                    f"both {plain.name} and {p.name} are present: they hold the same "
                     "records; remove one and ingest again",
                     p.parent,
                 )
@@ -354,10 +358,9 @@ def _load_clean(store: Store, run_id: int, file_id: int, kind: str, path: Path) 
     # Fields are read as JSON, not as their column types: read_json would round
     # 1.5 to a BIGINT 2 or turn "7" into 7, and the checks must see the real value.
     columns = "{" + ", ".join(f"{sql_string(f.name)}: 'JSON'" for f in FIELDS[kind]) + "}"
-    try:
-        compression = "gzip" if is_gzip(path) else "none"
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc}", path) from None
+    compression = duckdb_compression(path)
+    if compression is None:
+        return None  # a codec DuckDB cannot read: the careful path decompresses it
     query = (
         f"SELECT {_column_list(kind)} FROM ("
         f"SELECT {_checked_columns(kind, 'src')} FROM read_json(?, format = 'newline_delimited', "

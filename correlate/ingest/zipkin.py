@@ -2,8 +2,8 @@
 (a list of spans), and ``GET /api/v2/traces`` (a list of traces, each a list of
 spans).
 
-Facts relied on (shared/reference/FORMATS.md §2.2; openzipkin/zipkin-api
-``zipkin2-api.yaml``):
+Facts relied on (openzipkin/zipkin-api ``zipkin2-api.yaml``,
+https://zipkin.io/zipkin-api/):
 
 - A span is ``{"traceId", "id", "parentId", "name", "kind", "timestamp",
   "duration", "shared", "localEndpoint", "remoteEndpoint", "annotations",
@@ -52,6 +52,8 @@ deterministic, so re-ingesting the same data gives the same ids.
 
 from __future__ import annotations
 
+import re
+
 from correlate.ingest.jaeger import (
     end_ns_sql,
     hex_id_sql,
@@ -60,6 +62,8 @@ from correlate.ingest.jaeger import (
     parent_id_sql,
 )
 from correlate.ingest.jsonschema import Schema, sql_string, structure
+from correlate.ingest.spanformat import SpanFormat, json_batches
+from correlate.inputs import Head
 
 ENDPOINT: Schema = {
     "serviceName": "VARCHAR",
@@ -237,3 +241,24 @@ SELECT line_no,
 FROM {docs}
 WHERE doc IS NOT NULL AND coalesce(json_type(doc), '') <> 'ARRAY'
 """
+
+
+def sniff(head: Head) -> bool:
+    """Zipkin v2 JSON: a list of spans with ``traceId``, or an empty list of traces."""
+    text = head.stripped
+    if head.binary or not text.startswith("["):
+        return False
+    if '"traceId"' in text and ('"localEndpoint"' in text or '"id"' in text):
+        return True
+    return re.fullmatch(r"\[\s*(\[\s*\]\s*,?\s*)*\]\s*", text) is not None
+
+
+FORMAT = SpanFormat(
+    name="zipkin",
+    help="Zipkin v2 JSON: a list of spans, or a list of traces",
+    sniff=sniff,
+    schema=DOCUMENT,
+    raw_sql=raw_spans_sql,
+    envelope_problems_sql=problem_docs_sql,
+    batches=json_batches,
+)

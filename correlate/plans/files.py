@@ -25,26 +25,25 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from correlate.errors import InputError
-from correlate.ingest.reader import read_all
+from correlate.fileio import read_all, without_codec_suffix
+from correlate.inputs import Head, PlanFormat
+from correlate.plans.load import PlanItem
 from correlate.plans.parse import plan_json
+from correlate.plans.pglog import LOG_FORMATS
 
 __all__ = [
     "PLAN_FILE_FORMATS",
     "detect_plan_input",
     "plan_file_kind",
+    "plan_items",
     "read_plan_file",
     "statement_file",
 ]
-
-#: The plan-file formats, with a line of help each.
-PLAN_FILE_FORMATS: dict[str, str] = {
-    "pg-explain": "PostgreSQL EXPLAIN (FORMAT JSON) output, bare or as psql prints it",
-    "mysql-explain": "MySQL/MariaDB EXPLAIN FORMAT=JSON (or ANALYZE FORMAT=JSON) output",
-}
 
 _HEADER = re.compile(
     r"^\s*(?:QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\)|Time: \d+(?:\.\d+)? ms(?: \(.*\))?)\s*$"
@@ -86,18 +85,13 @@ def plan_file_kind(head: str) -> str | None:
 
 
 def detect_plan_input(path: Path) -> str | None:
-    """The plan-file or PostgreSQL-log format of ``path`` (gzip or not), or None.
+    """The plan-file or PostgreSQL-log format of ``path`` (compressed or not), or None.
 
     One of :data:`PLAN_FILE_FORMATS` or :data:`correlate.plans.pglog.LOG_FORMATS`.
     """
-    from correlate.ingest.reader import looks_binary, read_head
-    from correlate.plans.pglog import detect_log
-
-    head = read_head(path)
-    if not head.strip() or looks_binary(head):
-        return None
-    text = head.decode("utf-8", errors="replace")
-    return plan_file_kind(text) or detect_log(text)
+    head = Head.of(path)
+    formats = (*PLAN_FILE_FORMATS, *LOG_FORMATS)
+    return next((f.name for f in formats if f.sniff is not None and f.sniff(head)), None)
 
 
 def _unescape_batch(body: str) -> str:
@@ -115,7 +109,7 @@ def statement_file(path: Path) -> Path | None:
     >>> statement_file(Path("plans/q1.json.gz")) is None  # no such file here
     True
     """
-    name = path.name[: -len(".gz")] if path.name.endswith(".gz") else path.name
+    name = without_codec_suffix(path.name)
     stem = name.rsplit(".", 1)[0] if "." in name else name
     candidate = path.with_name(stem + ".sql")
     return candidate if candidate.is_file() and candidate != path else None
@@ -153,3 +147,40 @@ def read_plan_file(path: Path) -> tuple[list[Any], str | None]:
         except OSError as exc:
             raise InputError(f"cannot read the statement file: {exc}", sql_path) from None
     return plans, statement
+
+
+def plan_items(path: Path) -> list[PlanItem]:
+    """The plans of plan file ``path``; a file that is no plan is one item with its problem."""
+    try:
+        plans, statement = read_plan_file(path)
+    except InputError as exc:
+        # a broken plan file is a skipped record, like a broken span line
+        return [PlanItem(exc.line, None, problem=exc.reason)]
+    return [PlanItem(1, plan, statement) for plan in plans]
+
+
+def _plan_kind(head: Head) -> str | None:
+    return plan_file_kind(head.text) if head.text_like else None
+
+
+def _sniff(kind: str) -> Callable[[Head], bool]:
+    return lambda head: head.once(_plan_kind) == kind
+
+
+#: The plan-file formats.
+PLAN_FILE_FORMATS: tuple[PlanFormat, ...] = (
+    PlanFormat(
+        name="pg-explain",
+        help="PostgreSQL EXPLAIN (FORMAT JSON) output, bare or as psql prints it",
+        sniff=_sniff("pg-explain"),
+        items=plan_items,
+        method="file",
+    ),
+    PlanFormat(
+        name="mysql-explain",
+        help="MySQL/MariaDB EXPLAIN FORMAT=JSON (or ANALYZE FORMAT=JSON) output",
+        sniff=_sniff("mysql-explain"),
+        items=plan_items,
+        method="file",
+    ),
+)

@@ -1,4 +1,7 @@
-"""PostgreSQL server logs: find the plans auto_explain wrote in them (FORMATS.md §6.3, §6.4).
+"""PostgreSQL server logs: find the plans auto_explain wrote in them.
+
+Sources: PostgreSQL's docs, "auto_explain" (https://www.postgresql.org/docs/current/auto-explain.html)
+and "Error Reporting and Logging" (https://www.postgresql.org/docs/current/runtime-config-logging.html).
 
 With ``auto_explain.log_format = json`` each logged plan is one log message
 ``duration: 0.043 ms  plan:\\n{ "Query Text": …, "Plan": … }``. The three log
@@ -30,12 +33,14 @@ import io
 import json
 import re
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.ingest.reader import open_bytes
+from correlate.fileio import open_bytes
+from correlate.inputs import Head, PlanFormat
+from correlate.plans.load import PlanItem
 
 __all__ = [
     "LOG_FORMATS",
@@ -43,16 +48,10 @@ __all__ = [
     "csvlog_plans",
     "detect_log",
     "jsonlog_plans",
+    "log_items",
     "read_log",
     "stderr_plans",
 ]
-
-#: The log formats, with a line of help each.
-LOG_FORMATS: dict[str, str] = {
-    "pg-stderr": "PostgreSQL stderr log (log_destination = 'stderr') with auto_explain JSON plans",
-    "pg-csvlog": "PostgreSQL csvlog (log_destination = 'csvlog') with auto_explain JSON plans",
-    "pg-jsonlog": "PostgreSQL jsonlog (log_destination = 'jsonlog', PG15+) with auto_explain JSON plans",
-}
 
 TEXT_FORMAT_HINT = (
     "auto_explain wrote this plan as text; set auto_explain.log_format = json "
@@ -238,9 +237,10 @@ def jsonlog_plans(lines: Iterable[str]) -> Iterator[LoggedPlan]:
 
 
 def read_log(path: Path, kind: str) -> Iterator[LoggedPlan]:
-    """The plans in the log file ``path`` (gzip or not) of format ``kind`` (:data:`LOG_FORMATS`)."""
-    if kind not in LOG_FORMATS:
-        raise InputError(f"unknown log format {kind!r}; use one of {', '.join(LOG_FORMATS)}")
+    """The plans in the log file ``path`` (compressed or not) of format ``kind`` (:data:`LOG_FORMATS`)."""
+    names = [f.name for f in LOG_FORMATS]
+    if kind not in names:
+        raise InputError(f"unknown log format {kind!r}; use one of {', '.join(names)}")
     try:
         stream = open_bytes(path)
     except OSError as exc:
@@ -256,3 +256,47 @@ def read_log(path: Path, kind: str) -> Iterator[LoggedPlan]:
             raise InputError(exc.reason, path, exc.line) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"compressed stream is damaged or cut short ({exc})", path) from None
+
+
+def log_items(kind: str) -> Callable[[Path], Iterator[PlanItem]]:
+    """The reader of log format ``kind`` for ingest: each logged plan as a :class:`PlanItem`."""
+
+    def items(path: Path) -> Iterator[PlanItem]:
+        for p in read_log(path, kind):
+            yield PlanItem(p.line, p.text, None, p.duration_ms, p.logged_at, p.problem)
+
+    return items
+
+
+def _log_kind(head: Head) -> str | None:
+    return detect_log(head.text) if head.text_like else None
+
+
+def _sniff(kind: str) -> Callable[[Head], bool]:
+    return lambda head: head.once(_log_kind) == kind
+
+
+#: The log formats.
+LOG_FORMATS: tuple[PlanFormat, ...] = tuple(
+    PlanFormat(
+        name=name,
+        help=help_,
+        sniff=_sniff(name),
+        items=log_items(name),
+        method="auto_explain",
+    )
+    for name, help_ in (
+        (
+            "pg-stderr",
+            "PostgreSQL stderr log (log_destination = 'stderr') with auto_explain JSON plans",
+        ),
+        (
+            "pg-csvlog",
+            "PostgreSQL csvlog (log_destination = 'csvlog') with auto_explain JSON plans",
+        ),
+        (
+            "pg-jsonlog",
+            "PostgreSQL jsonlog (log_destination = 'jsonlog', PG15+) with auto_explain JSON plans",
+        ),
+    )
+)

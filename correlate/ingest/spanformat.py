@@ -1,8 +1,9 @@
-"""The registry of span formats: how each is split into records and flattened.
+"""What a span format declares: how a file is split into records and flattened.
 
-A format turns a file into batches of numbered JSON texts (lines, or one
+A span format turns a file into batches of numbered JSON texts (lines, or one
 whole document), and gives the SQL that turns parsed texts into the ``raw``
-relation of :mod:`correlate.ingest.canonical`. Adding a format is one entry.
+relation of :mod:`correlate.ingest.canonical`. Each reader module declares
+its own (``otlp_json.FORMAT``, …); :mod:`correlate.ingest.registry` lists them.
 """
 
 from __future__ import annotations
@@ -11,14 +12,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from correlate.ingest import jaeger, otlp_json, otlp_proto, zipkin
+from correlate.fileio import LineBatch, iter_line_batches, json_error, read_all
 from correlate.ingest.jsonschema import Schema, structure
-from correlate.ingest.reader import LineBatch, iter_line_batches, json_error, read_all
+from correlate.inputs import Family, InputFormat
 
 
-@dataclass(frozen=True)
-class SpanFormat:
-    name: str
+@dataclass(frozen=True, kw_only=True)
+class SpanFormat(InputFormat):
+    """A span format: the sniffing of :class:`~correlate.inputs.InputFormat`, and the reading."""
+
+    family: Family = "spans"
     #: the from_json schema of one record
     schema: Schema
     #: SQL for ``raw`` from ``docs(line_no, doc)``
@@ -83,26 +86,4 @@ def _is_json(text: str) -> bool:
     return json_error(text) is None
 
 
-FORMATS: dict[str, SpanFormat] = {
-    "otlp-json": SpanFormat(
-        "otlp-json",
-        otlp_json.DOCUMENT,
-        otlp_json.raw_spans_sql,
-        otlp_json.problem_docs_sql,
-        json_batches,
-        otlp_json.fast_docs_sql,
-    ),
-    "otlp-proto": SpanFormat(
-        "otlp-proto",
-        otlp_json.DOCUMENT,
-        otlp_json.raw_spans_sql,
-        otlp_json.problem_docs_sql,
-        otlp_proto.batches,
-    ),
-    "jaeger": SpanFormat(
-        "jaeger", jaeger.DOCUMENT, jaeger.raw_spans_sql, jaeger.problem_docs_sql, json_batches
-    ),
-    "zipkin": SpanFormat(
-        "zipkin", zipkin.DOCUMENT, zipkin.raw_spans_sql, zipkin.problem_docs_sql, json_batches
-    ),
-}
+__all__ = ["SpanFormat", "json_batches"]

@@ -1,4 +1,4 @@
-"""Reading trace files as bytes and as numbered lines.
+"""Reading input files as numbered lines, and small checks on text.
 
 Python only splits and decodes here, a large block at a time; the JSON
 itself is parsed by DuckDB. Lines are counted exactly so every problem can be
@@ -7,47 +7,16 @@ reported as ``FILE:LINE``.
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from correlate.errors import InputError
+from correlate.fileio.streams import DamagedStreamError, open_bytes
 
-GZIP_MAGIC = b"\x1f\x8b"
 BLOCK_BYTES = 16 * 1024 * 1024
-
-
-def is_gzip(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(2) == GZIP_MAGIC
-
-
-def open_bytes(path: Path) -> BinaryIO:
-    """The file's content as a binary stream, decompressed when it is gzip."""
-    if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return path.open("rb")
-
-
-def read_head(path: Path, size: int = 64 * 1024) -> bytes:
-    """Up to ``size`` bytes of the (decompressed) content; b'' for an empty file."""
-    try:
-        with open_bytes(path) as f:
-            return f.read(size)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"cannot read: {exc}", path) from None
-
-
-def read_all(path: Path) -> bytes:
-    try:
-        with open_bytes(path) as f:
-            return f.read()
-    except (OSError, EOFError, zlib.error) as exc:
-        raise InputError(f"cannot read: {exc}", path) from None
 
 
 @dataclass
@@ -86,13 +55,9 @@ def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBat
     while True:
         try:
             block = stream.read(block_bytes)
-        except (OSError, EOFError, zlib.error) as exc:
-            # A gzip file cut short: keep what was read, say where it stopped.
-            raise InputError(
-                f"compressed stream is damaged or cut short after {position} bytes ({exc})",
-                path,
-                line_no + 1,
-            ) from None
+        except DamagedStreamError as exc:
+            # A compressed file cut short: say on which line it stopped.
+            raise InputError(exc.reason, path, line_no + 1) from None
         position += len(block)
         if not block:
             break
@@ -175,12 +140,8 @@ def looks_binary(head: bytes) -> bool:
 
 __all__ = [
     "LineBatch",
-    "is_gzip",
     "iter_line_batches",
     "json_error",
     "line_of_offset",
     "looks_binary",
-    "open_bytes",
-    "read_all",
-    "read_head",
 ]

@@ -1,0 +1,82 @@
+"""The ``files`` and ``problems`` rows of an ingest: which files a run holds, and what was skipped.
+
+A file is known by its content (SHA-256), so the same file under another name,
+or ingested twice, adds nothing the second time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.ingest.report import PROBLEM_LIST_CAP, FileReport, Problem
+
+if TYPE_CHECKING:
+    from correlate.store import Store
+
+__all__ = ["add_file_row", "file_digest", "holds_file", "record_problems", "set_file_counts"]
+
+
+def file_digest(path: Path) -> str:
+    """The SHA-256 of the file's bytes as stored (compressed or not)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(8 * 1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def holds_file(store: Store, run_id: int, sha: str) -> bool:
+    """True when run ``run_id`` already holds a file with this content."""
+    row = store.con.execute(
+        "SELECT 1 FROM files WHERE run_id = ? AND sha256 = ?", [run_id, sha]
+    ).fetchone()
+    return row is not None
+
+
+def add_file_row(store: Store, run_id: int, path: Path, sha: str, format_name: str) -> int:
+    """Insert the ``files`` row of ``path`` with zero counts; its ``file_id``."""
+    row = store.con.execute(
+        "INSERT INTO files (run_id, path, size, sha256, format, records_read, records_added, "
+        "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
+        [run_id, str(path.resolve()), path.stat().st_size, sha, format_name],
+    ).fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def set_file_counts(store: Store, file_id: int, read: int, added: int, skipped: int) -> None:
+    store.con.execute(
+        "UPDATE files SET records_read = ?, records_added = ?, skipped = ? WHERE file_id = ?",
+        [read, added, skipped, file_id],
+    )
+
+
+def record_problems(
+    store: Store,
+    file_id: int,
+    path: Path,
+    problems: list[tuple[int | None, str]],
+    report: FileReport,
+) -> None:
+    """Keep every problem in the store; the report lists the first few."""
+    if not problems:
+        return
+    import pyarrow as pa
+
+    problems = sorted(problems, key=lambda p: (p[0] is None, p[0] or 0))
+    # One INSERT from an Arrow table: executemany costs about half a millisecond a
+    # row, which a file of 20,000 bad spans turns into ten seconds.
+    table = pa.table(
+        {
+            "line": pa.array([line for line, _ in problems], pa.int64()),
+            "reason": pa.array([reason for _, reason in problems], pa.string()),
+        }
+    )
+    store.con.register("_new_problems", table)
+    store.con.execute("INSERT INTO problems SELECT ?, line, reason FROM _new_problems", [file_id])
+    store.con.unregister("_new_problems")
+    report.skipped += len(problems)
+    room = PROBLEM_LIST_CAP - len(report.problems)
+    report.problems.extend(Problem(path, line, reason) for line, reason in problems[: max(room, 0)])

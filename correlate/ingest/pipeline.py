@@ -1,0 +1,179 @@
+"""Ingest: files and directories into a run of the store, each file by its format's reader.
+
+>>> from correlate import open_store
+>>> store = open_store(":memory:")
+>>> report = store.ingest(["tests/data/otlp/two_traces.jsonl"], run="demo")  # doctest: +SKIP
+>>> report.spans_added  # doctest: +SKIP
+7
+
+Each file's format comes from its content (:mod:`correlate.ingest.detect`,
+asking :data:`correlate.ingest.registry.INPUT_FORMATS`) unless ``format``
+names one; in a run directory (docs/run-directory.md) the companion files are
+known by where they are. Then each file is read by its family's reader, in
+its own transaction: spans (:mod:`correlate.ingest.spanfile`), companion and
+load-generator files (:mod:`correlate.ingest.tablefile`), plans
+(:mod:`correlate.ingest.planfile`). A span id seen twice in a run is kept
+once and counted (:mod:`correlate.ingest.dedupe`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.errors import InputError
+from correlate.fileio import expansion_limit
+from correlate.ingest import rundir
+from correlate.ingest.dedupe import dedupe_spans
+from correlate.ingest.detect import NotTraceFile, detect
+from correlate.ingest.planfile import ingest_plan_file, plans_without_span
+from correlate.ingest.progress import Progress
+from correlate.ingest.registry import format_named, format_names
+from correlate.ingest.report import IngestReport, Problem
+from correlate.ingest.spanfile import ingest_span_file
+from correlate.ingest.spanformat import SpanFormat
+from correlate.ingest.tablefile import ingest_table_file
+from correlate.inputs import InputFormat, LoadFormat, PlanFormat
+from correlate.plans.files import statement_file
+from correlate.statements import fingerprint_run
+
+if TYPE_CHECKING:
+    from correlate.store import Store
+
+__all__ = ["ingest"]
+
+
+def ingest(
+    store: Store,
+    paths: Iterable[str | os.PathLike[str]],
+    run: str,
+    *,
+    format: str | None = None,
+    strict: bool = False,
+    labels: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    max_expanded_bytes: int | None = None,
+) -> IngestReport:
+    """Read trace files, or directories of them (recursively), into run ``run``.
+
+    ``format`` forces one of the registered formats
+    (:func:`correlate.ingest.registry.format_names`: spans, query plans, load
+    results) instead of detecting it from each file's first bytes. A
+    compressed file (:data:`correlate.fileio.CODECS`) that correlate
+    decompresses itself may expand to ``max_expanded_bytes`` (default 2 GiB)
+    before it is refused; a clean gzip file that DuckDB reads straight (OTLP/JSON
+    lines, run-directory JSON Lines) streams in bounded memory and is not counted.
+
+    Each file is its own transaction, so call this outside ``store.atomic()``.
+    """
+    store.require_writable()
+    forced = format_named(format) if format is not None else None
+    given = list(paths)
+    with expansion_limit(max_expanded_bytes):
+        return _ingest(store, given, run, forced, strict, labels, progress)
+
+
+def _ingest(
+    store: Store,
+    paths: list[str | os.PathLike[str]],
+    run: str,
+    forced: InputFormat | None,
+    strict: bool,
+    labels: Mapping[str, str] | None,
+    progress: Progress | None,
+) -> IngestReport:
+    report = IngestReport(run)
+    spans: list[tuple[Path, SpanFormat]] = []
+    tables: list[tuple[Path, str]] = []
+    plans: list[tuple[Path, PlanFormat]] = []
+    refused: list[tuple[Path, bool, NotTraceFile]] = []
+    for path, explicit, companion in _expand(paths):
+        if companion is not None:
+            tables.append((path, companion))
+            continue
+        try:
+            fmt = forced or detect(path)
+        except NotTraceFile as not_trace:
+            refused.append((path, explicit, not_trace))
+            continue
+        if isinstance(fmt, SpanFormat):
+            spans.append((path, fmt))
+        elif isinstance(fmt, PlanFormat):
+            plans.append((path, fmt))
+        elif isinstance(fmt, LoadFormat):
+            tables.append((path, fmt.name))
+        else:  # a registered format no reader below takes: a bug in the registry
+            raise TypeError(f"no reader for format {fmt.name!r} of family {fmt.family!r}")
+    # A plan file's statement (q1.sql next to q1.json) is part of the plan.
+    statements = {statement_file(path) for path, _ in plans}
+    for path, explicit, refusal in refused:
+        if path in statements:
+            continue
+        if explicit:
+            raise refusal
+        report.passed_over.append(Problem(path, None, refusal.brief))
+    if not spans and not tables and not plans:
+        raise _nothing_found(paths, report)
+    run_id = store.ensure_run(run, source=str(Path(paths[0]).resolve()), labels=labels)
+    if progress is not None:
+        progress.start(sum(p.stat().st_size for p, _ in spans))
+    try:
+        for path, span_format in spans:
+            if progress is not None:
+                progress.file(path)
+            report.files.append(
+                ingest_span_file(store, run_id, path, span_format, strict, progress)
+            )
+        for path, kind in tables:
+            report.files.append(ingest_table_file(store, run_id, path, kind, strict))
+        for path, plan_format in plans:
+            report.files.append(ingest_plan_file(store, run_id, path, plan_format, strict))
+        dedupe_spans(store, run_id, report)
+        report.statements_fingerprinted = fingerprint_run(store, run_id)
+        report.plans_without_span = plans_without_span(store, run_id, report)
+        store.refresh_run_stats(run_id)
+    finally:
+        if progress is not None:
+            progress.finish()
+    return report
+
+
+def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) -> InputError:
+    given = ", ".join(str(p) for p in paths)
+    looked = (
+        f" ({len(report.passed_over)} file(s) looked at, none a trace format)"
+        if report.passed_over
+        else ""
+    )
+    return InputError(
+        f"no trace files found in {given}{looked}; correlate reads: "
+        f"{', '.join(format_names('spans'))}; load-generator results: "
+        f"{', '.join(format_names('load'))}; plans: {', '.join(format_names('plans'))}"
+    )
+
+
+def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, bool, str | None]]:
+    """(file, named explicitly, companion kind) for each path; directories recursively, sorted.
+
+    In a run directory (docs/run-directory.md) the pool telemetry, client
+    requests and run.json come with the kind of companion table they fill.
+    """
+    for given in paths:
+        path = Path(given)
+        if path.is_dir():
+            kinds: dict[Path, str] = {}
+            if rundir.is_run_directory(path):
+                for kind, files in rundir.companion_files(path).items():
+                    kinds.update((f, kind) for f in files)
+            for child in sorted(path.rglob("*")):
+                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
+                if child.is_file() and not hidden:
+                    yield child, False, kinds.get(child)
+        elif path.is_file():
+            yield path, True, None
+        elif path.exists():
+            raise InputError("not a regular file or directory", path)
+        else:
+            raise InputError("no such file or directory", path)

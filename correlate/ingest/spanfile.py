@@ -1,0 +1,186 @@
+"""Reading one span file into the ``spans`` table: DuckDB's fast path, else batch by batch.
+
+Rules: the file is read in one transaction; a malformed record is skipped,
+counted and kept in the ``problems`` table as ``FILE:LINE: reason`` (or, with
+``strict``, fails the file and commits nothing from it); a file the run
+already holds adds nothing. Parsing and flattening run inside DuckDB.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.errors import InputError
+from correlate.fileio import LineBatch, json_error
+from correlate.ingest.bookkeeping import (
+    add_file_row,
+    file_digest,
+    holds_file,
+    record_problems,
+    set_file_counts,
+)
+from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
+from correlate.ingest.jsonschema import sql_string
+from correlate.ingest.progress import Progress, polled_progress
+from correlate.ingest.report import FileReport
+from correlate.schema import SPAN_COLUMN_NAMES
+
+if TYPE_CHECKING:
+    from correlate.ingest.spanformat import SpanFormat
+    from correlate.store import Store
+
+__all__ = ["ingest_span_file"]
+
+
+def ingest_span_file(
+    store: Store, run_id: int, path: Path, fmt: SpanFormat, strict: bool, progress: Progress | None
+) -> FileReport:
+    """Read span file ``path`` in format ``fmt`` into run ``run_id``."""
+    size = path.stat().st_size
+    sha = file_digest(path)
+    report = FileReport(path, fmt.name)
+    if holds_file(store, run_id, sha):
+        report.already_ingested = True
+        if progress is not None:
+            progress.advance(size)
+        return report
+    fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
+    if fast is not None and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress):
+        return report
+    done = 0
+    with store.atomic():
+        file_id = add_file_row(store, run_id, path, sha, fmt.name)
+        for batch in fmt.batches(path):
+            _load_batch(store, run_id, file_id, path, fmt, batch, report)
+            if strict and report.skipped:
+                first = report.problems[0]
+                raise InputError(
+                    first.reason + " (--strict: nothing from this file was kept)", path, first.line
+                )
+            if progress is not None and batch.position > done:
+                progress.advance(min(batch.position, size) - done)
+                done = min(batch.position, size)
+        set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
+    if progress is not None and size > done:
+        progress.advance(size - done)
+    return report
+
+
+def _ingest_clean(
+    store: Store,
+    run_id: int,
+    path: Path,
+    sha: str,
+    fmt: SpanFormat,
+    docs_sql: str,
+    report: FileReport,
+    progress: Progress | None,
+) -> bool:
+    """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
+
+    Any record with a problem raises inside the statement (``error()``), the
+    transaction is rolled back, and False sends the file down the careful
+    line-by-line path, which reports exactly where each problem is. Clean
+    files, the common case, are read once at DuckDB's own speed.
+    """
+    import duckdb
+
+    con = store.con
+    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+    raw = fmt.raw_sql(f"({docs_sql})")
+    # Order within the file does not matter here; not keeping it lets DuckDB
+    # stream the insert in bounded memory. (A setting, not part of the transaction.)
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        with store.atomic():
+            file_id = add_file_row(store, run_id, path, sha, fmt.name)
+            with polled_progress(con, path.stat().st_size, progress):
+                row = con.execute(
+                    f"INSERT INTO spans SELECT ?, ?, {columns} "
+                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
+                    "WHERE CASE WHEN problem IS NULL THEN true "
+                    "ELSE error('correlate: bad record') END",
+                    [run_id, file_id],
+                ).fetchone()
+            added = int(row[0]) if row else 0
+            set_file_counts(store, file_id, added, added, 0)
+    except (duckdb.Error, UnicodeDecodeError):
+        # DuckDB's message may quote the bad record cut inside a UTF-8 character,
+        # and the binding then fails to decode the message itself.
+        return False
+    finally:
+        con.execute("RESET preserve_insertion_order")
+    report.spans_read = report.spans_added = added
+    return True
+
+
+def _load_batch(
+    store: Store,
+    run_id: int,
+    file_id: int,
+    path: Path,
+    fmt: SpanFormat,
+    batch: LineBatch,
+    report: FileReport,
+) -> None:
+    import pyarrow as pa
+
+    con = store.con
+    problems: list[tuple[int | None, str]] = list(batch.bad)
+    if batch.lines:
+        table = pa.table(
+            {
+                "line_no": pa.array(batch.numbers, pa.int64()),
+                "text": pa.array(batch.lines, pa.large_string()),
+            }
+        )
+        # Registering replaces any earlier view of this name, so a failed batch
+        # leaves nothing behind that matters; unregistering inside an aborted
+        # transaction would itself fail and hide the real error.
+        con.register("_batch_lines", table)
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _batch_docs AS "
+            f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
+            "FROM _batch_lines"
+        )
+        bad_docs = con.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
+        problems.extend(_malformed(line, batch) for (line,) in bad_docs)
+        problems.extend(con.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
+        raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
+        con.execute(
+            "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
+            + canonical_select(f"({_typed_raw(raw)})")
+        )
+        con.unregister("_batch_lines")
+        span_problems = con.execute(
+            "SELECT line_no, coalesce('span ' || span_id || ': ', '') || problem "
+            "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
+        ).fetchall()
+        problems.extend(span_problems)
+        report.spans_skipped += len(span_problems)
+        counts = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
+        ).fetchone()
+        assert counts is not None
+        report.spans_read += int(counts[0])
+        columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+        con.execute(
+            f"INSERT INTO spans SELECT ?, ?, {columns} FROM _batch_spans WHERE problem IS NULL",
+            [run_id, file_id],
+        )
+        report.spans_added += int(counts[1])
+    record_problems(store, file_id, path, problems, report)
+
+
+def _typed_raw(raw_sql: str) -> str:
+    """Cast a reader's output to the exact raw column types, so readers stay honest."""
+    casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
+    return f"SELECT {casts} FROM ({raw_sql})"
+
+
+def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:
+    if line == batch.unterminated_line:
+        return line, "last line is cut short (no final newline; was the file still being written?)"
+    error = json_error(batch.lines[batch.numbers.index(line)])
+    return line, error[1] if error else "JSON of an unexpected shape for this format"
