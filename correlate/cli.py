@@ -9,137 +9,39 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from correlate.cli_options import (
+    FormatChoice,
+    Group,
+    IngestCommand,
+    Size,
+    db_option,
+    echo_error,
+    emit,
+    fail_on_help,
+    open_db,
+    output_options,
+    parse_interval,
+    parse_labels,
+    parse_seconds,
+    renderer_for,
+    safe_text,
+    set_option,
+    settings_from,
+    status_line,
+    terminal_progress,
+)
 from correlate.errors import CorrelateError
 from correlate.version import __version__
 
 if TYPE_CHECKING:
-    from correlate.store import Store
+    pass
 
 
-class _Group(click.Group):
-    """Turns the library's expected errors into ``Error: …`` and exit 1."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except CorrelateError as exc:
-            _error(exc)
-            sys.exit(1)
-
-
-def _safe(message: str) -> str:
-    """A message of ours for the terminal: it may quote run names, routes or file contents
-    (trace text), so control characters are shown as escapes; line breaks stay."""
-    from correlate.render.escape import terminal_lines
-
-    return terminal_lines(message)
-
-
-def _error(exc: CorrelateError) -> None:
-    click.echo(f"Error: {_safe(str(exc))}", err=True)
-
-
-def _output_options(subject: str, what: str) -> Any:
-    """``--format`` (a format of ``subject``, aliases allowed) and ``-o/--output`` (a file)."""
-    from correlate.render.registry import renderers
-
-    def names(r: Any) -> str:
-        return r.name + (f" (or {', '.join(r.aliases)})" if r.aliases else "")
-
-    listed = ", ".join(names(r) for r in renderers(subject))
-    suffixes = ", ".join(f"{s} {r.name}" for r in renderers(subject) for s in r.suffixes)
-
-    def decorate(command: Any) -> Any:
-        command = click.option(
-            "-o",
-            "--output",
-            "output",
-            type=click.Path(dir_okay=False, path_type=Path),
-            help=f"Write {what} to this file (default: the terminal). Its suffix picks the "
-            f"format when --format is not given: {suffixes}.",
-        )(command)
-        return click.option(
-            "--format",
-            "format_",
-            type=click.Choice(
-                [n for r in renderers(subject) for n in r.names], case_sensitive=False
-            ),
-            help=f"Output format: {listed} (default: from -o's suffix, else "
-            f"{renderers(subject)[0].name}).",
-        )(command)
-
-    return decorate
-
-
-def _renderer(subject: str, format_: str | None, output: Path | None) -> Any:
-    from correlate.render.registry import find_renderer
-
-    try:
-        return find_renderer(subject, format_, path=output)
-    except CorrelateError as exc:
-        raise click.BadParameter(str(exc), param_hint="-o/--output") from None
-
-
-def _emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> None:
-    """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
-    terminal unless a terminal renderer already did."""
-    if output is not None:
-        output.write_text(text, encoding="utf-8")
-        size = len(text.encode()) / 1024
-        click.echo(f"{note}wrote {output} ({renderer.name}, {size:,.0f} KB)")
-        return
-    if not renderer.terminal and sys.stdout.isatty():
-        from correlate.render.escape import terminal_lines
-
-        text = terminal_lines(text)
-    # data (CSV, JSON, Markdown) goes to a pipe exactly: click would strip what looks like ANSI
-    click.echo(text, nl=False, color=None if renderer.terminal else True)
-
-
-db_option = click.option(
-    "--db",
-    "db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    envvar="CORRELATE_DB",
-    default="correlate.duckdb",
-    show_default=True,
-    help="The run store (a DuckDB file). Also set by CORRELATE_DB.",
-)
-
-
-set_option = click.option(
-    "--set",
-    "assignments",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Tune a detector threshold, e.g. n_plus_one.min_calls=3 (repeatable; "
-    "overrides correlate.toml / [tool.correlate]; keys in docs/rules.md).",
-)
-
-
-def _settings(assignments: tuple[str, ...]) -> dict[str, Any] | None:
-    """``--set`` values, typed; a bad key or value is a usage error (exit 2)."""
-    if not assignments:
-        return None
-    from correlate.analysis.settings import parse_assignments
-
-    try:
-        return parse_assignments(assignments)
-    except CorrelateError as exc:
-        raise click.BadParameter(str(exc), param_hint="--set") from None
-
-
-def _fail_on_help() -> str:
-    from correlate.diff.rules import rules_help
-
-    return rules_help()
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="correlate")
 def cli() -> None:
     """Tell why a service got slow under load.
@@ -148,67 +50,13 @@ def cli() -> None:
     """
 
 
-def _open(db: Path, *, read_only: bool = False) -> Store:
-    from correlate.store import open_store
-
-    return open_store(db, read_only=read_only)
-
-
-class _FormatChoice(click.Choice):
-    """``--format``'s choices: the names in the input-format registry, read when first needed
-    (so ``correlate --help`` does not import every reader)."""
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    @property
-    def choices(self) -> tuple[str, ...]:
-        from correlate.ingest.registry import format_names
-
-        return tuple(format_names())
-
-    @choices.setter
-    def choices(self, value: object) -> None:
-        pass  # always the registry's
-
-
-class _Size(click.ParamType):
-    name = "size"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        from correlate.fileio import parse_size
-
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except CorrelateError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class _IngestCommand(click.Command):
-    """``ingest --help`` ends with every registered format and its line of help."""
-
-    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        from correlate.fileio import CODECS
-        from correlate.ingest.registry import INPUT_FORMATS
-        from correlate.inputs import FAMILIES
-
-        for family, title in FAMILIES.items():
-            with formatter.section(f"Formats: {title}"):
-                formatter.write_dl([(f.name, f.help) for f in INPUT_FORMATS if f.family == family])
-        with formatter.section("Compression (any format, detected from content)"):
-            formatter.write_text(", ".join(c.name for c in CODECS))
-        super().format_epilog(ctx, formatter)
-
-
-@cli.command(cls=_IngestCommand)
+@cli.command(cls=IngestCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--run", "run", required=True, help="Name of the run to add the spans to.")
 @click.option(
     "--format",
     "format_",
-    type=_FormatChoice(),
+    type=FormatChoice(),
     help="Read every file as this format instead of detecting it (see Formats below).",
 )
 @click.option(
@@ -220,7 +68,7 @@ class _IngestCommand(click.Command):
 @click.option(
     "--max-expanded",
     "max_expanded",
-    type=_Size(),
+    type=Size(),
     default=None,
     metavar="SIZE",
     help="Refuse a compressed file that expands past SIZE (e.g. 8G; default 2G).",
@@ -242,9 +90,9 @@ def ingest(
     load-generator results. Any file may be compressed (codecs below). Bad
     records are skipped and listed as FILE:LINE: reason.
     """
-    parsed = _parse_labels(labels)
-    with _open(db) as store:
-        progress = _terminal_progress()
+    parsed = parse_labels(labels)
+    with open_db(db) as store:
+        progress = terminal_progress()
         report = store.ingest(
             paths,
             run,
@@ -254,17 +102,7 @@ def ingest(
             progress=progress,
             max_expanded_bytes=max_expanded,
         )
-    click.echo(_safe(report.summary()))
-
-
-def _parse_labels(labels: tuple[str, ...]) -> dict[str, str]:
-    parsed = {}
-    for label in labels:
-        key, sep, value = label.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{label!r} is not KEY=VALUE", param_hint="--label")
-        parsed[key] = value
-    return parsed
+    click.echo(safe_text(report.summary()))
 
 
 @cli.command()
@@ -285,14 +123,14 @@ def analyze(
     """
     from correlate.analysis.verdict import analyze as analyze_run
 
-    settings = _settings(assignments)
+    settings = settings_from(assignments)
     ingesting = Path(target).exists()
-    with _open(db, read_only=not ingesting) as store:
+    with open_db(db, read_only=not ingesting) as store:
         result = analyze_run(
-            target, store=store, run=run, settings=settings, progress=_terminal_progress()
+            target, store=store, run=run, settings=settings, progress=terminal_progress()
         )
     if result.ingest is not None and result.ingest.spans_added:
-        click.echo(_safe(result.ingest.summary()), err=True)
+        click.echo(safe_text(result.ingest.summary()), err=True)
     use_color = sys.stdout.isatty() if color is None else color
     width = shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 120
     click.echo(result.to_text(color=use_color, width=width), nl=False)
@@ -306,9 +144,9 @@ def analyze(
     "fail_on",
     multiple=True,
     metavar="RULE",
-    help=_fail_on_help(),
+    help=fail_on_help(),
 )
-@_output_options("diff", "the comparison")
+@output_options("diff", "the comparison")
 @click.option("--color/--no-color", default=None, help="Colour the text (default: on a terminal).")
 @set_option
 @db_option
@@ -332,30 +170,30 @@ def diff(
     from correlate.diff import diff as diff_runs
     from correlate.diff.rules import parse_rules
 
-    renderer = _renderer("diff", format_, output)
+    renderer = renderer_for("diff", format_, output)
     try:
         parse_rules(list(fail_on))
     except CorrelateError as exc:
         raise click.BadParameter(str(exc), param_hint="--fail-on") from None
-    settings = _settings(assignments)
+    settings = settings_from(assignments)
     ingesting = Path(baseline).exists() or Path(candidate).exists()
     try:
-        with _open(db, read_only=not ingesting) as store:
+        with open_db(db, read_only=not ingesting) as store:
             result = diff_runs(
                 baseline, candidate, store=store, fail_on=fail_on or None, settings=settings
             )
     except CorrelateError as exc:
-        _error(exc)
+        echo_error(exc)
         sys.exit(2)
     use_color = (sys.stdout.isatty() and output is None) if color is None else color
     text = renderer(result, color=use_color)
-    _emit(text, output, renderer, note="regression; " if result.regressed else "no regression; ")
+    emit(text, output, renderer, note="regression; " if result.regressed else "no regression; ")
     sys.exit(1 if result.regressed else 0)
 
 
 @cli.command()
 @click.argument("target")
-@_output_options("report", "the report")
+@output_options("report", "the report")
 @click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
 @set_option
 @db_option
@@ -376,28 +214,28 @@ def report(
     """
     from correlate.reporting import report as report_run
 
-    renderer = _renderer("report", format_, output)
-    settings = _settings(assignments)
+    renderer = renderer_for("report", format_, output)
+    settings = settings_from(assignments)
     ingesting = Path(target).exists()
-    with _open(db, read_only=not ingesting) as store:
+    with open_db(db, read_only=not ingesting) as store:
         text = report_run(
             target,
             store=store,
             run=run,
             format=renderer.name,
             settings=settings,
-            progress=_terminal_progress(),
+            progress=terminal_progress(),
         )
-    _emit(text, output, renderer)
+    emit(text, output, renderer)
 
 
 @cli.command()
-@_output_options("table", "the list")
+@output_options("table", "the list")
 @db_option
 def runs(format_: str | None, output: Path | None, db: Path) -> None:
     """List the runs in the store with their counts, time range and services."""
-    renderer = _renderer("table", format_, output)
-    with _open(db, read_only=True) as store:
+    renderer = renderer_for("table", format_, output)
+    with open_db(db, read_only=True) as store:
         frame = store.runs()
     if frame.empty:
         click.echo(f"no runs in {db}")
@@ -405,12 +243,12 @@ def runs(format_: str | None, output: Path | None, db: Path) -> None:
     frame = frame[
         ["name", "spans", "traces", "files", "skipped", "start", "duration_s", "services"]
     ]
-    _emit(renderer(frame), output, renderer)
+    emit(renderer(frame), output, renderer)
 
 
 @cli.command()
 @click.argument("query")
-@_output_options("table", "the result")
+@output_options("table", "the result")
 @click.option(
     "--allow-files",
     is_flag=True,
@@ -426,9 +264,9 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
     """
     from correlate.sandbox import sql as run_sql
 
-    renderer = _renderer("table", format_, output)
+    renderer = renderer_for("table", format_, output)
     frame = run_sql(query, db=db, allow_files=allow_files)
-    _emit(renderer(frame), output, renderer)
+    emit(renderer(frame), output, renderer)
 
 
 @cli.command()
@@ -479,7 +317,7 @@ def demo(
     result = run_demo(
         out,
         dsn=dsn,
-        duration=_seconds(duration),
+        duration=parse_seconds(duration),
         users=users,
         fixed=fixed,
         orders=orders,
@@ -489,17 +327,6 @@ def demo(
     )
     click.echo(result.summary())
     click.echo(f"next: correlate analyze {out}")
-
-
-def _seconds(text: str) -> float:
-    units = {"s": 1, "m": 60, "h": 3600}
-    value = text.strip().lower()
-    try:
-        if value and value[-1] in units:
-            return float(value[:-1]) * units[value[-1]]
-        return float(value)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a duration such as 60, 90s or 2m") from None
 
 
 @cli.command()
@@ -540,30 +367,15 @@ def watch(dsn: str, out: Path, interval: str, duration: str | None) -> None:
     """
     from correlate.watch import watch as run_watch
 
-    every = _interval(interval)
-    limit = _seconds(duration) if duration is not None else None
-    status = _status_line() if sys.stderr.isatty() else None
+    every = parse_interval(interval)
+    limit = parse_seconds(duration) if duration is not None else None
+    status = status_line() if sys.stderr.isatty() else None
     try:
         result = run_watch(dsn, out, interval=every, duration=limit, status=status)
     finally:
         if status is not None:
             click.echo("\r\033[K", err=True, nl=False)
     click.echo(result.summary(), nl=False)
-
-
-def _interval(text: str) -> float:
-    value = text.strip().lower()
-    seconds = _seconds(value[:-2]) / 1000 if value.endswith("ms") else _seconds(value)
-    if not seconds > 0:
-        raise click.BadParameter(f"{text!r} is not a positive duration", param_hint="--interval")
-    return seconds
-
-
-def _status_line() -> Any:
-    def show(status: Any) -> None:
-        click.echo("\r\033[K" + status.line(), err=True, nl=False)
-
-    return show
 
 
 @cli.group()
@@ -608,15 +420,15 @@ def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) 
     Plans, their nodes and insights (e.g. a sequential scan that wants an
     index) are kept in the store.
     """
-    with _open(db) as store:
+    with open_db(db) as store:
         report = store.capture_plans(run, dsn, analyze=analyze, statement_timeout_ms=timeout_ms)
-    click.echo(_safe(report.summary()))
+    click.echo(safe_text(report.summary()))
 
 
 @plans.command("coverage")
 @click.option("--run", "run", required=True, help="The run whose DB span time to measure.")
 @click.option("--top", default=10, show_default=True, help="How many uncovered statements to list.")
-@_output_options("coverage", "the coverage")
+@output_options("coverage", "the coverage")
 @db_option
 def plans_coverage(run: str, top: int, format_: str | None, output: Path | None, db: Path) -> None:
     """Share of a run's DB span time that has a plan, per database and overall.
@@ -625,53 +437,10 @@ def plans_coverage(run: str, top: int, format_: str | None, output: Path | None,
     traceparent, by fingerprint when a plan of its statement shape exists, or
     not at all; the statements with the most uncovered time are listed.
     """
-    renderer = _renderer("coverage", format_, output)
-    with _open(db, read_only=True) as store:
+    renderer = renderer_for("coverage", format_, output)
+    with open_db(db, read_only=True) as store:
         coverage = store.plans_coverage(run, top=top)
-    _emit(renderer(coverage), output, renderer)
-
-
-class _RichProgress:
-    """A progress bar on stderr, shown only when stderr is a terminal."""
-
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-            TransferSpeedColumn,
-        )
-
-        self._bar = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=True,
-        )
-        self._task: Any = None
-
-    def start(self, total_bytes: int) -> None:
-        self._bar.start()
-        self._task = self._bar.add_task("ingest", total=total_bytes)
-
-    def file(self, path: Path) -> None:
-        self._bar.update(self._task, description=path.name[-40:])
-
-    def advance(self, nbytes: int) -> None:
-        self._bar.advance(self._task, nbytes)
-
-    def finish(self) -> None:
-        self._bar.stop()
-
-
-def _terminal_progress() -> _RichProgress | None:
-    return _RichProgress() if sys.stderr.isatty() else None
+    emit(renderer(coverage), output, renderer)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import correlate
-from correlate.cli import _seconds, cli
+from correlate.cli import cli
+from correlate.cli_options import parse_seconds as _seconds
 from correlate.demo import run_demo
 
 from .conftest import DATA

@@ -12,7 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 import correlate
-from correlate.cli import _emit, cli
+from correlate.cli import cli
+from correlate.cli_options import emit as _emit
 from correlate.render.registry import find_renderer
 
 from .builders import RunBuilder

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import correlate
-from correlate.cli import _interval, cli
+from correlate.cli import cli
+from correlate.cli_options import parse_interval as _interval
 from correlate.errors import CorrelateError, DatabaseConnectionError, InputError
 from correlate.schema import DDL, SCHEMA_VERSION, WATCH_DDL
 from correlate.store import Store
