@@ -34,15 +34,25 @@ if TYPE_CHECKING:
 #: ``files`` and ``problems`` rows.
 Loader = Callable[["Store", int, int, Path], tuple[int, list[tuple[int | None, str]]]]
 
-__all__ = ["FAMILIES", "Family", "Head", "InputFormat", "LoadFormat", "Loader", "PlanFormat"]
+__all__ = [
+    "FAMILIES",
+    "Family",
+    "Head",
+    "InputFormat",
+    "LoadFormat",
+    "Loader",
+    "PlanFormat",
+    "TableFormat",
+]
 
-Family = Literal["spans", "plans", "load"]
+Family = Literal["spans", "plans", "load", "database"]
 
 #: The families, with what ``--help`` calls each.
 FAMILIES: dict[Family, str] = {
     "spans": "spans",
     "plans": "query plans",
     "load": "load-generator results",
+    "database": "the database's own view",
 }
 
 T = TypeVar("T")
@@ -108,8 +118,14 @@ class PlanFormat(InputFormat):
 
 
 @dataclass(frozen=True, kw_only=True)
-class LoadFormat(InputFormat):
+class TableFormat(InputFormat):
+    """Records read straight into tables of their own by ``load``."""
+
+    load: Loader
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadFormat(TableFormat):
     """A load generator's results, read into the load tables (``client_requests``, …)."""
 
     family: Family = "load"
-    load: Loader

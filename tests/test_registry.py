@@ -45,6 +45,7 @@ FIXTURES: dict[str, Path] = {
     "locust-failures": DATA / "load" / "locust_failures.csv",
     "locust-exceptions": DATA / "load" / "locust_exceptions.csv",
     "locust-json": DATA / "load" / "locust.json",
+    "watch-activity": DATA / "watch" / "activity.jsonl",
 }
 
 
@@ -95,14 +96,15 @@ def test_unknown_format_names_every_choice() -> None:
     assert "'csv' is not one of 'otlp-json', 'otlp-proto'" in result.output
 
 
-def test_detection_order_is_plans_then_spans_then_load_in_registry_order() -> None:
-    assert SNIFF_ORDER == ("plans", "spans", "load")
+def test_detection_order_is_plans_database_spans_load_in_registry_order() -> None:
+    assert SNIFF_ORDER == ("plans", "database", "spans", "load")
     assert [f.name for f in sniff_order()] == [
         "pg-explain",
         "mysql-explain",
         "pg-stderr",
         "pg-csvlog",
         "pg-jsonlog",
+        "watch-activity",
         "otlp-json",
         "otlp-proto",
         "jaeger",
@@ -146,7 +148,8 @@ def test_nothing_claims_plain_text_and_the_refusal_lists_every_family(tmp_path: 
     message = str(refused.value)
     for name in format_names():
         assert name in message
-    assert "(spans)" in message and "(plans)" in message and "(load-generator results)" in message
+    for title in FAMILIES.values():
+        assert f"({title})" in message
 
 
 @pytest.mark.parametrize(

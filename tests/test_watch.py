@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from correlate.watch.snapshot import fingerprint_id
 from correlate.watch.writer import ActivityWriter
 
 from .strategies import any_json
+
+DATA = Path(__file__).parent / "data"
 
 T0 = 1_700_000_000_000_000_000
 
@@ -428,3 +431,21 @@ def test_bad_interval_is_a_usage_error(tmp_path: Path, text: str) -> None:
         cli, ["watch", "--dsn", "postgresql://x@h/db", "--out", str(tmp_path), "--interval", text]
     )
     assert result.exit_code == 2
+
+
+def test_correlate_ingest_reads_a_watch_file_found_in_a_run_directory(tmp_path: Path) -> None:
+    # the watch file is recognised by its header record, wherever it sits
+    run_dir = tmp_path / "run"
+    (run_dir / "spans").mkdir(parents=True)
+    (run_dir / "db").mkdir()
+    shutil.copy(DATA / "otlp" / "checkout.jsonl", run_dir / "spans" / "spans.jsonl")
+    shutil.copy(DATA / "watch" / "activity.jsonl", run_dir / "db" / "activity.jsonl")
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([run_dir], run="r")
+        assert report.database_rows == {"watch-activity": 5}
+        assert "database's own view (rows): watch-activity 5" in report.summary()
+        assert report.spans_added > 0 and report.passed_over == []
+        got = store.sql("SELECT count(*) AS n, max(wait_event) AS w FROM db_activity")
+        assert got.values.tolist() == [[2, "PgSleep"]]
+        again = store.ingest([run_dir], run="r")
+        assert again.database_rows == {}  # the same file adds nothing twice

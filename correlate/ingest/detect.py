@@ -13,7 +13,7 @@ from pathlib import Path
 from correlate.errors import InputError
 from correlate.fileio import codec_of
 from correlate.ingest.registry import SNIFF_ORDER, format_names, sniff
-from correlate.inputs import Family, Head, InputFormat
+from correlate.inputs import FAMILIES, Family, Head, InputFormat
 
 __all__ = ["CONSOLE_HINT", "NotTraceFile", "detect", "detect_format"]
 
@@ -70,12 +70,14 @@ def _refusal(head: Head, path: Path) -> NotTraceFile:
     if text.startswith("{") and '"context"' in text and '"SpanKind.' in text:
         return NotTraceFile(CONSOLE_HINT, path, 1, brief="ConsoleSpanExporter output, not OTLP")
     what = _describe(text)
-    plans = ", ".join(format_names("plans"))
-    load = ", ".join(format_names("load"))
+    families = "; ".join(
+        f"{', '.join(format_names(family))} ({title})"
+        for family, title in FAMILIES.items()
+        if family != "spans"
+    )
     return NotTraceFile(
         f"not a trace format correlate knows ({what}); "
-        f"pass --format with one of: {spans} (spans); {plans} (plans); "
-        f"{load} (load-generator results)",
+        f"pass --format with one of: {spans} (spans); {families}",
         path,
         brief=what,
     )

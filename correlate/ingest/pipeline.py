@@ -35,7 +35,7 @@ from correlate.ingest.report import IngestReport, Problem
 from correlate.ingest.spanfile import ingest_span_file
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
-from correlate.inputs import InputFormat, LoadFormat, PlanFormat
+from correlate.inputs import InputFormat, PlanFormat, TableFormat
 from correlate.plans.files import statement_file
 from correlate.statements import fingerprint_run
 
@@ -102,7 +102,7 @@ def _ingest(
             spans.append((path, fmt))
         elif isinstance(fmt, PlanFormat):
             plans.append((path, fmt))
-        elif isinstance(fmt, LoadFormat):
+        elif isinstance(fmt, TableFormat):
             tables.append((path, fmt.name))
         else:  # a registered format no reader below takes: a bug in the registry
             raise TypeError(f"no reader for format {fmt.name!r} of family {fmt.family!r}")

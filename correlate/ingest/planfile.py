@@ -28,7 +28,7 @@ def ingest_plan_file(
 ) -> FileReport:
     """Load the plans of ``path`` (format ``fmt``) into run ``run_id``."""
     sha = file_digest(path)
-    report = FileReport(path, fmt.name, plans=PlanCounts())
+    report = FileReport(path, fmt.name, plans=PlanCounts(), family="plans")
     if holds_file(store, run_id, sha):
         report.already_ingested = True
         return report

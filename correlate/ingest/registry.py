@@ -23,6 +23,7 @@ from correlate.ingest import jaeger, k6, locust, otlp_json, otlp_proto, zipkin
 from correlate.inputs import FAMILIES, Family, Head, InputFormat
 from correlate.plans import files as plan_files
 from correlate.plans import pglog
+from correlate.watch import inputformat as watch_activity
 
 __all__ = [
     "INPUT_FORMATS",
@@ -44,13 +45,14 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
     *pglog.LOG_FORMATS,
     *k6.FORMATS,
     *locust.FORMATS,
+    watch_activity.FORMAT,
 )
 
 #: The order families are tried in when a file's format is detected. Where two
 #: sniffers could both say yes, this decides: a PostgreSQL jsonlog line is JSON
 #: before it is a log, and one short JSON line with a "data" key passes for an
 #: empty Jaeger search result before it is looked at as a k6 point.
-SNIFF_ORDER: tuple[Family, ...] = ("plans", "spans", "load")
+SNIFF_ORDER: tuple[Family, ...] = ("plans", "database", "spans", "load")
 
 
 def sniff_order() -> list[InputFormat]:

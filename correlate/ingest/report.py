@@ -50,6 +50,9 @@ class FileReport:
     rows_added: int = 0
     #: for a plan file or PostgreSQL log: the plans read and how they were linked
     plans: PlanCounts | None = None
+    #: the format's family (``spans``, ``plans``, ``load``, ``database``), or
+    #: ``companion`` for a run directory's own files
+    family: str = "spans"
 
 
 @dataclass
@@ -99,22 +102,23 @@ class IngestReport:
         """Rows added per load-generator format (``k6-json``, ``locust-history``, …)."""
         return self._rows_by_format(LOAD_KINDS)
 
-    def _rows_by_format(self, kinds: frozenset[str]) -> dict[str, int]:
+    @property
+    def database_rows(self) -> dict[str, int]:
+        """Rows added per format of the database's own view (``watch-activity``)."""
+        return self._rows_by_format(family="database")
+
+    def _rows_by_format(
+        self, kinds: frozenset[str] = frozenset(), *, family: str | None = None
+    ) -> dict[str, int]:
         rows: dict[str, int] = {}
         for f in self.files:
-            if f.format in kinds and not f.already_ingested:
+            if (f.format in kinds or f.family == family) and not f.already_ingested:
                 rows[f.format] = rows.get(f.format, 0) + f.rows_added
         return rows
 
     def summary(self) -> str:
         """A few lines for a person: totals, then the capped list of problems."""
-        new = [
-            f
-            for f in self.files
-            if not f.already_ingested
-            and f.format not in COMPANION_KINDS | LOAD_KINDS
-            and f.plans is None
-        ]
+        new = [f for f in self.files if not f.already_ingested and f.family == "spans"]
         plan_files = [f for f in self.files if f.plans is not None]
         new_plans = [f for f in plan_files if not f.already_ingested]
         lines = []
@@ -134,6 +138,9 @@ class IngestReport:
         if self.load_rows:
             parts = ", ".join(f"{kind} {n:,}" for kind, n in self.load_rows.items())
             lines.append(f"load generator (rows): {parts}")
+        if self.database_rows:
+            parts = ", ".join(f"{kind} {n:,}" for kind, n in self.database_rows.items())
+            lines.append(f"database's own view (rows): {parts}")
         already = [f for f in self.files if f.already_ingested]
         if len(already) > 3:
             lines.append(

@@ -1,8 +1,9 @@
-"""Reading one run-directory companion or load-generator file into its tables.
+"""Reading one file whose records go to tables of their own.
 
 Pool telemetry, client requests and ``run.json`` (:mod:`correlate.ingest.rundir`),
-and k6 or Locust results (:mod:`correlate.ingest.loadgen`): each file in a
-transaction of its own, its problems kept as for span files.
+and every :class:`~correlate.inputs.TableFormat` of the registry (k6 or Locust
+results, ``correlate watch``'s activity): each file in a transaction of its own,
+its problems kept as for span files.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
-from correlate.ingest import loadgen, rundir
+from correlate.ingest import rundir
 from correlate.ingest.bookkeeping import (
     add_file_row,
     file_digest,
@@ -19,7 +20,9 @@ from correlate.ingest.bookkeeping import (
     record_problems,
     set_file_counts,
 )
-from correlate.ingest.report import LOAD_KINDS, FileReport
+from correlate.ingest.registry import format_named
+from correlate.ingest.report import COMPANION_KINDS, FileReport
+from correlate.inputs import TableFormat
 
 if TYPE_CHECKING:
     from correlate.store import Store
@@ -30,7 +33,7 @@ __all__ = ["ingest_table_file"]
 def ingest_table_file(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
     """Load companion or load-generator file ``path`` of ``kind`` into run ``run_id``."""
     sha = file_digest(path)
-    report = FileReport(path, kind)
+    report = FileReport(path, kind, family="companion")
     if holds_file(store, run_id, sha):
         report.already_ingested = True
         return report
@@ -39,10 +42,13 @@ def ingest_table_file(store: Store, run_id: int, path: Path, kind: str, strict: 
         if kind == "run_info":
             # run.json is rewritten as a run goes on: the newest one stands.
             con.execute("DELETE FROM run_info WHERE run_id = ?", [run_id])
-        if kind in LOAD_KINDS:
-            added, problems = loadgen.load_results(store, run_id, file_id, kind, path)
-        else:
+        if kind in COMPANION_KINDS:
             added, problems = rundir.load_companion(store, run_id, file_id, kind, path)
+        else:
+            fmt = format_named(kind)
+            assert isinstance(fmt, TableFormat), fmt
+            report.family = fmt.family
+            added, problems = fmt.load(store, run_id, file_id, path)
         if problems and strict:
             line, reason = problems[0]
             raise InputError(reason + " (--strict: nothing from this file was kept)", path, line)

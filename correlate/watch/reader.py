@@ -10,7 +10,6 @@ files may add fields; older readers ignore them).
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from correlate.errors import InputError
+from correlate.fileio import read_all
 from correlate.watch.records import FIELDS, FORMAT_VERSION
 
 CUT_SHORT = "last line is cut short (no final newline: was the watcher stopped mid-write?)"
@@ -44,7 +43,7 @@ class Problem:
 
 
 def read_activity(path: str | os.PathLike[str]) -> Iterator[Record | Problem]:
-    """The records and problems of a watch file (``db/activity.jsonl``, or ``.jsonl.gz``).
+    """The records and problems of a watch file (``db/activity.jsonl``, compressed or not).
 
     >>> import tempfile, pathlib
     >>> p = pathlib.Path(tempfile.mkdtemp()) / "activity.jsonl"
@@ -52,17 +51,8 @@ def read_activity(path: str | os.PathLike[str]) -> Iterator[Record | Problem]:
     >>> [type(r).__name__ + f":{r.line}" for r in read_activity(p)]
     ['Problem:1', 'Problem:2']
     """
-    source = Path(path)
-    try:
-        raw = source.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", source) from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
-            raise InputError(f"not a readable gzip file ({exc})", source) from None
-    yield from parse_lines(raw)
+    # any codec correlate reads (gzip, bzip2, xz, zstd), within the expansion bound
+    yield from parse_lines(read_all(Path(path)))
 
 
 def parse_lines(raw: bytes) -> Iterator[Record | Problem]:
