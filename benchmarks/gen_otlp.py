@@ -658,7 +658,7 @@ SERVICES: tuple[Service, ...] = (
         "pg-replica",
         "catalog_ro",
     ),
-    # http alone: old db.* names, but the peer already moved to server.address (FORMATS §0.3).
+    # http alone: old db.* names, but the peer already moved to server.address.
     Service(
         "checkout-api",
         "1.31.2",

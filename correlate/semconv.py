@@ -4,7 +4,7 @@ OpenTelemetry renamed most HTTP and database attributes (e.g. ``db.statement``
 became ``db.query.text``); instrumentations emit either, or both. Each span
 column lists the names that feed it, newest first: the first one present wins.
 Sources: semantic-conventions v1.44 ``docs/non-normative/db-migration.md`` and
-``http-migration.md`` (summarised in shared/reference/FORMATS.md §4).
+``http-migration.md`` (https://github.com/open-telemetry/semantic-conventions).
 """
 
 from __future__ import annotations

@@ -137,7 +137,7 @@ def test_normalized(sql: str, dialect: str | None, normalized: str) -> None:
 
 
 def test_no_space_in_values_list_does_not_break_sqlglot() -> None:
-    # FORMATS.md §0 surprise 10: sqlglot cannot tokenize `($1,$2,$3)`.
+    # sqlglot cannot tokenize `($1,$2,$3)`.
     f = fingerprint("select a from t where x in ($1,$2,$3)", "sqlite")
     assert f.method == "sqlglot"
     assert f.normalized == "SELECT a FROM t WHERE x IN ($1)"

@@ -62,7 +62,7 @@ def test_every_logged_plan_links_to_the_exact_span_it_came_from(
     assert set(plans["source"]) == {str(log.resolve())}
     assert list(plans["link"]) == ["fingerprint"] + ["traceparent"] * 4
     assert plans["analyzed"].all()
-    # Each traceparent names the DB CLIENT span itself (FORMATS.md §0.7): the
+    # Each traceparent names the DB CLIENT span itself (SQLAlchemy instrumentation): the
     # span with those ids is a query span whose statement has the plan's shape.
     exact = store.sql(
         """

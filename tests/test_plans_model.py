@@ -262,7 +262,7 @@ def test_mysql_v2_fixture() -> None:
     assert plan.extra["json_schema_version"] == "2.0"
 
 
-# ------------------------------------------------------------------ MariaDB (inline, from FORMATS §7.2)
+# ------------------------------------------------------------------ MariaDB (inline, as MariaDB 10.11 prints EXPLAIN FORMAT=JSON)
 
 MARIADB_ANALYZE = {
     "query_optimization": {"r_total_time_ms": 0.1},

@@ -1,4 +1,4 @@
-"""Read sqlcommenter comments: ``<sql> /*key='value',…*/`` (FORMATS.md §8, §3.4).
+"""Read sqlcommenter comments: ``<sql> /*key='value',…*/`` (https://google.github.io/sqlcommenter/spec/).
 
 Only the last comment at the end of the statement (before an optional ``;``) is taken, and
 only when its whole body is ``key='value'`` pairs: any other comment belongs to the
@@ -60,7 +60,8 @@ _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f
 def traceparent_ids(value: str) -> tuple[str, str] | None:
     """``(trace_id, span_id)`` from a W3C ``traceparent``, or None if it is not valid.
 
-    The span id is the database CLIENT span's own id (FORMATS.md §0, surprise 7).
+    With the OpenTelemetry SQLAlchemy instrumentation the span id is the database CLIENT
+    span's own id: the comment is written while that span is current.
 
     >>> traceparent_ids("00-2fa642aec560c36eb8481517775e4552-72da799cfec845d6-03")
     ('2fa642aec560c36eb8481517775e4552', '72da799cfec845d6')

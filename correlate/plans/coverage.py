@@ -4,8 +4,8 @@ Each DB span (a span with a statement, the ``db_spans`` view) falls in one class
 
 * ``traceparent``: a plan names this very span, through the sqlcommenter
   ``traceparent`` in the statement the server logged. It names the DB span's
-  own id with the OpenTelemetry SQLAlchemy instrumentation (FORMATS.md §0,
-  surprise 7); instrumentations that comment with the *request's* span id
+  own id with the OpenTelemetry SQLAlchemy instrumentation (its comment is
+  written inside the span); instrumentations that comment with the *request's* span id
   name the DB span's parent, so a plan whose traceparent names the parent and
   whose fingerprint is the span's counts too;
 * ``fingerprint``: no plan of its own, but a plan of the same statement shape

@@ -4,8 +4,8 @@ Each plan gets the statement it was made for (a ``.sql`` file or the plan's own
 ``Query Text``), that statement's fingerprint, and, when the statement carries
 a sqlcommenter ``traceparent``, the exact span: ``link = 'traceparent'`` with
 ``trace_id``/``span_id`` from the comment. With the OpenTelemetry SQLAlchemy
-instrumentation that span id is the DB CLIENT span's own id (FORMATS.md §0,
-surprise 7). Without a comment the plan stands for every span of its shape
+instrumentation that span id is the DB CLIENT span's own id (the comment is
+written inside that span). Without a comment the plan stands for every span of its shape
 (``link = 'fingerprint'``); without any statement it is still stored, with a
 NULL fingerprint, and counted as unlinked.
 

@@ -6,7 +6,7 @@ the run diff are written once. Every key of a source node lands either in a
 named field or in the node's ``extra`` dict; nothing is dropped.
 
 Times are milliseconds. ``actual_rows`` and ``actual_total_time`` are **per
-loop**, as PostgreSQL reports them (FORMATS.md §6.1); ``total_rows`` and
+loop**, as PostgreSQL's EXPLAIN reports them; ``total_rows`` and
 ``total_time`` are the derived totals (per loop × loops). ``self_time`` is the
 exclusive time: the node's total minus its children's totals, clamped at zero.
 Two caveats make it approximate: under a ``Gather`` the workers' loops overlap
