@@ -42,6 +42,8 @@ class Service:
     conflict_every: int = 80
     #: whether a request keeps its connection: (start ms, request number, status) -> bool
     leaks: Callable[[float, int, int], bool] = lambda t, n, status: False
+    #: the connection goes back after the query (``with engine.connect()``), not at the end
+    release_after_query: bool = False
 
 
 def simulate(
@@ -81,7 +83,8 @@ def simulate(
             b.connect(trace, r, t, acquired)
             b.query(trace, r, acquired, acquired + svc.db_ms, "SELECT * FROM orders WHERE id = 1")
             leaked = svc.leaks(t, n, status)
-            free[conn] = float("inf") if leaked else end
+            back = acquired + svc.db_ms + 1 if svc.release_after_query else end
+            free[conn] = float("inf") if leaked else back
             count["leaked"] += leaked
             count["conflicts"] += status == 409
         b.user_request(user, t, end - t, "/orders")
@@ -178,8 +181,16 @@ def too_little() -> RunBuilder:
     return b
 
 
+def early_release_leak() -> RunBuilder:
+    b = RunBuilder()
+    svc = Service(leaks=on_conflict, release_after_query=True, db_ms=100, app_ms=50)
+    simulate(b, svc, users=lambda t: 10)
+    return b
+
+
 SCENARIOS = {
     "leak_steady": leak_steady,
+    "early_release_leak": early_release_leak,
     "leak_ramp_down": leak_ramp_down,
     "saturation_steady": saturation_steady,
     "saturation_recovers": saturation_recovers,
@@ -187,7 +198,11 @@ SCENARIOS = {
 }
 
 
-@pytest.mark.parametrize("make", [leak_steady, leak_ramp_down], ids=["steady", "ramp_down"])
+@pytest.mark.parametrize(
+    "make",
+    [leak_steady, leak_ramp_down, early_release_leak],
+    ids=["steady", "ramp_down", "early_release"],
+)
 def test_a_leak_is_named_with_its_route_status_and_statistic(
     make: Callable[[], RunBuilder],
 ) -> None:
@@ -228,6 +243,15 @@ def test_saturation_is_a_full_pool_of_live_requests(make: Callable[[], RunBuilde
     assert "leak cannot be ruled out" not in f.explanation
 
 
+def test_saturation_when_connections_go_back_before_the_request_ends() -> None:
+    b = RunBuilder()
+    svc = Service(capacity=3, db_ms=100, app_ms=50, think_ms=100, release_after_query=True)
+    simulate(b, svc, users=lambda t: 20)
+    (f,), (inf, _) = analysed(b)
+    assert inf.verdict == "saturation" and f.kind == FindingKind.POOL_SATURATION
+    assert "held all 3 connections" in f.explanation
+
+
 def test_too_little_data_says_it_cannot_tell() -> None:
     (f,), (inf, _) = analysed(too_little())
     assert inf.verdict == "undecided"
@@ -244,6 +268,28 @@ def test_no_route_is_named_when_none_stands_out() -> None:
     assert inf.verdict == "leak" and f.kind == FindingKind.POOL_LEAK
     assert inf.culprit is None and f.route is None
     assert "no route stands out" in f.explanation
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("pg-pool.connect", "CLIENT"), ("generic-pool.acquire", "INTERNAL"), ("connect", "CLIENT")],
+)
+def test_other_instrumentations_checkout_spans_are_read(name: str, kind: str) -> None:
+    b = RunBuilder()
+    simulate(b, Service(capacity=5), users=lambda t: 20, seconds=30)
+    for span in b.spans:
+        if span["name"] == "connect":
+            span["name"], span["kind"] = name, kind
+    (f,), (inf, _) = analysed(b)
+    assert f.kind == FindingKind.POOL_SATURATION and inf.verdict == "saturation"
+
+
+def test_every_checkout_span_name_counts_as_pool_wait() -> None:
+    from correlate.analysis.pool_inference import CHECKOUT_SPAN_NAMES
+    from correlate.analysis.requests import CATEGORY_SQL
+
+    for name in CHECKOUT_SPAN_NAMES:
+        assert f"'{name}'" in CATEGORY_SQL
 
 
 # -- one coherent verdict ---------------------------------------------------------------

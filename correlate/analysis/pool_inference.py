@@ -44,11 +44,13 @@ When the data cannot decide, :func:`infer` says so and why.
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     import numpy as np
+    import pandas as pd
 
     from correlate.analysis.detectors.pool import PoolSettings
     from correlate.analysis.run import Run
@@ -172,30 +174,34 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
 
     With several services, the one whose requests waited most is read.
     """
-    import numpy as np
-
     data = _load(run, settings)
     if data is None:
         return None
+    holders, waits, db = data
     best: PoolInference | None = None
-    for service in data["services"]:
-        got = _infer_service(np, data, service, settings, run.span[0])
+    for service in sorted(set(waits.service)) or [""]:
+        got = _infer_service(
+            holders[holders.service == service],
+            waits.start_ns[waits.service == service].to_numpy(),
+            db,
+            service,
+            settings,
+            run.span[0],
+        )
         if best is None or got.waits > best.waits:
             best = got
     return best
 
 
-def _load(run: Run, s: PoolSettings) -> dict[str, Any] | None:
-    import numpy as np
-
+def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     reqs, parts = run.table("requests"), run.table("parts")
     (checkouts,) = run.con.execute(
         f"SELECT count(*) FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"
     ).fetchone() or (0,)
     if not checkouts:
         return None
-    # one row per request: when it first got a connection (NULL: it never did)
-    rows = run.con.execute(
+    # one row per request that got a connection, with when it first did, by end time
+    holders = run.con.execute(
         f"""
         WITH got AS (
             SELECT th, rh, min(end_ns) AS acquired_ns
@@ -203,44 +209,54 @@ def _load(run: Run, s: PoolSettings) -> dict[str, Any] | None:
             WHERE category = 'pool' AND span_id IS NOT NULL
               AND status_code IS DISTINCT FROM 'ERROR'
             GROUP BY th, rh
+        ),
+        queried AS (
+            SELECT th, rh, max(b) AS last_query_ns FROM {parts} WHERE category = 'db'
+            GROUP BY th, rh
         )
-        SELECT coalesce(r.service, ''), r.route, r.method, r.http_status,
+        SELECT coalesce(r.service, '') AS service, r.route, r.method,
+               r.http_status AS status,
                (list_filter(s.events, lambda e: e.name = 'exception')[1]).attributes
                    ->>'$."exception.type"' AS exception,
-               r.trace_id, r.start_ns, r.end_ns, g.acquired_ns
+               r.trace_id, r.end_ns, g.acquired_ns,
+               -- surely held until its last query: the lower bound of the hold
+               greatest(g.acquired_ns, least(coalesce(q.last_query_ns, 0), r.end_ns))
+                   AS queried_ns
         FROM {reqs} r
         JOIN got g USING (th, rh)
+        LEFT JOIN queried q USING (th, rh)
         JOIN spans s ON s.run_id = $run AND s.trace_id = r.trace_id AND s.span_id = r.request_id
         WHERE g.acquired_ns <= r.end_ns
         ORDER BY r.end_ns
         """,
         {"run": run.run_id},
-    ).fetchall()
+    ).df()
     waits = run.con.execute(
         f"""
-        SELECT coalesce(r.service, ''), p.start_ns
+        SELECT coalesce(r.service, '') AS service, p.start_ns
         FROM {parts} p JOIN {reqs} r USING (th, rh)
         WHERE p.category = 'pool' AND p.span_id IS NOT NULL
           AND (p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR')
         ORDER BY p.start_ns
         """,
         {"min_wait": round(s.min_wait_ms * 1e6)},
-    ).fetchall()
-    db = run.con.execute(f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a").fetchall()
-    return {
-        "services": sorted({w[0] for w in waits}) or [""],
-        "holders": rows,
-        "waits": waits,
-        "db_a": np.sort(np.array([a for a, _ in db], dtype=np.int64)),
-        "db_b": np.sort(np.array([b for _, b in db], dtype=np.int64)),
-    }
+    ).df()
+    db = run.con.execute(
+        f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a ORDER BY a"
+    ).df()
+    return holders, waits, db
 
 
 def _infer_service(
-    np: Any, data: dict[str, Any], service: str, s: PoolSettings, run_start: int
+    rows: pd.DataFrame,
+    moments: np.ndarray,
+    db: pd.DataFrame,
+    service: str,
+    s: PoolSettings,
+    run_start: int,
 ) -> PoolInference:
-    rows = [r for r in data["holders"] if r[0] == service]
-    moments = np.array([w[1] for w in data["waits"] if w[0] == service], dtype=np.int64)
+    import numpy as np
+
     name = service or None
     n = len(moments)
     if n < s.min_waits:
@@ -251,12 +267,18 @@ def _infer_service(
             name,
             n,
         )
-    acquired = np.sort(np.array([r[8] for r in rows], dtype=np.int64))
-    ended = np.array([r[7] for r in rows], dtype=np.int64)  # rows come sorted by end
+    moments = moments.astype(np.int64)
+    acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
+    ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
     holders = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
         ended, moments, side="right"
     )
     holders = np.maximum(holders, 0)
+    # the connection may go back before the request ends: the holders until their last
+    # query are the lower bound, and a pool full by either count is full
+    surely = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
+        np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right"
+    )
     levels = _levels(np, moments, holders, s, run_start)
     if len(levels) < s.min_windows:
         return PoolInference(
@@ -270,16 +292,19 @@ def _infer_service(
         )
     values = [v for _, v in levels]
     peak = max(values)
-    tail = values[-max(len(values) // 3, 1) :]
-    final = int(np.median(tail))
+    final = int(np.median(values[-max(len(values) // 3, 1) :]))
     full = int(np.count_nonzero(holders >= peak - s.full_slack)) / n
-    first = max(values[: max(len(values) // 3, 1)])
+    surely_peak = max((v for _, v in _levels(np, moments, surely, s, run_start)), default=0)
+    surely_full = int(np.count_nonzero(surely >= surely_peak - s.full_slack)) / n
+    full_peak = peak
+    if surely_peak and surely_full > full:
+        full_peak, full = surely_peak, surely_full
     base = PoolInference(
         "undecided",
         "",
         name,
         n,
-        capacity_first=first,
+        capacity_first=max(values[: max(len(values) // 3, 1)]),
         capacity_last=final,
         at_capacity_share=full,
         levels=levels,
@@ -292,26 +317,30 @@ def _infer_service(
         return base
     if final <= (1 - s.capacity_loss) * peak:
         base.verdict = "leak"
-        _steps(np, base, moments, holders, rows, s)
-        _idle(np, base, data, moments, holders)
         base.reason = (
             f"while requests waited, the connections held by running requests fell from "
             f"{peak} to {final} and did not come back"
         )
+        readings = [
+            (holders, rows.end_ns.to_numpy(dtype=np.int64)),
+            (surely, rows.queried_ns.to_numpy(dtype=np.int64)),
+        ]
+        _steps(np, base, moments, readings, rows, s)
+        _idle(np, base, db, moments)
         return base
     if full >= s.saturated_share:
         base.verdict = "saturation"
         base.reason = (
-            f"requests waited only while running requests held all {peak} connections "
+            f"requests waited only while running requests held all {full_peak} connections "
             f"(within {s.full_slack}; {_share(full)} of waits), and that capacity held to the "
             "end of the run"
         )
         return base
     base.reason = (
-        f"requests waited while fewer than {peak} connections were held by running requests "
-        f"({_share(1 - full)} of waits), yet the capacity came back: connections are held by "
-        "something these traces do not show (another service, a background job, untraced "
-        "code) or released late"
+        f"the connections held by running requests while others waited varied below their "
+        f"peak of {full_peak} ({_share(1 - full)} of waits saw fewer) without falling for good: "
+        "connections may go back to the pool well before their requests end, or something "
+        "these traces do not show (another service, a background job, untraced code) holds some"
     )
     return base
 
@@ -320,7 +349,7 @@ def _levels(
     np: Any, moments: np.ndarray, holders: np.ndarray, s: PoolSettings, run_start: int
 ) -> list[tuple[float, int]]:
     """Per window with enough waits: a high quantile of the holders seen while waiting."""
-    width = round(s.window_s * 1e9)
+    width = max(round(s.window_s * 1e9), 1)
     bucket = (moments - run_start) // width
     out = []
     for b in np.unique(bucket):
@@ -334,51 +363,75 @@ def _steps(
     np: Any,
     inf: PoolInference,
     moments: np.ndarray,
-    holders: np.ndarray,
-    rows: list[tuple[Any, ...]],
+    counts: list[tuple[np.ndarray, np.ndarray]],
+    rows: pd.DataFrame,
     s: PoolSettings,
 ) -> None:
-    """The drops of the capacity seen while waiting, their candidates and the culprit."""
-    level = np.maximum.accumulate(holders[::-1])[::-1]  # the most held at this wait or later
-    acquired = np.array([r[8] for r in rows], dtype=np.int64)
-    ended = np.array([r[7] for r in rows], dtype=np.int64)
-    drops = np.flatnonzero(level[:-1] > level[1:])
-    steps = []
-    for i in drops:
-        if len(moments) - i - 1 < s.min_waits_after_drop:
-            continue  # too few waits after it to say the capacity stayed down
-        t0, t1 = int(moments[i]), int(moments[i + 1])
-        # a request that ended between the two waits with a connection taken before the
-        # second: the one that kept its connection is among them
-        held = np.flatnonzero((acquired <= t1) & (ended > t0) & (ended <= t1))
-        steps.append(Step(t0, t1, int(level[i]), int(level[i + 1]), tuple(int(j) for j in held)))
-    inf.steps = steps
-    groups = [Group(str(r[1]), r[2], None if r[3] is None else int(r[3]), r[4]) for r in rows]
-    inf.culprit, inf.candidates = _culprit(groups, steps, s)
+    """The drops of the capacity seen while waiting, their candidates and the culprit.
+
+    ``counts`` holds the holders seen at each wait and when each request's hold ends,
+    once per reading of the hold (until the request ends; until its last query). The
+    reading whose drops name a group with more confidence is kept, its chance doubled
+    for having tried both.
+    """
+    groups = [
+        Group(
+            str(route),
+            None if method is None or method != method else str(method),
+            None if status is None or status != status else int(status),
+            None if exc is None or exc != exc else str(exc),
+        )
+        for route, method, status, exc in zip(
+            rows.route, rows.method, rows.status, rows.exception, strict=True
+        )
+    ]
+    chosen: tuple[list[Step], Culprit | None, list[Group]] | None = None
+    for holders, released in counts:
+        order = np.argsort(released, kind="stable")
+        released = released[order]
+        level = np.maximum.accumulate(holders[::-1])[::-1]  # the most held now or later
+        steps = []
+        for i in np.flatnonzero(level[:-1] > level[1:]):
+            if len(moments) - i - 1 < s.min_waits_after_drop:
+                continue  # too few waits after it to say the capacity stayed down
+            t0, t1 = int(moments[i]), int(moments[i + 1])
+            # the requests whose hold ended between the two waits: the one that kept its
+            # connection is among them
+            lo, hi = np.searchsorted(released, [t0, t1], side="right")
+            held = tuple(int(j) for j in order[lo:hi])
+            steps.append(Step(t0, t1, int(level[i]), int(level[i + 1]), held))
+        culprit, tried = _culprit(groups, steps, s, readings=len(counts))
+        if chosen is None or (
+            culprit is not None and (chosen[1] is None or culprit.p_value < chosen[1].p_value)
+        ):
+            chosen = (steps, culprit, tried)
+    assert chosen is not None
+    inf.steps, inf.culprit, inf.candidates = chosen
     if inf.culprit:
         g = inf.culprit.group
+        traces = rows.trace_id.to_numpy()
         inf.traces = tuple(
-            str(rows[j][5]) for step in steps for j in step.candidates if groups[j] == g
+            str(traces[j]) for step in inf.steps for j in step.candidates if groups[j] == g
         )[:3]
 
 
 def _culprit(
-    groups: list[Group], steps: list[Step], s: PoolSettings
+    groups: list[Group], steps: list[Step], s: PoolSettings, *, readings: int = 1
 ) -> tuple[Culprit | None, list[Group]]:
     if not steps or not groups:
         return None, []
-    total = len(groups)
-    counts: dict[Group, int] = {}
-    for g in groups:
-        counts[g] = counts.get(g, 0) + 1
-    seen = {groups[j] for step in steps for j in step.candidates}
-    tried = sorted(seen, key=lambda g: (g.route, g.method or "", g.status or 0, g.exception or ""))
+    counts = Counter(groups)
+    per_step = [{groups[j] for j in step.candidates} for step in steps]
+    tried = sorted(
+        set().union(*per_step),
+        key=lambda g: (g.route, g.method or "", g.status or 0, g.exception or ""),
+    )
     best: Culprit | None = None
     for g in tried:
-        q = counts[g] / total
-        followed = sum(any(groups[j] == g for j in step.candidates) for step in steps)
+        q = counts[g] / len(groups)
+        followed = sum(g in seen for seen in per_step)
         chances = [1 - (1 - q) ** len(step.candidates) for step in steps]
-        p = min(1.0, _tail(chances, followed) * len(tried))
+        p = min(1.0, _tail(chances, followed) * len(tried) * readings)
         c = Culprit(g, followed, len(steps), q, p)
         if best is None or (c.p_value, -c.steps_followed) < (best.p_value, -best.steps_followed):
             best = c
@@ -399,15 +452,17 @@ def _tail(chances: list[float], k: int) -> float:
     return float(min(1.0, max(0.0, math.fsum(dist[k:]))))
 
 
-def _idle(
-    np: Any, inf: PoolInference, data: dict[str, Any], moments: np.ndarray, holders: np.ndarray
-) -> None:
+def _idle(np: Any, inf: PoolInference, db: pd.DataFrame, moments: np.ndarray) -> None:
     """Waits after the last drop with no database span running anywhere."""
     after = (
-        moments[moments > inf.steps[-1].after_ns] if inf.steps else moments[-len(moments) // 3 :]
+        moments[moments > inf.steps[-1].after_ns]
+        if inf.steps
+        else moments[-max(len(moments) // 3, 1) :]
     )
-    running = np.searchsorted(data["db_a"], after, side="right") - np.searchsorted(
-        data["db_b"], after, side="right"
+    starts = db.a.to_numpy(dtype=np.int64)
+    ends = np.sort(db.b.to_numpy(dtype=np.int64))
+    running = np.searchsorted(starts, after, side="right") - np.searchsorted(
+        ends, after, side="right"
     )
     inf.final_waits = len(after)
     inf.idle_waits = int(np.count_nonzero(running <= 0))
