@@ -289,6 +289,14 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
 @click.option("--fixed", is_flag=True, help="Turn every planted fault off (the healthy variant).")
 @click.option("--orders", default=200_000, show_default=True, help="Rows seeded into orders.")
 @click.option("--sqlcommenter", is_flag=True, help="Append sqlcommenter comments to the SQL.")
+@click.option(
+    "--instrument",
+    type=click.Choice(["correlate", "otel"]),
+    default="correlate",
+    show_default=True,
+    help="Record with correlate.instrument, or with stock OpenTelemetry only (SDK, official "
+    "SQLAlchemy and Flask instrumentations, OTLP JSON file exporter).",
+)
 @click.option("--compress", is_flag=True, help="Gzip the JSON Lines files of the run.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def demo(
@@ -299,6 +307,7 @@ def demo(
     fixed: bool,
     orders: int,
     sqlcommenter: bool,
+    instrument: str,
     compress: bool,
     overwrite: bool,
 ) -> None:
@@ -322,6 +331,7 @@ def demo(
         fixed=fixed,
         orders=orders,
         sqlcommenter=sqlcommenter,
+        instrument=instrument,
         compress=compress,
         overwrite=overwrite,
     )

@@ -19,6 +19,7 @@ class FindingKind(StrEnum):
 
     POOL_LEAK = "pool_leak"
     POOL_SATURATION = "pool_saturation"
+    POOL_EXHAUSTED = "pool_exhausted"
     N_PLUS_ONE = "n_plus_one"
     SLOW_QUERY = "slow_query"
     ERROR_BURST = "error_burst"

@@ -6,7 +6,8 @@ is a request of its own, already covered in the caller by the CLIENT span that
 called it). Each span of that work falls in one category:
 
 ``pool``
-    waiting for a pooled connection: SQLAlchemy's ``connect`` spans, and the
+    waiting for a pooled connection: SQLAlchemy's ``connect`` spans (and the other
+    checkout spans :mod:`correlate.analysis.pool_inference` lists), and the
     checkouts ``correlate.instrument`` recorded (``pool_checkouts``), which
     cover the same wait when both exist;
 ``db``
@@ -47,7 +48,10 @@ MAX_DEPTH = 64
 #: SQL deciding a span's category (NULL: neither; its time is the app's).
 CATEGORY_SQL = """
 CASE
-    WHEN s.name = 'connect' AND NOT s.has_statement AND s.kind = 'CLIENT' THEN 'pool'
+    -- a checkout from a pool (analysis.pool_inference.CHECKOUT_SPAN_NAMES)
+    WHEN NOT s.has_statement AND (s.name = 'connect' AND s.kind = 'CLIENT'
+         OR s.name IN ('pg-pool.connect', 'generic-pool.acquire', 'generic-pool.aquire'))
+        THEN 'pool'
     -- a database call without a statement (Redis, MongoDB, capture turned off) is still
     -- the database's time
     WHEN s.db_system IS NOT NULL AND (s.has_statement OR s.kind = 'CLIENT') THEN 'db'

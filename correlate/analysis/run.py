@@ -203,4 +203,6 @@ class Run:
         found: list[Finding] = []
         for detect in chosen:
             found.extend(detect(self, **resolved.arguments(detect)))
-        return rank(found)
+        from correlate.analysis.verdict import reconcile  # verdict imports this module
+
+        return reconcile(rank(found))

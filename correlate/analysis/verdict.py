@@ -9,14 +9,15 @@ closed before anything is printed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.client import client_vs_server
-from correlate.analysis.findings import Finding
+from correlate.analysis.findings import Finding, rank
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
+from correlate.kinds import FindingKind
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -129,6 +130,39 @@ def resolve_run(
             f"{store.path} (runs there: {', '.join(names) or 'none'})"
         )
     return name, None
+
+
+#: The findings that name the pool's verdict: at most one per run.
+POOL_KINDS = (FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION, FindingKind.POOL_EXHAUSTED)
+#: Findings that describe latency over the run and may blame the part that grew.
+_SYMPTOM_KINDS = (FindingKind.DEGRADATION, FindingKind.THROUGHPUT_KNEE)
+
+
+def reconcile(findings: list[Finding]) -> list[Finding]:
+    """One cause named once: findings that blame the pool defer to the pool finding.
+
+    A degradation or throughput knee whose grown part is pool wait is a symptom of
+    whatever the pool finding concluded (leak, saturation, or that it cannot tell):
+    it points at that finding by its title, and its evidence records the cause
+    (``evidence["cause"]``), so no two findings name different causes for the same
+    waits. Without a pool finding, nothing changes.
+    """
+    pool = next((f for f in findings if f.kind in POOL_KINDS), None)
+    if pool is None:
+        return findings
+    out = []
+    for f in findings:
+        if f.kind in _SYMPTOM_KINDS and f.evidence.get("grew_most") == "pool wait":
+            f = replace(
+                f,
+                evidence={**f.evidence, "cause": str(pool.kind)},
+                suggestion=(
+                    f"A symptom of the pool finding, “{pool.title}”: the pool wait that grew here "
+                    "is its doing. Fix that first."
+                ),
+            )
+        out.append(f)
+    return rank(out)
 
 
 def _collect(run: Run, detectors: tuple[Detector, ...] | None, settings: Settings) -> Analysis:

@@ -191,11 +191,15 @@ def serve(config: AppConfig) -> None:
         max_overflow=config.max_overflow,
         pool_timeout=config.pool_timeout,
     )
-    recording = None
+    recording: Any = None
     instrumentor = None
-    if config.record:
-        if config.run_dir is None:
-            raise DemoError("record=True needs a run_dir")
+    if config.record and config.run_dir is None:
+        raise DemoError("record=True needs a run_dir")
+    if config.record and config.run_dir is not None and config.instrument == "otel":
+        from correlate.demo.otel import record_otel
+
+        recording = record_otel(engine, config.run_dir, config.service_name)
+    elif config.record and config.run_dir is not None:
         from correlate.instrument import record
 
         recording = record(

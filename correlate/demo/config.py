@@ -20,6 +20,8 @@ class AppConfig:
     port: int
     run_dir: str | None = None
     record: bool = True
+    #: "correlate" (correlate.instrument) or "otel" (stock OpenTelemetry, nothing of ours)
+    instrument: str = "correlate"
     faults: dict[str, bool] = field(default_factory=lambda: asdict(Faults()))
     schema: str = DEFAULT_SCHEMA
     pool_size: int = 5

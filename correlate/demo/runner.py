@@ -257,6 +257,7 @@ def run_demo(
     orders: int = 200_000,
     seed_value: int = 42,
     record: bool = True,
+    instrument: str = "correlate",
     sqlcommenter: bool = False,
     pool_size: int = 5,
     max_overflow: int = 5,
@@ -284,10 +285,17 @@ def run_demo(
     is a SQLite file ``out/demo.sqlite``. ``fixed=True`` turns every planted
     fault off; ``faults`` picks them one by one and wins over ``fixed``.
     ``compress=True`` gzips the JSON Lines files afterwards (``*.jsonl.gz``).
+    ``instrument="otel"`` records the service with stock OpenTelemetry only (the
+    SDK, the official SQLAlchemy and Flask instrumentations, the OTLP JSON file
+    exporter; :mod:`correlate.demo.otel`) instead of ``correlate.instrument``.
 
     Raises :class:`correlate.demo.errors.DemoError` when the run cannot be set
     up (missing packages, ``out`` already holding a run, the service not starting).
     """
+    from correlate.demo.otel import INSTRUMENTS
+
+    if instrument not in INSTRUMENTS:
+        raise DemoError(f"instrument must be one of {', '.join(INSTRUMENTS)}, not {instrument!r}")
     _require_demo_packages()
     out_path = Path(out)
     chosen = faults if faults is not None else (Faults.none() if fixed else Faults.all())
@@ -341,6 +349,7 @@ def run_demo(
         port=port,
         run_dir=str(out_path.resolve()),
         record=record,
+        instrument=instrument,
         faults=asdict(chosen),
         schema=schema,
         pool_size=pool_size,
@@ -430,7 +439,12 @@ def run_demo(
                 "elapsed_s": round(elapsed, 3),
                 "locust_returncode": locust_rc,
             },
-            "demo": {**demo_info, "dsn": redact_url(dsn), "recorded": record},
+            "demo": {
+                **demo_info,
+                "dsn": redact_url(dsn),
+                "recorded": record,
+                "instrument": instrument,
+            },
         },
     )
     if compress:

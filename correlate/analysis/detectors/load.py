@@ -153,6 +153,7 @@ def degradation(run: Run, settings: DegradationSettings = DEGRADATION) -> list[F
                 "parts_ms_first_to_last": {g[0]: [g[1], g[2]] for g in growth},
                 "throughput_first_rps": float(first.throughput_rps.mean()),
                 "throughput_last_rps": float(last.throughput_rps.mean()),
+                "grew_most": label,
             },
             explanation=(
                 f"From {t0:.0f} s to {t1:.0f} s the load held at about {users:.0f} users, yet "
@@ -162,7 +163,8 @@ def degradation(run: Run, settings: DegradationSettings = DEGRADATION) -> list[F
                 "requests/s. Something is running out over time rather than under load."
             ),
             suggestion=(
-                "See the pool finding: connections are leaking."
+                "Pool wait grew the most: the connection-pool finding says whether connections "
+                "leak or the pool is too small for the load."
                 if label == "pool wait"
                 else f"Look at what accumulates over the run in {label}: caches, table growth, "
                 "locks, memory."
@@ -230,6 +232,7 @@ def throughput_knee(run: Run, settings: ThroughputKneeSettings = THROUGHPUT_KNEE
                 "p50_at_knee_ms": float(at.p50_ms.iloc[0]),
                 "parts_ms_baseline_to_knee": {g[0]: [g[1], g[2]] for g in growth},
                 "first_to_grow": first,
+                "grew_most": label,
             },
             explanation=(
                 f"Up to about {t_knee:.0f} s throughput followed the load ({base_eff:.2f} "

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.pool_inference import infer
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -34,6 +35,7 @@ from correlate.severity import Severity
 if TYPE_CHECKING:
     import pandas as pd
 
+    from correlate.analysis.pool_inference import PoolInference
     from correlate.analysis.run import Run
 
 
@@ -59,6 +61,25 @@ class PoolSettings:
     tracks_load: float = share(
         0.5, "correlation of wait and requests in flight from which saturation tracks load"
     )
+    # spans only: the pool's capacity inferred from checkout spans (analysis.pool_inference)
+    min_waits: int = setting(20, "spans only: checkouts that waited, at least, to decide", low=1)
+    window_s: float = setting(
+        5.0, "spans only: window for the capacity seen while waiting", unit="s"
+    )
+    min_windows: int = setting(3, "spans only: windows with waits, at least, to decide", low=1)
+    min_window_waits: int = setting(3, "spans only: waits in a window for it to count", low=1)
+    capacity_loss: float = share(
+        0.3, "spans only: leak when the capacity seen at the end is this share below its peak"
+    )
+    full_slack: int = setting(1, "spans only: connections below the peak still counted as full")
+    saturated_share: float = share(
+        0.8, "spans only: saturation when this share of waits saw the pool full"
+    )
+    min_waits_after_drop: int = setting(
+        3, "spans only: waits after a capacity drop for it to count as a step", low=1
+    )
+    max_p_value: float = share(0.01, "spans only: a route is named as the leak's below this p")
+    min_drops: int = setting(2, "spans only: capacity drops a named route must precede", low=1)
 
 
 DEFAULTS = PoolSettings()
@@ -99,9 +120,31 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
         if pressure.timeouts or pressure.share >= s.critical_wait_share
         else Severity.WARNING
     )
-    if leaks or (orphans and orphans["at_end"] >= 1) or stuck:
-        return [_leak_finding(run, s, pressure, leaks, orphans, stuck, timeline, severity)]
-    return [_saturation_finding(run, s, pressure, timeline, severity)]
+    # without correlate.instrument's telemetry, the checkout spans are the evidence
+    inferred = None if _has_telemetry(run) else infer(run, s)
+    verdict = inferred.verdict if inferred else None
+    if verdict == "saturation":
+        stuck = None  # holders at capacity whenever anyone waited: the load explains the wait
+    if leaks or (orphans and orphans["at_end"] >= 1) or stuck or verdict == "leak":
+        return [
+            _leak_finding(run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred)
+        ]
+    if inferred is not None and inferred.verdict == "undecided":
+        return [_undecided_finding(run, s, pressure, timeline, severity, inferred)]
+    return [_saturation_finding(run, s, pressure, timeline, severity, inferred)]
+
+
+def _has_telemetry(run: Run) -> bool:
+    """Whether correlate.instrument recorded the pool (samples, checkouts or leak suspects)."""
+    (n,) = run.con.execute(
+        """
+        SELECT (SELECT count(*) FROM pool_samples WHERE run_id = $run)
+             + (SELECT count(*) FROM pool_checkouts WHERE run_id = $run)
+             + (SELECT count(*) FROM pool_leaks WHERE run_id = $run)
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (0,)
+    return bool(n)
 
 
 def _under_pressure(p: _Pressure, s: PoolSettings) -> bool:
@@ -296,12 +339,21 @@ def _leak_finding(
     stuck: dict[str, float] | None,
     timeline: pd.DataFrame,
     severity: Severity,
+    inferred: PoolInference | None = None,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
     said: list[str] = []
     route = location = None
     traces: tuple[str, ...] = ()
+    named = ""
+    if inferred is not None and inferred.verdict == "leak":
+        evidence["checkout_spans"] = inferred.evidence()
+        said.append(_inferred_leak(inferred))
+        if inferred.culprit and not leaks:
+            group = inferred.culprit.group
+            route, traces = group.route, inferred.traces
+            named = group.describe()
     if leaks:
         top = leaks[0]
         route, location = top["route"], top["location"]
@@ -354,7 +406,8 @@ def _leak_finding(
         )
     routes = len(pressure.routes)
     title = (
-        f"Connection-pool leak in {route}" + (f" ({location.split(' in ')[0]})" if location else "")
+        f"Connection-pool leak in {named or route}"
+        + (f" ({location.split(' in ')[0]})" if location else "")
         if route
         else "Connection-pool leak: connections are not returned"
     )
@@ -394,7 +447,9 @@ def _leak_finding(
             "(`with engine.connect() as conn:` / `with Session() as session:`) or release it "
             "in a `finally`, including early returns and error responses."
             + (
-                " The leaking requests are the ones listed; follow their traces."
+                f" Start with the path of every {named}; follow the traces listed."
+                if named
+                else " The leaking requests are the ones listed; follow their traces."
                 if traces
                 else " Record the run with correlate.instrument to name the route and line."
             )
@@ -402,18 +457,86 @@ def _leak_finding(
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
             "per request, or timeouts, or leak suspects; leak when connections outlive their "
-            "requests or wait does not recover as load falls; critical with timeouts or "
+            "requests, the capacity seen while waiting falls for good, or wait does not "
+            "recover as load falls; critical with timeouts or "
             f"≥ {pct(s.critical_wait_share)} of request time"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
     )
 
 
-def _saturation_finding(
-    run: Run, s: PoolSettings, pressure: _Pressure, timeline: pd.DataFrame, severity: Severity
+def _inferred_leak(inf: PoolInference) -> str:
+    """The checkout spans' case for a leak, in words."""
+    text = (
+        f"while requests waited for a connection, the connections held by running requests "
+        f"fell from {max(n for _, n in inf.levels)} to {inf.capacity_last} "
+        f"({inf.levels_text()} per {inf.levels[1][0] - inf.levels[0][0]:.0f} s window with "
+        "waits) and did not come back"
+    )
+    if inf.culprit:
+        text += f"; {inf.culprit.sentence()}"
+    elif inf.steps:
+        text += (
+            f"; no route stands out among the requests that ended just before the "
+            f"{len(inf.steps)} capacity drops"
+        )
+    if inf.final_waits and inf.idle_waits:
+        text += (
+            f"; after the last drop {inf.idle_waits} of {inf.final_waits} waiting requests "
+            "found no query running anywhere (the database was idle)"
+        )
+    return text
+
+
+def _undecided_finding(
+    run: Run,
+    s: PoolSettings,
+    pressure: _Pressure,
+    timeline: pd.DataFrame,
+    severity: Severity,
+    inferred: PoolInference,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
+    evidence["checkout_spans"] = inferred.evidence()
+    return Finding(
+        kind=FindingKind.POOL_EXHAUSTED,
+        severity=severity,
+        title="Connection pool exhausted: leak or saturation cannot be told apart",
+        impact_ms=pressure.wait_ms,
+        evidence=evidence,
+        explanation=(
+            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
+            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request). "
+            "Whether connections leak or the pool is too small for the load cannot be told "
+            f"from these spans, because {inferred.reason}."
+        ),
+        suggestion=(
+            "Record the run with correlate.instrument (pool samples and checkouts name a leak "
+            "and its code line), or run longer at steady load so the pool's capacity can be "
+            "followed; meanwhile check that every path returns its connection."
+        ),
+        threshold=(
+            f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
+            f"per request, or timeouts; undecided with fewer than {s.min_waits} waits, "
+            f"{s.min_windows} windows with waits, or a capacity that neither holds nor falls"
+        ),
+        source=_SOURCE.format(anchor=FindingKind.POOL_EXHAUSTED),
+    )
+
+
+def _saturation_finding(
+    run: Run,
+    s: PoolSettings,
+    pressure: _Pressure,
+    timeline: pd.DataFrame,
+    severity: Severity,
+    inferred: PoolInference | None = None,
+) -> Finding:
+    evidence = _common(pressure, run)
+    evidence["wait_per_request_over_time"] = _wait_series(timeline)
+    if inferred is not None:
+        evidence["checkout_spans"] = inferred.evidence()
     hold = run.con.execute(
         """
         SELECT count(*) / nullif((max(start_unix_nano) - min(start_unix_nano)) / 1e9, 0),
@@ -442,8 +565,10 @@ def _saturation_finding(
         " correlate.instrument saw no connection outlive its request, and the wait does not "
         "stay up when the load falls. "
         if recorded
-        else " The wait does not stay up when the load falls (without pool telemetry from "
-        "correlate.instrument, a slow leak cannot be ruled out). "
+        else f" It is no leak: {inferred.reason}. "
+        if inferred is not None
+        else " The wait does not stay up when the load falls, and the pool samples show no "
+        "connection held beyond the requests in flight. "
     )
     busy = timeline[timeline.requests > 0]
     tracking = _load_correlation(busy)
