@@ -165,10 +165,12 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
         parsed_tokens = normalize_tokens(tokenize(rendered, tok_dialect), AFTER_PARSER)
         normalized = render(parsed_tokens)
         again = render(normalize_tokens(tokenize(normalized, tok_dialect), PASSES))
-        if _canonical(again, tok_dialect, glot_dialect, auto) is None:
+        second = _canonical(again, tok_dialect, glot_dialect, auto)
+        if second is None or _after_parser(second[0], tok_dialect) != normalized:
             # The parser's own rendering does not parse again (sqlglot writes MySQL's
-            # `VALUES !0` as `VALUES ((NOT …))`, which it then refuses): a second
-            # fingerprint would take the fallback and differ. Take it now instead.
+            # `VALUES !0` as `VALUES ((NOT …))`, which it then refuses), or parses to
+            # something else (`;END` renders as `END`, which renders as `end`): a second
+            # fingerprint would differ. Take the fallback now instead.
             normalized, method, tables = text, "fallback", _fallback_tables(tokens)
         else:
             tokens = parsed_tokens
@@ -180,6 +182,10 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
         tables=tables,
         comment=comment,
     )
+
+
+def _after_parser(rendered: str, tok_dialect: str | None) -> str:
+    return render(normalize_tokens(tokenize(rendered, tok_dialect), AFTER_PARSER))
 
 
 def _sqlglot_dialect(name: str) -> str | None:
