@@ -9,10 +9,11 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from correlate.cli_collect import collect, record
 from correlate.cli_options import (
     FormatChoice,
     Group,
@@ -378,120 +379,6 @@ def watch(dsn: str, out: Path, interval: str, duration: str | None) -> None:
     click.echo(result.summary(), nl=False)
 
 
-def _listen_options(command: Any) -> Any:
-    """The receiver's options, shared by ``collect`` and ``record``."""
-    options = [
-        click.option(
-            "--host",
-            default="127.0.0.1",
-            show_default=True,
-            help="Address to listen on; one that is not loopback needs --allow-remote.",
-        ),
-        click.option(
-            "--http-port", default=4318, show_default=True, help="OTLP/HTTP port (0: any free)."
-        ),
-        click.option(
-            "--grpc-port",
-            default=4317,
-            show_default=True,
-            help="OTLP/gRPC port (0: any free); needs grpcio (correlate[grpc]).",
-        ),
-        click.option("--no-grpc", is_flag=True, help="Listen for OTLP/HTTP only."),
-        click.option(
-            "--allow-remote",
-            is_flag=True,
-            help="Let --host be an address other machines reach (there is no authentication).",
-        ),
-        click.option(
-            "--max-body",
-            "max_body",
-            type=Size(),
-            default="20M",
-            show_default=True,
-            metavar="SIZE",
-            help="Refuse (413) a request body larger than SIZE, compressed or not.",
-        ),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
-
-
-@cli.command()
-@click.option(
-    "--out",
-    "out",
-    required=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Run directory: spans/, metrics/ and logs/ are written in it.",
-)
-@_listen_options
-@click.option(
-    "--duration",
-    default=None,
-    metavar="DURATION",
-    help="Stop after this long (90s, 2m); default: until Ctrl-C or SIGTERM.",
-)
-@click.option(
-    "--rotate",
-    type=Size(),
-    default="64M",
-    show_default=True,
-    metavar="SIZE",
-    help="Start a new file (and gzip the full one) once a file reaches SIZE.",
-)
-def collect(
-    out: Path,
-    host: str,
-    http_port: int,
-    grpc_port: int,
-    no_grpc: bool,
-    allow_remote: bool,
-    max_body: int,
-    duration: str | None,
-    rotate: int,
-) -> None:
-    """Be the OTLP endpoint of a run: receive spans, metrics and logs into RUN_DIR.
-
-    Listens for OTLP/HTTP (/v1/traces, /v1/metrics, /v1/logs; protobuf or
-    JSON, gzip or not) and OTLP/gRPC on 127.0.0.1. Point the service at it
-    with OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318. A request is
-    answered once it is written; Ctrl-C or SIGTERM stops listening, finishes
-    what is in hand and closes the files. Then: correlate analyze RUN_DIR.
-    """
-    from correlate.collect import collect as run_collect
-
-    limit = parse_seconds(duration) if duration is not None else None
-    status = status_line() if sys.stderr.isatty() else None
-
-    def ready(receiver: Any) -> None:
-        where = [f"OTLP/HTTP {receiver.http_endpoint}"]
-        if receiver.grpc_endpoint:
-            where.append(f"OTLP/gRPC {receiver.grpc_endpoint}")
-        click.echo(f"listening: {', '.join(where)}; Ctrl-C to stop", err=True)
-        if receiver.grpc_skipped:
-            click.echo(receiver.grpc_skipped, err=True)
-
-    try:
-        result = run_collect(
-            out,
-            host=host,
-            http_port=http_port,
-            grpc_port=None if no_grpc else grpc_port,
-            allow_remote=allow_remote,
-            duration=limit,
-            max_body_bytes=max_body,
-            rotate_bytes=rotate,
-            status=status,
-            ready=ready,
-        )
-    finally:
-        if status is not None:
-            click.echo("\r\033[K", err=True, nl=False)
-    click.echo(result.summary(), nl=False)
-    click.echo(f"next: correlate analyze {out}")
-
-
 @cli.group()
 def plans() -> None:
     """Query plans of a run's statements: capture them, and see how much time they cover.
@@ -555,6 +442,11 @@ def plans_coverage(run: str, top: int, format_: str | None, output: Path | None,
     with open_db(db, read_only=True) as store:
         coverage = store.plans_coverage(run, top=top)
     emit(renderer(coverage), output, renderer)
+
+
+# correlate collect and correlate record, kept in a module of their own
+cli.add_command(collect)
+cli.add_command(record)
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ API_TWINS = {
     "plans coverage": correlate.Store.plans_coverage,
     "watch": correlate.watch,
     "collect": correlate.collect,
+    "record": correlate.record,
 }
 
 

@@ -18,5 +18,6 @@ from __future__ import annotations
 from correlate.collect.collector import CollectResult, collect
 from correlate.collect.counters import CollectStatus
 from correlate.collect.receiver import Receiver
+from correlate.collect.recorder import RecordResult, record
 
-__all__ = ["CollectResult", "CollectStatus", "Receiver", "collect"]
+__all__ = ["CollectResult", "CollectStatus", "Receiver", "RecordResult", "collect", "record"]
