@@ -355,3 +355,19 @@ def test_collect_command_runs_for_its_duration(tmp_path: Path) -> None:
         == f"0 spans, 0 metric points, 0 log records in 0 requests; 0.0 MB in 0 file(s) under {out}"
     )
     assert lines[3] == f"next: correlate analyze {out}"
+
+
+def test_without_grpcio_grpc_is_skipped_with_a_clear_message(
+    run_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from correlate.collect import grpc_server
+
+    monkeypatch.setattr(grpc_server, "grpc_available", lambda: False)
+    stop = threading.Event()
+    stop.set()
+    result = correlate.collect(run_dir, http_port=0, grpc_port=0, stop=stop)
+    assert result.grpc_endpoint is None
+    assert result.http_endpoint is not None
+    assert "OTLP/gRPC is off: grpcio is not installed (pip install 'correlate[grpc]')" in (
+        result.summary()
+    )

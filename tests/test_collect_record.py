@@ -80,3 +80,22 @@ def test_load_files_named_by_prefix_are_picked_up(tmp_path: Path) -> None:
     assert sorted(p.name for p in copied) == ["locust_stats.csv", "locust_stats_history.csv"]
     # older than the run: not this run's results
     assert pick_up_load_files(["locust", "--csv", str(prefix)], run_dir, since=4e9) == []
+
+
+@pytest.mark.postgres
+def test_record_with_a_dsn_watches_the_database_beside_the_command(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    out = tmp_path / "run"
+    result = correlate.record(
+        out,
+        [sys.executable, str(SERVICE), str(tmp_path / "k6.json"), "5"],
+        dsn=pg_dsn,
+        http_port=0,
+        grpc_port=None,
+        linger=1.5,
+        watch_interval=0.2,
+    )
+    assert result.watched is not None and result.watched.samples >= 2
+    assert (out / "db" / "activity.jsonl").stat().st_size > 0
+    assert result.collected.spans == 10
