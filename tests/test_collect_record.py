@@ -99,3 +99,34 @@ def test_record_with_a_dsn_watches_the_database_beside_the_command(
     assert result.watched is not None and result.watched.samples >= 2
     assert (out / "db" / "activity.jsonl").stat().st_size > 0
     assert result.collected.spans == 10
+
+
+@pytest.mark.slow
+def test_sigterm_to_record_stops_the_command_and_still_analyses(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    ready = tmp_path / "ready"
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "correlate", "record", "--out", str(tmp_path / "run"),
+            "--http-port", "0", "--no-grpc", "--linger", "0s", "--db", str(tmp_path / "s.duckdb"),
+            "--", sys.executable, str(SERVICE), str(tmp_path / "k6.json"), "7",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "SERVICE_READY": str(ready)},
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not ready.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    assert ready.exists()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "command exited with 0" in err
+    assert "14 spans" in err
+    assert "7 requests on 1 route" in out

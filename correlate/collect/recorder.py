@@ -92,8 +92,8 @@ def record(
 
     ``out`` becomes the run directory. With ``dsn``, ``correlate watch``
     samples the database beside the command. Without ``store`` nothing is
-    analysed (``RecordResult.analysis`` is None). SIGINT and SIGTERM are passed
-    to the command; recording stops when it exits. Raises
+    analysed (``RecordResult.analysis`` is None). SIGTERM is passed to the
+    command (Ctrl-C reaches it from the terminal); recording stops when it exits. Raises
     :class:`~correlate.errors.CorrelateError` when no span arrived, saying
     how to point the service at the receiver.
     """
@@ -238,14 +238,29 @@ class _Watcher:
 
 @contextmanager
 def _forward_signals(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """SIGINT and SIGTERM go to the command (main thread only); recording stops when it exits."""
+    """Pass stop requests to the command (main thread only); recording stops when it exits.
+
+    SIGTERM is forwarded. A Ctrl-C reaches the command from the terminal by itself, so
+    the first SIGINT is not sent again (a load generator stopping gracefully would take a
+    second one as "abort"); a second SIGINT sends SIGTERM, a third SIGKILL.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    interrupts = 0
 
     def forward(signum: int, frame: FrameType | None) -> None:
-        if process.poll() is None:
-            process.send_signal(signum)
+        nonlocal interrupts
+        if process.poll() is not None:
+            return
+        if signum == signal.SIGTERM:
+            process.send_signal(signal.SIGTERM)
+            return
+        interrupts += 1
+        if interrupts == 2:
+            process.send_signal(signal.SIGTERM)
+        elif interrupts > 2:
+            process.kill()
 
     previous: dict[int, Any] = {
         s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)

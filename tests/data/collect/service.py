@@ -5,11 +5,16 @@ the environment (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL), as
 any service would, then copies a k6 result file to the path it is given.
 
 usage: python service.py K6_OUT N_REQUESTS [EXIT_CODE]
+
+With SERVICE_READY=PATH it then writes PATH and serves on until SIGTERM, like a
+service that runs until it is stopped.
 """
 
 import os
 import shutil
+import signal
 import sys
+import time
 from pathlib import Path
 
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -31,5 +36,11 @@ for i in range(int(sys.argv[2])):
             query.set_attribute("db.system", "postgresql")
             query.set_attribute("db.statement", f"SELECT * FROM orders WHERE id = {i}")
 provider.shutdown()
+if "SERVICE_READY" in os.environ:
+    stopped = []
+    signal.signal(signal.SIGTERM, lambda *_: stopped.append(True))
+    Path(os.environ["SERVICE_READY"]).write_text("ready")
+    while not stopped:
+        time.sleep(0.05)
 shutil.copyfile(Path(__file__).parents[1] / "load" / "k6.json", sys.argv[1])
 sys.exit(int(sys.argv[3]) if len(sys.argv) > 3 else 0)
