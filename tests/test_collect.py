@@ -371,3 +371,25 @@ def test_without_grpcio_grpc_is_skipped_with_a_clear_message(
     assert "OTLP/gRPC is off: grpcio is not installed (pip install 'correlate[grpc]')" in (
         result.summary()
     )
+
+
+def test_grpc_refusals_use_the_grpc_codes(run_dir: Path) -> None:
+    grpc = pytest.importorskip("grpc", reason="grpcio is in the test extra")
+    with Receiver(run_dir, http_port=None, grpc_port=0, max_body_bytes=50_000) as receiver:
+        channel = grpc.insecure_channel(f"127.0.0.1:{receiver.grpc_port}")
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        assert export(proto_request(4), timeout=10) == b""
+        with pytest.raises(grpc.RpcError) as bad:
+            export(b"\xff\xff\xff", timeout=10)
+        assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        with pytest.raises(grpc.RpcError) as big:
+            export(proto_request(2000), timeout=10)
+        assert big.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        held = receiver.budget.free
+        receiver.budget.take(held)
+        with pytest.raises(grpc.RpcError) as busy:
+            export(proto_request(4, seed=5), timeout=10)
+        assert busy.value.code() == grpc.StatusCode.UNAVAILABLE
+        receiver.budget.give(held)
+        channel.close()
+    assert span_frames(run_dir) == 4
