@@ -38,6 +38,8 @@ ROTATE_BYTES = 64 * 1024 * 1024
 MAX_CONNECTIONS = 64
 #: Seconds a stop waits for requests already being handled.
 STOP_GRACE_S = 10.0
+#: Seconds a request waits for its write before it is refused (a stuck disk, say).
+WRITE_TIMEOUT_S = 60.0
 
 
 def is_loopback(host: str) -> bool:
@@ -190,8 +192,8 @@ class Receiver:
         if self._spool is None:
             raise NotStored("the receiver is not running")
         ticket = self._spool.submit(decoded)
-        if not ticket.wait():
-            raise NotStored(ticket.error or "the receiver is stopping")
+        if not ticket.wait(WRITE_TIMEOUT_S):
+            raise NotStored(ticket.error or f"not written within {WRITE_TIMEOUT_S:g} s")
         nbytes = len(frame(decoded.payload, decoded.encoding)) if decoded.payload else 0
         self.counters.accepted(decoded, nbytes)
 
