@@ -13,6 +13,7 @@ from __future__ import annotations
 from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.settings import Settings
 from correlate.analysis.verdict import Analysis, analyze
+from correlate.collect import collect, record
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
 from correlate.kinds import FindingKind
@@ -35,9 +36,11 @@ __all__ = [
     "Store",
     "__version__",
     "analyze",
+    "collect",
     "diff",
     "open_run",
     "open_store",
+    "record",
     "report",
     "sql",
     "watch",

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from correlate.cli_collect import collect, record
 from correlate.cli_options import (
     FormatChoice,
     Group,
@@ -451,6 +452,11 @@ def plans_coverage(run: str, top: int, format_: str | None, output: Path | None,
     with open_db(db, read_only=True) as store:
         coverage = store.plans_coverage(run, top=top)
     emit(renderer(coverage), output, renderer)
+
+
+# correlate collect and correlate record, kept in a module of their own
+cli.add_command(collect)
+cli.add_command(record)
 
 
 def main() -> None:

@@ -33,6 +33,8 @@ API_TWINS = {
     "plans capture": correlate.Store.capture_plans,
     "plans coverage": correlate.Store.plans_coverage,
     "watch": correlate.watch,
+    "collect": correlate.collect,
+    "record": correlate.record,
 }
 
 
