@@ -260,7 +260,8 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
 
     The query runs in a sandbox: it may read the store and nothing else (no
     files, URLs, other databases or extensions; no COPY, EXPORT, ATTACH,
-    INSTALL or SET). --allow-files lets it read files too.
+    INSTALL or SET, even inside EXPLAIN). One statement at a time.
+    --allow-files lets it read files too.
     """
     from correlate.sandbox import sql as run_sql
 
