@@ -1,7 +1,8 @@
 """The ``correlate`` command: a thin skin over the Python API.
 
 Each command parses its arguments, makes one library call and renders the
-result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors exit 2.
+result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors (bad options,
+settings and configuration files) exit 2.
 """
 
 from __future__ import annotations

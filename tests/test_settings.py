@@ -555,3 +555,53 @@ def test_plans_and_the_vocabulary_sit_below_analysis() -> None:
         assert not bad, f"{path.relative_to(package)} imports {bad}"
     for name in ("severity.py", "kinds.py"):
         assert not {m for m in _imports(package / name) if m.startswith("correlate")}, name
+
+
+# -- review: exit codes, number syntax, contradictory pairs, project-file errors ------------
+
+
+def _analyze(store_file: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["analyze", "r", "--db", str(store_file), *args])
+    assert not result.exception or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+def test_project_file_errors_are_usage_errors(project: Path, store_file: Path) -> None:
+    path = project / "correlate.toml"
+    path.write_text("[n_plus_one\nmin_calls = 3\n")
+    code, out = _analyze(store_file)
+    assert code == 2
+    assert out.startswith(f"Error: {path}: not valid TOML: ")
+    path.write_text("[n_plus_one]\nmin_calls = 1\n")
+    assert _analyze(store_file)[0] == 2
+    result = CliRunner().invoke(cli, ["report", "r", "--db", str(store_file), "-o", "r.md"])
+    assert result.exit_code == 2, result.output
+
+
+def test_a_config_file_that_is_not_utf8_names_file_and_line(project: Path) -> None:
+    path = project / "correlate.toml"
+    path.write_bytes(b"[n_plus_one]\nmin_calls = 3 # \xff\xfe\n")
+    with pytest.raises(SettingsError) as caught:
+        resolve_settings()
+    assert str(caught.value) == f"{path}:2: not UTF-8 text (byte 0xff); save it as UTF-8"
+
+
+def test_a_directory_named_like_a_config_file_is_an_error(project: Path) -> None:
+    (project / "correlate.toml").mkdir()
+    with pytest.raises(SettingsError, match="correlate.toml: not a file"):
+        resolve_settings()
+
+
+def test_a_broken_pyproject_that_does_not_mention_correlate_is_passed_over(
+    project: Path, store_file: Path
+) -> None:
+    """Another tool's broken pyproject.toml is that tool's to report; it holds no settings."""
+    (project / "pyproject.toml").write_text("[project\nname = 'x'\n")
+    assert resolve_settings() == Settings()
+    assert _analyze(store_file)[0] == 0
+    (project / "pyproject.toml").write_bytes(b"[project]\nname = '\xff'\n")
+    assert resolve_settings() == Settings()
+    # one that mentions correlate may hold its settings: that is an error
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one\nmin_calls = 3\n")
+    with pytest.raises(SettingsError, match="pyproject.toml: not valid TOML"):
+        resolve_settings()
