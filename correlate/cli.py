@@ -1,7 +1,8 @@
 """The ``correlate`` command: a thin skin over the Python API.
 
 Each command parses its arguments, makes one library call and renders the
-result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors exit 2.
+result. ``CorrelateError`` becomes ``Error: …`` and exit 1; usage errors (bad options,
+settings and configuration files) exit 2.
 """
 
 from __future__ import annotations
@@ -261,7 +262,8 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
 
     The query runs in a sandbox: it may read the store and nothing else (no
     files, URLs, other databases or extensions; no COPY, EXPORT, ATTACH,
-    INSTALL or SET). --allow-files lets it read files too.
+    INSTALL or SET, even inside EXPLAIN). One statement at a time.
+    --allow-files lets it read files too.
     """
     from correlate.sandbox import sql as run_sql
 

@@ -13,18 +13,22 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from correlate.errors import CorrelateError
+from correlate.errors import CorrelateError, SettingsError
 
 if TYPE_CHECKING:
     from correlate.store import Store
 
 
 class Group(click.Group):
-    """Turns the library's expected errors into ``Error: …`` and exit 1."""
+    """Turns the library's expected errors into ``Error: …`` and exit 1; a settings or
+    configuration-file error is a usage error, exit 2, as a bad ``--set`` is."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except SettingsError as exc:
+            echo_error(exc)
+            sys.exit(2)
         except CorrelateError as exc:
             echo_error(exc)
             sys.exit(1)

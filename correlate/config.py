@@ -2,8 +2,14 @@
 
 Looked up from a directory (the current one by default) towards the root; the first
 directory holding ``correlate.toml``, or a ``pyproject.toml`` with a ``[tool.correlate]``
-table, wins, and ``correlate.toml`` wins over ``pyproject.toml`` in the same directory.
-Nothing is read at import time.
+table, wins, and ``correlate.toml`` wins over ``pyproject.toml`` in the same directory (the
+pyproject.toml is then not read). Nothing is read at import time.
+
+A file that cannot be read as correlate's is a :class:`~correlate.errors.ConfigError`
+naming it: not UTF-8, not TOML, or not a file at all (a directory named
+``correlate.toml``). One exception: a ``pyproject.toml`` that does not mention
+``correlate`` anywhere cannot hold correlate's table, so when it is broken it is passed
+over like one without the table; its own tools report it.
 
 >>> import pathlib, tempfile
 >>> with tempfile.TemporaryDirectory() as tmp:
@@ -20,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from correlate.errors import InputError
+from correlate.errors import ConfigError
 
 #: The file names looked for, in order of preference within one directory.
 CONFIG_FILES = ("correlate.toml", "pyproject.toml")
@@ -48,6 +54,12 @@ def find_config(start: str | os.PathLike[str] | None = None) -> ProjectConfig | 
         for name in CONFIG_FILES:
             path = directory / name
             if not path.is_file():
+                if path.exists():  # a directory or a pipe: not silently another file's place
+                    raise ConfigError(
+                        "not a file; correlate reads its settings from a file of this name "
+                        "(rename or remove it)",
+                        path,
+                    )
                 continue
             config = read_config(path)
             if config is not None:
@@ -61,19 +73,31 @@ def read_config(path: str | os.PathLike[str]) -> ProjectConfig | None:
 
     path = Path(path)
     try:
-        with path.open("rb") as handle:
-            data = tomllib.load(handle)
+        raw = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"cannot read the configuration: {exc.strerror}", path) from None
+        raise ConfigError(f"cannot read the configuration: {exc.strerror}", path) from None
+    # another tool's pyproject.toml: if it never says "correlate", it holds nothing of ours
+    ours = path.name != "pyproject.toml" or b"correlate" in raw
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        if not ours:
+            return None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{raw[exc.start]:02x}); save it as UTF-8", path, line
+        ) from None
     except tomllib.TOMLDecodeError as exc:
-        raise InputError(f"not valid TOML: {exc}", path) from None
+        if not ours:
+            return None
+        raise ConfigError(f"not valid TOML: {exc}", path) from None
     if path.name == "pyproject.toml":
         tool = data.get("tool")
         table = tool.get("correlate") if isinstance(tool, dict) else None
         if table is None:
             return None
         if not isinstance(table, dict):
-            raise InputError("[tool.correlate] must be a table", path)
+            raise ConfigError("[tool.correlate] must be a table", path)
         return ProjectConfig(path, table)
     return ProjectConfig(path, data)
 

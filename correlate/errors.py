@@ -83,5 +83,18 @@ class SettingsError(CorrelateError):
         super().__init__(message)
 
 
+class ConfigError(SettingsError):
+    """The project configuration file cannot be read: not a file, not UTF-8, not TOML.
+
+    ``path`` and ``line`` (1-based, when known) say where.
+    """
+
+    def __init__(self, message: str, path: Path | str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        where = f"{self.path}:{line}: " if line is not None else f"{self.path}: "
+        super().__init__(where + message)
+
+
 class SandboxError(QueryError):
     """A statement ``correlate sql`` refuses: anything beyond reading the store."""

@@ -13,12 +13,19 @@ connection to the store file, read-only, with DuckDB's own safety switches:
   variables of the process by name;
 * ``lock_configuration = true``, so no ``SET`` can undo the above.
 
-On top of those, each statement's type is checked with DuckDB's own parser
+* ``allow_persistent_secrets = false``, so no secret is written to or read
+  from ``~/.duckdb/stored_secrets``.
+
+On top of those, the statement's type is checked with DuckDB's own parser
 before anything runs: only queries (``SELECT``, ``WITH``, ``FROM``,
-``VALUES``, ``SHOW``, ``DESCRIBE``, ``SUMMARIZE``) and ``EXPLAIN`` are
-allowed. ``allow_files=True`` (``--allow-files``) lifts the ban on *reading*
-files (``read_csv``, ``read_parquet``, ``glob``); statements that write
-(``COPY``, ``EXPORT``, ``ATTACH``) stay refused, and extensions stay off.
+``VALUES``, ``SHOW``, ``DESCRIBE``, ``SUMMARIZE``) and ``EXPLAIN`` of a
+query are allowed. ``EXPLAIN ANALYZE`` runs the statement it wraps, so the
+wrapped statement is checked like any other: ``EXPLAIN ANALYZE COPY …`` is
+refused as ``COPY`` is. One statement runs at a time (a second one's result
+would hide the first's). ``allow_files=True`` (``--allow-files``) lifts the
+ban on *reading* files (``read_csv``, ``read_parquet``, ``glob``); statements
+that write (``COPY``, ``EXPORT``, ``ATTACH``), secrets and extensions stay
+refused.
 
 The store's own :meth:`~correlate.store.Store.sql`, which the library uses
 internally, is not sandboxed: it runs on the connection the caller opened.
@@ -70,6 +77,7 @@ def sandbox_config(*, allow_files: bool = False) -> dict[str, str | bool | int |
         "autoinstall_known_extensions": False,
         "autoload_known_extensions": False,
         "allow_community_extensions": False,
+        "allow_persistent_secrets": False,
         "python_enable_replacements": False,
         "memory_limit": os.environ.get(MEMORY_LIMIT_VAR) or DEFAULT_MEMORY_LIMIT,
         "lock_configuration": True,
@@ -131,30 +139,107 @@ def _check_store(con: duckdb.DuckDBPyConnection, location: str) -> None:
 
 
 def check_statements(query: str) -> None:
-    """:class:`SandboxError` unless every statement of ``query`` only reads.
+    """:class:`SandboxError` unless ``query`` is one statement that only reads.
 
-    >>> check_statements("SELECT 1; FROM spans; SHOW TABLES")
+    >>> check_statements("EXPLAIN ANALYZE FROM spans")
     >>> check_statements("ATTACH 'other.duckdb' AS o")
     Traceback (most recent call last):
     ...
     correlate.errors.SandboxError: ATTACH is not allowed in correlate sql: it may only read the store (SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN)
+    >>> check_statements("EXPLAIN ANALYZE INSTALL httpfs")
+    Traceback (most recent call last):
+    ...
+    correlate.errors.SandboxError: INSTALL/LOAD is not allowed in correlate sql, even inside EXPLAIN: it may only read the store (SELECT, WITH, SHOW, DESCRIBE, SUMMARIZE, EXPLAIN)
     """
+    statements = _parse(query)
+    if not statements:
+        raise QueryError("no SQL statement given")
+    # every statement is checked first, so a refused one is named as such
+    for statement in statements:
+        _check(statement.type.name, statement.query)
+    if len(statements) > 1:
+        raise QueryError(
+            f"correlate sql runs one statement at a time; this query holds {len(statements)} "
+            "(run them one by one)"
+        )
+
+
+def _parse(query: str) -> list[duckdb.Statement]:
     import duckdb
 
     try:
-        statements = duckdb.extract_statements(query)
+        return list(duckdb.extract_statements(query))
     except duckdb.Error as exc:
         raise QueryError(str(exc).strip()) from None
-    if not statements:
-        raise QueryError("no SQL statement given")
-    for statement in statements:
-        kind = statement.type.name
-        if kind not in ALLOWED_STATEMENTS:
-            shown = {"LOAD": "INSTALL/LOAD", "SET": "SET/USE", "CALL": "CALL"}.get(kind, kind)
+
+
+def _check(kind: str, text: str, *, inside: str = "") -> None:
+    if kind not in ALLOWED_STATEMENTS:
+        shown = {"LOAD": "INSTALL/LOAD", "SET": "SET/USE", "CALL": "CALL"}.get(kind, kind)
+        raise SandboxError(
+            f"{shown} is not allowed in correlate sql{inside}: it may only read the store "
+            f"({ALLOWED_WORDS})"
+        )
+    if kind == "EXPLAIN":
+        readings = [
+            statements
+            for candidate in _explained(text)
+            if len(statements := _readings(candidate)) == 1
+        ]
+        if not readings:
             raise SandboxError(
-                f"{shown} is not allowed in correlate sql: it may only read the store "
-                f"({ALLOWED_WORDS})"
+                "correlate sql cannot tell which statement this EXPLAIN wraps; "
+                "write it as EXPLAIN [ANALYZE] SELECT …"
             )
+        for (statement,) in readings:
+            if statement.type.name != "SELECT":
+                _check(statement.type.name, statement.query, inside=", even inside EXPLAIN")
+
+
+def _readings(text: str) -> list[duckdb.Statement]:
+    try:
+        return _parse(text)
+    except QueryError:
+        return []
+
+
+def _explained(text: str) -> list[str]:
+    """The texts that may be the statement an ``EXPLAIN`` wraps.
+
+    DuckDB's Python API gives an EXPLAIN's type but not its inner statement's,
+    so the prefix is taken off with DuckDB's tokenizer: ``EXPLAIN``, then
+    ``ANALYZE``/``ANALYSE``, then an option list in parentheses. ``EXPLAIN
+    (SELECT 1)`` reads both ways (options or a query in parentheses), so both
+    readings are returned and each that parses must be a query.
+
+    >>> _explained("EXPLAIN /* c */ ANALYZE (FORMAT JSON) COPY t TO 'x'")
+    ["(FORMAT JSON) COPY t TO 'x'", "COPY t TO 'x'"]
+    """
+    import duckdb
+
+    marks = duckdb.tokenize(text)
+    ends = [offset for offset, _ in marks[1:]] + [len(text)]
+    tokens = [
+        (text[start:end].strip(), start, end)
+        for (start, kind), end in zip(marks, ends, strict=True)
+        if kind != duckdb.token_type.comment
+    ]
+    if not tokens or tokens[0][0].upper() != "EXPLAIN":
+        return []
+    rest = tokens[1:]
+    if rest and rest[0][0].upper() in ("ANALYZE", "ANALYSE"):
+        rest = rest[1:]
+    if not rest:
+        return []
+    candidates = [text[rest[0][1] :]]
+    if rest[0][0] == "(":
+        depth = 0
+        for word, _, end in rest:
+            depth += word.count("(") - word.count(")")
+            if depth <= 0:
+                candidates.append(text[end:])
+                break
+    return candidates
 
 
 def sql(

@@ -230,3 +230,48 @@ def test_small_samples_and_many_routes_are_tested_honestly() -> None:
     assert [r.alpha for r in big.routes] == [pytest.approx(0.01)] * 5
     assert all("p95" in r.ratios for r in big.routes)
     assert "99.0% bootstrap interval" in big.to_text()
+
+
+def test_a_run_without_requests_is_an_input_error(tmp_path: Path) -> None:
+    """A candidate whose files were all skipped has nothing to compare: never "no regression"."""
+    path = tmp_path / "s.duckdb"
+    with correlate.open_store(path) as store:
+        base = RunBuilder(name="base")
+        _steady(base, 2, 300, rng=np.random.default_rng(1))
+        base.build(store)
+        RunBuilder(name="empty").build(store)
+        for baseline, candidate in (("base", "empty"), ("empty", "base")):
+            with pytest.raises(InputError, match="run 'empty' has no spans"):
+                diff(baseline, candidate, store=store)
+    result = CliRunner().invoke(cli, ["diff", "base", "empty", "--db", str(path)])
+    assert result.exit_code == 2
+    assert result.output == (
+        "Error: run 'empty' has no spans to compare; check its ingest summary for skipped "
+        "files, or pass --format if the format was misdetected\n"
+    )
+
+
+def test_a_route_gone_from_the_candidate_is_a_regression() -> None:
+    with correlate.open_store(":memory:") as store:
+        base = RunBuilder(name="base")
+        _steady(base, 3, 300, rng=np.random.default_rng(3))
+        base.build(store)
+        cand = RunBuilder(name="cand")
+        _steady(cand, 1, 300, rng=np.random.default_rng(3))
+        for i in range(10):  # a handful: too few to compare, but served
+            cand.request(f"few{i}", 400_000 + i * 300.0, 400_000 + i * 300.0 + 150, "/r2")
+        cand.build(store)
+        result = diff("base", "cand", store=store)
+        lenient = diff("base", "cand", store=store, fail_on=["p95:+10%"])
+    assert result.failures == [
+        "missing-route:30: /r1 served 300 requests in the baseline and none in the candidate"
+    ]
+    gone = next(r for r in result.routes if r.route == "/r1")
+    assert gone.missing and gone.note == "no requests in the candidate (300 in the baseline)"
+    few = next(r for r in result.routes if r.route == "/r2")
+    assert not few.missing and "too few requests" in (few.note or "")
+    # without the rule it is no failure, but the comparison still says so
+    assert not lenient.regressed and not lenient.unchanged
+    assert "/r1: no requests in the candidate (300 in the baseline)" in lenient.to_text()
+    assert "no requests in the candidate" in lenient.to_markdown()
+    assert parse_rules(["missing-route:1"])[0].threshold == 1

@@ -91,6 +91,8 @@ hostile = (
 )  # an empty field leaves a part out: a different page
 
 TERMINAL_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+#: In HTML a newline or tab is white space (and a line break in <pre>); the rest must not stay.
+HTML_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 #: What GitHub links after rendering Markdown, in text that is not a link.
 GITHUB_AUTOLINKS = re.compile(
     r"(?<![\w`])@[A-Za-z0-9]|#\d|(?i:https?://|www\.|mailto:|\bgh-\d)|[\w.+-]@[\w-]+\.[A-Za-z]"
@@ -157,6 +159,7 @@ def html_tags(text: str) -> _Tags:
 def assert_inert_html(hostile_out: str, benign_out: str) -> None:
     tags, benign = html_tags(hostile_out), html_tags(benign_out)
     assert tags.tags == benign.tags
+    assert not HTML_CONTROL.search(hostile_out), repr(HTML_CONTROL.search(hostile_out))
     assert not tags.other
     assert all(url.startswith("data:image/svg+xml;base64,") for url in tags.urls)
 
@@ -343,6 +346,7 @@ def test_the_escapers(h: str) -> None:
     shown = escape.terminal(re.sub("\r\n|[\r\n\x0b\x0c\x85\u2028\u2029]", " ", h))
     assert markdown_text(f"x {escape.markdown(h)} x").replace("\u2060", "") == f"x {shown} x"
     assert html_tags(f"<p>{escape.html(h)}</p>").tags == [("p", ())]
+    assert not HTML_CONTROL.search(escape.html(h))
 
 
 def test_every_renderer_is_covered() -> None:
@@ -504,3 +508,12 @@ def test_ingest_summaries_and_errors_are_escaped(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert_inert_terminal(result.output)
     assert "nope\\x1b[2J" in result.output
+
+
+def test_html_shows_control_characters_as_escapes_even_in_the_title(base: Evidence) -> None:
+    name = "run\x1b[2J\x07\x9b\u202eevil"
+    out = _render("report", "html", hostile_evidence(base, name))
+    title = re.search("<title>(.*)</title>", out)
+    assert title and title[1] == "correlate report: run\\x1b[2J\\x07\\x9b\\u202eevil"
+    assert not HTML_CONTROL.search(out)
+    assert escape.html("SELECT 1\n\tFROM t\r") == "SELECT 1\n\tFROM t\\r"

@@ -214,3 +214,76 @@ def test_a_sandbox_needs_a_store_file(tmp_path: Path, db: Path) -> None:
         correlate.sql("SELECT 1", db=plain)
     with correlate.open_store(db), pytest.raises(StoreError, match="already has it open"):
         correlate.sql("SELECT 1", db=db)
+
+
+@pytest.mark.parametrize(
+    ("query", "refused"),
+    [
+        ("EXPLAIN ANALYZE COPY (SELECT trace_id FROM spans LIMIT 3) TO '{target}'", "COPY"),
+        ("EXPLAIN ANALYSE COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN /* c */ ANALYZE COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN (ANALYZE) COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN (FORMAT JSON, ANALYZE) COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN ANALYZE (FORMAT JSON) COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN COPY spans TO '{target}'", "COPY"),
+        ("EXPLAIN ANALYZE INSTALL httpfs", "INSTALL/LOAD"),
+        ("EXPLAIN ANALYZE LOAD httpfs", "INSTALL/LOAD"),
+        ("EXPLAIN ANALYZE CREATE PERSISTENT SECRET rv (TYPE http, BEARER_TOKEN 'x')", "CREATE"),
+        ("EXPLAIN ANALYZE CREATE SECRET rv (TYPE http, BEARER_TOKEN 'x')", "CREATE"),
+        ("EXPLAIN ANALYZE INSERT INTO spans SELECT * FROM spans", "INSERT"),
+        ("EXPLAIN ANALYZE DELETE FROM spans", "DELETE"),
+        ("EXPLAIN ANALYZE UPDATE spans SET name = 'x'", "UPDATE"),
+    ],
+)
+def test_explain_does_not_smuggle_a_statement(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, query: str, refused: str
+) -> None:
+    """EXPLAIN ANALYZE runs what it wraps, so what it wraps is checked like any statement."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target = tmp_path / "pwn.csv"
+    for allow in ((), ("--allow-files",)):
+        code, out = _sql(db, query.format(target=target), *allow)
+        assert code == 1, out
+        assert out.startswith(
+            f"Error: {refused} is not allowed in correlate sql, even inside EXPLAIN"
+        ), out
+    assert not target.exists()
+    assert not (tmp_path / ".duckdb").exists()
+    assert _spans(db) == 2
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "EXPLAIN SELECT 1",
+        "EXPLAIN ANALYZE SELECT count(*) FROM spans",
+        "explain /* why */ analyse select 1",
+        "EXPLAIN (SELECT 1)",
+        "EXPLAIN ((SELECT 1) UNION (SELECT 2))",
+        "EXPLAIN (FORMAT JSON) SELECT 1",
+        "EXPLAIN (ANALYZE, FORMAT JSON) FROM spans",
+        "EXPLAIN ANALYZE WITH a AS (SELECT 1 AS x) SELECT x FROM a",
+        "EXPLAIN SUMMARIZE spans",
+    ],
+)
+def test_explain_of_a_query_still_works(db: Path, query: str) -> None:
+    code, out = _sql(db, query, "--allow-files")
+    assert code == 0, out
+
+
+def test_persistent_secrets_are_off_even_with_files() -> None:
+    assert sandbox_config(allow_files=True)["allow_persistent_secrets"] is False
+
+
+def test_one_statement_at_a_time(db: Path) -> None:
+    """Only the last statement's result would be shown, so more than one is refused."""
+    code, out = _sql(db, "SELECT 1 AS a; SELECT 2 AS b")
+    assert code == 1
+    assert out == (
+        "Error: correlate sql runs one statement at a time; this query holds 2 "
+        "(run them one by one)\n"
+    )
+    with pytest.raises(QueryError, match="one statement at a time"):
+        correlate.sql("FROM spans; FROM runs", db=db)
+    assert _sql(db, "SELECT 1 AS a;")[0] == 0
+    assert _sql(db, "SELECT 1 AS a; -- trailing comment")[0] == 0

@@ -566,3 +566,138 @@ def test_plans_and_the_vocabulary_sit_below_analysis() -> None:
         assert not bad, f"{path.relative_to(package)} imports {bad}"
     for name in ("severity.py", "kinds.py"):
         assert not {m for m in _imports(package / name) if m.startswith("correlate")}, name
+
+
+# -- review: exit codes, number syntax, contradictory pairs, project-file errors ------------
+
+
+def _analyze(store_file: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["analyze", "r", "--db", str(store_file), *args])
+    assert not result.exception or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.output
+
+
+@pytest.mark.parametrize(
+    ("assignment", "expected"),
+    [
+        ("n_plus_one.min_calls=3.5", "n_plus_one.min_calls must be a whole number, not '3.5'"),
+        ("n_plus_one.min_union_ms=-5", "n_plus_one.min_union_ms must be at least 0, not -5.0"),
+        ("n_plus_one.min_union_ms=nan", "n_plus_one.min_union_ms must be finite, not nan"),
+        (
+            "pool_exhaustion.min_wait_share=2",
+            "pool_exhaustion.min_wait_share must be from 0 to 1, not 2.0",
+        ),
+        ("n_plus_one.min_calls=1", "n_plus_one.min_calls must be at least 2, not 1"),
+    ],
+)
+def test_every_bad_set_value_is_a_usage_error(
+    project: Path, store_file: Path, assignment: str, expected: str
+) -> None:
+    """A value out of range is as much a usage error as one of the wrong type: exit 2."""
+    code, out = _analyze(store_file, "--set", assignment)
+    assert code == 2, out
+    assert f"Invalid value for --set: --set {assignment}: {expected}" in out
+
+
+@pytest.mark.parametrize("raw", ["1_000", "٣", "0x10", "1e3", "five", ""])
+def test_set_takes_plain_decimal_whole_numbers(raw: str) -> None:
+    with pytest.raises(SettingsError, match="must be a whole number"):
+        parse_assignments([f"n_plus_one.min_calls={raw}"])
+    assert parse_assignments(["n_plus_one.min_calls= +7 "]) == {"n_plus_one.min_calls": 7}
+
+
+@pytest.mark.parametrize("raw", ["1_000.5", "２.5", "0x1p3", "1,5"])
+def test_set_takes_plain_decimal_numbers(raw: str) -> None:
+    with pytest.raises(SettingsError, match="must be a number"):
+        parse_assignments([f"n_plus_one.min_union_ms={raw}"])
+    assert parse_assignments(["n_plus_one.min_union_ms=2.5e1", "slow_query.min_share=.5"]) == {
+        "n_plus_one.min_union_ms": 25.0,
+        "slow_query.min_share": 0.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        (
+            {"n_plus_one.min_calls": 20},
+            "settings: n_plus_one.min_calls (20, from settings) is above "
+            "n_plus_one.critical_calls (10, the default)",
+        ),
+        (
+            {"pool_exhaustion.min_wait_share": 0.9, "pool_exhaustion.critical_wait_share": 0.1},
+            "settings: pool_exhaustion.min_wait_share (0.9, from settings) is above "
+            "pool_exhaustion.critical_wait_share (0.1, from settings)",
+        ),
+    ],
+)
+def test_contradictory_pairs_are_refused(values: dict[str, Any], expected: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings(values)
+    assert str(caught.value).startswith(expected)
+    assert "must not be above" in str(caught.value)
+
+
+def test_a_pair_is_checked_once_every_layer_is_in(project: Path, store_file: Path) -> None:
+    """A file raising min_calls and --set raising critical_calls agree in the end."""
+    (project / "correlate.toml").write_text("[n_plus_one]\nmin_calls = 20\n")
+    s = resolve_settings({"n_plus_one.critical_calls": 30})
+    assert (s["n_plus_one.min_calls"], s["n_plus_one.critical_calls"]) == (20, 30)
+    with pytest.raises(SettingsError, match=r"min_calls \(20, from .*correlate.toml\) is above"):
+        resolve_settings()
+    code, out = _analyze(store_file)
+    assert code == 2 and "n_plus_one.critical_calls (10, the default)" in out
+    code, out = _analyze(store_file, "--set", "n_plus_one.critical_calls=30")
+    assert code == 0, out
+    code, out = _analyze(store_file, "--set", "n_plus_one.critical_calls=3")
+    assert code == 2, out
+    assert "n_plus_one.critical_calls (3, from --set n_plus_one.critical_calls=3)" in out
+
+
+@pytest.mark.parametrize("bad", ["x", 3, ["n_plus_one.min_calls"]])
+def test_settings_must_be_a_mapping(bad: Any) -> None:
+    with correlate.open_store(":memory:") as store:
+        listing_run().build(store)
+        with pytest.raises(SettingsError, match="settings= takes a correlate.Settings or a"):
+            correlate.analyze("r", store=store, settings=bad)
+
+
+def test_project_file_errors_are_usage_errors(project: Path, store_file: Path) -> None:
+    path = project / "correlate.toml"
+    path.write_text("[n_plus_one\nmin_calls = 3\n")
+    code, out = _analyze(store_file)
+    assert code == 2
+    assert out.startswith(f"Error: {path}: not valid TOML: ")
+    path.write_text("[n_plus_one]\nmin_calls = 1\n")
+    assert _analyze(store_file)[0] == 2
+    result = CliRunner().invoke(cli, ["report", "r", "--db", str(store_file), "-o", "r.md"])
+    assert result.exit_code == 2, result.output
+
+
+def test_a_config_file_that_is_not_utf8_names_file_and_line(project: Path) -> None:
+    path = project / "correlate.toml"
+    path.write_bytes(b"[n_plus_one]\nmin_calls = 3 # \xff\xfe\n")
+    with pytest.raises(SettingsError) as caught:
+        resolve_settings()
+    assert str(caught.value) == f"{path}:2: not UTF-8 text (byte 0xff); save it as UTF-8"
+
+
+def test_a_directory_named_like_a_config_file_is_an_error(project: Path) -> None:
+    (project / "correlate.toml").mkdir()
+    with pytest.raises(SettingsError, match="correlate.toml: not a file"):
+        resolve_settings()
+
+
+def test_a_broken_pyproject_that_does_not_mention_correlate_is_passed_over(
+    project: Path, store_file: Path
+) -> None:
+    """Another tool's broken pyproject.toml is that tool's to report; it holds no settings."""
+    (project / "pyproject.toml").write_text("[project\nname = 'x'\n")
+    assert resolve_settings() == Settings()
+    assert _analyze(store_file)[0] == 0
+    (project / "pyproject.toml").write_bytes(b"[project]\nname = '\xff'\n")
+    assert resolve_settings() == Settings()
+    # one that mentions correlate may hold its settings: that is an error
+    (project / "pyproject.toml").write_text("[tool.correlate.n_plus_one\nmin_calls = 3\n")
+    with pytest.raises(SettingsError, match="pyproject.toml: not valid TOML"):
+        resolve_settings()

@@ -23,7 +23,11 @@ later one winning:
 4. ``--set KEY=VALUE`` on the command line, which the CLI passes as ``settings=``.
 
 Values are checked against the field's type and range; an unknown key or a bad value is
-a :class:`~correlate.errors.SettingsError` that lists the valid keys.
+a :class:`~correlate.errors.SettingsError` that lists the valid keys. A section may name
+pairs of its fields that must be in order (``ordered``: a warning threshold not above its
+critical one); the pairs are checked once every layer is in, so a file may raise one of a
+pair and ``--set`` the other. ``--set`` reads plain decimal numbers (``3``, ``2.5``,
+``1e3``); a TOML file follows TOML (``1_000`` is 1000 there).
 
 >>> s = Settings({"n_plus_one.min_calls": 3})
 >>> s["n_plus_one.min_calls"], s["n_plus_one.critical_calls"]
@@ -43,6 +47,7 @@ import difflib
 import inspect
 import math
 import os
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -51,7 +56,6 @@ from correlate.errors import SettingsError
 
 if TYPE_CHECKING:
     from correlate.analysis.detectors import Detector
-    from correlate.config import ProjectConfig
 
 T = TypeVar("T")
 
@@ -127,9 +131,15 @@ class Settings:
         self._types = section_types(detectors)
         self._values: dict[str, dict[str, Any]] = {}
         self._origins: list[str] = []
+        #: key → the layer that set it, for messages
+        self._set_by: dict[str, str] = {}
         if values:
-            self._values = _validate(values, self._types, origin)
-            self._origins.append(origin)
+            layered = self._layered(values, origin)._checked(origin)
+            self._values, self._origins, self._set_by = (
+                layered._values,
+                layered._origins,
+                layered._set_by,
+            )
 
     # -- building --------------------------------------------------------------------
 
@@ -142,13 +152,19 @@ class Settings:
     ) -> Settings:
         """Defaults with the project file that applies in ``start`` (default: the
         current directory) layered on top; just the defaults when there is none."""
+        return cls._project(start, detectors)._checked()
+
+    @classmethod
+    def _project(
+        cls, start: str | os.PathLike[str] | None, detectors: Iterable[Detector] | None
+    ) -> Settings:
         from correlate.config import find_config
 
         config = find_config(start)
         settings = cls(detectors=detectors)
         if config is None:
             return settings
-        return settings._layer_file(config)
+        return settings._layered(config.table, config.where())
 
     @classmethod
     def from_file(
@@ -159,20 +175,50 @@ class Settings:
 
         config = read_config(path)
         settings = cls(detectors=detectors)
-        return settings if config is None else settings._layer_file(config)
-
-    def _layer_file(self, config: ProjectConfig) -> Settings:
-        return self.with_values(config.table, origin=config.where())
+        if config is None:
+            return settings
+        return settings.with_values(config.table, origin=config.where())
 
     def with_values(self, values: Mapping[str, Any], *, origin: str = "settings") -> Settings:
         """A copy with ``values`` layered over these (checked as :class:`Settings` does)."""
+        return self._layered(values, origin)._checked(origin)
+
+    def _layered(self, values: Mapping[str, Any], origin: str) -> Settings:
+        """A copy with ``values`` checked one by one and layered over these; the pairs of
+        fields that must be in order are left to :meth:`_checked`."""
+        origin = getattr(values, "origin", origin)
+        per_key: Mapping[str, str] = getattr(values, "origins", {})
         new = Settings.__new__(Settings)
         new._types = self._types
         new._values = {section: dict(fields) for section, fields in self._values.items()}
+        new._set_by = dict(self._set_by)
         for section, fields in _validate(values, self._types, origin).items():
             new._values.setdefault(section, {}).update(fields)
+            for name in fields:
+                key = f"{section}.{name}"
+                new._set_by[key] = per_key.get(key, origin)
         new._origins = [*self._origins, origin] if values else list(self._origins)
         return new
+
+    def _checked(self, origin: str | None = None) -> Settings:
+        """These settings, once each section's ordered pairs are in order."""
+        origin = origin or (self._origins[-1] if self._origins else "settings")
+        for section, kind in self._types.items():
+            values: Any = self.of(kind)
+            for low, high in getattr(kind, "ordered", ()):
+                a, b = getattr(values, low), getattr(values, high)
+                if a > b:
+                    raise SettingsError(
+                        f"{origin}: {section}.{low} ({a:g}, {self._source(section, low)}) is "
+                        f"above {section}.{high} ({b:g}, {self._source(section, high)}); "
+                        f"{low} must not be above {high}: lower the one or raise the other",
+                        key=f"{section}.{low}",
+                    )
+        return self
+
+    def _source(self, section: str, name: str) -> str:
+        where = self._set_by.get(f"{section}.{name}")
+        return "the default" if where is None else f"from {where}"
 
     # -- reading ---------------------------------------------------------------------
 
@@ -243,8 +289,23 @@ def resolve_settings(
     mapping ``settings``, if any, layered on top."""
     if isinstance(settings, Settings):
         return settings
-    base = Settings.from_project(start, detectors=detectors)
-    return base.with_values(settings) if settings else base
+    if settings is not None and not isinstance(settings, Mapping):
+        raise SettingsError(
+            "settings= takes a correlate.Settings or a mapping of keys to values "
+            f"(e.g. {{'n_plus_one.min_calls': 3}}), not {settings!r}"
+        )
+    base = Settings._project(start, detectors)
+    return (base._layered(settings, "settings") if settings else base)._checked()
+
+
+class Assignments(dict[str, Any]):
+    """``--set`` values by key, remembering which ``--set`` gave each (for messages)."""
+
+    origin = "--set"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.origins: dict[str, str] = {}
 
 
 def parse_assignments(
@@ -252,10 +313,11 @@ def parse_assignments(
 ) -> dict[str, Any]:
     """``KEY=VALUE`` texts (the CLI's ``--set``) as keys mapped to typed values.
 
-    Each value is read as its field's type: ``n_plus_one.min_calls=3`` gives ``3``.
+    Each value is read as its field's type, a plain decimal number
+    (``n_plus_one.min_calls=3`` gives ``3``), and checked against its range.
     """
     types = section_types(detectors)
-    out: dict[str, Any] = {}
+    out = Assignments()
     for text in texts:
         key, sep, raw = text.partition("=")
         key, raw = key.strip(), raw.strip()
@@ -264,7 +326,8 @@ def parse_assignments(
             raise SettingsError(f"{origin}: not KEY=VALUE (e.g. n_plus_one.min_calls=3)")
         section, name = _split(key, types, origin)
         kind = _field_type(types[section], name)
-        out[key] = _from_text(raw, kind, key, origin)
+        out[key] = _check(_from_text(raw, kind, key, origin), types[section], name, origin)
+        out.origins[key] = origin
     return out
 
 
@@ -366,22 +429,24 @@ def _check(value: Any, kind: type, name: str, origin: str) -> Any:
     return value
 
 
+#: What --set takes for a whole number and a number: ASCII decimal, no ``_`` grouping
+#: (Python's int() and float() also take ``1_000`` and non-ASCII digits).
+_INT = re.compile(r"[+-]?[0-9]+")
+_FLOAT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)", re.I)
+
+
 def _from_text(raw: str, expected: type, key: str, origin: str) -> Any:
-    try:
-        if expected is bool:
-            if raw.lower() not in ("true", "false"):
-                raise ValueError(raw)
-            return raw.lower() == "true"
-        if expected is int:
-            return int(raw)
-        if expected is float:
-            return float(raw)
-    except ValueError:
-        pass
+    if expected is bool and raw.lower() in ("true", "false"):
+        return raw.lower() == "true"
+    if expected is int and _INT.fullmatch(raw):
+        return int(raw)
+    if expected is float and _FLOAT.fullmatch(raw):
+        return float(raw)  # inf and nan are read, then refused as not finite by _check
     raise SettingsError(f"{origin}: {key} must be {_type_name(expected)}, not {raw!r}", key=key)
 
 
 __all__ = [
+    "Assignments",
     "Settings",
     "SettingsLike",
     "is_section",

@@ -86,7 +86,7 @@ class DemoResult:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from correlate.render.escape import html as escape
 
         return f"<pre>{escape(self.summary())}</pre>"
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from correlate.analysis.run import Run
 from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
 from correlate.diff.stats import quantile_ratio
-from correlate.errors import CorrelateError
+from correlate.errors import CorrelateError, InputError
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ class RouteChange:
     note: str | None = None
     #: quantiles not compared for want of requests beyond them, and why
     skipped: dict[str, str] = field(default_factory=dict)
+    #: the baseline served this route and the candidate has no request of it at all
+    missing: bool = False
 
     def change(self, quantile: str) -> float | None:
         """Relative change of a quantile (+0.25 = 25% slower), None when not compared."""
@@ -173,7 +175,10 @@ class RunDiff:
         )
         errors = any(r.errors_rose(0.0) for r in self.routes)
         queries = any(q.status != "same" for q in self.queries)
-        return not (latency or errors or queries or self.new_findings or self.resolved_findings)
+        missing = any(r.missing for r in self.routes)
+        return not (
+            latency or errors or queries or missing or self.new_findings or self.resolved_findings
+        )
 
     def to_text(self, *, color: bool = False, width: int = 120) -> str:
         from correlate.render.diff import render_text
@@ -205,6 +210,8 @@ def diff(
     ``fail_on`` takes rules such as ``p95:+10%``, ``queries-per-request:+1`` or
     ``new-finding:warning``; by default :data:`~correlate.diff.rules.DEFAULT_RULES`.
     ``settings`` tunes the detectors of both runs alike, as for :func:`correlate.analyze`.
+    A run without requests is an :class:`~correlate.errors.InputError`: there is nothing
+    to compare, and "no regression" would pass a candidate whose files were all skipped.
     """
     rules = parse_rules(list(DEFAULT_RULES if fail_on is None else fail_on))
     from correlate.analysis.settings import resolve_settings
@@ -214,6 +221,8 @@ def diff(
     base_name, _ = resolve_run(store, baseline)
     cand_name, _ = resolve_run(store, candidate)
     with Run(store, base_name) as a, Run(store, cand_name) as b:
+        _require_requests(a)
+        _require_requests(b)
         load, notes = _load(a, b)
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
         routes = _routes(a, b, load, wanted)
@@ -239,6 +248,19 @@ def diff(
     )
     result.failures = _judge(result)
     return result
+
+
+def _require_requests(run: Run) -> None:
+    if not run.requests().empty:
+        return
+    (spans,) = run.con.execute(
+        "SELECT count(*) FROM spans WHERE run_id = ?", [run.run_id]
+    ).fetchone() or (0,)
+    what = "no spans" if not spans else f"{spans} spans but no requests (server or root spans)"
+    raise InputError(
+        f"run {run.name!r} has {what} to compare; check its ingest summary for skipped files, "
+        "or pass --format if the format was misdetected"
+    )
 
 
 def _finding_key(f: Finding) -> tuple[str, str | None, str | None]:
@@ -297,6 +319,8 @@ def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[R
     else:
         ra, rb = a.requests(), b.requests()
     routes = sorted(set(ra.route) | set(rb.route))
+    # the whole candidate, not its steady stage: a route it served at lower load is not gone
+    served = set(b.requests().route) if load.get("matched") == "steady stage" else set(rb.route)
     comparable = [
         r
         for r in routes
@@ -320,7 +344,10 @@ def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[R
             candidate_errors=int(xb.error.sum()),
             alpha=alpha,
         )
-        if len(xa) < MIN_REQUESTS or len(xb) < MIN_REQUESTS:
+        if len(xa) and route not in served:
+            change.missing = True
+            change.note = f"no requests in the candidate ({len(xa)} in the baseline)"
+        elif len(xa) < MIN_REQUESTS or len(xb) < MIN_REQUESTS:
             change.note = (
                 f"too few requests to compare ({len(xa)} and {len(xb)}; "
                 f"at least {MIN_REQUESTS} each)"
@@ -463,6 +490,13 @@ def _judge(d: RunDiff) -> list[str]:
                         f"{rule}: {c.route} runs {c.fingerprint} "
                         f"{c.candidate_per_request or 0:.1f}× per request "
                         f"(was {c.baseline_per_request or 0:.1f})"
+                    )
+        elif rule.kind == "missing":
+            for r in d.routes:
+                if r.missing and r.baseline_requests >= rule.threshold:
+                    failures.append(
+                        f"{rule}: {r.route} served {r.baseline_requests} requests in the "
+                        "baseline and none in the candidate"
                     )
         elif rule.kind == "finding":
             for f in d.new_findings:

@@ -3,9 +3,10 @@
 :data:`RULE_FORMS` lists every form a rule takes; the CLI's help and the error for a
 rule that is not one are built from it.
 
->>> rules = ["p95:+10%", "errors:+1%", "queries-per-request:+1", "new-finding:warning"]
+>>> rules = ["p95:+10%", "errors:+1%", "queries-per-request:+1", "new-finding:warning",
+...          "missing-route:30"]
 >>> [str(r) for r in parse_rules(rules)]
-['p95:+10%', 'errors:+1%', 'queries-per-request:+1', 'new-finding:warning']
+['p95:+10%', 'errors:+1%', 'queries-per-request:+1', 'new-finding:warning', 'missing-route:30']
 >>> parse_rules(["p95:10"])
 Traceback (most recent call last):
 ...
@@ -20,8 +21,12 @@ from dataclasses import dataclass
 from correlate.errors import InputError
 from correlate.severity import Severity
 
-#: What ``correlate diff`` fails on when no --fail-on is given.
-DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning")
+#: What ``correlate diff`` fails on when no --fail-on is given. ``missing-route:30``: the
+#: same load script drove both runs, so a route the baseline served 30 times (enough to
+#: compare) and the candidate never is broken, renamed or lost by the exporter; none of
+#: those is "no regression", and a renamed route is a deliberate change that a --fail-on
+#: list without this rule accepts.
+DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning", "missing-route:30")
 
 _QUANTILES = ("p50", "p90", "p95", "p99")
 _SEVERITIES = "|".join(Severity)
@@ -32,12 +37,14 @@ RULE_FORMS: tuple[tuple[str, str], ...] = (
     ("errors:+1%", "a route's error rate rose by N percentage points"),
     ("queries-per-request:+1", "a query runs N more times per request"),
     ("new-finding:warning", f"a new finding at this severity or worse ({_SEVERITIES})"),
+    ("missing-route:30", "a route the baseline served N or more times has no candidate requests"),
 )
 
 _LATENCY = re.compile(rf"^({'|'.join(_QUANTILES)}):\+(\d+(?:\.\d+)?)%$")
 _QUERIES = re.compile(r"^queries-per-request:\+(\d+(?:\.\d+)?)$")
 _ERRORS = re.compile(r"^errors:\+(\d+(?:\.\d+)?)%$")
 _FINDING = re.compile(rf"^new-finding:({_SEVERITIES})$")
+_MISSING = re.compile(r"^missing-route:(\d+)$")
 
 
 def rules_help() -> str:
@@ -48,7 +55,7 @@ def rules_help() -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    """One rule: ``kind`` is ``latency``, ``errors``, ``queries`` or ``finding``."""
+    """One rule: ``kind`` is ``latency``, ``errors``, ``queries``, ``finding`` or ``missing``."""
 
     text: str
     kind: str
@@ -78,6 +85,8 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
             rules.append(Rule(t, "queries", threshold=float(m[1])))
         elif m := _FINDING.match(t):
             rules.append(Rule(t, "finding", severity=Severity(m[1])))
+        elif m := _MISSING.match(t):
+            rules.append(Rule(t, "missing", threshold=max(int(m[1]), 1)))
         elif t.startswith(_QUANTILES):
             raise InputError(
                 f"--fail-on {text!r}: a latency rule reads p50:+N% / p90 / p95 / p99 "

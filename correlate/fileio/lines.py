@@ -8,6 +8,7 @@ reported as ``FILE:LINE``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,7 +120,34 @@ def json_error(text: str) -> tuple[int, str] | None:
         return exc.lineno, f"not valid JSON ({exc.msg} at {where})"
     except ValueError as exc:  # e.g. an integer too long to convert
         return 1, f"not valid JSON ({exc})"
+    except RecursionError:
+        return _deep_line(text), "not readable JSON: nested too deeply"
     return None
+
+
+_JSON_NESTING = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]|\n')
+
+
+def _deep_line(text: str, limit: int = 500) -> int:
+    """The line where ``text``'s JSON nesting first passes ``limit`` levels (1 if never).
+
+    >>> _deep_line('{"a": [[]],\\n"b": "[[[",\\n"c":' + "[" * 600, limit=500)
+    3
+    """
+    line, depth = 1, 0
+    for match in _JSON_NESTING.finditer(text):
+        token = match.group(0)
+        if token == "\n":
+            line += 1
+        elif token in "[{":
+            depth += 1
+            if depth > limit:
+                return line
+        elif token in "]}":
+            depth -= 1
+        else:
+            line += token.count("\n")  # a string holds no raw newline in JSON; be safe
+    return 1
 
 
 def line_of_offset(text: str, offset: int) -> int:

@@ -87,7 +87,7 @@ def _describe(text: str) -> str:
     first = text.split("\n", 1)[0].rstrip("\r")
     try:
         value = json.loads(first)
-    except ValueError:
+    except (ValueError, RecursionError):
         if first.count(",") >= 2 and '"' not in first[:1]:
             return f"CSV with columns {', '.join(first.split(',')[:4])}, …"
         if first.strip() == "{":

@@ -404,7 +404,7 @@ __all__ = ["CSV_COLUMNS", "load_csv", "load_json", "load_summary"]
 def _first_line_json(head: Head) -> Any:
     try:
         return json.loads(head.first_line)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested too deeply: not a k6 line either
         return None
 
 

@@ -26,7 +26,6 @@ run 'empty' has no database spans (spans with a statement): nothing for plans to
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from html import escape
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -119,7 +118,9 @@ class PlanCoverage:
         return self.summary()
 
     def _repr_html_(self) -> str:
-        return f"<pre>{escape(self.summary())}</pre>"
+        from correlate.render.escape import html
+
+        return f"<pre>{html(self.summary())}</pre>"
 
 
 def plans_coverage(store: Store, run: str, *, top: int = 10) -> PlanCoverage:

@@ -93,6 +93,8 @@ def _loads(text: str) -> Any:
         data, end = json.JSONDecoder().raw_decode(body, start)
     except json.JSONDecodeError as exc:
         raise InputError(f"not a plan: invalid JSON ({exc})") from None
+    except RecursionError:
+        raise InputError("not a plan: the JSON is nested too deeply to read") from None
     if body[end:].strip():
         raise InputError(f"not a plan: text after the JSON: {body[end:].strip()[:60]!r}")
     return data

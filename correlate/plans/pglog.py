@@ -103,8 +103,9 @@ def detect_log(head: str) -> str | None:
     if first.startswith("{"):
         try:
             record = json.loads(first)
-        except ValueError:
-            # a first line longer than the head: PostgreSQL writes "timestamp" first
+        except (ValueError, RecursionError):
+            # a first line longer than the head, or nested too deeply to decode:
+            # PostgreSQL writes "timestamp" first
             if not re.match(r'\{\s*"timestamp"\s*:', first):
                 return None
             keys = set(re.findall(r'"(\w+)"\s*:', first[:2000]))
@@ -217,7 +218,7 @@ def jsonlog_plans(lines: Iterable[str]) -> Iterator[LoggedPlan]:
             continue
         try:
             record = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             match = _JSONLOG_MARK.search(line)
             assert match is not None
             yield LoggedPlan(

@@ -12,7 +12,9 @@ reach it), so every renderer treats them as hostile text:
   hyperlinks, OSC 52 clipboard writes, C1 controls, bidi overrides) reach a
   terminal: each is shown as a visible ``\\xNN`` escape. Put the result in a
   rich ``Text``, never in markup;
-* :func:`html` — text and attribute values in HTML.
+* :func:`html` — text and attribute values in HTML, with control characters
+  and bidi overrides shown as escapes as :func:`terminal` does (newlines and
+  tabs stay: in HTML they are white space, and line breaks in ``<pre>``).
 
 JSON needs none of these: ``json.dumps`` keeps strings exact.
 """
@@ -27,6 +29,8 @@ import re
 #: bidirectional overrides and isolates that reorder what a reader sees.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+#: The same, but newline and tab: in HTML they are white space.
+_HTML_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 #: ASCII punctuation that starts inline markup in CommonMark or GFM (emphasis,
 #: code, links, images, raw HTML, entities, table cells, strikethrough), or
@@ -94,12 +98,15 @@ def markdown(text: object) -> str:
 
 
 def html(value: object) -> str:
-    """``value`` as HTML text or a quoted attribute value.
+    """``value`` as HTML text or a quoted attribute value, control characters made visible.
 
     >>> html("<script>alert('x')</script>")
     '&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;'
+    >>> html("a\\x1b[2J\\u202eb\\nc")
+    'a\\\\x1b[2J\\\\u202eb\\nc'
     """
-    return _html.escape("" if value is None else str(value), quote=True)
+    text = _HTML_CONTROL.sub(_visible, "" if value is None else str(value))
+    return _html.escape(text, quote=True)
 
 
 __all__ = ["html", "markdown", "terminal", "terminal_lines"]

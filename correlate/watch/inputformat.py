@@ -19,7 +19,7 @@ def _sniff(head: Head) -> bool:
         return False
     try:
         first = json.loads(head.first_line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(first, dict) and first.get("record") == "watch"
 

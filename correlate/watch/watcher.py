@@ -121,7 +121,7 @@ class WatchResult:
         )
 
     def _repr_html_(self) -> str:
-        from html import escape
+        from correlate.render.escape import html as escape
 
         return "<pre>" + escape(self.summary()) + "</pre>"
 

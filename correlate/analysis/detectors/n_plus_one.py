@@ -29,6 +29,8 @@ class NPlusOneSettings:
     """Thresholds of :func:`n_plus_one` (keys ``n_plus_one.*``)."""
 
     section: ClassVar[str] = "n_plus_one"
+    #: a finding below critical_calls is a warning: min_calls above it leaves none
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("min_calls", "critical_calls"),)
     min_calls: int = setting(5, "calls of one fingerprint under one parent span", low=2)
     min_union_ms: float = setting(50.0, "union of those calls' intervals, per parent", unit="ms")
     critical_calls: int = setting(10, "calls per request from which the finding is critical")

@@ -44,6 +44,8 @@ class PoolSettings:
     """Thresholds of :func:`pool_exhaustion` (keys ``pool_exhaustion.*``)."""
 
     section: ClassVar[str] = "pool_exhaustion"
+    #: a finding below critical_wait_share is a warning: min_wait_share above it leaves none
+    ordered: ClassVar[tuple[tuple[str, str], ...]] = (("min_wait_share", "critical_wait_share"),)
     min_wait_share: float = share(0.10, "share of all request time spent waiting for a connection")
     min_wait_ms: float = setting(10.0, "pool wait per request", unit="ms")
     critical_wait_share: float = share(
