@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -311,7 +312,31 @@ MY_CORPUS: list[tuple[str, str, str]] = [
     ("derived-lock", "SELECT * FROM (SELECT GET_LOCK('correlate_hostile', 0) AS g) x", "refused"),
     ("derived-sleep", "SELECT * FROM (SELECT SLEEP(30) AS s) x", "refused"),
     ("stored-function", "SELECT * FROM (SELECT `evil`(1) AS e) x", "refused"),
+    # A comment between a name and its "(" hides nothing: the server calls the function.
+    ("comment-call", "SELECT * FROM (SELECT SLEEP/**/(30) AS s) x", "refused"),
+    ("hash-call", "SELECT * FROM (SELECT GET_LOCK#x\n('correlate_hostile', 0) AS g) x", "refused"),
+    ("dashes-call", "SELECT * FROM (SELECT SLEEP-- x\n(30) AS s) x", "refused"),
+    (
+        "comment-exfil",
+        "SELECT * FROM (SELECT EXTRACTVALUE/**/(1, CONCAT(0x7e, LOAD_FILE/**/"
+        "(0x2f6574632f686f73746e616d65), (SELECT CONCAT(user, 0x3a, password) "
+        "FROM mysql.user LIMIT 1))) AS s) x",
+        "refused",
+    ),
+    (
+        "comment-setval",
+        "DELETE FROM hostile_canary WHERE id IN "
+        "(SELECT v FROM (SELECT SETVAL/**/(hostile_seq, 525252) AS v) t)",
+        "refused",
+    ),
+    ("next-value", "SELECT * FROM (SELECT NEXT VALUE FOR hostile_seq AS v) x", "refused"),
+    # A qualified name is a stored function, even one named like an allowed built-in.
+    ("qualified", "SELECT * FROM (SELECT {db}.concat(1) AS s) x", "refused"),
+    ("qualified-quoted", "SELECT * FROM (SELECT `{db}` . /* x */ `concat` (1) AS s) x", "refused"),
+    ("hint", "SELECT /*+ MAX_EXECUTION_TIME(100000) */ * FROM hostile_canary", "refused"),
+    ("builtin-concat", "SELECT * FROM (SELECT concat(1) AS s) x", "plan"),
     ("insert-columns", "INSERT INTO hostile_canary (id) VALUES (%s)", "plan"),
+    ("insert-qualified", "INSERT INTO {db}.hostile_canary (id) VALUES (%s)", "plan"),
     ("kill", "KILL {conn_id}", "not_explainable"),
     ("drop", DROP_MY, "not_explainable"),
 ]
@@ -337,6 +362,15 @@ def my_victim(mysql_dsn: str) -> Iterator[Any]:
             "INSERT INTO hostile_canary VALUES " + ", ".join(f"({i})" for i in range(1, 51))
         )
         cur.execute("CREATE TABLE hostile_t2 (a int)")
+        cur.execute("DROP SEQUENCE IF EXISTS hostile_seq")
+        cur.execute("CREATE SEQUENCE hostile_seq")
+        # A stored function named like a built-in, reachable only by its qualified name.
+        cur.execute("DROP FUNCTION IF EXISTS `concat`")
+        cur.execute(
+            "CREATE FUNCTION `concat`(x INT) RETURNS INT NOT DETERMINISTIC RETURN SLEEP(30)"
+        )
+        cur.execute("SELECT DATABASE()")
+        conn.db = cur.fetchone()[0]
     conn.bystander_id = bystander.thread_id()
     try:
         yield conn
@@ -348,26 +382,44 @@ def my_victim(mysql_dsn: str) -> Iterator[Any]:
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'hostile_t2'"
             )
             assert cur.fetchone() == (1,)
+            # Sequences are not transactional: a value taken would stay taken.
+            cur.execute("SELECT next_not_cached_value FROM hostile_seq")
+            assert cur.fetchone() == (1,)
         with bystander.cursor() as cur:
             cur.execute("SELECT 1, IS_USED_LOCK('correlate_hostile')")
             assert cur.fetchone() == (1, None)
     finally:
         with conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS hostile_canary, hostile_t2")
+            cur.execute("DROP SEQUENCE IF EXISTS hostile_seq")
+            cur.execute("DROP FUNCTION IF EXISTS `concat`")
         bystander.close()
         conn.close()
 
 
 def _my_corpus(conn: Any, corpus: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    return [(key, text.replace("{conn_id}", str(conn.bystander_id))) for key, text, _ in corpus]
+    return [
+        (key, text.replace("{conn_id}", str(conn.bystander_id)).replace("{db}", conn.db))
+        for key, text, _ in corpus
+    ]
 
 
 @pytest.mark.mariadb
 def test_mariadb_hostile_statements_are_refused_or_only_planned(
     mysql_dsn: str, my_victim: Any
 ) -> None:
-    result = explain_statements(mysql_dsn, _my_corpus(my_victim, MY_CORPUS))
+    started = time.monotonic()
+    result = explain_statements(
+        mysql_dsn, _my_corpus(my_victim, MY_CORPUS), statement_timeout_ms=20_000
+    )
+    # SLEEP(30) and the stored concat() would each take the full timeout had they run.
+    assert time.monotonic() - started < 10
     _check(result, MY_CORPUS)
+    for key in ("comment-exfil", "qualified"):
+        captured = result.get(key)
+        assert captured is not None and "mysql.user" not in (captured.reason or "")
+    qualified = result.get("qualified-quoted")
+    assert qualified is not None and f"`{my_victim.db}`.`concat`()" in (qualified.reason or "")
 
 
 @pytest.mark.mariadb

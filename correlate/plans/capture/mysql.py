@@ -30,7 +30,9 @@ What keeps the server safe from the text:
    plain EXPLAIN: the server materialises derived tables while explaining, so
    ``EXPLAIN SELECT * FROM (SELECT GET_LOCK('x', 0)) t`` would take the lock. ``SLEEP``,
    ``GET_LOCK``, ``BENCHMARK``, ``LOAD_FILE``, stored functions and anything unknown are
-   refused by name. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
+   refused by name. Calls are found with comments skipped (``SLEEP/**/(1)`` is a call) and
+   a qualified name is a stored function; sequence values (``NEXT VALUE FOR``) and
+   optimizer hints (``/*+ … */``) are refused too. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
    also refuses ``INTO``, ``FOR UPDATE``/``SHARE`` and ``LOCK IN SHARE MODE``.
 """
 
@@ -252,6 +254,8 @@ _NOT_CALLS = frozenset(
     ]
 )
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+# MariaDB sequences: NEXT/PREVIOUS VALUE FOR s, and s.nextval in Oracle mode.
+_SEQUENCE = re.compile(r"\b(?:NEXT|PREVIOUS)\s+VALUE\s+FOR\b|\b(?:NEXTVAL|CURRVAL|LASTVAL)\b")
 _LOCKING = re.compile(r"\b(?:FOR\s+(?:UPDATE|SHARE)|LOCK\s+IN\s+SHARE\s+MODE)\b", re.I)
 #: sql_mode flags that change how the server reads quotes; removed for the session.
 _LEXICAL_MODES = frozenset({"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"})
@@ -260,8 +264,13 @@ _MULTI_STATEMENTS = 1 << 16  # CLIENT_MULTI_STATEMENTS
 
 def _calls(split: Placeholders) -> Iterator[str]:
     """Names the statement calls as functions: a word or quoted name before ``(``, except
-    keywords and the table of ``INSERT [INTO] t (cols)``."""
-    tokens = split.tokens
+    keywords and the table of ``INSERT [INTO] t (cols)``.
+
+    Comments are skipped as the server skips them (``SLEEP/**/(1)`` and ``SLEEP#x\n(1)``
+    are calls), and a qualified name (``db.concat(1)``) is yielded whole: the server
+    takes it for a stored function, whatever built-in it is named after.
+    """
+    tokens = [t for t in split.tokens if t.kind != "comment"]
     for i, tok in enumerate(tokens[:-1]):
         if tokens[i + 1].text != "(" or tok.kind not in ("word", "qident"):
             continue
@@ -272,7 +281,7 @@ def _calls(split: Placeholders) -> Iterator[str]:
             j -= 2  # back over schema.table
         if j >= 0 and tokens[j].text.upper() in ("INTO", "INSERT", "REPLACE", "TABLE"):
             continue
-        yield tok.text
+        yield "".join(t.text for t in tokens[j + 1 : i + 1])
 
 
 def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | None:
@@ -287,6 +296,16 @@ def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | N
             return "refused", (
                 "the text holds an executable comment (/*! … */), which the server runs as SQL"
             )
+        if tok.kind == "comment" and tok.text.startswith("/*+"):
+            return "refused", (
+                "the text holds an optimizer hint (/*+ … */), which can lift the statement "
+                "timeout (MAX_EXECUTION_TIME, SET_VAR)"
+            )
+    if _SEQUENCE.search(" ".join(split.words)):
+        return "refused", (
+            "the statement takes a value from a sequence (NEXT VALUE FOR, NEXTVAL), which "
+            "the server does while explaining and no rollback undoes"
+        )
     for name in _calls(split):
         if name.lower() not in ALLOWED_FUNCTIONS:
             return "refused", (
