@@ -58,6 +58,39 @@ PG_CORPUS: list[tuple[str, str, str]] = [
         "plan",
     ),
     ("kill", KILL, "plan"),  # planned only: a plain EXPLAIN calls nothing volatile
+    ("sleep", "SELECT pg_sleep(30)", "plan"),  # volatile: never evaluated while planning
+    # The planner evaluates stable built-ins of constants, and a cast error quotes them.
+    (
+        "current-setting",
+        "SELECT * FROM victim.canary WHERE id = CAST(current_setting('data_directory') AS int)",
+        "refused",
+    ),
+    (
+        "table-to-xml",
+        "SELECT * FROM victim.canary WHERE id::text = "
+        "CAST(table_to_xml('victim.secrets', true, true, '') AS text)::int::text",
+        "refused",
+    ),
+    (
+        "database-to-xml",
+        "SELECT * FROM victim.canary WHERE id = %s AND "
+        "id::text = CAST(pg_catalog.database_to_xml(true, true, '') AS text)::int::text",
+        "refused",
+    ),
+    (
+        "backend-activity",
+        "SELECT * FROM victim.canary WHERE id = CAST(pg_stat_get_backend_activity(1) AS int)",
+        "refused",
+    ),
+    ("txid", "SELECT txid_current()", "refused"),
+    ("udf", "SELECT * FROM victim.canary WHERE id = victim.leak()", "refused"),
+    ("user-operator", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) 1", "refused"),
+    ("user-operator-any", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) ANY (SELECT 1)", "refused"),
+    (
+        "user-operator-using",
+        "SELECT id FROM victim.canary ORDER BY id USING OPERATOR(victim.<<<)",
+        "refused",
+    ),
 ]
 # Under --analyze: what may run runs, everything that could act is refused unsent.
 PG_ANALYZE: list[tuple[str, str, str]] = [
@@ -77,6 +110,16 @@ PG_ANALYZE: list[tuple[str, str, str]] = [
     ("select-into", "SELECT * INTO victim.copy FROM victim.canary", "refused"),
     ("delete", "DELETE FROM victim.canary", "refused"),
     ("read", "SELECT count(*), max(id), now() FROM victim.canary", "plan"),
+    ("txid", "SELECT txid_current()", "refused"),  # stable, yet assigns a transaction id
+    ("xact-id", "SELECT pg_current_xact_id()", "refused"),
+    # Operators outside an A_Expr: x OP ANY (subquery), ORDER BY … USING OP.
+    ("operator-any", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) ANY (SELECT 1)", "refused"),
+    (
+        "operator-using",
+        "SELECT id FROM victim.canary ORDER BY id USING OPERATOR(victim.<<<)",
+        "refused",
+    ),
+    ("operator", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) 1", "refused"),
 ]
 
 
@@ -108,6 +151,20 @@ def victim(pg_dsn: str) -> Iterator[Any]:
     conn.execute("INSERT INTO victim.canary SELECT generate_series(1, 50)")
     conn.execute("CREATE TABLE victim.t2 (a int)")
     conn.execute("CREATE SEQUENCE victim.seq")
+    conn.execute("CREATE TABLE victim.secrets (s text)")
+    conn.execute("INSERT INTO victim.secrets VALUES ('SUPER-SECRET-ROW')")
+    conn.execute(
+        "CREATE FUNCTION victim.leak() RETURNS int STABLE LANGUAGE sql "
+        "AS $$ SELECT s::int FROM victim.secrets $$"
+    )
+    # A volatile operator that would take 30 s, in the schema and on the search path.
+    conn.execute(
+        "CREATE FUNCTION victim.slow_lt(a int, b int) RETURNS bool VOLATILE LANGUAGE sql "
+        "AS $$ SELECT pg_sleep(30) IS NOT NULL AND a < b $$"
+    )
+    conn.execute(
+        "CREATE OPERATOR victim.<<< (LEFTARG = int, RIGHTARG = int, FUNCTION = victim.slow_lt)"
+    )
     bystander = psycopg.connect(pg_conninfo(pg_dsn), autocommit=True)
     conn.bystander_pid = bystander.info.backend_pid  # type: ignore[attr-defined]
     try:
@@ -137,10 +194,26 @@ def _pg_corpus(victim: Any, corpus: list[tuple[str, str, str]]) -> list[tuple[st
     return [(key, text.format(pid=pid) if key == "kill" else text) for key, text, _ in corpus]
 
 
+def _assert_nothing_leaked(result: CaptureResult, pg: Any) -> None:
+    data_directory = pg.execute("SHOW data_directory").fetchone()[0]
+    for captured in result:
+        assert "SUPER-SECRET" not in (captured.reason or ""), captured.key
+        assert data_directory not in (captured.reason or ""), captured.key
+
+
 @pytest.mark.postgres
 def test_pg_hostile_statements_are_refused_or_only_planned(pg_dsn: str, victim: Any) -> None:
-    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_CORPUS))
+    started = time.monotonic()
+    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_CORPUS), statement_timeout_ms=20_000)
+    assert time.monotonic() - started < 10  # pg_sleep(30) and the operator did not run
     _check(result, PG_CORPUS)
+    _assert_nothing_leaked(result, victim)
+    setting = result.get("current-setting")
+    assert setting is not None and "current_setting(), which reads outside" in (
+        setting.reason or ""
+    )
+    udf = result.get("udf")
+    assert udf is not None and "victim.leak(), not a built-in function" in (udf.reason or "")
     # What was sent is exactly one EXPLAIN of exactly the statement.
     hidden = result.get("nested-hidden")
     assert hidden is not None and hidden.commands == (
@@ -150,12 +223,17 @@ def test_pg_hostile_statements_are_refused_or_only_planned(pg_dsn: str, victim: 
 
 @pytest.mark.postgres
 def test_pg_analyze_runs_only_what_cannot_act(pg_dsn: str, victim: Any) -> None:
-    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_ANALYZE), analyze=True)
+    started = time.monotonic()
+    result = explain_statements(
+        pg_dsn, _pg_corpus(victim, PG_ANALYZE), analyze=True, statement_timeout_ms=20_000
+    )
+    assert time.monotonic() - started < 10  # the volatile operator did not run
     _check(result, PG_ANALYZE)
+    _assert_nothing_leaked(result, victim)
     kill = result.get("kill")
     assert kill is not None and "pg_terminate_backend(), a volatile function" in (kill.reason or "")
     dblink = result.get("dblink")
-    assert dblink is not None and "does not know" in (dblink.reason or "")
+    assert dblink is not None and "dblink(), which reads outside" in (dblink.reason or "")
     read = result.get("read")
     assert read is not None and read.method == "analyze"
 

@@ -56,6 +56,7 @@ from correlate.plans.capture.common import (
     refusal,
     refused,
     relation_sizes,
+    short_reason,
     writes,
 )
 
@@ -462,7 +463,7 @@ class MySQLSession(Session):
             if not self.conn.open:
                 raise self.connection_error(f"the connection was lost ({exc})") from None
             errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-            message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            message = short_reason(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
             return CapturedPlan(
                 statement.key,
                 statement.text,
