@@ -676,3 +676,25 @@ def test_sqlite_uri_asking_for_rw_is_opened_read_only(sqlite_victim: Path) -> No
             session.conn.execute("DELETE FROM canary")
     finally:
         session.close()
+
+
+@pytest.mark.mariadb
+def test_mariadb_unreadable_plan_is_one_statements_reason(
+    mysql_dsn: str, my_victim: Any, tmp_path: Path
+) -> None:
+    """A NUL byte in a statement comes back raw inside MariaDB's JSON: that statement gets
+    a reason, and every other statement its plan."""
+    texts = [
+        "SELECT count(*) FROM hostile_canary",
+        "SELECT * FROM hostile_canary WHERE concat(id, 'a\x00b') = 'x'",
+        "SELECT max(id) FROM hostile_canary",
+    ]
+    db = tmp_path / "store.duckdb"
+    with correlate.open_store(db) as store:
+        store.ingest([_spans_file(tmp_path, texts, "mysql")], run="nul")
+        report = store.capture_plans("nul", mysql_dsn)
+        assert report.captured == 2, report.summary()
+        [(fingerprint, reason)] = report.failed
+        assert "the server's plan could not be read" in reason
+        kept = store.sql("SELECT fingerprint, reason_code FROM plans WHERE reason IS NOT NULL")
+        assert kept.to_dict("records") == [{"fingerprint": fingerprint, "reason_code": "error"}]
