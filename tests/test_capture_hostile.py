@@ -698,3 +698,47 @@ def test_mariadb_unreadable_plan_is_one_statements_reason(
         assert "the server's plan could not be read" in reason
         kept = store.sql("SELECT fingerprint, reason_code FROM plans WHERE reason IS NOT NULL")
         assert kept.to_dict("records") == [{"fingerprint": fingerprint, "reason_code": "error"}]
+
+
+@pytest.mark.mariadb
+def test_mariadb_sampled_values_are_never_kept(
+    mysql_dsn: str, my_victim: Any, tmp_path: Path
+) -> None:
+    """A placeholder is filled with a real value of its column so the optimizer reads a
+    real row; that value is masked in everything capture returns, stores and prints."""
+    with my_victim.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS hostile_keys")
+        cur.execute(
+            "CREATE TABLE hostile_keys (id int PRIMARY KEY, api_key varchar(64) UNIQUE, "
+            "pin bigint UNIQUE)"
+        )
+        cur.execute("INSERT INTO hostile_keys VALUES (1, 'sk_live_SUPERSECRET_123', 987654321)")
+    texts = [
+        "SELECT id FROM hostile_keys WHERE api_key = %s",
+        "SELECT api_key FROM hostile_keys WHERE pin = %s",
+    ]
+    try:
+        result = explain_statements(mysql_dsn, [(t, t) for t in texts])
+        for captured in result:
+            assert captured.ok, captured.reason
+            shown = json.dumps([captured.sql, captured.plan, captured.commands, captured.reason])
+            assert "SUPERSECRET" not in shown and "987654321" not in shown
+            assert "***" in (captured.sql or "")
+        db = tmp_path / "store.duckdb"
+        with correlate.open_store(db) as store:
+            store.ingest([_spans_file(tmp_path, texts, "mysql")], run="sampled")
+            report = store.capture_plans("sampled", mysql_dsn)
+            assert report.captured == 2, report.summary()
+            stored = store.sql("SELECT * FROM plans").to_json()
+            assert "SUPERSECRET" not in stored and "987654321" not in stored
+            nodes = store.sql("SELECT * FROM plan_nodes").to_json()
+            assert "SUPERSECRET" not in nodes and "987654321" not in nodes
+        from correlate.reporting import report as render_report
+
+        with correlate.open_store(db) as store:
+            for fmt in ("markdown", "json", "html", "text"):
+                text = render_report("sampled", store=store, format=fmt)
+                assert "SUPERSECRET" not in text and "987654321" not in text, fmt
+    finally:
+        with my_victim.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS hostile_keys")

@@ -9,6 +9,9 @@ the column is looked up in ``information_schema.COLUMNS`` (of the current databa
 preferring a table the statement names) and one existing non-NULL value of it is read
 and used as the literal; without one, a default of its type. A ``LIMIT``/``OFFSET``
 placeholder gets ``10``/``0``; any other ``'0'``. The plan is the plan for *that* value.
+The value is the database's, not the trace's, and may be a secret (an API key, a token):
+it is shown as ``***`` in the explained statement, the commands, the plan and any error
+capture returns, so it is never stored or printed.
 
 What keeps the server safe from the text:
 
@@ -59,6 +62,7 @@ from correlate.plans.capture.common import (
     short_reason,
     writes,
 )
+from correlate.redact import MASK
 
 #: MariaDB/MySQL variables recorded when the server has them.
 MYSQL_SETTINGS = (
@@ -340,6 +344,7 @@ _COMPARED = re.compile(
     r"|\bBETWEEN\b(?:\s*[^\s()]+\s+AND\b)?)\s*$",
     re.I,
 )
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _LIMIT = re.compile(r"\b(LIMIT|OFFSET)\s*$|\bLIMIT\s*\S+\s*,\s*$", re.I)
 _NUMERIC_TYPES = frozenset(
     [
@@ -360,6 +365,30 @@ _NUMERIC_TYPES = frozenset(
 )
 _TYPE_DEFAULTS = {"date": "'2000-01-01'", "datetime": "'2000-01-01 00:00:00'", "time": "'00:00:00'"}
 _TYPE_DEFAULTS["timestamp"] = _TYPE_DEFAULTS["datetime"]
+
+
+def _tidy(pieces: list[str]) -> str:
+    return "".join(pieces).strip().rstrip(";").rstrip()
+
+
+def _masked(value: Any, hidden: list[str]) -> Any:
+    """``value`` (text, or a JSON document) with each of ``hidden`` shown as ``***``.
+
+    A form is masked where no word character touches it, so ``12`` is masked in
+    ``t.id = 12`` but not in ``t12``; a string that is nothing but a number is left alone
+    (``"key_length": "4"`` is a length, whatever value was sampled).
+    """
+    if not hidden:
+        return value
+    if isinstance(value, dict):
+        return {k: _masked(v, hidden) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, hidden) for v in value]
+    if not isinstance(value, str) or _NUMBER.fullmatch(value):
+        return value
+    for form in hidden:
+        value = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", MASK, value)
+    return value
 
 
 class MySQLSession(Session):
@@ -404,6 +433,8 @@ class MySQLSession(Session):
             cur.execute(f"SET SESSION lock_wait_timeout = {lock_seconds}")
             cur.execute(f"SET SESSION innodb_lock_wait_timeout = {lock_seconds}")
         self._literals: dict[tuple[str, str | None], str] = {}
+        #: literal of each value read from the database -> the texts that show it
+        self._sampled: dict[str, tuple[str, ...]] = {}
 
     def rollback(self) -> None:
         if self.conn.open:
@@ -442,7 +473,7 @@ class MySQLSession(Session):
             with self.conn.cursor() as cur:
                 try:
                     cur.execute(begin)
-                    sql = self._with_literals(cur, split)
+                    sql, shown, hidden = self._with_literals(cur, split)
                     if analyze:
                         method = "analyze"
                         command = (
@@ -464,14 +495,15 @@ class MySQLSession(Session):
                 raise self.connection_error(f"the connection was lost ({exc})") from None
             errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
             message = short_reason(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+            hidden = self._hidden_in(sql)
             return CapturedPlan(
                 statement.key,
                 statement.text,
-                sql=sql or None,
-                reason=message,
+                sql=_masked(sql, hidden) or None,
+                reason=_masked(message, hidden),
                 reason_code=_MYSQL_REASONS.get(errno, "error"),
                 note=note,
-                commands=tuple(commands),
+                commands=tuple(_masked(c, hidden) for c in commands),
             )
         try:
             # MySQL's EXPLAIN ANALYZE is TREE text, not JSON; keep it as text.
@@ -481,22 +513,36 @@ class MySQLSession(Session):
         return CapturedPlan(
             statement.key,
             statement.text,
-            sql=sql,
+            sql=shown,
             method=method,
-            plan=plan,
+            plan=_masked(plan, hidden),
             note=note,
-            commands=tuple(commands),
+            commands=tuple(_masked(c, hidden) for c in commands),
         )
 
-    def _with_literals(self, cur: Any, split: Placeholders) -> str:
+    def _with_literals(self, cur: Any, split: Placeholders) -> tuple[str, str, list[str]]:
+        """The statement with a literal for each placeholder; the same with each value
+        read from the database shown as ``***``; and the texts that must be masked."""
         out: list[str] = []
+        shown: list[str] = []
+        hidden: list[str] = []
         words = {w.lower() for w in split.words}
         for piece in split.pieces:
             if isinstance(piece, str):
                 out.append(piece)
-            else:
-                out.append(self._literal(cur, "".join(out), words))
-        return "".join(out).strip().rstrip(";").rstrip()
+                shown.append(piece)
+                continue
+            literal = self._literal(cur, "".join(out), words)
+            out.append(literal)
+            forms = self._sampled.get(literal)
+            shown.append(MASK if forms else literal)
+            hidden.extend(forms or ())
+        return _tidy(out), _tidy(shown), sorted(set(hidden), key=len, reverse=True)
+
+    def _hidden_in(self, sql: str) -> list[str]:
+        """The forms of every sampled value whose literal ``sql`` holds."""
+        forms = {f for literal, fs in self._sampled.items() if literal in sql for f in fs}
+        return sorted(forms, key=len, reverse=True)
 
     def _literal(self, cur: Any, before: str, words: set[str]) -> str:
         """A stand-in value for the placeholder that follows ``before``."""
@@ -536,7 +582,13 @@ class MySQLSession(Session):
         )
         row = cur.fetchone()
         if row is not None:
-            return str(self.conn.escape(row[0]))
+            literal = str(self.conn.escape(row[0]))
+            # As sent, as the server prints it in a plan ('…', without _binary), as text.
+            forms = {literal, literal[literal.find("'") :] if "'" in literal else literal}
+            if not isinstance(row[0], (str, bytes)):
+                forms.add(str(row[0]))
+            self._sampled[literal] = tuple(forms)
+            return literal
         if data_type in _NUMERIC_TYPES:
             return "0"
         return _TYPE_DEFAULTS.get(data_type, "''")
