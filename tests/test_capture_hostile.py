@@ -411,6 +411,9 @@ MY_CORPUS: list[tuple[str, str, str]] = [
     # A qualified name is a stored function, even one named like an allowed built-in.
     ("qualified", "SELECT * FROM (SELECT {db}.concat(1) AS s) x", "refused"),
     ("qualified-quoted", "SELECT * FROM (SELECT `{db}` . /* x */ `concat` (1) AS s) x", "refused"),
+    # MariaDB reads a no-break space as part of a name: concat\u00a0 is a stored function.
+    ("nbsp", "SELECT * FROM (SELECT concat\u00a0(1) AS s) x", "refused"),
+    ("tab-vt", "SELECT\t1\x0b+\x0c1 FROM hostile_canary", "plan"),
     ("hint", "SELECT /*+ MAX_EXECUTION_TIME(100000) */ * FROM hostile_canary", "refused"),
     ("builtin-concat", "SELECT * FROM (SELECT concat(1) AS s) x", "plan"),
     ("insert-columns", "INSERT INTO hostile_canary (id) VALUES (%s)", "plan"),
@@ -729,9 +732,9 @@ def test_mariadb_sampled_values_are_never_kept(
             store.ingest([_spans_file(tmp_path, texts, "mysql")], run="sampled")
             report = store.capture_plans("sampled", mysql_dsn)
             assert report.captured == 2, report.summary()
-            stored = store.sql("SELECT * FROM plans").to_json()
+            stored = store.sql("SELECT * FROM plans").to_json(date_format="iso")
             assert "SUPERSECRET" not in stored and "987654321" not in stored
-            nodes = store.sql("SELECT * FROM plan_nodes").to_json()
+            nodes = store.sql("SELECT * FROM plan_nodes").to_json(date_format="iso")
             assert "SUPERSECRET" not in nodes and "987654321" not in nodes
         from correlate.reporting import report as render_report
 

@@ -289,7 +289,21 @@ def _calls(split: Placeholders) -> Iterator[str]:
         yield "".join(t.text for t in tokens[j + 1 : i + 1])
 
 
-def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | None:
+def _odd_space(text: str, split: Placeholders) -> bool:
+    """True when something between the tokens of ``text`` is not one of MySQL's spaces:
+    the lexer drops every Unicode space, while MariaDB reads ``concat\u00a0`` as one name."""
+    cursor = 0
+    for tok in split.tokens:
+        start = text.find(tok.text, cursor)
+        if text[cursor:start].strip(_MYSQL_SPACES):
+            return True
+        cursor = start + len(tok.text)
+    return bool(text[cursor:].strip(_MYSQL_SPACES))
+
+
+def statement_refusal(
+    split: Placeholders, analyze: bool, text: str | None = None
+) -> tuple[str, str] | None:
     """MySQL-specific reasons not to send a statement (after :func:`refusal`).
 
     The function allow-list applies to plain EXPLAIN too: MariaDB and MySQL materialise
@@ -306,6 +320,12 @@ def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | N
                 "the text holds an optimizer hint (/*+ … */), which can lift the statement "
                 "timeout (MAX_EXECUTION_TIME, SET_VAR)"
             )
+    if text is not None and _odd_space(text, split):
+        return "refused", (
+            "the text holds a character that reads as a space here but as part of a name to "
+            "the server (such as U+00A0), so the server could call a function the check "
+            "did not see"
+        )
     if _SEQUENCE.search(" ".join(split.words)):
         return "refused", (
             "the statement takes a value from a sequence (NEXT VALUE FOR, NEXTVAL), which "
@@ -344,6 +364,7 @@ _COMPARED = re.compile(
     r"|\bBETWEEN\b(?:\s*[^\s()]+\s+AND\b)?)\s*$",
     re.I,
 )
+_MYSQL_SPACES = " \t\n\r\v\f"
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _LIMIT = re.compile(r"\b(LIMIT|OFFSET)\s*$|\bLIMIT\s*\S+\s*,\s*$", re.I)
 _NUMERIC_TYPES = frozenset(
@@ -457,7 +478,9 @@ class MySQLSession(Session):
         import pymysql
 
         split = split_placeholders(statement.text, "mysql")
-        why = refusal(statement.text, split, analyze) or statement_refusal(split, analyze)
+        why = refusal(statement.text, split, analyze) or statement_refusal(
+            split, analyze, statement.text
+        )
         if why:
             return refused(statement, why)
         note = None
