@@ -89,6 +89,7 @@ DENIED_FUNCTIONS = re.compile(
     r"|pg_show_all_file_settings|pg_hba_file_rules|pg_ident_file_mappings|pg_current_logfile"
     r"|txid_.*|pg_current_xact_id.*|pg_current_snapshot|pg_export_snapshot"
     r"|pg_stat_get_activity|pg_stat_get_backend_.*|pg_get_backend_memory_contexts"
+    r"|pg_stat_get_wal_receiver|pg_stat_get_subscription.*|pg_control_.*"
     r"|ts_stat|ts_rewrite|dblink.*"
 )
 _UNTYPED_PARAM = re.compile(r"could not determine data type of parameter \$(\d+)")
@@ -271,7 +272,9 @@ class PostgresSession(Session):
         never evaluated while planning, so they are refused only when ``analyze`` runs the
         statement.
         """
-        when = "analyze runs the statement" if analyze else "the planner evaluates functions"
+        when = (
+            "analyze runs the statement" if analyze else "planning evaluates functions of constants"
+        )
         for name in sorted(parsed.functions):
             if name and DENIED_FUNCTIONS.fullmatch(name[-1].lower()):
                 return "refused", (
