@@ -34,8 +34,9 @@ What keeps the server safe from the text:
    ``EXPLAIN SELECT * FROM (SELECT GET_LOCK('x', 0)) t`` would take the lock. ``SLEEP``,
    ``GET_LOCK``, ``BENCHMARK``, ``LOAD_FILE``, stored functions and anything unknown are
    refused by name. Calls are found with comments skipped (``SLEEP/**/(1)`` is a call) and
-   a qualified name is a stored function; sequence values (``NEXT VALUE FOR``) and
-   optimizer hints (``/*+ … */``) are refused too. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
+   a qualified name is a stored function; sequence values (``NEXT VALUE FOR``),
+   optimizer hints (``/*+ … */``) and spaces MySQL does not take for spaces (U+00A0)
+   are refused too. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
    also refuses ``INTO``, ``FOR UPDATE``/``SHARE`` and ``LOCK IN SHARE MODE``.
 """
 
