@@ -13,6 +13,15 @@ connection string back.
 'postgresql+psycopg://app:***@db:5432/shop?sslmode=require&sslpassword=***'
 >>> redact_url("not a url :: s3cret")
 '<unparseable database URL>'
+
+A password may hold an ``@`` its writer did not percent-encode
+(``postgresql://app:s3@cret@db/shop``). SQLAlchemy and libpq end the user part at
+the first ``@``, which would show ``cret@db`` as the host; here the user part ends
+at the last ``@``, so the whole password is hidden (:func:`unescaped_at` tells
+such a URL, which capture and watch refuse to connect with).
+
+>>> redact_url("postgresql://app:s3@cret@db/shop")
+'postgresql://app:***@db/shop'
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from urllib.parse import quote, quote_plus
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
-__all__ = ["MASK", "is_secret_parameter", "redact_url", "scrub", "url_secrets"]
+__all__ = ["MASK", "is_secret_parameter", "redact_url", "scrub", "unescaped_at", "url_secrets"]
 
 #: What a hidden value is shown as.
 MASK = "***"
@@ -46,12 +55,58 @@ def is_secret_parameter(name: str) -> bool:
     return bool(_SECRET_NAME.search(name.lower()))
 
 
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def _as_text(url: str | URL | Any) -> str:
+    if isinstance(url, str):
+        return url
+    render = getattr(url, "render_as_string", None)
+    return str(render(hide_password=False)) if render else str(url)
+
+
+def _at_repaired(url: str | URL | Any) -> tuple[str, str] | None:
+    """(the URL with its password percent-encoded, the password) when the password holds
+    an unescaped ``@``, taking the user part to end at the last ``@``; else None."""
+    text = _as_text(url)
+    scheme = _SCHEME.match(text)
+    if not scheme:
+        return None
+    rest = text[scheme.end() :]
+    user, colon, password = rest[: max(rest.rfind("@"), 0)].partition(":")
+    if not colon or "@" not in password:
+        return None
+    host = rest[rest.rfind("@") + 1 :]
+    return f"{text[: scheme.end()]}{user}:{quote(password, safe='')}@{host}", password
+
+
+def unescaped_at(url: str | URL | Any) -> bool:
+    """True when the password in ``url`` holds an ``@`` that is not percent-encoded.
+
+    Drivers would take what follows that ``@`` for the host and quote it in their errors,
+    so such a URL is refused rather than connected with; the fix is to write ``%40``.
+
+    >>> unescaped_at("postgresql://app:s3@cret@db/shop"), unescaped_at("postgresql://app:s3%40cret@db/shop")
+    (True, False)
+    """
+    return _at_repaired(url) is not None
+
+
+#: What to say of a URL :func:`unescaped_at` flags.
+UNESCAPED_AT = (
+    "the password in the URL holds an '@' that is not percent-encoded, so the host cannot "
+    "be told from the password: write each '@' of the password as %40, or pass the "
+    "password in the environment (PGPASSWORD, MYSQL_PWD)"
+)
+
+
 def _parse(url: str | URL) -> URL | None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError
 
+    repaired = _at_repaired(url)
     try:
-        return make_url(url)
+        return make_url(repaired[0] if repaired else url)
     except (ArgumentError, ValueError, TypeError):
         return None
 
@@ -89,6 +144,10 @@ def url_secrets(url: str | URL | Any) -> list[str]:
     found: set[str] = set()
     if parsed.password:
         found.add(str(parsed.password))
+    repaired = _at_repaired(url)
+    if repaired:
+        # A driver given the URL as written shows the password's pieces apart: "cret@db".
+        found.update(p for p in re.split(r"[@:/?#]", repaired[1]) if len(p) >= 3)
     for name, value in parsed.query.items():
         if is_secret_parameter(name):
             found.update(str(v) for v in (value if isinstance(value, tuple) else (value,)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,39 @@ PG_CORPUS: list[tuple[str, str, str]] = [
         "plan",
     ),
     ("kill", KILL, "plan"),  # planned only: a plain EXPLAIN calls nothing volatile
+    ("sleep", "SELECT pg_sleep(30)", "plan"),  # volatile: never evaluated while planning
+    # The planner evaluates stable built-ins of constants, and a cast error quotes them.
+    (
+        "current-setting",
+        "SELECT * FROM victim.canary WHERE id = CAST(current_setting('data_directory') AS int)",
+        "refused",
+    ),
+    (
+        "table-to-xml",
+        "SELECT * FROM victim.canary WHERE id::text = "
+        "CAST(table_to_xml('victim.secrets', true, true, '') AS text)::int::text",
+        "refused",
+    ),
+    (
+        "database-to-xml",
+        "SELECT * FROM victim.canary WHERE id = %s AND "
+        "id::text = CAST(pg_catalog.database_to_xml(true, true, '') AS text)::int::text",
+        "refused",
+    ),
+    (
+        "backend-activity",
+        "SELECT * FROM victim.canary WHERE id = CAST(pg_stat_get_backend_activity(1) AS int)",
+        "refused",
+    ),
+    ("txid", "SELECT txid_current()", "refused"),
+    ("udf", "SELECT * FROM victim.canary WHERE id = victim.leak()", "refused"),
+    ("user-operator", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) 1", "refused"),
+    ("user-operator-any", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) ANY (SELECT 1)", "refused"),
+    (
+        "user-operator-using",
+        "SELECT id FROM victim.canary ORDER BY id USING OPERATOR(victim.<<<)",
+        "refused",
+    ),
 ]
 # Under --analyze: what may run runs, everything that could act is refused unsent.
 PG_ANALYZE: list[tuple[str, str, str]] = [
@@ -76,6 +110,16 @@ PG_ANALYZE: list[tuple[str, str, str]] = [
     ("select-into", "SELECT * INTO victim.copy FROM victim.canary", "refused"),
     ("delete", "DELETE FROM victim.canary", "refused"),
     ("read", "SELECT count(*), max(id), now() FROM victim.canary", "plan"),
+    ("txid", "SELECT txid_current()", "refused"),  # stable, yet assigns a transaction id
+    ("xact-id", "SELECT pg_current_xact_id()", "refused"),
+    # Operators outside an A_Expr: x OP ANY (subquery), ORDER BY … USING OP.
+    ("operator-any", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) ANY (SELECT 1)", "refused"),
+    (
+        "operator-using",
+        "SELECT id FROM victim.canary ORDER BY id USING OPERATOR(victim.<<<)",
+        "refused",
+    ),
+    ("operator", "SELECT 1 WHERE 0 OPERATOR(victim.<<<) 1", "refused"),
 ]
 
 
@@ -107,6 +151,20 @@ def victim(pg_dsn: str) -> Iterator[Any]:
     conn.execute("INSERT INTO victim.canary SELECT generate_series(1, 50)")
     conn.execute("CREATE TABLE victim.t2 (a int)")
     conn.execute("CREATE SEQUENCE victim.seq")
+    conn.execute("CREATE TABLE victim.secrets (s text)")
+    conn.execute("INSERT INTO victim.secrets VALUES ('SUPER-SECRET-ROW')")
+    conn.execute(
+        "CREATE FUNCTION victim.leak() RETURNS int STABLE LANGUAGE sql "
+        "AS $$ SELECT s::int FROM victim.secrets $$"
+    )
+    # A volatile operator that would take 30 s, in the schema and on the search path.
+    conn.execute(
+        "CREATE FUNCTION victim.slow_lt(a int, b int) RETURNS bool VOLATILE LANGUAGE sql "
+        "AS $$ SELECT pg_sleep(30) IS NOT NULL AND a < b $$"
+    )
+    conn.execute(
+        "CREATE OPERATOR victim.<<< (LEFTARG = int, RIGHTARG = int, FUNCTION = victim.slow_lt)"
+    )
     bystander = psycopg.connect(pg_conninfo(pg_dsn), autocommit=True)
     conn.bystander_pid = bystander.info.backend_pid  # type: ignore[attr-defined]
     try:
@@ -136,10 +194,26 @@ def _pg_corpus(victim: Any, corpus: list[tuple[str, str, str]]) -> list[tuple[st
     return [(key, text.format(pid=pid) if key == "kill" else text) for key, text, _ in corpus]
 
 
+def _assert_nothing_leaked(result: CaptureResult, pg: Any) -> None:
+    data_directory = pg.execute("SHOW data_directory").fetchone()[0]
+    for captured in result:
+        assert "SUPER-SECRET" not in (captured.reason or ""), captured.key
+        assert data_directory not in (captured.reason or ""), captured.key
+
+
 @pytest.mark.postgres
 def test_pg_hostile_statements_are_refused_or_only_planned(pg_dsn: str, victim: Any) -> None:
-    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_CORPUS))
+    started = time.monotonic()
+    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_CORPUS), statement_timeout_ms=20_000)
+    assert time.monotonic() - started < 10  # pg_sleep(30) and the operator did not run
     _check(result, PG_CORPUS)
+    _assert_nothing_leaked(result, victim)
+    setting = result.get("current-setting")
+    assert setting is not None and "current_setting(), which reads outside" in (
+        setting.reason or ""
+    )
+    udf = result.get("udf")
+    assert udf is not None and "victim.leak(), not a built-in function" in (udf.reason or "")
     # What was sent is exactly one EXPLAIN of exactly the statement.
     hidden = result.get("nested-hidden")
     assert hidden is not None and hidden.commands == (
@@ -149,12 +223,17 @@ def test_pg_hostile_statements_are_refused_or_only_planned(pg_dsn: str, victim: 
 
 @pytest.mark.postgres
 def test_pg_analyze_runs_only_what_cannot_act(pg_dsn: str, victim: Any) -> None:
-    result = explain_statements(pg_dsn, _pg_corpus(victim, PG_ANALYZE), analyze=True)
+    started = time.monotonic()
+    result = explain_statements(
+        pg_dsn, _pg_corpus(victim, PG_ANALYZE), analyze=True, statement_timeout_ms=20_000
+    )
+    assert time.monotonic() - started < 10  # the volatile operator did not run
     _check(result, PG_ANALYZE)
+    _assert_nothing_leaked(result, victim)
     kill = result.get("kill")
     assert kill is not None and "pg_terminate_backend(), a volatile function" in (kill.reason or "")
     dblink = result.get("dblink")
-    assert dblink is not None and "does not know" in (dblink.reason or "")
+    assert dblink is not None and "dblink(), which reads outside" in (dblink.reason or "")
     read = result.get("read")
     assert read is not None and read.method == "analyze"
 
@@ -311,7 +390,34 @@ MY_CORPUS: list[tuple[str, str, str]] = [
     ("derived-lock", "SELECT * FROM (SELECT GET_LOCK('correlate_hostile', 0) AS g) x", "refused"),
     ("derived-sleep", "SELECT * FROM (SELECT SLEEP(30) AS s) x", "refused"),
     ("stored-function", "SELECT * FROM (SELECT `evil`(1) AS e) x", "refused"),
+    # A comment between a name and its "(" hides nothing: the server calls the function.
+    ("comment-call", "SELECT * FROM (SELECT SLEEP/**/(30) AS s) x", "refused"),
+    ("hash-call", "SELECT * FROM (SELECT GET_LOCK#x\n('correlate_hostile', 0) AS g) x", "refused"),
+    ("dashes-call", "SELECT * FROM (SELECT SLEEP-- x\n(30) AS s) x", "refused"),
+    (
+        "comment-exfil",
+        "SELECT * FROM (SELECT EXTRACTVALUE/**/(1, CONCAT(0x7e, LOAD_FILE/**/"
+        "(0x2f6574632f686f73746e616d65), (SELECT CONCAT(user, 0x3a, password) "
+        "FROM mysql.user LIMIT 1))) AS s) x",
+        "refused",
+    ),
+    (
+        "comment-setval",
+        "DELETE FROM hostile_canary WHERE id IN "
+        "(SELECT v FROM (SELECT SETVAL/**/(hostile_seq, 525252) AS v) t)",
+        "refused",
+    ),
+    ("next-value", "SELECT * FROM (SELECT NEXT VALUE FOR hostile_seq AS v) x", "refused"),
+    # A qualified name is a stored function, even one named like an allowed built-in.
+    ("qualified", "SELECT * FROM (SELECT {db}.concat(1) AS s) x", "refused"),
+    ("qualified-quoted", "SELECT * FROM (SELECT `{db}` . /* x */ `concat` (1) AS s) x", "refused"),
+    # MariaDB reads a no-break space as part of a name: concat\u00a0 is a stored function.
+    ("nbsp", "SELECT * FROM (SELECT concat\u00a0(1) AS s) x", "refused"),
+    ("tab-vt", "SELECT\t1\x0b+\x0c1 FROM hostile_canary", "plan"),
+    ("hint", "SELECT /*+ MAX_EXECUTION_TIME(100000) */ * FROM hostile_canary", "refused"),
+    ("builtin-concat", "SELECT * FROM (SELECT concat(1) AS s) x", "plan"),
     ("insert-columns", "INSERT INTO hostile_canary (id) VALUES (%s)", "plan"),
+    ("insert-qualified", "INSERT INTO {db}.hostile_canary (id) VALUES (%s)", "plan"),
     ("kill", "KILL {conn_id}", "not_explainable"),
     ("drop", DROP_MY, "not_explainable"),
 ]
@@ -337,6 +443,15 @@ def my_victim(mysql_dsn: str) -> Iterator[Any]:
             "INSERT INTO hostile_canary VALUES " + ", ".join(f"({i})" for i in range(1, 51))
         )
         cur.execute("CREATE TABLE hostile_t2 (a int)")
+        cur.execute("DROP SEQUENCE IF EXISTS hostile_seq")
+        cur.execute("CREATE SEQUENCE hostile_seq")
+        # A stored function named like a built-in, reachable only by its qualified name.
+        cur.execute("DROP FUNCTION IF EXISTS `concat`")
+        cur.execute(
+            "CREATE FUNCTION `concat`(x INT) RETURNS INT NOT DETERMINISTIC RETURN SLEEP(30)"
+        )
+        cur.execute("SELECT DATABASE()")
+        conn.db = cur.fetchone()[0]
     conn.bystander_id = bystander.thread_id()
     try:
         yield conn
@@ -348,26 +463,44 @@ def my_victim(mysql_dsn: str) -> Iterator[Any]:
                 "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'hostile_t2'"
             )
             assert cur.fetchone() == (1,)
+            # Sequences are not transactional: a value taken would stay taken.
+            cur.execute("SELECT next_not_cached_value FROM hostile_seq")
+            assert cur.fetchone() == (1,)
         with bystander.cursor() as cur:
             cur.execute("SELECT 1, IS_USED_LOCK('correlate_hostile')")
             assert cur.fetchone() == (1, None)
     finally:
         with conn.cursor() as cur:
             cur.execute("DROP TABLE IF EXISTS hostile_canary, hostile_t2")
+            cur.execute("DROP SEQUENCE IF EXISTS hostile_seq")
+            cur.execute("DROP FUNCTION IF EXISTS `concat`")
         bystander.close()
         conn.close()
 
 
 def _my_corpus(conn: Any, corpus: list[tuple[str, str, str]]) -> list[tuple[str, str]]:
-    return [(key, text.replace("{conn_id}", str(conn.bystander_id))) for key, text, _ in corpus]
+    return [
+        (key, text.replace("{conn_id}", str(conn.bystander_id)).replace("{db}", conn.db))
+        for key, text, _ in corpus
+    ]
 
 
 @pytest.mark.mariadb
 def test_mariadb_hostile_statements_are_refused_or_only_planned(
     mysql_dsn: str, my_victim: Any
 ) -> None:
-    result = explain_statements(mysql_dsn, _my_corpus(my_victim, MY_CORPUS))
+    started = time.monotonic()
+    result = explain_statements(
+        mysql_dsn, _my_corpus(my_victim, MY_CORPUS), statement_timeout_ms=20_000
+    )
+    # SLEEP(30) and the stored concat() would each take the full timeout had they run.
+    assert time.monotonic() - started < 10
     _check(result, MY_CORPUS)
+    for key in ("comment-exfil", "qualified"):
+        captured = result.get(key)
+        assert captured is not None and "mysql.user" not in (captured.reason or "")
+    qualified = result.get("qualified-quoted")
+    assert qualified is not None and f"`{my_victim.db}`.`concat`()" in (qualified.reason or "")
 
 
 @pytest.mark.mariadb
@@ -546,3 +679,69 @@ def test_sqlite_uri_asking_for_rw_is_opened_read_only(sqlite_victim: Path) -> No
             session.conn.execute("DELETE FROM canary")
     finally:
         session.close()
+
+
+@pytest.mark.mariadb
+def test_mariadb_unreadable_plan_is_one_statements_reason(
+    mysql_dsn: str, my_victim: Any, tmp_path: Path
+) -> None:
+    """A NUL byte in a statement comes back raw inside MariaDB's JSON: that statement gets
+    a reason, and every other statement its plan."""
+    texts = [
+        "SELECT count(*) FROM hostile_canary",
+        "SELECT * FROM hostile_canary WHERE concat(id, 'a\x00b') = 'x'",
+        "SELECT max(id) FROM hostile_canary",
+    ]
+    db = tmp_path / "store.duckdb"
+    with correlate.open_store(db) as store:
+        store.ingest([_spans_file(tmp_path, texts, "mysql")], run="nul")
+        report = store.capture_plans("nul", mysql_dsn)
+        assert report.captured == 2, report.summary()
+        [(fingerprint, reason)] = report.failed
+        assert "the server's plan could not be read" in reason
+        kept = store.sql("SELECT fingerprint, reason_code FROM plans WHERE reason IS NOT NULL")
+        assert kept.to_dict("records") == [{"fingerprint": fingerprint, "reason_code": "error"}]
+
+
+@pytest.mark.mariadb
+def test_mariadb_sampled_values_are_never_kept(
+    mysql_dsn: str, my_victim: Any, tmp_path: Path
+) -> None:
+    """A placeholder is filled with a real value of its column so the optimizer reads a
+    real row; that value is masked in everything capture returns, stores and prints."""
+    with my_victim.cursor() as cur:
+        cur.execute("DROP TABLE IF EXISTS hostile_keys")
+        cur.execute(
+            "CREATE TABLE hostile_keys (id int PRIMARY KEY, api_key varchar(64) UNIQUE, "
+            "pin bigint UNIQUE)"
+        )
+        cur.execute("INSERT INTO hostile_keys VALUES (1, 'sk_live_SUPERSECRET_123', 987654321)")
+    texts = [
+        "SELECT id FROM hostile_keys WHERE api_key = %s",
+        "SELECT api_key FROM hostile_keys WHERE pin = %s",
+    ]
+    try:
+        result = explain_statements(mysql_dsn, [(t, t) for t in texts])
+        for captured in result:
+            assert captured.ok, captured.reason
+            shown = json.dumps([captured.sql, captured.plan, captured.commands, captured.reason])
+            assert "SUPERSECRET" not in shown and "987654321" not in shown
+            assert "***" in (captured.sql or "")
+        db = tmp_path / "store.duckdb"
+        with correlate.open_store(db) as store:
+            store.ingest([_spans_file(tmp_path, texts, "mysql")], run="sampled")
+            report = store.capture_plans("sampled", mysql_dsn)
+            assert report.captured == 2, report.summary()
+            stored = store.sql("SELECT * FROM plans").to_json(date_format="iso")
+            assert "SUPERSECRET" not in stored and "987654321" not in stored
+            nodes = store.sql("SELECT * FROM plan_nodes").to_json(date_format="iso")
+            assert "SUPERSECRET" not in nodes and "987654321" not in nodes
+        from correlate.reporting import report as render_report
+
+        with correlate.open_store(db) as store:
+            for fmt in ("markdown", "json", "html", "text"):
+                text = render_report("sampled", store=store, format=fmt)
+                assert "SUPERSECRET" not in text and "987654321" not in text, fmt
+    finally:
+        with my_victim.cursor() as cur:
+            cur.execute("DROP TABLE IF EXISTS hostile_keys")

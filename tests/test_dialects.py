@@ -24,7 +24,7 @@ from correlate.dialects import (
 from correlate.fingerprint import fingerprint
 from correlate.fingerprint.placeholders import split_placeholders, to_numbered
 from correlate.fingerprint.tokens import tokenize
-from correlate.redact import MASK, redact_url, scrub, url_secrets
+from correlate.redact import MASK, redact_url, scrub, unescaped_at, url_secrets
 from correlate.store import Store, open_store
 
 # --- Registry -----------------------------------------------------------------------------------
@@ -114,6 +114,49 @@ def test_redact_url_hides_password_and_secret_parameters() -> None:
     assert shown.startswith("postgresql://u:***@h:5432/db?")
     assert "sslmode=require" in shown and "application_name=app" in shown
     assert "password=***" in shown and "passfile=***" in shown
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres:Pa55@TAIL1@127.0.0.1:5432/shop",
+        "postgresql+psycopg://postgres:Pa55@TA@IL1@db.internal/shop?sslmode=require",
+        "mysql+pymysql://root:Pa55@TAIL1@127.0.0.1:3306/shop",
+        "postgresql://postgres:Pa55@TAIL1/x@127.0.0.1:5432/shop",
+        "postgres://postgres:Pa55@TAIL1?x@127.0.0.1/shop",
+    ],
+)
+def test_a_password_with_an_unescaped_at_is_hidden_whole(url: str) -> None:
+    """The user part ends at the last "@" before the host: all of the password is hidden,
+    not just what comes before its first "@"."""
+    shown = redact_url(url)
+    assert "Pa55" not in shown and "TAIL1" not in shown and "IL1" not in shown, shown
+    assert ":***@" in shown
+    assert unescaped_at(url)
+    # What a driver would say of the host it was given, scrubbed.
+    message = "failed to resolve host 'TAIL1@127.0.0.1' (password Pa55)"
+    assert "TAIL1" not in scrub(message, url_secrets(url))
+    assert "Pa55" not in scrub(message, url_secrets(url))
+    # A URL object parsed from it (host "TAIL1@…") is hidden the same way.
+    from sqlalchemy.engine import make_url
+
+    if url.startswith("postgresql://postgres:Pa55@TAIL1@"):
+        parsed = make_url(url)
+        assert "TAIL1" not in redact_url(parsed) and "TAIL1" in str(parsed.host)
+        assert "TAIL1" not in scrub(message, url_secrets(parsed))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://me@corp:pw@127.0.0.1/shop",  # "@" in the user name, not the password
+        "postgresql://app:p%40ss@127.0.0.1/shop",
+        "postgresql://app@127.0.0.1/shop",
+        "sqlite:///tmp/x@y.db",
+    ],
+)
+def test_an_escaped_or_user_at_is_not_ambiguous(url: str) -> None:
+    assert not unescaped_at(url)
 
 
 def test_unparseable_url_is_replaced_whole() -> None:

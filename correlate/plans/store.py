@@ -10,11 +10,11 @@ logs through ``correlate ingest`` (:mod:`correlate.plans.load`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from correlate.dialects import DIALECTS, UnknownDatabaseError, for_url, get
-from correlate.errors import CorrelateError
+from correlate.errors import CorrelateError, InputError
 from correlate.plans.insights import Insight, InsightContext, find_insights
 from correlate.plans.parse import parse_plan
 
@@ -29,11 +29,13 @@ __all__ = ["PlanCaptureReport", "StoredPlan", "add_plan", "capture_plans"]
 @dataclass(frozen=True)
 class StoredPlan:
     """A plan as :func:`add_plan` stored it: its id, the parsed plan and its insights
-    (``plan`` is None and ``insights`` empty for a statement that got a reason)."""
+    (``plan`` is None, ``insights`` empty and ``reason`` says why for a statement that got
+    a reason, or whose plan could not be read)."""
 
     plan_id: int
     plan: Plan | None
     insights: list[Insight]
+    reason: str | None = None
 
 
 def add_plan(
@@ -56,7 +58,19 @@ def add_plan(
     insights: list[Insight] = []
     if captured.ok:
         source = get(server.dialect).plan_source or server.dialect
-        plan = parse_plan(captured.plan, source, query=captured.sql)
+        try:
+            plan = parse_plan(captured.plan, source, query=captured.sql)
+        except InputError as exc:
+            # One statement's unreadable plan (MariaDB writes a NUL in a literal as an
+            # invalid JSON escape) is that statement's reason, not the capture's end.
+            captured = replace(
+                captured,
+                method=None,
+                plan=None,
+                reason=f"the server's plan could not be read ({exc})",
+                reason_code="error",
+            )
+    if plan is not None:
         if context is None:
             context = InsightContext(relation_rows=dict(server.relation_rows))
         insights = find_insights(plan, context)
@@ -65,7 +79,7 @@ def add_plan(
         if plan is not None:
             _insert_nodes(store, plan_id, plan)
             _insert_insights(store, plan_id, insights)
-    return StoredPlan(plan_id, plan, insights)
+    return StoredPlan(plan_id, plan, insights, captured.reason)
 
 
 @dataclass
@@ -138,8 +152,8 @@ def capture_plans(
     with store.atomic():
         for captured in result.plans:
             stored = add_plan(store, run, captured, result.server)
-            if not captured.ok:
-                report.failed.append((captured.key, captured.reason or "no plan"))
+            if stored.plan is None:
+                report.failed.append((captured.key, stored.reason or "no plan"))
                 continue
             report.captured += 1
             report.insights.extend(stored.insights)

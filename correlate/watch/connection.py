@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from correlate.errors import DatabaseConnectionError
-from correlate.redact import redact_url, scrub, url_secrets
+from correlate.redact import UNESCAPED_AT, redact_url, scrub, unescaped_at, url_secrets
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Engine
@@ -63,6 +63,8 @@ def open_target(dsn: str, *, connect_timeout: float, statement_timeout_ms: int) 
     from sqlalchemy.pool import NullPool
 
     redacted = redact_url(dsn)
+    if unescaped_at(dsn):
+        raise DatabaseConnectionError(f"cannot use {redacted}: {UNESCAPED_AT}", redacted)
     if dsn.startswith("postgres://"):
         dsn = "postgresql://" + dsn[len("postgres://") :]
     try:

@@ -26,6 +26,11 @@ says how its server is kept from running anything but one planned statement; in 
 * Each statement runs in its own read-only transaction, rolled back, under a statement
   and a lock timeout; the PostgreSQL session is read-only by default, the SQLite file is
   opened read-only.
+* Even to plan, a statement may call only built-in functions: the servers evaluate some
+  while planning (PostgreSQL: stable ones of constants; MariaDB/MySQL: whole derived
+  tables). PostgreSQL refuses non-built-ins and the built-ins that read outside the
+  statement's tables (``current_setting``, ``table_to_xml``, …); MariaDB/MySQL keep an
+  allow-list. Values MariaDB/MySQL capture reads for placeholders are shown as ``***``.
 * ``analyze=True`` **executes** statements that only read, call only built-in functions
   that cannot act (PostgreSQL: immutable or stable by ``pg_proc.provolatile``; MySQL: an
   allow-list), and have no placeholders (the span has no values for them). Anything

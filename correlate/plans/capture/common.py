@@ -110,6 +110,26 @@ class CaptureResult:
         return [p for p in self.plans if not p.ok]
 
 
+#: How much of a server's error message a reason keeps.
+REASON_LIMIT = 200
+
+
+def short_reason(message: str, limit: int = REASON_LIMIT) -> str:
+    """The first line of a server's error message, at most ``limit`` characters.
+
+    Errors can quote values the server computed; keeping them short bounds what a
+    hostile statement could carry out through one, should a check ever miss it.
+
+    >>> short_reason("division by zero" + chr(10) + "CONTEXT: SQL function")
+    'division by zero'
+    >>> len(short_reason("x" * 500))
+    200
+    """
+    lines = message.strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
 def refusal(text: str, split: Placeholders, analyze: bool) -> tuple[str, str] | None:
     """(reason_code, reason) when the statement must not be sent at all, by the lexer's
     reading; each dialect adds its own server-grammar checks after this one."""

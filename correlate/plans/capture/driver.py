@@ -12,7 +12,7 @@ from correlate.plans.capture.common import (
     Statement,
     log,
 )
-from correlate.redact import redact_url
+from correlate.redact import UNESCAPED_AT, redact_url, unescaped_at
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -35,6 +35,9 @@ def parse_url(dsn: str) -> tuple[URL, Dialect]:
     if dialect is not None and scheme != dialect.url_schemes[0]:
         # postgres:// (Heroku, libpq) and other aliases: SQLAlchemy knows only the first.
         dsn = dialect.url_schemes[0] + dsn[len(scheme) :]
+    if unescaped_at(dsn):
+        shown = redact_url(dsn)
+        raise CaptureConnectionError(f"cannot use {shown}: {UNESCAPED_AT}", shown)
     try:
         url = make_url(dsn)
     except (ArgumentError, ValueError):

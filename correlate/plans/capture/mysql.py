@@ -9,6 +9,9 @@ the column is looked up in ``information_schema.COLUMNS`` (of the current databa
 preferring a table the statement names) and one existing non-NULL value of it is read
 and used as the literal; without one, a default of its type. A ``LIMIT``/``OFFSET``
 placeholder gets ``10``/``0``; any other ``'0'``. The plan is the plan for *that* value.
+The value is the database's, not the trace's, and may be a secret (an API key, a token):
+it is shown as ``***`` in the explained statement, the commands, the plan and any error
+capture returns, so it is never stored or printed.
 
 What keeps the server safe from the text:
 
@@ -30,7 +33,10 @@ What keeps the server safe from the text:
    plain EXPLAIN: the server materialises derived tables while explaining, so
    ``EXPLAIN SELECT * FROM (SELECT GET_LOCK('x', 0)) t`` would take the lock. ``SLEEP``,
    ``GET_LOCK``, ``BENCHMARK``, ``LOAD_FILE``, stored functions and anything unknown are
-   refused by name. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
+   refused by name. Calls are found with comments skipped (``SLEEP/**/(1)`` is a call) and
+   a qualified name is a stored function; sequence values (``NEXT VALUE FOR``),
+   optimizer hints (``/*+ … */``) and spaces MySQL does not take for spaces (U+00A0)
+   are refused too. ``analyze=True`` (``ANALYZE FORMAT=JSON``, MySQL ``EXPLAIN ANALYZE``)
    also refuses ``INTO``, ``FOR UPDATE``/``SHARE`` and ``LOCK IN SHARE MODE``.
 """
 
@@ -54,8 +60,10 @@ from correlate.plans.capture.common import (
     refusal,
     refused,
     relation_sizes,
+    short_reason,
     writes,
 )
+from correlate.redact import MASK
 
 #: MariaDB/MySQL variables recorded when the server has them.
 MYSQL_SETTINGS = (
@@ -252,6 +260,8 @@ _NOT_CALLS = frozenset(
     ]
 )
 _EXECUTABLE_COMMENT = re.compile(r"/\*M?!")
+# MariaDB sequences: NEXT/PREVIOUS VALUE FOR s, and s.nextval in Oracle mode.
+_SEQUENCE = re.compile(r"\b(?:NEXT|PREVIOUS)\s+VALUE\s+FOR\b|\b(?:NEXTVAL|CURRVAL|LASTVAL)\b")
 _LOCKING = re.compile(r"\b(?:FOR\s+(?:UPDATE|SHARE)|LOCK\s+IN\s+SHARE\s+MODE)\b", re.I)
 #: sql_mode flags that change how the server reads quotes; removed for the session.
 _LEXICAL_MODES = frozenset({"ANSI_QUOTES", "NO_BACKSLASH_ESCAPES", "ANSI"})
@@ -260,8 +270,13 @@ _MULTI_STATEMENTS = 1 << 16  # CLIENT_MULTI_STATEMENTS
 
 def _calls(split: Placeholders) -> Iterator[str]:
     """Names the statement calls as functions: a word or quoted name before ``(``, except
-    keywords and the table of ``INSERT [INTO] t (cols)``."""
-    tokens = split.tokens
+    keywords and the table of ``INSERT [INTO] t (cols)``.
+
+    Comments are skipped as the server skips them (``SLEEP/**/(1)`` and ``SLEEP#x\n(1)``
+    are calls), and a qualified name (``db.concat(1)``) is yielded whole: the server
+    takes it for a stored function, whatever built-in it is named after.
+    """
+    tokens = [t for t in split.tokens if t.kind != "comment"]
     for i, tok in enumerate(tokens[:-1]):
         if tokens[i + 1].text != "(" or tok.kind not in ("word", "qident"):
             continue
@@ -272,10 +287,24 @@ def _calls(split: Placeholders) -> Iterator[str]:
             j -= 2  # back over schema.table
         if j >= 0 and tokens[j].text.upper() in ("INTO", "INSERT", "REPLACE", "TABLE"):
             continue
-        yield tok.text
+        yield "".join(t.text for t in tokens[j + 1 : i + 1])
 
 
-def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | None:
+def _odd_space(text: str, split: Placeholders) -> bool:
+    """True when something between the tokens of ``text`` is not one of MySQL's spaces:
+    the lexer drops every Unicode space, while MariaDB reads ``concat\u00a0`` as one name."""
+    cursor = 0
+    for tok in split.tokens:
+        start = text.find(tok.text, cursor)
+        if text[cursor:start].strip(_MYSQL_SPACES):
+            return True
+        cursor = start + len(tok.text)
+    return bool(text[cursor:].strip(_MYSQL_SPACES))
+
+
+def statement_refusal(
+    split: Placeholders, analyze: bool, text: str | None = None
+) -> tuple[str, str] | None:
     """MySQL-specific reasons not to send a statement (after :func:`refusal`).
 
     The function allow-list applies to plain EXPLAIN too: MariaDB and MySQL materialise
@@ -287,6 +316,22 @@ def statement_refusal(split: Placeholders, analyze: bool) -> tuple[str, str] | N
             return "refused", (
                 "the text holds an executable comment (/*! … */), which the server runs as SQL"
             )
+        if tok.kind == "comment" and tok.text.startswith("/*+"):
+            return "refused", (
+                "the text holds an optimizer hint (/*+ … */), which can lift the statement "
+                "timeout (MAX_EXECUTION_TIME, SET_VAR)"
+            )
+    if text is not None and _odd_space(text, split):
+        return "refused", (
+            "the text holds a character that reads as a space here but as part of a name to "
+            "the server (such as U+00A0), so the server could call a function the check "
+            "did not see"
+        )
+    if _SEQUENCE.search(" ".join(split.words)):
+        return "refused", (
+            "the statement takes a value from a sequence (NEXT VALUE FOR, NEXTVAL), which "
+            "the server does while explaining and no rollback undoes"
+        )
     for name in _calls(split):
         if name.lower() not in ALLOWED_FUNCTIONS:
             return "refused", (
@@ -320,6 +365,8 @@ _COMPARED = re.compile(
     r"|\bBETWEEN\b(?:\s*[^\s()]+\s+AND\b)?)\s*$",
     re.I,
 )
+_MYSQL_SPACES = " \t\n\r\v\f"
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 _LIMIT = re.compile(r"\b(LIMIT|OFFSET)\s*$|\bLIMIT\s*\S+\s*,\s*$", re.I)
 _NUMERIC_TYPES = frozenset(
     [
@@ -340,6 +387,30 @@ _NUMERIC_TYPES = frozenset(
 )
 _TYPE_DEFAULTS = {"date": "'2000-01-01'", "datetime": "'2000-01-01 00:00:00'", "time": "'00:00:00'"}
 _TYPE_DEFAULTS["timestamp"] = _TYPE_DEFAULTS["datetime"]
+
+
+def _tidy(pieces: list[str]) -> str:
+    return "".join(pieces).strip().rstrip(";").rstrip()
+
+
+def _masked(value: Any, hidden: list[str]) -> Any:
+    """``value`` (text, or a JSON document) with each of ``hidden`` shown as ``***``.
+
+    A form is masked where no word character touches it, so ``12`` is masked in
+    ``t.id = 12`` but not in ``t12``; a string that is nothing but a number is left alone
+    (``"key_length": "4"`` is a length, whatever value was sampled).
+    """
+    if not hidden:
+        return value
+    if isinstance(value, dict):
+        return {k: _masked(v, hidden) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v, hidden) for v in value]
+    if not isinstance(value, str) or _NUMBER.fullmatch(value):
+        return value
+    for form in hidden:
+        value = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", MASK, value)
+    return value
 
 
 class MySQLSession(Session):
@@ -384,6 +455,8 @@ class MySQLSession(Session):
             cur.execute(f"SET SESSION lock_wait_timeout = {lock_seconds}")
             cur.execute(f"SET SESSION innodb_lock_wait_timeout = {lock_seconds}")
         self._literals: dict[tuple[str, str | None], str] = {}
+        #: literal of each value read from the database -> the texts that show it
+        self._sampled: dict[str, tuple[str, ...]] = {}
 
     def rollback(self) -> None:
         if self.conn.open:
@@ -406,7 +479,9 @@ class MySQLSession(Session):
         import pymysql
 
         split = split_placeholders(statement.text, "mysql")
-        why = refusal(statement.text, split, analyze) or statement_refusal(split, analyze)
+        why = refusal(statement.text, split, analyze) or statement_refusal(
+            split, analyze, statement.text
+        )
         if why:
             return refused(statement, why)
         note = None
@@ -422,7 +497,7 @@ class MySQLSession(Session):
             with self.conn.cursor() as cur:
                 try:
                     cur.execute(begin)
-                    sql = self._with_literals(cur, split)
+                    sql, shown, hidden = self._with_literals(cur, split)
                     if analyze:
                         method = "analyze"
                         command = (
@@ -443,15 +518,16 @@ class MySQLSession(Session):
             if not self.conn.open:
                 raise self.connection_error(f"the connection was lost ({exc})") from None
             errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-            message = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+            message = short_reason(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+            hidden = self._hidden_in(sql)
             return CapturedPlan(
                 statement.key,
                 statement.text,
-                sql=sql or None,
-                reason=message,
+                sql=_masked(sql, hidden) or None,
+                reason=_masked(message, hidden),
                 reason_code=_MYSQL_REASONS.get(errno, "error"),
                 note=note,
-                commands=tuple(commands),
+                commands=tuple(_masked(c, hidden) for c in commands),
             )
         try:
             # MySQL's EXPLAIN ANALYZE is TREE text, not JSON; keep it as text.
@@ -461,22 +537,36 @@ class MySQLSession(Session):
         return CapturedPlan(
             statement.key,
             statement.text,
-            sql=sql,
+            sql=shown,
             method=method,
-            plan=plan,
+            plan=_masked(plan, hidden),
             note=note,
-            commands=tuple(commands),
+            commands=tuple(_masked(c, hidden) for c in commands),
         )
 
-    def _with_literals(self, cur: Any, split: Placeholders) -> str:
+    def _with_literals(self, cur: Any, split: Placeholders) -> tuple[str, str, list[str]]:
+        """The statement with a literal for each placeholder; the same with each value
+        read from the database shown as ``***``; and the texts that must be masked."""
         out: list[str] = []
+        shown: list[str] = []
+        hidden: list[str] = []
         words = {w.lower() for w in split.words}
         for piece in split.pieces:
             if isinstance(piece, str):
                 out.append(piece)
-            else:
-                out.append(self._literal(cur, "".join(out), words))
-        return "".join(out).strip().rstrip(";").rstrip()
+                shown.append(piece)
+                continue
+            literal = self._literal(cur, "".join(out), words)
+            out.append(literal)
+            forms = self._sampled.get(literal)
+            shown.append(MASK if forms else literal)
+            hidden.extend(forms or ())
+        return _tidy(out), _tidy(shown), sorted(set(hidden), key=len, reverse=True)
+
+    def _hidden_in(self, sql: str) -> list[str]:
+        """The forms of every sampled value whose literal ``sql`` holds."""
+        forms = {f for literal, fs in self._sampled.items() if literal in sql for f in fs}
+        return sorted(forms, key=len, reverse=True)
 
     def _literal(self, cur: Any, before: str, words: set[str]) -> str:
         """A stand-in value for the placeholder that follows ``before``."""
@@ -516,7 +606,13 @@ class MySQLSession(Session):
         )
         row = cur.fetchone()
         if row is not None:
-            return str(self.conn.escape(row[0]))
+            literal = str(self.conn.escape(row[0]))
+            # As sent, as the server prints it in a plan ('…', without _binary), as text.
+            forms = {literal, literal[literal.find("'") :] if "'" in literal else literal}
+            if not isinstance(row[0], (str, bytes)):
+                forms.add(str(row[0]))
+            self._sampled[literal] = tuple(forms)
+            return literal
         if data_type in _NUMERIC_TYPES:
             return "0"
         return _TYPE_DEFAULTS.get(data_type, "''")

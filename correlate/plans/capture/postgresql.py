@@ -23,7 +23,11 @@ test wrote):
    ``BEGIN READ ONLY`` transaction that is rolled back, under ``statement_timeout`` and
    ``lock_timeout``; ``standard_conforming_strings = on`` so the server reads string
    literals as libpg_query does.
-4. ``analyze=True`` executes only a SELECT with no data-modifying CTE, no ``FOR
+4. Every function the statement calls must be a built-in (``pg_catalog``) that is not in
+   :data:`DENIED_FUNCTIONS`, and every operator (``A_Expr``, ``SubLink.operName``,
+   ``SortBy.useOp``) a built-in, even for a plain EXPLAIN: the planner evaluates stable
+   and immutable functions of constants while planning, and an error would quote them.
+5. ``analyze=True`` executes only a SELECT with no data-modifying CTE, no ``FOR
    UPDATE``/``SHARE``, no ``INTO``, whose every function and operator is a built-in
    (``pg_catalog``) that is immutable or stable by ``pg_proc.provolatile``: volatile
    functions (``pg_terminate_backend``, ``pg_sleep``, ``nextval``, ``set_config``,
@@ -49,6 +53,7 @@ from correlate.plans.capture.common import (
     refusal,
     refused,
     relation_sizes,
+    short_reason,
 )
 
 #: PostgreSQL settings recorded every time: the ones that move plans.
@@ -74,6 +79,19 @@ _PG_REASONS = {
     "3F000": "missing_object",  # invalid_schema_name
     "25006": "refused",  # read_only_sql_transaction
 }
+#: Built-in functions never sent, even to a plain EXPLAIN: they read outside the
+#: statement's tables (files, settings, other sessions, large objects), run SQL text,
+#: or assign a transaction id. The planner evaluates stable ones while planning.
+DENIED_FUNCTIONS = re.compile(
+    r".*_to_xml.*|query_to_.*|cursor_to_.*|table_to_.*|schema_to_.*|database_to_.*"
+    r"|pg_read_file|pg_read_binary_file|pg_ls_.*|pg_stat_file|pg_file_.*|pg_logdir_ls"
+    r"|lo_.*|loread|lowrite|current_setting|pg_show_all_settings|pg_settings_get_flags"
+    r"|pg_show_all_file_settings|pg_hba_file_rules|pg_ident_file_mappings|pg_current_logfile"
+    r"|txid_.*|pg_current_xact_id.*|pg_current_snapshot|pg_export_snapshot"
+    r"|pg_stat_get_activity|pg_stat_get_backend_.*|pg_get_backend_memory_contexts"
+    r"|pg_stat_get_wal_receiver|pg_stat_get_subscription.*|pg_control_.*"
+    r"|ts_stat|ts_rewrite|dblink.*"
+)
 _UNTYPED_PARAM = re.compile(r"could not determine data type of parameter \$(\d+)")
 _EXPLAINABLE_NODES = frozenset(
     {"SelectStmt", "InsertStmt", "UpdateStmt", "DeleteStmt", "MergeStmt"}
@@ -148,6 +166,10 @@ def parse_statement(sql: str) -> ParsedStatement | tuple[str, str]:
             functions.add(_names(node.get("funcname")))
         elif node_type == "A_Expr":
             operators.update(_names(node.get("name"))[-1:])
+        elif node_type == "SubLink":  # x OP ANY (SELECT …)
+            operators.update(_names(node.get("operName"))[-1:])
+        elif node_type == "SortBy":  # ORDER BY x USING OP
+            operators.update(_names(node.get("useOp"))[-1:])
         elif node_type in _WRITING_NODES:
             writes = True
         elif node_type == "SelectStmt":
@@ -239,6 +261,41 @@ class PostgresSession(Session):
                 self._send(cur, "ROLLBACK")
         return ServerFacts("postgresql", version, settings, sizes)
 
+    def function_refusal(self, parsed: ParsedStatement, analyze: bool) -> tuple[str, str] | None:
+        """Why the functions or operators of ``parsed`` must not reach the server, or None.
+
+        Even a plain EXPLAIN lets the planner evaluate immutable and stable functions of
+        constant arguments (``current_setting('data_directory')``,
+        ``table_to_xml('secrets', …)``), and an error then quotes their result. So every
+        function must be a built-in the server knows, and not one of
+        :data:`DENIED_FUNCTIONS`; every operator must be a built-in. Volatile built-ins are
+        never evaluated while planning, so they are refused only when ``analyze`` runs the
+        statement.
+        """
+        when = (
+            "analyze runs the statement" if analyze else "planning evaluates functions of constants"
+        )
+        for name in sorted(parsed.functions):
+            if name and DENIED_FUNCTIONS.fullmatch(name[-1].lower()):
+                return "refused", (
+                    f"{when}, and it calls {'.'.join(name)}(), which reads outside the "
+                    "statement's tables or runs SQL text"
+                )
+            volatility = self._function_volatility(name)
+            if volatility == "ok" or (volatility == "a volatile function" and not analyze):
+                continue
+            return "refused", (
+                f"{when}, and it calls {'.'.join(name)}(), {volatility}; only built-in "
+                f"{'immutable or stable ' if analyze else ''}functions are sent"
+            )
+        unsafe = self._unsafe_operators(parsed.operators, analyze)
+        if unsafe:
+            return "refused", (
+                f"{when}, and its operator {unsafe} is not a built-in"
+                f"{' immutable or stable' if analyze else ''} one"
+            )
+        return None
+
     def analyze_refusal(self, parsed: ParsedStatement) -> tuple[str, str] | None:
         """Why ``analyze`` must not execute ``parsed``, or None when it may."""
         if parsed.kind != "SelectStmt" or parsed.writes:
@@ -247,20 +304,7 @@ class PostgresSession(Session):
             return "refused", "analyze runs the statement, and FOR UPDATE/SHARE takes locks"
         if parsed.into:
             return "refused", "analyze runs the statement, and SELECT INTO creates a table"
-        for name in sorted(parsed.functions):
-            volatility = self._function_volatility(name)
-            if volatility != "ok":
-                return "refused", (
-                    f"analyze runs the statement, and it calls {'.'.join(name)}(), "
-                    f"{volatility}; only built-in immutable or stable functions are run"
-                )
-        unsafe = self._unsafe_operators(parsed.operators)
-        if unsafe:
-            return "refused", (
-                f"analyze runs the statement, and its operator {unsafe} is not a "
-                "built-in immutable or stable one"
-            )
-        return None
+        return self.function_refusal(parsed, analyze=True)
 
     def _function_volatility(self, name: tuple[str, ...]) -> str:
         """``ok`` for a built-in immutable/stable function, else what it is instead."""
@@ -281,16 +325,16 @@ class PostgresSession(Session):
                     self._send(cur, "ROLLBACK")
             if not rows:
                 verdict = "which the server does not know"
-            elif any(v == "v" for _, v, _ in rows):
-                verdict = "a volatile function"
             elif any(n != "pg_catalog" or oid >= _FIRST_NORMAL_OID for n, _, oid in rows):
                 verdict = "not a built-in function"
+            elif any(v == "v" for _, v, _ in rows):
+                verdict = "a volatile function"
             else:
                 verdict = "ok"
             self._volatility[name] = verdict
         return self._volatility[name]
 
-    def _unsafe_operators(self, operators: frozenset[str]) -> str | None:
+    def _unsafe_operators(self, operators: frozenset[str], analyze: bool) -> str | None:
         if not operators:
             return None
         with self.conn.cursor() as cur:
@@ -299,9 +343,9 @@ class PostgresSession(Session):
                 self._send(
                     cur,
                     "SELECT o.oprname FROM pg_operator o JOIN pg_proc p ON p.oid = o.oprcode "
-                    "WHERE o.oprname = ANY(%s) AND (p.provolatile = 'v' OR o.oid::bigint >= %s) "
-                    "ORDER BY 1 LIMIT 1",
-                    (sorted(operators), _FIRST_NORMAL_OID),
+                    "WHERE o.oprname = ANY(%s) AND ((%s AND p.provolatile = 'v') "
+                    "OR o.oid::bigint >= %s OR p.oid::bigint >= %s) ORDER BY 1 LIMIT 1",
+                    (sorted(operators), analyze, _FIRST_NORMAL_OID, _FIRST_NORMAL_OID),
                 )
                 row = cur.fetchone()
             finally:
@@ -326,10 +370,10 @@ class PostgresSession(Session):
             analyze = False
         commands: list[str] = []
         try:
+            why = self.analyze_refusal(parsed) if analyze else self.function_refusal(parsed, False)
+            if why:
+                return refused(statement, why, sql)
             if analyze:
-                why = self.analyze_refusal(parsed)
-                if why:
-                    return refused(statement, why, sql)
                 method = "analyze"
                 commands.append(f"EXPLAIN (ANALYZE, BUFFERS, SETTINGS, FORMAT JSON) {sql}")
                 plan = self._run(commands)
@@ -347,7 +391,7 @@ class PostgresSession(Session):
             if self.conn.closed:
                 raise self.connection_error(f"the connection was lost ({exc})") from None
             code = _PG_REASONS.get(exc.sqlstate or "", "error")
-            primary = exc.diag.message_primary or str(exc).strip()
+            primary = short_reason(exc.diag.message_primary or str(exc))
             if code == "timeout":
                 primary += f" (statement_timeout = {self.statement_timeout_ms} ms)"
             elif code == "lock_timeout":
