@@ -100,24 +100,28 @@ def _peer_database_sql(peer: str) -> str:
     return f"CASE WHEN lower(trim({peer})) IN ({listed}) THEN lower(trim({peer})) END"
 
 
-def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str]:
+def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str, str]:
     """SQL for the columns read from several sources at once, and ``mapped_from``.
 
-    Returns ``(db_system, status_code, http_target_template, mapped_from)``,
+    Returns ``(helpers, db_system, status_code, http_target_template,
+    mapped_from)``: ``helpers`` is a select list of values the others use more
+    than once (computed once per span, a layer below them), the others are
     over the columns the attribute mapping produced (``db_system`` there is
     from ``db.system``-like names only) and ``_sem``.
     """
     statement_keys = COLUMN_ATTRIBUTES["db_statement"]
     only_sql_query = " AND ".join(f"_sem[{index[k]}] IS NULL" for k in statement_keys[:-1])
-    sql_query = f"({only_sql_query} AND _sem[{index[statement_keys[-1]]}] IS NOT NULL)"
+    sql_query_expr = f"({only_sql_query} AND _sem[{index[statement_keys[-1]]}] IS NOT NULL)"
+    sql_query = "_sql_query"
     # peer.service names the callee; a database's name there makes the call a
     # database call (not for the server side, which is the callee itself).
-    peer_db = (
+    peer_db_expr = (
         f"CASE WHEN kind IS DISTINCT FROM 'SERVER' THEN {_peer_database_sql('peer_service')} END"
     )
     # OpenTracing's db.type "sql" says only "some SQL database": a database
     # named by peer.service is more precise.
     generic = f"(db_system IS NULL OR lower(db_system) = {sql_string(GENERIC_SQL)})"
+    peer_db = "_peer_db"
     from_peer = f"({generic} AND {peer_db} IS NOT NULL)"
     db_system = (
         f"CASE WHEN {from_peer} THEN {peer_db} ELSE coalesce(db_system, "
@@ -132,10 +136,11 @@ def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str]:
     status = f"CASE WHEN {from_error} THEN 'ERROR' ELSE coalesce(status_code, 'UNSET') END"
     # "GET /prices/{sku}": OpenTelemetry and Brave name an HTTP span by its
     # method and route (or url.template); the path of such a name is a route.
-    name_path = f"regexp_extract(name, '^(?i:{_HTTP_METHODS}) (/[^ ?#]*)$', 1)"
+    name_path_expr = f"nullif(regexp_extract(name, '^(?i:{_HTTP_METHODS}) (/[^ ?#]*)$', 1), '')"
+    name_path = "_name_path"
     url_template = f"_sem[{index[URL_TEMPLATE]}]"
     http = f"(http_route IS NOT NULL OR url_path IS NOT NULL OR {url_template} IS NOT NULL)"
-    from_name = path_template_sql(f"nullif({name_path}, '')")
+    from_name = path_template_sql(name_path)
     template = (
         f"CASE WHEN {http} THEN coalesce(http_route, {url_template}, {from_name}, "
         f"{path_template_sql('url_path')}) END"
@@ -158,12 +163,13 @@ def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str]:
     entries.append(f"CASE WHEN {from_error} THEN 'status_code<-{ERROR_ATTRIBUTE}' END")
     entries.append(
         f"CASE WHEN {http} AND http_route IS NULL AND {url_template} IS NULL THEN "
-        f"CASE WHEN nullif({name_path}, '') IS NOT NULL THEN 'http_target_template<-name' "
+        f"CASE WHEN {name_path} IS NOT NULL THEN 'http_target_template<-name' "
         "ELSE 'http_target_template<-url_path' END END"
     )
     listed = f"list_filter([{', '.join(entries)}], lambda m: m IS NOT NULL)"
     mapped_from = f"CASE WHEN len({listed}) > 0 THEN {listed} END"
-    return db_system, status, template, mapped_from
+    helpers = f"{peer_db_expr} AS _peer_db, {name_path_expr} AS _name_path, {sql_query_expr} AS _sql_query"
+    return helpers, db_system, status, template, mapped_from
 
 
 _HTTP_METHODS = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH"
@@ -196,7 +202,7 @@ def canonical_select(raw: str = "raw") -> str:
         elif column in URL_COLUMNS:
             value = path_of_sql(value)
         mapped.append(f"{value} AS {column}")
-    db_system, status, template, mapped_from = _derived_sql(index)
+    helpers, db_system, status, template, mapped_from = _derived_sql(index)
     columns = {
         "run_id": "NULL::INTEGER",
         "file_id": "NULL::INTEGER",
@@ -238,6 +244,8 @@ FROM (
            {template} AS http_target_template,
            {mapped_from} AS mapped_from
     FROM (
+        SELECT *, {helpers}
+        FROM (
         SELECT *, {", ".join(mapped)}
         FROM (
             SELECT *, json_extract_string(attributes, [{path_list}]) AS _sem
@@ -254,6 +262,7 @@ FROM (
                        {kv_json_object("coalesce(attrs, [])")} AS attributes
                 FROM {raw}
             )
+        )
         )
     )
 )
