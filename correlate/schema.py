@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -41,6 +41,17 @@ SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
     ("events", "STRUCT(time_ns BIGINT, name VARCHAR, attributes JSON)[]"),
     ("links", "STRUCT(trace_id VARCHAR, span_id VARCHAR, attributes JSON)[]"),
 )
+
+#: Span columns added in schema 4, kept last so a migrated table has the same
+#: column order as a new one: the service a span calls (``peer.service``); the
+#: route template an HTTP span served or called (``correlate.routes``); and
+#: ``column<-attribute`` for every column filled from an older or foreign name.
+TAG_SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("peer_service", "VARCHAR"),
+    ("http_target_template", "VARCHAR"),
+    ("mapped_from", "VARCHAR[]"),
+)
+SPAN_COLUMNS += TAG_SPAN_COLUMNS
 
 SPAN_COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in SPAN_COLUMNS)
 
@@ -266,6 +277,10 @@ CREATE TABLE statements (
     operation VARCHAR,
     tables VARCHAR[]
 );
+"""
+# The view names every span column (s.*): a migration adding span columns
+# re-creates it, or it keeps listing the old ones.
+DB_SPANS_VIEW = """
 -- Every DB span with its fingerprint, and the ids its sqlcommenter traceparent names.
 CREATE VIEW db_spans AS
 SELECT s.*, st.fingerprint, st.normalized, st.operation, st.tables,
@@ -277,6 +292,9 @@ JOIN statements st
  AND st.db_system IS NOT DISTINCT FROM s.db_system
  AND st.key = statement_key(s.db_statement)
 WHERE s.db_statement IS NOT NULL;
+"""
+DDL += DB_SPANS_VIEW
+DDL += """
 CREATE SEQUENCE plan_id_seq START 1;
 -- One row per plan captured or read, or per statement that could not be explained.
 CREATE TABLE plans (
@@ -452,4 +470,9 @@ MIGRATIONS: dict[int, str] = {
     + LOAD_DDL,
     # 3: what the database showed during a run (correlate watch).
     2: WATCH_DDL,
+    # 4: span columns from tag mappings (peer service, route template, mapped_from).
+    3: "".join(
+        f"ALTER TABLE spans ADD COLUMN {name} {type_};\n" for name, type_ in TAG_SPAN_COLUMNS
+    )
+    + DB_SPANS_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"),
 }

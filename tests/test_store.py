@@ -91,7 +91,7 @@ def test_migration_runs_when_one_exists(tmp_path: Path, monkeypatch: pytest.Monk
 
 def _schema_1_ddl() -> str:
     """Schema 1 as it was: no load tables, client request ids required."""
-    from correlate.schema import DDL, LOAD_DDL, WATCH_DDL
+    from correlate.schema import DDL, LOAD_DDL, TAG_SPAN_COLUMNS, WATCH_DDL
 
     optional_ids = "trace_id VARCHAR,\n    span_id VARCHAR,\n    method VARCHAR NOT NULL"
     comment = DDL[
@@ -99,8 +99,11 @@ def _schema_1_ddl() -> str:
     ]
     assert DDL.count(optional_ids) == 1 and DDL.count(LOAD_DDL) == 1
     # Exactly schema 1's DDL: checked equal to correlate/schema.py at commit 1bd6e48.
+    tag_columns = "".join(f",\n    {name} {type_}" for name, type_ in TAG_SPAN_COLUMNS)
+    assert DDL.count(tag_columns) == 1
     return (
-        DDL.replace(WATCH_DDL, "")
+        DDL.replace(tag_columns, "")
+        .replace(WATCH_DDL, "")
         .replace(LOAD_DDL, "")
         .replace(comment, "")
         .replace(

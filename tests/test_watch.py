@@ -18,7 +18,7 @@ import correlate
 from correlate.cli import cli
 from correlate.cli_options import parse_interval as _interval
 from correlate.errors import CorrelateError, DatabaseConnectionError, InputError
-from correlate.schema import DDL, SCHEMA_VERSION, WATCH_DDL
+from correlate.schema import DDL, SCHEMA_VERSION, TAG_SPAN_COLUMNS, WATCH_DDL
 from correlate.store import Store
 from correlate.watch import Problem, Record, load_activity, read_activity, watch
 from correlate.watch.connection import open_target
@@ -145,11 +145,13 @@ def test_documented_fields_match_the_records() -> None:
 def test_migration_from_schema_2_adds_the_watch_tables(tmp_path: Path) -> None:
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))
-    con.execute(DDL.replace(WATCH_DDL, ""))
+    # schema 2: without the watch tables, and without the span columns schema 4 added
+    tag_columns = "".join(f",\n    {name} {type_}" for name, type_ in TAG_SPAN_COLUMNS)
+    con.execute(DDL.replace(WATCH_DDL, "").replace(tag_columns, ""))
     con.execute("INSERT INTO meta VALUES ('schema_version', '2')")
     con.execute("INSERT INTO runs (name) VALUES ('old')")
     con.close()
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION == 4
     with correlate.open_store(path) as store:
         assert store.run_names() == ["old"]
         for table in TABLES.values():

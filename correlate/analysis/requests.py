@@ -1,7 +1,11 @@
 """Requests and their parts: every millisecond of a request given one cause.
 
 A *request* is a SERVER span: a root, or the entry span of a service called by
-another. Its work is every span below it down to the next SERVER span (which
+another. Older tracers (OpenTracing-era Zipkin and Jaeger clients) may leave a
+request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
+INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
+tables below call it SERVER. A route is ``http.route``, else the span's route
+template (``http_target_template``: ids in its path folded), else its name. Its work is every span below it down to the next SERVER span (which
 is a request of its own, already covered in the caller by the CLIENT span that
 called it). Each span of that work falls in one category:
 
@@ -104,10 +108,21 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
     return int(row[0]) if row else 0
 
 
-_TREE_SQL = """
+#: SQL: whether a span of ``spans`` is a request (see the module docstring).
+REQUEST_SQL = """(kind = 'SERVER' OR (parent_id IS NULL AND (
+    coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
+    OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
+                               OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""
+
+_TREE_SQL = (
+    """
 CREATE OR REPLACE TEMP TABLE {p}_tree AS
 SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
-       trace_id, span_id, parent_id, kind, name, service, http_route, http_method,
+       trace_id, span_id, parent_id,
+       CASE WHEN """
+    + REQUEST_SQL.replace("{", "{{").replace("}", "}}")
+    + """ THEN 'SERVER' ELSE kind END AS kind,
+       name, service, coalesce(http_route, http_target_template) AS http_route, http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
@@ -115,6 +130,7 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
 FROM spans WHERE run_id = $run
 """
+)
 
 # Distinct texts first: with sqlcommenter every text is unique, but the key
 # macro is then run once per text, never once per span and join.

@@ -10,8 +10,18 @@ formats.
 from __future__ import annotations
 
 from correlate.ingest.jsonschema import sql_string
+from correlate.routes import path_of_sql, path_template_sql
 from correlate.schema import SPAN_COLUMN_NAMES
-from correlate.semconv import COLUMN_ATTRIBUTES, INTEGER_COLUMNS, SERVICE_NAME
+from correlate.semconv import (
+    COLUMN_ATTRIBUTES,
+    DATABASE_PEERS,
+    ERROR_ATTRIBUTE,
+    GENERIC_SQL,
+    INTEGER_COLUMNS,
+    SERVICE_NAME,
+    URL_COLUMNS,
+    URL_TEMPLATE,
+)
 
 #: An attribute after a reader has decoded it: key, plain string form, JSON text.
 KV_TYPE = "STRUCT(k VARCHAR, s VARCHAR, j VARCHAR)[]"
@@ -80,17 +90,107 @@ def kv_lookup(list_expr: str, keys: tuple[str, ...]) -> str:
     return picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
 
 
+def _peer_database_sql(peer: str) -> str:
+    """SQL: the database a ``peer.service`` value names, lowercased, else NULL."""
+    from correlate.dialects import DIALECTS
+
+    names = {n for d in DIALECTS.values() for n in (d.name, *d.db_systems)}
+    names.update(DATABASE_PEERS)
+    listed = ", ".join(sql_string(n) for n in sorted(names))
+    return f"CASE WHEN lower(trim({peer})) IN ({listed}) THEN lower(trim({peer})) END"
+
+
+def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str, str]:
+    """SQL for the columns read from several sources at once, and ``mapped_from``.
+
+    Returns ``(helpers, db_system, status_code, http_target_template,
+    mapped_from)``: ``helpers`` is a select list of values the others use more
+    than once (computed once per span, a layer below them), the others are
+    over the columns the attribute mapping produced (``db_system`` there is
+    from ``db.system``-like names only) and ``_sem``.
+    """
+    statement_keys = COLUMN_ATTRIBUTES["db_statement"]
+    only_sql_query = " AND ".join(f"_sem[{index[k]}] IS NULL" for k in statement_keys[:-1])
+    sql_query_expr = f"({only_sql_query} AND _sem[{index[statement_keys[-1]]}] IS NOT NULL)"
+    sql_query = "_sql_query"
+    # peer.service names the callee; a database's name there makes the call a
+    # database call (not for the server side, which is the callee itself).
+    peer_db_expr = (
+        f"CASE WHEN kind IS DISTINCT FROM 'SERVER' THEN {_peer_database_sql('peer_service')} END"
+    )
+    # OpenTracing's db.type "sql" says only "some SQL database": a database
+    # named by peer.service is more precise.
+    generic = f"(db_system IS NULL OR lower(db_system) = {sql_string(GENERIC_SQL)})"
+    peer_db = "_peer_db"
+    from_peer = f"({generic} AND {peer_db} IS NOT NULL)"
+    db_system = (
+        f"CASE WHEN {from_peer} THEN {peer_db} ELSE coalesce(db_system, "
+        f"CASE WHEN {sql_query} THEN {sql_string(GENERIC_SQL)} END) END"
+    )
+    error = f"_sem[{index[ERROR_ATTRIBUTE]}]"
+    error_present = f"json_type(attributes, {sql_string(f'$.{ERROR_ATTRIBUTE}')}) IS NOT NULL"
+    from_error = (
+        f"(coalesce(status_code, 'UNSET') = 'UNSET' AND {error_present} "
+        f"AND lower(trim(coalesce({error}, ''))) <> 'false')"
+    )
+    status = f"CASE WHEN {from_error} THEN 'ERROR' ELSE coalesce(status_code, 'UNSET') END"
+    # "GET /prices/{sku}": OpenTelemetry and Brave name an HTTP span by its
+    # method and route (or url.template); the path of such a name is a route.
+    name_path_expr = f"nullif(regexp_extract(name, '^(?i:{_HTTP_METHODS}) (/[^ ?#]*)$', 1), '')"
+    name_path = "_name_path"
+    url_template = f"_sem[{index[URL_TEMPLATE]}]"
+    http = f"(http_route IS NOT NULL OR url_path IS NOT NULL OR {url_template} IS NOT NULL)"
+    from_name = path_template_sql(name_path)
+    template = (
+        f"CASE WHEN {http} THEN coalesce(http_route, {url_template}, {from_name}, "
+        f"{path_template_sql('url_path')}) END"
+    )
+    entries = []
+    for column, keys in COLUMN_ATTRIBUTES.items():
+        if len(keys) > 1:
+            whens = " ".join(
+                f"WHEN _sem[{index[k]}] IS NOT NULL THEN {sql_string(f'{column}<-{k}')}"
+                for k in keys[1:]
+            )
+            first = f"_sem[{index[keys[0]]}] IS NOT NULL"
+            if column == "db_system":
+                first = f"{first} OR {from_peer}"
+            entries.append(f"CASE WHEN {first} THEN NULL {whens} END")
+    entries.append(
+        f"CASE WHEN {from_peer} THEN 'db_system<-peer.service' "
+        f"WHEN db_system IS NULL AND {sql_query} THEN 'db_system<-sql.query' END"
+    )
+    entries.append(f"CASE WHEN {from_error} THEN 'status_code<-{ERROR_ATTRIBUTE}' END")
+    entries.append(
+        f"CASE WHEN {http} AND http_route IS NULL AND {url_template} IS NULL THEN "
+        f"CASE WHEN {name_path} IS NOT NULL THEN 'http_target_template<-name' "
+        "ELSE 'http_target_template<-url_path' END END"
+    )
+    listed = f"list_filter([{', '.join(entries)}], lambda m: m IS NOT NULL)"
+    mapped_from = f"CASE WHEN len({listed}) > 0 THEN {listed} END"
+    helpers = f"{peer_db_expr} AS _peer_db, {name_path_expr} AS _name_path, {sql_query_expr} AS _sql_query"
+    return helpers, db_system, status, template, mapped_from
+
+
+_HTTP_METHODS = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH"
+
+
 def canonical_select(raw: str = "raw") -> str:
     """SQL selecting canonical span columns, ``line_no`` and ``problem`` from ``raw``.
 
     The attributes object is built once as JSON text (valid by construction:
     keys and values pass through ``to_json`` or numeric casts), and every
     semantic-convention column is read from it with one multi-path extract.
+    Then the columns read from several sources at once: ``db_system`` (also
+    from a database named by ``peer.service``, or ``sql`` for a ``sql.query``),
+    ``status_code`` (also from an ``error`` attribute), the route template
+    ``http_target_template`` and ``mapped_from``.
     """
     problem = "CASE " + " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in _CHECKS) + " END"
     paths: list[str] = []
     for keys in COLUMN_ATTRIBUTES.values():
         paths.extend(k for k in keys if k not in paths)
+    paths.extend(k for k in (URL_TEMPLATE, ERROR_ATTRIBUTE) if k not in paths)
     index = {key: i + 1 for i, key in enumerate(paths)}
     path_list = ", ".join(sql_string(f'$."{key}"') for key in paths)
     mapped = []
@@ -99,10 +199,10 @@ def canonical_select(raw: str = "raw") -> str:
         value = picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
         if column in INTEGER_COLUMNS:
             value = f"TRY_CAST(TRY_CAST({value} AS DOUBLE) AS INTEGER)"
-        elif column == "url_path":
-            # The old http.target carried the query string too; url.path never does.
-            value = f"split_part({value}, '?', 1)"
+        elif column in URL_COLUMNS:
+            value = path_of_sql(value)
         mapped.append(f"{value} AS {column}")
+    helpers, db_system, status, template, mapped_from = _derived_sql(index)
     columns = {
         "run_id": "NULL::INTEGER",
         "file_id": "NULL::INTEGER",
@@ -116,7 +216,7 @@ def canonical_select(raw: str = "raw") -> str:
         "start_ns": "start_ns",
         "end_ns": "end_ns",
         "duration_ns": "end_ns - start_ns",
-        "status_code": "coalesce(status_code, 'UNSET')",
+        "status_code": "status_code",
         "status_message": "nullif(status_message, '')",
         "attributes": "attributes",
         "resource": "resource",
@@ -128,6 +228,8 @@ def canonical_select(raw: str = "raw") -> str:
             "list_transform(links, lambda l: {'trace_id': lower(l.trace_id), "
             f"'span_id': lower(l.span_id), 'attributes': {kv_json_object('l.attrs')}}})"
         ),
+        "http_target_template": "http_target_template",
+        "mapped_from": "mapped_from",
     }
     for column in COLUMN_ATTRIBUTES:
         columns[column] = column
@@ -138,21 +240,29 @@ def canonical_select(raw: str = "raw") -> str:
 SELECT line_no, {problem} AS problem,
        {select_list}
 FROM (
-    SELECT *, {", ".join(mapped)}
+    SELECT * REPLACE ({db_system} AS db_system, {status} AS status_code),
+           {template} AS http_target_template,
+           {mapped_from} AS mapped_from
     FROM (
-        SELECT *, json_extract_string(attributes, [{path_list}]) AS _sem
+        SELECT *, {helpers}
         FROM (
-            SELECT * EXCLUDE (attrs, res_attrs) REPLACE (
-                       lower(trim(trace_id)) AS trace_id,
-                       lower(trim(span_id)) AS span_id,
-                       nullif(lower(trim(parent_id)), '') AS parent_id,
-                       coalesce(service, {service}) AS service,
-                       coalesce(resource, {kv_json_object("coalesce(res_attrs, [])")}) AS resource,
-                       coalesce(events, []) AS events,
-                       coalesce(links, []) AS links
-                   ),
-                   {kv_json_object("coalesce(attrs, [])")} AS attributes
-            FROM {raw}
+        SELECT *, {", ".join(mapped)}
+        FROM (
+            SELECT *, json_extract_string(attributes, [{path_list}]) AS _sem
+            FROM (
+                SELECT * EXCLUDE (attrs, res_attrs) REPLACE (
+                           lower(trim(trace_id)) AS trace_id,
+                           lower(trim(span_id)) AS span_id,
+                           nullif(lower(trim(parent_id)), '') AS parent_id,
+                           coalesce(service, {service}) AS service,
+                           coalesce(resource, {kv_json_object("coalesce(res_attrs, [])")}) AS resource,
+                           coalesce(events, []) AS events,
+                           coalesce(links, []) AS links
+                       ),
+                       {kv_json_object("coalesce(attrs, [])")} AS attributes
+                FROM {raw}
+            )
+        )
         )
     )
 )

@@ -37,7 +37,8 @@ with ``service.name`` from ``serviceName``. The transport tags above become
 ``kind``, ``status_code``, ``status_message`` and ``scope_name`` and are
 removed from the attributes (an ``otel.status_code`` that is not
 OK/ERROR/UNSET is kept as an attribute instead); ``error`` is a genuine
-OpenTracing tag and stays. Logs become events named by their ``event`` field
+OpenTracing tag and stays (without ``otel.status_code``, the canonical
+mapping reads it as the ERROR status, for every format). Logs become events named by their ``event`` field
 (else ``"log"``), the other fields being the event's attributes.
 
 A tag's plain string form and JSON text follow its declared type: ``int64``
@@ -211,7 +212,6 @@ def raw_spans_sql(docs: str) -> str:
         f"'span_id': {hex_id_sql('r.spanID', 16)}}})"
     )
     status = f"upper(trim({kv_value_sql('tags', 'otel.status_code')}))"
-    error_tag = f"lower(trim({kv_value_sql('tags', 'error')}))"
     logs = (
         "list_transform(list_filter(s.logs, lambda l: l IS NOT NULL), lambda l: {"
         f"'time_ns': {micros_to_ns_sql('l.timestamp')}, "
@@ -259,7 +259,8 @@ SELECT line_no,
                 {kv_value_sql("tags", "otel.library.name")}) AS scope_name,
        start_ns,
        {end_ns_sql("start_ns", "duration_ns")} AS end_ns,
-       coalesce(otel_status, CASE WHEN {error_tag} = 'true' THEN 'ERROR' END) AS status_code,
+       -- an error tag without otel.status_code is read in canonical, as for every format
+       otel_status AS status_code,
        {kv_value_sql("tags", "otel.status_description")} AS status_message,
        list_filter(tags, lambda a: a.k NOT IN ({transport})
                    AND NOT (a.k = 'otel.status_code' AND otel_status IS NOT NULL)) AS attrs,

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from correlate.errors import InputError
 from correlate.fileio import expansion_limit
 from correlate.ingest import rundir
+from correlate.ingest.callees import link_callee_routes
 from correlate.ingest.dedupe import dedupe_spans
 from correlate.ingest.detect import NotTraceFile, detect
 from correlate.ingest.planfile import ingest_plan_file, plans_without_span
@@ -131,6 +132,7 @@ def _ingest(
         for path, plan_format in plans:
             report.files.append(ingest_plan_file(store, run_id, path, plan_format, strict))
         dedupe_spans(store, run_id, report)
+        link_callee_routes(store, run_id)
         report.statements_fingerprinted = fingerprint_run(store, run_id)
         report.plans_without_span = plans_without_span(store, run_id, report)
         store.refresh_run_stats(run_id)

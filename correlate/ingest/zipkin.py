@@ -11,7 +11,8 @@ https://zipkin.io/zipkin-api/):
   keeps nanoseconds. ``duration`` may be absent (an instant, or not known):
   the span then ends when it starts.
 - ``kind`` is CLIENT, SERVER, PRODUCER or CONSUMER; absent means a local
-  span, stored as INTERNAL.
+  span, stored as INTERNAL, unless an OpenTracing-style ``span.kind`` tag
+  (``client``, ``server``, ``producer``, ``consumer``) names the kind.
 - Ids are lowercase hex: the trace id 16 or 32 digits, span ids 16. An id
   is a number written in hex, so a shorter hex id is left-padded with zeros
   (a 16-digit trace id becomes 32 digits), and an all-zero ``parentId``
@@ -122,6 +123,12 @@ def _tags_sql(json_expr: str) -> str:
     )
 
 
+def _span_kind_tag() -> str:
+    """SQL: the kind an OpenTracing-style ``span.kind`` tag gives (``server``…), else NULL."""
+    tag = "upper(trim(s.tags ->> '$.\"span.kind\"'))"
+    return f"CASE WHEN {tag} IN ('CLIENT', 'SERVER', 'PRODUCER', 'CONSUMER') THEN {tag} END"
+
+
 def _attr_sql(key: str, string_expr: str, json_expr: str) -> str:
     return f"{{'k': {sql_string(key)}, 's': {string_expr}, 'j': {json_expr}}}"
 
@@ -181,7 +188,7 @@ WITH items AS (
            CASE WHEN ids.shared AND {valid_id} THEN ids.sid
                 WHEN h.sid IS NOT NULL THEN {_derived_id_sql("ids.pid")}
                 ELSE ids.pid END AS parent_id,
-           coalesce(nullif(upper(trim(s.kind)), ''), 'INTERNAL') AS kind,
+           coalesce(nullif(upper(trim(s.kind)), ''), {_span_kind_tag()}, 'INTERNAL') AS kind,
            {_tags_sql("s.tags")} AS tags,
            {micros_to_ns_sql("s.timestamp")} AS start_ns,
            coalesce({micros_to_ns_sql("s.duration")}, 0) AS duration_ns
@@ -195,10 +202,11 @@ WITH items AS (
            {error_value} AS error_tag
     FROM linked
 ), decided AS (
-    SELECT *,
-           coalesce(otel_status,
-                    CASE WHEN error_tag IS NOT NULL AND lower(trim(coalesce(error_tag.s, ''))) <> 'false'
-                         THEN 'ERROR' END) AS status_code
+    -- an error tag without otel.status_code (ERROR unless it says false) is read
+    -- in canonical, as for every format; here it only gives the message
+    SELECT *, otel_status AS status_code,
+           coalesce(otel_status = 'ERROR', error_tag IS NOT NULL
+                    AND lower(trim(coalesce(error_tag.s, ''))) <> 'false') AS is_error
     FROM status
 )
 SELECT line_no,
@@ -214,7 +222,7 @@ SELECT line_no,
        {end_ns_sql("start_ns", "duration_ns")} AS end_ns,
        status_code,
        coalesce({kv_value_sql("tags", "otel.status_description")},
-                CASE WHEN status_code = 'ERROR' AND lower(trim(error_tag.s)) NOT IN ('', 'true')
+                CASE WHEN is_error AND lower(trim(error_tag.s)) NOT IN ('', 'true')
                      THEN error_tag.s END) AS status_message,
        list_concat(
            list_filter(tags, lambda a: a.k NOT IN ({transport})

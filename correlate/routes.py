@@ -1,0 +1,104 @@
+"""Route templates from concrete paths: ``/books/123/reviews`` -> ``/books/{id}/reviews``.
+
+A span without ``http.route`` still says which path it served or called
+(``url.path``, ``http.target``, ``http.url``, ``url.full``, Brave's
+``http.path``). Grouping by that path makes one route per id; folding the
+segments that look like ids gives the template a framework would have named.
+
+A path segment is folded to ``{id}`` when it is
+
+- all digits (``123``),
+- a UUID (``3f2b…-…``),
+- a hash: 16 or more hex digits, at least one a decimal digit (``5e8f…``),
+- or holds a run of four or more digits (``SKU-1037``, ``c-2000``,
+  ``T759351C``, ``2024-06-01``).
+
+Short version-like segments (``v1``, ``oauth2``, ``sha256``) stay. Folding is
+idempotent and keeps the number of segments. Each rule exists twice, as a
+Python function for callers and tests and as SQL for the store, and
+``tests/test_tags_routes.py`` checks that the two agree on generated paths.
+
+>>> path_template("/books/123/reviews")
+'/books/{id}/reviews'
+>>> path_template(path_of("http://pricing:8080/prices/SKU-1196?currency=EUR"))
+'/prices/{id}'
+"""
+
+from __future__ import annotations
+
+import re
+
+#: What a folded segment becomes.
+PLACEHOLDER = "{id}"
+
+_DIGITS = "[0-9]+"
+_UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+_HASH = "[0-9A-Fa-f]*[0-9][0-9A-Fa-f]*"
+_HASH_MIN = 16
+_DIGIT_RUN = "[0-9]{4}"
+# Scheme and authority of an absolute URL (RFC 3986 section 3).
+_ORIGIN = "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*"
+
+_DIGITS_RE = re.compile(_DIGITS)
+_UUID_RE = re.compile(_UUID)
+_HASH_RE = re.compile(_HASH)
+_DIGIT_RUN_RE = re.compile(_DIGIT_RUN)
+_ORIGIN_RE = re.compile(_ORIGIN)
+_QUERY_RE = re.compile("[?#]")
+
+
+def is_id_segment(segment: str) -> bool:
+    """Whether one path segment looks like an id (see the module docstring)."""
+    return bool(
+        _DIGITS_RE.fullmatch(segment)
+        or _UUID_RE.fullmatch(segment)
+        or (len(segment) >= _HASH_MIN and _HASH_RE.fullmatch(segment))
+        or _DIGIT_RUN_RE.search(segment)
+    )
+
+
+def path_template(path: str) -> str:
+    """``path`` with every id-like segment replaced by ``{id}``.
+
+    >>> path_template("/orders/3f2b8c1e-1b2a-4c3d-9e8f-0a1b2c3d4e5f/items/7")
+    '/orders/{id}/items/{id}'
+    >>> path_template("/api/v1/users")
+    '/api/v1/users'
+    """
+    return "/".join(PLACEHOLDER if is_id_segment(s) else s for s in path.split("/"))
+
+
+def path_of(url: str) -> str:
+    """The path part of an absolute URL or of a path with a query string.
+
+    >>> path_of("https://shop.example:8443/cart/42?x=1#top"), path_of("/dispatch?customer=123")
+    ('/cart/42', '/dispatch')
+    """
+    path = _QUERY_RE.split(_ORIGIN_RE.sub("", url, count=1), maxsplit=1)[0]
+    return path or "/"
+
+
+def path_of_sql(expr: str) -> str:
+    """SQL twin of :func:`path_of` (NULL stays NULL)."""
+    stripped = f"regexp_replace({expr}, '{_ORIGIN}', '')"
+    path = f"regexp_extract({stripped}, '^[^?#]*')"
+    return f"CASE WHEN {path} = '' THEN '/' ELSE {path} END"
+
+
+def is_id_segment_sql(segment: str) -> str:
+    """SQL twin of :func:`is_id_segment` for the segment expression ``segment``."""
+    return (
+        f"(regexp_full_match({segment}, '{_DIGITS}') "
+        f"OR regexp_full_match({segment}, '{_UUID}') "
+        f"OR (length({segment}) >= {_HASH_MIN} AND regexp_full_match({segment}, '{_HASH}')) "
+        f"OR regexp_matches({segment}, '{_DIGIT_RUN}'))"
+    )
+
+
+def path_template_sql(expr: str) -> str:
+    """SQL twin of :func:`path_template` (NULL stays NULL)."""
+    fold = is_id_segment_sql("seg")
+    return (
+        f"array_to_string(list_transform(string_split({expr}, '/'), "
+        f"lambda seg: CASE WHEN {fold} THEN '{PLACEHOLDER}' ELSE seg END), '/')"
+    )

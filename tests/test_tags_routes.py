@@ -1,0 +1,115 @@
+"""Route templates (``correlate.routes``): ids folded out of paths, the same in Python and SQL."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from correlate.routes import (
+    PLACEHOLDER,
+    is_id_segment,
+    path_of,
+    path_of_sql,
+    path_template,
+    path_template_sql,
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/books/123/reviews", "/books/{id}/reviews"),
+        ("/authors/42/books", "/authors/{id}/books"),
+        ("/orders/3F2B8C1E-1B2A-4C3D-9E8F-0A1B2C3D4E5F", "/orders/{id}"),
+        ("/blobs/5e8ff9bf55ba3508199d22e984129be6", "/blobs/{id}"),
+        ("/cart/c-2000", "/cart/{id}"),
+        ("/prices/SKU-1037", "/prices/{id}"),
+        ("/drivers/T759351C", "/drivers/{id}"),
+        ("/reports/2024-06-01/summary", "/reports/{id}/summary"),
+        ("/api/v1/users", "/api/v1/users"),
+        ("/oauth2/sha256/html5", "/oauth2/sha256/html5"),
+        ("/static/app.5f3a9b2c.js", "/static/app.5f3a9b2c.js"),
+        ("/prices/{sku}", "/prices/{sku}"),
+        ("/deadbeefdeadbeef", "/deadbeefdeadbeef"),  # 16 hex letters, no digit: a word
+        ("/", "/"),
+        ("", ""),
+        ("/a//7/", "/a//{id}/"),
+    ],
+)
+def test_path_template_folds_ids(path: str, template: str) -> None:
+    assert path_template(path) == template
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("http://pricing:8080/prices/SKU-1196", "/prices/SKU-1196"),
+        ("https://user:secret@shop.example/cart/42?x=1#top", "/cart/42"),
+        ("/dispatch?customer=123&nonse=0.73", "/dispatch"),
+        ("http://0.0.0.0:8083/route?dropoff=115%2C277", "/route"),
+        ("http://localhost:9777", "/"),
+        ("/books#reviews", "/books"),
+        ("?only=query", "/"),
+        ("/redirect/http://elsewhere/x", "/redirect/http://elsewhere/x"),
+    ],
+)
+def test_path_of_keeps_the_path_part(url: str, path: str) -> None:
+    assert path_of(url) == path
+
+
+_SEGMENT = st.one_of(
+    st.text(alphabet="abcdefABCDEF0123456789-_.{}~%:xyz", max_size=40),
+    st.uuids().map(str),
+    st.integers(min_value=0).map(str),
+    st.from_regex(r"[a-z]{1,6}-[0-9]{1,8}", fullmatch=True),
+)
+_PATHS = st.lists(_SEGMENT, max_size=8).map(lambda parts: "/" + "/".join(parts))
+_URLS = st.one_of(
+    _PATHS,
+    st.tuples(
+        st.sampled_from(["http", "https", "grpc+tls"]),
+        st.from_regex(r"[a-z0-9.:@-]{0,20}", fullmatch=True),
+        _PATHS,
+        st.text(alphabet="?#=&ab12", max_size=10),
+    ).map(lambda t: f"{t[0]}://{t[1]}{t[2]}{t[3]}"),
+    st.text(max_size=30),
+)
+
+
+@given(_PATHS)
+def test_template_is_idempotent_and_keeps_the_segments(path: str) -> None:
+    template = path_template(path)
+    assert path_template(template) == template
+    assert template.count("/") == path.count("/")
+    for before, after in zip(path.split("/"), template.split("/"), strict=True):
+        assert after == (PLACEHOLDER if is_id_segment(before) else before)
+
+
+@given(st.lists(st.integers(min_value=0), min_size=1, max_size=5))
+def test_numbers_never_survive(ids: list[int]) -> None:
+    path = "".join(f"/items/{i}" for i in ids)
+    assert path_template(path) == "/items/{id}" * len(ids)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_URLS, min_size=1, max_size=20))
+def test_sql_twins_agree_with_python(urls: list[str]) -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE u (i INTEGER, url VARCHAR)")
+    con.executemany("INSERT INTO u VALUES (?, ?)", list(enumerate(urls)))
+    rows = con.execute(
+        f"SELECT {path_of_sql('url')}, {path_template_sql('url')}, "
+        f"{path_template_sql(path_of_sql('url'))} FROM u ORDER BY i"
+    ).fetchall()
+    expected = [(path_of(u), path_template(u), path_template(path_of(u))) for u in urls]
+    assert rows == expected
+
+
+def test_sql_twins_keep_null() -> None:
+    con = duckdb.connect()
+    row = con.execute(
+        f"SELECT {path_of_sql('NULL::VARCHAR')}, {path_template_sql('NULL::VARCHAR')}"
+    ).fetchone()
+    assert row == (None, None)
