@@ -44,10 +44,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "start_requests": 100,
         "pool_share": 0.5,
     },
+    "fan_out": {
+        "max_children": 20,
+        "critical_children": 60,
+        "min_request_share": 0.05,
+        "projection_factor": 10.0,
+    },
     "n_plus_one": {
         "min_calls": 5,
         "min_union_ms": 50.0,
         "critical_calls": 10,
+        "min_time_share": 0.1,
+        "projection_factor": 10.0,
+        "projected_busy": 1.0,
         "min_request_share": 0.05,
     },
     "outside_server": {
@@ -64,6 +73,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "recovery_wait": 0.5,
         "sample_slack_s": 1.0,
         "tracks_load": 0.5,
+    },
+    "redundant_calls": {
+        "min_calls": 2,
+        "warning_calls": 5,
+        "min_time_share": 0.1,
+        "projection_factor": 10.0,
     },
     "slow_query": {
         "min_share": 0.5,
@@ -127,6 +142,9 @@ def test_enum_values_are_the_strings_reports_always_had() -> None:
         "pool_leak",
         "pool_saturation",
         "n_plus_one",
+        "n_plus_one_calls",
+        "redundant_calls",
+        "fan_out",
         "slow_query",
         "error_burst",
         "error_rate",
@@ -346,7 +364,7 @@ def test_python_settings_change_the_verdict(project: Path) -> None:
         tuned = correlate.analyze("r", store=store, settings={"n_plus_one.min_calls": 3})
         (f,) = [f for f in tuned.findings if f.kind == FindingKind.N_PLUS_ONE]
         assert f.evidence["calls_per_request"] == 3
-        assert f.threshold.startswith("≥ 3 calls of one fingerprint")
+        assert f.threshold.startswith("≥ 3 calls of one shape")
 
 
 def test_a_detector_called_directly_takes_its_settings() -> None:
