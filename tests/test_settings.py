@@ -85,6 +85,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_call_ms": 20.0,
         "critical_share_of_latency": 0.5,
         "min_requests": 5,
+        "min_planned_call_ms": 1.0,
+        "critical_rows_read": 1_000_000.0,
     },
     "throughput_knee": {
         "efficiency": 0.7,
