@@ -328,3 +328,19 @@ def test_random_span_trees_never_crash_the_family(b: RunBuilder) -> None:
         assert f.severity in ("info", "warning", "critical")
         assert f.evidence["calls_per_request"] >= 2
         assert 0 <= f.evidence["share_of_requests"] <= 1
+
+
+def test_bound_values_recorded_on_the_span_tell_redundant_from_n_plus_one() -> None:
+    b = RunBuilder()
+    for i in range(5):
+        trace = f"t{i}"
+        r = b.request(trace, i * 1000, i * 1000 + 100, "/a")
+        for n, value in enumerate(["7", "7", "8", "9", "10", "11"]):
+            b.query(
+                trace, r, i * 1000 + n * 10, i * 1000 + n * 10 + 1, "SELECT * FROM a WHERE id = $1"
+            )
+            b.spans[-1]["attributes"] = json.dumps({"db.query.parameter.0": value})
+    found = {f.kind: f for f in findings(b)}
+    assert set(found) == {FindingKind.N_PLUS_ONE, FindingKind.REDUNDANT_CALLS}
+    assert found[FindingKind.REDUNDANT_CALLS].evidence["calls_per_request"] == 2
+    assert found[FindingKind.N_PLUS_ONE].evidence["calls_per_request"] == 6

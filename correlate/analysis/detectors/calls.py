@@ -18,8 +18,9 @@ gives one row per call with what the detectors group by:
     callee and its route template (:func:`http_template_sql`); the service and method for
     RPC; the destination for messaging;
 ``identity``
-    the exact call, when it can be seen: a read statement's text with its literal values
-    (``NULL`` when its parameters are bound: the text alone does not show them), or
+    the exact call, when it can be seen: a read statement's text with its literal values,
+    or with its bound values when the span records them (``db.query.parameter.<key>``;
+    ``NULL`` otherwise: the text alone does not show them), or
     the method and full URL of a GET or HEAD. Two calls with one identity are the same
     call made twice.
 
@@ -40,6 +41,10 @@ ID_SEGMENT = (
     r"[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9a-fA-F]{16,}|[^/]*[0-9][^/]*[0-9][^/]*[0-9][^/]*"
 )
+
+#: The attribute prefix under which a span records a statement's bound values (OpenTelemetry
+#: database semantic conventions: ``db.query.parameter.<key>``).
+PARAMETER_PREFIX = "db.query.parameter."
 
 # a placeholder in a statement: ?, $1, :name (not ::cast), @name, %s, %(name)s
 _PLACEHOLDER = r"\?|\$[0-9]+|(^|[^:]):[A-Za-z_]|@[A-Za-z_]|%s|%\("
@@ -82,6 +87,12 @@ def calls_sql(run: Run) -> str:
         f"s.url_path || coalesce('?' || {_attr('s', 'url.query')}, ''), "
         f"{_attr('s', 'http.target', 'url.path')})"
     )
+    # bound values recorded as db.query.parameter.<key> attributes, in key order
+    params = (
+        "nullif(array_to_string(list_transform(list_sort(list_filter(json_keys(s.attributes), "
+        f"lambda k: starts_with(k, '{PARAMETER_PREFIX}'))), lambda k: k || '=' || "
+        "coalesce(json_extract_string(s.attributes, '$.\"' || k || '\"'), '')), ','), '')"
+    )
     # ... whom the call reached, what repeats, and the exact call when it shows
     target = (
         f"coalesce(callee_service, server_address, {_attr('raw', 'peer.service')}, "
@@ -97,8 +108,10 @@ def calls_sql(run: Run) -> str:
             {_attr("typed", "messaging.destination.name", "messaging.destination")}, name)
         ELSE concat_ws(' ', target, name) END"""
     identity = f"""CASE
-        WHEN family = 'db' AND regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
-             AND NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
+        WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
+             THEN NULL
+        WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
+        WHEN params IS NOT NULL THEN statement || ' -- ' || params
         WHEN family = 'http' AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
              AND url LIKE '%://%' THEN upper(coalesce(method, 'GET')) || ' ' || url END"""
     return f"""
@@ -117,7 +130,7 @@ def calls_sql(run: Run) -> str:
                coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
                s.kind, s.name, s.server_address, s.attributes,
                regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs') AS statement,
-               {method} AS method, {url} AS url,
+               {method} AS method, {url} AS url, {params} AS params,
                ce.route AS callee_route, ce.service AS callee_service
         FROM {parts} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id

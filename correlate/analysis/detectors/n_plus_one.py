@@ -195,8 +195,8 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
                 threshold=(
                     f"≥ {s.min_calls} calls of one shape under one parent; a warning from "
                     f"{s.critical_calls} calls per request, {s.min_union_ms:.0f} ms or "
-                    f"{pct(s.min_time_share)} of the request, or {s.projected_busy:g} "
-                    f"connections busy at {s.projection_factor:g}× the load; critical when both "
+                    f"{pct(s.min_time_share)} of the request, or ≥ {s.projected_busy:g} busy "
+                    f"connection(s) at {s.projection_factor:g}× the load; critical when both "
                     "many and costly"
                 ),
                 source=(
