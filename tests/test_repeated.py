@@ -344,3 +344,18 @@ def test_bound_values_recorded_on_the_span_tell_redundant_from_n_plus_one() -> N
     assert set(found) == {FindingKind.N_PLUS_ONE, FindingKind.REDUNDANT_CALLS}
     assert found[FindingKind.REDUNDANT_CALLS].evidence["calls_per_request"] == 2
     assert found[FindingKind.N_PLUS_ONE].evidence["calls_per_request"] == 6
+
+
+def test_hotrod_dispatch_calls_route_once_per_driver() -> None:
+    """Jaeger's HotROD: ten /route calls per /dispatch, three at a time (ids in the query
+    string); the redis GetDriver retries after an error are not redundant calls."""
+    with correlate.open_store(":memory:") as store:
+        store.ingest([PEERS / "hotrod"], run="hotrod")
+        with open_run(store, "hotrod") as run:
+            found = [f for d in FAMILY for f in d(run)]
+    http = [f for f in found if f.evidence.get("family") == "http"]
+    (f,) = http
+    assert f.route is not None and f.route.endswith("/dispatch")
+    assert f.evidence["shape"] == "GET route /route"
+    assert (f.evidence["requests"], f.evidence["calls_per_request"]) == (8, 10)
+    assert not [f for f in found if f.kind in (FindingKind.REDUNDANT_CALLS, FindingKind.FAN_OUT)]
