@@ -129,8 +129,14 @@ def calls_sql(run: Run) -> str:
                     THEN w.ph ELSE c.ph END AS gph,
                coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
                s.kind, s.name, s.server_address, s.attributes,
-               regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs') AS statement,
-               {method} AS method, {url} AS url, {params} AS params,
+               CASE WHEN s.db_statement LIKE '%/*%'
+                    THEN regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs')
+                    ELSE s.db_statement END AS statement,
+               -- attributes are parsed only where they can matter
+               CASE WHEN c.category = 'downstream' THEN {method} END AS method,
+               CASE WHEN c.category = 'downstream' THEN {url} END AS url,
+               CASE WHEN c.category = 'db' AND CAST(s.attributes AS VARCHAR) LIKE '%db.query.parameter.%'
+                    THEN {params} END AS params,
                ce.route AS callee_route, ce.service AS callee_service
         FROM {parts} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
@@ -147,7 +153,8 @@ def calls_sql(run: Run) -> str:
                     WHEN attributes->>'messaging.system' IS NOT NULL OR kind = 'PRODUCER'
                         THEN 'messaging'
                     ELSE 'call' END AS family,
-               {target} AS target
+               CASE WHEN category = 'db' THEN coalesce(server_address, callee_service)
+                    ELSE {target} END AS target
         FROM raw
     )
     SELECT th, rh, trace_id, sh, ph, gph,
@@ -155,6 +162,19 @@ def calls_sql(run: Run) -> str:
            family, {shape} AS shape, target, {identity} AS identity, error, a, b
     FROM typed
     """
+
+
+def calls_table(run: Run) -> str:
+    """The name of a temporary table holding :func:`calls_sql` for ``run``, made on first
+    use and shared by the family's detectors (``Run.close`` drops it)."""
+    name = run.table("calls")
+    exists = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    if not exists or not exists[0]:
+        query = calls_sql(run)
+        run.con.execute(f"CREATE TEMP TABLE {name} AS {query}", {"run": run.run_id})
+    return name
 
 
 @dataclass(frozen=True)
@@ -218,4 +238,12 @@ class Scale:
         }
 
 
-__all__ = ["ID_SEGMENT", "Scale", "calls_sql", "fold_path_sql", "http_template_sql"]
+__all__ = [
+    "ID_SEGMENT",
+    "PARAMETER_PREFIX",
+    "Scale",
+    "calls_sql",
+    "calls_table",
+    "fold_path_sql",
+    "http_template_sql",
+]

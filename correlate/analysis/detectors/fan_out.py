@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_sql
+from correlate.analysis.detectors.calls import Scale, calls_table
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -38,7 +38,7 @@ class FanOutSettings:
 DEFAULTS = FanOutSettings()
 
 _SQL = """
-WITH calls AS ({calls}),
+WITH calls AS (SELECT * FROM {calls}),
 parents AS (
     -- direct children: the call's own parent, not the group parent
     SELECT c.th, c.rh, c.ph, any_value(p.name) AS parent_name, count(*) AS calls,
@@ -59,7 +59,7 @@ SELECT route, parent_name, count(*) AS requests,
        (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
        avg(calls) AS calls, max(calls) AS max_calls, avg(shapes) AS shapes,
        avg(span_ms) AS span_ms, sum(span_ms) AS total_ms, avg(duration_ms) AS duration_ms,
-       list(trace_id ORDER BY calls DESC)[1:3] AS traces
+       list(trace_id ORDER BY calls DESC, span_ms DESC, trace_id)[1:3] AS traces
 FROM hits h GROUP BY route, parent_name
 ORDER BY max_calls DESC, route, parent_name
 """
@@ -69,11 +69,11 @@ def fan_out(run: Run, settings: FanOutSettings = DEFAULTS) -> list[Finding]:
     """Spans with more than ``max_children`` direct client calls."""
     s = settings
     sql = _SQL.format(
-        calls=calls_sql(run),
+        calls=calls_table(run),
         tree=run.table("tree"),
         reqs=run.table("requests"),
     )
-    rows = run.con.execute(sql, {"run": run.run_id, "max_children": s.max_children}).fetchall()
+    rows = run.con.execute(sql, {"max_children": s.max_children}).fetchall()
     seconds = run.seconds
     found = []
     for (

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_sql
+from correlate.analysis.detectors.calls import Scale, calls_table
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -79,7 +79,7 @@ def severity(scale: Scale, calls: float, s: NPlusOneSettings) -> Severity:
 
 #: One row per (route, family, shape): the requests that repeat a shape under one parent.
 _GROUPS_SQL = """
-WITH calls AS ({calls}),
+WITH calls AS (SELECT * FROM {calls}),
 islands AS (
     SELECT *, sum(new_island) OVER (PARTITION BY th, rh, gph, family, shape
                                     ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
@@ -119,7 +119,7 @@ SELECT h.route, h.family, h.shape, count(*) AS requests,
        avg(h.calls) AS calls, max(h.calls) AS max_calls, avg(h.union_ms) AS union_ms,
        sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
        mode(h.parent_name) AS parent_name, any_value(h.target) AS target,
-       list(h.trace_id ORDER BY h.union_ms DESC)[1:3] AS traces
+       list(h.trace_id ORDER BY h.union_ms DESC, h.trace_id)[1:3] AS traces
 FROM hits h GROUP BY h.route, h.family, h.shape
 ORDER BY total_ms DESC, h.route, h.shape
 """
@@ -129,8 +129,8 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
     """N+1 queries (kind ``n_plus_one``) and N+1 HTTP, RPC and messaging calls (kind
     ``n_plus_one_calls``), from ``min_calls`` calls of one shape under one parent."""
     s = settings
-    sql = _GROUPS_SQL.format(calls=calls_sql(run), reqs=run.table("requests"))
-    rows = run.con.execute(sql, {"run": run.run_id, "min_calls": s.min_calls}).fetchall()
+    sql = _GROUPS_SQL.format(calls=calls_table(run), reqs=run.table("requests"))
+    rows = run.con.execute(sql, {"min_calls": s.min_calls}).fetchall()
     texts = _texts(run) if rows else {}
     seconds = run.seconds
     found = []

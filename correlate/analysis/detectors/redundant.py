@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_sql
+from correlate.analysis.detectors.calls import Scale, calls_table
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -42,7 +42,7 @@ class RedundantCallsSettings:
 DEFAULTS = RedundantCallsSettings()
 
 _SQL = """
-WITH calls AS ({calls}),
+WITH calls AS (SELECT * FROM {calls}),
 groups AS (
     SELECT th, rh, gph, family, identity, any_value(shape) AS shape,
            any_value(parent_name) AS parent_name, count(*) AS calls,
@@ -65,7 +65,7 @@ SELECT route, family, shape, any_value(identity) AS example, count(*) AS request
        avg(calls) AS calls, max(calls) AS max_calls, avg(repeat_ms) AS repeat_ms,
        sum(repeat_ms) AS total_ms, avg(duration_ms) AS duration_ms,
        mode(parent_name) AS parent_name,
-       list(trace_id ORDER BY repeat_ms DESC)[1:3] AS traces
+       list(trace_id ORDER BY repeat_ms DESC, trace_id)[1:3] AS traces
 FROM hits h GROUP BY route, family, shape
 ORDER BY total_ms DESC, route, shape
 """
@@ -74,8 +74,8 @@ ORDER BY total_ms DESC, route, shape
 def redundant_calls(run: Run, settings: RedundantCallsSettings = DEFAULTS) -> list[Finding]:
     """The same statement with the same values, or the same URL, repeated in one request."""
     s = settings
-    sql = _SQL.format(calls=calls_sql(run), reqs=run.table("requests"))
-    rows = run.con.execute(sql, {"run": run.run_id, "min_calls": s.min_calls}).fetchall()
+    sql = _SQL.format(calls=calls_table(run), reqs=run.table("requests"))
+    rows = run.con.execute(sql, {"min_calls": s.min_calls}).fetchall()
     seconds = run.seconds
     found = []
     for (
