@@ -275,6 +275,10 @@ def test_perf_sentinel_patterns(entry: dict[str, Any]) -> None:
         if p["kind"] == "n_plus_one_http":
             assert f.evidence["shape"] == p["shape"]
     assert len(found) == len(entry["patterns"]), [f.title for f in found]
+    if any(p["kind"] == "fan_out" for p in entry["patterns"]):
+        # one shape: an N+1 carries the severity, the fan-out is info beside it
+        (fan,) = [f for f in found if f.kind == FindingKind.FAN_OUT]
+        assert fan.severity == "info" and fan.evidence["share_in_one_shape"] == 1
 
 
 # -- the committed samples and random trees --------------------------------------------------

@@ -48,6 +48,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_children": 20,
         "critical_children": 60,
         "min_request_share": 0.05,
+        "one_shape_share": 0.8,
         "projection_factor": 10.0,
     },
     "n_plus_one": {

@@ -3,8 +3,10 @@
 Rule (docs/rules.md#fan_out): a span with more than ``max_children`` direct children that
 are calls (database, HTTP, RPC, messaging CLIENT or PRODUCER spans), in at least
 ``min_request_share`` of its route's requests; ``critical`` above ``critical_children``.
-perf-sentinel's thresholds (more than 20, critical above 60). Reported beside an N+1
-over the same calls: fan-out counts the round trips whatever their shapes.
+perf-sentinel's thresholds (more than 20, critical above 60). Fan-out counts the round
+trips whatever their shapes; when ``one_shape_share`` of them are one shape the calls
+are an N+1, which the ``n_plus_one`` finding names with its severity, and the fan-out
+is only info.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class FanOutSettings:
     min_request_share: float = share(
         0.05, "share of its route's requests below which the pattern is only info"
     )
+    one_shape_share: float = share(
+        0.8, "share of the calls in one shape from which the fan-out is an N+1's, only info"
+    )
     projection_factor: float = setting(10.0, "load multiple the finding projects to", low=1.0)
 
 
@@ -41,16 +46,20 @@ _SQL = """
 WITH calls AS (SELECT * FROM {calls}),
 parents AS (
     -- direct children: the call's own parent, not the group parent
-    SELECT c.th, c.rh, c.ph, any_value(p.name) AS parent_name, count(*) AS calls,
-           count(DISTINCT c.shape) AS shapes,
+    SELECT g.th, g.rh, g.ph, any_value(p.name) AS parent_name, sum(g.n) AS calls,
+           count(*) AS shapes, max(g.n) / sum(g.n) AS top_share,
            -- the calls' time, overlaps counted once at most as far as their extent goes
-           least(sum(c.b - c.a), max(c.b) - min(c.a)) / 1e6 AS span_ms
-    FROM calls c LEFT JOIN {tree} p ON p.th = c.th AND p.sh = c.ph
-    GROUP BY c.th, c.rh, c.ph HAVING count(*) > $max_children
+           least(sum(g.busy), max(g.b) - min(g.a)) / 1e6 AS span_ms
+    FROM (SELECT th, rh, ph, shape, count(*) AS n, sum(b - a) AS busy, min(a) AS a,
+                 max(b) AS b
+          FROM calls GROUP BY ALL) g
+    LEFT JOIN {tree} p ON p.th = g.th AND p.sh = g.ph
+    GROUP BY g.th, g.rh, g.ph HAVING sum(g.n) > $max_children
 ),
 hits AS (
     SELECT r.route, p.parent_name, any_value(r.trace_id) AS trace_id,
            max(p.calls) AS calls, max(p.shapes) AS shapes, max(p.span_ms) AS span_ms,
+           max(p.top_share) AS top_share,
            any_value(r.duration_ms) AS duration_ms
     FROM parents p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     GROUP BY r.th, r.rh, r.route, p.parent_name
@@ -59,7 +68,8 @@ SELECT route, parent_name, count(*) AS requests,
        (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
        avg(calls) AS calls, max(calls) AS max_calls, avg(shapes) AS shapes,
        avg(span_ms) AS span_ms, sum(span_ms) AS total_ms, avg(duration_ms) AS duration_ms,
-       list(trace_id ORDER BY calls DESC, span_ms DESC, trace_id)[1:3] AS traces
+       list(trace_id ORDER BY calls DESC, span_ms DESC, trace_id)[1:3] AS traces,
+       avg(top_share) AS top_share
 FROM hits h GROUP BY route, parent_name
 ORDER BY max_calls DESC, route, parent_name
 """
@@ -78,11 +88,11 @@ def fan_out(run: Run, settings: FanOutSettings = DEFAULTS) -> list[Finding]:
     found = []
     for (
         route, parent, n, route_n, calls, max_calls, shapes, span_ms, total_ms, duration_ms,
-        traces,
+        traces, top_share,
     ) in rows:  # fmt: skip
         scale = Scale(int(n), int(route_n), float(calls), float(span_ms), float(duration_ms),
                       seconds)  # fmt: skip
-        if scale.request_share < s.min_request_share:
+        if scale.request_share < s.min_request_share or top_share >= s.one_shape_share:
             severity = Severity.INFO
         elif max_calls > s.critical_children:
             severity = Severity.CRITICAL
@@ -103,6 +113,7 @@ def fan_out(run: Run, settings: FanOutSettings = DEFAULTS) -> list[Finding]:
                     "calls_per_request": float(calls),
                     "max_calls": int(max_calls),
                     "shapes_per_request": float(shapes),
+                    "share_in_one_shape": float(top_share),
                     "span_ms_per_request": float(span_ms),
                     "mean_request_ms": float(duration_ms),
                     "parent": parent,
