@@ -200,7 +200,8 @@ def test_a_finding_that_grew_worse_is_new() -> None:
                 if i < share * 200:
                     for k in range(12):
                         at = i * 300 + 5 + k * 15
-                        b.query(f"t{i}", r, at, at + 12, "SELECT * FROM items WHERE id = 1")
+                        # one id per item: an N+1 (the same id each time is a redundant call)
+                        b.query(f"t{i}", r, at, at + 12, f"SELECT * FROM items WHERE id = {k}")
             b.build(store)
         result = diff(
             "base", "cand", store=store, fail_on=["new-finding:warning", "queries-per-request:+1"]

@@ -88,7 +88,7 @@ def test_markdown_fits_a_pr_comment(sample: Evidence) -> None:
     assert text.startswith("### correlate: checkout-blackfriday\n")
     assert "Connection-pool leak in /checkout" in text
     assert "| /checkout | 221 |" in text
-    assert "and 1 more finding" in text
+    assert "and 2 more findings" in text  # the info fan-out beside the N+1
 
 
 def test_markdown_escapes_trace_text() -> None:

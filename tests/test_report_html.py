@@ -43,7 +43,7 @@ def test_sample_report_has_every_section_in_order(sample_html: str) -> None:
         "Example slow requests",
     ]
     verdict = sample_html.split("<h2>Verdict</h2>")[1].split("<h2>")[0]
-    assert verdict.count("<li>") == 6
+    assert verdict.count("<li>") == 7  # with the info fan-out beside the N+1
     assert "Connection-pool leak in /checkout" in verdict
     assert "Evidence: pool wait 318.40 s; share of request time 83%" in verdict
 

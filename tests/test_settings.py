@@ -44,10 +44,20 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "start_requests": 100,
         "pool_share": 0.5,
     },
+    "fan_out": {
+        "max_children": 20,
+        "critical_children": 60,
+        "min_request_share": 0.05,
+        "one_shape_share": 0.8,
+        "projection_factor": 10.0,
+    },
     "n_plus_one": {
         "min_calls": 5,
         "min_union_ms": 50.0,
         "critical_calls": 10,
+        "min_time_share": 0.1,
+        "projection_factor": 10.0,
+        "projected_busy": 1.0,
         "min_request_share": 0.05,
     },
     "outside_server": {
@@ -75,11 +85,19 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "max_p_value": 0.01,
         "min_drops": 2,
     },
+    "redundant_calls": {
+        "min_calls": 2,
+        "warning_calls": 5,
+        "min_time_share": 0.1,
+        "projection_factor": 10.0,
+    },
     "slow_query": {
         "min_share": 0.5,
         "min_call_ms": 20.0,
         "critical_share_of_latency": 0.5,
         "min_requests": 5,
+        "min_planned_call_ms": 1.0,
+        "critical_rows_read": 1_000_000.0,
     },
     "throughput_knee": {
         "efficiency": 0.7,
@@ -138,6 +156,9 @@ def test_enum_values_are_the_strings_reports_always_had() -> None:
         "pool_saturation",
         "pool_exhausted",
         "n_plus_one",
+        "n_plus_one_calls",
+        "redundant_calls",
+        "fan_out",
         "slow_query",
         "error_burst",
         "error_rate",
@@ -357,7 +378,7 @@ def test_python_settings_change_the_verdict(project: Path) -> None:
         tuned = correlate.analyze("r", store=store, settings={"n_plus_one.min_calls": 3})
         (f,) = [f for f in tuned.findings if f.kind == FindingKind.N_PLUS_ONE]
         assert f.evidence["calls_per_request"] == 3
-        assert f.threshold.startswith("≥ 3 calls of one fingerprint")
+        assert f.threshold.startswith("≥ 3 calls of one shape")
 
 
 def test_a_detector_called_directly_takes_its_settings() -> None:

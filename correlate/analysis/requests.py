@@ -91,7 +91,9 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     con.execute(f"DROP TABLE {prefix}_segments")
 
 
-TABLES = ("tree", "fingerprints", "owner", "parts", "requests", "request_queries")
+#: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
+#: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`).
+TABLES = ("tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls")
 
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:

@@ -15,7 +15,7 @@ parameters, never as text. docs/rules.md describes every rule.
 
 >>> from correlate.analysis.settings import Settings
 >>> [key for key in Settings().keys() if key.startswith("n_plus_one.")]
-['n_plus_one.min_calls', 'n_plus_one.min_union_ms', 'n_plus_one.critical_calls', 'n_plus_one.min_request_share']
+['n_plus_one.min_calls', 'n_plus_one.min_union_ms', 'n_plus_one.critical_calls', 'n_plus_one.min_time_share', 'n_plus_one.projection_factor', 'n_plus_one.projected_busy', 'n_plus_one.min_request_share']
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from correlate.analysis.detectors.client import OutsideServerSettings, outside_server
 from correlate.analysis.detectors.errors import ErrorBurstSettings, error_bursts
+from correlate.analysis.detectors.fan_out import FanOutSettings, fan_out
 from correlate.analysis.detectors.load import (
     DegradationSettings,
     ThroughputKneeSettings,
@@ -33,6 +34,7 @@ from correlate.analysis.detectors.load import (
 )
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, n_plus_one
 from correlate.analysis.detectors.pool import PoolSettings, pool_exhaustion
+from correlate.analysis.detectors.redundant import RedundantCallsSettings, redundant_calls
 from correlate.analysis.detectors.slow_query import SlowQuerySettings, slow_query
 from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings, unexplained_time
 
@@ -45,6 +47,8 @@ Detector = Callable[..., list["Finding"]]
 DETECTORS: tuple[Detector, ...] = (
     pool_exhaustion,
     n_plus_one,
+    redundant_calls,
+    fan_out,
     slow_query,
     error_bursts,
     degradation,
@@ -58,17 +62,21 @@ __all__ = [
     "DegradationSettings",
     "Detector",
     "ErrorBurstSettings",
+    "FanOutSettings",
     "NPlusOneSettings",
     "OutsideServerSettings",
     "PoolSettings",
+    "RedundantCallsSettings",
     "SlowQuerySettings",
     "ThroughputKneeSettings",
     "UnexplainedTimeSettings",
     "degradation",
     "error_bursts",
+    "fan_out",
     "n_plus_one",
     "outside_server",
     "pool_exhaustion",
+    "redundant_calls",
     "slow_query",
     "throughput_knee",
     "unexplained_time",

@@ -1,13 +1,19 @@
-"""N+1 queries: one statement shape run again and again under one parent span.
+"""N+1: one statement shape, or one callee route, called again and again under one parent.
 
-Rule (Sentry's N+1 DB query detector; docs/rules.md#n_plus_one): the same
-fingerprint at least ``min_calls`` times under one parent, and the union of
-those spans' intervals at least ``min_union_ms``. Two deliberate differences:
-spans are grouped by parent rather than by an unbroken run of DB spans, so
-SQLAlchemy's pool ``connect`` spans between the queries do not hide the
-pattern (a known miss of Sentry's sequence rule); and overlapping spans count,
-as in Sentry's detector since it dropped its overlap check. Severity escalates
-at ``critical_calls`` repetitions, perf-sentinel's critical level.
+Rule (docs/rules.md#n_plus_one, docs/rules.md#n_plus_one_calls): the same shape
+(:mod:`~correlate.analysis.detectors.calls`: a statement's fingerprint, an HTTP callee's
+route template, an RPC method, a messaging destination) at least ``min_calls`` times
+under one group parent in one request, with varying parameters — a loop whose every
+visible call is the very same statement or URL is a redundant call, not an N+1.
+Spans are grouped by parent rather than by an unbroken run of spans (Sentry's rule), so
+SQLAlchemy's pool ``connect`` spans between the queries do not hide the pattern;
+overlapping calls count, by the union of their intervals.
+
+There is no floor on the time the calls take: at smoke scale every query is fast, and an
+N+1 that costs 3 ms at five users costs its round trips twenty times over at twenty
+times the load. The severity comes from the measured cost and from that scale instead
+(:func:`severity`), and the finding says what the pattern would cost at
+``projection_factor`` × the load.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from correlate.analysis.detectors.calls import Scale, calls_table
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -29,11 +36,22 @@ class NPlusOneSettings:
     """Thresholds of :func:`n_plus_one` (keys ``n_plus_one.*``)."""
 
     section: ClassVar[str] = "n_plus_one"
-    #: a finding below critical_calls is a warning: min_calls above it leaves none
+    #: min_calls above critical_calls would leave no finding below critical
     ordered: ClassVar[tuple[tuple[str, str], ...]] = (("min_calls", "critical_calls"),)
-    min_calls: int = setting(5, "calls of one fingerprint under one parent span", low=2)
-    min_union_ms: float = setting(50.0, "union of those calls' intervals, per parent", unit="ms")
-    critical_calls: int = setting(10, "calls per request from which the finding is critical")
+    min_calls: int = setting(5, "calls of one shape under one parent span", low=2)
+    min_union_ms: float = setting(
+        50.0, "union of those calls' intervals per request from which it is a warning", unit="ms"
+    )
+    critical_calls: int = setting(
+        10, "calls per request from which it is a warning at any speed, critical when costly"
+    )
+    min_time_share: float = share(
+        0.1, "share of the request's time in the calls from which it is a warning"
+    )
+    projection_factor: float = setting(10.0, "load multiple the finding projects to", low=1.0)
+    projected_busy: float = setting(
+        1.0, "connections kept busy at the projected load from which it is a warning"
+    )
     min_request_share: float = share(
         0.05, "share of its route's requests below which the pattern is only info"
     )
@@ -42,100 +60,152 @@ class NPlusOneSettings:
 DEFAULTS = NPlusOneSettings()
 
 
+def severity(scale: Scale, calls: float, s: NPlusOneSettings) -> Severity:
+    """Critical when many and costly; a warning when many, costly or costly at the projected
+    load; info otherwise, and when few of the route's requests show it.
+
+    *Many* is ``critical_calls`` calls per request; *costly* is a union of at least
+    ``min_union_ms`` or ``min_time_share`` of the request's time.
+    """
+    many = calls >= s.critical_calls
+    costly = scale.union_ms >= s.min_union_ms or scale.time_share >= s.min_time_share
+    projected = scale.busy_per_second * s.projection_factor >= s.projected_busy
+    if scale.request_share < s.min_request_share:
+        return Severity.INFO
+    if many and costly:
+        return Severity.CRITICAL
+    if many or costly or projected:
+        return Severity.WARNING
+    return Severity.INFO
+
+
+#: One row per (route, family, shape): the requests that repeat a shape under one parent.
+_GROUPS_SQL = """
+WITH calls AS (SELECT * FROM {calls}),
+islands AS (
+    SELECT *, sum(new_island) OVER (PARTITION BY th, rh, gph, family, shape
+                                    ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+    FROM (
+        SELECT *, CASE WHEN a > max(b) OVER (
+            PARTITION BY th, rh, gph, family, shape
+            ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+            THEN 1 ELSE 0 END AS new_island
+        FROM calls WHERE shape IS NOT NULL
+    )
+),
+groups AS (
+    SELECT th, rh, gph, family, shape, any_value(parent_name) AS parent_name,
+           any_value(target) AS target, sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms,
+           sum(visible) AS visible, list_distinct(flatten(list(idents))) AS idents
+    FROM (SELECT th, rh, gph, family, shape, island, any_value(parent_name) AS parent_name,
+                 any_value(target) AS target, count(*) AS calls, count(identity) AS visible,
+                 list(DISTINCT identity) FILTER (WHERE identity IS NOT NULL) AS idents,
+                 min(a) AS a, max(b) AS b
+          FROM islands GROUP BY ALL)
+    GROUP BY ALL
+    HAVING sum(calls) >= $min_calls
+       -- every call visible and the very same: a redundant call, not an N+1
+       AND NOT (sum(visible) = sum(calls) AND len(list_distinct(flatten(list(idents)))) = 1)
+),
+-- a request may run the loop under several parents: one row per request
+hits AS (
+    SELECT r.route, g.family, g.shape, any_value(r.trace_id) AS trace_id,
+           sum(g.calls) AS calls, sum(g.union_ms) AS union_ms,
+           any_value(r.duration_ms) AS duration_ms,
+           mode(g.parent_name) AS parent_name, any_value(g.target) AS target
+    FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
+    GROUP BY r.th, r.rh, r.route, g.family, g.shape
+)
+SELECT h.route, h.family, h.shape, count(*) AS requests,
+       (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
+       avg(h.calls) AS calls, max(h.calls) AS max_calls, avg(h.union_ms) AS union_ms,
+       sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
+       mode(h.parent_name) AS parent_name, any_value(h.target) AS target,
+       list(h.trace_id ORDER BY h.union_ms DESC, h.trace_id)[1:3] AS traces
+FROM hits h GROUP BY h.route, h.family, h.shape
+ORDER BY total_ms DESC, h.route, h.shape
+"""
+
+
 def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]:
+    """N+1 queries (kind ``n_plus_one``) and N+1 HTTP, RPC and messaging calls (kind
+    ``n_plus_one_calls``), from ``min_calls`` calls of one shape under one parent."""
     s = settings
-    parts, reqs = run.table("parts"), run.table("requests")
-    rows = run.con.execute(
-        f"""
-        WITH db AS (
-            SELECT th, rh, ph, fingerprint, a, b
-            FROM {parts} WHERE category = 'db' AND b > a
-        ),
-        islands AS (
-            SELECT *, sum(new_island) OVER (PARTITION BY th, rh, ph, fingerprint
-                                            ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
-            FROM (
-                SELECT *, CASE WHEN a > max(b) OVER (
-                    PARTITION BY th, rh, ph, fingerprint
-                    ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-                    THEN 1 ELSE 0 END AS new_island
-                FROM db
-            )
-        ),
-        groups AS (
-            SELECT th, rh, ph, fingerprint,
-                   sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
-            FROM (SELECT th, rh, ph, fingerprint, island,
-                         count(*) AS calls, min(a) AS a, max(b) AS b
-                  FROM islands GROUP BY ALL)
-            GROUP BY ALL
-            HAVING sum(calls) >= $min_calls
-        ),
-        -- a request may run the loop under several parents: one row per request
-        hits AS (
-            SELECT r.route, g.fingerprint, any_value(r.trace_id) AS trace_id,
-                   sum(g.calls) AS calls, sum(g.union_ms) AS union_ms,
-                   any_value(r.duration_ms) AS duration_ms
-            FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
-            WHERE g.union_ms >= $min_union_ms
-            GROUP BY r.th, r.rh, r.route, g.fingerprint
-        )
-        SELECT h.route, h.fingerprint, count(*) AS requests,
-               (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
-               avg(h.calls) AS calls, max(h.calls) AS max_calls, avg(h.union_ms) AS union_ms,
-               sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
-               list(h.trace_id ORDER BY h.union_ms DESC)[1:3] AS traces
-        FROM hits h GROUP BY h.route, h.fingerprint
-        ORDER BY total_ms DESC
-        """,
-        {"min_calls": s.min_calls, "min_union_ms": s.min_union_ms},
-    ).fetchall()
-    texts = _texts(run)
+    sql = _GROUPS_SQL.format(calls=calls_table(run), reqs=run.table("requests"))
+    rows = run.con.execute(sql, {"min_calls": s.min_calls}).fetchall()
+    texts = _texts(run) if rows else {}
+    seconds = run.seconds
     found = []
-    for route, fp, n, route_n, calls, max_calls, union_ms, total_ms, duration_ms, traces in rows:
-        share = n / route_n if route_n else 0.0
-        severity = Severity.CRITICAL if calls >= s.critical_calls else Severity.WARNING
-        if share < s.min_request_share:
-            severity = Severity.INFO
-        table = texts.get(fp, ("", None))[1]
-        what = f"the same query{f' on {table}' if table else ''}"
+    for (
+        route, family, shape, n, route_n, calls, max_calls, union_ms, total_ms, duration_ms,
+        parent, target, traces,
+    ) in rows:  # fmt: skip
+        scale = Scale(int(n), int(route_n), float(calls), float(union_ms),
+                      float(duration_ms), seconds)  # fmt: skip
+        db = family == "db"
+        statement, table = texts.get(shape, ("", None)) if db else (shape, None)
+        if db:
+            what = f"the same query{f' on {table}' if table else ''}"
+            noun, kind = "queries", FindingKind.N_PLUS_ONE
+            fix = (
+                "Fetch the rows for all items in one query: an IN (…) or a join, or with "
+                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, JPA JOIN "
+                "FETCH or an entity graph, EF Core Include, Eloquent with)."
+            )
+        else:
+            protocol = {"http": "HTTP", "rpc": "RPC", "messaging": "messaging"}.get(family, "")
+            what = f"{protocol + ' ' if protocol else ''}calls to {shape}"
+            noun, kind = "calls", FindingKind.N_PLUS_ONE_CALLS
+            fix = (
+                f"Ask {target or 'the callee'} once for all items (a batch or bulk endpoint, "
+                "a query parameter taking several ids), or cache what does not change per "
+                "request."
+            )
+        where = f" under {parent}" if parent else " under one parent span"
+        projection = scale.projection(s.projection_factor, noun)
         found.append(
             Finding(
-                kind=FindingKind.N_PLUS_ONE,
-                severity=severity,
-                title=f"N+1 queries in {route}: {what} {calls:.0f}× per request",
+                kind=kind,
+                severity=severity(scale, float(calls), s),
+                title=f"N+1 {noun} in {route}: {what} {calls:.0f}× per request",
                 route=route,
-                fingerprint=fp,
+                fingerprint=shape if db else None,
                 impact_ms=float(total_ms),
                 evidence={
                     "requests": int(n),
                     "route_requests": int(route_n),
-                    "share_of_requests": share,
+                    "share_of_requests": scale.request_share,
                     "calls_per_request": float(calls),
                     "max_calls": int(max_calls),
                     "union_ms_per_request": float(union_ms),
                     "mean_request_ms": float(duration_ms),
-                    "statement": texts.get(fp, ("", None))[0],
+                    "family": family,
+                    "shape": shape,
+                    "parent": parent,
+                    "target": target,
+                    **scale.evidence(s.projection_factor),
+                    "statement": statement,
                 },
                 trace_ids=tuple(traces),
                 explanation=(
-                    f"{pct(share)} of {route} requests ({n} of {route_n}) run {what} "
-                    f"{calls:.0f} times under one parent span, {ms(union_ms)} of database time "
-                    f"per request out of {ms(duration_ms)}: one query per item instead of one "
-                    "for all of them."
-                ),
-                suggestion=(
-                    "Fetch the rows for all items in one query: an IN (…) or a join, or with "
-                    "SQLAlchemy eager loading (selectinload / joinedload) on the relationship "
-                    "the loop walks."
-                ),
+                    f"{pct(scale.request_share)} of {route} requests ({n} of {route_n}) make "
+                    f"{what} {calls:.0f} times{where}, {ms(union_ms)} per request out of "
+                    f"{ms(duration_ms)} ({pct(scale.time_share)}): one call per item instead "
+                    f"of one for all of them. {projection}"
+                ).strip(),
+                suggestion=fix,
                 threshold=(
-                    f"≥ {s.min_calls} calls of one fingerprint under one parent and ≥ "
-                    f"{s.min_union_ms:.0f} ms of their union; critical from {s.critical_calls} "
-                    "calls"
+                    f"≥ {s.min_calls} calls of one shape under one parent; a warning from "
+                    f"{s.critical_calls} calls per request, {s.min_union_ms:.0f} ms or "
+                    f"{pct(s.min_time_share)} of the request, or ≥ {s.projected_busy:g} busy "
+                    f"connection(s) at {s.projection_factor:g}× the load; critical when both "
+                    "many and costly"
                 ),
-                source="Sentry N+1 DB query detector, connect spans transparent; perf-sentinel "
-                "critical level (docs/rules.md#n_plus_one)",
+                source=(
+                    "Sentry N+1 DB query detector, connect spans transparent; perf-sentinel "
+                    "levels; severity from scale (docs/rules.md#"
+                    + ("n_plus_one)" if db else "n_plus_one_calls)")
+                ),
             )
         )
     return found

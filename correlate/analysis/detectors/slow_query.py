@@ -5,11 +5,15 @@ the N+1 detector's ``n_plus_one.min_calls`` per request) takes at least
 ``min_share`` of the route's time *outside pool waits* — a pool that is out of
 connections inflates every route alike and says nothing about the query — and
 its median call takes at least ``min_call_ms``, an absolute floor so that a
-fast route whose only query is most of its time is not called slow.
+fast route whose only query is most of its time is not called slow — unless the
+query's plan has a critical insight (a scan reading far more rows than it returns):
+such a query does not flicker, it is slow by construction and grows with the data,
+so only the trivial floor ``min_planned_call_ms`` applies.
 correlate's own rule: Sentry's slow DB query detector flags single spans over
 500 ms, far above a load test's interesting range, and the "dominates" idea
 comes from pganalyze's per-query share of total time. Critical when the query
-alone is at least ``critical_share_of_latency`` of the route's whole latency.
+alone is at least ``critical_share_of_latency`` of the route's whole latency, or
+when its plan has a critical insight and reads ``critical_rows_read`` rows a call.
 
 The plan linked to the fingerprint (``correlate plans capture`` or plan files)
 supplies the why: its insights become the explanation and fix.
@@ -42,6 +46,12 @@ class SlowQuerySettings:
         0.5, "share of the route's whole latency from which the finding is critical"
     )
     min_requests: int = setting(5, "requests of the route that ran the query", low=1)
+    min_planned_call_ms: float = setting(
+        1.0, "median call floor for a query whose plan has a critical insight", unit="ms"
+    )
+    critical_rows_read: float = setting(
+        1_000_000.0, "rows its plan reads per call from which a critical plan is critical"
+    )
 
 
 DEFAULTS = SlowQuerySettings()
@@ -71,16 +81,31 @@ def slow_query(
             SELECT fingerprint, quantile_cont((end_ns - start_ns) / 1e6, 0.5) AS p50_ms,
                    quantile_cont((end_ns - start_ns) / 1e6, 0.95) AS p95_ms
             FROM {parts} WHERE category = 'db' GROUP BY fingerprint
+        ),
+        best_plan AS (
+            SELECT fingerprint, plan_id FROM plans
+            WHERE run_id = $run AND raw IS NOT NULL AND fingerprint IS NOT NULL
+            QUALIFY row_number() OVER (
+                PARTITION BY fingerprint
+                ORDER BY link = 'traceparent' DESC, analyzed DESC NULLS LAST, plan_id DESC) = 1
+        ),
+        planned AS (
+            SELECT b.fingerprint, bool_or(i.severity = 'critical') AS critical,
+                   max(TRY_CAST(i.evidence->>'rows_read' AS DOUBLE)) AS rows_read
+            FROM best_plan b JOIN plan_insights i USING (plan_id) GROUP BY b.fingerprint
         )
         SELECT p.route, p.fingerprint, p.requests, t.n, p.calls, p.db_ms,
                p.db_ms / nullif(t.busy_ms, 0) AS busy_share,
                p.db_ms / nullif(t.total_ms, 0) AS latency_share,
-               c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces
+               c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces,
+               coalesce(pl.critical, false) AS critical_plan, pl.rows_read
         FROM per p JOIN route_time t USING (route) JOIN call_ms c USING (fingerprint)
+        LEFT JOIN planned pl USING (fingerprint)
         WHERE p.calls < $max_calls * p.requests
           AND p.requests >= $min_requests
           AND p.db_ms >= $min_share * t.busy_ms
-          AND c.p50_ms >= $min_call_ms
+          AND (c.p50_ms >= $min_call_ms
+               OR (coalesce(pl.critical, false) AND c.p50_ms >= $min_planned_call_ms))
         ORDER BY p.db_ms DESC
         """,
         {
@@ -88,6 +113,8 @@ def slow_query(
             "min_requests": s.min_requests,
             "min_share": s.min_share,
             "min_call_ms": s.min_call_ms,
+            "min_planned_call_ms": s.min_planned_call_ms,
+            "run": run.run_id,
         },
     ).fetchall()
     if not rows:
@@ -96,7 +123,10 @@ def slow_query(
 
     queries = run.queries().set_index("fingerprint")
     found = []
-    for route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, traces in rows:
+    for (
+        route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, traces,
+        critical_plan, rows_read,
+    ) in rows:  # fmt: skip
         q = queries.loc[fp] if fp in queries.index else None
         insights = list(q["insights"]) if q is not None else []
         fixes = list(q["suggestions"]) if q is not None else []
@@ -128,6 +158,7 @@ def slow_query(
                 severity=(
                     Severity.CRITICAL
                     if lat_share >= s.critical_share_of_latency
+                    or (critical_plan and (rows_read or 0) >= s.critical_rows_read)
                     else Severity.WARNING
                 ),
                 title=f"Slow query in {route}: {subject}, median {ms(p50)} per call",
@@ -146,6 +177,8 @@ def slow_query(
                     "route_mean_ms": float(mean),
                     "plan_id": None if q is None or pd.isna(q["plan_id"]) else int(q["plan_id"]),
                     "plan_insights": insights,
+                    "critical_plan": bool(critical_plan),
+                    "plan_rows_read_per_call": None if rows_read is None else float(rows_read),
                     "statement": None if q is None else q["normalized"],
                 },
                 trace_ids=tuple(traces),
@@ -157,8 +190,10 @@ def slow_query(
                 suggestion=fix,
                 threshold=(
                     f"one fingerprint ≥ {pct(s.min_share)} of a route's time outside pool waits "
-                    f"and median call ≥ {s.min_call_ms:.0f} ms; critical from "
-                    f"{pct(s.critical_share_of_latency)} of its whole latency"
+                    f"and median call ≥ {s.min_call_ms:.0f} ms (≥ {s.min_planned_call_ms:g} ms "
+                    f"with a critical plan insight); critical from "
+                    f"{pct(s.critical_share_of_latency)} of its whole latency or a critical "
+                    f"plan reading ≥ {s.critical_rows_read:,.0f} rows per call"
                 ),
                 source="correlate; share of time as in pganalyze, plan rules as in PEV2 "
                 "(docs/rules.md#slow_query)",

@@ -1,0 +1,249 @@
+"""Client calls of a request, for the repeated-calls family (N+1, redundant calls, fan-out).
+
+A *call* is a database, HTTP, RPC or messaging CLIENT (or PRODUCER) span of a request:
+a ``db`` or ``downstream`` part of :mod:`correlate.analysis.requests`. :func:`calls_sql`
+gives one row per call with what the detectors group by:
+
+``gph``
+    the call's *group parent*: its parent span, except when that parent is a wrapper —
+    not the request's SERVER span, and with this call as its only child span (a
+    repository or DAO method around one statement, as Spring Data and Hibernate
+    record them) — in which case it is the wrapper's parent. One level only, so a loop
+    of ``findByOrderId`` spans, one statement each, shows under the method that loops.
+``family``
+    ``db``, ``http``, ``rpc``, ``messaging``, or ``call`` (a client span of no known
+    protocol);
+``shape``
+    what repeats: the statement's fingerprint for ``db``; for HTTP the method, the
+    callee and its route template (:func:`http_template_sql`); the service and method for
+    RPC; the destination for messaging;
+``identity``
+    the exact call, when it can be seen: a read statement's text with its literal values,
+    or with its bound values when the span records them (``db.query.parameter.<key>``;
+    ``NULL`` otherwise: the text alone does not show them), or
+    the method and full URL of a GET or HEAD. Two calls with one identity are the same
+    call made twice.
+
+:func:`Scale` turns a pattern's measured cost into a severity and a projection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+#: A path segment that is an id: digits, a UUID, a long hex string, or any segment with
+#: three digits or more (``SKU-1196``, ``ord_20931``); folded to ``{id}``.
+ID_SEGMENT = (
+    r"[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{16,}|[^/]*[0-9][^/]*[0-9][^/]*[0-9][^/]*"
+)
+
+#: The attribute prefix under which a span records a statement's bound values (OpenTelemetry
+#: database semantic conventions: ``db.query.parameter.<key>``).
+PARAMETER_PREFIX = "db.query.parameter."
+
+# a placeholder in a statement: ?, $1, :name (not ::cast), @name, %s, %(name)s
+_PLACEHOLDER = r"\?|\$[0-9]+|(^|[^:]):[A-Za-z_]|@[A-Za-z_]|%s|%\("
+
+
+def _attr(alias: str, *keys: str) -> str:
+    return "coalesce(" + ", ".join(f"{alias}.attributes->>'{k}'" for k in keys) + ")"
+
+
+def fold_path_sql(path: str) -> str:
+    """SQL: the path of ``path`` (an SQL expression: a URL or a path) without its query
+    string, each id-like segment replaced by ``{id}``: ``/api/account/203`` →
+    ``/api/account/{id}``."""
+    bare = f"regexp_extract({path}, '^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)', 1)"
+    return (
+        f"array_to_string(list_transform(string_split({bare}, '/'), "
+        f"lambda x: CASE WHEN regexp_full_match(x, '{ID_SEGMENT}') THEN '{{id}}' ELSE x END), '/')"
+    )
+
+
+def http_template_sql(callee_route: str, url: str) -> str:
+    """SQL: the route template an HTTP client call reached: the callee's SERVER span's
+    ``http.route`` when the trace holds it, else the URL's path with ids folded.
+
+    The one place the template is derived, so a template column recorded at ingest can
+    replace it.
+    """
+    return f"coalesce({callee_route}, nullif({fold_path_sql(url)}, ''))"
+
+
+def calls_sql(run: Run) -> str:
+    """A query (``$run`` bound to the run id) of the run's client calls, one row each:
+    ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, identity, error,
+    a, b`` (``a``/``b``: the call clipped to its request, in ns)."""
+    parts, tree = run.table("parts"), run.table("tree")
+    # SQL expressions (no values): the HTTP method and URL under old and new names, ...
+    method = f"coalesce(s.http_method, {_attr('s', 'http.request.method', 'http.method')})"
+    url = (
+        f"coalesce({_attr('s', 'url.full', 'http.url')}, "
+        f"s.url_path || coalesce('?' || {_attr('s', 'url.query')}, ''), "
+        f"{_attr('s', 'http.target', 'url.path')})"
+    )
+    # bound values recorded as db.query.parameter.<key> attributes, in key order
+    params = (
+        "nullif(array_to_string(list_transform(list_sort(list_filter(json_keys(s.attributes), "
+        f"lambda k: starts_with(k, '{PARAMETER_PREFIX}'))), lambda k: k || '=' || "
+        "coalesce(json_extract_string(s.attributes, '$.\"' || k || '\"'), '')), ','), '')"
+    )
+    # ... whom the call reached, what repeats, and the exact call when it shows
+    target = (
+        f"coalesce(callee_service, server_address, {_attr('raw', 'peer.service')}, "
+        "nullif(regexp_extract(url, '^[A-Za-z][A-Za-z0-9+.-]*://([^/:?#]*)', 1), ''))"
+    )
+    shape = f"""CASE family
+        WHEN 'db' THEN fingerprint
+        WHEN 'http' THEN concat_ws(' ', upper(method), target,
+                                   {http_template_sql("callee_route", "url")})
+        WHEN 'rpc' THEN coalesce({_attr("typed", "rpc.service")} || '/'
+                                 || {_attr("typed", "rpc.method")}, name)
+        WHEN 'messaging' THEN coalesce(
+            {_attr("typed", "messaging.destination.name", "messaging.destination")}, name)
+        ELSE concat_ws(' ', target, name) END"""
+    identity = f"""CASE
+        WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
+             THEN NULL
+        WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
+        WHEN params IS NOT NULL THEN statement || ' -- ' || params
+        WHEN family = 'http' AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
+             AND url LIKE '%://%' THEN upper(coalesce(method, 'GET')) || ' ' || url END"""
+    return f"""
+    WITH
+    children AS (SELECT th, ph, count(*) AS n FROM {tree} WHERE ph IS NOT NULL GROUP BY ALL),
+    callee AS (
+        SELECT th, ph, any_value(http_route) AS route, any_value(service) AS service
+        FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
+    ),
+    raw AS (
+        SELECT c.th, c.rh, c.trace_id, hash(c.span_id) AS sh, c.ph, c.category, c.fingerprint,
+               c.a, c.b,
+               CASE WHEN w.sh IS NOT NULL AND w.sh <> c.rh AND w.kind IS DISTINCT FROM 'SERVER'
+                         AND w.ph IS NOT NULL AND ch.n = 1
+                    THEN w.ph ELSE c.ph END AS gph,
+               coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
+               s.kind, s.name, s.server_address, s.attributes,
+               CASE WHEN s.db_statement LIKE '%/*%'
+                    THEN regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs')
+                    ELSE s.db_statement END AS statement,
+               -- attributes are parsed only where they can matter
+               CASE WHEN c.category = 'downstream' THEN {method} END AS method,
+               CASE WHEN c.category = 'downstream' THEN {url} END AS url,
+               CASE WHEN c.category = 'db' AND CAST(s.attributes AS VARCHAR) LIKE '%db.query.parameter.%'
+                    THEN {params} END AS params,
+               ce.route AS callee_route, ce.service AS callee_service
+        FROM {parts} c
+        JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
+        LEFT JOIN {tree} w ON w.th = c.th AND w.sh = c.ph
+        LEFT JOIN children ch ON ch.th = c.th AND ch.ph = c.ph
+        LEFT JOIN callee ce ON ce.th = c.th AND ce.ph = hash(c.span_id)
+        WHERE c.category IN ('db', 'downstream') AND c.span_id IS NOT NULL
+    ),
+    typed AS (
+        SELECT *,
+               CASE WHEN category = 'db' THEN 'db'
+                    WHEN method IS NOT NULL OR url IS NOT NULL THEN 'http'
+                    WHEN attributes->>'rpc.system' IS NOT NULL THEN 'rpc'
+                    WHEN attributes->>'messaging.system' IS NOT NULL OR kind = 'PRODUCER'
+                        THEN 'messaging'
+                    ELSE 'call' END AS family,
+               CASE WHEN category = 'db' THEN coalesce(server_address, callee_service)
+                    ELSE {target} END AS target
+        FROM raw
+    )
+    SELECT th, rh, trace_id, sh, ph, gph,
+           (SELECT name FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph) AS parent_name,
+           family, {shape} AS shape, target, {identity} AS identity, error, a, b
+    FROM typed
+    """
+
+
+def calls_table(run: Run) -> str:
+    """The name of a temporary table holding :func:`calls_sql` for ``run``, made on first
+    use and shared by the family's detectors (``Run.close`` drops it)."""
+    name = run.table("calls")
+    exists = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    if not exists or not exists[0]:
+        query = calls_sql(run)
+        run.con.execute(f"CREATE TEMP TABLE {name} AS {query}", {"run": run.run_id})
+    return name
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a repeated pattern costs on a route: measured, and projected to more load.
+
+    ``requests`` is how many of the route's ``route_requests`` show it; per such request it
+    makes ``calls`` calls (mean) whose intervals' union is ``union_ms``, of a request of
+    ``request_ms`` on average; the run lasted ``seconds``.
+    """
+
+    requests: int
+    route_requests: int
+    calls: float
+    union_ms: float
+    request_ms: float
+    seconds: float
+
+    @property
+    def request_share(self) -> float:
+        """Share of the route's requests that show the pattern."""
+        return self.requests / self.route_requests if self.route_requests else 0.0
+
+    @property
+    def time_share(self) -> float:
+        """Share of such a request's time spent in the repeated calls (their union)."""
+        return min(self.union_ms / self.request_ms, 1.0) if self.request_ms > 0 else 0.0
+
+    @property
+    def round_trips_per_second(self) -> float:
+        """Calls the pattern makes per second at the run's throughput."""
+        return self.calls * self.requests / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def busy_per_second(self) -> float:
+        """Seconds of call time per second of the run: connections (or callee workers) the
+        pattern keeps busy on average."""
+        return self.union_ms * self.requests / 1000 / self.seconds if self.seconds > 0 else 0.0
+
+    def projection(self, factor: float, noun: str) -> str:
+        """The pattern at ``factor`` × the load, in plain words with the numbers."""
+        if self.seconds <= 0:
+            return ""
+        rps = self.requests / self.seconds
+        return (
+            f"At {factor:g}× this load ({rps * factor:.1f} such requests a second) it would "
+            f"make {self.round_trips_per_second * factor:,.0f} {noun} a second and keep about "
+            f"{self.busy_per_second * factor:.2f} connections busy with them alone, before "
+            "any queueing."
+        )
+
+    def evidence(self, factor: float) -> dict[str, float]:
+        """The measured and projected numbers, for a finding's evidence."""
+        return {
+            "share_of_request_time": self.time_share,
+            "round_trips_per_second": self.round_trips_per_second,
+            "busy_connections": self.busy_per_second,
+            "projection_factor": factor,
+            "projected_round_trips_per_second": self.round_trips_per_second * factor,
+            "projected_busy_connections": self.busy_per_second * factor,
+        }
+
+
+__all__ = [
+    "ID_SEGMENT",
+    "PARAMETER_PREFIX",
+    "Scale",
+    "calls_sql",
+    "calls_table",
+    "fold_path_sql",
+    "http_template_sql",
+]
