@@ -104,9 +104,22 @@ def codec_of(path: Path) -> Codec | None:
         raise InputError(f"cannot read: {exc}", path) from None
 
 
+#: Characters DuckDB's file readers expand as a glob pattern in a file name; it has no
+#: way to quote them, so such a file is never handed to DuckDB by name.
+GLOB_CHARACTERS = frozenset("*?[]{}")
+
+
 def duckdb_compression(path: Path) -> str | None:
     """What DuckDB's readers take as ``compression =`` for ``path``: 'none', a codec, or
-    None when DuckDB cannot read it (correlate then decompresses it itself)."""
+    None when DuckDB cannot read it (correlate then reads it itself): a codec DuckDB
+    lacks, or a name DuckDB would take as a glob pattern (``*.jsonl``, ``[ab]c.jsonl``),
+    which would read other files of the folder instead of this one.
+
+    >>> duckdb_compression(Path("[ab]c.jsonl")) is None
+    True
+    """
+    if GLOB_CHARACTERS.intersection(str(path)):
+        return None
     codec = codec_of(path)
     return "none" if codec is None else codec.duckdb
 
