@@ -43,3 +43,39 @@ def test_folder_with_glob_characters_reads_its_own_files(store: Store, tmp_path:
     report = store.ingest([folder], run="r")
     assert report.spans_added == 1
     assert names(store) == ["GET /one"]
+
+
+# -- 2. extreme int64 times: rejected per record, or windowed safely -----------------------
+
+
+def test_impossible_times_are_problems_of_their_own_lines(store: Store) -> None:
+    report = store.ingest([FAITHFUL / "extreme_times.jsonl"], run="r")
+    assert (report.spans_read, report.spans_added, report.skipped) == (4, 2, 2)
+    reasons = {p.line: p.reason for p in report.files[0].problems}
+    assert reasons[2].endswith("span ends before it starts")
+    assert reasons[3].endswith("span lasts 104166 days (more than a year)")
+    assert names(store) == ["GET /max", "GET /ok"]
+    durations = store.con.execute("SELECT duration_ns FROM spans ORDER BY name").fetchall()
+    assert durations == [(1,), (250_000_000,)]
+
+
+def test_negative_start_is_a_problem(store: Store, tmp_path: Path) -> None:
+    text = (FAITHFUL / "one_span.jsonl").read_text()
+    text = text.replace('"1795594408000000000"', '"-5"').replace('"1795594408250000000"', '"5"')
+    (tmp_path / "negative.jsonl").write_text(text)
+    report = store.ingest([tmp_path / "negative.jsonl"], run="r")
+    assert report.spans_added == 0
+    assert report.files[0].problems[0].reason.endswith("start time -5 is before 1970 (negative)")
+
+
+def test_a_run_spanning_centuries_lists_and_reports_in_bounded_size(store: Store) -> None:
+    import correlate
+
+    store.ingest([FAITHFUL / "far_apart.jsonl"], run="r")
+    runs = store.runs()
+    assert int(runs["spans"][0]) == 2
+    assert float(runs["duration_s"][0]) == pytest.approx(9e9, rel=1e-6)
+    analysis = correlate.analyze("r", store=store)
+    assert len(analysis.timeline) <= 61
+    html = correlate.report("r", store=store, format="html")
+    assert len(html) < 2_000_000

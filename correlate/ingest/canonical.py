@@ -39,6 +39,10 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("links", f"STRUCT(trace_id VARCHAR, span_id VARCHAR, attrs {KV_TYPE})[]"),
 )
 
+#: The longest span kept: a year. Longer is no request but a mangled time (a start of 1 ns
+#: and an end in 2255 are both valid int64), and it would stretch the run's timeline.
+MAX_SPAN_NS = 365 * 86400 * 1_000_000_000
+
 # Problem checks, first match wins. Each is (SQL condition, SQL reason).
 _CHECKS: tuple[tuple[str, str], ...] = (
     ("trace_id IS NULL OR trace_id = ''", "'span has no trace id'"),
@@ -58,7 +62,12 @@ _CHECKS: tuple[tuple[str, str], ...] = (
     ),
     ("start_ns IS NULL", "'start time is missing or not an integer'"),
     ("end_ns IS NULL", "'end time is missing or not an integer'"),
+    ("start_ns < 0", "'start time ' || start_ns || ' is before 1970 (negative)'"),
     ("end_ns < start_ns", "'span ends before it starts'"),
+    (
+        f"end_ns - start_ns > {MAX_SPAN_NS}",
+        "'span lasts ' || ((end_ns - start_ns) // 86400000000000) || ' days (more than a year)'",
+    ),
 )
 
 
@@ -115,7 +124,8 @@ def canonical_select(raw: str = "raw") -> str:
         "scope_name": "scope_name",
         "start_ns": "start_ns",
         "end_ns": "end_ns",
-        "duration_ns": "end_ns - start_ns",
+        # Computed wide: a span the checks reject may still have ends an int64 cannot subtract.
+        "duration_ns": "TRY_CAST(end_ns::HUGEINT - start_ns AS BIGINT)",
         "status_code": "coalesce(status_code, 'UNSET')",
         "status_message": "nullif(status_message, '')",
         "attributes": "attributes",
