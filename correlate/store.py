@@ -124,8 +124,7 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, location: str, *, read_only:
             f"{location} is a DuckDB file but not a correlate store (no meta table); "
             "pass --db with another path"
         )
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(row[0]) if row else 0
+    version = _schema_version(con, location)
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
@@ -141,7 +140,32 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, location: str, *, read_only:
     _migrate(con, location, version)
 
 
+def _schema_version(con: duckdb.DuckDBPyConnection, location: str) -> int:
+    """The store's recorded schema version (0 when none is recorded)."""
+    import duckdb
+
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.Error as exc:
+        raise SchemaVersionError(
+            f"{location} has a meta table correlate cannot read ({exc}); "
+            "it is not a correlate store, or a damaged one: pass --db with another path"
+        ) from None
+    if row is None:
+        return 0
+    try:
+        return int(str(row[0]).strip())
+    except ValueError:
+        raise SchemaVersionError(
+            f"{location} records store schema {str(row[0])[:40]!r}, which is not a number; "
+            "it is not a store correlate wrote: pass --db with another path"
+        ) from None
+
+
 def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> None:
+    import duckdb
+
+    recorded = version
     con.execute("BEGIN")
     while version < SCHEMA_VERSION:
         step = MIGRATIONS.get(version)
@@ -151,7 +175,16 @@ def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> Non
                 f"{location} has store schema {version}, which this correlate cannot migrate; "
                 "re-ingest the runs into a new store"
             )
-        con.execute(step)
+        try:
+            con.execute(step)
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise SchemaVersionError(
+                f"{location} records store schema {recorded}, but its tables are not that "
+                f"schema's (migrating to {version + 1} failed: {str(exc).strip()}); "
+                "the version was changed by hand or the file is damaged: "
+                "re-ingest the runs into a new store"
+            ) from None
         version += 1
     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
     con.execute("COMMIT")

@@ -79,3 +79,50 @@ def test_a_run_spanning_centuries_lists_and_reports_in_bounded_size(store: Store
     assert len(analysis.timeline) <= 61
     html = correlate.report("r", store=store, format="html")
     assert len(html) < 2_000_000
+
+
+# -- 6. a store with a strange schema version is a clear StoreError ----------------------
+
+
+def _store_with_version(path: Path, version: str) -> Path:
+    import duckdb
+
+    import correlate
+
+    correlate.open_store(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [version])
+    con.close()
+    return path
+
+
+@pytest.mark.parametrize(
+    ("version", "message"),
+    [
+        ("three", "records store schema 'three', which is not a number"),
+        ("", "records store schema '', which is not a number"),
+        ("1", "records store schema 1, but its tables are not that schema's"),
+        ("-4", "has store schema -4, which this correlate cannot migrate"),
+    ],
+)
+def test_strange_schema_version_is_a_store_error(
+    tmp_path: Path, version: str, message: str
+) -> None:
+    import correlate
+    from correlate.errors import StoreError
+
+    path = _store_with_version(tmp_path / "s.duckdb", version)
+    with pytest.raises(StoreError, match=message):
+        correlate.open_store(path)
+
+
+def test_strange_schema_version_is_exit_1_on_the_command_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from correlate.cli import cli
+
+    path = _store_with_version(tmp_path / "s.duckdb", "x")
+    result = CliRunner().invoke(cli, ["runs", "--db", str(path)])
+    assert result.exit_code == 1
+    assert "Error:" in result.output and "not a number" in result.output
+    assert "Traceback" not in result.output
