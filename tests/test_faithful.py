@@ -126,3 +126,42 @@ def test_strange_schema_version_is_exit_1_on_the_command_line(tmp_path: Path) ->
     assert result.exit_code == 1
     assert "Error:" in result.output and "not a number" in result.output
     assert "Traceback" not in result.output
+
+
+# -- 5. a statement's fingerprint does not depend on what arrived first -------------------
+
+
+def _fingerprints(store: Store) -> dict[str, tuple[str, str]]:
+    rows = store.con.execute("SELECT span_id, fingerprint, normalized FROM db_spans").fetchall()
+    return {span: (fp, normalized) for span, fp, normalized in rows}
+
+
+def test_fingerprints_do_not_depend_on_arrival_order() -> None:
+    import correlate
+
+    found = []
+    for name in ("placeholder_first.jsonl", "literal_first.jsonl"):
+        with correlate.open_store(":memory:") as store:
+            store.ingest([FAITHFUL / name], run="r")
+            found.append(_fingerprints(store))
+    assert found[0] == found[1]
+    placeholder, literal = found[0]["5555555555555551"], found[0]["5555555555555552"]
+    assert placeholder[1] == "select * from t where id = ?"
+    assert literal[1] == "SELECT * FROM t WHERE id = $1"
+
+
+def test_store_of_schema_3_migrates_its_statement_keys(tmp_path: Path) -> None:
+    import duckdb
+
+    import correlate
+
+    path = tmp_path / "s.duckdb"
+    with correlate.open_store(path) as store:
+        store.ingest([FAITHFUL / "placeholder_first.jsonl"], run="r")
+        before = _fingerprints(store)
+    con = duckdb.connect(str(path))  # as schema 3 keyed it: no placeholder prefix
+    con.execute("UPDATE statements SET key = replace(key, 'placeholders: ', '')")
+    con.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    con.close()
+    with correlate.open_store(path) as store:
+        assert _fingerprints(store) == before
