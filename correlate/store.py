@@ -239,19 +239,34 @@ class Store:
             raise QueryError(str(exc).strip()) from None
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: counts, time range and services, oldest first."""
+        """One row per run: counts, time range and services, oldest first.
+
+        Counted from the spans and files themselves, not from the totals an ingest
+        stores at its end, so a failed or killed ingest cannot leave them stale.
+        """
         return self.sql(
             """
-            SELECT name, span_count AS spans, trace_count AS traces,
-                   (SELECT count(*) FROM files f WHERE f.run_id = r.run_id) AS files,
-                   skipped_count AS skipped, duplicate_count AS duplicates,
-                   make_timestamp(start_ns // 1000) AS start,
-                   make_timestamp(end_ns // 1000) AS "end",
-                   round((end_ns - start_ns) / 1e9, 3) AS duration_s,
-                   array_to_string(services, ', ') AS services,
-                   labels, source, created
+            SELECT r.name, coalesce(s.spans, 0) AS spans, coalesce(s.traces, 0) AS traces,
+                   coalesce(f.files, 0) AS files, coalesce(f.skipped, 0) AS skipped,
+                   coalesce(f.duplicates, 0) AS duplicates,
+                   make_timestamp(s.start_ns // 1000) AS start,
+                   make_timestamp(s.end_ns // 1000) AS "end",
+                   round((s.end_ns - s.start_ns) / 1e9, 3) AS duration_s,
+                   array_to_string(s.services, ', ') AS services,
+                   r.labels, r.source, r.created
             FROM runs r
-            ORDER BY run_id
+            LEFT JOIN (
+                SELECT run_id, count(*) AS spans, count(DISTINCT trace_id) AS traces,
+                       min(start_ns) AS start_ns, max(end_ns) AS end_ns,
+                       list_sort(list_distinct(list(service))) AS services
+                FROM spans GROUP BY run_id
+            ) s USING (run_id)
+            LEFT JOIN (
+                SELECT run_id, count(*) AS files, sum(skipped)::BIGINT AS skipped,
+                       sum(duplicates)::BIGINT AS duplicates
+                FROM files GROUP BY run_id
+            ) f USING (run_id)
+            ORDER BY r.run_id
             """
         )
 

@@ -165,3 +165,39 @@ def test_store_of_schema_3_migrates_its_statement_keys(tmp_path: Path) -> None:
     con.close()
     with correlate.open_store(path) as store:
         assert _fingerprints(store) == before
+
+
+# -- 4. run totals cannot go stale; a failed first file leaves no empty run ----------------
+
+
+def test_runs_counts_what_the_run_holds_even_when_stored_totals_are_stale(store: Store) -> None:
+    store.ingest([FAITHFUL / "neighbour.jsonl"], run="r")
+    # What a kill between the file's commit and the totals' update leaves behind.
+    store.con.execute("UPDATE runs SET span_count = 0, trace_count = 0, services = NULL")
+    runs = store.runs()
+    assert (int(runs["spans"][0]), int(runs["traces"][0]), int(runs["files"][0])) == (3, 3, 1)
+    assert runs["services"][0] == "svc"
+
+
+def test_strict_failure_of_a_later_file_keeps_the_totals_of_what_landed(
+    store: Store, tmp_path: Path
+) -> None:
+    from correlate.errors import InputError
+
+    store.ingest([FAITHFUL / "neighbour.jsonl"], run="r")
+    with pytest.raises(InputError):
+        store.ingest(
+            [FAITHFUL / "one_span.jsonl", FAITHFUL / "extreme_times.jsonl"], run="r", strict=True
+        )
+    stored = store.con.execute("SELECT span_count FROM runs WHERE name = 'r'").fetchone()
+    assert stored == (4,)
+    assert int(store.runs()["spans"][0]) == 4
+
+
+def test_strict_failure_of_the_first_file_leaves_no_run(store: Store) -> None:
+    from correlate.errors import InputError
+
+    with pytest.raises(InputError):
+        store.ingest([FAITHFUL / "extreme_times.jsonl"], run="new", strict=True)
+    assert store.run_names() == []
+    assert len(store.runs()) == 0

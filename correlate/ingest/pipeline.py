@@ -116,6 +116,7 @@ def _ingest(
         report.passed_over.append(Problem(path, None, refusal.brief))
     if not spans and not tables and not plans:
         raise _nothing_found(paths, report)
+    new_run = store.con.execute("SELECT 1 FROM runs WHERE name = ?", [run]).fetchone() is None
     run_id = store.ensure_run(run, source=str(Path(paths[0]).resolve()), labels=labels)
     if progress is not None:
         progress.start(sum(p.stat().st_size for p, _ in spans))
@@ -133,11 +134,24 @@ def _ingest(
         dedupe_spans(store, run_id, report)
         report.statements_fingerprinted = fingerprint_run(store, run_id)
         report.plans_without_span = plans_without_span(store, run_id, report)
-        store.refresh_run_stats(run_id)
     finally:
+        _settle_run(store, run_id, new_run)
         if progress is not None:
             progress.finish()
     return report
+
+
+def _settle_run(store: Store, run_id: int, new_run: bool) -> None:
+    """After an ingest, even a failed one: its run's totals, or no run at all.
+
+    A run this ingest created and into which no file landed (the first file
+    failed under --strict) is removed rather than left as an empty row.
+    """
+    holds = store.con.execute("SELECT 1 FROM files WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
+    if new_run and holds is None:
+        store.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+    else:
+        store.refresh_run_stats(run_id)
 
 
 def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) -> InputError:
