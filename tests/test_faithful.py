@@ -201,3 +201,68 @@ def test_strict_failure_of_the_first_file_leaves_no_run(store: Store) -> None:
         store.ingest([FAITHFUL / "extreme_times.jsonl"], run="new", strict=True)
     assert store.run_names() == []
     assert len(store.runs()) == 0
+
+
+# -- 3. text as users' tools write it: cut streams, byte order marks, UTF-16 -------------
+
+
+def test_gzip_cut_short_keeps_its_complete_lines_and_reports_the_cut(store: Store) -> None:
+    report = store.ingest([FAITHFUL / "cut_short.jsonl.gz"], run="r")
+    assert report.spans_added == 22
+    (problem,) = report.files[0].problems
+    assert problem.line == 23
+    assert "gzip stream is damaged or cut short" in problem.reason
+    assert problem.reason.endswith("the file breaks inside this line")
+
+
+def test_gzip_cut_short_under_strict_keeps_nothing(store: Store) -> None:
+    from correlate.errors import InputError
+
+    with pytest.raises(InputError, match="cut short"):
+        store.ingest([FAITHFUL / "cut_short.jsonl.gz"], run="r", strict=True)
+
+
+@pytest.mark.parametrize("codec", ["bz2", "lzma"])
+def test_other_codecs_cut_short_keep_their_complete_lines(
+    store: Store, tmp_path: Path, codec: str
+) -> None:
+    import importlib
+
+    module = importlib.import_module(codec)
+    # Duplicate spans are kept once; bzip2 at level 1 has 100 kB blocks, so most survive.
+    text = (FAITHFUL / "neighbour.jsonl").read_bytes() * 400
+    whole = module.compress(text, 1) if codec == "bz2" else module.compress(text)
+    path = tmp_path / ("cut.jsonl.bz2" if codec == "bz2" else "cut.jsonl.xz")
+    path.write_bytes(whole[: len(whole) * 3 // 4])
+    report = store.ingest([path], run="r")
+    decompressor = module.BZ2Decompressor() if codec == "bz2" else module.LZMADecompressor()
+    complete_lines = decompressor.decompress(whole[: len(whole) * 3 // 4]).count(b"\n")
+    assert complete_lines > 0
+    assert report.spans_added == 3
+    assert report.files[0].spans_read == complete_lines
+    assert "cut short" in report.files[0].problems[-1].reason
+
+
+def test_a_stream_cut_before_its_first_line_is_an_error_not_an_empty_file(
+    store: Store, tmp_path: Path
+) -> None:
+    import bz2
+
+    from correlate.errors import InputError
+
+    whole = bz2.compress((FAITHFUL / "neighbour.jsonl").read_bytes())
+    (tmp_path / "cut.jsonl.bz2").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match="bzip2 stream is damaged or cut short after 0"):
+        store.ingest([tmp_path / "cut.jsonl.bz2"], run="r")
+
+
+def test_utf8_byte_order_mark_keeps_the_first_record(store: Store) -> None:
+    report = store.ingest([FAITHFUL / "bom.jsonl"], run="r")
+    assert (report.spans_added, report.skipped) == (2, 0)
+
+
+def test_utf16_is_named_as_such(store: Store) -> None:
+    from correlate.errors import InputError
+
+    with pytest.raises(InputError, match="UTF-16 text.*convert it to UTF-8"):
+        store.ingest([FAITHFUL / "utf16.jsonl"], run="r")
