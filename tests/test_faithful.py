@@ -266,3 +266,56 @@ def test_utf16_is_named_as_such(store: Store) -> None:
 
     with pytest.raises(InputError, match="UTF-16 text.*convert it to UTF-8"):
         store.ingest([FAITHFUL / "utf16.jsonl"], run="r")
+
+
+# -- 3. what a directory holds that cannot be read is passed over, with the reason ---------
+
+
+def _folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "run"
+    (folder / "sub").mkdir(parents=True)
+    shutil.copy(FAITHFUL / "one_span.jsonl", folder / "a.jsonl")
+    shutil.copy(FAITHFUL / "neighbour.jsonl", folder / "sub" / "b.jsonl")
+    shutil.copy(FAITHFUL / "far_apart.jsonl", folder / "locked.jsonl")
+    return folder
+
+
+def test_named_pipe_in_a_directory_is_passed_over_with_the_reason(
+    store: Store, tmp_path: Path
+) -> None:
+    import os
+
+    folder = _folder(tmp_path)
+    os.mkfifo(folder / "pipe.jsonl")
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 6
+    assert [(p.path.name, p.reason) for p in report.passed_over] == [
+        ("pipe.jsonl", "not a regular file (a named pipe)")
+    ]
+
+
+def test_unreadable_folder_and_file_are_passed_over_and_the_rest_is_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    folder = _folder(tmp_path)
+    scandir, path_open = os.scandir, Path.open
+
+    def refusing_scandir(where):  # type: ignore[no-untyped-def]
+        if Path(where) == folder / "sub":
+            raise PermissionError(13, "Permission denied", str(where))
+        return scandir(where)
+
+    def refusing_open(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if self == folder / "locked.jsonl":
+            raise PermissionError(13, "Permission denied", str(self))
+        return path_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", refusing_scandir)
+    monkeypatch.setattr(Path, "open", refusing_open)
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 1
+    passed = sorted((p.path.name, p.reason) for p in report.passed_over)
+    assert passed[0][0] == "locked.jsonl" and "Permission denied" in passed[0][1]
+    assert passed[1] == ("sub", "cannot list this folder (Permission denied)")
