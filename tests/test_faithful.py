@@ -319,3 +319,33 @@ def test_unreadable_folder_and_file_are_passed_over_and_the_rest_is_read(
     passed = sorted((p.path.name, p.reason) for p in report.passed_over)
     assert passed[0][0] == "locked.jsonl" and "Permission denied" in passed[0][1]
     assert passed[1] == ("sub", "cannot list this folder (Permission denied)")
+
+
+# -- 9. a full index scan is a full scan, in every engine ------------------------------------
+
+
+def test_mysql_full_index_scan_of_a_large_table_is_flagged() -> None:
+    import json
+
+    from correlate.plans import find_insights, parse_plan
+
+    raw = json.loads((FAITHFUL / "plans" / "mysql-full-index-scan.json").read_text())
+    plan = parse_plan(raw)
+    (node,) = [n for n in plan.nodes if n.relation == "orders"]
+    assert node.operation == "full_index_scan"
+    found = {i.rule: i for i in find_insights(plan)}
+    scan = found["seq_scan_selective_filter"]
+    assert scan.severity.name == "CRITICAL"
+    assert "read 1,980,000 rows of orders to keep 24,354" in scan.message
+    assert scan.evidence["columns"] == ["status"]
+
+
+def test_sqlite_scan_using_covering_index_is_a_full_scan() -> None:
+    from correlate.plans import find_insights, parse_plan
+
+    plan = parse_plan(
+        [[2, 0, 0, "SCAN orders USING COVERING INDEX idx_orders_status"]],
+        source="sqlite",
+    )
+    rules = {i.rule: i for i in find_insights(plan)}
+    assert "index idx_orders_status on orders" in rules["full_table_scan"].message
