@@ -349,3 +349,34 @@ def test_sqlite_scan_using_covering_index_is_a_full_scan() -> None:
     )
     rules = {i.rule: i for i in find_insights(plan)}
     assert "index idx_orders_status on orders" in rules["full_table_scan"].message
+
+
+# -- 14. any --format forced on the wrong file is a clear error, never a traceback ----------
+
+
+def _format_names() -> list[str]:
+    from correlate.ingest.registry import format_names
+
+    return list(format_names())
+
+
+@pytest.mark.parametrize("format_name", _format_names())
+@pytest.mark.parametrize(
+    "wrong", ["other_columns.csv", "one_span.jsonl", "plans/mysql-full-index-scan.json"]
+)
+def test_forced_format_on_the_wrong_file_is_a_correlate_error(
+    store: Store, format_name: str, wrong: str
+) -> None:
+    from correlate.errors import CorrelateError
+
+    try:
+        store.ingest([FAITHFUL / wrong], run="r", format=format_name)
+    except CorrelateError as error:
+        assert str(error).startswith(str(FAITHFUL / wrong))
+
+
+def test_locust_stats_forced_on_other_columns_names_what_it_needs(store: Store) -> None:
+    from correlate.errors import InputError
+
+    with pytest.raises(InputError, match=r"not Locust's PREFIX_stats.csv \(columns: region"):
+        store.ingest([FAITHFUL / "other_columns.csv"], run="r", format="locust-stats")
