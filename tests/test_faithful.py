@@ -380,3 +380,41 @@ def test_locust_stats_forced_on_other_columns_names_what_it_needs(store: Store) 
 
     with pytest.raises(InputError, match=r"not Locust's PREFIX_stats.csv \(columns: region"):
         store.ingest([FAITHFUL / "other_columns.csv"], run="r", format="locust-stats")
+
+
+# -- 12. ids that are not hex are kept, as stable hex ids, the original an attribute ---------
+
+
+def test_string_ids_become_stable_hex_ids_with_the_original_kept(store: Store) -> None:
+    import hashlib
+
+    report = store.ingest([FAITHFUL / "string_ids.jsonl"], run="r")
+    assert (report.spans_added, report.skipped) == (2, 0)
+    got = store.con.execute(
+        "SELECT name, trace_id, span_id, parent_id, attributes->>'correlate.original_trace_id', "
+        "attributes->>'correlate.original_span_id', attributes->>'correlate.original_parent_id' "
+        "FROM spans ORDER BY name"
+    ).fetchall()
+
+    def md5(text: str, digits: int) -> str:
+        return hashlib.md5(text.encode()).hexdigest()[:digits]
+
+    trace = md5("checkout-trace-1", 32)
+    assert got == [
+        ("POST /checkout", trace, md5("root", 16), None, "checkout-trace-1", "root", None),
+        (
+            "SELECT orders",
+            trace,
+            md5("db-1", 16),
+            md5("root", 16),
+            "checkout-trace-1",
+            "db-1",
+            "root",
+        ),
+    ]
+
+
+def test_hex_ids_are_kept_as_they_are_without_an_original(store: Store) -> None:
+    store.ingest([FAITHFUL / "one_span.jsonl"], run="r")
+    got = store.con.execute("SELECT trace_id, span_id, attributes FROM spans").fetchall()
+    assert got == [("1" * 32, "1" * 16, "{}")]
