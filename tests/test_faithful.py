@@ -418,3 +418,29 @@ def test_hex_ids_are_kept_as_they_are_without_an_original(store: Store) -> None:
     store.ingest([FAITHFUL / "one_span.jsonl"], run="r")
     got = store.con.execute("SELECT trace_id, span_id, attributes FROM spans").fetchall()
     assert got == [("1" * 32, "1" * 16, "{}")]
+
+
+# -- 11. Jaeger without its envelope ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["jaeger_bare_trace.json", "jaeger_span_list.json"])
+def test_jaeger_without_the_data_envelope_reads_like_the_api_response(
+    store: Store, name: str
+) -> None:
+    columns = (
+        "trace_id, span_id, parent_id, spans.name, service, spans.start_ns, spans.end_ns, kind"
+    )
+    store.ingest([DATA / "jaeger" / "checkout.json"], run="api")
+    report = store.ingest([FAITHFUL / name], run="bare")
+    assert report.files[0].format == "jaeger"
+    assert (report.spans_added, report.skipped) == (2, 0)
+
+    def spans(run: str) -> list[tuple]:
+        return store.con.execute(
+            f"SELECT {columns} FROM spans JOIN runs USING (run_id) WHERE runs.name = ? "
+            "AND trace_id = (SELECT min(trace_id) FROM spans s2 JOIN runs r2 USING (run_id) "
+            "WHERE r2.name = 'bare') ORDER BY span_id",
+            [run],
+        ).fetchall()
+
+    assert spans("bare") == spans("api") and len(spans("bare")) == 2
