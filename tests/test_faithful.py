@@ -444,3 +444,34 @@ def test_jaeger_without_the_data_envelope_reads_like_the_api_response(
         ).fetchall()
 
     assert spans("bare") == spans("api") and len(spans("bare")) == 2
+
+
+# -- 7, 9. plans as psql and the mysql client print them -------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["psql-plain.txt", "psql-unicode.txt", "psql-border2.txt", "psql-unicode-border2.txt"]
+)
+def test_psql_output_in_every_line_style_is_a_plan(store: Store, name: str) -> None:
+    from correlate.plans import parse_plan
+    from correlate.plans.files import detect_plan_input, read_plan_file
+
+    path = FAITHFUL / "plans" / name
+    assert detect_plan_input(path) == "pg-explain"
+    (raw,), _ = read_plan_file(path)
+    plan = parse_plan(raw)
+    assert (plan.nodes[0].node_type, plan.nodes[0].relation) == ("Index Only Scan", "pg_class")
+    report = store.ingest([path], run="r", format="pg-explain")
+    counts = report.files[0].plans
+    assert counts is not None and (counts.added, counts.problems) == (1, [])
+
+
+def test_mysql_client_output_with_end_markers_is_a_plan() -> None:
+    from correlate.plans import find_insights, parse_plan
+    from correlate.plans.files import detect_plan_input, read_plan_file
+
+    path = FAITHFUL / "plans" / "mysql-end-markers.txt"
+    assert detect_plan_input(path) == "mysql-explain"
+    (raw,), _ = read_plan_file(path)
+    plan = parse_plan(raw)
+    assert "seq_scan_selective_filter" in {i.rule for i in find_insights(plan)}
