@@ -475,3 +475,20 @@ def test_mysql_client_output_with_end_markers_is_a_plan() -> None:
     (raw,), _ = read_plan_file(path)
     plan = parse_plan(raw)
     assert "seq_scan_selective_filter" in {i.rule for i in find_insights(plan)}
+
+
+# -- 8. parallel plans: under a Gather, loops are processes running at once -------------------
+
+
+def test_parallel_nodes_take_wall_clock_time_not_time_times_workers() -> None:
+    import json
+
+    from correlate.plans import parse_plan
+
+    plan = parse_plan(json.loads((FAITHFUL / "plans" / "pg-parallel.json").read_text()))
+    scan = next(n for n in plan.nodes if n.node_type == "Seq Scan")
+    assert (scan.actual_loops, scan.actual_total_time) == (3, 21.857)
+    assert scan.total_time == pytest.approx(21.857)
+    assert plan.execution_time is not None
+    assert all((n.total_time or 0) <= plan.execution_time for n in plan.nodes)
+    assert scan.total_rows == scan.actual_rows * 3  # rows do add up over the processes
