@@ -62,6 +62,8 @@ def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBat
         try:
             block = stream.read(block_bytes)
         except DamagedStreamError as exc:
+            if exc.position == 0:  # nothing decompresses: not a file to read at all
+                raise InputError(exc.reason, path, 1) from None
             # A compressed file cut short: its complete lines are kept, and the cut
             # is a problem of the line it falls in.
             where = "inside this line" if tail.strip() else "after the line before"
