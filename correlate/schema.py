@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -245,7 +245,7 @@ CREATE TABLE load_failures (
 DDL += LOAD_DDL
 
 # Statement fingerprints and query plans (correlate.statements, correlate.plans.store).
-DDL += """
+_STATEMENT_KEY_DDL = """
 -- A trailing sqlcommenter comment makes every statement text unique; the
 -- statement's identity is its text without it. Used by the table and view below.
 CREATE MACRO strip_sqlcommenter(sql) AS
@@ -258,13 +258,24 @@ CREATE MACRO strip_sqlcommenter(sql) AS
 -- DuckDB over every span of a run, before any Python sees a text. It need not
 -- find placeholders exactly, only never give one key to texts the tokenizer
 -- tells apart; tests/test_dialects.py checks that on generated statements.
+-- A text that holds placeholders (?, %s, %(name)s, $1) keys apart from its
+-- literal variants: `id = ?` and `id = 42` look alike once literals become ?,
+-- but one may parse where the other cannot, and then they fingerprint apart;
+-- which came first must not decide the other's fingerprint.
 CREATE MACRO statement_key(sql) AS
+    CASE WHEN regexp_matches(
+             regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '', 'g'),
+             '\\?|%s|%\\([A-Za-z0-9_]*\\)s|\\$[0-9]+')
+         THEN 'placeholders: ' ELSE '' END ||
     regexp_replace(
         regexp_replace(
             regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '?', 'g'),
             '\\b[0-9]+(\\.[0-9]+)?\\b', '?', 'g'),
         '\\(\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s)(\\s*,\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s))*\\s*\\)',
         '(?)', 'g');
+"""
+DDL += _STATEMENT_KEY_DDL
+DDL += """
 -- One row per statement shape (statement_key) of a run, with one real text of it.
 CREATE TABLE statements (
     run_id INTEGER NOT NULL,
@@ -475,4 +486,7 @@ MIGRATIONS: dict[int, str] = {
         f"ALTER TABLE spans ADD COLUMN {name} {type_};\n" for name, type_ in TAG_SPAN_COLUMNS
     )
     + DB_SPANS_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"),
+    # 5: texts with placeholders key apart from their literal variants.
+    4: _STATEMENT_KEY_DDL.replace("CREATE MACRO", "CREATE OR REPLACE MACRO")
+    + "UPDATE statements SET key = statement_key(text);",
 }

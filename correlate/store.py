@@ -124,8 +124,7 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, location: str, *, read_only:
             f"{location} is a DuckDB file but not a correlate store (no meta table); "
             "pass --db with another path"
         )
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    version = int(row[0]) if row else 0
+    version = _schema_version(con, location)
     if version == SCHEMA_VERSION:
         return
     if version > SCHEMA_VERSION:
@@ -141,7 +140,32 @@ def _prepare_schema(con: duckdb.DuckDBPyConnection, location: str, *, read_only:
     _migrate(con, location, version)
 
 
+def _schema_version(con: duckdb.DuckDBPyConnection, location: str) -> int:
+    """The store's recorded schema version (0 when none is recorded)."""
+    import duckdb
+
+    try:
+        row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except duckdb.Error as exc:
+        raise SchemaVersionError(
+            f"{location} has a meta table correlate cannot read ({exc}); "
+            "it is not a correlate store, or a damaged one: pass --db with another path"
+        ) from None
+    if row is None:
+        return 0
+    try:
+        return int(str(row[0]).strip())
+    except ValueError:
+        raise SchemaVersionError(
+            f"{location} records store schema {str(row[0])[:40]!r}, which is not a number; "
+            "it is not a store correlate wrote: pass --db with another path"
+        ) from None
+
+
 def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> None:
+    import duckdb
+
+    recorded = version
     con.execute("BEGIN")
     while version < SCHEMA_VERSION:
         step = MIGRATIONS.get(version)
@@ -151,7 +175,16 @@ def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> Non
                 f"{location} has store schema {version}, which this correlate cannot migrate; "
                 "re-ingest the runs into a new store"
             )
-        con.execute(step)
+        try:
+            con.execute(step)
+        except duckdb.Error as exc:
+            con.execute("ROLLBACK")
+            raise SchemaVersionError(
+                f"{location} records store schema {recorded}, but its tables are not that "
+                f"schema's (migrating to {version + 1} failed: {str(exc).strip()}); "
+                "the version was changed by hand or the file is damaged: "
+                "re-ingest the runs into a new store"
+            ) from None
         version += 1
     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
     con.execute("COMMIT")
@@ -206,19 +239,34 @@ class Store:
             raise QueryError(str(exc).strip()) from None
 
     def runs(self) -> pd.DataFrame:
-        """One row per run: counts, time range and services, oldest first."""
+        """One row per run: counts, time range and services, oldest first.
+
+        Counted from the spans and files themselves, not from the totals an ingest
+        stores at its end, so a failed or killed ingest cannot leave them stale.
+        """
         return self.sql(
             """
-            SELECT name, span_count AS spans, trace_count AS traces,
-                   (SELECT count(*) FROM files f WHERE f.run_id = r.run_id) AS files,
-                   skipped_count AS skipped, duplicate_count AS duplicates,
-                   make_timestamp(start_ns // 1000) AS start,
-                   make_timestamp(end_ns // 1000) AS "end",
-                   round((end_ns - start_ns) / 1e9, 3) AS duration_s,
-                   array_to_string(services, ', ') AS services,
-                   labels, source, created
+            SELECT r.name, coalesce(s.spans, 0) AS spans, coalesce(s.traces, 0) AS traces,
+                   coalesce(f.files, 0) AS files, coalesce(f.skipped, 0) AS skipped,
+                   coalesce(f.duplicates, 0) AS duplicates,
+                   make_timestamp(s.start_ns // 1000) AS start,
+                   make_timestamp(s.end_ns // 1000) AS "end",
+                   round((s.end_ns - s.start_ns) / 1e9, 3) AS duration_s,
+                   array_to_string(s.services, ', ') AS services,
+                   r.labels, r.source, r.created
             FROM runs r
-            ORDER BY run_id
+            LEFT JOIN (
+                SELECT run_id, count(*) AS spans, count(DISTINCT trace_id) AS traces,
+                       min(start_ns) AS start_ns, max(end_ns) AS end_ns,
+                       list_sort(list_distinct(list(service))) AS services
+                FROM spans GROUP BY run_id
+            ) s USING (run_id)
+            LEFT JOIN (
+                SELECT run_id, count(*) AS files, sum(skipped)::BIGINT AS skipped,
+                       sum(duplicates)::BIGINT AS duplicates
+                FROM files GROUP BY run_id
+            ) f USING (run_id)
+            ORDER BY r.run_id
             """
         )
 

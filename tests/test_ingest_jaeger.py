@@ -304,20 +304,24 @@ def test_bad_records_are_skipped_counted_and_located(store: Store, tmp_path: Pat
         '{"data": [null, {"traceID": "x"}]}',
     )
     report = store.ingest([path], run="r")
-    assert (report.spans_read, report.spans_added, report.skipped) == (6, 2, 8)
+    # "not-hex" is kept, as a stable hex id
+    assert (report.spans_read, report.spans_added, report.skipped) == (6, 3, 7)
     assert [(p.line, p.reason) for p in report.problems] == [
         (2, "not valid JSON (Expecting value at column 24)"),
         (3, 'not Jaeger JSON (no "data" array of traces); pass --format if this is another format'),
-        (4, 'span not-hex: span id "not-hex" is not 16 hex digits'),
         (4, "span 00000000000000c3: start time is missing or not an integer"),
         (4, "span 00000000000000d4: span ends before it starts"),
         (4, "span 00000000000000e5: end time is missing or not an integer"),
         (5, 'trace 1 of "data" has no "spans" array; skipped'),
         (5, 'trace 2 of "data" has no "spans" array; skipped'),
     ]
-    assert rows(store, "SELECT span_id FROM spans ORDER BY span_id") == [
-        ("00000000000000a1",),
-        ("00000000000000b2",),
+    assert rows(
+        store,
+        "SELECT span_id, attributes->>'correlate.original_span_id' FROM spans ORDER BY span_id",
+    ) == [
+        ("00000000000000a1", None),
+        ("00000000000000b2", None),
+        ("64da3e678252b431", "not-hex"),
     ]
 
 

@@ -429,11 +429,14 @@ def test_unknown_kind(store: Store) -> None:
         load_companion(store, 1, 1, "pool_stats", TINY / "pool" / "samples.jsonl")
 
 
-def test_damaged_gzip_is_an_input_error(store: Store, tmp_path: Path) -> None:
+def test_damaged_gzip_keeps_its_complete_lines_and_names_the_cut(
+    store: Store, tmp_path: Path
+) -> None:
     path = tmp_path / "samples.jsonl.gz"
     path.write_bytes(gzip.compress((TINY / "pool" / "samples.jsonl").read_bytes() * 50)[:-40])
-    with pytest.raises(InputError, match="cut short"):
-        load_companion(store, 1, 1, "pool_samples", path)
+    added, problems = load_companion(store, 1, 1, "pool_samples", path)
+    assert added > 0
+    assert "cut short" in problems[-1][1]
 
 
 # -- hostile input ---------------------------------------------------------------------

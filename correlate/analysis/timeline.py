@@ -9,6 +9,7 @@ samples of the users it ran, ``load_samples``, as ``users_sampled``).
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,13 +25,19 @@ MAX_WINDOWS = 60
 def window_width_s(seconds: float) -> int:
     """The bucket width for a run lasting ``seconds``.
 
+    Past the widest listed width, whole days, as many as keep the count
+    of windows at :data:`MAX_WINDOWS`, however long the run:
+
     >>> window_width_s(62), window_width_s(600), window_width_s(3 * 3600)
     (2, 10, 300)
+    >>> window_width_s(200 * 365 * 86400) // 86400
+    1217
     """
     for width in WIDTHS_S:
         if seconds / width <= MAX_WINDOWS:
             return width
-    return WIDTHS_S[-1]
+    day = WIDTHS_S[-1]
+    return day * max(1, math.ceil(seconds / MAX_WINDOWS / day))
 
 
 def timeline(
@@ -42,7 +49,8 @@ def timeline(
     return con.execute(
         f"""
         WITH win AS (
-            SELECT i AS bucket, $t0 + i * $w AS w0, $t0 + (i + 1) * $w AS w1
+            -- wide: the last window may end past the largest int64 time
+            SELECT i AS bucket, $t0::HUGEINT + i * $w AS w0, $t0::HUGEINT + (i + 1) * $w AS w1
             FROM range(0, ($t1 - $t0) // $w + 1) t(i)
         ),
         done AS (

@@ -15,6 +15,7 @@ from correlate.fileio.lines import (
     json_error,
     line_of_offset,
     looks_binary,
+    looks_utf16,
 )
 from correlate.fileio.streams import (
     DEFAULT_MAX_EXPANDED_BYTES,
@@ -47,6 +48,7 @@ __all__ = [
     "json_error",
     "line_of_offset",
     "looks_binary",
+    "looks_utf16",
     "open_bytes",
     "parse_size",
     "read_all",

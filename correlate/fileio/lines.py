@@ -19,6 +19,12 @@ from correlate.fileio.streams import DamagedStreamError, open_bytes
 
 BLOCK_BYTES = 16 * 1024 * 1024
 
+#: The byte order mark some Windows tools write before UTF-8 text.
+UTF8_BOM = b"\xef\xbb\xbf"
+
+#: The byte order marks of UTF-16 text, little and big endian.
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
 
 @dataclass
 class LineBatch:
@@ -57,8 +63,13 @@ def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBat
         try:
             block = stream.read(block_bytes)
         except DamagedStreamError as exc:
-            # A compressed file cut short: say on which line it stopped.
-            raise InputError(exc.reason, path, line_no + 1) from None
+            if exc.position == 0:  # nothing decompresses: not a file to read at all
+                raise InputError(exc.reason, path, 1) from None
+            # A compressed file cut short: its complete lines are kept, and the cut
+            # is a problem of the line it falls in.
+            where = "inside this line" if tail.strip() else "after the line before"
+            yield LineBatch([], [], bad=[(line_no + 1, f"{exc.reason}; the file breaks {where}")])
+            return
         position += len(block)
         if not block:
             break
@@ -68,10 +79,14 @@ def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBat
             tail = data  # one line longer than a block: keep reading
             continue
         tail = data[cut + 1 :]
+        if line_no == 0 and data.startswith(UTF8_BOM):  # a mark before the text, not text
+            data, cut = data[len(UTF8_BOM) :], cut - len(UTF8_BOM)
         batch = _decode(data[:cut], line_no)
         line_no += data.count(b"\n", 0, cut + 1)
         batch.position = position - len(tail)
         yield batch
+    if line_no == 0 and tail.startswith(UTF8_BOM):
+        tail = tail[len(UTF8_BOM) :]
     if tail.strip():
         batch = _decode(tail, line_no)
         line_no += 1
@@ -155,6 +170,21 @@ def line_of_offset(text: str, offset: int) -> int:
     return text.count("\n", 0, max(0, offset)) + 1
 
 
+def looks_utf16(head: bytes) -> bool:
+    """True when the bytes are UTF-16 text: a UTF-16 byte order mark, or ASCII every other byte.
+
+    >>> looks_utf16("{}".encode("utf-16")), looks_utf16(b'{"a": 1}')
+    (True, False)
+    """
+    if head.startswith(UTF16_BOMS):
+        return True
+    sample = head[:512]
+    if len(sample) < 8:
+        return False
+    evens, odds = sample[0::2], sample[1::2]
+    return evens.count(0) > len(evens) * 0.9 or odds.count(0) > len(odds) * 0.9
+
+
 def looks_binary(head: bytes) -> bool:
     """True when the bytes are not text: NULs, or mostly control bytes."""
     if not head:
@@ -172,4 +202,5 @@ __all__ = [
     "json_error",
     "line_of_offset",
     "looks_binary",
+    "looks_utf16",
 ]

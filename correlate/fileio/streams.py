@@ -58,6 +58,7 @@ class DamagedStreamError(InputError):
         )
         self.codec = codec
         self.position = position
+        self.detail = detail
 
 
 class ExpansionLimitError(InputError):
@@ -104,9 +105,22 @@ def codec_of(path: Path) -> Codec | None:
         raise InputError(f"cannot read: {exc}", path) from None
 
 
+#: Characters DuckDB's file readers expand as a glob pattern in a file name; it has no
+#: way to quote them, so such a file is never handed to DuckDB by name.
+GLOB_CHARACTERS = frozenset("*?[]{}")
+
+
 def duckdb_compression(path: Path) -> str | None:
     """What DuckDB's readers take as ``compression =`` for ``path``: 'none', a codec, or
-    None when DuckDB cannot read it (correlate then decompresses it itself)."""
+    None when DuckDB cannot read it (correlate then reads it itself): a codec DuckDB
+    lacks, or a name DuckDB would take as a glob pattern (``*.jsonl``, ``[ab]c.jsonl``),
+    which would read other files of the folder instead of this one.
+
+    >>> duckdb_compression(Path("[ab]c.jsonl")) is None
+    True
+    """
+    if GLOB_CHARACTERS.intersection(str(path)):
+        return None
     codec = codec_of(path)
     return "none" if codec is None else codec.duckdb
 
@@ -155,17 +169,55 @@ class _Expanded(io.BufferedIOBase):
         self._errors = codec.errors()
         self._limit = limit
         self.position = 0
+        self._damage: DamagedStreamError | None = None
 
     def readable(self) -> bool:
         return True
 
     def read(self, size: int | None = -1) -> bytes:
+        if self._damage is not None:
+            raise self._damage
         if size is None or size < 0:
             chunks = []
             while chunk := self.read(8 * 1024 * 1024):
                 chunks.append(chunk)
             return b"".join(chunks)
-        return self._take(self._inner.read, size)
+        try:
+            return self._take(self._inner.read, size)
+        except DamagedStreamError as damage:
+            return self._salvage(damage)
+
+    def _salvage(self, damage: DamagedStreamError) -> bytes:
+        """What still decompresses after ``position`` once the stream broke; the next read raises.
+
+        A buffered read that fails loses the bytes it had already decompressed,
+        so a file cut short is read again from its start in small steps, up to
+        where it breaks: the complete lines before the cut are kept.
+        """
+        chunks: list[bytes] = []
+        skip = self.position
+        with self._path.open("rb") as raw:
+            inner = self._codec.open(raw)
+            read = getattr(inner, "read1", inner.read)
+            try:
+                while chunk := read(64 * 1024):
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                    if chunk:
+                        chunks.append(chunk)
+            except self._errors:
+                pass
+            finally:
+                inner.close()
+        data = b"".join(chunks)[: max(0, self._limit - self.position + 1)]
+        self.position += len(data)
+        self._damage = DamagedStreamError(
+            self._codec.name, self._path, self.position, damage.detail
+        )
+        if not data:  # an empty read would say the file ended cleanly
+            raise self._damage
+        return data
 
     def read1(self, size: int = -1) -> bytes:
         return self._take(self._inner.read1, 64 * 1024 if size < 0 else size)  # type: ignore[attr-defined]

@@ -49,27 +49,66 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("links", f"STRUCT(trace_id VARCHAR, span_id VARCHAR, attrs {KV_TYPE})[]"),
 )
 
+#: The longest span kept: a year. Longer is no request but a mangled time (a start of 1 ns
+#: and an end in 2255 are both valid int64), and it would stretch the run's timeline.
+MAX_SPAN_NS = 365 * 86400 * 1_000_000_000
+
 # Problem checks, first match wins. Each is (SQL condition, SQL reason).
 _CHECKS: tuple[tuple[str, str], ...] = (
     ("trace_id IS NULL OR trace_id = ''", "'span has no trace id'"),
-    (
-        "NOT regexp_full_match(trace_id, '[0-9a-f]{32}')",
-        "'trace id ' || to_json(left(trace_id, 40)) || ' is not 32 hex digits'",
-    ),
     ("trace_id = repeat('0', 32)", "'trace id is all zeros (invalid)'"),
     ("span_id IS NULL OR span_id = ''", "'span has no span id'"),
-    (
-        "NOT regexp_full_match(span_id, '[0-9a-f]{16}')",
-        "'span id ' || to_json(left(span_id, 40)) || ' is not 16 hex digits'",
-    ),
-    (
-        "parent_id IS NOT NULL AND NOT regexp_full_match(parent_id, '[0-9a-f]{16}')",
-        "'parent span id ' || to_json(left(parent_id, 40)) || ' is not 16 hex digits'",
-    ),
     ("start_ns IS NULL", "'start time is missing or not an integer'"),
     ("end_ns IS NULL", "'end time is missing or not an integer'"),
+    ("start_ns < 0", "'start time ' || start_ns || ' is before 1970 (negative)'"),
     ("end_ns < start_ns", "'span ends before it starts'"),
+    (
+        f"end_ns - start_ns > {MAX_SPAN_NS}",
+        "'span lasts ' || ((end_ns - start_ns) // 86400000000000) || ' days (more than a year)'",
+    ),
 )
+
+
+#: Where an id that is not hex digits of the right length is kept, in the span's attributes.
+ORIGINAL_ID_ATTRIBUTES = {
+    "trace_id": "correlate.original_trace_id",
+    "span_id": "correlate.original_span_id",
+    "parent_id": "correlate.original_parent_id",
+}
+_ID_DIGITS = {"trace_id": 32, "span_id": 16, "parent_id": 16}
+
+
+def _foreign_id(expr: str, digits: int) -> str:
+    """SQL: true when ``expr`` is an id but not ``digits`` hex digits (a tracer's own string)."""
+    return (
+        f"(nullif(trim({expr}), '') IS NOT NULL "
+        f"AND NOT regexp_full_match(lower(trim({expr})), '[0-9a-f]{{{digits}}}'))"
+    )
+
+
+def stable_id(expr: str, digits: int) -> str:
+    """SQL for the id in ``expr`` as ``digits`` lowercase hex digits.
+
+    Hex ids of that length are kept as they are; any other id (some tracers and
+    test suites use strings such as ``"order-1"``) becomes the first ``digits``
+    hex digits of its MD5, the same for the same string everywhere, so parents,
+    children and links still meet. Empty is NULL.
+    """
+    return (
+        f"CASE WHEN nullif(trim({expr}), '') IS NULL THEN NULL "
+        f"WHEN {_foreign_id(expr, digits)} THEN left(md5(trim({expr})), {digits}) "
+        f"ELSE lower(trim({expr})) END"
+    )
+
+
+def _original_ids() -> str:
+    """SQL: the attribute entries keeping each id that :func:`stable_id` replaced."""
+    entries = ", ".join(
+        f"CASE WHEN {_foreign_id(column, _ID_DIGITS[column])} THEN "
+        f"{{'k': {sql_string(key)}, 's': trim({column}), 'j': to_json(trim({column}))::VARCHAR}} END"
+        for column, key in ORIGINAL_ID_ATTRIBUTES.items()
+    )
+    return f"list_filter([{entries}], lambda a: a IS NOT NULL)"
 
 
 def kv_json_object(list_expr: str) -> str:
@@ -215,7 +254,8 @@ def canonical_select(raw: str = "raw") -> str:
         "scope_name": "scope_name",
         "start_ns": "start_ns",
         "end_ns": "end_ns",
-        "duration_ns": "end_ns - start_ns",
+        # Computed wide: a span the checks reject may still have ends an int64 cannot subtract.
+        "duration_ns": "TRY_CAST(end_ns::HUGEINT - start_ns AS BIGINT)",
         "status_code": "status_code",
         "status_message": "nullif(status_message, '')",
         "attributes": "attributes",
@@ -225,8 +265,8 @@ def canonical_select(raw: str = "raw") -> str:
             f"'attributes': {kv_json_object('e.attrs')}}})"
         ),
         "links": (
-            "list_transform(links, lambda l: {'trace_id': lower(l.trace_id), "
-            f"'span_id': lower(l.span_id), 'attributes': {kv_json_object('l.attrs')}}})"
+            f"list_transform(links, lambda l: {{'trace_id': {stable_id('l.trace_id', 32)}, "
+            f"'span_id': {stable_id('l.span_id', 16)}, 'attributes': {kv_json_object('l.attrs')}}})"
         ),
         "http_target_template": "http_target_template",
         "mapped_from": "mapped_from",
@@ -251,15 +291,16 @@ FROM (
             SELECT *, json_extract_string(attributes, [{path_list}]) AS _sem
             FROM (
                 SELECT * EXCLUDE (attrs, res_attrs) REPLACE (
-                           lower(trim(trace_id)) AS trace_id,
-                           lower(trim(span_id)) AS span_id,
-                           nullif(lower(trim(parent_id)), '') AS parent_id,
+                           {stable_id("trace_id", 32)} AS trace_id,
+                           {stable_id("span_id", 16)} AS span_id,
+                           {stable_id("parent_id", 16)} AS parent_id,
                            coalesce(service, {service}) AS service,
                            coalesce(resource, {kv_json_object("coalesce(res_attrs, [])")}) AS resource,
                            coalesce(events, []) AS events,
                            coalesce(links, []) AS links
                        ),
-                       {kv_json_object("coalesce(attrs, [])")} AS attributes
+                       {kv_json_object(f"list_concat(coalesce(attrs, []), {_original_ids()})")}
+                           AS attributes
                 FROM {raw}
             )
         )

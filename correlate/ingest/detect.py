@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.fileio import codec_of
+from correlate.fileio import codec_of, looks_utf16
 from correlate.ingest.registry import SNIFF_ORDER, format_names, sniff
 from correlate.inputs import FAMILIES, Family, Head, InputFormat
 
@@ -57,6 +57,13 @@ def _refusal(head: Head, path: Path) -> NotTraceFile:
     spans = ", ".join(format_names("spans"))
     if head.empty:
         return NotTraceFile("empty file: no spans to read", path, brief="empty")
+    if looks_utf16(head.data):
+        return NotTraceFile(
+            "UTF-16 text, which correlate does not read; convert it to UTF-8 "
+            f"(e.g. iconv -f UTF-16 -t UTF-8 {path.name} > {path.stem}.utf8{path.suffix})",
+            path,
+            brief="UTF-16 text (convert it to UTF-8)",
+        )
     if head.binary:
         codec = codec_of(path)
         kind = f"a {codec.name} file whose content is binary" if codec else "a binary file"

@@ -50,8 +50,12 @@ is kept as the JSON it was given.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterator
+from pathlib import Path
 
+from correlate.fileio import LineBatch
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
@@ -305,10 +309,42 @@ WHERE t IS NULL OR t.spans IS NULL
 """
 
 
+def _enveloped(text: str) -> str:
+    """A record in the query API's envelope: a bare trace object, a list of traces or a
+    list of spans (as some tools save them) becomes ``{"data": [traces]}``."""
+    if text.lstrip().startswith('{"data"'):
+        return text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text  # reported as malformed by the reader
+    if isinstance(value, dict) and "data" not in value and isinstance(value.get("spans"), list):
+        return json.dumps({"data": [value]})
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+        if all("spans" in v for v in value):
+            return json.dumps({"data": value})
+        if all("spanID" in v for v in value):
+            return json.dumps({"data": [{"spans": value}]})
+    return text
+
+
+def enveloped_batches(path: Path) -> Iterator[LineBatch]:
+    """:func:`json_batches`, each record in the query API's envelope (:func:`_enveloped`)."""
+    for batch in json_batches(path):
+        batch.lines = [_enveloped(line) for line in batch.lines]
+        yield batch
+
+
 def sniff(head: Head) -> bool:
-    """Jaeger JSON: an object with ``"data": [traces]``, or an empty search result."""
+    """Jaeger JSON: an object with ``"data": [traces]``, or an empty search result; also a
+    bare trace object or a bare list of Jaeger traces or spans."""
     text = head.stripped
-    if head.binary or not text.startswith("{"):
+    if head.binary:
+        return False
+    if text.startswith("[") or (text.startswith("{") and not re.search(r'"data"\s*:', text)):
+        # Jaeger's own spelling: traceID, spanID and operationName (Zipkin writes traceId).
+        return '"traceID"' in text and '"spanID"' in text and '"operationName"' in text
+    if not text.startswith("{"):
         return False
     if re.search(r'"data"\s*:\s*\[', text) and ('"traceID"' in text or '"spans"' in text):
         return True
@@ -320,10 +356,11 @@ def sniff(head: Head) -> bool:
 
 FORMAT = SpanFormat(
     name="jaeger",
-    help='Jaeger JSON: UI download or query API v1 ({"data": [traces]})',
+    help='Jaeger JSON: UI download or query API v1 ({"data": [traces]}), a bare trace '
+    "or list of spans",
     sniff=sniff,
     schema=DOCUMENT,
     raw_sql=raw_spans_sql,
     envelope_problems_sql=problem_docs_sql,
-    batches=json_batches,
+    batches=enveloped_batches,
 )

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.errors import InputError
 from correlate.fileio import json_error, read_all
 from correlate.ingest.loadrows import (
     CUT_SHORT,
@@ -170,6 +171,14 @@ def load_stats(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int
     def check(columns: dict[str, list[str | None]]) -> str:
         # Only known names reach the SQL: the header's other columns are never quoted into it.
         known = [(c, stat) for c in columns if c != "line_no" and (stat := _stat_of(c))]
+        if "Name" not in columns or not known:
+            header = ", ".join(c for c in columns if c != "line_no")[:120]
+            raise InputError(
+                f"not Locust's PREFIX_stats.csv (columns: {header}); it needs Name and "
+                "statistic columns such as Request Count or 95%; pass another --format "
+                "or leave --format out to detect it",
+                path,
+            )
         bad = " ".join(
             f"WHEN \"{c}\" IS NOT NULL AND trim(\"{c}\") NOT IN ('', 'N/A') "
             f'AND NOT coalesce(isfinite(TRY_CAST(trim("{c}") AS DOUBLE)), false) '

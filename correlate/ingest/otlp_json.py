@@ -175,7 +175,7 @@ def fast_docs_sql(path: Path) -> str | None:
     )
     compression = duckdb_compression(path)
     if compression is None:
-        return None  # a codec DuckDB cannot read: the line reader decompresses it
+        return None  # DuckDB cannot read it by name: the line reader reads it
     return f"""
 SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
 FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns},

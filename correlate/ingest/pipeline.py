@@ -90,7 +90,7 @@ def _ingest(
     tables: list[tuple[Path, str]] = []
     plans: list[tuple[Path, PlanFormat]] = []
     refused: list[tuple[Path, bool, NotTraceFile]] = []
-    for path, explicit, companion in _expand(paths):
+    for path, explicit, companion in _expand(paths, report.passed_over):
         if companion is not None:
             tables.append((path, companion))
             continue
@@ -98,6 +98,11 @@ def _ingest(
             fmt = forced or detect(path)
         except NotTraceFile as not_trace:
             refused.append((path, explicit, not_trace))
+            continue
+        except InputError as unreadable:  # in a directory, one file it cannot read stops nothing
+            if explicit:
+                raise
+            report.passed_over.append(Problem(path, None, unreadable.reason))
             continue
         if isinstance(fmt, SpanFormat):
             spans.append((path, fmt))
@@ -117,6 +122,7 @@ def _ingest(
         report.passed_over.append(Problem(path, None, refusal.brief))
     if not spans and not tables and not plans:
         raise _nothing_found(paths, report)
+    new_run = store.con.execute("SELECT 1 FROM runs WHERE name = ?", [run]).fetchone() is None
     run_id = store.ensure_run(run, source=str(Path(paths[0]).resolve()), labels=labels)
     if progress is not None:
         progress.start(sum(p.stat().st_size for p, _ in spans))
@@ -135,11 +141,24 @@ def _ingest(
         link_callee_routes(store, run_id)
         report.statements_fingerprinted = fingerprint_run(store, run_id)
         report.plans_without_span = plans_without_span(store, run_id, report)
-        store.refresh_run_stats(run_id)
     finally:
+        _settle_run(store, run_id, new_run)
         if progress is not None:
             progress.finish()
     return report
+
+
+def _settle_run(store: Store, run_id: int, new_run: bool) -> None:
+    """After an ingest, even a failed one: its run's totals, or no run at all.
+
+    A run this ingest created and into which no file landed (the first file
+    failed under --strict) is removed rather than left as an empty row.
+    """
+    holds = store.con.execute("SELECT 1 FROM files WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
+    if new_run and holds is None:
+        store.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
+    else:
+        store.refresh_run_stats(run_id)
 
 
 def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) -> InputError:
@@ -156,11 +175,15 @@ def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) ->
     )
 
 
-def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, bool, str | None]]:
+def _expand(
+    paths: Iterable[str | os.PathLike[str]], passed_over: list[Problem]
+) -> Iterator[tuple[Path, bool, str | None]]:
     """(file, named explicitly, companion kind) for each path; directories recursively, sorted.
 
     In a run directory (docs/run-directory.md) the pool telemetry, client
     requests and run.json come with the kind of companion table they fill.
+    What a directory holds that cannot be read (a folder it may not list, a
+    named pipe, a socket) is added to ``passed_over`` with the reason.
     """
     for given in paths:
         path = Path(given)
@@ -169,13 +192,44 @@ def _expand(paths: Iterable[str | os.PathLike[str]]) -> Iterator[tuple[Path, boo
             if rundir.is_run_directory(path):
                 for kind, files in rundir.companion_files(path).items():
                     kinds.update((f, kind) for f in files)
-            for child in sorted(path.rglob("*")):
-                hidden = any(part.startswith(".") for part in child.relative_to(path).parts)
-                if child.is_file() and not hidden:
-                    yield child, False, kinds.get(child)
+            for child in _walk(path, passed_over):
+                yield child, False, kinds.get(child)
         elif path.is_file():
             yield path, True, None
         elif path.exists():
             raise InputError("not a regular file or directory", path)
         else:
             raise InputError("no such file or directory", path)
+
+
+def _walk(folder: Path, passed_over: list[Problem]) -> list[Path]:
+    """The regular files under ``folder``, sorted, hidden ones left out."""
+
+    def unreadable(exc: OSError) -> None:
+        where = Path(exc.filename) if exc.filename else folder
+        passed_over.append(Problem(where, None, f"cannot list this folder ({exc.strerror})"))
+
+    found: list[Path] = []
+    for top, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):
+                continue
+            child = Path(top) / name
+            if child.is_file():
+                found.append(child)
+            else:
+                passed_over.append(Problem(child, None, f"not a regular file ({_kind_of(child)})"))
+    return sorted(found)
+
+
+def _kind_of(path: Path) -> str:
+    if path.is_fifo():
+        return "a named pipe"
+    if path.is_socket():
+        return "a socket"
+    if path.is_block_device() or path.is_char_device():
+        return "a device"
+    if path.is_symlink():
+        return "a link to nothing"
+    return "not a file"

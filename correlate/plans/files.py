@@ -33,7 +33,7 @@ from correlate.errors import InputError
 from correlate.fileio import read_all, without_codec_suffix
 from correlate.inputs import Head, PlanFormat
 from correlate.plans.load import PlanItem
-from correlate.plans.parse import plan_json
+from correlate.plans.parse import plan_json, undecorated
 from correlate.plans.pglog import LOG_FORMATS
 
 __all__ = [
@@ -45,10 +45,7 @@ __all__ = [
     "statement_file",
 ]
 
-_HEADER = re.compile(
-    r"^\s*(?:QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\)|Time: \d+(?:\.\d+)? ms(?: \(.*\))?)\s*$"
-)
-_TITLE = re.compile(r"^\s*QUERY PLAN\s*$", re.M)
+_TITLE = re.compile(r"^[\s|│]*QUERY PLAN[\s|│]*$", re.M)
 _PG_START = re.compile(r'^\[?\s*\{\s*"(?:Plan|Query Text)"\s*:')
 _MYSQL_START = re.compile(r'^\{\s*"(?:query_block|query_plan|query_optimization)"\s*:')
 
@@ -63,13 +60,7 @@ def _body(text: str) -> str:
     title = _TITLE.search(text[:4096])
     if title is not None:
         text = text[title.start() :]
-    lines = []
-    for line in text.splitlines():
-        if _HEADER.match(line):
-            continue
-        stripped = line.rstrip()
-        lines.append(stripped[:-1] if stripped.endswith("+") else stripped)
-    return "\n".join(lines).strip()
+    return undecorated(text)
 
 
 def plan_file_kind(head: str) -> str | None:

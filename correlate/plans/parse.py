@@ -41,7 +41,7 @@ from correlate.plans.parse_postgresql import PG_NODE_FIELDS, _parse_postgresql
 from correlate.plans.parse_sqlite import _is_sqlite_row, _parse_sqlite, _resolve_sqlite_aliases
 from correlate.plans.parse_values import has_key, snake
 
-__all__ = ["PG_NODE_FIELDS", "parse_plan", "plan_json", "snake"]
+__all__ = ["PG_NODE_FIELDS", "parse_plan", "plan_json", "snake", "undecorated"]
 
 
 def parse_plan(raw: Any, source: str | None = None, *, query: str | None = None) -> Plan:
@@ -67,19 +67,53 @@ def parse_plan(raw: Any, source: str | None = None, *, query: str | None = None)
     return finish(plan)
 
 
-_NOISE = re.compile(r"^\s*(QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\))\s*$")
+_NOISE = re.compile(
+    r"^\s*(QUERY PLAN|EXPLAIN|ANALYZE|-+|\(\d+ rows?\)|Time: \d+(\.\d+)? ms( \(.*\))?"
+    r"|\d+ rows? in set.*)\s*$"
+)
+#: A line of a table's frame: psql's ASCII (``+---+``) and unicode (``├───┤``) rules, mysql's.
+_FRAME = re.compile(r"^[\s+\-=|─━│┃┌┐└┘├┤┬┴┼╔╗╚╝║═╠╣╦╩╬]*$")
+#: The side borders of ``\pset border 2`` (ASCII or unicode) and of mysql's tables.
+_BORDERS = "|│║┃"
+#: psql's continuation marks: ``+`` (ASCII line style) and ``↵`` (unicode).
+_CONTINUED = ("+", "\u21b5")
+#: A client prompt before the output: ``mysql> EXPLAIN …``, ``MariaDB [shop]> …``, ``db=# …``.
+_PROMPT = re.compile(r"^\s*(mysql|MariaDB \[[^\]]*\]|[\w-]+=[#>])>?\s")
+#: MySQL's ``end_markers_in_json=on`` comments: ``} /* table */``, ``"cost_info": { /* … */``.
+#: Only right after a bracket, so a statement's own comment inside a string stays.
+_END_MARKER = re.compile(r"(?<=[{}\[\]])\s*/\* [\w#.$ -]+ \*/")
+
+
+def undecorated(text: str) -> str:
+    """Plan JSON without what psql or mysql printed around it.
+
+    Titles, rules and the row count go, and so do ``\\pset border 2``'s side
+    borders (ASCII or unicode), continuation marks (``+``, or ``↵`` with
+    ``\\pset linestyle unicode``), a ``mysql>`` prompt line and MySQL's
+    ``end_markers_in_json`` comments.
+
+    >>> undecorated("│ [  ↵│\\n│ ]   │\\n(1 row)")
+    '[\\n ]'
+    """
+    lines = []
+    for line in text.splitlines():
+        stripped = line.rstrip()
+        # Side borders (psql's border 2, the mysql client's table): no JSON line
+        # starts or ends with one.
+        if stripped.lstrip()[:1] in _BORDERS:
+            stripped = stripped.lstrip()[1:]
+        if stripped[-1:] in _BORDERS:
+            stripped = stripped[:-1].rstrip()
+        if _NOISE.match(stripped) or _FRAME.match(stripped) or _PROMPT.match(stripped):
+            continue
+        if stripped.endswith(_CONTINUED):
+            stripped = stripped[:-1].rstrip()
+        lines.append(_END_MARKER.sub("", stripped))
+    return "\n".join(lines).strip()
 
 
 def _loads(text: str) -> Any:
-    lines = []
-    for line in text.splitlines():
-        if _NOISE.match(line):
-            continue
-        stripped = line.rstrip()
-        if stripped.endswith("+"):
-            stripped = stripped[:-1]
-        lines.append(stripped)
-    body = "\n".join(lines).strip()
+    body = undecorated(text)
     if not body:
         raise InputError("not a plan: the text is empty")
     starts = [i for i in (body.find("["), body.find("{")) if i >= 0]

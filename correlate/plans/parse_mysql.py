@@ -102,7 +102,8 @@ def _my_node(
         access = obj.get("access_type")
         node.node_type = access if isinstance(access, str) else "table"
         operation = _ACCESS_OPERATION.get(node.node_type, snake(node.node_type))
-        if obj.get("using_index") is True and operation != "seq_scan":
+        # A covering index read whole (access_type index) is still a full scan.
+        if obj.get("using_index") is True and operation not in ("seq_scan", "full_index_scan"):
             operation = "index_only_scan"
         node.operation = operation
         _my_table_numbers(node, obj)

@@ -78,7 +78,37 @@ def _parse_postgresql(data: Any, raw: Any) -> Plan:
     plan.analyzed = plan.execution_time is not None or any(
         n.actual_loops is not None for n in plan.nodes
     )
+    _parallel_times(plan.nodes)
     return plan
+
+
+def _parallel_times(nodes: list[PlanNode]) -> None:
+    """Wall-clock totals of the nodes a Gather or Gather Merge runs in parallel.
+
+    PostgreSQL reports a node's actual time per loop, averaged over the
+    processes that ran it, and under a Gather its loops count those processes
+    (the workers launched, plus the leader), which run at the same time. So the
+    node's total is time × loops / processes, not time × loops: a Seq Scan run
+    by three processes for 21 ms each took 21 ms, not 63. (PEV2 reads parallel
+    plans the same way.) Loops beyond the processes, on the inner side of a
+    nested loop, still multiply.
+    """
+    processes: dict[int, float] = {}
+    for node in nodes:  # parents come before their children
+        inherited = processes.get(node.parent_id) if node.parent_id is not None else None
+        if node.node_type in ("Gather", "Gather Merge") and node.workers_launched is not None:
+            processes[node.node_id] = 1.0  # the Gather itself runs once, in the leader
+            for child in nodes:
+                if child.parent_id == node.node_id:
+                    processes[child.node_id] = node.workers_launched + 1.0
+            continue
+        if node.node_id in processes:
+            inherited = processes[node.node_id]
+        if inherited is None or inherited <= 1.0:
+            continue
+        processes[node.node_id] = inherited
+        if node.actual_total_time is not None and node.actual_loops is not None:
+            node.total_time = node.actual_total_time * max(node.actual_loops / inherited, 1.0)
 
 
 def _pg_node(obj: Any, parent_id: int | None, depth: int, out: list[PlanNode]) -> None:

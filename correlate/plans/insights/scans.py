@@ -16,6 +16,12 @@ LARGE_SCAN_ROWS = 10_000
 SELECTIVE_REMOVED_SHARE = 0.9
 
 
+#: Operations that read a whole table or a whole index, in every engine's plan:
+#: PostgreSQL's Seq Scan, MySQL/MariaDB access types ALL and index, SQLite's SCAN
+#: (of the table, or of an index with USING INDEX).
+FULL_SCANS = frozenset({"seq_scan", "full_index_scan"})
+
+
 @dataclass
 class _Scan:
     read: float | None
@@ -27,7 +33,7 @@ class _Scan:
 
 def _scan_facts(plan: Plan, node: PlanNode, context: InsightContext) -> _Scan | None:
     """Rows read/returned by a full table scan, and the columns of its filter."""
-    if node.operation != "seq_scan":
+    if node.operation not in FULL_SCANS:
         return None
     text = node.filter
     parent = plan.parent(node)
@@ -117,10 +123,11 @@ def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insig
 
 
 def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
-    """MySQL/MariaDB ``access_type: ALL`` or a SQLite ``SCAN`` not explained by a filter.
+    """MySQL/MariaDB ``access_type: ALL`` or ``index``, or a SQLite ``SCAN``, not explained by a filter.
 
     Sources: the MySQL Reference Manual, "EXPLAIN Output Format" (join type
-    ALL: a full table scan, normally avoidable by adding indexes); SQLite's
+    ALL: a full table scan, normally avoidable by adding indexes; join type
+    index: the same, but of an index tree); SQLite's
     "EXPLAIN QUERY PLAN" page (SCAN vs SEARCH). Fires when
     :func:`seq_scan_selective_filter` did not, and (MySQL/MariaDB) only over
     ``LARGE_SCAN_ROWS`` rows; SQLite has no counts, so it is info only.
@@ -136,6 +143,11 @@ def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
         if plan.source != "sqlite" and (scan.read is None or scan.read < LARGE_SCAN_ROWS):
             continue
         rows = f" of about {count(scan.read)} rows" if scan.read is not None else ""
+        if node.operation == "full_index_scan":
+            what = f"reads every entry{rows} of index {node.index_name or '?'} on"
+            unused = "(an index read whole, not searched)"
+        else:
+            what, unused = f"reads all{rows} of", "(no index used)"
         found.append(
             Insight(
                 rule="full_table_scan",
@@ -143,8 +155,8 @@ def full_table_scan(plan: Plan, context: InsightContext) -> list[Insight]:
                 node_id=node.node_id,
                 relation=node.relation,
                 message=(
-                    f"{label(scan.measured)}: {node.node_type} reads all{rows} of "
-                    f"{node.relation or node.alias} (no index used)"
+                    f"{label(scan.measured)}: {node.node_type} {what} "
+                    f"{node.relation or node.alias} {unused}"
                 ),
                 suggestion=(
                     "index the column that joins or filters this table"
