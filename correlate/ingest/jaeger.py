@@ -316,8 +316,8 @@ def _enveloped(text: str) -> str:
         return text
     try:
         value = json.loads(text)
-    except ValueError:
-        return text  # reported as malformed by the reader
+    except (ValueError, RecursionError):
+        return text  # reported as malformed (or nested too deeply) by the reader
     if isinstance(value, dict) and "data" not in value and isinstance(value.get("spans"), list):
         return json.dumps({"data": [value]})
     if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
