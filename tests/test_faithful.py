@@ -492,3 +492,32 @@ def test_parallel_nodes_take_wall_clock_time_not_time_times_workers() -> None:
     assert plan.execution_time is not None
     assert all((n.total_time or 0) <= plan.execution_time for n in plan.nodes)
     assert scan.total_rows == scan.actual_rows * 3  # rows do add up over the processes
+
+
+def test_a_database_call_without_statement_text_shows_its_span_name_not_nan(
+    store: Store, tmp_path: Path
+) -> None:
+    import json
+
+    import correlate
+
+    def attr(key: str, value: str) -> dict[str, object]:
+        return {"key": key, "value": {"stringValue": value}}
+
+    spans = [
+        {"traceId": "ab" * 16, "spanId": "01" * 8, "name": "GET /x", "kind": 2,
+         "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": "1700000000050000000",
+         "attributes": [attr("http.route", "/x"), attr("http.request.method", "GET")]},
+        {"traceId": "ab" * 16, "spanId": "02" * 8, "parentSpanId": "01" * 8,
+         "name": "FindOrders", "kind": 3,
+         "startTimeUnixNano": "1700000000001000000", "endTimeUnixNano": "1700000000020000000",
+         "attributes": [attr("db.system", "postgresql")]},
+    ]  # fmt: skip
+    doc = {"resourceSpans": [{"resource": {"attributes": [attr("service.name", "svc")]},
+                              "scopeSpans": [{"spans": spans}]}]}  # fmt: skip
+    path = tmp_path / "nostatement.jsonl"
+    path.write_text(json.dumps(doc) + "\n")
+    analysis = correlate.analyze(path, store=store, run="r")
+    assert analysis.queries["normalized"].tolist() == ["postgresql FindOrders"]
+    text = analysis.to_text()
+    assert "FindOrders" in text and "nan" not in text.split("Queries", 1)[1]

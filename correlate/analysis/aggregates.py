@@ -165,7 +165,10 @@ def queries(con: duckdb.DuckDBPyConnection, prefix: str, run_id: int) -> pd.Data
             FROM best_plan b LEFT JOIN plan_insights i USING (plan_id)
             GROUP BY ALL
         )
-        SELECT f.fingerprint, t.db_system, t.operation, t.tables, t.normalized,
+        -- a call without statement text is named by its system and span name (its
+        -- fingerprint): show that, never an empty or NaN statement
+        SELECT f.fingerprint, t.db_system, t.operation, t.tables,
+               coalesce(t.normalized, f.fingerprint) AS normalized,
                f.calls, f.requests, f.calls / f.requests AS calls_per_request,
                f.total_ms, f.p50_ms, f.p95_ms, f.max_ms,
                r.route, r.share_of_route, r.routes,
