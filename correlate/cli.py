@@ -39,6 +39,11 @@ from correlate.cli_options import (
 from correlate.errors import CorrelateError
 from correlate.version import __version__
 
+# correlate.demo imports SQLAlchemy: its names are repeated here (and tested to match)
+# so that --help stays fast.
+DEMO_FAULTS = ("missing_index", "n_plus_one", "pool_leak")
+DEMO_SHAPES = ("stages", "constant", "surge")
+
 if TYPE_CHECKING:
     pass
 
@@ -300,6 +305,36 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
     help="Record with correlate.instrument, or with stock OpenTelemetry only (SDK, official "
     "SQLAlchemy and Flask instrumentations, OTLP JSON file exporter).",
 )
+@click.option(
+    "--fault",
+    "only_faults",
+    multiple=True,
+    type=click.Choice(DEMO_FAULTS),
+    help="Plant only this fault (repeat for several); default: all of them (none with --fixed).",
+)
+@click.option(
+    "--shape",
+    type=click.Choice(DEMO_SHAPES),
+    default="stages",
+    show_default=True,
+    help="Load over time: stages (ramp up, steady, ramp down), constant, or surge (a peak, "
+    "then a quarter of the users, then none).",
+)
+@click.option(
+    "--watch",
+    "watch_db",
+    is_flag=True,
+    help="Run correlate watch beside the load (PostgreSQL or MariaDB/MySQL --dsn).",
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), help="Port of the service; default: a free one."
+)
+@click.option(
+    "--pool-size", default=5, show_default=True, help="The service's SQLAlchemy pool_size."
+)
+@click.option(
+    "--max-overflow", default=5, show_default=True, help="The service's pool max_overflow."
+)
 @click.option("--compress", is_flag=True, help="Gzip the JSON Lines files of the run.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")
 def demo(
@@ -311,6 +346,12 @@ def demo(
     orders: int,
     sqlcommenter: bool,
     instrument: str,
+    only_faults: tuple[str, ...],
+    shape: str,
+    watch_db: bool,
+    port: int | None,
+    pool_size: int,
+    max_overflow: int,
     compress: bool,
     overwrite: bool,
 ) -> None:
@@ -324,6 +365,7 @@ def demo(
     import logging
 
     from correlate.demo import run_demo
+    from correlate.demo.faults import Faults
 
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     result = run_demo(
@@ -335,6 +377,12 @@ def demo(
         orders=orders,
         sqlcommenter=sqlcommenter,
         instrument=instrument,
+        faults=Faults.only(only_faults) if only_faults else None,
+        shape=shape,
+        watch=watch_db,
+        port=port,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
         compress=compress,
         overwrite=overwrite,
     )

@@ -45,11 +45,12 @@ __all__ = [
     "TableFormat",
 ]
 
-Family = Literal["spans", "plans", "load", "database"]
+Family = Literal["spans", "metrics", "plans", "load", "database"]
 
 #: The families, with what ``--help`` calls each.
 FAMILIES: dict[Family, str] = {
     "spans": "spans",
+    "metrics": "metrics",
     "plans": "query plans",
     "load": "load-generator results",
     "database": "the database's own view",

@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -142,10 +142,11 @@ CREATE TABLE pool_samples (
     checked_out INTEGER NOT NULL,
     checked_in INTEGER,
     overflow INTEGER,
-    waiters INTEGER NOT NULL,
-    timeouts_total BIGINT NOT NULL,
-    checkouts_total BIGINT NOT NULL,
-    leak_suspects_open INTEGER NOT NULL
+    -- NULL where the pool's OpenTelemetry metrics do not say (schema 6)
+    waiters INTEGER,
+    timeouts_total BIGINT,
+    checkouts_total BIGINT,
+    leak_suspects_open INTEGER
 );
 CREATE TABLE pool_leaks (
     run_id INTEGER NOT NULL,
@@ -489,4 +490,9 @@ MIGRATIONS: dict[int, str] = {
     # 5: texts with placeholders key apart from their literal variants.
     4: _STATEMENT_KEY_DDL.replace("CREATE MACRO", "CREATE OR REPLACE MACRO")
     + "UPDATE statements SET key = statement_key(text);",
+    # 6: pool samples read from OpenTelemetry metrics, which may not know every count.
+    5: "".join(
+        f"ALTER TABLE pool_samples ALTER COLUMN {c} DROP NOT NULL;\n"
+        for c in ("waiters", "timeouts_total", "checkouts_total", "leak_suspects_open")
+    ),
 }

@@ -32,6 +32,7 @@ FIXTURES: dict[str, Path] = {
     "otlp-proto": DATA / "otlp" / "one_span.binpb",
     "jaeger": DATA / "jaeger" / "checkout.json",
     "zipkin": DATA / "zipkin" / "checkout.json",
+    "otlp-metrics": DATA / "metrics" / "hikaricp-new-semconv.jsonl",
     "pg-explain": DATA / "plans" / "pg-psql-analyze.txt",
     "mysql-explain": DATA / "plans" / "mysql-v1-join.json",
     "pg-stderr": DATA / "pglog" / "postgresql.log",
@@ -96,8 +97,8 @@ def test_unknown_format_names_every_choice() -> None:
     assert "'csv' is not one of 'otlp-json', 'otlp-proto'" in result.output
 
 
-def test_detection_order_is_plans_database_spans_load_in_registry_order() -> None:
-    assert SNIFF_ORDER == ("plans", "database", "spans", "load")
+def test_detection_order_is_plans_database_spans_metrics_load_in_registry_order() -> None:
+    assert SNIFF_ORDER == ("plans", "database", "spans", "metrics", "load")
     assert [f.name for f in sniff_order()] == [
         "pg-explain",
         "mysql-explain",
@@ -109,6 +110,7 @@ def test_detection_order_is_plans_database_spans_load_in_registry_order() -> Non
         "otlp-proto",
         "jaeger",
         "zipkin",
+        "otlp-metrics",
         "k6-json",
         "k6-csv",
         "k6-summary",

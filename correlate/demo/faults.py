@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +28,19 @@ class Faults:
     @classmethod
     def none(cls) -> Faults:
         return cls(False, False, False)
+
+    @classmethod
+    def only(cls, names: tuple[str, ...] | list[str]) -> Faults:
+        """These faults on, every other off.
+
+        >>> Faults.only(["missing_index"]).enabled()
+        ['missing_index']
+        """
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(names) - known)
+        if unknown:
+            raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {sorted(known)}")
+        return cls(**{name: name in names for name in known})
 
     def enabled(self) -> list[str]:
         return [

@@ -25,8 +25,10 @@ from correlate.demo.config import CONFIG_ENV, AppConfig
 from correlate.demo.errors import DemoError
 from correlate.demo.faults import Faults
 from correlate.demo.shop import DEFAULT_SCHEMA, Scale, seed
+from correlate.demo.watching import Watcher, start_watcher, watch_cost
 from correlate.instrument.runinfo import update_run_json
 from correlate.redact import redact_url, scrub, url_secrets
+from correlate.watch.records import ACTIVITY_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ LOAD_ENV = "CORRELATE_DEMO_LOAD"
 RUN_ENTRIES = (
     "run.json",
     "spans",
+    "metrics",
+    "db",
     "pool",
     "load",
     "logs",
@@ -95,15 +99,33 @@ def _ms(value: float | None) -> str:
     return "n/a" if value is None else f"{value:g} ms"
 
 
+#: The load shapes of :func:`load_stages`.
+SHAPES = ("stages", "constant", "surge")
+
+
 def load_stages(duration: float, users: int, shape: str = "stages") -> list[dict[str, float]]:
     """The user count over time: ramp up 20 %, steady 60 %, ramp down 20 %.
 
     ``shape="constant"`` starts all users at once and keeps them (benchmarks).
+    ``shape="surge"`` is a peak that passes: up to ``users`` in 15 %, held for
+    35 %, down to a quarter of them for the next 35 %, then none.
+
+    >>> [(s["until_s"], s["users"]) for s in load_stages(100, 40, "surge")]
+    [(15.0, 40), (50.0, 40), (85.0, 10), (100.0, 0)]
     """
     if shape == "constant":
         return [{"until_s": duration, "users": users, "spawn_rate": max(users, 1) * 10}]
-    if shape != "stages":
-        raise DemoError(f"unknown load shape {shape!r}; use 'stages' or 'constant'")
+    if shape not in SHAPES:
+        raise DemoError(f"unknown load shape {shape!r}; use one of {', '.join(SHAPES)}")
+    if shape == "surge":
+        up = max(duration * 0.15, 1.0)
+        rate = round(max(users / up, 0.1), 3)
+        return [
+            {"until_s": round(up, 3), "users": users, "spawn_rate": rate},
+            {"until_s": round(duration * 0.5, 3), "users": users, "spawn_rate": rate},
+            {"until_s": round(duration * 0.85, 3), "users": max(users // 4, 1), "spawn_rate": rate},
+            {"until_s": round(duration, 3), "users": 0, "spawn_rate": rate},
+        ]
     ramp = max(duration * 0.2, 1.0)
     rate = max(users / ramp, 0.1)
     return [
@@ -270,6 +292,8 @@ def run_demo(
     compress: bool = False,
     overwrite: bool = False,
     margin: float = 30.0,
+    watch: bool = False,
+    port: int | None = None,
 ) -> DemoResult:
     """Run the demo checkout service under Locust load and record the run into ``out``.
 
@@ -288,6 +312,9 @@ def run_demo(
     ``instrument="otel"`` records the service with stock OpenTelemetry only (the
     SDK, the official SQLAlchemy and Flask instrumentations, the OTLP JSON file
     exporter; :mod:`correlate.demo.otel`) instead of ``correlate.instrument``.
+    ``watch=True`` runs ``correlate watch`` beside the load (PostgreSQL or
+    MariaDB/MySQL ``dsn`` only), writing ``db/activity.jsonl``; its cost goes
+    into run.json (``watch``). The service listens on ``port`` (default: a free one).
 
     Raises :class:`correlate.demo.errors.DemoError` when the run cannot be set
     up (missing packages, ``out`` already holding a run, the service not starting).
@@ -297,6 +324,8 @@ def run_demo(
     if instrument not in INSTRUMENTS:
         raise DemoError(f"instrument must be one of {', '.join(INSTRUMENTS)}, not {instrument!r}")
     _require_demo_packages()
+    if watch and (dsn is None or dsn.startswith("sqlite")):
+        raise DemoError("watch=True needs a PostgreSQL or MariaDB/MySQL dsn, not SQLite")
     out_path = Path(out)
     chosen = faults if faults is not None else (Faults.none() if fixed else Faults.all())
     _prepare_out(out_path, overwrite)
@@ -342,7 +371,7 @@ def run_demo(
             f"cannot seed the demo database {redact_url(dsn)}: {scrub(str(exc), url_secrets(dsn))}"
         ) from exc
 
-    port = _free_port()
+    port = port or _free_port()
     host = f"http://127.0.0.1:{port}"
     config = AppConfig(
         dsn=dsn,
@@ -374,6 +403,8 @@ def run_demo(
     }
     app: subprocess.Popen[bytes] | None = None
     locust: subprocess.Popen[bytes] | None = None
+    watcher: Watcher | None = None
+    watched: dict[str, float | None] | None = None
     logs: list[IO[bytes]] = []
     locust_rc: int | None = None
     app_rc: int | None = None
@@ -396,6 +427,10 @@ def run_demo(
         _wait_ready(port, app, app_log_path, timeout=60)
         locust_out = locust_log_path.open("ab")
         logs.append(locust_out)
+        if watch:
+            watch_log = (out_path / "logs" / "watch.log").open("ab")
+            logs.append(watch_log)
+            watcher = start_watcher(dsn, out_path, watch_log)
         locust_env = dict(os.environ, **{LOAD_ENV: json.dumps(settings)})
         locust_env.pop(CONFIG_ENV, None)
         began = time.monotonic()
@@ -423,6 +458,10 @@ def run_demo(
         elapsed = time.monotonic() - began
     finally:
         locust_rc = _stop(locust, "locust", grace=15)
+        if watcher is not None:
+            cpu = watcher.cpu_s()
+            _stop(watcher.proc, "watch", grace=10)
+            watched = watch_cost(watcher, cpu, out_path / ACTIVITY_FILE)
         app_rc = _stop(app, "app", grace=30)
         for fh in logs:
             fh.close()
@@ -445,6 +484,7 @@ def run_demo(
                 "recorded": record,
                 "instrument": instrument,
             },
+            **({"watch": watched} if watched is not None else {}),
         },
     )
     if compress:

@@ -6,8 +6,8 @@ Adding a format is its declaration in its reader module and one line here.
 ``--format``'s choices and ``correlate ingest --help`` are built from
 :data:`INPUT_FORMATS`, so they cannot drift from what ingest reads.
 
-Detection tries the families in :data:`SNIFF_ORDER` — plans, then spans, then
-load-generator results — and within a family the formats in registry order;
+Detection tries the families in :data:`SNIFF_ORDER` — plans, the database's
+own view, spans, metrics, then load-generator results — and within a family the formats in registry order;
 the first sniffer that says yes names the format.
 
 >>> [f.name for f in INPUT_FORMATS if f.family == "spans"]
@@ -19,7 +19,7 @@ the first sniffer that says yes names the format.
 from __future__ import annotations
 
 from correlate.errors import InputError
-from correlate.ingest import jaeger, k6, locust, otlp_json, otlp_proto, zipkin
+from correlate.ingest import jaeger, k6, locust, metricsformat, otlp_json, otlp_proto, zipkin
 from correlate.inputs import FAMILIES, Family, Head, InputFormat
 from correlate.plans import files as plan_files
 from correlate.plans import pglog
@@ -41,6 +41,7 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
     otlp_proto.FORMAT,
     jaeger.FORMAT,
     zipkin.FORMAT,
+    metricsformat.FORMAT,
     *plan_files.PLAN_FILE_FORMATS,
     *pglog.LOG_FORMATS,
     *k6.FORMATS,
@@ -52,7 +53,7 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
 #: sniffers could both say yes, this decides: a PostgreSQL jsonlog line is JSON
 #: before it is a log, and one short JSON line with a "data" key passes for an
 #: empty Jaeger search result before it is looked at as a k6 point.
-SNIFF_ORDER: tuple[Family, ...] = ("plans", "database", "spans", "load")
+SNIFF_ORDER: tuple[Family, ...] = ("plans", "database", "spans", "metrics", "load")
 
 
 def sniff_order() -> list[InputFormat]:

@@ -103,6 +103,11 @@ class IngestReport:
         return self._rows_by_format(LOAD_KINDS)
 
     @property
+    def metric_rows(self) -> dict[str, int]:
+        """Pool samples added per metrics format (``otlp-metrics``)."""
+        return self._rows_by_format(family="metrics")
+
+    @property
     def database_rows(self) -> dict[str, int]:
         """Rows added per format of the database's own view (``watch-activity``)."""
         return self._rows_by_format(family="database")
@@ -138,6 +143,9 @@ class IngestReport:
         if self.load_rows:
             parts = ", ".join(f"{kind} {n:,}" for kind, n in self.load_rows.items())
             lines.append(f"load generator (rows): {parts}")
+        if self.metric_rows:
+            parts = ", ".join(f"{kind} {n:,}" for kind, n in self.metric_rows.items())
+            lines.append(f"metrics (pool samples): {parts}")
         if self.database_rows:
             parts = ", ".join(f"{kind} {n:,}" for kind, n in self.database_rows.items())
             lines.append(f"database's own view (rows): {parts}")

@@ -23,10 +23,18 @@ here by Little's law (connections needed ≈ checkouts per second × mean hold).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.findings import Finding, ms, pct
+from correlate.analysis.pool_evidence import (
+    active_sentence,
+    cite_database_view,
+    held_sessions,
+    no_recovery,
+    orphans_in_samples,
+    used_at_max_idle,
+)
 from correlate.analysis.pool_inference import infer
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -82,6 +90,13 @@ class PoolSettings:
     )
     max_p_value: float = share(0.01, "spans only: a route is named as the leak's below this p")
     min_drops: int = setting(2, "spans only: capacity drops a named route must precede", low=1)
+    min_idle_at_max_s: float = setting(
+        3.0, "pool samples: all connections in use with no query running, at least", unit="s"
+    )
+    held_factor: float = setting(
+        2.0, "correlate watch: a session idle this many times the longest request is held"
+    )
+    min_held_s: float = setting(5.0, "correlate watch: …and idle at least this long", unit="s")
 
 
 DEFAULTS = PoolSettings()
@@ -115,8 +130,8 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     if not leaks and not _under_pressure(pressure, s):
         return []
     timeline = run.timeline()
-    orphans = _orphans(run, s)
-    stuck = _no_recovery(timeline, s)
+    orphans = orphans_in_samples(run, s)
+    stuck = no_recovery(timeline, s)
     severity = (
         Severity.CRITICAL
         if pressure.timeouts or pressure.share >= s.critical_wait_share
@@ -127,20 +142,41 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     verdict = inferred.verdict if inferred else None
     if verdict == "saturation":
         stuck = None  # holders at capacity whenever anyone waited: the load explains the wait
-    if leaks or (orphans and orphans["at_end"] >= 1) or stuck or verdict == "leak":
-        return [
-            _leak_finding(run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred)
-        ]
+    # the database's side: connections held while nothing ran, sessions idle beyond requests
+    idle = used_at_max_idle(run, s)
+    sessions = held_sessions(run, s)
+    held = sessions if sessions and sessions["held_sessions"] else None
+    if (
+        leaks
+        or (orphans and orphans["at_end"] >= 1)
+        or stuck
+        or verdict == "leak"
+        or (verdict == "undecided" and (idle or held))
+    ):
+        finding = _leak_finding(
+            run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred
+        )
+        return [cite_database_view(finding, idle, held)]
     if inferred is not None and inferred.verdict == "undecided":
         return [_undecided_finding(run, s, pressure, timeline, severity, inferred)]
-    return [_saturation_finding(run, s, pressure, timeline, severity, inferred)]
+    finding = _saturation_finding(run, s, pressure, timeline, severity, inferred)
+    if sessions and sessions["active_max"]:
+        finding.evidence["database_sessions"] = sessions
+        finding = replace(finding, explanation=f"{finding.explanation} {active_sentence(sessions)}")
+    return [finding]
 
 
 def _has_telemetry(run: Run) -> bool:
-    """Whether correlate.instrument recorded the pool (samples, checkouts or leak suspects)."""
+    """Whether correlate.instrument recorded the pool (samples, checkouts or leak suspects).
+
+    Pool samples read from OpenTelemetry metrics do not count: they say how many
+    connections were in use, not which request held them, so the checkout spans
+    are still read.
+    """
     (n,) = run.con.execute(
         """
-        SELECT (SELECT count(*) FROM pool_samples WHERE run_id = $run)
+        SELECT (SELECT count(*) FROM pool_samples
+                WHERE run_id = $run AND pool_class NOT LIKE 'otel %')
              + (SELECT count(*) FROM pool_checkouts WHERE run_id = $run)
              + (SELECT count(*) FROM pool_leaks WHERE run_id = $run)
         """,
@@ -251,59 +287,6 @@ def _leaks(run: Run) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def _orphans(run: Run, s: PoolSettings) -> dict[str, Any] | None:
-    """Connections checked out beyond the requests that could hold them, per pool sample."""
-    reqs = run.table("requests")
-    rows = run.con.execute(
-        f"""
-        WITH s AS (
-            SELECT time_unix_nano AS t, sum(checked_out) AS checked_out, sum(capacity) AS capacity
-            FROM pool_samples WHERE run_id = $run GROUP BY t
-        )
-        SELECT s.t, s.checked_out, s.capacity,
-               (SELECT count(*) FROM {reqs} r
-                WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)
-                   AS in_flight
-        FROM s ORDER BY s.t
-        """,
-        {"run": run.run_id, "slack": round(s.sample_slack_s * 1e9)},
-    ).fetchall()
-    if not rows:
-        return None
-    orphaned = [max(co - fl, 0) for _, co, _, fl in rows]
-    start = run.span[0]
-    full_at = next(
-        ((t - start) / 1e9 for t, co, cap, fl in rows if cap and co >= cap and fl < cap), None
-    )
-    return {
-        "at_end": orphaned[-1],
-        "max": max(orphaned),
-        "checked_out_at_end": rows[-1][1],
-        "in_flight_at_end": rows[-1][3],
-        "capacity": rows[-1][2],
-        "full_without_demand_at_s": full_at,
-    }
-
-
-def _no_recovery(timeline: pd.DataFrame, s: PoolSettings) -> dict[str, float] | None:
-    """Spans-only evidence: the load fell but the wait did not."""
-    t = timeline[timeline.requests > 0]
-    if len(t) < 6 or t.pool_ms.max() <= s.min_wait_ms:
-        return None
-    load = t.users if t.users.notna().any() else t.in_flight
-    last = t.iloc[-(len(t) // 3) :]
-    peak_load, last_load = float(load.max()), float(load.iloc[-(len(t) // 3) :].mean())
-    peak_wait, last_wait = float(t.pool_ms.max()), float(last.pool_ms.mean())
-    if last_load <= s.recovery_load * peak_load and last_wait >= s.recovery_wait * peak_wait:
-        return {
-            "peak_load": peak_load,
-            "final_load": last_load,
-            "peak_wait_ms": peak_wait,
-            "final_wait_ms": last_wait,
-        }
-    return None
-
-
 def _load_correlation(busy: pd.DataFrame) -> float | None:
     """Pearson correlation of pool wait and requests in flight across windows."""
     if len(busy) < 4 or busy.pool_ms.std() == 0 or busy.in_flight.std() == 0:
@@ -390,9 +373,10 @@ def _leak_finding(
         evidence["pool_samples"] = orphans
         if orphans["at_end"] >= 1:
             said.append(
-                f"at the end of the run {orphans['checked_out_at_end']} of "
-                f"{orphans['capacity']} connections were checked out with "
-                f"{orphans['in_flight_at_end']} requests in flight"
+                f"at the end of the run {orphans['checked_out_at_end']}"
+                + (f" of {orphans['capacity']}" if orphans["capacity"] else "")
+                + f" connections were checked out with {orphans['in_flight_at_end']} "
+                "requests in flight"
             )
     if stuck:
         evidence["no_recovery"] = stuck

@@ -1,0 +1,246 @@
+"""What the pool's metrics and the database's own view say about a pool under pressure.
+
+Two pieces of evidence beside the checkout spans (rules: docs/rules.md#pool_leak):
+
+- :func:`used_at_max_idle`: pool samples (OpenTelemetry pool metrics or
+  ``correlate.instrument``) in which every connection was in use while no
+  database span ran since the sample before: connections held, the database
+  idle. Saturated pools run queries on their connections; a leak's do not.
+- :func:`held_sessions`: from ``correlate watch``, the service's sessions that
+  sat ``idle`` or ``idle in transaction`` far longer than any request took
+  (a connection held by no running request), and how many were ``active``
+  at once (saturation: the connections busy with queries).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.findings import Finding
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from correlate.analysis.detectors.pool import PoolSettings
+    from correlate.analysis.run import Run
+
+
+def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
+    """Samples with ``used`` at the pool's maximum and no DB span since the last sample.
+
+    The maximum is the pool's capacity where the samples give it, else the most
+    connections ever seen in use. None without samples or without such a stretch.
+    """
+    parts = run.table("parts")
+    rows = run.con.execute(
+        f"""
+        WITH s AS (
+            SELECT time_unix_nano AS t, sum(checked_out) AS used, sum(capacity) AS capacity
+            FROM pool_samples WHERE run_id = $run GROUP BY t
+        ),
+        c AS (SELECT coalesce(max(capacity), max(used)) AS ceiling FROM s),
+        w AS (SELECT t, used, lag(t) OVER (ORDER BY t) AS prev FROM s)
+        SELECT w.prev, w.t, w.used, c.ceiling,
+               (SELECT count(*) FROM {parts} p
+                WHERE p.category = 'db' AND p.a <= w.t AND p.b >= w.prev) AS queries
+        FROM w, c WHERE w.prev IS NOT NULL ORDER BY w.t
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    if not rows or not rows[0][3]:
+        return None
+    ceiling = int(rows[0][3])
+    start = run.span[0]
+    stretches: list[tuple[int, int]] = []
+    for prev, t, used, _, queries in rows:
+        if used >= ceiling and queries == 0:
+            if stretches and stretches[-1][1] == prev:
+                stretches[-1] = (stretches[-1][0], t)
+            else:
+                stretches.append((prev, t))
+    if not stretches:
+        return None
+    total = sum(b - a for a, b in stretches) / 1e9
+    longest = max(stretches, key=lambda ab: ab[1] - ab[0])
+    if total < s.min_idle_at_max_s:
+        return None
+    return {
+        "ceiling": ceiling,
+        "seconds": total,
+        "first_at_s": (stretches[0][0] - start) / 1e9,
+        "longest_s": (longest[1] - longest[0]) / 1e9,
+        "longest_from_s": (longest[0] - start) / 1e9,
+        "stretches": len(stretches),
+        "from_metrics": _from_metrics(run),
+    }
+
+
+def _from_metrics(run: Run) -> bool:
+    (n,) = run.con.execute(
+        "SELECT count(*) FROM pool_samples WHERE run_id = ? AND pool_class LIKE 'otel %'",
+        [run.run_id],
+    ).fetchone() or (0,)
+    return bool(n)
+
+
+def idle_at_max_sentence(e: dict[str, Any]) -> str:
+    """The evidence of :func:`used_at_max_idle`, in words."""
+    source = "the pool metrics" if e["from_metrics"] else "the pool samples"
+    return (
+        f"{source} show all {e['ceiling']} connections in use while no query ran anywhere "
+        f"(the database idle) for {e['seconds']:.0f} s of the run, from {e['first_at_s']:.0f} s "
+        f"on (longest stretch {e['longest_s']:.0f} s from {e['longest_from_s']:.0f} s)"
+    )
+
+
+def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
+    """The database's sessions held idle beyond every request, and the most active at once.
+
+    None without ``correlate watch`` samples in the run.
+    """
+    (samples,) = run.con.execute(
+        "SELECT count(*) FROM db_samples WHERE run_id = ? AND error IS NULL", [run.run_id]
+    ).fetchone() or (0,)
+    if not samples:
+        return None
+    reqs = run.table("requests")
+    (longest_request_ms,) = run.con.execute(
+        f"SELECT coalesce(max(duration_ms), 0) FROM {reqs}"
+    ).fetchone() or (0.0,)
+    floor_ns = max(float(longest_request_ms) * 1e6 * s.held_factor, s.min_held_s * 1e9)
+    # the service's sessions: client backends of the watched database (the server may hold others)
+    mine = """
+        run_id = $run AND coalesce(backend_type, 'client backend') = 'client backend'
+        AND (database IS NULL OR database IN (
+            SELECT regexp_extract(url, '/([^/?]+)(\\?|$)', 1) FROM db_watch WHERE run_id = $run)
+          OR NOT EXISTS (SELECT 1 FROM db_watch WHERE run_id = $run
+                         AND regexp_extract(url, '/([^/?]+)(\\?|$)', 1) <> ''))
+    """
+    held = run.con.execute(
+        f"""
+        SELECT count(DISTINCT session_id), max(state_age_ns) / 1e9,
+               string_agg(DISTINCT nullif(application, ''), ', '),
+               string_agg(DISTINCT coalesce(regexp_replace(client, ':[0-9]+$', ''), 'a local socket'), ', '),
+               (min(time_unix_nano) - $start) / 1e9
+        FROM db_activity
+        WHERE {mine} AND activity = 'idle_in_transaction' AND state_age_ns >= $floor
+        """,
+        {"run": run.run_id, "floor": round(floor_ns), "start": run.span[0]},
+    ).fetchone() or (0, None, None, None, None)
+    (active_max, active_mean) = run.con.execute(
+        f"""
+        SELECT max(n), avg(n) FROM (
+            SELECT sample, count(*) FILTER (WHERE activity = 'active') AS n
+            FROM db_activity WHERE {mine} GROUP BY sample)
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (0, 0.0)
+    return {
+        "samples": int(samples),
+        "longest_request_s": float(longest_request_ms) / 1e3,
+        "held_sessions": int(held[0] or 0),
+        "longest_held_s": float(held[1] or 0.0),
+        "held_applications": held[2],
+        "held_clients": held[3],
+        "first_held_at_s": held[4],
+        "active_max": int(active_max or 0),
+        "active_mean": float(active_mean or 0.0),
+    }
+
+
+def held_sentence(e: dict[str, Any]) -> str:
+    """The leak's side of :func:`held_sessions`, in words."""
+    n = e["held_sessions"]
+    return (
+        f"the database saw {n} session{'s' if n != 1 else ''} of the service sit idle in "
+        f"transaction for up to {e['longest_held_s']:.0f} s, far longer than any request took "
+        f"({e['longest_request_s']:.1f} s at most), from {e['first_held_at_s']:.0f} s into the "
+        f"run on (client {e['held_clients']}, "
+        + (
+            f"application_name {e['held_applications']})"
+            if e["held_applications"]
+            else "no application_name set)"
+        )
+    )
+
+
+def active_sentence(e: dict[str, Any]) -> str:
+    """The saturation's side of :func:`held_sessions`, in words."""
+    return (
+        f"The database saw up to {e['active_max']} of the service's sessions active at once "
+        f"({e['active_mean']:.1f} on average over {e['samples']} samples) and none held idle "
+        "beyond a request: the connections were busy with queries."
+    )
+
+
+def cite_database_view(
+    finding: Finding, idle: dict[str, Any] | None, held: dict[str, Any] | None
+) -> Finding:
+    """The leak finding, citing the pool metrics' and the database's decisive evidence."""
+    said = []
+    if idle:
+        finding.evidence["used_at_max_while_database_idle"] = idle
+        said.append(idle_at_max_sentence(idle))
+    if held:
+        finding.evidence["database_sessions"] = held
+        said.append(held_sentence(held))
+    if said:
+        text = "; ".join(said)
+        return replace(
+            finding, explanation=f"{finding.explanation} Decisive: {text[0].upper()}{text[1:]}."
+        )
+    return finding
+
+
+def orphans_in_samples(run: Run, s: PoolSettings) -> dict[str, Any] | None:
+    """Connections checked out beyond the requests that could hold them, per pool sample."""
+    reqs = run.table("requests")
+    rows = run.con.execute(
+        f"""
+        WITH s AS (
+            SELECT time_unix_nano AS t, sum(checked_out) AS checked_out, sum(capacity) AS capacity
+            FROM pool_samples WHERE run_id = $run GROUP BY t
+        )
+        SELECT s.t, s.checked_out, s.capacity,
+               (SELECT count(*) FROM {reqs} r
+                WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)
+                   AS in_flight
+        FROM s ORDER BY s.t
+        """,
+        {"run": run.run_id, "slack": round(s.sample_slack_s * 1e9)},
+    ).fetchall()
+    if not rows:
+        return None
+    orphaned = [max(co - fl, 0) for _, co, _, fl in rows]
+    start = run.span[0]
+    full_at = next(
+        ((t - start) / 1e9 for t, co, cap, fl in rows if cap and co >= cap and fl < cap), None
+    )
+    return {
+        "at_end": orphaned[-1],
+        "max": max(orphaned),
+        "checked_out_at_end": rows[-1][1],
+        "in_flight_at_end": rows[-1][3],
+        "capacity": rows[-1][2],
+        "full_without_demand_at_s": full_at,
+    }
+
+
+def no_recovery(timeline: pd.DataFrame, s: PoolSettings) -> dict[str, float] | None:
+    """Spans-only evidence: the load fell but the wait did not."""
+    t = timeline[timeline.requests > 0]
+    if len(t) < 6 or t.pool_ms.max() <= s.min_wait_ms:
+        return None
+    load = t.users if t.users.notna().any() else t.in_flight
+    last = t.iloc[-(len(t) // 3) :]
+    peak_load, last_load = float(load.max()), float(load.iloc[-(len(t) // 3) :].mean())
+    peak_wait, last_wait = float(t.pool_ms.max()), float(last.pool_ms.mean())
+    if last_load <= s.recovery_load * peak_load and last_wait >= s.recovery_wait * peak_wait:
+        return {
+            "peak_load": peak_load,
+            "final_load": last_load,
+            "peak_wait_ms": peak_wait,
+            "final_wait_ms": last_wait,
+        }
+    return None

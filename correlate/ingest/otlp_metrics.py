@@ -1,0 +1,245 @@
+"""OTLP metrics in the shapes they reach a run directory, as plain data points.
+
+Three shapes are read (facts from the OTLP specification's JSON encoding,
+opentelemetry-proto ``metrics/v1/metrics.proto``, the Collector's ``file``
+exporter README, and the Python SDK's ``MetricsData.to_json``):
+
+- **OTLP/JSON lines**: one ``ExportMetricsServiceRequest`` per line,
+  ``{"resourceMetrics": [...]}``, camelCase keys, 64-bit integers as decimal
+  strings, attributes as ``[{"key", "value": {"stringValue": …}}]``. The
+  Collector's file exporter (``format: json``), the OTLP JSON file exporter
+  and ``correlate collect`` (``metrics/``) write this.
+- **The Python SDK's own JSON** (``ConsoleMetricExporter``, or any exporter
+  that writes ``MetricsData.to_json()``): snake_case keys, one document per
+  export (pretty-printed over many lines, or one a line), attributes as a
+  plain object, and the point kind not named (``data`` holds the points; a
+  histogram's have ``bucket_counts``, a sum has ``is_monotonic``).
+- **Protobuf in the Collector's framing** is not read here: pass such a file
+  through ``correlate collect`` or the Collector with ``format: json``.
+
+Every data point becomes a :class:`Point` with the metric's name, unit and
+kind (``sum``, ``gauge``, ``histogram``, ``summary``), its temporality, its
+point attributes and resource attributes, and a value: the number of a sum
+or gauge, the count and sum of a histogram or summary.
+
+>>> doc = {"resourceMetrics": [{"resource": {"attributes": []}, "scopeMetrics": [
+...     {"metrics": [{"name": "db.client.connection.count", "unit": "{connection}",
+...       "sum": {"aggregationTemporality": 2, "dataPoints": [{"timeUnixNano": "5",
+...         "asInt": "3", "attributes": [{"key": "db.client.connection.state",
+...         "value": {"stringValue": "used"}}]}]}}]}]}]}
+>>> [(p.name, p.kind, p.value, p.attributes) for p in points_of(doc)]
+[('db.client.connection.count', 'sum', 3.0, {'db.client.connection.state': 'used'})]
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from correlate.errors import InputError
+from correlate.fileio import read_all
+from correlate.inputs import Head
+
+__all__ = ["CUMULATIVE", "DELTA", "Point", "Problem", "points_of", "read_points", "sniff"]
+
+#: OTLP ``AggregationTemporality``
+DELTA, CUMULATIVE = 1, 2
+#: the kinds a metric's data can be, camelCase (OTLP/JSON) → our word
+_KINDS = {
+    "sum": "sum",
+    "gauge": "gauge",
+    "histogram": "histogram",
+    "exponentialHistogram": "histogram",
+    "exponential_histogram": "histogram",
+    "summary": "summary",
+}
+_START = re.compile(r'^\{\s*"resource_?[mM]etrics"\s*:')
+
+
+@dataclass(frozen=True)
+class Point:
+    """One data point of one metric."""
+
+    name: str
+    unit: str
+    #: ``sum``, ``gauge``, ``histogram`` or ``summary``
+    kind: str
+    #: :data:`DELTA`, :data:`CUMULATIVE`, or 0 (a gauge, or not said)
+    temporality: int
+    monotonic: bool
+    time_unix_nano: int
+    start_unix_nano: int | None
+    attributes: dict[str, Any]
+    resource: dict[str, Any] = field(repr=False)
+    #: a sum's or gauge's number; a histogram's or summary's sum
+    value: float
+    #: a histogram's or summary's count; None for sums and gauges
+    count: int | None = None
+
+
+@dataclass(frozen=True)
+class Problem:
+    line: int | None
+    reason: str
+
+
+def sniff(head: Head) -> bool:
+    """Whether a file starts with a metrics document of either JSON shape."""
+    return head.text_like and _START.match(head.stripped) is not None
+
+
+def read_points(path: Path) -> Iterator[Point | Problem]:
+    """The points of every document in ``path``, and a :class:`Problem` per bad document.
+
+    Documents are one a line, or (the SDK's console output) pretty-printed
+    one after another; a problem names the line its document starts on.
+    """
+    try:
+        text = read_all(path).decode("utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text ({exc.reason})", path) from None
+    for line, document in _documents(text):
+        if isinstance(document, Problem):
+            yield document
+            continue
+        try:
+            yield from points_of(document)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            yield Problem(line, f"not an OTLP metrics document: {_why(exc)}")
+
+
+def _documents(text: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
+    decoder = json.JSONDecoder()
+    at, line, end = 0, 1, len(text)
+    while True:
+        while at < end and text[at] in " \t\r\n\ufeff":
+            if text[at] == "\n":
+                line += 1
+            at += 1
+        if at >= end:
+            return
+        try:
+            value, stop = decoder.raw_decode(text, at)
+        except (ValueError, RecursionError) as exc:
+            yield line, Problem(line, f"not JSON: {_why(exc)}")
+            # skip to the next line and try again from there
+            nxt = text.find("\n", at)
+            if nxt < 0:
+                return
+            at, line = nxt + 1, line + 1
+            continue
+        if not isinstance(value, dict):
+            yield line, Problem(line, f"a JSON {type(value).__name__}, not a metrics document")
+        else:
+            yield line, value
+        line += text.count("\n", at, stop)
+        at = stop
+
+
+def points_of(document: dict[str, Any]) -> Iterator[Point]:
+    """The points of one metrics document (OTLP/JSON or the SDK's ``to_json``)."""
+    resources = _get(document, "resourceMetrics", "resource_metrics")
+    if resources is None:
+        raise ValueError("no resourceMetrics")
+    for rm in resources:
+        resource = _attributes(_get(rm.get("resource") or {}, "attributes") or [])
+        for sm in _get(rm, "scopeMetrics", "scope_metrics") or []:
+            for metric in sm.get("metrics") or []:
+                yield from _metric_points(metric, resource)
+
+
+def _metric_points(metric: dict[str, Any], resource: dict[str, Any]) -> Iterator[Point]:
+    name = str(metric["name"])
+    unit = str(metric.get("unit") or "")
+    kind, data = _kind_and_data(metric)
+    if data is None:
+        return
+    temporality = _temporality(_get(data, "aggregationTemporality", "aggregation_temporality"))
+    monotonic = bool(_get(data, "isMonotonic", "is_monotonic"))
+    for dp in _get(data, "dataPoints", "data_points") or []:
+        start = _get(dp, "startTimeUnixNano", "start_time_unix_nano")
+        count = None
+        if kind in ("histogram", "summary"):
+            count = int(dp.get("count") or 0)
+            value = float(dp.get("sum") or 0.0)
+        else:
+            value = _number(dp)
+        yield Point(
+            name=name,
+            unit=unit,
+            kind=kind,
+            temporality=temporality if kind != "gauge" else 0,
+            monotonic=monotonic,
+            time_unix_nano=int(_get(dp, "timeUnixNano", "time_unix_nano")),
+            start_unix_nano=int(start) if start not in (None, "", 0, "0") else None,
+            attributes=_attributes(dp.get("attributes") or []),
+            resource=resource,
+            value=value,
+            count=count,
+        )
+
+
+def _kind_and_data(metric: dict[str, Any]) -> tuple[str, dict[str, Any] | None]:
+    for key, kind in _KINDS.items():
+        if isinstance(metric.get(key), dict):
+            return kind, metric[key]
+    data = metric.get("data")  # the SDK's to_json: the kind is not named
+    if not isinstance(data, dict):
+        return "gauge", None
+    points = data.get("data_points") or []
+    first = points[0] if points else {}
+    if "bucket_counts" in first or "positive" in first:
+        return "histogram", data
+    if "quantile_values" in first:
+        return "summary", data
+    if "is_monotonic" in data:
+        return "sum", data
+    return "gauge", data
+
+
+def _temporality(value: Any) -> int:
+    if isinstance(value, str):  # protobuf's JSON mapping may name the enum
+        return {"AGGREGATION_TEMPORALITY_DELTA": DELTA}.get(value, CUMULATIVE)
+    return int(value or 0)
+
+
+def _number(dp: dict[str, Any]) -> float:
+    for key in ("asInt", "as_int", "asDouble", "as_double", "value"):
+        if key in dp and dp[key] is not None:
+            return float(dp[key])
+    raise ValueError("a data point without a value")
+
+
+def _attributes(raw: Any) -> dict[str, Any]:
+    if isinstance(raw, dict):  # the SDK's to_json: a plain object
+        return dict(raw)
+    out: dict[str, Any] = {}
+    for item in raw:
+        out[str(item["key"])] = _any_value(item.get("value") or {})
+    return out
+
+
+def _any_value(value: dict[str, Any]) -> Any:
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in value:
+            return value[key]
+    if "intValue" in value:
+        return int(value["intValue"])
+    return json.dumps(value, sort_keys=True)
+
+
+def _get(node: dict[str, Any], *keys: str) -> Any:
+    for key in keys:
+        if key in node:
+            return node[key]
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    return str(exc).split("\n", 1)[0][:200] or type(exc).__name__

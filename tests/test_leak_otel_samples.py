@@ -1,0 +1,108 @@
+"""Acceptance on the otel-only samples (recorded by sample_traces/record-otel.sh).
+
+``checkout-blackfriday-otel``: stock OpenTelemetry spans, the SQLAlchemy pool
+metric and ``correlate watch``'s samples of a run whose pool leaks on declined
+payments. The leak is named from the spans alone, and each further source adds
+its evidence. ``checkout-saturation-otel``: a surge above a small pool that
+passes, no leak.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import correlate
+from correlate.analysis.verdict import Analysis
+from correlate.kinds import FindingKind
+
+from .test_leak import causes
+
+SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
+BLACK_FRIDAY = SAMPLES / "checkout-blackfriday-otel"
+SATURATION = SAMPLES / "checkout-saturation-otel"
+
+#: which of the run's sources each variant keeps besides its spans
+VARIANTS = {"spans": (), "metrics": ("metrics",), "watch": ("db",), "all": ("metrics", "db")}
+
+
+@pytest.fixture(scope="module")
+def black_friday(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Analysis]]:
+    out = {}
+    with correlate.open_store(":memory:") as store:
+        for variant, keep in VARIANTS.items():
+            run = tmp_path_factory.mktemp(variant) / "checkout-blackfriday-otel"
+            shutil.copytree(BLACK_FRIDAY, run)
+            for source in ("metrics", "db"):
+                if source not in keep:
+                    shutil.rmtree(run / source)
+            out[variant] = correlate.analyze(run, store=store, run=f"bf-{variant}")
+        yield out
+
+
+@pytest.mark.parametrize("variant", sorted(VARIANTS))
+def test_the_top_finding_is_the_leak_on_the_402_path_of_post_checkout(
+    black_friday: dict[str, Analysis], variant: str
+) -> None:
+    analysis = black_friday[variant]
+    top = analysis.findings[0]
+    assert top.kind == FindingKind.POOL_LEAK and top.severity == "critical"
+    assert top.route == "/checkout"
+    assert "POST /checkout that answered 402" in top.title
+    culprit = top.evidence["checkout_spans"]["culprit"]
+    assert (culprit["method"], culprit["route"], culprit["status"]) == ("POST", "/checkout", 402)
+    assert culprit["p_value"] < 0.01
+    assert (
+        f"{culprit['drops_followed']} of {culprit['drops']} capacity drops follow a "
+        "POST /checkout that answered 402" in top.explanation
+    )
+    # nothing of correlate.instrument's in the run, and one cause named across findings
+    assert analysis.summary["pool_checkouts"] == 0
+    assert causes(analysis.findings) == {"pool_leak"}
+
+
+def test_spans_alone_cite_neither_metrics_nor_sessions(black_friday: dict[str, Analysis]) -> None:
+    top = black_friday["spans"].findings[0]
+    assert "used_at_max_while_database_idle" not in top.evidence
+    assert "database_sessions" not in top.evidence
+    assert "Decisive" not in top.explanation
+
+
+@pytest.mark.parametrize("variant", ["metrics", "all"])
+def test_with_metrics_the_leak_cites_used_at_max_while_the_database_was_idle(
+    black_friday: dict[str, Analysis], variant: str
+) -> None:
+    top = black_friday[variant].findings[0]
+    idle = top.evidence["used_at_max_while_database_idle"]
+    assert idle["from_metrics"] and idle["ceiling"] == 10  # pool_size 5 + max_overflow 5
+    assert idle["seconds"] >= 10
+    assert (
+        f"The pool metrics show all 10 connections in use while no query ran anywhere "
+        f"(the database idle) for {idle['seconds']:.0f} s of the run, from "
+        f"{idle['first_at_s']:.0f} s on" in top.explanation
+    )
+
+
+@pytest.mark.parametrize("variant", ["watch", "all"])
+def test_with_watch_the_leak_cites_sessions_held_idle_in_transaction(
+    black_friday: dict[str, Analysis], variant: str
+) -> None:
+    top = black_friday[variant].findings[0]
+    held = top.evidence["database_sessions"]
+    # every leaked connection is a session left in its transaction
+    assert 5 <= held["held_sessions"] <= 10
+    assert held["longest_held_s"] > 10 * held["longest_request_s"]
+    assert held["held_clients"] == "127.0.0.1"
+    assert (
+        f"the database saw {held['held_sessions']} sessions of the service sit idle in "
+        f"transaction for up to {held['longest_held_s']:.0f} s" in top.explanation.lower()
+    )
+    assert "(client 127.0.0.1, no application_name set)" in top.explanation
+
+
+def test_the_metrics_variant_says_nothing_of_sessions(black_friday: dict[str, Analysis]) -> None:
+    assert "database_sessions" not in black_friday["metrics"].findings[0].evidence
+    assert "used_at_max_while_database_idle" not in black_friday["watch"].findings[0].evidence

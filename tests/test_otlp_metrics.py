@@ -1,0 +1,226 @@
+"""OTLP metrics: the pool instruments of both semantic-convention generations become pool samples.
+
+Fixtures: ``tests/data/metrics/sqlalchemy-*`` are real SDK output
+(tests/helpers/make_pool_metrics_fixture.py: SQLAlchemy 2.0 + psycopg on
+PostgreSQL, opentelemetry-instrumentation-sqlalchemy, the OTLP JSON file
+exporter and the console exporter); ``hikaricp-new-semconv.jsonl`` is
+hand-written with the current names, as HikariCP and node-postgres report them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import correlate
+from correlate.ingest.otlp_metrics import Point, Problem, points_of, read_points
+from correlate.ingest.poolmetrics import pool_samples
+
+DATA = Path(__file__).parent / "data" / "metrics"
+SDK_FILES = ("sqlalchemy-otlp.jsonl", "sqlalchemy-console.json", "sqlalchemy-otlp-delta.jsonl")
+
+
+def _samples(path: Path) -> list[tuple[Any, ...]]:
+    items = list(read_points(path))
+    assert not [i for i in items if isinstance(i, Problem)]
+    rows, notes = pool_samples(i for i in items if isinstance(i, Point))
+    assert notes == []
+    return rows
+
+
+@pytest.mark.parametrize("name", SDK_FILES)
+def test_sqlalchemy_instrumentation_output_gives_used_and_idle_in_every_shape(name: str) -> None:
+    rows = _samples(DATA / name)
+    # three checkouts (used 1, 2, 3), then two returned; one connection stays out
+    used_idle = [(r[7], r[8]) for r in rows]
+    assert used_idle[:5] == [(1, 0), (2, 0), (3, 0), (2, 1), (1, 2)]
+    assert {r[1] for r in rows} == {4242}  # process.pid of the resource
+    assert {r[2] for r in rows} == {"postgresql+psycopg://127.0.0.1:5432/test_metrics"}
+    assert {r[3] for r in rows} == {"otel db.client.connections"}
+    # SQLAlchemy's instrumentation reports no max, pending requests, timeouts or waits
+    assert {(r[6], r[10], r[11], r[12]) for r in rows} == {(None, None, None, None)}
+    times = [r[0] for r in rows]
+    assert times == sorted(times) and len(set(times)) == len(times)
+
+
+def test_new_generation_names_fill_capacity_waiters_timeouts_and_checkouts() -> None:
+    rows = _samples(DATA / "hikaricp-new-semconv.jsonl")
+    assert [(r[6], r[7], r[8], r[10], r[11], r[12]) for r in rows] == [
+        # capacity, used, idle, waiters, timeouts (delta 0, 1, 2 summed), checkouts (wait count)
+        (4, 1, 3, 0, 0, 5),
+        (4, 4, 0, 2, 1, 9),
+        (4, 4, 0, 3, 3, 9),
+    ]
+    assert {(r[1], r[2], r[3]) for r in rows} == {(7, "HikariPool-1", "otel db.client.connection")}
+
+
+def _doc(metrics: list[dict[str, Any]], resource: list[dict[str, Any]] | None = None) -> str:
+    return json.dumps(
+        {
+            "resourceMetrics": [
+                {"resource": {"attributes": resource or []}, "scopeMetrics": [{"metrics": metrics}]}
+            ]
+        }
+    )
+
+
+def _attr(key: str, value: str) -> dict[str, Any]:
+    return {"key": key, "value": {"stringValue": value}}
+
+
+def _updown(name: str, t: int, value: int, attrs: list[dict[str, Any]], temporality: int = 2):
+    point = {"timeUnixNano": str(t), "asInt": str(value), "attributes": attrs}
+    return {"name": name, "sum": {"aggregationTemporality": temporality, "dataPoints": [point]}}
+
+
+def test_old_generation_java_agent_names_and_a_gauge_max(tmp_path: Path) -> None:
+    pool = _attr("pool.name", "HikariPool-1")
+    lines = [
+        _doc(
+            [
+                _updown("db.client.connections.usage", t, used, [pool, _attr("state", "used")]),
+                _updown(
+                    "db.client.connections.usage", t, 10 - used, [pool, _attr("state", "idle")]
+                ),
+                {
+                    "name": "db.client.connections.max",
+                    "gauge": {
+                        "dataPoints": [
+                            {"timeUnixNano": str(t), "asInt": "10", "attributes": [pool]}
+                        ]
+                    },
+                },
+                _updown("db.client.connections.pending_requests", t, waiting, [pool]),
+            ],
+            [{"key": "service.instance.id", "value": {"stringValue": "i-1"}}],
+        )
+        for t, used, waiting in ((1_000, 3, 0), (2_000, 10, 4))
+    ]
+    path = tmp_path / "java.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    rows = _samples(path)
+    # no process.pid: the instance keeps pools of different processes apart
+    assert [(r[1], r[2], r[6], r[7], r[8], r[10]) for r in rows] == [
+        (0, "HikariPool-1 (i-1)", 10, 3, 7, 0),
+        (0, "HikariPool-1 (i-1)", 10, 10, 0, 4),
+    ]
+
+
+def test_a_pool_without_a_used_count_is_a_note_not_a_sample() -> None:
+    doc = json.loads(
+        _doc(
+            [
+                _updown(
+                    "db.client.connection.max", 5, 8, [_attr("db.client.connection.pool.name", "p")]
+                )
+            ]
+        )
+    )
+    rows, notes = pool_samples(points_of(doc))
+    assert rows == []
+    assert notes == [
+        "pool 'p' (pid 0): no used-connection count among its metrics, so no pool samples"
+    ]
+
+
+def test_bad_documents_are_problems_with_their_line_and_the_rest_is_read(tmp_path: Path) -> None:
+    good = (DATA / "hikaricp-new-semconv.jsonl").read_text().splitlines()
+    path = tmp_path / "m.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                good[0],
+                '{"resourceMetrics": [{"scopeMetrics": [{"metrics": [{}]}]}]}',
+                "not json",
+                "[1]",
+                good[1],
+            ]
+        )
+        + "\n"
+    )
+    items = list(read_points(path))
+    problems = [(p.line, p.reason.split(":")[0]) for p in items if isinstance(p, Problem)]
+    assert problems == [
+        (2, "not an OTLP metrics document"),
+        (3, "not JSON"),
+        (4, "a JSON list, not a metrics document"),
+    ]
+    assert len({p.time_unix_nano for p in items if isinstance(p, Point)}) == 2
+
+
+def test_ingest_puts_metric_samples_in_pool_samples_with_unknown_counts_null(
+    tmp_path: Path,
+) -> None:
+    run = tmp_path / "run" / "metrics"
+    run.mkdir(parents=True)
+    (run / "m.jsonl").write_bytes((DATA / "sqlalchemy-otlp.jsonl").read_bytes())
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([tmp_path / "run"], run="r")
+        assert [(f.format, f.family, f.rows_added) for f in report.files] == [
+            ("otlp-metrics", "metrics", 6)
+        ]
+        assert "metrics (pool samples): otlp-metrics 6" in report.summary()
+        rows = store.con.execute(
+            "SELECT count(*), max(checked_out), count(waiters), count(timeouts_total), "
+            "count(leak_suspects_open) FROM pool_samples"
+        ).fetchone()
+    assert rows == (6, 3, 0, 0, 0)
+
+
+levels = st.lists(st.integers(min_value=0, max_value=50), min_size=1, max_size=12)
+
+
+@settings(max_examples=60, deadline=None)
+@given(used=levels)
+def test_delta_and_cumulative_temporality_give_the_same_samples(used: list[int]) -> None:
+    pool = _attr("db.client.connection.pool.name", "p")
+    state = _attr("db.client.connection.state", "used")
+    cumulative = [
+        json.loads(_doc([_updown("db.client.connection.count", i + 1, v, [pool, state])]))
+        for i, v in enumerate(used)
+    ]
+    delta = [
+        json.loads(
+            _doc(
+                [
+                    _updown(
+                        "db.client.connection.count",
+                        i + 1,
+                        v - (used[i - 1] if i else 0),
+                        [pool, state],
+                        temporality=1,
+                    )
+                ]
+            )
+        )
+        for i, v in enumerate(used)
+    ]
+    a, _ = pool_samples(p for d in cumulative for p in points_of(d))
+    b, _ = pool_samples(p for d in delta for p in points_of(d))
+    assert a == b
+    assert [r[7] for r in a] == used
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(body=json_values)
+def test_any_json_under_resource_metrics_is_points_or_problems_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, body: Any
+) -> None:
+    path = tmp_path_factory.mktemp("h") / "m.jsonl"
+    path.write_text(json.dumps({"resourceMetrics": body}) + "\n")
+    for item in read_points(path):
+        assert isinstance(item, Point | Problem)

@@ -1,0 +1,64 @@
+"""The pool metrics' and the database's evidence in the pool finding (analysis.pool_evidence).
+
+Runs simulated as in tests/test_leak.py, with pool samples shaped like those read
+from OpenTelemetry metrics (``pool_class`` ``otel …``, no capacity, no waiters).
+"""
+
+from __future__ import annotations
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import pool_exhaustion
+from correlate.analysis.detectors.pool import PoolSettings
+from correlate.analysis.pool_evidence import used_at_max_idle
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .test_leak import leak_steady, saturation_steady
+
+
+def _metric_samples(b: RunBuilder, used: int, seconds: int = 60) -> None:
+    for t in range(1, seconds + 1):
+        b.sample(t * 1000.0, used, capacity=used)
+    for row in b.samples:
+        row.update(pool_class="otel db.client.connections", capacity=None, size=None)
+        row.update(waiters=None, timeouts_total=None, checkouts_total=None)
+        row.update(leak_suspects_open=None, max_overflow=None, overflow=None)
+
+
+def test_a_leak_cites_all_connections_in_use_while_the_database_was_idle() -> None:
+    b = leak_steady()
+    _metric_samples(b, used=10)
+    with open_run(b.build(), "r") as run:
+        (f,) = pool_exhaustion(run)
+        evidence = used_at_max_idle(run, PoolSettings())
+    assert f.kind == FindingKind.POOL_LEAK
+    # the spans still name the leaking path: metric samples are not correlate.instrument's
+    assert f.evidence["checkout_spans"]["culprit"]["status"] == 409
+    assert evidence is not None and evidence["from_metrics"]
+    assert evidence["ceiling"] == 10 and evidence["seconds"] >= 3
+    assert 0 < evidence["first_at_s"] < 60
+    assert f.evidence["used_at_max_while_database_idle"] == evidence
+    assert (
+        f"the pool metrics show all 10 connections in use while no query ran anywhere "
+        f"(the database idle) for {evidence['seconds']:.0f} s" in f.explanation.lower()
+    )
+
+
+def test_a_saturated_pool_runs_queries_on_its_connections_so_nothing_is_cited() -> None:
+    b = saturation_steady()
+    _metric_samples(b, used=5)
+    with open_run(b.build(), "r") as run:
+        (f,) = pool_exhaustion(run)
+        assert used_at_max_idle(run, PoolSettings()) is None
+    assert f.kind == FindingKind.POOL_SATURATION
+    assert "used_at_max_while_database_idle" not in f.evidence
+
+
+def test_a_short_idle_stretch_is_below_the_threshold() -> None:
+    b = saturation_steady()
+    _metric_samples(b, used=5)
+    with open_run(b.build(), "r") as run:
+        loose = used_at_max_idle(run, PoolSettings(min_idle_at_max_s=0.0))
+        strict = used_at_max_idle(run, PoolSettings(min_idle_at_max_s=3.0))
+    assert strict is None
+    assert loose is None or loose["seconds"] < 3
