@@ -324,7 +324,15 @@ def test_findings_name_one_cause_for_the_pool(name: str) -> None:
             assert pool[0].title in f.suggestion
 
 
-@pytest.mark.parametrize("sample", ["checkout-blackfriday", "checkout-fixed"])
+@pytest.mark.parametrize(
+    "sample",
+    [
+        "checkout-blackfriday",
+        "checkout-fixed",
+        "checkout-blackfriday-otel",
+        "checkout-saturation-otel",
+    ],
+)
 def test_committed_samples_name_one_cause(sample: str) -> None:
     import correlate
 

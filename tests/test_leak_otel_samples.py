@@ -106,3 +106,41 @@ def test_with_watch_the_leak_cites_sessions_held_idle_in_transaction(
 def test_the_metrics_variant_says_nothing_of_sessions(black_friday: dict[str, Analysis]) -> None:
     assert "database_sessions" not in black_friday["metrics"].findings[0].evidence
     assert "used_at_max_while_database_idle" not in black_friday["watch"].findings[0].evidence
+
+
+@pytest.fixture(scope="module")
+def saturation() -> Iterator[Analysis]:
+    with correlate.open_store(":memory:") as store:
+        yield correlate.analyze(SATURATION, store=store)
+
+
+def test_the_saturation_sample_is_saturation_with_its_capacity_not_a_leak(
+    saturation: Analysis,
+) -> None:
+    pool = [f for f in saturation.findings if f.kind.startswith("pool_")]
+    assert [f.kind for f in pool] == [FindingKind.POOL_SATURATION]
+    (f,) = pool
+    spans = f.evidence["checkout_spans"]
+    assert spans["verdict"] == "saturation"
+    # pool_size 3, max_overflow 0: the capacity seen while waiting, first to last
+    assert spans["capacity_first"] == spans["capacity_last"] == 3
+    assert "held all 3 connections" in f.explanation
+    assert causes(saturation.findings) == {"pool_saturation"}
+    # the pool metrics show connections in use, but never with the database idle
+    assert "used_at_max_while_database_idle" not in f.evidence
+    sessions = f.evidence["database_sessions"]
+    assert sessions["held_sessions"] == 0 and 1 <= sessions["active_max"] <= 3
+    assert f"up to {sessions['active_max']} of the service's sessions active at once" in (
+        f.explanation
+    )
+
+
+def test_the_saturation_sample_recovers_when_the_surge_passes(saturation: Analysis) -> None:
+    info = saturation.summary
+    assert info["requests"] > 1000
+    timeline = saturation.timeline
+    busy = timeline[timeline.requests > 0]
+    peak = busy.pool_ms.max()
+    # the last quarter of the run (a quarter of the users, then none) waits far less
+    tail = busy.iloc[-(len(busy) // 4) :]
+    assert tail.pool_ms.fillna(0).max() < 0.25 * peak
