@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAMPLE ?= sample_traces
 DB ?= correlate.duckdb
 
-.PHONY: setup quickstart test lint check format bench clean
+.PHONY: setup quickstart test lint check format bench clean samples-otel
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,12 @@ check: lint test
 format: setup
 	$(BIN)/ruff format correlate tests benchmarks
 	$(BIN)/ruff check --fix correlate tests benchmarks
+
+## Re-record the otel-only samples (PostgreSQL at SAMPLES_DSN, service on SAMPLES_PORT).
+SAMPLES_DSN ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+SAMPLES_PORT ?= 14301
+samples-otel: setup
+	CORRELATE=$(BIN)/correlate sh $(SAMPLE)/record-otel.sh $(SAMPLES_DSN) $(SAMPLES_PORT)
 
 bench: setup
 	$(PY) benchmarks/bench_ingest.py

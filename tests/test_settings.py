@@ -84,6 +84,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_waits_after_drop": 3,
         "max_p_value": 0.01,
         "min_drops": 2,
+        "min_idle_at_max_s": 3.0,
+        "held_factor": 2.0,
+        "min_held_s": 5.0,
     },
     "redundant_calls": {
         "min_calls": 2,

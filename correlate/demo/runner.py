@@ -124,7 +124,7 @@ def load_stages(duration: float, users: int, shape: str = "stages") -> list[dict
             {"until_s": round(up, 3), "users": users, "spawn_rate": rate},
             {"until_s": round(duration * 0.5, 3), "users": users, "spawn_rate": rate},
             {"until_s": round(duration * 0.85, 3), "users": max(users // 4, 1), "spawn_rate": rate},
-            {"until_s": round(duration, 3), "users": 0, "spawn_rate": rate},
+            {"until_s": round(float(duration), 3), "users": 0, "spawn_rate": rate},
         ]
     ramp = max(duration * 0.2, 1.0)
     rate = max(users / ramp, 0.1)
