@@ -18,7 +18,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import correlate
-from correlate.ingest.otlp_metrics import Point, Problem, points_of, read_points
+from correlate.ingest.otlp_metrics import (
+    Point,
+    Problem,
+    points_of,
+    read_points,
+    read_proto_points,
+)
 from correlate.ingest.poolmetrics import pool_samples
 
 DATA = Path(__file__).parent / "data" / "metrics"
@@ -57,6 +63,29 @@ def test_new_generation_names_fill_capacity_waiters_timeouts_and_checkouts() -> 
         (4, 4, 0, 3, 3, 9),
     ]
     assert {(r[1], r[2], r[3]) for r in rows} == {(7, "HikariPool-1", "otel db.client.connection")}
+
+
+def test_the_collector_proto_framing_gives_the_same_samples_as_its_json() -> None:
+    json_rows = _samples(DATA / "hikaricp-new-semconv.jsonl")
+    items = list(read_proto_points(DATA / "hikaricp-new-semconv.binpb"))
+    assert not [i for i in items if isinstance(i, Problem)]
+    rows, _ = pool_samples(i for i in items if isinstance(i, Point))
+    assert rows == json_rows
+
+
+def test_a_span_frame_or_a_cut_frame_in_a_metrics_proto_file_is_a_numbered_problem(
+    tmp_path: Path,
+) -> None:
+    metrics = (DATA / "hikaricp-new-semconv.binpb").read_bytes()
+    spans = (Path(__file__).parent / "data" / "otlp" / "one_span.binpb").read_bytes()
+    path = tmp_path / "mixed.binpb"
+    path.write_bytes(metrics + spans + metrics[:10])
+    items = list(read_proto_points(path))
+    problems = [(p.line, p.reason) for p in items if isinstance(p, Problem)]
+    assert [line for line, _ in problems] == [4, 5]
+    assert "not an OTLP ExportMetricsServiceRequest" in problems[0][1]
+    assert "only" in problems[1][1] and "remain" in problems[1][1]
+    assert len({p.time_unix_nano for p in items if isinstance(p, Point)}) == 3
 
 
 def _doc(metrics: list[dict[str, Any]], resource: list[dict[str, Any]] | None = None) -> str:
@@ -224,3 +253,20 @@ def test_any_json_under_resource_metrics_is_points_or_problems_never_a_crash(
     path.write_text(json.dumps({"resourceMetrics": body}) + "\n")
     for item in read_points(path):
         assert isinstance(item, Point | Problem)
+
+
+def test_what_correlate_collect_writes_for_metrics_is_read(tmp_path: Path) -> None:
+    from correlate.collect.signals import decode_protobuf
+    from correlate.ingest.otlp_proto import frames
+
+    lines = []
+    with (DATA / "hikaricp-new-semconv.binpb").open("rb") as stream:
+        for _, _, payload, _ in frames(stream):
+            assert payload is not None
+            decoded = decode_protobuf("metrics", payload)  # what the receiver keeps
+            assert decoded.encoding == "jsonl"
+            lines.append(decoded.payload.decode())
+    path = tmp_path / "metrics" / "collect-000001.jsonl"
+    path.parent.mkdir()
+    path.write_text("\n".join(lines) + "\n")
+    assert _samples(path) == _samples(DATA / "hikaricp-new-semconv.jsonl")

@@ -8,6 +8,7 @@ file's records but not kept: nothing in the analysis reads them yet.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,10 +24,23 @@ if TYPE_CHECKING:
 def load_metrics(
     store: Store, run_id: int, file_id: int, path: Path
 ) -> tuple[int, list[tuple[int | None, str]]]:
-    """Insert the pool samples of metrics file ``path``; (rows added, problems)."""
+    """Insert the pool samples of JSON metrics file ``path``; (rows added, problems)."""
+    return _insert(store, run_id, file_id, otlp_metrics.read_points(path))
+
+
+def load_proto_metrics(
+    store: Store, run_id: int, file_id: int, path: Path
+) -> tuple[int, list[tuple[int | None, str]]]:
+    """Insert the pool samples of framed protobuf metrics file ``path``; (rows added, problems)."""
+    return _insert(store, run_id, file_id, otlp_metrics.read_proto_points(path))
+
+
+def _insert(
+    store: Store, run_id: int, file_id: int, items: Iterable[Point | Problem]
+) -> tuple[int, list[tuple[int | None, str]]]:
     points: list[Point] = []
     problems: list[tuple[int | None, str]] = []
-    for item in otlp_metrics.read_points(path):
+    for item in items:
         if isinstance(item, Problem):
             problems.append((item.line, item.reason))
         else:
@@ -48,4 +62,13 @@ FORMAT = TableFormat(
     "console exporter, correlate collect); pool instruments become pool samples",
     sniff=otlp_metrics.sniff,
     load=load_metrics,
+)
+
+PROTO_FORMAT = TableFormat(
+    name="otlp-metrics-proto",
+    family="metrics",
+    help="OTLP metrics as protobuf in the Collector file exporter's framing (format: proto); "
+    "pool instruments become pool samples",
+    sniff=otlp_metrics.sniff_proto,
+    load=load_proto_metrics,
 )

@@ -14,8 +14,14 @@ exporter README, and the Python SDK's ``MetricsData.to_json``):
   export (pretty-printed over many lines, or one a line), attributes as a
   plain object, and the point kind not named (``data`` holds the points; a
   histogram's have ``bucket_counts``, a sum has ``is_monotonic``).
-- **Protobuf in the Collector's framing** is not read here: pass such a file
-  through ``correlate collect`` or the Collector with ``format: json``.
+- **Protobuf in the Collector's framing** (``format: proto``): a 4-byte
+  big-endian length before each serialized ``ExportMetricsServiceRequest``,
+  the framing :mod:`correlate.ingest.otlp_proto` reads for spans (its
+  :func:`~correlate.ingest.otlp_proto.frames`). Each message goes through
+  protobuf's JSON mapping (camelCase, 64-bit integers as strings, as OTLP/JSON).
+  It is told from a span file by its first message, which must parse as a
+  metrics request with a named metric holding data; a first message longer
+  than the 64 KiB a sniffer sees is taken for spans.
 
 Every data point becomes a :class:`Point` with the metric's name, unit and
 kind (``sum``, ``gauge``, ``histogram``, ``summary``), its temporality, its
@@ -44,7 +50,17 @@ from correlate.errors import InputError
 from correlate.fileio import read_all
 from correlate.inputs import Head
 
-__all__ = ["CUMULATIVE", "DELTA", "Point", "Problem", "points_of", "read_points", "sniff"]
+__all__ = [
+    "CUMULATIVE",
+    "DELTA",
+    "Point",
+    "Problem",
+    "points_of",
+    "read_points",
+    "read_proto_points",
+    "sniff",
+    "sniff_proto",
+]
 
 #: OTLP ``AggregationTemporality``
 DELTA, CUMULATIVE = 1, 2
@@ -90,6 +106,61 @@ class Problem:
 def sniff(head: Head) -> bool:
     """Whether a file starts with a metrics document of either JSON shape."""
     return head.text_like and _START.match(head.stripped) is not None
+
+
+def sniff_proto(head: Head) -> bool:
+    """Whether a binary file starts with a framed ``ExportMetricsServiceRequest``."""
+    data = head.data
+    if not head.binary or len(data) < 5 or data[4] != 0x0A:
+        return False
+    length = int.from_bytes(data[:4], "big")
+    if not 0 < length <= len(data) - 4:
+        return False
+    return _metrics_request(data[4 : 4 + length]) is not None
+
+
+def _metrics_request(payload: bytes) -> Any:
+    """The parsed request when ``payload`` is a metrics request with named metrics holding data."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    try:
+        message = ExportMetricsServiceRequest.FromString(payload)
+    except (DecodeError, ValueError):
+        return None
+    metrics = [m for rm in message.resource_metrics for sm in rm.scope_metrics for m in sm.metrics]
+    if not metrics or not all(m.name and m.WhichOneof("data") for m in metrics):
+        return None
+    return message
+
+
+def read_proto_points(path: Path) -> Iterator[Point | Problem]:
+    """The points of every framed message in ``path``; a :class:`Problem` per bad one.
+
+    Problems are numbered by message (1-based), as for spans in this framing.
+    """
+    from google.protobuf.json_format import MessageToDict
+
+    from correlate.fileio import open_bytes
+    from correlate.ingest.otlp_proto import frames
+
+    try:
+        stream = open_bytes(path)
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from None
+    with stream:
+        for number, offset, payload, problem in frames(stream):
+            where = f"message {number} at byte {offset}"
+            if payload is None:
+                yield Problem(number, f"{where}: {problem}")
+                continue
+            message = _metrics_request(payload)
+            if message is None:
+                yield Problem(number, f"{where}: not an OTLP ExportMetricsServiceRequest")
+                continue
+            yield from points_of(MessageToDict(message, use_integers_for_enums=True))
 
 
 def read_points(path: Path) -> Iterator[Point | Problem]:

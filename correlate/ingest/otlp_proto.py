@@ -83,7 +83,7 @@ def _batches(stream: IO[bytes], batch_chars: int) -> Iterator[LineBatch]:
 
     batch = LineBatch([], [])
     size = 0
-    for number, offset, payload, problem in _frames(stream):
+    for number, offset, payload, problem in frames(stream):
         batch.position = offset
         if payload is None:
             batch.bad.append((number, f"message {number} at byte {offset}: {problem}"))
@@ -114,7 +114,7 @@ def _batches(stream: IO[bytes], batch_chars: int) -> Iterator[LineBatch]:
         yield batch
 
 
-def _frames(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | None, str]]:
+def frames(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | None, str]]:
     """(message number, byte offset, body or None, problem) for each frame.
 
     Stops after the first frame that cannot be read whole.
@@ -194,7 +194,14 @@ def sniff(head: Head) -> bool:
     if not head.binary or len(data) < 5:
         return False
     length = int.from_bytes(data[:4], "big")
-    return 0 < length < (1 << 30) and data[4] == 0x0A
+    # the same framing around metrics (an ExportMetricsServiceRequest) is otlp-metrics-proto's
+    return 0 < length < (1 << 30) and data[4] == 0x0A and not head.once(_holds_metrics)
+
+
+def _holds_metrics(head: Head) -> bool:
+    from correlate.ingest.otlp_metrics import sniff_proto
+
+    return sniff_proto(head)
 
 
 FORMAT = SpanFormat(

@@ -42,6 +42,7 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
     jaeger.FORMAT,
     zipkin.FORMAT,
     metricsformat.FORMAT,
+    metricsformat.PROTO_FORMAT,
     *plan_files.PLAN_FILE_FORMATS,
     *pglog.LOG_FORMATS,
     *k6.FORMATS,
