@@ -144,3 +144,16 @@ def test_the_saturation_sample_recovers_when_the_surge_passes(saturation: Analys
     # the last quarter of the run (a quarter of the users, then none) waits far less
     tail = busy.iloc[-(len(busy) // 4) :]
     assert tail.pool_ms.fillna(0).max() < 0.25 * peak
+
+
+def test_the_saturation_sample_from_spans_alone_is_saturation_too(tmp_path: Path) -> None:
+    run = tmp_path / "checkout-saturation-otel"
+    shutil.copytree(SATURATION, run)
+    shutil.rmtree(run / "metrics")
+    shutil.rmtree(run / "db")
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(run, store=store)
+    pool = [f for f in analysis.findings if f.kind.startswith("pool_")]
+    assert [f.kind for f in pool] == [FindingKind.POOL_SATURATION]
+    assert pool[0].evidence["checkout_spans"]["capacity_last"] == 3
+    assert "database_sessions" not in pool[0].evidence
