@@ -33,8 +33,10 @@ VARCHAR (trace ids 32 digits, span ids 16). A column marked * is never NULL.
 ``pool_samples`` (``pool/samples.jsonl``), one row per pool per tick:
     time_unix_nano* BIGINT, pid* BIGINT, pool*, pool_class* VARCHAR,
     size, max_overflow, capacity INTEGER, checked_out* INTEGER,
-    checked_in, overflow INTEGER, waiters* INTEGER, timeouts_total*,
-    checkouts_total* BIGINT (cumulative), leak_suspects_open* INTEGER.
+    checked_in, overflow INTEGER, waiters INTEGER, timeouts_total,
+    checkouts_total BIGINT (cumulative), leak_suspects_open INTEGER
+    (``correlate.instrument`` always writes the last four; pool samples read
+    from OpenTelemetry metrics leave NULL what the metrics do not give).
 
 ``pool_leaks`` (``pool/leaks.jsonl``), one row per leak suspect:
     detected_unix_nano* BIGINT, pid* BIGINT, pool* VARCHAR, trace_id,
@@ -129,8 +131,8 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     ),
     "pool_samples": _fields(
         "time_unix_nano:int* pid:int* pool:str* pool_class:str* size:int32 max_overflow:int32 "
-        "capacity:int32 checked_out:int32* checked_in:int32 overflow:int32 waiters:int32* "
-        "timeouts_total:int* checkouts_total:int* leak_suspects_open:int32*"
+        "capacity:int32 checked_out:int32* checked_in:int32 overflow:int32 waiters:int32 "
+        "timeouts_total:int checkouts_total:int leak_suspects_open:int32"
     ),
     "pool_leaks": _fields(
         f"detected_unix_nano:int* pid:int* pool:str* {_IDS} route:str request_name:str "
