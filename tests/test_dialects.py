@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from correlate.dialects import (
@@ -177,9 +177,13 @@ _secrets = st.text(
 def test_a_secret_anywhere_in_a_url_never_shows(secret: str, where: str, scheme: str) -> None:
     encoded = quote(secret, safe="")
     if where == "userinfo":
-        url = f"{scheme}://app:{encoded}@db.internal:5432/shop?sslmode=require"
+        template = f"{scheme}://app:{{}}@db.internal:5432/shop?sslmode=require"
     else:
-        url = f"{scheme}://app@db.internal/shop?sslmode=require&{where}={encoded}"
+        template = f"{scheme}://app@db.internal/shop?sslmode=require&{where}={{}}"
+    # A "secret" that is already part of the URL's public text (say "pymysq") cannot be hidden.
+    skeleton = template.format("")
+    assume(secret not in skeleton and encoded not in skeleton)
+    url = template.format(encoded)
     shown = redact_url(url)
     assert secret not in shown and encoded not in shown
     assert MASK in shown
