@@ -35,6 +35,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correlate.routes import path_template_sql
+
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
@@ -82,12 +84,15 @@ def calls_sql(run: Run) -> str:
             {_attr("typed", "messaging.destination.name", "messaging.destination")}, name)
         ELSE concat_ws(' ', target, name) END"""
     identity = f"""CASE
+        WHEN family = 'http' THEN CASE
+            WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
+            THEN upper(coalesce(method, 'GET')) || ' ' || url END
         WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
              THEN NULL
         WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
-        WHEN params IS NOT NULL THEN statement || ' -- ' || params
-        WHEN family = 'http' AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
-             AND url LIKE '%://%' THEN upper(coalesce(method, 'GET')) || ' ' || url END"""
+        WHEN params IS NOT NULL THEN statement || ' -- ' || params END"""
+    # a request's name may hold its ids (Brave's "http:/authors/61/books"): folded
+    parent = f"CASE WHEN g.kind = 'SERVER' THEN {path_template_sql('g.name')} ELSE g.name END"
     return f"""
     WITH
     children AS (SELECT th, ph, count(*) AS n FROM {tree} WHERE ph IS NOT NULL GROUP BY ALL),
@@ -133,7 +138,8 @@ def calls_sql(run: Run) -> str:
         FROM raw
     )
     SELECT th, rh, trace_id, sh, ph, gph,
-           (SELECT name FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph) AS parent_name,
+           (SELECT {parent} FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph)
+               AS parent_name,
            family, {shape} AS shape, target, {identity} AS identity, error, a, b
     FROM typed
     """
