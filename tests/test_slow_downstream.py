@@ -5,7 +5,10 @@ family and the callee's own findings."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +27,8 @@ from correlate.kinds import FindingKind
 from .builders import RunBuilder
 from .conftest import DATA
 from .strategies import span_trees
+
+PRODUCER = Path(__file__).parent / "helpers" / "downstream_producer.py"
 
 
 def call(
@@ -213,6 +218,25 @@ def test_hotrod_dispatch_waits_on_the_customer_service() -> None:
 
 #: Floors down, so that the few requests of a random tree reach every step of the rule.
 LOW = {"slow_downstream.min_requests": 1, "slow_downstream.min_call_ms": 0}
+
+
+def test_real_otel_spans_of_two_flask_services(tmp_path: Path) -> None:
+    """Spans as the official Flask and SQLAlchemy instrumentations write them: the
+    storefront's route waits on pricing, whose time is a slow query; the callee's route
+    template comes from pricing's own SERVER span (Flask's ``<int:quote_id>``)."""
+    pytest.importorskip("opentelemetry.instrumentation.flask")
+    out = tmp_path / "spans.jsonl"
+    subprocess.run([sys.executable, str(PRODUCER), str(out), "6"], check=True, timeout=120)
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(out, store=store)
+    (slow,) = [f for f in analysis.findings if f.kind == FindingKind.SLOW_DOWNSTREAM]
+    (query,) = [f for f in analysis.findings if f.kind == FindingKind.SLOW_QUERY]
+    assert slow.route == "storefront /cart/<int:cart_id>"
+    assert slow.evidence["shape"] == "GET pricing /quotes/<int:quote_id>"
+    assert slow.evidence["requests"] == 6 and slow.evidence["share_of_latency"] > 0.8
+    assert slow.evidence["callee_route"] == query.route == "pricing /quotes/<int:quote_id>"
+    assert slow.evidence["callee_db_ms"] > 0.8 * slow.evidence["callee_mean_ms"]
+    assert slow.evidence["cause"] == "slow_query" and query.title in slow.suggestion
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
