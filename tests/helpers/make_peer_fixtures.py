@@ -1862,7 +1862,10 @@ def expected_md() -> str:
         "*calls* lists the calls in each of them.",
         "",
         "Kinds: `n_plus_one_db`, `n_plus_one_http`, `redundant`, `fan_out`, `slow_query`, "
-        "`slow_downstream`; a file without patterns must give nothing.",
+        "`slow_downstream`; a file without patterns must give nothing. "
+        "`tests/test_repeated.py` (`test_peer_fixture_patterns`) checks every pattern against "
+        "correlate's detectors: each found once, on its route, under its parent, with its "
+        "shape, requests and calls, and nothing else.",
         "",
     ]
     for fx in FIXTURES:
@@ -1907,7 +1910,8 @@ def expected_md() -> str:
             out += ["", "May also be reported (other detectors, rightly):", ""]
             out += [f"- {t}" for t in fx.also]
         if TODAY.get(fx.path):
-            out += ["", "Today's correlate:", ""] + [f"- {t}" for t in TODAY[fx.path]]
+            out += ["", "What correlate did when the fixture was written:", ""]
+            out += [f"- {t}" for t in TODAY[fx.path]]
         out.append("")
     out += ["## Provenance", ""]
     for src in SOURCES.values():
