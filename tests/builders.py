@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlate.ingest.callees import link_callee_routes
 from correlate.statements import fingerprint_run
 from correlate.store import Store, open_store
 
@@ -54,7 +55,10 @@ class RunBuilder:
         sql: str | None = None,
         events: list[dict[str, Any]] | None = None,
         service: str = "svc",
+        template: str | None = None,
     ) -> str:
+        """A span; ``template`` is its ``http_target_template`` as ingest sets it (the
+        route by default)."""
         sid = span_id or self.new_id()
         self.spans.append(
             {
@@ -69,6 +73,7 @@ class RunBuilder:
                 "duration_ns": ns(end) - ns(start),
                 "status_code": status,
                 "http_route": route,
+                "http_target_template": template or route,
                 "http_status_code": http_status,
                 "db_system": db,
                 "db_statement": sql,
@@ -222,4 +227,5 @@ class RunBuilder:
                 con.unregister("built_rows")
         store.refresh_run_stats(run_id)
         fingerprint_run(store, run_id)
+        link_callee_routes(store, run_id)
         return store

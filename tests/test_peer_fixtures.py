@@ -1,7 +1,8 @@
 """The peer-tool fixtures in ``tests/data/peers`` ingest cleanly, as ``expected.json`` counts them.
 
-No detector is asserted here: ``expected.json`` says what the detectors to come should
-find; this only pins that every file reads without a problem and holds what it claims.
+No detector is asserted here (``tests/test_repeated.py`` checks every pattern
+``expected.json`` lists); this only pins that every file reads without a problem and
+holds what it claims.
 """
 
 from __future__ import annotations
@@ -59,7 +60,14 @@ def test_every_file_is_described_and_small() -> None:
 
 
 def test_patterns_are_consistent() -> None:
-    kinds = {"n_plus_one_db", "n_plus_one_http", "redundant", "fan_out", "slow_query"}
+    kinds = {
+        "n_plus_one_db",
+        "n_plus_one_http",
+        "redundant",
+        "fan_out",
+        "slow_query",
+        "slow_downstream",
+    }
     for entry in FILES:
         for p in entry["patterns"]:
             assert p["kind"] in kinds, entry["file"]

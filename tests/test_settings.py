@@ -102,6 +102,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_planned_call_ms": 1.0,
         "critical_rows_read": 1_000_000.0,
     },
+    "slow_downstream": {
+        "min_share": 0.5,
+        "min_call_ms": 20.0,
+        "critical_share_of_latency": 0.8,
+        "min_requests": 5,
+    },
     "throughput_knee": {
         "efficiency": 0.7,
         "latency_ratio": 2.0,
@@ -163,6 +169,7 @@ def test_enum_values_are_the_strings_reports_always_had() -> None:
         "redundant_calls",
         "fan_out",
         "slow_query",
+        "slow_downstream",
         "error_burst",
         "error_rate",
         "degradation",

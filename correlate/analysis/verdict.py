@@ -139,30 +139,101 @@ _SYMPTOM_KINDS = (FindingKind.DEGRADATION, FindingKind.THROUGHPUT_KNEE)
 
 
 def reconcile(findings: list[Finding]) -> list[Finding]:
-    """One cause named once: findings that blame the pool defer to the pool finding.
+    """One cause named once: a finding that describes a symptom defers to the finding that
+    names its cause.
 
-    A degradation or throughput knee whose grown part is pool wait is a symptom of
-    whatever the pool finding concluded (leak, saturation, or that it cannot tell):
-    it points at that finding by its title, and its evidence records the cause
-    (``evidence["cause"]``), so no two findings name different causes for the same
-    waits. Without a pool finding, nothing changes.
+    - A degradation or throughput knee whose grown part is pool wait is a symptom of
+      whatever the pool finding concluded (leak, saturation, or that it cannot tell).
+    - A slow downstream whose calls are an N+1, a redundant call or a fan-out on the same
+      route is that pattern's doing: the repeated-calls finding carries the severity and the
+      fix, and the slow downstream is only info beside it.
+    - A slow downstream whose callee's route has a finding of its own (a slow query, an
+      N+1, a pool finding, …) keeps its severity — the caller's users wait — but points at
+      the callee's finding as the cause.
+
+    A symptom points at its cause by title, and its evidence records the cause's kind
+    (``evidence["cause"]``), so no two findings name different causes for the same time.
     """
+    return rank(_defer_downstream(_defer_to_pool(findings)))
+
+
+def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
     pool = next((f for f in findings if f.kind in POOL_KINDS), None)
     if pool is None:
         return findings
     out = []
     for f in findings:
         if f.kind in _SYMPTOM_KINDS and f.evidence.get("grew_most") == "pool wait":
-            f = replace(
+            f = _caused_by(
                 f,
-                evidence={**f.evidence, "cause": str(pool.kind)},
-                suggestion=(
-                    f"A symptom of the pool finding, “{pool.title}”: the pool wait that grew here "
-                    "is its doing. Fix that first."
-                ),
+                pool,
+                f"A symptom of the pool finding, “{pool.title}”: the pool wait that grew here "
+                "is its doing. Fix that first.",
             )
         out.append(f)
-    return rank(out)
+    return out
+
+
+#: Findings about repeated calls that explain a slow downstream on their route and shape.
+_REPEATED_KINDS = (FindingKind.N_PLUS_ONE_CALLS, FindingKind.REDUNDANT_CALLS, FindingKind.FAN_OUT)
+
+
+def _defer_downstream(findings: list[Finding]) -> list[Finding]:
+    out = []
+    for f in findings:
+        if f.kind == FindingKind.SLOW_DOWNSTREAM:
+            shape, callee = f.evidence.get("shape"), f.evidence.get("callee_route")
+            repeated = next(
+                (
+                    g
+                    for g in findings
+                    if g.kind in _REPEATED_KINDS
+                    and g.route == f.route
+                    and shape in (g.evidence.get("shape"), g.evidence.get("top_shape"))
+                ),
+                None,
+            )
+            own = next(
+                (
+                    g
+                    for g in findings
+                    if callee is not None
+                    and g.route == callee
+                    and g is not f
+                    and g.severity > Severity.INFO
+                ),
+                None,
+            )
+            if repeated is not None:
+                f = _caused_by(
+                    f,
+                    repeated,
+                    f"These calls are the repeated-calls finding “{repeated.title}”: fix that, "
+                    "and this time goes with it.",
+                    severity=Severity.INFO,
+                )
+            elif own is not None:
+                f = _caused_by(
+                    f,
+                    own,
+                    f"The callee's own finding names the cause, “{own.title}”: fix that first, "
+                    "and the caller's wait goes with it.",
+                )
+        out.append(f)
+    return out
+
+
+def _caused_by(
+    f: Finding, cause: Finding, suggestion: str, severity: Severity | None = None
+) -> Finding:
+    """``f`` pointing at ``cause``: its kind in the evidence, the suggestion, and the
+    severity when the cause carries it instead."""
+    return replace(
+        f,
+        severity=f.severity if severity is None else severity,
+        evidence={**f.evidence, "cause": str(cause.kind)},
+        suggestion=suggestion,
+    )
 
 
 def _collect(run: Run, detectors: tuple[Detector, ...] | None, settings: Settings) -> Analysis:

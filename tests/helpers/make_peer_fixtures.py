@@ -247,7 +247,7 @@ def compact(obj: Any) -> str:
 
 @dataclass
 class Pattern:
-    kind: str  # n_plus_one_db, n_plus_one_http, redundant, fan_out, slow_query
+    kind: str  # n_plus_one_db, n_plus_one_http, redundant, fan_out, slow_query, slow_downstream
     service: str
     route: str  # the request's route template (as the issue's detectors should name it)
     parent: str  # name of the span the repeated calls hang under
@@ -1337,6 +1337,8 @@ def write_zipkin_legacy() -> None:
     ]
     fx.not_flagged += [
         "n_plus_one_http in the cart with 4 lines, and in /products/{sku} (one call each)",
+        "slow_downstream for /products/{sku}: its one pricing call is most of the route, but "
+        "about 9 ms a call, under the 20 ms floor (a thin route in front of its backend)",
         "n_plus_one_db: one cart_line / product query per request",
         "the 503 from pricing is an error, not a pattern",
     ]
@@ -1608,6 +1610,17 @@ def write_hotrod() -> None:
             "correlate's own slow-query rule (≥ 50%, median ≥ 20 ms) holds once the "
             "statement is read",
         ),
+        Pattern(
+            "slow_downstream",
+            "frontend",
+            "/dispatch",
+            "HTTP GET /dispatch",
+            "GET customer /customer",
+            [1] * 8,
+            "the one customer call is about half of each /dispatch (its server side is the "
+            "slow MySQL query, which the slow_query finding names as the cause); the /route "
+            "calls take longer together but are the N+1's, not a slow downstream",
+        ),
     ]
     whole.not_flagged += [
         "redundant: a GetDriver repeated with the same driverID follows a failed attempt "
@@ -1848,8 +1861,11 @@ def expected_md() -> str:
         "(perf-sentinel's defaults). *Requests* counts the requests that show the pattern; "
         "*calls* lists the calls in each of them.",
         "",
-        "Kinds: `n_plus_one_db`, `n_plus_one_http`, `redundant`, `fan_out`, `slow_query`; a "
-        "file without patterns must give nothing.",
+        "Kinds: `n_plus_one_db`, `n_plus_one_http`, `redundant`, `fan_out`, `slow_query`, "
+        "`slow_downstream`; a file without patterns must give nothing. "
+        "`tests/test_repeated.py` (`test_peer_fixture_patterns`) checks every pattern against "
+        "correlate's detectors: each found once, on its route, under its parent, with its "
+        "shape, requests and calls, and nothing else.",
         "",
     ]
     for fx in FIXTURES:
@@ -1894,7 +1910,8 @@ def expected_md() -> str:
             out += ["", "May also be reported (other detectors, rightly):", ""]
             out += [f"- {t}" for t in fx.also]
         if TODAY.get(fx.path):
-            out += ["", "Today's correlate:", ""] + [f"- {t}" for t in TODAY[fx.path]]
+            out += ["", "What correlate did when the fixture was written:", ""]
+            out += [f"- {t}" for t in TODAY[fx.path]]
         out.append("")
     out += ["## Provenance", ""]
     for src in SOURCES.values():

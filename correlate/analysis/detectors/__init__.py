@@ -35,6 +35,7 @@ from correlate.analysis.detectors.load import (
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, n_plus_one
 from correlate.analysis.detectors.pool import PoolSettings, pool_exhaustion
 from correlate.analysis.detectors.redundant import RedundantCallsSettings, redundant_calls
+from correlate.analysis.detectors.slow_downstream import SlowDownstreamSettings, slow_downstream
 from correlate.analysis.detectors.slow_query import SlowQuerySettings, slow_query
 from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings, unexplained_time
 
@@ -50,6 +51,7 @@ DETECTORS: tuple[Detector, ...] = (
     redundant_calls,
     fan_out,
     slow_query,
+    slow_downstream,
     error_bursts,
     degradation,
     throughput_knee,
@@ -67,6 +69,7 @@ __all__ = [
     "OutsideServerSettings",
     "PoolSettings",
     "RedundantCallsSettings",
+    "SlowDownstreamSettings",
     "SlowQuerySettings",
     "ThroughputKneeSettings",
     "UnexplainedTimeSettings",
@@ -77,6 +80,7 @@ __all__ = [
     "outside_server",
     "pool_exhaustion",
     "redundant_calls",
+    "slow_downstream",
     "slow_query",
     "throughput_knee",
     "unexplained_time",

@@ -15,7 +15,9 @@ gives one row per call with what the detectors group by:
     protocol);
 ``shape``
     what repeats: the statement's fingerprint for ``db``; for HTTP the method, the
-    callee and its route template (:func:`http_template_sql`); the service and method for
+    callee and the route template it reached (the span's ``http_target_template``, filled
+    at ingest: the callee's ``http.route`` when the trace holds it, else the URL's path
+    with ids folded; :mod:`correlate.ingest.callees`); the service and method for
     RPC; the destination for messaging;
 ``identity``
     the exact call, when it can be seen: a read statement's text with its literal values,
@@ -24,23 +26,19 @@ gives one row per call with what the detectors group by:
     the method and full URL of a GET or HEAD. Two calls with one identity are the same
     call made twice.
 
-:func:`Scale` turns a pattern's measured cost into a severity and a projection.
+:func:`unions_sql` folds overlapping calls into their union;
+:mod:`~correlate.analysis.detectors.pattern` turns what the detectors measure into
+findings.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from correlate.routes import path_template_sql
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
-
-#: A path segment that is an id: digits, a UUID, a long hex string, or any segment with
-#: three digits or more (``SKU-1196``, ``ord_20931``); folded to ``{id}``.
-ID_SEGMENT = (
-    r"[0-9]+|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{16,}|[^/]*[0-9][^/]*[0-9][^/]*[0-9][^/]*"
-)
 
 #: The attribute prefix under which a span records a statement's bound values (OpenTelemetry
 #: database semantic conventions: ``db.query.parameter.<key>``).
@@ -52,27 +50,6 @@ _PLACEHOLDER = r"\?|\$[0-9]+|(^|[^:]):[A-Za-z_]|@[A-Za-z_]|%s|%\("
 
 def _attr(alias: str, *keys: str) -> str:
     return "coalesce(" + ", ".join(f"{alias}.attributes->>'{k}'" for k in keys) + ")"
-
-
-def fold_path_sql(path: str) -> str:
-    """SQL: the path of ``path`` (an SQL expression: a URL or a path) without its query
-    string, each id-like segment replaced by ``{id}``: ``/api/account/203`` →
-    ``/api/account/{id}``."""
-    bare = f"regexp_extract({path}, '^(?:[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*)?([^?#]*)', 1)"
-    return (
-        f"array_to_string(list_transform(string_split({bare}, '/'), "
-        f"lambda x: CASE WHEN regexp_full_match(x, '{ID_SEGMENT}') THEN '{{id}}' ELSE x END), '/')"
-    )
-
-
-def http_template_sql(callee_route: str, url: str) -> str:
-    """SQL: the route template an HTTP client call reached: the callee's SERVER span's
-    ``http.route`` when the trace holds it, else the URL's path with ids folded.
-
-    The one place the template is derived, so a template column recorded at ingest can
-    replace it.
-    """
-    return f"coalesce({callee_route}, nullif({fold_path_sql(url)}, ''))"
 
 
 def calls_sql(run: Run) -> str:
@@ -100,25 +77,27 @@ def calls_sql(run: Run) -> str:
     )
     shape = f"""CASE family
         WHEN 'db' THEN fingerprint
-        WHEN 'http' THEN concat_ws(' ', upper(method), target,
-                                   {http_template_sql("callee_route", "url")})
+        WHEN 'http' THEN concat_ws(' ', upper(method), target, template)
         WHEN 'rpc' THEN coalesce({_attr("typed", "rpc.service")} || '/'
                                  || {_attr("typed", "rpc.method")}, name)
         WHEN 'messaging' THEN coalesce(
             {_attr("typed", "messaging.destination.name", "messaging.destination")}, name)
         ELSE concat_ws(' ', target, name) END"""
     identity = f"""CASE
+        WHEN family = 'http' THEN CASE
+            WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
+            THEN upper(coalesce(method, 'GET')) || ' ' || url END
         WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
              THEN NULL
         WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
-        WHEN params IS NOT NULL THEN statement || ' -- ' || params
-        WHEN family = 'http' AND upper(coalesce(method, 'GET')) IN ('GET', 'HEAD')
-             AND url LIKE '%://%' THEN upper(coalesce(method, 'GET')) || ' ' || url END"""
+        WHEN params IS NOT NULL THEN statement || ' -- ' || params END"""
+    # a request's name may hold its ids (Brave's "http:/authors/61/books"): folded
+    parent = f"CASE WHEN g.kind = 'SERVER' THEN {path_template_sql('g.name')} ELSE g.name END"
     return f"""
     WITH
     children AS (SELECT th, ph, count(*) AS n FROM {tree} WHERE ph IS NOT NULL GROUP BY ALL),
     callee AS (
-        SELECT th, ph, any_value(http_route) AS route, any_value(service) AS service
+        SELECT th, ph, any_value(service) AS service
         FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
     ),
     raw AS (
@@ -135,9 +114,10 @@ def calls_sql(run: Run) -> str:
                -- attributes are parsed only where they can matter
                CASE WHEN c.category = 'downstream' THEN {method} END AS method,
                CASE WHEN c.category = 'downstream' THEN {url} END AS url,
+               CASE WHEN c.category = 'downstream' THEN s.http_target_template END AS template,
                CASE WHEN c.category = 'db' AND CAST(s.attributes AS VARCHAR) LIKE '%db.query.parameter.%'
                     THEN {params} END AS params,
-               ce.route AS callee_route, ce.service AS callee_service
+               ce.service AS callee_service
         FROM {parts} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
         LEFT JOIN {tree} w ON w.th = c.th AND w.sh = c.ph
@@ -158,7 +138,8 @@ def calls_sql(run: Run) -> str:
         FROM raw
     )
     SELECT th, rh, trace_id, sh, ph, gph,
-           (SELECT name FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph) AS parent_name,
+           (SELECT {parent} FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph)
+               AS parent_name,
            family, {shape} AS shape, target, {identity} AS identity, error, a, b
     FROM typed
     """
@@ -177,73 +158,33 @@ def calls_table(run: Run) -> str:
     return name
 
 
-@dataclass(frozen=True)
-class Scale:
-    """What a repeated pattern costs on a route: measured, and projected to more load.
-
-    ``requests`` is how many of the route's ``route_requests`` show it; per such request it
-    makes ``calls`` calls (mean) whose intervals' union is ``union_ms``, of a request of
-    ``request_ms`` on average; the run lasted ``seconds``.
-    """
-
-    requests: int
-    route_requests: int
-    calls: float
-    union_ms: float
-    request_ms: float
-    seconds: float
-
-    @property
-    def request_share(self) -> float:
-        """Share of the route's requests that show the pattern."""
-        return self.requests / self.route_requests if self.route_requests else 0.0
-
-    @property
-    def time_share(self) -> float:
-        """Share of such a request's time spent in the repeated calls (their union)."""
-        return min(self.union_ms / self.request_ms, 1.0) if self.request_ms > 0 else 0.0
-
-    @property
-    def round_trips_per_second(self) -> float:
-        """Calls the pattern makes per second at the run's throughput."""
-        return self.calls * self.requests / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def busy_per_second(self) -> float:
-        """Seconds of call time per second of the run: connections (or callee workers) the
-        pattern keeps busy on average."""
-        return self.union_ms * self.requests / 1000 / self.seconds if self.seconds > 0 else 0.0
-
-    def projection(self, factor: float, noun: str) -> str:
-        """The pattern at ``factor`` × the load, in plain words with the numbers."""
-        if self.seconds <= 0:
-            return ""
-        rps = self.requests / self.seconds
-        return (
-            f"At {factor:g}× this load ({rps * factor:.1f} such requests a second) it would "
-            f"make {self.round_trips_per_second * factor:,.0f} {noun} a second and keep about "
-            f"{self.busy_per_second * factor:.2f} connections busy with them alone, before "
-            "any queueing."
+_UNIONS_SQL = """
+    SELECT {keys}, island, any_value(parent_name) AS parent_name,
+           any_value(target) AS target, count(*) AS calls, count(identity) AS visible,
+           list(DISTINCT identity) FILTER (WHERE identity IS NOT NULL) AS idents,
+           min(a) AS a, max(b) AS b
+    FROM (
+        SELECT *, sum(new_island) OVER (PARTITION BY {keys}
+                                        ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+        FROM (
+            SELECT *, CASE WHEN a > max(b) OVER (
+                PARTITION BY {keys}
+                ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                THEN 1 ELSE 0 END AS new_island
+            FROM {source}
         )
-
-    def evidence(self, factor: float) -> dict[str, float]:
-        """The measured and projected numbers, for a finding's evidence."""
-        return {
-            "share_of_request_time": self.time_share,
-            "round_trips_per_second": self.round_trips_per_second,
-            "busy_connections": self.busy_per_second,
-            "projection_factor": factor,
-            "projected_round_trips_per_second": self.round_trips_per_second * factor,
-            "projected_busy_connections": self.busy_per_second * factor,
-        }
+    )
+    GROUP BY ALL
+"""
 
 
-__all__ = [
-    "ID_SEGMENT",
-    "PARAMETER_PREFIX",
-    "Scale",
-    "calls_sql",
-    "calls_table",
-    "fold_path_sql",
-    "http_template_sql",
-]
+def unions_sql(source: str, keys: str) -> str:
+    """SQL: the calls of ``source`` (a table or subquery of :func:`calls_sql` rows) folded
+    per ``keys`` (a column list) into *islands* of overlapping calls, one row each:
+    ``keys, island, parent_name, target, calls, visible, idents, a, b``. Summing ``b - a``
+    over a key's islands gives the union of its calls' intervals, so calls made three at
+    a time count once."""
+    return _UNIONS_SQL.format(source=source, keys=keys)
+
+
+__all__ = ["PARAMETER_PREFIX", "calls_sql", "calls_table", "unions_sql"]

@@ -14,11 +14,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_table
+from correlate.analysis.detectors.pattern import patterns, severity
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
-from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -48,6 +47,7 @@ parents AS (
     -- direct children: the call's own parent, not the group parent
     SELECT g.th, g.rh, g.ph, any_value(p.name) AS parent_name, sum(g.n) AS calls,
            count(*) AS shapes, max(g.n) / sum(g.n) AS top_share,
+           arg_max(g.shape, g.n) AS top_shape,
            -- the calls' time, overlaps counted once at most as far as their extent goes
            least(sum(g.busy), max(g.b) - min(g.a)) / 1e6 AS span_ms
     FROM (SELECT th, rh, ph, shape, count(*) AS n, sum(b - a) AS busy, min(a) AS a,
@@ -59,17 +59,17 @@ parents AS (
 hits AS (
     SELECT r.route, p.parent_name, any_value(r.trace_id) AS trace_id,
            max(p.calls) AS calls, max(p.shapes) AS shapes, max(p.span_ms) AS span_ms,
-           max(p.top_share) AS top_share,
+           max(p.top_share) AS top_share, arg_max(p.top_shape, p.calls) AS top_shape,
            any_value(r.duration_ms) AS duration_ms
     FROM parents p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     GROUP BY r.th, r.rh, r.route, p.parent_name
 )
-SELECT route, parent_name, count(*) AS requests,
+SELECT route, count(*) AS requests,
        (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
-       avg(calls) AS calls, max(calls) AS max_calls, avg(shapes) AS shapes,
-       avg(span_ms) AS span_ms, sum(span_ms) AS total_ms, avg(duration_ms) AS duration_ms,
+       avg(calls) AS calls, max(calls) AS max_calls, avg(span_ms) AS span_ms,
+       sum(span_ms) AS total_ms, avg(duration_ms) AS duration_ms, parent_name,
        list(trace_id ORDER BY calls DESC, span_ms DESC, trace_id)[1:3] AS traces,
-       avg(top_share) AS top_share
+       avg(shapes) AS shapes, avg(top_share) AS top_share, mode(top_shape) AS top_shape
 FROM hits h GROUP BY route, parent_name
 ORDER BY max_calls DESC, route, parent_name
 """
@@ -78,53 +78,36 @@ ORDER BY max_calls DESC, route, parent_name
 def fan_out(run: Run, settings: FanOutSettings = DEFAULTS) -> list[Finding]:
     """Spans with more than ``max_children`` direct client calls."""
     s = settings
-    sql = _SQL.format(
-        calls=calls_table(run),
-        tree=run.table("tree"),
-        reqs=run.table("requests"),
-    )
-    rows = run.con.execute(sql, {"max_children": s.max_children}).fetchall()
-    seconds = run.seconds
     found = []
-    for (
-        route, parent, n, route_n, calls, max_calls, shapes, span_ms, total_ms, duration_ms,
-        traces, top_share,
-    ) in rows:  # fmt: skip
-        scale = Scale(int(n), int(route_n), float(calls), float(span_ms), float(duration_ms),
-                      seconds)  # fmt: skip
-        if scale.request_share < s.min_request_share or top_share >= s.one_shape_share:
-            severity = Severity.INFO
-        elif max_calls > s.critical_children:
-            severity = Severity.CRITICAL
-        else:
-            severity = Severity.WARNING
-        name = parent or "one span"
+    for p, (shapes, top_share, top_shape) in patterns(run, _SQL, max_children=s.max_children):
+        scale, calls, route = p.scale(), p.calls, p.route
+        one_shape = top_share >= s.one_shape_share
+        name = p.parent or "one span"
+        evidence = p.evidence(
+            scale,
+            s.projection_factor,
+            "span_ms_per_request",
+            shapes_per_request=float(shapes),
+            share_in_one_shape=float(top_share),
+            top_shape=top_shape,
+        )
         found.append(
-            Finding(
-                kind=FindingKind.FAN_OUT,
-                severity=severity,
+            p.finding(
+                FindingKind.FAN_OUT,
+                severity(
+                    scale,
+                    min_request_share=s.min_request_share,
+                    warning=not one_shape,
+                    critical=not one_shape and p.max_calls > s.critical_children,
+                ),
                 title=f"Fan-out in {route}: {name} makes {calls:.0f} calls per request",
-                route=route,
-                impact_ms=float(total_ms),
-                evidence={
-                    "requests": int(n),
-                    "route_requests": int(route_n),
-                    "share_of_requests": scale.request_share,
-                    "calls_per_request": float(calls),
-                    "max_calls": int(max_calls),
-                    "shapes_per_request": float(shapes),
-                    "share_in_one_shape": float(top_share),
-                    "span_ms_per_request": float(span_ms),
-                    "mean_request_ms": float(duration_ms),
-                    "parent": parent,
-                    **scale.evidence(s.projection_factor),
-                },
-                trace_ids=tuple(traces),
+                evidence=evidence,
                 explanation=(
-                    f"In {n} of {route_n} {route} requests ({pct(scale.request_share)}), "
-                    f"{name} makes {calls:.0f} client calls directly (at most {max_calls}, "
-                    f"{shapes:.0f} distinct shapes), {ms(span_ms)} of calls in a "
-                    f"{ms(duration_ms)} request. " + scale.projection(s.projection_factor, "calls")
+                    f"In {p.requests} of {p.route_requests} {route} requests "
+                    f"({pct(scale.request_share)}), {name} makes {calls:.0f} client calls "
+                    f"directly (at most {p.max_calls}, {shapes:.0f} distinct shapes), "
+                    f"{ms(p.cost_ms)} of calls in a {ms(p.duration_ms)} request. "
+                    + scale.projection(s.projection_factor, "calls")
                 ).strip(),
                 suggestion=(
                     "Batch the calls (one query or bulk request for all items), or bound "

@@ -21,7 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_table
+from correlate.analysis.detectors.calls import unions_sql
+from correlate.analysis.detectors.pattern import Scale, patterns
+from correlate.analysis.detectors.pattern import severity as pattern_severity
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -70,38 +72,20 @@ def severity(scale: Scale, calls: float, s: NPlusOneSettings) -> Severity:
     many = calls >= s.critical_calls
     costly = scale.union_ms >= s.min_union_ms or scale.time_share >= s.min_time_share
     projected = scale.busy_per_second * s.projection_factor >= s.projected_busy
-    if scale.request_share < s.min_request_share:
-        return Severity.INFO
-    if many and costly:
-        return Severity.CRITICAL
-    if many or costly or projected:
-        return Severity.WARNING
-    return Severity.INFO
+    return pattern_severity(
+        scale,
+        min_request_share=s.min_request_share,
+        warning=many or costly or projected,
+        critical=many and costly,
+    )
 
 
 #: One row per (route, family, shape): the requests that repeat a shape under one parent.
 _GROUPS_SQL = """
-WITH calls AS (SELECT * FROM {calls}),
-islands AS (
-    SELECT *, sum(new_island) OVER (PARTITION BY th, rh, gph, family, shape
-                                    ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
-    FROM (
-        SELECT *, CASE WHEN a > max(b) OVER (
-            PARTITION BY th, rh, gph, family, shape
-            ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
-            THEN 1 ELSE 0 END AS new_island
-        FROM calls WHERE shape IS NOT NULL
-    )
-),
-groups AS (
+WITH groups AS (
     SELECT th, rh, gph, family, shape, any_value(parent_name) AS parent_name,
-           any_value(target) AS target, sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms,
-           sum(visible) AS visible, list_distinct(flatten(list(idents))) AS idents
-    FROM (SELECT th, rh, gph, family, shape, island, any_value(parent_name) AS parent_name,
-                 any_value(target) AS target, count(*) AS calls, count(identity) AS visible,
-                 list(DISTINCT identity) FILTER (WHERE identity IS NOT NULL) AS idents,
-                 min(a) AS a, max(b) AS b
-          FROM islands GROUP BY ALL)
+           any_value(target) AS target, sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
+    FROM ({unions})
     GROUP BY ALL
     HAVING sum(calls) >= $min_calls
        -- every call visible and the very same: a redundant call, not an N+1
@@ -116,32 +100,30 @@ hits AS (
     FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
     GROUP BY r.th, r.rh, r.route, g.family, g.shape
 )
-SELECT h.route, h.family, h.shape, count(*) AS requests,
+SELECT h.route, count(*) AS requests,
        (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
        avg(h.calls) AS calls, max(h.calls) AS max_calls, avg(h.union_ms) AS union_ms,
        sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
-       mode(h.parent_name) AS parent_name, any_value(h.target) AS target,
-       list(h.trace_id ORDER BY h.union_ms DESC, h.trace_id)[1:3] AS traces
+       mode(h.parent_name) AS parent_name,
+       list(h.trace_id ORDER BY h.union_ms DESC, h.trace_id)[1:3] AS traces,
+       h.family, h.shape, any_value(h.target) AS target
 FROM hits h GROUP BY h.route, h.family, h.shape
 ORDER BY total_ms DESC, h.route, h.shape
-"""
+""".replace(
+    "{unions}",
+    unions_sql("(SELECT * FROM {calls} WHERE shape IS NOT NULL)", "th, rh, gph, family, shape"),
+)
 
 
 def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]:
     """N+1 queries (kind ``n_plus_one``) and N+1 HTTP, RPC and messaging calls (kind
     ``n_plus_one_calls``), from ``min_calls`` calls of one shape under one parent."""
     s = settings
-    sql = _GROUPS_SQL.format(calls=calls_table(run), reqs=run.table("requests"))
-    rows = run.con.execute(sql, {"min_calls": s.min_calls}).fetchall()
+    rows = patterns(run, _GROUPS_SQL, min_calls=s.min_calls)
     texts = _texts(run) if rows else {}
-    seconds = run.seconds
     found = []
-    for (
-        route, family, shape, n, route_n, calls, max_calls, union_ms, total_ms, duration_ms,
-        parent, target, traces,
-    ) in rows:  # fmt: skip
-        scale = Scale(int(n), int(route_n), float(calls), float(union_ms),
-                      float(duration_ms), seconds)  # fmt: skip
+    for p, (family, shape, target) in rows:
+        scale, calls, route = p.scale(), p.calls, p.route
         db = family == "db"
         statement, table = texts.get(shape, ("", None)) if db else (shape, None)
         if db:
@@ -161,37 +143,30 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
                 "a query parameter taking several ids), or cache what does not change per "
                 "request."
             )
-        where = f" under {parent}" if parent else " under one parent span"
+        where = f" under {p.parent}" if p.parent else " under one parent span"
         projection = scale.projection(s.projection_factor, noun)
+        evidence = p.evidence(
+            scale,
+            s.projection_factor,
+            "union_ms_per_request",
+            family=family,
+            shape=shape,
+            target=target,
+            statement=statement,
+        )
         found.append(
-            Finding(
-                kind=kind,
-                severity=severity(scale, float(calls), s),
+            p.finding(
+                kind,
+                severity(scale, calls, s),
                 title=f"N+1 {noun} in {route}: {what} {calls:.0f}× per request",
-                route=route,
                 fingerprint=shape if db else None,
-                impact_ms=float(total_ms),
-                evidence={
-                    "requests": int(n),
-                    "route_requests": int(route_n),
-                    "share_of_requests": scale.request_share,
-                    "calls_per_request": float(calls),
-                    "max_calls": int(max_calls),
-                    "union_ms_per_request": float(union_ms),
-                    "mean_request_ms": float(duration_ms),
-                    "family": family,
-                    "shape": shape,
-                    "parent": parent,
-                    "target": target,
-                    **scale.evidence(s.projection_factor),
-                    "statement": statement,
-                },
-                trace_ids=tuple(traces),
+                evidence=evidence,
                 explanation=(
-                    f"{pct(scale.request_share)} of {route} requests ({n} of {route_n}) make "
-                    f"{what} {calls:.0f} times{where}, {ms(union_ms)} per request out of "
-                    f"{ms(duration_ms)} ({pct(scale.time_share)}): one call per item instead "
-                    f"of one for all of them. {projection}"
+                    f"{pct(scale.request_share)} of {route} requests ({p.requests} of "
+                    f"{p.route_requests}) make {what} {calls:.0f} times{where}, "
+                    f"{ms(p.cost_ms)} per request out of {ms(p.duration_ms)} "
+                    f"({pct(scale.time_share)}): one call per item instead of one for all of "
+                    f"them. {projection}"
                 ).strip(),
                 suggestion=fix,
                 threshold=(

@@ -16,11 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.calls import Scale, calls_table
+from correlate.analysis.detectors.pattern import patterns, severity
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
-from correlate.severity import Severity
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -60,12 +59,13 @@ hits AS (
     GROUP BY r.th, r.rh, r.route, g.family, g.identity
 )
 -- one finding per route and shape: the same author read twice, whichever author
-SELECT route, family, shape, any_value(identity) AS example, count(*) AS requests,
+SELECT route, count(*) AS requests,
        (SELECT count(*) FROM {reqs} r WHERE r.route = h.route) AS route_requests,
        avg(calls) AS calls, max(calls) AS max_calls, avg(repeat_ms) AS repeat_ms,
        sum(repeat_ms) AS total_ms, avg(duration_ms) AS duration_ms,
        mode(parent_name) AS parent_name,
-       list(trace_id ORDER BY repeat_ms DESC, trace_id)[1:3] AS traces
+       list(trace_id ORDER BY repeat_ms DESC, trace_id)[1:3] AS traces,
+       family, shape, any_value(identity) AS example
 FROM hits h GROUP BY route, family, shape
 ORDER BY total_ms DESC, route, shape
 """
@@ -74,53 +74,39 @@ ORDER BY total_ms DESC, route, shape
 def redundant_calls(run: Run, settings: RedundantCallsSettings = DEFAULTS) -> list[Finding]:
     """The same statement with the same values, or the same URL, repeated in one request."""
     s = settings
-    sql = _SQL.format(calls=calls_table(run), reqs=run.table("requests"))
-    rows = run.con.execute(sql, {"min_calls": s.min_calls}).fetchall()
-    seconds = run.seconds
     found = []
-    for (
-        route, family, shape, example, n, route_n, calls, max_calls, repeat_ms, total_ms,
-        duration_ms, parent, traces,
-    ) in rows:  # fmt: skip
-        repeats = float(calls) - 1
-        scale = Scale(int(n), int(route_n), repeats, float(repeat_ms), float(duration_ms), seconds)
+    for p, (family, shape, example) in patterns(run, _SQL, min_calls=s.min_calls):
+        calls, route = p.calls, p.route
+        repeats = calls - 1
+        scale = p.scale(calls=repeats)
         db = family == "db"
         what = "the same query with the same values" if db else f"the same {example}"
-        severity = (
-            Severity.WARNING
-            if calls >= s.warning_calls or scale.time_share >= s.min_time_share
-            else Severity.INFO
+        where = f" under {p.parent}" if p.parent else ""
+        evidence = p.evidence(
+            scale,
+            s.projection_factor,
+            "repeat_ms_per_request",
+            family=family,
+            shape=shape,
+            example=example,
         )
-        where = f" under {parent}" if parent else ""
         found.append(
-            Finding(
-                kind=FindingKind.REDUNDANT_CALLS,
-                severity=severity,
+            p.finding(
+                FindingKind.REDUNDANT_CALLS,
+                severity(
+                    scale,
+                    min_request_share=0.0,
+                    warning=calls >= s.warning_calls or scale.time_share >= s.min_time_share,
+                ),
                 title=f"Redundant {'queries' if db else 'calls'} in {route}: {what} "
                 f"{calls:.0f}× per request",
-                route=route,
                 fingerprint=shape if db else None,
-                impact_ms=float(total_ms),
-                evidence={
-                    "requests": int(n),
-                    "route_requests": int(route_n),
-                    "share_of_requests": scale.request_share,
-                    "calls_per_request": float(calls),
-                    "max_calls": int(max_calls),
-                    "repeat_ms_per_request": float(repeat_ms),
-                    "mean_request_ms": float(duration_ms),
-                    "family": family,
-                    "shape": shape,
-                    "parent": parent,
-                    "example": example,
-                    **scale.evidence(s.projection_factor),
-                },
-                trace_ids=tuple(traces),
+                evidence=evidence,
                 explanation=(
-                    f"{n} of {route_n} {route} requests make {what} {calls:.0f} times"
-                    f"{where} ({example}); the {repeats:.0f} repeats take {ms(repeat_ms)} of "
-                    f"a {ms(duration_ms)} request ({pct(scale.time_share)}) and return what "
-                    f"the first call returned. "
+                    f"{p.requests} of {p.route_requests} {route} requests make {what} "
+                    f"{calls:.0f} times{where} ({example}); the {repeats:.0f} repeats take "
+                    f"{ms(p.cost_ms)} of a {ms(p.duration_ms)} request "
+                    f"({pct(scale.time_share)}) and return what the first call returned. "
                     + scale.projection(s.projection_factor, "repeated calls")
                 ).strip(),
                 suggestion=(
