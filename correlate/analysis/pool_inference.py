@@ -177,11 +177,12 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     data = _load(run, settings)
     if data is None:
         return None
-    holders, waits, db = data
+    holders, waits, db, gaps = data
     best: PoolInference | None = None
     for service in sorted(set(waits.service)) or [""]:
         got = _infer_service(
             holders[holders.service == service],
+            gaps[gaps.service == service],
             waits.start_ns[waits.service == service].to_numpy(),
             db,
             service,
@@ -193,7 +194,9 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     return best
 
 
-def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+def _load(
+    run: Run, s: PoolSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     reqs, parts = run.table("requests"), run.table("parts")
     (checkouts,) = run.con.execute(
         f"SELECT count(*) FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"
@@ -231,6 +234,33 @@ def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
         """,
         {"run": run.run_id},
     ).df()
+    # A request that checks out again (node-postgres's pool.query takes a client per
+    # statement) is waiting, not holding, during each later checkout: those spans are gaps
+    # in its hold, until its end and until its last query (the two readings of the hold).
+    gaps = run.con.execute(
+        f"""
+        WITH got AS (
+            SELECT th, rh, min(end_ns) AS acquired_ns
+            FROM {parts}
+            WHERE category = 'pool' AND span_id IS NOT NULL
+              AND status_code IS DISTINCT FROM 'ERROR'
+            GROUP BY th, rh
+        ),
+        queried AS (
+            SELECT th, rh, max(b) AS last_query_ns FROM {parts} WHERE category = 'db'
+            GROUP BY th, rh
+        )
+        SELECT coalesce(r.service, '') AS service, p.start_ns,
+               least(p.end_ns, r.end_ns) AS end_ns,
+               p.start_ns < coalesce(q.last_query_ns, 0) AS before_last_query
+        FROM {parts} p
+        JOIN got g USING (th, rh)
+        JOIN {reqs} r USING (th, rh)
+        LEFT JOIN queried q USING (th, rh)
+        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
+          AND p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
+        """
+    ).df()
     waits = run.con.execute(
         f"""
         SELECT coalesce(r.service, '') AS service, p.start_ns
@@ -244,11 +274,12 @@ def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     db = run.con.execute(
         f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a ORDER BY a"
     ).df()
-    return holders, waits, db
+    return holders, waits, db, gaps
 
 
 def _infer_service(
     rows: pd.DataFrame,
+    gaps: pd.DataFrame,
     moments: np.ndarray,
     db: pd.DataFrame,
     service: str,
@@ -270,14 +301,18 @@ def _infer_service(
     moments = moments.astype(np.int64)
     acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
     ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
-    holders = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
-        ended, moments, side="right"
+    holders = (
+        np.searchsorted(acquired, moments, side="right")
+        - np.searchsorted(ended, moments, side="right")
+        - _covering(np, gaps, moments)
     )
     holders = np.maximum(holders, 0)
     # the connection may go back before the request ends: the holders until their last
     # query are the lower bound, and a pool full by either count is full
-    surely = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
-        np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right"
+    surely = (
+        np.searchsorted(acquired, moments, side="right")
+        - np.searchsorted(np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right")
+        - _covering(np, gaps[gaps.before_last_query.astype(bool)], moments)
     )
     levels = _levels(np, moments, holders, s, run_start)
     if len(levels) < s.min_windows:
@@ -343,6 +378,15 @@ def _infer_service(
         "these traces do not show (another service, a background job, untraced code) holds some"
     )
     return base
+
+
+def _covering(np: Any, spans: pd.DataFrame, moments: np.ndarray) -> np.ndarray:
+    """How many of ``spans`` (start_ns, end_ns) are under way at each moment."""
+    starts = np.sort(spans.start_ns.to_numpy(dtype=np.int64))
+    ends = np.sort(spans.end_ns.to_numpy(dtype=np.int64))
+    return np.searchsorted(starts, moments, side="right") - np.searchsorted(
+        ends, moments, side="right"
+    )
 
 
 def _levels(
