@@ -370,3 +370,28 @@ def test_random_span_sets_never_crash_the_inference(rows: list, min_waits: int) 
             assert 0 <= inf.culprit.p_value <= 1
     assert all(f.kind.startswith("pool_") for f in found)
     assert len(found) <= 1
+
+
+def test_a_request_waiting_in_a_later_checkout_is_not_a_holder() -> None:
+    """node-postgres's pool.query takes a client per statement: a request between its
+    statements holds nothing, and while it waits for its next client it is a waiter."""
+    b = RunBuilder()
+    # a pool of one connection; every 100 ms: A takes it, queries, gives it back and asks
+    # again while B, which got it next, holds it for 50 ms
+    for k in range(30):
+        t = k * 100.0
+        a = _server(b, f"a{k}", t, t + 60, "GET", 200, None)
+        b.connect(f"a{k}", a, t, t + 1)
+        b.query(f"a{k}", a, t + 1, t + 5)
+        b.connect(f"a{k}", a, t + 6, t + 56)  # waits for B's connection
+        b.query(f"a{k}", a, t + 56, t + 59)
+        r = _server(b, f"b{k}", t + 5, t + 56, "POST", 201, None)
+        b.connect(f"b{k}", r, t + 5, t + 5.5)
+        b.query(f"b{k}", r, t + 5.5, t + 55)
+    store = b.build()
+    with open_run(store, "r") as run:
+        inferred = infer(run, PoolSettings(min_waits=5, window_s=1.0, min_windows=2))
+    assert inferred is not None and inferred.waits == 30
+    # one connection, held by B, at every wait: not two (A is waiting, not holding)
+    assert {n for _, n in inferred.levels} == {1}
+    assert inferred.verdict == "saturation"
