@@ -44,6 +44,8 @@ class Service:
     leaks: Callable[[float, int, int], bool] = lambda t, n, status: False
     #: the connection goes back after the query (``with engine.connect()``), not at the end
     release_after_query: bool = False
+    #: ...this long after the query ends
+    release_lag_ms: float = 1.0
 
 
 def simulate(
@@ -83,7 +85,7 @@ def simulate(
             b.connect(trace, r, t, acquired)
             b.query(trace, r, acquired, acquired + svc.db_ms, "SELECT * FROM orders WHERE id = 1")
             leaked = svc.leaks(t, n, status)
-            back = acquired + svc.db_ms + 1 if svc.release_after_query else end
+            back = acquired + svc.db_ms + svc.release_lag_ms if svc.release_after_query else end
             free[conn] = float("inf") if leaked else back
             count["leaked"] += leaked
             count["conflicts"] += status == 409
@@ -395,3 +397,20 @@ def test_a_request_waiting_in_a_later_checkout_is_not_a_holder() -> None:
     # one connection, held by B, at every wait: not two (A is waiting, not holding)
     assert {n for _, n in inferred.levels} == {1}
     assert inferred.verdict == "saturation"
+
+
+def test_a_leak_is_named_when_neither_reading_of_the_hold_is_exact() -> None:
+    """The connection goes back a while after the last query and well before the request
+    ends (node-postgres under a busy event loop): at a wait, the holders until their last
+    query are too few and the holders until their end too many, so the waits that see the
+    level are sparse; a drop's window must reach to the request that kept its connection."""
+    b = RunBuilder()
+    svc = Service(
+        leaks=on_conflict, release_after_query=True, release_lag_ms=30, db_ms=100, app_ms=80
+    )
+    simulate(b, svc, users=lambda t: 10)
+    (f,), (inf, _) = analysed(b)
+    assert inf.verdict == "leak"
+    culprit = f.evidence["checkout_spans"]["culprit"]
+    assert (culprit["route"], culprit["method"], culprit["status"]) == ("/orders", "POST", 409)
+    assert culprit["p_value"] < 0.01

@@ -97,6 +97,11 @@ def test_the_node_shop_verdict_names_its_three_faults(
     leak = by_kind.get(FindingKind.POOL_LEAK)
     assert leak is not None, text
     assert "fell from" in leak.explanation, text
+    # ...and the declined-card path is named as the leaker, with its statistic
+    culprit = leak.evidence["checkout_spans"]["culprit"]
+    assert (culprit["route"], culprit["method"], culprit["status"]) == ("/checkout", "POST", 402)
+    assert culprit["p_value"] < 0.01 and culprit["drops_followed"] >= 2
+    assert "POST /checkout that answered 402" in leak.title
     assert analysis.findings[0].kind == FindingKind.POOL_LEAK, text
     assert FindingKind.POOL_SATURATION not in by_kind, text
 

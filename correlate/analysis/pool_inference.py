@@ -434,12 +434,14 @@ def _steps(
         order = np.argsort(released, kind="stable")
         released = released[order]
         level = np.maximum.accumulate(holders[::-1])[::-1]  # the most held now or later
+        reach = _reach(np, holders, level)
         steps = []
         for i in np.flatnonzero(level[:-1] > level[1:]):
             if len(moments) - i - 1 < s.min_waits_after_drop:
                 continue  # too few waits after it to say the capacity stayed down
-            t0, t1 = int(moments[i]), int(moments[i + 1])
-            # the requests whose hold ended between the two waits: the one that kept its
+            t0, t1 = int(moments[i]), int(moments[min(i + reach, len(moments) - 1)])
+            # the requests whose hold ended between the last wait at the old level and the
+            # point by which a wait would have seen that level again: the one that kept its
             # connection is among them
             lo, hi = np.searchsorted(released, [t0, t1], side="right")
             held = tuple(int(j) for j in order[lo:hi])
@@ -457,6 +459,27 @@ def _steps(
         inf.traces = tuple(
             str(traces[j]) for step in inf.steps for j in step.candidates if groups[j] == g
         )[:3]
+
+
+#: how sure the window of a capacity drop must be to hold the drop (see :func:`_reach`)
+DROP_COVERAGE = 0.95
+
+
+def _reach(np: Any, holders: np.ndarray, level: np.ndarray) -> int:
+    """How many waits after the last one at the old level a drop's window spans.
+
+    Not every checkout that took long found the pool full: a busy event loop or a new
+    connection slows one down while connections sit idle, and such a wait sees fewer
+    holders than the pool's level. When only a share ``p`` of the waits see the level,
+    the drop happened after the last wait that saw the old one but perhaps well before
+    the next wait that sees the new one; the window reaches as far as a wait would have
+    seen the old level again with :data:`DROP_COVERAGE` odds. With clean data (every
+    wait sees a full pool) it is the next wait.
+    """
+    p = float(np.mean(holders == level)) if len(holders) else 1.0
+    if p >= 1.0:
+        return 1
+    return max(1, math.ceil(math.log(1 - DROP_COVERAGE) / math.log(1 - max(p, 1e-3))))
 
 
 def _culprit(
