@@ -98,7 +98,8 @@ def test_the_node_shop_verdict_names_its_three_faults(
     assert leak is not None, text
     assert "fell from" in leak.explanation, text
     # ...and the declined-card path is named as the leaker, with its statistic
-    culprit = leak.evidence["checkout_spans"]["culprit"]
+    culprit = leak.evidence["checkout_spans"].get("culprit")
+    assert culprit is not None, text
     assert (culprit["route"], culprit["method"], culprit["status"]) == ("/checkout", "POST", 402)
     assert culprit["p_value"] < 0.01 and culprit["drops_followed"] >= 2
     assert "POST /checkout that answered 402" in leak.title

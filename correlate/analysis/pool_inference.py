@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 #: Span names that cover a checkout from a connection pool (see the table above).
 CHECKOUT_SPAN_NAMES = ("connect", "pg-pool.connect", "generic-pool.acquire", "generic-pool.aquire")
 
+#: how far a child span may seem to end after its request and still be inside it (ns)
+CLOCK_SLACK_NS = 2_000_000
+
 Verdict = Literal["leak", "saturation", "undecided"]
 
 
@@ -221,18 +224,21 @@ def _load(
                r.http_status AS status,
                (list_filter(s.events, lambda e: e.name = 'exception')[1]).attributes
                    ->>'$."exception.type"' AS exception,
-               r.trace_id, r.end_ns, g.acquired_ns,
+               r.trace_id, r.end_ns, least(g.acquired_ns, r.end_ns) AS acquired_ns,
                -- surely held until its last query: the lower bound of the hold
-               greatest(g.acquired_ns, least(coalesce(q.last_query_ns, 0), r.end_ns))
-                   AS queried_ns
+               greatest(least(g.acquired_ns, r.end_ns),
+                        least(coalesce(q.last_query_ns, 0), r.end_ns)) AS queried_ns
         FROM {reqs} r
         JOIN got g USING (th, rh)
         LEFT JOIN queried q USING (th, rh)
         JOIN spans s ON s.run_id = $run AND s.trace_id = r.trace_id AND s.span_id = r.request_id
-        WHERE g.acquired_ns <= r.end_ns
+        -- the JavaScript SDK stamps a span's start from Date.now(), a millisecond clock,
+        -- and its end from a finer one offset by a fraction of a millisecond of its own: a
+        -- quick request's checkout can seem to end just after the request does
+        WHERE g.acquired_ns <= r.end_ns + $slack
         ORDER BY r.end_ns
         """,
-        {"run": run.run_id},
+        {"run": run.run_id, "slack": CLOCK_SLACK_NS},
     ).df()
     # A request that checks out again (node-postgres's pool.query takes a client per
     # statement) is waiting, not holding, during each later checkout: those spans are gaps
