@@ -1,17 +1,17 @@
 // A tiny closed-loop load: USERS concurrent loops for DURATION seconds against the shop,
 // so the run has requests to explain. The mix: half the requests read the recent orders,
 // CHECKOUT_SHARE (default 0.1) are checkouts, the rest a customer's orders; DECLINED_SHARE
-// (default 0.03) of checkouts pay with a card that is declined. Choices come from a seeded
+// (default 0.05) of checkouts pay with a card that is declined. Choices come from a seeded
 // generator (SEED), so two runs ask the same questions in the same order.
 // Any load generator does (k6: write its results to $CORRELATE_LOAD_DIR, and correlate
 // record picks them up).
 'use strict';
 
 const base = process.env.SHOP_URL || 'http://127.0.0.1:3000';
-const users = Number(process.env.USERS || 10);
+const users = Number(process.env.USERS || 12);
 const seconds = Number(process.env.DURATION || 20);
 const checkoutShare = Number(process.env.CHECKOUT_SHARE || 0.1);
-const declinedShare = Number(process.env.DECLINED_SHARE || 0.03);
+const declinedShare = Number(process.env.DECLINED_SHARE || 0.05);
 
 // mulberry32: a small seeded generator, one stream per user
 function generator(seed) {

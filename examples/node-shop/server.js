@@ -9,7 +9,7 @@ const { Pool } = require('pg');
 
 const pool = new Pool({
   connectionString: process.env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/postgres',
-  max: Number(process.env.POOL_SIZE || 8),
+  max: Number(process.env.POOL_SIZE || 10),
   // give up on a checkout from an exhausted pool instead of waiting for ever
   connectionTimeoutMillis: Number(process.env.POOL_TIMEOUT_MS || 2000),
 });
@@ -24,7 +24,7 @@ app.get('/health', (req, res) => res.json({ ok: true }));
 app.get('/orders/recent', async (req, res, next) => {
   try {
     const orders = await pool.query(
-      'SELECT id, customer_id, total FROM node_orders ORDER BY id DESC LIMIT 20');
+      'SELECT id, customer_id, total FROM node_orders ORDER BY id DESC LIMIT 10');
     for (const order of orders.rows) {
       // the N+1: one round trip per order
       const customer = await pool.query(
