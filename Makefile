@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SAMPLE ?= sample_traces
 DB ?= correlate.duckdb
 
-.PHONY: setup quickstart test lint check format bench clean samples-otel
+.PHONY: setup node-deps quickstart test lint check format bench clean samples-otel
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,22 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
+## The Node example's packages, from its lock file (its tests skip without node and npm).
+NODE_SHOP := examples/node-shop
+$(NODE_SHOP)/node_modules/.package-lock.json: $(NODE_SHOP)/package-lock.json
+	npm ci --prefix $(NODE_SHOP) --no-audit --no-fund
+
+node-deps:
+	@if command -v npm >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory $(NODE_SHOP)/node_modules/.package-lock.json; \
+	else echo "npm not found: the Node example's tests will skip"; fi
+
 ## The main job on the committed sample run.
 quickstart: setup
 	rm -f $(DB)
 	$(BIN)/correlate analyze $(SAMPLE)/checkout-blackfriday --db $(DB)
 
-test: setup
+test: setup node-deps
 	$(BIN)/pytest -q
 
 lint: setup
@@ -45,4 +55,4 @@ bench: setup
 	$(PY) benchmarks/bench_ingest.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(NODE_SHOP)/node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

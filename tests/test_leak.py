@@ -44,6 +44,11 @@ class Service:
     leaks: Callable[[float, int, int], bool] = lambda t, n, status: False
     #: the connection goes back after the query (``with engine.connect()``), not at the end
     release_after_query: bool = False
+    #: ...this long after the query ends
+    release_lag_ms: float = 1.0
+    #: the leaking request answers at once, and its end is stamped this long before its
+    #: checkout's (the JavaScript SDK's millisecond start clock)
+    leak_stamped_early_ms: float | None = None
 
 
 def simulate(
@@ -78,12 +83,16 @@ def simulate(
             b.connect(trace, r, t, t + svc.timeout_ms, timeout=True)
             count["timeouts"] += 1
         else:
-            end = acquired + svc.db_ms + svc.app_ms
+            leaked = svc.leaks(t, n, status)
+            early = svc.leak_stamped_early_ms if leaked else None
+            end = acquired + svc.db_ms + svc.app_ms if early is None else acquired - early
             r = _server(b, trace, t, end, method, status, None)
             b.connect(trace, r, t, acquired)
-            b.query(trace, r, acquired, acquired + svc.db_ms, "SELECT * FROM orders WHERE id = 1")
-            leaked = svc.leaks(t, n, status)
-            back = acquired + svc.db_ms + 1 if svc.release_after_query else end
+            if early is None:
+                b.query(
+                    trace, r, acquired, acquired + svc.db_ms, "SELECT * FROM orders WHERE id = 1"
+                )
+            back = acquired + svc.db_ms + svc.release_lag_ms if svc.release_after_query else end
             free[conn] = float("inf") if leaked else back
             count["leaked"] += leaked
             count["conflicts"] += status == 409
@@ -378,3 +387,56 @@ def test_random_span_sets_never_crash_the_inference(rows: list, min_waits: int) 
             assert 0 <= inf.culprit.p_value <= 1
     assert all(f.kind.startswith("pool_") for f in found)
     assert len(found) <= 1
+
+
+def test_a_request_waiting_in_a_later_checkout_is_not_a_holder() -> None:
+    """node-postgres's pool.query takes a client per statement: a request between its
+    statements holds nothing, and while it waits for its next client it is a waiter."""
+    b = RunBuilder()
+    # a pool of one connection; every 100 ms: A takes it, queries, gives it back and asks
+    # again while B, which got it next, holds it for 50 ms
+    for k in range(30):
+        t = k * 100.0
+        a = _server(b, f"a{k}", t, t + 60, "GET", 200, None)
+        b.connect(f"a{k}", a, t, t + 1)
+        b.query(f"a{k}", a, t + 1, t + 5)
+        b.connect(f"a{k}", a, t + 6, t + 56)  # waits for B's connection
+        b.query(f"a{k}", a, t + 56, t + 59)
+        r = _server(b, f"b{k}", t + 5, t + 56, "POST", 201, None)
+        b.connect(f"b{k}", r, t + 5, t + 5.5)
+        b.query(f"b{k}", r, t + 5.5, t + 55)
+    store = b.build()
+    with open_run(store, "r") as run:
+        inferred = infer(run, PoolSettings(min_waits=5, window_s=1.0, min_windows=2))
+    assert inferred is not None and inferred.waits == 30
+    # one connection, held by B, at every wait: not two (A is waiting, not holding)
+    assert {n for _, n in inferred.levels} == {1}
+    assert inferred.verdict == "saturation"
+
+
+def test_a_leak_is_named_when_neither_reading_of_the_hold_is_exact() -> None:
+    """The connection goes back a while after the last query and well before the request
+    ends (node-postgres under a busy event loop): at a wait, the holders until their last
+    query are too few and the holders until their end too many, so the waits that see the
+    level are sparse; a drop's window must reach to the request that kept its connection."""
+    b = RunBuilder()
+    svc = Service(
+        leaks=on_conflict, release_after_query=True, release_lag_ms=30, db_ms=100, app_ms=80
+    )
+    simulate(b, svc, users=lambda t: 10)
+    (f,), (inf, _) = analysed(b)
+    assert inf.verdict == "leak"
+    culprit = f.evidence["checkout_spans"]["culprit"]
+    assert (culprit["route"], culprit["method"], culprit["status"]) == ("/orders", "POST", 409)
+    assert culprit["p_value"] < 0.01
+
+
+def test_a_leaking_request_that_seems_to_end_before_its_checkout_is_still_named() -> None:
+    """Node's SDK stamps starts with a millisecond clock: a request that answers right after
+    its checkout can seem to end a fraction of a millisecond before the checkout does."""
+    b = RunBuilder()
+    simulate(b, Service(leaks=on_conflict, leak_stamped_early_ms=0.05), users=lambda t: 10)
+    (f,), (inf, _) = analysed(b)
+    assert inf.verdict == "leak"
+    culprit = f.evidence["checkout_spans"]["culprit"]
+    assert (culprit["route"], culprit["method"], culprit["status"]) == ("/orders", "POST", 409)

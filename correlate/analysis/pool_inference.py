@@ -58,6 +58,9 @@ if TYPE_CHECKING:
 #: Span names that cover a checkout from a connection pool (see the table above).
 CHECKOUT_SPAN_NAMES = ("connect", "pg-pool.connect", "generic-pool.acquire", "generic-pool.aquire")
 
+#: how far a child span may seem to end after its request and still be inside it (ns)
+CLOCK_SLACK_NS = 2_000_000
+
 Verdict = Literal["leak", "saturation", "undecided"]
 
 
@@ -177,11 +180,12 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     data = _load(run, settings)
     if data is None:
         return None
-    holders, waits, db = data
+    holders, waits, db, gaps = data
     best: PoolInference | None = None
     for service in sorted(set(waits.service)) or [""]:
         got = _infer_service(
             holders[holders.service == service],
+            gaps[gaps.service == service],
             waits.start_ns[waits.service == service].to_numpy(),
             db,
             service,
@@ -193,7 +197,9 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     return best
 
 
-def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+def _load(
+    run: Run, s: PoolSettings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     reqs, parts = run.table("requests"), run.table("parts")
     (checkouts,) = run.con.execute(
         f"SELECT count(*) FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"
@@ -218,18 +224,48 @@ def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
                r.http_status AS status,
                (list_filter(s.events, lambda e: e.name = 'exception')[1]).attributes
                    ->>'$."exception.type"' AS exception,
-               r.trace_id, r.end_ns, g.acquired_ns,
+               r.trace_id, r.end_ns, least(g.acquired_ns, r.end_ns) AS acquired_ns,
                -- surely held until its last query: the lower bound of the hold
-               greatest(g.acquired_ns, least(coalesce(q.last_query_ns, 0), r.end_ns))
-                   AS queried_ns
+               greatest(least(g.acquired_ns, r.end_ns),
+                        least(coalesce(q.last_query_ns, 0), r.end_ns)) AS queried_ns
         FROM {reqs} r
         JOIN got g USING (th, rh)
         LEFT JOIN queried q USING (th, rh)
         JOIN spans s ON s.run_id = $run AND s.trace_id = r.trace_id AND s.span_id = r.request_id
-        WHERE g.acquired_ns <= r.end_ns
+        -- the JavaScript SDK stamps a span's start from Date.now(), a millisecond clock,
+        -- and its end from a finer one offset by a fraction of a millisecond of its own: a
+        -- quick request's checkout can seem to end just after the request does
+        WHERE g.acquired_ns <= r.end_ns + $slack
         ORDER BY r.end_ns
         """,
-        {"run": run.run_id},
+        {"run": run.run_id, "slack": CLOCK_SLACK_NS},
+    ).df()
+    # A request that checks out again (node-postgres's pool.query takes a client per
+    # statement) is waiting, not holding, during each later checkout: those spans are gaps
+    # in its hold, until its end and until its last query (the two readings of the hold).
+    gaps = run.con.execute(
+        f"""
+        WITH got AS (
+            SELECT th, rh, min(end_ns) AS acquired_ns
+            FROM {parts}
+            WHERE category = 'pool' AND span_id IS NOT NULL
+              AND status_code IS DISTINCT FROM 'ERROR'
+            GROUP BY th, rh
+        ),
+        queried AS (
+            SELECT th, rh, max(b) AS last_query_ns FROM {parts} WHERE category = 'db'
+            GROUP BY th, rh
+        )
+        SELECT coalesce(r.service, '') AS service, p.start_ns,
+               least(p.end_ns, r.end_ns) AS end_ns,
+               p.start_ns < coalesce(q.last_query_ns, 0) AS before_last_query
+        FROM {parts} p
+        JOIN got g USING (th, rh)
+        JOIN {reqs} r USING (th, rh)
+        LEFT JOIN queried q USING (th, rh)
+        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
+          AND p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
+        """
     ).df()
     waits = run.con.execute(
         f"""
@@ -244,11 +280,12 @@ def _load(run: Run, s: PoolSettings) -> tuple[pd.DataFrame, pd.DataFrame, pd.Dat
     db = run.con.execute(
         f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a ORDER BY a"
     ).df()
-    return holders, waits, db
+    return holders, waits, db, gaps
 
 
 def _infer_service(
     rows: pd.DataFrame,
+    gaps: pd.DataFrame,
     moments: np.ndarray,
     db: pd.DataFrame,
     service: str,
@@ -270,14 +307,18 @@ def _infer_service(
     moments = moments.astype(np.int64)
     acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
     ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
-    holders = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
-        ended, moments, side="right"
+    holders = (
+        np.searchsorted(acquired, moments, side="right")
+        - np.searchsorted(ended, moments, side="right")
+        - _covering(np, gaps, moments)
     )
     holders = np.maximum(holders, 0)
     # the connection may go back before the request ends: the holders until their last
     # query are the lower bound, and a pool full by either count is full
-    surely = np.searchsorted(acquired, moments, side="right") - np.searchsorted(
-        np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right"
+    surely = (
+        np.searchsorted(acquired, moments, side="right")
+        - np.searchsorted(np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right")
+        - _covering(np, gaps[gaps.before_last_query.astype(bool)], moments)
     )
     levels = _levels(np, moments, holders, s, run_start)
     if len(levels) < s.min_windows:
@@ -345,6 +386,15 @@ def _infer_service(
     return base
 
 
+def _covering(np: Any, spans: pd.DataFrame, moments: np.ndarray) -> np.ndarray:
+    """How many of ``spans`` (start_ns, end_ns) are under way at each moment."""
+    starts = np.sort(spans.start_ns.to_numpy(dtype=np.int64))
+    ends = np.sort(spans.end_ns.to_numpy(dtype=np.int64))
+    return np.searchsorted(starts, moments, side="right") - np.searchsorted(
+        ends, moments, side="right"
+    )
+
+
 def _levels(
     np: Any, moments: np.ndarray, holders: np.ndarray, s: PoolSettings, run_start: int
 ) -> list[tuple[float, int]]:
@@ -390,12 +440,14 @@ def _steps(
         order = np.argsort(released, kind="stable")
         released = released[order]
         level = np.maximum.accumulate(holders[::-1])[::-1]  # the most held now or later
+        reach = _reach(np, holders, level)
         steps = []
         for i in np.flatnonzero(level[:-1] > level[1:]):
             if len(moments) - i - 1 < s.min_waits_after_drop:
                 continue  # too few waits after it to say the capacity stayed down
-            t0, t1 = int(moments[i]), int(moments[i + 1])
-            # the requests whose hold ended between the two waits: the one that kept its
+            t0, t1 = int(moments[i]), int(moments[min(i + reach, len(moments) - 1)])
+            # the requests whose hold ended between the last wait at the old level and the
+            # point by which a wait would have seen that level again: the one that kept its
             # connection is among them
             lo, hi = np.searchsorted(released, [t0, t1], side="right")
             held = tuple(int(j) for j in order[lo:hi])
@@ -413,6 +465,27 @@ def _steps(
         inf.traces = tuple(
             str(traces[j]) for step in inf.steps for j in step.candidates if groups[j] == g
         )[:3]
+
+
+#: how sure the window of a capacity drop must be to hold the drop (see :func:`_reach`)
+DROP_COVERAGE = 0.95
+
+
+def _reach(np: Any, holders: np.ndarray, level: np.ndarray) -> int:
+    """How many waits after the last one at the old level a drop's window spans.
+
+    Not every checkout that took long found the pool full: a busy event loop or a new
+    connection slows one down while connections sit idle, and such a wait sees fewer
+    holders than the pool's level. When only a share ``p`` of the waits see the level,
+    the drop happened after the last wait that saw the old one but perhaps well before
+    the next wait that sees the new one; the window reaches as far as a wait would have
+    seen the old level again with :data:`DROP_COVERAGE` odds. With clean data (every
+    wait sees a full pool) it is the next wait.
+    """
+    p = float(np.mean(holders == level)) if len(holders) else 1.0
+    if p >= 1.0:
+        return 1
+    return max(1, math.ceil(math.log(1 - DROP_COVERAGE) / math.log(1 - max(p, 1e-3))))
 
 
 def _culprit(

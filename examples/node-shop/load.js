@@ -1,14 +1,32 @@
 // A tiny closed-loop load: USERS concurrent loops for DURATION seconds against the shop,
-// each request logged, so the run has requests to explain. Any load generator does
-// (k6: write its results to $CORRELATE_LOAD_DIR, and correlate record picks them up).
+// so the run has requests to explain. The mix: half the requests read the recent orders,
+// CHECKOUT_SHARE (default 0.1) are checkouts, the rest a customer's orders; DECLINED_SHARE
+// (default 0.05) of checkouts pay with a card that is declined. Choices come from a seeded
+// generator (SEED), so two runs ask the same questions in the same order.
+// Any load generator does (k6: write its results to $CORRELATE_LOAD_DIR, and correlate
+// record picks them up).
 'use strict';
 
 const base = process.env.SHOP_URL || 'http://127.0.0.1:3000';
-const users = Number(process.env.USERS || 8);
+const users = Number(process.env.USERS || 12);
 const seconds = Number(process.env.DURATION || 20);
+const checkoutShare = Number(process.env.CHECKOUT_SHARE || 0.1);
+const declinedShare = Number(process.env.DECLINED_SHARE || 0.05);
+
+// mulberry32: a small seeded generator, one stream per user
+function generator(seed) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 async function waitForShop() {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 150; i++) {
     try {
       if ((await fetch(`${base}/health`)).ok) return;
     } catch (err) { /* not up yet */ }
@@ -17,22 +35,41 @@ async function waitForShop() {
   throw new Error(`the shop did not come up at ${base}`);
 }
 
-async function user(until) {
-  let n = 0;
-  while (Date.now() < until) {
-    const path = Math.random() < 0.5
-      ? '/orders/recent'
-      : `/customers/${1 + Math.floor(Math.random() * 2000)}/orders`;
-    const res = await fetch(base + path);
-    await res.arrayBuffer();
-    n++;
+function nextRequest(random) {
+  const customer = 1 + Math.floor(random() * 2000);
+  const pick = random();
+  if (pick < 0.5) return ['GET', '/orders/recent'];
+  if (pick < 0.5 + checkoutShare) {
+    const card = random() < declinedShare ? '4000000000000002' : '4242424242424242';
+    const total = (1 + Math.floor(random() * 20000)) / 100;
+    return ['POST', '/checkout', { customer_id: customer, card, total }];
   }
-  return n;
+  return ['GET', `/customers/${customer}/orders`];
+}
+
+async function user(until, random) {
+  const statuses = {};
+  while (Date.now() < until) {
+    const [method, path, body] = nextRequest(random);
+    const res = await fetch(base + path, body === undefined ? { method } : {
+      method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+    });
+    await res.arrayBuffer();
+    statuses[res.status] = (statuses[res.status] || 0) + 1;
+  }
+  return statuses;
 }
 
 (async () => {
   await waitForShop();
+  const seed = Number(process.env.SEED || 1);
   const until = Date.now() + seconds * 1000;
-  const counts = await Promise.all(Array.from({ length: users }, () => user(until)));
-  console.log(`load: ${counts.reduce((a, b) => a + b, 0)} requests in ${seconds}s`);
+  const all = await Promise.all(
+    Array.from({ length: users }, (_, i) => user(until, generator(seed * 1000 + i))));
+  const total = {};
+  for (const statuses of all) {
+    for (const [status, n] of Object.entries(statuses)) total[status] = (total[status] || 0) + n;
+  }
+  const n = Object.values(total).reduce((a, b) => a + b, 0);
+  console.log(`load: ${n} requests in ${seconds}s, by status ${JSON.stringify(total)}`);
 })();

@@ -1,6 +1,7 @@
-// A small shop on Express and a pg Pool, with two planted faults for correlate to find:
-// an N+1 in GET /orders/recent (one query per order for its customer) and a filter on an
-// unindexed column in GET /customers/:id/orders.
+// A small shop on Express and a pg Pool, with three planted faults for correlate to find:
+// an N+1 in GET /orders/recent (one query per order for its customer), a filter on an
+// unindexed column in GET /customers/:id/orders, and a connection leak in POST /checkout
+// (a declined card answers 402 without giving the pool its client back).
 'use strict';
 
 const express = require('express');
@@ -8,16 +9,22 @@ const { Pool } = require('pg');
 
 const pool = new Pool({
   connectionString: process.env.DATABASE_URL || 'postgresql://postgres@127.0.0.1:5432/postgres',
-  max: Number(process.env.POOL_SIZE || 5),
+  max: Number(process.env.POOL_SIZE || 10),
+  // give up on a checkout from an exhausted pool instead of waiting for ever
+  connectionTimeoutMillis: Number(process.env.POOL_TIMEOUT_MS || 2000),
 });
 const app = express();
+app.use(express.json());
+
+// Stripe's test number for "card declined"; any other card is charged.
+const DECLINED_CARD = '4000000000000002';
 
 app.get('/health', (req, res) => res.json({ ok: true }));
 
 app.get('/orders/recent', async (req, res, next) => {
   try {
     const orders = await pool.query(
-      'SELECT id, customer_id, total FROM node_orders ORDER BY id DESC LIMIT 20');
+      'SELECT id, customer_id, total FROM node_orders ORDER BY id DESC LIMIT 10');
     for (const order of orders.rows) {
       // the N+1: one round trip per order
       const customer = await pool.query(
@@ -41,10 +48,49 @@ app.get('/customers/:id/orders', async (req, res, next) => {
   }
 });
 
+app.post('/checkout', async (req, res, next) => {
+  let client;
+  try {
+    client = await pool.connect();
+    await client.query('BEGIN');
+    const customer = await client.query(
+      'SELECT id, name FROM node_customers WHERE id = $1', [Number(req.body.customer_id)]);
+    if (customer.rows.length === 0) {
+      await client.query('ROLLBACK');
+      client.release();
+      return res.status(404).json({ error: 'no such customer' });
+    }
+    if (req.body.card === DECLINED_CARD) {
+      await client.query('ROLLBACK');
+      // the leak: this early return never calls client.release(), so the pool has one
+      // connection fewer after every declined card
+      return res.status(402).json({ error: 'card declined' });
+    }
+    const order = await client.query(
+      `INSERT INTO node_checkouts (customer_id, total) VALUES ($1, $2) RETURNING id`,
+      [customer.rows[0].id, Number(req.body.total) || 0]);
+    await client.query('COMMIT');
+    client.release();
+    res.status(201).json({ order: order.rows[0].id });
+  } catch (err) {
+    if (client) client.release(err);
+    next(err);
+  }
+});
+
+// One line per failure instead of Express's stack trace; a pool that timed out is a 503.
+app.use((err, req, res, next) => {
+  const timedOut = /timeout exceeded when trying to connect/.test(err.message);
+  console.error(`${req.method} ${req.path}: ${err.message}`);
+  res.status(timedOut ? 503 : 500).json({ error: err.message });
+});
+
 async function seed() {
   await pool.query(`CREATE TABLE IF NOT EXISTS node_customers (id integer PRIMARY KEY, name text)`);
   await pool.query(`CREATE TABLE IF NOT EXISTS node_orders (
     id integer PRIMARY KEY, customer_id integer NOT NULL, total numeric NOT NULL)`);
+  await pool.query(`CREATE TABLE IF NOT EXISTS node_checkouts (
+    id serial PRIMARY KEY, customer_id integer NOT NULL, total numeric NOT NULL)`);
   const { rows } = await pool.query('SELECT count(*)::int AS n FROM node_orders');
   if (rows[0].n === 0) {
     await pool.query(`INSERT INTO node_customers
