@@ -59,8 +59,14 @@ def record_problems(
     path: Path,
     problems: list[tuple[int | None, str]],
     report: FileReport,
+    *,
+    skipped: bool = True,
 ) -> None:
-    """Keep every problem in the store; the report lists the first few."""
+    """Keep every problem in the store; the report lists the first few.
+
+    ``skipped=False`` marks notes on records that were kept (read leniently):
+    listed and stored like problems, not counted as skipped.
+    """
     if not problems:
         return
     import pyarrow as pa
@@ -77,6 +83,9 @@ def record_problems(
     store.con.register("_new_problems", table)
     store.con.execute("INSERT INTO problems SELECT ?, line, reason FROM _new_problems", [file_id])
     store.con.unregister("_new_problems")
-    report.skipped += len(problems)
+    if skipped:
+        report.skipped += len(problems)
+    else:
+        report.lenient += len(problems)
     room = PROBLEM_LIST_CAP - len(report.problems)
     report.problems.extend(Problem(path, line, reason) for line, reason in problems[: max(room, 0)])

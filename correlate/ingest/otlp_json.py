@@ -16,6 +16,7 @@ from pathlib import Path
 from correlate.fileio import duckdb_compression, read_head
 from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
+from correlate.ingest.otlp_shape import repair
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
 from correlate.semconv import SERVICE_NAME
@@ -211,4 +212,5 @@ FORMAT = SpanFormat(
     envelope_problems_sql=problem_docs_sql,
     batches=json_batches,
     fast_docs=fast_docs_sql,
+    repair=repair,
 )

@@ -128,6 +128,14 @@ def _load_batch(
 
     con = store.con
     problems: list[tuple[int | None, str]] = list(batch.bad)
+    notes: list[tuple[int | None, str]] = []
+    if fmt.repair is not None:
+        for k, text in enumerate(batch.lines):
+            repaired = fmt.repair(text)
+            if repaired is not None:
+                batch.lines[k] = repaired.text
+                problems.extend((batch.numbers[k], p) for p in repaired.problems)
+                notes.extend((batch.numbers[k], n) for n in repaired.notes)
     if batch.lines:
         table = pa.table(
             {
@@ -171,6 +179,7 @@ def _load_batch(
         )
         report.spans_added += int(counts[1])
     record_problems(store, file_id, path, problems, report)
+    record_problems(store, file_id, path, notes, report, skipped=False)
 
 
 def _typed_raw(raw_sql: str) -> str:

@@ -11,10 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from correlate.fileio import LineBatch, iter_line_batches, json_error, read_all
 from correlate.ingest.jsonschema import Schema, structure
 from correlate.inputs import Family, InputFormat
+
+if TYPE_CHECKING:
+    from correlate.ingest.otlp_shape import Repaired
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +36,9 @@ class SpanFormat(InputFormat):
     #: SQL for ``docs`` read straight from the file by DuckDB, when the file
     #: suits it (the fast path for big, clean files); None otherwise
     fast_docs: Callable[[Path], str | None] | None = None
+    #: a record's text with its wrongly typed parts reported (and read leniently
+    #: where unambiguous), or None when nothing is wrong; see otlp_shape
+    repair: Callable[[str], Repaired | None] | None = None
 
     @property
     def structure(self) -> str:
