@@ -126,3 +126,296 @@ def test_wrong_types_fail_a_strict_ingest_but_lenient_reading_alone_does_not(
     (tmp_path / "lost.jsonl").write_text(lines[0] + lines[1])
     with pytest.raises(InputError, match=r"lost.jsonl:2: .*spans is a string"):
         store.ingest([tmp_path / "lost.jsonl"], run="r2", strict=True)
+
+
+# -- csvlog as a CSV writer that quotes every field leaves it --------------------------------
+
+
+def test_csvlog_with_quoted_timestamps_is_csvlog(store: Store, tmp_path: Path) -> None:
+    import csv
+
+    from correlate.ingest.detect import detect
+
+    quoted = FAITHFUL / "csvlog_quoted.csv"
+    assert quoted.read_text().startswith('"2026-11-25 12:29:07.186 UTC",""')
+    assert detect(quoted).name == "pg-csvlog"
+    # The same records as PostgreSQL writes them (quotes only where needed).
+    bare = tmp_path / "postgresql.csv"
+    with quoted.open(newline="") as src, bare.open("w", newline="") as dst:
+        csv.writer(dst, lineterminator="\n").writerows(csv.reader(src))
+    assert bare.read_text().startswith("2026-11-25 12:29:07.186 UTC,,")
+
+    query = "SELECT link, trace_id, span_id, execution_ms FROM plans WHERE run_id = ? ORDER BY ALL"
+    got = {}
+    for run, path in (("quoted", quoted), ("bare", bare)):
+        report = store.ingest([path], run=run)
+        assert (report.plans_added, report.skipped) == (3, 0)
+        run_id = store.con.execute("SELECT run_id FROM runs WHERE name = ?", [run]).fetchone()
+        assert run_id is not None
+        got[run] = store.con.execute(query, [run_id[0]]).fetchall()
+    assert got["quoted"] == got["bare"]
+
+
+# -- a file from which nothing could be read is an error; a directory only when all are -----
+
+
+def _unreadable(tmp_path: Path, name: str = "bad.jsonl") -> Path:
+    bad = tmp_path / name
+    bad.write_text(
+        '{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "' + name + '"}]}]}]}\nnot json\n'
+    )
+    return bad
+
+
+def test_a_file_from_which_nothing_could_be_read_is_an_error_and_leaves_nothing(
+    store: Store, tmp_path: Path
+) -> None:
+    from correlate.errors import InputError
+
+    bad = _unreadable(tmp_path)
+    with pytest.raises(InputError) as caught:
+        store.ingest([bad], run="r")
+    assert str(caught.value) == (
+        f"{bad}:1: nothing could be read from this file: span has no trace id "
+        "(also line 2: not valid JSON (Expecting value at column 1))"
+    )
+    assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+    assert store.con.execute("SELECT count(*) FROM files").fetchone() == (0,)
+
+
+def test_a_file_of_no_records_is_not_an_error(store: Store, tmp_path: Path) -> None:
+    (tmp_path / "empty-export.jsonl").write_text('{"resourceSpans": []}\n')
+    report = store.ingest([tmp_path / "empty-export.jsonl"], run="r")
+    assert (report.spans_added, report.skipped) == (0, 0)
+
+
+def test_a_directory_of_unreadable_files_is_an_error(store: Store, tmp_path: Path) -> None:
+    from correlate.errors import InputError
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _unreadable(folder, "a.jsonl")
+    _unreadable(folder, "b.jsonl")
+    with pytest.raises(InputError, match=r"nothing could be read from any of the 2 file\(s\)"):
+        store.ingest([folder], run="r")
+    assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_a_directory_with_one_good_file_keeps_it_and_reports_the_rest(
+    store: Store, tmp_path: Path
+) -> None:
+    import shutil
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    _unreadable(folder, "a.jsonl")
+    (folder / "b.bin").write_bytes(b"\x00\x00\x00\x05\x0a\x03abc")  # a cut proto frame
+    shutil.copy(FAITHFUL / "one_span.jsonl", folder / "c.jsonl")
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 1
+    assert {p.line for p in report.problems if p.path.name == "a.jsonl"} == {1, 2}
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("k6.json", '{"type":"Point","metric":"http_req_duration","data":{"value":"x"}}\n'),
+        ("locust_stats.csv", "Type,Name,Request Count\nGET,/a,many\n"),
+        ("plan.json", '[{"Plan": {"Node Type": 7}}]\n'),
+    ],
+)
+def test_every_family_refuses_a_file_it_could_read_nothing_from(
+    store: Store, tmp_path: Path, name: str, content: str
+) -> None:
+    from correlate.errors import CorrelateError
+
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(CorrelateError) as caught:
+        store.ingest([path], run="r")
+    assert str(caught.value).startswith(str(path))
+    assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+def test_cli_exit_codes_for_unreadable_and_partly_readable_input(tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from correlate.cli import cli
+
+    db = str(tmp_path / "store.duckdb")
+    bad = _unreadable(tmp_path)
+    result = CliRunner().invoke(cli, ["ingest", "--db", db, str(bad), "--run", "r"])
+    assert result.exit_code == 1
+    assert "nothing could be read from this file: span has no trace id" in result.output
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(bad, folder / "a.jsonl")
+    shutil.copy(FAITHFUL / "one_span.jsonl", folder / "b.jsonl")
+    result = CliRunner().invoke(cli, ["ingest", "--db", db, str(folder), "--run", "r"])
+    assert result.exit_code == 0, result.output
+    assert "a.jsonl:1: span has no trace id" in result.output
+
+
+# -- any --format forced on another format's file: a clear error, never a traceback ---------
+
+
+def _fixtures_by_format() -> dict[str, Path]:
+    from correlate.errors import CorrelateError
+    from correlate.ingest.detect import detect
+
+    found: dict[str, Path] = {}
+    for path in sorted(DATA.rglob("*")):
+        if path.is_file() and path.stat().st_size < 200_000:
+            try:
+                found.setdefault(detect(path).name, path)
+            except CorrelateError:  # not a fixture of any format
+                continue
+    return found
+
+
+FIXTURES = _fixtures_by_format()
+
+
+def test_every_registered_format_has_a_fixture_for_the_sweep() -> None:
+    from correlate.ingest.registry import format_names
+
+    assert sorted(FIXTURES) == sorted(format_names())
+
+
+def _sweep() -> list[tuple[str, str]]:
+    from correlate.ingest.registry import format_names
+
+    return [
+        (forced, actual) for forced in format_names() for actual in FIXTURES if forced != actual
+    ]
+
+
+@pytest.mark.parametrize(("forced", "actual"), _sweep())
+def test_a_format_forced_on_another_formats_file_is_a_clear_error(
+    store: Store, forced: str, actual: str
+) -> None:
+    from correlate.errors import CorrelateError
+    from correlate.plans.files import PLAN_FILE_FORMATS
+
+    path = FIXTURES[actual]
+    plan_files = {f.name for f in PLAN_FILE_FORMATS}
+    if {forced, actual} <= plan_files:
+        # A plan file is read by its own keys whatever engine --format names: it is a plan.
+        assert store.ingest([path], run="r", format=forced).plans_added >= 1
+        return
+    with pytest.raises(CorrelateError) as caught:
+        store.ingest([path], run="r", format=forced)
+    assert str(caught.value).startswith(f"{path}")
+    assert "Traceback (most recent call last)" not in str(caught.value)
+    assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+# -- OTLP protobuf in every framing: Collector, varint-delimited, one raw request ------------
+
+OTLP = DATA / "otlp"
+SPAN_ROWS = (
+    "SELECT service, trace_id, span_id, parent_id, name, kind, start_ns, end_ns, attributes "
+    "FROM spans WHERE run_id = (SELECT run_id FROM runs WHERE name = ?) ORDER BY span_id"
+)
+
+
+def _varint_messages(data: bytes) -> list[bytes]:
+    """Split varint-delimited messages, independently of correlate's reader."""
+    messages, pos = [], 0
+    while pos < len(data):
+        length, shift = 0, 0
+        while True:
+            byte = data[pos]
+            pos += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        messages.append(data[pos : pos + length])
+        pos += length
+    return messages
+
+
+def _as_json_lines(tmp_path: Path, messages: list[bytes]) -> Path:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    from correlate.ingest.otlp_proto import to_otlp_json
+
+    path = tmp_path / "same.jsonl"
+    path.write_text(
+        "".join(to_otlp_json(ExportTraceServiceRequest.FromString(m)) + "\n" for m in messages)
+    )
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "spans"), [("varint-delimited.binpb", 5), ("raw-request.binpb", 3)]
+)
+def test_proto_framings_are_detected_and_read_like_their_json(
+    store: Store, tmp_path: Path, name: str, spans: int
+) -> None:
+    from correlate.ingest.detect import detect_format
+
+    path = OTLP / name
+    assert detect_format(path) == "otlp-proto"
+    report = store.ingest([path], run="proto")
+    assert (report.spans_added, report.skipped) == (spans, 0)
+    data = path.read_bytes()
+    messages = _varint_messages(data) if name.startswith("varint") else [data]
+    store.ingest([_as_json_lines(tmp_path, messages)], run="json")
+    proto_rows = store.con.execute(SPAN_ROWS, ["proto"]).fetchall()
+    assert proto_rows == store.con.execute(SPAN_ROWS, ["json"]).fetchall()
+    assert {r[0] for r in proto_rows} == ({"shop"} if spans == 5 else {"shop", "pricing"})
+
+
+def test_varint_delimited_file_cut_short_keeps_its_whole_messages(
+    store: Store, tmp_path: Path
+) -> None:
+    data = (OTLP / "varint-delimited.binpb").read_bytes()
+    first, second, _ = _varint_messages(data)
+    third_at = len(data) - len(_varint_messages(data)[2]) - 2  # a 2-byte varint before it
+    cut = tmp_path / "cut.binpb"
+    cut.write_bytes(data[:-40])
+    report = store.ingest([cut], run="r")
+    assert report.spans_added == 3  # messages 1 and 2
+    [problem] = report.problems
+    assert problem.line == 3
+    assert problem.reason.startswith(f"message 3 at byte {third_at}: frame says ")
+    assert problem.reason.endswith("(file cut short?)")
+    assert len(first) + len(second) + 4 == third_at
+
+
+def test_raw_request_cut_short_keeps_its_whole_resource_spans(store: Store, tmp_path: Path) -> None:
+    data = (OTLP / "raw-request.binpb").read_bytes()
+    cut = tmp_path / "cut.binpb"
+    cut.write_bytes(data[:-10])
+    report = store.ingest([cut], run="r")
+    assert report.spans_added == 2  # the whole first ResourceSpans
+    [problem] = report.problems
+    assert problem.line == 2
+    assert "message 2 at byte 320: frame says" in problem.reason
+
+
+@pytest.mark.parametrize(
+    ("data", "framing"),
+    [
+        (b"\n\n" + b"{}" * 10, None),  # text
+        (b"\x00" * 64, None),  # zero bytes frame nothing
+        (bytes(range(256)), None),  # no framing tiles it
+        (b"\x00\x00\x00\x03\x0a\x01\x00", "collector"),
+        (b"\x03\x0a\x01\x00\x03\x0a\x01\x00", "varint"),
+        (b"\x0a\x05abc", "raw"),  # cut inside its first entry: detected, then reported as cut
+        (b"\x03\x0b\x01\x00", None),  # a varint frame whose message is not resource_spans
+    ],
+)
+def test_proto_sniffing_takes_only_bytes_that_frame(data: bytes, framing: str | None) -> None:
+    from correlate.ingest.otlp_framing import framing_of
+    from correlate.ingest.otlp_proto import sniff
+    from correlate.inputs import Head
+
+    assert framing_of(data) == framing
+    assert sniff(Head(data)) == (framing is not None)

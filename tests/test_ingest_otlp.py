@@ -400,9 +400,10 @@ def test_strict_fails_on_first_problem_and_keeps_nothing_from_that_file(
 
 
 def test_problem_list_is_capped_with_a_total(store: Store, tmp_path: Path) -> None:
-    path = write(tmp_path / "many.jsonl", *(["{bad"] * 30))
+    # one good line: a file from which nothing at all could be read is an error instead
+    path = write(tmp_path / "many.jsonl", line(span()), *(["{bad"] * 30))
     report = store.ingest([path], run="r", format="otlp-json")
-    assert report.skipped == 30
+    assert (report.spans_added, report.skipped) == (1, 30)
     assert "… and 10 more (SELECT * FROM problems)" in report.summary()
     assert rows(store, "SELECT count(*) FROM problems") == [(30,)]
 

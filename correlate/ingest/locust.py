@@ -171,6 +171,12 @@ def load_stats(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int
     def check(columns: dict[str, list[str | None]]) -> str:
         # Only known names reach the SQL: the header's other columns are never quoted into it.
         known = [(c, stat) for c in columns if c != "line_no" and (stat := _stat_of(c))]
+        if "Timestamp" in columns:  # its percentiles and Requests/s would pass for a summary
+            raise InputError(
+                "this is Locust's PREFIX_stats_history.csv (it has a Timestamp column), not "
+                "PREFIX_stats.csv; pass --format locust-history or leave --format out",
+                path,
+            )
         if "Name" not in columns or not known:
             header = ", ".join(c for c in columns if c != "line_no")[:120]
             raise InputError(
