@@ -58,17 +58,22 @@ class Frame:
 def framing_of(data: bytes) -> Framing | None:
     """The framing whose frames tile ``data`` (a file's first bytes), or None.
 
-    A frame that runs past the end of ``data`` is allowed (``data`` may be only
-    the head of the file, or the file may be cut short); every frame must start
+    First the framings whose frames tile ``data`` exactly (a whole small file);
+    then those whose last frame runs past its end (``data`` may be only the
+    head of the file, or the file may be cut short). Every frame must start
     where the one before ended, and its message with the resource_spans tag.
+    A frame running past the end proves little (four bytes of anything make a
+    length), so there a Collector length must start with a zero byte, as it
+    does for every message under 16 MiB.
     """
-    for framing in FRAMINGS:
-        if _tiles(data, framing):
-            return framing
+    for exact in (True, False):
+        for framing in FRAMINGS:
+            if _tiles(data, framing, exact=exact):
+                return framing
     return None
 
 
-def _tiles(data: bytes, framing: Framing) -> bool:
+def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
     pos = 0
     messages = False  # a file of empty frames only (zero bytes, say) is no proof
     while pos < len(data):
@@ -76,16 +81,16 @@ def _tiles(data: bytes, framing: Framing) -> bool:
         if header is None:
             return False
         if header == "more":
-            return messages
+            return messages and not exact
         size, length = header
         body = pos + size
         if length and body >= len(data):
-            return messages  # this frame's message cannot be looked at: earlier ones decide
+            return messages and not exact  # its message cannot be looked at
         if length and data[body] != RESOURCE_SPANS_TAG:
             return False
+        if body + length > len(data):  # runs past the end
+            return not exact and (framing != "collector" or data[pos] == 0)
         messages = messages or length > 0
-        if framing == "raw" and length == 0:
-            return False
         pos = body + length
     return messages
 
