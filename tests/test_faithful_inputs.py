@@ -419,3 +419,55 @@ def test_proto_sniffing_takes_only_bytes_that_frame(data: bytes, framing: str | 
 
     assert framing_of(data) == framing
     assert sniff(Head(data)) == (framing is not None)
+
+
+# -- a problem inside a pretty-printed document points to its record's own line ------------
+
+
+def _opening_line(path: Path, marker: str) -> int:
+    """The line of the ``{`` that opens the object holding ``marker`` (1-based)."""
+    lines = path.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if marker in line)
+    return next(i for i in range(at, -1, -1) if lines[i].strip() == "{") + 1
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "marker", "reason"),
+    [
+        ("pretty_otlp.json", "otlp-json", "/ends-before-it-starts", "span ends before it starts"),
+        ("pretty_jaeger.json", "jaeger", "/no-duration", "end time is missing or not an integer"),
+        ("pretty_zipkin.json", "zipkin", "/no-trace", "span has no trace id"),
+    ],
+)
+def test_problems_in_a_pretty_printed_document_point_to_their_records_line(
+    store: Store, name: str, fmt: str, marker: str, reason: str
+) -> None:
+    path = FAITHFUL / name
+    report = store.ingest([path], run="r")
+    assert report.files[0].format == fmt
+    assert (report.spans_added, report.skipped) == (2, 1)
+    [problem] = report.problems
+    assert problem.line == _opening_line(path, marker) > 1
+    assert problem.reason == f"span 3000000000000002: {reason}"
+
+
+def test_a_cut_document_keeps_every_span_and_its_resource(store: Store) -> None:
+    store.ingest([FAITHFUL / "pretty_otlp.json"], run="r")
+    got = store.con.execute("SELECT name, service, resource FROM spans ORDER BY name").fetchall()
+    assert [(n, s) for n, s, _ in got] == [("GET /first", "shop"), ("GET /third", "pricing")]
+    assert json.loads(got[1][2]) == {"service.name": "pricing"}
+
+
+def test_a_document_off_the_record_path_stays_one_record(store: Store, tmp_path: Path) -> None:
+    doc = json.loads((FAITHFUL / "pretty_otlp.json").read_text())
+    del doc["resourceSpans"][1]["scopeSpans"]  # one entry without spans: cutting could lose it
+    doc["resourceSpans"][1]["instrumentationLibrarySpans"] = [
+        {"instrumentationLibrary": {"name": "old"}, "spans": [doc["resourceSpans"][0]
+                                                              ["scopeSpans"][0]["spans"][0]
+                                                              | {"spanId": "3000000000000009"}]}
+    ]  # fmt: skip
+    path = tmp_path / "legacy.json"
+    path.write_text(json.dumps(doc, indent=2))
+    report = store.ingest([path], run="r")
+    assert report.spans_added == 2  # /first twice (two ids), not /ends-before-it-starts
+    assert [p.line for p in report.problems] == [1]
