@@ -403,11 +403,11 @@ def test_raw_request_cut_short_keeps_its_whole_resource_spans(store: Store, tmp_
 @pytest.mark.parametrize(
     ("data", "framing"),
     [
-        (b"\n\n" + b"{}" * 10, None),  # text
+        (b"\n\n" + b"{}" * 10, None),  # text: its first "entry" does not parse
         (b"\x00" * 64, None),  # zero bytes frame nothing
         (bytes(range(256)), None),  # no framing tiles it
-        (b"\x00\x00\x00\x03\x0a\x01\x00", "collector"),
-        (b"\x03\x0a\x01\x00\x03\x0a\x01\x00", "varint"),
+        (b"\x00\x00\x00\x02\x0a\x00", "collector"),  # one empty ResourceSpans
+        (b"\x02\x0a\x00\x02\x0a\x00", "varint"),
         (b"\x0a\x05abc", "raw"),  # cut inside its first entry: detected, then reported as cut
         (b"\x03\x0b\x01\x00", None),  # a varint frame whose message is not resource_spans
     ],
@@ -436,7 +436,6 @@ def _opening_line(path: Path, marker: str) -> int:
     [
         ("pretty_otlp.json", "otlp-json", "/ends-before-it-starts", "span ends before it starts"),
         ("pretty_jaeger.json", "jaeger", "/no-duration", "end time is missing or not an integer"),
-        ("pretty_zipkin.json", "zipkin", "/no-trace", "span has no trace id"),
     ],
 )
 def test_problems_in_a_pretty_printed_document_point_to_their_records_line(
@@ -449,6 +448,16 @@ def test_problems_in_a_pretty_printed_document_point_to_their_records_line(
     [problem] = report.problems
     assert problem.line == _opening_line(path, marker) > 1
     assert problem.reason == f"span 3000000000000002: {reason}"
+
+
+def test_a_zipkin_document_stays_one_record_for_its_shared_spans(store: Store) -> None:
+    # A shared (B3) server half is re-parented within its record, so a Zipkin
+    # document is not cut per span: its problems point to where it starts.
+    report = store.ingest([FAITHFUL / "pretty_zipkin.json"], run="r")
+    assert (report.spans_added, report.skipped) == (2, 1)
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (1, "span 3000000000000002: span has no trace id")
+    ]
 
 
 def test_a_cut_document_keeps_every_span_and_its_resource(store: Store) -> None:

@@ -420,14 +420,17 @@ def test_broken_pretty_printed_document_is_reported_once(store: Store, tmp_path:
     broken = text.replace('"kind": 2,', '"kind": 2,,')
     path = tmp_path / "doc.json"
     path.write_text(broken)
-    report = store.ingest([path], run="r", format="otlp-json")
-    assert report.skipped == 1
     bad_line = (
         broken.split("\n").index(next(x for x in broken.split("\n") if x.strip() == '"kind": 2,,'))
         + 1
     )
-    assert report.problems[0].line == bad_line
-    assert report.problems[0].reason.startswith("not valid JSON (Expecting property name")
+    # Nothing else in the file: it is an error, at the line where the JSON breaks.
+    with pytest.raises(InputError) as caught:
+        store.ingest([path], run="r", format="otlp-json")
+    assert caught.value.line == bad_line
+    assert caught.value.reason.startswith(
+        "nothing could be read from this file: not valid JSON (Expecting property name"
+    )
 
 
 def test_clean_lines_take_the_fast_path_and_dirty_ones_fall_back(

@@ -1,6 +1,6 @@
 """One multi-line JSON document as one record per span, each at the span's own line.
 
-A pretty-printed OTLP, Jaeger or Zipkin file is a single JSON document; read
+A pretty-printed OTLP or Jaeger file is a single JSON document; read
 as one record, every problem in it would point to line 1. Here the document
 is cut along a *record path* (``("resourceSpans", "*", "scopeSpans", "*",
 "spans", "*")``: keys, and ``"*"`` for every item of a list) into one record

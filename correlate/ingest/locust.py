@@ -310,6 +310,12 @@ def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int,
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             problems.append((None, f"entry {i}: not an endpoint object with a name"))
             continue
+        if not any(f in entry for f in (*JSON_FIELDS, "total_response_time")):
+            problems.append(
+                (None, f"entry {i} ({entry['name']!r:.60}): none of Locust's statistics "
+                 "(num_requests, …): not Locust --json output")
+            )  # fmt: skip
+            continue
         method = entry.get("method") if isinstance(entry.get("method"), str) else None
         found: list[tuple[str, str | None, str, str, float]] = []
         bad = [

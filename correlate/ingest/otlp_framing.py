@@ -64,32 +64,50 @@ def framing_of(data: bytes) -> Framing | None:
     where the one before ended, and its message with the resource_spans tag.
     A frame running past the end proves little (four bytes of anything make a
     length), so there a Collector length must start with a zero byte, as it
-    does for every message under 16 MiB.
+    does for every message under 16 MiB. The first whole message must parse.
     """
     for exact in (True, False):
         for framing in FRAMINGS:
-            if _tiles(data, framing, exact=exact):
+            if _tiles(data, framing, exact=exact) and _first_parses(data, framing):
                 return framing
     return None
 
 
+def _first_parses(data: bytes, framing: Framing) -> bool:
+    """True when the first whole message (if one is whole in ``data``) is a request."""
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    header = _header(data, 0, framing)
+    if header is None or header == "more":
+        return True
+    size, length = header
+    if size + length > len(data):
+        return True  # runs past the head: nothing whole to parse
+    try:
+        ExportTraceServiceRequest.FromString(data[size : size + length])
+    except DecodeError:
+        return False
+    return True
+
+
 def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
     pos = 0
-    messages = False  # a file of empty frames only (zero bytes, say) is no proof
+    # At least one whole message seen: a file of empty frames only (zero bytes, say)
+    # is no proof; after one, damage further on is the reader's to report.
+    messages = False
     while pos < len(data):
         header = _header(data, pos, framing)
-        if header is None:
-            return False
-        if header == "more":
+        if header is None or header == "more":
             return messages and not exact
         size, length = header
         body = pos + size
-        if length and body >= len(data):
-            return messages and not exact  # its message cannot be looked at
-        if length and data[body] != RESOURCE_SPANS_TAG:
-            return False
+        if length and (body >= len(data) or data[body] != RESOURCE_SPANS_TAG):
+            return messages and not exact
         if body + length > len(data):  # runs past the end
-            return not exact and (framing != "collector" or data[pos] == 0)
+            return not exact and (messages or framing != "collector" or data[pos] == 0)
         messages = messages or length > 0
         pos = body + length
     return messages

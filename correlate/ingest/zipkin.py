@@ -54,11 +54,7 @@ deterministic, so re-ingesting the same data gives the same ids.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
 
-from correlate.fileio import LineBatch
-from correlate.ingest.docsplit import RecordPath
 from correlate.ingest.jaeger import (
     end_ns_sql,
     hex_id_sql,
@@ -265,15 +261,6 @@ def sniff(head: Head) -> bool:
     return re.fullmatch(r"\[\s*(\[\s*\]\s*,?\s*)*\]\s*", text) is not None
 
 
-#: Where the spans of a (pretty-printed) document are: a list of spans or of traces.
-RECORD_PATHS: tuple[RecordPath, ...] = (("*",), ("*", "*"))
-
-
-def batches(path: Path) -> Iterator[LineBatch]:
-    """:func:`~correlate.ingest.spanformat.json_batches`, a document cut at its spans."""
-    return json_batches(path, RECORD_PATHS)
-
-
 FORMAT = SpanFormat(
     name="zipkin",
     help="Zipkin v2 JSON: a list of spans, or a list of traces",
@@ -281,5 +268,7 @@ FORMAT = SpanFormat(
     schema=DOCUMENT,
     raw_sql=raw_spans_sql,
     envelope_problems_sql=problem_docs_sql,
-    batches=batches,
+    # A document is not cut into records per span: a shared span's server half is
+    # re-parented within its record (above), which needs the whole trace.
+    batches=json_batches,
 )
