@@ -335,7 +335,8 @@ def test_directory_without_trace_files(store: Store, tmp_path: Path) -> None:
     write(tmp_path / "notes.txt", "hello")
     with pytest.raises(
         InputError,
-        match=r"no trace files found in .* \(1 file\(s\) looked at, none a trace format\)",
+        match=r"no trace files found in .* \(1 file\(s\) looked at, none a trace format; "
+        r"first: .*notes\.txt: text starting 'hello'\)",
     ):
         store.ingest([tmp_path], run="r")
 

@@ -212,7 +212,8 @@ def _settle_run(store: Store, run_id: int, new_run: bool, discard: bool = False)
 def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) -> InputError:
     given = ", ".join(str(p) for p in paths)
     looked = (
-        f" ({len(report.passed_over)} file(s) looked at, none a trace format)"
+        f" ({len(report.passed_over)} file(s) looked at, none a trace format; "
+        f"first: {report.passed_over[0]})"
         if report.passed_over
         else ""
     )
