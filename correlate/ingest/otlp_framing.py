@@ -64,33 +64,41 @@ def framing_of(data: bytes) -> Framing | None:
     where the one before ended, and its message with the resource_spans tag.
     A frame running past the end proves little (four bytes of anything make a
     length), so there a Collector length must start with a zero byte, as it
-    does for every message under 16 MiB. The first whole message must parse.
+    does for every message under 16 MiB. A whole message in ``data`` must parse.
     """
     for exact in (True, False):
         for framing in FRAMINGS:
-            if _tiles(data, framing, exact=exact) and _first_parses(data, framing):
+            if _tiles(data, framing, exact=exact) and _some_parse(data, framing):
                 return framing
     return None
 
 
-def _first_parses(data: bytes, framing: Framing) -> bool:
-    """True when the first whole message (if one is whole in ``data``) is a request."""
+def _some_parse(data: bytes, framing: Framing) -> bool:
+    """True when a whole message in ``data`` parses as a request (or none is whole).
+
+    Not only the first: a file whose first message is damaged is still this framing.
+    """
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
-    header = _header(data, 0, framing)
-    if header is None or header == "more":
+    pos, whole = 0, 0
+    while pos < len(data) and whole < 16:
+        header = _header(data, pos, framing)
+        if header is None or header == "more":
+            break
+        size, length = header
+        if pos + size + length > len(data):
+            break
+        whole += 1
+        try:
+            ExportTraceServiceRequest.FromString(data[pos + size : pos + size + length])
+        except DecodeError:
+            pos += size + length
+            continue
         return True
-    size, length = header
-    if size + length > len(data):
-        return True  # runs past the head: nothing whole to parse
-    try:
-        ExportTraceServiceRequest.FromString(data[size : size + length])
-    except DecodeError:
-        return False
-    return True
+    return whole == 0
 
 
 def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
