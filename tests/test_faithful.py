@@ -63,9 +63,11 @@ def test_negative_start_is_a_problem(store: Store, tmp_path: Path) -> None:
     text = (FAITHFUL / "one_span.jsonl").read_text()
     text = text.replace('"1795594408000000000"', '"-5"').replace('"1795594408250000000"', '"5"')
     (tmp_path / "negative.jsonl").write_text(text)
-    report = store.ingest([tmp_path / "negative.jsonl"], run="r")
-    assert report.spans_added == 0
-    assert report.files[0].problems[0].reason.endswith("start time -5 is before 1970 (negative)")
+    from correlate.errors import InputError
+
+    # its only span: nothing could be read from the file
+    with pytest.raises(InputError, match=r"start time -5 is before 1970 \(negative\)$"):
+        store.ingest([tmp_path / "negative.jsonl"], run="r")
 
 
 def test_a_run_spanning_centuries_lists_and_reports_in_bounded_size(store: Store) -> None:

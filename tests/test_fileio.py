@@ -134,8 +134,15 @@ def test_a_small_file_cut_short_keeps_what_decompresses(
         with pytest.raises(DamagedStreamError, match="bzip2 stream is damaged or cut short"):
             store.ingest([path], run="r")
     else:
-        report = store.ingest([path], run="r")
-        assert f"{codec} stream is damaged or cut short" in report.files[0].problems[-1].reason
+        try:
+            report = store.ingest([path], run="r")
+        except InputError as error:  # the cut came before the first whole line
+            assert error.reason.startswith(
+                f"nothing could be read from this file: {codec} stream is damaged or cut short"
+            )
+        else:
+            assert report.spans_added > 0
+            assert f"{codec} stream is damaged or cut short" in report.files[0].problems[-1].reason
     with pytest.raises(DamagedStreamError, match=f"{codec} stream is damaged or cut short") as e:
         read_all(path)
     assert e.value.path == path

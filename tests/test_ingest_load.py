@@ -378,10 +378,12 @@ def test_locust_bad_records(store: Store, tmp_path: Path) -> None:
 def test_broken_summary_documents(store: Store, tmp_path: Path) -> None:
     text = (LOAD / "k6_summary_export.json").read_text()
     cut = write(tmp_path / "cut.json", text[: len(text) // 2], end="")
-    report = store.ingest([cut], run="cut")
-    assert [p.reason for p in report.problems] == [
+    with pytest.raises(InputError) as caught:  # the one document: nothing could be read
+        store.ingest([cut], run="cut")
+    assert caught.value.reason == (
+        "nothing could be read from this file: "
         "last line is cut short (no final newline; was the file still being written?)"
-    ]
+    )
     doc = json.loads(text)
     doc["metrics"]["http_req_duration"]["thresholds"] = {"p(95)<2000": "maybe"}
     doc["metrics"]["vus"]["max"] = "two"

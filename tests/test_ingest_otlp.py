@@ -335,7 +335,8 @@ def test_directory_without_trace_files(store: Store, tmp_path: Path) -> None:
     write(tmp_path / "notes.txt", "hello")
     with pytest.raises(
         InputError,
-        match=r"no trace files found in .* \(1 file\(s\) looked at, none a trace format\)",
+        match=r"no trace files found in .* \(1 file\(s\) looked at, none a trace format; "
+        r"first: .*notes\.txt: text starting 'hello'\)",
     ):
         store.ingest([tmp_path], run="r")
 
@@ -400,9 +401,10 @@ def test_strict_fails_on_first_problem_and_keeps_nothing_from_that_file(
 
 
 def test_problem_list_is_capped_with_a_total(store: Store, tmp_path: Path) -> None:
-    path = write(tmp_path / "many.jsonl", *(["{bad"] * 30))
+    # one good line: a file from which nothing at all could be read is an error instead
+    path = write(tmp_path / "many.jsonl", line(span()), *(["{bad"] * 30))
     report = store.ingest([path], run="r", format="otlp-json")
-    assert report.skipped == 30
+    assert (report.spans_added, report.skipped) == (1, 30)
     assert "… and 10 more (SELECT * FROM problems)" in report.summary()
     assert rows(store, "SELECT count(*) FROM problems") == [(30,)]
 
@@ -419,14 +421,17 @@ def test_broken_pretty_printed_document_is_reported_once(store: Store, tmp_path:
     broken = text.replace('"kind": 2,', '"kind": 2,,')
     path = tmp_path / "doc.json"
     path.write_text(broken)
-    report = store.ingest([path], run="r", format="otlp-json")
-    assert report.skipped == 1
     bad_line = (
         broken.split("\n").index(next(x for x in broken.split("\n") if x.strip() == '"kind": 2,,'))
         + 1
     )
-    assert report.problems[0].line == bad_line
-    assert report.problems[0].reason.startswith("not valid JSON (Expecting property name")
+    # Nothing else in the file: it is an error, at the line where the JSON breaks.
+    with pytest.raises(InputError) as caught:
+        store.ingest([path], run="r", format="otlp-json")
+    assert caught.value.line == bad_line
+    assert caught.value.reason.startswith(
+        "nothing could be read from this file: not valid JSON (Expecting property name"
+    )
 
 
 def test_clean_lines_take_the_fast_path_and_dirty_ones_fall_back(

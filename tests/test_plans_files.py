@@ -132,12 +132,13 @@ def test_text_format_plans_say_how_to_fix_it(store: Store, tmp_path: Path) -> No
         "\tResult  (cost=0.00..0.01 rows=1 width=4)\n"
         "2026-11-25 12:29:09.739 UTC [1] postgres@test LOG:  duration: 0.050 ms  statement: SELECT 1\n"
     )
-    report = store.ingest([log], run="r")
-    assert report.plans_added == 0
-    assert [str(p) for p in report.problems] == [
-        f"{log}:1: auto_explain wrote this plan as text; set auto_explain.log_format = json "
-        "so correlate can read it"
-    ]
+    # Its one plan cannot be read: the file gave nothing, an error that says how to fix it.
+    with pytest.raises(InputError) as caught:
+        store.ingest([log], run="r")
+    assert str(caught.value) == (
+        f"{log}:1: nothing could be read from this file: auto_explain wrote this plan as "
+        "text; set auto_explain.log_format = json so correlate can read it"
+    )
 
 
 def test_jsonlog_line_cut_short(store: Store, tmp_path: Path) -> None:
@@ -268,12 +269,20 @@ def test_several_plans_in_one_file_are_each_stored(store: Store, tmp_path: Path)
 def test_a_broken_plan_file_is_a_skipped_record(store: Store, tmp_path: Path) -> None:
     path = tmp_path / "q.json"
     path.write_text('[{"Plan": {"Node Type": "Seq Scan", "Relation Name": ')
-    report = store.ingest([path], run="r")
-    assert report.plans_added == 0
+    with pytest.raises(InputError) as caught:  # its only record: nothing could be read
+        store.ingest([path], run="r")
+    assert str(caught.value) == (
+        f"{path}:1: nothing could be read from this file: "
+        "not a plan: invalid JSON (Expecting value: line 1 column 53 (char 52))"
+    )
+    assert store.sql("SELECT count(*) AS n FROM files")["n"][0] == 0  # nothing kept
+    # Beside a good plan, it is a skipped record of a file that was read.
+    shutil.copy(PLANS / "postgres" / sorted(p.name for p in (PLANS / "postgres").glob("*.json"))[0],
+                tmp_path / "good.json")  # fmt: skip
+    report = store.ingest([tmp_path], run="r")
     assert [str(p) for p in report.problems] == [
         f"{path}:1: not a plan: invalid JSON (Expecting value: line 1 column 53 (char 52))"
     ]
-    assert store.sql("SELECT records_read, skipped FROM files").values.tolist() == [[1, 1]]
 
 
 def test_real_postgres_plan_files(store: Store) -> None:

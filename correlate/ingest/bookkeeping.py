@@ -10,12 +10,22 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from correlate.errors import InputError
 from correlate.ingest.report import PROBLEM_LIST_CAP, FileReport, Problem
 
 if TYPE_CHECKING:
     from correlate.store import Store
 
-__all__ = ["add_file_row", "file_digest", "holds_file", "record_problems", "set_file_counts"]
+__all__ = [
+    "add_file_row",
+    "file_digest",
+    "gave_something",
+    "holds_file",
+    "nothing_read",
+    "record_problems",
+    "refuse_if_nothing_read",
+    "set_file_counts",
+]
 
 
 def file_digest(path: Path) -> str:
@@ -59,8 +69,14 @@ def record_problems(
     path: Path,
     problems: list[tuple[int | None, str]],
     report: FileReport,
+    *,
+    skipped: bool = True,
 ) -> None:
-    """Keep every problem in the store; the report lists the first few."""
+    """Keep every problem in the store; the report lists the first few.
+
+    ``skipped=False`` marks notes on records that were kept (read leniently):
+    listed and stored like problems, not counted as skipped.
+    """
     if not problems:
         return
     import pyarrow as pa
@@ -77,6 +93,46 @@ def record_problems(
     store.con.register("_new_problems", table)
     store.con.execute("INSERT INTO problems SELECT ?, line, reason FROM _new_problems", [file_id])
     store.con.unregister("_new_problems")
-    report.skipped += len(problems)
+    if skipped:
+        report.skipped += len(problems)
+    else:
+        report.lenient += len(problems)
     room = PROBLEM_LIST_CAP - len(report.problems)
     report.problems.extend(Problem(path, line, reason) for line, reason in problems[: max(room, 0)])
+
+
+def gave_something(report: FileReport) -> bool:
+    """True when a record of the file was read now (not: the run already held it)."""
+    return bool(
+        report.spans_added
+        or report.duplicates
+        or report.rows_added
+        or (report.plans is not None and report.plans.added)
+    )
+
+
+def nothing_read(report: FileReport) -> bool:
+    """True when the file had records but not one of them could be read.
+
+    A file with no records and no problems (an empty export) is not such a file.
+    """
+    return not report.already_ingested and not gave_something(report) and report.skipped > 0
+
+
+def refuse_if_nothing_read(report: FileReport) -> None:
+    """Raise :class:`InputError` (inside the file's transaction, so nothing is kept)
+    when nothing could be read from a file named on its own, with the first reason."""
+    if not nothing_read(report):
+        return
+    first = report.problems[0] if report.problems else Problem(report.path, None, "unreadable")
+    also = [
+        f"line {p.line}: {p.reason}" if p.line is not None else p.reason
+        for p in report.problems[1:3]
+    ]
+    more = report.skipped - 1 - len(also)
+    if more > 0:
+        also.append(f"{more:,} more")
+    tail = f" (also {'; '.join(also)})" if also else ""
+    raise InputError(
+        f"nothing could be read from this file: {first.reason}{tail}", report.path, first.line
+    )

@@ -56,6 +56,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from correlate.fileio import LineBatch
+from correlate.ingest.docsplit import RecordPath
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
@@ -309,6 +310,15 @@ WHERE t IS NULL OR t.spans IS NULL
 """
 
 
+#: Where the spans of a (pretty-printed) document are, in each shape it may have.
+RECORD_PATHS: tuple[RecordPath, ...] = (
+    ("data", "*", "spans", "*"),  # the query API's response
+    ("spans", "*"),  # a bare trace
+    ("*", "spans", "*"),  # a list of traces
+    ("*",),  # a list of spans
+)
+
+
 def _enveloped(text: str) -> str:
     """A record in the query API's envelope: a bare trace object, a list of traces or a
     list of spans (as some tools save them) becomes ``{"data": [traces]}``."""
@@ -330,7 +340,7 @@ def _enveloped(text: str) -> str:
 
 def enveloped_batches(path: Path) -> Iterator[LineBatch]:
     """:func:`json_batches`, each record in the query API's envelope (:func:`_enveloped`)."""
-    for batch in json_batches(path):
+    for batch in json_batches(path, RECORD_PATHS):
         batch.lines = [_enveloped(line) for line in batch.lines]
         yield batch
 

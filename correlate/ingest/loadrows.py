@@ -10,6 +10,7 @@ starts on.
 from __future__ import annotations
 
 import csv
+import re
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -59,11 +60,17 @@ def csv_batches(path: Path, names: tuple[str, ...] | None = None) -> Iterator[Cs
         header = _next_record(reader, path)
         if header is None:
             return
+        if _SURROGATE.search("".join(header)):
+            raise InputError("not CSV text: its header line is not UTF-8 (a binary file?)", path, 1)
         index = {name.strip(): i for i, name in enumerate(header)}
         width = len(header)
         yield from _records(
             reader, index, width, names or tuple(n for n in index if n and n != "line_no"), tail
         )
+
+
+#: what a byte that is not UTF-8 becomes when decoded with errors="surrogateescape"
+_SURROGATE = re.compile("[\udc80-\udcff]")
 
 
 class _Tail:

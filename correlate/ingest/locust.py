@@ -171,6 +171,12 @@ def load_stats(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int
     def check(columns: dict[str, list[str | None]]) -> str:
         # Only known names reach the SQL: the header's other columns are never quoted into it.
         known = [(c, stat) for c in columns if c != "line_no" and (stat := _stat_of(c))]
+        if "Timestamp" in columns:  # its percentiles and Requests/s would pass for a summary
+            raise InputError(
+                "this is Locust's PREFIX_stats_history.csv (it has a Timestamp column), not "
+                "PREFIX_stats.csv; pass --format locust-history or leave --format out",
+                path,
+            )
         if "Name" not in columns or not known:
             header = ", ".join(c for c in columns if c != "line_no")[:120]
             raise InputError(
@@ -303,6 +309,12 @@ def load_json(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int,
     for i, entry in enumerate(doc, start=1):
         if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
             problems.append((None, f"entry {i}: not an endpoint object with a name"))
+            continue
+        if not any(f in entry for f in (*JSON_FIELDS, "total_response_time")):
+            problems.append(
+                (None, f"entry {i} ({entry['name']!r:.60}): none of Locust's statistics "
+                 "(num_requests, …): not Locust --json output")
+            )  # fmt: skip
             continue
         method = entry.get("method") if isinstance(entry.get("method"), str) else None
         found: list[tuple[str, str | None, str, str, float]] = []

@@ -11,11 +11,14 @@ default are absent and an empty ``parentSpanId`` means a root.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
-from correlate.fileio import duckdb_compression, read_head
+from correlate.fileio import LineBatch, duckdb_compression, read_head
 from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
+from correlate.ingest.docsplit import RecordPath
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string
+from correlate.ingest.otlp_shape import repair
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
 from correlate.semconv import SERVICE_NAME
@@ -191,6 +194,18 @@ WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL TH
 MAX_LINE_BYTES = 16 * 1024 * 1024
 
 
+#: Where the spans of a (pretty-printed) document are: each is a record of its own.
+RECORD_PATHS: tuple[RecordPath, ...] = (
+    ("resourceSpans", "*", "scopeSpans", "*", "spans", "*"),
+    ("result", "resourceSpans", "*", "scopeSpans", "*", "spans", "*"),
+)
+
+
+def batches(path: Path) -> Iterator[LineBatch]:
+    """:func:`~correlate.ingest.spanformat.json_batches`, a document cut at its spans."""
+    return json_batches(path, RECORD_PATHS)
+
+
 def sniff(head: Head) -> bool:
     """An OTLP/JSON line or document: a JSON object that names ``resourceSpans``."""
     text = head.stripped
@@ -209,6 +224,7 @@ FORMAT = SpanFormat(
     schema=DOCUMENT,
     raw_sql=raw_spans_sql,
     envelope_problems_sql=problem_docs_sql,
-    batches=json_batches,
+    batches=batches,
     fast_docs=fast_docs_sql,
+    repair=repair,
 )

@@ -16,8 +16,8 @@ exporter README, and the Python SDK's ``MetricsData.to_json``):
   histogram's have ``bucket_counts``, a sum has ``is_monotonic``).
 - **Protobuf in the Collector's framing** (``format: proto``): a 4-byte
   big-endian length before each serialized ``ExportMetricsServiceRequest``,
-  the framing :mod:`correlate.ingest.otlp_proto` reads for spans (its
-  :func:`~correlate.ingest.otlp_proto.frames`). Each message goes through
+  the Collector framing :mod:`correlate.ingest.otlp_framing` reads for spans (its
+  :func:`~correlate.ingest.otlp_framing.frames`). Each message goes through
   protobuf's JSON mapping (camelCase, 64-bit integers as strings, as OTLP/JSON).
   It is told from a span file by its first message, which must parse as a
   metrics request with a named metric holding data; a first message longer
@@ -144,17 +144,18 @@ def read_proto_points(path: Path) -> Iterator[Point | Problem]:
     from google.protobuf.json_format import MessageToDict
 
     from correlate.fileio import open_bytes
-    from correlate.ingest.otlp_proto import frames
+    from correlate.ingest.otlp_framing import frames
 
     try:
         stream = open_bytes(path)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path) from None
     with stream:
-        for number, offset, payload, problem in frames(stream):
-            where = f"message {number} at byte {offset}"
+        for frame in frames(stream, "collector"):
+            number, payload = frame.number, frame.payload
+            where = f"message {number} at byte {frame.offset}"
             if payload is None:
-                yield Problem(number, f"{where}: {problem}")
+                yield Problem(number, f"{where}: {frame.problem}")
                 continue
             message = _metrics_request(payload)
             if message is None:

@@ -1,14 +1,33 @@
-"""OTLP protobuf as the Collector's ``file`` exporter writes it (``format: proto``).
+"""OTLP protobuf files: the Collector's ``file`` exporter framing, varint-delimited
+messages, and a single raw ``ExportTraceServiceRequest``.
 
 Facts relied on (the Collector's ``fileexporter`` README, opentelemetry-collector-contrib
-``exporter/fileexporter``; protobuf's JSON mapping):
+``exporter/fileexporter``; the protobuf encoding guide,
+https://protobuf.dev/programming-guides/encoding/; opentelemetry-proto's
+``trace.proto`` and ``trace_service.proto``; protobuf's JSON mapping):
 
-- The file is a sequence of frames: a 4-byte **big-endian** unsigned length,
-  then that many bytes of one serialized ``ExportTraceServiceRequest``. There
-  is no header or trailer. The file may be compressed (read through
-  :func:`correlate.fileio.open_bytes`). The exporter's own ``zstd``
-  compression (each message compressed on its own, same framing) is not
-  read: such a message is reported as zstd-compressed.
+- The Collector's framing (``format: proto``): a sequence of frames, each a
+  4-byte **big-endian** unsigned length, then that many bytes of one serialized
+  ``ExportTraceServiceRequest``. There is no header or trailer. The
+  exporter's own ``zstd`` compression (each message compressed on its own,
+  same framing) is not read: such a message is reported as zstd-compressed.
+- Varint-delimited messages (protobuf's ``writeDelimitedTo`` /
+  ``parseDelimitedFrom``, how a stream of messages is usually written to a
+  file): each message preceded by its length as a base-128 varint.
+  ``TracesData`` and ``ExportTraceServiceRequest`` have the same wire form
+  (field 1, ``resource_spans``), so either may be framed so.
+- One raw message: the whole file is a single ``ExportTraceServiceRequest``
+  (or ``TracesData``), as an OTLP/HTTP body saved to a file. On the wire that
+  is a sequence of field-1 entries (tag ``0x0a``, a varint length, one
+  ``ResourceSpans``); each entry is read as a request of its own, so a cut
+  file keeps its complete entries.
+- Which framing a file has is decided from its head: the one whose frames
+  tile the bytes read exactly (each frame starting with tag ``0x0a``), tried
+  in the order Collector, varint-delimited, raw. The Collector's length
+  starts with a zero byte for any message under 16 MiB, which neither other
+  framing does; varint-delimited and raw would both have to tile the head by
+  chance for the choice to be wrong.
+- Any of them may be compressed (read through :func:`correlate.fileio.open_bytes`).
 - ``google.protobuf.json_format`` is *not* OTLP/JSON: it writes ids as
   base64 and enums as names. So each message goes through
   ``MessageToDict(msg, use_integers_for_enums=True)`` and then ``traceId``,
@@ -19,8 +38,8 @@ Facts relied on (the Collector's ``fileexporter`` README, opentelemetry-collecto
   reader's SQL (:mod:`correlate.ingest.otlp_json`), so both formats give the
   same span rows.
 
-Records are numbered by message (1-based), so a problem reads
-``FILE:7: message 7 at byte 1234: …``. A frame whose length runs past the
+Records are numbered by message (1-based; for a raw file, by ``ResourceSpans``
+entry), so a problem reads ``FILE:7: message 7 at byte 1234: …``. A frame whose length runs past the
 end of the file (a file cut short while being written, or not this format
 at all) ends the reading with one problem; what came before is kept, since
 nothing after a broken frame can be found again. A message that fails to
@@ -50,16 +69,14 @@ from typing import IO, Any
 from correlate.errors import InputError
 from correlate.fileio import LineBatch, open_bytes
 from correlate.ingest import otlp_json
+from correlate.ingest.otlp_framing import frames, framing_of
 from correlate.ingest.spanformat import SpanFormat
 from correlate.inputs import Head
 
 #: Flush a batch once its JSON texts reach about this many characters.
 BATCH_CHARS = 16 * 1024 * 1024
-#: protobuf cannot serialize a message of 2 GiB or more, so a bigger frame
-#: length means the bytes are not this framing.
-MAX_MESSAGE_BYTES = 2**31 - 1
-#: Read a frame's body in pieces, so a garbage length costs only what is there.
-_READ_CHUNK = 8 * 1024 * 1024
+#: How much of a file decides its framing.
+_SNIFF_BYTES = 64 * 1024
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
@@ -83,12 +100,22 @@ def _batches(stream: IO[bytes], batch_chars: int) -> Iterator[LineBatch]:
 
     batch = LineBatch([], [])
     size = 0
-    for number, offset, payload, problem in frames(stream):
+    try:
+        head = stream.read(_SNIFF_BYTES)
+    except (OSError, EOFError, zlib.error) as exc:
+        reason = f"compressed stream is damaged or cut short ({exc})"
+        yield LineBatch([], [], bad=[(1, f"message 1 at byte 0: {reason}")])
+        return
+    # Not proto at all (--format forced on it): read as the Collector's framing, which
+    # reports where its first frame goes wrong.
+    framing = framing_of(head) or "collector"
+    for frame in frames(_Prefixed(head, stream), framing):
+        number, offset, payload = frame.number, frame.offset, frame.payload
         batch.position = offset
         if payload is None:
-            batch.bad.append((number, f"message {number} at byte {offset}: {problem}"))
+            batch.bad.append((number, f"message {number} at byte {offset}: {frame.problem}"))
             continue
-        batch.position = offset + 4 + len(payload)
+        batch.position = frame.end
         if payload.startswith(_ZSTD_MAGIC):
             reason = (
                 "the message is zstd-compressed (the Collector's compression: zstd), which "
@@ -114,54 +141,23 @@ def _batches(stream: IO[bytes], batch_chars: int) -> Iterator[LineBatch]:
         yield batch
 
 
-def frames(stream: IO[bytes]) -> Iterator[tuple[int, int, bytes | None, str]]:
-    """(message number, byte offset, body or None, problem) for each frame.
+class _Prefixed:
+    """``stream`` with ``prefix`` (bytes already read from it) put back in front."""
 
-    Stops after the first frame that cannot be read whole.
-    """
-    number = 0
-    offset = 0
-    while True:
-        number += 1
-        try:
-            head = _read(stream, 4)
-            if not head:
-                return
-            length = int.from_bytes(head, "big")
-            body = _read(stream, length) if len(head) == 4 and length <= MAX_MESSAGE_BYTES else b""
-        except (OSError, EOFError, zlib.error) as exc:
-            yield number, offset, None, f"compressed stream is damaged or cut short ({exc})"
-            return
-        if len(head) < 4:
-            problem = f"the file ends inside a frame's 4-byte length ({len(head)} byte(s) left)"
-        elif length > MAX_MESSAGE_BYTES:
-            problem = (
-                f"frame says {length} bytes, more than a protobuf message can hold "
-                "(not the Collector's proto framing, or the file is damaged here)"
-            )
-        elif len(body) < length:
-            problem = f"frame says {length} bytes but only {len(body)} remain (file cut short?)"
-        else:
-            yield number, offset, body, ""
-            offset += 4 + length
-            continue
-        yield number, offset, None, problem
-        return
+    def __init__(self, prefix: bytes, stream: IO[bytes]) -> None:
+        self._prefix = prefix
+        self._stream = stream
 
-
-def _read(stream: IO[bytes], size: int) -> bytes:
-    """Up to ``size`` bytes, fewer only at the end of the stream."""
-    if size <= _READ_CHUNK:
-        return stream.read(size)
-    parts = []
-    left = size
-    while left > 0:
-        part = stream.read(min(left, _READ_CHUNK))
-        if not part:
-            break
-        parts.append(part)
-        left -= len(part)
-    return b"".join(parts)
+    def read(self, size: int = -1) -> bytes:
+        if not self._prefix:
+            return self._stream.read(size)
+        if size < 0:
+            data, self._prefix = self._prefix + self._stream.read(), b""
+            return data
+        data, self._prefix = self._prefix[:size], self._prefix[size:]
+        if len(data) < size:
+            data += self._stream.read(size - len(data))
+        return data
 
 
 def to_otlp_json(message: Any) -> str:
@@ -188,14 +184,11 @@ def _hex_ids(obj: dict[str, Any]) -> None:
 
 
 def sniff(head: Head) -> bool:
-    """Collector framing: a big-endian uint32 length, then an ExportTraceServiceRequest
-    whose first field is resource_spans (field 1, length-delimited: tag 0x0a)."""
-    data = head.data
-    if not head.binary or len(data) < 5:
-        return False
-    length = int.from_bytes(data[:4], "big")
-    # the same framing around metrics (an ExportMetricsServiceRequest) is otlp-metrics-proto's
-    return 0 < length < (1 << 30) and data[4] == 0x0A and not head.once(_holds_metrics)
+    """Binary, and the frames of one framing tile the head (see :mod:`~correlate.ingest.otlp_framing`).
+
+    The same framing around metrics (an ExportMetricsServiceRequest) is otlp-metrics-proto's.
+    """
+    return head.binary and framing_of(head.data) is not None and not head.once(_holds_metrics)
 
 
 def _holds_metrics(head: Head) -> bool:
@@ -206,8 +199,8 @@ def _holds_metrics(head: Head) -> bool:
 
 FORMAT = SpanFormat(
     name="otlp-proto",
-    help="OTLP protobuf as the Collector file exporter writes it "
-    "(4-byte length before each message)",
+    help="OTLP protobuf: the Collector file exporter's framing (4-byte length before each "
+    "message), varint-delimited messages, or one raw ExportTraceServiceRequest",
     sniff=sniff,
     schema=otlp_json.DOCUMENT,
     raw_sql=otlp_json.raw_spans_sql,

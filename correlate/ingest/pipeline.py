@@ -19,20 +19,22 @@ once and counted (:mod:`correlate.ingest.dedupe`).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
 from correlate.fileio import expansion_limit
 from correlate.ingest import rundir
+from correlate.ingest.bookkeeping import gave_something, nothing_read
 from correlate.ingest.callees import link_callee_routes
 from correlate.ingest.dedupe import dedupe_spans
 from correlate.ingest.detect import NotTraceFile, detect
 from correlate.ingest.planfile import ingest_plan_file, plans_without_span
 from correlate.ingest.progress import Progress
 from correlate.ingest.registry import format_named, format_names
-from correlate.ingest.report import IngestReport, Problem
+from correlate.ingest.report import FileReport, IngestReport, Problem
 from correlate.ingest.spanfile import ingest_span_file
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
@@ -86,13 +88,13 @@ def _ingest(
     progress: Progress | None,
 ) -> IngestReport:
     report = IngestReport(run)
-    spans: list[tuple[Path, SpanFormat]] = []
-    tables: list[tuple[Path, str]] = []
-    plans: list[tuple[Path, PlanFormat]] = []
+    spans: list[tuple[Path, SpanFormat, bool]] = []
+    tables: list[tuple[Path, str, bool]] = []
+    plans: list[tuple[Path, PlanFormat, bool]] = []
     refused: list[tuple[Path, bool, NotTraceFile]] = []
     for path, explicit, companion in _expand(paths, report.passed_over):
         if companion is not None:
-            tables.append((path, companion))
+            tables.append((path, companion, explicit))
             continue
         try:
             fmt = forced or detect(path)
@@ -105,15 +107,15 @@ def _ingest(
             report.passed_over.append(Problem(path, None, unreadable.reason))
             continue
         if isinstance(fmt, SpanFormat):
-            spans.append((path, fmt))
+            spans.append((path, fmt, explicit))
         elif isinstance(fmt, PlanFormat):
-            plans.append((path, fmt))
+            plans.append((path, fmt, explicit))
         elif isinstance(fmt, TableFormat):
-            tables.append((path, fmt.name))
+            tables.append((path, fmt.name, explicit))
         else:  # a registered format no reader below takes: a bug in the registry
             raise TypeError(f"no reader for format {fmt.name!r} of family {fmt.family!r}")
     # A plan file's statement (q1.sql next to q1.json) is part of the plan.
-    statements = {statement_file(path) for path, _ in plans}
+    statements = {statement_file(path) for path, _, _ in plans}
     for path, explicit, refusal in refused:
         if path in statements:
             continue
@@ -125,35 +127,81 @@ def _ingest(
     new_run = store.con.execute("SELECT 1 FROM runs WHERE name = ?", [run]).fetchone() is None
     run_id = store.ensure_run(run, source=str(Path(paths[0]).resolve()), labels=labels)
     if progress is not None:
-        progress.start(sum(p.stat().st_size for p, _ in spans))
+        progress.start(sum(p.stat().st_size for p, _, _ in spans))
+    failed: list[Problem] = []  # files in directories that could not be read at all
+    discard = False
     try:
-        for path, span_format in spans:
+        for path, span_format, explicit in spans:
             if progress is not None:
                 progress.file(path)
-            report.files.append(
-                ingest_span_file(store, run_id, path, span_format, strict, progress)
-            )
-        for path, kind in tables:
-            report.files.append(ingest_table_file(store, run_id, path, kind, strict))
-        for path, plan_format in plans:
-            report.files.append(ingest_plan_file(store, run_id, path, plan_format, strict))
+            read = partial(ingest_span_file, store, run_id, path, span_format, strict, progress)
+            _read_file(report, failed, path, explicit, strict, read)
+        for path, kind, explicit in tables:
+            read = partial(ingest_table_file, store, run_id, path, kind, strict)
+            _read_file(report, failed, path, explicit, strict, read)
+        for path, plan_format, explicit in plans:
+            read = partial(ingest_plan_file, store, run_id, path, plan_format, strict)
+            _read_file(report, failed, path, explicit, strict, read)
+        report.passed_over.extend(failed)
+        unread = _nothing_read_anywhere(report, failed)
+        if unread is not None:
+            discard = new_run
+            raise unread
         dedupe_spans(store, run_id, report)
         link_callee_routes(store, run_id)
         report.statements_fingerprinted = fingerprint_run(store, run_id)
         report.plans_without_span = plans_without_span(store, run_id, report)
     finally:
-        _settle_run(store, run_id, new_run)
+        _settle_run(store, run_id, new_run, discard)
         if progress is not None:
             progress.finish()
     return report
 
 
-def _settle_run(store: Store, run_id: int, new_run: bool) -> None:
+def _read_file(
+    report: IngestReport,
+    failed: list[Problem],
+    path: Path,
+    explicit: bool,
+    strict: bool,
+    read: Callable[..., FileReport],
+) -> None:
+    """One file's reading; in a directory, a file that cannot be read stops nothing.
+
+    A file named on its own from which nothing could be read is an error.
+    """
+    try:
+        report.files.append(read(require_some=explicit))
+    except InputError as exc:
+        if explicit or strict:
+            raise
+        failed.append(Problem(path, exc.line, exc.reason))
+
+
+def _nothing_read_anywhere(report: IngestReport, failed: list[Problem]) -> InputError | None:
+    """The error when files had records but not one record of any could be read."""
+    if any(gave_something(f) for f in report.files):
+        return None
+    unread = [p for f in report.files if nothing_read(f) for p in f.problems[:1]] + failed
+    if not unread:
+        return None  # only files with no records at all (an empty export): nothing wrong
+    first = unread[0]
+    return InputError(
+        f"nothing could be read from any of the {len(unread)} file(s) with records: first {first}",
+    )
+
+
+def _settle_run(store: Store, run_id: int, new_run: bool, discard: bool = False) -> None:
     """After an ingest, even a failed one: its run's totals, or no run at all.
 
     A run this ingest created and into which no file landed (the first file
-    failed under --strict) is removed rather than left as an empty row.
+    failed under --strict) is removed rather than left as an empty row; so is
+    one (``discard``) whose files gave nothing at all, with their file rows.
     """
+    if discard:
+        files = "SELECT file_id FROM files WHERE run_id = ?"
+        store.con.execute(f"DELETE FROM problems WHERE file_id IN ({files})", [run_id])
+        store.con.execute("DELETE FROM files WHERE run_id = ?", [run_id])
     holds = store.con.execute("SELECT 1 FROM files WHERE run_id = ? LIMIT 1", [run_id]).fetchone()
     if new_run and holds is None:
         store.con.execute("DELETE FROM runs WHERE run_id = ?", [run_id])
@@ -164,7 +212,8 @@ def _settle_run(store: Store, run_id: int, new_run: bool) -> None:
 def _nothing_found(paths: list[str | os.PathLike[str]], report: IngestReport) -> InputError:
     given = ", ".join(str(p) for p in paths)
     looked = (
-        f" ({len(report.passed_over)} file(s) looked at, none a trace format)"
+        f" ({len(report.passed_over)} file(s) looked at, none a trace format; "
+        f"first: {report.passed_over[0]})"
         if report.passed_over
         else ""
     )

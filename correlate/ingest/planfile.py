@@ -11,6 +11,7 @@ from correlate.ingest.bookkeeping import (
     file_digest,
     holds_file,
     record_problems,
+    refuse_if_nothing_read,
     set_file_counts,
 )
 from correlate.ingest.report import FileReport, IngestReport
@@ -24,9 +25,18 @@ __all__ = ["ingest_plan_file", "plans_without_span"]
 
 
 def ingest_plan_file(
-    store: Store, run_id: int, path: Path, fmt: PlanFormat, strict: bool
+    store: Store,
+    run_id: int,
+    path: Path,
+    fmt: PlanFormat,
+    strict: bool,
+    *,
+    require_some: bool = False,
 ) -> FileReport:
-    """Load the plans of ``path`` (format ``fmt``) into run ``run_id``."""
+    """Load the plans of ``path`` (format ``fmt``) into run ``run_id``.
+
+    ``require_some``: as for :func:`correlate.ingest.spanfile.ingest_span_file`.
+    """
     sha = file_digest(path)
     report = FileReport(path, fmt.name, plans=PlanCounts(), family="plans")
     if holds_file(store, run_id, sha):
@@ -42,7 +52,9 @@ def ingest_plan_file(
             raise InputError(exc.reason, path, exc.line) from None
         record_problems(store, file_id, path, counts.problems, report)
         set_file_counts(store, file_id, counts.read, counts.added, len(counts.problems))
-    report.plans = counts
+        report.plans = counts
+        if require_some:
+            refuse_if_nothing_read(report)
     return report
 
 

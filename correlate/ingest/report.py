@@ -44,6 +44,8 @@ class FileReport:
     skipped: int = 0
     #: of those, single spans (so spans_read == spans_added + spans_skipped + duplicates)
     spans_skipped: int = 0
+    #: notes on records kept but read leniently (listed with the problems, not skipped)
+    lenient: int = 0
     already_ingested: bool = False
     problems: list[Problem] = field(default_factory=list)
     #: rows added to the companion table, for a run directory's non-span file
@@ -87,6 +89,10 @@ class IngestReport:
     @property
     def skipped(self) -> int:
         return sum(f.skipped for f in self.files)
+
+    @property
+    def lenient(self) -> int:
+        return sum(f.lenient for f in self.files)
 
     @property
     def problems(self) -> list[Problem]:
@@ -134,6 +140,7 @@ class IngestReport:
                 f"run {self.run!r}: {self.spans_added:,} spans added from {len(new)} file(s)"
                 + (f", {self.duplicates:,} duplicate span(s) kept once" if self.duplicates else "")
                 + (f", {skipped:,} record(s) skipped" if skipped else "")
+                + (f", {self.lenient:,} part(s) read leniently" if self.lenient else "")
             )
         if new_plans or self.plans_without_span:
             lines.extend(_plans_lines(self.run, plan_files, self.plans_without_span))
@@ -158,11 +165,12 @@ class IngestReport:
             lines.extend(f"{f.path}: already in run {self.run!r}, nothing added" for f in already)
         problems = self.problems
         if problems:
-            lines.append("skipped:")
+            lines.append("skipped, or read leniently:" if self.lenient else "skipped:")
             lines.extend(f"  {p}" for p in problems[:PROBLEM_LIST_CAP])
             shown = min(len(problems), PROBLEM_LIST_CAP)
-            if self.skipped > shown:
-                lines.append(f"  … and {self.skipped - shown:,} more (SELECT * FROM problems)")
+            if self.skipped + self.lenient > shown:
+                more = self.skipped + self.lenient - shown
+                lines.append(f"  … and {more:,} more (SELECT * FROM problems)")
         if self.passed_over:
             lines.append(_passed_over_line(self.passed_over))
         return "\n".join(lines)

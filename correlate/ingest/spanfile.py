@@ -18,6 +18,7 @@ from correlate.ingest.bookkeeping import (
     file_digest,
     holds_file,
     record_problems,
+    refuse_if_nothing_read,
     set_file_counts,
 )
 from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
@@ -34,9 +35,20 @@ __all__ = ["ingest_span_file"]
 
 
 def ingest_span_file(
-    store: Store, run_id: int, path: Path, fmt: SpanFormat, strict: bool, progress: Progress | None
+    store: Store,
+    run_id: int,
+    path: Path,
+    fmt: SpanFormat,
+    strict: bool,
+    progress: Progress | None,
+    *,
+    require_some: bool = False,
 ) -> FileReport:
-    """Read span file ``path`` in format ``fmt`` into run ``run_id``."""
+    """Read span file ``path`` in format ``fmt`` into run ``run_id``.
+
+    ``require_some``: a file from which no record at all could be read is an
+    :class:`InputError` and keeps nothing (for a file named on its own).
+    """
     size = path.stat().st_size
     sha = file_digest(path)
     report = FileReport(path, fmt.name)
@@ -62,6 +74,8 @@ def ingest_span_file(
                 progress.advance(min(batch.position, size) - done)
                 done = min(batch.position, size)
         set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
+        if require_some:
+            refuse_if_nothing_read(report)
     if progress is not None and size > done:
         progress.advance(size - done)
     return report
@@ -128,6 +142,14 @@ def _load_batch(
 
     con = store.con
     problems: list[tuple[int | None, str]] = list(batch.bad)
+    notes: list[tuple[int | None, str]] = []
+    if fmt.repair is not None:
+        for k, text in enumerate(batch.lines):
+            repaired = fmt.repair(text)
+            if repaired is not None:
+                batch.lines[k] = repaired.text
+                problems.extend((batch.numbers[k], p) for p in repaired.problems)
+                notes.extend((batch.numbers[k], n) for n in repaired.notes)
     if batch.lines:
         table = pa.table(
             {
@@ -171,6 +193,7 @@ def _load_batch(
         )
         report.spans_added += int(counts[1])
     record_problems(store, file_id, path, problems, report)
+    record_problems(store, file_id, path, notes, report, skipped=False)
 
 
 def _typed_raw(raw_sql: str) -> str:

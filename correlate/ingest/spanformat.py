@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from correlate.fileio import LineBatch, iter_line_batches, json_error, read_all
+from correlate.ingest.docsplit import RecordPath, split_document
 from correlate.ingest.jsonschema import Schema, structure
 from correlate.inputs import Family, InputFormat
+
+if TYPE_CHECKING:
+    from correlate.ingest.otlp_shape import Repaired
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,18 +37,24 @@ class SpanFormat(InputFormat):
     #: SQL for ``docs`` read straight from the file by DuckDB, when the file
     #: suits it (the fast path for big, clean files); None otherwise
     fast_docs: Callable[[Path], str | None] | None = None
+    #: a record's text with its wrongly typed parts reported (and read leniently
+    #: where unambiguous), or None when nothing is wrong; see otlp_shape
+    repair: Callable[[str], Repaired | None] | None = None
 
     @property
     def structure(self) -> str:
         return structure(self.schema)
 
 
-def json_batches(path: Path) -> Iterator[LineBatch]:
-    """JSON lines, or a single (pretty-printed) document as one record at line 1.
+def json_batches(path: Path, record_paths: tuple[RecordPath, ...] = ()) -> Iterator[LineBatch]:
+    """JSON lines, or a single (pretty-printed) document.
 
     A file is one document when its first line is not JSON on its own (e.g.
-    just ``{``) and the whole file is. A document that is broken is reported
-    once, where the JSON parser stopped, rather than line by line.
+    just ``{``) and the whole file is. A document is cut into one record per
+    span along the first of ``record_paths`` it follows, each numbered with its
+    span's line (:mod:`correlate.ingest.docsplit`); else it is one record at
+    line 1. A document that is broken is reported once, where the JSON parser
+    stopped, rather than line by line.
     """
     lines = iter_line_batches(path)
     first = next(lines, None)
@@ -55,8 +66,16 @@ def json_batches(path: Path) -> Iterator[LineBatch]:
         and path.stat().st_size <= _DOCUMENT_LIMIT
     ):
         document = _whole_document(path)
-        if document.bad or _is_json(document.lines[0]):
+        if document.bad:
             yield document
+            return
+        if _is_json(document.lines[0]):
+            records = split_document(document.lines[0], record_paths) if record_paths else None
+            if records is None:
+                yield document
+            else:
+                numbers, texts = zip(*records, strict=True)
+                yield LineBatch(list(numbers), list(texts), position=document.position)
             return
         if first.lines[0].strip() in ("{", "["):
             error = json_error(document.lines[0]) or (1, "not valid JSON")

@@ -18,6 +18,7 @@ from correlate.ingest.bookkeeping import (
     file_digest,
     holds_file,
     record_problems,
+    refuse_if_nothing_read,
     set_file_counts,
 )
 from correlate.ingest.registry import format_named
@@ -30,8 +31,13 @@ if TYPE_CHECKING:
 __all__ = ["ingest_table_file"]
 
 
-def ingest_table_file(store: Store, run_id: int, path: Path, kind: str, strict: bool) -> FileReport:
-    """Load companion or load-generator file ``path`` of ``kind`` into run ``run_id``."""
+def ingest_table_file(
+    store: Store, run_id: int, path: Path, kind: str, strict: bool, *, require_some: bool = False
+) -> FileReport:
+    """Load companion or load-generator file ``path`` of ``kind`` into run ``run_id``.
+
+    ``require_some``: as for :func:`correlate.ingest.spanfile.ingest_span_file`.
+    """
     sha = file_digest(path)
     report = FileReport(path, kind, family="companion")
     if holds_file(store, run_id, sha):
@@ -55,4 +61,6 @@ def ingest_table_file(store: Store, run_id: int, path: Path, kind: str, strict: 
         record_problems(store, file_id, path, problems, report)
         report.rows_added = added
         set_file_counts(store, file_id, added + len(problems), added, len(problems))
+        if require_some:
+            refuse_if_nothing_read(report)
     return report

@@ -268,5 +268,7 @@ FORMAT = SpanFormat(
     schema=DOCUMENT,
     raw_sql=raw_spans_sql,
     envelope_problems_sql=problem_docs_sql,
+    # A document is not cut into records per span: a shared span's server half is
+    # re-parented within its record (above), which needs the whole trace.
     batches=json_batches,
 )

@@ -82,7 +82,13 @@ _TIMESTAMP = re.compile(
 _STDERR_MESSAGE = re.compile(
     r"\b(?:LOG|ERROR|FATAL|PANIC|WARNING|NOTICE|INFO|DEBUG[1-5]?|STATEMENT|DETAIL|HINT|CONTEXT):  "
 )
-_CSV_START = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [^,\n]*,")
+# csvlog's first column, log_time: PostgreSQL writes it bare, but a CSV writer that
+# quotes every field (a copy through a spreadsheet, COPY ... CSV FORCE QUOTE *,
+# log shippers) puts it in quotes; both are CSV of the same columns.
+_CSV_START = re.compile(r'^("?)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [^,\n"]*\1,')
+_CSV_SEVERITY = re.compile(
+    r',("?)(?:LOG|ERROR|FATAL|PANIC|WARNING|NOTICE|INFO|DEBUG[1-5]?)\1,("?)[0-9A-Z]{5}\2,'
+)
 _CSV_MESSAGE_COLUMN = 13
 
 
@@ -116,9 +122,7 @@ def detect_log(head: str) -> str | None:
         return None
     if first.startswith("["):
         return None
-    if _CSV_START.match(first) and re.search(
-        r",(?:LOG|ERROR|FATAL|PANIC|WARNING|NOTICE|INFO|DEBUG[1-5]?),[0-9A-Z]{5},", first
-    ):
+    if _CSV_START.match(first) and _CSV_SEVERITY.search(first):
         return "pg-csvlog"
     lines = [line for line in text.split("\n")[:50] if line.strip()]
     starts = sum(1 for line in lines if _STDERR_MESSAGE.search(line))
@@ -242,6 +246,7 @@ def read_log(path: Path, kind: str) -> Iterator[LoggedPlan]:
     names = [f.name for f in LOG_FORMATS]
     if kind not in names:
         raise InputError(f"unknown log format {kind!r}; use one of {', '.join(names)}")
+    _refuse_other_files(path, kind)
     try:
         stream = open_bytes(path)
     except OSError as exc:
@@ -257,6 +262,30 @@ def read_log(path: Path, kind: str) -> Iterator[LoggedPlan]:
             raise InputError(exc.reason, path, exc.line) from None
         except (OSError, EOFError, zlib.error) as exc:
             raise InputError(f"compressed stream is damaged or cut short ({exc})", path) from None
+
+
+def _refuse_other_files(path: Path, kind: str) -> None:
+    """:class:`InputError` when not one line at the start of ``path`` is a ``kind`` log line.
+
+    A log holds many lines that are not plans, passed over without a word; a file
+    with no line of the log's own kind at all is another file (``--format`` forced
+    on it), not a log without plans.
+    """
+    head = Head.of(path)
+    if head.empty:
+        return
+    lines = head.text.split("\n")[:200] if head.text_like else []
+    looks = {
+        "pg-csvlog": lambda line: bool(_CSV_START.match(line) and _CSV_SEVERITY.search(line)),
+        "pg-jsonlog": lambda line: line.startswith("{") and '"error_severity"' in line,
+        "pg-stderr": lambda line: _STDERR_MESSAGE.search(line) is not None,
+    }[kind]
+    if not any(looks(line.lstrip("\ufeff")) for line in lines):
+        raise InputError(
+            f"not a PostgreSQL {kind.removeprefix('pg-')} log: no line at its start is one; "
+            "leave --format out to detect the file's format",
+            path,
+        )
 
 
 def log_items(kind: str) -> Callable[[Path], Iterator[PlanItem]]:

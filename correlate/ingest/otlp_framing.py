@@ -1,0 +1,237 @@
+"""How OTLP protobuf messages are laid out in a file: which framing, and its frames.
+
+Three framings are read (see :mod:`correlate.ingest.otlp_proto` for their
+sources): ``collector`` (a 4-byte big-endian length before each message),
+``varint`` (a base-128 varint length before each message) and ``raw`` (one
+message, whose field-1 entries are taken one by one). Every frame's payload
+is the bytes of an ``ExportTraceServiceRequest``: for ``raw``, a one-entry
+request made of the entry's own tag, length and body.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+__all__ = ["FRAMINGS", "Frame", "Framing", "frames", "framing_of"]
+
+Framing = Literal["collector", "varint", "raw"]
+
+
+class Readable(Protocol):
+    """A binary stream, as far as reading frames needs one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+#: The framings in the order they are tried.
+FRAMINGS: tuple[Framing, ...] = ("collector", "varint", "raw")
+
+#: protobuf cannot serialize a message of 2 GiB or more, so a bigger length
+#: means the bytes are not this framing.
+MAX_MESSAGE_BYTES = 2**31 - 1
+#: A request's (and a TracesData's) only field: 1, resource_spans, length-delimited.
+RESOURCE_SPANS_TAG = 0x0A
+#: Read a frame's body in pieces, so a garbage length costs only what is there.
+_READ_CHUNK = 8 * 1024 * 1024
+
+_WHAT = {
+    "collector": "the Collector's proto framing",
+    "varint": "varint-delimited messages",
+    "raw": "one raw ExportTraceServiceRequest",
+}
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One message of a file: its number (from 1), where it starts, its payload or a problem."""
+
+    number: int
+    offset: int
+    end: int
+    payload: bytes | None
+    problem: str = ""
+
+
+def framing_of(data: bytes) -> Framing | None:
+    """The framing whose frames tile ``data`` (a file's first bytes), or None.
+
+    First the framings whose frames tile ``data`` exactly (a whole small file);
+    then those whose last frame runs past its end (``data`` may be only the
+    head of the file, or the file may be cut short). Every frame must start
+    where the one before ended, and its message with the resource_spans tag.
+    A frame running past the end proves little (four bytes of anything make a
+    length), so there a Collector length must start with a zero byte, as it
+    does for every message under 16 MiB. A whole message in ``data`` must parse.
+    """
+    for exact in (True, False):
+        for framing in FRAMINGS:
+            if _tiles(data, framing, exact=exact) and _some_parse(data, framing):
+                return framing
+    return None
+
+
+def _some_parse(data: bytes, framing: Framing) -> bool:
+    """True when a whole message in ``data`` parses as a request (or none is whole).
+
+    Not only the first: a file whose first message is damaged is still this framing.
+    """
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    pos, whole = 0, 0
+    while pos < len(data) and whole < 16:
+        header = _header(data, pos, framing)
+        if header is None or header == "more":
+            break
+        size, length = header
+        if pos + size + length > len(data):
+            break
+        whole += 1
+        try:
+            ExportTraceServiceRequest.FromString(data[pos + size : pos + size + length])
+        except DecodeError:
+            pos += size + length
+            continue
+        return True
+    return whole == 0
+
+
+def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
+    pos = 0
+    # At least one whole message seen: a file of empty frames only (zero bytes, say)
+    # is no proof; after one, damage further on is the reader's to report.
+    messages = False
+    while pos < len(data):
+        header = _header(data, pos, framing)
+        if header is None or header == "more":
+            return messages and not exact
+        size, length = header
+        body = pos + size
+        if length and (body >= len(data) or data[body] != RESOURCE_SPANS_TAG):
+            return messages and not exact
+        if body + length > len(data):  # runs past the end
+            return not exact and (messages or framing != "collector" or data[pos] == 0)
+        messages = messages or length > 0
+        pos = body + length
+    return messages
+
+
+def _header(data: bytes, pos: int, framing: Framing) -> tuple[int, int] | Literal["more"] | None:
+    """(header bytes, body length) of the frame at ``pos``; "more" when ``data``
+    ends inside the header; None when no frame of ``framing`` starts there."""
+    if framing == "collector":
+        if pos + 4 > len(data):
+            return "more"
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        return (4, length) if length <= MAX_MESSAGE_BYTES else None
+    start = pos
+    if framing == "raw":
+        if data[pos] != RESOURCE_SPANS_TAG:
+            return None
+        pos += 1
+    length, shift = 0, 0
+    while True:
+        if pos >= len(data):
+            return "more"
+        byte = data[pos]
+        pos += 1
+        length |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+        if shift > 28:
+            return None
+    if length > MAX_MESSAGE_BYTES:
+        return None
+    # For raw, the tag and length are part of the payload (a one-entry request).
+    return (0, pos - start + length) if framing == "raw" else (pos - start, length)
+
+
+def frames(stream: Readable, framing: Framing) -> Iterator[Frame]:
+    """The frames of ``stream``; stops after the first that cannot be read whole."""
+    number = 0
+    offset = 0
+    while True:
+        number += 1
+        try:
+            head, problem = _read_header(stream, framing)
+            if not head and not problem:
+                return
+            length = _length(head, framing) if not problem else 0
+            if not problem and length > MAX_MESSAGE_BYTES:
+                problem = (
+                    f"frame says {length} bytes, more than a protobuf message can hold "
+                    f"(not {_WHAT[framing]}, or the file is damaged here)"
+                )
+            body = b"" if problem else _read(stream, length)
+        except (OSError, EOFError, zlib.error) as exc:
+            yield Frame(
+                number, offset, offset, None, f"compressed stream is damaged or cut short ({exc})"
+            )
+            return
+        if not problem and len(body) < length:
+            problem = f"frame says {length} bytes but only {len(body)} remain (file cut short?)"
+        if problem:
+            yield Frame(number, offset, offset, None, problem)
+            return
+        payload = head + body if framing == "raw" else body
+        end = offset + len(head) + len(body)
+        yield Frame(number, offset, end, payload)
+        offset = end
+
+
+def _read_header(stream: Readable, framing: Framing) -> tuple[bytes, str]:
+    """The frame's header bytes, and a problem when it is cut or not this framing."""
+    if framing == "collector":
+        head = _read(stream, 4)
+        if 0 < len(head) < 4:
+            return head, f"the file ends inside a frame's 4-byte length ({len(head)} byte(s) left)"
+        return head, ""
+    head = stream.read(1)
+    if not head:
+        return b"", ""
+    if framing == "raw" and head[0] != RESOURCE_SPANS_TAG:
+        return head, (
+            f"byte 0x{head[0]:02x} where a resource_spans entry (tag 0x0a) belongs "
+            "(not one raw ExportTraceServiceRequest, or the file is damaged here)"
+        )
+    varint = b"" if framing == "raw" else head
+    while not varint or varint[-1] & 0x80:
+        if len(varint) >= 5:
+            return head, f"a length of more than 5 varint bytes (not {_WHAT[framing]})"
+        byte = stream.read(1)
+        if not byte:
+            return head, "the file ends inside a frame's varint length"
+        varint += byte
+        head += byte if framing == "raw" else b""
+    return (head if framing == "raw" else varint), ""
+
+
+def _length(head: bytes, framing: Framing) -> int:
+    if framing == "collector":
+        return int.from_bytes(head, "big")
+    varint = head[1:] if framing == "raw" else head
+    length = 0
+    for i, byte in enumerate(varint):
+        length |= (byte & 0x7F) << (7 * i)
+    return length
+
+
+def _read(stream: Readable, size: int) -> bytes:
+    """Up to ``size`` bytes, fewer only at the end of the stream."""
+    if size <= _READ_CHUNK:
+        return stream.read(size)
+    parts = []
+    left = size
+    while left > 0:
+        part = stream.read(min(left, _READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
