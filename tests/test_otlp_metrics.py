@@ -257,11 +257,12 @@ def test_any_json_under_resource_metrics_is_points_or_problems_never_a_crash(
 
 def test_what_correlate_collect_writes_for_metrics_is_read(tmp_path: Path) -> None:
     from correlate.collect.signals import decode_protobuf
-    from correlate.ingest.otlp_proto import frames
+    from correlate.ingest.otlp_framing import frames
 
     lines = []
     with (DATA / "hikaricp-new-semconv.binpb").open("rb") as stream:
-        for _, _, payload, _ in frames(stream):
+        for frame in frames(stream, "collector"):
+            payload = frame.payload
             assert payload is not None
             decoded = decode_protobuf("metrics", payload)  # what the receiver keeps
             assert decoded.encoding == "jsonl"
