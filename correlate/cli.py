@@ -319,7 +319,8 @@ def demo(
     Seeds the shop, starts the service on 127.0.0.1 with correlate.instrument,
     drives it with Locust (ramp up, steady, ramp down) and stops everything,
     leaving a run directory. With its faults on (the default) it has a missing
-    index, an N+1 listing and a connection-pool leak on declined payments.
+    index, an N+1 listing, a connection-pool leak on declined payments and a
+    hot row locked across a slow fraud-check call.
     """
     import logging
 
