@@ -25,6 +25,7 @@ class FindingKind(StrEnum):
     REDUNDANT_CALLS = "redundant_calls"
     FAN_OUT = "fan_out"
     SLOW_QUERY = "slow_query"
+    LOCK_CONTENTION = "lock_contention"
     ERROR_BURST = "error_burst"
     ERROR_RATE = "error_rate"
     DEGRADATION = "degradation"

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from correlate.analysis.detectors.client import OutsideServerSettings, outside_server
+from correlate.analysis.detectors.contention import LockContentionSettings, lock_contention
 from correlate.analysis.detectors.errors import ErrorBurstSettings, error_bursts
 from correlate.analysis.detectors.fan_out import FanOutSettings, fan_out
 from correlate.analysis.detectors.load import (
@@ -50,6 +51,7 @@ DETECTORS: tuple[Detector, ...] = (
     redundant_calls,
     fan_out,
     slow_query,
+    lock_contention,
     error_bursts,
     degradation,
     throughput_knee,
@@ -63,6 +65,7 @@ __all__ = [
     "Detector",
     "ErrorBurstSettings",
     "FanOutSettings",
+    "LockContentionSettings",
     "NPlusOneSettings",
     "OutsideServerSettings",
     "PoolSettings",
@@ -73,6 +76,7 @@ __all__ = [
     "degradation",
     "error_bursts",
     "fan_out",
+    "lock_contention",
     "n_plus_one",
     "outside_server",
     "pool_exhaustion",
