@@ -153,15 +153,15 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
         fingerprint=queue.fingerprint,
         impact_ms=lost,
         evidence={
-            "executions": len(queue.executions),
-            "requests": queue.requests,
-            "contended": len(contended),
-            "queued": len(queued),
-            "uncontended_median_ms": base,
-            "contended_median_ms": median_contended,
-            "median_ms_by_ahead": dict(queue.by_ahead),
             "lost_ms": lost,
             "share_of_time_outside_pool_wait": lost_share,
+            "uncontended_median_ms": base,
+            "contended_median_ms": median_contended,
+            "contended": len(contended),
+            "queued": len(queued),
+            "executions": len(queue.executions),
+            "requests": queue.requests,
+            "median_ms_by_ahead": dict(queue.by_ahead),
             "hold_median_ms": _median([e.hold_ms for e in queue.executions]),
             "routes": [
                 {"route": r, "executions": n, "hold_median_ms": med, "hold_total_ms": tot}
@@ -176,8 +176,8 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
         suggestion=_fix(queue, call),
         threshold=(
             f"≥ {s.min_contended} executions of one locking statement started while "
-            f"another request held it, ≥ {pct(s.min_queued_share)} of them ending only "
-            f"after it let go, median ≥ {s.growth_ratio:g}× and ≥ {s.min_wait_ms:g} ms over "
+            f"another request held it, ≥ {pct(s.min_queued_share)} of them granted only as "
+            f"another let go, median ≥ {s.growth_ratio:g}× and ≥ {s.min_wait_ms:g} ms over "
             f"the uncontended one; warning from {pct(s.warning_share)} of the requests' "
             f"time lost waiting, critical from {pct(s.critical_share)}"
         ),
