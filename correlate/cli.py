@@ -298,7 +298,7 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
     default="correlate",
     show_default=True,
     help="Record with correlate.instrument, or with stock OpenTelemetry only (SDK, official "
-    "SQLAlchemy and Flask instrumentations, OTLP JSON file exporter).",
+    "SQLAlchemy, Flask and urllib instrumentations, OTLP JSON file exporter).",
 )
 @click.option("--compress", is_flag=True, help="Gzip the JSON Lines files of the run.")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --out.")

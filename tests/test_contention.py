@@ -196,3 +196,37 @@ def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
         assert f.evidence.get("queued", 0) <= f.evidence["contended"] <= f.evidence["executions"]
         share = f.evidence.get("share_of_time_outside_pool_wait", 0)
         assert share >= 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "locking"),
+    [
+        (HOT, True),
+        ("update products set stock = stock - 1 where id = $1", True),
+        ("DELETE FROM carts WHERE id = 3", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR UPDATE", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR NO KEY UPDATE SKIP LOCKED", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR KEY SHARE", True),
+        ("SELECT * FROM accounts WHERE id = 1 LOCK IN SHARE MODE", True),
+        ("LOCK TABLE accounts IN EXCLUSIVE MODE", True),
+        ("SELECT pg_advisory_xact_lock(42)", True),
+        ("SELECT GET_LOCK('stock', 10)", True),
+        ("INSERT INTO c (k, n) VALUES (1, 1) ON CONFLICT (k) DO UPDATE SET n = c.n + 1", True),
+        ("INSERT INTO c (k, n) VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1", True),
+        ("SELECT lock FROM settings WHERE id = 1", False),
+        ("SELECT * FROM block WHERE updated_at > now()", False),
+        ("INSERT INTO orders (customer_id) VALUES (5)", False),
+        ("SELECT * FROM accounts WHERE id = 1", False),
+    ],
+)
+def test_which_statements_hold_their_lock_until_the_transaction_ends(
+    sql: str, locking: bool
+) -> None:
+    import duckdb
+
+    from correlate.analysis.detectors.lock_queue import LOCKING_PATTERN
+
+    ((found,),) = duckdb.execute(
+        "SELECT regexp_matches($sql, $pattern, 'i')", {"sql": sql, "pattern": LOCKING_PATTERN}
+    ).fetchall()
+    assert found is locking

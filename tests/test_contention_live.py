@@ -50,6 +50,9 @@ def test_sessions_queueing_on_one_row_are_found_and_confirmed_by_the_database(
     pg_dsn: str, tmp_path: Path
 ) -> None:
     pytest.importorskip("psycopg")
+    URLLibInstrumentor = pytest.importorskip(
+        "opentelemetry.instrumentation.urllib"
+    ).URLLibInstrumentor
     from sqlalchemy import create_engine, text
 
     from correlate.demo.fraud import FraudClient, start_fraud_stub
@@ -72,9 +75,11 @@ def test_sessions_queueing_on_one_row_are_found_and_confirmed_by_the_database(
     )
     stub = start_fraud_stub(latency_s=0.08)
     rec = record(engine, run_dir, "shop", set_global=False, sample_interval=0.5)
+    urllib_instrumentor = URLLibInstrumentor()  # the fraud check's CLIENT span
+    urllib_instrumentor.instrument(tracer_provider=rec.tracer_provider)
     try:
         watcher.start()
-        fraud = FraudClient(stub.url, rec.tracer_provider)
+        fraud = FraudClient(stub.url)
         tracer = rec.tracer_provider.get_tracer("test")
         sessions = [
             threading.Thread(target=_session_work, args=(engine, tracer, fraud, 5))
@@ -85,6 +90,7 @@ def test_sessions_queueing_on_one_row_are_found_and_confirmed_by_the_database(
         for t in sessions:
             t.join(timeout=60)
     finally:
+        urllib_instrumentor.uninstrument()
         rec.close()
         stop.set()
         watcher.join(timeout=30)

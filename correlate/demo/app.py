@@ -238,13 +238,17 @@ def serve(config: AppConfig) -> None:
             git_dir=Path(__file__).parent,
         )
     stub = start_fraud_stub()
-    fraud = FraudClient(stub.url, recording.tracer_provider if recording is not None else None)
-    app = create_app(scoped(engine, config.schema), faults, fraud)
+    app = create_app(scoped(engine, config.schema), faults, FraudClient(stub.url))
+    urllib_instrumentor = None
     if recording is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 
         instrumentor = FlaskInstrumentor()
         instrumentor.instrument_app(app, tracer_provider=recording.tracer_provider)
+        # the fraud check's CLIENT span, and its traceparent header
+        urllib_instrumentor = URLLibInstrumentor()
+        urllib_instrumentor.instrument(tracer_provider=recording.tracer_provider)
     server: Any = waitress.create_server(
         app, host="127.0.0.1", port=config.port, threads=config.threads, ident="correlate-demo"
     )
@@ -262,6 +266,8 @@ def serve(config: AppConfig) -> None:
         stub.close()
         if instrumentor is not None:
             instrumentor.uninstrument_app(app)
+        if urllib_instrumentor is not None:
+            urllib_instrumentor.uninstrument()
         if recording is not None:
             recording.close()
         logger.info("stopped; %d sessions parked by declined payments", len(_RETRY_QUEUE))

@@ -2,13 +2,9 @@
 
 The stub is a tiny HTTP server in a daemon thread of the demo process (its own
 port on 127.0.0.1), answering ``POST /fraud-check`` after
-:data:`FRAUD_LATENCY_S`, as a third-party scoring API would. The client makes the
-call with :mod:`urllib.request` inside an OpenTelemetry CLIENT span with the
-stable HTTP semantic-convention attributes (``http.request.method``,
-``url.full``, ``server.address``, ``server.port``,
-``http.response.status_code``) and a W3C ``traceparent`` header, as an HTTP
-client instrumentation would write it; with no tracer provider it makes the
-same call untraced.
+:data:`FRAUD_LATENCY_S`, as a third-party scoring API would. The client is plain
+:mod:`urllib.request`; the service traces it with the official urllib
+instrumentation (see :func:`correlate.demo.app.serve`).
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import urlsplit
 
 from correlate.demo.errors import DemoError
 
@@ -91,62 +86,28 @@ def start_fraud_stub(
 
 
 class FraudClient:
-    """Calls the fraud-check endpoint; traced when given a tracer provider.
+    """Calls the fraud-check endpoint with :mod:`urllib.request`.
 
-    With no ``url`` the check is simulated in process (sleep only, no span): what
-    :func:`correlate.demo.app.create_app` uses when nobody started a stub.
+    The demo service traces the call with the official urllib instrumentation
+    (opentelemetry-instrumentation-urllib), so its CLIENT span is stock
+    OpenTelemetry. With no ``url`` the check is simulated in process (a sleep, no
+    call): what :func:`correlate.demo.app.create_app` uses when nobody started a stub.
     """
 
-    def __init__(
-        self, url: str | None = None, tracer_provider: Any = None, timeout_s: float = 5.0
-    ) -> None:
+    def __init__(self, url: str | None = None, timeout_s: float = 5.0) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._tracer: Any = None
-        if tracer_provider is not None:
-            from opentelemetry import trace
-
-            self._tracer = trace.get_tracer("correlate.demo.fraud", tracer_provider=tracer_provider)
 
     def check(self, order: dict[str, Any]) -> bool:
         """True when the provider lets the order through."""
         if self.url is None:
             time.sleep(FRAUD_LATENCY_S)
             return True
-        body = json.dumps(order).encode()
-        if self._tracer is None:
-            return self._post(body, {})
-        from opentelemetry.propagate import inject
-        from opentelemetry.trace import SpanKind, Status, StatusCode
-
-        parts = urlsplit(self.url)
-        attributes = {
-            "http.request.method": "POST",
-            "url.full": self.url,
-            "server.address": parts.hostname or "",
-            "server.port": parts.port or 80,
-        }
-        with self._tracer.start_as_current_span(
-            "POST", kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            headers: dict[str, str] = {}
-            inject(headers)
-            try:
-                ok = self._post(body, headers)
-            except OSError as exc:
-                span.set_attribute("error.type", exc.__class__.__name__)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
-            span.set_attribute("http.response.status_code", 200 if ok else 500)
-            return ok
-
-    def _post(self, body: bytes, headers: dict[str, str]) -> bool:
-        assert self.url is not None
         request = urllib.request.Request(
             self.url,
-            data=body,
+            data=json.dumps(order).encode(),
             method="POST",
-            headers={"Content-Type": "application/json", **headers},
+            headers={"Content-Type": "application/json"},
         )
         with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
             return bool(response.status == 200)

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 #: Statements whose locks last until their transaction ends (RE2, matched case-insensitively).
 LOCKING_PATTERN = (
     r"^\s*(update|delete)\s"
-    r"|\sfor\s+(no\s+key\s+)?(update|share)(\s|$)"
-    r"|\block\s+(table\s+)?\w"
+    r"|\sfor\s+(no\s+key\s+|key\s+)?(update|share)(\s|;|$)"
+    r"|\slock\s+in\s+share\s+mode"
+    r"|^\s*lock\s"
     r"|pg_advisory(_xact)?_lock"
     r"|\bget_lock\s*\("
     r"|on\s+conflict[^;]*do\s+update"
