@@ -42,6 +42,7 @@ def checkouts(
     update_ms: float = 1,
     stagger: float = 2,
     sql: str = HOT,
+    app_ms: float = 0,
 ) -> None:
     """Requests arriving in bursts; each runs ``sql``, makes an HTTP call, inserts, commits.
 
@@ -59,7 +60,7 @@ def checkouts(
             c_end = u_end + call_ms
             i_end = c_end + 1
             free_at = i_end + 0.2  # COMMIT
-            r = b.request(trace, t, free_at + 0.5, "/checkout")
+            r = b.request(trace, t, free_at + 0.5 + app_ms, "/checkout")
             b.query(trace, r, begin, u_end, sql)
             if call_ms:
                 _http(b, trace, r, u_end, c_end)
@@ -146,6 +147,15 @@ def test_pool_saturation_is_not_lock_contention() -> None:
         FindingKind.POOL_EXHAUSTED,
         FindingKind.POOL_LEAK,
     }
+
+
+def test_brief_queueing_in_long_requests_is_quiet() -> None:
+    """Like the fixed demo: the UPDATE just before COMMIT, so waits are a few ms of 2 s."""
+    b = RunBuilder()
+    checkouts(b, call_ms=5, app_ms=2000)
+    assert findings(b, lock_contention) == []
+    (f,) = findings(b, lock_contention, settings=LockContentionSettings(min_share=0))
+    assert f.severity == "info" and f.evidence["share_of_time_outside_pool_wait"] < 0.01
 
 
 def test_too_few_contended_executions_are_quiet() -> None:

@@ -104,6 +104,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_queued_share": 0.8,
         "growth_ratio": 2.0,
         "min_wait_ms": 2.0,
+        "min_share": 0.01,
         "warning_share": 0.05,
         "critical_share": 0.25,
         "tolerance_ms": 1.0,

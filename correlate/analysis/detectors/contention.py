@@ -66,6 +66,9 @@ class LockContentionSettings:
     min_wait_ms: float = setting(
         2.0, "median contended duration beyond the uncontended one", unit="ms"
     )
+    min_share: float = share(
+        0.01, "share of the holding requests' time lost waiting below which it is not reported"
+    )
     warning_share: float = share(
         0.05, "share of the holding requests' time lost waiting from which it is a warning"
     )
@@ -115,6 +118,8 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
         return None
     lost = queue.lost_ms
     lost_share = lost / queue.busy_ms if queue.busy_ms > 0 else 0.0
+    if lost_share < s.min_share:  # it queues, but too briefly to matter
+        return None
     severity = (
         Severity.CRITICAL
         if lost_share >= s.critical_share
@@ -178,8 +183,8 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
             f"≥ {s.min_contended} executions of one locking statement started while "
             f"another request held it, ≥ {pct(s.min_queued_share)} of them granted only as "
             f"another let go, median ≥ {s.growth_ratio:g}× and ≥ {s.min_wait_ms:g} ms over "
-            f"the uncontended one; warning from {pct(s.warning_share)} of the requests' "
-            f"time lost waiting, critical from {pct(s.critical_share)}"
+            f"the uncontended one, ≥ {pct(s.min_share)} of the requests' time lost waiting; "
+            f"warning from {pct(s.warning_share)}, critical from {pct(s.critical_share)}"
         ),
         source=_SOURCE,
     )
