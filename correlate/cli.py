@@ -303,7 +303,7 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
     default="correlate",
     show_default=True,
     help="Record with correlate.instrument, or with stock OpenTelemetry only (SDK, official "
-    "SQLAlchemy and Flask instrumentations, OTLP JSON file exporter).",
+    "SQLAlchemy, Flask and urllib instrumentations, OTLP JSON file exporter).",
 )
 @click.option(
     "--fault",
@@ -360,7 +360,8 @@ def demo(
     Seeds the shop, starts the service on 127.0.0.1 with correlate.instrument,
     drives it with Locust (ramp up, steady, ramp down) and stops everything,
     leaving a run directory. With its faults on (the default) it has a missing
-    index, an N+1 listing and a connection-pool leak on declined payments.
+    index, an N+1 listing, a connection-pool leak on declined payments and a
+    hot row locked across a slow fraud-check call.
     """
     import logging
 

@@ -26,6 +26,7 @@ class FindingKind(StrEnum):
     FAN_OUT = "fan_out"
     SLOW_QUERY = "slow_query"
     SLOW_DOWNSTREAM = "slow_downstream"
+    LOCK_CONTENTION = "lock_contention"
     ERROR_BURST = "error_burst"
     ERROR_RATE = "error_rate"
     DEGRADATION = "degradation"

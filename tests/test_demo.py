@@ -155,6 +155,46 @@ def test_declined_payment_returns_the_connection_when_fixed(shop_db: str) -> Non
     engine.dispose()
 
 
+@pytest.mark.parametrize(
+    ("hot_row", "expected"),
+    [(True, ["UPDATE", "FRAUD", "COMMIT"]), (False, ["FRAUD", "UPDATE", "COMMIT"])],
+)
+def test_checkout_holds_the_hot_row_across_the_fraud_call_only_with_the_fault(
+    shop_db: str, hot_row: bool, expected: list[str]
+) -> None:
+    pytest.importorskip("flask")
+    from correlate.demo import app as app_module
+    from correlate.demo.fraud import FraudClient, start_fraud_stub
+
+    engine = make_engine(shop_db, pool_size=2, max_overflow=1, pool_timeout=0.3)
+    events: list[str] = []
+    sqlalchemy.event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda c, cur, stmt, *a: events.append(stmt.split()[0].upper()),
+    )
+    sqlalchemy.event.listen(engine, "commit", lambda conn: events.append("COMMIT"))
+    stub = start_fraud_stub(latency_s=0.001, on_call=lambda: events.append("FRAUD"))
+    try:
+        app = app_module.create_app(
+            scoped(engine, "unused"), Faults(hot_row=hot_row), FraudClient(stub.url)
+        )
+        assert _checkout(app.test_client(), "4242424242424242").status_code == 201
+        # The row lock the UPDATE takes lasts until the commit: with the fault
+        # the fraud call happens inside it, fixed it happens before.
+        assert [e for e in events if e in ("UPDATE", "FRAUD", "COMMIT")] == expected
+        events.clear()
+        # A declined card reaches neither the hot row nor the fraud check.
+        assert _checkout(app.test_client(), "4000000000000002").status_code == 402
+        assert "UPDATE" not in events and "FRAUD" not in events
+    finally:
+        stub.close()
+        for session in app_module._RETRY_QUEUE:
+            session.close()
+        app_module._RETRY_QUEUE.clear()
+        engine.dispose()
+
+
 def test_customer_orders_uses_the_index_only_when_fixed(tmp_path: Path) -> None:
     plans = {}
     for missing in (True, False):
@@ -230,7 +270,12 @@ def test_run_demo_short_run_on_sqlite(tmp_path: Path) -> None:
     }
     assert (out / "load" / "locust_stats.csv").exists()
     info = json.loads((out / "run.json").read_text())
-    assert info["demo"]["faults"] == {"missing_index": True, "n_plus_one": True, "pool_leak": True}
+    assert info["demo"]["faults"] == {
+        "missing_index": True,
+        "n_plus_one": True,
+        "pool_leak": True,
+        "hot_row": True,
+    }
     assert info["load"]["users"] == 4 and info["ended_unix_nano"] > info["started_unix_nano"]
     # Every client request joins its server span exactly, on trace_id.
     client = _lines(out / "load" / "requests.jsonl.gz")

@@ -18,6 +18,7 @@ from correlate.ingest.loadgen import LOAD_FORMATS, detect_load_format
 from correlate.store import Store
 
 from .conftest import DATA
+from .sample_facts import locust_csv
 
 LOAD = DATA / "load"
 
@@ -265,11 +266,24 @@ def test_locust_csv_set_and_json(store: Store) -> None:
 def test_sample_run_directory_reads_its_locust_csvs(store: Store) -> None:
     sample = Path(__file__).resolve().parents[1] / "sample_traces" / "checkout-blackfriday"
     store.ingest([sample], run="bf")
+    history = [
+        r for r in locust_csv("checkout-blackfriday", "stats_history") if r["Name"] == "Aggregated"
+    ]
+    failures = locust_csv("checkout-blackfriday", "failures")
     assert rows(
         store,
         "SELECT count(*), max(users), min(time_unix_nano) FROM load_samples WHERE name IS NULL",
-    ) == [(61, 20, 1795604126 * 10**9)]
-    assert rows(store, "SELECT sum(occurrences) FROM load_failures") == [(92,)]
+    ) == [
+        (
+            len(history),
+            max(int(r["User Count"]) for r in history),
+            min(int(r["Timestamp"]) for r in history) * 10**9,
+        )
+    ]
+    assert max(int(r["User Count"]) for r in history) == 20  # the demo's peak
+    assert rows(store, "SELECT sum(occurrences) FROM load_failures") == [
+        (sum(int(r["Occurrences"]) for r in failures),)
+    ]
 
 
 # -- dirty input -----------------------------------------------------------------------

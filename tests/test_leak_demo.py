@@ -39,6 +39,7 @@ def test_otel_run_has_only_stock_spans_and_analyses(tmp_path: Path) -> None:
     assert scopes == {
         "opentelemetry.instrumentation.flask",
         "opentelemetry.instrumentation.sqlalchemy",
+        "opentelemetry.instrumentation.urllib",  # the fraud check
     }
     assert "connect" in names
     info = json.loads((out / "run.json").read_text())

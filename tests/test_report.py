@@ -42,7 +42,9 @@ def test_json_is_strict_versioned_and_complete(sample: Evidence) -> None:
     for key in ("summary", "findings", "routes", "queries", "timeline", "breakdowns"):
         assert doc[key], key
     assert doc["gaps"] == []  # the sample has plans, pool telemetry and the client's view
-    assert doc["summary"]["requests"] == 1183
+    # every request is on one route, and every finding is in the document
+    assert doc["summary"]["requests"] == sum(r["requests"] for r in doc["routes"])
+    assert len(doc["findings"]) == len(sample.analysis.findings)
     assert doc["findings"][0]["kind"] == "pool_leak"
     assert doc["findings"][0]["trace_ids"]
     assert {r["route"] for r in doc["routes"]} >= {"/checkout", "/orders/recent"}
@@ -87,8 +89,10 @@ def test_markdown_fits_a_pr_comment(sample: Evidence) -> None:
     assert len(text.encode()) < 4096
     assert text.startswith("### correlate: checkout-blackfriday\n")
     assert "Connection-pool leak in /checkout" in text
-    assert "| /checkout | 221 |" in text
-    assert "and 2 more findings" in text  # the info fan-out beside the N+1
+    routes = sample.analysis.routes.set_index("route")
+    assert f"| /checkout | {routes.loc['/checkout', 'requests']} |" in text
+    rest = len(sample.analysis.findings) - markdown.MAX_FINDINGS
+    assert rest > 0 and f"and {rest} more findings" in text  # the fan-out and lock among them
 
 
 def test_markdown_escapes_trace_text() -> None:

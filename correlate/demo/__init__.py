@@ -7,8 +7,9 @@ Run it (about 75 s; PostgreSQL, MariaDB or, with no ``dsn``, SQLite)::
     print(result.summary())
 
 Faults (each off with ``fixed=True``, or one by one with ``faults=Faults(...)``):
-a missing index (sequential scan), an N+1 listing, and a connection-pool leak
-on the payment-declined path. See :mod:`correlate.demo.app`.
+a missing index (sequential scan), an N+1 listing, a connection-pool leak
+on the payment-declined path, and a hot row updated while a slow external call
+holds its lock. See :mod:`correlate.demo.app`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,12 @@ Endpoints (the Flask rule is also the span's ``http.route`` and Locust's name):
 * ``POST /checkout``: fault 3, a connection-pool leak on the payment-declined
   path (cards ending in ``0002`` are declined); once enough sessions have been
   parked, every endpoint that needs the database waits ``pool_timeout`` and fails.
+* ``POST /checkout``: fault 4, a hot row: every paid checkout takes one unit of
+  the Black Friday doorbuster gift (``UPDATE products SET stock = stock - 1``
+  on one row) and then, holding that row lock, calls the slow fraud-check
+  service (:mod:`correlate.demo.fraud`) before committing, so checkouts queue
+  behind each other. Fixed: the fraud check comes first and the UPDATE just
+  before the commit.
 
 Run as a process by :func:`correlate.demo.run_demo`; ``python -m
 correlate.demo.app`` reads its :class:`AppConfig` as JSON from the environment
@@ -31,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from correlate.demo.config import CONFIG_ENV, AppConfig
 from correlate.demo.errors import DemoError
 from correlate.demo.faults import Faults
+from correlate.demo.fraud import FraudClient, start_fraud_stub
 from correlate.demo.shop import (
     Customer,
     Order,
@@ -50,6 +57,8 @@ DECLINED_CARD_SUFFIX = "0002"
 # Simulated payment-provider round trip, spent while the session (and so a
 # pooled connection) is held, as checkout code commonly does.
 PAYMENT_LATENCY_S = 0.015
+# Fault 4: the one row every paid checkout updates (the doorbuster gift's stock).
+DOORBUSTER_PRODUCT_ID = 1
 
 # Fault 3: declined checkouts park their session here "for a retry" that never
 # happens. Module-level on purpose: that is how the leak survives the request.
@@ -62,14 +71,22 @@ def charge(card: str, amount_cents: int) -> bool:
     return not card.endswith(DECLINED_CARD_SUFFIX)
 
 
-def create_app(engine: Engine, faults: Faults) -> Flask:
-    """The checkout API on ``engine`` with the given faults planted."""
+def create_app(engine: Engine, faults: Faults, fraud: FraudClient | None = None) -> Flask:
+    """The checkout API on ``engine`` with the given faults planted.
+
+    ``fraud`` calls the fraud-check service; by default the check is simulated in
+    process (a sleep, no HTTP call).
+    """
     from flask import Flask, jsonify, request
-    from sqlalchemy import exc, select
+    from sqlalchemy import exc, select, update
     from sqlalchemy.orm import selectinload, sessionmaker
 
     app = Flask("correlate_demo_checkout")
     Session = sessionmaker(bind=engine, expire_on_commit=False)
+    fraud_client = fraud if fraud is not None else FraudClient()
+    take_doorbuster = (
+        update(Product).where(Product.id == DOORBUSTER_PRODUCT_ID).values(stock=Product.stock - 1)
+    )
 
     @app.errorhandler(exc.TimeoutError)
     def pool_exhausted(error: Exception) -> Any:
@@ -143,6 +160,15 @@ def create_app(engine: Engine, faults: Faults) -> Flask:
                 else:
                     session.close()
                 return jsonify(error="payment declined"), 402
+            screened = {"customer_id": customer_id, "total_cents": total}
+            if faults.hot_row:
+                # Fault 4 (planted): the row lock taken here is held across the
+                # slow fraud check, until the commit below.
+                session.execute(take_doorbuster)
+                fraud_client.check(screened)
+            else:
+                fraud_client.check(screened)
+                session.execute(take_doorbuster)
             now = datetime.now(UTC)
             order = Order(customer_id=customer_id, status="paid", total_cents=total, created_at=now)
             session.add(order)
@@ -211,12 +237,18 @@ def serve(config: AppConfig) -> None:
             run_info=config.run_info,
             git_dir=Path(__file__).parent,
         )
-    app = create_app(scoped(engine, config.schema), faults)
+    stub = start_fraud_stub()
+    app = create_app(scoped(engine, config.schema), faults, FraudClient(stub.url))
+    urllib_instrumentor = None
     if recording is not None:
         from opentelemetry.instrumentation.flask import FlaskInstrumentor
+        from opentelemetry.instrumentation.urllib import URLLibInstrumentor
 
         instrumentor = FlaskInstrumentor()
         instrumentor.instrument_app(app, tracer_provider=recording.tracer_provider)
+        # the fraud check's CLIENT span, and its traceparent header
+        urllib_instrumentor = URLLibInstrumentor()
+        urllib_instrumentor.instrument(tracer_provider=recording.tracer_provider)
     server: Any = waitress.create_server(
         app, host="127.0.0.1", port=config.port, threads=config.threads, ident="correlate-demo"
     )
@@ -231,8 +263,11 @@ def serve(config: AppConfig) -> None:
     finally:
         stop.set()
         server.close()
+        stub.close()
         if instrumentor is not None:
             instrumentor.uninstrument_app(app)
+        if urllib_instrumentor is not None:
+            urllib_instrumentor.uninstrument()
         if recording is not None:
             recording.close()
         logger.info("stopped; %d sessions parked by declined payments", len(_RETRY_QUEUE))

@@ -15,19 +15,22 @@ class Faults:
       one query per order.
     * ``pool_leak``: ``POST /checkout`` keeps the session of a declined payment,
       and with it a pooled connection.
+    * ``hot_row``: ``POST /checkout`` updates one stock row and calls the slow
+      fraud-check service while holding its row lock, so checkouts queue.
     """
 
     missing_index: bool = True
     n_plus_one: bool = True
     pool_leak: bool = True
+    hot_row: bool = True
 
     @classmethod
     def all(cls) -> Faults:
-        return cls(True, True, True)
+        return cls(True, True, True, True)
 
     @classmethod
     def none(cls) -> Faults:
-        return cls(False, False, False)
+        return cls(False, False, False, False)
 
     @classmethod
     def only(cls, names: tuple[str, ...] | list[str]) -> Faults:
@@ -43,6 +46,5 @@ class Faults:
         return cls(**{name: name in names for name in known})
 
     def enabled(self) -> list[str]:
-        return [
-            name for name in ("missing_index", "n_plus_one", "pool_leak") if getattr(self, name)
-        ]
+        names = ("missing_index", "n_plus_one", "pool_leak", "hot_row")
+        return [name for name in names if getattr(self, name)]

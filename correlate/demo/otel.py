@@ -1,7 +1,7 @@
 """Record the demo service with nothing of correlate's in it: stock OpenTelemetry only.
 
 ``correlate demo --instrument otel`` runs the service the way a user's service is
-usually instrumented: the OpenTelemetry SDK, the official SQLAlchemy and Flask
+usually instrumented: the OpenTelemetry SDK, the official SQLAlchemy, Flask and urllib
 instrumentations, and the SDK's OTLP JSON file exporter
 (opentelemetry-exporter-otlp-json-file) writing ``spans/spans-<pid>.jsonl``. No
 pool samples, checkouts or leak suspects are written, so the analysis has to tell

@@ -145,7 +145,13 @@ def _require_demo_packages() -> None:
     # find_spec, not import: importing locust monkey-patches the whole process
     # with gevent.
     missing = []
-    for module in ("flask", "waitress", "locust", "opentelemetry.instrumentation.flask"):
+    for module in (
+        "flask",
+        "waitress",
+        "locust",
+        "opentelemetry.instrumentation.flask",
+        "opentelemetry.instrumentation.urllib",
+    ):
         try:
             found = importlib.util.find_spec(module)
         except ModuleNotFoundError:  # a parent package is missing
@@ -310,7 +316,7 @@ def run_demo(
     fault off; ``faults`` picks them one by one and wins over ``fixed``.
     ``compress=True`` gzips the JSON Lines files afterwards (``*.jsonl.gz``).
     ``instrument="otel"`` records the service with stock OpenTelemetry only (the
-    SDK, the official SQLAlchemy and Flask instrumentations, the OTLP JSON file
+    SDK, the official SQLAlchemy, Flask and urllib instrumentations, the OTLP JSON file
     exporter; :mod:`correlate.demo.otel`) instead of ``correlate.instrument``.
     ``watch=True`` runs ``correlate watch`` beside the load (PostgreSQL or
     MariaDB/MySQL ``dsn`` only), writing ``db/activity.jsonl``; its cost goes

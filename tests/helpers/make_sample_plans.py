@@ -45,7 +45,8 @@ QUERIES: dict[str, tuple[str, dict[str, object]]] = {
     "product_by_id": ("SELECT correlate_demo.products.id AS", {"pk_1": 42}),
     "products_by_ids": (
         "SELECT correlate_demo.products.id, correlate_demo.products.name",
-        {"id_1_1": 42, "id_1_2": 43},
+        # the first text found has one to three ids (a checkout of one to three items)
+        {"id_1_1": 42, "id_1_2": 43, "id_1_3": 44},
     ),
 }
 

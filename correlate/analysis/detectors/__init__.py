@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from correlate.analysis.detectors.client import OutsideServerSettings, outside_server
+from correlate.analysis.detectors.contention import LockContentionSettings, lock_contention
 from correlate.analysis.detectors.errors import ErrorBurstSettings, error_bursts
 from correlate.analysis.detectors.fan_out import FanOutSettings, fan_out
 from correlate.analysis.detectors.load import (
@@ -52,6 +53,7 @@ DETECTORS: tuple[Detector, ...] = (
     fan_out,
     slow_query,
     slow_downstream,
+    lock_contention,
     error_bursts,
     degradation,
     throughput_knee,
@@ -65,6 +67,7 @@ __all__ = [
     "Detector",
     "ErrorBurstSettings",
     "FanOutSettings",
+    "LockContentionSettings",
     "NPlusOneSettings",
     "OutsideServerSettings",
     "PoolSettings",
@@ -76,6 +79,7 @@ __all__ = [
     "degradation",
     "error_bursts",
     "fan_out",
+    "lock_contention",
     "n_plus_one",
     "outside_server",
     "pool_exhaustion",

@@ -44,7 +44,10 @@ class SlowDownstreamSettings:
         0.5, "share of the route's time outside pool waits in calls to one endpoint"
     )
     min_call_ms: float = setting(
-        20.0, "median duration of one call, a floor for trivial calls", unit="ms"
+        100.0,
+        "median duration of one call: below it a dependency is within a normal network "
+        "budget, however much of the route it is",
+        unit="ms",
     )
     critical_share_of_latency: float = share(
         0.8, "share of the route's whole latency from which the finding is critical"

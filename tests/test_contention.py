@@ -1,0 +1,242 @@
+"""Lock contention: requests queueing on one locking statement, told apart from its look-alikes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import lock_contention, pool_exhaustion, slow_query
+from correlate.analysis.detectors.contention import LockContentionSettings
+from correlate.analysis.findings import Finding
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+
+HOT = "UPDATE products SET stock = stock - 1 WHERE id = 1"
+
+
+def findings(b: RunBuilder, detector: Callable[..., list[Finding]], **kw: object) -> list[Finding]:
+    store = b.build()
+    with open_run(store, "r") as run:
+        return detector(run, **kw)
+
+
+def _http(b: RunBuilder, trace: str, parent: str, start: float, end: float) -> None:
+    b.span(trace, start, end, parent=parent, kind="CLIENT", name="POST")
+    b.spans[-1].update(http_method="POST", url_path="/fraud-check", server_address="fraud")
+
+
+def checkouts(
+    b: RunBuilder,
+    *,
+    bursts: int = 20,
+    size: int = 3,
+    gap: float = 400,
+    lock: bool = True,
+    call_ms: float = 60,
+    update_ms: float = 1,
+    stagger: float = 2,
+    sql: str = HOT,
+    app_ms: float = 0,
+) -> None:
+    """Requests arriving in bursts; each runs ``sql``, makes an HTTP call, inserts, commits.
+
+    With ``lock`` the statement waits until the previous holder committed (a row
+    lock); without, it runs beside the others (different rows).
+    """
+    free_at = 0.0
+    for burst in range(bursts):
+        for i in range(size):
+            trace = b.new_id("t")
+            t = burst * gap + i * stagger
+            begin = t + 1
+            granted = max(begin, free_at) if lock else begin
+            u_end = granted + update_ms
+            c_end = u_end + call_ms
+            i_end = c_end + 1
+            free_at = i_end + 0.2  # COMMIT
+            r = b.request(trace, t, free_at + 0.5 + app_ms, "/checkout")
+            b.query(trace, r, begin, u_end, sql)
+            if call_ms:
+                _http(b, trace, r, u_end, c_end)
+            b.query(trace, r, c_end, i_end, "INSERT INTO orders (customer_id) VALUES (5)")
+
+
+def test_a_hot_row_held_across_an_http_call_is_found_with_what_holds_it() -> None:
+    b = RunBuilder()
+    checkouts(b)
+    (f,) = findings(b, lock_contention)
+    assert f.kind == FindingKind.LOCK_CONTENTION and f.route == "/checkout"
+    assert "UPDATE" in f.evidence["statement"] and "products" in f.title
+    # the first of each burst has nobody ahead; the two behind it queue
+    assert f.evidence["contended"] == f.evidence["queued"] == 40
+    by_ahead = f.evidence["median_ms_by_ahead"]
+    assert list(by_ahead) == ["0", "1", "2"]
+    assert by_ahead["0"] < by_ahead["1"] < by_ahead["2"]
+    # one more hold (62.2 ms) ahead, less the 2 ms it arrived later
+    assert by_ahead["2"] - by_ahead["1"] == pytest.approx(62.2 - 2, abs=0.1)
+    top = f.evidence["held_doing"][0]
+    assert top["doing"] == "HTTP call POST /fraud-check" and top["median_ms"] == pytest.approx(60)
+    assert "an HTTP call POST /fraud-check inside the transaction" in f.explanation
+    assert "POST /fraud-check" in f.title and "POST /fraud-check" in f.suggestion
+    # lost: 62 + 124 ms of every 3 requests' ~372 ms, half their time
+    assert f.evidence["share_of_time_outside_pool_wait"] == pytest.approx(0.5, abs=0.05)
+    assert f.severity == "critical"
+    weaker = LockContentionSettings(critical_share=0.6)
+    assert findings(b, lock_contention, settings=weaker)[0].severity == "warning"
+
+
+def test_queueing_on_select_for_update_without_a_call_names_other_statements() -> None:
+    b = RunBuilder()
+    checkouts(b, call_ms=0, sql="SELECT * FROM accounts WHERE id = 1 FOR UPDATE", update_ms=5)
+    b2 = RunBuilder()
+    checkouts(b2, call_ms=0, sql="SELECT * FROM accounts WHERE id = 1", update_ms=5)
+    (f,) = findings(b, lock_contention)
+    assert f.evidence["held_doing"][0]["category"] == "db"
+    assert "HTTP" not in f.title
+    # the same timings on a plain SELECT: not a locking statement, nothing to say
+    assert findings(b2, lock_contention) == []
+
+
+def test_parallel_fast_updates_of_different_rows_are_quiet() -> None:
+    b = RunBuilder()
+    checkouts(b, lock=False, call_ms=0)
+    assert findings(b, lock_contention) == []
+
+
+def test_a_lock_held_across_a_call_without_queueing_is_info() -> None:
+    b = RunBuilder()
+    checkouts(b, lock=False)  # different rows: nobody waits, but each holds across the call
+    (f,) = findings(b, lock_contention)
+    assert f.severity == "info" and f.impact_ms == 0
+    assert "HTTP call POST /fraud-check" in f.title
+
+
+def test_a_slow_update_is_a_slow_query_not_contention() -> None:
+    b = RunBuilder()
+    # one request at a time, each UPDATE slow by itself (a bad plan)
+    checkouts(b, size=1, update_ms=80, call_ms=0)
+    # and slow UPDATEs running side by side: slow, but not waiting for each other
+    b2 = RunBuilder()
+    checkouts(b2, lock=False, update_ms=80, call_ms=0, stagger=10)
+    assert findings(b, lock_contention) == []
+    assert findings(b2, lock_contention) == []
+    assert [f.kind for f in findings(b, slow_query)] == [FindingKind.SLOW_QUERY]
+
+
+def test_pool_saturation_is_not_lock_contention() -> None:
+    """Requests wait for a connection, longer the more of them there are, then run a fast UPDATE."""
+    b = RunBuilder()
+    for burst in range(20):
+        for i in range(4):
+            trace = b.new_id("t")
+            t = burst * 500 + i
+            wait = i * 30.0  # the i-th in the burst waits for i connections to come back
+            r = b.request(trace, t, t + wait + 5, "/checkout")
+            b.connect(trace, r, t, t + wait)
+            b.query(trace, r, t + wait + 1, t + wait + 2, HOT)
+            b.query(trace, r, t + wait + 2, t + wait + 3, "INSERT INTO orders VALUES (1)")
+    assert findings(b, lock_contention) == []
+    assert {f.kind for f in findings(b, pool_exhaustion)} & {
+        FindingKind.POOL_SATURATION,
+        FindingKind.POOL_EXHAUSTED,
+        FindingKind.POOL_LEAK,
+    }
+
+
+def test_brief_queueing_in_long_requests_is_quiet() -> None:
+    """Like the fixed demo: the UPDATE just before COMMIT, so waits are a few ms of 2 s."""
+    b = RunBuilder()
+    checkouts(b, call_ms=5, app_ms=2000)
+    assert findings(b, lock_contention) == []
+    (f,) = findings(b, lock_contention, settings=LockContentionSettings(min_share=0))
+    assert f.severity == "info" and f.evidence["share_of_time_outside_pool_wait"] < 0.01
+
+
+def test_too_few_contended_executions_are_quiet() -> None:
+    b = RunBuilder()
+    checkouts(b, bursts=4)  # 8 contended, below the 10 needed
+    # only the note that the lock is held across the call
+    assert [f.severity for f in findings(b, lock_contention)] == ["info"]
+    (f,) = findings(b, lock_contention, settings=LockContentionSettings(min_contended=5))
+    assert f.severity == "critical" and f.evidence["contended"] == 8
+
+
+@st.composite
+def span_trees(draw: st.DrawFn) -> RunBuilder:
+    b = RunBuilder()
+    sqls = [HOT, "SELECT * FROM a WHERE id = 1 FOR UPDATE", "DELETE FROM a", "SELECT 1", None]
+    for t in range(draw(st.integers(1, 6))):
+        trace = f"t{t}"
+        begin = draw(st.floats(0, 200))
+        ids = [b.request(trace, begin, begin + draw(st.floats(0, 100)), "/a")]
+        for _ in range(draw(st.integers(0, 12))):
+            start = begin + draw(st.floats(-10, 110))
+            sql = draw(st.sampled_from(sqls))
+            ids.append(
+                b.span(
+                    trace,
+                    start,
+                    start + draw(st.floats(-5, 80)),
+                    parent=draw(st.sampled_from(ids) | st.none()),
+                    kind=draw(st.sampled_from(["CLIENT", "INTERNAL", "SERVER"])),
+                    db="postgresql" if sql else None,
+                    sql=sql,
+                )
+            )
+            if not sql and draw(st.booleans()):
+                b.spans[-1]["attributes"] = json.dumps({"url.full": "http://x/a"})
+                b.spans[-1].update(http_method="POST", url_path=draw(st.sampled_from(["/a", ""])))
+    return b
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span_trees())
+def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
+    loose = LockContentionSettings(min_contended=1, min_uncontended=1, min_requests=1)
+    for f in findings(b, lock_contention, settings=loose):
+        assert f.kind == FindingKind.LOCK_CONTENTION
+        assert f.severity in ("info", "warning", "critical")
+        assert f.impact_ms >= 0
+        assert f.evidence.get("queued", 0) <= f.evidence["contended"] <= f.evidence["executions"]
+        share = f.evidence.get("share_of_time_outside_pool_wait", 0)
+        assert share >= 0
+
+
+@pytest.mark.parametrize(
+    ("sql", "locking"),
+    [
+        (HOT, True),
+        ("update products set stock = stock - 1 where id = $1", True),
+        ("DELETE FROM carts WHERE id = 3", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR UPDATE", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR NO KEY UPDATE SKIP LOCKED", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR KEY SHARE", True),
+        ("SELECT * FROM accounts WHERE id = 1 LOCK IN SHARE MODE", True),
+        ("LOCK TABLE accounts IN EXCLUSIVE MODE", True),
+        ("SELECT pg_advisory_xact_lock(42)", True),
+        ("SELECT GET_LOCK('stock', 10)", True),
+        ("INSERT INTO c (k, n) VALUES (1, 1) ON CONFLICT (k) DO UPDATE SET n = c.n + 1", True),
+        ("INSERT INTO c (k, n) VALUES (1, 1) ON DUPLICATE KEY UPDATE n = n + 1", True),
+        ("SELECT lock FROM settings WHERE id = 1", False),
+        ("SELECT * FROM block WHERE updated_at > now()", False),
+        ("INSERT INTO orders (customer_id) VALUES (5)", False),
+        ("SELECT * FROM accounts WHERE id = 1", False),
+    ],
+)
+def test_which_statements_hold_their_lock_until_the_transaction_ends(
+    sql: str, locking: bool
+) -> None:
+    import duckdb
+
+    from correlate.analysis.detectors.lock_queue import LOCKING_PATTERN
+
+    ((found,),) = duckdb.execute(
+        "SELECT regexp_matches($sql, $pattern, 'i')", {"sql": sql, "pattern": LOCKING_PATTERN}
+    ).fetchall()
+    assert found is locking
