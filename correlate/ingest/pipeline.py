@@ -33,7 +33,7 @@ from correlate.ingest.planfile import ingest_plan_file, plans_without_span
 from correlate.ingest.progress import Progress
 from correlate.ingest.registry import format_named, format_names
 from correlate.ingest.report import IngestReport, Problem
-from correlate.ingest.spanfile import ingest_span_file
+from correlate.ingest.spanbatch import ingest_span_files
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
 from correlate.inputs import InputFormat, PlanFormat, TableFormat
@@ -127,12 +127,7 @@ def _ingest(
     if progress is not None:
         progress.start(sum(p.stat().st_size for p, _ in spans))
     try:
-        for path, span_format in spans:
-            if progress is not None:
-                progress.file(path)
-            report.files.append(
-                ingest_span_file(store, run_id, path, span_format, strict, progress)
-            )
+        report.files.extend(ingest_span_files(store, run_id, spans, strict, progress))
         for path, kind in tables:
             report.files.append(ingest_table_file(store, run_id, path, kind, strict))
         for path, plan_format in plans:

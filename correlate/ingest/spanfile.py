@@ -98,7 +98,7 @@ def _ingest_clean(
             with polled_progress(con, path.stat().st_size, progress):
                 row = con.execute(
                     f"INSERT INTO spans SELECT ?, ?, {columns} "
-                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
+                    f"FROM ({canonical_select(f'({typed_raw(raw)})')}) "
                     "WHERE CASE WHEN problem IS NULL THEN true "
                     "ELSE error('correlate: bad record') END",
                     [run_id, file_id],
@@ -150,7 +150,7 @@ def _load_batch(
         raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
-            + canonical_select(f"({_typed_raw(raw)})")
+            + canonical_select(f"({typed_raw(raw)})")
         )
         con.unregister("_batch_lines")
         span_problems = con.execute(
@@ -173,7 +173,7 @@ def _load_batch(
     record_problems(store, file_id, path, problems, report)
 
 
-def _typed_raw(raw_sql: str) -> str:
+def typed_raw(raw_sql: str) -> str:
     """Cast a reader's output to the exact raw column types, so readers stay honest."""
     casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
     return f"SELECT {casts} FROM ({raw_sql})"

@@ -32,6 +32,11 @@ class SpanFormat(InputFormat):
     #: SQL for ``docs`` read straight from the file by DuckDB, when the file
     #: suits it (the fast path for big, clean files); None otherwise
     fast_docs: Callable[[Path], str | None] | None = None
+    #: for formats whose small files are read many in one statement: the key
+    #: files must share to be read together (DuckDB's ``compression =``), or None
+    #: when this file cannot be; and the ``docs`` SQL of such a group of files
+    fast_compression: Callable[[Path], str | None] | None = None
+    fast_files_docs: Callable[[list[Path], str], str] | None = None
 
     @property
     def structure(self) -> str:

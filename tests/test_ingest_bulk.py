@@ -1,0 +1,151 @@
+"""The bulk paths of span ingest: many small files read together, damaged files salvaged in bulk.
+
+Both must give exactly what reading each file on its own, line by line, gives:
+every good span once, every bad record reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from correlate.ingest import spanbatch
+from correlate.store import Store, open_store
+
+from .conftest import DATA
+
+
+def _line(name: str, trace: int, spans: int = 1, *, service: str = "svc") -> str:
+    """One OTLP/JSON line of ``spans`` spans named ``name#i``, in trace ``trace``."""
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                    },
+                    "scopeSpans": [
+                        {
+                            "scope": {"name": "test"},
+                            "spans": [
+                                {
+                                    "traceId": f"{trace:032x}",
+                                    "spanId": f"{trace * 1000 + i + 1:016x}",
+                                    "name": f"{name}#{i}",
+                                    "kind": 2,
+                                    "startTimeUnixNano": str(1_700_000_000_000_000_000 + i),
+                                    "endTimeUnixNano": str(1_700_000_000_000_100_000 + i),
+                                    "attributes": [
+                                        {"key": "http.route", "value": {"stringValue": "/x"}},
+                                        {"key": "n", "value": {"intValue": str(i)}},
+                                    ],
+                                }
+                                for i in range(spans)
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+def _rows(store: Store) -> list[tuple[str, str, str]]:
+    """(file name, span name, attributes) of every stored span, sorted."""
+    return sorted(
+        (Path(path).name, name, json.dumps(json.loads(attrs), sort_keys=True))
+        for path, name, attrs in store.con.execute(
+            "SELECT f.path, s.name, s.attributes FROM spans s JOIN files f USING (file_id)"
+        ).fetchall()
+    )
+
+
+def _one_by_one(paths: list[Path], tmp_path: Path) -> Store:
+    """The reference: each file ingested on its own (no grouping)."""
+    store = open_store(tmp_path / "reference.duckdb")
+    for path in paths:
+        store.ingest([path], run="r")
+    return store
+
+
+def _problems(store: Store) -> list[tuple[str, int | None, str]]:
+    return sorted(
+        (Path(path).name, line, reason)
+        for path, line, reason in store.con.execute(
+            "SELECT f.path, p.line, p.reason FROM problems p JOIN files f USING (file_id)"
+        ).fetchall()
+    )
+
+
+def test_small_files_read_together_match_files_read_one_by_one(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1, spans=1 + i % 3) + "\n")
+    (folder / "same-as-00.jsonl").write_bytes((folder / "00.jsonl").read_bytes())
+    with gzip.open(folder / "zipped.jsonl.gz", "wt") as f:
+        f.write(_line("gz", 99, spans=2) + "\n")
+    report = store.ingest([folder], run="r")
+    reference = _one_by_one(sorted(folder.iterdir()), tmp_path)
+    assert _rows(store) == _rows(reference)
+    assert report.spans_added == sum(1 + i % 3 for i in range(40)) + 2
+    assert [f.already_ingested for f in report.files].count(True) == 1
+    counts = store.con.execute(
+        "SELECT count(*), sum(records_read), sum(records_added) FROM files"
+    ).fetchone()
+    assert counts == (41, report.spans_added, report.spans_added)
+    per_file = store.con.execute(
+        "SELECT f.records_added, (SELECT count(*) FROM spans s WHERE s.file_id = f.file_id) "
+        "FROM files f"
+    ).fetchall()
+    assert all(recorded == stored for recorded, stored in per_file)
+
+
+def test_a_bad_file_in_a_group_is_read_on_its_own_and_the_rest_together(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1, spans=2) + "\n")
+    good = _line("bad-file-good-line", 50, spans=2)
+    (folder / "05.jsonl").write_text(good + '\n{"resourceSpans": [\n' + _line("after", 51) + "\n")
+    (folder / "09.jsonl").write_text(_line("f9-again", 90, spans=2) + '\n{"hello": "world"}\n')
+    report = store.ingest([folder], run="r")
+    reference = _one_by_one(sorted(folder.iterdir()), tmp_path)
+    assert _rows(store) == _rows(reference)
+    assert _problems(store) == _problems(reference)
+    assert [(p.path.name, p.line) for p in report.problems] == [("05.jsonl", 2), ("09.jsonl", 2)]
+    assert report.spans_added == 10 * 2 + 3 + 2
+
+
+def test_file_names_in_a_group_are_never_glob_patterns(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("a.jsonl", "b.jsonl", "[ab].jsonl", "*.jsonl"):
+        (folder / name).write_text(_line(name, len(name) + ord(name[0])) + "\n")
+    store.ingest([folder], run="r")
+    assert [name for _, name, _ in _rows(store)] == sorted(
+        f"{n}#0" for n in ("*.jsonl", "[ab].jsonl", "a.jsonl", "b.jsonl")
+    )
+
+
+def test_groups_are_bounded(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spanbatch, "GROUP_FILES", 3)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1) + "\n")
+    shutil.copy(DATA / "faithful" / "one_span.jsonl", folder / "zz.jsonl")
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 11
+    file_ids = [
+        r[0] for r in store.con.execute("SELECT file_id FROM files ORDER BY path").fetchall()
+    ]
+    assert file_ids == sorted(file_ids)  # files keep their order, so dedupe keeps the first
