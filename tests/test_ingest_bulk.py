@@ -10,10 +10,11 @@ import gzip
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from correlate.ingest import spanbatch
+from correlate.ingest import salvage, spanbatch, spanfile
 from correlate.store import Store, open_store
 
 from .conftest import DATA
@@ -149,3 +150,71 @@ def test_groups_are_bounded(store: Store, tmp_path: Path, monkeypatch: pytest.Mo
         r[0] for r in store.con.execute("SELECT file_id FROM files ORDER BY path").fetchall()
     ]
     assert file_ids == sorted(file_ids)  # files keep their order, so dedupe keeps the first
+
+
+# -- a damaged big file: good pieces in bulk, bad lines on the careful path ---------------
+
+
+def _damaged_file(path: Path, lines: int, damage: dict[int, str], *, final_newline: bool) -> None:
+    text = [_line(f"l{i}", i, spans=3) for i in range(1, lines + 1)]
+    for number, replacement in damage.items():
+        text[number - 1] = replacement
+    path.write_text("\n".join(text) + ("\n" if final_newline else ""))
+
+
+def _salvage_vs_careful(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Store, Store]:
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    salvaged: list[bool] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> bool:
+        salvaged.append(salvage.salvage(*args, **kwargs))
+        return salvaged[-1]
+
+    monkeypatch.setattr(spanfile, "salvage", recorded)
+    bulk = open_store(tmp_path / "bulk.duckdb")
+    bulk.ingest([path], run="r")
+    assert salvaged == [True]  # the bulk path did it, not the careful path after it
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1 << 60)
+    careful = open_store(tmp_path / "careful.duckdb")
+    careful.ingest([path], run="r")
+    return bulk, careful
+
+
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_damaged_file_salvaged_in_bulk_matches_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, final_newline: bool
+) -> None:
+    path = tmp_path / "damaged.jsonl"
+    no_trace = _line("no-trace", 7, spans=3).replace('"traceId": "', '"traceIdX": "', 1)
+    damage = {
+        3: "this is not JSON",
+        7: no_trace,
+        12: '{"hello": "world"}',
+        20: _line("cut", 20, spans=3)[:150],
+    }
+    _damaged_file(path, 20, damage, final_newline=final_newline)
+    assert path.stat().st_size > 10 * 4000 / 4  # several pieces
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    assert [line for _, line, _ in _problems(bulk)] == [3, 7, 12, 20]
+    assert len(_rows(bulk)) == 16 * 3 + 2  # the span without a trace id is the only one lost
+    last = _problems(bulk)[-1][2]
+    assert ("cut short" in last) == (not final_newline)
+
+
+def test_clean_file_with_blank_lines_and_every_line_bad_salvages_correctly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "blank.jsonl"
+    lines = [_line(f"b{i}", i, spans=2) for i in range(1, 9)]
+    lines[4] = ""
+    lines.insert(2, "{not json")
+    path.write_text("\n".join(lines) + "\n\n")
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful) == [("blank.jsonl", 3, _problems(careful)[0][2])]

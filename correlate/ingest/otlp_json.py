@@ -14,7 +14,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from correlate.fileio import duckdb_compression, read_head
-from correlate.ingest.canonical import anyvalue_json, anyvalue_string, kv_json_object, kv_lookup
+from correlate.ingest.canonical import (
+    MAX_SPAN_NS,
+    anyvalue_json,
+    anyvalue_string,
+    kv_json_object,
+    kv_lookup,
+)
 from correlate.ingest.jsonschema import Schema, duckdb_type, sql_string, structure
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
@@ -201,6 +207,48 @@ WHERE CASE WHEN doc.resourceSpans IS NOT NULL OR doc.result.resourceSpans IS NOT
 """
 
 
+def pieces_docs_sql(paths: list[Path], positions: str, *, lenient: bool) -> str:
+    """``docs`` of several uncompressed files of OTLP/JSON lines (pieces of one file) in
+    one read with the nested schema, each doc's ``line_no`` its file's ``pos``.
+
+    ``lenient`` reads a line DuckDB cannot parse as a doc without an envelope (and a
+    value of the wrong type as NULL): only for finding which pieces have a problem,
+    never for keeping spans. Otherwise a line without the envelope raises.
+    """
+    names = "[" + ", ".join(sql_string(str(p)) for p in paths) + "]"
+    read = _read_json(names, "none")[:-1] + ", filename = true"
+    read += ", ignore_errors = true)" if lenient else ")"
+    return f"""
+SELECT line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
+FROM (SELECT p.pos AS line_no, r.resourceSpans, r.result
+      FROM {read} r JOIN {positions} p ON r.filename = p.name)
+WHERE {"true" if lenient else _ENVELOPE_GUARD}
+"""
+
+
+def suspect_doc_sql(doc: str) -> str:
+    """SQL: ``doc`` has no envelope, or a span without ids or with impossible times.
+
+    A rough, cheap form of the span checks of :mod:`correlate.ingest.canonical`,
+    for finding damaged pieces of a file without unnesting it.
+    """
+    spans = (
+        f"flatten(list_transform(coalesce({doc}.resourceSpans, {doc}.result.resourceSpans), "
+        "lambda r: flatten(list_transform(coalesce(r.scopeSpans, []), "
+        "lambda ss: coalesce(ss.spans, [])))))"
+    )
+    start, end = "TRY_CAST(s.startTimeUnixNano AS BIGINT)", "TRY_CAST(s.endTimeUnixNano AS BIGINT)"
+    bad_span = (
+        "coalesce(trim(s.traceId), '') = '' OR coalesce(trim(s.spanId), '') = '' "
+        f"OR trim(s.traceId) = repeat('0', 32) OR {start} IS NULL OR {end} IS NULL "
+        f"OR {start} < 0 OR {end} < {start} OR {end} - {start} > {MAX_SPAN_NS}"
+    )
+    return (
+        f"({doc}.resourceSpans IS NULL AND {doc}.result.resourceSpans IS NULL) "
+        f"OR coalesce(list_bool_or(list_transform({spans}, lambda s: {bad_span})), false)"
+    )
+
+
 _ENVELOPE_GUARD = (
     "CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true "
     "ELSE error('correlate: not an OTLP line') END"
@@ -258,4 +306,6 @@ FORMAT = SpanFormat(
     fast_docs=fast_docs_sql,
     fast_compression=fast_compression,
     fast_files_docs=fast_files_docs_sql,
+    pieces_docs=pieces_docs_sql,
+    suspect_doc_sql=suspect_doc_sql,
 )

@@ -20,17 +20,18 @@ from correlate.ingest.bookkeeping import (
     record_problems,
     set_file_counts,
 )
-from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
+from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
 from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.report import FileReport
+from correlate.ingest.salvage import SALVAGE_MIN_BYTES, last_line_is_bad, salvage
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
     from correlate.ingest.spanformat import SpanFormat
     from correlate.store import Store
 
-__all__ = ["ingest_span_file"]
+__all__ = ["ingest_span_file", "load_batch"]
 
 
 def ingest_span_file(
@@ -46,13 +47,30 @@ def ingest_span_file(
             progress.advance(size)
         return report
     fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
-    if fast is not None and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress):
+    bulk = fast is not None and not strict and size >= SALVAGE_MIN_BYTES
+    # A file cut while it was written fails the bulk read only at its very end.
+    bad_last_line = (
+        bulk
+        and fmt.fast_compression is not None
+        and (fmt.fast_compression(path) == "none" and last_line_is_bad(path))
+    )
+    if (
+        fast is not None
+        and not bad_last_line
+        and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress)
+    ):
+        return report
+    if bulk and salvage(
+        store, run_id, path, sha, fmt, report, load_batch, bad_last_line=bad_last_line
+    ):
+        if progress is not None:
+            progress.advance(size)
         return report
     done = 0
     with store.atomic():
         file_id = add_file_row(store, run_id, path, sha, fmt.name)
         for batch in fmt.batches(path):
-            _load_batch(store, run_id, file_id, path, fmt, batch, report)
+            load_batch(store, run_id, file_id, path, fmt, batch, report)
             if strict and report.skipped:
                 first = report.problems[0]
                 raise InputError(
@@ -115,7 +133,7 @@ def _ingest_clean(
     return True
 
 
-def _load_batch(
+def load_batch(
     store: Store,
     run_id: int,
     file_id: int,
@@ -171,12 +189,6 @@ def _load_batch(
         )
         report.spans_added += int(counts[1])
     record_problems(store, file_id, path, problems, report)
-
-
-def typed_raw(raw_sql: str) -> str:
-    """Cast a reader's output to the exact raw column types, so readers stay honest."""
-    casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
-    return f"SELECT {casts} FROM ({raw_sql})"
 
 
 def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:

@@ -37,6 +37,12 @@ class SpanFormat(InputFormat):
     #: when this file cannot be; and the ``docs`` SQL of such a group of files
     fast_compression: Callable[[Path], str | None] | None = None
     fast_files_docs: Callable[[list[Path], str], str] | None = None
+    #: the ``docs`` SQL of uncompressed pieces of one big file read as one
+    #: (``correlate.ingest.salvage``), strict or lenient
+    pieces_docs: Callable[..., str] | None = None
+    #: SQL true for a parsed doc that lacks the envelope or holds a span likely to
+    #: fail the span checks (may say true too often, must rarely say false wrongly)
+    suspect_doc_sql: Callable[[str], str] | None = None
 
     @property
     def structure(self) -> str:
