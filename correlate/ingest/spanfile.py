@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from correlate.ingest.spanformat import SpanFormat
     from correlate.store import Store
 
-__all__ = ["ingest_span_file", "load_batch"]
+__all__ = ["ingest_span_file"]
+
+_typed_raw = typed_raw
 
 
 def ingest_span_file(
@@ -61,7 +63,7 @@ def ingest_span_file(
     ):
         return report
     if bulk and salvage(
-        store, run_id, path, sha, fmt, report, load_batch, bad_last_line=bad_last_line
+        store, run_id, path, sha, fmt, report, _load_batch, bad_last_line=bad_last_line
     ):
         if progress is not None:
             progress.advance(size)
@@ -70,7 +72,7 @@ def ingest_span_file(
     with store.atomic():
         file_id = add_file_row(store, run_id, path, sha, fmt.name)
         for batch in fmt.batches(path):
-            load_batch(store, run_id, file_id, path, fmt, batch, report)
+            _load_batch(store, run_id, file_id, path, fmt, batch, report)
             if strict and report.skipped:
                 first = report.problems[0]
                 raise InputError(
@@ -116,7 +118,7 @@ def _ingest_clean(
             with polled_progress(con, path.stat().st_size, progress):
                 row = con.execute(
                     f"INSERT INTO spans SELECT ?, ?, {columns} "
-                    f"FROM ({canonical_select(f'({typed_raw(raw)})')}) "
+                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
                     "WHERE CASE WHEN problem IS NULL THEN true "
                     "ELSE error('correlate: bad record') END",
                     [run_id, file_id],
@@ -133,7 +135,7 @@ def _ingest_clean(
     return True
 
 
-def load_batch(
+def _load_batch(
     store: Store,
     run_id: int,
     file_id: int,
@@ -168,7 +170,7 @@ def load_batch(
         raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
         con.execute(
             "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
-            + canonical_select(f"({typed_raw(raw)})")
+            + canonical_select(f"({_typed_raw(raw)})")
         )
         con.unregister("_batch_lines")
         span_problems = con.execute(
