@@ -268,6 +268,23 @@ def _bad_lines(args: argparse.Namespace) -> tuple[float, float]:
     return good.seconds, bad.seconds
 
 
+def _expansion_bound(args: argparse.Namespace) -> bool:
+    """A small .gz that correlate decompresses itself, expanding past ``--max-expanded``,
+    must be refused with a clear error (exit 1) and not read."""
+    import gzip
+
+    bomb = args.dir / "expands.json.gz"
+    with gzip.open(bomb, "wb") as f:  # a pretty-printed document: correlate's own reader
+        f.write(b'{\n  "resourceSpans": [' + b" " * (64 << 20) + b"]\n}\n")
+    db = _fresh(args.dir / "bomb.duckdb")
+    args_ = _correlate("ingest", str(bomb), "--run", "b", "--db", str(db), "--max-expanded", "8M")
+    done = subprocess.run(args_, capture_output=True, text=True)
+    _fresh(db)
+    said = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+    print(f"{bomb.stat().st_size:,}-byte .gz expanding to 64 MiB, --max-expanded 8M: {said}")
+    return done.returncode == 1 and "expands past 8 MiB" in said
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000000,5000000", help="span counts, comma-separated")
@@ -319,6 +336,7 @@ def main(argv: list[str] | None = None) -> None:
         targets.append(
             ("a few bad lines within 1.5× of clean", f"{bad / good:.2f}×", bad <= 1.5 * good)
         )
+    targets.append(("nothing decompressed past --max-expanded", "refused", _expansion_bound(args)))
     print("\ntargets:")
     for what, figure, ok in targets:
         print(f"  {_verdict(ok)}  {what:<52} {figure}")
