@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from correlate.ingest import salvage, spanbatch, spanfile
 from correlate.store import Store, open_store
@@ -163,7 +165,7 @@ def _damaged_file(path: Path, lines: int, damage: dict[int, str], *, final_newli
 
 
 def _salvage_vs_careful(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, damaged: bool | None = True
 ) -> tuple[Store, Store]:
     monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
     monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
@@ -176,11 +178,12 @@ def _salvage_vs_careful(
 
     monkeypatch.setattr(spanfile, "salvage", recorded)
     bulk = open_store(tmp_path / "bulk.duckdb")
-    bulk.ingest([path], run="r")
-    assert salvaged == [True]  # the bulk path did it, not the careful path after it
+    bulk.ingest([path], run="r", format="otlp-json")
+    # the bulk path did it, not the careful path after it (None: either may)
+    assert damaged is None or salvaged == [True]
     monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1 << 60)
     careful = open_store(tmp_path / "careful.duckdb")
-    careful.ingest([path], run="r")
+    careful.ingest([path], run="r", format="otlp-json")
     return bulk, careful
 
 
@@ -218,3 +221,53 @@ def test_clean_file_with_blank_lines_and_every_line_bad_salvages_correctly(
     bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
     assert _rows(bulk) == _rows(careful)
     assert _problems(bulk) == _problems(careful) == [("blank.jsonl", 3, _problems(careful)[0][2])]
+
+
+_DAMAGE = st.sampled_from(
+    [
+        "this is not JSON",
+        '{"hello": "world"}',
+        "CUT",  # the line's own JSON cut in half
+        "NO_TRACE",  # one span of the line without a trace id
+        "",  # a blank line
+    ]
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    lines=st.lists(st.one_of(st.integers(1, 4), _DAMAGE), min_size=1, max_size=24),
+    piece=st.integers(300, 6000),
+    final_newline=st.booleans(),
+)
+def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[int | str],
+    piece: int,
+    final_newline: bool,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("salvage")
+    text = []
+    for i, kind in enumerate(lines, start=1):
+        good = _line(f"l{i}", i, spans=kind if isinstance(kind, int) else 2)
+        if kind == "CUT":
+            text.append(good[: len(good) // 2])
+        elif kind == "NO_TRACE":
+            text.append(good.replace('"traceId": "', '"traceIdX": "', 1))
+        else:
+            text.append(good if isinstance(kind, int) else kind)
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join(text) + ("\n" if final_newline else ""))
+    with monkeypatch.context() as patch:
+        patch.setattr(salvage, "PIECE_BYTES", piece)
+        patch.setattr(salvage, "CAREFUL_BYTES", piece // 4)
+        bulk, careful = _salvage_vs_careful(path, tmp_path, patch, damaged=None)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    bad_lines = [i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k]
+    assert [line for _, line, _ in _problems(bulk)] == bad_lines
