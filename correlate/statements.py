@@ -32,7 +32,10 @@ def fingerprint_run(store: Store, run_id: int) -> int:
         """
         SELECT db_system, key, any_value(strip_sqlcommenter(db_statement)) AS text
         FROM (SELECT db_system, db_statement, statement_key(db_statement) AS key
-              FROM spans WHERE run_id = $run AND db_statement IS NOT NULL) s
+              -- the key of each distinct text, not of each span: a few
+              -- thousand texts against hundreds of thousands of spans
+              FROM (SELECT DISTINCT db_system, db_statement FROM spans
+                    WHERE run_id = $run AND db_statement IS NOT NULL)) s
         WHERE NOT EXISTS (SELECT 1 FROM statements st WHERE st.run_id = $run
                           AND st.db_system IS NOT DISTINCT FROM s.db_system AND st.key = s.key)
         GROUP BY db_system, key

@@ -49,6 +49,13 @@ RAW_COLUMNS: tuple[tuple[str, str], ...] = (
     ("links", f"STRUCT(trace_id VARCHAR, span_id VARCHAR, attrs {KV_TYPE})[]"),
 )
 
+
+def typed_raw(raw_sql: str) -> str:
+    """Cast a reader's output to the exact raw column types, so readers stay honest."""
+    casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
+    return f"SELECT {casts} FROM ({raw_sql})"
+
+
 #: The longest span kept: a year. Longer is no request but a mangled time (a start of 1 ns
 #: and an end in 2255 are both valid int64), and it would stretch the run's timeline.
 MAX_SPAN_NS = 365 * 86400 * 1_000_000_000

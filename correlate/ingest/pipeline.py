@@ -35,6 +35,7 @@ from correlate.ingest.planfile import ingest_plan_file, plans_without_span
 from correlate.ingest.progress import Progress
 from correlate.ingest.registry import format_named, format_names
 from correlate.ingest.report import FileReport, IngestReport, Problem
+from correlate.ingest.spanbatch import ingest_span_files
 from correlate.ingest.spanfile import ingest_span_file
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
@@ -131,17 +132,20 @@ def _ingest(
     failed: list[Problem] = []  # files in directories that could not be read at all
     discard = False
     try:
-        for path, span_format, explicit in spans:
-            if progress is not None:
-                progress.file(path)
-            read = partial(ingest_span_file, store, run_id, path, span_format, strict, progress)
-            _read_file(report, failed, path, explicit, strict, read)
+
+        def read_span_file(
+            path: Path, span_format: SpanFormat, explicit: bool, prog: Progress | None
+        ) -> FileReport | None:
+            read = partial(ingest_span_file, store, run_id, path, span_format, strict, prog)
+            return _read_file(report, failed, path, explicit, strict, read)
+
+        report.files.extend(ingest_span_files(store, run_id, spans, progress, read_span_file))
         for path, kind, explicit in tables:
             read = partial(ingest_table_file, store, run_id, path, kind, strict)
-            _read_file(report, failed, path, explicit, strict, read)
+            _keep(report, _read_file(report, failed, path, explicit, strict, read))
         for path, plan_format, explicit in plans:
             read = partial(ingest_plan_file, store, run_id, path, plan_format, strict)
-            _read_file(report, failed, path, explicit, strict, read)
+            _keep(report, _read_file(report, failed, path, explicit, strict, read))
         report.passed_over.extend(failed)
         unread = _nothing_read_anywhere(report, failed)
         if unread is not None:
@@ -165,17 +169,24 @@ def _read_file(
     explicit: bool,
     strict: bool,
     read: Callable[..., FileReport],
-) -> None:
-    """One file's reading; in a directory, a file that cannot be read stops nothing.
+) -> FileReport | None:
+    """One file's reading; in a directory, a file that cannot be read stops nothing
+    (None, and the file is in ``failed``).
 
     A file named on its own from which nothing could be read is an error.
     """
     try:
-        report.files.append(read(require_some=explicit))
+        return read(require_some=explicit)
     except InputError as exc:
         if explicit or strict:
             raise
         failed.append(Problem(path, exc.line, exc.reason))
+        return None
+
+
+def _keep(report: IngestReport, file: FileReport | None) -> None:
+    if file is not None:
+        report.files.append(file)
 
 
 def _nothing_read_anywhere(report: IngestReport, failed: list[Problem]) -> InputError | None:

@@ -21,10 +21,11 @@ from correlate.ingest.bookkeeping import (
     refuse_if_nothing_read,
     set_file_counts,
 )
-from correlate.ingest.canonical import RAW_COLUMNS, canonical_select
+from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
 from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.report import FileReport
+from correlate.ingest.salvage import SALVAGE_MIN_BYTES, last_line_is_bad, salvage
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
     from correlate.store import Store
 
 __all__ = ["ingest_span_file"]
+
+_typed_raw = typed_raw
 
 
 def ingest_span_file(
@@ -58,7 +61,24 @@ def ingest_span_file(
             progress.advance(size)
         return report
     fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
-    if fast is not None and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress):
+    bulk = fast is not None and not strict and size >= SALVAGE_MIN_BYTES
+    # A file cut while it was written fails the bulk read only at its very end.
+    bad_last_line = (
+        bulk
+        and fmt.fast_compression is not None
+        and (fmt.fast_compression(path) == "none" and last_line_is_bad(path))
+    )
+    if (
+        fast is not None
+        and not bad_last_line
+        and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress)
+    ):
+        return report
+    if bulk and salvage(
+        store, run_id, path, sha, fmt, report, _load_batch, bad_last_line=bad_last_line
+    ):
+        if progress is not None:
+            progress.advance(size)
         return report
     done = 0
     with store.atomic():
@@ -194,12 +214,6 @@ def _load_batch(
         report.spans_added += int(counts[1])
     record_problems(store, file_id, path, problems, report)
     record_problems(store, file_id, path, notes, report, skipped=False)
-
-
-def _typed_raw(raw_sql: str) -> str:
-    """Cast a reader's output to the exact raw column types, so readers stay honest."""
-    casts = ", ".join(f"CAST({name} AS {type_}) AS {name}" for name, type_ in RAW_COLUMNS)
-    return f"SELECT {casts} FROM ({raw_sql})"
 
 
 def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:

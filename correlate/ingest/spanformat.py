@@ -40,6 +40,17 @@ class SpanFormat(InputFormat):
     #: a record's text with its wrongly typed parts reported (and read leniently
     #: where unambiguous), or None when nothing is wrong; see otlp_shape
     repair: Callable[[str], Repaired | None] | None = None
+    #: for formats whose small files are read many in one statement: the key
+    #: files must share to be read together (DuckDB's ``compression =``), or None
+    #: when this file cannot be; and the ``docs`` SQL of such a group of files
+    fast_compression: Callable[[Path], str | None] | None = None
+    fast_files_docs: Callable[[list[Path], str], str] | None = None
+    #: the ``docs`` SQL of uncompressed pieces of one big file read as one
+    #: (``correlate.ingest.salvage``), strict or lenient
+    pieces_docs: Callable[..., str] | None = None
+    #: SQL true for a parsed doc that lacks the envelope or holds a span likely to
+    #: fail the span checks (may say true too often, must rarely say false wrongly)
+    suspect_doc_sql: Callable[[str], str] | None = None
 
     @property
     def structure(self) -> str:

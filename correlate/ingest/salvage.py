@@ -1,0 +1,293 @@
+"""A big file of OTLP/JSON lines with a few bad lines: the good ranges in bulk, the bad lines
+on the careful path.
+
+DuckDB's reader stops at the first bad line, and the line-by-line reader that
+reports each problem with its line is an order of magnitude slower. So a
+damaged uncompressed file is cut, at line boundaries, into pieces (temporary
+files: DuckDB reads files, not byte ranges), and each piece is checked by
+DuckDB alone (parse, flatten, the span checks; nothing written). A piece with a
+problem is cut again, down to pieces of a few lines, which go to the careful
+path with their own line numbers; every other piece is read by one bulk
+``INSERT`` over the list of pieces. The file stays one transaction, and every
+good span arrives exactly once: the pieces cover the file without overlap.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.errors import CorrelateError
+from correlate.fileio import iter_line_batches
+from correlate.ingest.bookkeeping import add_file_row, set_file_counts
+from correlate.ingest.canonical import canonical_select, typed_raw
+from correlate.schema import SPAN_COLUMN_NAMES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from correlate.fileio import LineBatch
+    from correlate.ingest.report import FileReport
+    from correlate.ingest.spanformat import SpanFormat
+    from correlate.store import Store
+
+    #: the careful path's reader of one batch of numbered lines
+    LoadBatch = Callable[[Store, int, int, Path, SpanFormat, LineBatch, FileReport], None]
+
+__all__ = ["SALVAGE_MIN_BYTES", "last_line_is_bad", "salvage"]
+
+#: Files smaller than this go straight to the careful path: it is fast enough there.
+SALVAGE_MIN_BYTES = 8 << 20
+#: The first cut: pieces of about this size.
+PIECE_BYTES = 32 << 20
+#: A piece with a problem is cut into this many.
+FAN_OUT = 8
+#: A piece with a problem this small (or of one line) goes to the careful path.
+CAREFUL_BYTES = 256 << 10
+
+
+@dataclass
+class _Piece:
+    path: Path
+    first_line: int  # the file's number of the piece's first line
+    lines: int
+    size: int
+
+
+def last_line_is_bad(path: Path) -> bool:
+    """True when ``path`` (uncompressed) ends in a line without a final newline that is
+    not JSON: a file cut while it was written. Checked before the bulk read, which would
+    otherwise parse the whole file only to fail at its end."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        f.seek(max(size - 1, 0))
+        if size == 0 or f.read(1) == b"\n":
+            return False
+        back = min(size, 64 << 20)
+        f.seek(size - back)
+        tail = f.read(back)
+    cut = tail.rfind(b"\n")
+    if cut < 0 and back < size:
+        return False  # a last line longer than we look at: let the reader judge
+    try:
+        json.loads(tail[cut + 1 :])
+    except ValueError:
+        return True
+    return False
+
+
+def salvage(
+    store: Store,
+    run_id: int,
+    path: Path,
+    sha: str,
+    fmt: SpanFormat,
+    report: FileReport,
+    load_batch: LoadBatch,
+    *,
+    bad_last_line: bool = False,
+) -> bool:
+    """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
+
+    With ``bad_last_line`` (see :func:`last_line_is_bad`) the rest of the file is
+    first tried in bulk as it is. False (nothing kept) when the file does not suit
+    this path; the caller then reads it line by line. ``load_batch`` is the
+    careful path's reader of one batch of numbered lines.
+    """
+    if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
+        return False
+    if fmt.fast_compression(path) != "none":
+        return False
+    folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
+    try:
+        pieces = _cut(path, folder, 0, PIECE_BYTES)
+        rest, last = pieces[:-1], pieces[-1:]
+        if (
+            bad_last_line
+            and rest
+            and _commit(store, run_id, path, sha, fmt, report, load_batch, rest, last)
+        ):
+            return True
+        good, bad = _sort_pieces(store, fmt, pieces, folder)
+        return _commit(store, run_id, path, sha, fmt, report, load_batch, good, bad)
+    except OSError:
+        return False
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _commit(
+    store: Store,
+    run_id: int,
+    path: Path,
+    sha: str,
+    fmt: SpanFormat,
+    report: FileReport,
+    load_batch: LoadBatch,
+    good: list[_Piece],
+    bad: list[_Piece],
+) -> bool:
+    """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by line."""
+    import duckdb
+
+    try:
+        with store.atomic():
+            file_id = add_file_row(store, run_id, path, sha, fmt.name)
+            added = _insert_good(store, run_id, file_id, fmt, good)
+            report.spans_read = report.spans_added = added
+            for piece in bad:
+                shift = piece.first_line - 1
+                for batch in iter_line_batches(piece.path):
+                    batch.numbers = [n + shift for n in batch.numbers]
+                    batch.bad = [(n + shift, reason) for n, reason in batch.bad]
+                    if batch.unterminated_line is not None:
+                        batch.unterminated_line += shift
+                    load_batch(store, run_id, file_id, path, fmt, batch, report)
+            set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
+    except (duckdb.Error, UnicodeDecodeError, CorrelateError):
+        report.spans_read = report.spans_added = report.skipped = report.spans_skipped = 0
+        report.problems.clear()
+        return False
+    return True
+
+
+def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[_Piece]:
+    """Copy ``source`` into pieces of about ``piece_bytes``, each ending at a line's end.
+
+    A piece ends at the last line end within its size (only a line longer than
+    the size makes a longer piece), so a piece of two lines or more is always cut
+    into smaller ones. A last line without a final newline is a piece of its own.
+    """
+    pieces: list[_Piece] = []
+    line = first_line + 1
+
+    def add(data: bytes) -> None:
+        nonlocal line
+        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        target = folder / f"p{line:012d}-{lines}.jsonl"
+        target.write_bytes(data)
+        pieces.append(_Piece(target, line, lines, len(data)))
+        line += lines
+
+    rest = b""
+    with source.open("rb") as f:
+        while True:
+            block = rest + f.read(max(piece_bytes - len(rest), 0))
+            if not block:
+                break
+            end = block.rfind(b"\n")
+            if end < 0:  # one line longer than a piece
+                block += f.readline()
+                end = block.rfind(b"\n")
+            if end < 0:  # the file's last line, without a final newline
+                add(block)
+                break
+            add(block[: end + 1])
+            rest = block[end + 1 :]
+    return pieces
+
+
+def _sort_pieces(
+    store: Store, fmt: SpanFormat, pieces: list[_Piece], folder: Path
+) -> tuple[list[_Piece], list[_Piece]]:
+    """(pieces DuckDB reads without a problem, small pieces with one), each in file order."""
+    good: list[_Piece] = []
+    bad: list[_Piece] = []
+    suspects = _suspects(store, fmt, pieces)
+    for i, piece in enumerate(pieces):
+        if i not in suspects and (suspects or _clean(store, fmt, piece)):
+            good.append(piece)
+        elif piece.lines <= 1 or piece.size <= CAREFUL_BYTES:
+            bad.append(piece)
+        else:
+            smaller = _cut(piece.path, folder, piece.first_line - 1, -(-piece.size // FAN_OUT))
+            piece.path.unlink()
+            more_good, more_bad = _sort_pieces(store, fmt, smaller, folder)
+            good.extend(more_good)
+            bad.extend(more_bad)
+    good.sort(key=lambda p: p.first_line)
+    bad.sort(key=lambda p: p.first_line)
+    return good, bad
+
+
+def _suspects(store: Store, fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:
+    """The positions of pieces that may hold a problem, found in one lenient read of them all.
+
+    One pass over the parsed docs, nothing unnested: a doc DuckDB could not read,
+    or one of whose spans fails a rough form of the span checks, marks its piece.
+    A problem this misses (a value of the wrong type read as NULL) makes the
+    strict bulk read fail, and the caller then reads the file line by line, so
+    nothing is lost. An empty set means "no answer": each piece is checked alone.
+    """
+    import duckdb
+    import pyarrow as pa
+
+    if fmt.pieces_docs is None or fmt.suspect_doc_sql is None:
+        return set()
+    con = store.con.cursor()
+    con.register(
+        "_pieces",
+        pa.table({"name": [str(p.path) for p in pieces], "pos": range(len(pieces))}),
+    )
+    docs = fmt.pieces_docs([p.path for p in pieces], "_pieces", lenient=True)
+    try:
+        found = con.execute(
+            f"SELECT DISTINCT line_no FROM ({docs}) WHERE {fmt.suspect_doc_sql('doc')}"
+        ).fetchall()
+    except (duckdb.Error, UnicodeDecodeError):
+        return set()
+    finally:
+        con.close()
+    # -1: a marker that the answer is known (possibly "none of them")
+    return {int(i) for (i,) in found} | {-1}
+
+
+def _clean(store: Store, fmt: SpanFormat, piece: _Piece) -> bool:
+    """True when DuckDB reads every record of ``piece`` without a problem (nothing is written)."""
+    import duckdb
+
+    assert fmt.fast_docs is not None
+    docs = fmt.fast_docs(piece.path)
+    if docs is None:
+        return False
+    raw = fmt.raw_sql(f"({docs})")
+    try:
+        store.con.cursor().execute(
+            f"SELECT count(*) FROM ({canonical_select(f'({typed_raw(raw)})')}) "
+            "WHERE CASE WHEN problem IS NULL THEN true ELSE error('correlate: bad record') END"
+        ).fetchone()
+    except (duckdb.Error, UnicodeDecodeError):
+        return False
+    return True
+
+
+def _insert_good(
+    store: Store, run_id: int, file_id: int, fmt: SpanFormat, good: list[_Piece]
+) -> int:
+    if not good:
+        return 0
+    import pyarrow as pa
+
+    assert fmt.pieces_docs is not None
+    store.con.register(
+        "_good_pieces",
+        pa.table({"name": [str(p.path) for p in good], "pos": range(len(good))}),
+    )
+    raw = fmt.raw_sql(f"({fmt.pieces_docs([p.path for p in good], '_good_pieces', lenient=False)})")
+    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+    con = store.con
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        row = con.execute(
+            f"INSERT INTO spans SELECT ?, ?, {columns} "
+            f"FROM ({canonical_select(f'({typed_raw(raw)})')}) "
+            "WHERE CASE WHEN problem IS NULL THEN true ELSE error('correlate: bad record') END",
+            [run_id, file_id],
+        ).fetchone()
+    finally:
+        con.execute("RESET preserve_insertion_order")
+    return int(row[0]) if row else 0

@@ -1,0 +1,273 @@
+"""The bulk paths of span ingest: many small files read together, damaged files salvaged in bulk.
+
+Both must give exactly what reading each file on its own, line by line, gives:
+every good span once, every bad record reported with its file and line.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from correlate.ingest import salvage, spanbatch, spanfile
+from correlate.store import Store, open_store
+
+from .conftest import DATA
+
+
+def _line(name: str, trace: int, spans: int = 1, *, service: str = "svc") -> str:
+    """One OTLP/JSON line of ``spans`` spans named ``name#i``, in trace ``trace``."""
+    return json.dumps(
+        {
+            "resourceSpans": [
+                {
+                    "resource": {
+                        "attributes": [{"key": "service.name", "value": {"stringValue": service}}]
+                    },
+                    "scopeSpans": [
+                        {
+                            "scope": {"name": "test"},
+                            "spans": [
+                                {
+                                    "traceId": f"{trace:032x}",
+                                    "spanId": f"{trace * 1000 + i + 1:016x}",
+                                    "name": f"{name}#{i}",
+                                    "kind": 2,
+                                    "startTimeUnixNano": str(1_700_000_000_000_000_000 + i),
+                                    "endTimeUnixNano": str(1_700_000_000_000_100_000 + i),
+                                    "attributes": [
+                                        {"key": "http.route", "value": {"stringValue": "/x"}},
+                                        {"key": "n", "value": {"intValue": str(i)}},
+                                    ],
+                                }
+                                for i in range(spans)
+                            ],
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+
+def _rows(store: Store) -> list[tuple[str, str, str]]:
+    """(file name, span name, attributes) of every stored span, sorted."""
+    return sorted(
+        (Path(path).name, name, json.dumps(json.loads(attrs), sort_keys=True))
+        for path, name, attrs in store.con.execute(
+            "SELECT f.path, s.name, s.attributes FROM spans s JOIN files f USING (file_id)"
+        ).fetchall()
+    )
+
+
+def _one_by_one(paths: list[Path], tmp_path: Path) -> Store:
+    """The reference: each file ingested on its own (no grouping)."""
+    store = open_store(tmp_path / "reference.duckdb")
+    for path in paths:
+        store.ingest([path], run="r")
+    return store
+
+
+def _problems(store: Store) -> list[tuple[str, int | None, str]]:
+    return sorted(
+        (Path(path).name, line, reason)
+        for path, line, reason in store.con.execute(
+            "SELECT f.path, p.line, p.reason FROM problems p JOIN files f USING (file_id)"
+        ).fetchall()
+    )
+
+
+def test_small_files_read_together_match_files_read_one_by_one(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(40):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1, spans=1 + i % 3) + "\n")
+    (folder / "same-as-00.jsonl").write_bytes((folder / "00.jsonl").read_bytes())
+    with gzip.open(folder / "zipped.jsonl.gz", "wt") as f:
+        f.write(_line("gz", 99, spans=2) + "\n")
+    report = store.ingest([folder], run="r")
+    reference = _one_by_one(sorted(folder.iterdir()), tmp_path)
+    assert _rows(store) == _rows(reference)
+    assert report.spans_added == sum(1 + i % 3 for i in range(40)) + 2
+    assert [f.already_ingested for f in report.files].count(True) == 1
+    counts = store.con.execute(
+        "SELECT count(*), sum(records_read), sum(records_added) FROM files"
+    ).fetchone()
+    assert counts == (41, report.spans_added, report.spans_added)
+    per_file = store.con.execute(
+        "SELECT f.records_added, (SELECT count(*) FROM spans s WHERE s.file_id = f.file_id) "
+        "FROM files f"
+    ).fetchall()
+    assert all(recorded == stored for recorded, stored in per_file)
+
+
+def test_a_bad_file_in_a_group_is_read_on_its_own_and_the_rest_together(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1, spans=2) + "\n")
+    good = _line("bad-file-good-line", 50, spans=2)
+    (folder / "05.jsonl").write_text(good + '\n{"resourceSpans": [\n' + _line("after", 51) + "\n")
+    (folder / "09.jsonl").write_text(_line("f9-again", 90, spans=2) + '\n{"hello": "world"}\n')
+    report = store.ingest([folder], run="r")
+    reference = _one_by_one(sorted(folder.iterdir()), tmp_path)
+    assert _rows(store) == _rows(reference)
+    assert _problems(store) == _problems(reference)
+    assert [(p.path.name, p.line) for p in report.problems] == [("05.jsonl", 2), ("09.jsonl", 2)]
+    assert report.spans_added == 10 * 2 + 3 + 2
+
+
+def test_file_names_in_a_group_are_never_glob_patterns(store: Store, tmp_path: Path) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("a.jsonl", "b.jsonl", "[ab].jsonl", "*.jsonl"):
+        (folder / name).write_text(_line(name, len(name) + ord(name[0])) + "\n")
+    store.ingest([folder], run="r")
+    assert [name for _, name, _ in _rows(store)] == sorted(
+        f"{n}#0" for n in ("*.jsonl", "[ab].jsonl", "a.jsonl", "b.jsonl")
+    )
+
+
+def test_groups_are_bounded(store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(spanbatch, "GROUP_FILES", 3)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(10):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1) + "\n")
+    shutil.copy(DATA / "faithful" / "one_span.jsonl", folder / "zz.jsonl")
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 11
+    file_ids = [
+        r[0] for r in store.con.execute("SELECT file_id FROM files ORDER BY path").fetchall()
+    ]
+    assert file_ids == sorted(file_ids)  # files keep their order, so dedupe keeps the first
+
+
+# -- a damaged big file: good pieces in bulk, bad lines on the careful path ---------------
+
+
+def _damaged_file(path: Path, lines: int, damage: dict[int, str], *, final_newline: bool) -> None:
+    text = [_line(f"l{i}", i, spans=3) for i in range(1, lines + 1)]
+    for number, replacement in damage.items():
+        text[number - 1] = replacement
+    path.write_text("\n".join(text) + ("\n" if final_newline else ""))
+
+
+def _salvage_vs_careful(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, damaged: bool | None = True
+) -> tuple[Store, Store]:
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    salvaged: list[bool] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> bool:
+        salvaged.append(salvage.salvage(*args, **kwargs))
+        return salvaged[-1]
+
+    monkeypatch.setattr(spanfile, "salvage", recorded)
+    bulk = open_store(tmp_path / "bulk.duckdb")
+    bulk.ingest([path], run="r", format="otlp-json")
+    # the bulk path did it, not the careful path after it (None: either may)
+    assert damaged is None or salvaged == [True]
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1 << 60)
+    careful = open_store(tmp_path / "careful.duckdb")
+    careful.ingest([path], run="r", format="otlp-json")
+    return bulk, careful
+
+
+@pytest.mark.parametrize("final_newline", [True, False])
+def test_damaged_file_salvaged_in_bulk_matches_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, final_newline: bool
+) -> None:
+    path = tmp_path / "damaged.jsonl"
+    no_trace = _line("no-trace", 7, spans=3).replace('"traceId": "', '"traceIdX": "', 1)
+    damage = {
+        3: "this is not JSON",
+        7: no_trace,
+        12: '{"hello": "world"}',
+        20: _line("cut", 20, spans=3)[:150],
+    }
+    _damaged_file(path, 20, damage, final_newline=final_newline)
+    assert path.stat().st_size > 10 * 4000 / 4  # several pieces
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    assert [line for _, line, _ in _problems(bulk)] == [3, 7, 12, 20]
+    assert len(_rows(bulk)) == 16 * 3 + 2  # the span without a trace id is the only one lost
+    last = _problems(bulk)[-1][2]
+    assert ("cut short" in last) == (not final_newline)
+
+
+def test_clean_file_with_blank_lines_and_every_line_bad_salvages_correctly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "blank.jsonl"
+    lines = [_line(f"b{i}", i, spans=2) for i in range(1, 9)]
+    lines[4] = ""
+    lines.insert(2, "{not json")
+    path.write_text("\n".join(lines) + "\n\n")
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful) == [("blank.jsonl", 3, _problems(careful)[0][2])]
+
+
+_DAMAGE = st.sampled_from(
+    [
+        "this is not JSON",
+        '{"hello": "world"}',
+        "CUT",  # the line's own JSON cut in half
+        "NO_TRACE",  # one span of the line without a trace id
+        "",  # a blank line
+    ]
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    lines=st.lists(st.one_of(st.integers(1, 4), _DAMAGE), min_size=1, max_size=24),
+    piece=st.integers(300, 6000),
+    final_newline=st.booleans(),
+)
+def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    lines: list[int | str],
+    piece: int,
+    final_newline: bool,
+) -> None:
+    tmp_path = tmp_path_factory.mktemp("salvage")
+    text = []
+    for i, kind in enumerate(lines, start=1):
+        good = _line(f"l{i}", i, spans=kind if isinstance(kind, int) else 2)
+        if kind == "CUT":
+            text.append(good[: len(good) // 2])
+        elif kind == "NO_TRACE":
+            text.append(good.replace('"traceId": "', '"traceIdX": "', 1))
+        else:
+            text.append(good if isinstance(kind, int) else kind)
+    path = tmp_path / "spans.jsonl"
+    path.write_text("\n".join(text) + ("\n" if final_newline else ""))
+    with monkeypatch.context() as patch:
+        patch.setattr(salvage, "PIECE_BYTES", piece)
+        patch.setattr(salvage, "CAREFUL_BYTES", piece // 4)
+        bulk, careful = _salvage_vs_careful(path, tmp_path, patch, damaged=None)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    bad_lines = [i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k]
+    assert [line for _, line, _ in _problems(bulk)] == bad_lines
