@@ -276,6 +276,8 @@ def test_never_raises_and_is_well_formed(sql: str, dialect: str | None) -> None:
 @example(sql="VALUES!0", dialect="mysql")
 # and: sqlglot renders `;END` as `END`, which it renders as `end`
 @example(sql=";END", dialect="mysql")
+# and: a sqlcommenter look-alike inside an unclosed comment was split off, once per pass
+@example(sql="/*/*0=''*//*0=''*/", dialect=None)
 def test_idempotent(sql: str, dialect: str | None) -> None:
     f = fingerprint(sql, dialect)
     again = fingerprint(f.normalized, dialect)

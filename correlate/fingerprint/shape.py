@@ -151,6 +151,10 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
     if not auto and known is None:
         glot_dialect = _sqlglot_dialect(key)
     body, comment = parse_comment(sql)
+    if comment and not _ends_in_block_comment(sql, tok_dialect):
+        # what looked like a trailing sqlcommenter comment is inside an unclosed comment
+        # or string (`/*/*a='b'*/`): it is part of the text, not a comment of its own
+        body, comment = sql, {}
     tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES)
     text = render(tokens)
     canonical = _canonical(text, tok_dialect, glot_dialect, auto)
@@ -182,6 +186,12 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
         tables=tables,
         comment=comment,
     )
+
+
+def _ends_in_block_comment(sql: str, tok_dialect: str | None) -> bool:
+    """Whether ``sql``'s last token (a final ``;`` aside) is a ``/* */`` comment of its own."""
+    tokens = [t for t in tokenize(sql, tok_dialect) if t.text != ";"]
+    return bool(tokens) and tokens[-1].kind == "comment" and tokens[-1].text.startswith("/*")
 
 
 def _after_parser(rendered: str, tok_dialect: str | None) -> str:
