@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from correlate.errors import InputError
 from correlate.ingest import salvage, spanbatch, spanfile
 from correlate.store import Store, open_store
 
@@ -251,6 +252,9 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     piece: int,
     final_newline: bool,
 ) -> None:
+    # a file named on its own from which nothing could be read is an error, not a salvage:
+    # test_a_file_of_only_bad_lines_is_an_error_on_both_paths
+    assume(any(isinstance(k, int) for k in lines))
     tmp_path = tmp_path_factory.mktemp("salvage")
     text = []
     for i, kind in enumerate(lines, start=1):
@@ -271,3 +275,19 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     assert _problems(bulk) == _problems(careful)
     bad_lines = [i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k]
     assert [line for _, line, _ in _problems(bulk)] == bad_lines
+
+
+def test_a_file_of_only_bad_lines_is_an_error_on_both_paths(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text("this is not JSON\n" * 30 + '{"hello": "world"}')
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 300)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 75)
+    for salvage_from in (1, 1 << 60):  # the bulk salvage, then the careful path alone
+        monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", salvage_from)
+        with open_store(tmp_path / f"s{salvage_from}.duckdb") as store:
+            with pytest.raises(InputError, match="nothing could be read") as err:
+                store.ingest([path], run="r", format="otlp-json")
+            assert err.value.line == 1
+            assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
