@@ -41,7 +41,7 @@ from correlate.version import __version__
 
 # correlate.demo imports SQLAlchemy: its names are repeated here (and tested to match)
 # so that --help stays fast.
-DEMO_FAULTS = ("missing_index", "n_plus_one", "pool_leak")
+DEMO_FAULTS = ("missing_index", "n_plus_one", "pool_leak", "hot_row")
 DEMO_SHAPES = ("stages", "constant", "surge")
 
 if TYPE_CHECKING:
