@@ -388,8 +388,8 @@ def _infer_service(
             (holders, rows.end_ns.to_numpy(dtype=np.int64)),
             (surely, rows.queried_ns.to_numpy(dtype=np.int64)),
         ]
-        # with the pool's metrics, the drops are known to the export interval: the
-        # connections in use that no running request holds (analysis.pool_leaked)
+        # with the pool's metrics, the drops are known to the export interval: connections in
+        # use that no running request holds (analysis.pool_leaked), by both readings
         metric = (
             []
             if series is None
