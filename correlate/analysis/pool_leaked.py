@@ -6,8 +6,9 @@ moment they are reported, exactly, leaked ones included. The checkout spans
 count, at the same moment, the connections held by requests still running.
 The difference is the connections nobody running holds: the leaked ones
 (rules: docs/rules.md#pool_leak). A connection once leaked never comes back,
-so the count can only grow; a reading that falls again was a holder the spans
-missed, and the fewest leaked at a sample or any later one is kept.
+so the count can only grow: a running median of :data:`MEDIAN_SAMPLES` samples drops
+the single samples the spans miscount, and the fewest leaked at a sample or any later
+one is kept.
 
 Between two samples in which the leaked count rose by ``lost``, ``lost``
 requests ended holding their connection: the requests whose hold ended in that
@@ -31,6 +32,11 @@ if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 G = TypeVar("G", bound=Hashable)
+
+#: samples in the running median taken of the leaked count before its steps are read: a
+#: connection handed over between a pool's count and a span's end, or a request counted
+#: holding after it gave its connection back, miscounts one sample, not the next ones
+MEDIAN_SAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,11 @@ def leaked_windows(
     past its sample.
     """
     leaked = np.maximum(used - held, 0)
+    if len(leaked) >= MEDIAN_SAMPLES:  # one sample's miscount is not a step
+        half = MEDIAN_SAMPLES // 2
+        padded = np.concatenate([[leaked[0]] * half, leaked, [leaked[-1]] * half])
+        windows = np.lib.stride_tricks.sliding_window_view(padded, MEDIAN_SAMPLES)
+        leaked = np.median(windows, axis=1).astype(np.int64)
     kept = np.minimum.accumulate(leaked[::-1])[::-1]  # the fewest leaked now or later
     order = np.argsort(released, kind="stable")
     ends = released[order]
