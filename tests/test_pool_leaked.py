@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from correlate.analysis import open_run
 from correlate.analysis.detectors import pool_exhaustion
 from correlate.analysis.detectors.pool import PoolSettings
-from correlate.analysis.pool_inference import Group, infer
+from correlate.analysis.pool_inference import Group, _load, infer
 from correlate.analysis.pool_leaked import Window, _capped_binomial, attribute, leaked_windows, tail
 
 from .builders import RunBuilder, ns
@@ -152,3 +152,22 @@ def test_with_two_pools_in_the_metrics_the_drops_come_from_the_checkout_spans() 
     assert inf is not None and inf.verdict == "leak"
     assert inf.drops_from == "checkout spans"
     assert inf.culprit is not None and inf.culprit.group.status == 409
+
+
+def test_between_one_pool_query_and_the_next_checkout_a_request_holds_nothing() -> None:
+    # node-postgres' pool.query: a checkout per statement, the client back after each
+    b = RunBuilder()
+    r = b.request("t1", 0, 100, "/orders/recent")
+    b.connect("t1", r, 1, 2)
+    b.query("t1", r, 2, 10)
+    b.connect("t1", r, 30, 31)  # the app worked from 10 to 30 ms without a connection
+    b.query("t1", r, 31, 40)
+    b.query("t1", r, 41, 45)  # a second statement on the same checkout
+    with open_run(b.build(), "r") as run:
+        loaded = _load(run, PoolSettings())
+    assert loaded is not None
+    holds = loaded[4]
+    assert sorted(zip(holds.start_ns, holds.end_ns, strict=True)) == [
+        (ns(2), ns(10)),
+        (ns(31), ns(45)),
+    ]
