@@ -130,7 +130,7 @@ def test_with_the_pool_metrics_the_leak_is_named_from_the_drops_they_pin() -> No
     assert inf is not None and inf.verdict == "leak"
     assert inf.drops_from == "pool metrics"
     assert "capacity drops follow a POST /orders that answered 409" in finding.explanation
-    assert "(the drops read from the pool metrics:" in finding.explanation
+    assert "; the drops were read from the pool metrics: connections in use" in finding.explanation
     assert inf.culprit is not None
     assert inf.culprit.group == Group("/orders", "POST", 409, None)
     assert inf.culprit.p_value < 1e-3
