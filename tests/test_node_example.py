@@ -3,7 +3,8 @@
 The shop (Express + a ``pg`` Pool, instrumented only by ``@opentelemetry/sdk-node`` and the
 auto-instrumentations installed from its lock file) runs under ``correlate record`` with
 ``--dsn`` for ``correlate watch``; its three planted faults must come out of the verdict: the
-connection leak (from node-postgres's ``pg-pool.connect`` spans), the N+1 on
+connection leak (from node-postgres's ``pg-pool.connect`` spans and its pool metrics, and
+the route that leaks when one stands out), the N+1 on
 ``/orders/recent`` and the unindexed filter, as a slow query with its plan once plans are
 captured. Needs node and npm, ``npm ci`` in examples/node-shop (``make test`` and ``.ci/run``
 do it) and PostgreSQL.
@@ -26,7 +27,6 @@ from correlate.kinds import FindingKind
 from .conftest import _no_skip
 
 SHOP = Path(__file__).parent.parent / "examples" / "node-shop"
-DATABASE = "node_shop"
 SHOP_PORT, HTTP_PORT = 14610, 14611
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -47,14 +47,16 @@ def shop_dsn(pg_dsn: str) -> Iterator[str]:
         _needs("node and npm are not installed (the Node example needs Node 20)")
     if not (SHOP / "node_modules" / "@opentelemetry" / "sdk-node").is_dir():
         _needs("examples/node-shop has no node_modules: run `npm ci` there (make test does)")
+    # named after the test database, so test runs against other databases do not collide
+    database = f"{make_url(pg_dsn).database}_node_shop"
     engine = create_engine(pg_dsn, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {DATABASE}"))
-        yield make_url(pg_dsn).set(database=DATABASE).render_as_string(hide_password=False)
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {database}"))
+        yield make_url(pg_dsn).set(database=database).render_as_string(hide_password=False)
         with engine.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)"))
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
     finally:
         engine.dispose()
 
@@ -93,15 +95,36 @@ def test_the_node_shop_verdict_names_its_three_faults(
     text = analysis.to_text(color=False, width=120)
     by_kind = {f.kind: f for f in analysis.findings}
 
-    # the leak, from pg-pool.connect spans alone: the pool's capacity fell for good
+    # the pool's metrics (instrumentation-pg's db.client.connection.*, double-valued sums that
+    # go down as well as up) became pool samples: one series, the process's pid, max 10
+    with correlate.open_store(db, read_only=True) as store:
+        series = store.con.execute(
+            """
+            SELECT pid, pool, pool_class, count(*), max(capacity), max(checked_out),
+                   max(waiters)
+            FROM pool_samples GROUP BY ALL
+            """
+        ).fetchall()
+    assert len(series) == 1, series
+    pid, _, pool_class, samples, capacity, used, waiters = series[0]
+    assert pid > 1 and pool_class == "otel db.client.connection"
+    assert samples >= 20 and capacity == 10 and used == 10 and waiters >= 5
+
+    # the leak: the pool's capacity fell for good while requests waited...
     leak = by_kind.get(FindingKind.POOL_LEAK)
     assert leak is not None, text
     assert "fell from" in leak.explanation, text
     spans = leak.evidence["checkout_spans"]
     assert spans["capacity_drops"] >= 5, text
-    # ...and the declined-card path is the leaker named, with its statistic. It is named in
-    # most runs of these defaults (p around 1e-4); when the drops bunch up on a busy
-    # machine no route may stand out, but never another one.
+    # ...all 10 connections in use while no query ran, from the metrics...
+    idle = leak.evidence["used_at_max_while_database_idle"]
+    assert idle["from_metrics"] and idle["ceiling"] == 10 and idle["seconds"] >= 3, text
+    assert "The pool metrics show all 10 connections in use while no query ran anywhere" in (
+        leak.explanation
+    ), text
+    # ...and the declined-card path is the leaker named, with its statistic, from the waits or
+    # from the drops the metrics pin. It is named in most runs; when the pool empties within a
+    # few seconds on a busy machine no route may stand out, but never another one is named.
     culprit = spans.get("culprit")
     if culprit is not None:
         assert (culprit["route"], culprit["method"], culprit["status"]) == (

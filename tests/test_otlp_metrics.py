@@ -65,6 +65,30 @@ def test_new_generation_names_fill_capacity_waiters_timeouts_and_checkouts() -> 
     assert {(r[1], r[2], r[3]) for r in rows} == {(7, "HikariPool-1", "otel db.client.connection")}
 
 
+def test_node_postgres_double_valued_sums_that_fall_are_levels_of_its_pid_and_pool() -> None:
+    # cut from a run of examples/node-shop: @opentelemetry/instrumentation-pg 0.76.0 sends its
+    # pool counts as cumulative non-monotonic sums of doubles, one export a second
+    rows = _samples(DATA / "node-postgres.jsonl")
+    assert [(r[6], r[7], r[8], r[10]) for r in rows] == [
+        # capacity, used, idle, waiters: the pending requests rise, fall back to 0, rise again
+        (10, 10, 0, 0),
+        (10, 10, 0, 0),
+        (10, 10, 0, 2),
+        (10, 10, 0, 0),
+        (10, 10, 0, 2),
+        (10, 10, 0, 6),
+        (10, 10, 0, 7),
+    ]
+    # the Node SDK's resource has process.pid: one series, named by the pool's name
+    assert {(r[1], r[2], r[3]) for r in rows} == {
+        (1793, "unknown_host:unknown_port/unknown_database", "otel db.client.connection")
+    }
+    # node-postgres gives no timeouts or wait-time histogram; db.client.operation.duration is
+    # not a pool instrument
+    assert {(r[11], r[12]) for r in rows} == {(None, None)}
+    assert all(isinstance(v, int) for r in rows for v in (r[6], r[7], r[8], r[10]))
+
+
 def test_the_collector_proto_framing_gives_the_same_samples_as_its_json() -> None:
     json_rows = _samples(DATA / "hikaricp-new-semconv.jsonl")
     items = list(read_proto_points(DATA / "hikaricp-new-semconv.binpb"))

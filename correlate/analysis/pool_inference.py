@@ -48,6 +48,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from correlate.analysis.pool_leaked import (
+    attribute,
+    leaked_windows,
+    more_sure,
+    used_series,
+)
+
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
@@ -135,6 +142,8 @@ class PoolInference:
     candidates: list[Group] = field(default_factory=list)
     #: example trace ids of requests of the culprit group just before a drop
     traces: tuple[str, ...] = ()
+    #: where the drops were read: the waits of the checkout spans, or the pool's metrics
+    drops_from: str = "checkout spans"
 
     def evidence(self) -> dict[str, Any]:
         """The inference as plain values for a finding's evidence."""
@@ -147,6 +156,7 @@ class PoolInference:
             "waits_at_capacity_share": self.at_capacity_share,
             "connections_held_while_waiting": [[t, n] for t, n in self.levels],
             "capacity_drops": len(self.steps),
+            "drops_from": self.drops_from,
             "waits_with_database_idle": self.idle_waits,
             "waits_after_last_drop": self.final_waits,
         }
@@ -180,17 +190,20 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     data = _load(run, settings)
     if data is None:
         return None
-    holders, waits, db, gaps = data
+    holders, waits, db, gaps, holds = data
+    series = used_series(run)
     best: PoolInference | None = None
     for service in sorted(set(waits.service)) or [""]:
         got = _infer_service(
             holders[holders.service == service],
             gaps[gaps.service == service],
+            holds[holds.service == service],
             waits.start_ns[waits.service == service].to_numpy(),
             db,
             service,
             settings,
             run.span[0],
+            series,
         )
         if best is None or got.waits > best.waits:
             best = got
@@ -199,7 +212,7 @@ def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
 
 def _load(
     run: Run, s: PoolSettings
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
     reqs, parts = run.table("requests"), run.table("parts")
     (checkouts,) = run.con.execute(
         f"SELECT count(*) FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"
@@ -241,8 +254,7 @@ def _load(
         {"run": run.run_id, "slack": CLOCK_SLACK_NS},
     ).df()
     # A request that checks out again (node-postgres's pool.query takes a client per
-    # statement) is waiting, not holding, during each later checkout: those spans are gaps
-    # in its hold, until its end and until its last query (the two readings of the hold).
+    # statement) waits, not holds, during each later checkout: gaps in its upper reading.
     gaps = run.con.execute(
         f"""
         WITH got AS (
@@ -251,20 +263,39 @@ def _load(
             WHERE category = 'pool' AND span_id IS NOT NULL
               AND status_code IS DISTINCT FROM 'ERROR'
             GROUP BY th, rh
-        ),
-        queried AS (
-            SELECT th, rh, max(b) AS last_query_ns FROM {parts} WHERE category = 'db'
-            GROUP BY th, rh
         )
         SELECT coalesce(r.service, '') AS service, p.start_ns,
-               least(p.end_ns, r.end_ns) AS end_ns,
-               p.start_ns < coalesce(q.last_query_ns, 0) AS before_last_query
+               least(p.end_ns, r.end_ns) AS end_ns
         FROM {parts} p
         JOIN got g USING (th, rh)
         JOIN {reqs} r USING (th, rh)
-        LEFT JOIN queried q USING (th, rh)
         WHERE p.category = 'pool' AND p.span_id IS NOT NULL
           AND p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
+        """
+    ).df()
+    # The lower reading: each checkout holds from its end to the last query that starts
+    # before the request's next checkout (between a pool.query and the next checkout it
+    # holds nothing; on a busy event loop that is long enough to count a connection twice).
+    holds = run.con.execute(
+        f"""
+        WITH checkouts AS (
+            SELECT th, rh, start_ns, end_ns, status_code,
+                   lead(start_ns) OVER (PARTITION BY th, rh ORDER BY start_ns, end_ns)
+                       AS next_ns
+            FROM {parts}
+            WHERE category = 'pool' AND span_id IS NOT NULL
+        )
+        SELECT service, start_ns, end_ns FROM (
+            SELECT coalesce(r.service, '') AS service, c.end_ns AS start_ns,
+                   least(max(q.b), max(r.end_ns)) AS end_ns
+            FROM checkouts c
+            JOIN {reqs} r USING (th, rh)
+            JOIN {parts} q ON q.th = c.th AND q.rh = c.rh AND q.category = 'db'
+                 AND q.start_ns >= c.start_ns
+                 AND q.start_ns < coalesce(c.next_ns, r.end_ns + 1)
+            WHERE c.status_code IS DISTINCT FROM 'ERROR'
+            GROUP BY c.th, c.rh, c.start_ns, c.end_ns, r.service
+        ) WHERE end_ns > start_ns
         """
     ).df()
     waits = run.con.execute(
@@ -280,17 +311,19 @@ def _load(
     db = run.con.execute(
         f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a ORDER BY a"
     ).df()
-    return holders, waits, db, gaps
+    return holders, waits, db, gaps, holds
 
 
 def _infer_service(
     rows: pd.DataFrame,
     gaps: pd.DataFrame,
+    holds: pd.DataFrame,
     moments: np.ndarray,
     db: pd.DataFrame,
     service: str,
     s: PoolSettings,
     run_start: int,
+    series: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> PoolInference:
     import numpy as np
 
@@ -305,21 +338,10 @@ def _infer_service(
             n,
         )
     moments = moments.astype(np.int64)
-    acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
-    ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
-    holders = (
-        np.searchsorted(acquired, moments, side="right")
-        - np.searchsorted(ended, moments, side="right")
-        - _covering(np, gaps, moments)
-    )
-    holders = np.maximum(holders, 0)
-    # the connection may go back before the request ends: the holders until their last
-    # query are the lower bound, and a pool full by either count is full
-    surely = (
-        np.searchsorted(acquired, moments, side="right")
-        - np.searchsorted(np.sort(rows.queried_ns.to_numpy(dtype=np.int64)), moments, side="right")
-        - _covering(np, gaps[gaps.before_last_query.astype(bool)], moments)
-    )
+    holders = _covering_holds(np, rows, gaps, moments)
+    # the connection may go back before the request ends: the holders from each checkout
+    # to its last query are the lower bound, and a pool full by either count is full
+    surely = _covering(np, holds, moments)
     levels = _levels(np, moments, holders, s, run_start)
     if len(levels) < s.min_windows:
         return PoolInference(
@@ -366,7 +388,17 @@ def _infer_service(
             (holders, rows.end_ns.to_numpy(dtype=np.int64)),
             (surely, rows.queried_ns.to_numpy(dtype=np.int64)),
         ]
-        _steps(np, base, moments, readings, rows, s)
+        # with the pool's metrics, the drops are known to the export interval: connections in
+        # use that no running request holds (analysis.pool_leaked), by both readings
+        metric = (
+            []
+            if series is None
+            else [
+                (_covering_holds(np, rows, gaps, series[0]), rows.end_ns.to_numpy(dtype=np.int64)),
+                (_covering(np, holds, series[0]), rows.queried_ns.to_numpy(dtype=np.int64)),
+            ]
+        )
+        _steps(np, base, moments, readings, rows, s, series, metric)
         _idle(np, base, db, moments)
         return base
     if full >= s.saturated_share:
@@ -384,6 +416,18 @@ def _infer_service(
         "these traces do not show (another service, a background job, untraced code) holds some"
     )
     return base
+
+
+def _covering_holds(np: Any, rows: pd.DataFrame, gaps: pd.DataFrame, moments: np.ndarray) -> Any:
+    """Requests holding a connection at each moment: got one, not ended, not checking out."""
+    acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
+    ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
+    held = (
+        np.searchsorted(acquired, moments, side="right")
+        - np.searchsorted(ended, moments, side="right")
+        - _covering(np, gaps, moments)
+    )
+    return np.maximum(held, 0)
 
 
 def _covering(np: Any, spans: pd.DataFrame, moments: np.ndarray) -> np.ndarray:
@@ -416,13 +460,16 @@ def _steps(
     counts: list[tuple[np.ndarray, np.ndarray]],
     rows: pd.DataFrame,
     s: PoolSettings,
+    series: tuple[np.ndarray, np.ndarray, int] | None = None,
+    metric: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
     """The drops of the capacity seen while waiting, their candidates and the culprit.
 
     ``counts`` holds the holders seen at each wait and when each request's hold ends,
     once per reading of the hold (until the request ends; until its last query). The
     reading whose drops name a group with more confidence is kept, its chance doubled
-    for having tried both.
+    for having tried both. With the pool's metrics (``series``), ``metric`` holds the
+    two readings at the sample times, for the drops the metrics show (analysis.pool_leaked).
     """
     groups = [
         Group(
@@ -435,7 +482,7 @@ def _steps(
             rows.route, rows.method, rows.status, rows.exception, strict=True
         )
     ]
-    chosen: tuple[list[Step], Culprit | None, list[Group]] | None = None
+    spans: list[list[Step]] = []
     for holders, released in counts:
         order = np.argsort(released, kind="stable")
         released = released[order]
@@ -452,11 +499,35 @@ def _steps(
             lo, hi = np.searchsorted(released, [t0, t1], side="right")
             held = tuple(int(j) for j in order[lo:hi])
             steps.append(Step(t0, t1, int(level[i]), int(level[i + 1]), held))
-        culprit, tried = _culprit(groups, steps, s, readings=len(counts))
-        if chosen is None or (
-            culprit is not None and (chosen[1] is None or culprit.p_value < chosen[1].p_value)
-        ):
-            chosen = (steps, culprit, tried)
+        spans.append(steps)
+    metrics = (
+        [
+            leaked_windows(np, series[0], series[1], at, end, series[2], CLOCK_SLACK_NS)
+            for at, end in metric or ()
+        ]
+        if series
+        else []
+    )
+    trials = len(spans) + len(metrics)  # a group's chance is multiplied by all readings
+    chosen: tuple[list[Step], Culprit | None, list[Group]] | None = None
+    for steps in spans:
+        chosen = more_sure(chosen, (steps, *_culprit(groups, steps, s, readings=trials)))
+    for windows in metrics:
+        found, tried = attribute(groups, windows, trials=trials)
+        culprit = None
+        if found and found.p_value <= s.max_p_value and found.followed >= s.min_drops:
+            assert isinstance(found.group, Group)
+            culprit = Culprit(found.group, found.followed, found.lost, found.share, found.p_value)
+        steps = [
+            Step(w.after_ns, w.before_ns, w.capacity_before - i, w.capacity_before - i - 1,
+                 w.candidates)
+            for w in windows
+            for i in range(w.lost)
+        ]  # fmt: skip
+        before = chosen
+        chosen = more_sure(chosen, (steps, culprit, tried))
+        if chosen is not before:
+            inf.drops_from = "pool metrics"
     assert chosen is not None
     inf.steps, inf.culprit, inf.candidates = chosen
     if inf.culprit:

@@ -466,6 +466,11 @@ def _inferred_leak(inf: PoolInference) -> str:
             f"; no route stands out among the requests that ended just before the "
             f"{len(inf.steps)} capacity drops"
         )
+    if inf.steps and inf.drops_from == "pool metrics":
+        text += (
+            "; the drops were read from the pool metrics: connections in use that no running "
+            "request held"
+        )
     if inf.final_waits and inf.idle_waits:
         text += (
             f"; after the last drop {inf.idle_waits} of {inf.final_waits} waiting requests "
