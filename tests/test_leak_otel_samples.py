@@ -157,3 +157,27 @@ def test_the_saturation_sample_from_spans_alone_is_saturation_too(tmp_path: Path
     assert [f.kind for f in pool] == [FindingKind.POOL_SATURATION]
     assert pool[0].evidence["checkout_spans"]["capacity_last"] == 3
     assert "database_sessions" not in pool[0].evidence
+
+
+@pytest.mark.parametrize("sample", [BLACK_FRIDAY, SATURATION], ids=lambda p: p.name)
+def test_an_otel_sample_is_a_run_directory_with_its_client_requests(sample: Path) -> None:
+    # run.json written by the demo alone (no correlate.instrument process) must still
+    # name its format, or load/requests.jsonl is passed over and the verdict says the
+    # load-generator results are missing while they sit in the run.
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(sample, store=store)
+        clients = store.con.execute("SELECT count(*) FROM client_requests").fetchone()
+    assert clients is not None and clients[0] > 1000
+    assert not [g for g in analysis.gaps if "load-generator" in g]
+
+
+def test_run_json_written_without_an_instrumented_process_names_its_format(
+    tmp_path: Path,
+) -> None:
+    from correlate.ingest.rundir import is_run_directory
+    from correlate.instrument.runinfo import update_run_json
+
+    update_run_json(tmp_path, {"demo": {"instrument": "otel"}})
+    assert is_run_directory(tmp_path)
+    (tmp_path / "run.json").write_text("[1, 2]\n")  # not an object: rewritten whole
+    assert update_run_json(tmp_path, {"load": {}})["format"] == "correlate-run"
