@@ -271,3 +271,74 @@ def test_what_correlate_collect_writes_for_metrics_is_read(tmp_path: Path) -> No
     path.parent.mkdir()
     path.write_text("\n".join(lines) + "\n")
     assert _samples(path) == _samples(DATA / "hikaricp-new-semconv.jsonl")
+
+
+pool_values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: {"asInt": str(n)}),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda x: {"asDouble": x}),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(
+            st.sampled_from(["count", "max", "pending_requests", "timeouts"]),
+            st.sampled_from([1, 2]),
+            pool_values,
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_nan_infinite_negative_or_huge_pool_values_are_skipped_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, values: list[tuple[str, int, dict[str, Any]]]
+) -> None:
+    pool = _attr("db.client.connection.pool.name", "p")
+    # one readable count, so the file holds something whatever the values
+    lines = [
+        _doc(
+            [
+                _updown(
+                    "db.client.connection.count",
+                    0,
+                    1,
+                    [pool, _attr("db.client.connection.state", "used")],
+                )
+            ]
+        )
+    ]
+    for i, (suffix, temporality, value) in enumerate(values):
+        attrs = [pool, _attr("db.client.connection.state", "used")] if suffix == "count" else [pool]
+        metric = _updown(f"db.client.connection.{suffix}", i + 1, 0, attrs, temporality)
+        point = metric["sum"]["dataPoints"][0]
+        del point["asInt"]
+        point.update(value)
+        lines.append(_doc([metric]))
+    path = tmp_path_factory.mktemp("v") / "m.jsonl"
+    # Python's json writes NaN and Infinity bare, as the SDK's json.dumps would
+    path.write_text("\n".join(lines) + "\n")
+    with correlate.open_store(":memory:") as store:
+        store.ingest([path], run="r")
+        rows = store.con.execute(
+            "SELECT checked_out, capacity, waiters, timeouts_total FROM pool_samples"
+        ).fetchall()
+    for row in rows:
+        assert all(v is None or 0 <= v < 2**63 for v in row)
+        assert row[0] is not None and row[0] < 2**31
+
+
+def test_a_nan_used_count_is_a_note_naming_the_pool_and_the_rest_is_read(tmp_path: Path) -> None:
+    pool = _attr("pool.name", "HikariPool-1")
+    used = _attr("state", "used")
+    metrics = [
+        _updown("db.client.connections.usage", t, v, [pool, used]) for t, v in ((1, 2), (2, 0))
+    ]
+    metrics[1]["sum"]["dataPoints"][0]["asDouble"] = float("nan")
+    del metrics[1]["sum"]["dataPoints"][0]["asInt"]
+    rows, notes = pool_samples(points_of(json.loads(_doc(metrics))))
+    assert [r[7] for r in rows] == [2]
+    assert notes == [
+        "pool 'HikariPool-1' (pid 0): 1 point(s) of 'db.client.connections.usage' skipped: "
+        "not a count (NaN, infinite, negative or too large)"
+    ]
