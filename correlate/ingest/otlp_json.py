@@ -63,6 +63,10 @@ RESOURCE_SPANS: Schema = [
 DOCUMENT: dict[str, Schema] = {
     "resourceSpans": RESOURCE_SPANS,
     "result": {"resourceSpans": RESOURCE_SPANS},
+    # Another signal's envelope: only looked at to say what such a line is (a
+    # Collector file exporter shared by the traces and metrics pipelines).
+    "resourceMetrics": "JSON",
+    "resourceLogs": "JSON",
 }
 
 _KINDS = {
@@ -152,8 +156,18 @@ FROM sp
 
 def problem_docs_sql(docs: str) -> str:
     """Lines that parsed as JSON but hold no OTLP spans envelope."""
+    other = (
+        "{} (resource{}), not spans: not read from a span file; export them to a file of "
+        "their own (a second file exporter for the {} pipeline)"
+    )
+    metrics = sql_string(other.format("OTLP metrics", "Metrics", "metrics"))
+    logs = sql_string(other.format("OTLP logs", "Logs", "logs"))
     return f"""
-SELECT line_no, 'not OTLP JSON (no resourceSpans array); pass --format if this is another format'
+SELECT line_no,
+       CASE WHEN doc.resourceMetrics IS NOT NULL THEN {metrics}
+            WHEN doc.resourceLogs IS NOT NULL THEN {logs}
+            ELSE 'not OTLP JSON (no resourceSpans array); pass --format if this is another format'
+       END
 FROM {docs}
 WHERE doc IS NOT NULL AND doc.resourceSpans IS NULL AND doc.result.resourceSpans IS NULL
 """
@@ -180,7 +194,9 @@ def fast_docs_sql(path: Path) -> str | None:
     if compression is None:
         return None  # DuckDB cannot read it by name: the line reader reads it
     return f"""
-SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
+SELECT NULL::BIGINT AS line_no,
+       {{'resourceSpans': resourceSpans, 'result': result, 'resourceMetrics': NULL::JSON,
+         'resourceLogs': NULL::JSON}} AS doc
 FROM read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns},
                compression = {sql_string(compression)}, maximum_object_size = {MAX_LINE_BYTES})
 WHERE CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true
