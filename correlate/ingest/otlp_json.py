@@ -157,11 +157,13 @@ FROM sp
 def problem_docs_sql(docs: str) -> str:
     """Lines that parsed as JSON but hold no OTLP spans envelope."""
     other = (
-        "{} (resource{}), not spans: not read from a span file; export them to a file of "
-        "their own (a second file exporter for the {} pipeline)"
+        "{} (resource{}), not spans: not read among spans; give them a file of their own "
+        "(a second file exporter for the {} pipeline){}"
     )
-    metrics = sql_string(other.format("OTLP metrics", "Metrics", "metrics"))
-    logs = sql_string(other.format("OTLP logs", "Logs", "logs"))
+    metrics = sql_string(
+        other.format("OTLP metrics", "Metrics", "metrics", ", which reads as otlp-metrics")
+    )
+    logs = sql_string(other.format("OTLP logs", "Logs", "logs", ""))
     return f"""
 SELECT line_no,
        CASE WHEN doc.resourceMetrics IS NOT NULL THEN {metrics}
