@@ -342,3 +342,15 @@ def test_a_nan_used_count_is_a_note_naming_the_pool_and_the_rest_is_read(tmp_pat
         "pool 'HikariPool-1' (pid 0): 1 point(s) of 'db.client.connections.usage' skipped: "
         "not a count (NaN, infinite, negative or too large)"
     ]
+
+
+def test_a_run_with_pool_metrics_and_no_connect_spans_says_so_not_no_pool_telemetry(
+    tmp_path: Path,
+) -> None:
+    # The Java agent's HikariCP metrics come without any span around a checkout.
+    (tmp_path / "m.jsonl").write_bytes((DATA / "hikaricp-new-semconv.jsonl").read_bytes())
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(tmp_path, store=store)
+    assert analysis.summary["pool_samples"] > 0
+    assert not [g for g in analysis.gaps if g.startswith("no pool telemetry")]
+    assert [g for g in analysis.gaps if g.startswith("pool metrics but no connect spans")]
