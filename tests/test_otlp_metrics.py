@@ -354,3 +354,28 @@ def test_a_run_with_pool_metrics_and_no_connect_spans_says_so_not_no_pool_teleme
     assert analysis.summary["pool_samples"] > 0
     assert not [g for g in analysis.gaps if g.startswith("no pool telemetry")]
     assert [g for g in analysis.gaps if g.startswith("pool metrics but no connect spans")]
+
+
+def test_a_gzip_metrics_file_cut_short_gives_the_documents_before_the_cut(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import zlib
+
+    sample = Path(__file__).parents[1] / "sample_traces" / "checkout-blackfriday-otel"
+    (whole,) = (sample / "metrics").glob("*.jsonl.gz")
+    data = gzip.compress(gzip.decompress(whole.read_bytes()))
+    cut = data[: len(data) // 2]  # a Collector stopped mid-write
+    path = tmp_path / "metrics.jsonl.gz"
+    path.write_bytes(cut)
+    prefix = zlib.decompressobj(wbits=31).decompress(cut)
+    complete = prefix.count(b"\n")
+    items = list(read_points(path))
+    problems = [p for p in items if isinstance(p, Problem)]
+    assert [(p.line, "cut short" in p.reason) for p in problems] == [(complete + 1, True)]
+    times = {p.time_unix_nano for p in items if isinstance(p, Point)}
+    assert len(times) == complete  # one export a line in this sample, every whole one read
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")  # named on its own: read, not refused
+        (rows,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
+    assert rows == complete and report.skipped == 1

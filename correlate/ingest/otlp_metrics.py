@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from correlate.errors import InputError
-from correlate.fileio import read_all
+from correlate.fileio import DamagedStreamError, open_bytes
 from correlate.inputs import Head
 
 __all__ = [
@@ -143,7 +143,6 @@ def read_proto_points(path: Path) -> Iterator[Point | Problem]:
     """
     from google.protobuf.json_format import MessageToDict
 
-    from correlate.fileio import open_bytes
     from correlate.ingest.otlp_framing import frames
 
     try:
@@ -168,14 +167,19 @@ def read_points(path: Path) -> Iterator[Point | Problem]:
     """The points of every document in ``path``, and a :class:`Problem` per bad document.
 
     Documents are one a line, or (the SDK's console output) pretty-printed
-    one after another; a problem names the line its document starts on.
+    one after another; a problem names the line its document starts on. A
+    compressed file cut short (a Collector stopped mid-write) gives the
+    documents before the cut, and a problem at the line it breaks in.
     """
+    data, cut = _read_to_cut(path)
     try:
-        text = read_all(path).decode("utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path) from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", path) from None
+        if cut is None or exc.start < len(data) - 4:
+            raise InputError(f"not UTF-8 text ({exc.reason})", path) from None
+        text = data[: exc.start].decode("utf-8")  # the cut fell inside a character
+    if cut is not None:
+        text = text[: text.rfind("\n") + 1]  # the broken last line is the cut's problem
     for line, document in _documents(text):
         if isinstance(document, Problem):
             yield document
@@ -184,6 +188,24 @@ def read_points(path: Path) -> Iterator[Point | Problem]:
             yield from points_of(document)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             yield Problem(line, f"not an OTLP metrics document: {_why(exc)}")
+    if cut is not None:
+        line = text.count("\n") + 1
+        yield Problem(line, f"{cut.reason}; the file breaks inside this line")
+
+
+def _read_to_cut(path: Path) -> tuple[bytes, DamagedStreamError | None]:
+    """The file's (decompressed) bytes, up to where a damaged stream breaks, and the break."""
+    chunks: list[bytes] = []
+    try:
+        with open_bytes(path) as stream:
+            # small reads: what a failing read had decompressed is lost with it
+            while chunk := stream.read(1 << 14):
+                chunks.append(chunk)
+    except DamagedStreamError as exc:
+        return b"".join(chunks), exc
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from None
+    return b"".join(chunks), None
 
 
 def _documents(text: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:
