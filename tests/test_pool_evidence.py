@@ -62,3 +62,15 @@ def test_a_short_idle_stretch_is_below_the_threshold() -> None:
         strict = used_at_max_idle(run, PoolSettings(min_idle_at_max_s=3.0))
     assert strict is None
     assert loose is None or loose["seconds"] < 3
+
+
+def test_metrics_exported_after_the_load_do_not_count_as_time_of_the_run() -> None:
+    # the service stays up after the test: its exporter reports the leaked pool for 10 min
+    b = leak_steady()
+    _metric_samples(b, used=10, seconds=660)
+    with open_run(b.build(), "r") as run:
+        evidence = used_at_max_idle(run, PoolSettings())
+        length = run.seconds
+    assert evidence is not None and length < 120
+    assert 3 <= evidence["seconds"] <= length
+    assert evidence["longest_from_s"] + evidence["longest_s"] <= length + 1e-9

@@ -30,7 +30,8 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     """Samples with ``used`` at the pool's maximum and no DB span since the last sample.
 
     The maximum is the pool's capacity where the samples give it, else the most
-    connections ever seen in use. None without samples or without such a stretch.
+    connections ever seen in use. Stretches are cut to the run's time (its requests).
+    None without samples or without such a stretch.
     """
     parts = run.table("parts")
     rows = run.con.execute(
@@ -51,7 +52,6 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     if not rows or not rows[0][3]:
         return None
     ceiling = int(rows[0][3])
-    start = run.span[0]
     stretches: list[tuple[int, int]] = []
     for prev, t, used, _, queries in rows:
         if used >= ceiling and queries == 0:
@@ -59,6 +59,9 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
                 stretches[-1] = (stretches[-1][0], t)
             else:
                 stretches.append((prev, t))
+    # metrics go on being exported before and after the load: only the run's time counts
+    start, end = run.span
+    stretches = [(max(a, start), min(b, end)) for a, b in stretches if min(b, end) > max(a, start)]
     if not stretches:
         return None
     total = sum(b - a for a, b in stretches) / 1e9
