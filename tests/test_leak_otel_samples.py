@@ -181,3 +181,43 @@ def test_run_json_written_without_an_instrumented_process_names_its_format(
     assert is_run_directory(tmp_path)
     (tmp_path / "run.json").write_text("[1, 2]\n")  # not an object: rewritten whole
     assert update_run_json(tmp_path, {"load": {}})["format"] == "correlate-run"
+
+
+def test_another_clients_idle_transaction_beside_a_saturated_pool_is_said_not_denied(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import json
+
+    run = tmp_path / "checkout-saturation-otel"
+    shutil.copytree(SATURATION, run)
+    activity = run / "db" / "activity.jsonl.gz"
+    records = [json.loads(line) for line in gzip.decompress(activity.read_bytes()).splitlines()]
+    session = next(r for r in records if r.get("record") == "session")
+    out = []
+    for r in records:
+        out.append(r)
+        if r.get("record") == "sample":  # a psql left in a transaction the whole run
+            out.append(
+                {
+                    **session,
+                    "sample": r["sample"],
+                    "time_unix_nano": r["time_unix_nano"],
+                    "session_id": 99999,
+                    "activity": "idle_in_transaction",
+                    "state": "idle in transaction",
+                    "application": "psql",
+                    "client": "10.1.2.3:5555",
+                    "state_age_ns": (r["sample"] + 60) * 1_000_000_000,
+                    "query": "BEGIN",
+                }
+            )
+    activity.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in out).encode()))
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(run, store=store)
+    (f,) = [f for f in analysis.findings if f.kind.startswith("pool_")]
+    assert f.kind == FindingKind.POOL_SATURATION
+    assert f.evidence["database_sessions"]["held_sessions"] == 1
+    assert "none held idle" not in f.explanation
+    assert "1 session of the database sat idle in transaction" in f.explanation
+    assert "application_name psql" in f.explanation

@@ -159,21 +159,34 @@ def held_sentence(e: dict[str, Any]) -> str:
         f"the database saw {n} session{'s' if n != 1 else ''} of the service sit idle in "
         f"transaction for up to {e['longest_held_s']:.0f} s, far longer than any request took "
         f"({e['longest_request_s']:.1f} s at most), from {e['first_held_at_s']:.0f} s into the "
-        f"run on (client {e['held_clients']}, "
-        + (
-            f"application_name {e['held_applications']})"
-            if e["held_applications"]
-            else "no application_name set)"
-        )
+        f"run on ({_who(e)})"
+    )
+
+
+def _who(e: dict[str, Any]) -> str:
+    apps = e["held_applications"]
+    return f"client {e['held_clients']}, " + (
+        f"application_name {apps}" if apps else "no application_name set"
     )
 
 
 def active_sentence(e: dict[str, Any]) -> str:
     """The saturation's side of :func:`held_sessions`, in words."""
-    return (
+    head = (
         f"The database saw up to {e['active_max']} of the service's sessions active at once "
-        f"({e['active_mean']:.1f} on average over {e['samples']} samples) and none held idle "
-        "beyond a request: the connections were busy with queries."
+        f"({e['active_mean']:.1f} on average over {e['samples']} samples)"
+    )
+    n = e["held_sessions"]
+    if not n:
+        return (
+            f"{head} and none held idle beyond a request: the connections were busy with queries."
+        )
+    # sessions held idle while the pool's capacity held: another client's, not this pool's
+    return (
+        f"{head}. {n} session{'s' if n != 1 else ''} of the database sat idle in transaction for "
+        f"up to {e['longest_held_s']:.0f} s, longer than any request took ({_who(e)}), yet the "
+        "pool shows no leak: these are not connections it lost; find what opened "
+        f"{'them' if n != 1 else 'it'} (an idle transaction still holds its locks)."
     )
 
 
