@@ -183,8 +183,9 @@ def test_run_json_written_without_an_instrumented_process_names_its_format(
     assert update_run_json(tmp_path, {"load": {}})["format"] == "correlate-run"
 
 
-def test_another_clients_idle_transaction_beside_a_saturated_pool_is_said_not_denied(
-    tmp_path: Path,
+@pytest.mark.parametrize("ran_the_services_query", [False, True])
+def test_an_idle_transaction_beside_a_saturated_pool_is_never_denied_nor_a_leak(
+    tmp_path: Path, ran_the_services_query: bool
 ) -> None:
     import gzip
     import json
@@ -193,14 +194,19 @@ def test_another_clients_idle_transaction_beside_a_saturated_pool_is_said_not_de
     shutil.copytree(SATURATION, run)
     activity = run / "db" / "activity.jsonl.gz"
     records = [json.loads(line) for line in gzip.decompress(activity.read_bytes()).splitlines()]
-    session = next(r for r in records if r.get("record") == "session")
+    service = next(
+        r for r in records if r.get("record") == "session" and r["query"].startswith("SELECT")
+    )
+    # a session left in a transaction the whole run: a psql that ran BEGIN only, or a
+    # session that ran one of the service's statements (the samples cannot tell it apart)
+    query = (service["query"], service["fingerprint"]) if ran_the_services_query else ("BEGIN", "b")
     out = []
     for r in records:
         out.append(r)
-        if r.get("record") == "sample":  # a psql left in a transaction the whole run
+        if r.get("record") == "sample":
             out.append(
                 {
-                    **session,
+                    **service,
                     "sample": r["sample"],
                     "time_unix_nano": r["time_unix_nano"],
                     "session_id": 99999,
@@ -209,7 +215,8 @@ def test_another_clients_idle_transaction_beside_a_saturated_pool_is_said_not_de
                     "application": "psql",
                     "client": "10.1.2.3:5555",
                     "state_age_ns": (r["sample"] + 60) * 1_000_000_000,
-                    "query": "BEGIN",
+                    "query": query[0],
+                    "fingerprint": query[1],
                 }
             )
     activity.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in out).encode()))
@@ -217,7 +224,10 @@ def test_another_clients_idle_transaction_beside_a_saturated_pool_is_said_not_de
         analysis = correlate.analyze(run, store=store)
     (f,) = [f for f in analysis.findings if f.kind.startswith("pool_")]
     assert f.kind == FindingKind.POOL_SATURATION
-    assert f.evidence["database_sessions"]["held_sessions"] == 1
-    assert "none held idle" not in f.explanation
-    assert "1 session of the database sat idle in transaction" in f.explanation
-    assert "application_name psql" in f.explanation
+    held = f.evidence["database_sessions"]["held_sessions"]
+    if ran_the_services_query:
+        assert held == 1 and "none held idle" not in f.explanation
+        assert "1 session of the database sat idle in transaction" in f.explanation
+        assert "application_name psql" in f.explanation
+    else:  # not one of the service's sessions
+        assert held == 0 and "psql" not in f.explanation

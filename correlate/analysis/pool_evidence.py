@@ -112,13 +112,21 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         f"SELECT coalesce(max(duration_ms), 0) FROM {reqs}"
     ).fetchone() or (0.0,)
     floor_ns = max(float(longest_request_ms) * 1e6 * s.held_factor, s.min_held_s * 1e9)
-    # the service's sessions: client backends of the watched database (the server may hold others)
+    # the service's sessions: client backends of the watched database (the server may hold
+    # others) that ran one of the run's statements at some sample, where the samples can tell
+    # (a psql left in a transaction on the same database is not the service's)
     mine = """
         run_id = $run AND coalesce(backend_type, 'client backend') = 'client backend'
         AND (database IS NULL OR database IN (
             SELECT regexp_extract(url, '/([^/?]+)(\\?|$)', 1) FROM db_watch WHERE run_id = $run)
           OR NOT EXISTS (SELECT 1 FROM db_watch WHERE run_id = $run
                          AND regexp_extract(url, '/([^/?]+)(\\?|$)', 1) <> ''))
+        AND (session_id IN (SELECT session_id FROM db_activity
+                            WHERE run_id = $run AND fingerprint IN (
+                                SELECT fingerprint FROM statements WHERE run_id = $run))
+          OR NOT EXISTS (SELECT 1 FROM db_activity a JOIN statements t
+                         ON t.run_id = $run AND t.fingerprint = a.fingerprint
+                         WHERE a.run_id = $run))
     """
     held = run.con.execute(
         f"""
