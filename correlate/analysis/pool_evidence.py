@@ -26,6 +26,21 @@ if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 
+#: ``s(t, used, capacity)``: at every time any pool reported, the sum over every pool of
+#: every process of its latest sample (processes export at times of their own: summing
+#: only the samples taken at one instant would see one process at a time).
+_LEVELS = """
+    times AS (SELECT DISTINCT time_unix_nano AS t FROM pool_samples WHERE run_id = $run),
+    series AS (SELECT DISTINCT pid, pool FROM pool_samples WHERE run_id = $run),
+    s AS (
+        SELECT times.t, sum(p.checked_out) AS {used}, sum(p.capacity) AS capacity
+        FROM times CROSS JOIN series
+        ASOF JOIN (SELECT * FROM pool_samples WHERE run_id = $run) p
+          ON p.pid = series.pid AND p.pool = series.pool AND p.time_unix_nano <= times.t
+        GROUP BY times.t
+    )"""
+
+
 def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     """Samples with ``used`` at the pool's maximum and no DB span since the last sample.
 
@@ -36,10 +51,7 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     parts = run.table("parts")
     rows = run.con.execute(
         f"""
-        WITH s AS (
-            SELECT time_unix_nano AS t, sum(checked_out) AS used, sum(capacity) AS capacity
-            FROM pool_samples WHERE run_id = $run GROUP BY t
-        ),
+        WITH {_LEVELS.format(used="used")},
         c AS (SELECT coalesce(max(capacity), max(used)) AS ceiling FROM s),
         w AS (SELECT t, used, lag(t) OVER (ORDER BY t) AS prev FROM s)
         SELECT w.prev, w.t, w.used, c.ceiling,
@@ -222,10 +234,7 @@ def orphans_in_samples(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     reqs = run.table("requests")
     rows = run.con.execute(
         f"""
-        WITH s AS (
-            SELECT time_unix_nano AS t, sum(checked_out) AS checked_out, sum(capacity) AS capacity
-            FROM pool_samples WHERE run_id = $run GROUP BY t
-        )
+        WITH {_LEVELS.format(used="checked_out")}
         SELECT s.t, s.checked_out, s.capacity,
                (SELECT count(*) FROM {reqs} r
                 WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)
