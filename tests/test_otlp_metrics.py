@@ -24,6 +24,7 @@ from correlate.ingest.otlp_metrics import (
     points_of,
     read_points,
     read_proto_points,
+    sniff_proto,
 )
 from correlate.ingest.poolmetrics import pool_samples
 
@@ -379,3 +380,38 @@ def test_a_gzip_metrics_file_cut_short_gives_the_documents_before_the_cut(
         report = store.ingest([path], run="r")  # named on its own: read, not refused
         (rows,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
     assert rows == complete and report.skipped == 1
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n > 0x7F:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+@pytest.mark.parametrize("framing", ["varint", "raw"])
+def test_varint_delimited_and_raw_metrics_protobuf_give_the_collector_framings_samples(
+    tmp_path: Path, framing: str
+) -> None:
+    from correlate.ingest.otlp_framing import frames
+    from correlate.inputs import Head
+
+    collector = DATA / "hikaricp-new-semconv.binpb"
+    with collector.open("rb") as f:
+        payloads = [frame.payload for frame in frames(f, "collector")]
+    assert payloads and all(payloads)
+    if framing == "varint":  # an SDK's writeDelimitedTo, one request after another
+        data = b"".join(_varint(len(p)) + p for p in payloads if p)
+    else:  # one request (an OTLP/HTTP body): concatenated requests merge into one
+        data = b"".join(p for p in payloads if p)
+    path = tmp_path / f"{framing}.binpb"
+    path.write_bytes(data)
+    assert sniff_proto(Head.of(path))
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")
+        assert [f.format for f in report.files] == ["otlp-metrics-proto"]
+    items = list(read_proto_points(path))
+    assert not [i for i in items if isinstance(i, Problem)]
+    rows, _ = pool_samples(i for i in items if isinstance(i, Point))
+    assert rows == _samples(DATA / "hikaricp-new-semconv.jsonl")
