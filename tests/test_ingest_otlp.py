@@ -272,6 +272,33 @@ def test_malformed_lines_are_skipped_counted_and_located(store: Store, tmp_path:
     assert rows(store, "SELECT skipped_count, span_count FROM runs") == [(2, 4)]
 
 
+def test_metrics_and_logs_lines_among_spans_are_named_for_what_they_are(
+    store: Store, tmp_path: Path
+) -> None:
+    # One Collector file exporter in both the traces and the metrics pipeline writes
+    # resourceSpans and resourceMetrics lines into one file.
+    metrics = (
+        (Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl")
+        .read_text()
+        .splitlines()[0]
+    )
+    path = write(
+        tmp_path / "collector.jsonl",
+        line(span(span_id="a" * 16)),
+        metrics,
+        '{"resourceLogs": []}',
+        line(span(span_id="b" * 16)),
+    )
+    report = store.ingest([path], run="r")
+    assert report.spans_added == 2
+    reasons = [(p.line, p.reason.split(":")[0]) for p in report.problems]
+    assert reasons == [
+        (2, "OTLP metrics (resourceMetrics), not spans"),
+        (3, "OTLP logs (resourceLogs), not spans"),
+    ]
+    assert "a file of their own" in report.problems[0].reason
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [

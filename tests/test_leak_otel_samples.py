@@ -157,3 +157,77 @@ def test_the_saturation_sample_from_spans_alone_is_saturation_too(tmp_path: Path
     assert [f.kind for f in pool] == [FindingKind.POOL_SATURATION]
     assert pool[0].evidence["checkout_spans"]["capacity_last"] == 3
     assert "database_sessions" not in pool[0].evidence
+
+
+@pytest.mark.parametrize("sample", [BLACK_FRIDAY, SATURATION], ids=lambda p: p.name)
+def test_an_otel_sample_is_a_run_directory_with_its_client_requests(sample: Path) -> None:
+    # run.json written by the demo alone (no correlate.instrument process) must still
+    # name its format, or load/requests.jsonl is passed over and the verdict says the
+    # load-generator results are missing while they sit in the run.
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(sample, store=store)
+        clients = store.con.execute("SELECT count(*) FROM client_requests").fetchone()
+    assert clients is not None and clients[0] > 1000
+    assert not [g for g in analysis.gaps if "load-generator" in g]
+
+
+def test_run_json_written_without_an_instrumented_process_names_its_format(
+    tmp_path: Path,
+) -> None:
+    from correlate.ingest.rundir import is_run_directory
+    from correlate.instrument.runinfo import update_run_json
+
+    update_run_json(tmp_path, {"demo": {"instrument": "otel"}})
+    assert is_run_directory(tmp_path)
+    (tmp_path / "run.json").write_text("[1, 2]\n")  # not an object: rewritten whole
+    assert update_run_json(tmp_path, {"load": {}})["format"] == "correlate-run"
+
+
+@pytest.mark.parametrize("ran_the_services_query", [False, True])
+def test_an_idle_transaction_beside_a_saturated_pool_is_never_denied_nor_a_leak(
+    tmp_path: Path, ran_the_services_query: bool
+) -> None:
+    import gzip
+    import json
+
+    run = tmp_path / "checkout-saturation-otel"
+    shutil.copytree(SATURATION, run)
+    activity = run / "db" / "activity.jsonl.gz"
+    records = [json.loads(line) for line in gzip.decompress(activity.read_bytes()).splitlines()]
+    service = next(
+        r for r in records if r.get("record") == "session" and r["query"].startswith("SELECT")
+    )
+    # a session left in a transaction the whole run: a psql that ran BEGIN only, or a
+    # session that ran one of the service's statements (the samples cannot tell it apart)
+    query = (service["query"], service["fingerprint"]) if ran_the_services_query else ("BEGIN", "b")
+    out = []
+    for r in records:
+        out.append(r)
+        if r.get("record") == "sample":
+            out.append(
+                {
+                    **service,
+                    "sample": r["sample"],
+                    "time_unix_nano": r["time_unix_nano"],
+                    "session_id": 99999,
+                    "activity": "idle_in_transaction",
+                    "state": "idle in transaction",
+                    "application": "psql",
+                    "client": "10.1.2.3:5555",
+                    "state_age_ns": (r["sample"] + 60) * 1_000_000_000,
+                    "query": query[0],
+                    "fingerprint": query[1],
+                }
+            )
+    activity.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in out).encode()))
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(run, store=store)
+    (f,) = [f for f in analysis.findings if f.kind.startswith("pool_")]
+    assert f.kind == FindingKind.POOL_SATURATION
+    held = f.evidence["database_sessions"]["held_sessions"]
+    if ran_the_services_query:
+        assert held == 1 and "none held idle" not in f.explanation
+        assert "1 session of the database sat idle in transaction" in f.explanation
+        assert "application_name psql" in f.explanation
+    else:  # not one of the service's sessions
+        assert held == 0 and "psql" not in f.explanation

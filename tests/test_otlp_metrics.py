@@ -24,6 +24,7 @@ from correlate.ingest.otlp_metrics import (
     points_of,
     read_points,
     read_proto_points,
+    sniff_proto,
 )
 from correlate.ingest.poolmetrics import pool_samples
 
@@ -295,3 +296,146 @@ def test_what_correlate_collect_writes_for_metrics_is_read(tmp_path: Path) -> No
     path.parent.mkdir()
     path.write_text("\n".join(lines) + "\n")
     assert _samples(path) == _samples(DATA / "hikaricp-new-semconv.jsonl")
+
+
+pool_values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70).map(lambda n: {"asInt": str(n)}),
+    st.floats(allow_nan=True, allow_infinity=True).map(lambda x: {"asDouble": x}),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.tuples(
+            st.sampled_from(["count", "max", "pending_requests", "timeouts"]),
+            st.sampled_from([1, 2]),
+            pool_values,
+        ),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_nan_infinite_negative_or_huge_pool_values_are_skipped_never_a_crash(
+    tmp_path_factory: pytest.TempPathFactory, values: list[tuple[str, int, dict[str, Any]]]
+) -> None:
+    pool = _attr("db.client.connection.pool.name", "p")
+    # one readable count, so the file holds something whatever the values
+    lines = [
+        _doc(
+            [
+                _updown(
+                    "db.client.connection.count",
+                    0,
+                    1,
+                    [pool, _attr("db.client.connection.state", "used")],
+                )
+            ]
+        )
+    ]
+    for i, (suffix, temporality, value) in enumerate(values):
+        attrs = [pool, _attr("db.client.connection.state", "used")] if suffix == "count" else [pool]
+        metric = _updown(f"db.client.connection.{suffix}", i + 1, 0, attrs, temporality)
+        point = metric["sum"]["dataPoints"][0]
+        del point["asInt"]
+        point.update(value)
+        lines.append(_doc([metric]))
+    path = tmp_path_factory.mktemp("v") / "m.jsonl"
+    # Python's json writes NaN and Infinity bare, as the SDK's json.dumps would
+    path.write_text("\n".join(lines) + "\n")
+    with correlate.open_store(":memory:") as store:
+        store.ingest([path], run="r")
+        rows = store.con.execute(
+            "SELECT checked_out, capacity, waiters, timeouts_total FROM pool_samples"
+        ).fetchall()
+    for row in rows:
+        assert all(v is None or 0 <= v < 2**63 for v in row)
+        assert row[0] is not None and row[0] < 2**31
+
+
+def test_a_nan_used_count_is_a_note_naming_the_pool_and_the_rest_is_read(tmp_path: Path) -> None:
+    pool = _attr("pool.name", "HikariPool-1")
+    used = _attr("state", "used")
+    metrics = [
+        _updown("db.client.connections.usage", t, v, [pool, used]) for t, v in ((1, 2), (2, 0))
+    ]
+    metrics[1]["sum"]["dataPoints"][0]["asDouble"] = float("nan")
+    del metrics[1]["sum"]["dataPoints"][0]["asInt"]
+    rows, notes = pool_samples(points_of(json.loads(_doc(metrics))))
+    assert [r[7] for r in rows] == [2]
+    assert notes == [
+        "pool 'HikariPool-1' (pid 0): 1 point(s) of 'db.client.connections.usage' skipped: "
+        "not a count (NaN, infinite, negative or too large)"
+    ]
+
+
+def test_a_run_with_pool_metrics_and_no_connect_spans_says_so_not_no_pool_telemetry(
+    tmp_path: Path,
+) -> None:
+    # The Java agent's HikariCP metrics come without any span around a checkout.
+    (tmp_path / "m.jsonl").write_bytes((DATA / "hikaricp-new-semconv.jsonl").read_bytes())
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(tmp_path, store=store)
+    assert analysis.summary["pool_samples"] > 0
+    assert not [g for g in analysis.gaps if g.startswith("no pool telemetry")]
+    assert [g for g in analysis.gaps if g.startswith("pool metrics but no connect spans")]
+
+
+def test_a_gzip_metrics_file_cut_short_gives_the_documents_before_the_cut(
+    tmp_path: Path,
+) -> None:
+    import gzip
+    import zlib
+
+    sample = Path(__file__).parents[1] / "sample_traces" / "checkout-blackfriday-otel"
+    (whole,) = (sample / "metrics").glob("*.jsonl.gz")
+    data = gzip.compress(gzip.decompress(whole.read_bytes()))
+    cut = data[: len(data) // 2]  # a Collector stopped mid-write
+    path = tmp_path / "metrics.jsonl.gz"
+    path.write_bytes(cut)
+    prefix = zlib.decompressobj(wbits=31).decompress(cut)
+    complete = prefix.count(b"\n")
+    items = list(read_points(path))
+    problems = [p for p in items if isinstance(p, Problem)]
+    assert [(p.line, "cut short" in p.reason) for p in problems] == [(complete + 1, True)]
+    times = {p.time_unix_nano for p in items if isinstance(p, Point)}
+    assert len(times) == complete  # one export a line in this sample, every whole one read
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")  # named on its own: read, not refused
+        (rows,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
+    assert rows == complete and report.skipped == 1
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while n > 0x7F:
+        out += bytes([n & 0x7F | 0x80])
+        n >>= 7
+    return out + bytes([n])
+
+
+@pytest.mark.parametrize("framing", ["varint", "raw"])
+def test_varint_delimited_and_raw_metrics_protobuf_give_the_collector_framings_samples(
+    tmp_path: Path, framing: str
+) -> None:
+    from correlate.ingest.otlp_framing import frames
+    from correlate.inputs import Head
+
+    collector = DATA / "hikaricp-new-semconv.binpb"
+    with collector.open("rb") as f:
+        payloads = [frame.payload for frame in frames(f, "collector")]
+    assert payloads and all(payloads)
+    if framing == "varint":  # an SDK's writeDelimitedTo, one request after another
+        data = b"".join(_varint(len(p)) + p for p in payloads if p)
+    else:  # one request (an OTLP/HTTP body): concatenated requests merge into one
+        data = b"".join(p for p in payloads if p)
+    path = tmp_path / f"{framing}.binpb"
+    path.write_bytes(data)
+    assert sniff_proto(Head.of(path))
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")
+        assert [f.format for f in report.files] == ["otlp-metrics-proto"]
+    items = list(read_proto_points(path))
+    assert not [i for i in items if isinstance(i, Problem)]
+    rows, _ = pool_samples(i for i in items if isinstance(i, Point))
+    assert rows == _samples(DATA / "hikaricp-new-semconv.jsonl")

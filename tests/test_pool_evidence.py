@@ -62,3 +62,31 @@ def test_a_short_idle_stretch_is_below_the_threshold() -> None:
         strict = used_at_max_idle(run, PoolSettings(min_idle_at_max_s=3.0))
     assert strict is None
     assert loose is None or loose["seconds"] < 3
+
+
+def test_metrics_exported_after_the_load_do_not_count_as_time_of_the_run() -> None:
+    # the service stays up after the test: its exporter reports the leaked pool for 10 min
+    b = leak_steady()
+    _metric_samples(b, used=10, seconds=660)
+    with open_run(b.build(), "r") as run:
+        evidence = used_at_max_idle(run, PoolSettings())
+        length = run.seconds
+    assert evidence is not None and length < 120
+    assert 3 <= evidence["seconds"] <= length
+    assert evidence["longest_from_s"] + evidence["longest_s"] <= length + 1e-9
+
+
+def test_two_processes_exporting_at_their_own_times_are_summed_not_seen_one_at_a_time() -> None:
+    # two workers, each with a pool of 5, export half a second apart (a gunicorn with two
+    # workers and a metric reader each): all 10 connections are in use, not "all 5"
+    b = leak_steady()
+    _metric_samples(b, used=5)
+    second = [
+        dict(row, pid=2, time_unix_nano=row["time_unix_nano"] + 500_000_000) for row in b.samples
+    ]
+    b.samples.extend(second)
+    with open_run(b.build(), "r") as run:
+        evidence = used_at_max_idle(run, PoolSettings())
+        (f,) = pool_exhaustion(run)
+    assert evidence is not None and evidence["ceiling"] == 10
+    assert "all 10 connections in use" in f.explanation

@@ -26,19 +26,32 @@ if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 
+#: ``s(t, used, capacity)``: at every time any pool reported, the sum over every pool of
+#: every process of its latest sample (processes export at times of their own: summing
+#: only the samples taken at one instant would see one process at a time).
+_LEVELS = """
+    times AS (SELECT DISTINCT time_unix_nano AS t FROM pool_samples WHERE run_id = $run),
+    series AS (SELECT DISTINCT pid, pool FROM pool_samples WHERE run_id = $run),
+    s AS (
+        SELECT times.t, sum(p.checked_out) AS {used}, sum(p.capacity) AS capacity
+        FROM times CROSS JOIN series
+        ASOF JOIN (SELECT * FROM pool_samples WHERE run_id = $run) p
+          ON p.pid = series.pid AND p.pool = series.pool AND p.time_unix_nano <= times.t
+        GROUP BY times.t
+    )"""
+
+
 def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     """Samples with ``used`` at the pool's maximum and no DB span since the last sample.
 
     The maximum is the pool's capacity where the samples give it, else the most
-    connections ever seen in use. None without samples or without such a stretch.
+    connections ever seen in use. Stretches are cut to the run's time (its requests).
+    None without samples or without such a stretch.
     """
     parts = run.table("parts")
     rows = run.con.execute(
         f"""
-        WITH s AS (
-            SELECT time_unix_nano AS t, sum(checked_out) AS used, sum(capacity) AS capacity
-            FROM pool_samples WHERE run_id = $run GROUP BY t
-        ),
+        WITH {_LEVELS.format(used="used")},
         c AS (SELECT coalesce(max(capacity), max(used)) AS ceiling FROM s),
         w AS (SELECT t, used, lag(t) OVER (ORDER BY t) AS prev FROM s)
         SELECT w.prev, w.t, w.used, c.ceiling,
@@ -51,7 +64,6 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     if not rows or not rows[0][3]:
         return None
     ceiling = int(rows[0][3])
-    start = run.span[0]
     stretches: list[tuple[int, int]] = []
     for prev, t, used, _, queries in rows:
         if used >= ceiling and queries == 0:
@@ -59,6 +71,9 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
                 stretches[-1] = (stretches[-1][0], t)
             else:
                 stretches.append((prev, t))
+    # metrics go on being exported before and after the load: only the run's time counts
+    start, end = run.span
+    stretches = [(max(a, start), min(b, end)) for a, b in stretches if min(b, end) > max(a, start)]
     if not stretches:
         return None
     total = sum(b - a for a, b in stretches) / 1e9
@@ -109,13 +124,21 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         f"SELECT coalesce(max(duration_ms), 0) FROM {reqs}"
     ).fetchone() or (0.0,)
     floor_ns = max(float(longest_request_ms) * 1e6 * s.held_factor, s.min_held_s * 1e9)
-    # the service's sessions: client backends of the watched database (the server may hold others)
+    # the service's sessions: client backends of the watched database (the server may hold
+    # others) that ran one of the run's statements at some sample, where the samples can tell
+    # (a psql left in a transaction on the same database is not the service's)
     mine = """
         run_id = $run AND coalesce(backend_type, 'client backend') = 'client backend'
         AND (database IS NULL OR database IN (
             SELECT regexp_extract(url, '/([^/?]+)(\\?|$)', 1) FROM db_watch WHERE run_id = $run)
           OR NOT EXISTS (SELECT 1 FROM db_watch WHERE run_id = $run
                          AND regexp_extract(url, '/([^/?]+)(\\?|$)', 1) <> ''))
+        AND (session_id IN (SELECT session_id FROM db_activity
+                            WHERE run_id = $run AND fingerprint IN (
+                                SELECT fingerprint FROM statements WHERE run_id = $run))
+          OR NOT EXISTS (SELECT 1 FROM db_activity a JOIN statements t
+                         ON t.run_id = $run AND t.fingerprint = a.fingerprint
+                         WHERE a.run_id = $run))
     """
     held = run.con.execute(
         f"""
@@ -156,21 +179,34 @@ def held_sentence(e: dict[str, Any]) -> str:
         f"the database saw {n} session{'s' if n != 1 else ''} of the service sit idle in "
         f"transaction for up to {e['longest_held_s']:.0f} s, far longer than any request took "
         f"({e['longest_request_s']:.1f} s at most), from {e['first_held_at_s']:.0f} s into the "
-        f"run on (client {e['held_clients']}, "
-        + (
-            f"application_name {e['held_applications']})"
-            if e["held_applications"]
-            else "no application_name set)"
-        )
+        f"run on ({_who(e)})"
+    )
+
+
+def _who(e: dict[str, Any]) -> str:
+    apps = e["held_applications"]
+    return f"client {e['held_clients']}, " + (
+        f"application_name {apps}" if apps else "no application_name set"
     )
 
 
 def active_sentence(e: dict[str, Any]) -> str:
     """The saturation's side of :func:`held_sessions`, in words."""
-    return (
+    head = (
         f"The database saw up to {e['active_max']} of the service's sessions active at once "
-        f"({e['active_mean']:.1f} on average over {e['samples']} samples) and none held idle "
-        "beyond a request: the connections were busy with queries."
+        f"({e['active_mean']:.1f} on average over {e['samples']} samples)"
+    )
+    n = e["held_sessions"]
+    if not n:
+        return (
+            f"{head} and none held idle beyond a request: the connections were busy with queries."
+        )
+    # sessions held idle while the pool's capacity held: another client's, not this pool's
+    return (
+        f"{head}. {n} session{'s' if n != 1 else ''} of the database sat idle in transaction for "
+        f"up to {e['longest_held_s']:.0f} s, longer than any request took ({_who(e)}), yet the "
+        "pool shows no leak: these are not connections it lost; find what opened "
+        f"{'them' if n != 1 else 'it'} (an idle transaction still holds its locks)."
     )
 
 
@@ -198,10 +234,7 @@ def orphans_in_samples(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     reqs = run.table("requests")
     rows = run.con.execute(
         f"""
-        WITH s AS (
-            SELECT time_unix_nano AS t, sum(checked_out) AS checked_out, sum(capacity) AS capacity
-            FROM pool_samples WHERE run_id = $run GROUP BY t
-        )
+        WITH {_LEVELS.format(used="checked_out")}
         SELECT s.t, s.checked_out, s.capacity,
                (SELECT count(*) FROM {reqs} r
                 WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)

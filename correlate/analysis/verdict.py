@@ -340,7 +340,14 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             f"no query plans: slow-query findings cannot say why. Run `correlate plans capture "
             f"--run {run.name} --dsn URL`, or add EXPLAIN output to the run."
         )
-    if not s["connect_spans"] and not s["pool_checkouts"]:
+    if not s["connect_spans"] and not s["pool_checkouts"] and s["pool_samples"]:
+        gaps.append(
+            "pool metrics but no connect spans: the pool's state over time is known, not which "
+            "request waited, so time waiting for a connection counts as app time. Instrument "
+            "the pool checkout (e.g. opentelemetry-instrumentation-sqlalchemy's connect span) "
+            "or record the run with correlate.instrument (docs/run-directory.md)."
+        )
+    elif not s["connect_spans"] and not s["pool_checkouts"]:
         gaps.append(
             "no pool telemetry or connect spans: time waiting for a connection counts as app "
             "time. Record the run with correlate.instrument (docs/run-directory.md)."

@@ -67,8 +67,8 @@ FORMAT = TableFormat(
 PROTO_FORMAT = TableFormat(
     name="otlp-metrics-proto",
     family="metrics",
-    help="OTLP metrics as protobuf in the Collector file exporter's framing (format: proto); "
-    "pool instruments become pool samples",
+    help="OTLP metrics as protobuf: the Collector file exporter's framing (format: proto), "
+    "varint-delimited, or one raw request; pool instruments become pool samples",
     sniff=otlp_metrics.sniff_proto,
     load=load_proto_metrics,
 )

@@ -69,6 +69,10 @@ RESOURCE_SPANS: Schema = [
 DOCUMENT: dict[str, Schema] = {
     "resourceSpans": RESOURCE_SPANS,
     "result": {"resourceSpans": RESOURCE_SPANS},
+    # Another signal's envelope: only looked at to say what such a line is (a
+    # Collector file exporter shared by the traces and metrics pipelines).
+    "resourceMetrics": "JSON",
+    "resourceLogs": "JSON",
 }
 
 _KINDS = {
@@ -158,8 +162,20 @@ FROM sp
 
 def problem_docs_sql(docs: str) -> str:
     """Lines that parsed as JSON but hold no OTLP spans envelope."""
+    other = (
+        "{} (resource{}), not spans: not read among spans; give them a file of their own "
+        "(a second file exporter for the {} pipeline){}"
+    )
+    metrics = sql_string(
+        other.format("OTLP metrics", "Metrics", "metrics", ", which reads as otlp-metrics")
+    )
+    logs = sql_string(other.format("OTLP logs", "Logs", "logs", ""))
     return f"""
-SELECT line_no, 'not OTLP JSON (no resourceSpans array); pass --format if this is another format'
+SELECT line_no,
+       CASE WHEN doc.resourceMetrics IS NOT NULL THEN {metrics}
+            WHEN doc.resourceLogs IS NOT NULL THEN {logs}
+            ELSE 'not OTLP JSON (no resourceSpans array); pass --format if this is another format'
+       END
 FROM {docs}
 WHERE doc IS NOT NULL AND doc.resourceSpans IS NULL AND doc.result.resourceSpans IS NULL
 """
@@ -177,7 +193,7 @@ def fast_docs_sql(path: Path) -> str | None:
     if compression is None:
         return None
     return f"""
-SELECT NULL::BIGINT AS line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
+SELECT NULL::BIGINT AS line_no, {_DOC} AS doc
 FROM {_read_json(sql_string(str(path)), compression)}
 WHERE {_ENVELOPE_GUARD}
 """
@@ -224,7 +240,7 @@ def pieces_docs_sql(paths: list[Path], positions: str, *, lenient: bool) -> str:
     read = _read_json(names, "none", _CHECKED if lenient else DOCUMENT)[:-1] + ", filename = true"
     read += ", ignore_errors = true)" if lenient else ")"
     return f"""
-SELECT line_no, {{'resourceSpans': resourceSpans, 'result': result}} AS doc
+SELECT line_no, {_DOC} AS doc
 FROM (SELECT p.pos AS line_no, r.resourceSpans, r.result
       FROM {read} r JOIN {positions} p ON r.filename = p.name)
 WHERE {"true" if lenient else _ENVELOPE_GUARD}
@@ -274,6 +290,13 @@ _CHECKED: dict[str, Schema] = {
     "result": {"resourceSpans": _CHECKED_SPANS},
 }
 
+
+#: A doc of the fast paths, shaped as :data:`DOCUMENT` (metrics and logs lines never
+#: reach them: the envelope guard refuses a line without spans).
+_DOC = (
+    "{'resourceSpans': resourceSpans, 'result': result, "
+    "'resourceMetrics': NULL::JSON, 'resourceLogs': NULL::JSON}"
+)
 
 _ENVELOPE_GUARD = (
     "CASE WHEN resourceSpans IS NOT NULL OR result.resourceSpans IS NOT NULL THEN true "

@@ -14,10 +14,10 @@ exporter README, and the Python SDK's ``MetricsData.to_json``):
   export (pretty-printed over many lines, or one a line), attributes as a
   plain object, and the point kind not named (``data`` holds the points; a
   histogram's have ``bucket_counts``, a sum has ``is_monotonic``).
-- **Protobuf in the Collector's framing** (``format: proto``): a 4-byte
-  big-endian length before each serialized ``ExportMetricsServiceRequest``,
-  the Collector framing :mod:`correlate.ingest.otlp_framing` reads for spans (its
-  :func:`~correlate.ingest.otlp_framing.frames`). Each message goes through
+- **Protobuf** in any framing :mod:`correlate.ingest.otlp_framing` reads for
+  spans: the Collector's (``format: proto``, a 4-byte big-endian length before
+  each serialized ``ExportMetricsServiceRequest``), varint-delimited messages,
+  or one raw request (see :func:`framing_of`). Each message goes through
   protobuf's JSON mapping (camelCase, 64-bit integers as strings, as OTLP/JSON).
   It is told from a span file by its first message, which must parse as a
   metrics request with a named metric holding data; a first message longer
@@ -39,22 +39,27 @@ or gauge, the count and sum of a histogram or summary.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from correlate.errors import InputError
-from correlate.fileio import read_all
+from correlate.fileio import DamagedStreamError, open_bytes, read_head
 from correlate.inputs import Head
+
+if TYPE_CHECKING:
+    from correlate.ingest.otlp_framing import Framing
 
 __all__ = [
     "CUMULATIVE",
     "DELTA",
     "Point",
     "Problem",
+    "framing_of",
     "points_of",
     "read_points",
     "read_proto_points",
@@ -109,14 +114,25 @@ def sniff(head: Head) -> bool:
 
 
 def sniff_proto(head: Head) -> bool:
-    """Whether a binary file starts with a framed ``ExportMetricsServiceRequest``."""
-    data = head.data
-    if not head.binary or len(data) < 5 or data[4] != 0x0A:
-        return False
-    length = int.from_bytes(data[:4], "big")
-    if not 0 < length <= len(data) - 4:
-        return False
-    return _metrics_request(data[4 : 4 + length]) is not None
+    """Whether a binary file starts with an ``ExportMetricsServiceRequest`` in any framing."""
+    return head.binary and framing_of(head.data) is not None
+
+
+def framing_of(data: bytes) -> Framing | None:
+    """The framing (of :mod:`~correlate.ingest.otlp_framing`) whose first message in
+    ``data`` (a file's first bytes) is a metrics request with named metrics holding data.
+
+    resource_metrics is field 1 of a request as resource_spans is, so the span
+    framings read metrics too: the Collector's, varint-delimited (what an SDK
+    writes with ``writeDelimitedTo``), and one raw request (an OTLP/HTTP body).
+    """
+    from correlate.ingest.otlp_framing import FRAMINGS, frames
+
+    for framing in FRAMINGS:
+        first = next(frames(io.BytesIO(data), framing), None)
+        if first is not None and first.payload and _metrics_request(first.payload) is not None:
+            return framing
+    return None
 
 
 def _metrics_request(payload: bytes) -> Any:
@@ -143,15 +159,19 @@ def read_proto_points(path: Path) -> Iterator[Point | Problem]:
     """
     from google.protobuf.json_format import MessageToDict
 
-    from correlate.fileio import open_bytes
     from correlate.ingest.otlp_framing import frames
 
+    try:
+        head = read_head(path)
+    except DamagedStreamError:
+        head = b""  # the frames below say where it breaks
+    framing = framing_of(head) or "collector"  # forced: the Collector's says what is wrong
     try:
         stream = open_bytes(path)
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", path) from None
     with stream:
-        for frame in frames(stream, "collector"):
+        for frame in frames(stream, framing):
             number, payload = frame.number, frame.payload
             where = f"message {number} at byte {frame.offset}"
             if payload is None:
@@ -168,14 +188,19 @@ def read_points(path: Path) -> Iterator[Point | Problem]:
     """The points of every document in ``path``, and a :class:`Problem` per bad document.
 
     Documents are one a line, or (the SDK's console output) pretty-printed
-    one after another; a problem names the line its document starts on.
+    one after another; a problem names the line its document starts on. A
+    compressed file cut short (a Collector stopped mid-write) gives the
+    documents before the cut, and a problem at the line it breaks in.
     """
+    data, cut = _read_to_cut(path)
     try:
-        text = read_all(path).decode("utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror}", path) from None
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InputError(f"not UTF-8 text ({exc.reason})", path) from None
+        if cut is None or exc.start < len(data) - 4:
+            raise InputError(f"not UTF-8 text ({exc.reason})", path) from None
+        text = data[: exc.start].decode("utf-8")  # the cut fell inside a character
+    if cut is not None:
+        text = text[: text.rfind("\n") + 1]  # the broken last line is the cut's problem
     for line, document in _documents(text):
         if isinstance(document, Problem):
             yield document
@@ -184,6 +209,24 @@ def read_points(path: Path) -> Iterator[Point | Problem]:
             yield from points_of(document)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             yield Problem(line, f"not an OTLP metrics document: {_why(exc)}")
+    if cut is not None:
+        line = text.count("\n") + 1
+        yield Problem(line, f"{cut.reason}; the file breaks inside this line")
+
+
+def _read_to_cut(path: Path) -> tuple[bytes, DamagedStreamError | None]:
+    """The file's (decompressed) bytes, up to where a damaged stream breaks, and the break."""
+    chunks: list[bytes] = []
+    try:
+        with open_bytes(path) as stream:
+            # small reads: what a failing read had decompressed is lost with it
+            while chunk := stream.read(1 << 14):
+                chunks.append(chunk)
+    except DamagedStreamError as exc:
+        return b"".join(chunks), exc
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror}", path) from None
+    return b"".join(chunks), None
 
 
 def _documents(text: str) -> Iterator[tuple[int, dict[str, Any] | Problem]]:

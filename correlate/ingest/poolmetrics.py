@@ -32,7 +32,8 @@ analysis can tell these from ``correlate.instrument``'s own.
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
+from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,6 +59,9 @@ _FIELDS = {
     "use_time": "use_count",
     "create_time": "create_count",
 }
+#: the largest level a sample's INTEGER columns hold; BIGINT counters hold more
+_INT32_MAX, _INT64_MAX = 2**31 - 1, 2**63 - 1
+_BIGINT_FIELDS = frozenset({"timeouts", "wait_count"})
 _POOL_KEYS = ("db.client.connection.pool.name", "pool.name")
 _STATE_KEYS = ("db.client.connection.state", "state")
 
@@ -98,6 +102,7 @@ def pool_samples(points: Iterable[Point]) -> tuple[list[tuple[Any, ...]], list[s
     A note says what could not become a sample (a pool without a connection count).
     """
     pools: dict[tuple[int, str], PoolSeries] = {}
+    unreadable: Counter[tuple[str, int, str]] = Counter()
     for point in points:
         found = instrument_field(point.name)
         if found is None:
@@ -111,10 +116,17 @@ def pool_samples(points: Iterable[Point]) -> tuple[list[tuple[Any, ...]], list[s
                 continue
             what = state
         level = float(point.count) if point.count is not None else point.value
+        if not _countable(level, what, point.temporality == DELTA):
+            unreadable[(pool, pid, point.name)] += 1
+            continue
         key = (point.temporality, tuple(sorted((k, str(v)) for k, v in point.attributes.items())))
         series.levels[what].append((point.time_unix_nano, key, level))
     rows: list[tuple[Any, ...]] = []
-    notes: list[str] = []
+    notes = [
+        f"pool {pool!r} (pid {pid}): {n} point(s) of {name!r} skipped: not a count "
+        "(NaN, infinite, negative or too large)"
+        for (pool, pid, name), n in unreadable.items()
+    ]
     for series in pools.values():
         if "used" not in series.levels:
             notes.append(
@@ -129,10 +141,16 @@ def pool_samples(points: Iterable[Point]) -> tuple[list[tuple[Any, ...]], list[s
 def _identity(point: Point) -> tuple[int, str]:
     pool = str(_first(point.attributes, _POOL_KEYS) or "default")
     pid = point.resource.get("process.pid")
-    if isinstance(pid, int | float | str) and str(pid).isdigit():
+    if isinstance(pid, int | str) and str(pid).isdigit() and int(pid) <= _INT64_MAX:
         return int(pid), pool
     instance = point.resource.get("service.instance.id")
     return 0, f"{pool} ({instance})" if instance else pool
+
+
+def _countable(level: float, what: str, delta: bool) -> bool:
+    """Whether a reported level can be a count: finite, and (a level, not a change) in range."""
+    limit = _INT64_MAX if what in _BIGINT_FIELDS else _INT32_MAX
+    return math.isfinite(level) and (delta or 0 <= level <= limit)
 
 
 def _first(attributes: dict[str, Any], keys: tuple[str, ...]) -> Any:
@@ -160,7 +178,8 @@ def _rows(series: PoolSeries) -> list[tuple[Any, ...]]:
         for what, levels in filled.items():
             if t in levels:
                 last[what] = levels[t]
-        if last["used"] is None:
+        used = _int(last["used"])
+        if used is None:
             continue
         rows.append(
             (
@@ -171,12 +190,12 @@ def _rows(series: PoolSeries) -> list[tuple[Any, ...]]:
                 None,  # size: pool_size is SQLAlchemy's word; metrics give only the max
                 None,  # max_overflow
                 _int(last.get("max")),
-                _int(last["used"]),
+                used,
                 _int(last.get("idle")),
                 None,  # overflow
                 _int(last.get("pending")),
-                _int(last.get("timeouts")),
-                _int(last.get("wait_count")),
+                _int(last.get("timeouts"), _INT64_MAX),
+                _int(last.get("wait_count"), _INT64_MAX),
                 None,  # leak suspects: only correlate.instrument watches for them
             )
         )
@@ -200,5 +219,8 @@ def _sum_forward(runs: Iterable[list[tuple[int, float]]]) -> dict[int, float]:
     return out
 
 
-def _int(value: float | None) -> int | None:
-    return None if value is None else round(value)
+def _int(value: float | None, limit: int = _INT32_MAX) -> int | None:
+    # a sum over several series may pass what a column holds: unknown, not an overflow
+    if value is None or not math.isfinite(value) or not 0 <= value <= limit:
+        return None
+    return round(value)

@@ -125,12 +125,18 @@ def update_run_json(run_dir: Path, updates: Mapping[str, Any]) -> dict[str, Any]
     """Merge ``updates`` into ``run_dir/run.json`` (top-level keys) and rewrite it.
 
     Written to a temporary file and renamed, so a reader never sees half a file.
+    A file this writes always names its format, so the directory reads as a
+    run directory even when no ``correlate.instrument`` process wrote run.json
+    first (``correlate demo --instrument otel``).
     """
     path = run_dir / "run.json"
     data: dict[str, Any] = {}
     if path.exists():
         with contextlib.suppress(ValueError, OSError):
             data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        data = {}
+    data = {"format": RUN_FORMAT, "format_version": RUN_FORMAT_VERSION, **data}
     data.update(updates)
     tmp = path.with_name(f".run.json.{os.getpid()}.{time.monotonic_ns()}")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
