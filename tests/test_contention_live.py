@@ -21,12 +21,16 @@ from correlate.analysis.detectors import lock_contention
 from correlate.kinds import FindingKind
 
 SCHEMA = "correlate_contention_test"
+ROUNDS = 8
 
 
-def _session_work(engine: object, tracer: object, fraud: object, rounds: int) -> None:
+def _session_work(
+    engine: object, tracer: object, fraud: object, rounds: int, start: threading.Barrier
+) -> None:
     from opentelemetry.trace import SpanKind
     from sqlalchemy import text
 
+    start.wait(timeout=30)  # all sessions at the row at once, however busy the machine
     for _ in range(rounds):
         with (
             tracer.start_as_current_span(  # type: ignore[attr-defined]
@@ -81,8 +85,9 @@ def test_sessions_queueing_on_one_row_are_found_and_confirmed_by_the_database(
         watcher.start()
         fraud = FraudClient(stub.url)
         tracer = rec.tracer_provider.get_tracer("test")
+        start = threading.Barrier(4)
         sessions = [
-            threading.Thread(target=_session_work, args=(engine, tracer, fraud, 5))
+            threading.Thread(target=_session_work, args=(engine, tracer, fraud, ROUNDS, start))
             for _ in range(4)
         ]
         for t in sessions:
@@ -107,8 +112,8 @@ def test_sessions_queueing_on_one_row_are_found_and_confirmed_by_the_database(
     assert f.severity in ("warning", "critical")
     assert f"{SCHEMA}.stock" in f.title and "HTTP call POST /fraud-check" in f.title
     ev = f.evidence
-    # 4 sessions × 5 rounds, one at a time behind the row: most of them waited
-    assert ev["executions"] == 20 and ev["queued"] >= 10
+    # 4 sessions × ROUNDS rounds, one at a time behind the row: most of them waited
+    assert ev["executions"] == 4 * ROUNDS and ev["queued"] >= 2 * ROUNDS
     assert ev["contended_median_ms"] >= 40  # at least half a fraud call of 80 ms
     # the database's side: sessions blocked on this very statement, on the stock table,
     # behind a session idle in its transaction (it is waiting for the HTTP call)
