@@ -1,0 +1,220 @@
+"""Section contention: a lock in the application's code, told apart from code that merely overlaps."""
+
+from __future__ import annotations
+
+import heapq
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import lock_contention, section_contention
+from correlate.analysis.detectors.section_contention import SectionContentionSettings
+from correlate.analysis.detectors.section_queue import sections
+from correlate.analysis.findings import Finding
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .strategies import span_trees
+
+
+def findings(
+    b: RunBuilder, detector: Callable[..., list[Finding]] = section_contention, **kw: object
+) -> list[Finding]:
+    store = b.build()
+    with open_run(store, "r") as run:
+        return detector(run, **kw)
+
+
+def requests(
+    b: RunBuilder,
+    *,
+    bursts: int = 20,
+    size: int = 3,
+    gap: float = 300,
+    stagger: float = 2,
+    work_ms: float = 20,
+    lock: bool = True,
+    covers_wait: bool = True,
+) -> None:
+    """Requests in bursts; each does 1 ms of its own, enters the section ``reserve``
+    (``work_ms`` of work), then 1 ms more. With ``lock`` one request at a time is
+    inside; ``covers_wait`` says whether the span starts before acquiring."""
+    free_at = 0.0
+    for burst in range(bursts):
+        for i in range(size):
+            trace = b.new_id("t")
+            t = burst * gap + i * stagger
+            want = t + 1
+            granted = max(want, free_at) if lock else want
+            done = free_at = granted + work_ms
+            r = b.request(trace, t, done + 1, "/reserve")
+            b.span(trace, want if covers_wait else granted, done, parent=r, name="reserve")
+
+
+def gil_like(b: RunBuilder, *, bursts: int = 20, size: int = 3, cpu_ms: float = 20) -> None:
+    """Threads doing ``cpu_ms`` of CPU work each, taking turns every 5 ms (an interpreter
+    lock's switch interval): the sections overlap in wall time, one slice at a time."""
+    for burst in range(bursts):
+        arrivals = [burst * 300 + i * 2.0 for i in range(size)]
+        left = dict(enumerate([cpu_ms] * size))
+        ends: dict[int, float] = {}
+        now, ready = arrivals[0], [(arrivals[0], 0)]
+        pending = list(range(1, size))
+        while ready:
+            _, k = heapq.heappop(ready)
+            step = min(5.0, left[k])
+            now += step
+            left[k] -= step
+            while pending and arrivals[pending[0]] <= now:
+                j = pending.pop(0)
+                heapq.heappush(ready, (arrivals[j], j))
+            if left[k] > 0:
+                heapq.heappush(ready, (now, k))
+            else:
+                ends[k] = now
+        for k, start in enumerate(arrivals):
+            trace = b.new_id("t")
+            r = b.request(trace, start - 1, ends[k] + 1, "/render")
+            b.span(trace, start, ends[k], parent=r, name="render")
+
+
+def test_a_mutex_section_whose_spans_cover_the_wait_is_found() -> None:
+    b = RunBuilder()
+    requests(b)
+    (f,) = findings(b)
+    assert f.kind == FindingKind.SECTION_CONTENTION and f.route == "/reserve"
+    assert f.evidence["section"] == "reserve" and f.evidence["span_covers_wait"] is True
+    # the first of each burst is alone; the two behind it queue
+    assert f.evidence["contended"] == f.evidence["queued"] == 40
+    assert f.evidence["uncontended_median_ms"] == pytest.approx(20)
+    by_ahead = f.evidence["median_ms_by_ahead"]
+    assert by_ahead["0"] < by_ahead["1"] < by_ahead["2"]
+    assert by_ahead["2"] - by_ahead["1"] == pytest.approx(20 - 2, abs=0.1)
+    # waits of 18 and 36 ms in every three requests of about 22, 40 and 58 ms
+    assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
+    assert f.severity == "critical"
+    # none of it is a database lock
+    assert findings(b, lock_contention) == []
+
+
+def test_a_mutex_section_whose_spans_cover_only_the_critical_part_is_found() -> None:
+    b = RunBuilder()
+    requests(b, covers_wait=False)
+    (f,) = findings(b)
+    assert f.evidence["span_covers_wait"] is False
+    assert f.evidence["handoffs"] == f.evidence["queued"] == 40
+    # the time before the section grows: 1 ms alone, 19 and 37 ms behind one and two
+    assert f.evidence["uncontended_before_median_ms"] == pytest.approx(1)
+    assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
+    assert "passed from one request to the next" in f.explanation
+
+
+def test_parallel_sections_are_quiet() -> None:
+    b = RunBuilder()
+    requests(b, lock=False)
+    assert findings(b) == []
+    b = RunBuilder()
+    requests(b, lock=False, covers_wait=False)
+    assert findings(b) == []
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_cpu_work_interleaving_under_an_interpreter_lock_is_quiet(size: int) -> None:
+    b = RunBuilder()
+    gil_like(b, size=size)
+    assert findings(b) == []
+
+
+def test_the_interleaving_simulation_does_slow_the_threads_down() -> None:
+    """The negative above is not vacuous: the work does take longer with more threads."""
+    b = RunBuilder()
+    gil_like(b, size=3)
+    durations = [(s["end_ns"] - s["start_ns"]) / 1e6 for s in b.spans if s["name"] == "render"]
+    assert max(durations) >= 2.5 * 20
+
+
+def test_a_slow_section_with_nobody_else_in_it_is_quiet() -> None:
+    b = RunBuilder()
+    requests(b, size=1, work_ms=150, gap=200)
+    assert findings(b) == []
+
+
+def test_too_few_contended_executions_are_quiet() -> None:
+    b = RunBuilder()
+    requests(b, bursts=4)  # 8 contended, below the 10 needed
+    assert findings(b) == []
+    (f,) = findings(b, settings=SectionContentionSettings(min_contended=5))
+    assert f.evidence["contended"] == 8
+
+
+def test_brief_waits_in_long_requests_are_info_or_quiet() -> None:
+    b = RunBuilder()
+    requests(b, work_ms=3, stagger=1)
+    for s in b.spans:  # every request spends 2 s more of its own after the section
+        if s["kind"] == "SERVER":
+            s["end_ns"] += 2_000_000_000
+            s["duration_ns"] += 2_000_000_000
+    assert findings(b) == []
+    (f,) = findings(b, settings=SectionContentionSettings(min_share=0))
+    assert f.severity == "info"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span_trees())
+def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
+    loose = SectionContentionSettings(
+        min_contended=1, min_uncontended=1, min_wait_ms=0, growth_ratio=1, min_share=0
+    )
+    for f in findings(b, settings=loose):
+        assert f.kind == FindingKind.SECTION_CONTENTION
+        assert f.severity in ("info", "warning", "critical")
+        assert f.impact_ms >= 0
+        assert f.evidence["queued"] <= f.evidence["contended"] <= f.evidence["executions"]
+        assert f.evidence["share_of_time_outside_pool_wait"] >= 0
+
+
+PRODUCER = Path(__file__).parent / "helpers" / "section_producer.py"
+
+
+def _produce(tmp_path: Path, mode: str) -> Path:
+    out = tmp_path / f"{mode}.jsonl"
+    subprocess.run([sys.executable, str(PRODUCER), str(out), mode], check=True, timeout=120)
+    return out
+
+
+@pytest.mark.parametrize(("mode", "covers_wait"), [("wait", True), ("critical", False)])
+def test_real_otel_spans_of_threads_sharing_a_lock(
+    tmp_path: Path, mode: str, covers_wait: bool
+) -> None:
+    """Six threads serving requests through a ``threading.Lock`` held for a 10 ms I/O,
+    the section's INTERNAL span taken before the lock (``wait``) or inside it."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(_produce(tmp_path, mode), store=store)
+    (f,) = [f for f in analysis.findings if f.kind == FindingKind.SECTION_CONTENTION]
+    assert f.route == "/reserve" and f.evidence["section"] == "reserve stock"
+    assert f.evidence["service"] == "inventory" and f.evidence["executions"] == 120
+    assert f.evidence["span_covers_wait"] is covers_wait
+    assert f.evidence["queued"] >= 0.8 * f.evidence["contended"] >= 8
+    # the lock is held for a 10 ms sleep, so that is the section's own time
+    assert 9 < f.evidence["uncontended_median_ms"] < 20
+    assert f.evidence["lost_ms"] > 100
+
+
+def test_real_otel_spans_of_threads_interleaving_without_a_lock(tmp_path: Path) -> None:
+    """The control: the same threads doing 10 ms of Python CPU work (taking turns under
+    the interpreter lock) and a 10 ms sleep in the section, with no lock of their own."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(_produce(tmp_path, "free"), store=store)
+        with open_run(store) as run:
+            (section,) = sections(run, tolerance_ms=1, handoff_ms=2, spacing=0.8,
+                                  min_uncontended=5, min_executions=10)  # fmt: skip
+    assert [f for f in analysis.findings if f.kind == FindingKind.SECTION_CONTENTION] == []
+    # not for want of concurrency: most executions overlapped another request's
+    assert len(section.contended) > 0.3 * len(section.executions)
+    assert len(section.queued) < 0.5 * len(section.contended)
