@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import heapq
+import itertools
+import random
 import subprocess
 import sys
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import correlate
 from correlate.analysis import open_run
@@ -41,6 +43,7 @@ def requests(
     work_ms: float = 20,
     lock: bool = True,
     covers_wait: bool = True,
+    call_ms: float = 0,
 ) -> None:
     """Requests in bursts; each does 1 ms of its own, enters the section ``reserve``
     (``work_ms`` of work), then 1 ms more. With ``lock`` one request at a time is
@@ -54,34 +57,54 @@ def requests(
             granted = max(want, free_at) if lock else want
             done = free_at = granted + work_ms
             r = b.request(trace, t, done + 1, "/reserve")
-            b.span(trace, want if covers_wait else granted, done, parent=r, name="reserve")
+            sid = b.span(trace, want if covers_wait else granted, done, parent=r, name="reserve")
+            if call_ms:
+                b.span(trace, done - call_ms, done, parent=sid, kind="CLIENT", name="POST")
+                b.spans[-1].update(http_method="POST", url_path="/hold", server_address="stock")
+
+
+def interleave(
+    b: RunBuilder, arrivals: list[float], cpu_ms: float, *, sleep_ms: float = 0, slice_ms: float = 5
+) -> None:
+    """Threads arriving at ``arrivals``, each doing ``cpu_ms`` of CPU work and then sleeping
+    ``sleep_ms`` in the section ``render``; one thread runs at a time and the running one
+    hands over to the next ready one every ``slice_ms`` (an interpreter lock's switch
+    interval), so sections overlap in wall time one slice at a time."""
+    order = sorted(range(len(arrivals)), key=lambda k: arrivals[k])
+    left = [cpu_ms] * len(arrivals)
+    ends: dict[int, float] = {}
+    ready: list[int] = []
+    now = arrivals[order[0]]
+    while len(ends) < len(arrivals):
+        while order and arrivals[order[0]] <= now:
+            ready.append(order.pop(0))
+        if not ready:
+            now = arrivals[order[0]]
+            continue
+        k = ready.pop(0)
+        step = min(slice_ms, left[k])
+        now += step
+        left[k] -= step
+        while order and arrivals[order[0]] <= now:
+            ready.append(order.pop(0))
+        if left[k] > 0:
+            ready.append(k)
+        else:
+            ends[k] = now + sleep_ms
+    for k, start in enumerate(arrivals):
+        trace = b.new_id("t")
+        r = b.request(trace, start - 1, ends[k] + 1, "/render")
+        b.span(trace, start, ends[k], parent=r, name="render")
 
 
 def gil_like(b: RunBuilder, *, bursts: int = 20, size: int = 3, cpu_ms: float = 20) -> None:
-    """Threads doing ``cpu_ms`` of CPU work each, taking turns every 5 ms (an interpreter
-    lock's switch interval): the sections overlap in wall time, one slice at a time."""
-    for burst in range(bursts):
-        arrivals = [burst * 300 + i * 2.0 for i in range(size)]
-        left = dict(enumerate([cpu_ms] * size))
-        ends: dict[int, float] = {}
-        now, ready = arrivals[0], [(arrivals[0], 0)]
-        pending = list(range(1, size))
-        while ready:
-            _, k = heapq.heappop(ready)
-            step = min(5.0, left[k])
-            now += step
-            left[k] -= step
-            while pending and arrivals[pending[0]] <= now:
-                j = pending.pop(0)
-                heapq.heappush(ready, (arrivals[j], j))
-            if left[k] > 0:
-                heapq.heappush(ready, (now, k))
-            else:
-                ends[k] = now
-        for k, start in enumerate(arrivals):
-            trace = b.new_id("t")
-            r = b.request(trace, start - 1, ends[k] + 1, "/render")
-            b.span(trace, start, ends[k], parent=r, name="render")
+    """Bursts of ``size`` threads arriving 2 ms apart, interleaving ``cpu_ms`` of CPU work."""
+    interleave(b, [burst * 300 + i * 2.0 for burst in range(bursts) for i in range(size)], cpu_ms)
+
+
+def poisson(seed: int, n: int, mean_gap_ms: float) -> list[float]:
+    rnd = random.Random(seed)
+    return list(itertools.accumulate(rnd.expovariate(1 / mean_gap_ms) for _ in range(n)))
 
 
 def test_a_mutex_section_whose_spans_cover_the_wait_is_found() -> None:
@@ -99,8 +122,17 @@ def test_a_mutex_section_whose_spans_cover_the_wait_is_found() -> None:
     # waits of 18 and 36 ms in every three requests of about 22, 40 and 58 ms
     assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
     assert f.severity == "critical"
+    assert f.evidence["inside"] == {} and "the application's own code" in f.explanation
     # none of it is a database lock
     assert findings(b, lock_contention) == []
+
+
+def test_what_the_section_calls_while_holding_the_lock_is_named() -> None:
+    b = RunBuilder()
+    requests(b, call_ms=15)
+    (f,) = findings(b)
+    assert f.evidence["inside"] == {"downstream": {"calls": 60, "total_ms": pytest.approx(900)}}
+    assert "outbound calls (60 calls" in f.explanation
 
 
 def test_a_mutex_section_whose_spans_cover_only_the_critical_part_is_found() -> None:
@@ -137,6 +169,45 @@ def test_the_interleaving_simulation_does_slow_the_threads_down() -> None:
     gil_like(b, size=3)
     durations = [(s["end_ns"] - s["start_ns"]) / 1e6 for s in b.spans if s["name"] == "render"]
     assert max(durations) >= 2.5 * 20
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(20, 120),
+    cpu_ms=st.floats(6, 40),
+    sleep_ms=st.sampled_from([0.0, 3.0, 20.0]),
+    load=st.floats(0.3, 1.2),
+)
+def test_interleaving_threads_never_look_like_a_lock(
+    seed: int, n: int, cpu_ms: float, sleep_ms: float, load: float
+) -> None:
+    """CPU work longer than the switch interval, arriving at random up to past saturation."""
+    b = RunBuilder()
+    interleave(b, poisson(seed, n, cpu_ms / load), cpu_ms, sleep_ms=sleep_ms)
+    assert findings(b) == []
+
+
+def test_a_mutex_under_random_arrivals_is_found_with_its_true_wait() -> None:
+    """Thirty runs of a mutex at 50-85 % utilisation, arrivals at random: the wait the
+    detector measures is the wait the simulation imposed."""
+    found = 0
+    for seed in range(30):
+        rnd = random.Random(seed)
+        hold, utilisation, covers = rnd.uniform(3, 40), rnd.uniform(0.5, 0.85), seed % 2 == 0
+        b, free, true_wait = RunBuilder(), 0.0, 0.0
+        for t in poisson(seed, 80, hold / utilisation):
+            trace = b.new_id("t")
+            granted = max(t + 1, free)
+            true_wait += granted - (t + 1)
+            free = granted + hold
+            r = b.request(trace, t, free + 1, "/x")
+            b.span(trace, t + 1 if covers else granted, free, parent=r, name="sec")
+        for f in findings(b):
+            found += 1
+            assert f.evidence["span_covers_wait"] is covers
+            assert f.evidence["lost_ms"] == pytest.approx(true_wait, rel=0.15)
+    assert found >= 28
 
 
 def test_a_slow_section_with_nobody_else_in_it_is_quiet() -> None:

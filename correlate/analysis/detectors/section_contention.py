@@ -27,7 +27,7 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.section_queue import Section, busy, sections
+from correlate.analysis.detectors.section_queue import Section, busy, inside, sections
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -139,6 +139,8 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
         else f"The requests' median time before it grew from {ms(section.baseline_before_ms)} "
         f"to {ms(statistics.median(e.before_ms for e in queued))}."
     )
+    calls = inside(run, section.executions)
+    spent = sum(e.duration_ms for e in section.executions)
     subject = f"the section {section.name!r} in {section.service}"
     waited = sorted(section.executions, key=lambda e: -e.wait_ns)
     explanation = (
@@ -147,6 +149,7 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
         f"execution of it, and {how}. {growth} Its uncontended time is {ms(base)}; "
         f"waiting cost {ms(lost)} in all, {pct(lost_share)} of the time of the requests "
         f"that run it (outside pool waits). Most of it in {_route_list(routes)}."
+        + _inside_sentence(calls, spent)
     )
     return Finding(
         kind=FindingKind.SECTION_CONTENTION,
@@ -169,6 +172,7 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
             "executions": len(section.executions),
             "requests": section.requests,
             "median_ms_by_ahead": dict(section.by_ahead),
+            "inside": {c: {"calls": n, "total_ms": v} for c, (n, v) in calls.items()},
             "routes": [{"route": r, "executions": n, "wait_total_ms": tot} for r, n, tot in routes],
         },
         trace_ids=tuple(dict.fromkeys(e.trace_id for e in waited[:3])),
@@ -205,3 +209,25 @@ def _routes(section: Section) -> list[tuple[str, int, float]]:
 def _route_list(routes: list[tuple[str, int, float]]) -> str:
     shown = [f"{r} ({ms(tot)} waited over {n} executions)" for r, n, tot in routes[:2]]
     return " and ".join(shown) or "no route"
+
+
+_WHAT = {"db": "database calls", "downstream": "outbound calls", "pool": "connection waits"}
+
+
+def _inside_sentence(calls: dict[str, tuple[int, float]], spent_ms: float) -> str:
+    """What the section's executions call, when they call anything."""
+    shown = [
+        f"{_WHAT.get(c, c)} ({n} calls, {pct(v / spent_ms) if spent_ms > 0 else '0%'} of its time)"
+        for c, (n, v) in sorted(calls.items(), key=lambda kv: -kv[1][1])
+        if v > 0
+    ]
+    if not shown:
+        return (
+            " It makes no traced call: what it does holding the lock is the application's own code."
+        )
+    hint = (
+        " If those database calls lock rows, lock_contention names the statement."
+        if "db" in calls
+        else ""
+    )
+    return " Inside it, requests spend time on " + " and ".join(shown) + "." + hint

@@ -179,6 +179,38 @@ def busy(run: Run, section: Section) -> None:
     section.requests = int(requests or 0)
 
 
+_INSIDE_SQL = """
+SELECT p.category, count(*), sum(least(p.b, e.t1) - greatest(p.a, e.t0)) / 1e6
+FROM {keys} e JOIN {parts} p
+  ON p.th = e.th AND p.rh = e.rh AND p.a < e.t1 AND p.b > e.t0 AND p.span_id IS NOT NULL
+ AND p.span_id <> e.span_id
+GROUP BY p.category ORDER BY p.category
+"""
+
+
+def inside(run: Run, executions: list[Execution]) -> dict[str, tuple[int, float]]:
+    """Calls made inside these executions, by category (``db``, ``downstream``, ``pool``):
+    how many and their time in milliseconds, clipped to the executions."""
+    import pyarrow as pa
+
+    keys = pa.table(
+        {
+            "th": pa.array([e.th for e in executions], pa.uint64()),
+            "rh": pa.array([e.rh for e in executions], pa.uint64()),
+            "span_id": pa.array([e.span_id for e in executions], pa.string()),
+            "t0": pa.array([e.start_ns for e in executions], pa.int64()),
+            "t1": pa.array([e.end_ns for e in executions], pa.int64()),
+        }
+    )
+    name = f"{run.prefix}_section_inside"
+    run.con.register(name, keys)
+    try:
+        rows = run.con.execute(_INSIDE_SQL.format(keys=name, parts=run.table("parts"))).fetchall()
+    finally:
+        run.con.unregister(name)
+    return {str(c): (int(n), float(ms or 0.0)) for c, n, ms in rows}
+
+
 def sweep(
     section: Section, tolerance_ns: int, handoff_ns: int, spacing: float, min_uncontended: int
 ) -> None:
