@@ -44,6 +44,7 @@ def requests(
     lock: bool = True,
     covers_wait: bool = True,
     call_ms: float = 0,
+    query_ms: float = 0,
 ) -> None:
     """Requests in bursts; each does 1 ms of its own, enters the section ``reserve``
     (``work_ms`` of work), then 1 ms more. With ``lock`` one request at a time is
@@ -61,6 +62,8 @@ def requests(
             if call_ms:
                 b.span(trace, done - call_ms, done, parent=sid, kind="CLIENT", name="POST")
                 b.spans[-1].update(http_method="POST", url_path="/hold", server_address="stock")
+            if query_ms:
+                b.query(trace, sid, granted, granted + query_ms, "SELECT n FROM stock WHERE id = 1")
 
 
 def interleave(
@@ -145,6 +148,34 @@ def test_a_mutex_section_whose_spans_cover_only_the_critical_part_is_found() -> 
     assert f.evidence["uncontended_before_median_ms"] == pytest.approx(1)
     assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
     assert "passed from one request to the next" in f.explanation
+
+
+def test_a_mutex_around_a_query_is_the_sections_own_lock() -> None:
+    b = RunBuilder()
+    requests(b, query_ms=5)
+    (f,) = findings(b)
+    assert f.evidence["inside"]["db"]["calls"] == 60
+    assert "Its waits were not spent in them" in f.explanation
+
+
+def test_a_section_around_a_row_lock_is_left_to_lock_contention() -> None:
+    """The wait is inside the section, but in its UPDATE: the database's lock, reported
+    once, by lock_contention."""
+    b, free = RunBuilder(), 0.0
+    for burst in range(20):
+        for i in range(3):
+            trace = b.new_id("t")
+            t = burst * 400 + i * 2
+            granted = max(t + 1, free)
+            free = granted + 31.2
+            r = b.request(trace, t, free + 0.5, "/checkout")
+            section = b.span(trace, t + 1, free, parent=r, name="place order")
+            b.query(
+                trace, section, t + 1, granted + 1, "UPDATE products SET n = n - 1 WHERE id = 1"
+            )
+            b.query(trace, section, granted + 31, free, "INSERT INTO orders VALUES (5)")
+    assert findings(b) == []
+    assert [f.kind for f in findings(b, lock_contention)] == [FindingKind.LOCK_CONTENTION]
 
 
 def test_parallel_sections_are_quiet() -> None:

@@ -13,7 +13,9 @@ from every other execution they overlapped, or they were handed over), and their
 median wait is at least ``min_wait_ms`` and at least ``growth_ratio - 1`` times
 the section's uncontended duration: waits that grow with the number waiting.
 
-Code that merely overlaps (threads interleaving under an interpreter lock every few
+A section whose waits were spent in database calls or pool waits inside it queues on
+a row lock or a connection pool and is left to ``lock_contention`` and the pool
+detector. Code that merely overlaps (threads interleaving under an interpreter lock every few
 milliseconds, I/O waits) ends closer together than its own duration and is not
 reported; neither is a section that is slow with nobody else in it.
 
@@ -27,7 +29,13 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from correlate.analysis.detectors.section_queue import Section, busy, inside, sections
+from correlate.analysis.detectors.section_queue import (
+    Execution,
+    Section,
+    busy,
+    inside,
+    sections,
+)
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -108,6 +116,8 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
     base = section.baseline_ms
     if median_wait < s.min_wait_ms or median_wait < (s.growth_ratio - 1) * base:
         return None
+    if _waits_in_the_database(run, section):
+        return None
     busy(run, section)
     lost = section.lost_ms
     lost_share = lost / section.busy_ms if section.busy_ms > 0 else 0.0
@@ -183,7 +193,8 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
             "lock into finer ones (per key, per shard), or use a structure that does not "
             "need one (an atomic, a concurrent map, a queue drained by one worker). A lock "
             "profile (JFR 'Java Monitor Blocked', async-profiler -e lock, Go's mutex "
-            "profile) names the lock."
+            "profile) names the lock. On a single-threaded event loop (Node.js, asyncio) "
+            "the loop itself is the lock: move the work to a worker thread or process."
         ),
         threshold=(
             f"≥ {s.min_contended} executions of one section meeting another request's, "
@@ -195,6 +206,24 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
         ),
         source=_SOURCE,
     )
+
+
+def _waits_in_the_database(run: Run, section: Section) -> bool:
+    """Whether the queued executions' waits were spent in database calls or pool waits
+    inside the section: a row lock or a connection pool queues them, not the section
+    (``lock_contention`` and ``pool_exhaustion`` report those)."""
+    queued = [e for e in section.queued if not e.handoff]
+    if not queued:
+        return False
+    free = [e for e in section.executions if not e.contended]
+
+    def held(executions: list[Execution]) -> float:
+        calls = inside(run, executions)
+        return sum(calls.get(c, (0, 0.0))[1] for c in ("db", "pool"))
+
+    usual = held(free) / len(free) if free else 0.0
+    extra = held(queued) - usual * len(queued)
+    return extra >= 0.5 * sum(e.wait_ns for e in queued) / 1e6
 
 
 def _routes(section: Section) -> list[tuple[str, int, float]]:
@@ -226,8 +255,8 @@ def _inside_sentence(calls: dict[str, tuple[int, float]], spent_ms: float) -> st
             " It makes no traced call: what it does holding the lock is the application's own code."
         )
     hint = (
-        " If those database calls lock rows, lock_contention names the statement."
-        if "db" in calls
+        " Its waits were not spent in them: it queues on a lock of its own."
+        if "db" in calls or "pool" in calls
         else ""
     )
     return " Inside it, requests spend time on " + " and ".join(shown) + "." + hint
