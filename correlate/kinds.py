@@ -27,6 +27,7 @@ class FindingKind(StrEnum):
     SLOW_QUERY = "slow_query"
     SLOW_DOWNSTREAM = "slow_downstream"
     LOCK_CONTENTION = "lock_contention"
+    SECTION_CONTENTION = "section_contention"
     ERROR_BURST = "error_burst"
     ERROR_RATE = "error_rate"
     DEGRADATION = "degradation"

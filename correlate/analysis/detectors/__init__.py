@@ -36,6 +36,10 @@ from correlate.analysis.detectors.load import (
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, n_plus_one
 from correlate.analysis.detectors.pool import PoolSettings, pool_exhaustion
 from correlate.analysis.detectors.redundant import RedundantCallsSettings, redundant_calls
+from correlate.analysis.detectors.section_contention import (
+    SectionContentionSettings,
+    section_contention,
+)
 from correlate.analysis.detectors.slow_downstream import SlowDownstreamSettings, slow_downstream
 from correlate.analysis.detectors.slow_query import SlowQuerySettings, slow_query
 from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings, unexplained_time
@@ -54,6 +58,7 @@ DETECTORS: tuple[Detector, ...] = (
     slow_query,
     slow_downstream,
     lock_contention,
+    section_contention,
     error_bursts,
     degradation,
     throughput_knee,
@@ -72,6 +77,7 @@ __all__ = [
     "OutsideServerSettings",
     "PoolSettings",
     "RedundantCallsSettings",
+    "SectionContentionSettings",
     "SlowDownstreamSettings",
     "SlowQuerySettings",
     "ThroughputKneeSettings",
@@ -84,6 +90,7 @@ __all__ = [
     "outside_server",
     "pool_exhaustion",
     "redundant_calls",
+    "section_contention",
     "slow_downstream",
     "slow_query",
     "throughput_knee",

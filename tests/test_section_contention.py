@@ -1,0 +1,322 @@
+"""Section contention: a lock in the application's code, told apart from code that merely overlaps."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import lock_contention, section_contention
+from correlate.analysis.detectors.section_contention import SectionContentionSettings
+from correlate.analysis.detectors.section_queue import sections
+from correlate.analysis.findings import Finding
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .strategies import span_trees
+
+
+def findings(
+    b: RunBuilder, detector: Callable[..., list[Finding]] = section_contention, **kw: object
+) -> list[Finding]:
+    store = b.build()
+    with open_run(store, "r") as run:
+        return detector(run, **kw)
+
+
+def requests(
+    b: RunBuilder,
+    *,
+    bursts: int = 20,
+    size: int = 3,
+    gap: float = 300,
+    stagger: float = 2,
+    work_ms: float = 20,
+    lock: bool = True,
+    covers_wait: bool = True,
+    call_ms: float = 0,
+    query_ms: float = 0,
+) -> None:
+    """Requests in bursts; each does 1 ms of its own, enters the section ``reserve``
+    (``work_ms`` of work), then 1 ms more. With ``lock`` one request at a time is
+    inside; ``covers_wait`` says whether the span starts before acquiring."""
+    free_at = 0.0
+    for burst in range(bursts):
+        for i in range(size):
+            trace = b.new_id("t")
+            t = burst * gap + i * stagger
+            want = t + 1
+            granted = max(want, free_at) if lock else want
+            done = free_at = granted + work_ms
+            r = b.request(trace, t, done + 1, "/reserve")
+            sid = b.span(trace, want if covers_wait else granted, done, parent=r, name="reserve")
+            if call_ms:
+                b.span(trace, done - call_ms, done, parent=sid, kind="CLIENT", name="POST")
+                b.spans[-1].update(http_method="POST", url_path="/hold", server_address="stock")
+            if query_ms:
+                b.query(trace, sid, granted, granted + query_ms, "SELECT n FROM stock WHERE id = 1")
+
+
+def interleave(
+    b: RunBuilder, arrivals: list[float], cpu_ms: float, *, sleep_ms: float = 0, slice_ms: float = 5
+) -> None:
+    """Threads arriving at ``arrivals``, each doing ``cpu_ms`` of CPU work and then sleeping
+    ``sleep_ms`` in the section ``render``; one thread runs at a time and the running one
+    hands over to the next ready one every ``slice_ms`` (an interpreter lock's switch
+    interval), so sections overlap in wall time one slice at a time."""
+    order = sorted(range(len(arrivals)), key=lambda k: arrivals[k])
+    left = [cpu_ms] * len(arrivals)
+    ends: dict[int, float] = {}
+    ready: list[int] = []
+    now = arrivals[order[0]]
+    while len(ends) < len(arrivals):
+        while order and arrivals[order[0]] <= now:
+            ready.append(order.pop(0))
+        if not ready:
+            now = arrivals[order[0]]
+            continue
+        k = ready.pop(0)
+        step = min(slice_ms, left[k])
+        now += step
+        left[k] -= step
+        while order and arrivals[order[0]] <= now:
+            ready.append(order.pop(0))
+        if left[k] > 0:
+            ready.append(k)
+        else:
+            ends[k] = now + sleep_ms
+    for k, start in enumerate(arrivals):
+        trace = b.new_id("t")
+        r = b.request(trace, start - 1, ends[k] + 1, "/render")
+        b.span(trace, start, ends[k], parent=r, name="render")
+
+
+def gil_like(b: RunBuilder, *, bursts: int = 20, size: int = 3, cpu_ms: float = 20) -> None:
+    """Bursts of ``size`` threads arriving 2 ms apart, interleaving ``cpu_ms`` of CPU work."""
+    interleave(b, [burst * 300 + i * 2.0 for burst in range(bursts) for i in range(size)], cpu_ms)
+
+
+def poisson(seed: int, n: int, mean_gap_ms: float) -> list[float]:
+    rnd = random.Random(seed)
+    return list(itertools.accumulate(rnd.expovariate(1 / mean_gap_ms) for _ in range(n)))
+
+
+def test_a_mutex_section_whose_spans_cover_the_wait_is_found() -> None:
+    b = RunBuilder()
+    requests(b)
+    (f,) = findings(b)
+    assert f.kind == FindingKind.SECTION_CONTENTION and f.route == "/reserve"
+    assert f.evidence["section"] == "reserve" and f.evidence["span_covers_wait"] is True
+    # the first of each burst is alone; the two behind it queue
+    assert f.evidence["contended"] == f.evidence["queued"] == 40
+    assert f.evidence["uncontended_median_ms"] == pytest.approx(20)
+    by_ahead = f.evidence["median_ms_by_ahead"]
+    assert by_ahead["0"] < by_ahead["1"] < by_ahead["2"]
+    assert by_ahead["2"] - by_ahead["1"] == pytest.approx(20 - 2, abs=0.1)
+    # waits of 18 and 36 ms in every three requests of about 22, 40 and 58 ms
+    assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
+    assert f.severity == "critical"
+    assert f.evidence["inside"] == {} and "the application's own code" in f.explanation
+    # none of it is a database lock
+    assert findings(b, lock_contention) == []
+
+
+def test_what_the_section_calls_while_holding_the_lock_is_named() -> None:
+    b = RunBuilder()
+    requests(b, call_ms=15)
+    (f,) = findings(b)
+    assert f.evidence["inside"] == {"downstream": {"calls": 60, "total_ms": pytest.approx(900)}}
+    assert "outbound calls (60 calls" in f.explanation
+
+
+def test_a_mutex_section_whose_spans_cover_only_the_critical_part_is_found() -> None:
+    b = RunBuilder()
+    requests(b, covers_wait=False)
+    (f,) = findings(b)
+    assert f.evidence["span_covers_wait"] is False
+    assert f.evidence["handoffs"] == f.evidence["queued"] == 40
+    # the time before the section grows: 1 ms alone, 19 and 37 ms behind one and two
+    assert f.evidence["uncontended_before_median_ms"] == pytest.approx(1)
+    assert f.evidence["lost_ms"] == pytest.approx(20 * (18 + 36), abs=1)
+    assert "passed from one request to the next" in f.explanation
+
+
+def test_a_mutex_around_a_query_is_the_sections_own_lock() -> None:
+    b = RunBuilder()
+    requests(b, query_ms=5)
+    (f,) = findings(b)
+    assert f.evidence["inside"]["db"]["calls"] == 60
+    assert "Its waits were not spent in them" in f.explanation
+
+
+def test_a_section_around_a_row_lock_is_left_to_lock_contention() -> None:
+    """The wait is inside the section, but in its UPDATE: the database's lock, reported
+    once, by lock_contention."""
+    b, free = RunBuilder(), 0.0
+    for burst in range(20):
+        for i in range(3):
+            trace = b.new_id("t")
+            t = burst * 400 + i * 2
+            granted = max(t + 1, free)
+            free = granted + 31.2
+            r = b.request(trace, t, free + 0.5, "/checkout")
+            section = b.span(trace, t + 1, free, parent=r, name="place order")
+            b.query(
+                trace, section, t + 1, granted + 1, "UPDATE products SET n = n - 1 WHERE id = 1"
+            )
+            b.query(trace, section, granted + 31, free, "INSERT INTO orders VALUES (5)")
+    assert findings(b) == []
+    assert [f.kind for f in findings(b, lock_contention)] == [FindingKind.LOCK_CONTENTION]
+
+
+def test_parallel_sections_are_quiet() -> None:
+    b = RunBuilder()
+    requests(b, lock=False)
+    assert findings(b) == []
+    b = RunBuilder()
+    requests(b, lock=False, covers_wait=False)
+    assert findings(b) == []
+
+
+@pytest.mark.parametrize("size", [2, 3, 5])
+def test_cpu_work_interleaving_under_an_interpreter_lock_is_quiet(size: int) -> None:
+    b = RunBuilder()
+    gil_like(b, size=size)
+    assert findings(b) == []
+
+
+def test_the_interleaving_simulation_does_slow_the_threads_down() -> None:
+    """The negative above is not vacuous: the work does take longer with more threads."""
+    b = RunBuilder()
+    gil_like(b, size=3)
+    durations = [(s["end_ns"] - s["start_ns"]) / 1e6 for s in b.spans if s["name"] == "render"]
+    assert max(durations) >= 2.5 * 20
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**16),
+    n=st.integers(20, 120),
+    cpu_ms=st.floats(6, 40),
+    sleep_ms=st.sampled_from([0.0, 3.0, 20.0]),
+    load=st.floats(0.3, 1.2),
+)
+def test_interleaving_threads_never_look_like_a_lock(
+    seed: int, n: int, cpu_ms: float, sleep_ms: float, load: float
+) -> None:
+    """CPU work longer than the switch interval, arriving at random up to past saturation."""
+    b = RunBuilder()
+    interleave(b, poisson(seed, n, cpu_ms / load), cpu_ms, sleep_ms=sleep_ms)
+    assert findings(b) == []
+
+
+def test_a_mutex_under_random_arrivals_is_found_with_its_true_wait() -> None:
+    """Thirty runs of a mutex at 50-85 % utilisation, arrivals at random: the wait the
+    detector measures is the wait the simulation imposed."""
+    found = 0
+    for seed in range(30):
+        rnd = random.Random(seed)
+        hold, utilisation, covers = rnd.uniform(3, 40), rnd.uniform(0.5, 0.85), seed % 2 == 0
+        b, free, true_wait = RunBuilder(), 0.0, 0.0
+        for t in poisson(seed, 80, hold / utilisation):
+            trace = b.new_id("t")
+            granted = max(t + 1, free)
+            true_wait += granted - (t + 1)
+            free = granted + hold
+            r = b.request(trace, t, free + 1, "/x")
+            b.span(trace, t + 1 if covers else granted, free, parent=r, name="sec")
+        for f in findings(b):
+            found += 1
+            assert f.evidence["span_covers_wait"] is covers
+            assert f.evidence["lost_ms"] == pytest.approx(true_wait, rel=0.15)
+    assert found >= 28
+
+
+def test_a_slow_section_with_nobody_else_in_it_is_quiet() -> None:
+    b = RunBuilder()
+    requests(b, size=1, work_ms=150, gap=200)
+    assert findings(b) == []
+
+
+def test_too_few_contended_executions_are_quiet() -> None:
+    b = RunBuilder()
+    requests(b, bursts=4)  # 8 contended, below the 10 needed
+    assert findings(b) == []
+    (f,) = findings(b, settings=SectionContentionSettings(min_contended=5))
+    assert f.evidence["contended"] == 8
+
+
+def test_brief_waits_in_long_requests_are_info_or_quiet() -> None:
+    b = RunBuilder()
+    requests(b, work_ms=3, stagger=1)
+    for s in b.spans:  # every request spends 2 s more of its own after the section
+        if s["kind"] == "SERVER":
+            s["end_ns"] += 2_000_000_000
+            s["duration_ns"] += 2_000_000_000
+    assert findings(b) == []
+    (f,) = findings(b, settings=SectionContentionSettings(min_share=0))
+    assert f.severity == "info"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(span_trees())
+def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
+    loose = SectionContentionSettings(
+        min_contended=1, min_uncontended=1, min_wait_ms=0, growth_ratio=1, min_share=0
+    )
+    for f in findings(b, settings=loose):
+        assert f.kind == FindingKind.SECTION_CONTENTION
+        assert f.severity in ("info", "warning", "critical")
+        assert f.impact_ms >= 0
+        assert f.evidence["queued"] <= f.evidence["contended"] <= f.evidence["executions"]
+        assert f.evidence["share_of_time_outside_pool_wait"] >= 0
+
+
+PRODUCER = Path(__file__).parent / "helpers" / "section_producer.py"
+
+
+def _produce(tmp_path: Path, mode: str) -> Path:
+    out = tmp_path / f"{mode}.jsonl"
+    subprocess.run([sys.executable, str(PRODUCER), str(out), mode], check=True, timeout=120)
+    return out
+
+
+@pytest.mark.parametrize(("mode", "covers_wait"), [("wait", True), ("critical", False)])
+def test_real_otel_spans_of_threads_sharing_a_lock(
+    tmp_path: Path, mode: str, covers_wait: bool
+) -> None:
+    """Six threads serving requests through a ``threading.Lock`` held for a 10 ms I/O,
+    the section's INTERNAL span taken before the lock (``wait``) or inside it."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(_produce(tmp_path, mode), store=store)
+    (f,) = [f for f in analysis.findings if f.kind == FindingKind.SECTION_CONTENTION]
+    assert f.route == "/reserve" and f.evidence["section"] == "reserve stock"
+    assert f.evidence["service"] == "inventory" and f.evidence["executions"] == 120
+    assert f.evidence["span_covers_wait"] is covers_wait
+    assert f.evidence["queued"] >= 0.8 * f.evidence["contended"] >= 8
+    # the lock is held for a 10 ms sleep, so that is the section's own time
+    assert 9 < f.evidence["uncontended_median_ms"] < 20
+    assert f.evidence["lost_ms"] > 100
+
+
+def test_real_otel_spans_of_threads_interleaving_without_a_lock(tmp_path: Path) -> None:
+    """The control: the same threads doing 10 ms of Python CPU work (taking turns under
+    the interpreter lock) and a 10 ms sleep in the section, with no lock of their own."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(_produce(tmp_path, "free"), store=store)
+        with open_run(store) as run:
+            (section,) = sections(run, tolerance_ms=1, handoff_ms=2, spacing=0.8,
+                                  min_uncontended=5, min_executions=10)  # fmt: skip
+    assert [f for f in analysis.findings if f.kind == FindingKind.SECTION_CONTENTION] == []
+    # not for want of concurrency: most executions overlapped another request's
+    assert len(section.contended) > 0.3 * len(section.executions)
+    assert len(section.queued) < 0.5 * len(section.contended)
