@@ -129,6 +129,47 @@ def test_a_bad_file_in_a_group_is_read_on_its_own_and_the_rest_together(
     assert report.spans_added == 10 * 2 + 3 + 2
 
 
+def _moved_after_listing(monkeypatch: pytest.MonkeyPatch, victim: Path) -> None:
+    """Rename ``victim`` once every file was listed and detected, before any is read:
+    what a collector rotating its files does while an ingest runs."""
+    from correlate.ingest import pipeline
+
+    detect = pipeline.detect
+
+    def detect_then_move(path: Path) -> Any:
+        found = detect(path)
+        if path.name == "11.jsonl" and victim.exists():
+            victim.rename(victim.with_name(".rotated"))
+        return found
+
+    monkeypatch.setattr(pipeline, "detect", detect_then_move)
+
+
+def test_a_file_moved_during_ingest_is_passed_over_and_the_rest_read(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"{i:02d}.jsonl").write_text(_line(f"f{i}", i + 1) + "\n")
+    _moved_after_listing(monkeypatch, folder / "04.jsonl")
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 11
+    assert [(p.path.name, p.line) for p in report.passed_over] == [("04.jsonl", None)]
+    assert "cannot read this file" in report.passed_over[0].reason
+
+
+def test_a_named_file_moved_during_ingest_is_an_error_naming_it(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = [tmp_path / f"{i:02d}.jsonl" for i in range(12)]
+    for i, path in enumerate(paths):
+        path.write_text(_line(f"f{i}", i + 1) + "\n")
+    _moved_after_listing(monkeypatch, paths[4])
+    with pytest.raises(InputError, match="04.jsonl: cannot read this file"):
+        store.ingest(paths, run="r")
+
+
 def test_file_names_in_a_group_are_never_glob_patterns(store: Store, tmp_path: Path) -> None:
     folder = tmp_path / "run"
     folder.mkdir()

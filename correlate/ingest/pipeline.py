@@ -128,7 +128,7 @@ def _ingest(
     new_run = store.con.execute("SELECT 1 FROM runs WHERE name = ?", [run]).fetchone() is None
     run_id = store.ensure_run(run, source=str(Path(paths[0]).resolve()), labels=labels)
     if progress is not None:
-        progress.start(sum(p.stat().st_size for p, _, _ in spans))
+        progress.start(sum(_size(p) for p, _, _ in spans))
     failed: list[Problem] = []  # files in directories that could not be read at all
     discard = False
     try:
@@ -176,12 +176,24 @@ def _read_file(
     A file named on its own from which nothing could be read is an error.
     """
     try:
-        return read(require_some=explicit)
+        try:
+            return read(require_some=explicit)
+        except OSError as gone:  # moved, removed or locked since it was listed
+            reason = f"cannot read this file ({gone.strerror or gone})"
+            raise InputError(reason, path) from gone
     except InputError as exc:
         if explicit or strict:
             raise
         failed.append(Problem(path, exc.line, exc.reason))
         return None
+
+
+def _size(path: Path) -> int:
+    """The file's size, 0 when it went away since it was listed (its reading says so)."""
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _keep(report: IngestReport, file: FileReport | None) -> None:

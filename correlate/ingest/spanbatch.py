@@ -63,8 +63,11 @@ def ingest_span_files(
             group.clear()
 
     for path, fmt, explicit in files:
-        size = path.stat().st_size
-        key = _group_key(path, fmt, size)
+        try:
+            size = path.stat().st_size
+        except OSError:  # gone since it was listed: read on its own, which reports it
+            size = -1
+        key = None if size < 0 else _group_key(path, fmt, size)
         if key is None:
             flush()
             if progress is not None:
@@ -97,8 +100,11 @@ def _ingest_group(
     progress: Progress | None,
     read_one: ReadOne,
 ) -> list[FileReport | None]:
+    try:
+        digests = [file_digest(g[0]) for g in group]
+    except OSError:  # one went away since it was listed: each on its own, which reports it
+        return [read_one(path, fmt, explicit, progress) for path, fmt, explicit, _ in group]
     reports: list[FileReport | None] = [FileReport(path, fmt.name) for path, fmt, _, _ in group]
-    digests = [file_digest(g[0]) for g in group]
     held = _held(store, run_id, digests)
     todo: list[int] = []
     for i, sha in enumerate(digests):
