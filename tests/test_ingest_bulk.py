@@ -252,6 +252,26 @@ def test_damaged_file_salvaged_in_bulk_matches_the_careful_path(
     assert ("cut short" in last) == (not final_newline)
 
 
+@pytest.mark.parametrize("bulk", [False, True])
+def test_a_file_cut_at_its_start_is_detected_and_its_first_line_reported(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bulk: bool
+) -> None:
+    if bulk:  # big enough to be salvaged in pieces
+        monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+        monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+        monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    tail_of_a_record = _line("lost", 1, spans=3)[200:]
+    _damaged_file(folder / "cut.jsonl", 20, {1: tail_of_a_record}, final_newline=True)
+    # text that merely mentions OTLP in a later line is still not a trace file
+    (folder / "notes.txt").write_text('see\nthe "resourceSpans" key\n{"a": 1}\nend\n')
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 19 * 3
+    assert [(p.path.name, p.line) for p in report.problems] == [("cut.jsonl", 1)]
+    assert [p.path.name for p in report.passed_over] == ["notes.txt"]
+
+
 def test_clean_file_with_blank_lines_and_every_line_bad_salvages_correctly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -349,13 +349,25 @@ def batches(path: Path) -> Iterator[LineBatch]:
 
 
 def sniff(head: Head) -> bool:
-    """An OTLP/JSON line or document: a JSON object that names ``resourceSpans``."""
+    """An OTLP/JSON line or document: a JSON object that names ``resourceSpans``; or
+    OTLP/JSON lines after a damaged first line (a file cut at its start), which is then
+    reported with its line number like any other bad line."""
     text = head.stripped
-    return (
-        not head.binary
-        and text.startswith("{")
-        and ('"resourceSpans"' in text or '"resource_spans"' in text)
-    )
+    if head.binary or ('"resourceSpans"' not in text and '"resource_spans"' not in text):
+        return False
+    if text.startswith("{"):
+        return True
+    whole_lines = text.split("\n")[1:-1]  # the head's last line may be cut by the head
+    return any(_otlp_line(line) for line in whole_lines[:_SNIFF_LINES])
+
+
+#: How many lines after a damaged first one the sniffer looks at for an OTLP/JSON line.
+_SNIFF_LINES = 3
+
+
+def _otlp_line(line: str) -> bool:
+    line = line.strip()
+    return line.startswith("{") and line.endswith("}") and '"resource' in line[:40]
 
 
 FORMAT = SpanFormat(
