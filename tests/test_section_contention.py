@@ -320,3 +320,21 @@ def test_real_otel_spans_of_threads_interleaving_without_a_lock(tmp_path: Path) 
     # not for want of concurrency: most executions overlapped another request's
     assert len(section.contended) > 0.3 * len(section.executions)
     assert len(section.queued) < 0.5 * len(section.contended)
+
+
+def test_a_pile_up_of_executions_is_swept_in_n_log_n() -> None:
+    """20,000 executions at one instant (a millisecond clock, a burst): the sweep counts
+    who is ahead without looking at every open one (it took 20 s when it did)."""
+    import time
+
+    from correlate.analysis.detectors.section_queue import Execution, Section, sweep
+
+    n = 20_000
+    pile = [Execution(i, i, f"s{i:05d}", f"t{i}", "/r", 0, 0, 10_000_000) for i in range(n)]
+    section = Section("svc", "reserve", pile)
+    began = time.perf_counter()
+    sweep(section, 1_000_000, 1_000_000, 2.0, 5)
+    assert time.perf_counter() - began < 3.0
+    assert [e.ahead for e in section.executions] == list(range(n))
+    # side by side, ending together: none of them queued
+    assert section.queued == []

@@ -164,14 +164,20 @@ def sweep(queue: Queue, tolerance_ns: int, min_uncontended: int) -> None:
     execs = sorted(queue.executions, key=lambda e: (e.start_ns, e.span_id))
     granted_inside = _granted_inside_a_hold(execs, tolerance_ns)
     open_holds: list[tuple[int, int]] = []  # (hold end, index), the earliest end first
+    open_per_request: Counter[tuple[int, int]] = Counter()  # so counting costs no scan
     for i, e in enumerate(execs):
         while open_holds and open_holds[0][0] <= e.start_ns:
-            heapq.heappop(open_holds)
-        others = [execs[j] for _, j in open_holds if (execs[j].th, execs[j].rh) != (e.th, e.rh)]
-        e.ahead = len(others)
-        let_go = [o.hold_end_ns for o in others if o.hold_end_ns <= e.end_ns + tolerance_ns]
-        e.queued = bool(others and let_go and not granted_inside[i])
+            _, j = heapq.heappop(open_holds)
+            open_per_request[(execs[j].th, execs[j].rh)] -= 1
+        mine = (e.th, e.rh)
+        e.ahead = len(open_holds) - open_per_request[mine]
+        e.queued = bool(
+            e.ahead
+            and _first_let_go(execs, open_holds, mine) <= e.end_ns + tolerance_ns
+            and not granted_inside[i]
+        )
         heapq.heappush(open_holds, (e.hold_end_ns, i))
+        open_per_request[mine] += 1
     free = [e.duration_ms for e in execs if e.ahead == 0]
     if len(free) >= min_uncontended:
         baseline = statistics.median(free)
@@ -188,6 +194,17 @@ def sweep(queue: Queue, tolerance_ns: int, min_uncontended: int) -> None:
     for e in execs:
         buckets[str(e.ahead) if e.ahead < 3 else "3+"].append(e.duration_ms)
     queue.by_ahead = {k: statistics.median(v) for k, v in sorted(buckets.items())}
+
+
+def _first_let_go(
+    execs: list[Execution], open_holds: list[tuple[int, int]], mine: tuple[int, int]
+) -> int:
+    """The earliest end among the open holds of requests other than ``mine``: the heap's
+    top, unless that is ``mine`` (a statement run twice in one request)."""
+    end, j = open_holds[0]
+    if (execs[j].th, execs[j].rh) != mine:
+        return end
+    return min(h for h, k in open_holds if (execs[k].th, execs[k].rh) != mine)
 
 
 def _granted_inside_a_hold(execs: list[Execution], tolerance_ns: int) -> list[bool]:

@@ -32,6 +32,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import statistics
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -218,11 +219,14 @@ def sweep(
     execs = sorted(section.executions, key=lambda e: (e.start_ns, e.span_id))
     n = len(execs)
     open_ends: list[tuple[int, int]] = []  # (end, index), the earliest end first
+    open_per_request: Counter[tuple[int, int]] = Counter()  # so counting costs no scan
     for i, e in enumerate(execs):
         while open_ends and open_ends[0][0] <= e.start_ns:
-            heapq.heappop(open_ends)
-        e.ahead = sum(1 for _, j in open_ends if _other(execs[j], e))
+            _, j = heapq.heappop(open_ends)
+            open_per_request[(execs[j].th, execs[j].rh)] -= 1
+        e.ahead = len(open_ends) - open_per_request[(e.th, e.rh)]
         heapq.heappush(open_ends, (e.end_ns, i))
+        open_per_request[(e.th, e.rh)] += 1
     by_end = sorted(range(n), key=lambda k: execs[k].end_ns)
     ends = [execs[k].end_ns for k in by_end]
     for e in execs:
