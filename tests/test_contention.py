@@ -117,6 +117,13 @@ def test_a_lock_held_across_a_call_without_queueing_is_info() -> None:
     assert "HTTP call POST /fraud-check" in f.title
 
 
+def test_a_job_queue_claim_that_skips_locked_rows_is_never_said_to_wait() -> None:
+    b = RunBuilder()
+    claim = "SELECT id FROM jobs WHERE state = 'new' LIMIT 1 FOR UPDATE SKIP LOCKED"
+    checkouts(b, lock=False, sql=claim)  # each claims its own job, then makes its call
+    assert findings(b, lock_contention) == []
+
+
 def test_a_slow_update_is_a_slow_query_not_contention() -> None:
     b = RunBuilder()
     # one request at a time, each UPDATE slow by itself (a bad plan)
@@ -215,7 +222,7 @@ def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
         ("update products set stock = stock - 1 where id = $1", True),
         ("DELETE FROM carts WHERE id = 3", True),
         ("SELECT * FROM accounts WHERE id = 1 FOR UPDATE", True),
-        ("SELECT * FROM accounts WHERE id = 1 FOR NO KEY UPDATE SKIP LOCKED", True),
+        ("SELECT * FROM accounts WHERE id = 1 FOR NO KEY UPDATE SKIP LOCKED", False),
         ("SELECT * FROM accounts WHERE id = 1 FOR KEY SHARE", True),
         ("SELECT * FROM accounts WHERE id = 1 LOCK IN SHARE MODE", True),
         ("LOCK TABLE accounts IN EXCLUSIVE MODE", True),
@@ -227,6 +234,11 @@ def test_random_span_trees_never_crash_it(b: RunBuilder) -> None:
         ("SELECT * FROM block WHERE updated_at > now()", False),
         ("INSERT INTO orders (customer_id) VALUES (5)", False),
         ("SELECT * FROM accounts WHERE id = 1", False),
+        ("WITH d AS (SELECT 1) UPDATE accounts SET n = n + 1 WHERE id = 1", True),
+        ("WITH d AS (SELECT id FROM q) DELETE FROM q WHERE id IN (SELECT id FROM d)", True),
+        ("WITH d AS (SELECT 1) SELECT * FROM d", False),
+        ("SELECT id FROM jobs WHERE state = 'new' LIMIT 1 FOR UPDATE SKIP LOCKED", False),
+        ("SELECT * FROM accounts WHERE id = 1 FOR UPDATE NOWAIT", False),
     ],
 )
 def test_which_statements_hold_their_lock_until_the_transaction_ends(
@@ -234,10 +246,11 @@ def test_which_statements_hold_their_lock_until_the_transaction_ends(
 ) -> None:
     import duckdb
 
-    from correlate.analysis.detectors.lock_queue import LOCKING_PATTERN
+    from correlate.analysis.detectors.lock_queue import LOCKING_PATTERN, NEVER_WAITS_PATTERN
 
     ((found,),) = duckdb.execute(
-        "SELECT regexp_matches($sql, $pattern, 'i')", {"sql": sql, "pattern": LOCKING_PATTERN}
+        "SELECT regexp_matches($sql, $pattern, 'i') AND NOT regexp_matches($sql, $never, 'i')",
+        {"sql": sql, "pattern": LOCKING_PATTERN, "never": NEVER_WAITS_PATTERN},
     ).fetchall()
     assert found is locking
 

@@ -2,7 +2,8 @@
 
 A *locking statement* takes a lock that lasts until its transaction ends: an
 ``UPDATE`` or ``DELETE``, a ``SELECT … FOR UPDATE / NO KEY UPDATE / SHARE``, an
-upsert, ``LOCK TABLE``, an advisory lock (:data:`LOCKING_PATTERN`). For each of
+upsert, ``LOCK TABLE``, an advisory lock (:data:`LOCKING_PATTERN`; not one that skips locked
+rows or fails rather than wait, :data:`NEVER_WAITS_PATTERN`). For each of
 its executions the spans give:
 
 - its *hold*: from the end of the statement (the lock is granted by then) to the
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
 #: Statements whose locks last until their transaction ends (RE2, matched case-insensitively).
 LOCKING_PATTERN = (
     r"^\s*(update|delete)\s"
+    r"|^\s*with\s.*\)\s*(update|delete)\s"
     r"|\sfor\s+(no\s+key\s+|key\s+)?(update|share)(\s|;|$)"
     r"|\slock\s+in\s+share\s+mode"
     r"|^\s*lock\s"
@@ -43,6 +45,9 @@ LOCKING_PATTERN = (
     r"|on\s+conflict[^;]*do\s+update"
     r"|on\s+duplicate\s+key\s+update"
 )
+
+#: Locking reads that never wait for a lock: they skip locked rows or fail at once.
+NEVER_WAITS_PATTERN = r"\sskip\s+locked(\s|;|$)|\snowait(\s|;|$)"
 
 
 @dataclass
@@ -101,6 +106,7 @@ WITH lockers AS (
     SELECT fingerprint, any_value(normalized) AS statement, any_value(tables) AS tables
     FROM statements
     WHERE run_id = $run AND regexp_matches(normalized, $pattern, 'i')
+      AND NOT regexp_matches(normalized, $never_waits, 'i')
     GROUP BY fingerprint
 ),
 execs AS (
@@ -131,7 +137,7 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     parts, reqs = run.table("parts"), run.table("requests")
     rows = run.con.execute(
         _EXECUTIONS_SQL.format(parts=parts, reqs=reqs),
-        {"run": run.run_id, "pattern": LOCKING_PATTERN},
+        {"run": run.run_id, "pattern": LOCKING_PATTERN, "never_waits": NEVER_WAITS_PATTERN},
     ).fetchall()
     grouped: dict[str, Queue] = {}
     for fp, statement, tables, th, rh, span_id, trace_id, route, s0, s1, hold in rows:
