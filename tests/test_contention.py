@@ -124,6 +124,21 @@ def test_a_job_queue_claim_that_skips_locked_rows_is_never_said_to_wait() -> Non
     assert findings(b, lock_contention) == []
 
 
+@pytest.mark.parametrize(
+    ("sql", "named"),
+    [
+        ("SELECT pg_advisory_xact_lock(42)", "the advisory lock pg_advisory_xact_lock()"),
+        ("SELECT GET_LOCK('stock', 10)", "the advisory lock get_lock()"),
+    ],
+)
+def test_an_advisory_lock_is_named_as_one(sql: str, named: str) -> None:
+    b = RunBuilder()
+    checkouts(b, sql=sql)
+    (f,) = findings(b, lock_contention)
+    assert f.title.startswith(f"Lock contention in /checkout: {named} queues")
+    assert "SELECT" not in f.title
+
+
 def test_a_slow_update_is_a_slow_query_not_contention() -> None:
     b = RunBuilder()
     # one request at a time, each UPDATE slow by itself (a bad plan)

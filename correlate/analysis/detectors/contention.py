@@ -231,7 +231,15 @@ def _held_across_call(run: Run, queue: Queue, s: LockContentionSettings) -> Find
     )
 
 
+#: Functions that take an advisory lock, as a statement names them (lower case).
+_ADVISORY = ("pg_advisory_xact_lock", "pg_advisory_lock", "get_lock")
+
+
 def _subject(queue: Queue) -> str:
+    lowered = queue.statement.lower()
+    advisory = next((f for f in _ADVISORY if f + "(" in lowered.replace(" ", "")), None)
+    if advisory:  # a SELECT only in form: the lock is what it takes
+        return f"the advisory lock {advisory}()"
     verb = queue.statement.split(None, 1)[0].upper() if queue.statement.strip() else "statement"
     table = queue.tables[0] if queue.tables else None
     return f"the {verb} on {table}" if table else f"the {verb}"
