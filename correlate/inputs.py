@@ -70,7 +70,7 @@ class Head:
         self.data = data
         self.path = path
         self.empty = not data.strip()
-        self.binary = looks_binary(data)
+        self.binary = looks_binary(data) and not _json_then_nuls(data)
         self.text = data.decode("utf-8", errors="replace")
         self.stripped = self.text.lstrip("\ufeff \t\r\n")
         self.first_line = self.stripped.split("\n", 1)[0].rstrip("\r")
@@ -91,6 +91,15 @@ class Head:
     def text_like(self) -> bool:
         """Not empty and not binary: where text formats look."""
         return not self.empty and not self.binary
+
+
+def _json_then_nuls(data: bytes) -> bool:
+    """JSON text followed only by NUL bytes: a text file padded with zeros by a crash (the
+    file system had allocated its blocks, the writes never landed). Text, not binary; the
+    reader reports the padding as a bad last line."""
+    body = data.rstrip(b"\x00")
+    start = body.lstrip(b"\xef\xbb\xbf \t\r\n")[:1]
+    return len(body) < len(data) and start in (b"{", b"[") and not looks_binary(body)
 
 
 @dataclass(frozen=True, kw_only=True)

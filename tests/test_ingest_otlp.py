@@ -524,3 +524,18 @@ def test_run_directory_fills_the_companion_tables(store: Store) -> None:
     # six span and companion files, four Locust CSVs, six plan files
     assert "16 file(s) already in run 'bf', nothing added from them" in again.summary()
     assert rows(store, "SELECT count(*) FROM pool_leaks") == [(10,)]
+
+
+def test_a_file_padded_with_nuls_by_a_crash_is_read_and_the_padding_reported(
+    store: Store, tmp_path: Path
+) -> None:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    lines = "".join(line(span(span_id=f"{i + 1:016x}", name=f"s{i}")) + "\n" for i in range(3))
+    (folder / "crashed.jsonl").write_bytes(lines.encode() + b"\x00" * 4096)
+    # a protobuf file is still binary: NULs inside, not only after the text
+    (folder / "junk.bin").write_bytes(b"{\x00\x01" * 50 + b"\x00" * 10)
+    report = store.ingest([folder], run="r")
+    assert report.spans_added == 3
+    assert [(p.path.name, p.line) for p in report.problems] == [("crashed.jsonl", 4)]
+    assert [p.path.name for p in report.passed_over] == ["junk.bin"]
