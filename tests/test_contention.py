@@ -139,6 +139,33 @@ def test_an_advisory_lock_is_named_as_one(sql: str, named: str) -> None:
     assert "SELECT" not in f.title
 
 
+@pytest.mark.parametrize(
+    ("call_after_commit", "sql", "held"),
+    [
+        (True, HOT, False),  # the recommended shape: the call once the lock is gone
+        (False, HOT, True),
+        # a session-level advisory lock outlives COMMIT: still held across the call
+        (True, "SELECT pg_advisory_lock(42)", True),
+    ],
+)
+def test_a_traced_commit_ends_the_hold(call_after_commit: bool, sql: str, held: bool) -> None:
+    b = RunBuilder()
+    for i in range(20):
+        trace, t = b.new_id("t"), i * 400.0
+        r = b.request(trace, t, t + 120, "/checkout")
+        b.query(trace, r, t + 1, t + 2, "BEGIN")
+        b.query(trace, r, t + 2, t + 3, sql)
+        b.query(trace, r, t + 3, t + 4, "INSERT INTO orders (customer_id) VALUES (5)")
+        commit_at = t + 4 if call_after_commit else t + 100
+        b.query(trace, r, commit_at, commit_at + 1, "COMMIT")
+        _http(b, trace, r, t + 5, t + 100)
+        b.query(trace, r, t + 101, t + 110, "SELECT * FROM orders WHERE id = 5")
+    found = findings(b, lock_contention)
+    assert [f.title.startswith("Lock held across a call in /checkout") for f in found] == (
+        [True] if held else []
+    )
+
+
 def test_a_slow_update_is_a_slow_query_not_contention() -> None:
     b = RunBuilder()
     # one request at a time, each UPDATE slow by itself (a bad plan)

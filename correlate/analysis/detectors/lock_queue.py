@@ -7,9 +7,10 @@ rows or fails rather than wait, :data:`NEVER_WAITS_PATTERN`). For each of
 its executions the spans give:
 
 - its *hold*: from the end of the statement (the lock is granted by then) to the
-  end of the last database call of the same request after it, the latest point
-  at which spans show the transaction still at work (the COMMIT itself is rarely
-  traced);
+  end of the first COMMIT or ROLLBACK of the same request after it when one is
+  traced (not for a session-level advisory lock, which outlives it), else to the
+  end of its last database call after it, the latest point at which spans show
+  the transaction still at work (the COMMIT itself is rarely traced);
 - the executions of the same statement in *other* requests that were ahead of it
   when it started: started before it and not yet past their hold;
 - whether it *queued*: it ended after one of them let go and inside nobody else's
@@ -45,6 +46,9 @@ LOCKING_PATTERN = (
     r"|on\s+conflict[^;]*do\s+update"
     r"|on\s+duplicate\s+key\s+update"
 )
+
+#: Locks held by the session, not the transaction: they outlive COMMIT.
+SESSION_LOCK_PATTERN = r"pg_advisory_lock|\bget_lock\s*\("
 
 #: Locking reads that never wait for a lock: they skip locked rows or fail at once.
 NEVER_WAITS_PATTERN = r"\sskip\s+locked(\s|;|$)|\snowait(\s|;|$)"
@@ -103,25 +107,36 @@ class Queue:
 
 _EXECUTIONS_SQL = """
 WITH lockers AS (
-    SELECT fingerprint, any_value(normalized) AS statement, any_value(tables) AS tables
+    SELECT fingerprint, any_value(normalized) AS statement, any_value(tables) AS tables,
+           -- a session-level advisory lock outlives COMMIT
+           bool_or(regexp_matches(normalized, $session_lock, 'i')) AS outlives_commit
     FROM statements
     WHERE run_id = $run AND regexp_matches(normalized, $pattern, 'i')
       AND NOT regexp_matches(normalized, $never_waits, 'i')
     GROUP BY fingerprint
 ),
+ends AS (
+    SELECT DISTINCT fingerprint FROM statements
+    WHERE run_id = $run AND upper(operation) IN ('COMMIT', 'ROLLBACK', 'END')
+),
 execs AS (
-    SELECT p.fingerprint, p.th, p.rh, p.span_id, p.trace_id, p.start_ns, p.end_ns, r.route
+    SELECT p.fingerprint, p.th, p.rh, p.span_id, p.trace_id, p.start_ns, p.end_ns, r.route,
+           l.outlives_commit
     FROM {parts} p JOIN {reqs} r USING (th, rh) JOIN lockers l USING (fingerprint)
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
 )
 SELECT e.fingerprint, any_value(l.statement), any_value(l.tables),
        e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, e.end_ns,
-       greatest(e.end_ns, coalesce(max(d.end_ns), e.end_ns)) AS hold_end_ns
+       greatest(e.end_ns, coalesce(
+           min(d.end_ns) FILTER (WHERE d.fingerprint IN (SELECT fingerprint FROM ends)
+                                 AND NOT e.outlives_commit),
+           max(d.end_ns), e.end_ns)) AS hold_end_ns
 FROM execs e
 JOIN lockers l USING (fingerprint)
 LEFT JOIN {parts} d
   ON d.th = e.th AND d.rh = e.rh AND d.category = 'db' AND d.start_ns >= e.end_ns
-GROUP BY e.fingerprint, e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, e.end_ns
+GROUP BY e.fingerprint, e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, e.end_ns,
+         e.outlives_commit
 ORDER BY e.fingerprint, e.start_ns, e.span_id
 """
 
@@ -137,7 +152,12 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     parts, reqs = run.table("parts"), run.table("requests")
     rows = run.con.execute(
         _EXECUTIONS_SQL.format(parts=parts, reqs=reqs),
-        {"run": run.run_id, "pattern": LOCKING_PATTERN, "never_waits": NEVER_WAITS_PATTERN},
+        {
+            "run": run.run_id,
+            "pattern": LOCKING_PATTERN,
+            "never_waits": NEVER_WAITS_PATTERN,
+            "session_lock": SESSION_LOCK_PATTERN,
+        },
     ).fetchall()
     grouped: dict[str, Queue] = {}
     for fp, statement, tables, th, rh, span_id, trace_id, route, s0, s1, hold in rows:
