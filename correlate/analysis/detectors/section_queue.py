@@ -234,11 +234,12 @@ def sweep(
             continue
         # handed over: another request's execution ended just before this one started,
         # while this request was already in flight
-        lo = bisect.bisect_left(ends, e.start_ns - handoff_ns)
-        hi = bisect.bisect_right(ends, e.start_ns + tolerance_ns)
-        e.handoff = any(
-            _other(execs[by_end[k]], e) and e.request_start_ns < ends[k] for k in range(lo, hi)
+        lo = max(
+            bisect.bisect_left(ends, e.start_ns - handoff_ns),
+            bisect.bisect_right(ends, e.request_start_ns),  # ended after this request began
         )
+        hi = bisect.bisect_right(ends, e.start_ns + tolerance_ns)
+        e.handoff = any(_other(execs[by_end[k]], e) for k in range(lo, hi))
     free = [e for e in execs if not e.contended]
     durations = sorted(e.duration_ms for e in execs)
     if len(free) >= min_uncontended:
