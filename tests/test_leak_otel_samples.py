@@ -231,3 +231,12 @@ def test_an_idle_transaction_beside_a_saturated_pool_is_never_denied_nor_a_leak(
         assert "application_name psql" in f.explanation
     else:  # not one of the service's sessions
         assert held == 0 and "psql" not in f.explanation
+
+
+def test_an_error_burst_ends_within_the_run() -> None:
+    """The last window reaches past the run's last request; the burst is said to end with
+    the run ("from 40 s to 91 s" of a 91 s run, never "to 92 s")."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(SAMPLES / "checkout-blackfriday-otel", store=store)
+    (burst,) = [f for f in analysis.findings if f.kind == FindingKind.ERROR_BURST]
+    assert burst.evidence["from_s"] < burst.evidence["to_s"] <= analysis.summary["seconds"]

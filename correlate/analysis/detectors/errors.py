@@ -133,7 +133,8 @@ def _burst(
         ).fetchall()
     )
     rate = errors / n
-    t0, t1 = (lo - run.span[0]) / 1e9, (hi - run.span[0]) / 1e9
+    # the last window may reach past the run's last request: the burst ends with the run
+    t0, t1 = (lo - run.span[0]) / 1e9, (min(hi, run.span[1]) - run.span[0]) / 1e9
     top_routes = sorted(routes.items(), key=lambda kv: -kv[1])
     route = top_routes[0][0] if top_routes else None
     exc_text = (

@@ -376,7 +376,8 @@ def _leak_finding(
                 f"at the end of the run {orphans['checked_out_at_end']}"
                 + (f" of {orphans['capacity']}" if orphans["capacity"] else "")
                 + f" connections were checked out with {orphans['in_flight_at_end']} "
-                "requests in flight"
+                + ("request" if orphans["in_flight_at_end"] == 1 else "requests")
+                + " in flight"
             )
     if stuck:
         evidence["no_recovery"] = stuck
