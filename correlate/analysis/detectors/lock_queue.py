@@ -292,25 +292,18 @@ def held_activities(run: Run, executions: list[Execution]) -> list[Activity]:
     holding = [e for e in executions if e.hold_end_ns > e.end_ns]
     if not holding:
         return []
-    import pyarrow as pa
-
-    holds = pa.table(
+    rows = run.query_with(
+        "holds",
         {
-            "th": pa.array([e.th for e in holding], pa.uint64()),
-            "rh": pa.array([e.rh for e in holding], pa.uint64()),
-            "span_id": pa.array([e.span_id for e in holding], pa.string()),
-            "t0": pa.array([e.end_ns for e in holding], pa.int64()),
-            "t1": pa.array([e.hold_end_ns for e in holding], pa.int64()),
-        }
+            "th": ("uint64", [e.th for e in holding]),
+            "rh": ("uint64", [e.rh for e in holding]),
+            "span_id": ("string", [e.span_id for e in holding]),
+            "t0": ("int64", [e.end_ns for e in holding]),
+            "t1": ("int64", [e.hold_end_ns for e in holding]),
+        },
+        _HELD_SQL,
+        parts=run.table("parts"),
     )
-    name = f"{run.prefix}_holds"
-    run.con.register(name, holds)
-    try:
-        rows = run.con.execute(
-            _HELD_SQL.format(holds=name, parts=run.table("parts")), {"run": run.run_id}
-        ).fetchall()
-    finally:
-        run.con.unregister(name)
     per_label: dict[tuple[str, str], list[float]] = defaultdict(list)
     covered: Counter[str] = Counter()
     for hold_id, category, _call, fp, a, b, name, method, path, address, peer, system in rows:

@@ -125,7 +125,7 @@ ORDER BY e.service, e.name, e.start_ns, e.span_id
 
 _BUSY_SQL = """
 SELECT sum(r.duration_ms - r.pool_ms), count(*) FROM {reqs} r
-WHERE (r.th, r.rh) IN (SELECT (th, rh) FROM {keys})
+WHERE (r.th, r.rh) IN (SELECT (th, rh) FROM {section_keys})
 """
 
 
@@ -160,29 +160,22 @@ def sections(
 
 def busy(run: Run, section: Section) -> None:
     """Set the time (outside pool waits) and number of the requests that run ``section``."""
-    import pyarrow as pa
-
-    keys = pa.table(
+    ((total, requests),) = run.query_with(
+        "section_keys",
         {
-            "th": pa.array([e.th for e in section.executions], pa.uint64()),
-            "rh": pa.array([e.rh for e in section.executions], pa.uint64()),
-        }
+            "th": ("uint64", [e.th for e in section.executions]),
+            "rh": ("uint64", [e.rh for e in section.executions]),
+        },
+        _BUSY_SQL,
+        reqs=run.table("requests"),
     )
-    name = f"{run.prefix}_section_keys"
-    run.con.register(name, keys)
-    try:
-        ((total, requests),) = run.con.execute(
-            _BUSY_SQL.format(reqs=run.table("requests"), keys=name)
-        ).fetchall()
-    finally:
-        run.con.unregister(name)
     section.busy_ms = float(total or 0.0)
     section.requests = int(requests or 0)
 
 
 _INSIDE_SQL = """
 SELECT p.category, count(*), sum(least(p.b, e.t1) - greatest(p.a, e.t0)) / 1e6
-FROM {keys} e JOIN {parts} p
+FROM {section_inside} e JOIN {parts} p
   ON p.th = e.th AND p.rh = e.rh AND p.a < e.t1 AND p.b > e.t0 AND p.span_id IS NOT NULL
  AND p.span_id <> e.span_id
 GROUP BY p.category ORDER BY p.category
@@ -192,23 +185,18 @@ GROUP BY p.category ORDER BY p.category
 def inside(run: Run, executions: list[Execution]) -> dict[str, tuple[int, float]]:
     """Calls made inside these executions, by category (``db``, ``downstream``, ``pool``):
     how many and their time in milliseconds, clipped to the executions."""
-    import pyarrow as pa
-
-    keys = pa.table(
+    rows = run.query_with(
+        "section_inside",
         {
-            "th": pa.array([e.th for e in executions], pa.uint64()),
-            "rh": pa.array([e.rh for e in executions], pa.uint64()),
-            "span_id": pa.array([e.span_id for e in executions], pa.string()),
-            "t0": pa.array([e.start_ns for e in executions], pa.int64()),
-            "t1": pa.array([e.end_ns for e in executions], pa.int64()),
-        }
+            "th": ("uint64", [e.th for e in executions]),
+            "rh": ("uint64", [e.rh for e in executions]),
+            "span_id": ("string", [e.span_id for e in executions]),
+            "t0": ("int64", [e.start_ns for e in executions]),
+            "t1": ("int64", [e.end_ns for e in executions]),
+        },
+        _INSIDE_SQL,
+        parts=run.table("parts"),
     )
-    name = f"{run.prefix}_section_inside"
-    run.con.register(name, keys)
-    try:
-        rows = run.con.execute(_INSIDE_SQL.format(keys=name, parts=run.table("parts"))).fetchall()
-    finally:
-        run.con.unregister(name)
     return {str(c): (int(n), float(ms or 0.0)) for c, n, ms in rows}
 
 
