@@ -1,0 +1,1 @@
+"""Analysis where the spans already are: ClickHouse (the Collector's exporter schema)."""

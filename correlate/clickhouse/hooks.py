@@ -1,0 +1,399 @@
+"""Where DuckDB and ClickHouse mean different things: one hook per construct.
+
+:func:`rewrite` sees every node of a parsed DuckDB statement after its
+children were rewritten, and returns the node ClickHouse should get in its
+place (often a :class:`sqlglot.exp.Var` holding ClickHouse text, rendered from
+children that are already ClickHouse). What sqlglot already writes correctly
+for ClickHouse is left to it.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from sqlglot import exp
+
+_MARK = "\x00p:"
+
+
+def _ch(node: Any) -> str:
+    return str(node.sql(dialect="clickhouse"))
+
+
+def _var(text: str) -> exp.Var:
+    return exp.Var(this=text)
+
+
+# -- the store's macros ------------------------------------------------------------
+
+
+@functools.cache
+def _macros() -> dict[str, tuple[list[str], exp.Expression]]:
+    """``name -> (parameters, body)`` of every ``CREATE MACRO`` in the store's DDL."""
+    import sqlglot
+
+    from correlate import schema
+
+    found: dict[str, tuple[list[str], exp.Expression]] = {}
+    pattern = re.compile(r"CREATE MACRO (\w+)\(([^)]*)\) AS\s+(.*?);\s*$", re.S | re.M)
+    text = re.sub(r"^\s*--.*$", "", schema.DDL, flags=re.M)
+    for name, params, body in pattern.findall(text):
+        names = [p.strip() for p in params.split(",") if p.strip()]
+        found[name.lower()] = (names, sqlglot.parse_one(body, read="duckdb"))
+    return found
+
+
+def expand_macros(tree: exp.Expression) -> exp.Expression:
+    """``tree`` with each call of a store macro replaced by its body."""
+    macros = _macros()
+
+    def expand(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.Anonymous) and node.name.lower() in macros:
+            params, body = macros[node.name.lower()]
+            args = {p: a for p, a in zip(params, node.expressions, strict=False)}
+
+            def bind(inner: exp.Expression) -> exp.Expression:
+                if isinstance(inner, exp.Column) and not inner.table and inner.name in args:
+                    return args[inner.name].copy()
+                return inner
+
+            return expand_macros(body.copy().transform(bind))
+        return node
+
+    return tree.transform(expand)
+
+
+# -- node by node --------------------------------------------------------------------
+
+
+def rewrite(node: exp.Expression) -> exp.Expression:
+    """The ClickHouse form of ``node`` (its children already rewritten)."""
+    hook = _HOOKS.get(type(node))
+    if hook is None:
+        return node
+    result: exp.Expression = hook(node)
+    return result
+
+
+def _placeholder(node: exp.Placeholder) -> exp.Expression:
+    name = node.name or "?"
+    return _var(f"{_MARK}{name}\x00")
+
+
+def _anonymous(node: exp.Anonymous) -> exp.Expression:
+    name = node.name.lower()
+    args = [_ch(a) for a in node.expressions]
+    if name == "hash":
+        return _var(f"cityHash64({', '.join(args)})")
+    if name == "histogram":
+        return _var(f"sumMap(map({args[0]}, toInt64(1)))")
+    if name == "epoch_ns":
+        return _var(f"toUnixTimestamp64Nano({args[0]})")
+    return node
+
+
+def _quantile(node: exp.PercentileCont) -> exp.Expression:
+    value, q = _ch(node.this), node.expression
+    if isinstance(q, exp.Array):
+        qs = ", ".join(_ch(e) for e in q.expressions)
+        return _var(f"quantilesExactInclusive({qs})({value})")
+    return _var(f"quantileExactInclusive({_ch(q)})({value})")
+
+
+def _median(node: exp.Median) -> exp.Expression:
+    return _var(f"quantileExactInclusive(0.5)({_ch(node.this)})")
+
+
+def _mode(node: exp.Mode) -> exp.Expression:
+    # exact: the most frequent value (ClickHouse's topK is approximate)
+    g = f"groupArray({_ch(node.this)})"
+    return _var(f"arrayElement(arraySort(v -> (-countEqual({g}, v), v), arrayDistinct({g})), 1)")
+
+
+def _any_value(node: exp.Expression) -> exp.Expression:
+    inner = node.this if isinstance(node, exp.IgnoreNulls) else node
+    if isinstance(inner, exp.AnyValue):
+        return _var(f"any({_ch(inner.this)})")
+    return node
+
+
+def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
+    # DuckDB's list() keeps NULLs, groupArray drops them: wrap each value in a tuple
+    this = node.this
+    if isinstance(this, exp.Distinct):
+        values = ", ".join(_ch(e) for e in this.expressions)
+        return _var(f"groupUniqArray({values})")
+    if isinstance(this, exp.Order):
+        value = _ch(this.this)
+        keys = this.expressions
+        desc = [bool(k.args.get("desc")) for k in keys]
+        if all(desc) or not any(desc):
+            sort = "arrayReverseSort" if all(desc) else "arraySort"
+            key = ", ".join(_ch(k.this) for k in keys)
+        else:
+            # mixed directions: a descending key must be numeric, and is negated
+            sort = "arraySort"
+            key = ", ".join(
+                f"-toFloat64({_ch(k.this)})" if d else _ch(k.this) for k, d in zip(keys, desc, strict=True)
+            )
+        return _var(f"arrayMap(t -> t.1, {sort}(t -> t.2, groupArray(tuple({value}, tuple({key})))))")
+    return _var(f"arrayMap(t -> t.1, groupArray(tuple({_ch(this)})))")
+
+
+def _count(node: exp.Count) -> exp.Expression:
+    if isinstance(node.parent, exp.Filter):
+        return node
+    return _var(f"toInt64({_ch(node)})")
+
+
+def _filter(node: exp.Filter) -> exp.Expression:
+    if isinstance(node.this, exp.Count):
+        return _var(f"toInt64({_ch(node)})")
+    return node
+
+
+def _length(node: exp.Length) -> exp.Expression:
+    return _var(f"toInt64(length({_ch(node.this)}))")
+
+
+def _int_div(node: exp.IntDiv) -> exp.Expression:
+    return _var(f"intDiv({_ch(node.this)}, {_ch(node.expression)})")
+
+
+def _split(node: exp.Split) -> exp.Expression:
+    return _var(f"splitByString({_ch(node.expression)}, {_ch(node.this)})")
+
+
+def _transform(node: exp.Transform) -> exp.Expression:
+    return _var(f"arrayMap({_ch(node.expression)}, {_ch(node.this)})")
+
+
+def _array_filter(node: exp.ArrayFilter) -> exp.Expression:
+    return _var(f"arrayFilter({_ch(node.expression)}, {_ch(node.this)})")
+
+
+def _array_to_string(node: exp.ArrayToString) -> exp.Expression:
+    return _var(f"arrayStringConcat({_ch(node.this)}, {_ch(node.expression)})")
+
+
+def _json_keys(node: exp.JSONKeys) -> exp.Expression:
+    return _var(f"JSONExtractKeys({_ch(node.this)})")
+
+
+def _json_scalar(node: exp.Expression) -> exp.Expression:
+    # DuckDB's ->> and json_extract_string: NULL for a missing key or a JSON null,
+    # the text of a number or boolean
+    path = node.expression
+    if isinstance(path, exp.JSONPath):
+        parts = [p for p in path.expressions if not isinstance(p, exp.JSONPathRoot)]
+        if len(parts) == 1 and isinstance(parts[0], exp.JSONPathKey):
+            key = _literal(str(parts[0].this))
+            return _var(f"JSONExtract({_ch(node.this)}, {key}, 'Nullable(String)')")
+    if isinstance(path, exp.Literal) and path.is_string:
+        key = path.this[2:] if path.this.startswith("$.") else path.this
+        key = key[1:-1] if key.startswith('"') and key.endswith('"') else key
+        return _var(f"JSONExtract({_ch(node.this)}, {_literal(key)}, 'Nullable(String)')")
+    # a key built at run time: '$."' || k || '"'
+    key = f"replaceRegexpOne({_ch(path)}, '^\\\\$\\\\.\"?(.*?)\"?$', '\\\\1')"
+    return _var(f"JSONExtract({_ch(node.this)}, {key}, 'Nullable(String)')")
+
+
+def _literal(text: str) -> str:
+    from correlate.clickhouse.translate import literal
+
+    return literal(text)
+
+
+def _regexp_full(node: exp.RegexpFullMatch) -> exp.Expression:
+    return _var(f"match({_ch(node.this)}, concat('^(?:', {_ch(node.expression)}, ')$'))")
+
+
+def _regexp_like(node: exp.RegexpLike) -> exp.Expression:
+    flag = node.args.get("flag")
+    pattern = _ch(node.expression)
+    if flag is not None and "i" in str(flag.this):
+        pattern = f"concat('(?i)', {pattern})"
+    return _var(f"match({_ch(node.this)}, {pattern})")
+
+
+def _regexp_replace(node: exp.RegexpReplace) -> exp.Expression:
+    flags = node.args.get("modifiers")
+    text = str(flags.this) if isinstance(flags, exp.Literal) else ""
+    pattern = _ch(node.expression)
+    inline = "".join(f for f in "is" if f in text)
+    if inline:
+        pattern = f"concat('(?{inline})', {pattern})"
+    fn = "replaceRegexpAll" if "g" in text else "replaceRegexpOne"
+    return _var(f"{fn}({_ch(node.this)}, {pattern}, {_ch(node.args['replacement'])})")
+
+
+def _regexp_extract(node: exp.RegexpExtract) -> exp.Expression:
+    group = node.args.get("group")
+    index = _ch(group) if group is not None else "0"
+    return _var(f"regexpExtract({_ch(node.this)}, {_ch(node.expression)}, {index})")
+
+
+def _starts_with(node: exp.StartsWith) -> exp.Expression:
+    return _var(f"startsWith({_ch(node.this)}, {_ch(node.expression)})")
+
+
+def _try_cast(node: exp.TryCast) -> exp.Expression:
+    target = node.to.sql(dialect="clickhouse")
+    target = re.sub(r"^Nullable\((.*)\)$", r"\1", target)
+    return _var(f"accurateCastOrNull({_ch(node.this)}, {_literal(target)})")
+
+
+def _logical_or(node: exp.LogicalOr) -> exp.Expression:
+    return _var(f"max({_ch(node.this)})")
+
+
+def _logical_and(node: exp.LogicalAnd) -> exp.Expression:
+    return _var(f"min({_ch(node.this)})")
+
+
+def _array_distinct(node: exp.ArrayDistinct) -> exp.Expression:
+    return _var(f"arrayDistinct({_ch(node.this)})")
+
+
+def _flatten(node: exp.Flatten) -> exp.Expression:
+    return _var(f"arrayFlatten({_ch(node.this)})")
+
+
+def _array_sort(node: exp.ArraySort) -> exp.Expression:
+    return _var(f"arraySort({_ch(node.this)})")
+
+
+def _window_shift(node: exp.Expression) -> exp.Expression:
+    # lead/lag past a partition's end: NULL as in DuckDB, not the type's default
+    if isinstance(node, (exp.Lead, exp.Lag)) and node.args.get("default") is None:
+        name = "lead" if isinstance(node, exp.Lead) else "lag"
+        offset = node.args.get("offset")
+        extra = f", {_ch(offset)}" if offset is not None else ""
+        return _var(f"{name}(toNullable({_ch(node.this)}){extra})")
+    return node
+
+
+def _slice(node: exp.Bracket) -> exp.Expression:
+    # DuckDB's list[a:b] (1-based, inclusive)
+    if len(node.expressions) == 1 and isinstance(node.expressions[0], exp.Slice):
+        bounds = node.expressions[0]
+        lo = _ch(bounds.this) if bounds.this is not None else "1"
+        if bounds.expression is None:
+            return _var(f"arraySlice({_ch(node.this)}, {lo})")
+        hi = _ch(bounds.expression)
+        return _var(f"arraySlice({_ch(node.this)}, {lo}, greatest(({hi}) - ({lo}) + 1, 0))")
+    return node
+
+
+def _select(node: exp.Select) -> exp.Expression:
+    # DuckDB names ``p.th`` as ``th``; ClickHouse may keep the qualifier
+    names = [e.alias_or_name for e in node.expressions]
+    for i, e in enumerate(node.expressions):
+        if (
+            isinstance(e, exp.Column)
+            and e.table
+            and not isinstance(e.this, exp.Star)
+            and names.count(e.name) == 1
+        ):
+            node.expressions[i].replace(exp.alias_(e.copy(), e.name, quoted=False))
+    return node
+
+
+def _join(node: exp.Join) -> exp.Expression:
+    kind = (node.kind or "").upper()
+    if kind in ("ANTI", "SEMI") and not node.side:
+        node.set("side", "LEFT")
+    return node
+
+
+def _series(node: exp.Table) -> exp.Expression:
+    series = node.this
+    if not isinstance(series, exp.GenerateSeries):
+        return node
+    start, end = _ch(series.args["start"]), _ch(series.args["end"])
+    step = series.args.get("step")
+    if step is not None and _ch(step) != "1":
+        from correlate.clickhouse.translate import TranslationError
+
+        raise TranslationError("range() with a step")
+    exclusive = bool(series.args.get("is_end_exclusive"))
+    count = f"greatest(({end}) - ({start}){'' if exclusive else ' + 1'}, 0)"
+    alias = node.args.get("alias")
+    column = "i"
+    name = "series"
+    if isinstance(alias, exp.TableAlias):
+        name = alias.name or name
+        if alias.columns:
+            column = alias.columns[0].name
+    query = f"(SELECT toInt64(number) + ({start}) AS {column} FROM numbers(toUInt64({count})))"
+    return exp.Table(this=_var(query), alias=exp.TableAlias(this=exp.to_identifier(name)))
+
+
+def _create(node: exp.Create) -> exp.Expression:
+    if (node.args.get("kind") or "").upper() != "TABLE" or node.expression is None:
+        return node
+    return _var(
+        f"CREATE OR REPLACE TABLE {_ch(node.this)} ENGINE = Memory AS {_ch(node.expression)}"
+    )
+
+
+_HOOKS: dict[type, Any] = {
+    exp.Placeholder: _placeholder,
+    exp.Anonymous: _anonymous,
+    exp.PercentileCont: _quantile,
+    exp.Median: _median,
+    exp.Mode: _mode,
+    exp.IgnoreNulls: _any_value,
+    exp.AnyValue: _any_value,
+    exp.ArrayAgg: _array_agg,
+    exp.Count: _count,
+    exp.Filter: _filter,
+    exp.Length: _length,
+    exp.IntDiv: _int_div,
+    exp.Split: _split,
+    exp.Transform: _transform,
+    exp.ArrayFilter: _array_filter,
+    exp.ArrayToString: _array_to_string,
+    exp.JSONKeys: _json_keys,
+    exp.JSONExtractScalar: _json_scalar,
+    exp.RegexpFullMatch: _regexp_full,
+    exp.RegexpLike: _regexp_like,
+    exp.RegexpReplace: _regexp_replace,
+    exp.RegexpExtract: _regexp_extract,
+    exp.StartsWith: _starts_with,
+    exp.TryCast: _try_cast,
+    exp.LogicalOr: _logical_or,
+    exp.LogicalAnd: _logical_and,
+    exp.ArrayDistinct: _array_distinct,
+    exp.Flatten: _flatten,
+    exp.ArraySort: _array_sort,
+    exp.Lead: _window_shift,
+    exp.Lag: _window_shift,
+    exp.Join: _join,
+    exp.Select: _select,
+    exp.Bracket: _slice,
+    exp.Table: _series,
+    exp.Create: _create,
+}
+
+
+def finish(text: str) -> str:
+    """Last touches on the generated text."""
+    return text
+
+
+def json_keys(sql: str) -> str:
+    """DuckDB reads ``j->>'a.b'`` (no ``$``) as the key ``a.b``, not a path; sqlglot
+    parses both alike, so plain keys are written as quoted path keys first."""
+    return re.sub(r"(->>?)\s*'([^'$][^'\"]*)'", lambda m: f"{m.group(1)}'$.\"{m.group(2)}\"'", sql)
+
+
+def system_tables(sql: str) -> str:
+    """``duckdb_tables()`` lookups as ClickHouse's ``system.tables`` of the work database."""
+    if "duckdb_tables()" not in sql:
+        return sql
+    sql = sql.replace("duckdb_tables()", "system.tables")
+    sql = re.sub(r"\btemporary\b", "database = currentDatabase()", sql)
+    return re.sub(r"\btable_name\b", "name", sql)
