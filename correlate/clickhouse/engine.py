@@ -96,6 +96,8 @@ class Engine:
         self.conn = conn
         self.bytes_fetched = 0
         self.statements = 0
+        #: (bytes, rows, the statement's first 200 characters) of every result, in order
+        self.fetches: list[tuple[int, int, str]] = []
         self._registered: set[str] = set()
 
     def execute(self, sql: str, params: Any = None) -> Result:
@@ -115,6 +117,7 @@ class Engine:
                 f"ClickHouse could not run a statement of the analysis: {exc}\n{text}"
             ) from None
         self.bytes_fetched += table.nbytes
+        self.fetches.append((table.nbytes, table.num_rows, " ".join(sql.split())[:200]))
         return Result(table)
 
     def sql(self, sql: str, params: Any = None) -> Result:
@@ -138,20 +141,37 @@ class Engine:
         self._registered.discard(name)
 
 
-def _ch_type(kind: Any) -> str:
+def _ch_type(kind: Any, *, nullable: bool = True) -> str:
+    """The ClickHouse type that holds an Arrow type's values (NULLs included)."""
     import pyarrow as pa
 
+    def wrap(name: str) -> str:
+        return f"Nullable({name})" if nullable else name
+
     if pa.types.is_boolean(kind):
-        return "Nullable(Bool)"
+        return wrap("Bool")
     if pa.types.is_integer(kind):
-        return f"Nullable({'U' if pa.types.is_unsigned_integer(kind) else ''}Int{kind.bit_width})"
-    if pa.types.is_floating(kind):
-        return "Nullable(Float64)"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "Nullable(String)"
+        return wrap(f"{'U' if pa.types.is_unsigned_integer(kind) else ''}Int{kind.bit_width}")
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return wrap("Float64")
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        return wrap("String")
+    if isinstance(kind, pa.ExtensionType):
+        return _ch_type(kind.storage_type, nullable=nullable)
+    if pa.types.is_timestamp(kind):
+        unit = {"s": 0, "ms": 3, "us": 6, "ns": 9}[kind.unit]
+        return wrap(f"DateTime64({unit}, 'UTC')")
+    if pa.types.is_date(kind):
+        return wrap("Date32")
+    if pa.types.is_map(kind):
+        key = _ch_type(kind.key_type, nullable=False)
+        return f"Map({key}, {_ch_type(kind.item_type)})"
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return f"Array({_ch_type(kind.value_type)})"
-    raise TranslationError(f"cannot register a column of Arrow type {kind} in ClickHouse")
+    if pa.types.is_struct(kind):
+        fields = ", ".join(f"`{f.name}` {_ch_type(f.type)}" for f in kind)
+        return f"Tuple({fields})"
+    raise TranslationError(f"cannot hold a column of Arrow type {kind} in ClickHouse")
 
 
 __all__ = ["SETTINGS", "ClickHouse", "Engine", "Result"]
