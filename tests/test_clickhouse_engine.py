@@ -159,6 +159,7 @@ def test_every_statement_of_a_report_runs_in_clickhouse(chdb: Any) -> None:
         page = correlate.report("bf", store=remote_store, format="json")  # type: ignore[arg-type]
         local = correlate.report("bf", store=store, format="json")
     assert '"pool_leak"' in page and page.count('"kind"') == local.count('"kind"')
+    assert engine.statements >= 40  # the report's evidence ran there too
 
 
 @pytest.mark.parametrize(
