@@ -336,7 +336,7 @@ def _route_samples(run: Run, buckets: list[int] | None) -> dict[str, _RouteSampl
         else "true"
     )
     params = {"buckets": buckets, "start": run.span[0], "width": width} if buckets else {}
-    picked = f"SELECT route, duration_ms, error, request_id FROM {reqs} WHERE {where}"
+    picked = f"SELECT route, duration_ms, error, request_id, start_ns FROM {reqs} WHERE {where}"
     levels = ", ".join(f"quantile_cont(duration_ms, {int(q[1:]) / 100}) AS {q}" for q in QUANTILES)
     out: dict[str, _RouteSample] = {}
     for route, n, errors, rate, *qs in run.con.execute(
@@ -355,8 +355,9 @@ def _route_samples(run: Run, buckets: list[int] | None) -> dict[str, _RouteSampl
         )
     for route, values in run.con.execute(
         f"""
-        SELECT route, list(duration_ms) FROM (
-            SELECT route, duration_ms, row_number() OVER (
+        -- in time order, as the bootstrap's resampling by index is seeded
+        SELECT route, list(duration_ms ORDER BY start_ns, request_id) FROM (
+            SELECT route, duration_ms, start_ns, request_id, row_number() OVER (
                 PARTITION BY route ORDER BY hash(request_id), duration_ms) AS k
             FROM ({picked})
         ) WHERE k <= {MAX_SAMPLE} GROUP BY route
