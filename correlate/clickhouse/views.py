@@ -24,18 +24,17 @@ ingest does, and goes into a ``statements`` table in the work database.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
-from correlate.clickhouse.derive import clickhouse_expr
+from correlate.clickhouse.connection import Connection, Source
+from correlate.clickhouse.derive import clickhouse_expr, clickhouse_query
 from correlate.clickhouse.export import EXTRA_POOL_METRICS, POOL_CLASS_ATTRIBUTE
-from correlate.clickhouse.otel_schema import quote_identifier, quote_string
+from correlate.clickhouse.otel_schema import OtelTables, quote_identifier, quote_string
 from correlate.schema import SPAN_COLUMN_NAMES
 
-if TYPE_CHECKING:
-    from correlate.clickhouse.connection import Connection
-
 __all__ = [
+    "callee_routes_sql",
     "create_canonical_views",
+    "db_spans_sql",
     "fingerprint_statements",
     "pool_samples_sql",
     "spans_sql",
@@ -86,14 +85,9 @@ def spans_sql(
     mapped = ",\n       ".join(
         f"{clickhouse_expr(v)} AS {c}" for c, v in semantic_columns(index).items()
     )
-    helpers, db_system, status, template, mapped_from = (
-        clickhouse_expr(e) if i else e
-        for i, e in enumerate(derived_sql(index, error_present="_has_error"))
-    )
-    helpers = ", ".join(
-        f"{clickhouse_expr(expr)} AS {name}"
-        for expr, name in re.findall(r"(.+?) AS (_\w+)(?:, |$)", helpers)
-    )
+    helper_sql, *derived = derived_sql(index, error_present="_has_error")
+    db_system, status, template, mapped_from = (clickhouse_expr(e) for e in derived)
+    helpers = ", ".join(f"{clickhouse_expr(sql)} AS {name}" for name, sql in helper_sql.items())
     where = _where(window, services)
     events = (
         "arrayMap((t, n, a) -> CAST(tuple(toUnixTimestamp64Nano(t), n, toJSONString(a)), "
@@ -116,7 +110,7 @@ def spans_sql(
         "db_system": "_db_system",
         "status_code": "_status_code",
         "http_target_template": "_template",
-        "mapped_from": "_mapped_from",
+        "mapped_from": "CAST(_mapped_from, 'Array(String)')",
     }
     select = ",\n       ".join(f"{final.get(c, c)} AS {c}" for c in SPAN_COLUMN_NAMES)
     service = _map_get("ResourceAttributes", SERVICE_NAME)
@@ -337,24 +331,75 @@ def _macro(name: str, argument: str) -> str:
     return re.sub(rf"\b{parameter}\b", f"({argument})", body)
 
 
+def callee_routes_sql(own: str) -> str:
+    """ClickHouse SELECT over the spans view ``own`` giving client spans their callee's route.
+
+    The step :func:`correlate.ingest.callees.link_callee_routes` runs after a local
+    ingest, as a join: an HTTP client span whose child SERVER span (same trace)
+    names a route takes that route as its template (``mapped_from`` says
+    ``http_target_template<-callee``), unless the callee's template is itself only
+    a folded path.
+    """
+    from correlate.ingest.callees import CALLEE_MAPPING
+
+    prefix = CALLEE_MAPPING.split("<-", 1)[0] + "<-"
+    linked = (
+        "(c.kind = 'CLIENT' AND c.http_target_template IS NOT NULL "
+        "AND s.callee_template IS NOT NULL AND c.http_target_template != s.callee_template)"
+    )
+    replaced = {
+        "http_target_template": f"if({linked}, s.callee_template, c.http_target_template)",
+        "mapped_from": (
+            f"if({linked}, arrayPushBack(arrayFilter(m -> NOT startsWith(m, "
+            f"{quote_string(prefix)}), c.mapped_from), {quote_string(CALLEE_MAPPING)}), "
+            "c.mapped_from)"
+        ),
+    }
+    select = ",\n       ".join(
+        f"{replaced.get(column, f'c.{column}')} AS {column}" for column in SPAN_COLUMN_NAMES
+    )
+    folded = quote_string(f"{prefix}url_path")
+    return f"""SELECT {select}
+FROM {own} AS c
+LEFT JOIN (
+    SELECT trace_id, parent_id, any(http_target_template) AS callee_template
+    FROM {own}
+    WHERE kind = 'SERVER' AND parent_id IS NOT NULL AND http_target_template IS NOT NULL
+      AND NOT has(mapped_from, {folded})
+    GROUP BY trace_id, parent_id
+) AS s ON s.trace_id = c.trace_id AND s.parent_id = c.span_id"""
+
+
 def create_canonical_views(
     conn: Connection,
-    source: object = None,
+    source: Source | OtelTables | None = None,
     work_db: str = "correlate_work",
     *,
     window: tuple[int, int] | None = None,
     services: tuple[str, ...] = (),
+    callee_routes: bool = True,
 ) -> None:
     """Create views ``spans`` and ``pool_samples`` in ``work_db`` over the exporter's tables.
 
-    ``source`` is accepted for symmetry with the engine (the connection already
-    knows its tables); ``window`` is (start_ns, end_ns), inclusive; ``services``
-    keeps the spans of those services only.
+    ``source`` names the exporter's tables (default: the ones ``conn`` was opened
+    for); ``window`` is (start_ns, end_ns), inclusive, on the span's start;
+    ``services`` keeps the spans of those services only. ``spans_own`` holds each
+    span's own columns; ``spans`` adds the callee's route to HTTP client spans (a
+    join of the view with itself; ``callee_routes=False`` leaves it out, and
+    ``spans`` is then ``spans_own``'s columns).
     """
+    if source is not None:
+        conn = conn.using(source.tables if isinstance(source, Source) else source)
     columns = conn.require_traces()
     database = quote_identifier(work_db)
     conn.command(f"CREATE DATABASE IF NOT EXISTS {database}")
-    spans = spans_sql(conn.source.tables.traces_table, columns, window=window, services=services)
+    own = spans_sql(conn.source.tables.traces_table, columns, window=window, services=services)
+    if callee_routes:
+        conn.command(f"CREATE OR REPLACE VIEW {database}.spans_own AS {own}")
+        spans = callee_routes_sql(f"{database}.spans_own")
+    else:
+        conn.command(f"DROP VIEW IF EXISTS {database}.spans_own")
+        spans = own
     conn.command(f"CREATE OR REPLACE VIEW {database}.spans AS {spans}")
     pool = pool_samples_sql(conn, window)
     conn.command(f"CREATE OR REPLACE VIEW {database}.pool_samples AS {pool}")
@@ -406,5 +451,19 @@ GROUP BY db_system, key"""
     )
     if rows:
         conn.insert_arrow(f"{database}.statements", table)
+    conn.command(f"CREATE OR REPLACE VIEW {database}.db_spans AS {db_spans_sql(work_db)}")
     spans = sum(result.column("spans").to_pylist())
     return len(rows), spans
+
+
+def db_spans_sql(work_db: str) -> str:
+    """ClickHouse text of the store's ``db_spans`` view over ``work_db``'s spans and statements."""
+    from correlate.schema import DB_SPANS_VIEW
+
+    select = DB_SPANS_VIEW[DB_SPANS_VIEW.index("SELECT") :].strip().rstrip(";")
+    select = re.sub(
+        r"statement_key\((\w+\.\w+)\)",
+        lambda m: f"({_macro('statement_key', m.group(1))})",
+        select,
+    )
+    return clickhouse_query(select, work_db)
