@@ -4,7 +4,10 @@
 them, :mod:`~correlate.clickhouse.connection` turns a ``clickhouse://`` or
 ``chdb://`` URL into a connection, :mod:`~correlate.clickhouse.export` writes a
 local run into those tables, and :mod:`~correlate.clickhouse.views` derives the
-local store's canonical ``spans`` and ``pool_samples`` from them, inside ClickHouse.
+local store's canonical ``spans`` (and, through :mod:`~correlate.clickhouse.pool_view`
+and :mod:`~correlate.clickhouse.statements`, ``pool_samples``, ``statements`` and
+``db_spans``) from them, inside ClickHouse, with local ingest's own SQL rewritten for
+ClickHouse by :mod:`~correlate.clickhouse.derive`.
 
 Nothing here imports ``chdb`` or ``clickhouse_connect`` until a connection is opened
 (``pip install 'correlate[clickhouse]'`` or ``'correlate[chdb]'``).
