@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.clickhouse.connection import Connection, Source, connect
-from correlate.ingest.poolmetrics import OTEL_POOL_CLASS
+from correlate.semconv import ERROR_ATTRIBUTE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,15 +105,29 @@ def _string_map_sql(json_expr: str) -> str:
     """SQL: a JSON object as ``MAP(VARCHAR, VARCHAR)``, values as ``Value.AsString()`` gives them.
 
     Strings as they are, JSON null as the empty string, anything else (numbers,
-    booleans, arrays, objects) as its JSON text.
+    booleans, arrays, objects) as its JSON text. NULL for an object with a key twice
+    (a DuckDB map cannot hold it): :func:`_with_duplicate_keys` fills those in.
     """
     return (
-        f"map_from_entries(list_transform(map_entries(CAST(coalesce({json_expr}, '{{}}')::JSON "
+        f"map_from_entries(list_transform(map_entries(TRY_CAST(coalesce({json_expr}, '{{}}')::JSON "
         "AS MAP(VARCHAR, JSON))), lambda e: {'key': e.key, 'value': CASE "
         "WHEN e.value IS NULL OR json_type(e.value) = 'NULL' THEN '' "
         "WHEN json_type(e.value) = 'VARCHAR' THEN e.value->>'$' "
         "ELSE CAST(e.value AS VARCHAR) END}))"
     )
+
+
+def _fallback_sql(json_expr: str) -> str:
+    """SQL: the JSON text, only where :func:`_string_map_sql` gives NULL for it."""
+    return f"CASE WHEN {_string_map_sql(json_expr)} IS NULL THEN {json_expr} END"
+
+
+def _list_fallback_sql(items: str, field: str) -> str:
+    """SQL: every item's JSON text, only when one of them has a key twice."""
+    broken = (
+        f"list_bool_or(list_transform({items}, lambda x: {_string_map_sql(f'x.{field}')} IS NULL))"
+    )
+    return f"CASE WHEN {broken} THEN list_transform({items}, lambda x: x.{field}) END"
 
 
 def _enum_sql(expr: str, names: dict[str, str]) -> str:
@@ -125,7 +139,7 @@ def _traces_sql(run_id: int) -> str:
     # The status the span carried: local ingest may have set ERROR from an `error`
     # attribute (mapped_from says so), which a reader of the row derives again.
     status = (
-        "CASE WHEN list_contains(coalesce(s.mapped_from, []), 'status_code<-error') "
+        f"CASE WHEN list_contains(coalesce(s.mapped_from, []), 'status_code<-{ERROR_ATTRIBUTE}') "
         f"THEN 'Unset' ELSE {_enum_sql('s.status_code', STATUS_CODES)} END"
     )
     return f"""
@@ -150,7 +164,11 @@ SELECT s.start_ns AS "Timestamp",
        list_transform(s.links, lambda l: l.trace_id) AS "Links.TraceId",
        list_transform(s.links, lambda l: l.span_id) AS "Links.SpanId",
        list_transform(s.links, lambda l: '') AS "Links.TraceState",
-       list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes"
+       list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes",
+       {_fallback_sql(resource_json_sql("s"))} AS "{_FALLBACK}ResourceAttributes",
+       {_fallback_sql("s.attributes")} AS "{_FALLBACK}SpanAttributes",
+       {_list_fallback_sql("s.events", "attributes")} AS "{_FALLBACK}Events.Attributes",
+       {_list_fallback_sql("s.links", "attributes")} AS "{_FALLBACK}Links.Attributes"
 FROM spans s
 WHERE s.run_id = {int(run_id)}
 ORDER BY s.service, s.name, s.start_ns
@@ -162,6 +180,9 @@ def _metrics_sql(run_id: int, kind: str) -> str:
 
     A sample read from the older instrument names is written back with those names.
     """
+    # imported here, not at the top: `import correlate` must not load the ingest package
+    from correlate.ingest.poolmetrics import OTEL_POOL_CLASS
+
     old = f"p.pool_class = '{OTEL_POOL_CLASS} {_OLD[0]}'"
     metrics: list[tuple[str, str, str | None]] = []
     for column, suffix, metric_kind, state in _POOL_METRICS:
@@ -245,7 +266,8 @@ def _export(
         progress.file(Path(run))
     spans = 0
     for batch in _batches(store, _traces_sql(run_id)):
-        conn.insert_arrow(conn.source.tables.traces_table, _with_times(batch))
+        rows = _with_times(_with_duplicate_keys(batch))
+        conn.insert_arrow(conn.source.tables.traces_table, rows)
         spans += batch.num_rows
         if progress is not None:
             progress.advance(batch.num_rows)
@@ -276,6 +298,60 @@ def _batches(store: Store, sql: str) -> Iterator[pa.Table]:
 
 
 _TIME_COLUMNS = ("Timestamp", "Events.Timestamp", "TimeUnix")
+#: Prefix of the columns holding JSON text a map could not be built from in DuckDB.
+_FALLBACK = "_json."
+
+
+def _with_duplicate_keys(table: pa.Table) -> pa.Table:
+    """Fill in, from their JSON text, the maps of objects with a key twice; drop that text.
+
+    OpenTelemetry attributes should have unique keys, but a tracer may send one twice
+    and local ingest keeps both; a ClickHouse map keeps both too, in order. Rare, so
+    done row by row in Python.
+    """
+    import pyarrow as pa
+
+    for name in [n for n in table.column_names if n.startswith(_FALLBACK)]:
+        target = name[len(_FALLBACK) :]
+        texts = table.column(name)
+        table = table.drop_columns([name])
+        if texts.null_count == len(texts):
+            continue
+        column = table.column(target)
+        values = column.to_pylist()
+        for i, text in enumerate(texts.to_pylist()):
+            if isinstance(text, list):
+                values[i] = [
+                    m if m is not None else _pairs(t) for m, t in zip(values[i], text, strict=True)
+                ]
+            elif text is not None:
+                values[i] = _pairs(text)
+        index = table.column_names.index(target)
+        table = table.set_column(index, target, pa.array(values, type=column.type))
+    return table
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]]:
+    """A JSON object's entries in order, duplicates kept, values as the exporter's strings."""
+    import json
+
+    def string(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    entries = json.loads(text or "{}", object_pairs_hook=lambda pairs: pairs)
+    return [(key, string(dict(v) if _is_object(v) else v)) for key, v in entries]
+
+
+def _is_object(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value)
+        and bool(value)
+    )
 
 
 def _with_times(table: pa.Table) -> pa.Table:
