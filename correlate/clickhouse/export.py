@@ -117,19 +117,6 @@ def _string_map_sql(json_expr: str) -> str:
     )
 
 
-def _fallback_sql(json_expr: str) -> str:
-    """SQL: the JSON text, only where :func:`_string_map_sql` gives NULL for it."""
-    return f"CASE WHEN {_string_map_sql(json_expr)} IS NULL THEN {json_expr} END"
-
-
-def _list_fallback_sql(items: str, field: str) -> str:
-    """SQL: every item's JSON text, only when one of them has a key twice."""
-    broken = (
-        f"list_bool_or(list_transform({items}, lambda x: {_string_map_sql(f'x.{field}')} IS NULL))"
-    )
-    return f"CASE WHEN {broken} THEN list_transform({items}, lambda x: x.{field}) END"
-
-
 def _enum_sql(expr: str, names: dict[str, str]) -> str:
     cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in names.items())
     return f"CASE {expr} {cases} ELSE coalesce({expr}, '') END"
@@ -165,14 +152,36 @@ SELECT s.start_ns AS "Timestamp",
        list_transform(s.links, lambda l: l.span_id) AS "Links.SpanId",
        list_transform(s.links, lambda l: '') AS "Links.TraceState",
        list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes",
-       {_fallback_sql(resource_json_sql("s"))} AS "{_FALLBACK}ResourceAttributes",
-       {_fallback_sql("s.attributes")} AS "{_FALLBACK}SpanAttributes",
-       {_list_fallback_sql("s.events", "attributes")} AS "{_FALLBACK}Events.Attributes",
-       {_list_fallback_sql("s.links", "attributes")} AS "{_FALLBACK}Links.Attributes"
+       {resource_json_sql("s")} AS _resource,
+       s.attributes AS _attributes,
+       list_transform(s.events, lambda e: e.attributes) AS _events,
+       list_transform(s.links, lambda l: l.attributes) AS _links,
+       s.service AS _service, s.name AS _name, s.start_ns AS _start
 FROM spans s
 WHERE s.run_id = {int(run_id)}
-ORDER BY s.service, s.name, s.start_ns
 """
+
+
+def _traces_with_fallback_sql(run_id: int) -> str:
+    """:func:`_traces_sql` with, where a map could not be built, the JSON text it came from."""
+    return f"""
+SELECT * EXCLUDE (_resource, _attributes, _events, _links, _service, _name, _start),
+       {_fallback("ResourceAttributes", "_resource")},
+       {_fallback("SpanAttributes", "_attributes")},
+       {_fallback("Events.Attributes", "_events", many=True)},
+       {_fallback("Links.Attributes", "_links", many=True)}
+FROM ({_traces_sql(run_id)})
+ORDER BY _service, _name, _start
+"""
+
+
+def _fallback(column: str, text: str, *, many: bool = False) -> str:
+    """SQL: the JSON text ``text`` where the map ``column`` (or one of a list of them) is NULL."""
+    if many:
+        broken = f'list_bool_or(list_transform("{column}", lambda m: m IS NULL))'
+    else:
+        broken = f'"{column}" IS NULL'
+    return f'CASE WHEN {broken} THEN {text} END AS "{_FALLBACK}{column}"'
 
 
 def _metrics_sql(run_id: int, kind: str) -> str:
@@ -265,7 +274,7 @@ def _export(
         progress.start(total)
         progress.file(Path(run))
     spans = 0
-    for batch in _batches(store, _traces_sql(run_id)):
+    for batch in _batches(store, _traces_with_fallback_sql(run_id)):
         rows = _with_times(_with_duplicate_keys(batch))
         conn.insert_arrow(conn.source.tables.traces_table, rows)
         spans += batch.num_rows
