@@ -246,6 +246,15 @@ def _array_to_string(node: exp.ArrayToString) -> exp.Expression:
     return _var(f"arrayStringConcat({_ch(node.this)}, {_ch(node.expression)})")
 
 
+def qualify_tables(tree: exp.Expression, database: str) -> None:
+    """Tables named without a database read from ``database`` (CTEs keep their names)."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        own = isinstance(table.this, exp.Identifier) and not table.args.get("db")
+        if own and table.name not in ctes:
+            table.set("db", exp.to_identifier(database, quoted=True))
+
+
 def guard_null_splits(tree: exp.Expression) -> exp.Expression:
     """A list split from NULL is NULL in DuckDB, and so is its join; ClickHouse has no
     NULL array. Each join of a split becomes NULL when the split text is (and the split
