@@ -1,0 +1,152 @@
+"""The pool inference in ClickHouse: what comes back grows with windows and drops, not spans.
+
+The run's tables are copied into chDB and the inference runs through
+:class:`correlate.clickhouse.engine.Engine`, which records the rows and bytes of
+every result. A run whose every request is there five times over (same times,
+new trace ids) waits five times as often, holds five times as many connections,
+and must bring back as many rows per statement as the run itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from itertools import count
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from correlate.analysis.detectors.pool import PoolSettings
+from correlate.analysis.pool_inference import PoolInference, infer
+from correlate.analysis.run import Run
+from correlate.schema import DB_SPANS_VIEW
+from correlate.store import Store
+from tests.conftest import require_chdb
+
+from .builders import RunBuilder
+from .test_leak import LEAK, simulate
+from .test_pool_leaked import _with_pool_metrics
+
+_databases = count()
+
+
+class _ChStore:
+    """The little of a Store that :class:`Run` uses, over an Engine."""
+
+    def __init__(self, con: Any, run_id: int) -> None:
+        self.con, self.path, self._run_id = con, "chdb://:memory:", run_id
+
+    def run_id(self, name: str) -> int:
+        return self._run_id
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def chdb_conn() -> Iterator[Any]:
+    require_chdb()
+    from correlate.clickhouse.connection import connect
+    from correlate.clickhouse.translate import SETTINGS
+
+    conn = connect("chdb://:memory:")
+    for k, v in SETTINGS.items():
+        conn.command(f"SET {k} = {v}")
+    yield conn
+    conn.close()
+
+
+def _on_clickhouse(conn: Any, store: Store) -> Any:
+    """An Engine over a fresh chDB database holding every table of ``store``."""
+    from correlate.clickhouse.engine import Engine
+    from correlate.clickhouse.translate import to_clickhouse
+
+    database = f"pool_pushdown_{next(_databases)}"
+    conn.command(f"CREATE DATABASE {database}")
+    conn.command(f"USE {database}")
+    engine = Engine(conn)
+    tables = store.con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
+    ).fetchall()
+    for (name,) in tables:
+        data = store.con.sql(f"SELECT * FROM {name}").to_arrow_table()
+        # JSON columns are Arrow extension types: their text is what ClickHouse holds
+        columns = [
+            c.cast(pa.string()) if isinstance(f.type, pa.ExtensionType) else c
+            for f, c in zip(data.schema, data.columns, strict=True)
+        ]
+        engine.register(name, pa.table(columns, names=data.column_names))
+    view = DB_SPANS_VIEW.split("CREATE VIEW", 1)[1].rsplit(";", 1)[0]
+    conn.command(to_clickhouse("CREATE VIEW" + view))
+    return engine
+
+
+def _leaking(copies: int, *, metrics: bool = False) -> Store:
+    """The leak of tests.test_leak, every request ``copies`` times over."""
+    b = RunBuilder()
+    simulate(b, LEAK, users=lambda t: 10)
+    if metrics:
+        _with_pool_metrics(b, every_ms=100)
+    once = list(b.spans)
+    for k in range(1, copies):
+        for span in once:
+            again = copy.deepcopy(span)
+            again["trace_id"] = f"{span['trace_id']}-{k}"
+            b.spans.append(again)
+    return b.build()
+
+
+def _inferred(conn: Any, store: Store) -> tuple[PoolInference, list[tuple[int, int, str]]]:
+    """The inference on ClickHouse, and the (bytes, rows, statement) it fetched."""
+    engine = _on_clickhouse(conn, store)
+    run = Run(_ChStore(engine, store.run_id("r")), "r")
+    run.span  # noqa: B018 - the run's own tables and span, before the inference
+    before = len(engine.fetches)
+    inferred = infer(run, PoolSettings())
+    assert inferred is not None
+    return inferred, engine.fetches[before:]
+
+
+def _same_as_local(store: Store, inferred: PoolInference) -> None:
+    local = Run(store, "r")
+    expected = infer(local, PoolSettings())
+    assert expected is not None
+    assert inferred.evidence() == expected.evidence()
+    assert inferred.traces == expected.traces
+    assert inferred.steps == expected.steps
+
+
+def test_five_times_the_requests_bring_back_as_many_rows(chdb_conn: Any) -> None:
+    once, fivefold = _leaking(1), _leaking(5)
+    small, fetched_small = _inferred(chdb_conn, once)
+    large, fetched_large = _inferred(chdb_conn, fivefold)
+    # the bigger run is really bigger, and read the same way
+    assert large.waits == 5 * small.waits
+    assert small.verdict == large.verdict == "leak"
+    assert len(small.steps) == len(large.steps) > 0
+    assert small.culprit is not None and large.culprit is not None
+    # every statement (the holders per window, the drops, the moments of a few waits, the
+    # candidates per drop and group, the groups, the waits on an idle database) brings back
+    # no more rows at five times the requests: the same windows, drops and groups (the drops'
+    # windows, so many waits wide, are narrower when every wait is there five times)
+    assert len(fetched_large) == len(fetched_small) >= 7
+    for (_, large_rows, statement), (_, small_rows, _) in zip(
+        fetched_large, fetched_small, strict=True
+    ):
+        assert large_rows <= small_rows, statement
+    # and hardly more bytes (the example traces' ids are longer by their suffix)
+    assert sum(b for b, _, _ in fetched_large) <= 1.2 * sum(b for b, _, _ in fetched_small)
+    biggest = max(rows for _, rows, _ in fetched_large)
+    assert biggest < large.waits / 20
+    _same_as_local(fivefold, large)
+
+
+def test_the_drops_from_pool_metrics_come_back_per_sample(chdb_conn: Any) -> None:
+    store = _leaking(1, metrics=True)
+    (samples,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
+    inferred, fetched = _inferred(chdb_conn, store)
+    assert inferred.drops_from == "pool metrics" and inferred.culprit is not None
+    # the largest results are the samples themselves (one row per sample, at most)
+    assert max(rows for _, rows, _ in fetched) <= samples
+    _same_as_local(store, inferred)
