@@ -17,6 +17,7 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
+from correlate.analysis.detectors import pool_exhaustion
 from correlate.analysis.detectors.pool import PoolSettings
 from correlate.analysis.pool_inference import PoolInference, infer
 from correlate.analysis.run import Run
@@ -25,7 +26,8 @@ from correlate.store import Store
 from tests.conftest import require_chdb
 
 from .builders import RunBuilder
-from .test_leak import LEAK, simulate
+from .test_leak import LEAK, leak_steady, saturation_steady, simulate
+from .test_pool_evidence import _metric_samples
 from .test_pool_leaked import _with_pool_metrics
 
 _databases = count()
@@ -150,3 +152,32 @@ def test_the_drops_from_pool_metrics_come_back_per_sample(chdb_conn: Any) -> Non
     # the largest results are the samples themselves (one row per sample, at most)
     assert max(rows for _, rows, _ in fetched) <= samples
     _same_as_local(store, inferred)
+
+
+def _metric_leak() -> Store:
+    b = leak_steady()
+    _metric_samples(b, used=10)
+    return b.build()
+
+
+def _metric_saturation() -> Store:
+    b = saturation_steady()
+    _metric_samples(b, used=5)
+    return b.build()
+
+
+@pytest.mark.parametrize("make", [_metric_leak, _metric_saturation])
+def test_the_pool_finding_on_clickhouse_is_duckdbs(chdb_conn: Any, make: Any) -> None:
+    # the samples' evidence (all connections in use while no query ran, connections beyond
+    # the requests in flight) counts overlaps with a sweep in both engines
+    store = make()
+    engine = _on_clickhouse(chdb_conn, store)
+    (there,) = pool_exhaustion(Run(_ChStore(engine, store.run_id("r")), "r"))
+    (here,) = pool_exhaustion(Run(store, "r"))
+    assert (there.kind, there.explanation) == (here.kind, here.explanation)
+    assert there.evidence == here.evidence
+    if make is _metric_leak:
+        assert here.evidence["used_at_max_while_database_idle"]["seconds"] >= 3
+    # no statement of the finding brings back more rows than the run has pool samples
+    (samples,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
+    assert max(rows for _, rows, _ in engine.fetches) <= max(samples, 100)
