@@ -4,84 +4,42 @@ The run's tables are copied into chDB and the inference runs through
 :class:`correlate.clickhouse.engine.Engine`, which records the rows and bytes of
 every result. A run whose every request is there five times over (same times,
 new trace ids) waits five times as often, holds five times as many connections,
-and must bring back as many rows per statement as the run itself.
+and must bring back no more rows per statement than the run itself.
 """
 
 from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from itertools import count
 from typing import Any
 
-import pyarrow as pa
 import pytest
 
 from correlate.analysis.detectors import pool_exhaustion
 from correlate.analysis.detectors.pool import PoolSettings
 from correlate.analysis.pool_inference import PoolInference, infer
 from correlate.analysis.run import Run
-from correlate.schema import DB_SPANS_VIEW
 from correlate.store import Store
 from tests.conftest import require_chdb
+from tests.test_clickhouse_engine import copied
 
 from .builders import RunBuilder
 from .test_leak import LEAK, leak_steady, saturation_steady, simulate
 from .test_pool_evidence import _metric_samples
 from .test_pool_leaked import _with_pool_metrics
 
-_databases = count()
-
-
-class _ChStore:
-    """The little of a Store that :class:`Run` uses, over an Engine."""
-
-    def __init__(self, con: Any, run_id: int) -> None:
-        self.con, self.path, self._run_id = con, "chdb://:memory:", run_id
-
-    def run_id(self, name: str) -> int:
-        return self._run_id
-
-    def close(self) -> None:
-        pass
+pytestmark = pytest.mark.clickhouse
 
 
 @pytest.fixture(scope="module")
-def chdb_conn() -> Iterator[Any]:
+def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One chDB session for the module (chDB holds one session directory per process)."""
     require_chdb()
     from correlate.clickhouse.connection import connect
-    from correlate.clickhouse.translate import SETTINGS
 
-    conn = connect("chdb://:memory:")
-    for k, v in SETTINGS.items():
-        conn.command(f"SET {k} = {v}")
+    conn = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
     yield conn
     conn.close()
-
-
-def _on_clickhouse(conn: Any, store: Store) -> Any:
-    """An Engine over a fresh chDB database holding every table of ``store``."""
-    from correlate.clickhouse.engine import Engine
-    from correlate.clickhouse.translate import to_clickhouse
-
-    database = f"pool_pushdown_{next(_databases)}"
-    conn.command(f"CREATE DATABASE {database}")
-    conn.command(f"USE {database}")
-    engine = Engine(conn)
-    tables = store.con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
-    ).fetchall()
-    for (name,) in tables:
-        data = store.con.sql(f"SELECT * FROM {name}").to_arrow_table()
-        # JSON columns are Arrow extension types: their text is what ClickHouse holds
-        columns = [
-            c.cast(pa.string()) if isinstance(f.type, pa.ExtensionType) else c
-            for f, c in zip(data.schema, data.columns, strict=True)
-        ]
-        engine.register(name, pa.table(columns, names=data.column_names))
-    view = DB_SPANS_VIEW.split("CREATE VIEW", 1)[1].rsplit(";", 1)[0]
-    conn.command(to_clickhouse("CREATE VIEW" + view))
-    return engine
 
 
 def _leaking(copies: int, *, metrics: bool = False) -> Store:
@@ -101,8 +59,8 @@ def _leaking(copies: int, *, metrics: bool = False) -> Store:
 
 def _inferred(conn: Any, store: Store) -> tuple[PoolInference, list[tuple[int, int, str]]]:
     """The inference on ClickHouse, and the (bytes, rows, statement) it fetched."""
-    engine = _on_clickhouse(conn, store)
-    run = Run(_ChStore(engine, store.run_id("r")), "r")
+    there, engine = copied(store, conn, "r")
+    run = Run(there, "r")
     run.span  # noqa: B018 - the run's own tables and span, before the inference
     before = len(engine.fetches)
     inferred = infer(run, PoolSettings())
@@ -119,10 +77,10 @@ def _same_as_local(store: Store, inferred: PoolInference) -> None:
     assert inferred.steps == expected.steps
 
 
-def test_five_times_the_requests_bring_back_as_many_rows(chdb_conn: Any) -> None:
+def test_five_times_the_requests_bring_back_as_many_rows(chdb: Any) -> None:
     once, fivefold = _leaking(1), _leaking(5)
-    small, fetched_small = _inferred(chdb_conn, once)
-    large, fetched_large = _inferred(chdb_conn, fivefold)
+    small, fetched_small = _inferred(chdb, once)
+    large, fetched_large = _inferred(chdb, fivefold)
     # the bigger run is really bigger, and read the same way
     assert large.waits == 5 * small.waits
     assert small.verdict == large.verdict == "leak"
@@ -144,10 +102,10 @@ def test_five_times_the_requests_bring_back_as_many_rows(chdb_conn: Any) -> None
     _same_as_local(fivefold, large)
 
 
-def test_the_drops_from_pool_metrics_come_back_per_sample(chdb_conn: Any) -> None:
+def test_the_drops_from_pool_metrics_come_back_per_sample(chdb: Any) -> None:
     store = _leaking(1, metrics=True)
     (samples,) = store.con.execute("SELECT count(*) FROM pool_samples").fetchone() or (0,)
-    inferred, fetched = _inferred(chdb_conn, store)
+    inferred, fetched = _inferred(chdb, store)
     assert inferred.drops_from == "pool metrics" and inferred.culprit is not None
     # the largest results are the samples themselves (one row per sample, at most)
     assert max(rows for _, rows, _ in fetched) <= samples
@@ -167,12 +125,12 @@ def _metric_saturation() -> Store:
 
 
 @pytest.mark.parametrize("make", [_metric_leak, _metric_saturation])
-def test_the_pool_finding_on_clickhouse_is_duckdbs(chdb_conn: Any, make: Any) -> None:
+def test_the_pool_finding_on_clickhouse_is_duckdbs(chdb: Any, make: Any) -> None:
     # the samples' evidence (all connections in use while no query ran, connections beyond
     # the requests in flight) counts overlaps with a sweep in both engines
     store = make()
-    engine = _on_clickhouse(chdb_conn, store)
-    (there,) = pool_exhaustion(Run(_ChStore(engine, store.run_id("r")), "r"))
+    remote, engine = copied(store, chdb, "r")
+    (there,) = pool_exhaustion(Run(remote, "r"))
     (here,) = pool_exhaustion(Run(store, "r"))
     assert (there.kind, there.explanation) == (here.kind, here.explanation)
     assert there.evidence == here.evidence
