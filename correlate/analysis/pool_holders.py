@@ -182,7 +182,7 @@ def services(run: Run, s: PoolSettings) -> list[tuple[str, int]]:
         """,
         {"min_wait": round(s.min_wait_ms * 1e6)},
     ).fetchall()
-    return [(str(name), int(n)) for name, n in rows]
+    return sorted((str(name), int(n)) for name, n in rows)
 
 
 def wait_histogram(
