@@ -116,7 +116,7 @@ def _translate(sql: str) -> str:
     except sqlglot.errors.ParseError as exc:
         raise TranslationError(f"cannot read a statement of the analysis: {exc}") from None
     assert isinstance(tree, exp.Expression)
-    tree = hooks.expand_macros(tree)
+    tree = hooks.guard_null_splits(hooks.expand_macros(tree))
     tree = _rewrite(tree, hooks.rewrite)
     assert isinstance(tree, exp.Expression)
     text = tree.sql(dialect="clickhouse")
