@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any
 from correlate.clickhouse.otel_schema import quote_identifier, quote_string
 from correlate.clickhouse.window import WindowError, format_ns, parse_window
 from correlate.errors import CorrelateError, RunNotFoundError
+from correlate.store import Store
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.clickhouse.connection import Connection, Source
     from correlate.clickhouse.engine import Engine
-    from correlate.store import Store
 
 __all__ = ["SOURCE_RUN_ID", "ClickHouseStore", "EmptyWindowError", "open_source"]
 
@@ -72,22 +72,28 @@ class EmptyWindowError(CorrelateError):
     """The source holds no span in the window (and services) asked for."""
 
 
-class ClickHouseStore:
+class ClickHouseStore(Store):
     """A ClickHouse source, opened for analysis (see the module docstring).
 
-    Duck-types what the analysis, reports and diff use of a :class:`~correlate.Store`.
+    A :class:`~correlate.Store` whose ``con`` is an
+    :class:`~correlate.clickhouse.engine.Engine`: the analysis, reports and diff run
+    their DuckDB SQL through it unchanged. It is read-only.
     """
-
-    read_only = True
 
     def __init__(
         self, conn: Connection, engine: Engine, work_db: str, src_db: str, display: str
     ) -> None:
+        # not Store.__init__: there is no DuckDB connection; the engine stands in for it
+        self.con = engine  # type: ignore[assignment]
+        self.engine = engine
+        self.read_only = True
+        self._depth = 0
         self.conn = conn
-        self.con = engine
         self.work_db = work_db
         self.src_db = src_db
         self.path = display
+        #: the source run's name, its spans and its window (ns, inclusive)
+        self.name = ""
         self.spans = 0
         self.window: tuple[int, int] = (0, 0)
         self._closed = False
@@ -109,7 +115,7 @@ class ClickHouseStore:
     @property
     def bytes_fetched(self) -> int:
         """Bytes of result rows ClickHouse sent back so far (Arrow sizes)."""
-        return int(self.con.bytes_fetched)
+        return int(self.engine.bytes_fetched)
 
     def close(self) -> None:
         """Drop the work databases and close the connection."""
@@ -124,7 +130,7 @@ class ClickHouseStore:
 
     def sql(self, query: str, params: Any = None) -> pd.DataFrame:
         """Ad-hoc SQL (DuckDB dialect, as for a local store) run in ClickHouse."""
-        return self.con.execute(query, params).df()
+        return self.engine.execute(query, params).df()
 
     def run_names(self) -> list[str]:
         """The source run's name, and the baseline's when one was uploaded."""
@@ -202,16 +208,30 @@ def _open(
             conn.command(f"CREATE DATABASE {quote_identifier(database)}")
         for key, value in SETTINGS.items():
             conn.command(f"SET {key} = {int(value)}")
-        views.create_canonical_views(conn, None, src_db, window=window, services=services)
+        views.create_canonical_views(
+            conn, None, src_db, window=_view_window(bounds), services=services
+        )
         views.fingerprint_statements(conn, src_db)
         conn.command(f"USE {quote_identifier(work_db)}")
         _build_work(store, local, run, baseline)
-        run_name = name or _run_name(conn, window)
-        _add_run(store, SOURCE_RUN_ID, run_name, display, window, spans, services)
+        store.name = name or run or _run_name(conn, window)
+        _add_run(store, SOURCE_RUN_ID, store.name, display, window, spans, services)
     except BaseException:
         store.close()
         raise
     return store
+
+
+#: An open end of a window, as ClickHouse's DateTime64(9) can hold it (year 2255).
+_FAR = 9_000_000_000_000_000_000
+
+
+def _view_window(bounds: tuple[int | None, int | None]) -> tuple[int, int] | None:
+    """The window the views filter on: an open end stays open (pool samples after the
+    last span start belong to the run too)."""
+    if bounds == (None, None):
+        return None
+    return (bounds[0] or 0, bounds[1] if bounds[1] is not None else _FAR)
 
 
 def _check_window(
@@ -246,7 +266,8 @@ def _check_window(
         in_window += f" AND ServiceName IN ({listed})"
     row = conn.query_arrow(
         "SELECT count() AS n, toUnixTimestamp64Nano(min(Timestamp)) AS lo, "
-        f"toUnixTimestamp64Nano(max(Timestamp)) AS hi FROM {table} WHERE {in_window}"
+        f"max(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS hi FROM {table} "
+        f"WHERE {in_window}"
     ).to_pylist()[0]
     if not row["n"]:
         raise EmptyWindowError(_empty_message(conn, bounds, services, shown, table))
