@@ -319,3 +319,34 @@ def test_work_databases_are_private_and_dropped(setup: tuple[Path, Path]) -> Non
     assert _databases(chdb) == before
     with pytest.raises(CorrelateError, match="needs a local store"):
         open_source(_url(chdb, SAMPLES[0]), run="x")
+
+
+def test_analysis_over_http_matches_chdb(
+    setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """clickhouse-connect (``clickhouse://``) carries every statement and upload of the
+    analysis, served by the chDB session over ClickHouse's HTTP interface."""
+    from correlate.clickhouse.connection import connect
+    from correlate.clickhouse.source import open_source
+    from tests import clickhouse_http
+
+    monkeypatch.setattr(clickhouse_http, "PORTS", range(18300, 18400))  # this suite's ports
+    _, chdb = setup
+    database = _database(SAMPLES[0])
+    with open_source(_url(chdb, SAMPLES[0])) as direct:
+        expected = correlate.analyze(direct.name, store=direct)
+    conn = connect(f"chdb://{chdb}")
+    try:
+        before = set(conn.query_arrow("SELECT name FROM system.tables").column("name").to_pylist())
+        with (
+            clickhouse_http.http_server(conn) as port,
+            open_source(f"clickhouse://127.0.0.1:{port}/{database}") as source,
+        ):
+            got = correlate.analyze(source.name, store=source)
+            assert source.bytes_fetched > 0
+        after = set(conn.query_arrow("SELECT name FROM system.tables").column("name").to_pylist())
+    finally:
+        conn.close()
+    assert _findings(got) == _findings(expected)
+    assert _routes(got) == _routes(expected)
+    assert after == before  # the work databases went with the analysis

@@ -123,6 +123,7 @@ class ClickHouseStore(Store):
             return
         self._closed = True
         try:
+            _use(self.conn, self.conn.source.tables.database)
             for database in (self.work_db, self.src_db):
                 self.conn.command(f"DROP DATABASE IF EXISTS {quote_identifier(database)}")
         finally:
@@ -212,7 +213,7 @@ def _open(
             conn, None, src_db, window=_view_window(bounds), services=services
         )
         views.fingerprint_statements(conn, src_db)
-        conn.command(f"USE {quote_identifier(work_db)}")
+        _use(conn, work_db)
         _build_work(store, local, run, baseline)
         store.name = name or run or _run_name(conn, window)
         _add_run(store, SOURCE_RUN_ID, store.name, display, window, spans, services)
@@ -232,6 +233,19 @@ def _view_window(bounds: tuple[int | None, int | None]) -> tuple[int, int] | Non
     if bounds == (None, None):
         return None
     return (bounds[0] or 0, bounds[1] if bounds[1] is not None else _FAR)
+
+
+def _use(conn: Connection, database: str) -> None:
+    """Make ``database`` the one unqualified names mean, for every later statement.
+
+    chDB keeps a ``USE`` for the session. clickhouse-connect names a database in every
+    request (its client's ``database``), which would override a ``USE``: the client's is
+    set too, or the analysis' tables would land in the source's database.
+    """
+    client = getattr(conn, "_client", None)  # the HTTP connection's; chDB has none
+    if client is not None:
+        client.database = database
+    conn.command(f"USE {quote_identifier(database)}")
 
 
 def _check_window(
