@@ -34,11 +34,11 @@ def _macros() -> dict[str, tuple[list[str], exp.Expression]]:
     """``name -> (parameters, body)`` of every ``CREATE MACRO`` in the store's DDL."""
     import sqlglot
 
-    from correlate import schema
+    from correlate.schema import DDL
 
     found: dict[str, tuple[list[str], exp.Expression]] = {}
     pattern = re.compile(r"CREATE MACRO (\w+)\(([^)]*)\) AS\s+(.*?);\s*$", re.S | re.M)
-    text = re.sub(r"^\s*--.*$", "", schema.DDL, flags=re.M)
+    text = re.sub(r"^\s*--.*$", "", DDL, flags=re.M)
     for name, params, body in pattern.findall(text):
         names = [p.strip() for p in params.split(",") if p.strip()]
         tree = sqlglot.parse_one(body, read="duckdb")
