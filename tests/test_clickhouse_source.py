@@ -7,6 +7,7 @@ same client a server would get.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -203,3 +204,22 @@ def test_ids_and_attributes_map_as_local_ingest_does(
     create_canonical_views(target, None, "prop_work")
     assert view_spans(chdb_conn, "prop_work") == local
     store.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "module", "hint"),
+    [
+        ("chdb:///tmp/never", "chdb", "pip install 'correlate[chdb]'"),
+        ("clickhouse://h/db", "clickhouse_connect", "pip install 'correlate[clickhouse]'"),
+    ],
+)
+def test_a_missing_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, url: str, module: str, hint: str
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError
+    if module == "chdb":
+        monkeypatch.setitem(sys.modules, "chdb.session", None)
+    with pytest.raises(ClickHouseError, match=re.escape(hint)):
+        connect(url)
