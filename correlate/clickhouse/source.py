@@ -124,7 +124,7 @@ class ClickHouseStore(Store):
         self._closed = True
         try:
             _use(self.conn, self.conn.source.tables.database)
-            for database in (self.work_db, self.src_db):
+            for database in (self.work_db, self.src_db, f"{self.src_db}_views"):
                 self.conn.command(f"DROP DATABASE IF EXISTS {quote_identifier(database)}")
         finally:
             self.conn.close()
@@ -194,7 +194,6 @@ def _open(
 ) -> ClickHouseStore:
     from correlate.clickhouse import views, work
     from correlate.clickhouse.engine import Engine
-    from correlate.clickhouse.translate import SETTINGS
 
     conn.require_traces()
     spans, window = _check_window(conn, bounds, services)
@@ -207,11 +206,7 @@ def _open(
     try:
         for database in (src_db, work_db):
             conn.command(f"CREATE DATABASE {quote_identifier(database)}")
-        for key, value in SETTINGS.items():
-            conn.command(f"SET {key} = {int(value)}")
-        views.create_canonical_views(
-            conn, None, src_db, window=_view_window(bounds), services=services
-        )
+        _derive_spans(conn, src_db, bounds, services)
         views.fingerprint_statements(conn, src_db)
         _use(conn, work_db)
         _build_work(store, local, run, baseline)
@@ -233,6 +228,36 @@ def _view_window(bounds: tuple[int | None, int | None]) -> tuple[int, int] | Non
     if bounds == (None, None):
         return None
     return (bounds[0] or 0, bounds[1] if bounds[1] is not None else _FAR)
+
+
+def _derive_spans(
+    conn: Connection,
+    src_db: str,
+    bounds: tuple[int | None, int | None],
+    services: tuple[str, ...],
+) -> None:
+    """The window's canonical spans and pool samples as tables of ``src_db``.
+
+    The canonical views derive each span's columns from the exporter's maps (and
+    join HTTP client spans to their callees); the analysis reads ``spans`` a few
+    dozen times, so they are derived once, in one scan of the window, into a
+    MergeTree table (on disk, compressed), not once per statement.
+    """
+    from correlate.clickhouse import views
+
+    derived = f"{src_db}_views"
+    src, view_db = quote_identifier(src_db), quote_identifier(derived)
+    views.create_canonical_views(
+        conn, None, derived, window=_view_window(bounds), services=services
+    )
+    conn.command(
+        f"CREATE TABLE {src}.spans ENGINE = MergeTree ORDER BY tuple() "
+        f"AS SELECT * FROM {view_db}.spans"
+    )
+    conn.command(
+        f"CREATE TABLE {src}.pool_samples ENGINE = MergeTree ORDER BY tuple() "
+        f"AS SELECT * FROM {view_db}.pool_samples"
+    )
 
 
 def _use(conn: Connection, database: str) -> None:
@@ -329,8 +354,7 @@ def _build_work(
     """The work database: the source's views under the store's names, the store's other
     tables, a local run's plans and load results, and a baseline run."""
     from correlate.clickhouse import work
-    from correlate.clickhouse.translate import to_clickhouse
-    from correlate.schema import DB_SPANS_VIEW
+    from correlate.clickhouse.statements import db_spans_sql
 
     conn, w, src = store.conn, quote_identifier(store.work_db), quote_identifier(store.src_db)
     work.create_tables(conn, store.work_db)
@@ -343,10 +367,7 @@ def _build_work(
             )
             union = f" UNION ALL SELECT * FROM {w}.`baseline_{table}`"
         conn.command(f"CREATE VIEW {w}.{table} AS SELECT * FROM {src}.{table}{union}")
-    body = "\n".join(
-        line for line in DB_SPANS_VIEW.strip().splitlines() if not line.startswith("--")
-    )
-    conn.command(to_clickhouse(body.rstrip().rstrip(";")))
+    conn.command(f"CREATE VIEW {w}.db_spans AS {db_spans_sql(store.work_db)}")
     if local is not None and run is not None:
         tables = tuple(t for t in LOCAL_TABLES if t in work.store_tables())
         work.upload_run(local.con, local.run_id(run), conn, store.work_db, SOURCE_RUN_ID, tables)
