@@ -350,3 +350,58 @@ def test_analysis_over_http_matches_chdb(
     assert _findings(got) == _findings(expected)
     assert _routes(got) == _routes(expected)
     assert after == before  # the work databases went with the analysis
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-11-27T10:00..2026-11-27T10:00:01", (1795773600 * 10**9, 1795773601 * 10**9)),
+        ("2026-11-27T11:00+01:00..", (1795773600 * 10**9, None)),
+        ("..2026-11-27T10:00:00.000000001Z", (None, 1795773600 * 10**9 + 1)),
+        ("1795773600.25..1795773601", (1795773600_250_000_000, 1795773601 * 10**9)),
+    ],
+)
+def test_window_reads_iso_times_and_epoch_seconds(
+    text: str, expected: tuple[int | None, int | None]
+) -> None:
+    from correlate.clickhouse.window import parse_window
+
+    assert parse_window(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2026-11-27T10:00", "is not START..END"),
+        ("..", "has neither a start nor an end"),
+        ("2026-11-27T11:00..2026-11-27T10:00", "ends before it starts"),
+        ("10am..11am", "'10am' is neither an ISO-8601 time nor epoch seconds"),
+    ],
+)
+def test_window_errors_say_what_is_wrong(text: str, message: str) -> None:
+    from correlate.clickhouse.window import WindowError, parse_window
+
+    with pytest.raises(WindowError, match=message):
+        parse_window(text)
+
+
+def test_service_keeps_that_services_spans(setup: tuple[Path, Path]) -> None:
+    from correlate.clickhouse.connection import connect
+    from correlate.clickhouse.source import open_source
+
+    _, chdb = setup
+    source = _database(SAMPLES[0])
+    with connect(f"chdb://{chdb}") as conn:
+        conn.command("DROP DATABASE IF EXISTS two_services")
+        conn.command("CREATE DATABASE two_services")
+        conn.command(f"CREATE TABLE two_services.otel_traces AS {source}.otel_traces")
+        conn.command(f"INSERT INTO two_services.otel_traces SELECT * FROM {source}.otel_traces")
+        conn.command(
+            "INSERT INTO two_services.otel_traces SELECT * REPLACE ('inventory' AS ServiceName, "
+            f"concat('f', substring(TraceId, 2)) AS TraceId) FROM {source}.otel_traces"
+        )
+    url = f"chdb://{chdb}?database=two_services"
+    with open_source(url) as both, open_source(url, services=["inventory"]) as one:
+        assert both.spans == 2 * one.spans
+        routes = correlate.analyze(one.name, store=one).routes
+    assert set(routes["service"]) == {"inventory"}
