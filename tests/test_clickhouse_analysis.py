@@ -405,3 +405,15 @@ def test_service_keeps_that_services_spans(setup: tuple[Path, Path]) -> None:
         assert both.spans == 2 * one.spans
         routes = correlate.analyze(one.name, store=one).routes
     assert set(routes["service"]) == {"inventory"}
+
+
+def test_source_verdict_is_the_golden_verdict(setup: tuple[Path, Path]) -> None:
+    """The committed golden verdict of the Black Friday sample (tests/test_golden.py), word
+    for word, from ClickHouse."""
+    db, chdb = setup
+    sample = SAMPLES[0]
+    args = ["analyze", "--source", _url(chdb, sample), "--db", str(db), "--run", sample]
+    result = CliRunner().invoke(cli, [*args, "--no-color"])
+    assert result.exit_code == 0, result.output
+    golden = Path(__file__).parent / "golden" / f"{sample}.verdict.txt"
+    assert result.stdout.replace(str(db), "STORE") == golden.read_text()
