@@ -9,6 +9,7 @@ plans and load results go with the spans; for ``diff``, BASELINE is a local run
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -100,6 +101,8 @@ def source_store(
             local = stack.enter_context(open_db(db, read_only=not ingesting))
             if baseline is not None:
                 base_name, _ = resolve_run(local, baseline, progress=terminal_progress())
+        if sys.stderr.isatty():  # deriving a long window's spans takes a while: say so
+            click.echo(f"reading the spans of {_shown(source)} in ClickHouse…", err=True)
         store = stack.enter_context(
             open_source(
                 source,
@@ -120,6 +123,16 @@ def source_store(
             f"{store.bytes_fetched:,} bytes brought back",
             err=True,
         )
+
+
+def _shown(url: str) -> str:
+    """``url`` for a message: its password, if any, left out."""
+    from correlate.clickhouse.connection import ClickHouseError, parse_url
+
+    try:
+        return parse_url(url).display
+    except ClickHouseError:
+        return "the source"
 
 
 __all__ = ["RUN_HELP", "check_source_options", "source_options", "source_store", "source_target"]
