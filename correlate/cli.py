@@ -206,8 +206,9 @@ def diff(
     Exit codes: 0 no regression, 1 regression, 2 usage or input error.
 
     With --source, the candidate is the spans of a ClickHouse source in --window
-    (leave CANDIDATE out) and BASELINE a run of --db (or a run directory), sent
-    to ClickHouse for the comparison.
+    (leave CANDIDATE out) and BASELINE either another window of the same source
+    (START..END) or a run of --db (or a run directory), sent to ClickHouse for
+    the comparison.
     """
     from correlate.diff import diff as diff_runs
     from correlate.diff.rules import parse_rules

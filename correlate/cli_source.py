@@ -93,6 +93,9 @@ def source_store(
     from correlate.cli_options import open_db, safe_text, terminal_progress
     from correlate.clickhouse.source import open_source
 
+    base_window = _window_of(baseline)
+    if base_window is not None:
+        baseline = None
     with ExitStack() as stack:
         local = None
         base_name = None
@@ -111,8 +114,11 @@ def source_store(
                 local=local,
                 run=run,
                 baseline=base_name,
+                baseline_window=base_window,
             )
         )
+        if base_window is not None:
+            base_name = store.run_names()[-1]
         click.echo(
             safe_text(f"{store.path}: {store.spans:,} spans in {store.name}"),
             err=True,
@@ -123,6 +129,19 @@ def source_store(
             f"{store.bytes_fetched:,} bytes brought back",
             err=True,
         )
+
+
+def _window_of(baseline: str | None) -> str | None:
+    """``baseline`` when it reads as a window (``START..END``) and names no file."""
+    from correlate.clickhouse.window import WindowError, parse_window
+
+    if baseline is None or ".." not in baseline or Path(baseline).exists():
+        return None
+    try:
+        parse_window(baseline)
+    except WindowError:
+        return None
+    return baseline
 
 
 def _shown(url: str) -> str:

@@ -417,3 +417,31 @@ def test_source_verdict_is_the_golden_verdict(setup: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     golden = Path(__file__).parent / "golden" / f"{sample}.verdict.txt"
     assert result.stdout.replace(str(db), "STORE") == golden.read_text()
+
+
+def test_diff_against_another_window_of_the_source(setup: tuple[Path, Path]) -> None:
+    """The same run twice in a row in one table: the second window against the first is
+    no change; a baseline window with no spans is an error that names it."""
+    from correlate.clickhouse.connection import connect
+
+    _, chdb = setup
+    url = _repeat(chdb, SAMPLES[0], 2)
+    with connect(url) as conn:
+        row = conn.query_arrow(
+            "SELECT intDiv(toUnixTimestamp64Nano(min(Timestamp)), 1000000000) AS t0, "
+            "intDiv(toUnixTimestamp64Nano(max(Timestamp)), 1000000000) AS t1 "
+            f"FROM {conn.source.tables.traces_table}"
+        ).to_pylist()[0]
+    t0, t1 = int(row["t0"]), int(row["t1"])
+    middle = (t0 + t1) // 2  # the copies are apart by ten seconds around the middle
+    first, second = f"{t0}..{middle}", f"{middle + 1}..{t1 + 1}"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["diff", first, "--source", url, "--window", second, "--no-color"])
+    assert result.exit_code == 0, result.output
+    assert "\nno change: " in result.stdout
+    assert "1,232 requests" not in result.stdout  # routes, not a verdict
+    assert "218 → 218" in result.stdout  # /checkout's requests, both windows
+    empty = f"{t0 - 7200}..{t0 - 3600}"
+    result = runner.invoke(cli, ["diff", empty, "--source", url, "--window", second])
+    assert result.exit_code == 2
+    assert "check the baseline window, timezone is UTC" in result.stderr

@@ -91,6 +91,8 @@ class ClickHouseStore(Store):
         self.conn = conn
         self.work_db = work_db
         self.src_db = src_db
+        #: every database made for this analysis, dropped on close
+        self.databases = [work_db, src_db, f"{src_db}_views"]
         self.path = display
         #: the source run's name, its spans and its window (ns, inclusive)
         self.name = ""
@@ -124,7 +126,7 @@ class ClickHouseStore(Store):
         self._closed = True
         try:
             _use(self.conn, self.conn.source.tables.database)
-            for database in (self.work_db, self.src_db, f"{self.src_db}_views"):
+            for database in self.databases:
                 self.conn.command(f"DROP DATABASE IF EXISTS {quote_identifier(database)}")
         finally:
             self.conn.close()
@@ -162,6 +164,7 @@ def open_source(
     run: str | None = None,
     name: str | None = None,
     baseline: str | None = None,
+    baseline_window: str | tuple[int | None, int | None] | None = None,
 ) -> ClickHouseStore:
     """Open a ClickHouse source for analysis (see the module docstring).
 
@@ -173,11 +176,16 @@ def open_source(
     from correlate.clickhouse.connection import connect
 
     bounds = parse_window(window) if isinstance(window, str) else (window or (None, None))
+    base_bounds = (
+        parse_window(baseline_window) if isinstance(baseline_window, str) else baseline_window
+    )
+    if baseline is not None and base_bounds is not None:
+        raise CorrelateError("a baseline is a local run or a window of the source, not both")
     if (run or baseline) and local is None:
         raise CorrelateError("naming a local run (--run, a baseline) needs a local store (--db)")
     conn = connect(url)
     try:
-        return _open(conn, bounds, tuple(services), local, run, name, baseline)
+        return _open(conn, bounds, tuple(services), local, run, name, baseline, base_bounds)
     except BaseException:
         conn.close()
         raise
@@ -191,12 +199,15 @@ def _open(
     run: str | None,
     name: str | None,
     baseline: str | None,
+    base_bounds: tuple[int | None, int | None] | None = None,
 ) -> ClickHouseStore:
     from correlate.clickhouse import views, work
     from correlate.clickhouse.engine import Engine
 
     conn.require_traces()
     spans, window = _check_window(conn, bounds, services)
+    if base_bounds is not None:
+        base_spans, base_window = _check_window(conn, base_bounds, services, "the baseline window")
     display = conn.source.display
     work_db = work.work_database_name()
     src_db = f"{work_db}_src"
@@ -208,10 +219,22 @@ def _open(
             conn.command(f"CREATE DATABASE {quote_identifier(database)}")
         _derive_spans(conn, src_db, bounds, services)
         views.fingerprint_statements(conn, src_db)
+        base_db = None
+        if base_bounds is not None:
+            base_db = f"{work_db}_base"
+            store.databases += [base_db, f"{base_db}_views"]
+            conn.command(f"CREATE DATABASE {quote_identifier(base_db)}")
+            _derive_spans(conn, base_db, base_bounds, services, BASELINE_RUN_ID)
+            views.fingerprint_statements(conn, base_db)
         _use(conn, work_db)
-        _build_work(store, local, run, baseline)
+        _build_work(store, local, run, baseline, base_db)
         store.name = name or run or _run_name(conn, window)
         _add_run(store, SOURCE_RUN_ID, store.name, display, window, spans, services)
+        if base_bounds is not None:
+            base_name = _run_name(conn, base_window)
+            if base_name == store.name:
+                base_name += " (baseline)"
+            _add_run(store, BASELINE_RUN_ID, base_name, display, base_window, base_spans, services)
     except BaseException:
         store.close()
         raise
@@ -235,8 +258,10 @@ def _derive_spans(
     src_db: str,
     bounds: tuple[int | None, int | None],
     services: tuple[str, ...],
+    run_id: int = SOURCE_RUN_ID,
 ) -> None:
-    """The window's canonical spans and pool samples as tables of ``src_db``.
+    """The window's canonical spans and pool samples as tables of ``src_db``, as run
+    ``run_id``.
 
     The canonical views derive each span's columns from the exporter's maps (and
     join HTTP client spans to their callees); the analysis reads ``spans`` a few
@@ -252,11 +277,11 @@ def _derive_spans(
     )
     conn.command(
         f"CREATE TABLE {src}.spans ENGINE = MergeTree ORDER BY tuple() "
-        f"AS SELECT * FROM {view_db}.spans"
+        f"AS SELECT * REPLACE (toInt32({int(run_id)}) AS run_id) FROM {view_db}.spans"
     )
     conn.command(
         f"CREATE TABLE {src}.pool_samples ENGINE = MergeTree ORDER BY tuple() "
-        f"AS SELECT * FROM {view_db}.pool_samples"
+        f"AS SELECT * REPLACE (toInt32({int(run_id)}) AS run_id) FROM {view_db}.pool_samples"
     )
 
 
@@ -274,7 +299,10 @@ def _use(conn: Connection, database: str) -> None:
 
 
 def _check_window(
-    conn: Connection, bounds: tuple[int | None, int | None], services: tuple[str, ...]
+    conn: Connection,
+    bounds: tuple[int | None, int | None],
+    services: tuple[str, ...],
+    option: str = "--window",
 ) -> tuple[int, tuple[int, int]]:
     """The spans in the window and the window with open ends closed on the data;
     :class:`EmptyWindowError` or an unknown service's error when there is nothing."""
@@ -309,7 +337,7 @@ def _check_window(
         f"WHERE {in_window}"
     ).to_pylist()[0]
     if not row["n"]:
-        raise EmptyWindowError(_empty_message(conn, bounds, services, shown, table))
+        raise EmptyWindowError(_empty_message(conn, bounds, services, shown, table, option))
     start = bounds[0] if bounds[0] is not None else int(row["lo"])
     end = bounds[1] if bounds[1] is not None else int(row["hi"])
     return int(row["n"]), (start, end)
@@ -321,6 +349,7 @@ def _empty_message(
     services: tuple[str, ...],
     shown: str,
     table: str,
+    option: str,
 ) -> str:
     whole = conn.query_arrow(
         "SELECT count() AS n, toUnixTimestamp64Nano(min(Timestamp)) AS lo, "
@@ -336,7 +365,7 @@ def _empty_message(
     )
     return (
         f"no spans{of} in {shown} of {conn.source.display} between {start} and {end}: "
-        f"check --window, timezone is UTC ({held})"
+        f"check {option}, timezone is UTC ({held})"
     )
 
 
@@ -349,10 +378,15 @@ def _run_name(conn: Connection, window: tuple[int, int]) -> str:
 
 
 def _build_work(
-    store: ClickHouseStore, local: Store | None, run: str | None, baseline: str | None
+    store: ClickHouseStore,
+    local: Store | None,
+    run: str | None,
+    baseline: str | None,
+    base_db: str | None,
 ) -> None:
     """The work database: the source's views under the store's names, the store's other
-    tables, a local run's plans and load results, and a baseline run."""
+    tables, a local run's plans and load results, and a baseline (a local run uploaded, or
+    another window's tables in ``base_db``)."""
     from correlate.clickhouse import work
     from correlate.clickhouse.statements import db_spans_sql
 
@@ -366,6 +400,12 @@ def _build_work(
                 f"AS SELECT * FROM {src}.{table} LIMIT 0"
             )
             union = f" UNION ALL SELECT * FROM {w}.`baseline_{table}`"
+        elif base_db is not None:
+            # the fingerprints of another window are written as run 1: renumbered here
+            union = (
+                f" UNION ALL SELECT * REPLACE (toInt32({BASELINE_RUN_ID}) AS run_id) "
+                f"FROM {quote_identifier(base_db)}.{table}"
+            )
         conn.command(f"CREATE VIEW {w}.{table} AS SELECT * FROM {src}.{table}{union}")
     conn.command(f"CREATE VIEW {w}.db_spans AS {db_spans_sql(store.work_db)}")
     if local is not None and run is not None:
