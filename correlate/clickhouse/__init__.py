@@ -11,6 +11,9 @@ canonical ``spans`` (and, through :mod:`~correlate.clickhouse.pool_view` and
 ClickHouse. :mod:`~correlate.clickhouse.engine`
 then runs the analysis' SQL there, translated by
 :mod:`~correlate.clickhouse.translate`: only aggregates come back.
+:mod:`~correlate.clickhouse.source` opens a source (``--source URL``) as a store the
+analysis runs on unchanged: the window's spans derived once into a private work
+database (:mod:`~correlate.clickhouse.work`, :mod:`~correlate.clickhouse.window`).
 
 Nothing here imports ``chdb`` or ``clickhouse_connect`` until a connection is opened
 (``pip install 'correlate[clickhouse]'`` or ``'correlate[chdb]'``).
