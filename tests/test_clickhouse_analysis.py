@@ -236,50 +236,30 @@ def _repeat(chdb: Path, sample: str, times: int) -> str:
     return f"chdb://{chdb}?database={target}"
 
 
-#: Statements that bring back a row per execution of a locking statement (the lock-queue
-#: detector sweeps them in Python, in start order): they grow with the spans, and are
-#: measured apart so the rest of the analysis is held to its bound.
-PER_EXECUTION = ("WITH lockers AS", "greatest(d.a, h.t0)")
-
-
-def _analyze_counting(url: str) -> tuple[int, int, dict[str, int]]:
-    """Spans, requests and bytes brought back per kind of statement, of ``url``'s analysis."""
+def _analyze_counting(url: str) -> tuple[int, int, int, list[tuple[int, int, str]]]:
+    """Spans, requests, bytes brought back and the biggest results of ``url``'s analysis."""
     from correlate.clickhouse.source import open_source
 
-    fetched: dict[str, int] = {"per execution": 0, "other": 0}
     with open_source(url) as source:
-        execute = source.engine.execute
-
-        def counting(sql: str, params: Any = None) -> Any:
-            before = source.bytes_fetched
-            result = execute(sql, params)
-            kind = "per execution" if any(m in sql for m in PER_EXECUTION) else "other"
-            fetched[kind] += source.bytes_fetched - before
-            return result
-
-        source.engine.execute = counting  # type: ignore[method-assign]
         result = correlate.analyze(source.name, store=source)
-        assert sum(fetched.values()) == source.bytes_fetched
-        return source.spans, int(result.summary["requests"]), fetched
+        fetches = sorted(source.engine.fetches, reverse=True)[:5]
+        return source.spans, int(result.summary["requests"]), source.bytes_fetched, fetches
 
 
 def test_bytes_brought_back_do_not_grow_with_spans(setup: tuple[Path, Path]) -> None:
     _, chdb = setup
     sample = SAMPLES[0]
-    spans1, requests1, bytes1 = _analyze_counting(_url(chdb, sample))
-    spans10, requests10, bytes10 = _analyze_counting(_repeat(chdb, sample, 10))
+    spans1, requests1, bytes1, _ = _analyze_counting(_url(chdb, sample))
+    spans10, requests10, bytes10, biggest = _analyze_counting(_repeat(chdb, sample, 10))
     print(f"\nspans {spans1:,} -> {spans10:,}; requests {requests1:,} -> {requests10:,}")
-    for kind in bytes1:
-        print(
-            f"bytes brought back, {kind} statements: {bytes1[kind]:,} -> {bytes10[kind]:,} "
-            f"({bytes10[kind] / bytes1[kind]:.2f}x)"
-        )
+    print(f"bytes brought back: {bytes1:,} -> {bytes10:,} ({bytes10 / bytes1:.2f}x)")
+    for size, rows, statement in biggest:
+        print(f"  {size:>9,} B {rows:>6,} rows  {statement[:100]}")
     assert spans10 == 10 * spans1
     assert requests10 == 10 * requests1
-    # windows, routes and fingerprints: the same; pool samples: ten times the run's length
-    assert bytes10["other"] < 4 * bytes1["other"]
-    # known: the lock-queue detector's executions come back one row each
-    assert bytes10["per execution"] > 8 * bytes1["per execution"]
+    # routes and fingerprints: the same; windows and pool samples: ten times the run's
+    # length; nothing one row per span, request or execution
+    assert bytes10 < 4 * bytes1
 
 
 def test_store_tables_follow_the_schema() -> None:
