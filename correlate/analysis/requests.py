@@ -92,8 +92,12 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
 
 
 #: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
-#: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`).
-TABLES = ("tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls")
+#: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`),
+#: ``locks`` by the lock-contention detector
+#: (:func:`correlate.analysis.detectors.lock_queue.queues`).
+TABLES = (
+    "tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls", "locks",
+)  # fmt: skip
 
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
