@@ -305,7 +305,8 @@ def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int
     import duckdb
     import pyarrow as pa
 
-    from correlate.analysis.detectors.lock_queue import sweep_sql
+    from correlate.analysis.detectors.lock_queue import sweep_stages
+    from correlate.analysis.requests import staged
 
     r, span, s0, s1, hold = (list(c) for c in zip(*executions, strict=True))
     table = pa.table(
@@ -315,10 +316,8 @@ def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int
     )  # fmt: skip
     con = duckdb.connect()
     con.register("executions", table)
-    rows = con.execute(
-        f"SELECT span_id, ahead, queued FROM ({sweep_sql('executions')})",
-        {"tolerance": tolerance_ns},
-    ).fetchall()
+    staged(con, "swept", sweep_stages("SELECT * FROM executions"), {"tolerance": tolerance_ns})
+    rows = con.execute("SELECT span_id, ahead, queued FROM swept").fetchall()
     con.close()
     return {span_id: (int(ahead), bool(queued)) for span_id, ahead, queued in rows}
 

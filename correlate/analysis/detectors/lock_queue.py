@@ -32,6 +32,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis.requests import staged
+
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
@@ -124,7 +126,7 @@ GROUP BY e.fingerprint, e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, 
          e.outlives_commit
 """
 
-_SWEEP_SQL = """
+_COUNTED_SQL = """
 WITH ordered AS (
     SELECT *, row_number() OVER (PARTITION BY fingerprint ORDER BY start_ns, span_id) AS k,
            -- instant executions with no hold starting here, from this one on in order:
@@ -132,7 +134,7 @@ WITH ordered AS (
            sum(CASE WHEN hold_end_ns = start_ns THEN 1 ELSE 0 END) OVER (
                PARTITION BY fingerprint, start_ns ORDER BY span_id DESC
                ROWS UNBOUNDED PRECEDING) AS instant_from_here
-    FROM {source}
+    FROM {prev}
 ),
 events AS (
     SELECT fingerprint, hold_end_ns AS t, 0 AS kind, 0 AS k FROM ordered
@@ -166,10 +168,14 @@ counted AS (
     JOIN released r ON r.fingerprint = o.fingerprint AND r.k = o.k
     LEFT JOIN own w ON w.fingerprint = o.fingerprint AND w.k = o.k
     LEFT JOIN ordered p ON p.fingerprint = o.fingerprint AND p.k = o.k - 1
-),
-let_go AS (  -- another request ahead of it let go before it ended
+)
+SELECT * FROM counted
+"""
+
+_SWEPT_SQL = """
+WITH let_go AS (  -- another request ahead of it let go before it ended
     SELECT i.fingerprint, i.k, count(*) AS n
-    FROM counted i JOIN counted j
+    FROM {prev} i JOIN {prev} j
       ON j.fingerprint = i.fingerprint AND j.k < i.k AND j.hold_end_ns > i.start_ns
      AND j.hold_end_ns <= i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
     WHERE i.ahead > 0 AND NOT i.after_previous
@@ -177,7 +183,7 @@ let_go AS (  -- another request ahead of it let go before it ended
 ),
 inside AS (  -- it ended inside another request's hold: it ran beside it
     SELECT i.fingerprint, i.k, count(*) AS n
-    FROM counted i JOIN counted j
+    FROM {prev} i JOIN {prev} j
       ON j.fingerprint = i.fingerprint AND j.end_ns < i.end_ns - $tolerance
      AND j.hold_end_ns > i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
     WHERE i.ahead > 0
@@ -187,22 +193,23 @@ SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.
        c.hold_end_ns, c.k, c.ahead,
        c.ahead > 0 AND (c.after_previous OR coalesce(l.n, 0) > 0) AND coalesce(x.n, 0) = 0
            AS queued
-FROM counted c
+FROM {prev} c
 LEFT JOIN let_go l ON l.fingerprint = c.fingerprint AND l.k = c.k
 LEFT JOIN inside x ON x.fingerprint = c.fingerprint AND x.k = c.k
 """
 
 
-def sweep_sql(source: str) -> str:
-    """SQL: the executions of ``source`` (a table or subquery with ``fingerprint, th, rh,
-    span_id, trace_id, route, start_ns, end_ns, hold_end_ns``), one row each, with their
-    place ``k`` in start order, ``ahead`` and ``queued`` (parameter ``$tolerance``, ns).
+def sweep_stages(source: str) -> list[str]:
+    """The stages (:func:`correlate.analysis.requests.staged`) that sweep the executions
+    ``source`` selects (``fingerprint, th, rh, span_id, trace_id, route, start_ns,
+    end_ns, hold_end_ns``): one row each, with its place ``k`` in start order, ``ahead``
+    and ``queued``. Parameter ``$tolerance`` (ns), and those of ``source``.
 
     ``ahead`` comes from running counts (start order, holds released by each start), so
     it costs no pairing of executions; whether one *queued* pairs it only with the
     executions of other requests whose holds meet its own time.
     """
-    return _SWEEP_SQL.format(source=source)
+    return [source, _COUNTED_SQL, _SWEPT_SQL]
 
 
 _SUMMARY_SQL = """
@@ -275,8 +282,10 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     """
     parts, reqs, locks = run.table("parts"), run.table("requests"), run.table("locks")
     executions = _EXECUTIONS_SQL.format(lockers=_LOCKERS_SQL, parts=parts, reqs=reqs)
-    run.con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {locks} AS " + sweep_sql(f"({executions})"),
+    staged(
+        run.con,
+        locks,
+        sweep_stages(executions),
         {"run": run.run_id, "tolerance": int(tolerance_ms * 1e6), **_PATTERNS},
     )
     rows = run.con.execute(
