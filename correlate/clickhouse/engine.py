@@ -31,6 +31,10 @@ class ClickHouse(Protocol):
     def insert_arrow(self, table: str, data: pa.Table) -> None: ...
 
 
+#: Appended to every query: the settings travel with it (an HTTP server keeps no session).
+_SETTINGS_CLAUSE = " SETTINGS " + ", ".join(f"{k} = {v}" for k, v in SETTINGS.items())
+
+
 class Result:
     """A statement's rows, read the way DuckDB's result is read."""
 
@@ -65,7 +69,19 @@ class Result:
 
         if self._table is None:
             return pd.DataFrame()
+        import pyarrow as pa
+
         frame = self._table.to_pandas(maps_as_pydicts="strict")
+        # as DuckDB gives them: integers and booleans with NULLs in pandas' nullable types
+        for name, column in zip(self._table.column_names, self._table.columns, strict=True):
+            if column.null_count == 0:
+                continue
+            if pa.types.is_integer(column.type):
+                width = column.type.bit_width
+                kind = f"{'U' if pa.types.is_unsigned_integer(column.type) else ''}Int{width}"
+                frame[name] = pd.array(column.to_pylist(), dtype=kind)
+            elif pa.types.is_boolean(column.type):
+                frame[name] = pd.array(column.to_pylist(), dtype="boolean")
         return frame
 
     fetchdf = df
@@ -109,9 +125,11 @@ class Engine:
         head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
         try:
             if head in ("CREATE", "DROP", "INSERT", "SET", "ALTER"):
+                if head == "CREATE" and " ENGINE = Memory AS " in text:
+                    text += _SETTINGS_CLAUSE
                 self.conn.command(text)
                 return Result(None)
-            table = self.conn.query_arrow(text)
+            table = self.conn.query_arrow(text + _SETTINGS_CLAUSE)
         except Exception as exc:  # the engine's own errors are not ours to type
             raise QueryError(
                 f"ClickHouse could not run a statement of the analysis: {exc}\n{text}"
