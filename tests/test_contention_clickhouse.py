@@ -1,17 +1,16 @@
 """The contention detectors in ClickHouse (chDB): the same findings as in DuckDB, and what
 crosses back does not grow with the executions swept.
 
-A run is built locally, every table of its store copied into a chDB session, and the
-detector run there through :class:`correlate.clickhouse.engine.Engine`, which records the
-rows and bytes of every result. The same run at ten times the requests must bring back
-exactly as many rows.
+A run is built locally, every table of its store copied into a chDB database
+(:func:`tests.test_clickhouse_engine.copied`), and the detector run there through
+:class:`correlate.clickhouse.engine.Engine`, which records the rows and bytes of every
+result. The same run at ten times the requests must bring back exactly as many rows.
 """
 
 from __future__ import annotations
 
-import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,8 +19,7 @@ from correlate.analysis import open_run
 from correlate.analysis.detectors import lock_contention, section_contention
 from correlate.analysis.findings import Finding
 from correlate.analysis.run import Run
-from correlate.store import Store
-from tests.conftest import require_chdb
+from tests.test_clickhouse_engine import chdb, copied
 
 from .builders import RunBuilder
 from .test_contention import checkouts
@@ -29,75 +27,19 @@ from .test_section_contention import requests
 
 pytestmark = pytest.mark.clickhouse
 
-
-class _Copied:
-    """What :class:`Run` uses of a store, its tables in a chDB session."""
-
-    def __init__(self, store: Store, engine: Any) -> None:
-        self.con = engine
-        self.path = "chdb://:memory:"
-        self._store = store
-
-    def run_id(self, name: str) -> int:
-        return self._store.run_id(name)
-
-    def run_names(self) -> list[str]:
-        return self._store.run_names()
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture
-def chdb_engine() -> Iterator[Callable[[Store], Any]]:
-    """Copy a store into a fresh chDB session; yields the function that does it."""
-    require_chdb()
-    import pyarrow as pa
-
-    from correlate.clickhouse.connection import connect
-    from correlate.clickhouse.engine import SETTINGS, Engine
-    from correlate.clickhouse.translate import to_clickhouse
-    from correlate.schema import DB_SPANS_VIEW
-
-    conn = connect("chdb://:memory:")
-    for setting, value in SETTINGS.items():
-        conn.command(f"SET {setting} = {value}")
-    copies = itertools.count()
-
-    def copy(store: Store) -> Any:
-        database = f"contention_{next(copies)}"  # each store in a database of its own
-        conn.command(f"CREATE DATABASE {database}")
-        conn.command(f"USE {database}")
-        engine = Engine(conn)
-        tables = store.con.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
-        ).fetchall()
-        for (table,) in tables:
-            data = store.con.sql(f"SELECT * FROM {table}").to_arrow_table()
-            # JSON columns arrive as an extension type: ClickHouse reads them as strings
-            columns = [
-                c.cast(pa.string()) if isinstance(f.type, pa.ExtensionType) else c
-                for f, c in zip(data.schema, data.columns, strict=True)
-            ]
-            engine.register(table, pa.table(columns, names=data.column_names))
-        view = DB_SPANS_VIEW.split("CREATE VIEW", 1)[1].rsplit(";", 1)[0]
-        conn.command(to_clickhouse("CREATE VIEW" + view))
-        return engine
-
-    yield copy
-    conn.close()
+__all__ = ["chdb"]  # the fixture, one chDB session for the module
 
 
 def _both(
-    b: RunBuilder, detector: Callable[[Run], list[Finding]], copy: Callable[[Store], Any]
+    b: RunBuilder, detector: Callable[[Run], list[Finding]], conn: Any
 ) -> tuple[list[Finding], list[Finding], list[tuple[int, int, str]]]:
     """The detector's findings in DuckDB and in ClickHouse, and what the ClickHouse run
     brought back while the detector ran (bytes, rows, statement)."""
     store = b.build()
     with open_run(store, "r") as run:
         local = detector(run)
-    engine = copy(store)
-    remote = Run(_Copied(store, engine), "r")  # type: ignore[arg-type]
+    copy, engine = copied(store, conn, "r")
+    remote = Run(copy, "r")  # type: ignore[arg-type]
     remote.con  # noqa: B018 - the run's tables, built before counting
     engine.fetches.clear()
     found = detector(remote)
@@ -125,15 +67,15 @@ def _rows(fetches: list[tuple[int, int, str]]) -> list[tuple[int, str]]:
 
 
 def test_lock_contention_in_clickhouse_finds_the_same_and_brings_back_no_executions(
-    chdb_engine: Callable[[Store], Any],
+    chdb: Any,
 ) -> None:
     small, large = RunBuilder(), RunBuilder()
     checkouts(small, bursts=20)
     checkouts(large, bursts=200)
-    local, remote, fetched = _both(small, lock_contention, chdb_engine)
+    local, remote, fetched = _both(small, lock_contention, chdb)
     assert [f.kind for f in local] == ["lock_contention"]
     _same(local, remote)
-    local_large, remote_large, fetched_large = _both(large, lock_contention, chdb_engine)
+    local_large, remote_large, fetched_large = _both(large, lock_contention, chdb)
     _same(local_large, remote_large)
     assert remote_large[0].evidence["executions"] == 10 * remote[0].evidence["executions"]
     # ten times the executions, the same rows back: a few per statement, none per execution
@@ -142,15 +84,15 @@ def test_lock_contention_in_clickhouse_finds_the_same_and_brings_back_no_executi
 
 
 def test_section_contention_in_clickhouse_finds_the_same_and_brings_back_no_executions(
-    chdb_engine: Callable[[Store], Any],
+    chdb: Any,
 ) -> None:
     small, large = RunBuilder(), RunBuilder()
     requests(small, bursts=20, call_ms=5)
     requests(large, bursts=200, call_ms=5)
-    local, remote, fetched = _both(small, section_contention, chdb_engine)
+    local, remote, fetched = _both(small, section_contention, chdb)
     assert [f.kind for f in local] == ["section_contention"]
     _same(local, remote)
-    local_large, remote_large, fetched_large = _both(large, section_contention, chdb_engine)
+    local_large, remote_large, fetched_large = _both(large, section_contention, chdb)
     _same(local_large, remote_large)
     assert remote_large[0].evidence["executions"] == 10 * remote[0].evidence["executions"]
     assert _rows(fetched_large) == _rows(fetched)
