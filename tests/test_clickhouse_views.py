@@ -42,8 +42,12 @@ SAMPLES = {
     "zipkin": ROOT / "tests" / "data" / "zipkin" / "checkout.json",
     # peer.service naming a database, old semantic-convention names
     "hotrod": ROOT / "tests" / "data" / "peers" / "hotrod",
+    # HTTP client spans that take their callee's route (a join across spans)
+    "zipkin_peers": ROOT / "tests" / "data" / "peers" / "zipkin",
     # ids that are not hex: stable ids, the originals kept in attributes
     "string_ids": ROOT / "tests" / "data" / "faithful" / "string_ids.jsonl",
+    # an attribute key twice in a span, a resource and an event: both kept
+    "duplicate_keys": ROOT / "tests" / "data" / "clickhouse" / "duplicate_keys.jsonl",
 }
 
 
@@ -93,13 +97,29 @@ def test_every_canonical_column_of_every_span_round_trips(chdb_conn: Connection,
     assert not _first_difference(local, view), _first_difference(local, view)
 
 
-def test_mapped_from_is_exercised_by_the_samples(chdb_conn: Connection) -> None:
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [("hotrod", "db_system<-peer.service"), ("zipkin_peers", "http_target_template<-callee")],
+)
+def test_mapped_from_is_exercised_by_the_samples(
+    chdb_conn: Connection, name: str, mapping: str
+) -> None:
     # The comparison above means something for derived columns only if some span derives.
-    store, _ = exported(chdb_conn, "hotrod")
+    store, _ = exported(chdb_conn, name)
     mapped = {m for r in local_spans(store) for m in r["mapped_from"]}
-    assert "db_system<-peer.service" in mapped
-    view = {m for r in view_spans(chdb_conn, "hotrod_work") for m in r["mapped_from"]}
+    assert mapping in mapped
+    view = {m for r in view_spans(chdb_conn, f"{name}_work") for m in r["mapped_from"]}
     assert view == mapped
+
+
+def test_a_key_twice_is_kept_twice(chdb_conn: Connection) -> None:
+    exported(chdb_conn, "duplicate_keys")
+    (row,) = chdb_conn.query_arrow(
+        "SELECT attributes, resource, events FROM duplicate_keys_work.spans"
+    ).to_pylist()
+    assert row["attributes"] == '{"k":"1","k":"two"}'
+    assert row["resource"] == '{"service.name":"a","service.name":"b"}'
+    assert row["events"][0]["attributes"] == '{"q":"1","q":"2"}'
 
 
 @pytest.mark.parametrize("name", ["blackfriday", "blackfriday_otel"])
@@ -159,6 +179,12 @@ def test_fingerprints_come_back_once_per_statement_shape(chdb_conn: Connection) 
     assert (keys, db_spans) == (local.num_rows, spans)
     assert keys < db_spans / 100  # the point: shapes, not spans, leave ClickHouse
     assert remote.to_pylist() == local.to_pylist()
+    columns = "span_id, fingerprint, comment_trace_id, comment_span_id"
+    local_db_spans = store.con.sql(f"SELECT {columns} FROM db_spans ORDER BY 1").fetchall()
+    remote_db_spans = chdb_conn.query_arrow(
+        f"SELECT {columns} FROM blackfriday_work.db_spans ORDER BY span_id"
+    ).to_pylist()
+    assert [tuple(r.values()) for r in remote_db_spans] == local_db_spans
 
 
 HOSTILE = (
