@@ -146,14 +146,18 @@ def _peer_database_sql(peer: str) -> str:
     return f"CASE WHEN lower(trim({peer})) IN ({listed}) THEN lower(trim({peer})) END"
 
 
-def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str, str]:
+def derived_sql(
+    index: dict[str, int], error_present: str | None = None
+) -> tuple[str, str, str, str, str]:
     """SQL for the columns read from several sources at once, and ``mapped_from``.
 
     Returns ``(helpers, db_system, status_code, http_target_template,
     mapped_from)``: ``helpers`` is a select list of values the others use more
     than once (computed once per span, a layer below them), the others are
     over the columns the attribute mapping produced (``db_system`` there is
-    from ``db.system``-like names only) and ``_sem``.
+    from ``db.system``-like names only) and ``_sem``. ``error_present`` is the
+    SQL saying the span has the error attribute (default: a look-up in the
+    ``attributes`` JSON); :mod:`correlate.clickhouse.views` reads a map instead.
     """
     statement_keys = COLUMN_ATTRIBUTES["db_statement"]
     only_sql_query = " AND ".join(f"_sem[{index[k]}] IS NULL" for k in statement_keys[:-1])
@@ -174,7 +178,8 @@ def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str, str]:
         f"CASE WHEN {sql_query} THEN {sql_string(GENERIC_SQL)} END) END"
     )
     error = f"_sem[{index[ERROR_ATTRIBUTE]}]"
-    error_present = f"json_type(attributes, {sql_string(f'$.{ERROR_ATTRIBUTE}')}) IS NOT NULL"
+    if error_present is None:
+        error_present = f"json_type(attributes, {sql_string(f'$.{ERROR_ATTRIBUTE}')}) IS NOT NULL"
     from_error = (
         f"(coalesce(status_code, 'UNSET') = 'UNSET' AND {error_present} "
         f"AND lower(trim(coalesce({error}, ''))) <> 'false')"
@@ -221,6 +226,29 @@ def _derived_sql(index: dict[str, int]) -> tuple[str, str, str, str, str]:
 _HTTP_METHODS = "GET|HEAD|POST|PUT|DELETE|CONNECT|OPTIONS|TRACE|PATCH"
 
 
+def semantic_paths() -> list[str]:
+    """Every attribute name a span column is read from, in the order of ``_sem``."""
+    paths: list[str] = []
+    for keys in COLUMN_ATTRIBUTES.values():
+        paths.extend(k for k in keys if k not in paths)
+    paths.extend(k for k in (URL_TEMPLATE, ERROR_ATTRIBUTE) if k not in paths)
+    return paths
+
+
+def semantic_columns(index: dict[str, int]) -> dict[str, str]:
+    """column → SQL over ``_sem`` (the values of :func:`semantic_paths`, 1-based ``index``)."""
+    mapped = {}
+    for column, keys in COLUMN_ATTRIBUTES.items():
+        picks = [f"_sem[{index[k]}]" for k in keys]
+        value = picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
+        if column in INTEGER_COLUMNS:
+            value = f"TRY_CAST(TRY_CAST({value} AS DOUBLE) AS INTEGER)"
+        elif column in URL_COLUMNS:
+            value = path_of_sql(value)
+        mapped[column] = value
+    return mapped
+
+
 def canonical_select(raw: str = "raw") -> str:
     """SQL selecting canonical span columns, ``line_no`` and ``problem`` from ``raw``.
 
@@ -233,22 +261,11 @@ def canonical_select(raw: str = "raw") -> str:
     ``http_target_template`` and ``mapped_from``.
     """
     problem = "CASE " + " ".join(f"WHEN {cond} THEN {reason}" for cond, reason in _CHECKS) + " END"
-    paths: list[str] = []
-    for keys in COLUMN_ATTRIBUTES.values():
-        paths.extend(k for k in keys if k not in paths)
-    paths.extend(k for k in (URL_TEMPLATE, ERROR_ATTRIBUTE) if k not in paths)
+    paths = semantic_paths()
     index = {key: i + 1 for i, key in enumerate(paths)}
     path_list = ", ".join(sql_string(f'$."{key}"') for key in paths)
-    mapped = []
-    for column, keys in COLUMN_ATTRIBUTES.items():
-        picks = [f"_sem[{index[k]}]" for k in keys]
-        value = picks[0] if len(picks) == 1 else f"coalesce({', '.join(picks)})"
-        if column in INTEGER_COLUMNS:
-            value = f"TRY_CAST(TRY_CAST({value} AS DOUBLE) AS INTEGER)"
-        elif column in URL_COLUMNS:
-            value = path_of_sql(value)
-        mapped.append(f"{value} AS {column}")
-    helpers, db_system, status, template, mapped_from = _derived_sql(index)
+    mapped = [f"{value} AS {column}" for column, value in semantic_columns(index).items()]
+    helpers, db_system, status, template, mapped_from = derived_sql(index)
     columns = {
         "run_id": "NULL::INTEGER",
         "file_id": "NULL::INTEGER",

@@ -1,0 +1,273 @@
+"""A local run pushed into the exporter's tables, as the Collector would have written it.
+
+Spans become ``otel_traces`` rows (:mod:`correlate.clickhouse.otel_schema` says what
+each column holds); the run's ``pool_samples`` become the OpenTelemetry pool metrics
+:mod:`correlate.ingest.poolmetrics` reads (``db.client.connection.*``, with
+``db.client.connection.pool.name`` and ``db.client.connection.state``), so
+:func:`correlate.clickhouse.views.create_canonical_views` gives the same samples back.
+Samples written by ``correlate.instrument`` know more than those metrics say (pool
+size, overflow, leak suspects, the pool's class): that is kept in gauges named
+``correlate.pool.*`` and the point attribute ``correlate.pool.class``.
+
+Every table is built as Arrow by DuckDB, in batches, and inserted in bulk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.clickhouse.connection import Connection, Source, connect
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from correlate.ingest.progress import Progress
+    from correlate.store import Store
+
+__all__ = [
+    "EXTRA_POOL_METRICS",
+    "POOL_CLASS_ATTRIBUTE",
+    "ExportReport",
+    "export",
+    "resource_json_sql",
+]
+
+#: ``ptrace.SpanKind.String()`` and ``ptrace.StatusCode.String()``: what the exporter writes.
+SPAN_KINDS = {
+    "UNSPECIFIED": "Unspecified",
+    "INTERNAL": "Internal",
+    "SERVER": "Server",
+    "CLIENT": "Client",
+    "PRODUCER": "Producer",
+    "CONSUMER": "Consumer",
+}
+STATUS_CODES = {"UNSET": "Unset", "OK": "Ok", "ERROR": "Error"}
+
+#: The point attribute holding a sample's ``pool_class`` when it is not OpenTelemetry's.
+POOL_CLASS_ATTRIBUTE = "correlate.pool.class"
+#: ``pool_samples`` columns the OpenTelemetry pool metrics have no instrument for.
+EXTRA_POOL_METRICS = {
+    "size": "correlate.pool.size",
+    "max_overflow": "correlate.pool.max_overflow",
+    "overflow": "correlate.pool.overflow",
+    "leak_suspects_open": "correlate.pool.leak_suspects_open",
+}
+_POOL = "db.client.connection"
+#: (pool_samples column, metric, kind, state attribute or None)
+_POOL_METRICS = (
+    ("checked_out", f"{_POOL}.count", "sum", "used"),
+    ("checked_in", f"{_POOL}.count", "sum", "idle"),
+    ("capacity", f"{_POOL}.max", "sum", None),
+    ("waiters", f"{_POOL}.pending_requests", "sum", None),
+    ("timeouts_total", f"{_POOL}.timeouts", "sum", None),
+    ("checkouts_total", f"{_POOL}.wait_time", "histogram", None),
+    *((column, name, "gauge", None) for column, name in EXTRA_POOL_METRICS.items()),
+)
+_BATCH_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What :func:`export` wrote, and where."""
+
+    run: str
+    url: str
+    spans: int
+    metric_points: int
+
+    def summary(self) -> str:
+        return (
+            f"exported run {self.run!r} to {self.url}: {self.spans:,} spans, "
+            f"{self.metric_points:,} pool metric points"
+        )
+
+
+def resource_json_sql(alias: str = "s") -> str:
+    """SQL for a span's resource as a JSON object text, over the spans row ``alias``.
+
+    The one place export reads a span's resource: where the store keeps it may change.
+    """
+    return f"{alias}.resource"
+
+
+def _string_map_sql(json_expr: str) -> str:
+    """SQL: a JSON object as ``MAP(VARCHAR, VARCHAR)``, values as ``Value.AsString()`` gives them.
+
+    Strings as they are, JSON null as the empty string, anything else (numbers,
+    booleans, arrays, objects) as its JSON text.
+    """
+    return (
+        f"map_from_entries(list_transform(map_entries(CAST(coalesce({json_expr}, '{{}}')::JSON "
+        "AS MAP(VARCHAR, JSON))), lambda e: {'key': e.key, 'value': CASE "
+        "WHEN e.value IS NULL OR json_type(e.value) = 'NULL' THEN '' "
+        "WHEN json_type(e.value) = 'VARCHAR' THEN e.value->>'$' "
+        "ELSE CAST(e.value AS VARCHAR) END}))"
+    )
+
+
+def _enum_sql(expr: str, names: dict[str, str]) -> str:
+    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in names.items())
+    return f"CASE {expr} {cases} ELSE coalesce({expr}, '') END"
+
+
+def _traces_sql(run_id: int) -> str:
+    # The status the span carried: local ingest may have set ERROR from an `error`
+    # attribute (mapped_from says so), which a reader of the row derives again.
+    status = (
+        "CASE WHEN list_contains(coalesce(s.mapped_from, []), 'status_code<-error') "
+        f"THEN 'Unset' ELSE {_enum_sql('s.status_code', STATUS_CODES)} END"
+    )
+    return f"""
+SELECT s.start_ns AS "Timestamp",
+       s.trace_id AS "TraceId",
+       s.span_id AS "SpanId",
+       coalesce(s.parent_id, '') AS "ParentSpanId",
+       '' AS "TraceState",
+       coalesce(s.name, '') AS "SpanName",
+       {_enum_sql("s.kind", SPAN_KINDS)} AS "SpanKind",
+       coalesce(s.service, '') AS "ServiceName",
+       {_string_map_sql(resource_json_sql("s"))} AS "ResourceAttributes",
+       coalesce(s.scope_name, '') AS "ScopeName",
+       '' AS "ScopeVersion",
+       {_string_map_sql("s.attributes")} AS "SpanAttributes",
+       s.duration_ns AS "Duration",
+       {status} AS "StatusCode",
+       coalesce(s.status_message, '') AS "StatusMessage",
+       list_transform(s.events, lambda e: e.time_ns) AS "Events.Timestamp",
+       list_transform(s.events, lambda e: coalesce(e.name, '')) AS "Events.Name",
+       list_transform(s.events, lambda e: {_string_map_sql("e.attributes")}) AS "Events.Attributes",
+       list_transform(s.links, lambda l: l.trace_id) AS "Links.TraceId",
+       list_transform(s.links, lambda l: l.span_id) AS "Links.SpanId",
+       list_transform(s.links, lambda l: '') AS "Links.TraceState",
+       list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes"
+FROM spans s
+WHERE s.run_id = {int(run_id)}
+ORDER BY s.service, s.name, s.start_ns
+"""
+
+
+def _metrics_sql(run_id: int, kind: str) -> str:
+    """SQL: one data point per sample and pool metric of ``kind``, in the exporter's columns."""
+    selects = []
+    for column, metric, metric_kind, state in _POOL_METRICS:
+        if metric_kind != kind:
+            continue
+        attributes = ["'db.client.connection.pool.name', p.pool"]
+        if state is not None:
+            attributes.append(f"'db.client.connection.state', '{state}'")
+        attributes.append(
+            f"'{POOL_CLASS_ATTRIBUTE}', CASE WHEN p.pool_class LIKE 'otel %' THEN NULL "
+            "ELSE p.pool_class END"
+        )
+        attrs = f"map_from_entries(list_filter([{', '.join(_pair(a) for a in attributes)}], lambda e: e.value IS NOT NULL))"
+        resource = (
+            "CASE WHEN p.pid > 0 THEN MAP {'process.pid': CAST(p.pid AS VARCHAR)} "
+            "ELSE MAP {}::MAP(VARCHAR, VARCHAR) END"
+        )
+        value = (
+            f'CAST(p.{column} AS UBIGINT) AS "Count", 0.0 AS "Sum", '
+            '[]::UBIGINT[] AS "BucketCounts", []::DOUBLE[] AS "ExplicitBounds", '
+            '0 AS "Flags", 0.0 AS "Min", 0.0 AS "Max", 2 AS "AggregationTemporality"'
+            if kind == "histogram"
+            else f'CAST(p.{column} AS DOUBLE) AS "Value", 0 AS "Flags"'
+        )
+        if kind == "sum":
+            monotonic = "true" if column == "timeouts_total" else "false"
+            value += f', 2 AS "AggregationTemporality", {monotonic} AS "IsMonotonic"'
+        selects.append(
+            f"""SELECT {resource} AS "ResourceAttributes", '' AS "ServiceName",
+       'correlate' AS "ScopeName", '{metric}' AS "MetricName", {attrs} AS "Attributes",
+       p.time_unix_nano AS "TimeUnix", {value}
+FROM pool_samples p WHERE p.run_id = {int(run_id)} AND p.{column} IS NOT NULL"""
+        )
+    return "\nUNION ALL\n".join(selects)
+
+
+def _pair(entry: str) -> str:
+    key, value = entry.split(", ", 1)
+    return f"{{'key': {key}, 'value': {value}}}"
+
+
+def export(
+    run: str,
+    *,
+    store: Store,
+    to: str | Source | Connection,
+    progress: Progress | None = None,
+) -> ExportReport:
+    """Write run ``run`` of ``store`` into the exporter's tables at ``to`` (a URL or connection).
+
+    The database and tables are created with the exporter's DDL when missing; rows are
+    appended (exporting a run twice writes its spans twice, as two Collectors would).
+    A connection passed in stays open.
+    """
+    run_id = store.run_id(run)
+    if isinstance(to, Connection):
+        return _export(store, to, run, run_id, progress)
+    with connect(to) as conn:
+        return _export(store, conn, run, run_id, progress)
+
+
+def _export(
+    store: Store, conn: Connection, run: str, run_id: int, progress: Progress | None
+) -> ExportReport:
+    for ddl in conn.source.tables.all_ddl():
+        conn.command(ddl)
+    conn.require_traces()
+    total = int(store.sql(f"SELECT count(*) AS n FROM spans WHERE run_id = {run_id}")["n"][0])
+    if progress is not None:
+        progress.start(total)
+        progress.file(Path(run))
+    spans = 0
+    for batch in _batches(store, _traces_sql(run_id)):
+        conn.insert_arrow(conn.source.tables.traces_table, _with_times(batch))
+        spans += batch.num_rows
+        if progress is not None:
+            progress.advance(batch.num_rows)
+    points = _export_metrics(store, conn, run_id)
+    if progress is not None:
+        progress.finish()
+    return ExportReport(run, conn.source.display, spans, points)
+
+
+def _export_metrics(store: Store, conn: Connection, run_id: int) -> int:
+    points = 0
+    for kind in ("gauge", "sum", "histogram"):
+        sql = _metrics_sql(run_id, kind)
+        for batch in _batches(store, sql):
+            table = conn.source.tables.qualified(conn.source.tables.metrics(kind))
+            conn.insert_arrow(table, _with_times(batch))
+            points += batch.num_rows
+    return points
+
+
+def _batches(store: Store, sql: str) -> Iterator[pa.Table]:
+    import pyarrow as pa
+
+    reader = store.con.sql(sql).to_arrow_reader(_BATCH_ROWS)
+    for batch in reader:
+        if batch.num_rows:
+            yield pa.Table.from_batches([batch])
+
+
+_TIME_COLUMNS = ("Timestamp", "Events.Timestamp", "TimeUnix")
+
+
+def _with_times(table: pa.Table) -> pa.Table:
+    """Integer nanoseconds since the epoch as Arrow timestamps (UTC), for ``DateTime64(9)``."""
+    import pyarrow as pa
+
+    for name in _TIME_COLUMNS:
+        if name not in table.column_names:
+            continue
+        column = table.column(name)
+        if pa.types.is_list(column.type):
+            target: pa.DataType = pa.list_(pa.timestamp("ns", tz="UTC"))
+        else:
+            target = pa.timestamp("ns", tz="UTC")
+        index = table.column_names.index(name)
+        table = table.set_column(index, name, column.cast(target))
+    return table
