@@ -1,0 +1,332 @@
+#!/usr/bin/env python
+"""`correlate analyze` where the spans are (ClickHouse, in chDB) against a local DuckDB store.
+
+Usage::
+
+    python benchmarks/bench_clickhouse.py [--spans 200000[,10000000,...]] [--dir /tmp/chbench]
+
+For each size, ``gen_clickhouse.generate`` writes that many spans of a
+Black-Friday-like load into the exporter's ``otel_traces`` table of a chDB session
+directory (MergeTree, ordered as the exporter orders it). The same spans then go
+into a local DuckDB store (:func:`load_duckdb`), and ``correlate analyze`` runs on
+each, in a fresh process timed from outside with its peak RSS (with chDB, ClickHouse
+runs inside that process, so its memory counts there; against a server it would be
+the server's). The ClickHouse run also reports the bytes it brought back
+(``Engine.bytes_fetched``) and the size of the run's per-span tables it built there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+for _path in (str(ROOT), str(HERE)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from gen_clickhouse import DEFAULT_RATE, generate  # noqa: E402
+
+from correlate.clickhouse.otel_schema import quote_string  # noqa: E402
+
+# -- the analysis on each engine ---------------------------------------------------
+
+WORK_DB = "correlate_work"
+RUN = "bench"
+
+
+class _ClickHouseStore:
+    """What the analysis uses of a :class:`correlate.Store`, over ClickHouse (provisional:
+    until ``--source`` lands, the benchmark builds the canonical tables itself)."""
+
+    def __init__(self, url: str) -> None:
+        from correlate.clickhouse.connection import connect
+        from correlate.clickhouse.engine import Engine
+        from correlate.clickhouse.translate import SETTINGS, to_clickhouse
+        from correlate.clickhouse.views import create_canonical_views, fingerprint_statements
+        from correlate.schema import DB_SPANS_VIEW
+
+        self.path = url
+        self.conn = connect(url)
+        create_canonical_views(self.conn, work_db=WORK_DB)
+        fingerprint_statements(self.conn, WORK_DB)
+        self.conn.command(f"USE {WORK_DB}")
+        for key, value in SETTINGS.items():
+            self.conn.command(f"SET {key} = {value}")
+        self.con = Engine(self.conn)
+        self._empty_tables()
+        view = DB_SPANS_VIEW.split("CREATE VIEW", 1)[1].rsplit(";", 1)[0]
+        self.conn.command("DROP VIEW IF EXISTS db_spans")
+        self.conn.command(to_clickhouse("CREATE VIEW" + view))
+
+    def _empty_tables(self) -> None:
+        """The store's other tables, empty, and ``runs`` with this run's row."""
+        import correlate
+
+        row = self.conn.query_arrow(
+            "SELECT min(start_ns), max(end_ns), count(), uniqExact(trace_id), "
+            "groupUniqArray(service) FROM spans"
+        ).to_pylist()[0]
+        start, end, spans, traces, services = row.values()
+        with correlate.open_store(":memory:") as local:
+            run_id = local.ensure_run(RUN, source=self.path, labels=None)
+            local.con.execute(
+                "UPDATE runs SET start_ns = ?, end_ns = ?, span_count = ?, trace_count = ?, "
+                "services = ? WHERE run_id = ?",
+                [start, end, spans, traces, sorted(services), run_id],
+            )
+            names = [
+                r[0]
+                for r in local.con.execute(
+                    "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
+                ).fetchall()
+                if r[0] not in ("spans", "statements", "pool_samples")
+            ]
+            for name in names:
+                data = local.con.sql(f"SELECT * FROM {name}").to_arrow_table()
+                upload = data  # noqa: F841 - chDB's Python() reads it from this frame
+                self.conn.command(f"DROP TABLE IF EXISTS {name}")
+                self.conn.command(
+                    f"CREATE TABLE {name} ENGINE = Memory AS SELECT * FROM Python(upload)"
+                )
+
+    def run_id(self, name: str) -> int:
+        return 1
+
+    def run_names(self) -> list[str]:
+        return [RUN]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def export_parquet(url: str, path: Path) -> int:
+    """The canonical span rows ClickHouse's views derive, written to ``path``; return spans."""
+    from correlate.clickhouse.connection import connect
+    from correlate.clickhouse.views import create_canonical_views
+
+    with connect(url) as conn:
+        create_canonical_views(conn, work_db=WORK_DB)
+        # mapped_from is a Variant in the view; Parquet has no such type
+        conn.command(
+            f"SELECT * EXCEPT (mapped_from), "
+            f"variantElement(mapped_from, 'Array(Nullable(String))') AS mapped_from "
+            f"FROM {WORK_DB}.spans INTO OUTFILE {quote_string(str(path))} TRUNCATE FORMAT Parquet"
+        )
+        rows = conn.query_arrow(f"SELECT count() AS n FROM {WORK_DB}.spans").to_pylist()
+    return int(rows[0]["n"])
+
+
+def load_duckdb(parquet: Path, store_path: Path) -> int:
+    """Load the spans of ``parquet`` into a new local store as run ``bench``; return spans.
+
+    A direct load, not ``correlate ingest``: the rows are already canonical (ClickHouse's
+    views derive them with local ingest's own SQL), so they go into ``spans`` as they
+    are, and the store then does what ingest does after: fingerprints the statement
+    shapes (:func:`correlate.statements.fingerprint_run`) and the run's statistics.
+    """
+    import correlate
+    from correlate.statements import fingerprint_run
+
+    with correlate.open_store(store_path) as store:
+        run_id = store.ensure_run(RUN, source=str(parquet), labels=None)
+        store.con.execute(
+            "INSERT INTO spans BY NAME SELECT * REPLACE ("
+            "  CAST($run AS INTEGER) AS run_id,"
+            "  CASE WHEN len(mapped_from) > 0 THEN mapped_from END AS mapped_from)"
+            f" FROM read_parquet({quote_string(str(parquet))})",
+            {"run": run_id},
+        )
+        fingerprint_run(store, run_id)
+        store.refresh_run_stats(run_id)
+        row = store.con.execute("SELECT span_count FROM runs WHERE run_id = ?", [run_id])
+        return int(row.fetchone()[0])
+
+
+def analyze(target: str) -> dict[str, Any]:
+    """Analyse run ``bench`` of ``target`` (a DuckDB store path, or a ``chdb://`` URL) as
+    ``correlate analyze`` does, rendering included; what it found, and what it cost."""
+    import correlate
+    from correlate.analysis.run import Run
+    from correlate.analysis.settings import resolve_settings
+    from correlate.analysis.verdict import _collect
+
+    t = time.perf_counter()
+    clickhouse = "://" in target
+    store: Any = (
+        _ClickHouseStore(target) if clickhouse else correlate.open_store(target, read_only=True)
+    )
+    setup = time.perf_counter() - t
+    run = Run(store, RUN)
+    result = _collect(run, None, resolve_settings(None))
+    text = result.to_text(width=120)
+    out: dict[str, Any] = {
+        "setup_s": setup,
+        "requests": result.summary["requests"],
+        "findings": [
+            {
+                "kind": str(f.kind),
+                "route": f.route,
+                "severity": str(f.severity),
+                "fingerprint": f.fingerprint,
+            }
+            for f in result.findings
+        ],
+        "text_chars": len(text),
+    }
+    if clickhouse:
+        out["bytes_fetched"] = store.con.bytes_fetched
+        out["statements"] = store.con.statements
+        sizes = store.conn.query_arrow(
+            "SELECT name, total_bytes AS b FROM system.tables "
+            f"WHERE database = {quote_string(WORK_DB)} AND engine = 'Memory' "
+            f"AND name LIKE {quote_string(run.prefix + '%')}"
+        ).to_pylist()
+        out["memory_tables_bytes"] = {r["name"][len(run.prefix) + 1 :]: r["b"] for r in sizes}
+    run.close()
+    store.close()
+    return out
+
+
+# -- the driver: each step in a fresh process, timed from outside -------------------
+
+
+def _child(step: str, *args: str) -> tuple[dict[str, Any], float, float]:
+    """Run ``step`` of this script in a new process: (its JSON, wall seconds, peak RSS MB)."""
+    command = [sys.executable, __file__, f"--step={step}", *args]
+    t = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert proc.stdout is not None
+    output = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise SystemExit(f"step {step} {' '.join(args)} failed (exit {proc.returncode})")
+    return json.loads(output.strip().splitlines()[-1]), wall, usage.ru_maxrss / 1024
+
+
+def _step(step: str, args: list[str]) -> dict[str, Any]:
+    if step == "generate":
+        from correlate.clickhouse.connection import connect
+
+        url, spans, seed, rate = args[0], int(args[1]), int(args[2]), int(args[3])
+        with connect(url) as conn:
+            requests = generate(conn, spans, seed=seed, rate=rate)
+            conn.command(f"OPTIMIZE TABLE {conn.source.tables.traces_table} FINAL")
+            row = conn.query_arrow(
+                "SELECT sum(rows) AS rows, sum(data_compressed_bytes) AS disk, "
+                "sum(data_uncompressed_bytes) AS raw FROM system.parts "
+                f"WHERE active AND table = {quote_string(conn.source.tables.traces)}"
+            ).to_pylist()[0]
+        return {"requests": requests, **row}
+    if step == "export":
+        return {"spans": export_parquet(args[0], Path(args[1]))}
+    if step == "load":
+        return {"spans": load_duckdb(Path(args[0]), Path(args[1]))}
+    if step == "analyze":
+        return analyze(args[0])
+    raise SystemExit(f"unknown step {step!r}")
+
+
+def bench(
+    spans: int, root: Path, *, seed: int, rate: int, engines: tuple[str, ...]
+) -> dict[str, Any]:
+    """Generate, load and analyse ``spans`` spans under ``root``; the figures."""
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    url = f"chdb://{root / 'chdb'}"
+    gen, gen_s, gen_rss = _child("generate", url, str(spans), str(seed), str(rate))
+    out: dict[str, Any] = {
+        "spans": int(gen["rows"]),
+        "requests": gen["requests"],
+        "generate_s": gen_s,
+        "generate_rss_mb": gen_rss,
+        "disk_bytes": int(gen["disk"]),
+        "raw_bytes": int(gen["raw"]),
+    }
+    if "clickhouse" in engines:
+        out["clickhouse"] = _measure(url)
+    if "duckdb" in engines:
+        parquet, store = root / "spans.parquet", root / "store.duckdb"
+        _, out["export_s"], _ = _child("export", url, str(parquet))
+        _, out["load_s"], out["load_rss_mb"] = _child("load", str(parquet), str(store))
+        parquet.unlink()
+        out["duckdb"] = _measure(str(store))
+    return out
+
+
+def _measure(target: str) -> dict[str, Any]:
+    result, wall, rss = _child("analyze", target)
+    return {**result, "wall_s": wall, "peak_rss_mb": rss}
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| spans | engine | wall s | peak RSS MB | bytes back | bytes back / span "
+        "| per-span tables MB | findings |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for row in rows:
+        for engine in ("clickhouse", "duckdb"):
+            if engine not in row:
+                continue
+            r = row[engine]
+            back = r.get("bytes_fetched")
+            tables = sum(r.get("memory_tables_bytes", {}).values()) / 2**20
+            spans = row["spans"]
+            kinds = ", ".join(f"{f['kind']} {f['route'] or ''}".strip() for f in r["findings"])
+            lines.append(
+                f"| {row['spans']:,} | {engine} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} "
+                f"| {'' if back is None else f'{back:,}'} "
+                f"| {'' if back is None else f'{back / spans:.4f}'} "
+                f"| {f'{tables:,.0f}' if tables else ''} | {kinds} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", default="200000", help="sizes, comma-separated")
+    parser.add_argument("--dir", type=Path, default=Path("/tmp/chbench"))
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="requests a second")
+    parser.add_argument("--engines", default="clickhouse,duckdb")
+    parser.add_argument("--keep", action="store_true", help="keep the generated data")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args(argv)
+    if args.step:
+        print(json.dumps(_step(args.step, rest), default=str))
+        return
+    engines = tuple(args.engines.split(","))
+    rows = []
+    for spans in (int(s.replace("_", "")) for s in args.spans.split(",")):
+        root = args.dir / f"spans-{spans}"
+        row = bench(spans, root, seed=args.seed, rate=args.rate, engines=engines)
+        rows.append(row)
+        print(json.dumps(row, default=str), file=sys.stderr, flush=True)
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1, default=str))
+    print(_table(rows))
+    backs = [(r["spans"], r["clickhouse"]["bytes_fetched"]) for r in rows if "clickhouse" in r]
+    if len(backs) > 1:
+        (s0, b0), (s1, b1) = backs[0], backs[-1]
+        print(
+            f"\nbytes back per span: {b0 / s0:.4f} at {s0:,}, {b1 / s1:.4f} at {s1:,} "
+            f"(bytes back grew {b1 / b0:.2f}x for {s1 / s0:.1f}x the spans)"
+        )
+
+
+if __name__ == "__main__":
+    main()
