@@ -73,12 +73,13 @@ def breakdown(con: duckdb.DuckDBPyConnection, prefix: str, route: str) -> pd.Dat
             FROM grouped
         ),
         parts AS (
-            SELECT g.band, c.component, c.fingerprint, c.ms
-            FROM grouped g,
-                 LATERAL (VALUES ('pool', NULL, g.pool_ms),
-                                 ('downstream', NULL, g.downstream_ms),
-                                 ('app', NULL, g.app_ms)) c(component, fingerprint, ms)
-            WHERE g.band IS NOT NULL
+            -- one row per component (plain UNION ALL: the same in every engine)
+            SELECT band, 'pool' AS component, NULL AS fingerprint, pool_ms AS ms
+            FROM grouped WHERE band IS NOT NULL
+            UNION ALL
+            SELECT band, 'downstream', NULL, downstream_ms FROM grouped WHERE band IS NOT NULL
+            UNION ALL
+            SELECT band, 'app', NULL, app_ms FROM grouped WHERE band IS NOT NULL
             UNION ALL
             SELECT g.band, 'db', rq.fingerprint, rq.db_ms
             FROM grouped g

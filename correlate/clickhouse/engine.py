@@ -111,7 +111,9 @@ class Engine:
                 return Result(None)
             table = self.conn.query_arrow(text)
         except Exception as exc:  # the engine's own errors are not ours to type
-            raise QueryError(f"ClickHouse could not run a statement of the analysis: {exc}\n{text}") from None
+            raise QueryError(
+                f"ClickHouse could not run a statement of the analysis: {exc}\n{text}"
+            ) from None
         self.bytes_fetched += table.nbytes
         return Result(table)
 
@@ -125,9 +127,7 @@ class Engine:
 
         data = table if isinstance(table, pa.Table) else pa.table(table)
         self.conn.command(f"DROP TABLE IF EXISTS {name}")
-        columns = ", ".join(
-            f"`{f.name}` {_ch_type(f.type)}" for f in data.schema
-        )
+        columns = ", ".join(f"`{f.name}` {_ch_type(f.type)}" for f in data.schema)
         self.conn.command(f"CREATE TABLE {name} ({columns}) ENGINE = Memory")
         if data.num_rows:
             self.conn.insert_arrow(name, data)

@@ -41,7 +41,9 @@ def _macros() -> dict[str, tuple[list[str], exp.Expression]]:
     text = re.sub(r"^\s*--.*$", "", schema.DDL, flags=re.M)
     for name, params, body in pattern.findall(text):
         names = [p.strip() for p in params.split(",") if p.strip()]
-        found[name.lower()] = (names, sqlglot.parse_one(body, read="duckdb"))
+        tree = sqlglot.parse_one(body, read="duckdb")
+        assert isinstance(tree, exp.Expression)
+        found[name.lower()] = (names, tree)
     return found
 
 
@@ -88,7 +90,11 @@ def _anonymous(node: exp.Anonymous) -> exp.Expression:
     if name == "hash":
         return _var(f"cityHash64({', '.join(args)})")
     if name == "histogram":
-        return _var(f"sumMap(map({args[0]}, toInt64(1)))")
+        # a map of value -> count, NULLs not counted (ClickHouse map keys are not nullable)
+        value = args[0]
+        return _var(
+            f"mapFilter((k, n) -> n > 0, sumMap(map(ifNull({value}, ''), toInt64({value} IS NOT NULL))))"
+        )
     if name == "epoch_ns":
         return _var(f"toUnixTimestamp64Nano({args[0]})")
     return node
@@ -109,7 +115,9 @@ def _median(node: exp.Median) -> exp.Expression:
 def _mode(node: exp.Mode) -> exp.Expression:
     # exact: the most frequent value (ClickHouse's topK is approximate)
     g = f"groupArray({_ch(node.this)})"
-    return _var(f"arrayElement(arraySort(v -> (-countEqual({g}, v), v), arrayDistinct({g})), 1)")
+    return _var(
+        f"arrayElementOrNull(arraySort(v -> (-countEqual({g}, v), v), arrayDistinct({g})), 1)"
+    )
 
 
 def _any_value(node: exp.Expression) -> exp.Expression:
@@ -123,8 +131,15 @@ def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
     # DuckDB's list() keeps NULLs, groupArray drops them: wrap each value in a tuple
     this = node.this
     if isinstance(this, exp.Distinct):
-        values = ", ".join(_ch(e) for e in this.expressions)
-        return _var(f"groupUniqArray({values})")
+        return _var(f"groupUniqArray({', '.join(_ch(e) for e in this.expressions)})")
+    if isinstance(this, exp.Order) and isinstance(this.this, exp.Distinct):
+        distinct, by = this.this.expressions, this.expressions
+        if len(distinct) == 1 and len(by) == 1 and by[0].this == distinct[0]:
+            sort = "arrayReverseSort" if by[0].args.get("desc") else "arraySort"
+            return _var(f"{sort}(groupUniqArray({_ch(distinct[0])}))")
+        from correlate.clickhouse.translate import TranslationError
+
+        raise TranslationError("list(DISTINCT … ORDER BY) by another key")
     if isinstance(this, exp.Order):
         value = _ch(this.this)
         keys = this.expressions
@@ -136,9 +151,12 @@ def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
             # mixed directions: a descending key must be numeric, and is negated
             sort = "arraySort"
             key = ", ".join(
-                f"-toFloat64({_ch(k.this)})" if d else _ch(k.this) for k, d in zip(keys, desc, strict=True)
+                f"-toFloat64({_ch(k.this)})" if d else _ch(k.this)
+                for k, d in zip(keys, desc, strict=True)
             )
-        return _var(f"arrayMap(t -> t.1, {sort}(t -> t.2, groupArray(tuple({value}, tuple({key})))))")
+        return _var(
+            f"arrayMap(t -> t.1, {sort}(t -> t.2, groupArray(tuple({value}, tuple({key})))))"
+        )
     return _var(f"arrayMap(t -> t.1, groupArray(tuple({_ch(this)})))")
 
 
@@ -151,6 +169,47 @@ def _count(node: exp.Count) -> exp.Expression:
 def _filter(node: exp.Filter) -> exp.Expression:
     if isinstance(node.this, exp.Count):
         return _var(f"toInt64({_ch(node)})")
+    if isinstance(node.this, exp.Var) and _INNER_AGGREGATE.search(node.this.name):
+        # an aggregate this module expanded (list, mode): the filter goes to the
+        # aggregates inside, not to the array function around them
+        where = node.expression.this if isinstance(node.expression, exp.Where) else node.expression
+        return _var(_push_condition(node.this.name, _ch(where)))
+    return node
+
+
+_INNER_AGGREGATE = re.compile(r"\b(groupArray|groupUniqArray|sumMap)\(")
+
+
+def _push_condition(text: str, condition: str) -> str:
+    """``text`` with each ``groupArray(x)`` as ``groupArrayIf(x, condition)``."""
+    out, pos = [], 0
+    for match in _INNER_AGGREGATE.finditer(text):
+        if match.start() < pos:
+            continue
+        depth, i = 1, match.end()
+        while depth and i < len(text):
+            depth += {"(": 1, ")": -1}.get(text[i], 0)
+            i += 1
+        out.append(text[pos : match.start()])
+        out.append(f"{match.group(1)}If({text[match.end() : i - 1]}, {condition})")
+        pos = i
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _subquery(node: exp.Subquery) -> exp.Expression:
+    # a correlated count(*) over no rows is 0 in DuckDB; ClickHouse's decorrelated
+    # form gives NULL
+    select = node.this
+    if (
+        isinstance(select, exp.Select)
+        and len(select.expressions) == 1
+        and isinstance(select.expressions[0], exp.Var)
+        and select.expressions[0].name.startswith("toInt64(COUNT")
+        and not isinstance(node.parent, (exp.From, exp.Join, exp.Table, exp.Exists, exp.In))
+        and not node.alias
+    ):
+        return _var(f"coalesce({_ch(node)}, 0)")
     return node
 
 
@@ -179,7 +238,8 @@ def _array_to_string(node: exp.ArrayToString) -> exp.Expression:
 
 
 def _json_keys(node: exp.JSONKeys) -> exp.Expression:
-    return _var(f"JSONExtractKeys({_ch(node.this)})")
+    # a NULL document has no keys (ClickHouse has no nullable arrays)
+    return _var(f"JSONExtractKeys(ifNull({_ch(node.this)}, '{{}}'))")
 
 
 def _json_scalar(node: exp.Expression) -> exp.Expression:
@@ -372,6 +432,7 @@ _HOOKS: dict[type, Any] = {
     exp.Lead: _window_shift,
     exp.Lag: _window_shift,
     exp.Join: _join,
+    exp.Subquery: _subquery,
     exp.Select: _select,
     exp.Bracket: _slice,
     exp.Table: _series,

@@ -41,6 +41,8 @@ SETTINGS: dict[str, int] = {
     # a column keeps its meaning inside an expression whose alias shares its name
     # (``arg_min(rh, depth) AS rh, min(depth) AS depth``), as in standard SQL
     "prefer_column_name_to_alias": 1,
+    # DuckDB reads `FROM (SELECT …), (SELECT …)` without aliases
+    "joined_subquery_requires_alias": 0,
 }
 
 
@@ -113,6 +115,7 @@ def _translate(sql: str) -> str:
         tree = sqlglot.parse_one(hooks.json_keys(hooks.system_tables(sql)), read="duckdb")
     except sqlglot.errors.ParseError as exc:
         raise TranslationError(f"cannot read a statement of the analysis: {exc}") from None
+    assert isinstance(tree, exp.Expression)
     tree = hooks.expand_macros(tree)
     tree = _rewrite(tree, hooks.rewrite)
     assert isinstance(tree, exp.Expression)

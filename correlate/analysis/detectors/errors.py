@@ -100,12 +100,13 @@ def _burst(
                list(trace_id ORDER BY start_ns) FILTER (WHERE error),
                histogram(route) FILTER (WHERE error),
                histogram(coalesce(http_status::VARCHAR, 'no status')) FILTER (WHERE error),
-               count(*) FILTER (
-                   WHERE error AND EXISTS (
-                       SELECT 1 FROM {parts} p
-                       WHERE p.th = r.th AND p.rh = r.rh AND p.category = 'pool'
-                         AND p.status_code = 'ERROR'))
-        FROM {reqs} r WHERE end_ns >= $lo AND end_ns < $hi
+               count(*) FILTER (WHERE error AND pe.th IS NOT NULL)
+        FROM {reqs} r
+        -- requests whose wait for a connection failed (a join, not a subquery per row)
+        LEFT JOIN (SELECT DISTINCT th, rh FROM {parts}
+                   WHERE category = 'pool' AND status_code = 'ERROR') pe
+          ON pe.th = r.th AND pe.rh = r.rh
+        WHERE r.end_ns >= $lo AND r.end_ns < $hi
         """,
         {"lo": lo, "hi": hi},
     ).fetchone()
