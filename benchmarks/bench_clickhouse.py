@@ -43,71 +43,6 @@ WORK_DB = "correlate_work"
 RUN = "bench"
 
 
-class _ClickHouseStore:
-    """What the analysis uses of a :class:`correlate.Store`, over ClickHouse (provisional:
-    until ``--source`` lands, the benchmark builds the canonical tables itself)."""
-
-    def __init__(self, url: str) -> None:
-        from correlate.clickhouse.connection import connect
-        from correlate.clickhouse.engine import Engine
-        from correlate.clickhouse.translate import SETTINGS, to_clickhouse
-        from correlate.clickhouse.views import create_canonical_views, fingerprint_statements
-        from correlate.schema import DB_SPANS_VIEW
-
-        self.path = url
-        self.conn = connect(url)
-        create_canonical_views(self.conn, work_db=WORK_DB)
-        fingerprint_statements(self.conn, WORK_DB)
-        self.conn.command(f"USE {WORK_DB}")
-        for key, value in SETTINGS.items():
-            self.conn.command(f"SET {key} = {value}")
-        self.con = Engine(self.conn)
-        self._empty_tables()
-        view = DB_SPANS_VIEW.split("CREATE VIEW", 1)[1].rsplit(";", 1)[0]
-        self.conn.command("DROP VIEW IF EXISTS db_spans")
-        self.conn.command(to_clickhouse("CREATE VIEW" + view))
-
-    def _empty_tables(self) -> None:
-        """The store's other tables, empty, and ``runs`` with this run's row."""
-        import correlate
-
-        row = self.conn.query_arrow(
-            "SELECT min(start_ns), max(end_ns), count(), uniqExact(trace_id), "
-            "groupUniqArray(service) FROM spans"
-        ).to_pylist()[0]
-        start, end, spans, traces, services = row.values()
-        with correlate.open_store(":memory:") as local:
-            run_id = local.ensure_run(RUN, source=self.path, labels=None)
-            local.con.execute(
-                "UPDATE runs SET start_ns = ?, end_ns = ?, span_count = ?, trace_count = ?, "
-                "services = ? WHERE run_id = ?",
-                [start, end, spans, traces, sorted(services), run_id],
-            )
-            names = [
-                r[0]
-                for r in local.con.execute(
-                    "SELECT table_name FROM duckdb_tables() WHERE NOT temporary"
-                ).fetchall()
-                if r[0] not in ("spans", "statements", "pool_samples")
-            ]
-            for name in names:
-                data = local.con.sql(f"SELECT * FROM {name}").to_arrow_table()
-                upload = data  # noqa: F841 - chDB's Python() reads it from this frame
-                self.conn.command(f"DROP TABLE IF EXISTS {name}")
-                self.conn.command(
-                    f"CREATE TABLE {name} ENGINE = Memory AS SELECT * FROM Python(upload)"
-                )
-
-    def run_id(self, name: str) -> int:
-        return 1
-
-    def run_names(self) -> list[str]:
-        return [RUN]
-
-    def close(self) -> None:
-        self.conn.close()
-
-
 def export_parquet(url: str, path: Path) -> int:
     """The canonical span rows ClickHouse's views derive, written to ``path``; return spans."""
     from correlate.clickhouse.connection import connect
@@ -151,9 +86,10 @@ def load_duckdb(parquet: Path, store_path: Path) -> int:
         return int(row.fetchone()[0])
 
 
-def analyze(target: str) -> dict[str, Any]:
-    """Analyse run ``bench`` of ``target`` (a DuckDB store path, or a ``chdb://`` URL) as
-    ``correlate analyze`` does, rendering included; what it found, and what it cost."""
+def analyze(target: str, window: str | None = None) -> dict[str, Any]:
+    """Analyse run ``bench`` of ``target`` (a DuckDB store path, or a ``chdb://`` URL, then
+    only ``window`` of it when given) as ``correlate analyze`` does, rendering included;
+    what it found, and what it cost."""
     import correlate
     from correlate.analysis.run import Run
     from correlate.analysis.settings import resolve_settings
@@ -161,9 +97,14 @@ def analyze(target: str) -> dict[str, Any]:
 
     t = time.perf_counter()
     clickhouse = "://" in target
-    store: Any = (
-        _ClickHouseStore(target) if clickhouse else correlate.open_store(target, read_only=True)
-    )
+    store: Any
+    if clickhouse:
+        from correlate.clickhouse.source import open_source
+
+        _count_all_bytes()
+        store = open_source(target, window=window, name=RUN)
+    else:
+        store = correlate.open_store(target, read_only=True)
     setup = time.perf_counter() - t
     run = Run(store, RUN)
     result = _collect(run, None, resolve_settings(None))
@@ -187,13 +128,34 @@ def analyze(target: str) -> dict[str, Any]:
         out["statements"] = store.con.statements
         sizes = store.conn.query_arrow(
             "SELECT name, total_bytes AS b FROM system.tables "
-            f"WHERE database = {quote_string(WORK_DB)} AND engine = 'Memory' "
+            f"WHERE database = {quote_string(store.work_db)} AND engine = 'Memory' "
             f"AND name LIKE {quote_string(run.prefix + '%')}"
         ).to_pylist()
         out["memory_tables_bytes"] = {r["name"][len(run.prefix) + 1 :]: r["b"] for r in sizes}
     run.close()
     store.close()
+    if clickhouse:
+        # everything that came back, the source's setup included (the window check,
+        # one text per statement shape to fingerprint, these size queries)
+        out["bytes_fetched_all"] = _BYTES_BACK[0]
     return out
+
+
+_BYTES_BACK = [0]
+
+
+def _count_all_bytes() -> None:
+    """Count the bytes of every result the chDB connection returns, not only the engine's."""
+    from correlate.clickhouse import connection
+
+    plain = connection._ChdbConnection.query_arrow
+
+    def counted(self: Any, sql: str) -> Any:
+        table = plain(self, sql)
+        _BYTES_BACK[0] += table.nbytes
+        return table
+
+    connection._ChdbConnection.query_arrow = counted  # type: ignore[method-assign]
 
 
 # -- the driver: each step in a fresh process, timed from outside -------------------
@@ -233,7 +195,7 @@ def _step(step: str, args: list[str]) -> dict[str, Any]:
     if step == "load":
         return {"spans": load_duckdb(Path(args[0]), Path(args[1]))}
     if step == "analyze":
-        return analyze(args[0])
+        return analyze(args[0], args[1] if len(args) > 1 else None)
     raise SystemExit(f"unknown step {step!r}")
 
 
