@@ -13,6 +13,7 @@ from __future__ import annotations
 from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.settings import Settings
 from correlate.analysis.verdict import Analysis, analyze
+from correlate.clickhouse.export import export
 from correlate.collect import collect, record
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
@@ -38,6 +39,7 @@ __all__ = [
     "analyze",
     "collect",
     "diff",
+    "export",
     "open_run",
     "open_store",
     "record",

@@ -254,6 +254,31 @@ def runs(format_: str | None, output: Path | None, db: Path) -> None:
 
 
 @cli.command()
+@click.argument("run")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="URL",
+    help="clickhouse://[user[:password]@]host[:port]/DATABASE[?table=otel_traces"
+    "&metrics_prefix=otel_metrics&secure=1], or chdb://PATH (a chDB session directory).",
+)
+@db_option
+def export(run: str, to: str, db: Path) -> None:
+    """Write a run's spans and pool samples into ClickHouse, as the Collector would have.
+
+    Rows go into the OpenTelemetry Collector clickhouseexporter's tables
+    (otel_traces, otel_metrics_*), created with the exporter's DDL when missing,
+    so `correlate analyze --source URL`, SigNoz, Grafana and HyperDX read them.
+    """
+    from correlate.clickhouse.export import export as export_run
+
+    with open_db(db, read_only=True) as store:
+        report = export_run(run, store=store, to=to, progress=terminal_progress())
+    click.echo(safe_text(report.summary()))
+
+
+@cli.command()
 @click.argument("query")
 @output_options("table", "the result")
 @click.option(

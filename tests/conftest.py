@@ -63,6 +63,14 @@ def mysql_dsn() -> str:
     return _check(MYSQL_DSN, "MariaDB")
 
 
+def require_chdb() -> None:
+    """Skip (on a laptop without chDB) or fail (CORRELATE_NO_SKIP) a ClickHouse test."""
+    try:
+        import chdb  # noqa: F401
+    except ImportError as exc:
+        _unavailable("chDB (pip install 'correlate[chdb]')", exc)
+
+
 @pytest.fixture
 def store() -> Iterator[Store]:
     """A throwaway in-memory store."""
@@ -75,7 +83,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     """Under CORRELATE_NO_SKIP, a skipped server test is a failed test, however it skipped."""
     outcome = yield
     report = outcome.get_result()
-    needs_server = any(item.iter_markers("postgres")) or any(item.iter_markers("mariadb"))
+    needs_server = any(
+        any(item.iter_markers(name)) for name in ("postgres", "mariadb", "clickhouse")
+    )
     if report.skipped and needs_server and _no_skip():
         report.outcome = "failed"
         report.longrepr = f"skipped a server test under CORRELATE_NO_SKIP: {report.longrepr}"

@@ -36,6 +36,7 @@ API_TWINS = {
     "watch": correlate.watch,
     "collect": correlate.collect,
     "record": correlate.record,
+    "export": correlate.export,
 }
 
 

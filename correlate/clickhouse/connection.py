@@ -16,8 +16,9 @@ methods, so the export, the views and the analysis engine never ask which it is.
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -202,6 +203,12 @@ class Connection:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def using(self, tables: OtelTables) -> Connection:
+        """This connection's session, pointed at other exporter tables (close the original)."""
+        other = copy.copy(self)
+        other.source = replace(self.source, tables=tables)
+        return other
 
     def columns(self, table: str, database: str | None = None) -> dict[str, str]:
         """Column name → type of ``table``; empty when there is no such table."""

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.clickhouse.connection import Connection, Source, connect
+from correlate.ingest.poolmetrics import OTEL_POOL_CLASS
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -55,16 +56,23 @@ EXTRA_POOL_METRICS = {
     "overflow": "correlate.pool.overflow",
     "leak_suspects_open": "correlate.pool.leak_suspects_open",
 }
-_POOL = "db.client.connection"
-#: (pool_samples column, metric, kind, state attribute or None)
+#: The two generations of pool instrument names (see :mod:`correlate.ingest.poolmetrics`):
+#: (prefix, suffix of the connection count, pool attribute, state attribute).
+_NEW = (
+    "db.client.connection",
+    "count",
+    "db.client.connection.pool.name",
+    "db.client.connection.state",
+)
+_OLD = ("db.client.connections", "usage", "pool.name", "state")
+#: (pool_samples column, instrument suffix (None: the count), kind, state attribute or None)
 _POOL_METRICS = (
-    ("checked_out", f"{_POOL}.count", "sum", "used"),
-    ("checked_in", f"{_POOL}.count", "sum", "idle"),
-    ("capacity", f"{_POOL}.max", "sum", None),
-    ("waiters", f"{_POOL}.pending_requests", "sum", None),
-    ("timeouts_total", f"{_POOL}.timeouts", "sum", None),
-    ("checkouts_total", f"{_POOL}.wait_time", "histogram", None),
-    *((column, name, "gauge", None) for column, name in EXTRA_POOL_METRICS.items()),
+    ("checked_out", None, "sum", "used"),
+    ("checked_in", None, "sum", "idle"),
+    ("capacity", "max", "sum", None),
+    ("waiters", "pending_requests", "sum", None),
+    ("timeouts_total", "timeouts", "sum", None),
+    ("checkouts_total", "wait_time", "histogram", None),
 )
 _BATCH_ROWS = 50_000
 
@@ -150,45 +158,59 @@ ORDER BY s.service, s.name, s.start_ns
 
 
 def _metrics_sql(run_id: int, kind: str) -> str:
-    """SQL: one data point per sample and pool metric of ``kind``, in the exporter's columns."""
+    """SQL: one data point per sample and pool metric of ``kind``, in the exporter's columns.
+
+    A sample read from the older instrument names is written back with those names.
+    """
+    old = f"p.pool_class = '{OTEL_POOL_CLASS} {_OLD[0]}'"
+    metrics: list[tuple[str, str, str | None]] = []
+    for column, suffix, metric_kind, state in _POOL_METRICS:
+        if metric_kind == kind:
+            new_name = f"{_NEW[0]}.{suffix or _NEW[1]}"
+            old_name = f"{_OLD[0]}.{suffix or _OLD[1]}"
+            metrics.append(
+                (column, f"CASE WHEN {old} THEN '{old_name}' ELSE '{new_name}' END", state)
+            )
+    if kind == "gauge":
+        metrics.extend((column, f"'{name}'", None) for column, name in EXTRA_POOL_METRICS.items())
     selects = []
-    for column, metric, metric_kind, state in _POOL_METRICS:
-        if metric_kind != kind:
-            continue
-        attributes = ["'db.client.connection.pool.name', p.pool"]
+    for column, metric, state in metrics:
+        entries = [
+            f"{{'key': CASE WHEN {old} THEN '{_OLD[2]}' ELSE '{_NEW[2]}' END, 'value': p.pool}}",
+            f"{{'key': '{POOL_CLASS_ATTRIBUTE}', 'value': CASE WHEN p.pool_class LIKE "
+            f"'{OTEL_POOL_CLASS} %' THEN NULL ELSE p.pool_class END}}",
+        ]
         if state is not None:
-            attributes.append(f"'db.client.connection.state', '{state}'")
-        attributes.append(
-            f"'{POOL_CLASS_ATTRIBUTE}', CASE WHEN p.pool_class LIKE 'otel %' THEN NULL "
-            "ELSE p.pool_class END"
+            entries.insert(
+                1,
+                f"{{'key': CASE WHEN {old} THEN '{_OLD[3]}' ELSE '{_NEW[3]}' END, "
+                f"'value': '{state}'}}",
+            )
+        attrs = (
+            f"map_from_entries(list_filter([{', '.join(entries)}], lambda e: e.value IS NOT NULL))"
         )
-        attrs = f"map_from_entries(list_filter([{', '.join(_pair(a) for a in attributes)}], lambda e: e.value IS NOT NULL))"
         resource = (
             "CASE WHEN p.pid > 0 THEN MAP {'process.pid': CAST(p.pid AS VARCHAR)} "
             "ELSE MAP {}::MAP(VARCHAR, VARCHAR) END"
         )
-        value = (
-            f'CAST(p.{column} AS UBIGINT) AS "Count", 0.0 AS "Sum", '
-            '[]::UBIGINT[] AS "BucketCounts", []::DOUBLE[] AS "ExplicitBounds", '
-            '0 AS "Flags", 0.0 AS "Min", 0.0 AS "Max", 2 AS "AggregationTemporality"'
-            if kind == "histogram"
-            else f'CAST(p.{column} AS DOUBLE) AS "Value", 0 AS "Flags"'
-        )
+        if kind == "histogram":
+            value = (
+                f'CAST(p.{column} AS UBIGINT) AS "Count", 0.0 AS "Sum", '
+                '[]::UBIGINT[] AS "BucketCounts", []::DOUBLE[] AS "ExplicitBounds", '
+                '0 AS "Flags", 0.0 AS "Min", 0.0 AS "Max", 2 AS "AggregationTemporality"'
+            )
+        else:
+            value = f'CAST(p.{column} AS DOUBLE) AS "Value", 0 AS "Flags"'
         if kind == "sum":
             monotonic = "true" if column == "timeouts_total" else "false"
             value += f', 2 AS "AggregationTemporality", {monotonic} AS "IsMonotonic"'
         selects.append(
             f"""SELECT {resource} AS "ResourceAttributes", '' AS "ServiceName",
-       'correlate' AS "ScopeName", '{metric}' AS "MetricName", {attrs} AS "Attributes",
+       'correlate' AS "ScopeName", {metric} AS "MetricName", {attrs} AS "Attributes",
        p.time_unix_nano AS "TimeUnix", {value}
 FROM pool_samples p WHERE p.run_id = {int(run_id)} AND p.{column} IS NOT NULL"""
         )
     return "\nUNION ALL\n".join(selects)
-
-
-def _pair(entry: str) -> str:
-    key, value = entry.split(", ", 1)
-    return f"{{'key': {key}, 'value': {value}}}"
 
 
 def export(
