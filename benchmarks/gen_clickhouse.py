@@ -198,7 +198,7 @@ FROM (
         if(failed AND route_i = {err + 1}, 500, 200) AS status,
         if(k >= 2 AND k <= n + 1, replaceRegexpAll(replaceRegexpAll(replaceRegexpAll(
                 templates[plan[k - 1] + 1],
-                '\\\\{{n\\\\}}', toString(sipHash64({seed}, r, k, 1) % 100000)),
+                '\\\\{{n\\\\}}', toString(sipHash64({seed}, r, k, 1) % 10000000)),
                 '\\\\{{m\\\\}}', toString(sipHash64({seed}, r, k, 2) % 5000)),
                 '\\\\{{tok\\\\}}', substring(lower(hex(sipHash128({seed}, r, 'tok'))), 1, 24)),
            '') AS statement,
