@@ -33,7 +33,12 @@ for _path in (str(ROOT), str(HERE)):
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from gen_clickhouse import DEFAULT_RATE, generate  # noqa: E402
+from gen_clickhouse import (  # noqa: E402
+    DEFAULT_RATE,
+    START_NS,
+    generate,
+    mean_spans_per_request,
+)
 
 from correlate.clickhouse.otel_schema import quote_string  # noqa: E402
 
@@ -103,6 +108,7 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
 
         _count_all_bytes()
         store = open_source(target, window=window, name=RUN)
+        _count_per_statement(store.con)
     else:
         store = correlate.open_store(target, read_only=True)
     setup = time.perf_counter() - t
@@ -111,6 +117,7 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
     text = result.to_text(width=120)
     out: dict[str, Any] = {
         "setup_s": setup,
+        "spans_analysed": store.spans if clickhouse else _span_count(store, run.run_id),
         "requests": result.summary["requests"],
         "findings": [
             {
@@ -138,7 +145,38 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
         # everything that came back, the source's setup included (the window check,
         # one text per statement shape to fingerprint, these size queries)
         out["bytes_fetched_all"] = _BYTES_BACK[0]
+        for key, what in (("heaviest", 0), ("slowest", 2)):
+            top = sorted(_PER_STATEMENT.items(), key=lambda kv: -kv[1][what])[:6]
+            out[key] = [
+                {"bytes": b, "rows": n, "s": round(sec, 2), "sql": " ".join(sql.split())[:200]}
+                for sql, (b, n, sec) in top
+            ]
     return out
+
+
+_PER_STATEMENT: dict[str, tuple[int, int, float]] = {}
+
+
+def _count_per_statement(engine: Any) -> None:
+    """Keep the bytes, rows and seconds of each statement of the analysis."""
+    plain = engine.execute
+
+    def counted(sql: str, params: Any = None) -> Any:
+        before, t = engine.bytes_fetched, time.perf_counter()
+        result = plain(sql, params)
+        took = time.perf_counter() - t
+        table = result.arrow()
+        b, n, sec = _PER_STATEMENT.get(sql, (0, 0, 0.0))
+        rows = 0 if table is None else table.num_rows
+        _PER_STATEMENT[sql] = (b + engine.bytes_fetched - before, n + rows, sec + took)
+        return result
+
+    engine.execute = counted
+
+
+def _span_count(store: Any, run_id: int) -> int:
+    row = store.con.execute("SELECT span_count FROM runs WHERE run_id = ?", [run_id]).fetchone()
+    return int(row[0])
 
 
 _BYTES_BACK = [0]
@@ -183,10 +221,9 @@ def _step(step: str, args: list[str]) -> dict[str, Any]:
         url, spans, seed, rate = args[0], int(args[1]), int(args[2]), int(args[3])
         with connect(url) as conn:
             requests = generate(conn, spans, seed=seed, rate=rate)
-            conn.command(f"OPTIMIZE TABLE {conn.source.tables.traces_table} FINAL")
             row = conn.query_arrow(
                 "SELECT sum(rows) AS rows, sum(data_compressed_bytes) AS disk, "
-                "sum(data_uncompressed_bytes) AS raw FROM system.parts "
+                "sum(data_uncompressed_bytes) AS raw, count() AS parts FROM system.parts "
                 f"WHERE active AND table = {quote_string(conn.source.tables.traces)}"
             ).to_pylist()[0]
         return {"requests": requests, **row}
@@ -200,9 +237,20 @@ def _step(step: str, args: list[str]) -> dict[str, Any]:
 
 
 def bench(
-    spans: int, root: Path, *, seed: int, rate: int, engines: tuple[str, ...]
+    spans: int,
+    root: Path,
+    *,
+    seed: int,
+    rate: int,
+    engines: tuple[str, ...],
+    window_spans: int = 1_000_000,
 ) -> dict[str, Any]:
-    """Generate, load and analyse ``spans`` spans under ``root``; the figures."""
+    """Generate, load and analyse ``spans`` spans under ``root``; the figures.
+
+    ``engines`` names the analyses: ``clickhouse`` (the whole run), ``window`` (about
+    ``window_spans`` spans' worth of time from the middle of the run, with ``--window``)
+    and ``duckdb`` (the whole run, loaded into a local store).
+    """
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     url = f"chdb://{root / 'chdb'}"
@@ -217,6 +265,10 @@ def bench(
     }
     if "clickhouse" in engines:
         out["clickhouse"] = _measure(url)
+    if "window" in engines:
+        seconds = window_spans / (rate * mean_spans_per_request())
+        middle = START_NS / 1e9 + gen["requests"] / rate / 2
+        out["window"] = _measure(url, f"{middle - seconds / 2:.3f}..{middle + seconds / 2:.3f}")
     if "duckdb" in engines:
         parquet, store = root / "spans.parquet", root / "store.duckdb"
         _, out["export_s"], _ = _child("export", url, str(parquet))
@@ -226,30 +278,30 @@ def bench(
     return out
 
 
-def _measure(target: str) -> dict[str, Any]:
-    result, wall, rss = _child("analyze", target)
+def _measure(target: str, window: str | None = None) -> dict[str, Any]:
+    result, wall, rss = _child("analyze", target, *([window] if window else []))
     return {**result, "wall_s": wall, "peak_rss_mb": rss}
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| spans | engine | wall s | peak RSS MB | bytes back | bytes back / span "
-        "| per-span tables MB | findings |",
-        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| spans in table | analysis | spans analysed | wall s | peak RSS MB | bytes back "
+        "| bytes back / span analysed | per-span tables MB | findings |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
+    names = {"clickhouse": "ClickHouse", "window": "ClickHouse --window", "duckdb": "DuckDB"}
     for row in rows:
-        for engine in ("clickhouse", "duckdb"):
+        for engine, shown in names.items():
             if engine not in row:
                 continue
             r = row[engine]
-            back = r.get("bytes_fetched")
+            back, analysed = r.get("bytes_fetched_all"), r["spans_analysed"]
             tables = sum(r.get("memory_tables_bytes", {}).values()) / 2**20
-            spans = row["spans"]
             kinds = ", ".join(f"{f['kind']} {f['route'] or ''}".strip() for f in r["findings"])
             lines.append(
-                f"| {row['spans']:,} | {engine} | {r['wall_s']:.1f} | {r['peak_rss_mb']:,.0f} "
-                f"| {'' if back is None else f'{back:,}'} "
-                f"| {'' if back is None else f'{back / spans:.4f}'} "
+                f"| {row['spans']:,} | {shown} | {analysed:,} | {r['wall_s']:.1f} "
+                f"| {r['peak_rss_mb']:,.0f} | {'' if back is None else f'{back:,}'} "
+                f"| {'' if back is None else f'{back / analysed:.1f}'} "
                 f"| {f'{tables:,.0f}' if tables else ''} | {kinds} |"
             )
     return "\n".join(lines)
@@ -261,7 +313,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--dir", type=Path, default=Path("/tmp/chbench"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rate", type=int, default=DEFAULT_RATE, help="requests a second")
-    parser.add_argument("--engines", default="clickhouse,duckdb")
+    parser.add_argument(
+        "--engines",
+        default="clickhouse,window,duckdb",
+        help="clickhouse (whole run), window (a slice with --window), duckdb",
+    )
+    parser.add_argument(
+        "--window-spans", type=int, default=1_000_000, help="spans' worth of time in the window"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the generated data")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--step", help=argparse.SUPPRESS)
@@ -273,7 +332,14 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     for spans in (int(s.replace("_", "")) for s in args.spans.split(",")):
         root = args.dir / f"spans-{spans}"
-        row = bench(spans, root, seed=args.seed, rate=args.rate, engines=engines)
+        row = bench(
+            spans,
+            root,
+            seed=args.seed,
+            rate=args.rate,
+            engines=engines,
+            window_spans=args.window_spans,
+        )
         rows.append(row)
         print(json.dumps(row, default=str), file=sys.stderr, flush=True)
         if not args.keep:
@@ -281,13 +347,22 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
     print(_table(rows))
-    backs = [(r["spans"], r["clickhouse"]["bytes_fetched"]) for r in rows if "clickhouse" in r]
-    if len(backs) > 1:
-        (s0, b0), (s1, b1) = backs[0], backs[-1]
-        print(
-            f"\nbytes back per span: {b0 / s0:.4f} at {s0:,}, {b1 / s1:.4f} at {s1:,} "
-            f"(bytes back grew {b1 / b0:.2f}x for {s1 / s0:.1f}x the spans)"
-        )
+    for engine in ("clickhouse", "window"):
+        backs = [
+            (r[engine]["spans_analysed"], r[engine]["bytes_fetched_all"])
+            for r in rows
+            if engine in r
+        ]
+        if len(backs) > 1:
+            (s0, b0), (s1, b1) = backs[0], backs[-1]
+            print(
+                f"\n{names_of(engine)}: bytes back per span analysed {b0 / s0:.1f} at {s0:,}, "
+                f"{b1 / s1:.1f} at {s1:,} (grew {b1 / b0:.2f}x for {s1 / s0:.2f}x the spans)"
+            )
+
+
+def names_of(engine: str) -> str:
+    return {"clickhouse": "ClickHouse", "window": "ClickHouse --window"}[engine]
 
 
 if __name__ == "__main__":
