@@ -145,6 +145,8 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
         # everything that came back, the source's setup included (the window check,
         # one text per statement shape to fingerprint, these size queries)
         out["bytes_fetched_all"] = _BYTES_BACK[0]
+        ranked = sorted(_PER_STATEMENT.values(), key=lambda v: -v[0])
+        out["bytes_back_rest"] = sum(v[0] for v in ranked[6:])
         for key, what in (("heaviest", 0), ("slowest", 2)):
             top = sorted(_PER_STATEMENT.items(), key=lambda kv: -kv[1][what])[:6]
             out[key] = [
