@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,6 +146,10 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
         # everything that came back, the source's setup included (the window check,
         # one text per statement shape to fingerprint, these size queries)
         out["bytes_fetched_all"] = _BYTES_BACK[0]
+        # statements that read the source's spans (the views over otel_traces) rather
+        # than the run's own tables: each is a scan of the window in otel_traces
+        source = re.compile(r"\b(FROM|JOIN)\s+(db_)?spans\b", re.I)
+        out["statements_reading_spans"] = sum(1 for sql in _PER_STATEMENT if source.search(sql))
         ranked = sorted(_PER_STATEMENT.values(), key=lambda v: -v[0])
         out["bytes_back_rest"] = sum(v[0] for v in ranked[6:])
         for key, what in (("heaviest", 0), ("slowest", 2)):
