@@ -83,8 +83,8 @@ def load_duckdb(parquet: Path, store_path: Path) -> int:
             "INSERT INTO spans BY NAME SELECT * REPLACE ("
             "  CAST($run AS INTEGER) AS run_id,"
             "  CASE WHEN len(mapped_from) > 0 THEN mapped_from END AS mapped_from)"
-            f" FROM read_parquet({quote_string(str(parquet))})",
-            {"run": run_id},
+            " FROM read_parquet($path)",
+            {"run": run_id, "path": str(parquet)},
         )
         fingerprint_run(store, run_id)
         store.refresh_run_stats(run_id)
