@@ -290,12 +290,13 @@ CREATE TABLE statements (
     tables VARCHAR[]
 );
 """
-# The view names every span column (s.*): a migration adding span columns
-# re-creates it, or it keeps listing the old ones.
+# The view names every span column, listed rather than s.* (in a join, engines differ
+# in how they name a star's columns): a migration adding span columns re-creates it,
+# or it keeps listing the old ones.
 DB_SPANS_VIEW = """
 -- Every DB span with its fingerprint, and the ids its sqlcommenter traceparent names.
 CREATE VIEW db_spans AS
-SELECT s.*, st.fingerprint, st.normalized, st.operation, st.tables,
+SELECT {span_columns}, st.fingerprint, st.normalized, st.operation, st.tables,
        nullif(regexp_extract(s.db_statement, 'traceparent=''?00-([0-9a-f]{32})-', 1), '') AS comment_trace_id,
        nullif(regexp_extract(s.db_statement, 'traceparent=''?00-[0-9a-f]{32}-([0-9a-f]{16})-', 1), '') AS comment_span_id
 FROM spans s
@@ -304,7 +305,7 @@ JOIN statements st
  AND st.db_system IS NOT DISTINCT FROM s.db_system
  AND st.key = statement_key(s.db_statement)
 WHERE s.db_statement IS NOT NULL;
-"""
+""".replace("{span_columns}", ", ".join(f"s.{name}" for name, _ in SPAN_COLUMNS))
 DDL += DB_SPANS_VIEW
 DDL += """
 CREATE SEQUENCE plan_id_seq START 1;

@@ -101,8 +101,12 @@ def _schema_1_ddl() -> str:
     # Exactly schema 1's DDL: checked equal to correlate/schema.py at commit 1bd6e48.
     tag_columns = "".join(f",\n    {name} {type_}" for name, type_ in TAG_SPAN_COLUMNS)
     assert DDL.count(tag_columns) == 1
+    # the db_spans view lists the span columns: schema 1's had no tag columns
+    view_tags = "".join(f", s.{name}" for name, _ in TAG_SPAN_COLUMNS)
+    assert DDL.count(view_tags) == 1
     return (
         DDL.replace(tag_columns, "")
+        .replace(view_tags, "")
         .replace(WATCH_DDL, "")
         .replace(LOAD_DDL, "")
         .replace(comment, "")

@@ -31,6 +31,10 @@ class ClickHouse(Protocol):
     def insert_arrow(self, table: str, data: pa.Table) -> None: ...
 
 
+#: Appended to every query: the settings travel with it (an HTTP server keeps no session).
+_SETTINGS_CLAUSE = " SETTINGS " + ", ".join(f"{k} = {v}" for k, v in SETTINGS.items())
+
+
 class Result:
     """A statement's rows, read the way DuckDB's result is read."""
 
@@ -65,7 +69,19 @@ class Result:
 
         if self._table is None:
             return pd.DataFrame()
+        import pyarrow as pa
+
         frame = self._table.to_pandas(maps_as_pydicts="strict")
+        # as DuckDB gives them: integers and booleans with NULLs in pandas' nullable types
+        for name, column in zip(self._table.column_names, self._table.columns, strict=True):
+            if column.null_count == 0:
+                continue
+            if pa.types.is_integer(column.type):
+                width = column.type.bit_width
+                kind = f"{'U' if pa.types.is_unsigned_integer(column.type) else ''}Int{width}"
+                frame[name] = pd.array(column.to_pylist(), dtype=kind)
+            elif pa.types.is_boolean(column.type):
+                frame[name] = pd.array(column.to_pylist(), dtype="boolean")
         return frame
 
     fetchdf = df
@@ -96,6 +112,8 @@ class Engine:
         self.conn = conn
         self.bytes_fetched = 0
         self.statements = 0
+        #: (bytes, rows, the statement's first 200 characters) of every result, in order
+        self.fetches: list[tuple[int, int, str]] = []
         self._registered: set[str] = set()
 
     def execute(self, sql: str, params: Any = None) -> Result:
@@ -107,14 +125,17 @@ class Engine:
         head = text.lstrip().split(None, 1)[0].upper() if text.strip() else ""
         try:
             if head in ("CREATE", "DROP", "INSERT", "SET", "ALTER"):
+                if head == "CREATE" and " ENGINE = Memory AS " in text:
+                    text += _SETTINGS_CLAUSE
                 self.conn.command(text)
                 return Result(None)
-            table = self.conn.query_arrow(text)
+            table = self.conn.query_arrow(text + _SETTINGS_CLAUSE)
         except Exception as exc:  # the engine's own errors are not ours to type
             raise QueryError(
                 f"ClickHouse could not run a statement of the analysis: {exc}\n{text}"
             ) from None
         self.bytes_fetched += table.nbytes
+        self.fetches.append((table.nbytes, table.num_rows, " ".join(sql.split())[:200]))
         return Result(table)
 
     def sql(self, sql: str, params: Any = None) -> Result:
@@ -138,20 +159,37 @@ class Engine:
         self._registered.discard(name)
 
 
-def _ch_type(kind: Any) -> str:
+def _ch_type(kind: Any, *, nullable: bool = True) -> str:
+    """The ClickHouse type that holds an Arrow type's values (NULLs included)."""
     import pyarrow as pa
 
+    def wrap(name: str) -> str:
+        return f"Nullable({name})" if nullable else name
+
     if pa.types.is_boolean(kind):
-        return "Nullable(Bool)"
+        return wrap("Bool")
     if pa.types.is_integer(kind):
-        return f"Nullable({'U' if pa.types.is_unsigned_integer(kind) else ''}Int{kind.bit_width})"
-    if pa.types.is_floating(kind):
-        return "Nullable(Float64)"
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        return "Nullable(String)"
+        return wrap(f"{'U' if pa.types.is_unsigned_integer(kind) else ''}Int{kind.bit_width}")
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        return wrap("Float64")
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        return wrap("String")
+    if isinstance(kind, pa.ExtensionType):
+        return _ch_type(kind.storage_type, nullable=nullable)
+    if pa.types.is_timestamp(kind):
+        unit = {"s": 0, "ms": 3, "us": 6, "ns": 9}[kind.unit]
+        return wrap(f"DateTime64({unit}, 'UTC')")
+    if pa.types.is_date(kind):
+        return wrap("Date32")
+    if pa.types.is_map(kind):
+        key = _ch_type(kind.key_type, nullable=False)
+        return f"Map({key}, {_ch_type(kind.item_type)})"
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
         return f"Array({_ch_type(kind.value_type)})"
-    raise TranslationError(f"cannot register a column of Arrow type {kind} in ClickHouse")
+    if pa.types.is_struct(kind):
+        fields = ", ".join(f"`{f.name}` {_ch_type(f.type)}" for f in kind)
+        return f"Tuple({fields})"
+    raise TranslationError(f"cannot hold a column of Arrow type {kind} in ClickHouse")
 
 
 __all__ = ["SETTINGS", "ClickHouse", "Engine", "Result"]

@@ -34,11 +34,11 @@ def _macros() -> dict[str, tuple[list[str], exp.Expression]]:
     """``name -> (parameters, body)`` of every ``CREATE MACRO`` in the store's DDL."""
     import sqlglot
 
-    from correlate import schema
+    from correlate.schema import DDL
 
     found: dict[str, tuple[list[str], exp.Expression]] = {}
     pattern = re.compile(r"CREATE MACRO (\w+)\(([^)]*)\) AS\s+(.*?);\s*$", re.S | re.M)
-    text = re.sub(r"^\s*--.*$", "", schema.DDL, flags=re.M)
+    text = re.sub(r"^\s*--.*$", "", DDL, flags=re.M)
     for name, params, body in pattern.findall(text):
         names = [p.strip() for p in params.split(",") if p.strip()]
         tree = sqlglot.parse_one(body, read="duckdb")
@@ -161,13 +161,22 @@ def _array_agg(node: exp.ArrayAgg) -> exp.Expression:
 
 
 def _count(node: exp.Count) -> exp.Expression:
-    if isinstance(node.parent, exp.Filter):
+    if isinstance(node.parent, (exp.Filter, exp.Window)):
         return node
     return _var(f"toInt64({_ch(node)})")
 
 
+def _window(node: exp.Window) -> exp.Expression:
+    # count(…) OVER (…): signed as everywhere, the cast around the window function
+    if isinstance(node.this, (exp.Count, exp.Filter)) and (
+        isinstance(node.this, exp.Count) or isinstance(node.this.this, exp.Count)
+    ):
+        return _var(f"toInt64({_ch(node)})")
+    return node
+
+
 def _filter(node: exp.Filter) -> exp.Expression:
-    if isinstance(node.this, exp.Count):
+    if isinstance(node.this, exp.Count) and not isinstance(node.parent, exp.Window):
         return _var(f"toInt64({_ch(node)})")
     if isinstance(node.this, exp.Var) and _INNER_AGGREGATE.search(node.this.name):
         # an aggregate this module expanded (list, mode): the filter goes to the
@@ -347,7 +356,49 @@ def _slice(node: exp.Bracket) -> exp.Expression:
     return node
 
 
+#: Expressions that are true or false: ClickHouse gives them as UInt8 (1/0), DuckDB as
+#: BOOLEAN, and a boolean column must stay one (a report says ``true``, not ``1``).
+_PREDICATES = (
+    exp.EQ,
+    exp.NEQ,
+    exp.GT,
+    exp.GTE,
+    exp.LT,
+    exp.LTE,
+    exp.And,
+    exp.Or,
+    exp.Not,
+    exp.Is,
+    exp.Like,
+    exp.ILike,
+    exp.In,
+    exp.Between,
+    exp.Exists,
+    exp.NullSafeEQ,
+    exp.NullSafeNEQ,
+    exp.RegexpLike,
+    exp.RegexpFullMatch,
+    exp.StartsWith,
+)
+
+
+def _boolean(e: exp.Expression) -> bool:
+    if isinstance(e, exp.Paren):
+        return _boolean(e.this)
+    if isinstance(e, exp.Coalesce):
+        return _boolean(e.this)
+    return isinstance(e, _PREDICATES)
+
+
 def _select(node: exp.Select) -> exp.Expression:
+    for i, e in enumerate(node.expressions):
+        inner = e.this if isinstance(e, exp.Alias) else e
+        if _boolean(inner):
+            wrapped = _var(f"toBool({_ch(inner)})")
+            if isinstance(e, exp.Alias):
+                e.set("this", wrapped)
+            else:
+                node.expressions[i].replace(exp.alias_(wrapped, inner.sql(), quoted=True))
     # DuckDB names ``p.th`` as ``th``; ClickHouse may keep the qualifier
     names = [e.alias_or_name for e in node.expressions]
     for i, e in enumerate(node.expressions):
@@ -410,6 +461,7 @@ _HOOKS: dict[type, Any] = {
     exp.ArrayAgg: _array_agg,
     exp.Count: _count,
     exp.Filter: _filter,
+    exp.Window: _window,
     exp.Length: _length,
     exp.IntDiv: _int_div,
     exp.Split: _split,

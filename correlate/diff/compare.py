@@ -251,7 +251,10 @@ def diff(
 
 
 def _require_requests(run: Run) -> None:
-    if not run.requests().empty:
+    (requests,) = run.con.execute(f"SELECT count(*) FROM {run.table('requests')}").fetchone() or (
+        0,
+    )
+    if requests:
         return
     (spans,) = run.con.execute(
         "SELECT count(*) FROM spans WHERE run_id = ?", [run.run_id]
@@ -294,83 +297,137 @@ def _load(a: Run, b: Run) -> tuple[dict[str, Any], list[str]]:
     return load, notes
 
 
-def _steady_requests(run: Run) -> pd.DataFrame:
-    """The run's requests, restricted to windows where the load was near its peak when known."""
+def _steady_buckets(run: Run) -> list[int] | None:
+    """The timeline windows where the load was near its peak, when it is known."""
     from correlate.analysis.detectors.load import offered_load
 
-    frame = run.requests()
     timeline = run.timeline()
     load = offered_load(run, timeline)
     if load is None or load.max() <= 0:
-        return frame
+        return None
     steady = timeline[load >= PLATEAU * load.max()]
-    if steady.empty:
-        return frame
-    start = run.span[0]
-    width = float(timeline.width_s.iloc[0]) * 1e9
-    buckets = set(steady.bucket.astype(int))
-    keep = ((frame.end_ns - start) // width).astype(int).isin(buckets)
-    return frame[keep]
+    return None if steady.empty else sorted(int(b) for b in steady.bucket)
+
+
+@dataclass
+class _RouteSample:
+    """One run's requests of one route: counted in full, latencies capped for the bootstrap."""
+
+    requests: int = 0
+    errors: int = 0
+    error_rate: float = 0.0
+    quantiles: dict[str, float] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+
+
+def _route_samples(run: Run, buckets: list[int] | None) -> dict[str, _RouteSample]:
+    """Per route (in ``buckets`` of the timeline when given): counts, errors and latency
+    quantiles computed where the requests are, and at most MAX_SAMPLE latencies for the
+    bootstrap, a pseudo-random subsample past that (what comes back grows with routes,
+    not requests)."""
+    from correlate.diff.stats import MAX_SAMPLE
+
+    reqs = run.table("requests")
+    timeline = run.timeline() if buckets is not None else None
+    width = float(timeline.width_s.iloc[0]) * 1e9 if timeline is not None else 1.0
+    where = (
+        "list_contains($buckets, CAST(floor((end_ns - $start) / $width) AS BIGINT))"
+        if buckets is not None
+        else "true"
+    )
+    params = {"buckets": buckets, "start": run.span[0], "width": width} if buckets else {}
+    picked = f"SELECT route, duration_ms, error, request_id, start_ns FROM {reqs} WHERE {where}"
+    levels = ", ".join(f"quantile_cont(duration_ms, {int(q[1:]) / 100}) AS {q}" for q in QUANTILES)
+    out: dict[str, _RouteSample] = {}
+    for route, n, errors, rate, *qs in run.con.execute(
+        f"""
+        SELECT route, count(*), count(*) FILTER (WHERE error), avg(CAST(error AS INTEGER)),
+               {levels}
+        FROM ({picked}) GROUP BY route
+        """,
+        params or None,
+    ).fetchall():
+        out[route] = _RouteSample(
+            int(n),
+            int(errors),
+            float(rate),
+            {q: float(v) for q, v in zip(QUANTILES, qs, strict=True)},
+        )
+    for route, values in run.con.execute(
+        f"""
+        -- in time order, as the bootstrap's resampling by index is seeded
+        SELECT route, list(duration_ms ORDER BY start_ns, request_id) FROM (
+            SELECT route, duration_ms, start_ns, request_id, row_number() OVER (
+                PARTITION BY route ORDER BY hash(request_id), duration_ms) AS k
+            FROM ({picked})
+        ) WHERE k <= {MAX_SAMPLE} GROUP BY route
+        """,
+        params or None,
+    ).fetchall():
+        out[route].latencies = [float(v) for v in values]
+    return out
 
 
 def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[RouteChange]:
-    if load.get("matched") == "steady stage":
-        ra, rb = _steady_requests(a), _steady_requests(b)
-    else:
-        ra, rb = a.requests(), b.requests()
-    routes = sorted(set(ra.route) | set(rb.route))
+    steady = load.get("matched") == "steady stage"
+    ra = _route_samples(a, _steady_buckets(a) if steady else None)
+    rb = _route_samples(b, _steady_buckets(b) if steady else None)
+    routes = sorted(set(ra) | set(rb))
     # the whole candidate, not its steady stage: a route it served at lower load is not gone
-    served = set(b.requests().route) if load.get("matched") == "steady stage" else set(rb.route)
+    served = (
+        {
+            r
+            for (r,) in b.con.execute(
+                f"SELECT DISTINCT route FROM {b.table('requests')}"
+            ).fetchall()
+        }
+        if steady
+        else set(rb)
+    )
+    empty = _RouteSample()
     comparable = [
         r
         for r in routes
-        if (ra.route == r).sum() >= MIN_REQUESTS and (rb.route == r).sum() >= MIN_REQUESTS
+        if ra.get(r, empty).requests >= MIN_REQUESTS and rb.get(r, empty).requests >= MIN_REQUESTS
     ]
     # every route is a test: Bonferroni keeps the chance of any false alarm near ALPHA
     alpha = ALPHA / max(len(comparable), 1)
     out = []
     for route in routes:
-        xa = ra[ra.route == route]
-        xb = rb[rb.route == route]
+        xa, xb = ra.get(route, empty), rb.get(route, empty)
         change = RouteChange(
             route=route,
-            baseline_requests=len(xa),
-            candidate_requests=len(xb),
-            baseline_ms=_quantiles(xa.duration_ms),
-            candidate_ms=_quantiles(xb.duration_ms),
-            baseline_error_rate=float(xa.error.mean()) if len(xa) else 0.0,
-            candidate_error_rate=float(xb.error.mean()) if len(xb) else 0.0,
-            baseline_errors=int(xa.error.sum()),
-            candidate_errors=int(xb.error.sum()),
+            baseline_requests=xa.requests,
+            candidate_requests=xb.requests,
+            baseline_ms=dict(xa.quantiles),
+            candidate_ms=dict(xb.quantiles),
+            baseline_error_rate=xa.error_rate,
+            candidate_error_rate=xb.error_rate,
+            baseline_errors=xa.errors,
+            candidate_errors=xb.errors,
             alpha=alpha,
         )
-        if len(xa) and route not in served:
+        if xa.requests and route not in served:
             change.missing = True
-            change.note = f"no requests in the candidate ({len(xa)} in the baseline)"
-        elif len(xa) < MIN_REQUESTS or len(xb) < MIN_REQUESTS:
+            change.note = f"no requests in the candidate ({xa.requests} in the baseline)"
+        elif xa.requests < MIN_REQUESTS or xb.requests < MIN_REQUESTS:
             change.note = (
-                f"too few requests to compare ({len(xa)} and {len(xb)}; "
+                f"too few requests to compare ({xa.requests} and {xb.requests}; "
                 f"at least {MIN_REQUESTS} each)"
             )
         else:
             for q in sorted(quantiles, key=QUANTILES.index):
                 level = int(q[1:]) / 100
-                if min(len(xa), len(xb)) * (1 - level) < MIN_TAIL:
+                if min(xa.requests, xb.requests) * (1 - level) < MIN_TAIL:
                     # a p95 of 50 requests is its 3rd-slowest: too few to bootstrap honestly
                     change.skipped[q] = (
                         f"{q} needs {MIN_TAIL / (1 - level):.0f} requests a side to compare"
                     )
                     continue
-                r = quantile_ratio(xa.duration_ms, xb.duration_ms, level, alpha=alpha)
+                r = quantile_ratio(xa.latencies, xb.latencies, level, alpha=alpha)
                 change.ratios[q] = (r.ratio, r.low, r.high)
         out.append(change)
     return out
-
-
-def _quantiles(values: pd.Series) -> dict[str, float]:
-    if values.empty:
-        return {}
-    return {q: float(values.quantile(int(q[1:]) / 100)) for q in QUANTILES}
 
 
 def _per_route_queries(run: Run) -> pd.DataFrame:

@@ -108,7 +108,9 @@ ORDER BY p.down_ms DESC, p.route, p.shape
 #: What the callee's requests (its SERVER spans under the calls) spend their time on.
 _CALLEE_SQL = """
 WITH callee AS (
-    SELECT q.* FROM {calls} c
+    -- columns named (not q.*): engines differ in how they name a star's columns in a join
+    SELECT q.route, q.duration_ms, q.pool_ms, q.db_ms, q.downstream_ms, q.app_ms, q.th, q.rh
+    FROM {calls} c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN {tree} s ON s.th = c.th AND s.ph = c.sh AND s.kind = 'SERVER'
     JOIN {reqs} q ON q.th = s.th AND q.rh = s.sh
