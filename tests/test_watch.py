@@ -147,7 +147,9 @@ def test_migration_from_schema_2_adds_the_watch_tables(tmp_path: Path) -> None:
     con = duckdb.connect(str(path))
     # schema 2: without the watch tables, and without the span columns schema 4 added
     tag_columns = "".join(f",\n    {name} {type_}" for name, type_ in TAG_SPAN_COLUMNS)
-    con.execute(DDL.replace(WATCH_DDL, "").replace(tag_columns, ""))
+    # the db_spans view lists the span columns: schema 2's had no tag columns
+    view_tags = "".join(f", s.{name}" for name, _ in TAG_SPAN_COLUMNS)
+    con.execute(DDL.replace(WATCH_DDL, "").replace(tag_columns, "").replace(view_tags, ""))
     con.execute("INSERT INTO meta VALUES ('schema_version', '2')")
     con.execute("INSERT INTO runs (name) VALUES ('old')")
     con.close()
