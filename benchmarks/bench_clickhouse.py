@@ -56,11 +56,9 @@ def export_parquet(url: str, path: Path) -> int:
 
     with connect(url) as conn:
         create_canonical_views(conn, work_db=WORK_DB)
-        # mapped_from is a Variant in the view; Parquet has no such type
         conn.command(
-            f"SELECT * EXCEPT (mapped_from), "
-            f"variantElement(mapped_from, 'Array(Nullable(String))') AS mapped_from "
-            f"FROM {WORK_DB}.spans INTO OUTFILE {quote_string(str(path))} TRUNCATE FORMAT Parquet"
+            f"SELECT * FROM {WORK_DB}.spans "
+            f"INTO OUTFILE {quote_string(str(path))} TRUNCATE FORMAT Parquet"
         )
         rows = conn.query_arrow(f"SELECT count() AS n FROM {WORK_DB}.spans").to_pylist()
     return int(rows[0]["n"])
