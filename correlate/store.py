@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from correlate.errors import (
     CorrelateError,
@@ -203,7 +203,7 @@ class Store:
         mode = "read-only" if self.read_only else "read-write"
         return f"<correlate.Store {self.path} ({mode})>"
 
-    def __enter__(self) -> Store:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

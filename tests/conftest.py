@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,6 +70,18 @@ def require_chdb() -> None:
         import chdb  # noqa: F401
     except ImportError as exc:
         _unavailable("chDB (pip install 'correlate[chdb]')", exc)
+
+
+@pytest.fixture(scope="module")
+def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A chDB connection for a test module (chDB holds one session directory per process:
+    a module that opens its own closes this one's first by running apart)."""
+    require_chdb()
+    from correlate.clickhouse.connection import connect
+
+    conn = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
+    yield conn
+    conn.close()
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ that is NULL in DuckDB is empty in ClickHouse, which has no nullable arrays.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,6 @@ import correlate
 from correlate.analysis.run import Run
 from correlate.clickhouse.translate import literal, to_clickhouse
 from correlate.store import Store
-from tests.conftest import require_chdb
 
 pytestmark = pytest.mark.clickhouse
 
@@ -36,17 +34,6 @@ SAMPLES = [
     "tests/data/peers/perf-sentinel",
     "tests/data/peers/zipkin",
 ]
-
-
-@pytest.fixture(scope="module")
-def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One chDB session for the module (chDB holds one session directory per process)."""
-    require_chdb()
-    from correlate.clickhouse.connection import connect
-
-    conn = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
-    yield conn
-    conn.close()
 
 
 class _Copied:

@@ -10,7 +10,6 @@ and must bring back no more rows per statement than the run itself.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,7 +19,6 @@ from correlate.analysis.detectors.pool import PoolSettings
 from correlate.analysis.pool_inference import PoolInference, infer
 from correlate.analysis.run import Run
 from correlate.store import Store
-from tests.conftest import require_chdb
 from tests.test_clickhouse_engine import copied
 
 from .builders import RunBuilder
@@ -29,17 +27,6 @@ from .test_pool_evidence import _metric_samples
 from .test_pool_leaked import _with_pool_metrics
 
 pytestmark = pytest.mark.clickhouse
-
-
-@pytest.fixture(scope="module")
-def chdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One chDB session for the module (chDB holds one session directory per process)."""
-    require_chdb()
-    from correlate.clickhouse.connection import connect
-
-    conn = connect(f"chdb://{tmp_path_factory.mktemp('chdb')}")
-    yield conn
-    conn.close()
 
 
 def _leaking(copies: int, *, metrics: bool = False) -> Store:

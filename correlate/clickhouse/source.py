@@ -27,7 +27,6 @@ local run is uploaded whole (its spans too, a local run being small), or a
 
 from __future__ import annotations
 
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from correlate.clickhouse.otel_schema import quote_identifier, quote_string
@@ -110,17 +109,6 @@ class ClickHouseStore(Store):
 
     def __repr__(self) -> str:
         return f"<correlate.ClickHouseStore {self.path}>"
-
-    def __enter__(self) -> ClickHouseStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     @property
     def bytes_fetched(self) -> int:
