@@ -42,6 +42,8 @@ SAMPLES = {
     "zipkin": ROOT / "tests" / "data" / "zipkin" / "checkout.json",
     # peer.service naming a database, old semantic-convention names
     "hotrod": ROOT / "tests" / "data" / "peers" / "hotrod",
+    # HTTP client spans that take their callee's route (a join across spans)
+    "zipkin_peers": ROOT / "tests" / "data" / "peers" / "zipkin",
     # ids that are not hex: stable ids, the originals kept in attributes
     "string_ids": ROOT / "tests" / "data" / "faithful" / "string_ids.jsonl",
 }
@@ -93,12 +95,18 @@ def test_every_canonical_column_of_every_span_round_trips(chdb_conn: Connection,
     assert not _first_difference(local, view), _first_difference(local, view)
 
 
-def test_mapped_from_is_exercised_by_the_samples(chdb_conn: Connection) -> None:
+@pytest.mark.parametrize(
+    ("name", "mapping"),
+    [("hotrod", "db_system<-peer.service"), ("zipkin_peers", "http_target_template<-callee")],
+)
+def test_mapped_from_is_exercised_by_the_samples(
+    chdb_conn: Connection, name: str, mapping: str
+) -> None:
     # The comparison above means something for derived columns only if some span derives.
-    store, _ = exported(chdb_conn, "hotrod")
+    store, _ = exported(chdb_conn, name)
     mapped = {m for r in local_spans(store) for m in r["mapped_from"]}
-    assert "db_system<-peer.service" in mapped
-    view = {m for r in view_spans(chdb_conn, "hotrod_work") for m in r["mapped_from"]}
+    assert mapping in mapped
+    view = {m for r in view_spans(chdb_conn, f"{name}_work") for m in r["mapped_from"]}
     assert view == mapped
 
 
@@ -159,6 +167,12 @@ def test_fingerprints_come_back_once_per_statement_shape(chdb_conn: Connection) 
     assert (keys, db_spans) == (local.num_rows, spans)
     assert keys < db_spans / 100  # the point: shapes, not spans, leave ClickHouse
     assert remote.to_pylist() == local.to_pylist()
+    columns = "span_id, fingerprint, comment_trace_id, comment_span_id"
+    local_db_spans = store.con.sql(f"SELECT {columns} FROM db_spans ORDER BY 1").fetchall()
+    remote_db_spans = chdb_conn.query_arrow(
+        f"SELECT {columns} FROM blackfriday_work.db_spans ORDER BY span_id"
+    ).to_pylist()
+    assert [tuple(r.values()) for r in remote_db_spans] == local_db_spans
 
 
 HOSTILE = (

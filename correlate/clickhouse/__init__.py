@@ -5,9 +5,12 @@
 :mod:`~correlate.clickhouse.connection` turns a ``clickhouse://`` or ``chdb://``
 URL into a connection, :mod:`~correlate.clickhouse.export` writes a local run into
 those tables, and :mod:`~correlate.clickhouse.views` derives the local store's
-canonical ``spans`` and ``pool_samples`` from them, inside ClickHouse.
-:mod:`~correlate.clickhouse.engine` then runs the analysis' SQL there, translated
-by :mod:`~correlate.clickhouse.translate`: only aggregates come back.
+canonical ``spans`` (and, through :mod:`~correlate.clickhouse.pool_view` and
+:mod:`~correlate.clickhouse.statements`, ``pool_samples``, ``statements`` and
+``db_spans``) from them, inside ClickHouse, with local ingest's own SQL rewritten for
+ClickHouse by :mod:`~correlate.clickhouse.derive`. :mod:`~correlate.clickhouse.engine`
+then runs the analysis' SQL there, translated by
+:mod:`~correlate.clickhouse.translate`: only aggregates come back.
 
 Nothing here imports ``chdb`` or ``clickhouse_connect`` until a connection is opened
 (``pip install 'correlate[clickhouse]'`` or ``'correlate[chdb]'``).

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["clickhouse_expr"]
+__all__ = ["clickhouse_expr", "clickhouse_query"]
 
 _INT_RANGES = {"INT": 2**31 - 1, "BIGINT": 2**63 - 1}
 
@@ -45,6 +45,25 @@ def clickhouse_expr(duckdb_sql: str) -> str:
         tree = tree.transform(_rewrite)
     select = tree.expressions[0]
     return str(select.sql(dialect="clickhouse"))
+
+
+def clickhouse_query(duckdb_sql: str, database: str | None = None) -> str:
+    """The ClickHouse text of one DuckDB SELECT statement (rewritten as :func:`clickhouse_expr`).
+
+    Tables named without a database are read from ``database`` when given.
+    """
+    import sqlglot
+    from sqlglot import exp
+
+    tree = sqlglot.parse_one(duckdb_sql, read="duckdb")
+    if database is not None:
+        for table in tree.find_all(exp.Table):
+            if not table.args.get("db"):
+                table.set("db", exp.to_identifier(database, quoted=True))
+    text = ""
+    while text != (text := tree.sql(dialect="clickhouse")):
+        tree = tree.transform(_rewrite)
+    return text
 
 
 def _call(name: str, *args: Any) -> Any:

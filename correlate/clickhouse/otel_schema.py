@@ -42,6 +42,7 @@ __all__ = [
     "NUMBER_COLUMNS",
     "TRACE_COLUMNS",
     "OtelTables",
+    "map_get",
     "quote_identifier",
     "quote_string",
 ]
@@ -115,6 +116,12 @@ def quote_string(text: str) -> str:
     "'it\\\\'s \\\\\\\\d'"
     """
     return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def map_get(map_expr: str, key: str) -> str:
+    """ClickHouse: the value at ``key``, NULL when absent (a map gives '' for a missing key)."""
+    k = quote_string(key)
+    return f"if(mapContains({map_expr}, {k}), {map_expr}[{k}], NULL)"
 
 
 @dataclass(frozen=True)

@@ -148,11 +148,11 @@ def _peer_database_sql(peer: str) -> str:
 
 def derived_sql(
     index: dict[str, int], error_present: str | None = None
-) -> tuple[str, str, str, str, str]:
+) -> tuple[dict[str, str], str, str, str, str]:
     """SQL for the columns read from several sources at once, and ``mapped_from``.
 
     Returns ``(helpers, db_system, status_code, http_target_template,
-    mapped_from)``: ``helpers`` is a select list of values the others use more
+    mapped_from)``: ``helpers`` names the values the others use more
     than once (computed once per span, a layer below them), the others are
     over the columns the attribute mapping produced (``db_system`` there is
     from ``db.system``-like names only) and ``_sem``. ``error_present`` is the
@@ -219,7 +219,7 @@ def derived_sql(
     )
     listed = f"list_filter([{', '.join(entries)}], lambda m: m IS NOT NULL)"
     mapped_from = f"CASE WHEN len({listed}) > 0 THEN {listed} END"
-    helpers = f"{peer_db_expr} AS _peer_db, {name_path_expr} AS _name_path, {sql_query_expr} AS _sql_query"
+    helpers = {"_peer_db": peer_db_expr, "_name_path": name_path_expr, "_sql_query": sql_query_expr}
     return helpers, db_system, status, template, mapped_from
 
 
@@ -308,7 +308,7 @@ FROM (
            {template} AS http_target_template,
            {mapped_from} AS mapped_from
     FROM (
-        SELECT *, {helpers}
+        SELECT *, {", ".join(f"{sql} AS {name}" for name, sql in helpers.items())}
         FROM (
         SELECT *, {", ".join(mapped)}
         FROM (
