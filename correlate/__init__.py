@@ -14,6 +14,7 @@ from correlate.analysis import Finding, Run, open_run
 from correlate.analysis.settings import Settings
 from correlate.analysis.verdict import Analysis, analyze
 from correlate.clickhouse.export import export
+from correlate.clickhouse.source import ClickHouseStore, open_source
 from correlate.collect import collect, record
 from correlate.diff import RunDiff, diff
 from correlate.errors import CorrelateError
@@ -27,6 +28,7 @@ from correlate.watch import watch
 
 __all__ = [
     "Analysis",
+    "ClickHouseStore",
     "CorrelateError",
     "Finding",
     "FindingKind",
@@ -41,6 +43,7 @@ __all__ = [
     "diff",
     "export",
     "open_run",
+    "open_source",
     "open_store",
     "record",
     "report",

@@ -36,6 +36,13 @@ from correlate.cli_options import (
     status_line,
     terminal_progress,
 )
+from correlate.cli_source import (
+    RUN_HELP,
+    check_source_options,
+    source_options,
+    source_store,
+    source_target,
+)
 from correlate.errors import CorrelateError
 from correlate.version import __version__
 
@@ -113,29 +120,43 @@ def ingest(
 
 
 @cli.command()
-@click.argument("target")
-@click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
+@click.argument("target", required=False)
+@click.option("--run", "run", help=RUN_HELP)
 @click.option(
     "--color/--no-color", default=None, help="Colour the verdict (default: when on a terminal)."
 )
+@source_options
 @set_option
 @db_option
 def analyze(
-    target: str, run: str | None, color: bool | None, assignments: tuple[str, ...], db: Path
+    target: str | None,
+    run: str | None,
+    color: bool | None,
+    source: str | None,
+    window: str | None,
+    services: tuple[str, ...],
+    assignments: tuple[str, ...],
+    db: Path,
 ) -> None:
     """Explain where a run's time went: findings first, then per-route tables.
 
     TARGET is a run directory or trace file (ingested first; files already
-    in the run are passed over) or the name of a run in the store.
+    in the run are passed over) or the name of a run in the store; with
+    --source, the spans of a ClickHouse source in --window instead.
     """
     from correlate.analysis.verdict import analyze as analyze_run
 
     settings = settings_from(assignments)
-    ingesting = Path(target).exists()
-    with open_db(db, read_only=not ingesting) as store:
-        result = analyze_run(
-            target, store=store, run=run, settings=settings, progress=terminal_progress()
-        )
+    target = source_target(target, source, window, services)
+    if source is not None:
+        with source_store(source, window, services, db, run=run) as (ch, _):
+            result = analyze_run(ch.name, store=ch, settings=settings)
+    else:
+        ingesting = Path(target).exists()
+        with open_db(db, read_only=not ingesting) as store:
+            result = analyze_run(
+                target, store=store, run=run, settings=settings, progress=terminal_progress()
+            )
     if result.ingest is not None and result.ingest.spans_added:
         click.echo(safe_text(result.ingest.summary()), err=True)
     use_color = sys.stdout.isatty() if color is None else color
@@ -145,7 +166,7 @@ def analyze(
 
 @cli.command()
 @click.argument("baseline")
-@click.argument("candidate")
+@click.argument("candidate", required=False)
 @click.option(
     "--fail-on",
     "fail_on",
@@ -155,15 +176,25 @@ def analyze(
 )
 @output_options("diff", "the comparison")
 @click.option("--color/--no-color", default=None, help="Colour the text (default: on a terminal).")
+@source_options
+@click.option(
+    "--run",
+    "run",
+    help="With --source: the local run whose plans and load results go with the spans.",
+)
 @set_option
 @db_option
 def diff(
     baseline: str,
-    candidate: str,
+    candidate: str | None,
     fail_on: tuple[str, ...],
     format_: str | None,
     output: Path | None,
     color: bool | None,
+    source: str | None,
+    window: str | None,
+    services: tuple[str, ...],
+    run: str | None,
     assignments: tuple[str, ...],
     db: Path,
 ) -> None:
@@ -173,6 +204,11 @@ def diff(
     Latency per route is compared at matched load with bootstrap intervals;
     queries by calls per request, time and plan; findings by what is new.
     Exit codes: 0 no regression, 1 regression, 2 usage or input error.
+
+    With --source, the candidate is the spans of a ClickHouse source in --window
+    (leave CANDIDATE out) and BASELINE either another window of the same source
+    (START..END) or a run of --db (or a run directory), sent to ClickHouse for
+    the comparison.
     """
     from correlate.diff import diff as diff_runs
     from correlate.diff.rules import parse_rules
@@ -183,12 +219,27 @@ def diff(
     except CorrelateError as exc:
         raise click.BadParameter(str(exc), param_hint="--fail-on") from None
     settings = settings_from(assignments)
-    ingesting = Path(baseline).exists() or Path(candidate).exists()
+    check_source_options(source, window, services)
+    if (source is None) == (candidate is None):
+        raise click.UsageError(
+            "give CANDIDATE, or --source URL (the source's window is then the candidate)"
+        )
     try:
-        with open_db(db, read_only=not ingesting) as store:
-            result = diff_runs(
-                baseline, candidate, store=store, fail_on=fail_on or None, settings=settings
-            )
+        if source is not None:
+            with source_store(source, window, services, db, run=run, baseline=baseline) as (
+                ch,
+                base,
+            ):
+                result = diff_runs(
+                    str(base), ch.name, store=ch, fail_on=fail_on or None, settings=settings
+                )
+        else:
+            assert candidate is not None
+            ingesting = Path(baseline).exists() or Path(candidate).exists()
+            with open_db(db, read_only=not ingesting) as store:
+                result = diff_runs(
+                    baseline, candidate, store=store, fail_on=fail_on or None, settings=settings
+                )
     except CorrelateError as exc:
         echo_error(exc)
         sys.exit(2)
@@ -199,16 +250,20 @@ def diff(
 
 
 @cli.command()
-@click.argument("target")
+@click.argument("target", required=False)
 @output_options("report", "the report")
-@click.option("--run", "run", help="Run name for a directory being ingested (default: its name).")
+@click.option("--run", "run", help=RUN_HELP)
+@source_options
 @set_option
 @db_option
 def report(
-    target: str,
+    target: str | None,
     format_: str | None,
     output: Path | None,
     run: str | None,
+    source: str | None,
+    window: str | None,
+    services: tuple[str, ...],
     assignments: tuple[str, ...],
     db: Path,
 ) -> None:
@@ -223,6 +278,12 @@ def report(
 
     renderer = renderer_for("report", format_, output)
     settings = settings_from(assignments)
+    target = source_target(target, source, window, services)
+    if source is not None:
+        with source_store(source, window, services, db, run=run) as (ch, _):
+            text = report_run(ch.name, store=ch, format=renderer.name, settings=settings)
+        emit(text, output, renderer)
+        return
     ingesting = Path(target).exists()
     with open_db(db, read_only=not ingesting) as store:
         text = report_run(
