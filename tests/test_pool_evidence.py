@@ -6,10 +6,13 @@ from OpenTelemetry metrics (``pool_class`` ``otel …``, no capacity, no waiters
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from correlate.analysis import open_run
 from correlate.analysis.detectors import pool_exhaustion
 from correlate.analysis.detectors.pool import PoolSettings
-from correlate.analysis.pool_evidence import used_at_max_idle
+from correlate.analysis.pool_evidence import _OVERLAPS, used_at_max_idle
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
@@ -90,3 +93,38 @@ def test_two_processes_exporting_at_their_own_times_are_summed_not_seen_one_at_a
         (f,) = pool_exhaustion(run)
     assert evidence is not None and evidence["ceiling"] == 10
     assert "all 10 connections in use" in f.explanation
+
+
+# -- the overlap counts behind both: a sweep, checked against counting one by one ------------
+
+_times = st.integers(0, 12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.tuples(_times, _times), max_size=25),  # intervals, some the wrong way round
+    st.lists(st.tuples(_times, st.integers(0, 5)), min_size=1, max_size=8),  # probe, width
+)
+def test_the_overlap_sweep_counts_what_a_join_would(
+    spans: list[tuple[int, int]], probes: list[tuple[int, int]]
+) -> None:
+    import duckdb
+    import pandas as pd
+
+    con = duckdb.connect()
+    con.register("iv", pd.DataFrame(spans or [(0, 0)], columns=["a", "b"]).iloc[: len(spans)])
+    rows = [(k, lo, lo + width) for k, (lo, width) in enumerate(probes)]
+    con.register("pr", pd.DataFrame(rows, columns=["id", "lo", "hi"]))
+    got = dict(
+        con.execute(
+            f"""
+            WITH ov_spans AS (SELECT CAST(a AS BIGINT) AS a, CAST(b AS BIGINT) AS b FROM iv),
+            ov_probes AS (SELECT CAST(id AS BIGINT) AS id, CAST(lo AS BIGINT) AS lo,
+                                 CAST(hi AS BIGINT) AS hi FROM pr),
+            {_OVERLAPS}
+            SELECT id, n FROM ov_found
+            """
+        ).fetchall()
+    )
+    for k, lo, hi in rows:
+        assert got.get(k, 0) == sum(a <= hi and b >= lo for a, b in spans)

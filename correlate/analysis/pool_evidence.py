@@ -40,6 +40,43 @@ _LEVELS = """
         GROUP BY times.t
     )"""
 
+#: ``ov_found(id, n)``: for each probe ``(id, lo, hi)`` of ``ov_probes`` (``lo <= hi``), how
+#: many intervals ``(a, b)`` of ``ov_spans`` have ``a <= hi`` and ``b >= lo``. A sweep, not a
+#: join: with ``a <= b``, those are the intervals begun by ``hi`` less those ended before
+#: ``lo``, counted in one pass over the starts, ends and probes in time order (a probe at
+#: ``lo`` reads the ends before it, one at ``hi`` the starts up to it). Intervals the wrong
+#: way round (``a > b``: a span outside its request, clipped to it) are few and joined.
+_OVERLAPS = """
+    ov_events AS (
+        SELECT a AS x, 0 AS k, 1 AS da, 0 AS db, CAST(NULL AS BIGINT) AS id, 0 AS side
+        FROM ov_spans WHERE a <= b
+        UNION ALL
+        SELECT b AS x, 1 AS k, 0 AS da, 1 AS db, CAST(NULL AS BIGINT) AS id, 0 AS side
+        FROM ov_spans WHERE a <= b
+        UNION ALL SELECT lo AS x, 0 AS k, 0 AS da, 0 AS db, id, 1 AS side FROM ov_probes
+        UNION ALL SELECT hi AS x, 1 AS k, 0 AS da, 0 AS db, id, 2 AS side FROM ov_probes
+    ),
+    ov_swept AS (
+        SELECT id, side,
+               sum(da) OVER (ORDER BY x, k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                   AS begun,
+               sum(db) OVER (ORDER BY x, k ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+                   AS ended
+        FROM ov_events
+    ),
+    ov_counts AS (
+        SELECT id,
+               sum(CASE WHEN side = 2 THEN CAST(begun AS BIGINT) ELSE -CAST(ended AS BIGINT) END)
+                   AS n
+        FROM ov_swept WHERE side > 0 GROUP BY id
+        UNION ALL
+        SELECT p.id AS id, count(*) AS n
+        FROM ov_probes p CROSS JOIN (SELECT a, b FROM ov_spans WHERE a > b) AS i
+        WHERE i.a <= p.hi AND i.b >= p.lo
+        GROUP BY p.id
+    ),
+    ov_found AS (SELECT id, sum(n) AS n FROM ov_counts GROUP BY id)"""
+
 
 def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     """Samples with ``used`` at the pool's maximum and no DB span since the last sample.
@@ -53,11 +90,13 @@ def used_at_max_idle(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         f"""
         WITH {_LEVELS.format(used="used")},
         c AS (SELECT coalesce(max(capacity), max(used)) AS ceiling FROM s),
-        w AS (SELECT t, used, lag(t) OVER (ORDER BY t) AS prev FROM s)
-        SELECT w.prev, w.t, w.used, c.ceiling,
-               (SELECT count(*) FROM {parts} p
-                WHERE p.category = 'db' AND p.a <= w.t AND p.b >= w.prev) AS queries
-        FROM w, c WHERE w.prev IS NOT NULL ORDER BY w.t
+        w AS (SELECT t, used, lag(t) OVER (ORDER BY t) AS prev FROM s),
+        ov_spans AS (SELECT a, b FROM {parts} WHERE category = 'db'),
+        ov_probes AS (SELECT t AS id, prev AS lo, t AS hi FROM w WHERE prev IS NOT NULL),
+        {_OVERLAPS}
+        SELECT w.prev, w.t, w.used, c.ceiling, coalesce(o.n, 0) AS queries
+        FROM w CROSS JOIN c LEFT JOIN ov_found o ON o.id = w.t
+        WHERE w.prev IS NOT NULL ORDER BY w.t
         """,
         {"run": run.run_id},
     ).fetchall()
@@ -234,12 +273,12 @@ def orphans_in_samples(run: Run, s: PoolSettings) -> dict[str, Any] | None:
     reqs = run.table("requests")
     rows = run.con.execute(
         f"""
-        WITH {_LEVELS.format(used="checked_out")}
-        SELECT s.t, s.checked_out, s.capacity,
-               (SELECT count(*) FROM {reqs} r
-                WHERE r.start_ns <= s.t + $slack AND r.end_ns >= s.t - $slack)
-                   AS in_flight
-        FROM s ORDER BY s.t
+        WITH {_LEVELS.format(used="checked_out")},
+        ov_spans AS (SELECT start_ns AS a, end_ns AS b FROM {reqs}),
+        ov_probes AS (SELECT t AS id, t - $slack AS lo, t + $slack AS hi FROM s),
+        {_OVERLAPS}
+        SELECT s.t, s.checked_out, s.capacity, coalesce(o.n, 0) AS in_flight
+        FROM s LEFT JOIN ov_found o ON o.id = s.t ORDER BY s.t
         """,
         {"run": run.run_id, "slack": round(s.sample_slack_s * 1e9)},
     ).fetchall()

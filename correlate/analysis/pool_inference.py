@@ -44,11 +44,13 @@ When the data cannot decide, :func:`infer` says so and why.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
+from correlate.analysis import pool_holders as holders
+from correlate.analysis.pool_holders import CLOCK_SLACK_NS
 from correlate.analysis.pool_leaked import (
+    Window,
     attribute,
     leaked_windows,
     more_sure,
@@ -57,16 +59,12 @@ from correlate.analysis.pool_leaked import (
 
 if TYPE_CHECKING:
     import numpy as np
-    import pandas as pd
 
     from correlate.analysis.detectors.pool import PoolSettings
     from correlate.analysis.run import Run
 
 #: Span names that cover a checkout from a connection pool (see the table above).
 CHECKOUT_SPAN_NAMES = ("connect", "pg-pool.connect", "generic-pool.acquire", "generic-pool.aquire")
-
-#: how far a child span may seem to end after its request and still be inside it (ns)
-CLOCK_SLACK_NS = 2_000_000
 
 Verdict = Literal["leak", "saturation", "undecided"]
 
@@ -100,8 +98,15 @@ class Step:
     before_ns: int
     from_connections: int
     to_connections: int
-    #: indexes (into the requests that held a connection) of the candidates
-    candidates: tuple[int, ...]
+    #: the candidates: requests whose hold ended in the drop's window, how many per group
+    candidates: dict[Group, int] = field(default_factory=dict)
+    #: a few of the candidates' trace ids, per group
+    examples: dict[Group, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    @property
+    def size(self) -> int:
+        """How many candidates."""
+        return sum(self.candidates.values())
 
 
 @dataclass(frozen=True)
@@ -185,150 +190,31 @@ class PoolInference:
 def infer(run: Run, settings: PoolSettings) -> PoolInference | None:
     """The pool's story from the run's checkout spans, or None without any.
 
-    With several services, the one whose requests waited most is read.
+    With several services, the one whose requests waited most is read. The spans
+    are read where they are stored: only counts per window, per drop and per group
+    come back (analysis.pool_holders).
     """
-    data = _load(run, settings)
-    if data is None:
+    found = holders.services(run, settings)
+    if not found:
         return None
-    holders, waits, db, gaps, holds = data
     series = used_series(run)
     best: PoolInference | None = None
-    for service in sorted(set(waits.service)) or [""]:
-        got = _infer_service(
-            holders[holders.service == service],
-            gaps[gaps.service == service],
-            holds[holds.service == service],
-            waits.start_ns[waits.service == service].to_numpy(),
-            db,
-            service,
-            settings,
-            run.span[0],
-            series,
-        )
+    for service, waits in [(name, n) for name, n in found if n] or [("", 0)]:
+        got = _infer_service(run, service, waits, settings, run.span[0], series)
         if best is None or got.waits > best.waits:
             best = got
     return best
 
 
-def _load(
-    run: Run, s: PoolSettings
-) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame] | None:
-    reqs, parts = run.table("requests"), run.table("parts")
-    (checkouts,) = run.con.execute(
-        f"SELECT count(*) FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"
-    ).fetchone() or (0,)
-    if not checkouts:
-        return None
-    # one row per request that got a connection, with when it first did, by end time
-    holders = run.con.execute(
-        f"""
-        WITH got AS (
-            SELECT th, rh, min(end_ns) AS acquired_ns
-            FROM {parts}
-            WHERE category = 'pool' AND span_id IS NOT NULL
-              AND status_code IS DISTINCT FROM 'ERROR'
-            GROUP BY th, rh
-        ),
-        queried AS (
-            SELECT th, rh, max(b) AS last_query_ns FROM {parts} WHERE category = 'db'
-            GROUP BY th, rh
-        )
-        SELECT coalesce(r.service, '') AS service, r.route, r.method,
-               r.http_status AS status,
-               (list_filter(s.events, lambda e: e.name = 'exception')[1]).attributes
-                   ->>'$."exception.type"' AS exception,
-               r.trace_id, r.end_ns, least(g.acquired_ns, r.end_ns) AS acquired_ns,
-               -- surely held until its last query: the lower bound of the hold
-               greatest(least(g.acquired_ns, r.end_ns),
-                        least(coalesce(q.last_query_ns, 0), r.end_ns)) AS queried_ns
-        FROM {reqs} r
-        JOIN got g USING (th, rh)
-        LEFT JOIN queried q USING (th, rh)
-        JOIN spans s ON s.run_id = $run AND s.trace_id = r.trace_id AND s.span_id = r.request_id
-        -- the JavaScript SDK stamps a span's start from Date.now(), a millisecond clock,
-        -- and its end from a finer one offset by a fraction of a millisecond of its own: a
-        -- quick request's checkout can seem to end just after the request does
-        WHERE g.acquired_ns <= r.end_ns + $slack
-        ORDER BY r.end_ns
-        """,
-        {"run": run.run_id, "slack": CLOCK_SLACK_NS},
-    ).df()
-    # A request that checks out again (node-postgres's pool.query takes a client per
-    # statement) waits, not holds, during each later checkout: gaps in its upper reading.
-    gaps = run.con.execute(
-        f"""
-        WITH got AS (
-            SELECT th, rh, min(end_ns) AS acquired_ns
-            FROM {parts}
-            WHERE category = 'pool' AND span_id IS NOT NULL
-              AND status_code IS DISTINCT FROM 'ERROR'
-            GROUP BY th, rh
-        )
-        SELECT coalesce(r.service, '') AS service, p.start_ns,
-               least(p.end_ns, r.end_ns) AS end_ns
-        FROM {parts} p
-        JOIN got g USING (th, rh)
-        JOIN {reqs} r USING (th, rh)
-        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
-          AND p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
-        """
-    ).df()
-    # The lower reading: each checkout holds from its end to the last query that starts
-    # before the request's next checkout (between a pool.query and the next checkout it
-    # holds nothing; on a busy event loop that is long enough to count a connection twice).
-    holds = run.con.execute(
-        f"""
-        WITH checkouts AS (
-            SELECT th, rh, start_ns, end_ns, status_code,
-                   lead(start_ns) OVER (PARTITION BY th, rh ORDER BY start_ns, end_ns)
-                       AS next_ns
-            FROM {parts}
-            WHERE category = 'pool' AND span_id IS NOT NULL
-        )
-        SELECT service, start_ns, end_ns FROM (
-            SELECT coalesce(r.service, '') AS service, c.end_ns AS start_ns,
-                   least(max(q.b), max(r.end_ns)) AS end_ns
-            FROM checkouts c
-            JOIN {reqs} r USING (th, rh)
-            JOIN {parts} q ON q.th = c.th AND q.rh = c.rh AND q.category = 'db'
-                 AND q.start_ns >= c.start_ns
-                 AND q.start_ns < coalesce(c.next_ns, r.end_ns + 1)
-            WHERE c.status_code IS DISTINCT FROM 'ERROR'
-            GROUP BY c.th, c.rh, c.start_ns, c.end_ns, r.service
-        ) WHERE end_ns > start_ns
-        """
-    ).df()
-    waits = run.con.execute(
-        f"""
-        SELECT coalesce(r.service, '') AS service, p.start_ns
-        FROM {parts} p JOIN {reqs} r USING (th, rh)
-        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
-          AND (p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR')
-        ORDER BY p.start_ns
-        """,
-        {"min_wait": round(s.min_wait_ms * 1e6)},
-    ).df()
-    db = run.con.execute(
-        f"SELECT a, b FROM {parts} WHERE category = 'db' AND b > a ORDER BY a"
-    ).df()
-    return holders, waits, db, gaps, holds
-
-
 def _infer_service(
-    rows: pd.DataFrame,
-    gaps: pd.DataFrame,
-    holds: pd.DataFrame,
-    moments: np.ndarray,
-    db: pd.DataFrame,
+    run: Run,
     service: str,
+    n: int,
     s: PoolSettings,
     run_start: int,
     series: tuple[np.ndarray, np.ndarray, int] | None = None,
 ) -> PoolInference:
-    import numpy as np
-
     name = service or None
-    n = len(moments)
     if n < s.min_waits:
         return PoolInference(
             "undecided",
@@ -337,12 +223,11 @@ def _infer_service(
             name,
             n,
         )
-    moments = moments.astype(np.int64)
-    holders = _covering_holds(np, rows, gaps, moments)
-    # the connection may go back before the request ends: the holders from each checkout
-    # to its last query are the lower bound, and a pool full by either count is full
-    surely = _covering(np, holds, moments)
-    levels = _levels(np, moments, holders, s, run_start)
+    # the holders seen at each wait, by both readings of the hold: the connection may go
+    # back before the request ends, so the holders from each checkout to its last query
+    # are the lower bound, and a pool full by either count is full
+    seen = holders.wait_histogram(run, service, s, run_start)
+    levels = _levels(seen, 1, s)
     if len(levels) < s.min_windows:
         return PoolInference(
             "undecided",
@@ -355,10 +240,10 @@ def _infer_service(
         )
     values = [v for _, v in levels]
     peak = max(values)
-    final = int(np.median(values[-max(len(values) // 3, 1) :]))
-    full = int(np.count_nonzero(holders >= peak - s.full_slack)) / n
-    surely_peak = max((v for _, v in _levels(np, moments, surely, s, run_start)), default=0)
-    surely_full = int(np.count_nonzero(surely >= surely_peak - s.full_slack)) / n
+    final = _median(values[-max(len(values) // 3, 1) :])
+    full = _at_least(seen, 1, peak - s.full_slack) / n
+    surely_peak = max((v for _, v in _levels(seen, 2, s)), default=0)
+    surely_full = _at_least(seen, 2, surely_peak - s.full_slack) / n
     full_peak = peak
     if surely_peak and surely_full > full:
         full_peak, full = surely_peak, surely_full
@@ -384,22 +269,8 @@ def _infer_service(
             f"while requests waited, the connections held by running requests fell from "
             f"{peak} to {final} and did not come back"
         )
-        readings = [
-            (holders, rows.end_ns.to_numpy(dtype=np.int64)),
-            (surely, rows.queried_ns.to_numpy(dtype=np.int64)),
-        ]
-        # with the pool's metrics, the drops are known to the export interval: connections in
-        # use that no running request holds (analysis.pool_leaked), by both readings
-        metric = (
-            []
-            if series is None
-            else [
-                (_covering_holds(np, rows, gaps, series[0]), rows.end_ns.to_numpy(dtype=np.int64)),
-                (_covering(np, holds, series[0]), rows.queried_ns.to_numpy(dtype=np.int64)),
-            ]
-        )
-        _steps(np, base, moments, readings, rows, s, series, metric)
-        _idle(np, base, db, moments)
+        _steps(run, service, base, s, series)
+        _idle(run, service, base, s)
         return base
     if full >= s.saturated_share:
         base.verdict = "saturation"
@@ -418,131 +289,159 @@ def _infer_service(
     return base
 
 
-def _covering_holds(np: Any, rows: pd.DataFrame, gaps: pd.DataFrame, moments: np.ndarray) -> Any:
-    """Requests holding a connection at each moment: got one, not ended, not checking out."""
-    acquired = np.sort(rows.acquired_ns.to_numpy(dtype=np.int64))
-    ended = rows.end_ns.to_numpy(dtype=np.int64)  # sorted by the query
-    held = (
-        np.searchsorted(acquired, moments, side="right")
-        - np.searchsorted(ended, moments, side="right")
-        - _covering(np, gaps, moments)
-    )
-    return np.maximum(held, 0)
-
-
-def _covering(np: Any, spans: pd.DataFrame, moments: np.ndarray) -> np.ndarray:
-    """How many of ``spans`` (start_ns, end_ns) are under way at each moment."""
-    starts = np.sort(spans.start_ns.to_numpy(dtype=np.int64))
-    ends = np.sort(spans.end_ns.to_numpy(dtype=np.int64))
-    return np.searchsorted(starts, moments, side="right") - np.searchsorted(
-        ends, moments, side="right"
-    )
-
-
 def _levels(
-    np: Any, moments: np.ndarray, holders: np.ndarray, s: PoolSettings, run_start: int
+    seen: list[tuple[int, int, int, int]], reading: int, s: PoolSettings
 ) -> list[tuple[float, int]]:
-    """Per window with enough waits: a high quantile of the holders seen while waiting."""
-    width = max(round(s.window_s * 1e9), 1)
-    bucket = (moments - run_start) // width
+    """Per window with enough waits: a high quantile of the holders seen while waiting.
+
+    ``seen`` is (reading, window, holders, waits), sorted; the quantile is numpy's
+    ``quantile(…, 0.9, method="higher")`` of the waits' holders.
+    """
     out = []
-    for b in np.unique(bucket):
-        seen = holders[bucket == b]
-        if len(seen) >= s.min_window_waits:
-            out.append((float(b * s.window_s), int(np.quantile(seen, 0.9, method="higher"))))
+    windows: dict[int, list[tuple[int, int]]] = {}
+    for r, w, h, count in seen:
+        if r == reading:
+            windows.setdefault(w, []).append((h, count))
+    for w, counts in sorted(windows.items()):
+        m = sum(c for _, c in counts)
+        if m < s.min_window_waits:
+            continue
+        index, below = min(math.ceil((m - 1) * 0.9), m - 1), 0
+        for h, c in counts:  # sorted by holders
+            below += c
+            if below > index:
+                out.append((float(w * s.window_s), h))
+                break
     return out
 
 
+def _at_least(seen: list[tuple[int, int, int, int]], reading: int, floor: int) -> int:
+    """Waits that saw at least ``floor`` holders by ``reading``."""
+    return sum(c for r, _, h, c in seen if r == reading and h >= floor)
+
+
+def _median(values: list[int]) -> int:
+    """numpy's median of ``values``, as an int (the mean of the middle two, truncated)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return int((ordered[mid - 1] + ordered[mid]) / 2)
+
+
 def _steps(
-    np: Any,
+    run: Run,
+    service: str,
     inf: PoolInference,
-    moments: np.ndarray,
-    counts: list[tuple[np.ndarray, np.ndarray]],
-    rows: pd.DataFrame,
     s: PoolSettings,
     series: tuple[np.ndarray, np.ndarray, int] | None = None,
-    metric: list[tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> None:
     """The drops of the capacity seen while waiting, their candidates and the culprit.
 
-    ``counts`` holds the holders seen at each wait and when each request's hold ends,
-    once per reading of the hold (until the request ends; until its last query). The
-    reading whose drops name a group with more confidence is kept, its chance doubled
-    for having tried both. With the pool's metrics (``series``), ``metric`` holds the
-    two readings at the sample times, for the drops the metrics show (analysis.pool_leaked).
+    The drops are read from the holders seen at each wait, once per reading of the hold
+    (until the request ends; until its last query); their candidates are the requests
+    whose hold, by the same reading, ended in the drop's window. The reading whose drops
+    name a group with more confidence is kept, its chance doubled for having tried both.
+    With the pool's metrics (``series``), the drops the metrics show are read too, by both
+    readings at the sample times (analysis.pool_leaked).
     """
-    groups = [
-        Group(
-            str(route),
-            None if method is None or method != method else str(method),
-            None if status is None or status != status else int(status),
-            None if exc is None or exc != exc else str(exc),
-        )
-        for route, method, status, exc in zip(
-            rows.route, rows.method, rows.status, rows.exception, strict=True
-        )
-    ]
-    spans: list[list[Step]] = []
-    for holders, released in counts:
-        order = np.argsort(released, kind="stable")
-        released = released[order]
-        level = np.maximum.accumulate(holders[::-1])[::-1]  # the most held now or later
-        reach = _reach(np, holders, level)
-        steps = []
-        for i in np.flatnonzero(level[:-1] > level[1:]):
-            if len(moments) - i - 1 < s.min_waits_after_drop:
-                continue  # too few waits after it to say the capacity stayed down
-            t0, t1 = int(moments[i]), int(moments[min(i + reach, len(moments) - 1)])
-            # the requests whose hold ended between the last wait at the old level and the
-            # point by which a wait would have seen that level again: the one that kept its
-            # connection is among them
-            lo, hi = np.searchsorted(released, [t0, t1], side="right")
-            held = tuple(int(j) for j in order[lo:hi])
-            steps.append(Step(t0, t1, int(level[i]), int(level[i + 1]), held))
-        spans.append(steps)
-    metrics = (
-        [
-            leaked_windows(np, series[0], series[1], at, end, series[2], CLOCK_SLACK_NS)
-            for at, end in metric or ()
-        ]
-        if series
-        else []
+    n = inf.waits
+    drops, at_level = holders.wait_drops(run, service, s)
+    found: dict[int, list[tuple[int, int, int, int]]] = {1: [], 2: []}
+    for reading, i, t0, before, after in drops:
+        if n - i - 1 < s.min_waits_after_drop:
+            continue  # too few waits after it to say the capacity stayed down
+        found[reading].append((i, t0, before, after))
+    reach = {r: _reach(at_level[r] / n) for r in found}
+    ends = holders.wait_moments(
+        run, service, s, [min(i + reach[r], n - 1) for r in found for i, *_ in found[r]]
     )
+    # the requests whose hold ended between the last wait at the old level and the point
+    # by which a wait would have seen that level again: the one that kept its connection
+    # is among them
+    windows = [
+        (r, t0, ends[min(i + reach[r], n - 1)], before, after)
+        for r in found
+        for i, t0, before, after in found[r]
+    ]
+    metric = _metric_windows(run, service, s, series) if series is not None else []
+    listed = [(r, t0, t1) for r, t0, t1, *_ in windows] + [
+        (r, w.after_ns, w.before_ns) for r, w in metric
+    ]
+    cands = holders.candidates(run, service, s, listed)
+    totals = {Group(*key): count for key, count in holders.groups(run, service, s).items()}
+
+    def pick(k: int) -> tuple[dict[Group, int], dict[Group, tuple[str, ...]]]:
+        got = {Group(*key): v for key, v in cands.get(k, {}).items()}
+        return {g: c for g, (c, _) in got.items()}, {g: ex for g, (_, ex) in got.items()}
+
+    spans: list[list[Step]] = [[], []]
+    for k, (r, t0, t1, before, after) in enumerate(windows):
+        spans[r - 1].append(Step(t0, t1, before, after, *pick(k)))
+    per_reading: list[list[Window]] = [[], []]
+    for k, (r, w) in enumerate(metric, start=len(windows)):
+        counted, examples = pick(k)
+        per_reading[r - 1].append(replace(w, candidates=counted, examples=examples))
+    metrics = per_reading if series is not None else []
     trials = len(spans) + len(metrics)  # a group's chance is multiplied by all readings
     chosen: tuple[list[Step], Culprit | None, list[Group]] | None = None
     for steps in spans:
-        chosen = more_sure(chosen, (steps, *_culprit(groups, steps, s, readings=trials)))
-    for windows in metrics:
-        found, tried = attribute(groups, windows, trials=trials)
+        chosen = more_sure(chosen, (steps, *_culprit(totals, steps, s, readings=trials)))
+    for got in metrics:
+        attributed, tried = attribute(totals, got, trials=trials)
         culprit = None
-        if found and found.p_value <= s.max_p_value and found.followed >= s.min_drops:
-            assert isinstance(found.group, Group)
-            culprit = Culprit(found.group, found.followed, found.lost, found.share, found.p_value)
+        if (
+            attributed
+            and attributed.p_value <= s.max_p_value
+            and attributed.followed >= s.min_drops
+        ):
+            assert isinstance(attributed.group, Group)
+            culprit = Culprit(
+                attributed.group,
+                attributed.followed,
+                attributed.lost,
+                attributed.share,
+                attributed.p_value,
+            )
         steps = [
             Step(w.after_ns, w.before_ns, w.capacity_before - i, w.capacity_before - i - 1,
-                 w.candidates)
-            for w in windows
+                 dict(w.candidates), dict(w.examples))
+            for w in got
             for i in range(w.lost)
         ]  # fmt: skip
-        before = chosen
+        was = chosen
         chosen = more_sure(chosen, (steps, culprit, tried))
-        if chosen is not before:
+        if chosen is not was:
             inf.drops_from = "pool metrics"
     assert chosen is not None
     inf.steps, inf.culprit, inf.candidates = chosen
     if inf.culprit:
         g = inf.culprit.group
-        traces = rows.trace_id.to_numpy()
-        inf.traces = tuple(
-            str(traces[j]) for step in inf.steps for j in step.candidates if groups[j] == g
-        )[:3]
+        inf.traces = tuple(t for step in inf.steps for t in step.examples.get(g, ()))[:3]
+
+
+def _metric_windows(
+    run: Run, service: str, s: PoolSettings, series: tuple[np.ndarray, np.ndarray, int]
+) -> list[tuple[int, Window]]:
+    """(reading, window) of the connections lost between pool samples, by both readings."""
+    import numpy as np
+
+    times, used, capacity = series
+    at = holders.held_at_samples(run, service, s)
+    out = []
+    for reading in (1, 2):
+        held = np.array([at.get(int(t), (0, 0))[reading - 1] for t in times], dtype=np.int64)
+        out += [
+            (reading, w) for w in leaked_windows(np, times, used, held, capacity, CLOCK_SLACK_NS)
+        ]
+    return out
 
 
 #: how sure the window of a capacity drop must be to hold the drop (see :func:`_reach`)
 DROP_COVERAGE = 0.95
 
 
-def _reach(np: Any, holders: np.ndarray, level: np.ndarray) -> int:
+def _reach(p: float) -> int:
     """How many waits after the last one at the old level a drop's window spans.
 
     Not every checkout that took long found the pool full: a busy event loop or a new
@@ -553,28 +452,27 @@ def _reach(np: Any, holders: np.ndarray, level: np.ndarray) -> int:
     seen the old level again with :data:`DROP_COVERAGE` odds. With clean data (every
     wait sees a full pool) it is the next wait.
     """
-    p = float(np.mean(holders == level)) if len(holders) else 1.0
     if p >= 1.0:
         return 1
     return max(1, math.ceil(math.log(1 - DROP_COVERAGE) / math.log(1 - max(p, 1e-3))))
 
 
 def _culprit(
-    groups: list[Group], steps: list[Step], s: PoolSettings, *, readings: int = 1
+    totals: dict[Group, int], steps: list[Step], s: PoolSettings, *, readings: int = 1
 ) -> tuple[Culprit | None, list[Group]]:
-    if not steps or not groups:
+    everyone = sum(totals.values())
+    if not steps or not everyone:
         return None, []
-    counts = Counter(groups)
-    per_step = [{groups[j] for j in step.candidates} for step in steps]
+    per_step = [{g for g, c in step.candidates.items() if c} for step in steps]
     tried = sorted(
         set().union(*per_step),
         key=lambda g: (g.route, g.method or "", g.status or 0, g.exception or ""),
     )
     best: Culprit | None = None
     for g in tried:
-        q = counts[g] / len(groups)
+        q = totals.get(g, 0) / everyone
         followed = sum(g in seen for seen in per_step)
-        chances = [1 - (1 - q) ** len(step.candidates) for step in steps]
+        chances = [1 - (1 - q) ** step.size for step in steps]
         p = min(1.0, _tail(chances, followed) * len(tried) * readings)
         c = Culprit(g, followed, len(steps), q, p)
         if best is None or (c.p_value, -c.steps_followed) < (best.p_value, -best.steps_followed):
@@ -596,20 +494,15 @@ def _tail(chances: list[float], k: int) -> float:
     return float(min(1.0, max(0.0, math.fsum(dist[k:]))))
 
 
-def _idle(np: Any, inf: PoolInference, db: pd.DataFrame, moments: np.ndarray) -> None:
-    """Waits after the last drop with no database span running anywhere."""
-    after = (
-        moments[moments > inf.steps[-1].after_ns]
-        if inf.steps
-        else moments[-max(len(moments) // 3, 1) :]
+def _idle(run: Run, service: str, inf: PoolInference, s: PoolSettings) -> None:
+    """Waits after the last drop (else the last third) with no database span running."""
+    if inf.steps:
+        after, first = inf.steps[-1].after_ns, 0
+    else:
+        after, first = None, inf.waits - max(inf.waits // 3, 1)
+    inf.final_waits, inf.idle_waits = holders.idle_waits(
+        run, service, s, after_ns=after, from_index=first
     )
-    starts = db.a.to_numpy(dtype=np.int64)
-    ends = np.sort(db.b.to_numpy(dtype=np.int64))
-    running = np.searchsorted(starts, after, side="right") - np.searchsorted(
-        ends, after, side="right"
-    )
-    inf.final_waits = len(after)
-    inf.idle_waits = int(np.count_nonzero(running <= 0))
 
 
 def _share(x: float) -> str:

@@ -12,7 +12,8 @@ one is kept.
 
 Between two samples in which the leaked count rose by ``lost``, ``lost``
 requests ended holding their connection: the requests whose hold ended in that
-interval are the candidates. Unlike the drops inferred from waits alone, these
+interval are the candidates (counted per group where the spans are:
+:func:`correlate.analysis.pool_holders.candidates`). Unlike the drops inferred from waits alone, these
 intervals are certain to hold the leak; they are as wide as the export interval
 (a second with ``OTEL_METRIC_EXPORT_INTERVAL=1000``), so the attribution weighs
 how many of a group's requests each holds against how many connections it lost.
@@ -21,9 +22,8 @@ how many of a group's requests each holds against how many connections it lost.
 from __future__ import annotations
 
 import math
-from collections import Counter
-from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
@@ -47,8 +47,15 @@ class Window:
     before_ns: int
     capacity_before: int
     lost: int
-    #: indexes (into the requests that held a connection) of the candidates
-    candidates: tuple[int, ...]
+    #: the candidates: requests whose hold ended in the window, how many per group
+    candidates: Mapping[Any, int] = field(default_factory=dict)
+    #: a few of the candidates' trace ids, per group
+    examples: Mapping[Any, tuple[str, ...]] = field(default_factory=dict, compare=False)
+
+    @property
+    def size(self) -> int:
+        """How many candidates."""
+        return sum(self.candidates.values())
 
 
 def used_series(run: Run) -> tuple[np.ndarray, np.ndarray, int] | None:
@@ -79,16 +86,14 @@ def leaked_windows(
     times: np.ndarray,
     used: np.ndarray,
     held: np.ndarray,
-    released: np.ndarray,
     capacity: int,
     slack_ns: int,
 ) -> list[Window]:
     """The intervals between samples in which connections were lost for good.
 
-    ``held`` is the connections held by running requests at each sample time,
-    ``released`` when each request's hold ended. A hold's end is stamped by the
-    service's clock, the sample by the exporter's: the window reaches ``slack_ns``
-    past its sample.
+    ``held`` is the connections held by running requests at each sample time. A hold's
+    end is stamped by the service's clock, the sample by the exporter's: the window
+    reaches ``slack_ns`` past its sample. The windows come without their candidates.
     """
     leaked = np.maximum(used - held, 0)
     if len(leaked) >= MEDIAN_SAMPLES:  # one sample's miscount is not a step
@@ -97,22 +102,15 @@ def leaked_windows(
         windows = np.lib.stride_tricks.sliding_window_view(padded, MEDIAN_SAMPLES)
         leaked = np.median(windows, axis=1).astype(np.int64)
     kept = np.minimum.accumulate(leaked[::-1])[::-1]  # the fewest leaked now or later
-    order = np.argsort(released, kind="stable")
-    ends = released[order]
-    out = []
-    for k in np.flatnonzero(kept[1:] > kept[:-1]) + 1:
-        t0, t1 = int(times[k - 1]), int(times[k]) + slack_ns
-        lo, hi = np.searchsorted(ends, [t0, t1], side="right")
-        out.append(
-            Window(
-                t0,
-                t1,
-                capacity - int(kept[k - 1]),
-                int(kept[k] - kept[k - 1]),
-                tuple(int(j) for j in order[lo:hi]),
-            )
+    return [
+        Window(
+            int(times[k - 1]),
+            int(times[k]) + slack_ns,
+            capacity - int(kept[k - 1]),
+            int(kept[k] - kept[k - 1]),
         )
-    return out
+        for k in np.flatnonzero(kept[1:] > kept[:-1]) + 1
+    ]
 
 
 def more_sure(a: Any, b: Any) -> Any:
@@ -134,27 +132,26 @@ class Attribution:
 
 
 def attribute(
-    groups: Sequence[G], windows: list[Window], *, trials: int = 1
+    totals: Mapping[G, int], windows: list[Window], *, trials: int = 1
 ) -> tuple[Attribution | None, list[G]]:
     """The group most over-represented among the windows' candidates, and the groups tried.
 
-    A window that lost ``lost`` connections is followed ``min(lost, m)`` times by a
-    group with ``m`` candidates in it. Under chance, a group that is a share ``q``
-    of all holders has Binomial(candidates, q) requests in a window; the p-value is
-    the chance of as many follows or more over all windows, times the groups tried
-    and ``trials`` (Bonferroni).
+    ``totals`` counts the requests that held a connection, per group. A window that
+    lost ``lost`` connections is followed ``min(lost, m)`` times by a group with ``m``
+    candidates in it. Under chance, a group that is a share ``q`` of all holders has
+    Binomial(candidates, q) requests in a window; the p-value is the chance of as many
+    follows or more over all windows, times the groups tried and ``trials`` (Bonferroni).
     """
-    if not windows or not groups:
+    everyone = sum(totals.values())
+    if not windows or not everyone:
         return None, []
-    counts = Counter(groups)
-    per_window = [Counter(groups[j] for j in w.candidates) for w in windows]
-    tried = sorted(set().union(*per_window), key=repr)
+    tried: list[G] = sorted({g for w in windows for g, n in w.candidates.items() if n}, key=repr)
     lost = sum(w.lost for w in windows)
     best: Attribution | None = None
     for g in tried:
-        q = counts[g] / len(groups)
-        followed = sum(min(w.lost, seen[g]) for w, seen in zip(windows, per_window, strict=True))
-        dists = [_capped_binomial(len(w.candidates), q, w.lost) for w in windows]
+        q = totals.get(g, 0) / everyone
+        followed = sum(min(w.lost, w.candidates.get(g, 0)) for w in windows)
+        dists = [_capped_binomial(w.size, q, w.lost) for w in windows]
         p = min(1.0, tail(dists, followed) * len(tried) * trials)
         found = Attribution(g, followed, lost, q, p)
         if best is None or (p, -followed) < (best.p_value, -best.followed):
