@@ -318,26 +318,51 @@ def test_real_otel_spans_of_threads_interleaving_without_a_lock(tmp_path: Path) 
                                   min_uncontended=5, min_executions=10)  # fmt: skip
     assert [f for f in analysis.findings if f.kind == FindingKind.SECTION_CONTENTION] == []
     # not for want of concurrency: most executions overlapped another request's
-    assert len(section.contended) > 0.3 * len(section.executions)
-    assert len(section.queued) < 0.5 * len(section.contended)
+    assert section.contended > 0.3 * section.executions
+    assert section.queued < 0.5 * section.contended
 
 
-def test_a_pile_up_of_executions_is_swept_in_n_log_n() -> None:
+Execution = tuple[int, str, int, int, int]  # request, span id, request start, start, end
+
+
+def swept(executions: list[Execution]) -> dict[str, tuple[int, bool, bool]]:
+    """span id → (ahead, handoff, queued), as the detector's SQL sweep finds them in
+    DuckDB, with a 1 ms tolerance and hand-off, spacing 2, 5 uncontended."""
+    import duckdb
+    import pyarrow as pa
+
+    from correlate.analysis.detectors.section_queue import sweep_stages
+    from correlate.analysis.requests import staged
+
+    r, span, r0, s0, s1 = (list(c) for c in zip(*executions, strict=True))
+    n = len(r)
+    table = pa.table(
+        {"service": ["svc"] * n, "name": ["reserve"] * n, "th": r, "rh": r, "span_id": span,
+         "trace_id": [f"t{x}" for x in r], "route": ["/r"] * n, "request_start_ns": r0,
+         "start_ns": s0, "end_ns": s1}
+    )  # fmt: skip
+    con = duckdb.connect()
+    con.register("executions", table)
+    params = {"tolerance": 1_000_000, "handoff": 1_000_000, "spacing": 2.0, "min_uncontended": 5}
+    staged(con, "swept", sweep_stages("SELECT * FROM executions"), params)
+    rows = con.execute("SELECT span_id, ahead, handoff, queued FROM swept").fetchall()
+    con.close()
+    return {str(s): (int(a), bool(h), bool(q)) for s, a, h, q in rows}
+
+
+def test_a_pile_up_of_executions_is_swept_without_pairing_them_all() -> None:
     """20,000 executions at one instant (a millisecond clock, a burst): the sweep counts
     who is ahead without looking at every open one (it took 20 s when it did)."""
     import time
 
-    from correlate.analysis.detectors.section_queue import Execution, Section, sweep
-
     n = 20_000
-    pile = [Execution(i, i, f"s{i:05d}", f"t{i}", "/r", 0, 0, 10_000_000) for i in range(n)]
-    section = Section("svc", "reserve", pile)
+    pile = [(i, f"s{i:05d}", 0, 0, 10_000_000) for i in range(n)]
     began = time.perf_counter()
-    sweep(section, 1_000_000, 1_000_000, 2.0, 5)
-    assert time.perf_counter() - began < 3.0
-    assert [e.ahead for e in section.executions] == list(range(n))
+    found = swept(pile)
+    assert time.perf_counter() - began < 5.0
+    assert [found[f"s{i:05d}"][0] for i in range(n)] == list(range(n))
     # side by side, ending together: none of them queued
-    assert section.queued == []
+    assert not any(queued for _, _, queued in found.values())
 
 
 def test_zero_length_executions_at_one_instant_are_swept_quickly() -> None:
@@ -345,13 +370,56 @@ def test_zero_length_executions_at_one_instant_are_swept_quickly() -> None:
     millisecond clock): no hand-off, found without comparing every pair (54 s when it did)."""
     import time
 
-    from correlate.analysis.detectors.section_queue import Execution, Section, sweep
-
     n = 20_000
     at = 5_000_000
-    pile = [Execution(i, i, f"s{i:05d}", f"t{i}", "/r", at, at, at) for i in range(n)]
-    section = Section("svc", "reserve", pile)
+    pile = [(i, f"s{i:05d}", at, at, at) for i in range(n)]
     began = time.perf_counter()
-    sweep(section, 1_000_000, 1_000_000, 2.0, 5)
-    assert time.perf_counter() - began < 3.0
-    assert not any(e.ahead or e.handoff for e in section.executions)
+    found = swept(pile)
+    assert time.perf_counter() - began < 5.0
+    assert not any(ahead or handoff for ahead, handoff, _ in found.values())
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 20), st.integers(0, 6)),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_the_sweep_marks_ahead_handoff_and_queued_as_their_definition_says(
+    rows: list[tuple[int, int, int, int]],
+) -> None:
+    """Brute force over every pair, with requests that run the section more than once and
+    sections that start before, at or after their request's start."""
+    import statistics
+
+    ms_ = 1_000_000
+    execs = [
+        (r, f"s{i:03d}", max(0, a - before) * ms_, a * ms_, (a + d) * ms_)
+        for i, (r, before, a, d) in enumerate(rows)
+    ]
+    found = swept(execs)
+    ahead = {
+        e[1]: sum(1 for o in execs if o[0] != e[0] and (o[3], o[1]) < (e[3], e[1]) and o[4] > e[3])
+        for e in execs
+    }
+    handoff = {
+        e[1]: not ahead[e[1]]
+        and any(o[0] != e[0] and e[3] - ms_ <= o[4] <= e[3] + ms_ and o[4] > e[2] for o in execs)
+        for e in execs
+    }
+    free = [e for e in execs if not ahead[e[1]] and not handoff[e[1]]]
+    durations = sorted((e[4] - e[3]) / 1e6 for e in execs)
+    baseline = (
+        statistics.median((e[4] - e[3]) / 1e6 for e in free)
+        if len(free) >= 5
+        else durations[len(execs) // 10]
+    )
+    gap = max(int(2.0 * baseline * 1e6), ms_)
+    for r, span, _r0, s0, s1 in execs:
+        beside = any(
+            o[0] != r and s1 - gap < o[4] < s1 + gap and o[3] < s1 and o[4] > s0 for o in execs
+        )
+        queued = handoff[span] or (ahead[span] > 0 and not beside)
+        assert found[span] == (ahead[span], handoff[span], queued)

@@ -40,7 +40,7 @@ run as temporary tables named ``<prefix>_…`` (they work on a read-only store).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import duckdb
@@ -92,8 +92,14 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
 
 
 #: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
-#: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`).
-TABLES = ("tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls")
+#: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`),
+#: ``locks`` and ``sections`` by the contention detectors
+#: (:func:`correlate.analysis.detectors.lock_queue.queues`,
+#: :func:`correlate.analysis.detectors.section_queue.sections`).
+TABLES = (
+    "tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls", "locks",
+    "sections",
+)  # fmt: skip
 
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
@@ -302,3 +308,25 @@ FROM per_fp f
 JOIN {p}_requests q USING (th, rh)
 WINDOW r AS (PARTITION BY f.th, f.rh)
 """
+
+
+def staged(con: Any, table: str, stages: list[str], params: dict[str, Any]) -> None:
+    """Make the temporary table ``table`` from ``stages``: SQL queries, each reading the
+    one before it as ``{prev}`` (the first reads what it names itself), each stage kept
+    as a table of its own until the last is made.
+
+    One query of many ``WITH`` steps would do in DuckDB, but ClickHouse expands a
+    ``WITH`` step wherever it is named, so a deep chain of steps named more than once
+    grows past what it will plan, and recomputes each; a table per stage stops that.
+    """
+    made: list[str] = []
+    try:
+        for i, sql in enumerate(stages):
+            name = table if i == len(stages) - 1 else f"{table}_{i}"
+            query = sql.format(prev=made[-1] if made else "")
+            used = {k: v for k, v in params.items() if f"${k}" in query}
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {query}", used or None)
+            made.append(name)
+    finally:
+        for name in made[:-1] if made and made[-1] == table else made:
+            con.execute(f"DROP TABLE IF EXISTS {name}")

@@ -28,7 +28,6 @@ meet on the same row.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -110,9 +109,9 @@ def lock_contention(run: Run, settings: LockContentionSettings = DEFAULTS) -> li
 
 def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | None:
     contended, queued = queue.contended, queue.queued
-    if len(contended) < s.min_contended or len(queued) < s.min_queued_share * len(contended):
+    if contended < s.min_contended or queued < s.min_queued_share * contended:
         return None
-    median_contended = statistics.median(e.duration_ms for e in contended)
+    median_contended = queue.contended_median_ms
     base = queue.baseline_ms
     if median_contended < s.growth_ratio * base or median_contended - base < s.min_wait_ms:
         return None
@@ -127,18 +126,17 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
         if lost_share >= s.warning_share
         else Severity.INFO
     )
-    activities = held_activities(run, queue.executions)
+    activities = held_activities(run, queue)
     db = lock_waits(run, queue.fingerprint)
-    routes = _routes(queue)
+    routes = queue.routes
     subject = _subject(queue)
     top_route = routes[0][0] if routes else "?"
     doing = _doing(activities)
     growth = ", ".join(f"{ms(v)} with {_AHEAD.get(k, k)} ahead" for k, v in queue.by_ahead.items())
-    waited = sorted(queue.executions, key=lambda e: -e.wait_ns)
     explanation = (
-        f"{subject[0].upper() + subject[1:]} ran {len(queue.executions)} times in {queue.requests} requests; "
-        f"{len(contended)} of them started while the same statement in another request "
-        f"still held its lock, and {len(queued)} of those got it only as another request "
+        f"{subject[0].upper() + subject[1:]} ran {queue.executions} times in {queue.requests} requests; "
+        f"{contended} of them started while the same statement in another request "
+        f"still held its lock, and {queued} of those got it only as another request "
         f"let go of it: they queue. Its median time grows with the number "
         f"ahead of it: {growth}. Waiting "
         f"cost {ms(lost)} in all, {pct(lost_share)} of the time of the requests that run "
@@ -162,12 +160,12 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
             "share_of_time_outside_pool_wait": lost_share,
             "uncontended_median_ms": base,
             "contended_median_ms": median_contended,
-            "contended": len(contended),
-            "queued": len(queued),
-            "executions": len(queue.executions),
+            "contended": contended,
+            "queued": queued,
+            "executions": queue.executions,
             "requests": queue.requests,
             "median_ms_by_ahead": dict(queue.by_ahead),
-            "hold_median_ms": _median([e.hold_ms for e in queue.executions]),
+            "hold_median_ms": queue.hold_median_ms,
             "routes": [
                 {"route": r, "executions": n, "hold_median_ms": med, "hold_total_ms": tot}
                 for r, n, med, tot in routes
@@ -176,7 +174,7 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
             "statement": queue.statement,
             **(db.evidence() if db else {}),
         },
-        trace_ids=tuple(dict.fromkeys(e.trace_id for e in waited[:3])),
+        trace_ids=queue.waited_traces,
         explanation=explanation,
         suggestion=_fix(queue, call),
         threshold=(
@@ -191,13 +189,12 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
 
 
 def _held_across_call(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | None:
-    holding = [e for e in queue.executions if e.hold_end_ns > e.end_ns]
-    if len({(e.th, e.rh) for e in holding}) < s.min_requests:
+    if queue.holding_requests < s.min_requests:
         return None
-    call = next((a for a in held_activities(run, holding) if a.category == "downstream"), None)
+    call = next((a for a in held_activities(run, queue) if a.category == "downstream"), None)
     if call is None or call.calls < s.min_requests or call.median_ms < s.min_held_call_ms:
         return None
-    routes = _routes(queue)
+    routes = queue.routes
     top_route = routes[0][0] if routes else "?"
     subject = _subject(queue)
     return Finding(
@@ -208,14 +205,14 @@ def _held_across_call(run: Run, queue: Queue, s: LockContentionSettings) -> Find
         fingerprint=queue.fingerprint,
         impact_ms=0.0,
         evidence={
-            "executions": len(queue.executions),
+            "executions": queue.executions,
             "requests": queue.requests,
-            "contended": len(queue.contended),
-            "hold_median_ms": _median([e.hold_ms for e in holding]),
+            "contended": queue.contended,
+            "hold_median_ms": queue.holding_median_ms,
             "held_doing": [_activity(call)],
             "statement": queue.statement,
         },
-        trace_ids=tuple(dict.fromkeys(e.trace_id for e in holding[:3])),
+        trace_ids=queue.holding_traces,
         explanation=(
             f"In {call.calls} requests, {top_route} runs {subject} and then, before its "
             f"transaction ends, {_a(call.label)} ({ms(call.median_ms)} median). Nothing queued "
@@ -243,15 +240,6 @@ def _subject(queue: Queue) -> str:
     verb = queue.statement.split(None, 1)[0].upper() if queue.statement.strip() else "statement"
     table = queue.tables[0] if queue.tables else None
     return f"the {verb} on {table}" if table else f"the {verb}"
-
-
-def _routes(queue: Queue) -> list[tuple[str, int, float, float]]:
-    """(route, executions, median hold, total hold), longest total hold first."""
-    holds: dict[str, list[float]] = {}
-    for e in queue.executions:
-        holds.setdefault(e.route, []).append(e.hold_ms)
-    rows = [(r, len(v), statistics.median(v), sum(v)) for r, v in holds.items()]
-    return sorted(rows, key=lambda row: (-row[3], row[0]))
 
 
 def _route_list(routes: list[tuple[str, int, float, float]]) -> str:
@@ -306,10 +294,6 @@ def _fix(queue: Queue, call: Activity | None) -> str:
 def _activity(a: Activity) -> dict[str, object]:
     return {"doing": a.label, "category": a.category, "calls": a.calls,
             "total_ms": a.total_ms, "median_ms": a.median_ms}  # fmt: skip
-
-
-def _median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
 
 
 def _a(label: str) -> str:

@@ -49,6 +49,9 @@ class ErrorBurstSettings:
 
 DEFAULTS = ErrorBurstSettings()
 
+#: Example traces a burst cites (its first failures).
+_EXAMPLES = 3
+
 
 def error_bursts(run: Run, settings: ErrorBurstSettings = DEFAULTS) -> list[Finding]:
     s = settings
@@ -97,7 +100,8 @@ def _burst(
     row = run.con.execute(
         f"""
         SELECT count(*), count(*) FILTER (WHERE error),
-               list(trace_id ORDER BY start_ns) FILTER (WHERE error),
+               -- the first few failures are the examples: not every failed request's id
+               list(trace_id ORDER BY start_ns) FILTER (WHERE error)[1:{_EXAMPLES}],
                histogram(route) FILTER (WHERE error),
                histogram(coalesce(http_status::VARCHAR, 'no status')) FILTER (WHERE error),
                count(*) FILTER (WHERE error AND pe.th IS NOT NULL)
@@ -164,7 +168,7 @@ def _burst(
                 "status_codes": {str(k): int(v) for k, v in statuses.items()},
                 "exceptions": {str(k): int(v) for k, v in exceptions.items()},
             },
-            trace_ids=tuple(traces[:3]),
+            trace_ids=tuple((traces or [])[:_EXAMPLES]),
             explanation=(
                 f"From {t0:.0f} s to {t1:.0f} s, {errors} of {n} requests failed "
                 f"({pct(rate)}, against {pct(baseline)} at the start), across "

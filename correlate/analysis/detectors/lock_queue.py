@@ -18,18 +18,21 @@ its executions the spans give:
   than running beside the others;
 - its *wait*, when it queued: its time beyond the statement's uncontended median.
 
-The sweep is one pass over the executions in start order with a heap of the holds
-still open, so it is O(n log n) in the statement's executions.
+All of it is SQL, so the executions never leave the engine that holds the spans (DuckDB,
+or ClickHouse): the run's ``locks`` table keeps one row per execution, and what comes back
+is a few rows per statement. How many are ahead of an execution comes from running counts
+in start order; whether it queued pairs it only with the executions of other requests
+whose holds meet its own time, and not even that when the execution just before it let
+go in time (the usual case, and the whole of a pile-up at one instant).
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
-import statistics
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.requests import staged
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -55,58 +58,40 @@ NEVER_WAITS_PATTERN = r"\sskip\s+locked(\s|;|$)|\snowait(\s|;|$)"
 
 
 @dataclass
-class Execution:
-    """One execution of a locking statement, and what the sweep found about it."""
-
-    th: int
-    rh: int
-    span_id: str
-    trace_id: str
-    route: str
-    start_ns: int
-    end_ns: int
-    hold_end_ns: int
-    ahead: int = 0
-    queued: bool = False
-    wait_ns: int = 0
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e6
-
-    @property
-    def hold_ms(self) -> float:
-        return (self.hold_end_ns - self.end_ns) / 1e6
-
-
-@dataclass
 class Queue:
-    """The executions of one locking statement, swept."""
+    """One locking statement, its executions swept and summed up (see the module doc)."""
 
     fingerprint: str
     statement: str
     tables: list[str]
-    executions: list[Execution]
-    baseline_ms: float = 0.0
+    executions: int
+    #: executions that started while another request held the lock
+    contended: int
+    #: of those, executions granted only as another request let go
+    queued: int
+    #: median duration of the contended executions (0 when none)
+    contended_median_ms: float
+    #: the uncontended median, or the fastest tenth's edge when nearly all contended
+    baseline_ms: float
+    #: the queued executions' time beyond the baseline, summed
+    lost_ms: float
+    #: median duration per number ahead ("0", "1", "2", "3+")
+    by_ahead: dict[str, float]
+    hold_median_ms: float
+    #: requests with an execution whose hold outlasts the statement
+    holding_requests: int
+    holding_median_ms: float
+    #: (route, executions, median hold, total hold), longest total hold first
+    routes: list[tuple[str, int, float, float]]
+    #: example traces: the longest waits first, and the first holds in start order
+    waited_traces: tuple[str, ...]
+    holding_traces: tuple[str, ...]
     busy_ms: float = 0.0
     requests: int = 0
-    by_ahead: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def contended(self) -> list[Execution]:
-        return [e for e in self.executions if e.ahead > 0]
-
-    @property
-    def queued(self) -> list[Execution]:
-        return [e for e in self.executions if e.queued]
-
-    @property
-    def lost_ms(self) -> float:
-        return sum(e.wait_ns for e in self.executions) / 1e6
 
 
-_EXECUTIONS_SQL = """
-WITH lockers AS (
+_LOCKERS_SQL = """
+lockers AS (
     SELECT fingerprint, any_value(normalized) AS statement, any_value(tables) AS tables,
            -- a session-level advisory lock outlives COMMIT
            bool_or(regexp_matches(normalized, $session_lock, 'i')) AS outlives_commit
@@ -114,7 +99,10 @@ WITH lockers AS (
     WHERE run_id = $run AND regexp_matches(normalized, $pattern, 'i')
       AND NOT regexp_matches(normalized, $never_waits, 'i')
     GROUP BY fingerprint
-),
+)"""
+
+_EXECUTIONS_SQL = """
+WITH {lockers},
 ends AS (
     SELECT DISTINCT fingerprint FROM statements
     WHERE run_id = $run AND upper(operation) IN ('COMMIT', 'ROLLBACK', 'END')
@@ -125,19 +113,152 @@ execs AS (
     FROM {parts} p JOIN {reqs} r USING (th, rh) JOIN lockers l USING (fingerprint)
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
 )
-SELECT e.fingerprint, any_value(l.statement), any_value(l.tables),
-       e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, e.end_ns,
-       greatest(e.end_ns, coalesce(
+SELECT e.fingerprint, e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns,
+       greatest(e.end_ns, e.start_ns) AS end_ns,
+       greatest(e.end_ns, e.start_ns, coalesce(
            min(d.end_ns) FILTER (WHERE d.fingerprint IN (SELECT fingerprint FROM ends)
                                  AND NOT e.outlives_commit),
            max(d.end_ns), e.end_ns)) AS hold_end_ns
 FROM execs e
-JOIN lockers l USING (fingerprint)
 LEFT JOIN {parts} d
   ON d.th = e.th AND d.rh = e.rh AND d.category = 'db' AND d.start_ns >= e.end_ns
 GROUP BY e.fingerprint, e.th, e.rh, e.span_id, e.trace_id, e.route, e.start_ns, e.end_ns,
          e.outlives_commit
-ORDER BY e.fingerprint, e.start_ns, e.span_id
+"""
+
+_COUNTED_SQL = """
+WITH ordered AS (
+    SELECT *, row_number() OVER (PARTITION BY fingerprint ORDER BY start_ns, span_id) AS k,
+           -- instant executions with no hold starting here, from this one on in order:
+           -- released by its start, but not ahead of it
+           sum(CASE WHEN hold_end_ns = start_ns THEN 1 ELSE 0 END) OVER (
+               PARTITION BY fingerprint, start_ns ORDER BY span_id DESC
+               ROWS UNBOUNDED PRECEDING) AS instant_from_here
+    FROM {prev}
+),
+events AS (
+    SELECT fingerprint, hold_end_ns AS t, 0 AS kind, 0 AS k FROM ordered
+    UNION ALL
+    SELECT fingerprint, start_ns AS t, 1 AS kind, k FROM ordered
+),
+released AS (  -- holds ended by each execution's start, whoever started them
+    SELECT fingerprint, k, n FROM (
+        SELECT fingerprint, kind, k,
+               sum(1 - kind) OVER (PARTITION BY fingerprint ORDER BY t, kind
+                                   ROWS UNBOUNDED PRECEDING) AS n
+        FROM events
+    ) WHERE kind = 1
+),
+own AS (  -- holds of its own request still open when it starts: not ahead of it
+    SELECT i.fingerprint, i.k, count(*) AS n
+    FROM ordered i JOIN ordered j
+      ON j.fingerprint = i.fingerprint AND j.th = i.th AND j.rh = i.rh
+     AND j.k < i.k AND j.hold_end_ns > i.start_ns
+    GROUP BY i.fingerprint, i.k
+),
+counted AS (
+    SELECT o.fingerprint, o.th, o.rh, o.span_id, o.trace_id, o.route, o.start_ns, o.end_ns,
+           o.hold_end_ns, o.k,
+           o.k - 1 - (r.n - o.instant_from_here) - coalesce(w.n, 0) AS ahead,
+           -- the execution just before it let go in time: it queued behind that one
+           -- (the usual case, settled without pairing it with all those ahead)
+           coalesce(p.hold_end_ns > o.start_ns AND p.hold_end_ns <= o.end_ns + $tolerance
+                    AND NOT (p.th = o.th AND p.rh = o.rh), false) AS after_previous
+    FROM ordered o
+    JOIN released r ON r.fingerprint = o.fingerprint AND r.k = o.k
+    LEFT JOIN own w ON w.fingerprint = o.fingerprint AND w.k = o.k
+    LEFT JOIN ordered p ON p.fingerprint = o.fingerprint AND p.k = o.k - 1
+)
+SELECT * FROM counted
+"""
+
+_SWEPT_SQL = """
+WITH let_go AS (  -- another request ahead of it let go before it ended
+    SELECT i.fingerprint, i.k, count(*) AS n
+    FROM {prev} i JOIN {prev} j
+      ON j.fingerprint = i.fingerprint AND j.k < i.k AND j.hold_end_ns > i.start_ns
+     AND j.hold_end_ns <= i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
+    WHERE i.ahead > 0 AND NOT i.after_previous
+    GROUP BY i.fingerprint, i.k
+),
+inside AS (  -- it ended inside another request's hold: it ran beside it
+    SELECT i.fingerprint, i.k, count(*) AS n
+    FROM {prev} i JOIN {prev} j
+      ON j.fingerprint = i.fingerprint AND j.end_ns < i.end_ns - $tolerance
+     AND j.hold_end_ns > i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
+    WHERE i.ahead > 0
+    GROUP BY i.fingerprint, i.k
+)
+SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
+       c.hold_end_ns, c.k, c.ahead,
+       c.ahead > 0 AND (c.after_previous OR coalesce(l.n, 0) > 0) AND coalesce(x.n, 0) = 0
+           AS queued
+FROM {prev} c
+LEFT JOIN let_go l ON l.fingerprint = c.fingerprint AND l.k = c.k
+LEFT JOIN inside x ON x.fingerprint = c.fingerprint AND x.k = c.k
+"""
+
+
+def sweep_stages(source: str) -> list[str]:
+    """The stages (:func:`correlate.analysis.requests.staged`) that sweep the executions
+    ``source`` selects (``fingerprint, th, rh, span_id, trace_id, route, start_ns,
+    end_ns, hold_end_ns``): one row each, with its place ``k`` in start order, ``ahead``
+    and ``queued``. Parameter ``$tolerance`` (ns), and those of ``source``.
+
+    ``ahead`` comes from running counts (start order, holds released by each start), so
+    it costs no pairing of executions; whether one *queued* pairs it only with the
+    executions of other requests whose holds meet its own time.
+    """
+    return [source, _COUNTED_SQL, _SWEPT_SQL]
+
+
+_SUMMARY_SQL = """
+WITH {lockers},
+sized AS (
+    SELECT *, (end_ns - start_ns) / 1e6 AS ms, (hold_end_ns - end_ns) / 1e6 AS hold_ms,
+           sum(1) OVER (PARTITION BY fingerprint) AS n,
+           row_number() OVER (PARTITION BY fingerprint ORDER BY end_ns - start_ns) AS by_time
+    FROM {locks}
+),
+baselines AS (
+    SELECT fingerprint,
+           CASE WHEN count(*) FILTER (WHERE ahead = 0) >= $min_uncontended
+                THEN median(ms) FILTER (WHERE ahead = 0)
+                -- nearly always contended: its fastest tenth stands in for its own time
+                ELSE max(ms) FILTER (WHERE by_time = n // 10 + 1) END AS baseline_ms
+    FROM sized GROUP BY fingerprint
+),
+waits AS (
+    SELECT s.fingerprint, s.th, s.rh, s.trace_id, s.k, s.ahead, s.queued, s.end_ns,
+           s.hold_end_ns, s.ms, s.hold_ms, b.baseline_ms,
+           CASE WHEN s.queued  -- granted only as another let go: beyond its own was waiting
+                THEN greatest(0, s.end_ns - s.start_ns - CAST(trunc(b.baseline_ms * 1e6) AS BIGINT))
+                ELSE 0 END AS wait_ns
+    FROM sized s JOIN baselines b ON b.fingerprint = s.fingerprint
+)
+SELECT w.fingerprint, any_value(l.statement), any_value(l.tables), count(*),
+       count(*) FILTER (WHERE w.ahead > 0), count(*) FILTER (WHERE w.queued),
+       coalesce(median(w.ms) FILTER (WHERE w.ahead > 0), 0.0), any_value(w.baseline_ms),
+       sum(w.wait_ns), median(w.hold_ms),
+       count(DISTINCT (w.th, w.rh)) FILTER (WHERE w.hold_end_ns > w.end_ns),
+       coalesce(median(w.hold_ms) FILTER (WHERE w.hold_end_ns > w.end_ns), 0.0),
+       list(w.trace_id ORDER BY w.wait_ns DESC, w.k)[1:3],
+       list(w.trace_id ORDER BY w.k) FILTER (WHERE w.hold_end_ns > w.end_ns)[1:3]
+FROM waits w JOIN lockers l ON l.fingerprint = w.fingerprint
+GROUP BY w.fingerprint
+ORDER BY w.fingerprint
+"""
+
+_BY_AHEAD_SQL = """
+SELECT fingerprint, CASE WHEN ahead < 3 THEN CAST(ahead AS VARCHAR) ELSE '3+' END AS bucket,
+       median((end_ns - start_ns) / 1e6)
+FROM {locks} GROUP BY fingerprint, bucket ORDER BY fingerprint, bucket
+"""
+
+_ROUTES_SQL = """
+SELECT fingerprint, route, count(*), median((hold_end_ns - end_ns) / 1e6),
+       sum(hold_end_ns - end_ns) / 1e6
+FROM {locks} GROUP BY fingerprint, route
 """
 
 _BUSY_SQL = """
@@ -146,122 +267,54 @@ WHERE EXISTS (SELECT 1 FROM {parts} p
               WHERE p.th = r.th AND p.rh = r.rh AND p.category = 'db' AND p.fingerprint = $fp)
 """
 
+_PATTERNS = {
+    "pattern": LOCKING_PATTERN,
+    "never_waits": NEVER_WAITS_PATTERN,
+    "session_lock": SESSION_LOCK_PATTERN,
+}
+
 
 def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
-    """Every locking statement of the run, its executions swept (see the module doc)."""
-    parts, reqs = run.table("parts"), run.table("requests")
+    """Every locking statement of the run, its executions swept (see the module doc).
+
+    The executions stay in the engine (the run's ``locks`` table); what comes back is a
+    few rows per statement: its counts, medians, routes and example traces.
+    """
+    parts, reqs, locks = run.table("parts"), run.table("requests"), run.table("locks")
+    executions = _EXECUTIONS_SQL.format(lockers=_LOCKERS_SQL, parts=parts, reqs=reqs)
+    staged(
+        run.con,
+        locks,
+        sweep_stages(executions),
+        {"run": run.run_id, "tolerance": int(tolerance_ms * 1e6), **_PATTERNS},
+    )
     rows = run.con.execute(
-        _EXECUTIONS_SQL.format(parts=parts, reqs=reqs),
-        {
-            "run": run.run_id,
-            "pattern": LOCKING_PATTERN,
-            "never_waits": NEVER_WAITS_PATTERN,
-            "session_lock": SESSION_LOCK_PATTERN,
-        },
+        _SUMMARY_SQL.format(lockers=_LOCKERS_SQL, locks=locks),
+        {"run": run.run_id, "min_uncontended": min_uncontended, **_PATTERNS},
     ).fetchall()
-    grouped: dict[str, Queue] = {}
-    for fp, statement, tables, th, rh, span_id, trace_id, route, s0, s1, hold in rows:
-        queue = grouped.get(fp)
-        if queue is None:
-            queue = grouped[fp] = Queue(str(fp), str(statement), list(tables or []), [])
-        queue.executions.append(
-            Execution(int(th), int(rh), str(span_id), str(trace_id), str(route),
-                      int(s0), max(int(s1), int(s0)), max(int(hold), int(s1), int(s0)))
+    by_ahead: dict[str, dict[str, float]] = defaultdict(dict)
+    for fp, bucket, median in run.con.execute(_BY_AHEAD_SQL.format(locks=locks)).fetchall():
+        by_ahead[str(fp)][str(bucket)] = float(median)
+    routes: dict[str, list[tuple[str, int, float, float]]] = defaultdict(list)
+    for fp, route, n, median, total in run.con.execute(_ROUTES_SQL.format(locks=locks)).fetchall():
+        routes[str(fp)].append((str(route), int(n), float(median), float(total)))
+    found = []
+    for (fp, statement, tables, n, contended, queued, contended_ms, baseline, lost_ns,
+         hold_ms, holding, holding_ms, waited, held) in rows:  # fmt: skip
+        queue = Queue(
+            str(fp), str(statement), list(tables or []), int(n), int(contended), int(queued),
+            float(contended_ms), float(baseline or 0.0), int(lost_ns or 0) / 1e6,
+            dict(sorted(by_ahead[str(fp)].items())), float(hold_ms or 0.0), int(holding),
+            float(holding_ms), sorted(routes[str(fp)], key=lambda r: (-r[3], r[0])),
+            tuple(dict.fromkeys(waited or [])), tuple(dict.fromkeys(held or [])),
         )  # fmt: skip
-    for queue in grouped.values():
-        sweep(queue, int(tolerance_ms * 1e6), min_uncontended)
         ((busy, requests),) = run.con.execute(
             _BUSY_SQL.format(parts=parts, reqs=reqs), {"fp": queue.fingerprint}
         ).fetchall()
         queue.busy_ms = float(busy or 0.0)
         queue.requests = int(requests or 0)
-    return list(grouped.values())
-
-
-def sweep(queue: Queue, tolerance_ns: int, min_uncontended: int) -> None:
-    """Mark each execution's ``ahead``, ``queued`` and ``wait_ns``; set the baseline.
-
-    An execution with others ahead *queued* when it was granted (it ended) while no
-    other request held the lock, after at least one of those ahead let go: the lock
-    passed from one to the next. Waiters need not be served in arrival order (a
-    PostgreSQL row lock is not a fair queue), so which of them goes next is not
-    assumed. Running beside another's hold (a different row) is not queueing.
-    """
-    execs = sorted(queue.executions, key=lambda e: (e.start_ns, e.span_id))
-    granted_inside = _granted_inside_a_hold(execs, tolerance_ns)
-    open_holds: list[tuple[int, int]] = []  # (hold end, index), the earliest end first
-    open_per_request: Counter[tuple[int, int]] = Counter()  # so counting costs no scan
-    for i, e in enumerate(execs):
-        while open_holds and open_holds[0][0] <= e.start_ns:
-            _, j = heapq.heappop(open_holds)
-            open_per_request[(execs[j].th, execs[j].rh)] -= 1
-        mine = (e.th, e.rh)
-        e.ahead = len(open_holds) - open_per_request[mine]
-        e.queued = bool(
-            e.ahead
-            and _first_let_go(execs, open_holds, mine) <= e.end_ns + tolerance_ns
-            and not granted_inside[i]
-        )
-        heapq.heappush(open_holds, (e.hold_end_ns, i))
-        open_per_request[mine] += 1
-    free = [e.duration_ms for e in execs if e.ahead == 0]
-    if len(free) >= min_uncontended:
-        baseline = statistics.median(free)
-    else:  # nearly always contended: its fastest tenth stands in for its own time
-        durations = sorted(e.duration_ms for e in execs)
-        baseline = durations[len(durations) // 10] if durations else 0.0
-    queue.baseline_ms = baseline
-    base_ns = int(baseline * 1e6)
-    for e in execs:
-        if e.queued:  # granted only as another let go: its time beyond its own was waiting
-            e.wait_ns = max(0, e.end_ns - e.start_ns - base_ns)
-    queue.executions = execs
-    buckets: dict[str, list[float]] = defaultdict(list)
-    for e in execs:
-        buckets[str(e.ahead) if e.ahead < 3 else "3+"].append(e.duration_ms)
-    queue.by_ahead = {k: statistics.median(v) for k, v in sorted(buckets.items())}
-
-
-def _first_let_go(
-    execs: list[Execution], open_holds: list[tuple[int, int]], mine: tuple[int, int]
-) -> int:
-    """The earliest end among the open holds of requests other than ``mine``: the heap's
-    top, unless that is ``mine`` (a statement run twice in one request)."""
-    end, j = open_holds[0]
-    if (execs[j].th, execs[j].rh) != mine:
-        return end
-    return min(h for h, k in open_holds if (execs[k].th, execs[k].rh) != mine)
-
-
-def _granted_inside_a_hold(execs: list[Execution], tolerance_ns: int) -> list[bool]:
-    """For each execution: did it end inside another request's hold (beyond the tolerance)?
-
-    Holds sorted by start, with the two largest hold ends of distinct requests so far,
-    so each question is one binary search.
-    """
-    holds = sorted((e.end_ns, e.hold_end_ns, (e.th, e.rh)) for e in execs)
-    starts = [h[0] for h in holds]
-    none: tuple[int, object] = (-(2**63), None)
-    best, second = none, none
-    tops: list[tuple[tuple[int, object], tuple[int, object]]] = []
-    for _, end, request in holds:
-        if request == best[1]:
-            best = (max(best[0], end), request)
-        elif end > best[0]:
-            best, second = (end, request), best
-        elif end > second[0]:
-            second = (end, request)
-        tops.append((best, second))
-    inside = []
-    for e in execs:
-        k = bisect.bisect_left(starts, e.end_ns - tolerance_ns)
-        if k == 0:
-            inside.append(False)
-            continue
-        first, other = tops[k - 1]
-        latest = first[0] if first[1] != (e.th, e.rh) else other[0]
-        inside.append(latest > e.end_ns + tolerance_ns)
-    return inside
+        found.append(queue)
+    return found
 
 
 @dataclass(frozen=True)
@@ -275,68 +328,67 @@ class Activity:
     median_ms: float
 
 
+#: What a call inside a hold was, in words (the outbound call's label without an article:
+#: ``HTTP call POST /fraud-check``, ``call to fraud (POST)``; other statements by database).
+_LABEL_SQL = """
+CASE WHEN d.category <> 'downstream'
+         THEN 'other statements (' || coalesce(nullif(s.db_system, ''), 'database') || ')'
+     WHEN nullif(s.http_method, '') IS NOT NULL AND nullif(s.url_path, '') IS NOT NULL
+         THEN 'HTTP call ' || s.http_method || ' ' || s.url_path
+     WHEN coalesce(nullif(s.peer_service, ''), nullif(s.server_address, '')) IS NOT NULL
+         THEN 'call to ' || coalesce(nullif(s.peer_service, ''), nullif(s.server_address, ''))
+              || CASE WHEN nullif(s.name, '') IS NOT NULL THEN ' (' || s.name || ')'
+                      ELSE '' END
+     WHEN nullif(s.name, '') IS NOT NULL THEN 'call ' || s.name
+     ELSE 'outbound call' END"""
+
 _HELD_SQL = """
-SELECT h.span_id, d.category, d.span_id AS call_id, d.fingerprint,
-       greatest(d.a, h.t0) AS a, least(d.b, h.t1) AS b,
-       s.name, s.http_method, s.url_path, s.server_address, s.peer_service, s.db_system
-FROM {holds} h
-JOIN {parts} d ON d.th = h.th AND d.rh = h.rh AND d.span_id IS NOT NULL
-     AND d.span_id <> h.span_id AND d.a < h.t1 AND d.b > h.t0
-     AND d.category IN ('db', 'downstream')
-LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = d.trace_id AND s.span_id = d.span_id
+WITH holds AS (
+    SELECT th, rh, span_id, end_ns AS t0, hold_end_ns AS t1 FROM {locks}
+    WHERE fingerprint = $fp AND hold_end_ns > end_ns
+),
+inside AS (
+    SELECT h.span_id AS hold_id, d.category, {label} AS label,
+           greatest(0, least(d.b, h.t1) - greatest(d.a, h.t0)) AS ns
+    FROM holds h
+    JOIN {parts} d ON d.th = h.th AND d.rh = h.rh AND d.span_id IS NOT NULL
+         AND d.span_id <> h.span_id AND d.a < h.t1 AND d.b > h.t0
+         AND d.category IN ('db', 'downstream')
+    LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = d.trace_id AND s.span_id = d.span_id
+),
+covered AS (SELECT hold_id, sum(ns) AS ns FROM inside GROUP BY hold_id),
+own AS (
+    SELECT greatest(0.0, (h.t1 - h.t0) / 1e6 - coalesce(c.ns, 0) / 1e6) AS ms
+    FROM holds h LEFT JOIN covered c ON c.hold_id = h.span_id
+)
+SELECT label, category, count(*) AS calls, sum(ns) / 1e6 AS total_ms,
+       median(ns / 1e6) AS median_ms, 0 AS last
+FROM inside GROUP BY label, category
+UNION ALL
+SELECT 'the application''s own code', 'app', count(*), sum(ms), median(ms), 1 FROM own
 """
 
 
-def held_activities(run: Run, executions: list[Execution]) -> list[Activity]:
-    """What the holders did inside their holds, largest total time first (own code last)."""
-    holding = [e for e in executions if e.hold_end_ns > e.end_ns]
-    if not holding:
-        return []
-    rows = run.query_with(
-        "holds",
-        {
-            "th": ("uint64", [e.th for e in holding]),
-            "rh": ("uint64", [e.rh for e in holding]),
-            "span_id": ("string", [e.span_id for e in holding]),
-            "t0": ("int64", [e.end_ns for e in holding]),
-            "t1": ("int64", [e.hold_end_ns for e in holding]),
-        },
-        _HELD_SQL,
-        parts=run.table("parts"),
-    )
-    per_label: dict[tuple[str, str], list[float]] = defaultdict(list)
-    covered: Counter[str] = Counter()
-    for hold_id, category, _call, fp, a, b, name, method, path, address, peer, system in rows:
-        length = max(0, int(b) - int(a))
-        covered[hold_id] += length
-        label = (
-            _call_label(name, method, path, address, peer)
-            if category == "downstream"
-            else f"other statements ({system or 'database'})"
-        )
-        del fp
-        per_label[(label, str(category))].append(length / 1e6)
+def held_activities(run: Run, queue: Queue) -> list[Activity]:
+    """What the holders of ``queue``'s lock did inside their holds (from the run's
+    ``locks`` table that :func:`queues` made), largest total time first, own code last."""
+    rows = run.con.execute(
+        _HELD_SQL.format(locks=run.table("locks"), parts=run.table("parts"), label=_LABEL_SQL),
+        {"run": run.run_id, "fp": queue.fingerprint},
+    ).fetchall()
     found = [
-        Activity(label, category, len(v), sum(v), statistics.median(v))
-        for (label, category), v in per_label.items()
+        Activity(str(label), str(category), int(calls), float(total or 0.0), float(median))
+        for label, category, calls, total, median, last in rows
+        if not last
     ]
-    own = [max(0.0, e.hold_ms - covered[e.span_id] / 1e6) for e in holding]
+    own = [r for r in rows if r[-1]]
+    if not own or not own[0][2]:  # nobody held the lock past the statement
+        return []
     found.sort(key=lambda a: (-a.total_ms, a.label))
-    found.append(Activity("the application's own code", "app", len(own), sum(own),
-                          statistics.median(own)))  # fmt: skip
+    _, _, calls, total, median, _ = own[0]
+    found.append(Activity("the application's own code", "app", int(calls), float(total),
+                          float(median)))  # fmt: skip
     return found
-
-
-def _call_label(
-    name: str | None, method: str | None, path: str | None, address: str | None, peer: str | None
-) -> str:
-    """The call without an article: ``HTTP call POST /fraud-check``."""
-    if method and path:
-        return f"HTTP call {method} {path}"
-    target = peer or address
-    if target:
-        return f"call to {target}" + (f" ({name})" if name else "")
-    return f"call {name}" if name else "outbound call"
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,10 @@ for ``lock_contention``.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.detectors.section_queue import (
-    Execution,
     Section,
     busy,
     inside,
@@ -108,11 +106,11 @@ def section_contention(run: Run, settings: SectionContentionSettings = DEFAULTS)
 
 def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Finding | None:
     contended, queued = section.contended, section.queued
-    if len(contended) < s.min_contended or len(queued) < s.min_queued_share * len(contended):
+    if contended < s.min_contended or queued < s.min_queued_share * contended:
         return None
     if not queued:
         return None
-    median_wait = statistics.median(e.wait_ns / 1e6 for e in queued)
+    median_wait = section.median_wait_ms
     base = section.baseline_ms
     if median_wait < s.min_wait_ms or median_wait < (s.growth_ratio - 1) * base:
         return None
@@ -130,11 +128,11 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
         if lost_share >= s.warning_share
         else Severity.INFO
     )
-    routes = _routes(section)
+    routes = section.routes
     top_route = routes[0][0] if routes else "?"
-    covers_wait = section.handoffs * 2 < len(queued)
+    covers_wait = section.handoffs * 2 < queued
     how = (
-        f"{len(queued)} of those ended a critical part's length apart from every other "
+        f"{queued} of those ended a critical part's length apart from every other "
         "execution they overlapped: they ran one at a time"
         if covers_wait
         else f"{section.handoffs} of them started as another request's execution ended, "
@@ -147,15 +145,14 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
         + "."
         if covers_wait
         else f"The requests' median time before it grew from {ms(section.baseline_before_ms)} "
-        f"to {ms(statistics.median(e.before_ms for e in queued))}."
+        f"to {ms(section.median_before_ms)}."
     )
-    calls = inside(run, section.executions)
-    spent = sum(e.duration_ms for e in section.executions)
+    calls = inside(run, section)
+    spent = section.spent_ms
     subject = f"the section {section.name!r} in {section.service}"
-    waited = sorted(section.executions, key=lambda e: -e.wait_ns)
     explanation = (
-        f"{subject[0].upper() + subject[1:]} ran {len(section.executions)} times in "
-        f"{section.requests} requests; {len(contended)} of them met another request's "
+        f"{subject[0].upper() + subject[1:]} ran {section.executions} times in "
+        f"{section.requests} requests; {contended} of them met another request's "
         f"execution of it, and {how}. {growth} Its uncontended time is {ms(base)}; "
         f"waiting cost {ms(lost)} in all, {pct(lost_share)} of the time of the requests "
         f"that run it (outside pool waits). Most of it in {_route_list(routes)}."
@@ -176,16 +173,16 @@ def _contended(run: Run, section: Section, s: SectionContentionSettings) -> Find
             "uncontended_median_ms": base,
             "uncontended_before_median_ms": section.baseline_before_ms,
             "median_wait_ms": median_wait,
-            "contended": len(contended),
-            "queued": len(queued),
+            "contended": contended,
+            "queued": queued,
             "handoffs": section.handoffs,
-            "executions": len(section.executions),
+            "executions": section.executions,
             "requests": section.requests,
             "median_ms_by_ahead": dict(section.by_ahead),
             "inside": {c: {"calls": n, "total_ms": v} for c, (n, v) in calls.items()},
             "routes": [{"route": r, "executions": n, "wait_total_ms": tot} for r, n, tot in routes],
         },
-        trace_ids=tuple(dict.fromkeys(e.trace_id for e in waited[:3])),
+        trace_ids=section.waited_traces,
         explanation=explanation,
         suggestion=(
             f"Find what {section.name!r} locks and hold it for less: move work that does "
@@ -212,27 +209,16 @@ def _waits_in_the_database(run: Run, section: Section) -> bool:
     """Whether the queued executions' waits were spent in database calls or pool waits
     inside the section: a row lock or a connection pool queues them, not the section
     (``lock_contention`` and ``pool_exhaustion`` report those)."""
-    queued = [e for e in section.queued if not e.handoff]
-    if not queued:
+    if not section.queued_overlaps:
         return False
-    free = [e for e in section.executions if not e.contended]
 
-    def held(executions: list[Execution]) -> float:
-        calls = inside(run, executions)
+    def held(which: str) -> float:
+        calls = inside(run, section, which)
         return sum(calls.get(c, (0, 0.0))[1] for c in ("db", "pool"))
 
-    usual = held(free) / len(free) if free else 0.0
-    extra = held(queued) - usual * len(queued)
-    return extra >= 0.5 * sum(e.wait_ns for e in queued) / 1e6
-
-
-def _routes(section: Section) -> list[tuple[str, int, float]]:
-    """(route, executions, total wait), the most waiting first."""
-    waits: dict[str, list[float]] = {}
-    for e in section.executions:
-        waits.setdefault(e.route, []).append(e.wait_ns / 1e6)
-    rows = [(r, len(v), sum(v)) for r, v in waits.items()]
-    return sorted(rows, key=lambda row: (-row[2], row[0]))
+    usual = held("free") / section.free if section.free else 0.0
+    extra = held("queued_overlaps") - usual * section.queued_overlaps
+    return extra >= 0.5 * section.queued_overlaps_wait_ns / 1e6
 
 
 def _route_list(routes: list[tuple[str, int, float]]) -> str:

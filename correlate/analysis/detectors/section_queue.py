@@ -23,88 +23,59 @@ hand-off. Its *wait* is its time beyond the section's uncontended duration (the 
 covers the wait), or its request's time before the section beyond the uncontended
 requests' time before it (the span covers the critical part only).
 
-Sorting by start and by end, every execution is looked at once with binary searches,
-so a section of n executions costs O(n log n) plus the overlaps actually found.
+All of it is SQL, so the executions stay in the engine that holds the spans (the run's
+``sections`` table) and a few rows per section come back. How many are ahead of an
+execution comes from running counts in start order, and so does a hand-off (the other
+requests' ends just before an execution's start); spacing pairs a contended execution
+only with the ends near its own end, and not even that when its neighbour in end order
+already ran beside it (the whole of a pile-up at one instant).
 """
 
 from __future__ import annotations
 
-import bisect
-import heapq
-import statistics
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from correlate.analysis.requests import CATEGORY_SQL
+from correlate.analysis.requests import CATEGORY_SQL, staged
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 
 @dataclass
-class Execution:
-    """One execution of a section, and what the sweep found about it."""
-
-    th: int
-    rh: int
-    span_id: str
-    trace_id: str
-    route: str
-    request_start_ns: int
-    start_ns: int
-    end_ns: int
-    ahead: int = 0
-    handoff: bool = False
-    spaced: bool = False
-    wait_ns: int = 0
-
-    @property
-    def duration_ms(self) -> float:
-        return (self.end_ns - self.start_ns) / 1e6
-
-    @property
-    def before_ms(self) -> float:
-        """The request's time before the section started."""
-        return max(0, self.start_ns - self.request_start_ns) / 1e6
-
-    @property
-    def contended(self) -> bool:
-        return self.ahead > 0 or self.handoff
-
-    @property
-    def queued(self) -> bool:
-        return self.handoff or (self.ahead > 0 and self.spaced)
-
-
-@dataclass
 class Section:
-    """The executions of one section (service and span name), swept."""
+    """One section (service and span name), its executions swept and summed up."""
 
     service: str
     name: str
-    executions: list[Execution]
-    baseline_ms: float = 0.0
-    baseline_before_ms: float = 0.0
+    executions: int
+    #: executions that met another request's execution, or were handed the section
+    contended: int
+    #: of those, executions that ran one at a time (spaced ends) or were handed over
+    queued: int
+    handoffs: int
+    #: uncontended executions, and queued ones that were not handed over
+    free: int
+    queued_overlaps: int
+    #: their waits (ns), summed
+    queued_overlaps_wait_ns: int
+    baseline_ms: float
+    baseline_before_ms: float
+    lost_ms: float
+    #: median wait and median time before the section of the queued executions
+    median_wait_ms: float
+    median_before_ms: float
+    #: the executions' time, summed
+    spent_ms: float
+    #: median duration per number ahead ("0", "1", "2", "3+")
+    by_ahead: dict[str, float]
+    #: (route, executions, total wait), the most waiting first
+    routes: list[tuple[str, int, float]]
+    #: example traces, the longest waits first
+    waited_traces: tuple[str, ...]
     busy_ms: float = 0.0
     requests: int = 0
-    by_ahead: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def contended(self) -> list[Execution]:
-        return [e for e in self.executions if e.contended]
-
-    @property
-    def queued(self) -> list[Execution]:
-        return [e for e in self.executions if e.queued]
-
-    @property
-    def handoffs(self) -> int:
-        return sum(e.handoff for e in self.executions)
-
-    @property
-    def lost_ms(self) -> float:
-        return sum(e.wait_ns for e in self.executions) / 1e6
 
 
 _EXECUTIONS_SQL = """
@@ -117,15 +88,208 @@ WITH own AS (
 big AS (
     SELECT service, name FROM own GROUP BY ALL HAVING count(*) >= $min_executions
 )
-SELECT e.service, e.name, e.th, e.rh, e.span_id, e.trace_id, r.route, r.start_ns,
-       e.start_ns, e.end_ns
+SELECT e.service, e.name, e.th, e.rh, e.span_id, e.trace_id, r.route,
+       r.start_ns AS request_start_ns, e.start_ns, greatest(e.end_ns, e.start_ns) AS end_ns
 FROM own e JOIN big USING (service, name) JOIN {reqs} r USING (th, rh)
-ORDER BY e.service, e.name, e.start_ns, e.span_id
 """
 
-_BUSY_SQL = """
-SELECT sum(r.duration_ms - r.pool_ms), count(*) FROM {reqs} r
-WHERE (r.th, r.rh) IN (SELECT (th, rh) FROM {section_keys})
+_COUNTED_SQL = """
+WITH ordered AS (
+    SELECT *, row_number() OVER (PARTITION BY service, name ORDER BY start_ns, span_id) AS k,
+           -- instant executions starting here, from this one on in order: ended by its
+           -- start, but not ahead of it
+           sum(CASE WHEN end_ns = start_ns THEN 1 ELSE 0 END) OVER (
+               PARTITION BY service, name, start_ns ORDER BY span_id DESC
+               ROWS UNBOUNDED PRECEDING) AS instant_from_here
+    FROM {prev}
+),
+events AS (
+    SELECT service, name, end_ns AS t, 0 AS kind, 0 AS k FROM ordered
+    UNION ALL
+    SELECT service, name, start_ns AS t, 1 AS kind, k FROM ordered
+),
+ended AS (  -- executions ended by each one's start, whenever they started
+    SELECT service, name, k, n FROM (
+        SELECT service, name, kind, k,
+               sum(1 - kind) OVER (PARTITION BY service, name ORDER BY t, kind
+                                   ROWS UNBOUNDED PRECEDING) AS n
+        FROM events
+    ) WHERE kind = 1
+),
+own AS (  -- its own request's executions still running when it starts
+    SELECT i.service, i.name, i.k, count(*) AS n
+    FROM ordered i JOIN ordered j
+      ON j.service = i.service AND j.name = i.name AND j.th = i.th AND j.rh = i.rh
+     AND j.k < i.k AND j.end_ns > i.start_ns
+    GROUP BY i.service, i.name, i.k
+),
+counted AS (
+    SELECT o.service, o.name, o.th, o.rh, o.span_id, o.trace_id, o.route,
+           o.request_start_ns, o.start_ns, o.end_ns, o.k,
+           o.k - 1 - (e.n - o.instant_from_here) - coalesce(w.n, 0) AS ahead
+    FROM ordered o
+    JOIN ended e ON e.service = o.service AND e.name = o.name AND e.k = o.k
+    LEFT JOIN own w ON w.service = o.service AND w.name = o.name AND w.k = o.k
+)
+SELECT * FROM counted
+"""
+
+_MARKED_SQL = """
+-- handed over: another request's execution ended just before it started (within
+-- the hand-off allowance), while its own request was already in flight
+WITH bounds AS (
+    SELECT service, name, th, rh, k,
+           greatest(start_ns - $handoff - 1, request_start_ns) AS lo,
+           start_ns + $tolerance AS hi
+    FROM {prev} WHERE ahead = 0
+),
+marks AS (  -- the ends of executions, and each interval's bounds among them
+    SELECT service, name, end_ns AS t, 0 AS kind, 0 AS k, 0 AS upper FROM {prev}
+    UNION ALL
+    SELECT service, name, lo AS t, 1 AS kind, k, 0 AS upper FROM bounds
+    UNION ALL
+    SELECT service, name, hi AS t, 1 AS kind, k, 1 AS upper FROM bounds
+),
+ended_by AS (
+    SELECT service, name, k, upper, n FROM (
+        SELECT service, name, kind, k, upper,
+               sum(1 - kind) OVER (PARTITION BY service, name ORDER BY t, kind
+                                   ROWS UNBOUNDED PRECEDING) AS n
+        FROM marks
+    ) WHERE kind = 1
+),
+ends_near AS (  -- ends in (lo, hi], every request's
+    SELECT service, name, k,
+           max(n) FILTER (WHERE upper = 1) - max(n) FILTER (WHERE upper = 0) AS n
+    FROM ended_by GROUP BY service, name, k
+),
+own_near AS (  -- of those, its own request's (itself included)
+    SELECT b.service, b.name, b.k, count(*) AS n
+    FROM bounds b JOIN {prev} j
+      ON j.service = b.service AND j.name = b.name AND j.th = b.th AND j.rh = b.rh
+     AND j.end_ns > b.lo AND j.end_ns <= b.hi
+    GROUP BY b.service, b.name, b.k
+),
+handed AS (
+    SELECT e.service, e.name, e.k, e.n - coalesce(o.n, 0) AS n
+    FROM ends_near e
+    LEFT JOIN own_near o ON o.service = e.service AND o.name = e.name AND o.k = e.k
+),
+marked AS (
+    SELECT c.service, c.name, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns,
+           c.end_ns, c.k, c.ahead, coalesce(h.n, 0) > 0 AS handoff,
+           (c.end_ns - c.start_ns) / 1e6 AS ms,
+           greatest(0, c.start_ns - c.request_start_ns) / 1e6 AS before_ms,
+           sum(1) OVER (PARTITION BY c.service, c.name) AS n,
+           row_number() OVER (PARTITION BY c.service, c.name ORDER BY c.end_ns - c.start_ns)
+               AS by_time,
+           row_number() OVER (PARTITION BY c.service, c.name
+                              ORDER BY greatest(0, c.start_ns - c.request_start_ns))
+               AS by_before
+    FROM {prev} c
+    LEFT JOIN handed h ON h.service = c.service AND h.name = c.name AND h.k = c.k
+),
+baselines AS (
+    SELECT service, name,
+           count(*) FILTER (WHERE ahead = 0 AND NOT handoff) >= $min_uncontended AS enough,
+           median(ms) FILTER (WHERE ahead = 0 AND NOT handoff) AS free_ms,
+           median(before_ms) FILTER (WHERE ahead = 0 AND NOT handoff) AS free_before_ms,
+           -- nearly always contended: the fastest tenth stands in for its own time
+           max(ms) FILTER (WHERE by_time = n // 10 + 1) AS tenth_ms,
+           max(before_ms) FILTER (WHERE by_before = n // 10 + 1) AS tenth_before_ms
+    FROM marked GROUP BY service, name
+),
+gapped AS (
+    SELECT m.service, m.name, m.th, m.rh, m.span_id, m.trace_id, m.route, m.start_ns,
+           m.end_ns, m.k, m.ahead, m.handoff, m.ms, m.before_ms,
+           CASE WHEN b.enough THEN b.free_ms ELSE b.tenth_ms END AS baseline_ms,
+           CASE WHEN b.enough THEN b.free_before_ms ELSE b.tenth_before_ms END
+               AS baseline_before_ms,
+           greatest(CAST(trunc($spacing * CASE WHEN b.enough THEN b.free_ms ELSE b.tenth_ms END
+                                * 1e6) AS BIGINT), $tolerance) AS gap_ns,
+           -- the neighbours in end order, to settle most overlaps without a pairing
+           lag(m.end_ns) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS prev_end, lag(m.start_ns) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS prev_start,
+           lag(m.th) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS prev_th, lag(m.rh) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS prev_rh,
+           lead(m.end_ns) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_end, lead(m.start_ns) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_start,
+           lead(m.th) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_th, lead(m.rh) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_rh
+    FROM marked m JOIN baselines b ON b.service = m.service AND b.name = m.name
+)
+SELECT * FROM gapped
+"""
+
+_SWEPT_SQL = """
+WITH beside AS (  -- another request's execution that overlapped it ended near its end:
+             -- their critical parts overlapped, so they ran side by side
+    SELECT service, name, k,
+           coalesce(prev_end > end_ns - gap_ns AND prev_start < end_ns AND prev_end > start_ns
+                    AND NOT (prev_th = th AND prev_rh = rh), false)
+           OR coalesce(next_end < end_ns + gap_ns AND next_start < end_ns
+                       AND next_end > start_ns AND NOT (next_th = th AND next_rh = rh), false)
+               AS by_neighbour
+    FROM {prev}
+),
+paired AS (
+    SELECT i.service, i.name, i.k, count(*) AS n
+    FROM {prev} i
+    JOIN beside bi ON bi.service = i.service AND bi.name = i.name AND bi.k = i.k
+    JOIN {prev} j
+      ON j.service = i.service AND j.name = i.name
+     AND j.end_ns > i.end_ns - i.gap_ns AND j.end_ns < i.end_ns + i.gap_ns
+     AND j.start_ns < i.end_ns AND j.end_ns > i.start_ns AND NOT (j.th = i.th AND j.rh = i.rh)
+    WHERE i.ahead > 0 AND NOT bi.by_neighbour
+    GROUP BY i.service, i.name, i.k
+),
+swept AS (
+    SELECT g.service, g.name, g.th, g.rh, g.span_id, g.trace_id, g.route, g.start_ns,
+           g.end_ns, g.k, g.ahead, g.handoff, g.ms, g.before_ms, g.baseline_ms,
+           g.baseline_before_ms, g.ahead > 0 OR g.handoff AS contended,
+           g.handoff OR (g.ahead > 0 AND NOT b.by_neighbour AND coalesce(p.n, 0) = 0)
+               AS queued
+    FROM {prev} g
+    JOIN beside b ON b.service = g.service AND b.name = g.name AND b.k = g.k
+    LEFT JOIN paired p ON p.service = g.service AND p.name = g.name AND p.k = g.k
+)
+SELECT service, name, th, rh, span_id, trace_id, route, start_ns, end_ns, k, ahead, handoff,
+       contended, queued, ms, before_ms, baseline_ms, baseline_before_ms,
+       CASE WHEN handoff
+                THEN greatest(0, CAST(trunc((before_ms - baseline_before_ms) * 1e6) AS BIGINT))
+            WHEN queued THEN greatest(0, CAST(trunc((ms - baseline_ms) * 1e6) AS BIGINT))
+            ELSE 0 END AS wait_ns
+FROM swept
+"""
+
+
+def sweep_stages(source: str) -> list[str]:
+    """The stages (:func:`correlate.analysis.requests.staged`) that sweep the executions
+    ``source`` selects (``service, name, th, rh, span_id, trace_id, route,
+    request_start_ns, start_ns, end_ns``): one row each, with ``k`` (start order),
+    ``ahead``, ``handoff``, ``contended``, ``queued``, ``wait_ns`` and the section's
+    baselines. Parameters: ``$tolerance`` and ``$handoff`` (ns), ``$spacing``,
+    ``$min_uncontended``, and those of ``source``."""
+    return [source, _COUNTED_SQL, _MARKED_SQL, _SWEPT_SQL]
+
+
+_SUMMARY_SQL = """
+SELECT service, name, count(*), count(*) FILTER (WHERE contended),
+       count(*) FILTER (WHERE queued), count(*) FILTER (WHERE handoff),
+       count(*) FILTER (WHERE NOT contended), count(*) FILTER (WHERE queued AND NOT handoff),
+       coalesce(sum(wait_ns) FILTER (WHERE queued AND NOT handoff), 0),
+       any_value(baseline_ms), any_value(baseline_before_ms), sum(wait_ns),
+       median(wait_ns / 1e6) FILTER (WHERE queued), median(before_ms) FILTER (WHERE queued),
+       sum(end_ns - start_ns) / 1e6,
+       list(trace_id ORDER BY wait_ns DESC, k)[1:3]
+FROM {sections} GROUP BY service, name ORDER BY service, name
+"""
+
+_BY_AHEAD_SQL = """
+SELECT service, name, CASE WHEN ahead < 3 THEN CAST(ahead AS VARCHAR) ELSE '3+' END AS bucket,
+       median(ms)
+FROM {sections} GROUP BY service, name, bucket ORDER BY service, name, bucket
+"""
+
+_ROUTES_SQL = """
+SELECT service, name, route, count(*), sum(wait_ns) / 1e6
+FROM {sections} GROUP BY service, name, route
 """
 
 
@@ -133,132 +297,105 @@ def sections(
     run: Run, *, tolerance_ms: float, handoff_ms: float, spacing: float,
     min_uncontended: int, min_executions: int,
 ) -> list[Section]:  # fmt: skip
-    """Every section of the run with at least ``min_executions`` executions, swept."""
-    rows = run.con.execute(
-        _EXECUTIONS_SQL.format(
-            owner=run.table("owner"), tree=run.table("tree"), reqs=run.table("requests"),
-            category=CATEGORY_SQL,
-        ),
-        {"min_executions": min_executions},
-    ).fetchall()  # fmt: skip
-    grouped: dict[tuple[str, str], Section] = {}
-    for service, name, th, rh, span_id, trace_id, route, r0, s0, s1 in rows:
-        key = (str(service), str(name))
-        section = grouped.get(key)
-        if section is None:
-            section = grouped[key] = Section(key[0], key[1], [])
-        section.executions.append(
-            Execution(int(th), int(rh), str(span_id), str(trace_id), str(route),
-                      int(r0), int(s0), max(int(s1), int(s0)))
-        )  # fmt: skip
+    """Every section of the run with at least ``min_executions`` executions, swept; the
+    executions stay in the run's ``sections`` table."""
+    table = run.table("sections")
+    executions = _EXECUTIONS_SQL.format(
+        owner=run.table("owner"), tree=run.table("tree"), reqs=run.table("requests"),
+        category=CATEGORY_SQL,
+    )  # fmt: skip
+    staged(
+        run.con,
+        table,
+        sweep_stages(executions),
+        {
+            "min_executions": min_executions, "tolerance": int(tolerance_ms * 1e6),
+            "handoff": int(handoff_ms * 1e6), "spacing": spacing,
+            "min_uncontended": min_uncontended,
+        },
+    )  # fmt: skip
+    by_ahead: dict[tuple[str, str], dict[str, float]] = defaultdict(dict)
+    for service, name, bucket, median in run.con.execute(
+        _BY_AHEAD_SQL.format(sections=table)
+    ).fetchall():
+        by_ahead[(str(service), str(name))][str(bucket)] = float(median)
+    routes: dict[tuple[str, str], list[tuple[str, int, float]]] = defaultdict(list)
+    for service, name, route, n, wait in run.con.execute(
+        _ROUTES_SQL.format(sections=table)
+    ).fetchall():
+        routes[(str(service), str(name))].append((str(route), int(n), float(wait or 0.0)))
     found = []
-    for section in grouped.values():
-        sweep(section, int(tolerance_ms * 1e6), int(handoff_ms * 1e6), spacing, min_uncontended)
-        found.append(section)
+    for row in run.con.execute(_SUMMARY_SQL.format(sections=table)).fetchall():
+        key = (str(row[0]), str(row[1]))
+        n, contended, queued, handoffs, free, overlaps, overlaps_wait = (int(v) for v in row[2:9])
+        baseline, before, lost, wait, queued_before, spent, traces = row[9:]
+        found.append(
+            Section(
+                key[0],
+                key[1],
+                n,
+                contended,
+                queued,
+                handoffs,
+                free,
+                overlaps,
+                overlaps_wait,
+                float(baseline or 0.0),
+                float(before or 0.0),
+                int(lost or 0) / 1e6,
+                float(wait or 0.0),
+                float(queued_before or 0.0),
+                float(spent or 0.0),
+                dict(sorted(by_ahead[key].items())),
+                sorted(routes[key], key=lambda r: (-r[2], r[0])),
+                tuple(dict.fromkeys(traces or [])),
+            )
+        )
     return found
+
+
+_BUSY_SQL = """
+SELECT sum(r.duration_ms - r.pool_ms), count(*) FROM {reqs} r
+WHERE (r.th, r.rh) IN (SELECT (th, rh) FROM {sections} WHERE service = $service AND name = $name)
+"""
 
 
 def busy(run: Run, section: Section) -> None:
     """Set the time (outside pool waits) and number of the requests that run ``section``."""
-    ((total, requests),) = run.query_with(
-        "section_keys",
-        {
-            "th": ("uint64", [e.th for e in section.executions]),
-            "rh": ("uint64", [e.rh for e in section.executions]),
-        },
-        _BUSY_SQL,
-        reqs=run.table("requests"),
-    )
+    ((total, requests),) = run.con.execute(
+        _BUSY_SQL.format(reqs=run.table("requests"), sections=run.table("sections")),
+        {"service": section.service, "name": section.name},
+    ).fetchall()
     section.busy_ms = float(total or 0.0)
     section.requests = int(requests or 0)
 
 
+#: Which of a section's executions :func:`inside` looks into.
+WHICH = {
+    "all": "true",
+    "free": "NOT contended",
+    "queued_overlaps": "queued AND NOT handoff",
+}
+
 _INSIDE_SQL = """
-SELECT p.category, count(*), sum(least(p.b, e.t1) - greatest(p.a, e.t0)) / 1e6
-FROM {section_inside} e JOIN {parts} p
-  ON p.th = e.th AND p.rh = e.rh AND p.a < e.t1 AND p.b > e.t0 AND p.span_id IS NOT NULL
- AND p.span_id <> e.span_id
+SELECT p.category, count(*), sum(least(p.b, e.end_ns) - greatest(p.a, e.start_ns)) / 1e6
+FROM {sections} e JOIN {parts} p
+  ON p.th = e.th AND p.rh = e.rh AND p.a < e.end_ns AND p.b > e.start_ns
+ AND p.span_id IS NOT NULL AND p.span_id <> e.span_id
+WHERE e.service = $service AND e.name = $name AND {which}
 GROUP BY p.category ORDER BY p.category
 """
 
 
-def inside(run: Run, executions: list[Execution]) -> dict[str, tuple[int, float]]:
-    """Calls made inside these executions, by category (``db``, ``downstream``, ``pool``):
-    how many and their time in milliseconds, clipped to the executions."""
-    rows = run.query_with(
-        "section_inside",
-        {
-            "th": ("uint64", [e.th for e in executions]),
-            "rh": ("uint64", [e.rh for e in executions]),
-            "span_id": ("string", [e.span_id for e in executions]),
-            "t0": ("int64", [e.start_ns for e in executions]),
-            "t1": ("int64", [e.end_ns for e in executions]),
-        },
-        _INSIDE_SQL,
-        parts=run.table("parts"),
-    )
+def inside(run: Run, section: Section, which: str = "all") -> dict[str, tuple[int, float]]:
+    """Calls made inside the section's executions (``which`` of them, a key of
+    :data:`WHICH`), by category (``db``, ``downstream``, ``pool``): how many and their
+    time in milliseconds, clipped to the executions."""
+    params: dict[str, Any] = {"service": section.service, "name": section.name}
+    rows = run.con.execute(
+        _INSIDE_SQL.format(
+            sections=run.table("sections"), parts=run.table("parts"), which=WHICH[which]
+        ),
+        params,
+    ).fetchall()
     return {str(c): (int(n), float(ms or 0.0)) for c, n, ms in rows}
-
-
-def sweep(
-    section: Section, tolerance_ns: int, handoff_ns: int, spacing: float, min_uncontended: int
-) -> None:
-    """Mark each execution's ``ahead``, ``handoff``, ``spaced`` and ``wait_ns``; set baselines."""
-    execs = sorted(section.executions, key=lambda e: (e.start_ns, e.span_id))
-    n = len(execs)
-    open_ends: list[tuple[int, int]] = []  # (end, index), the earliest end first
-    open_per_request: Counter[tuple[int, int]] = Counter()  # so counting costs no scan
-    for i, e in enumerate(execs):
-        while open_ends and open_ends[0][0] <= e.start_ns:
-            _, j = heapq.heappop(open_ends)
-            open_per_request[(execs[j].th, execs[j].rh)] -= 1
-        e.ahead = len(open_ends) - open_per_request[(e.th, e.rh)]
-        heapq.heappush(open_ends, (e.end_ns, i))
-        open_per_request[(e.th, e.rh)] += 1
-    by_end = sorted(range(n), key=lambda k: execs[k].end_ns)
-    ends = [execs[k].end_ns for k in by_end]
-    for e in execs:
-        if e.ahead:
-            continue
-        # handed over: another request's execution ended just before this one started,
-        # while this request was already in flight
-        lo = max(
-            bisect.bisect_left(ends, e.start_ns - handoff_ns),
-            bisect.bisect_right(ends, e.request_start_ns),  # ended after this request began
-        )
-        hi = bisect.bisect_right(ends, e.start_ns + tolerance_ns)
-        e.handoff = any(_other(execs[by_end[k]], e) for k in range(lo, hi))
-    free = [e for e in execs if not e.contended]
-    durations = sorted(e.duration_ms for e in execs)
-    if len(free) >= min_uncontended:
-        baseline = statistics.median(e.duration_ms for e in free)
-        before = statistics.median(e.before_ms for e in free)
-    else:  # nearly always contended: the fastest tenth stands in for its own time
-        baseline = durations[n // 10] if durations else 0.0
-        befores = sorted(e.before_ms for e in execs)
-        before = befores[n // 10] if befores else 0.0
-    section.baseline_ms, section.baseline_before_ms = baseline, before
-    gap_ns = max(int(spacing * baseline * 1e6), tolerance_ns)
-    for e in execs:
-        if e.ahead:
-            # every other request's execution ending near this one's end overlapped it:
-            # their critical parts overlapped, so they ran side by side
-            lo = bisect.bisect_right(ends, e.end_ns - gap_ns)
-            hi = bisect.bisect_left(ends, e.end_ns + gap_ns)
-            e.spaced = not any(
-                _other(o, e) and o.start_ns < e.end_ns and o.end_ns > e.start_ns
-                for o in (execs[by_end[k]] for k in range(lo, hi))
-            )
-        if e.handoff:
-            e.wait_ns = max(0, int((e.before_ms - before) * 1e6))
-        elif e.queued:
-            e.wait_ns = max(0, int((e.duration_ms - baseline) * 1e6))
-    section.executions = execs
-    buckets: dict[str, list[float]] = {}
-    for e in execs:
-        buckets.setdefault(str(e.ahead) if e.ahead < 3 else "3+", []).append(e.duration_ms)
-    section.by_ahead = {k: statistics.median(v) for k, v in sorted(buckets.items())}
-
-
-def _other(a: Execution, b: Execution) -> bool:
-    return (a.th, a.rh) != (b.th, b.rh)
