@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from correlate.ingest.bookkeeping import add_file_row, file_digest, holds_file, record_problems
 from correlate.ingest.report import PROBLEM_LIST_CAP, FileReport
 from correlate.store import Store
@@ -37,3 +39,39 @@ def test_every_problem_is_stored_in_line_order_and_the_report_is_capped(
     assert len(stored) == len(problems) == report.skipped
     assert len(report.problems) == PROBLEM_LIST_CAP
     assert [str(p) for p in report.problems[:2]] == [f"{path}:3: a", f"{path}:7: b"]
+
+
+def test_a_file_hashed_while_it_is_read_is_still_known_by_its_content(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A big file new to its run is hashed in the background: its files row still
+    carries its SHA-256, and the same bytes again (under another name) add nothing."""
+    import hashlib
+
+    from correlate.ingest import bookkeeping, spanbatch, spanfile
+
+    # Every file counts as big: read on its own, and hashed while it is read.
+    monkeypatch.setattr(spanbatch, "SMALL_FILE_BYTES", -1)
+    monkeypatch.setattr(spanfile, "BACKGROUND_DIGEST_BYTES", 0)
+    started = []
+    real = bookkeeping.background_digest
+    monkeypatch.setattr(spanfile, "background_digest", lambda p: started.append(p) or real(p))
+    source = Path(__file__).parent / "data" / "otlp" / "checkout.jsonl"
+    first, copy = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_bytes(source.read_bytes())
+    copy.write_bytes(source.read_bytes())
+    store.ingest([first], run="r")
+    store.ingest([copy], run="r")
+    rows = store.con.execute("SELECT path, sha256, records_added FROM files").fetchall()
+    assert rows == [(str(first), hashlib.sha256(source.read_bytes()).hexdigest(), rows[0][2])]
+    spans = store.con.execute("SELECT count(*) FROM spans").fetchone()
+    assert spans is not None and spans[0] == rows[0][2] > 0
+    assert started == [first]  # the copy, of a size the run holds, was hashed first
+
+
+def test_a_background_digest_raises_what_reading_the_file_raised(tmp_path: Path) -> None:
+    from correlate.ingest.bookkeeping import background_digest
+
+    wait = background_digest(tmp_path / "gone.jsonl")
+    with pytest.raises(FileNotFoundError):
+        wait()

@@ -352,3 +352,27 @@ def test_a_file_of_only_bad_lines_is_an_error_on_both_paths(
                 store.ingest([path], run="r", format="otlp-json")
             assert err.value.line == 1
             assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
+
+
+@pytest.mark.parametrize("kernel_copy", [True, False], ids=["copy_file_range", "read-write"])
+def test_pieces_cover_the_file_at_line_ends_with_their_line_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copy: bool
+) -> None:
+    """The cut gives back the file's bytes exactly, each piece ending at a line end
+    (a line longer than a piece is a piece of its own), numbered from its first line;
+    the same whether the kernel copies the bytes or Python does."""
+    import os
+
+    if not kernel_copy:
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    lines = [b"a" * 10, b"b" * 3, b"c" * 40, b"", b"d" * 7, b"e" * 12]
+    source = tmp_path / "f.jsonl"
+    source.write_bytes(b"\n".join(lines) + b"\nlast-without-newline")
+    folder = tmp_path / "pieces"
+    folder.mkdir()
+    pieces = salvage._cut(source, folder, 0, 16)
+    assert b"".join(p.path.read_bytes() for p in pieces) == source.read_bytes()
+    assert all(p.path.read_bytes().endswith(b"\n") for p in pieces[:-1])
+    assert [p.first_line for p in pieces] == [1, 3, 4, 6, 7]
+    assert [p.lines for p in pieces] == [2, 1, 2, 1, 1]
+    assert pieces[-1].path.read_bytes() == b"last-without-newline"

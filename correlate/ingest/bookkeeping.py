@@ -7,6 +7,8 @@ or ingested twice, adds nothing the second time.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +20,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "add_file_row",
+    "background_digest",
     "file_digest",
     "gave_something",
     "holds_file",
+    "holds_size",
+    "new_file_id",
     "nothing_read",
     "record_problems",
     "refuse_if_nothing_read",
@@ -37,6 +42,43 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()
 
 
+def background_digest(path: Path) -> Callable[[], str]:
+    """Start :func:`file_digest` of ``path`` in a thread; the returned call waits for it.
+
+    ``hashlib`` and file reads release the GIL, so the digest runs while DuckDB
+    reads the same (cached) bytes: hashing while reading, not before. An error
+    reading the file is raised by the call.
+    """
+    result: list[str] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            result.append(file_digest(path))
+        except BaseException as exc:  # handed to the caller of the returned function
+            failure.append(exc)
+
+    thread = threading.Thread(target=work, name="correlate-digest", daemon=True)
+    thread.start()
+
+    def wait() -> str:
+        thread.join()
+        if failure:
+            raise failure[0]
+        return result[0]
+
+    return wait
+
+
+def holds_size(store: Store, run_id: int, size: int) -> bool:
+    """True when run ``run_id`` holds a file of ``size`` bytes: only then can it hold
+    one with the same content, so a file of a new size need not be hashed first."""
+    row = store.con.execute(
+        "SELECT 1 FROM files WHERE run_id = ? AND size = ?", [run_id, size]
+    ).fetchone()
+    return row is not None
+
+
 def holds_file(store: Store, run_id: int, sha: str) -> bool:
     """True when run ``run_id`` already holds a file with this content."""
     row = store.con.execute(
@@ -45,11 +87,29 @@ def holds_file(store: Store, run_id: int, sha: str) -> bool:
     return row is not None
 
 
-def add_file_row(store: Store, run_id: int, path: Path, sha: str, format_name: str) -> int:
-    """Insert the ``files`` row of ``path`` with zero counts; its ``file_id``."""
+def new_file_id(store: Store) -> int:
+    """A ``file_id`` for a ``files`` row added later (by :func:`add_file_row`)."""
+    row = store.con.execute("SELECT nextval('file_id_seq')").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def add_file_row(
+    store: Store,
+    run_id: int,
+    path: Path,
+    sha: str,
+    format_name: str,
+    *,
+    file_id: int | None = None,
+) -> int:
+    """Insert the ``files`` row of ``path`` with zero counts; its ``file_id``
+    (``file_id`` when given, one from :func:`new_file_id`)."""
+    new_id = "nextval('file_id_seq')" if file_id is None else str(int(file_id))
     row = store.con.execute(
-        "INSERT INTO files (run_id, path, size, sha256, format, records_read, records_added, "
-        "duplicates, skipped) VALUES (?, ?, ?, ?, ?, 0, 0, 0, 0) RETURNING file_id",
+        "INSERT INTO files (file_id, run_id, path, size, sha256, format, records_read, "
+        f"records_added, duplicates, skipped) VALUES ({new_id}, ?, ?, ?, ?, ?, 0, 0, 0, 0) "
+        "RETURNING file_id",
         [run_id, str(path.resolve()), path.stat().st_size, sha, format_name],
     ).fetchone()
     assert row is not None

@@ -15,11 +15,12 @@ good span arrives exactly once: the pieces cover the file without overlap.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from correlate.errors import CorrelateError
 from correlate.fileio import iter_line_batches
@@ -28,7 +29,7 @@ from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from correlate.fileio import LineBatch
     from correlate.ingest.report import FileReport
@@ -161,34 +162,61 @@ def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[
     A piece ends at the last line end within its size (only a line longer than
     the size makes a longer piece), so a piece of two lines or more is always cut
     into smaller ones. A last line without a final newline is a piece of its own.
+    The bytes are read once, to find line ends and count lines; the copy itself
+    is the kernel's (``copy_file_range``) where it has one.
     """
     pieces: list[_Piece] = []
     line = first_line + 1
-
-    def add(data: bytes) -> None:
-        nonlocal line
-        lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-        target = folder / f"p{line:012d}-{lines}.jsonl"
-        target.write_bytes(data)
-        pieces.append(_Piece(target, line, lines, len(data)))
-        line += lines
-
-    rest = b""
     with source.open("rb") as f:
-        while True:
-            block = rest + f.read(max(piece_bytes - len(rest), 0))
-            if not block:
-                break
-            end = block.rfind(b"\n")
-            if end < 0:  # one line longer than a piece
-                block += f.readline()
-                end = block.rfind(b"\n")
-            if end < 0:  # the file's last line, without a final newline
-                add(block)
-                break
-            add(block[: end + 1])
-            rest = block[end + 1 :]
+        offset = 0
+        for size, lines in _line_ranges(f, piece_bytes):
+            target = folder / f"p{line:012d}-{lines}.jsonl"
+            with target.open("wb") as out:
+                _copy_range(f, out, offset, size)
+            pieces.append(_Piece(target, line, lines, size))
+            line += lines
+            offset += size
     return pieces
+
+
+def _line_ranges(f: BinaryIO, piece_bytes: int) -> Iterator[tuple[int, int]]:
+    """(bytes, lines) of the consecutive pieces of ``f`` that :func:`_cut` makes."""
+    rest = b""
+    while True:
+        block = rest + f.read(max(piece_bytes - len(rest), 0))
+        if not block:
+            return
+        end = block.rfind(b"\n")
+        if end < 0:  # one line longer than a piece
+            block += f.readline()
+            end = block.rfind(b"\n")
+        if end < 0:  # the file's last line, without a final newline
+            yield len(block), 1
+            return
+        yield end + 1, block.count(b"\n", 0, end + 1)
+        rest = block[end + 1 :]
+
+
+def _copy_range(source: BinaryIO, target: BinaryIO, offset: int, size: int) -> None:
+    """Append ``size`` bytes of ``source`` from ``offset`` to ``target``: in the kernel
+    where it can (no copy through Python), else read and written in blocks."""
+    copy = getattr(os, "copy_file_range", None)
+    while size > 0 and copy is not None:
+        try:
+            n = copy(source.fileno(), target.fileno(), size, offset)
+        except OSError:  # not between these file systems, or not on this kernel
+            break
+        if n <= 0:
+            break
+        offset += n
+        size -= n
+    while size > 0:
+        block = os.pread(source.fileno(), min(size, 8 << 20), offset)
+        if not block:
+            raise OSError(f"{source.name} is shorter than when it was cut")
+        target.write(block)
+        offset += len(block)
+        size -= len(block)
 
 
 def _sort_pieces(

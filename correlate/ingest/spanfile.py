@@ -8,6 +8,7 @@ already holds adds nothing. Parsing and flattening run inside DuckDB.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -15,8 +16,11 @@ from correlate.errors import InputError
 from correlate.fileio import LineBatch, json_error
 from correlate.ingest.bookkeeping import (
     add_file_row,
+    background_digest,
     file_digest,
     holds_file,
+    holds_size,
+    new_file_id,
     record_problems,
     refuse_if_nothing_read,
     set_file_counts,
@@ -53,13 +57,20 @@ def ingest_span_file(
     :class:`InputError` and keeps nothing (for a file named on its own).
     """
     size = path.stat().st_size
-    sha = file_digest(path)
     report = FileReport(path, fmt.name)
-    if holds_file(store, run_id, sha):
-        report.already_ingested = True
-        if progress is not None:
-            progress.advance(size)
-        return report
+    digest: Callable[[], str]
+    if size >= BACKGROUND_DIGEST_BYTES and not holds_size(store, run_id, size):
+        # No file of this size in the run, so none with this content: the digest
+        # is only needed for the files row, and is computed while DuckDB reads.
+        digest = background_digest(path)
+    else:
+        sha = file_digest(path)
+        if holds_file(store, run_id, sha):
+            report.already_ingested = True
+            if progress is not None:
+                progress.advance(size)
+            return report
+        digest = lambda: sha  # noqa: E731
     fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
     bulk = fast is not None and not strict and size >= SALVAGE_MIN_BYTES
     # A file cut while it was written fails the bulk read only at its very end.
@@ -71,9 +82,10 @@ def ingest_span_file(
     if (
         fast is not None
         and not bad_last_line
-        and _ingest_clean(store, run_id, path, sha, fmt, fast, report, progress)
+        and _ingest_clean(store, run_id, path, digest, fmt, fast, report, progress)
     ):
         return report
+    sha = digest()
     if bulk and salvage(
         store, run_id, path, sha, fmt, report, _load_batch, bad_last_line=bad_last_line
     ):
@@ -101,11 +113,17 @@ def ingest_span_file(
     return report
 
 
+#: From this size on, a file new to its run is hashed while it is read (see
+#: :func:`~correlate.ingest.bookkeeping.background_digest`); a thread is not worth
+#: starting for less.
+BACKGROUND_DIGEST_BYTES = 16 * 1024 * 1024
+
+
 def _ingest_clean(
     store: Store,
     run_id: int,
     path: Path,
-    sha: str,
+    digest: Callable[[], str],
     fmt: SpanFormat,
     docs_sql: str,
     report: FileReport,
@@ -128,7 +146,7 @@ def _ingest_clean(
     con.execute("SET preserve_insertion_order = false")
     try:
         with store.atomic():
-            file_id = add_file_row(store, run_id, path, sha, fmt.name)
+            file_id = new_file_id(store)
             with polled_progress(con, path.stat().st_size, progress):
                 row = con.execute(
                     f"INSERT INTO spans SELECT ?, ?, {columns} "
@@ -138,6 +156,7 @@ def _ingest_clean(
                     [run_id, file_id],
                 ).fetchone()
             added = int(row[0]) if row else 0
+            add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id)
             set_file_counts(store, file_id, added, added, 0)
     except (duckdb.Error, UnicodeDecodeError):
         # DuckDB's message may quote the bad record cut inside a UTF-8 character,
