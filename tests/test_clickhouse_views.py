@@ -46,6 +46,8 @@ SAMPLES = {
     "zipkin_peers": ROOT / "tests" / "data" / "peers" / "zipkin",
     # ids that are not hex: stable ids, the originals kept in attributes
     "string_ids": ROOT / "tests" / "data" / "faithful" / "string_ids.jsonl",
+    # an attribute key twice in a span, a resource and an event: both kept
+    "duplicate_keys": ROOT / "tests" / "data" / "clickhouse" / "duplicate_keys.jsonl",
 }
 
 
@@ -108,6 +110,16 @@ def test_mapped_from_is_exercised_by_the_samples(
     assert mapping in mapped
     view = {m for r in view_spans(chdb_conn, f"{name}_work") for m in r["mapped_from"]}
     assert view == mapped
+
+
+def test_a_key_twice_is_kept_twice(chdb_conn: Connection) -> None:
+    exported(chdb_conn, "duplicate_keys")
+    (row,) = chdb_conn.query_arrow(
+        "SELECT attributes, resource, events FROM duplicate_keys_work.spans"
+    ).to_pylist()
+    assert row["attributes"] == '{"k":"1","k":"two"}'
+    assert row["resource"] == '{"service.name":"a","service.name":"b"}'
+    assert row["events"][0]["attributes"] == '{"q":"1","q":"2"}'
 
 
 @pytest.mark.parametrize("name", ["blackfriday", "blackfriday_otel"])

@@ -8,7 +8,7 @@ those tables, and :mod:`~correlate.clickhouse.views` derives the local store's
 canonical ``spans`` (and, through :mod:`~correlate.clickhouse.pool_view` and
 :mod:`~correlate.clickhouse.statements`, ``pool_samples``, ``statements`` and
 ``db_spans``) from them, inside ClickHouse, with local ingest's own SQL rewritten for
-ClickHouse by :mod:`~correlate.clickhouse.derive`. :mod:`~correlate.clickhouse.engine`
+ClickHouse. :mod:`~correlate.clickhouse.engine`
 then runs the analysis' SQL there, translated by
 :mod:`~correlate.clickhouse.translate`: only aggregates come back.
 

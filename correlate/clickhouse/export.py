@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.clickhouse.connection import Connection, Source, connect
-from correlate.ingest.poolmetrics import OTEL_POOL_CLASS
+from correlate.semconv import ERROR_ATTRIBUTE
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -105,10 +105,11 @@ def _string_map_sql(json_expr: str) -> str:
     """SQL: a JSON object as ``MAP(VARCHAR, VARCHAR)``, values as ``Value.AsString()`` gives them.
 
     Strings as they are, JSON null as the empty string, anything else (numbers,
-    booleans, arrays, objects) as its JSON text.
+    booleans, arrays, objects) as its JSON text. NULL for an object with a key twice
+    (a DuckDB map cannot hold it): :func:`_with_duplicate_keys` fills those in.
     """
     return (
-        f"map_from_entries(list_transform(map_entries(CAST(coalesce({json_expr}, '{{}}')::JSON "
+        f"map_from_entries(list_transform(map_entries(TRY_CAST(coalesce({json_expr}, '{{}}')::JSON "
         "AS MAP(VARCHAR, JSON))), lambda e: {'key': e.key, 'value': CASE "
         "WHEN e.value IS NULL OR json_type(e.value) = 'NULL' THEN '' "
         "WHEN json_type(e.value) = 'VARCHAR' THEN e.value->>'$' "
@@ -125,7 +126,7 @@ def _traces_sql(run_id: int) -> str:
     # The status the span carried: local ingest may have set ERROR from an `error`
     # attribute (mapped_from says so), which a reader of the row derives again.
     status = (
-        "CASE WHEN list_contains(coalesce(s.mapped_from, []), 'status_code<-error') "
+        f"CASE WHEN list_contains(coalesce(s.mapped_from, []), 'status_code<-{ERROR_ATTRIBUTE}') "
         f"THEN 'Unset' ELSE {_enum_sql('s.status_code', STATUS_CODES)} END"
     )
     return f"""
@@ -150,11 +151,37 @@ SELECT s.start_ns AS "Timestamp",
        list_transform(s.links, lambda l: l.trace_id) AS "Links.TraceId",
        list_transform(s.links, lambda l: l.span_id) AS "Links.SpanId",
        list_transform(s.links, lambda l: '') AS "Links.TraceState",
-       list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes"
+       list_transform(s.links, lambda l: {_string_map_sql("l.attributes")}) AS "Links.Attributes",
+       {resource_json_sql("s")} AS _resource,
+       s.attributes AS _attributes,
+       list_transform(s.events, lambda e: e.attributes) AS _events,
+       list_transform(s.links, lambda l: l.attributes) AS _links,
+       s.service AS _service, s.name AS _name, s.start_ns AS _start
 FROM spans s
 WHERE s.run_id = {int(run_id)}
-ORDER BY s.service, s.name, s.start_ns
 """
+
+
+def _traces_with_fallback_sql(run_id: int) -> str:
+    """:func:`_traces_sql` with, where a map could not be built, the JSON text it came from."""
+    return f"""
+SELECT * EXCLUDE (_resource, _attributes, _events, _links, _service, _name, _start),
+       {_fallback("ResourceAttributes", "_resource")},
+       {_fallback("SpanAttributes", "_attributes")},
+       {_fallback("Events.Attributes", "_events", many=True)},
+       {_fallback("Links.Attributes", "_links", many=True)}
+FROM ({_traces_sql(run_id)})
+ORDER BY _service, _name, _start
+"""
+
+
+def _fallback(column: str, text: str, *, many: bool = False) -> str:
+    """SQL: the JSON text ``text`` where the map ``column`` (or one of a list of them) is NULL."""
+    if many:
+        broken = f'list_bool_or(list_transform("{column}", lambda m: m IS NULL))'
+    else:
+        broken = f'"{column}" IS NULL'
+    return f'CASE WHEN {broken} THEN {text} END AS "{_FALLBACK}{column}"'
 
 
 def _metrics_sql(run_id: int, kind: str) -> str:
@@ -162,6 +189,9 @@ def _metrics_sql(run_id: int, kind: str) -> str:
 
     A sample read from the older instrument names is written back with those names.
     """
+    # imported here, not at the top: `import correlate` must not load the ingest package
+    from correlate.ingest.poolmetrics import OTEL_POOL_CLASS
+
     old = f"p.pool_class = '{OTEL_POOL_CLASS} {_OLD[0]}'"
     metrics: list[tuple[str, str, str | None]] = []
     for column, suffix, metric_kind, state in _POOL_METRICS:
@@ -244,8 +274,9 @@ def _export(
         progress.start(total)
         progress.file(Path(run))
     spans = 0
-    for batch in _batches(store, _traces_sql(run_id)):
-        conn.insert_arrow(conn.source.tables.traces_table, _with_times(batch))
+    for batch in _batches(store, _traces_with_fallback_sql(run_id)):
+        rows = _with_times(_with_duplicate_keys(batch))
+        conn.insert_arrow(conn.source.tables.traces_table, rows)
         spans += batch.num_rows
         if progress is not None:
             progress.advance(batch.num_rows)
@@ -276,6 +307,60 @@ def _batches(store: Store, sql: str) -> Iterator[pa.Table]:
 
 
 _TIME_COLUMNS = ("Timestamp", "Events.Timestamp", "TimeUnix")
+#: Prefix of the columns holding JSON text a map could not be built from in DuckDB.
+_FALLBACK = "_json."
+
+
+def _with_duplicate_keys(table: pa.Table) -> pa.Table:
+    """Fill in, from their JSON text, the maps of objects with a key twice; drop that text.
+
+    OpenTelemetry attributes should have unique keys, but a tracer may send one twice
+    and local ingest keeps both; a ClickHouse map keeps both too, in order. Rare, so
+    done row by row in Python.
+    """
+    import pyarrow as pa
+
+    for name in [n for n in table.column_names if n.startswith(_FALLBACK)]:
+        target = name[len(_FALLBACK) :]
+        texts = table.column(name)
+        table = table.drop_columns([name])
+        if texts.null_count == len(texts):
+            continue
+        column = table.column(target)
+        values = column.to_pylist()
+        for i, text in enumerate(texts.to_pylist()):
+            if isinstance(text, list):
+                values[i] = [
+                    m if m is not None else _pairs(t) for m, t in zip(values[i], text, strict=True)
+                ]
+            elif text is not None:
+                values[i] = _pairs(text)
+        index = table.column_names.index(target)
+        table = table.set_column(index, target, pa.array(values, type=column.type))
+    return table
+
+
+def _pairs(text: str | None) -> list[tuple[str, str]]:
+    """A JSON object's entries in order, duplicates kept, values as the exporter's strings."""
+    import json
+
+    def string(value: object) -> str:
+        if isinstance(value, str):
+            return value
+        if value is None:
+            return ""
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    entries = json.loads(text or "{}", object_pairs_hook=lambda pairs: pairs)
+    return [(key, string(dict(v) if _is_object(v) else v)) for key, v in entries]
+
+
+def _is_object(value: object) -> bool:
+    return (
+        isinstance(value, list)
+        and all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in value)
+        and bool(value)
+    )
 
 
 def _with_times(table: pa.Table) -> pa.Table:

@@ -231,7 +231,7 @@ def _int_div(node: exp.IntDiv) -> exp.Expression:
 
 
 def _split(node: exp.Split) -> exp.Expression:
-    return _var(f"splitByString({_ch(node.expression)}, {_ch(node.this)})")
+    return _var(f"splitByString({_ch(node.expression)}, ifNull({_ch(node.this)}, ''))")
 
 
 def _transform(node: exp.Transform) -> exp.Expression:
@@ -244,6 +244,35 @@ def _array_filter(node: exp.ArrayFilter) -> exp.Expression:
 
 def _array_to_string(node: exp.ArrayToString) -> exp.Expression:
     return _var(f"arrayStringConcat({_ch(node.this)}, {_ch(node.expression)})")
+
+
+def qualify_tables(tree: exp.Expression, database: str) -> None:
+    """Tables named without a database read from ``database`` (CTEs keep their names)."""
+    ctes = {cte.alias_or_name for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        own = isinstance(table.this, exp.Identifier) and not table.args.get("db")
+        if own and table.name not in ctes:
+            table.set("db", exp.to_identifier(database, quoted=True))
+
+
+def guard_null_splits(tree: exp.Expression) -> exp.Expression:
+    """A list split from NULL is NULL in DuckDB, and so is its join; ClickHouse has no
+    NULL array. Each join of a split becomes NULL when the split text is (and the split
+    itself reads '' for NULL, see :func:`_split`). Runs before :func:`rewrite`."""
+
+    def guard(node: exp.Expression) -> exp.Expression:
+        if isinstance(node, exp.ArrayToString):
+            split = next(iter(node.find_all(exp.Split)), None)
+            if split is not None:
+                source = split.this.copy()
+                return exp.If(
+                    this=exp.Is(this=source, expression=exp.Null()),
+                    true=exp.Null(),
+                    false=node.copy(),
+                )
+        return node
+
+    return tree.transform(guard, copy=False)
 
 
 def _json_keys(node: exp.JSONKeys) -> exp.Expression:
@@ -308,10 +337,32 @@ def _starts_with(node: exp.StartsWith) -> exp.Expression:
     return _var(f"startsWith({_ch(node.this)}, {_ch(node.expression)})")
 
 
+_INT_LIMITS = {"INT": 2**31 - 1, "BIGINT": 2**63 - 1}
+
+
 def _try_cast(node: exp.TryCast) -> exp.Expression:
-    target = node.to.sql(dialect="clickhouse")
-    target = re.sub(r"^Nullable\((.*)\)$", r"\1", target)
+    # DuckDB's TRY_CAST of text to a number: a double, or an integer rounded from one,
+    # NULL when it does not parse or does not fit
+    kind = node.to.this.name.upper() if node.to is not None else ""
+    text = f"toFloat64OrNull(toString({_ch(node.this)}))"
+    if kind == "DOUBLE":
+        return _var(text)
+    if kind in _INT_LIMITS:
+        cast = "toInt32" if kind == "INT" else "toInt64"
+        value = f"round({text})"
+        return _var(
+            f"if(isFinite({value}) AND abs({value}) <= {_INT_LIMITS[kind]}, {cast}({value}), NULL)"
+        )
+    target = re.sub(r"^Nullable\((.*)\)$", r"\1", node.to.sql(dialect="clickhouse"))
     return _var(f"accurateCastOrNull({_ch(node.this)}, {_literal(target)})")
+
+
+def _lower(node: exp.Lower) -> exp.Expression:
+    return _var(f"lowerUTF8({_ch(node.this)})")
+
+
+def _upper(node: exp.Upper) -> exp.Expression:
+    return _var(f"upperUTF8({_ch(node.this)})")
 
 
 def _logical_or(node: exp.LogicalOr) -> exp.Expression:
@@ -476,6 +527,8 @@ _HOOKS: dict[type, Any] = {
     exp.RegexpExtract: _regexp_extract,
     exp.StartsWith: _starts_with,
     exp.TryCast: _try_cast,
+    exp.Lower: _lower,
+    exp.Upper: _upper,
     exp.LogicalOr: _logical_or,
     exp.LogicalAnd: _logical_and,
     exp.ArrayDistinct: _array_distinct,

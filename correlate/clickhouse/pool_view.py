@@ -40,9 +40,9 @@ def pool_samples_sql(conn: Connection, window: tuple[int, int] | None = None) ->
     listed = ", ".join(quote_string(n) for n in names)
     parts = []
     for kind in ("gauge", "sum", "histogram"):
-        columns = conn.columns(tables.metrics(kind))
-        if not columns:
-            continue
+        if not conn.columns(tables.metrics(kind)):
+            continue  # a Collector without a metrics pipeline: no pool samples from it
+        columns = conn.require_metrics(kind)
         value = "toFloat64(Count)" if kind == "histogram" else "Value"
         temporality = "AggregationTemporality" if "AggregationTemporality" in columns else "0"
         time_filter = ""

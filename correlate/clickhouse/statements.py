@@ -11,8 +11,6 @@ in the work database, with the store's ``db_spans`` view over it.
 
 from __future__ import annotations
 
-import re
-
 from correlate.clickhouse.connection import Connection
 from correlate.clickhouse.derive import clickhouse_expr, clickhouse_query
 from correlate.clickhouse.otel_schema import quote_identifier
@@ -21,30 +19,14 @@ __all__ = ["db_spans_sql", "fingerprint_statements", "statement_key_sql", "strip
 
 
 def statement_key_sql(expr: str) -> str:
-    """ClickHouse SQL for the store's ``statement_key(expr)`` macro (same regexes)."""
-    return clickhouse_expr(_macro("statement_key", expr))
+    """ClickHouse SQL for the store's ``statement_key(expr)`` macro (same regexes; the
+    translation expands the macro from the store's DDL)."""
+    return clickhouse_expr(f"statement_key({expr})")
 
 
 def strip_sqlcommenter_sql(expr: str) -> str:
     """ClickHouse SQL for the store's ``strip_sqlcommenter(expr)`` macro."""
-    return clickhouse_expr(_macro("strip_sqlcommenter", expr))
-
-
-def _macro(name: str, argument: str) -> str:
-    """The DuckDB body of one of the schema's statement macros, applied to ``argument``."""
-    from correlate.schema import _STATEMENT_KEY_DDL
-
-    bodies = dict(
-        (m.group(1), (m.group(2), m.group(3)))
-        for m in re.finditer(
-            r"CREATE MACRO (\w+)\((\w+)\) AS\s+(.*?);\s*$", _STATEMENT_KEY_DDL, re.S | re.M
-        )
-    )
-    parameter, body = bodies[name]
-    for other in bodies:
-        if other != name and f"{other}(" in body:
-            body = body.replace(f"{other}({parameter})", f"({_macro(other, parameter)})")
-    return re.sub(rf"\b{parameter}\b", f"({argument})", body)
+    return clickhouse_expr(f"strip_sqlcommenter({expr})")
 
 
 def fingerprint_statements(conn: Connection, work_db: str = "correlate_work") -> tuple[int, int]:
@@ -103,9 +85,4 @@ def db_spans_sql(work_db: str) -> str:
     from correlate.schema import DB_SPANS_VIEW
 
     select = DB_SPANS_VIEW[DB_SPANS_VIEW.index("SELECT") :].strip().rstrip(";")
-    select = re.sub(
-        r"statement_key\((\w+\.\w+)\)",
-        lambda m: f"({_macro('statement_key', m.group(1))})",
-        select,
-    )
     return clickhouse_query(select, work_db)

@@ -74,10 +74,28 @@ def literal(value: Any) -> str:
     raise TranslationError(f"cannot pass a {type(value).__name__} to ClickHouse as a parameter")
 
 
-def to_clickhouse(sql: str, params: Params = None) -> str:
-    """``sql`` (DuckDB) as one ClickHouse statement, ``params`` bound as literals."""
-    template = _translate(sql)
+def to_clickhouse(sql: str, params: Params = None, *, database: str | None = None) -> str:
+    """``sql`` (DuckDB) as one ClickHouse statement, ``params`` bound as literals;
+    tables named without a database (common table expressions aside) read from
+    ``database`` when given."""
+    template = _translate(sql, database)
     return _bind(template, params)
+
+
+_EXPRESSION = "correlate_expression"
+
+
+def expression_to_clickhouse(sql: str) -> str:
+    """One DuckDB scalar expression as ClickHouse text.
+
+    >>> expression_to_clickhouse("regexp_full_match(x, '[0-9]+')")
+    "match(x, concat('^(?:', '[0-9]+', ')$'))"
+    """
+    text = to_clickhouse(f"SELECT {sql} AS {_EXPRESSION}")
+    head, tail = "SELECT ", f" AS {_EXPRESSION}"
+    if not (text.startswith(head) and text.endswith(tail)):
+        raise TranslationError(f"not one scalar expression: {sql}")
+    return text[len(head) : -len(tail)]
 
 
 _MARK = "\x00p:"  # a parameter's place in a translated template
@@ -105,7 +123,7 @@ def _bind(template: str, params: Params) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def _translate(sql: str) -> str:
+def _translate(sql: str, database: str | None = None) -> str:
     import sqlglot
     from sqlglot import exp
 
@@ -116,7 +134,9 @@ def _translate(sql: str) -> str:
     except sqlglot.errors.ParseError as exc:
         raise TranslationError(f"cannot read a statement of the analysis: {exc}") from None
     assert isinstance(tree, exp.Expression)
-    tree = hooks.expand_macros(tree)
+    tree = hooks.guard_null_splits(hooks.expand_macros(tree))
+    if database is not None:
+        hooks.qualify_tables(tree, database)
     tree = _rewrite(tree, hooks.rewrite)
     assert isinstance(tree, exp.Expression)
     text = tree.sql(dialect="clickhouse")
@@ -141,4 +161,4 @@ def _rewrite(node: Any, fn: Any) -> Any:
     return fn(node)
 
 
-__all__ = ["SETTINGS", "TranslationError", "literal", "to_clickhouse"]
+__all__ = ["SETTINGS", "TranslationError", "expression_to_clickhouse", "literal", "to_clickhouse"]
