@@ -8,19 +8,21 @@ the analysis inside ClickHouse (:class:`~correlate.clickhouse.engine.Engine`), s
 the per-span work stays there and only aggregates come back
 (:attr:`ClickHouseStore.bytes_fetched` counts them).
 
-The store lives in two private databases, made for this analysis and dropped by
-:meth:`ClickHouseStore.close`: ``…_src`` holds the canonical views over the
-exporter's tables and the statement fingerprints
-(:mod:`correlate.clickhouse.views`); the work database, the current database of
-the analysis, names them as the local store does (``spans``, ``statements``,
-``pool_samples``, ``db_spans``) beside the store's other tables. Those are empty,
-or hold a local run's plans, load results and companion files when ``local`` and
-``run`` are given (they are small, and are joined by fingerprint and time).
+The store lives in private databases, made for this analysis and dropped by
+:meth:`ClickHouseStore.close`: ``…_src_views`` holds the canonical views over the
+exporter's tables (:mod:`correlate.clickhouse.views`), ``…_src`` the window's spans
+and pool samples derived from them once, and the statement fingerprints; the work
+database, the current database of the analysis, names them as the local store does
+(``spans``, ``statements``, ``pool_samples``, ``db_spans``) beside the store's other
+tables. Those are empty, or hold a local run's plans, load results and companion
+files when ``local`` and ``run`` are given (they are small, and are joined by
+fingerprint and time).
 
 The source run is named from the source and the window
 (``clickhouse:otel.otel_traces 2026-11-27T10:00:00Z..2026-11-27T11:00:00Z``)
-unless ``name`` is given. A ``baseline`` local run is uploaded whole (its spans
-too, a local run being small) for :func:`correlate.diff`.
+unless ``name`` or ``run`` is given. For :func:`correlate.diff`, a ``baseline``
+local run is uploaded whole (its spans too, a local run being small), or a
+``baseline_window`` of the same source is derived beside the first (``…_base``).
 """
 
 from __future__ import annotations
@@ -39,11 +41,17 @@ if TYPE_CHECKING:
     from correlate.clickhouse.connection import Connection, Source
     from correlate.clickhouse.engine import Engine
 
-__all__ = ["SOURCE_RUN_ID", "ClickHouseStore", "EmptyWindowError", "open_source"]
+__all__ = [
+    "SOURCE_RUN_ID",
+    "ClickHouseStore",
+    "EmptyWindowError",
+    "WindowError",
+    "open_source",
+]
 
 #: The run id of the source's spans (the canonical views give this id).
 SOURCE_RUN_ID = 1
-#: The run id a baseline local run is uploaded as.
+#: The run id of a diff's baseline (a local run uploaded, or another window).
 BASELINE_RUN_ID = 2
 #: Tables of a local run uploaded for the source run: what the spans cannot say
 #: (plans, the load generator's results, the run directory's companion files).
@@ -136,7 +144,7 @@ class ClickHouseStore(Store):
         return self.engine.execute(query, params).df()
 
     def run_names(self) -> list[str]:
-        """The source run's name, and the baseline's when one was uploaded."""
+        """The source run's name, and the baseline's when there is one."""
         rows = self.con.execute("SELECT name FROM runs ORDER BY run_id").fetchall()
         return [str(r[0]) for r in rows]
 
@@ -171,7 +179,8 @@ def open_source(
     ``window`` is ``START..END`` (:func:`~correlate.clickhouse.window.parse_window`) or
     a pair of nanosecond instants; ``services`` keeps those services' spans only;
     ``local`` and ``run`` name a local run whose plans and load results go with the
-    spans; ``baseline`` names a run of ``local`` uploaded whole, to diff against.
+    spans; ``baseline`` names a run of ``local`` uploaded whole, to diff against, and
+    ``baseline_window`` another window of the same source (and services) instead.
     """
     from correlate.clickhouse.connection import connect
 
@@ -461,6 +470,3 @@ def _add_run(
         }
     )
     store.conn.insert_arrow(f"{quote_identifier(store.work_db)}.`runs`", row)
-
-
-__all__ += ["WindowError"]
