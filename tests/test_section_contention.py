@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import correlate
@@ -380,6 +380,11 @@ def test_zero_length_executions_at_one_instant_are_swept_quickly() -> None:
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# an end beside another only across a bucket edge of the pairing (found by search)
+@example(
+    [(0, 1, 18, 3), (3, 3, 9, 2), (1, 2, 5, 6), (0, 0, 2, 4), (1, 3, 10, 3), (2, 0, 12, 0),
+     (3, 2, 13, 3), (2, 0, 5, 3), (3, 3, 16, 1), (2, 1, 11, 1), (1, 1, 6, 3)]
+)  # fmt: skip
 @given(
     st.lists(
         st.tuples(st.integers(0, 3), st.integers(0, 3), st.integers(0, 20), st.integers(0, 6)),

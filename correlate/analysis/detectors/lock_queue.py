@@ -172,20 +172,50 @@ counted AS (
 SELECT * FROM counted
 """
 
+#: Pairs are looked for only in time buckets, each as wide as the statement's longest
+#: execution (plus the tolerance) and its longest hold, so an execution's end-plus-
+#: tolerance interval, and a hold, reach into two buckets at most.
+_BUCKETED_SQL = """
+WITH width AS (
+    SELECT fingerprint,
+           greatest(max(end_ns - start_ns) + $tolerance, max(hold_end_ns - end_ns), 1) AS w
+    FROM {prev} GROUP BY fingerprint
+)
+SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
+       c.hold_end_ns, c.k, c.ahead, c.after_previous, w.w,
+       c.end_ns // w.w AS end_bucket, c.hold_end_ns // w.w AS hold_bucket
+FROM {prev} c JOIN width w ON w.fingerprint = c.fingerprint
+"""
+
 _SWEPT_SQL = """
-WITH let_go AS (  -- another request ahead of it let go before it ended
+WITH probes AS (  -- the buckets of (start, end + tolerance], for a release inside it
+    SELECT fingerprint, th, rh, k, start_ns, end_ns, (start_ns + 1) // w AS bucket
+    FROM {prev} WHERE ahead > 0 AND NOT after_previous
+    UNION ALL
+    SELECT fingerprint, th, rh, k, start_ns, end_ns, (end_ns + $tolerance) // w AS bucket
+    FROM {prev}
+    WHERE ahead > 0 AND NOT after_previous AND (end_ns + $tolerance) // w <> (start_ns + 1) // w
+),
+let_go AS (  -- another request ahead of it let go before it ended
     SELECT i.fingerprint, i.k, count(*) AS n
-    FROM {prev} i JOIN {prev} j
-      ON j.fingerprint = i.fingerprint AND j.k < i.k AND j.hold_end_ns > i.start_ns
+    FROM probes i JOIN {prev} j
+      ON j.fingerprint = i.fingerprint AND j.hold_bucket = i.bucket
+     AND j.k < i.k AND j.hold_end_ns > i.start_ns
      AND j.hold_end_ns <= i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
-    WHERE i.ahead > 0 AND NOT i.after_previous
     GROUP BY i.fingerprint, i.k
+),
+holds AS (  -- the buckets of [end, hold end]
+    SELECT fingerprint, th, rh, end_ns, hold_end_ns, end_bucket AS bucket FROM {prev}
+    UNION ALL
+    SELECT fingerprint, th, rh, end_ns, hold_end_ns, hold_bucket AS bucket FROM {prev}
+    WHERE hold_bucket <> end_bucket
 ),
 inside AS (  -- it ended inside another request's hold: it ran beside it
     SELECT i.fingerprint, i.k, count(*) AS n
-    FROM {prev} i JOIN {prev} j
-      ON j.fingerprint = i.fingerprint AND j.end_ns < i.end_ns - $tolerance
-     AND j.hold_end_ns > i.end_ns + $tolerance AND NOT (j.th = i.th AND j.rh = i.rh)
+    FROM {prev} i JOIN holds j
+      ON j.fingerprint = i.fingerprint AND j.bucket = i.end_bucket
+     AND j.end_ns < i.end_ns - $tolerance AND j.hold_end_ns > i.end_ns + $tolerance
+     AND NOT (j.th = i.th AND j.rh = i.rh)
     WHERE i.ahead > 0
     GROUP BY i.fingerprint, i.k
 )
@@ -207,9 +237,10 @@ def sweep_stages(source: str) -> list[str]:
 
     ``ahead`` comes from running counts (start order, holds released by each start), so
     it costs no pairing of executions; whether one *queued* pairs it only with the
-    executions of other requests whose holds meet its own time.
+    executions of other requests whose holds meet its own time, found in the same time
+    bucket (:data:`_BUCKETED_SQL`).
     """
-    return [source, _COUNTED_SQL, _SWEPT_SQL]
+    return [source, _COUNTED_SQL, _BUCKETED_SQL, _SWEPT_SQL]
 
 
 _SUMMARY_SQL = """

@@ -84,7 +84,9 @@ def severity(scale: Scale, calls: float, s: NPlusOneSettings) -> Severity:
 _GROUPS_SQL = """
 WITH groups AS (
     SELECT th, rh, gph, family, shape, any_value(parent_name) AS parent_name,
-           any_value(target) AS target, sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
+           -- one name when spans name the callee differently (peer.service, server
+           -- address): the same in every engine, whichever calls come first
+           min(target) AS target, sum(calls) AS calls, sum(b - a) / 1e6 AS union_ms
     FROM ({unions})
     GROUP BY ALL
     HAVING sum(calls) >= $min_calls
@@ -96,7 +98,7 @@ hits AS (
     SELECT r.route, g.family, g.shape, any_value(r.trace_id) AS trace_id,
            sum(g.calls) AS calls, sum(g.union_ms) AS union_ms,
            any_value(r.duration_ms) AS duration_ms,
-           mode(g.parent_name) AS parent_name, any_value(g.target) AS target
+           mode(g.parent_name) AS parent_name, min(g.target) AS target
     FROM groups g JOIN {reqs} r ON r.th = g.th AND r.rh = g.rh
     GROUP BY r.th, r.rh, r.route, g.family, g.shape
 )
@@ -106,7 +108,7 @@ SELECT h.route, count(*) AS requests,
        sum(h.union_ms) AS total_ms, avg(h.duration_ms) AS duration_ms,
        mode(h.parent_name) AS parent_name,
        list(h.trace_id ORDER BY h.union_ms DESC, h.trace_id)[1:3] AS traces,
-       h.family, h.shape, any_value(h.target) AS target
+       h.family, h.shape, min(h.target) AS target
 FROM hits h GROUP BY h.route, h.family, h.shape
 ORDER BY total_ms DESC, h.route, h.shape
 """.replace(

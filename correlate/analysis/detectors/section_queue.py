@@ -28,7 +28,8 @@ All of it is SQL, so the executions stay in the engine that holds the spans (the
 execution comes from running counts in start order, and so does a hand-off (the other
 requests' ends just before an execution's start); spacing pairs a contended execution
 only with the ends near its own end, and not even that when its neighbour in end order
-already ran beside it (the whole of a pile-up at one instant).
+already ran beside it (the whole of a pile-up at one instant), and then only within time
+buckets two gaps wide.
 """
 
 from __future__ import annotations
@@ -214,7 +215,10 @@ gapped AS (
            lead(m.th) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_th, lead(m.rh) OVER (PARTITION BY m.service, m.name ORDER BY m.end_ns, m.k) AS next_rh
     FROM marked m JOIN baselines b ON b.service = m.service AND b.name = m.name
 )
-SELECT * FROM gapped
+-- ends are paired only within time buckets two gaps wide: an end's (end - gap, end + gap)
+-- reaches into two of them at most
+SELECT *, greatest(2 * gap_ns, 1) AS w, end_ns // greatest(2 * gap_ns, 1) AS end_bucket
+FROM gapped
 """
 
 _SWEPT_SQL = """
@@ -228,15 +232,24 @@ WITH beside AS (  -- another request's execution that overlapped it ended near i
                AS by_neighbour
     FROM {prev}
 ),
+probes AS (  -- the buckets of (end - gap, end + gap)
+    SELECT g.service, g.name, g.th, g.rh, g.k, g.start_ns, g.end_ns, g.gap_ns,
+           (g.end_ns - g.gap_ns + 1) // g.w AS bucket
+    FROM {prev} g JOIN beside b ON b.service = g.service AND b.name = g.name AND b.k = g.k
+    WHERE g.ahead > 0 AND NOT b.by_neighbour
+    UNION ALL
+    SELECT g.service, g.name, g.th, g.rh, g.k, g.start_ns, g.end_ns, g.gap_ns,
+           (g.end_ns + g.gap_ns - 1) // g.w AS bucket
+    FROM {prev} g JOIN beside b ON b.service = g.service AND b.name = g.name AND b.k = g.k
+    WHERE g.ahead > 0 AND NOT b.by_neighbour
+      AND (g.end_ns + g.gap_ns - 1) // g.w <> (g.end_ns - g.gap_ns + 1) // g.w
+),
 paired AS (
     SELECT i.service, i.name, i.k, count(*) AS n
-    FROM {prev} i
-    JOIN beside bi ON bi.service = i.service AND bi.name = i.name AND bi.k = i.k
-    JOIN {prev} j
-      ON j.service = i.service AND j.name = i.name
+    FROM probes i JOIN {prev} j
+      ON j.service = i.service AND j.name = i.name AND j.end_bucket = i.bucket
      AND j.end_ns > i.end_ns - i.gap_ns AND j.end_ns < i.end_ns + i.gap_ns
      AND j.start_ns < i.end_ns AND j.end_ns > i.start_ns AND NOT (j.th = i.th AND j.rh = i.rh)
-    WHERE i.ahead > 0 AND NOT bi.by_neighbour
     GROUP BY i.service, i.name, i.k
 ),
 swept AS (
