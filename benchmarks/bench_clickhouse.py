@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -82,8 +83,8 @@ def load_duckdb(parquet: Path, store_path: Path) -> int:
             "INSERT INTO spans BY NAME SELECT * REPLACE ("
             "  CAST($run AS INTEGER) AS run_id,"
             "  CASE WHEN len(mapped_from) > 0 THEN mapped_from END AS mapped_from)"
-            f" FROM read_parquet({quote_string(str(parquet))})",
-            {"run": run_id},
+            " FROM read_parquet($path)",
+            {"run": run_id, "path": str(parquet)},
         )
         fingerprint_run(store, run_id)
         store.refresh_run_stats(run_id)
@@ -145,6 +146,10 @@ def analyze(target: str, window: str | None = None) -> dict[str, Any]:
         # everything that came back, the source's setup included (the window check,
         # one text per statement shape to fingerprint, these size queries)
         out["bytes_fetched_all"] = _BYTES_BACK[0]
+        # statements that read the source's spans (the views over otel_traces) rather
+        # than the run's own tables: each is a scan of the window in otel_traces
+        source = re.compile(r"\b(FROM|JOIN)\s+(db_)?spans\b", re.I)
+        out["statements_reading_spans"] = sum(1 for sql in _PER_STATEMENT if source.search(sql))
         ranked = sorted(_PER_STATEMENT.values(), key=lambda v: -v[0])
         out["bytes_back_rest"] = sum(v[0] for v in ranked[6:])
         for key, what in (("heaviest", 0), ("slowest", 2)):
