@@ -57,7 +57,9 @@ def test_a_file_hashed_while_it_is_read_is_still_known_by_its_content(
     monkeypatch.setattr(spanfile, "BACKGROUND_DIGEST_BYTES", 0)
     started = []
     real = bookkeeping.background_digest
-    monkeypatch.setattr(spanfile, "background_digest", lambda p: started.append(p) or real(p))
+    monkeypatch.setattr(
+        spanfile, "background_digest", lambda p, size: started.append(p) or real(p, size)
+    )
     source = Path(__file__).parent / "data" / "otlp" / "checkout.jsonl"
     first, copy = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_bytes(source.read_bytes())
@@ -74,7 +76,7 @@ def test_a_file_hashed_while_it_is_read_is_still_known_by_its_content(
 def test_a_background_digest_raises_what_reading_the_file_raised(tmp_path: Path) -> None:
     from correlate.ingest.bookkeeping import background_digest
 
-    wait = background_digest(tmp_path / "gone.jsonl")
+    wait = background_digest(tmp_path / "gone.jsonl", 1)
     with pytest.raises(FileNotFoundError):
         wait()
 
