@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -55,7 +57,9 @@ def test_a_file_hashed_while_it_is_read_is_still_known_by_its_content(
     monkeypatch.setattr(spanfile, "BACKGROUND_DIGEST_BYTES", 0)
     started = []
     real = bookkeeping.background_digest
-    monkeypatch.setattr(spanfile, "background_digest", lambda p: started.append(p) or real(p))
+    monkeypatch.setattr(
+        spanfile, "background_digest", lambda p, size: started.append(p) or real(p, size)
+    )
     source = Path(__file__).parent / "data" / "otlp" / "checkout.jsonl"
     first, copy = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
     first.write_bytes(source.read_bytes())
@@ -72,6 +76,42 @@ def test_a_file_hashed_while_it_is_read_is_still_known_by_its_content(
 def test_a_background_digest_raises_what_reading_the_file_raised(tmp_path: Path) -> None:
     from correlate.ingest.bookkeeping import background_digest
 
-    wait = background_digest(tmp_path / "gone.jsonl")
+    wait = background_digest(tmp_path / "gone.jsonl", 1)
     with pytest.raises(FileNotFoundError):
         wait()
+
+
+def test_a_file_that_grows_while_it_is_read_is_not_taken_as_read_whole(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The background digest covers only the bytes the file had when its read began:
+    lines appended later (a file still being written) are not claimed by its hash, so
+    ingesting the finished file again adds them instead of 'already in run'."""
+    from correlate.ingest import bookkeeping, spanbatch, spanfile
+
+    monkeypatch.setattr(spanbatch, "SMALL_FILE_BYTES", -1)
+    monkeypatch.setattr(spanfile, "BACKGROUND_DIGEST_BYTES", 0)
+    first_line, second_line = (
+        (Path(__file__).parent / "data" / "otlp" / "checkout.jsonl").read_bytes().splitlines(True)
+    )
+    path = tmp_path / "live.jsonl"
+    path.write_bytes(first_line)
+    real = bookkeeping.background_digest
+
+    def slow_digest(*args: Any, **kwargs: Any) -> Callable[[], str]:
+        def appended_then_wait() -> str:
+            # The writer appends after DuckDB's read, before the digest thread gets there.
+            with path.open("ab") as f:
+                f.write(second_line)
+            return real(*args, **kwargs)()
+
+        return appended_then_wait
+
+    monkeypatch.setattr(spanfile, "background_digest", slow_digest)
+    store.ingest([path], run="r")
+    read_first = store.con.execute("SELECT count(*) FROM spans").fetchone()
+    monkeypatch.setattr(spanfile, "background_digest", real)
+    store.ingest([path], run="r")
+    read_whole = store.con.execute("SELECT count(*) FROM spans").fetchone()
+    assert read_first is not None and read_whole is not None
+    assert read_whole[0] > read_first[0] > 0

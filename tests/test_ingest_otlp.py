@@ -539,3 +539,26 @@ def test_a_file_padded_with_nuls_by_a_crash_is_read_and_the_padding_reported(
     assert report.spans_added == 3
     assert [(p.path.name, p.line) for p in report.problems] == [("crashed.jsonl", 4)]
     assert [p.path.name for p in report.passed_over] == ["junk.bin"]
+
+
+def test_a_file_whose_first_line_is_cut_is_still_read_as_otlp_lines(
+    store: Store, tmp_path: Path
+) -> None:
+    """A Collector file captured from the middle of a line (rotated, or tailed) is known
+    by its next line: the rest arrives and line 1 is reported, instead of the whole
+    file refused as 'CSV with columns …'."""
+    first, second = (DATA / "otlp" / "checkout.jsonl").read_bytes().splitlines(True)
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(second)
+    store.ingest([whole], run="whole")
+    expected = sorted(r[0] for r in store.con.execute("SELECT span_id FROM spans").fetchall())
+    cut = tmp_path / "cut.jsonl"
+    # The tail of a long record (Collector lines of 256+ spans run to hundreds of kB).
+    tail = b"a" * 100_000 + first[len(first) // 2 :]
+    cut.write_bytes(tail + second)
+    report = store.ingest([cut], run="cut")
+    got = store.con.execute(
+        "SELECT span_id FROM spans JOIN runs USING (run_id) WHERE runs.name = 'cut'"
+    ).fetchall()
+    assert sorted(r[0] for r in got) == expected != []
+    assert [p.line for p in report.problems] == [1]

@@ -33,28 +33,34 @@ __all__ = [
 ]
 
 
-def file_digest(path: Path) -> str:
-    """The SHA-256 of the file's bytes as stored (compressed or not)."""
+def file_digest(path: Path, size: int | None = None) -> str:
+    """The SHA-256 of the file's bytes as stored (compressed or not); of its first
+    ``size`` bytes when given."""
     digest = hashlib.sha256()
+    left = -1 if size is None else size
     with path.open("rb") as f:
-        while block := f.read(8 * 1024 * 1024):
+        while left != 0 and (block := f.read(8 << 20 if left < 0 else min(left, 8 << 20))):
             digest.update(block)
+            left = max(left - len(block), 0) if left > 0 else left
     return digest.hexdigest()
 
 
-def background_digest(path: Path) -> Callable[[], str]:
-    """Start :func:`file_digest` of ``path`` in a thread; the returned call waits for it.
+def background_digest(path: Path, size: int) -> Callable[[], str]:
+    """Start :func:`file_digest` of the first ``size`` bytes of ``path`` in a thread;
+    the returned call waits for it.
 
     ``hashlib`` and file reads release the GIL, so the digest runs while DuckDB
-    reads the same (cached) bytes: hashing while reading, not before. An error
-    reading the file is raised by the call.
+    reads the same (cached) bytes: hashing while reading, not before. ``size`` is
+    the file's size when its read began: lines appended while it is read (a file
+    still being written) must not be claimed by the hash, or the finished file
+    would count as already ingested. An error reading the file is raised by the call.
     """
     result: list[str] = []
     failure: list[BaseException] = []
 
     def work() -> None:
         try:
-            result.append(file_digest(path))
+            result.append(file_digest(path, size))
         except BaseException as exc:  # handed to the caller of the returned function
             failure.append(exc)
 
@@ -102,15 +108,23 @@ def add_file_row(
     format_name: str,
     *,
     file_id: int | None = None,
+    size: int | None = None,
 ) -> int:
     """Insert the ``files`` row of ``path`` with zero counts; its ``file_id``
-    (``file_id`` when given, one from :func:`new_file_id`)."""
+    (``file_id`` when given, one from :func:`new_file_id`). ``size`` is the size
+    the digest ``sha`` covers (the file's size now when not given)."""
     new_id = "nextval('file_id_seq')" if file_id is None else str(int(file_id))
     row = store.con.execute(
         "INSERT INTO files (file_id, run_id, path, size, sha256, format, records_read, "
         f"records_added, duplicates, skipped) VALUES ({new_id}, ?, ?, ?, ?, ?, 0, 0, 0, 0) "
         "RETURNING file_id",
-        [run_id, str(path.resolve()), path.stat().st_size, sha, format_name],
+        [
+            run_id,
+            str(path.resolve()),
+            path.stat().st_size if size is None else size,
+            sha,
+            format_name,
+        ],
     ).fetchone()
     assert row is not None
     return int(row[0])

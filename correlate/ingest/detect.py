@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from correlate.errors import InputError
-from correlate.fileio import codec_of, looks_utf16
+from correlate.fileio import codec_of, looks_utf16, open_bytes
 from correlate.ingest.registry import SNIFF_ORDER, format_names, sniff
 from correlate.inputs import FAMILIES, Family, Head, InputFormat
 
@@ -42,10 +42,40 @@ def detect(path: Path, families: tuple[Family, ...] = SNIFF_ORDER) -> InputForma
     """The format of ``path`` (of one of ``families``); :class:`NotTraceFile` saying why
     when none fits."""
     head = Head.of(path)
-    found = sniff(head, families)
+    found = sniff(head, families) or _after_a_cut_first_line(head, path, families)
     if found is None:
         raise _refusal(head, path)
     return found
+
+
+#: How far :func:`_after_a_cut_first_line` looks for the end of the first line.
+FIRST_LINE_BYTES = 64 << 20
+
+
+def _after_a_cut_first_line(
+    head: Head, path: Path, families: tuple[Family, ...]
+) -> InputFormat | None:
+    """OTLP/JSON lines whose first line is damaged: known by the line after it.
+
+    A Collector file rotated or tailed mid-line starts with the tail of a record,
+    often longer than the head sniffed; the rest of the file is good, and its
+    reader reports line 1 as bad. Only OTLP/JSON lines are recognised this way.
+    """
+    if head.empty or head.binary:
+        return None
+    try:
+        with open_bytes(path) as f:
+            skipped = 0
+            while skipped < FIRST_LINE_BYTES:
+                part = f.readline(1 << 20)
+                skipped += len(part)
+                if not part or part.endswith(b"\n"):
+                    break
+            rest = f.read(len(head.data))
+    except (OSError, InputError):
+        return None
+    found = sniff(Head(rest, path), families)
+    return found if found is not None and found.name == "otlp-json" else None
 
 
 def detect_format(path: Path) -> str:

@@ -63,6 +63,11 @@ def csv_batches(path: Path, names: tuple[str, ...] | None = None) -> Iterator[Cs
         if _SURROGATE.search("".join(header)):
             raise InputError("not CSV text: its header line is not UTF-8 (a binary file?)", path, 1)
         index = {name.strip(): i for i, name in enumerate(header)}
+        if names and not index.keys() & set(names):
+            # A header line of none of the columns read: another format's file
+            # (every record would be a row of nulls, and a file of one line none).
+            shown = ", ".join(names[:4]) + (", …" if len(names) > 4 else "")
+            raise InputError(f"no column this format reads in its header line ({shown})", path, 1)
         width = len(header)
         yield from _records(
             reader, index, width, names or tuple(n for n in index if n and n != "line_no"), tail

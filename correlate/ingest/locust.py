@@ -81,11 +81,13 @@ def _each_batch(
     problems: Problems = []
     for batch in csv_batches(path, names):
         problems.extend(batch.bad)
+        # Judged from the header even without rows: another format's file of one line
+        # would otherwise be read as a Locust file of no rows.
+        select = check_sql(batch.columns) if callable(check_sql) else check_sql
         if not batch.size:
             continue
         register_batch(con, "_locust_csv", batch)
         try:
-            select = check_sql(batch.columns) if callable(check_sql) else check_sql
             con.execute("CREATE OR REPLACE TEMP TABLE _locust_checked AS " + select)
         finally:
             con.unregister("_locust_csv")

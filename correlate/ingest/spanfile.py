@@ -62,9 +62,9 @@ def ingest_span_file(
     if size >= BACKGROUND_DIGEST_BYTES and not holds_size(store, run_id, size):
         # No file of this size in the run, so none with this content: the digest
         # is only needed for the files row, and is computed while DuckDB reads.
-        digest = background_digest(path)
+        digest = background_digest(path, size)
     else:
-        sha = file_digest(path)
+        sha = file_digest(path, size)
         if holds_file(store, run_id, sha):
             report.already_ingested = True
             if progress is not None:
@@ -82,7 +82,7 @@ def ingest_span_file(
     if (
         fast is not None
         and not bad_last_line
-        and _ingest_clean(store, run_id, path, digest, fmt, fast, report, progress)
+        and _ingest_clean(store, run_id, path, size, digest, fmt, fast, report, progress)
     ):
         return report
     sha = digest()
@@ -123,6 +123,7 @@ def _ingest_clean(
     store: Store,
     run_id: int,
     path: Path,
+    size: int,
     digest: Callable[[], str],
     fmt: SpanFormat,
     docs_sql: str,
@@ -134,7 +135,8 @@ def _ingest_clean(
     Any record with a problem raises inside the statement (``error()``), the
     transaction is rolled back, and False sends the file down the careful
     line-by-line path, which reports exactly where each problem is. Clean
-    files, the common case, are read once at DuckDB's own speed.
+    files, the common case, are read once at DuckDB's own speed. ``digest`` gives
+    the SHA-256 of the file's first ``size`` bytes, its size when the read began.
     """
     import duckdb
 
@@ -147,7 +149,7 @@ def _ingest_clean(
     try:
         with store.atomic():
             file_id = new_file_id(store)
-            with polled_progress(con, path.stat().st_size, progress):
+            with polled_progress(con, size, progress):
                 row = con.execute(
                     f"INSERT INTO spans SELECT ?, ?, {columns} "
                     f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
@@ -156,7 +158,7 @@ def _ingest_clean(
                     [run_id, file_id],
                 ).fetchone()
             added = int(row[0]) if row else 0
-            add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id)
+            add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id, size=size)
             set_file_counts(store, file_id, added, added, 0)
     except (duckdb.Error, UnicodeDecodeError):
         # DuckDB's message may quote the bad record cut inside a UTF-8 character,
