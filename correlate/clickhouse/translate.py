@@ -135,6 +135,7 @@ def _translate(sql: str, database: str | None = None) -> str:
         raise TranslationError(f"cannot read a statement of the analysis: {exc}") from None
     assert isinstance(tree, exp.Expression)
     tree = hooks.guard_null_splits(hooks.expand_macros(tree))
+    tree = hooks.group_recursive_anchors(tree)
     if database is not None:
         hooks.qualify_tables(tree, database)
     tree = _rewrite(tree, hooks.rewrite)
