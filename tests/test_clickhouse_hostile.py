@@ -80,6 +80,16 @@ def exporter_table(tmp_path: Path) -> Iterator[tuple[str, object]]:
     conn.close()
 
 
+def test_a_window_without_load_results_lasts_from_its_first_request(exporter_table) -> None:  # type: ignore[no-untyped-def]
+    url, insert = exporter_table
+    insert(_java_rows(30, orphans=False))
+    with open_source(url) as source:
+        result = correlate.analyze(source.name, store=source)
+    # the first request starts at T0, the last ends 29 s + 50 ms later
+    assert result.summary["seconds"] == pytest.approx(29.05)
+    assert result.summary["throughput_rps"] == pytest.approx(30 / 29.05)
+
+
 def test_spans_whose_parent_never_arrived_go_to_their_trace_request(exporter_table) -> None:  # type: ignore[no-untyped-def]
     url, insert = exporter_table
     insert(_java_rows(3, orphans=True))

@@ -43,6 +43,9 @@ SETTINGS: dict[str, int] = {
     "prefer_column_name_to_alias": 1,
     # DuckDB reads `FROM (SELECT …), (SELECT …)` without aliases
     "joined_subquery_requires_alias": 0,
+    # an aggregate over no rows is NULL, as in DuckDB (ClickHouse's default is 0: a run
+    # without load-generator results then started at the epoch)
+    "aggregate_functions_null_for_empty": 1,
 }
 
 
