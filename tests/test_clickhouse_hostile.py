@@ -117,3 +117,17 @@ def test_a_recursive_query_with_two_seeds_stops_as_in_duckdb() -> None:
     text = chdb.query(f"{to_clickhouse(sql)} SETTINGS {settings}", "CSV").bytes().decode()
     got = [tuple(int(x) for x in line.split(",")) for line in text.split()]
     assert got == expected
+
+
+def test_the_plan_capture_advice_names_a_source_run_as_one_shell_word(exporter_table) -> None:  # type: ignore[no-untyped-def]
+    import shlex
+
+    url, insert = exporter_table
+    insert(_java_rows(3, orphans=False))
+    with open_source(url) as source:
+        name = source.name
+        gaps = correlate.analyze(name, store=source).gaps
+    assert " " in name
+    (gap,) = (g for g in gaps if "correlate plans capture" in g)
+    advice = gap[gap.index("correlate plans capture") :].split("`")[0]
+    assert shlex.split(advice)[3:5] == ["--run", name]
