@@ -56,10 +56,12 @@ def export_parquet(url: str, path: Path) -> int:
 
     with connect(url) as conn:
         create_canonical_views(conn, work_db=WORK_DB)
-        # mapped_from is a Variant in the view; Parquet has no such type
+        # Parquet has no Variant: a view whose mapped_from is one gives its array
+        mapped_from = "mapped_from"
+        if conn.columns("spans", WORK_DB)["mapped_from"].startswith("Variant"):
+            mapped_from = "variantElement(mapped_from, 'Array(Nullable(String))')"
         conn.command(
-            f"SELECT * EXCEPT (mapped_from), "
-            f"variantElement(mapped_from, 'Array(Nullable(String))') AS mapped_from "
+            f"SELECT * EXCEPT (mapped_from), {mapped_from} AS mapped_from "
             f"FROM {WORK_DB}.spans INTO OUTFILE {quote_string(str(path))} TRUNCATE FORMAT Parquet"
         )
         rows = conn.query_arrow(f"SELECT count() AS n FROM {WORK_DB}.spans").to_pylist()
