@@ -9,6 +9,7 @@ closed before anything is printed.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -338,7 +339,7 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
     if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"]:
         gaps.append(
             f"no query plans: slow-query findings cannot say why. Run `correlate plans capture "
-            f"--run {run.name} --dsn URL`, or add EXPLAIN output to the run."
+            f"--run {shlex.quote(run.name)} --dsn URL`, or add EXPLAIN output to the run."
         )
     if not s["connect_spans"] and not s["pool_checkouts"] and s["pool_samples"]:
         gaps.append(

@@ -275,6 +275,34 @@ def guard_null_splits(tree: exp.Expression) -> exp.Expression:
     return tree.transform(guard, copy=False)
 
 
+def group_recursive_anchors(tree: exp.Expression) -> exp.Expression:
+    """``WITH RECURSIVE r AS (a UNION ALL b UNION ALL step)``: DuckDB seeds ``r`` with
+    ``a`` and ``b`` and repeats ``step``; ClickHouse repeats ``b`` too, so ``r`` never
+    stops growing. The seeds become one subquery, named as ``r``'s columns."""
+    for with_ in tree.find_all(exp.With):
+        if not with_.args.get("recursive"):
+            continue
+        for cte in with_.expressions:
+            body = cte.this
+            if not (isinstance(body, exp.Union) and isinstance(body.this, exp.Union)):
+                continue
+            seeds = body.this
+            names = [c.name for c in cte.args["alias"].columns] if cte.args.get("alias") else []
+            first = seeds
+            while isinstance(first, exp.Union):
+                first = first.this
+            if names and isinstance(first, exp.Select):
+                first.set(
+                    "expressions",
+                    [
+                        exp.alias_(e.unalias(), n)
+                        for e, n in zip(first.expressions, names, strict=True)
+                    ],
+                )
+            body.set("this", exp.select("*").from_(seeds.subquery()))
+    return tree
+
+
 def _json_keys(node: exp.JSONKeys) -> exp.Expression:
     # a NULL document has no keys (ClickHouse has no nullable arrays)
     return _var(f"JSONExtractKeys(ifNull({_ch(node.this)}, '{{}}'))")

@@ -43,6 +43,9 @@ SETTINGS: dict[str, int] = {
     "prefer_column_name_to_alias": 1,
     # DuckDB reads `FROM (SELECT …), (SELECT …)` without aliases
     "joined_subquery_requires_alias": 0,
+    # an aggregate over no rows is NULL, as in DuckDB (ClickHouse's default is 0: a run
+    # without load-generator results then started at the epoch)
+    "aggregate_functions_null_for_empty": 1,
 }
 
 
@@ -135,6 +138,7 @@ def _translate(sql: str, database: str | None = None) -> str:
         raise TranslationError(f"cannot read a statement of the analysis: {exc}") from None
     assert isinstance(tree, exp.Expression)
     tree = hooks.guard_null_splits(hooks.expand_macros(tree))
+    tree = hooks.group_recursive_anchors(tree)
     if database is not None:
         hooks.qualify_tables(tree, database)
     tree = _rewrite(tree, hooks.rewrite)

@@ -21,6 +21,7 @@ supplies the why: its insights become the explanation and fix.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
@@ -147,7 +148,7 @@ def slow_query(
             " ".join(fixes[:2])
             if fixes
             else (
-                f"Capture its plan (correlate plans capture --run {run.name} --dsn URL) or add "
+                f"Capture its plan (correlate plans capture --run {shlex.quote(run.name)} --dsn URL) or add "
                 "the run's EXPLAIN output, then look for a scan that an index on the filtered "
                 "columns would avoid."
             )
