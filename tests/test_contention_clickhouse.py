@@ -19,15 +19,13 @@ from correlate.analysis import open_run
 from correlate.analysis.detectors import lock_contention, section_contention
 from correlate.analysis.findings import Finding
 from correlate.analysis.run import Run
-from tests.test_clickhouse_engine import chdb, copied
+from tests.test_clickhouse_engine import copied
 
 from .builders import RunBuilder
 from .test_contention import checkouts
 from .test_section_contention import requests
 
 pytestmark = pytest.mark.clickhouse
-
-__all__ = ["chdb"]  # the fixture, one chDB session for the module
 
 
 def _both(
