@@ -65,7 +65,7 @@ SELECT route, count(*) AS requests,
        sum(repeat_ms) AS total_ms, avg(duration_ms) AS duration_ms,
        mode(parent_name) AS parent_name,
        list(trace_id ORDER BY repeat_ms DESC, trace_id)[1:3] AS traces,
-       family, shape, any_value(identity) AS example
+       family, shape, min(identity) AS example  -- one example, the same in every engine
 FROM hits h GROUP BY route, family, shape
 ORDER BY total_ms DESC, route, shape
 """
