@@ -112,27 +112,6 @@ class Run:
         self.con  # noqa: B018 - builds the tables
         return f"{self.prefix}_{name}"
 
-    def query_with(
-        self, name: str, columns: dict[str, tuple[str, list[Any]]], sql: str, **tables: str
-    ) -> list[tuple[Any, ...]]:
-        """Rows of ``sql`` with ``columns`` (``{column: (Arrow type name, values)}``) as a
-        table of the run for the length of the query, named in ``sql`` as ``{name}``;
-        ``tables`` fills the other names of ``sql``. Parameter ``$run`` is the run's id
-        when ``sql`` uses it."""
-        import pyarrow as pa
-
-        table = pa.table(
-            {c: pa.array(values, getattr(pa, kind)()) for c, (kind, values) in columns.items()}
-        )
-        full = f"{self.prefix}_{name}"
-        self.con.register(full, table)
-        try:
-            query = sql.format(**{name: full}, **tables)
-            params = {"run": self.run_id} if "$run" in query else None
-            return self.con.execute(query, params).fetchall()
-        finally:
-            self.con.unregister(full)
-
     @cached_property
     def span(self) -> tuple[int, int]:
         """(start_ns, end_ns) covering the requests and the load generator's requests."""
