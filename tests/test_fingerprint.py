@@ -321,3 +321,26 @@ def test_stable_id_across_processes() -> None:
     # A pinned id: blake2b of the normalised text. If this fails, normalisation changed.
     f = fingerprint("SELECT * FROM orders WHERE customer_id = %(cid)s LIMIT 2", "postgresql")
     assert f.id == "efe6a132f0afc2d6"
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    pairs=st.lists(st.tuples(hostile, DIALECTS), min_size=1, max_size=6),
+    lists=st.lists(st.integers(1, 4), min_size=1, max_size=3),
+)
+def test_many_at_once_gives_what_one_at_a_time_gives(
+    pairs: list[tuple[str, str | None]], lists: list[int]
+) -> None:
+    # fingerprint_many parses each normalised shape once; texts that share one (an IN list
+    # of another length, other literals, a sqlcommenter comment) must still come out as
+    # fingerprint() makes them, comment and all.
+    variants = [
+        (f"SELECT a FROM t WHERE b IN ({', '.join(str(i) for i in range(n))}) /*k='{n}'*/", d)
+        for n, (_, d) in zip(lists, pairs, strict=False)
+    ]
+    statements = pairs + variants
+    found = fingerprint_many(statements)
+    for sql, dialect in statements:
+        one = fingerprint(sql, dialect)
+        assert found[(sql, dialect)] == one
+        assert found[(sql, dialect)].comment == one.comment

@@ -142,6 +142,23 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
     >>> fingerprint("select 'unterminated from t", "postgresql").method
     'fallback'
     """
+    return _fingerprint(sql, dialect, None)
+
+
+#: The shape of normalised tokens in one dialect: ``(normalized, method, operation, tables)``.
+_Shape = tuple[str, Method, str, tuple[str, ...]]
+_ShapeKey = tuple[tuple[tuple[str, str], ...], str | None, str | None, bool]
+
+
+def _fingerprint(
+    sql: str, dialect: str | None, shapes: dict[_ShapeKey, _Shape] | None
+) -> Fingerprint:
+    """:func:`fingerprint`, the parsing step shared through ``shapes`` when given.
+
+    Everything after the first normalisation depends only on its tokens and the
+    dialect, so texts that differ in literal values or list lengths (`IN (1, 2)`,
+    `IN (3)`) are tokenized each but parsed once.
+    """
     key = (dialect or "").strip().lower()
     auto = key in ("", "other_sql")
     # The registry knows old and new db.system values; a name it does not know may still
@@ -156,6 +173,28 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
         # or string (`/*/*a='b'*/`): it is part of the text, not a comment of its own
         body, comment = sql, {}
     tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES)
+    if shapes is None:
+        shape = _shape(tokens, tok_dialect, glot_dialect, auto)
+    else:
+        shape_key = (tuple((t.kind, t.text) for t in tokens), tok_dialect, glot_dialect, auto)
+        found = shapes.get(shape_key)
+        if found is None:
+            found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto)
+        shape = found
+    normalized, method, operation, tables = shape
+    return Fingerprint(
+        id=_hash(normalized),
+        normalized=normalized,
+        method=method,
+        operation=operation,
+        tables=tables,
+        comment=comment,
+    )
+
+
+def _shape(
+    tokens: list[Token], tok_dialect: str | None, glot_dialect: str | None, auto: bool
+) -> _Shape:
     text = render(tokens)
     canonical = _canonical(text, tok_dialect, glot_dialect, auto)
     method: Method
@@ -178,14 +217,7 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
             normalized, method, tables = text, "fallback", _fallback_tables(tokens)
         else:
             tokens = parsed_tokens
-    return Fingerprint(
-        id=_hash(normalized),
-        normalized=normalized,
-        method=method,
-        operation=_operation(tokens),
-        tables=tables,
-        comment=comment,
-    )
+    return normalized, method, _operation(tokens), tables
 
 
 def _ends_in_block_comment(sql: str, tok_dialect: str | None) -> bool:
@@ -226,7 +258,8 @@ def fingerprint_many(statements: Iterable[tuple[str, str | None]]) -> Fingerprin
     {'pglast': 2}
     """
     out = FingerprintMap()
+    shapes: dict[_ShapeKey, _Shape] = {}
     for key in statements:
         if key not in out:
-            out[key] = fingerprint(*key)
+            out[key] = _fingerprint(*key, shapes)
     return out
