@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -223,3 +224,29 @@ def test_a_missing_extra_says_what_to_install(
         monkeypatch.setitem(sys.modules, "chdb.session", None)
     with pytest.raises(ClickHouseError, match=re.escape(hint)):
         connect(url)
+
+
+def test_an_unreachable_server_on_the_command_line_prints_only_the_explanation(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "correlate",
+            "analyze",
+            "--source",
+            "clickhouse://127.0.0.1:18199/otel",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    assert "cannot reach ClickHouse at" in done.stderr
+    assert "Unexpected Http Driver Exception" not in done.stderr
+    assert "Traceback" not in done.stderr
