@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 
 import pytest
@@ -300,8 +301,8 @@ def test_which_statements_hold_their_lock_until_the_transaction_ends(
 Execution = tuple[int, str, int, int, int]  # request, span id, start, end, hold end
 
 
-def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int, bool]]:
-    """span id → (ahead, queued), as the detector's SQL sweep finds them, in DuckDB."""
+def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int, bool, bool]]:
+    """span id → (ahead, queued, free), as the detector's SQL sweep finds them, in DuckDB."""
     import duckdb
     import pyarrow as pa
 
@@ -317,9 +318,9 @@ def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int
     con = duckdb.connect()
     con.register("executions", table)
     staged(con, "swept", sweep_stages("SELECT * FROM executions"), {"tolerance": tolerance_ns})
-    rows = con.execute("SELECT span_id, ahead, queued FROM swept").fetchall()
+    rows = con.execute("SELECT span_id, ahead, queued, free FROM swept").fetchall()
     con.close()
-    return {span_id: (int(ahead), bool(queued)) for span_id, ahead, queued in rows}
+    return {span: (int(ahead), bool(queued), bool(free)) for span, ahead, queued, free in rows}
 
 
 def test_a_pile_up_of_executions_is_swept_without_pairing_them_all() -> None:
@@ -335,7 +336,7 @@ def test_a_pile_up_of_executions_is_swept_without_pairing_them_all() -> None:
     assert time.perf_counter() - began < 5.0
     assert [found[f"s{i:05d}"][0] for i in range(n)] == list(range(n))
     # each of those ahead lets go by the time the next ends (within the tolerance)
-    assert all(queued for ahead, queued in found.values() if ahead)
+    assert all(queued for ahead, queued, _ in found.values() if ahead)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -362,3 +363,102 @@ def test_the_sweep_counts_ahead_and_queued_as_their_definition_says(
         let_go = any(o[4] <= s1 + ms_ for o in ahead)
         inside = any(o[0] != r and o[3] < s1 - ms_ and o[4] > s1 + ms_ for o in execs)
         assert found[span][1] == bool(ahead and let_go and not inside)
+        # free: no other request let go while it ran
+        let_go_meanwhile = any(o[0] != r and s0 < o[4] <= s1 + ms_ for o in execs)
+        assert found[span][2] is not let_go_meanwhile
+
+
+#: Who of the sessions waiting for the row, (arrival, session), gets it when it is let go.
+Grant = Callable[[list[tuple[float, int]], random.Random], tuple[float, int]]
+
+
+def _first_come(waiting: list[tuple[float, int]], rng: random.Random) -> tuple[float, int]:
+    return min(waiting)
+
+
+def _last_come(waiting: list[tuple[float, int]], rng: random.Random) -> tuple[float, int]:
+    return max(waiting)
+
+
+def _any(waiting: list[tuple[float, int]], rng: random.Random) -> tuple[float, int]:
+    return rng.choice(sorted(waiting))
+
+
+def sessions_on_one_row(
+    b: RunBuilder,
+    grant: Grant,
+    *,
+    sessions: int = 4,
+    rounds: int = 8,
+    lock: bool = True,
+    update_ms: float = 1,
+    call_ms: float = 80,
+    stagger: float = 0.3,
+    late: float = 0,
+) -> None:
+    """Sessions that loop without a pause: each runs ``HOT``, makes an HTTP call, inserts,
+    commits, and starts its next request at once. With ``lock`` they share one row, and
+    when its holder commits, ``grant`` picks who of the waiting (arrival, session) gets it
+    next; without, each updates its own row and runs at once. The first session's first
+    UPDATE reaches the row ``late`` ms after its span starts (its thread paused between)."""
+    rng = random.Random(7)
+    arrivals = {s: 1 + stagger * s for s in range(sessions)}
+    arrivals[0] += late
+    left = dict.fromkeys(arrivals, rounds)
+    free_at = 0.0
+    while arrivals:
+        waiting = [(t, s) for s, t in arrivals.items() if t <= free_at]
+        if lock and waiting:
+            begin, s = grant(waiting, rng)
+        else:  # the row is free (or not shared): the next to arrive
+            begin, s = min((t, s) for s, t in arrivals.items())
+        del arrivals[s]
+        granted = max(begin, free_at) if lock else begin
+        u_end = granted + update_ms
+        c_end = u_end + call_ms
+        i_end = c_end + 1
+        committed = i_end + 0.2  # COMMIT, not traced
+        if lock:
+            free_at = committed
+        sent = begin - late if (s, left[s]) == (0, rounds) else begin
+        trace = b.new_id("t")
+        r = b.request(trace, sent - 1, committed + 0.5, "/buy")
+        b.query(trace, r, sent, u_end, HOT)
+        _http(b, trace, r, u_end, c_end)
+        b.query(trace, r, c_end, i_end, "INSERT INTO orders (customer_id) VALUES (5)")
+        left[s] -= 1
+        if left[s]:
+            arrivals[s] = committed + 1.5  # the next request, straight away
+
+
+@pytest.mark.parametrize("grant", [_first_come, _last_come, _any])
+def test_a_queue_that_never_drains_is_found_whatever_the_grant_order(grant: Grant) -> None:
+    """Four sessions on one row, as in tests/test_contention_live.py: nearly every
+    execution waits for at least one whole hold, so its fastest tenth is no measure of
+    the statement's own time (the UPDATE takes 1 ms, as the one that waited for nobody shows)."""
+    b = RunBuilder()
+    sessions_on_one_row(b, grant)
+    (f,) = findings(b, lock_contention)
+    assert f.title.startswith("Lock contention in /buy: the UPDATE on products queues")
+    assert f.severity == "critical"
+    assert f.evidence["executions"] == 32 and f.evidence["contended"] == f.evidence["queued"] == 31
+    assert f.evidence["uncontended_median_ms"] == pytest.approx(1)
+    assert f.evidence["contended_median_ms"] >= 80
+
+
+def test_the_first_to_start_may_be_the_last_to_reach_the_row() -> None:
+    """The UPDATE that starts first has nobody ahead by its span, yet it waited for the
+    three that reached the row before it: only the one granted at once shows its own time."""
+    b = RunBuilder()
+    sessions_on_one_row(b, _first_come, late=3)
+    (f,) = findings(b, lock_contention)
+    assert f.severity == "critical" and f.evidence["median_ms_by_ahead"]["0"] > 3 * 80
+    assert f.evidence["uncontended_median_ms"] == pytest.approx(1)
+
+
+def test_updates_of_different_rows_that_never_stop_overlapping_are_not_a_queue() -> None:
+    """Slow UPDATEs, spread over the time one takes so that all but the first start
+    beside another: their fastest tenth is their own time, and nothing grows."""
+    b = RunBuilder()
+    sessions_on_one_row(b, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15)
+    assert findings(b, lock_contention) == []

@@ -76,7 +76,10 @@ class LockContentionSettings:
         1.0, "slack when telling whether an execution ended after its holders", unit="ms"
     )
     min_uncontended: int = setting(
-        5, "uncontended executions needed to take their median as the baseline", low=1
+        5,
+        "uncontended executions needed to take their median as the baseline "
+        "(fewer: the fastest tenth, or the median of those that waited for nobody if less)",
+        low=1,
     )
     min_requests: int = setting(
         5, "requests holding the lock across a call before that alone is reported", low=1

@@ -16,7 +16,10 @@ its executions the spans give:
 - whether it *queued*: it ended after one of them let go and inside nobody else's
   hold (within a tolerance), the lock passing from one holder to the next, rather
   than running beside the others;
-- its *wait*, when it queued: its time beyond the statement's uncontended median.
+- its *wait*, when it queued: its time beyond the statement's uncontended median
+  (when nearly every execution had someone ahead, the median of those during which
+  nobody else let go, if less than the fastest tenth: in a queue that never drains,
+  even the fastest tenth waited for a whole hold).
 
 All of it is SQL, so the executions never leave the engine that holds the spans (DuckDB,
 or ClickHouse): the run's ``locks`` table keeps one row per execution, and what comes back
@@ -71,7 +74,8 @@ class Queue:
     queued: int
     #: median duration of the contended executions (0 when none)
     contended_median_ms: float
-    #: the uncontended median, or the fastest tenth's edge when nearly all contended
+    #: the uncontended median; when nearly all contended, the fastest tenth's edge or
+    #: the median of those that waited for nobody (:func:`sweep_stages`), whichever is less
     baseline_ms: float
     #: the queued executions' time beyond the baseline, summed
     lost_ms: float
@@ -140,20 +144,32 @@ events AS (
     SELECT fingerprint, hold_end_ns AS t, 0 AS kind, 0 AS k FROM ordered
     UNION ALL
     SELECT fingerprint, start_ns AS t, 1 AS kind, k FROM ordered
+    UNION ALL
+    SELECT fingerprint, end_ns + $tolerance AS t, 2 AS kind, k FROM ordered
 ),
-released AS (  -- holds ended by each execution's start, whoever started them
-    SELECT fingerprint, k, n FROM (
+released AS (  -- holds ended by each execution's start, and by its end, whoever started them
+    SELECT fingerprint, k, max(CASE WHEN kind = 1 THEN n END) AS n,
+           max(CASE WHEN kind = 2 THEN n END) AS n_end
+    FROM (
         SELECT fingerprint, kind, k,
-               sum(1 - kind) OVER (PARTITION BY fingerprint ORDER BY t, kind
-                                   ROWS UNBOUNDED PRECEDING) AS n
+               sum(CASE WHEN kind = 0 THEN 1 ELSE 0 END) OVER (
+                   PARTITION BY fingerprint ORDER BY t, kind ROWS UNBOUNDED PRECEDING) AS n
         FROM events
-    ) WHERE kind = 1
+    ) WHERE kind > 0
+    GROUP BY fingerprint, k
 ),
 own AS (  -- holds of its own request still open when it starts: not ahead of it
     SELECT i.fingerprint, i.k, count(*) AS n
     FROM ordered i JOIN ordered j
       ON j.fingerprint = i.fingerprint AND j.th = i.th AND j.rh = i.rh
      AND j.k < i.k AND j.hold_end_ns > i.start_ns
+    GROUP BY i.fingerprint, i.k
+),
+mine AS (  -- holds of its own request (its own among them) that ended while it ran
+    SELECT i.fingerprint, i.k, count(*) AS n
+    FROM ordered i JOIN ordered j
+      ON j.fingerprint = i.fingerprint AND j.th = i.th AND j.rh = i.rh
+     AND j.hold_end_ns > i.start_ns AND j.hold_end_ns <= i.end_ns + $tolerance
     GROUP BY i.fingerprint, i.k
 ),
 counted AS (
@@ -163,10 +179,13 @@ counted AS (
            -- the execution just before it let go in time: it queued behind that one
            -- (the usual case, settled without pairing it with all those ahead)
            coalesce(p.hold_end_ns > o.start_ns AND p.hold_end_ns <= o.end_ns + $tolerance
-                    AND NOT (p.th = o.th AND p.rh = o.rh), false) AS after_previous
+                    AND NOT (p.th = o.th AND p.rh = o.rh), false) AS after_previous,
+           -- nobody else let go while it ran: it waited for no one, whoever started first
+           r.n_end - r.n - coalesce(m.n, 0) = 0 AS free
     FROM ordered o
     JOIN released r ON r.fingerprint = o.fingerprint AND r.k = o.k
     LEFT JOIN own w ON w.fingerprint = o.fingerprint AND w.k = o.k
+    LEFT JOIN mine m ON m.fingerprint = o.fingerprint AND m.k = o.k
     LEFT JOIN ordered p ON p.fingerprint = o.fingerprint AND p.k = o.k - 1
 )
 SELECT * FROM counted
@@ -182,7 +201,7 @@ WITH width AS (
     FROM {prev} GROUP BY fingerprint
 )
 SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
-       c.hold_end_ns, c.k, c.ahead, c.after_previous, w.w,
+       c.hold_end_ns, c.k, c.ahead, c.after_previous, c.free, w.w,
        c.end_ns // w.w AS end_bucket, c.hold_end_ns // w.w AS hold_bucket
 FROM {prev} c JOIN width w ON w.fingerprint = c.fingerprint
 """
@@ -220,7 +239,7 @@ inside AS (  -- it ended inside another request's hold: it ran beside it
     GROUP BY i.fingerprint, i.k
 )
 SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
-       c.hold_end_ns, c.k, c.ahead,
+       c.hold_end_ns, c.k, c.ahead, c.free,
        c.ahead > 0 AND (c.after_previous OR coalesce(l.n, 0) > 0) AND coalesce(x.n, 0) = 0
            AS queued
 FROM {prev} c
@@ -232,13 +251,15 @@ LEFT JOIN inside x ON x.fingerprint = c.fingerprint AND x.k = c.k
 def sweep_stages(source: str) -> list[str]:
     """The stages (:func:`correlate.analysis.requests.staged`) that sweep the executions
     ``source`` selects (``fingerprint, th, rh, span_id, trace_id, route, start_ns,
-    end_ns, hold_end_ns``): one row each, with its place ``k`` in start order, ``ahead``
-    and ``queued``. Parameter ``$tolerance`` (ns), and those of ``source``.
+    end_ns, hold_end_ns``): one row each, with its place ``k`` in start order, ``ahead``,
+    ``queued`` and ``free`` (no other request let go while it ran, within the tolerance:
+    it waited for nobody, even one that started first and reached the row last).
+    Parameter ``$tolerance`` (ns), and those of ``source``.
 
-    ``ahead`` comes from running counts (start order, holds released by each start), so
-    it costs no pairing of executions; whether one *queued* pairs it only with the
-    executions of other requests whose holds meet its own time, found in the same time
-    bucket (:data:`_BUCKETED_SQL`).
+    ``ahead`` and ``free`` come from running counts (start order, holds released by each
+    start and each end), so they cost no pairing of executions; whether one *queued*
+    pairs it only with the executions of other requests whose holds meet its own time,
+    found in the same time bucket (:data:`_BUCKETED_SQL`).
     """
     return [source, _COUNTED_SQL, _BUCKETED_SQL, _SWEPT_SQL]
 
@@ -255,7 +276,13 @@ baselines AS (
     SELECT fingerprint,
            CASE WHEN count(*) FILTER (WHERE ahead = 0) >= $min_uncontended
                 THEN median(ms) FILTER (WHERE ahead = 0)
-                -- nearly always contended: its fastest tenth stands in for its own time
+                -- nearly always contended: its fastest tenth stands in for its own time,
+                -- unless those that waited for nobody took less: in a queue that never
+                -- drains even the fastest tenth waited for a whole hold, and what else
+                -- its executions show is the same as slow ones running side by side
+                WHEN count(*) FILTER (WHERE free) > 0
+                THEN least(median(ms) FILTER (WHERE free),
+                           max(ms) FILTER (WHERE by_time = n // 10 + 1))
                 ELSE max(ms) FILTER (WHERE by_time = n // 10 + 1) END AS baseline_ms
     FROM sized GROUP BY fingerprint
 ),
