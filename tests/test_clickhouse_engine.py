@@ -127,6 +127,7 @@ def test_the_analysis_in_clickhouse_is_the_analysis_in_duckdb(sample: str, chdb:
                     f.route,
                     f.fingerprint,
                     round(f.impact_ms, 3),
+                    f.trace_ids,  # the examples too: every detector breaks its ties
                 )
                 for f in run.findings()
             ]

@@ -74,7 +74,7 @@ def slow_query(
         per AS (
             SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
                    sum(q.db_ms) AS db_ms,
-                   list(r.trace_id ORDER BY q.db_ms DESC)[1:3] AS traces
+                   list(r.trace_id ORDER BY q.db_ms DESC, r.trace_id)[1:3] AS traces
             FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
             GROUP BY ALL
         ),
@@ -107,7 +107,7 @@ def slow_query(
           AND p.db_ms >= $min_share * t.busy_ms
           AND (c.p50_ms >= $min_call_ms
                OR (coalesce(pl.critical, false) AND c.p50_ms >= $min_planned_call_ms))
-        ORDER BY p.db_ms DESC
+        ORDER BY p.db_ms DESC, p.fingerprint
         """,
         {
             "max_calls": n_plus_one.min_calls,

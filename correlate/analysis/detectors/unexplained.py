@@ -41,11 +41,11 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
         f"""
         SELECT route, count(*) AS n, avg(duration_ms) AS mean_ms, avg(app_ms) AS app_ms,
                sum(app_ms) AS total_app_ms, quantile_cont(app_ms, 0.5) AS p50_app_ms,
-               list(trace_id ORDER BY app_ms DESC)[1:3] AS traces
+               list(trace_id ORDER BY app_ms DESC, trace_id)[1:3] AS traces
         FROM {reqs} GROUP BY route
         HAVING count(*) >= $min_requests AND avg(app_ms) >= $min_app_ms
            AND avg(app_ms) >= $min_share * avg(duration_ms)
-        ORDER BY total_app_ms DESC
+        ORDER BY total_app_ms DESC, route
         """,
         {"min_requests": s.min_requests, "min_app_ms": s.min_app_ms, "min_share": s.min_share},
     ).fetchall()
