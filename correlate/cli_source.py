@@ -33,8 +33,9 @@ def source_options(command: Any) -> Any:
     command = click.option(
         "--window",
         metavar="START..END",
-        help="With --source: the spans that started in this window: ISO-8601 times (UTC "
-        "unless an offset is given) or epoch seconds; either end may be left out.",
+        help="With --source: the traces that started in this window, with all their spans: "
+        "ISO-8601 times (UTC unless an offset is given) or epoch seconds; either end may "
+        "be left out.",
     )(command)
     return click.option(
         "--source",

@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from correlate.clickhouse.otel_schema import quote_identifier, quote_string
-from correlate.clickhouse.window import WindowError, format_ns, parse_window
+from correlate.clickhouse.otel_schema import quote_identifier
+from correlate.clickhouse.window import WindowError, format_ns, parse_window, window_condition
 from correlate.errors import CorrelateError, RunNotFoundError
 from correlate.store import Store
 
@@ -165,7 +165,8 @@ def open_source(
     """Open a ClickHouse source for analysis (see the module docstring).
 
     ``window`` is ``START..END`` (:func:`~correlate.clickhouse.window.parse_window`) or
-    a pair of nanosecond instants; ``services`` keeps those services' spans only;
+    a pair of nanosecond instants, and keeps the traces that started in it, whole
+    (:func:`~correlate.clickhouse.window.window_condition`); ``services`` keeps those services' spans only;
     ``local`` and ``run`` name a local run whose plans and load results go with the
     spans; ``baseline`` names a run of ``local`` uploaded whole, to diff against, and
     ``baseline_window`` another window of the same source (and services) instead.
@@ -301,8 +302,9 @@ def _check_window(
     services: tuple[str, ...],
     option: str = "--window",
 ) -> tuple[int, tuple[int, int]]:
-    """The spans in the window and the window with open ends closed on the data;
-    :class:`EmptyWindowError` or an unknown service's error when there is nothing."""
+    """The spans of the window's traces (as the views read them) and the window with open
+    ends closed on the data; :class:`EmptyWindowError` or an unknown service's error
+    when there is nothing."""
     table = conn.source.tables.traces_table
     shown = f"{conn.source.tables.database}.{conn.source.tables.traces}"
     conditions = []
@@ -326,12 +328,11 @@ def _check_window(
                 f"no service {unknown[0]!r} in {shown} of {conn.source.display}{where}; "
                 f"services there: {', '.join(map(str, known)) or 'none'}"
             )
-        listed = ", ".join(quote_string(s) for s in services)
-        in_window += f" AND ServiceName IN ({listed})"
+    selected = window_condition(table, _view_window(bounds), services) or "1"
     row = conn.query_arrow(
         "SELECT count() AS n, toUnixTimestamp64Nano(min(Timestamp)) AS lo, "
         f"max(toUnixTimestamp64Nano(Timestamp) + toInt64(Duration)) AS hi FROM {table} "
-        f"WHERE {in_window}"
+        f"WHERE {selected}"
     ).to_pylist()[0]
     if not row["n"]:
         raise EmptyWindowError(_empty_message(conn, bounds, services, shown, table, option))

@@ -7,7 +7,9 @@ is computed by the SQL local ingest uses (:mod:`correlate.ingest.canonical`,
 :mod:`correlate.routes`, the tables of :mod:`correlate.semconv`), transpiled by
 :mod:`correlate.clickhouse.derive`; only reading the exporter's columns is written
 here. A window and services go into the view's ``WHERE`` on ``Timestamp`` and
-``ServiceName``, the exporter's partition and order keys, so ClickHouse prunes.
+``ServiceName``, the exporter's partition and order keys, so ClickHouse prunes; a
+window keeps whole traces, those whose first span started in it
+(:func:`~correlate.clickhouse.window.window_condition`).
 
 What cannot be equal to a local ingest of the same spans, and why:
 
@@ -15,8 +17,9 @@ What cannot be equal to a local ingest of the same spans, and why:
   (the exporter's maps are ``Map(String, String)``);
 - ``mapped_from`` is an empty array where the store has NULL (ClickHouse has no
   NULL array);
-- with a window, a client span whose callee starts after the window's end keeps its
-  own route (the local link step sees the whole run).
+- with a window, a client span whose callee is not among the spans read (another
+  service's, or later than the window's slack) keeps its own route (the local link
+  step sees the whole run).
 
 The fingerprint side (:func:`fingerprint_statements`, from
 :mod:`correlate.clickhouse.statements`) and ``pool_samples``
@@ -35,6 +38,7 @@ from correlate.clickhouse.statements import (
     statement_key_sql,
     strip_sqlcommenter_sql,
 )
+from correlate.clickhouse.window import window_condition
 from correlate.schema import SPAN_COLUMN_NAMES
 
 __all__ = [
@@ -89,7 +93,7 @@ def spans_sql(
     helper_sql, *derived = derived_sql(index, error_present="_has_error")
     db_system, status, template, mapped_from = (clickhouse_expr(e) for e in derived)
     helpers = ", ".join(f"{clickhouse_expr(sql)} AS {name}" for name, sql in helper_sql.items())
-    where = _where(window, services)
+    where = _where(source_table, window, services)
     events = (
         "arrayMap((t, n, a) -> CAST(tuple(toUnixTimestamp64Nano(t), n, toJSONString(a)), "
         "'Tuple(time_ns Int64, name Nullable(String), attributes String)'), "
@@ -153,19 +157,11 @@ FROM (
 )"""
 
 
-def _where(window: tuple[int, int] | None, services: tuple[str, ...]) -> str:
-    """``WHERE`` on the exporter's partition and order keys (span start in the window)."""
-    conditions = []
-    if window is not None:
-        start, end = (int(t) for t in window)
-        conditions.append(
-            f"Timestamp >= fromUnixTimestamp64Nano(toInt64({start})) "
-            f"AND Timestamp <= fromUnixTimestamp64Nano(toInt64({end}))"
-        )
-    if services:
-        listed = ", ".join(quote_string(s) for s in services)
-        conditions.append(f"ServiceName IN ({listed})")
-    return f"WHERE {' AND '.join(conditions)}" if conditions else ""
+def _where(table: str, window: tuple[int, int] | None, services: tuple[str, ...]) -> str:
+    """``WHERE`` on the exporter's partition and order keys: the window's traces
+    (:func:`~correlate.clickhouse.window.window_condition`), the services' spans."""
+    condition = window_condition(table, window, services)
+    return f"WHERE {condition}" if condition else ""
 
 
 def callee_routes_sql(own: str) -> str:
@@ -219,8 +215,9 @@ def create_canonical_views(
     """Create views ``spans`` and ``pool_samples`` in ``work_db`` over the exporter's tables.
 
     ``source`` names the exporter's tables (default: the ones ``conn`` was opened
-    for); ``window`` is (start_ns, end_ns), inclusive, on the span's start;
-    ``services`` keeps the spans of those services only. ``spans_own`` holds each
+    for); ``window`` is (start_ns, end_ns), inclusive, on the start of each span's
+    trace (its first span of ``services``); ``services`` keeps the spans of those
+    services only; pool samples are read up to the window's end. ``spans_own`` holds each
     span's own columns; ``spans`` adds the callee's route to HTTP client spans (a
     join of the view with itself; ``callee_routes=False`` leaves it out, and
     ``spans`` is then ``spans_own``'s columns).

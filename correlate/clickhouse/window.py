@@ -4,6 +4,11 @@ Each end is an ISO-8601 timestamp (UTC when it has no offset) or seconds since
 the epoch; either may be left out (``START..`` runs to the last span). Both ends
 are inclusive, in nanoseconds since the epoch.
 
+A window selects whole traces (:func:`window_condition`): every span of each trace
+whose first span started in it, spans that started after its end too, and nothing of
+a trace that began before it. The traces are looked for within
+:data:`TRACE_SLACK_NS` of the window, so the scan stays bounded on ``Timestamp``.
+
 >>> parse_window("2026-11-27T10:00..2026-11-27T10:05:30.5")
 (1795773600000000000, 1795773930500000000)
 >>> parse_window("1795773600..")
@@ -17,7 +22,17 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from correlate.clickhouse.otel_schema import quote_string
 from correlate.errors import CorrelateError
+
+#: How far around a window its traces are looked for: spans up to this long after its
+#: end (a request that started just before the end still runs its queries), and first
+#: spans up to this long before its start (a trace that began there is not the
+#: window's, though some of its spans fall in it). A trace lasting longer loses its
+#: spans past the slack, or has its spans in the window taken as the window's.
+TRACE_SLACK_NS = 60 * 1_000_000_000
+#: The last instant ClickHouse's ``DateTime64(9)`` holds (2262-04-11), as an Int64.
+_LAST_NS = 2**63 - 1
 
 _EXAMPLE = (
     "2026-11-27T10:00..2026-11-27T11:00 (UTC unless an offset is given) or 1795773600..1795777200"
@@ -80,4 +95,50 @@ def format_ns(ns: int) -> str:
     return text + "Z"
 
 
-__all__ = ["WindowError", "format_ns", "parse_window"]
+def window_condition(
+    table: str,
+    window: tuple[int, int] | None,
+    services: tuple[str, ...] = (),
+    slack_ns: int = TRACE_SLACK_NS,
+) -> str:
+    """ClickHouse condition on the exporter's traces ``table``: the spans of ``services``
+    (all when empty) of each trace whose first span of those services started in
+    ``window`` (ns, inclusive); ``''`` when there is neither.
+
+    Both reads stay on ``Timestamp``, the table's partition and order key: the traces
+    are chosen from the spans between ``slack_ns`` before the window and its end, and
+    their spans read from the window's start to ``slack_ns`` after its end.
+
+    >>> print(window_condition("t", (10**12, 2 * 10**12), ("api",), slack_ns=10**9))
+    Timestamp >= fromUnixTimestamp64Nano(toInt64(1000000000000))
+    AND Timestamp <= fromUnixTimestamp64Nano(toInt64(2001000000000))
+    AND ServiceName IN ('api') AND TraceId IN (SELECT TraceId FROM t
+    WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(999000000000))
+    AND Timestamp <= fromUnixTimestamp64Nano(toInt64(2000000000000)) AND ServiceName IN ('api')
+    GROUP BY TraceId HAVING min(Timestamp) >= fromUnixTimestamp64Nano(toInt64(1000000000000)))
+    """
+    service = ""
+    if services:
+        service = f" AND ServiceName IN ({', '.join(quote_string(s) for s in services)})"
+    if window is None:
+        return service.removeprefix(" AND ")
+    start, end = (int(t) for t in window)
+    # a trace is the window's when it has a span between the window's start and end and
+    # none in the slack before it: its first span is then in the window
+    traces = (
+        f"SELECT TraceId FROM {table} WHERE {_between(max(start - slack_ns, 0), end)}{service} "
+        f"GROUP BY TraceId HAVING min(Timestamp) >= {_instant_sql(start)}"
+    )
+    late = min(end + slack_ns, _LAST_NS)
+    return f"{_between(start, late)}{service} AND TraceId IN ({traces})"
+
+
+def _between(start: int, end: int) -> str:
+    return f"Timestamp >= {_instant_sql(start)} AND Timestamp <= {_instant_sql(end)}"
+
+
+def _instant_sql(ns: int) -> str:
+    return f"fromUnixTimestamp64Nano(toInt64({int(ns)}))"
+
+
+__all__ = ["TRACE_SLACK_NS", "WindowError", "format_ns", "parse_window", "window_condition"]
