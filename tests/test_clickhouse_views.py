@@ -143,11 +143,12 @@ def test_a_window_and_services_filter_the_spans(chdb_conn: Connection) -> None:
     window = (starts[len(starts) // 4], starts[len(starts) // 2])
     services = ("customer", "mysql")
     create_canonical_views(target, None, "hotrod_window", window=window, services=services)
-    expected = [
-        r
-        for r in local_spans(store)
-        if window[0] <= r["start_ns"] <= window[1] and r["service"] in services
-    ]
+    kept = [r for r in local_spans(store) if r["service"] in services]
+    # whole traces: those whose first span of the services started in the window
+    first: dict[str, int] = {}
+    for r in kept:
+        first[r["trace_id"]] = min(first.get(r["trace_id"], r["start_ns"]), r["start_ns"])
+    expected = [r for r in kept if window[0] <= first[r["trace_id"]] <= window[1]]
     got = view_spans(chdb_conn, "hotrod_window")
     assert expected and len(expected) < len(starts)
     assert [key(r) for r in got] == [key(r) for r in expected]
