@@ -1,6 +1,6 @@
 """Shared fixtures.
 
-Tests that need PostgreSQL or MariaDB use the ``pg_dsn`` / ``mysql_dsn``
+Tests that need PostgreSQL, MariaDB or RabbitMQ use the ``pg_dsn`` / ``mysql_dsn`` / ``amqp_url``
 fixtures. Without a server they skip, on a laptop; when
 ``CORRELATE_NO_SKIP=1`` (CI sets it) they fail instead, so a CI run can
 never pass with those tests quietly skipped. Every other fixture lives in
@@ -64,6 +64,23 @@ def mysql_dsn() -> str:
     return _check(MYSQL_DSN, "MariaDB")
 
 
+AMQP_URL = os.environ.get("CORRELATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """AMQP URL of the test RabbitMQ broker (for messaging instrumentations' spans)."""
+    try:
+        import pika
+    except ImportError as exc:
+        _unavailable("pika (the test extra)", exc)
+    try:
+        pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?socket_timeout=3")).close()
+    except Exception as exc:  # any connection failure means "not here"
+        _unavailable("RabbitMQ", exc)
+    return AMQP_URL
+
+
 def require_chdb() -> None:
     """Skip (on a laptop without chDB) or fail (CORRELATE_NO_SKIP) a ClickHouse test."""
     try:
@@ -97,7 +114,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     needs_server = any(
-        any(item.iter_markers(name)) for name in ("postgres", "mariadb", "clickhouse")
+        any(item.iter_markers(name)) for name in ("postgres", "mariadb", "clickhouse", "rabbitmq")
     )
     if report.skipped and needs_server and _no_skip():
         report.outcome = "failed"

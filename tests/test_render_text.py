@@ -26,7 +26,7 @@ def test_run_without_requests_says_so() -> None:
     text = result.to_text()
     assert "No requests in this run" in text
     assert "No findings" in text
-    assert any("no SERVER spans" in gap for gap in result.gaps)
+    assert any("no SERVER or CONSUMER spans" in gap for gap in result.gaps)
 
 
 def test_run_without_database_spans_says_so() -> None:

@@ -126,7 +126,7 @@ RENDERERS: dict[str, Callable[[Evidence], str]] = {r.name: r for r in renderers(
 @pytest.mark.parametrize(
     ("build", "sentence"),
     [
-        (_empty, "No requests in this run: no SERVER spans to attribute."),
+        (_empty, "No requests in this run: no SERVER or CONSUMER spans to attribute."),
         (_no_db, "No database spans in this run."),
     ],
     ids=["empty", "no-db-spans"],

@@ -1,7 +1,9 @@
 """Requests and their parts: every millisecond of a request given one cause.
 
 A *request* is a SERVER span: a root, or the entry span of a service called by
-another. Older tracers (OpenTracing-era Zipkin and Jaeger clients) may leave a
+another; or a CONSUMER span, a worker's processing of one message (its DB calls are the
+worker's, after the request that published the message may have ended, so they are
+never the publisher's time: the PRODUCER span is). Older tracers (OpenTracing-era Zipkin and Jaeger clients) may leave a
 request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
 INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
 tables below call it SERVER. A route is ``http.route``, else the span's route
@@ -117,7 +119,7 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
 
 
 #: SQL: whether a span of ``spans`` is a request (see the module docstring).
-REQUEST_SQL = """(kind = 'SERVER' OR (parent_id IS NULL AND (
+REQUEST_SQL = """(kind IN ('SERVER', 'CONSUMER') OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
     OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
                                OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""

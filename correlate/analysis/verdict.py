@@ -328,13 +328,15 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
     gaps = []
     if s["requests"] == 0:
         gaps.append(
-            "no SERVER spans: nothing to attribute. Instrument the service's web framework "
-            "(e.g. opentelemetry-instrumentation-flask) so each request has an entry span."
+            "no SERVER or CONSUMER spans: nothing to attribute. Instrument the service's web "
+            "framework (e.g. opentelemetry-instrumentation-flask) or its message consumer "
+            "(opentelemetry-instrumentation-pika, -kafka-python, -celery) so each request or "
+            "message processed has an entry span."
         )
     if s["unattributed_spans"]:
         gaps.append(
-            f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER span in their "
-            "trace) and are left out of the attribution."
+            f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER or CONSUMER span "
+            "in their trace) and are left out of the attribution."
         )
     if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"]:
         gaps.append(

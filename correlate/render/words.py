@@ -6,7 +6,7 @@ from typing import Any
 
 from correlate.render.units import ms, pct
 
-NO_REQUESTS = "No requests in this run: no SERVER spans to attribute."
+NO_REQUESTS = "No requests in this run: no SERVER or CONSUMER spans to attribute."
 NO_DB_SPANS = "No database spans in this run."
 NO_FINDINGS = "No findings: nothing in this run crossed a detector's threshold."
 
@@ -15,7 +15,7 @@ def headline(summary: dict[str, Any]) -> str:
     """One sentence on the run: requests, routes, duration, throughput, latency, errors.
 
     >>> headline({"requests": 0})
-    'No requests in this run: no SERVER spans to attribute.'
+    'No requests in this run: no SERVER or CONSUMER spans to attribute.'
     """
     s = summary
     if not s.get("requests"):

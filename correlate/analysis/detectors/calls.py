@@ -55,7 +55,8 @@ def _attr(alias: str, *keys: str) -> str:
 def calls_sql(run: Run) -> str:
     """A query (``$run`` bound to the run id) of the run's client calls, one row each:
     ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, identity, error,
-    a, b`` (``a``/``b``: the call clipped to its request, in ns)."""
+    a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
+    request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
     parts, tree = run.table("parts"), run.table("tree")
     # SQL expressions (no values): the HTTP method and URL under old and new names, ...
     method = f"coalesce(s.http_method, {_attr('s', 'http.request.method', 'http.method')})"
@@ -140,7 +141,8 @@ def calls_sql(run: Run) -> str:
     SELECT th, rh, trace_id, sh, ph, gph,
            (SELECT {parent} FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph)
                AS parent_name,
-           family, {shape} AS shape, target, {identity} AS identity, error, a, b
+           family, {shape} AS shape, target, {identity} AS identity, error,
+           a, greatest(a, b) AS b
     FROM typed
     """
 

@@ -1,0 +1,119 @@
+"""A worker's processing of a message (a CONSUMER span) is a request of its own.
+
+Messaging instrumentations (pika, kafka-python, Celery, kafkajs, Java's Kafka client)
+start a CONSUMER span for each message processed, in the publisher's trace: its
+queries happen after the publishing request may have ended, so they are the worker's
+time, never the publisher's. And a call a request makes after it ended (fire-and-forget)
+costs that request nothing: no detector may count negative or borrowed time.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import n_plus_one
+
+from .builders import RunBuilder
+
+WORKER = Path(__file__).parent / "helpers" / "pika_worker.py"
+
+
+def _publish_then_process(b: RunBuilder, i: int, *, consumer_kind: str = "CONSUMER") -> None:
+    """POST /orders publishes a message and answers in 5 ms; the worker takes it 20 ms
+    later and loads the order's 12 items one by one."""
+    trace, start = f"t{i}", i * 1000.0
+    r = b.request(trace, start, start + 5, "/orders")
+    send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="orders send")
+    c = b.span(
+        trace,
+        start + 25,
+        start + 25 + 12 * 3 + 2,
+        parent=send,
+        kind=consumer_kind,
+        name="orders process",
+        service="worker",
+    )
+    for n in range(12):
+        at = start + 26 + n * 3
+        b.query(trace, c, at, at + 2, f"SELECT * FROM items WHERE id = {n}")
+
+
+def test_a_message_processed_is_a_request_of_the_worker() -> None:
+    b = RunBuilder()
+    for i in range(10):
+        _publish_then_process(b, i)
+    store = b.build()
+    with open_run(store, "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+        (f,) = n_plus_one(run)
+    assert set(routes) == {"svc /orders", "worker orders process"}
+    # the publisher answered in 5 ms: none of the worker's queries is its time, its
+    # publishing is its downstream time
+    publisher, worker = routes["svc /orders"], routes["worker orders process"]
+    assert (publisher["db_calls"], publisher["db_ms"]) == (0, 0)
+    assert publisher["downstream_ms"] == pytest.approx(1)
+    assert (worker["requests"], worker["db_calls"]) == (10, 12)
+    assert worker["db_ms"] == pytest.approx(24)
+    assert f.route == "worker orders process"
+    assert f.evidence["calls_per_request"] == 12
+    assert f.evidence["union_ms_per_request"] == pytest.approx(24)
+    assert f.impact_ms > 0
+
+
+def test_fire_and_forget_calls_after_the_request_cost_it_nothing() -> None:
+    # Before CONSUMER spans were requests, the worker's queries hung under the publisher's
+    # request and, clipped to it, gave an N+1 with a negative union (-2,154 ms per request).
+    b = RunBuilder()
+    for i in range(10):
+        _publish_then_process(b, i, consumer_kind="INTERNAL")
+    store = b.build()
+    with open_run(store, "r") as run:
+        found = n_plus_one(run)
+        findings = run.findings()
+    for f in found:
+        assert f.evidence["union_ms_per_request"] >= 0
+    for f in findings:
+        assert f.impact_ms >= 0, f
+        numbers = [v for v in f.evidence.values() if isinstance(v, (int, float))]
+        assert all(v >= 0 for v in numbers), (f.kind, f.evidence)
+
+
+@pytest.mark.postgres
+@pytest.mark.rabbitmq
+def test_a_real_pika_worker_is_analysed_as_its_own_requests(
+    pg_dsn: str, amqp_url: str, tmp_path: Path
+) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.pika")
+    out = tmp_path / "spans.jsonl"
+    messages = 20
+    done = subprocess.run(
+        [sys.executable, str(WORKER), amqp_url, pg_dsn, str(out), str(messages)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    with correlate.open_store(":memory:") as store:
+        store.ingest([out], run="r")
+        kinds = dict(store.con.execute("SELECT kind, count(*) FROM spans GROUP BY kind").fetchall())
+        assert kinds["CONSUMER"] == messages and kinds["PRODUCER"] >= messages
+        result = correlate.analyze("r", store=store)
+    routes = {r["route"]: r for r in result.routes.to_dict("records")}
+    (consumer,) = [r for r in routes if r != "/orders"]
+    assert "correlate_test_orders" in consumer  # pika names it after the queue
+    assert routes[consumer]["requests"] == messages
+    assert routes[consumer]["db_calls"] == pytest.approx(13)  # the list, then 12 items
+    assert routes["/orders"]["db_calls"] == 0
+    plus_one = [f for f in result.findings if f.kind == "n_plus_one"]
+    assert [f.route for f in plus_one] == [consumer]
+    assert plus_one[0].evidence["calls_per_request"] == 12
+    for f in result.findings:
+        assert f.impact_ms >= 0, f
