@@ -57,6 +57,28 @@ DATABASE_PEERS: tuple[str, ...] = (
     "valkey",
 )
 
+#: ``db.system`` values whose "statements" are commands, not SQL (``GET ?``,
+#: ``find orders``): fingerprinted by their tokens, never given to a SQL parser, which
+#: would read Redis's ``GET ?`` as ``get AS $1``. Lowercase.
+NOT_SQL_SYSTEMS = frozenset(
+    {
+        "redis",
+        "valkey",
+        "memcached",
+        "mongodb",
+        "elasticsearch",
+        "opensearch",
+        "couchdb",
+        "couchbase",
+        "dynamodb",
+        "hbase",
+        "neo4j",
+        "geode",
+        "aerospike",
+        "etcd",
+    }
+)
+
 #: ``db_system`` of a span whose statement came from ``sql.query`` and that names
 #: no system: OpenTracing's own ``db.type`` for "some SQL database".
 GENERIC_SQL = "sql"

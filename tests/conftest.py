@@ -1,6 +1,7 @@
 """Shared fixtures.
 
-Tests that need PostgreSQL, MariaDB or RabbitMQ use the ``pg_dsn`` / ``mysql_dsn`` / ``amqp_url``
+Tests that need PostgreSQL, MariaDB, RabbitMQ or Redis use the ``pg_dsn`` / ``mysql_dsn`` /
+``amqp_url`` / ``redis_url``
 fixtures. Without a server they skip, on a laptop; when
 ``CORRELATE_NO_SKIP=1`` (CI sets it) they fail instead, so a CI run can
 never pass with those tests quietly skipped. Every other fixture lives in
@@ -81,6 +82,23 @@ def amqp_url() -> str:
     return AMQP_URL
 
 
+REDIS_URL = os.environ.get("CORRELATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """URL of the test Redis server (for the cache instrumentation's spans)."""
+    try:
+        import redis
+    except ImportError as exc:
+        _unavailable("redis (the test extra)", exc)
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
+    except Exception as exc:  # any connection failure means "not here"
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
 def require_chdb() -> None:
     """Skip (on a laptop without chDB) or fail (CORRELATE_NO_SKIP) a ClickHouse test."""
     try:
@@ -114,7 +132,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     outcome = yield
     report = outcome.get_result()
     needs_server = any(
-        any(item.iter_markers(name)) for name in ("postgres", "mariadb", "clickhouse", "rabbitmq")
+        any(item.iter_markers(name))
+        for name in ("postgres", "mariadb", "clickhouse", "rabbitmq", "redis")
     )
     if report.skipped and needs_server and _no_skip():
         report.outcome = "failed"

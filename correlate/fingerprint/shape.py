@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from correlate.dialects import for_db_system
+from correlate.semconv import NOT_SQL_SYSTEMS
 
 from .normalize import (
     PASSES,
@@ -147,7 +148,7 @@ def fingerprint(sql: str, dialect: str | None = None) -> Fingerprint:
 
 #: The shape of normalised tokens in one dialect: ``(normalized, method, operation, tables)``.
 _Shape = tuple[str, Method, str, tuple[str, ...]]
-_ShapeKey = tuple[tuple[tuple[str, str], ...], str | None, str | None, bool]
+_ShapeKey = tuple[tuple[tuple[str, str], ...], str | None, str | None, bool, bool]
 
 
 def _fingerprint(
@@ -161,6 +162,7 @@ def _fingerprint(
     """
     key = (dialect or "").strip().lower()
     auto = key in ("", "other_sql")
+    parse = key not in NOT_SQL_SYSTEMS  # Redis's `GET ?` is a command, not SQL
     # The registry knows old and new db.system values; a name it does not know may still
     # be a sqlglot dialect. None (unknown) tries PostgreSQL first, then sqlglot's generic one.
     known = None if auto else for_db_system(key)
@@ -174,12 +176,18 @@ def _fingerprint(
         body, comment = sql, {}
     tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES)
     if shapes is None:
-        shape = _shape(tokens, tok_dialect, glot_dialect, auto)
+        shape = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
     else:
-        shape_key = (tuple((t.kind, t.text) for t in tokens), tok_dialect, glot_dialect, auto)
+        shape_key = (
+            tuple((t.kind, t.text) for t in tokens),
+            tok_dialect,
+            glot_dialect,
+            auto,
+            parse,
+        )
         found = shapes.get(shape_key)
         if found is None:
-            found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto)
+            found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
         shape = found
     normalized, method, operation, tables = shape
     return Fingerprint(
@@ -193,10 +201,10 @@ def _fingerprint(
 
 
 def _shape(
-    tokens: list[Token], tok_dialect: str | None, glot_dialect: str | None, auto: bool
+    tokens: list[Token], tok_dialect: str | None, glot_dialect: str | None, auto: bool, parse: bool
 ) -> _Shape:
     text = render(tokens)
-    canonical = _canonical(text, tok_dialect, glot_dialect, auto)
+    canonical = _canonical(text, tok_dialect, glot_dialect, auto) if parse else None
     method: Method
     if canonical is None:
         normalized, method, tables = text, "fallback", _fallback_tables(tokens)

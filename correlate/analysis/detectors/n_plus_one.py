@@ -27,6 +27,7 @@ from correlate.analysis.detectors.pattern import severity as pattern_severity
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
+from correlate.semconv import NOT_SQL_SYSTEMS
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -127,8 +128,19 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
     for p, (family, shape, target) in rows:
         scale, calls, route = p.scale(), p.calls, p.route
         db = family == "db"
-        statement, table = texts.get(shape, ("", None)) if db else (shape, None)
-        if db:
+        statement, table, system, verb = (
+            texts.get(shape, ("", None, None, None)) if db else (shape, None, None, None)
+        )
+        if db and system in NOT_SQL_SYSTEMS:
+            # a key-value or document store: a command per item, not a query
+            what = f"the same {system} command{f' {verb}' if verb else ''}"
+            noun, kind = "queries", FindingKind.N_PLUS_ONE
+            fix = (
+                f"Fetch all items in one round trip to {system}: a multi-key command (Redis "
+                "MGET or a pipeline, memcached get_multi, Elasticsearch mget, MongoDB $in), "
+                "or keep what does not change per request in the process."
+            )
+        elif db:
             what = f"the same query{f' on {table}' if table else ''}"
             noun, kind = "queries", FindingKind.N_PLUS_ONE
             fix = (
@@ -188,10 +200,11 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
     return found
 
 
-def _texts(run: Run) -> dict[str, tuple[str, str | None]]:
+def _texts(run: Run) -> dict[str, tuple[str, str | None, str | None, str | None]]:
+    """fingerprint → (normalized text, first table, database system, operation)."""
     rows = run.con.execute(
-        "SELECT fingerprint, any_value(normalized), any_value(tables[1]) FROM statements "
-        "WHERE run_id = ? GROUP BY fingerprint",
+        "SELECT fingerprint, min(normalized), min(tables[1]), lower(min(db_system)), "
+        "min(operation) FROM statements WHERE run_id = ? GROUP BY fingerprint",
         [run.run_id],
     ).fetchall()
-    return {fp: (text, table) for fp, text, table in rows}
+    return {fp: (text, table, system, verb) for fp, text, table, system, verb in rows}
