@@ -11,7 +11,7 @@ never pass with those tests quietly skipped. Every other fixture lives in
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,37 +66,46 @@ def mysql_dsn() -> str:
 
 
 AMQP_URL = os.environ.get("CORRELATE_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+REDIS_URL = os.environ.get("CORRELATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _reach(url: str, what: str, client: str, ping: Callable[[Any], object]) -> str:
+    """``url`` once ``ping(module)`` reached the server with ``client``'s Python module."""
+    import importlib
+
+    try:
+        module = importlib.import_module(client)
+    except ImportError as exc:
+        _unavailable(f"{client} (the test extra)", exc)
+    try:
+        ping(module)
+    except Exception as exc:  # any connection failure means "not here"
+        _unavailable(what, exc)
+    return url
 
 
 @pytest.fixture(scope="session")
 def amqp_url() -> str:
     """AMQP URL of the test RabbitMQ broker (for messaging instrumentations' spans)."""
-    try:
-        import pika
-    except ImportError as exc:
-        _unavailable("pika (the test extra)", exc)
-    try:
-        pika.BlockingConnection(pika.URLParameters(AMQP_URL + "?socket_timeout=3")).close()
-    except Exception as exc:  # any connection failure means "not here"
-        _unavailable("RabbitMQ", exc)
-    return AMQP_URL
-
-
-REDIS_URL = os.environ.get("CORRELATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    return _reach(
+        AMQP_URL,
+        "RabbitMQ",
+        "pika",
+        lambda pika: pika.BlockingConnection(
+            pika.URLParameters(AMQP_URL + "?socket_timeout=3")
+        ).close(),
+    )
 
 
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the test Redis server (for the cache instrumentation's spans)."""
-    try:
-        import redis
-    except ImportError as exc:
-        _unavailable("redis (the test extra)", exc)
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
-    except Exception as exc:  # any connection failure means "not here"
-        _unavailable("Redis", exc)
-    return REDIS_URL
+    return _reach(
+        REDIS_URL,
+        "Redis",
+        "redis",
+        lambda redis: redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping(),
+    )
 
 
 def require_chdb() -> None:
