@@ -395,12 +395,14 @@ def sessions_on_one_row(
     call_ms: float = 80,
     stagger: float = 0.3,
     late: float = 0,
+    quick: frozenset[tuple[int, int]] = frozenset(),
 ) -> None:
     """Sessions that loop without a pause: each runs ``HOT``, makes an HTTP call, inserts,
     commits, and starts its next request at once. With ``lock`` they share one row, and
     when its holder commits, ``grant`` picks who of the waiting (arrival, session) gets it
     next; without, each updates its own row and runs at once. The first session's first
-    UPDATE reaches the row ``late`` ms after its span starts (its thread paused between)."""
+    UPDATE reaches the row ``late`` ms after its span starts (its thread paused between);
+    the UPDATEs of ``quick`` (session, round) take 1 ms (their row was gone)."""
     rng = random.Random(7)
     arrivals = {s: 1 + stagger * s for s in range(sessions)}
     arrivals[0] += late
@@ -414,7 +416,7 @@ def sessions_on_one_row(
             begin, s = min((t, s) for s, t in arrivals.items())
         del arrivals[s]
         granted = max(begin, free_at) if lock else begin
-        u_end = granted + update_ms
+        u_end = granted + (1 if (s, rounds - left[s]) in quick else update_ms)
         c_end = u_end + call_ms
         i_end = c_end + 1
         committed = i_end + 0.2  # COMMIT, not traced
@@ -461,4 +463,16 @@ def test_updates_of_different_rows_that_never_stop_overlapping_are_not_a_queue()
     beside another: their fastest tenth is their own time, and nothing grows."""
     b = RunBuilder()
     sessions_on_one_row(b, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15)
+    assert findings(b, lock_contention) == []
+
+
+def test_slow_updates_of_different_rows_with_two_quick_ones_are_not_a_queue() -> None:
+    """As above, but two UPDATEs find no row and take 1 ms: nobody else lets go while
+    they run, yet not for having waited for nobody. The others end at any time after
+    the last one to let go, not just after it, as a lock passed on would: nothing queues."""
+    b = RunBuilder()
+    quick = frozenset({(1, 3), (2, 5)})
+    sessions_on_one_row(
+        b, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15, quick=quick
+    )
     assert findings(b, lock_contention) == []
