@@ -356,6 +356,10 @@ def test_window_reads_iso_times_and_epoch_seconds(
         ("..", "has neither a start nor an end"),
         ("2026-11-27T11:00..2026-11-27T10:00", "ends before it starts"),
         ("10am..11am", "'10am' is neither an ISO-8601 time nor epoch seconds"),
+        # past what a nanosecond timestamp holds: refused, not wrapped around in ClickHouse
+        ("2026-11-27T10:00..9999999999", "'9999999999' is outside 1900-01-01..2262-04-11"),
+        ("99999999999999..1", "'99999999999999' is outside 1900-01-01..2262-04-11"),
+        ("1899-12-31T23:59..", "'1899-12-31T23:59' is outside 1900-01-01..2262-04-11"),
     ],
 )
 def test_window_errors_say_what_is_wrong(text: str, message: str) -> None:

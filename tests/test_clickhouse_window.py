@@ -12,7 +12,7 @@ import pytest
 import correlate
 from correlate.clickhouse.connection import ClickHouseError, Connection, connect
 from correlate.clickhouse.otel_schema import OtelTables
-from correlate.clickhouse.source import open_source
+from correlate.clickhouse.source import EmptyWindowError, open_source
 from correlate.clickhouse.translate import literal
 from correlate.clickhouse.views import create_canonical_views
 from correlate.clickhouse.window import TRACE_SLACK_NS
@@ -187,3 +187,56 @@ def test_a_window_reads_the_table_by_its_time_and_order_keys(source_url: str) ->
             )
     finally:
         conn.command("DROP DATABASE IF EXISTS window_keys")
+
+
+def test_a_window_of_spans_of_earlier_traces_only_says_so(source_url: str) -> None:
+    """Its only spans are queries of traces 3 and 6, which began before it: the error says
+    that they are there and why they are not the window's, not that there are none."""
+    window = "2026-11-27T10:00:00.5..2026-11-27T10:00:01.5"
+    with pytest.raises(EmptyWindowError) as caught:
+        open_source(source_url, window=window)
+    assert str(caught.value).startswith("no trace started in otel.otel_traces of chdb://")
+    assert str(caught.value).endswith(
+        "between 2026-11-27T10:00:00.5Z and 2026-11-27T10:00:01.5Z: its 2 spans there are of "
+        "traces that began before it (a window keeps the traces whose first span started "
+        "in it); start --window earlier"
+    )
+
+
+@pytest.fixture(scope="module")
+def traceless_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Spans without a trace id (as some test suites send them) around :data:`WINDOW`,
+    and one trace inside it."""
+    require_chdb()
+    path = tmp_path_factory.mktemp("chdb_traceless")
+    conn = connect(f"chdb://{path}")
+    tables = OtelTables(database="otel")
+    conn.command("CREATE DATABASE otel")
+    conn.command(tables.traces_ddl())
+    columns = (
+        "Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
+        "ResourceAttributes, SpanAttributes, Duration"
+    )
+    no_trace = literal(f"{0:032x}")
+    rows = [
+        _span(10_000, 1, 11, None, SERVER, 100, route="/inside"),
+        _span(-5_000, 0, 1, None, CLIENT, 10, sql="SELECT 1"),  # in the slack before
+        _span(5_000, 0, 2, None, CLIENT, 10, sql="SELECT 2"),  # inside
+        _span(70_000, 0, 3, None, CLIENT, 10, sql="SELECT 3"),  # in the slack after
+    ]
+    try:
+        conn.command(
+            f"INSERT INTO {tables.traces_table} ({columns}) VALUES "
+            + ", ".join(r.replace(no_trace, "''") for r in rows)
+        )
+    finally:
+        conn.close()
+    return f"chdb://{path}?database=otel"
+
+
+def test_spans_without_a_trace_id_are_each_a_trace_of_their_own(traceless_url: str) -> None:
+    """Not one trace of them all: the one that started in the window is its, the others not."""
+    with open_source(traceless_url, window=WINDOW) as source:
+        rows = source.sql("SELECT trace_id, span_id FROM spans ORDER BY span_id")
+    assert [int(s, 16) for s in rows["span_id"]] == [2, 11]
+    assert rows["trace_id"].isna().tolist() == [True, False]

@@ -301,8 +301,11 @@ def test_which_statements_hold_their_lock_until_the_transaction_ends(
 Execution = tuple[int, str, int, int, int]  # request, span id, start, end, hold end
 
 
-def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int, bool, bool]]:
-    """span id → (ahead, queued, free), as the detector's SQL sweep finds them, in DuckDB."""
+def swept(
+    executions: list[Execution], tolerance_ns: int
+) -> dict[str, tuple[int, bool, bool, int | None]]:
+    """span id → (ahead, queued, free, after_let_go), as the detector's SQL sweep finds them,
+    in DuckDB."""
     import duckdb
     import pyarrow as pa
 
@@ -318,9 +321,12 @@ def swept(executions: list[Execution], tolerance_ns: int) -> dict[str, tuple[int
     con = duckdb.connect()
     con.register("executions", table)
     staged(con, "swept", sweep_stages("SELECT * FROM executions"), {"tolerance": tolerance_ns})
-    rows = con.execute("SELECT span_id, ahead, queued, free FROM swept").fetchall()
+    rows = con.execute("SELECT span_id, ahead, queued, free, after_let_go FROM swept").fetchall()
     con.close()
-    return {span: (int(ahead), bool(queued), bool(free)) for span, ahead, queued, free in rows}
+    return {
+        span: (int(ahead), bool(queued), bool(free), after)
+        for span, ahead, queued, free, after in rows
+    }
 
 
 def test_a_pile_up_of_executions_is_swept_without_pairing_them_all() -> None:
@@ -336,7 +342,7 @@ def test_a_pile_up_of_executions_is_swept_without_pairing_them_all() -> None:
     assert time.perf_counter() - began < 5.0
     assert [found[f"s{i:05d}"][0] for i in range(n)] == list(range(n))
     # each of those ahead lets go by the time the next ends (within the tolerance)
-    assert all(queued for ahead, queued, _ in found.values() if ahead)
+    assert all(queued for ahead, queued, *_ in found.values() if ahead)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -366,6 +372,9 @@ def test_the_sweep_counts_ahead_and_queued_as_their_definition_says(
         # free: no other request let go while it ran
         let_go_meanwhile = any(o[0] != r and s0 < o[4] <= s1 + ms_ for o in execs)
         assert found[span][2] is not let_go_meanwhile
+        # after_let_go: from the last hold to end before it did, whoever's, to its end
+        last = max((o[4] for o in execs if o[4] < s1), default=None)
+        assert found[span][3] == (None if last is None else s1 - last)
 
 
 #: Who of the sessions waiting for the row, (arrival, session), gets it when it is let go.
@@ -395,12 +404,14 @@ def sessions_on_one_row(
     call_ms: float = 80,
     stagger: float = 0.3,
     late: float = 0,
+    quick: frozenset[tuple[int, int]] = frozenset(),
 ) -> None:
     """Sessions that loop without a pause: each runs ``HOT``, makes an HTTP call, inserts,
     commits, and starts its next request at once. With ``lock`` they share one row, and
     when its holder commits, ``grant`` picks who of the waiting (arrival, session) gets it
     next; without, each updates its own row and runs at once. The first session's first
-    UPDATE reaches the row ``late`` ms after its span starts (its thread paused between)."""
+    UPDATE reaches the row ``late`` ms after its span starts (its thread paused between);
+    the UPDATEs of ``quick`` (session, round) take 1 ms (their row was gone)."""
     rng = random.Random(7)
     arrivals = {s: 1 + stagger * s for s in range(sessions)}
     arrivals[0] += late
@@ -414,7 +425,7 @@ def sessions_on_one_row(
             begin, s = min((t, s) for s, t in arrivals.items())
         del arrivals[s]
         granted = max(begin, free_at) if lock else begin
-        u_end = granted + update_ms
+        u_end = granted + (1 if (s, rounds - left[s]) in quick else update_ms)
         c_end = u_end + call_ms
         i_end = c_end + 1
         committed = i_end + 0.2  # COMMIT, not traced
@@ -461,4 +472,16 @@ def test_updates_of_different_rows_that_never_stop_overlapping_are_not_a_queue()
     beside another: their fastest tenth is their own time, and nothing grows."""
     b = RunBuilder()
     sessions_on_one_row(b, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15)
+    assert findings(b, lock_contention) == []
+
+
+def test_slow_updates_of_different_rows_with_two_quick_ones_are_not_a_queue() -> None:
+    """As above, but two UPDATEs find no row and take 1 ms: nobody else lets go while
+    they run, yet not for having waited for nobody. The others end at any time after
+    the last one to let go, not just after it, as a lock passed on would: nothing queues."""
+    b = RunBuilder()
+    quick = frozenset({(1, 3), (2, 5)})
+    sessions_on_one_row(
+        b, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15, quick=quick
+    )
     assert findings(b, lock_contention) == []

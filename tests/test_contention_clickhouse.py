@@ -22,7 +22,7 @@ from correlate.analysis.run import Run
 from tests.test_clickhouse_engine import copied
 
 from .builders import RunBuilder
-from .test_contention import checkouts
+from .test_contention import _first_come, checkouts, sessions_on_one_row
 from .test_section_contention import requests
 
 pytestmark = pytest.mark.clickhouse
@@ -79,6 +79,25 @@ def test_lock_contention_in_clickhouse_finds_the_same_and_brings_back_no_executi
     # ten times the executions, the same rows back: a few per statement, none per execution
     assert _rows(fetched_large) == _rows(fetched)
     assert max(rows for _, rows, _ in fetched) <= 3
+
+
+def test_lock_contention_in_clickhouse_takes_the_same_baseline_of_a_queue_that_never_drains(
+    chdb: Any,
+) -> None:
+    """The executions that waited for nobody, and when the queued ended after a hold
+    ended, are swept alike: the same queue found, and the same quick UPDATEs of rows of
+    their own not taken for one."""
+    queue, side_by_side = RunBuilder(), RunBuilder()
+    sessions_on_one_row(queue, _first_come)
+    quick = frozenset({(1, 3), (2, 5)})
+    sessions_on_one_row(
+        side_by_side, _first_come, lock=False, update_ms=60, call_ms=0, stagger=15, quick=quick
+    )
+    local, remote, _ = _both(queue, lock_contention, chdb)
+    assert [f.evidence["uncontended_median_ms"] for f in local] == [pytest.approx(1)]
+    _same(local, remote)
+    local, remote, _ = _both(side_by_side, lock_contention, chdb)
+    assert local == remote == []
 
 
 def test_section_contention_in_clickhouse_finds_the_same_and_brings_back_no_executions(

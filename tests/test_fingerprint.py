@@ -344,3 +344,13 @@ def test_many_at_once_gives_what_one_at_a_time_gives(
         one = fingerprint(sql, dialect)
         assert found[(sql, dialect)] == one
         assert found[(sql, dialect)].comment == one.comment
+
+
+@pytest.mark.parametrize("dialect", ["db2", "h2", "hsqldb", "derby", "trino", None])
+def test_a_locking_read_keeps_its_lock_in_every_dialect(dialect: str | None) -> None:
+    # sqlglot's generic dialect writes `FOR UPDATE` as nothing (with a warning): the locking
+    # read of a JDBC application on DB2 or H2 would be its plain read, and lock_contention
+    # would never see it lock
+    locking = fingerprint("select * from products where id = ? for update", dialect)
+    plain = fingerprint("select * from products where id = ?", dialect)
+    assert locking.normalized.lower().endswith("for update") and locking.id != plain.id

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from correlate.clickhouse.otel_schema import quote_identifier
+from correlate.clickhouse.otel_schema import quote_identifier, quote_string
 from correlate.clickhouse.window import WindowError, format_ns, parse_window, window_condition
 from correlate.errors import CorrelateError, RunNotFoundError
 from correlate.store import Store
@@ -335,7 +335,9 @@ def _check_window(
         f"WHERE {selected}"
     ).to_pylist()[0]
     if not row["n"]:
-        raise EmptyWindowError(_empty_message(conn, bounds, services, shown, table, option))
+        raise EmptyWindowError(
+            _empty_message(conn, bounds, services, shown, table, option, in_window)
+        )
     start = bounds[0] if bounds[0] is not None else int(row["lo"])
     end = bounds[1] if bounds[1] is not None else int(row["hi"])
     return int(row["n"]), (start, end)
@@ -348,14 +350,27 @@ def _empty_message(
     shown: str,
     table: str,
     option: str,
+    in_window: str,
 ) -> str:
+    start = format_ns(bounds[0]) if bounds[0] is not None else "the first span"
+    end = format_ns(bounds[1]) if bounds[1] is not None else "the last span"
+    of = f" of {', '.join(services)}" if services else ""
+    service = f" AND ServiceName IN ({', '.join(map(quote_string, services))})" if services else ""
+    earlier = conn.query_arrow(
+        f"SELECT count() AS n FROM {table} WHERE {in_window}{service}"
+    ).to_pylist()[0]["n"]
+    if earlier:
+        # spans there, but none began a trace: the window's traces started before it
+        spans = f"{earlier} spans there are" if earlier != 1 else "1 span there is"
+        return (
+            f"no trace started{of} in {shown} of {conn.source.display} between {start} and "
+            f"{end}: its {spans} of traces that began before it (a window keeps the traces "
+            f"whose first span started in it); start {option} earlier"
+        )
     whole = conn.query_arrow(
         "SELECT count() AS n, toUnixTimestamp64Nano(min(Timestamp)) AS lo, "
         f"toUnixTimestamp64Nano(max(Timestamp)) AS hi FROM {table}"
     ).to_pylist()[0]
-    start = format_ns(bounds[0]) if bounds[0] is not None else "the first span"
-    end = format_ns(bounds[1]) if bounds[1] is not None else "the last span"
-    of = f" of {', '.join(services)}" if services else ""
     held = (
         f"the table holds spans from {format_ns(whole['lo'])} to {format_ns(whole['hi'])}"
         if whole["n"]

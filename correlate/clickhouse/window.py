@@ -31,8 +31,12 @@ from correlate.errors import CorrelateError
 #: window's, though some of its spans fall in it). A trace lasting longer loses its
 #: spans past the slack, or has its spans in the window taken as the window's.
 TRACE_SLACK_NS = 60 * 1_000_000_000
-#: The last instant ClickHouse's ``DateTime64(9)`` holds (2262-04-11), as an Int64.
+#: The first and last instants ClickHouse's ``DateTime64(9)`` holds (1900-01-01,
+#: 2262-04-11): a time outside would wrap around in ``toInt64``.
+_FIRST_NS = -2_208_988_800 * 1_000_000_000
 _LAST_NS = 2**63 - 1
+#: A span without a trace id, as the views read it (:func:`correlate.ingest.canonical.stable_id`).
+_NO_TRACE = "empty(trimBoth(TraceId))"
 
 _EXAMPLE = (
     "2026-11-27T10:00..2026-11-27T11:00 (UTC unless an offset is given) or 1795773600..1795777200"
@@ -65,7 +69,7 @@ def _instant(part: str, text: str) -> int | None:
         return None
     if re.fullmatch(r"\d+(\.\d+)?", part):
         whole, _, fraction = part.partition(".")
-        return int(whole) * 1_000_000_000 + int((fraction + "0" * 9)[:9])
+        return _held(int(whole) * 1_000_000_000 + int((fraction + "0" * 9)[:9]), part, text)
     iso = part[:-1] + "+00:00" if part.endswith(("Z", "z")) else part
     # nanosecond digits would not fit datetime: keep them apart
     match = re.match(r"^(.*?\d{2}:\d{2}:\d{2})\.(\d+)(.*)$", iso)
@@ -83,7 +87,16 @@ def _instant(part: str, text: str) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     seconds = int((moment - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds())
-    return seconds * 1_000_000_000 + nanos
+    return _held(seconds * 1_000_000_000 + nanos, part, text)
+
+
+def _held(ns: int, part: str, text: str) -> int:
+    if not _FIRST_NS <= ns <= _LAST_NS:
+        raise WindowError(
+            f"--window {text!r}: {part!r} is outside 1900-01-01..2262-04-11, the times "
+            "ClickHouse holds to the nanosecond; leave that end out for no bound"
+        )
+    return ns
 
 
 def format_ns(ns: int) -> str:
@@ -112,10 +125,12 @@ def window_condition(
     >>> print(window_condition("t", (10**12, 2 * 10**12), ("api",), slack_ns=10**9))
     Timestamp >= fromUnixTimestamp64Nano(toInt64(1000000000000))
     AND Timestamp <= fromUnixTimestamp64Nano(toInt64(2001000000000))
-    AND ServiceName IN ('api') AND TraceId IN (SELECT TraceId FROM t
+    AND ServiceName IN ('api') AND (TraceId IN (SELECT TraceId FROM t
     WHERE Timestamp >= fromUnixTimestamp64Nano(toInt64(999000000000))
     AND Timestamp <= fromUnixTimestamp64Nano(toInt64(2000000000000)) AND ServiceName IN ('api')
+    AND empty(trimBoth(TraceId)) = 0
     GROUP BY TraceId HAVING min(Timestamp) >= fromUnixTimestamp64Nano(toInt64(1000000000000)))
+    OR empty(trimBoth(TraceId)) AND Timestamp <= fromUnixTimestamp64Nano(toInt64(2000000000000)))
     """
     service = ""
     if services:
@@ -127,10 +142,15 @@ def window_condition(
     # none in the slack before it: its first span is then in the window
     traces = (
         f"SELECT TraceId FROM {table} WHERE {_between(max(start - slack_ns, 0), end)}{service} "
-        f"GROUP BY TraceId HAVING min(Timestamp) >= {_instant_sql(start)}"
+        f"AND {_NO_TRACE} = 0 GROUP BY TraceId HAVING min(Timestamp) >= {_instant_sql(start)}"
     )
     late = min(end + slack_ns, _LAST_NS)
-    return f"{_between(start, late)}{service} AND TraceId IN ({traces})"
+    # a span without a trace id is a trace of its own (the views' trace_id is NULL), not
+    # one with every other such span
+    return (
+        f"{_between(start, late)}{service} AND (TraceId IN ({traces}) "
+        f"OR {_NO_TRACE} AND Timestamp <= {_instant_sql(end)})"
+    )
 
 
 def _between(start: int, end: int) -> str:

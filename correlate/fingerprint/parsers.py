@@ -75,7 +75,7 @@ def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
     """
     import sqlglot
     from sqlglot import exp
-    from sqlglot.errors import SqlglotError
+    from sqlglot.errors import ErrorLevel, SqlglotError
 
     _quiet_sqlglot()
     if "\x00" in text:
@@ -84,7 +84,12 @@ def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
         trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
         if not trees:
             return None
-        sql = "; ".join(t.sql(dialect=dialect, comments=False) for t in trees)
+        # what the dialect cannot write is an error, not left out (`FOR UPDATE` in the
+        # generic dialect would be written as nothing: a locking read as a plain one)
+        sql = "; ".join(
+            t.sql(dialect=dialect, comments=False, unsupported_level=ErrorLevel.RAISE)
+            for t in trees
+        )
     except (SqlglotError, RecursionError):
         return None
     tables: list[str] = []

@@ -19,7 +19,8 @@ its executions the spans give:
 - its *wait*, when it queued: its time beyond the statement's uncontended median
   (when nearly every execution had someone ahead, the median of those during which
   nobody else let go, if less than the fastest tenth: in a queue that never drains,
-  even the fastest tenth waited for a whole hold).
+  even the fastest tenth waited for a whole hold; but only when the queued ones each
+  ended about the same time after a hold ended, as when the lock passes on).
 
 All of it is SQL, so the executions never leave the engine that holds the spans (DuckDB,
 or ClickHouse): the run's ``locks`` table keeps one row per execution, and what comes back
@@ -75,7 +76,8 @@ class Queue:
     #: median duration of the contended executions (0 when none)
     contended_median_ms: float
     #: the uncontended median; when nearly all contended, the fastest tenth's edge or
-    #: the median of those that waited for nobody (:func:`sweep_stages`), whichever is less
+    #: the median of those that waited for nobody (:func:`sweep_stages`), whichever is
+    #: less (the latter only when the queued ended alike after a hold ended)
     baseline_ms: float
     #: the queued executions' time beyond the baseline, summed
     lost_ms: float
@@ -146,16 +148,22 @@ events AS (
     SELECT fingerprint, start_ns AS t, 1 AS kind, k FROM ordered
     UNION ALL
     SELECT fingerprint, end_ns + $tolerance AS t, 2 AS kind, k FROM ordered
+    UNION ALL  -- its end, ahead of any hold ending then (its own, when it has none)
+    SELECT fingerprint, end_ns AS t, -1 AS kind, k FROM ordered
 ),
 released AS (  -- holds ended by each execution's start, and by its end, whoever started them
     SELECT fingerprint, k, max(CASE WHEN kind = 1 THEN n END) AS n,
-           max(CASE WHEN kind = 2 THEN n END) AS n_end
+           max(CASE WHEN kind = 2 THEN n END) AS n_end,
+           max(CASE WHEN kind = -1 THEN last_hold_end END) AS last_let_go
     FROM (
         SELECT fingerprint, kind, k,
                sum(CASE WHEN kind = 0 THEN 1 ELSE 0 END) OVER (
-                   PARTITION BY fingerprint ORDER BY t, kind ROWS UNBOUNDED PRECEDING) AS n
+                   PARTITION BY fingerprint ORDER BY t, kind ROWS UNBOUNDED PRECEDING) AS n,
+               max(CASE WHEN kind = 0 THEN t END) OVER (
+                   PARTITION BY fingerprint ORDER BY t, kind ROWS UNBOUNDED PRECEDING)
+                   AS last_hold_end
         FROM events
-    ) WHERE kind > 0
+    ) WHERE kind <> 0
     GROUP BY fingerprint, k
 ),
 own AS (  -- holds of its own request still open when it starts: not ahead of it
@@ -181,7 +189,10 @@ counted AS (
            coalesce(p.hold_end_ns > o.start_ns AND p.hold_end_ns <= o.end_ns + $tolerance
                     AND NOT (p.th = o.th AND p.rh = o.rh), false) AS after_previous,
            -- nobody else let go while it ran: it waited for no one, whoever started first
-           r.n_end - r.n - coalesce(m.n, 0) = 0 AS free
+           r.n_end - r.n - coalesce(m.n, 0) = 0 AS free,
+           -- how long it ran after the last hold to end before its end: when the lock
+           -- passed to it then, its own time (and the holder's untraced COMMIT)
+           o.end_ns - r.last_let_go AS after_let_go
     FROM ordered o
     JOIN released r ON r.fingerprint = o.fingerprint AND r.k = o.k
     LEFT JOIN own w ON w.fingerprint = o.fingerprint AND w.k = o.k
@@ -201,7 +212,7 @@ WITH width AS (
     FROM {prev} GROUP BY fingerprint
 )
 SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
-       c.hold_end_ns, c.k, c.ahead, c.after_previous, c.free, w.w,
+       c.hold_end_ns, c.k, c.ahead, c.after_previous, c.free, c.after_let_go, w.w,
        c.end_ns // w.w AS end_bucket, c.hold_end_ns // w.w AS hold_bucket
 FROM {prev} c JOIN width w ON w.fingerprint = c.fingerprint
 """
@@ -239,7 +250,7 @@ inside AS (  -- it ended inside another request's hold: it ran beside it
     GROUP BY i.fingerprint, i.k
 )
 SELECT c.fingerprint, c.th, c.rh, c.span_id, c.trace_id, c.route, c.start_ns, c.end_ns,
-       c.hold_end_ns, c.k, c.ahead, c.free,
+       c.hold_end_ns, c.k, c.ahead, c.free, c.after_let_go,
        c.ahead > 0 AND (c.after_previous OR coalesce(l.n, 0) > 0) AND coalesce(x.n, 0) = 0
            AS queued
 FROM {prev} c
@@ -252,13 +263,15 @@ def sweep_stages(source: str) -> list[str]:
     """The stages (:func:`correlate.analysis.requests.staged`) that sweep the executions
     ``source`` selects (``fingerprint, th, rh, span_id, trace_id, route, start_ns,
     end_ns, hold_end_ns``): one row each, with its place ``k`` in start order, ``ahead``,
-    ``queued`` and ``free`` (no other request let go while it ran, within the tolerance:
-    it waited for nobody, even one that started first and reached the row last).
+    ``queued``, ``free`` (no other request let go while it ran, within the tolerance:
+    it waited for nobody, even one that started first and reached the row last) and
+    ``after_let_go`` (ns from the end of the last hold that ended before it did, to its
+    end; NULL when none did).
     Parameter ``$tolerance`` (ns), and those of ``source``.
 
-    ``ahead`` and ``free`` come from running counts (start order, holds released by each
-    start and each end), so they cost no pairing of executions; whether one *queued*
-    pairs it only with the executions of other requests whose holds meet its own time,
+    ``ahead``, ``free`` and ``after_let_go`` come from running counts (start order, holds
+    released by each start and each end), so they cost no pairing of executions; whether
+    one *queued* pairs it only with the executions of other requests whose holds meet its own time,
     found in the same time bucket (:data:`_BUCKETED_SQL`).
     """
     return [source, _COUNTED_SQL, _BUCKETED_SQL, _SWEPT_SQL]
@@ -268,6 +281,7 @@ _SUMMARY_SQL = """
 WITH {lockers},
 sized AS (
     SELECT *, (end_ns - start_ns) / 1e6 AS ms, (hold_end_ns - end_ns) / 1e6 AS hold_ms,
+           after_let_go / 1e6 AS after_let_go_ms,
            sum(1) OVER (PARTITION BY fingerprint) AS n,
            row_number() OVER (PARTITION BY fingerprint ORDER BY end_ns - start_ns) AS by_time
     FROM {locks}
@@ -278,9 +292,15 @@ baselines AS (
                 THEN median(ms) FILTER (WHERE ahead = 0)
                 -- nearly always contended: its fastest tenth stands in for its own time,
                 -- unless those that waited for nobody took less: in a queue that never
-                -- drains even the fastest tenth waited for a whole hold, and what else
-                -- its executions show is the same as slow ones running side by side
+                -- drains even the fastest tenth waited for a whole hold. Slow executions
+                -- running side by side look the same, their quick ones waiting for nobody
+                -- by chance; but only in a queue does each queued one end the same time
+                -- after a hold ends (the lock passed on, then its own time): the spread of
+                -- that time, tenth to ninetieth percentile, within theirs and the tolerance
                 WHEN count(*) FILTER (WHERE free) > 0
+                     AND coalesce(quantile_cont(after_let_go_ms, 0.9) FILTER (WHERE queued)
+                                  - quantile_cont(after_let_go_ms, 0.1) FILTER (WHERE queued), 0)
+                         <= median(ms) FILTER (WHERE free) + $tolerance_ms
                 THEN least(median(ms) FILTER (WHERE free),
                            max(ms) FILTER (WHERE by_time = n // 10 + 1))
                 ELSE max(ms) FILTER (WHERE by_time = n // 10 + 1) END AS baseline_ms
@@ -348,7 +368,12 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     )
     rows = run.con.execute(
         _SUMMARY_SQL.format(lockers=_LOCKERS_SQL, locks=locks),
-        {"run": run.run_id, "min_uncontended": min_uncontended, **_PATTERNS},
+        {
+            "run": run.run_id,
+            "min_uncontended": min_uncontended,
+            "tolerance_ms": tolerance_ms,
+            **_PATTERNS,
+        },
     ).fetchall()
     by_ahead: dict[str, dict[str, float]] = defaultdict(dict)
     for fp, bucket, median in run.con.execute(_BY_AHEAD_SQL.format(locks=locks)).fetchall():
