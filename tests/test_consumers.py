@@ -85,6 +85,37 @@ def test_fire_and_forget_calls_after_the_request_cost_it_nothing() -> None:
         assert all(v >= 0 for v in numbers), (f.kind, f.evidence)
 
 
+def test_a_receive_span_around_the_processing_is_not_a_second_request() -> None:
+    # Older messaging conventions (boto3sqs, Java's JMS and Kafka clients) wrap the
+    # processing's CONSUMER span in a CONSUMER "receive" span: one message, one request,
+    # named after the processing. As two requests, the receive span's whole time was
+    # "unexplained" (the processing is no call of its) and every message counted twice.
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 5, "/orders")
+        send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="orders send")
+        receive = b.span(
+            trace, start + 20, start + 70, parent=send, kind="CONSUMER", name="orders receive",
+            service="worker",
+        )  # fmt: skip
+        process = b.span(
+            trace, start + 21, start + 69, parent=receive, kind="CONSUMER", name="orders process",
+            service="worker",
+        )  # fmt: skip
+        for n in range(12):
+            at = start + 22 + n * 3
+            b.query(trace, process, at, at + 2, f"SELECT * FROM items WHERE id = {n}")
+    store = b.build()
+    with open_run(store, "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+        findings = run.findings()
+    assert set(routes) == {"svc /orders", "worker orders process"}
+    assert routes["worker orders process"]["requests"] == 10
+    assert routes["svc /orders"]["db_calls"] == 0
+    assert [(f.kind, f.route) for f in findings] == [("n_plus_one", "worker orders process")]
+
+
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 def test_a_real_pika_worker_is_analysed_as_its_own_requests(

@@ -3,8 +3,9 @@
 A *request* is a SERVER span: a root, or the entry span of a service called by
 another; or a CONSUMER span, a worker's processing of one message (its DB calls are the
 worker's, after the request that published the message may have ended, so they are
-never the publisher's time: the PRODUCER span is). Older tracers (OpenTracing-era Zipkin and Jaeger clients) may leave a
-request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
+never the publisher's time: the PRODUCER span is), the innermost where a "receive"
+CONSUMER span wraps a "process" one. Older tracers (OpenTracing-era Zipkin and Jaeger
+clients) may leave a request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
 INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
 tables below call it SERVER. A route is ``http.route``, else the span's route
 template (``http_target_template``: ids in its path folded), else its name. Its work is every span below it down to the next SERVER span (which
@@ -118,8 +119,11 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
     return int(row[0]) if row else 0
 
 
-#: SQL: whether a span of ``spans`` is a request (see the module docstring).
-REQUEST_SQL = """(kind IN ('SERVER', 'CONSUMER') OR (parent_id IS NULL AND (
+#: SQL: whether a span of ``spans`` is a request (see the module docstring); a CONSUMER
+#: span is one unless a CONSUMER span is its child (``wraps_consumer``: older messaging
+#: conventions wrap the processing of a message in a "receive" span; the innermost is it).
+REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
+    OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
     OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
                                OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""
@@ -138,7 +142,14 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
-FROM spans WHERE run_id = $run
+FROM (
+    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
+    FROM spans s
+    LEFT JOIN (SELECT DISTINCT trace_id AS trace, parent_id AS parent FROM spans
+               WHERE run_id = $run AND kind = 'CONSUMER' AND parent_id IS NOT NULL) w
+      ON w.trace = s.trace_id AND w.parent = s.span_id
+    WHERE s.run_id = $run
+)
 """
 )
 
