@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import n_plus_one
 from correlate.fingerprint import fingerprint, fingerprint_many
+
+from .builders import RunBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER = Path(__file__).parent / "helpers" / "redis_producer.py"
@@ -90,4 +94,20 @@ def test_a_cache_read_per_item_is_an_n_plus_one_of_redis_commands(
     assert f.route == "/products"
     assert f.evidence["calls_per_request"] == 12
     assert "redis command GET" in f.title
+    assert "MGET" in f.suggestion and "IN (" not in f.suggestion
+
+
+@pytest.mark.parametrize("system", ["Redis", " redis "])
+def test_an_n_plus_one_of_commands_is_told_whatever_the_system_is_spelled(system: str) -> None:
+    # fingerprinting reads db.system trimmed and in any case; the finding must too
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 80, "/products")
+        for n in range(12):
+            at = start + 1 + n * 5
+            b.span(trace, at, at + 4, parent=r, kind="CLIENT", name="GET", db=system, sql="GET ?")
+    with open_run(b.build(), "r") as run:
+        (f,) = n_plus_one(run)
+    assert "the same redis command GET 12×" in f.title
     assert "MGET" in f.suggestion and "IN (" not in f.suggestion

@@ -203,7 +203,7 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
 def _texts(run: Run) -> dict[str, tuple[str, str | None, str | None, str | None]]:
     """fingerprint → (normalized text, first table, database system, operation)."""
     rows = run.con.execute(
-        "SELECT fingerprint, min(normalized), min(tables[1]), lower(min(db_system)), "
+        "SELECT fingerprint, min(normalized), min(tables[1]), lower(trim(min(db_system))), "
         "min(operation) FROM statements WHERE run_id = ? GROUP BY fingerprint",
         [run.run_id],
     ).fetchall()
