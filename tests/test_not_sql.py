@@ -111,3 +111,24 @@ def test_an_n_plus_one_of_commands_is_told_whatever_the_system_is_spelled(system
         (f,) = n_plus_one(run)
     assert "the same redis command GET 12×" in f.title
     assert "MGET" in f.suggestion and "IN (" not in f.suggestion
+
+
+def test_the_values_of_a_document_command_are_placeholders_its_collection_is_not() -> None:
+    # Java's and Node's MongoDB instrumentations record the command as JSON, with the
+    # values themselves when sanitising is off: a fingerprint per e-mail address found no
+    # N+1 and put the addresses in the report
+    alice, bob, tags, tag = (
+        fingerprint(text, "mongodb")
+        for text in (
+            '{"find": "orders", "filter": {"email": "alice@example.com"}}',
+            '{"find": "orders", "filter": {"email": "bob@example.com", "n": 3}}',
+            '{"find": "orders", "filter": {"tag": {"$in": ["a", "b", "c"]}}}',
+            '{"find": "orders", "filter": {"tag": {"$in": ["a"]}}}',
+        )
+    )
+    assert alice.normalized == "{ find : orders, filter : { email : $1 } }"
+    assert bob.normalized == "{ find : orders, filter : { email : $1, n : $2 } }"
+    assert "example.com" not in alice.normalized + bob.normalized
+    assert tags.id == tag.id and tag.normalized.endswith('{ "$in" : [$1] } } }')
+    other = fingerprint('{"find": "users", "filter": {"email": "alice@example.com"}}', "mongodb")
+    assert other.id != alice.id and "users" in other.normalized
