@@ -116,6 +116,23 @@ def test_a_receive_span_around_the_processing_is_not_a_second_request() -> None:
     assert [(f.kind, f.route) for f in findings] == [("n_plus_one", "worker orders process")]
 
 
+def test_a_batch_receive_above_the_messages_is_no_lost_span() -> None:
+    # boto3sqs: one root "receive" span per batch, each message's processing a CONSUMER
+    # child starting after it ended. The receive span is the messages' way in, not a span
+    # of "no SERVER or CONSUMER span in its trace".
+    b = RunBuilder()
+    for i in range(4):
+        trace, start = f"t{i}", i * 1000.0
+        receive = b.span(trace, start, start + 10, kind="CONSUMER", name="q receive")
+        for m in range(5):
+            at = start + 11 + m * 30
+            b.span(trace, at, at + 28, parent=receive, kind="CONSUMER", name="q process")
+    with open_run(b.build(), "r") as run:
+        routes = run.routes()
+        assert run.unattributed_spans == 0
+    assert dict(zip(routes["route"], routes["requests"], strict=True)) == {"q process": 20}
+
+
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 def test_a_real_pika_worker_is_analysed_as_its_own_requests(

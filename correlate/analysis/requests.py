@@ -107,12 +107,13 @@ TABLES = (
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
     """How many spans of the run belong to no request (a load generator's root CLIENT
-    span that a request hangs under is the client's side, not counted)."""
+    span that a request hangs under is the client's side, and a root CONSUMER span
+    receiving the messages whose processing hangs under it their way in: not counted)."""
     row = con.execute(
         f"""
         SELECT count(*) FROM {prefix}_tree t ANTI JOIN {prefix}_owner o USING (th, sh)
         -- a load generator's root CLIENT span above a request is the client's side
-        WHERE NOT (t.kind = 'CLIENT' AND t.parent_id IS NULL AND EXISTS (
+        WHERE NOT (t.kind IN ('CLIENT', 'CONSUMER') AND t.parent_id IS NULL AND EXISTS (
             SELECT 1 FROM {prefix}_tree s WHERE s.th = t.th AND s.ph = t.sh AND s.kind = 'SERVER'))
         """
     ).fetchone()
