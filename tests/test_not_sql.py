@@ -132,3 +132,23 @@ def test_the_values_of_a_document_command_are_placeholders_its_collection_is_not
     assert tags.id == tag.id and tag.normalized.endswith('{ "$in" : [$1] } } }')
     other = fingerprint('{"find": "users", "filter": {"email": "alice@example.com"}}', "mongodb")
     assert other.id != alice.id and "users" in other.normalized
+
+
+def test_a_slow_command_is_never_sent_to_plan_capture() -> None:
+    # `correlate plans capture` explains SQL only: for a slow Redis command the finding
+    # and the run's gaps must not tell the reader to capture its plan
+    b = RunBuilder()
+    for i in range(20):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 100, "/products")
+        b.span(trace, start + 1, start + 91, parent=r, kind="CLIENT", db="redis", sql="KEYS ?")
+    with correlate.open_store(":memory:") as store:
+        result = correlate.analyze("r", store=b.build(store))
+    (f,) = result.findings
+    assert (f.kind, f.title) == (
+        "slow_query",
+        "Slow query in /products: the redis command KEYS, median 90.0 ms per call",
+    )
+    assert "plan" not in f.suggestion and "EXPLAIN" not in f.suggestion
+    assert "SLOWLOG" in f.suggestion
+    assert not [gap for gap in result.gaps if "plans capture" in gap]

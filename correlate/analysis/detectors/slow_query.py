@@ -30,6 +30,7 @@ from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
+from correlate.semconv import NOT_SQL_SYSTEMS
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -134,10 +135,18 @@ def slow_query(
         table = (
             (list(q["tables"]) or [None])[0] if q is not None and q["tables"] is not None else None
         )
-        subject = f"the query on {table}" if table else "one query"
+        system = str(q["db_system"] or "").strip().lower() if q is not None else ""
+        command = system in NOT_SQL_SYSTEMS  # a key-value or document store: no plan to capture
+        if command:
+            verb = q["operation"] if q is not None else None
+            subject = f"the {system} command{f' {verb}' if verb else ''}"
+        else:
+            subject = f"the query on {table}" if table else "one query"
         why = (
             " Its plan: " + "; ".join(insights[:3]) + "."
             if insights
+            else ""
+            if command
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
         fixes = [
@@ -147,6 +156,12 @@ def slow_query(
         fix = (
             " ".join(fixes[:2])
             if fixes
+            else (
+                f"See what the command costs in {system} itself (Redis SLOWLOG and large keys, "
+                "MongoDB explain() and an index on the filtered fields), fetch less per call, or "
+                "keep what does not change per request in the process."
+            )
+            if command
             else (
                 f"Capture its plan (correlate plans capture --run {shlex.quote(run.name)} --dsn URL) or add "
                 "the run's EXPLAIN output, then look for a scan that an index on the filtered "
