@@ -152,3 +152,29 @@ def test_a_slow_command_is_never_sent_to_plan_capture() -> None:
     assert "plan" not in f.suggestion and "EXPLAIN" not in f.suggestion
     assert "SLOWLOG" in f.suggestion
     assert not [gap for gap in result.gaps if "plans capture" in gap]
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("GET user:1", "redundant_calls"),  # the very same key: a redundant read
+        ("HGETALL session:abc", "redundant_calls"),  # `:abc` is a key, not a bind variable
+        ('{"find": "users", "filter": {"_id": 7}}', "redundant_calls"),
+        ("GET ?", "n_plus_one"),  # keys not recorded: one per item, as far as is known
+        ("INCR hits:1", "n_plus_one"),  # a write is never redundant
+    ],
+)
+def test_the_same_command_with_the_same_key_is_a_redundant_call(statement: str, kind: str) -> None:
+    # As for SQL's `SELECT … WHERE id = 1` six times: one read to keep, not an N+1 to batch
+    b = RunBuilder()
+    system = "mongodb" if statement.startswith("{") else "redis"
+    for i in range(20):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 100, "/products")
+        for n in range(6):
+            at = start + 1 + n * 10
+            b.span(trace, at, at + 8, parent=r, kind="CLIENT", db=system, sql=statement)
+    with open_run(b.build(), "r") as run:
+        kinds = [f.kind for f in run.findings()]
+    assert kind in kinds
+    assert {"n_plus_one", "redundant_calls"} - {kind} & set(kinds) == set()
