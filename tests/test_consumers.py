@@ -23,6 +23,7 @@ from correlate.analysis.detectors import n_plus_one
 from .builders import RunBuilder
 
 WORKER = Path(__file__).parent / "helpers" / "pika_worker.py"
+CELERY = Path(__file__).parent / "helpers" / "celery_worker.py"
 
 
 def _publish_then_process(b: RunBuilder, i: int, *, consumer_kind: str = "CONSUMER") -> None:
@@ -163,5 +164,35 @@ def test_a_real_pika_worker_is_analysed_as_its_own_requests(
     plus_one = [f for f in result.findings if f.kind == "n_plus_one"]
     assert [f.route for f in plus_one] == [consumer]
     assert plus_one[0].evidence["calls_per_request"] == 12
+    for f in result.findings:
+        assert f.impact_ms >= 0, f
+
+
+@pytest.mark.rabbitmq
+def test_a_real_celery_worker_in_the_publishers_service_is_its_own_requests(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    # Celery's instrumentation: apply_async (PRODUCER) and the task's run (CONSUMER) in
+    # one service.name, the web app's and the worker's
+    pytest.importorskip("opentelemetry.instrumentation.celery")
+    out, tasks = tmp_path / "spans.jsonl", 20
+    done = subprocess.run(
+        [sys.executable, str(CELERY), amqp_url, str(tmp_path / "shop.db"), str(out), str(tasks)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    with correlate.open_store(":memory:") as store:
+        store.ingest([out], run="r")
+        result = correlate.analyze("r", store=store)
+    routes = {r["route"]: r for r in result.routes.to_dict("records")}
+    assert set(routes) == {"/orders", "run/orders.process"}
+    assert routes["run/orders.process"]["requests"] == tasks
+    assert routes["run/orders.process"]["db_calls"] == pytest.approx(13)  # the list, 12 items
+    assert routes["/orders"]["db_calls"] == 0 and routes["/orders"]["downstream_ms"] > 0
+    (f,) = [f for f in result.findings if f.kind == "n_plus_one"]
+    assert (f.route, f.evidence["calls_per_request"]) == ("run/orders.process", 12)
     for f in result.findings:
         assert f.impact_ms >= 0, f
