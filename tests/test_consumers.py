@@ -117,6 +117,26 @@ def test_a_receive_span_around_the_processing_is_not_a_second_request() -> None:
     assert [(f.kind, f.route) for f in findings] == [("n_plus_one", "worker orders process")]
 
 
+def test_a_message_handed_on_to_another_service_is_a_request_in_each() -> None:
+    # a worker's CONSUMER span parent of the next service's CONSUMER span (the context
+    # handed on without a PRODUCER span): two services, two requests, each its own queries
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        first = b.span(trace, start, start + 30, kind="CONSUMER", name="a", service="billing")
+        b.query(trace, first, start + 1, start + 5, "SELECT * FROM invoices WHERE id = 1")
+        second = b.span(
+            trace, start + 10, start + 40, parent=first, kind="CONSUMER", name="b", service="mail"
+        )
+        b.query(trace, second, start + 11, start + 15, "SELECT * FROM letters WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+    assert {route: (r["requests"], r["db_calls"]) for route, r in routes.items()} == {
+        "billing a": (10, 1),
+        "mail b": (10, 1),
+    }
+
+
 def test_a_batch_receive_above_the_messages_is_no_lost_span() -> None:
     # boto3sqs: one root "receive" span per batch, each message's processing a CONSUMER
     # child starting after it ended. The receive span is the messages' way in, not a span

@@ -121,8 +121,9 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
 
 
 #: SQL: whether a span of ``spans`` is a request (see the module docstring); a CONSUMER
-#: span is one unless a CONSUMER span is its child (``wraps_consumer``: older messaging
-#: conventions wrap the processing of a message in a "receive" span; the innermost is it).
+#: span is one unless a CONSUMER span of its service is its child (``wraps_consumer``: older
+#: messaging conventions wrap the processing of a message in a "receive" span; the innermost
+#: is the request; a worker handing a message on to another service's stays one).
 REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
     OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
@@ -146,9 +147,10 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
 FROM (
     SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
     FROM spans s
-    LEFT JOIN (SELECT DISTINCT trace_id AS trace, parent_id AS parent FROM spans
+    LEFT JOIN (SELECT DISTINCT trace_id AS trace, parent_id AS parent, service AS by
+               FROM spans
                WHERE run_id = $run AND kind = 'CONSUMER' AND parent_id IS NOT NULL) w
-      ON w.trace = s.trace_id AND w.parent = s.span_id
+      ON w.trace = s.trace_id AND w.parent = s.span_id AND w.by IS NOT DISTINCT FROM s.service
     WHERE s.run_id = $run
 )
 """
