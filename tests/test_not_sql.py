@@ -134,14 +134,19 @@ def test_the_values_of_a_document_command_are_placeholders_its_collection_is_not
     assert other.id != alice.id and "users" in other.normalized
 
 
-def test_a_slow_command_is_never_sent_to_plan_capture() -> None:
-    # `correlate plans capture` explains SQL only: for a slow Redis command the finding
-    # and the run's gaps must not tell the reader to capture its plan
+@pytest.mark.parametrize("statement", ["KEYS ?", None])
+def test_a_slow_command_is_never_sent_to_plan_capture(statement: str | None) -> None:
+    # `correlate plans capture` explains SQL only: for a slow Redis command (its text
+    # recorded or not) the finding and the run's gaps must not tell the reader to capture
+    # its plan
     b = RunBuilder()
     for i in range(20):
         trace, start = f"t{i}", i * 1000.0
         r = b.request(trace, start, start + 100, "/products")
-        b.span(trace, start + 1, start + 91, parent=r, kind="CLIENT", db="redis", sql="KEYS ?")
+        b.span(
+            trace, start + 1, start + 91, parent=r, kind="CLIENT", name="KEYS", db="redis",
+            sql=statement,
+        )  # fmt: skip
     with correlate.open_store(":memory:") as store:
         result = correlate.analyze("r", store=b.build(store))
     (f,) = result.findings
@@ -178,3 +183,19 @@ def test_the_same_command_with_the_same_key_is_a_redundant_call(statement: str, 
         kinds = [f.kind for f in run.findings()]
     assert kind in kinds
     assert {"n_plus_one", "redundant_calls"} - {kind} & set(kinds) == set()
+
+
+def test_an_n_plus_one_of_commands_without_their_text_is_still_of_commands() -> None:
+    # with statement capture off (or an instrumentation that records none) the span's
+    # system and name stand for the call: still a Redis GET, not "the same query"
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 80, "/products")
+        for n in range(12):
+            at = start + 1 + n * 5
+            b.span(trace, at, at + 4, parent=r, kind="CLIENT", name="GET", db="redis")
+    with open_run(b.build(), "r") as run:
+        (f,) = n_plus_one(run)
+    assert "the same redis command GET 12×" in f.title
+    assert "MGET" in f.suggestion and "IN (" not in f.suggestion

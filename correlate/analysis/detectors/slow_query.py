@@ -23,10 +23,10 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
-from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
+from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, untexted
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -132,13 +132,15 @@ def slow_query(
         q = queries.loc[fp] if fp in queries.index else None
         insights = list(q["insights"]) if q is not None else []
         fixes = list(q["suggestions"]) if q is not None else []
-        table = (
-            (list(q["tables"]) or [None])[0] if q is not None and q["tables"] is not None else None
-        )
-        system = str(q["db_system"] or "").strip().lower() if q is not None else ""
+        listed = _field(q, "tables")
+        tables = [] if listed is None else list(listed)
+        table = tables[0] if tables else None
+        system, verb = str(_field(q, "db_system") or "").strip().lower(), _field(q, "operation")
+        if not system:  # no statement: the system and span name stand for it (``redis GET``)
+            _, _, named, verb = untexted(fp)
+            system = named or ""
         command = system in NOT_SQL_SYSTEMS  # a key-value or document store: no plan to capture
         if command:
-            verb = q["operation"] if q is not None else None
             subject = f"the {system} command{f' {verb}' if verb else ''}"
         else:
             subject = f"the query on {table}" if table else "one query"
@@ -149,10 +151,7 @@ def slow_query(
             if command
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
-        fixes = [
-            _qualify(fix, list(q["tables"]) if q is not None and q["tables"] is not None else [])
-            for fix in fixes
-        ]
+        fixes = [_qualify(fix, tables) for fix in fixes]
         fix = (
             " ".join(fixes[:2])
             if fixes
@@ -216,6 +215,16 @@ def slow_query(
             )
         )
     return found
+
+
+def _field(q: Any, key: str) -> Any:
+    """A value of a row of ``Run.queries()``, or None (no row; NULL, read back as pandas' NA)."""
+    import pandas as pd
+
+    if q is None:
+        return None
+    value = q[key]
+    return None if value is None or value is pd.NA else value
 
 
 def _qualify(suggestion: str, tables: list[str]) -> str:
