@@ -117,6 +117,27 @@ def test_a_receive_span_around_the_processing_is_not_a_second_request() -> None:
     assert [(f.kind, f.route) for f in findings] == [("n_plus_one", "worker orders process")]
 
 
+def test_a_task_running_another_in_its_process_is_a_request_of_its_own() -> None:
+    # Celery's apply() (or eager tasks): the inner task's CONSUMER span is a child of the
+    # outer one, which has work of its own: both are requests, neither the publisher's
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 5, "/orders")
+        send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="send")
+        outer = b.span(trace, start + 20, start + 60, parent=send, kind="CONSUMER", name="a")
+        b.query(trace, outer, start + 21, start + 30, "SELECT * FROM orders WHERE id = 1")
+        inner = b.span(trace, start + 31, start + 59, parent=outer, kind="CONSUMER", name="b")
+        b.query(trace, inner, start + 32, start + 40, "SELECT * FROM items WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+    assert {route: (r["requests"], r["db_calls"]) for route, r in routes.items()} == {
+        "/orders": (10, 0),
+        "a": (10, 1),
+        "b": (10, 1),
+    }
+
+
 def test_a_message_handed_on_to_another_service_is_a_request_in_each() -> None:
     # a worker's CONSUMER span parent of the next service's CONSUMER span (the context
     # handed on without a PRODUCER span): two services, two requests, each its own queries

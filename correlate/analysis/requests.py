@@ -121,9 +121,10 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
 
 
 #: SQL: whether a span of ``spans`` is a request (see the module docstring); a CONSUMER
-#: span is one unless a CONSUMER span of its service is its child (``wraps_consumer``: older
-#: messaging conventions wrap the processing of a message in a "receive" span; the innermost
-#: is the request; a worker handing a message on to another service's stays one).
+#: span is one unless its children are all CONSUMER spans of its service (``wraps_consumer``:
+#: older messaging conventions wrap the processing of a message in a "receive" span; the
+#: innermost is the request). A worker handing a message on to another service, or a task
+#: running another in its own process (Celery's apply) among work of its own, stays one.
 REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
     OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
@@ -147,9 +148,14 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
 FROM (
     SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
     FROM spans s
-    LEFT JOIN (SELECT DISTINCT trace_id AS trace, parent_id AS parent, service AS by
+    -- the spans whose children are all CONSUMER spans of one service
+    LEFT JOIN (SELECT trace_id AS trace, parent_id AS parent, min(service) AS by
                FROM spans
-               WHERE run_id = $run AND kind = 'CONSUMER' AND parent_id IS NOT NULL) w
+               WHERE run_id = $run AND parent_id IN (  -- only a CONSUMER's children: cheap
+                   SELECT span_id FROM spans WHERE run_id = $run AND kind = 'CONSUMER')
+               GROUP BY trace_id, parent_id
+               HAVING bool_and(coalesce(kind = 'CONSUMER', false))
+                  AND min(coalesce(service, '')) = max(coalesce(service, ''))) w
       ON w.trace = s.trace_id AND w.parent = s.span_id AND w.by IS NOT DISTINCT FROM s.service
     WHERE s.run_id = $run
 )
