@@ -211,3 +211,34 @@ def test_duckdb_semantics_kept_where_clickhouse_differs(chdb: Any) -> None:
     assert sorted(tuple(r.values()) for r in table.to_pylist()) == sorted(
         duck.execute(correlated).fetchall()
     )
+
+
+def test_messages_processed_are_the_same_requests_in_clickhouse(chdb: Any) -> None:
+    # a worker's CONSUMER spans, one wrapped in a "receive" CONSUMER span, and the
+    # publisher's PRODUCER span: the same requests, routes and findings in both engines
+    from .builders import RunBuilder
+
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 5, "/orders")
+        send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="send")
+        outer = b.span(trace, start + 20, start + 70, parent=send, kind="CONSUMER", name="receive")
+        inner = b.span(trace, start + 21, start + 69, parent=outer, kind="CONSUMER", name="process")
+        for n in range(12):
+            at = start + 22 + n * 3
+            b.query(trace, inner, at, at + 2, f"SELECT * FROM items WHERE id = {n}")
+    store = b.build()
+    remote_store, _ = copied(store, chdb, "r")
+    local, remote = Run(store, "r"), Run(remote_store, "r")  # type: ignore[arg-type]
+    assert set(local.routes()["route"]) == {"/orders", "process"}
+    assert [(f.kind, f.route, f.impact_ms) for f in remote.findings()] == [
+        (f.kind, f.route, f.impact_ms) for f in local.findings()
+    ]
+    _same_frame(local.routes(), remote.routes())
+    # the hashes of ids differ between engines; each request is the same
+    here, there = (
+        run.requests().drop(columns=["th", "rh"]).sort_values("request_id", ignore_index=True)
+        for run in (local, remote)
+    )
+    _same_frame(here, there)

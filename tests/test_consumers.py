@@ -23,6 +23,7 @@ from correlate.analysis.detectors import n_plus_one
 from .builders import RunBuilder
 
 WORKER = Path(__file__).parent / "helpers" / "pika_worker.py"
+CELERY = Path(__file__).parent / "helpers" / "celery_worker.py"
 
 
 def _publish_then_process(b: RunBuilder, i: int, *, consumer_kind: str = "CONSUMER") -> None:
@@ -85,6 +86,95 @@ def test_fire_and_forget_calls_after_the_request_cost_it_nothing() -> None:
         assert all(v >= 0 for v in numbers), (f.kind, f.evidence)
 
 
+def test_a_receive_span_around_the_processing_is_not_a_second_request() -> None:
+    # Older messaging conventions (boto3sqs, Java's JMS and Kafka clients) wrap the
+    # processing's CONSUMER span in a CONSUMER "receive" span: one message, one request,
+    # named after the processing. As two requests, the receive span's whole time was
+    # "unexplained" (the processing is no call of its) and every message counted twice.
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 5, "/orders")
+        send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="orders send")
+        receive = b.span(
+            trace, start + 20, start + 70, parent=send, kind="CONSUMER", name="orders receive",
+            service="worker",
+        )  # fmt: skip
+        process = b.span(
+            trace, start + 21, start + 69, parent=receive, kind="CONSUMER", name="orders process",
+            service="worker",
+        )  # fmt: skip
+        for n in range(12):
+            at = start + 22 + n * 3
+            b.query(trace, process, at, at + 2, f"SELECT * FROM items WHERE id = {n}")
+    store = b.build()
+    with open_run(store, "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+        findings = run.findings()
+    assert set(routes) == {"svc /orders", "worker orders process"}
+    assert routes["worker orders process"]["requests"] == 10
+    assert routes["svc /orders"]["db_calls"] == 0
+    assert [(f.kind, f.route) for f in findings] == [("n_plus_one", "worker orders process")]
+
+
+def test_a_task_running_another_in_its_process_is_a_request_of_its_own() -> None:
+    # Celery's apply() (or eager tasks): the inner task's CONSUMER span is a child of the
+    # outer one, which has work of its own: both are requests, neither the publisher's
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 5, "/orders")
+        send = b.span(trace, start + 1, start + 2, parent=r, kind="PRODUCER", name="send")
+        outer = b.span(trace, start + 20, start + 60, parent=send, kind="CONSUMER", name="a")
+        b.query(trace, outer, start + 21, start + 30, "SELECT * FROM orders WHERE id = 1")
+        inner = b.span(trace, start + 31, start + 59, parent=outer, kind="CONSUMER", name="b")
+        b.query(trace, inner, start + 32, start + 40, "SELECT * FROM items WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+    assert {route: (r["requests"], r["db_calls"]) for route, r in routes.items()} == {
+        "/orders": (10, 0),
+        "a": (10, 1),
+        "b": (10, 1),
+    }
+
+
+def test_a_message_handed_on_to_another_service_is_a_request_in_each() -> None:
+    # a worker's CONSUMER span parent of the next service's CONSUMER span (the context
+    # handed on without a PRODUCER span): two services, two requests, each its own queries
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        first = b.span(trace, start, start + 30, kind="CONSUMER", name="a", service="billing")
+        b.query(trace, first, start + 1, start + 5, "SELECT * FROM invoices WHERE id = 1")
+        second = b.span(
+            trace, start + 10, start + 40, parent=first, kind="CONSUMER", name="b", service="mail"
+        )
+        b.query(trace, second, start + 11, start + 15, "SELECT * FROM letters WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        routes = {r["route"]: r for r in run.routes().to_dict("records")}
+    assert {route: (r["requests"], r["db_calls"]) for route, r in routes.items()} == {
+        "billing a": (10, 1),
+        "mail b": (10, 1),
+    }
+
+
+def test_a_batch_receive_above_the_messages_is_no_lost_span() -> None:
+    # boto3sqs: one root "receive" span per batch, each message's processing a CONSUMER
+    # child starting after it ended. The receive span is the messages' way in, not a span
+    # of "no SERVER or CONSUMER span in its trace".
+    b = RunBuilder()
+    for i in range(4):
+        trace, start = f"t{i}", i * 1000.0
+        receive = b.span(trace, start, start + 10, kind="CONSUMER", name="q receive")
+        for m in range(5):
+            at = start + 11 + m * 30
+            b.span(trace, at, at + 28, parent=receive, kind="CONSUMER", name="q process")
+    with open_run(b.build(), "r") as run:
+        routes = run.routes()
+        assert run.unattributed_spans == 0
+    assert dict(zip(routes["route"], routes["requests"], strict=True)) == {"q process": 20}
+
+
 @pytest.mark.postgres
 @pytest.mark.rabbitmq
 def test_a_real_pika_worker_is_analysed_as_its_own_requests(
@@ -115,5 +205,35 @@ def test_a_real_pika_worker_is_analysed_as_its_own_requests(
     plus_one = [f for f in result.findings if f.kind == "n_plus_one"]
     assert [f.route for f in plus_one] == [consumer]
     assert plus_one[0].evidence["calls_per_request"] == 12
+    for f in result.findings:
+        assert f.impact_ms >= 0, f
+
+
+@pytest.mark.rabbitmq
+def test_a_real_celery_worker_in_the_publishers_service_is_its_own_requests(
+    amqp_url: str, tmp_path: Path
+) -> None:
+    # Celery's instrumentation: apply_async (PRODUCER) and the task's run (CONSUMER) in
+    # one service.name, the web app's and the worker's
+    pytest.importorskip("opentelemetry.instrumentation.celery")
+    out, tasks = tmp_path / "spans.jsonl", 20
+    done = subprocess.run(
+        [sys.executable, str(CELERY), amqp_url, str(tmp_path / "shop.db"), str(out), str(tasks)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    with correlate.open_store(":memory:") as store:
+        store.ingest([out], run="r")
+        result = correlate.analyze("r", store=store)
+    routes = {r["route"]: r for r in result.routes.to_dict("records")}
+    assert set(routes) == {"/orders", "run/orders.process"}
+    assert routes["run/orders.process"]["requests"] == tasks
+    assert routes["run/orders.process"]["db_calls"] == pytest.approx(13)  # the list, 12 items
+    assert routes["/orders"]["db_calls"] == 0 and routes["/orders"]["downstream_ms"] > 0
+    (f,) = [f for f in result.findings if f.kind == "n_plus_one"]
+    assert (f.route, f.evidence["calls_per_request"]) == ("run/orders.process", 12)
     for f in result.findings:
         assert f.impact_ms >= 0, f

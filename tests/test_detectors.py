@@ -164,6 +164,18 @@ def test_slow_query_critical_when_it_is_most_of_the_latency() -> None:
     assert f.severity == "critical"
 
 
+def test_slow_query_of_a_call_with_no_statement() -> None:
+    # statement capture turned off: the system and span name stand for the query, which
+    # has no tables to name (they were read as a list and failed: 'NAType' not iterable)
+    b = RunBuilder()
+    for i in range(10):
+        r = b.request(f"t{i}", i * 1000.0, i * 1000.0 + 100, "/orders")
+        b.span(f"t{i}", i * 1000.0 + 1, i * 1000.0 + 91, parent=r, kind="CLIENT", db="postgresql")
+    (f,) = findings(b, slow_query)
+    assert f.title == "Slow query in /orders: one query, median 90.0 ms per call"
+    assert f.fingerprint == "postgresql CLIENT"
+
+
 @pytest.mark.parametrize(
     ("db", "app"), [(8, 2), (60, 200)], ids=["fast-query-dominant", "slow-query-not-dominant"]
 )

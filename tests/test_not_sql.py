@@ -14,7 +14,11 @@ from pathlib import Path
 import pytest
 
 import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import n_plus_one
 from correlate.fingerprint import fingerprint, fingerprint_many
+
+from .builders import RunBuilder
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER = Path(__file__).parent / "helpers" / "redis_producer.py"
@@ -90,4 +94,108 @@ def test_a_cache_read_per_item_is_an_n_plus_one_of_redis_commands(
     assert f.route == "/products"
     assert f.evidence["calls_per_request"] == 12
     assert "redis command GET" in f.title
+    assert "MGET" in f.suggestion and "IN (" not in f.suggestion
+
+
+@pytest.mark.parametrize("system", ["Redis", " redis "])
+def test_an_n_plus_one_of_commands_is_told_whatever_the_system_is_spelled(system: str) -> None:
+    # fingerprinting reads db.system trimmed and in any case; the finding must too
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 80, "/products")
+        for n in range(12):
+            at = start + 1 + n * 5
+            b.span(trace, at, at + 4, parent=r, kind="CLIENT", name="GET", db=system, sql="GET ?")
+    with open_run(b.build(), "r") as run:
+        (f,) = n_plus_one(run)
+    assert "the same redis command GET 12×" in f.title
+    assert "MGET" in f.suggestion and "IN (" not in f.suggestion
+
+
+def test_the_values_of_a_document_command_are_placeholders_its_collection_is_not() -> None:
+    # Java's and Node's MongoDB instrumentations record the command as JSON, with the
+    # values themselves when sanitising is off: a fingerprint per e-mail address found no
+    # N+1 and put the addresses in the report
+    alice, bob, tags, tag = (
+        fingerprint(text, "mongodb")
+        for text in (
+            '{"find": "orders", "filter": {"email": "alice@example.com"}}',
+            '{"find": "orders", "filter": {"email": "bob@example.com", "n": 3}}',
+            '{"find": "orders", "filter": {"tag": {"$in": ["a", "b", "c"]}}}',
+            '{"find": "orders", "filter": {"tag": {"$in": ["a"]}}}',
+        )
+    )
+    assert alice.normalized == "{ find : orders, filter : { email : $1 } }"
+    assert bob.normalized == "{ find : orders, filter : { email : $1, n : $2 } }"
+    assert "example.com" not in alice.normalized + bob.normalized
+    assert tags.id == tag.id and tag.normalized.endswith('{ "$in" : [$1] } } }')
+    other = fingerprint('{"find": "users", "filter": {"email": "alice@example.com"}}', "mongodb")
+    assert other.id != alice.id and "users" in other.normalized
+
+
+@pytest.mark.parametrize("statement", ["KEYS ?", None])
+def test_a_slow_command_is_never_sent_to_plan_capture(statement: str | None) -> None:
+    # `correlate plans capture` explains SQL only: for a slow Redis command (its text
+    # recorded or not) the finding and the run's gaps must not tell the reader to capture
+    # its plan
+    b = RunBuilder()
+    for i in range(20):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 100, "/products")
+        b.span(
+            trace, start + 1, start + 91, parent=r, kind="CLIENT", name="KEYS", db="redis",
+            sql=statement,
+        )  # fmt: skip
+    with correlate.open_store(":memory:") as store:
+        result = correlate.analyze("r", store=b.build(store))
+    (f,) = result.findings
+    assert (f.kind, f.title) == (
+        "slow_query",
+        "Slow query in /products: the redis command KEYS, median 90.0 ms per call",
+    )
+    assert "plan" not in f.suggestion and "EXPLAIN" not in f.suggestion
+    assert "SLOWLOG" in f.suggestion
+    assert not [gap for gap in result.gaps if "plans capture" in gap]
+
+
+@pytest.mark.parametrize(
+    ("statement", "kind"),
+    [
+        ("GET user:1", "redundant_calls"),  # the very same key: a redundant read
+        ("HGETALL session:abc", "redundant_calls"),  # `:abc` is a key, not a bind variable
+        ('{"find": "users", "filter": {"_id": 7}}', "redundant_calls"),
+        ("GET ?", "n_plus_one"),  # keys not recorded: one per item, as far as is known
+        ("INCR hits:1", "n_plus_one"),  # a write is never redundant
+    ],
+)
+def test_the_same_command_with_the_same_key_is_a_redundant_call(statement: str, kind: str) -> None:
+    # As for SQL's `SELECT … WHERE id = 1` six times: one read to keep, not an N+1 to batch
+    b = RunBuilder()
+    system = "mongodb" if statement.startswith("{") else "redis"
+    for i in range(20):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 100, "/products")
+        for n in range(6):
+            at = start + 1 + n * 10
+            b.span(trace, at, at + 8, parent=r, kind="CLIENT", db=system, sql=statement)
+    with open_run(b.build(), "r") as run:
+        kinds = [f.kind for f in run.findings()]
+    assert kind in kinds
+    assert {"n_plus_one", "redundant_calls"} - {kind} & set(kinds) == set()
+
+
+def test_an_n_plus_one_of_commands_without_their_text_is_still_of_commands() -> None:
+    # with statement capture off (or an instrumentation that records none) the span's
+    # system and name stand for the call: still a Redis GET, not "the same query"
+    b = RunBuilder()
+    for i in range(10):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 80, "/products")
+        for n in range(12):
+            at = start + 1 + n * 5
+            b.span(trace, at, at + 4, parent=r, kind="CLIENT", name="GET", db="redis")
+    with open_run(b.build(), "r") as run:
+        (f,) = n_plus_one(run)
+    assert "the same redis command GET 12×" in f.title
     assert "MGET" in f.suggestion and "IN (" not in f.suggestion

@@ -194,3 +194,19 @@ def test_literal_variants_share_one_key_and_fingerprint(tmp_path: Path) -> None:
         ]
         assert store.sql("SELECT count(DISTINCT fingerprint) AS n FROM db_spans")["n"][0] == 1
         assert store.sql("SELECT count(*) AS n FROM db_spans")["n"][0] == 4
+
+
+@pytest.mark.parametrize("system", ["SQLite", " sqlite "])
+def test_capture_reads_the_database_system_as_fingerprinting_does(
+    tmp_path: Path, system: str
+) -> None:
+    # fingerprinting reads db.system trimmed and in any case; so must the choice of
+    # statements to explain (and a Redis command is never one of them: test_not_sql)
+    database = tmp_path / "shop.db"
+    with sqlite3.connect(database) as conn:
+        conn.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INT, total INT)")
+    statement = QUERY.format(table="orders", placeholder="?")
+    with correlate.open_store(":memory:") as store:
+        store.ingest([_run_file(tmp_path, statement, system)], run="r")
+        report = store.capture_plans("r", f"sqlite:///{database}")
+    assert (report.captured, report.failed) == (1, [])

@@ -3,8 +3,9 @@
 A *request* is a SERVER span: a root, or the entry span of a service called by
 another; or a CONSUMER span, a worker's processing of one message (its DB calls are the
 worker's, after the request that published the message may have ended, so they are
-never the publisher's time: the PRODUCER span is). Older tracers (OpenTracing-era Zipkin and Jaeger clients) may leave a
-request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
+never the publisher's time: the PRODUCER span is), the innermost where a "receive"
+CONSUMER span wraps a "process" one. Older tracers (OpenTracing-era Zipkin and Jaeger
+clients) may leave a request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
 INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
 tables below call it SERVER. A route is ``http.route``, else the span's route
 template (``http_target_template``: ids in its path folded), else its name. Its work is every span below it down to the next SERVER span (which
@@ -106,20 +107,26 @@ TABLES = (
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
     """How many spans of the run belong to no request (a load generator's root CLIENT
-    span that a request hangs under is the client's side, not counted)."""
+    span that a request hangs under is the client's side, and a root CONSUMER span
+    receiving the messages whose processing hangs under it their way in: not counted)."""
     row = con.execute(
         f"""
         SELECT count(*) FROM {prefix}_tree t ANTI JOIN {prefix}_owner o USING (th, sh)
         -- a load generator's root CLIENT span above a request is the client's side
-        WHERE NOT (t.kind = 'CLIENT' AND t.parent_id IS NULL AND EXISTS (
+        WHERE NOT (t.kind IN ('CLIENT', 'CONSUMER') AND t.parent_id IS NULL AND EXISTS (
             SELECT 1 FROM {prefix}_tree s WHERE s.th = t.th AND s.ph = t.sh AND s.kind = 'SERVER'))
         """
     ).fetchone()
     return int(row[0]) if row else 0
 
 
-#: SQL: whether a span of ``spans`` is a request (see the module docstring).
-REQUEST_SQL = """(kind IN ('SERVER', 'CONSUMER') OR (parent_id IS NULL AND (
+#: SQL: whether a span of ``spans`` is a request (see the module docstring); a CONSUMER
+#: span is one unless its children are all CONSUMER spans of its service (``wraps_consumer``:
+#: older messaging conventions wrap the processing of a message in a "receive" span; the
+#: innermost is the request). A worker handing a message on to another service, or a task
+#: running another in its own process (Celery's apply) among work of its own, stays one.
+REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
+    OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
     OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
                                OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""
@@ -138,7 +145,20 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
-FROM spans WHERE run_id = $run
+FROM (
+    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
+    FROM spans s
+    -- the spans whose children are all CONSUMER spans of one service
+    LEFT JOIN (SELECT trace_id AS trace, parent_id AS parent, min(service) AS by
+               FROM spans
+               WHERE run_id = $run AND parent_id IN (  -- only a CONSUMER's children: cheap
+                   SELECT span_id FROM spans WHERE run_id = $run AND kind = 'CONSUMER')
+               GROUP BY trace_id, parent_id
+               HAVING bool_and(coalesce(kind = 'CONSUMER', false))
+                  AND min(coalesce(service, '')) = max(coalesce(service, ''))) w
+      ON w.trace = s.trace_id AND w.parent = s.span_id AND w.by IS NOT DISTINCT FROM s.service
+    WHERE s.run_id = $run
+)
 """
 )
 

@@ -19,6 +19,7 @@ from correlate.analysis.findings import Finding, rank
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
 from correlate.kinds import FindingKind
+from correlate.semconv import NOT_SQL_SYSTEMS
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -338,7 +339,7 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER or CONSUMER span "
             "in their trace) and are left out of the attribution."
         )
-    if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"]:
+    if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"] and _has_sql(run):
         gaps.append(
             f"no query plans: slow-query findings cannot say why. Run `correlate plans capture "
             f"--run {shlex.quote(run.name)} --dsn URL`, or add EXPLAIN output to the run."
@@ -361,3 +362,15 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             "offered load (add the run's load/requests.jsonl)."
         )
     return gaps
+
+
+def _has_sql(run: Run) -> bool:
+    """Whether any statement of the run is SQL: a Redis or MongoDB command has no plan to
+    capture, so a run of those alone is not told to capture plans."""
+    systems = ", ".join(f"'{name}'" for name in sorted(NOT_SQL_SYSTEMS))
+    row = run.con.execute(
+        "SELECT count(*) FROM statements WHERE run_id = $run "
+        f"AND lower(trim(coalesce(db_system, ''))) NOT IN ({systems})",
+        {"run": run.run_id},
+    ).fetchone()
+    return bool(row and row[0])

@@ -25,10 +25,12 @@ from collections.abc import Callable, Iterable
 from .tokens import Token
 
 __all__ = [
+    "COMMAND_PASSES",
     "PASSES",
     "Pass",
     "collapse_lists",
     "collapse_values_rows",
+    "document_values_to_placeholders",
     "drop_comments",
     "fold_case",
     "literals_to_placeholders",
@@ -361,6 +363,39 @@ PASSES: tuple[Pass, ...] = (
     strip_trailing_semicolons,
     renumber_placeholders,
 )
+
+
+def document_values_to_placeholders(tokens: list[Token]) -> list[Token]:
+    """In a document store's JSON command, quoted values become placeholders (an array of
+    them one), as literals do in SQL; keys (a ``:`` follows) stay, and so does the value of
+    the document's first key, the collection the command is on.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> doc = '{"find": "orders", "filter": {"email": "a@b.c", "tag": {"$in": ["x", "y"]}}}'
+    >>> render(document_values_to_placeholders(tokenize(doc)))
+    '{ "find" : "orders", "filter" : { "email" : $0, "tag" : { "$in" : [$0] } } }'
+    """
+    texts = [t.text for t in tokens]
+    collection = 3 if texts[:1] == ["{"] and texts[2:3] == [":"] else -1
+    out: list[Token] = []
+    for i, tok in enumerate(tokens):
+        if (
+            tok.kind == "qident"
+            and tok.text[:1] == '"'
+            and i != collection
+            and texts[i + 1 : i + 2] != [":"]
+        ):
+            tok = PARAM
+        if tok == PARAM and len(out) > 1 and out[-1].text == "," and out[-2] == PARAM:
+            out.pop()  # ["a", "b"] is [$0], however many
+            continue
+        out.append(tok)
+    return out
+
+
+#: The passes for a key-value or document store's commands (``semconv.NOT_SQL_SYSTEMS``):
+#: first its quoted values, which SQL's passes would read as quoted names.
+COMMAND_PASSES: tuple[Pass, ...] = (document_values_to_placeholders, *PASSES)
 
 
 def normalize_tokens(tokens: list[Token], passes: Iterable[Pass] = PASSES) -> list[Token]:

@@ -12,6 +12,7 @@ from correlate.dialects import for_db_system
 from correlate.semconv import NOT_SQL_SYSTEMS
 
 from .normalize import (
+    COMMAND_PASSES,
     PASSES,
     collapse_lists,
     collapse_values_rows,
@@ -174,7 +175,7 @@ def _fingerprint(
         # what looked like a trailing sqlcommenter comment is inside an unclosed comment
         # or string (`/*/*a='b'*/`): it is part of the text, not a comment of its own
         body, comment = sql, {}
-    tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES)
+    tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES if parse else COMMAND_PASSES)
     if shapes is None:
         shape = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
     else:

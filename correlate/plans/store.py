@@ -126,7 +126,8 @@ def capture_plans(
             f"live capture supports PostgreSQL, MariaDB/MySQL and SQLite, not {dialect.title}"
         )
     # A server plans the statements of every database it can parse (MariaDB and MySQL
-    # each other's), under every db.system name those databases go by.
+    # each other's), under every db.system name those databases go by, in any case and
+    # with spaces around it, as fingerprinting reads it.
     systems = sorted({s for name in dialect.explains for s in (name, *DIALECTS[name].db_systems)})
     # A text of the fingerprint's most frequent shape stands for it.
     statements = store.con.execute(
@@ -135,7 +136,7 @@ def capture_plans(
             SELECT db_system, statement_key(db_statement) AS key, count(*) AS n
             FROM spans WHERE run_id = $run AND db_statement IS NOT NULL GROUP BY ALL
         ) c ON c.db_system IS NOT DISTINCT FROM st.db_system AND c.key = st.key
-        WHERE st.run_id = $run AND st.db_system IN (SELECT unnest($systems))
+        WHERE st.run_id = $run AND lower(trim(st.db_system)) IN (SELECT unnest($systems))
         GROUP BY st.fingerprint ORDER BY st.fingerprint
         """,
         {"run": run_id, "systems": systems},

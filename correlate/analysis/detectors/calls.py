@@ -22,7 +22,8 @@ gives one row per call with what the detectors group by:
 ``identity``
     the exact call, when it can be seen: a read statement's text with its literal values,
     or with its bound values when the span records them (``db.query.parameter.<key>``;
-    ``NULL`` otherwise: the text alone does not show them), or
+    ``NULL`` otherwise: the text alone does not show them), a key-value or document
+    store's read command with its keys (``GET user:1``; not ``GET ?``), or
     the method and full URL of a GET or HEAD. Two calls with one identity are the same
     call made twice.
 
@@ -36,6 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlate.routes import path_template_sql
+from correlate.semconv import NOT_SQL_SYSTEMS
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -43,6 +45,13 @@ if TYPE_CHECKING:
 #: The attribute prefix under which a span records a statement's bound values (OpenTelemetry
 #: database semantic conventions: ``db.query.parameter.<key>``).
 PARAMETER_PREFIX = "db.query.parameter."
+
+#: Commands of key-value and document stores that only read (Redis, MongoDB).
+_COMMAND_READS = (
+    "get|mget|getrange|strlen|exists|hget|hmget|hgetall|hexists|hkeys|hvals|hlen|lrange|"
+    "lindex|llen|smembers|sismember|scard|zrange|zrangebyscore|zscore|zcard|ttl|pttl|type|"
+    "find|count|distinct"
+)
 
 # a placeholder in a statement: ?, $1, :name (not ::cast), @name, %s, %(name)s
 _PLACEHOLDER = r"\?|\$[0-9]+|(^|[^:]):[A-Za-z_]|@[A-Za-z_]|%s|%\("
@@ -58,6 +67,7 @@ def calls_sql(run: Run) -> str:
     a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
     request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
     parts, tree = run.table("parts"), run.table("tree")
+    not_sql = ", ".join(f"'{name}'" for name in sorted(NOT_SQL_SYSTEMS))
     # SQL expressions (no values): the HTTP method and URL under old and new names, ...
     method = f"coalesce(s.http_method, {_attr('s', 'http.request.method', 'http.method')})"
     url = (
@@ -88,6 +98,10 @@ def calls_sql(run: Run) -> str:
         WHEN family = 'http' THEN CASE
             WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
             THEN upper(coalesce(method, 'GET')) || ' ' || url END
+        WHEN family = 'db' AND lower(trim(db_system)) IN ({not_sql}) THEN CASE
+            -- a command's keys are in its text (`user:1` is no bind variable); `?`: not shown
+            WHEN regexp_matches(statement, '^\\s*(\\{{\\s*"?)?({_COMMAND_READS})\\b', 'i')
+                 AND statement NOT LIKE '%?%' THEN statement END
         WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
              THEN NULL
         WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
@@ -108,7 +122,7 @@ def calls_sql(run: Run) -> str:
                          AND w.ph IS NOT NULL AND ch.n = 1
                     THEN w.ph ELSE c.ph END AS gph,
                coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
-               s.kind, s.name, s.server_address, s.attributes,
+               s.kind, s.name, s.server_address, s.attributes, s.db_system,
                CASE WHEN s.db_statement LIKE '%/*%'
                     THEN regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs')
                     ELSE s.db_statement END AS statement,

@@ -129,7 +129,7 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
         scale, calls, route = p.scale(), p.calls, p.route
         db = family == "db"
         statement, table, system, verb = (
-            texts.get(shape, ("", None, None, None)) if db else (shape, None, None, None)
+            texts.get(shape, untexted(shape)) if db else (shape, None, None, None)
         )
         if db and system in NOT_SQL_SYSTEMS:
             # a key-value or document store: a command per item, not a query
@@ -200,10 +200,19 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
     return found
 
 
+def untexted(shape: str) -> tuple[str, None, str | None, str | None]:
+    """A call with no statement: its shape is its system and span name (``redis GET``, as
+    :mod:`correlate.analysis.requests` makes it), which still tell a command store's call."""
+    system, _, name = shape.strip().partition(" ")
+    if system.lower() in NOT_SQL_SYSTEMS:
+        return "", None, system.lower(), name.strip().upper() or None
+    return "", None, None, None
+
+
 def _texts(run: Run) -> dict[str, tuple[str, str | None, str | None, str | None]]:
     """fingerprint → (normalized text, first table, database system, operation)."""
     rows = run.con.execute(
-        "SELECT fingerprint, min(normalized), min(tables[1]), lower(min(db_system)), "
+        "SELECT fingerprint, min(normalized), min(tables[1]), lower(trim(min(db_system))), "
         "min(operation) FROM statements WHERE run_id = ? GROUP BY fingerprint",
         [run.run_id],
     ).fetchall()

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
-from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
+from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, untexted
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
+from correlate.semconv import NOT_SQL_SYSTEMS
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -131,22 +132,35 @@ def slow_query(
         q = queries.loc[fp] if fp in queries.index else None
         insights = list(q["insights"]) if q is not None else []
         fixes = list(q["suggestions"]) if q is not None else []
-        table = (
-            (list(q["tables"]) or [None])[0] if q is not None and q["tables"] is not None else None
-        )
-        subject = f"the query on {table}" if table else "one query"
+        listed = _field(q, "tables")
+        tables = [] if listed is None else list(listed)
+        table = tables[0] if tables else None
+        system, verb = str(_field(q, "db_system") or "").strip().lower(), _field(q, "operation")
+        if not system:  # no statement: the system and span name stand for it (``redis GET``)
+            _, _, named, verb = untexted(fp)
+            system = named or ""
+        command = system in NOT_SQL_SYSTEMS  # a key-value or document store: no plan to capture
+        if command:
+            subject = f"the {system} command{f' {verb}' if verb else ''}"
+        else:
+            subject = f"the query on {table}" if table else "one query"
         why = (
             " Its plan: " + "; ".join(insights[:3]) + "."
             if insights
+            else ""
+            if command
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
-        fixes = [
-            _qualify(fix, list(q["tables"]) if q is not None and q["tables"] is not None else [])
-            for fix in fixes
-        ]
+        fixes = [_qualify(fix, tables) for fix in fixes]
         fix = (
             " ".join(fixes[:2])
             if fixes
+            else (
+                f"See what the command costs in {system} itself (Redis SLOWLOG and large keys, "
+                "MongoDB explain() and an index on the filtered fields), fetch less per call, or "
+                "keep what does not change per request in the process."
+            )
+            if command
             else (
                 f"Capture its plan (correlate plans capture --run {shlex.quote(run.name)} --dsn URL) or add "
                 "the run's EXPLAIN output, then look for a scan that an index on the filtered "
@@ -201,6 +215,16 @@ def slow_query(
             )
         )
     return found
+
+
+def _field(q: Any, key: str) -> Any:
+    """A value of a row of ``Run.queries()``, or None (no row; NULL, read back as pandas' NA)."""
+    import pandas as pd
+
+    if q is None:
+        return None
+    value = q[key]
+    return None if value is None or value is pd.NA else value
 
 
 def _qualify(suggestion: str, tables: list[str]) -> str:
