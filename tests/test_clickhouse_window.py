@@ -95,8 +95,13 @@ def _rows() -> list[str]:
 
 @pytest.fixture(scope="module")
 def source_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _exporter_table(tmp_path_factory, "chdb_window", _rows())
+
+
+def _exporter_table(factory: pytest.TempPathFactory, name: str, rows: list[str]) -> str:
+    """A chDB directory whose ``otel.otel_traces`` holds ``rows`` (:func:`_span` values)."""
     require_chdb()
-    path = tmp_path_factory.mktemp("chdb_window")
+    path = factory.mktemp(name)
     conn = connect(f"chdb://{path}")
     tables = OtelTables(database="otel")
     conn.command("CREATE DATABASE otel")
@@ -106,7 +111,7 @@ def source_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         "ResourceAttributes, SpanAttributes, Duration"
     )
     try:
-        conn.command(f"INSERT INTO {tables.traces_table} ({columns}) VALUES " + ", ".join(_rows()))
+        conn.command(f"INSERT INTO {tables.traces_table} ({columns}) VALUES " + ", ".join(rows))
     finally:
         conn.close()  # the rows are on disk; each test opens the directory again
     return f"chdb://{path}?database=otel"
@@ -207,16 +212,6 @@ def test_a_window_of_spans_of_earlier_traces_only_says_so(source_url: str) -> No
 def traceless_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Spans without a trace id (as some test suites send them) around :data:`WINDOW`,
     and one trace inside it."""
-    require_chdb()
-    path = tmp_path_factory.mktemp("chdb_traceless")
-    conn = connect(f"chdb://{path}")
-    tables = OtelTables(database="otel")
-    conn.command("CREATE DATABASE otel")
-    conn.command(tables.traces_ddl())
-    columns = (
-        "Timestamp, TraceId, SpanId, ParentSpanId, SpanName, SpanKind, ServiceName, "
-        "ResourceAttributes, SpanAttributes, Duration"
-    )
     no_trace = literal(f"{0:032x}")
     rows = [
         _span(10_000, 1, 11, None, SERVER, 100, route="/inside"),
@@ -224,14 +219,9 @@ def traceless_url(tmp_path_factory: pytest.TempPathFactory) -> str:
         _span(5_000, 0, 2, None, CLIENT, 10, sql="SELECT 2"),  # inside
         _span(70_000, 0, 3, None, CLIENT, 10, sql="SELECT 3"),  # in the slack after
     ]
-    try:
-        conn.command(
-            f"INSERT INTO {tables.traces_table} ({columns}) VALUES "
-            + ", ".join(r.replace(no_trace, "''") for r in rows)
-        )
-    finally:
-        conn.close()
-    return f"chdb://{path}?database=otel"
+    return _exporter_table(
+        tmp_path_factory, "chdb_traceless", [r.replace(no_trace, "''") for r in rows]
+    )
 
 
 def test_spans_without_a_trace_id_are_each_a_trace_of_their_own(traceless_url: str) -> None:

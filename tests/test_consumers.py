@@ -9,9 +9,6 @@ costs that request nothing: no detector may count negative or borrowed time.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from correlate.analysis import open_run
 from correlate.analysis.detectors import n_plus_one
 
 from .builders import RunBuilder
+from .helpers.produce import produce
 
 WORKER = Path(__file__).parent / "helpers" / "pika_worker.py"
 CELERY = Path(__file__).parent / "helpers" / "celery_worker.py"
@@ -183,14 +181,7 @@ def test_a_real_pika_worker_is_analysed_as_its_own_requests(
     pytest.importorskip("opentelemetry.instrumentation.pika")
     out = tmp_path / "spans.jsonl"
     messages = 20
-    done = subprocess.run(
-        [sys.executable, str(WORKER), amqp_url, pg_dsn, str(out), str(messages)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
-    )
-    assert done.returncode == 0, done.stderr
+    produce(WORKER, amqp_url, pg_dsn, out, str(messages))
     with correlate.open_store(":memory:") as store:
         store.ingest([out], run="r")
         kinds = dict(store.con.execute("SELECT kind, count(*) FROM spans GROUP BY kind").fetchall())
@@ -217,14 +208,7 @@ def test_a_real_celery_worker_in_the_publishers_service_is_its_own_requests(
     # one service.name, the web app's and the worker's
     pytest.importorskip("opentelemetry.instrumentation.celery")
     out, tasks = tmp_path / "spans.jsonl", 20
-    done = subprocess.run(
-        [sys.executable, str(CELERY), amqp_url, str(tmp_path / "shop.db"), str(out), str(tasks)],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
-    )
-    assert done.returncode == 0, done.stderr
+    produce(CELERY, amqp_url, tmp_path / "shop.db", out, str(tasks))
     with correlate.open_store(":memory:") as store:
         store.ingest([out], run="r")
         result = correlate.analyze("r", store=store)

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +13,7 @@ from correlate.ingest.detect import NotTraceFile
 from correlate.store import Store
 
 from .conftest import DATA
+from .helpers.produce import produce
 from .sample_facts import line_count, locust_csv
 
 CHECKOUT = DATA / "otlp" / "checkout.jsonl"
@@ -185,8 +183,7 @@ def test_directory_is_read_recursively_and_other_files_are_listed(
 
 
 def _produce(dsn: str, out: Path, mode: str) -> None:
-    env = dict(os.environ, OTEL_SEMCONV_STABILITY_OPT_IN=mode)
-    subprocess.run([sys.executable, str(PRODUCER), dsn, str(out)], check=True, env=env, timeout=120)
+    produce(PRODUCER, dsn, out, semconv=mode)
 
 
 SEMCONV_MODES = {

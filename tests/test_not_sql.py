@@ -6,7 +6,6 @@ column alias), and an N+1 over a cache read "the same query" with a SQL fix.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ from correlate.analysis.detectors import n_plus_one
 from correlate.fingerprint import fingerprint, fingerprint_many
 
 from .builders import RunBuilder
+from .helpers.produce import produce
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER = Path(__file__).parent / "helpers" / "redis_producer.py"
@@ -75,14 +75,7 @@ def test_a_cache_read_per_item_is_an_n_plus_one_of_redis_commands(
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation.redis")
     out = tmp_path / "spans.jsonl"
-    done = subprocess.run(
-        [sys.executable, str(PRODUCER), redis_url, str(out), "10"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "OTEL_SEMCONV_STABILITY_OPT_IN": ""},
-    )
-    assert done.returncode == 0, done.stderr
+    produce(PRODUCER, redis_url, out, "10")
     with correlate.open_store(":memory:") as store:
         store.ingest([out], run="r")
         result = correlate.analyze("r", store=store)
