@@ -34,6 +34,7 @@ from correlate.clickhouse.otel_schema import (
     quote_string,
 )
 from correlate.errors import CorrelateError
+from correlate.quiet import quiet
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -315,7 +316,7 @@ class _HttpConnection(Connection):
             ) from None
         self.source = source
         self._error = Error
-        _quiet_driver_warnings()
+        quiet("clickhouse_connect")  # a warning of its own before each error we explain
         try:
             self._client = clickhouse_connect.get_client(
                 host=source.host,
@@ -367,15 +368,3 @@ def _translate(message: str, source: Source, *, connecting: bool = False) -> Cli
             source.display,
         )
     return ClickHouseError(f"ClickHouse at {source.display} said: {text}", source.display)
-
-
-def _quiet_driver_warnings() -> None:
-    """clickhouse-connect logs a warning ("Unexpected Http Driver Exception") before it
-    raises the error that correlate then explains; with no logging configured, Python
-    printed it to stderr ahead of that explanation. A handler that drops records stops
-    that printing; handlers a program configured still receive them."""
-    import logging
-
-    driver = logging.getLogger("clickhouse_connect")
-    if not any(isinstance(h, logging.NullHandler) for h in driver.handlers):
-        driver.addHandler(logging.NullHandler())

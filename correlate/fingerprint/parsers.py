@@ -11,6 +11,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from correlate.quiet import quiet
+
 __all__ = ["Parsed", "parse_pglast", "parse_sqlglot"]
 
 Parsed = tuple[str, tuple[str, ...]]
@@ -77,7 +79,7 @@ def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
     from sqlglot import exp
     from sqlglot.errors import ErrorLevel, SqlglotError
 
-    _quiet_sqlglot()
+    quiet("sqlglot")  # its "Falling back to parsing as a Command" warnings
     if "\x00" in text:
         return None
     try:
@@ -103,15 +105,3 @@ def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
             if name not in ctes:
                 tables.append(name)
     return sql, _unique(tables)
-
-
-def _quiet_sqlglot() -> None:
-    """sqlglot logs a warning for each text it reads as an opaque command ("contains
-    unsupported syntax. Falling back to parsing as a 'Command'"); with no logging
-    configured, Python printed those to the terminal in the middle of correlate's output.
-    A handler that drops them stops that; handlers a program configured still get them."""
-    import logging
-
-    logger = logging.getLogger("sqlglot")
-    if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
-        logger.addHandler(logging.NullHandler())
