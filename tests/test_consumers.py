@@ -221,3 +221,38 @@ def test_a_real_celery_worker_in_the_publishers_service_is_its_own_requests(
     assert (f.route, f.evidence["calls_per_request"]) == ("run/orders.process", 12)
     for f in result.findings:
         assert f.impact_ms >= 0, f
+
+
+def test_the_headline_gives_web_requests_and_messages_their_own_latency() -> None:
+    # 10 publishing requests of 5 ms and the 10 messages they published, each processed in
+    # 38 ms: "20 requests, p50 21.5 ms" would describe neither.
+    from correlate.render.words import headline
+
+    b = RunBuilder()
+    for i in range(10):
+        _publish_then_process(b, i)
+    result = correlate.analyze("r", store=b.build())
+    kinds = result.summary["by_kind"]
+    assert (kinds["web"]["count"], kinds["messages"]["count"]) == (10, 10)
+    assert kinds["web"]["p95_ms"] == pytest.approx(5)
+    assert kinds["messages"]["p50_ms"] == pytest.approx(38)
+    said = headline(result.summary)
+    assert said.startswith(
+        "10 requests on 1 route (p50 5.00 ms, p95 5.00 ms) and "
+        "10 messages on 1 route (p50 38.0 ms, p95 38.0 ms) over "
+    )
+    assert "errors 0%" in said
+    assert result.to_text().splitlines()[1].startswith(said.split(" over ")[0])
+
+
+def test_a_worker_alone_is_said_to_process_messages() -> None:
+    from correlate.render.words import headline
+
+    b = RunBuilder()
+    for i in range(6):
+        c = b.span(f"t{i}", i * 100.0, i * 100.0 + 8, kind="CONSUMER", name="orders process")
+        b.query(f"t{i}", c, i * 100.0 + 1, i * 100.0 + 3)
+    result = correlate.analyze("r", store=b.build())
+    assert set(result.summary["by_kind"]) == {"messages"}
+    assert headline(result.summary).startswith("6 messages on 1 route over ")
+    assert "p50 8.00 ms" in headline(result.summary)

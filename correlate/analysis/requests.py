@@ -139,6 +139,9 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        CASE WHEN """
     + REQUEST_SQL.replace("{", "{{").replace("}", "}}")
     + """ THEN 'SERVER' ELSE kind END AS kind,
+       -- a request that is a worker's processing of one message, not a web request
+       -- (a cast: ClickHouse would make a comparison of its LowCardinality kind one too)
+       coalesce(CAST(kind AS VARCHAR) = 'CONSUMER', false) AS consumer,
        name, service, coalesce(http_route, http_target_template) AS http_route, http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
@@ -294,7 +297,7 @@ SELECT s.trace_id, s.span_id AS request_id, s.service,
        CASE WHEN (SELECT count(DISTINCT service) FROM {p}_tree WHERE kind = 'SERVER') > 1
             THEN coalesce(s.service, '?') || ' ' || coalesce(s.http_route, s.name)
             ELSE coalesce(s.http_route, s.name) END AS route,
-       s.http_method AS method, s.http_status_code AS http_status,
+       s.http_method AS method, s.http_status_code AS http_status, s.consumer AS message,
        coalesce(s.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
        s.start_ns, s.end_ns,
        s.duration_ns / 1e6 AS duration_ms,

@@ -269,6 +269,18 @@ def _summary(run: Run) -> dict[str, Any]:
     ).fetchone()
     assert row is not None
     n, err, p50, p95, total, pool, db, down, app, routes = row
+    # A worker's messages are requests too (their own routes), but their latency is not a
+    # web request's: the headline gives each kind its own count and percentiles.
+    kinds = {
+        bool(message): (int(count), _float(p50k), _float(p95k), int(groups))
+        for message, count, p50k, p95k, groups in run.con.execute(
+            f"""
+            SELECT message, count(*), quantile_cont(duration_ms, 0.5),
+                   quantile_cont(duration_ms, 0.95), count(DISTINCT route)
+            FROM {reqs} GROUP BY message
+            """
+        ).fetchall()
+    }
     counts = run.con.execute(
         """
         SELECT (SELECT span_count FROM runs WHERE run_id = $run),
@@ -303,6 +315,11 @@ def _summary(run: Run) -> dict[str, Any]:
         "spans": int(spans or 0),
         "requests": int(n),
         "routes": int(routes),
+        "by_kind": {
+            name: dict(zip(("count", "p50_ms", "p95_ms", "routes"), kinds[message], strict=True))
+            for name, message in (("web", False), ("messages", True))
+            if message in kinds
+        },
         "throughput_rps": n / run.seconds if run.seconds else 0.0,
         "error_rate": float(err),
         "p50_ms": None if p50 is None else float(p50),
@@ -323,6 +340,10 @@ def _summary(run: Run) -> dict[str, Any]:
         "client_requests": int(client),
         "client_requests_matched": int(matched),
     }
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 def _gaps(run: Run, s: dict[str, Any]) -> list[str]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from correlate.render.escape import terminal as t
 from correlate.render.units import evidence_items, ms, pct
-from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS
+from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, entries
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -62,12 +62,11 @@ def _header(console: Console, a: Analysis) -> None:
         console.print(Text(NO_REQUESTS))
         return
     share = s["time_share"]
-    n, routes = s["requests"], s["routes"]
     rate = f" ({s['throughput_rps']:.1f}/s)" if s["seconds"] >= 1 else ""
+    served, latency = entries(s)
     console.print(
-        f"{n:,} request{'s' if n != 1 else ''} on {routes} route{'s' if routes != 1 else ''} "
-        f"over {_span(s['seconds'])}{rate}, p50 {ms(s['p50_ms'])}, "
-        f"p95 {ms(s['p95_ms'])}, errors {pct(s['error_rate'])}"
+        f"{served} over {_span(s['seconds'])}{rate}, {latency}errors {pct(s['error_rate'])}",
+        markup=False,
     )
     console.print(
         f"Where the time went: pool wait {pct(share['pool'])}, database {pct(share['db'])}, "

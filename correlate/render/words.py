@@ -16,16 +16,51 @@ def headline(summary: dict[str, Any]) -> str:
 
     >>> headline({"requests": 0})
     'No requests in this run: no SERVER or CONSUMER spans to attribute.'
+    >>> headline({"requests": 3, "routes": 1, "seconds": 2.0, "throughput_rps": 1.5,
+    ...           "p50_ms": 10.0, "p95_ms": 20.0, "error_rate": 0.0})
+    '3 requests on 1 route over 2 s (1.5/s), p50 10.0 ms, p95 20.0 ms, errors 0%.'
     """
     s = summary
     if not s.get("requests"):
         return NO_REQUESTS
-    routes = s["routes"]
+    served, latency = entries(s)
     return (
-        f"{s['requests']:,} requests on {routes} route{'s' if routes != 1 else ''} "
-        f"over {s['seconds']:.0f} s ({s['throughput_rps']:.1f}/s), p50 {ms(s['p50_ms'])}, "
-        f"p95 {ms(s['p95_ms'])}, errors {pct(s['error_rate'])}."
+        f"{served} over {s['seconds']:.0f} s ({s['throughput_rps']:.1f}/s), "
+        f"{latency}errors {pct(s['error_rate'])}."
     )
+
+
+def entries(summary: dict[str, Any]) -> tuple[str, str]:
+    """What the run served, and its latency (``"p50 …, p95 …, "``, or empty when given
+    with each kind): web requests and a worker's messages apart.
+
+    A message's processing time is no web request's latency, so when a run has both, each
+    kind has its own count, routes and percentiles (``summary["by_kind"]``).
+
+    >>> entries({"requests": 5, "routes": 2, "p50_ms": 4.0, "p95_ms": 9.0, "by_kind": {
+    ...     "web": {"count": 3, "routes": 1, "p50_ms": 8.0, "p95_ms": 9.0},
+    ...     "messages": {"count": 2, "routes": 1, "p50_ms": 2.0, "p95_ms": 3.0}}})[0]
+    '3 requests on 1 route (p50 8.00 ms, p95 9.00 ms) and 2 messages on 1 route (p50 2.00 ms, p95 3.00 ms)'
+    """
+    s = summary
+    kinds = s.get("by_kind") or {}
+    web, messages = kinds.get("web"), kinds.get("messages")
+    if web and messages:
+        served = " and ".join(
+            f"{_counted(k['count'], noun)} on {_counted(k['routes'], 'route')} "
+            f"(p50 {ms(k['p50_ms'])}, p95 {ms(k['p95_ms'])})"
+            for k, noun in ((web, "request"), (messages, "message"))
+        )
+        return served, ""
+    noun = "message" if messages else "request"
+    return (
+        f"{_counted(s['requests'], noun)} on {_counted(s['routes'], 'route')}",
+        f"p50 {ms(s['p50_ms'])}, p95 {ms(s['p95_ms'])}, ",
+    )
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def time_split(summary: dict[str, Any]) -> str:
