@@ -306,11 +306,14 @@ def keys_store() -> Iterator[Store]:
             "UPDATE orders SET note = {1} WHERE id = {0}",
             "SELECT * FROM orders WHERE x = %s AND y = {0} LIMIT {0}",
             "SELECT * FROM t WHERE a = {0} /* {1} */",
+            # Oracle's numbered binds, SQL Server's named ones: the key sees no placeholder
+            "SELECT * FROM orders WHERE x = :1 AND y IN (:2, {0}) AND z = {1}",
+            "SELECT * FROM orders WHERE x = @P0 AND y = {0} AND z = @p1 + {1}",
         ]
     ),
     a=st.tuples(_VALUES, _VALUES),
     b=st.tuples(_VALUES, _VALUES),
-    dialect=st.sampled_from(["postgresql", "mysql", "sqlite"]),
+    dialect=st.sampled_from(["postgresql", "mysql", "sqlite", "oracle", "mssql"]),
 )
 def test_statement_key_never_merges_what_fingerprints_tell_apart(
     keys_store: Store, shape: str, a: tuple[str, str], b: tuple[str, str], dialect: str

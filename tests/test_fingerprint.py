@@ -195,7 +195,9 @@ def test_fingerprint_many_dedupes_and_counts() -> None:
 
 # --- properties ---------------------------------------------------------------------------
 
-DIALECTS = st.sampled_from([None, "postgresql", "mysql", "mariadb", "sqlite", "mssql", "other"])
+DIALECTS = st.sampled_from(
+    [None, "postgresql", "mysql", "mariadb", "sqlite", "mssql", "oracle", "other"]
+)
 
 _words = st.sampled_from(
     [
@@ -244,12 +246,17 @@ _words = st.sampled_from(
         "count",
         "sum",
         "now",
+        "declare",
+        "exec",
+        "int",
     ]
 )
 _atoms = st.one_of(
     _words,
     st.sampled_from(["(", ")", ",", "*", "=", "<>", "-", "+", ".", "::", ";", "[", "]", "?"]),
     st.sampled_from(["%s", "%(x)s", "$1", ":name", "'str'", "'it''s'", '"Q"', "`b`", "$$x$$"]),
+    # Oracle's numbered binds; T-SQL's parameters, variables and system functions
+    st.sampled_from([":1", "@P0", "@p1", "@x", "@@rowcount", ":="]),
     st.integers(-1000, 1000).map(str),
     st.floats(allow_nan=False, allow_infinity=False).map(repr),
     st.sampled_from(["/* c */", "-- c\n", "/*a='1'*/", "'unterminated", "/* open", "\x00"]),

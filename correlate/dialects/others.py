@@ -21,6 +21,8 @@ ORACLE = Dialect(
     db_systems=("oracle", "oracle.db"),
     url_schemes=("oracle",),
     sqlglot="oracle",
+    # `:1` is a placeholder as `:name` is; comments do not nest, `$$` quotes nothing
+    lexer="oracle",
     placeholders=("named", "numeric"),
 )
 

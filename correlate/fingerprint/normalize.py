@@ -52,7 +52,8 @@ def drop_comments(tokens: list[Token]) -> list[Token]:
 
 
 def unify_placeholders(tokens: list[Token]) -> list[Token]:
-    """``%(name)s``, ``%s``, ``?``, ``:name`` and ``$1`` become one placeholder token."""
+    """``%(name)s``, ``%s``, ``?``, ``:name``, ``:1``, ``@P0`` and ``$1`` become one placeholder
+    token (which of them are placeholders is the tokenizer's call, by dialect)."""
     return [PARAM if t.kind == "param" else t for t in tokens]
 
 

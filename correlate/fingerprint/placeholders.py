@@ -7,7 +7,8 @@ logs write ``$1``. :func:`split_placeholders` cuts the text at its placeholders 
 :func:`correlate.fingerprint.tokens.tokenize`, so quoted strings, quoted identifiers,
 comments and dollar quotes are skipped exactly as fingerprinting skips them. If the
 text holds any ``%(name)s``/``%s``, those are the placeholders (and ``?`` stays an
-operator, as in ``jsonb ? 'k'``); otherwise ``?`` and ``:name`` are.
+operator, as in ``jsonb ? 'k'``); otherwise ``?`` and ``:name`` are, and, read with the
+lexer of their server, Oracle's ``:1`` and SQL Server's ``@P0``/``@name``.
 
 >>> to_numbered("select * from t where a = %(a)s and b = %s and c = %(a)s::INTEGER")
 ('select * from t where a = $1 and b = $2 and c = $1::INTEGER', 2)
@@ -82,19 +83,31 @@ def split_placeholders(text: str, lexer: str | None = None) -> Placeholders:
             if tok.text.startswith("$"):
                 native = max(native, int(tok.text[1:]))
                 continue
-            is_slot = tok.text.startswith("%") if driver_style else tok.text[0] in "?:"
+            is_slot = tok.text.startswith("%") if driver_style else tok.text[0] in "?:@"
             if not is_slot:
                 continue
-            name = tok.text[2:-2] if tok.text.startswith("%(") else None
-            name = tok.text[1:] if tok.text.startswith(":") else name
             pieces.append(_plain(text[pos:start], driver_style))
-            pieces.append(Slot(name))
+            pieces.append(Slot(_slot_name(tok.text)))
             pos = cursor
     pieces.append(_plain(text[pos:end], driver_style) if pos <= end else "")
     unterminated = any(t.kind == "other" and len(t.text) > 1 for t in tokens)
     return Placeholders(
         tuple(pieces), tuple(words), native, statements, tuple(tokens), unterminated
     )
+
+
+def _slot_name(param: str) -> str | None:
+    """The name a placeholder binds by; None for a positional one.
+
+    Oracle's ``:1`` is positional: in a SQL statement each occurrence takes a value of its
+    own (``:1 … :1`` binds two), so it is given no name. SQL Server's ``@P0`` and ``@name``
+    are names ``sp_executesql`` binds by, as ``:name`` and ``%(name)s`` are.
+    """
+    if param.startswith("%("):
+        return param[2:-2]
+    if param[0] in ":@" and not param[1:].isdigit():
+        return param[1:]
+    return None
 
 
 def _plain(piece: str, driver_style: bool) -> str:
@@ -107,6 +120,11 @@ def to_numbered(text: str) -> tuple[str, int]:
 
     The same name gets the same number; text that already has ``$n`` keeps it and new
     numbers follow the highest.
+
+    The text is read as PostgreSQL reads it, because only PostgreSQL capture calls this:
+    Oracle's ``:1`` and SQL Server's ``@P0`` are not placeholders here (``@`` is an operator
+    to PostgreSQL). No capture explains those servers' statements; one that did would cut
+    them with :func:`split_placeholders` and its own lexer, as MySQL and SQLite capture do.
     """
     split = split_placeholders(text, None)
     numbers: dict[str, int] = {}

@@ -5,9 +5,15 @@ fallback for unparseable text is the same pipeline minus the parser. The tokeniz
 fails: an unterminated string or comment runs to the end of the text, and a character it does
 not know becomes a one-character ``other`` token.
 
-Dialects change three things: whether ``?`` is a placeholder (not in PostgreSQL, where it is
-a jsonb operator), whether ``"…"`` is a string (MySQL) or an identifier, and whether
-backslash escapes a quote (MySQL) or ``$tag$…$tag$`` quotes a string (PostgreSQL).
+Dialects change what is a placeholder, whether ``"…"`` is a string (MySQL) or an
+identifier, and whether backslash escapes a quote (MySQL) or ``$tag$…$tag$`` quotes a
+string (PostgreSQL). ``?`` is a placeholder everywhere but in PostgreSQL, where it is a jsonb
+operator. ``:name`` is one everywhere outside a ``[lo:hi]`` slice, and Oracle's drivers
+also number them, ``:1``. In T-SQL ``@P0`` (Microsoft's JDBC driver) and ``@name`` (.NET
+SqlClient, EF Core, Dapper) are the bound parameters, but ``@x`` is a local variable once the
+batch declares it and ``@@ROWCOUNT`` a system function: those stay words
+(:func:`_tsql_variables`). MySQL's ``@x`` and ``@@x`` are variables, never placeholders: they
+lex as the operator ``@`` then a word, which keeps the name in the statement's shape.
 """
 
 from __future__ import annotations
@@ -40,6 +46,10 @@ class Token:
 # Placeholders first: `%(name)s` and `$1` must win over `%` and `$` in operators and words.
 _PARAM = r"%\([^()\s]*\)s|%s(?![A-Za-z0-9_])|\$\d+"
 _NAMED = r":[A-Za-z_][A-Za-z0-9_]*"
+# Oracle: `:1` as well as `:name`; Oracle names may hold `$` and `#`.
+_ORACLE_BIND = r":(?:[A-Za-z_][A-Za-z0-9_$#]*|\d+)"
+# T-SQL: `@name` (a parameter, or a declared variable) and `@@NAME` (a system function).
+_TSQL_AT = r"@@?[A-Za-z_#\u0080-\uffff][A-Za-z0-9_@#$\u0080-\uffff]*"
 _NUMBER = r"0[xX][0-9A-Fa-f]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?"
 _WORD = r"[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*"
 _OPCHARS = "+-*/<>=~!@#%^&|`?"
@@ -61,6 +71,8 @@ _SIMPLE = re.compile(
 _SPACE = re.compile(r"\s+")
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_][A-Za-z0-9_]*)?\$")
 _NAMED_RE = re.compile(_NAMED)
+_ORACLE_BIND_RE = re.compile(_ORACLE_BIND)
+_TSQL_AT_RE = re.compile(_TSQL_AT)
 _PARAM_RE = re.compile(_PARAM)
 
 
@@ -139,14 +151,17 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
     """Split ``sql`` into tokens; whitespace is dropped, comments are kept.
 
     ``dialect`` is a lexer name of :mod:`correlate.dialects` (``"postgres"``, ``"mysql"``,
-    ``"sqlite"``, ``"tsql"``) or None (anything, read as PostgreSQL reads it but with ``?``
-    as a placeholder). In T-SQL and SQLite ``[…]`` quotes an identifier.
+    ``"sqlite"``, ``"tsql"``, ``"oracle"``) or None (anything, read as PostgreSQL reads it
+    but with ``?`` as a placeholder). In T-SQL and SQLite ``[…]`` quotes an identifier.
 
     >>> [t.text for t in tokenize("SELECT a FROM t WHERE id = %(id)s::INTEGER")]
     ['SELECT', 'a', 'FROM', 't', 'WHERE', 'id', '=', '%(id)s', '::', 'INTEGER']
+    >>> [(t.kind, t.text) for t in tokenize("SELECT @@ROWCOUNT, @P0", "tsql")]
+    [('word', 'SELECT'), ('word', '@@ROWCOUNT'), ('punct', ','), ('param', '@P0')]
     """
     mysql = dialect == "mysql"
     tsql = dialect == "tsql"
+    binds = _ORACLE_BIND_RE if dialect == "oracle" else _NAMED_RE
     postgres = dialect in ("postgres", None)
     question_is_param = dialect != "postgres"
     out: list[Token] = []
@@ -192,7 +207,7 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
                 i = _add(out, "string", sql, i, end + len(m.group()) if end >= 0 else -1)
                 continue
         if c == ":" and not sql.startswith("::", i):
-            m = _NAMED_RE.match(sql, i)
+            m = binds.match(sql, i)
             prev = out[-1] if out else None
             # `a[lo:hi]` is a slice, not a placeholder: only a `:name` outside brackets that
             # does not follow a closing bracket is a bind parameter.
@@ -204,6 +219,12 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
             out.append(Token("param", "?"))
             i += 1
             continue
+        if c == "@" and tsql:
+            m = _TSQL_AT_RE.match(sql, i)
+            if m:
+                out.append(Token("word" if m.group().startswith("@@") else "param", m.group()))
+                i = m.end()
+                continue
         m = _SIMPLE.match(sql, i)
         if m:
             kind = m.lastgroup
@@ -231,7 +252,74 @@ def tokenize(sql: str, dialect: str | None = None) -> list[Token]:
             continue
         out.append(Token("other", c))
         i += 1
-    return out
+    return _tsql_variables(out) if tsql else out
+
+
+# T-SQL words that begin a statement: a DECLARE not ended by `;` ends at one of them.
+_TSQL_STATEMENT_START = frozenset(
+    [
+        "begin",
+        "declare",
+        "delete",
+        "exec",
+        "execute",
+        "if",
+        "insert",
+        "merge",
+        "print",
+        "return",
+        "select",
+        "set",
+        "update",
+        "while",
+        "with",
+    ]
+)
+
+
+def _tsql_variables(tokens: list[Token]) -> list[Token]:
+    """Turn the ``@name`` params that are not bound values back into words.
+
+    A name the batch declares (``DECLARE @n INT``, ``DECLARE @a INT = 1, @t TABLE (…)``) is
+    a local variable wherever it appears: its name is part of the statement, as a column's
+    is. So is the parameter name of an ``EXEC proc @name = …`` argument. Everything else
+    spelled ``@name`` is what the driver binds: SqlClient and EF Core send ``@p0`` or
+    ``@name`` through ``sp_executesql``, Microsoft's JDBC driver ``@P0``. T-SQL compares
+    variable names without case, and so does this. The parameters a ``CREATE PROCEDURE p
+    @a INT AS …`` declares for itself are not told apart: such DDL is no hot statement, and
+    it still gets one stable fingerprint.
+
+    >>> [t.text for t in tokenize("DECLARE @n INT = @P0; SELECT @N", "tsql") if t.kind == "param"]
+    ['@P0']
+    """
+    declared: set[str] = set()
+    named_args: set[int] = set()
+    statement = ""  # the first word of the statement being read: "declare", "exec" or other
+    depth = 0
+    for k, tok in enumerate(tokens):
+        low = tok.text.lower()
+        prev = tokens[k - 1] if k else None
+        if tok.kind == "punct" and low in "([":
+            depth += 1
+        elif tok.kind == "punct" and low in ")]":
+            depth = max(0, depth - 1)
+        elif low == ";" or (tok.kind == "word" and depth == 0 and low in _TSQL_STATEMENT_START):
+            statement = "exec" if low == "execute" else low
+        elif tok.kind == "param" and depth == 0 and prev is not None:
+            listed = prev.text == "," or prev.text.lower() == statement
+            if statement == "declare" and listed:
+                declared.add(low)
+            following = tokens[k + 1].text if k + 1 < len(tokens) else ""
+            if statement == "exec" and following == "=" and prev.text != "=":
+                named_args.add(k)
+    return [
+        Token("word", t.text)
+        if t.kind == "param"
+        and t.text.startswith("@")
+        and (t.text.lower() in declared or k in named_args)
+        else t
+        for k, t in enumerate(tokens)
+    ]
 
 
 # Words after which `(` opens a list or subquery rather than a call; they get a space.

@@ -180,6 +180,48 @@ INSERT INTO kv (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v
 
 insert into kv (k, v) values ('a', 'b'), ('c', 'd') on conflict (k) do update set v = excluded.v
 
+-- dialect: oracle
+-- class: oracle_shipments_by_order
+select * from shipments where order_id = :1 and carrier in (:2, :3) fetch first :4 rows only
+
+SELECT * FROM shipments WHERE order_id = :order_id AND carrier IN (:c1, :c2) FETCH FIRST :n ROWS ONLY
+
+select * from shipments where order_id = ? and carrier in (?) fetch first ? rows only
+
+select * from SHIPMENTS where ORDER_ID = 42 and CARRIER in ('dhl', 'ups', 'gls') fetch first 5 rows only
+
+-- dialect: oracle.db
+-- class: oracle_new_semconv_update
+update stock set qty = qty - :1 where sku = :2
+
+UPDATE stock SET qty = qty - :qty WHERE sku = :sku
+
+update stock set qty = qty - 1 where sku = 'A-7'
+
+-- dialect: mssql
+-- class: mssql_invoices_by_customer
+SELECT [i].[Id], [i].[Total] FROM [Invoices] AS [i] WHERE [i].[CustomerId] = @P0 AND [i].[Status] = @P1
+
+SELECT [i].[Id], [i].[Total] FROM [Invoices] AS [i] WHERE [i].[CustomerId] = @p0 AND [i].[Status] = @p1
+
+SELECT [i].[Id], [i].[Total] FROM [Invoices] AS [i] WHERE [i].[CustomerId] = @customerId AND [i].[Status] = @status
+
+SELECT [i].[Id], [i].[Total] FROM [Invoices] AS [i] WHERE [i].[CustomerId] = ? AND [i].[Status] = ?
+
+SELECT [i].[Id], [i].[Total] FROM [Invoices] AS [i] WHERE [i].[CustomerId] = 42 AND [i].[Status] = N'open'
+
+-- dialect: microsoft.sql_server
+-- class: mssql_ef_insert_batch
+SET IMPLICIT_TRANSACTIONS OFF; SET NOCOUNT ON; INSERT INTO [Invoices] ([CustomerId], [Total]) OUTPUT INSERTED.[Id] VALUES (@p0, @p1); SELECT @@ROWCOUNT;
+
+SET IMPLICIT_TRANSACTIONS OFF; SET NOCOUNT ON; INSERT INTO [Invoices] ([CustomerId], [Total]) OUTPUT INSERTED.[Id] VALUES (7, 19.90); SELECT @@ROWCOUNT;
+
+-- dialect: mssql
+-- class: mssql_declared_variable
+DECLARE @since DATETIME2 = @P0; SELECT COUNT(*) FROM [Invoices] WHERE [Created] >= @since
+
+DECLARE @Since DATETIME2 = '2026-01-01'; SELECT COUNT(*) FROM [Invoices] WHERE [Created] >= @SINCE
+
 -- dialect: none
 -- class: unknown_dialect_question_marks
 select name from customers where id = ?
