@@ -36,6 +36,7 @@ from correlate.cli_options import (
     status_line,
     terminal_progress,
 )
+from correlate.cli_plans import plans
 from correlate.cli_source import (
     RUN_HELP,
     check_source_options,
@@ -526,74 +527,10 @@ def watch(dsn: str, out: Path, interval: str, duration: str | None) -> None:
     click.echo(result.summary(), nl=False)
 
 
-@cli.group()
-def plans() -> None:
-    """Query plans of a run's statements: capture them, and see how much time they cover.
-
-    Plan files and PostgreSQL auto_explain logs are read by correlate ingest.
-    """
-
-
-@plans.command("capture")
-@click.option("--run", "run", required=True, help="The run whose statements to explain.")
-@click.option(
-    "--dsn",
-    required=True,
-    envvar="CORRELATE_PLANS_DSN",
-    help="SQLAlchemy URL of the database the service used (password from the URL, "
-    "PGPASSWORD or ~/.pgpass). Also CORRELATE_PLANS_DSN.",
-)
-@click.option(
-    "--analyze",
-    is_flag=True,
-    help="EXPLAIN ANALYZE: EXECUTES each SELECT (never anything else) to measure it.",
-)
-@click.option(
-    "--timeout",
-    "timeout_ms",
-    default=5000,
-    show_default=True,
-    metavar="MS",
-    help="Statement timeout per EXPLAIN, in milliseconds.",
-)
-@db_option
-def plans_capture(run: str, dsn: str, analyze: bool, timeout_ms: int, db: Path) -> None:
-    """Explain each distinct statement shape of a run on a live database.
-
-    Plain EXPLAIN never executes a statement: each runs in a read-only
-    transaction that is rolled back, under a statement and a lock timeout.
-    Span statements are untrusted: one that is not exactly one statement, or
-    that --analyze could not run harmlessly, is refused with its reason
-    (docs/security.md).
-    Plans, their nodes and insights (e.g. a sequential scan that wants an
-    index) are kept in the store.
-    """
-    with open_db(db) as store:
-        report = store.capture_plans(run, dsn, analyze=analyze, statement_timeout_ms=timeout_ms)
-    click.echo(safe_text(report.summary()))
-
-
-@plans.command("coverage")
-@click.option("--run", "run", required=True, help="The run whose DB span time to measure.")
-@click.option("--top", default=10, show_default=True, help="How many uncovered statements to list.")
-@output_options("coverage", "the coverage")
-@db_option
-def plans_coverage(run: str, top: int, format_: str | None, output: Path | None, db: Path) -> None:
-    """Share of a run's DB span time that has a plan, per database and overall.
-
-    A span is covered exactly when a logged plan names it by its sqlcommenter
-    traceparent, by fingerprint when a plan of its statement shape exists, or
-    not at all; the statements with the most uncovered time are listed.
-    """
-    renderer = renderer_for("coverage", format_, output)
-    with open_db(db, read_only=True) as store:
-        coverage = store.plans_coverage(run, top=top)
-    emit(renderer(coverage), output, renderer)
-
-
-# correlate collect and correlate record, kept in a module of their own
+# correlate collect, record and plans, kept in modules of their own
 cli.add_command(collect)
 cli.add_command(record)
+cli.add_command(plans)
 
 
 def main() -> None:

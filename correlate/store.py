@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
+    from correlate.clickhouse.source import ClickHouseStore
     from correlate.ingest import IngestReport, Progress
     from correlate.plans.coverage import PlanCoverage
     from correlate.plans.store import PlanCaptureReport
@@ -193,6 +194,10 @@ def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> Non
 class Store:
     """An open run store. Use :func:`open_store` to get one."""
 
+    #: Where the spans analysed are: ``"local"`` (this DuckDB file) or ``"clickhouse"``
+    #: (a source read in place), for advice that names the options that apply.
+    spans_at = "local"
+
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
         self.con = con
         self.path = path
@@ -316,16 +321,28 @@ class Store:
         )
 
     def capture_plans(
-        self, run: str, dsn: str, *, analyze: bool = False, statement_timeout_ms: int = 5000
+        self,
+        run: str,
+        dsn: str,
+        *,
+        analyze: bool = False,
+        statement_timeout_ms: int = 5000,
+        source: ClickHouseStore | None = None,
     ) -> PlanCaptureReport:
-        """Explain each statement shape of ``run`` on the database at ``dsn`` and keep the plans.
+        """Explain each statement shape of ``run`` (or of a ClickHouse ``source``'s spans,
+        into run ``run``) on the database at ``dsn`` and keep the plans.
 
         See :func:`correlate.plans.store.capture_plans`; this is the same call.
         """
         from correlate.plans.store import capture_plans
 
         return capture_plans(
-            self, run, dsn, analyze=analyze, statement_timeout_ms=statement_timeout_ms
+            self,
+            run,
+            dsn,
+            analyze=analyze,
+            statement_timeout_ms=statement_timeout_ms,
+            source=source,
         )
 
     def plans_coverage(self, run: str, *, top: int = 10) -> PlanCoverage:

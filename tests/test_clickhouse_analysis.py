@@ -429,3 +429,65 @@ def test_diff_against_another_window_of_the_source(setup: tuple[Path, Path]) -> 
     result = runner.invoke(cli, ["diff", empty, "--source", url, "--window", second])
     assert result.exit_code == 2
     assert "check the baseline window, timezone is UTC" in result.stderr
+
+
+def test_plans_captured_from_a_sources_statements_reach_its_analysis(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    # A team that keeps its spans in ClickHouse has no local run whose statements to
+    # explain: `plans capture --source` reads them where they are and keeps the plans in
+    # a local run, which `analyze --source … --run` then joins by fingerprint.
+    import sqlite3
+
+    from tests.builders import RunBuilder
+
+    _, chdb = setup
+    shop = tmp_path / "shop.db"
+    with sqlite3.connect(shop) as con:
+        con.execute("CREATE TABLE items (id INTEGER PRIMARY KEY, sku TEXT, price REAL)")
+        con.executemany("INSERT INTO items VALUES (?, ?, ?)", [(i, f"s{i}", i) for i in range(500)])
+    b = RunBuilder()
+    for i in range(20):
+        trace, start = f"t{i}", i * 100.0
+        r = b.request(trace, start, start + 30, "/items")
+        sql = f"SELECT id, price FROM items WHERE sku = 's{i}'"
+        b.span(trace, start + 2, start + 25, parent=r, kind="CLIENT", db="sqlite", sql=sql)
+        # what the export writes into the exporter's SpanAttributes
+        b.spans[-1]["attributes"] = json.dumps({"db.system": "sqlite", "db.statement": sql})
+    spans_db = tmp_path / "spans.duckdb"
+    with correlate.open_store(spans_db) as store:
+        b.build(store)
+    url = f"chdb://{chdb}?database=sqlite_shop"
+    runner = CliRunner()
+    result = runner.invoke(cli, ["export", "r", "--to", url, "--db", str(spans_db)])
+    assert result.exit_code == 0, result.output
+
+    local = tmp_path / "plans.duckdb"
+    before = runner.invoke(cli, ["report", "--source", url, "--format", "json"])
+    assert before.exit_code == 0, before.output
+    (advice,) = [g for g in json.loads(before.stdout)["gaps"] if "no query plans" in g]
+    assert "plans capture --source URL" in advice and "--run NAME" in advice
+
+    capture = ["plans", "capture", "--source", url, "--run", "shop", "--db", str(local)]
+    result = runner.invoke(cli, [*capture, "--dsn", f"sqlite:///{shop}"])
+    assert result.exit_code == 0, result.output
+    assert "run 'shop': 1 plan(s) captured from sqlite" in result.stdout
+    with correlate.open_store(local, read_only=True) as store:
+        assert store.run_names() == ["shop"]
+        (plan,) = store.con.execute("SELECT statement, raw IS NOT NULL FROM plans").fetchall()
+        assert plan[0].startswith("SELECT id, price FROM items WHERE sku = ") and plan[1]
+
+    after = runner.invoke(
+        cli, ["report", "--source", url, "--db", str(local), "--run", "shop", "--format", "json"]
+    )
+    assert after.exit_code == 0, after.output
+    report = json.loads(after.stdout)
+    assert report["summary"]["fingerprints_with_plans"] == 1
+    assert not [g for g in report["gaps"] if "no query plans" in g]
+
+    # nothing to explain on another server's URL: said, and no empty run left behind
+    result = runner.invoke(cli, [*capture[:5], "other", "--db", str(local), "--dsn", "mysql://x/y"])
+    assert result.exit_code == 1
+    assert "has no mysql/mariadb statements to explain; check --window" in result.output
+    with correlate.open_store(local, read_only=True) as store:
+        assert store.run_names() == ["shop"]

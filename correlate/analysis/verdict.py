@@ -361,10 +361,21 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             "in their trace) and are left out of the attribution."
         )
     if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"] and _has_sql(run):
-        gaps.append(
-            f"no query plans: slow-query findings cannot say why. Run `correlate plans capture "
-            f"--run {shlex.quote(run.name)} --dsn URL`, or add EXPLAIN output to the run."
-        )
+        if run.store.spans_at == "clickhouse":
+            # the source's run is no run of a local store: capture into one, then name it
+            gaps.append(
+                "no query plans: slow-query findings cannot say why. Capture them from the "
+                "source's statements with `correlate plans capture --source URL --window "
+                "START..END --run NAME --dsn URL`, then analyse with `--source URL --window "
+                "START..END --run NAME`; or ingest EXPLAIN output into a local run and name it "
+                "with --run."
+            )
+        else:
+            gaps.append(
+                f"no query plans: slow-query findings cannot say why. Run `correlate plans "
+                f"capture --run {shlex.quote(run.name)} --dsn URL`, or add EXPLAIN output to "
+                "the run."
+            )
     if not s["connect_spans"] and not s["pool_checkouts"] and s["pool_samples"]:
         gaps.append(
             "pool metrics but no connect spans: the pool's state over time is known, not which "

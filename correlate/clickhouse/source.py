@@ -87,6 +87,8 @@ class ClickHouseStore(Store):
     their DuckDB SQL through it unchanged. It is read-only.
     """
 
+    spans_at = "clickhouse"
+
     def __init__(
         self, conn: Connection, engine: Engine, work_db: str, src_db: str, display: str
     ) -> None:

@@ -19,6 +19,7 @@ from correlate.plans.insights import Insight, InsightContext, find_insights
 from correlate.plans.parse import parse_plan
 
 if TYPE_CHECKING:
+    from correlate.clickhouse.source import ClickHouseStore
     from correlate.plans.capture import CapturedPlan, ServerFacts
     from correlate.plans.model import Plan
     from correlate.store import Store
@@ -107,7 +108,13 @@ class PlanCaptureReport:
 
 
 def capture_plans(
-    store: Store, run: str, dsn: str, *, analyze: bool = False, statement_timeout_ms: int = 5000
+    store: Store,
+    run: str,
+    dsn: str,
+    *,
+    analyze: bool = False,
+    statement_timeout_ms: int = 5000,
+    source: ClickHouseStore | None = None,
 ) -> PlanCaptureReport:
     """Explain each distinct statement shape of ``run`` on the database at ``dsn``.
 
@@ -115,37 +122,33 @@ def capture_plans(
     scheme: postgresql, mysql/mariadb, sqlite); see
     :func:`correlate.plans.capture.explain_statements` for how each server is
     asked and what keeps it safe. ``analyze=True`` executes SELECT statements.
+
+    ``source`` (a ClickHouse source, :func:`correlate.clickhouse.source.open_source`)
+    gives the statements instead of ``run``: its spans stay where they are, one text per
+    statement shape comes back, and the plans go into ``store``'s run ``run``, created
+    when new, for an analysis of the source with that local run (``--db``, ``--run``).
     """
     from correlate.plans.capture import explain_statements
 
     store.require_writable()
-    run_id = store.run_id(run)
     dialect = for_url(dsn)
     if dialect.capture is None:
         raise UnknownDatabaseError(
             f"live capture supports PostgreSQL, MariaDB/MySQL and SQLite, not {dialect.title}"
         )
-    # A server plans the statements of every database it can parse (MariaDB and MySQL
-    # each other's), under every db.system name those databases go by, in any case and
-    # with spaces around it, as fingerprinting reads it.
-    systems = sorted({s for name in dialect.explains for s in (name, *DIALECTS[name].db_systems)})
-    # A text of the fingerprint's most frequent shape stands for it.
-    statements = store.con.execute(
-        """
-        SELECT st.fingerprint, arg_max(st.text, n) FROM statements st JOIN (
-            SELECT db_system, statement_key(db_statement) AS key, count(*) AS n
-            FROM spans WHERE run_id = $run AND db_statement IS NOT NULL GROUP BY ALL
-        ) c ON c.db_system IS NOT DISTINCT FROM st.db_system AND c.key = st.key
-        WHERE st.run_id = $run AND lower(trim(st.db_system)) IN (SELECT unnest($systems))
-        GROUP BY st.fingerprint ORDER BY st.fingerprint
-        """,
-        {"run": run_id, "systems": systems},
-    ).fetchall()
+    if source is None:
+        statements = _statements_to_explain(store, run, dialect)
+        where, check = f"run {run!r}", "the run name"
+    else:
+        statements = _statements_to_explain(source, source.name, dialect)
+        where, check = f"the spans of {source.path}", "--window, --service"
     if not statements:
         raise CorrelateError(
-            f"run {run!r} has no {'/'.join(dialect.explains)} statements to explain; "
-            "check the run name and that the URL points at the database the service used"
+            f"{where} has no {'/'.join(dialect.explains)} statements to explain; "
+            f"check {check} and that the URL points at the database the service used"
         )
+    if source is not None:
+        store.ensure_run(run, source=source.path, labels=None)
     result = explain_statements(
         dsn, statements, analyze=analyze, statement_timeout_ms=statement_timeout_ms
     )
@@ -159,6 +162,28 @@ def capture_plans(
             report.captured += 1
             report.insights.extend(stored.insights)
     return report
+
+
+def _statements_to_explain(store: Store, run: str, dialect: Any) -> list[tuple[str, str]]:
+    """(fingerprint, text) of each statement shape of ``run`` that ``dialect``'s server
+    can plan: the text of the shape's most frequent statement key stands for it."""
+    # A server plans the statements of every database it can parse (MariaDB and MySQL
+    # each other's), under every db.system name those databases go by, in any case and
+    # with spaces around it, as fingerprinting reads it.
+    systems = sorted({s for name in dialect.explains for s in (name, *DIALECTS[name].db_systems)})
+    listed = ", ".join("'" + s.replace("'", "''") + "'" for s in systems)
+    rows = store.con.execute(
+        f"""
+        SELECT st.fingerprint, arg_max(st.text, c.n) FROM statements st JOIN (
+            SELECT db_system, statement_key(db_statement) AS key, count(*) AS n
+            FROM spans WHERE run_id = $run AND db_statement IS NOT NULL GROUP BY ALL
+        ) c ON c.db_system IS NOT DISTINCT FROM st.db_system AND c.key = st.key
+        WHERE st.run_id = $run AND lower(trim(st.db_system)) IN ({listed})
+        GROUP BY st.fingerprint ORDER BY st.fingerprint
+        """,
+        {"run": store.run_id(run)},
+    ).fetchall()
+    return [(str(fingerprint), str(text)) for fingerprint, text in rows]
 
 
 def _insert_plan(
