@@ -363,12 +363,14 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
     if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"] and _has_sql(run):
         if run.store.spans_at == "clickhouse":
             # the source's run is no run of a local store: capture into one, then name it
+            local = getattr(run.store, "local_run", None)
+            name = shlex.quote(local) if local else "NAME"
             gaps.append(
                 "no query plans: slow-query findings cannot say why. Capture them from the "
                 "source's statements with `correlate plans capture --source URL --window "
-                "START..END --run NAME --dsn URL`, then analyse with `--source URL --window "
-                "START..END --run NAME`; or ingest EXPLAIN output into a local run and name it "
-                "with --run."
+                f"START..END --run {name} --dsn URL`, then analyse with `--source URL --window "
+                f"START..END --run {name}`; or ingest EXPLAIN output into a local run and name "
+                "it with --run."
             )
         else:
             gaps.append(

@@ -107,6 +107,8 @@ class ClickHouseStore(Store):
         self.name = ""
         self.spans = 0
         self.window: tuple[int, int] = (0, 0)
+        #: the local run whose plans and load results came with the spans (``--run``)
+        self.local_run: str | None = None
         self._closed = False
 
     def __repr__(self) -> str:
@@ -229,6 +231,7 @@ def _open(
         _use(conn, work_db)
         _build_work(store, local, run, baseline, base_db)
         store.name = name or run or _run_name(conn, window)
+        store.local_run = run
         _add_run(store, SOURCE_RUN_ID, store.name, display, window, spans, services)
         if base_bounds is not None:
             base_name = _run_name(conn, base_window)
