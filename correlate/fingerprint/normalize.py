@@ -38,6 +38,7 @@ __all__ = [
     "renumber_placeholders",
     "strip_placeholder_casts",
     "strip_trailing_semicolons",
+    "unescape_driver_percent",
     "unify_placeholders",
 ]
 
@@ -49,6 +50,28 @@ PARAM = Token("param", "$0")  # renumbered by the last pass
 def drop_comments(tokens: list[Token]) -> list[Token]:
     """Drop ``--`` and ``/* */`` comments, sqlcommenter's trailing one included."""
     return [t for t in tokens if t.kind != "comment"]
+
+
+def unescape_driver_percent(tokens: list[Token]) -> list[Token]:
+    """``%%`` is ``%`` in text with the drivers' ``%s`` or ``%(name)s`` placeholders.
+
+    psycopg and pymysql send ``%%`` as ``%``, and the instrumentations record the text as
+    the application gave it: Django's ORM writes its modulo as ``"t"."n" %% %s``. Read
+    as written, that is an operator ``%%`` that PostgreSQL does not have and MySQL cannot
+    parse, and ``n %% $1`` a fingerprint of its own, apart from ``n % $1``.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> render(unescape_driver_percent(tokenize('SELECT ("t"."n" %% %s) FROM "t"')))
+    'SELECT ("t"."n" % %s) FROM "t"'
+    """
+    if not any(t.kind == "param" and t.text.startswith("%") for t in tokens):
+        return tokens
+    return [
+        Token(t.kind, t.text.replace("%%", "%"))
+        if t.kind in ("op", "qident") and "%%" in t.text
+        else t
+        for t in tokens
+    ]
 
 
 def unify_placeholders(tokens: list[Token]) -> list[Token]:
@@ -355,6 +378,7 @@ def renumber_placeholders(tokens: list[Token]) -> list[Token]:
 PASSES: tuple[Pass, ...] = (
     drop_comments,
     fold_case,  # early, so later passes compare `IN` and `in` alike
+    unescape_driver_percent,  # before placeholders lose their paramstyle
     unify_placeholders,
     literals_to_placeholders,
     strip_placeholder_casts,
