@@ -101,6 +101,16 @@ def test_n_plus_one_found_with_connect_spans_in_between() -> None:
     assert len(f.trace_ids) == 3
 
 
+def test_n_plus_one_fix_names_the_eager_loading_of_each_common_orm() -> None:
+    # Django's lazy foreign key (`order.customer.name` per row) is the commonest N+1 in
+    # Python; its fix is select_related / prefetch_related, as selectinload is SQLAlchemy's
+    b = RunBuilder()
+    _listing(b, calls=8, each=10)
+    (f,) = findings(b, n_plus_one)
+    for fix in ("selectinload", "select_related / prefetch_related", "JOIN FETCH", "Include"):
+        assert fix in f.suggestion
+
+
 def test_n_plus_one_critical_from_ten_calls() -> None:
     b = RunBuilder()
     _listing(b, calls=12, each=10)

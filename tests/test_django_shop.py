@@ -97,6 +97,7 @@ def test_a_django_service_gets_its_findings_on_its_own_routes(
         "SELECT djshop_customer.id, djshop_customer.name FROM djshop_customer "
         "WHERE djshop_customer.id = $1 LIMIT $2"
     )
+    assert "select_related" in n1["suggestion"]
 
     slow = by_kind["slow_query"]
     assert slow["evidence"]["statement"] == (

@@ -145,8 +145,9 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
             noun, kind = "queries", FindingKind.N_PLUS_ONE
             fix = (
                 "Fetch the rows for all items in one query: an IN (…) or a join, or with "
-                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, JPA JOIN "
-                "FETCH or an entity graph, EF Core Include, Eloquent with)."
+                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, Django "
+                "select_related / prefetch_related, JPA JOIN FETCH or an entity graph, EF Core "
+                "Include, Eloquent with)."
             )
         else:
             protocol = {"http": "HTTP", "rpc": "RPC", "messaging": "messaging"}.get(family, "")
