@@ -33,6 +33,7 @@ __all__ = [
     "document_values_to_placeholders",
     "drop_comments",
     "fold_case",
+    "fold_savepoint_names",
     "literals_to_placeholders",
     "normalize_tokens",
     "renumber_placeholders",
@@ -145,6 +146,39 @@ def literals_to_placeholders(tokens: list[Token]) -> list[Token]:
         ):
             out.pop()
         out.append(PARAM)
+    return out
+
+
+def fold_savepoint_names(tokens: list[Token]) -> list[Token]:
+    """A savepoint's name becomes a placeholder: ``SAVEPOINT "s1402_x3"`` is ``savepoint $1``.
+
+    ORMs number their savepoints: Django names each ``s<thread id>_x<counter>`` (every
+    ``get_or_create`` and nested ``atomic`` makes one), SQLAlchemy ``sa_savepoint_<n>``.
+    Kept, every savepoint of a run was a statement shape of its own, seen once, and a loop
+    of them no N+1. PostgreSQL's ``pg_stat_statements`` shows them the same way since 17.
+    Runs after :func:`fold_case`: the verbs are lower case.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> render(fold_savepoint_names(fold_case(tokenize('ROLLBACK TO SAVEPOINT "s1_x2"'))))
+    'rollback to savepoint $0'
+    """
+    words = [i for i, t in enumerate(tokens) if t.kind != "comment"]
+    texts = [tokens[i].text.lower() for i in words]
+    if texts[:1] == ["savepoint"]:
+        at = 1
+    elif texts[:1] == ["release"]:
+        at = 2 if texts[1:2] == ["savepoint"] else 1
+    elif texts[:1] == ["rollback"]:
+        at = 2 if texts[1:2] in (["work"], ["transaction"]) else 1
+        if texts[at : at + 1] != ["to"]:
+            return tokens
+        at += 2 if texts[at + 1 : at + 2] == ["savepoint"] else 1
+    else:
+        return tokens
+    if at >= len(words) or tokens[words[at]].kind not in ("word", "qident"):
+        return tokens
+    out = list(tokens)
+    out[words[at]] = PARAM
     return out
 
 
@@ -380,6 +414,7 @@ PASSES: tuple[Pass, ...] = (
     fold_case,  # early, so later passes compare `IN` and `in` alike
     unescape_driver_percent,  # before placeholders lose their paramstyle
     unify_placeholders,
+    fold_savepoint_names,
     literals_to_placeholders,
     strip_placeholder_casts,
     collapse_lists,

@@ -180,6 +180,32 @@ SELECT shop_event.id, (shop_event.account % $1) AS m FROM shop_event WHERE (shop
 
 select shop_event.id, shop_event.account % 7 as m from shop_event where shop_event.account % 7 = 0
 
+-- dialect: postgresql
+-- class: savepoint
+SAVEPOINT "s140675796278144_x1"
+
+SAVEPOINT "s140675796278144_x2"
+
+savepoint sa_savepoint_1
+
+-- dialect: postgresql
+-- class: release_savepoint
+RELEASE SAVEPOINT "s140675796278144_x1"
+
+RELEASE SAVEPOINT "s139901234567_x12"
+
+-- dialect: postgresql
+-- class: rollback_to_savepoint
+ROLLBACK TO SAVEPOINT "s140675796278144_x3"
+
+rollback to savepoint sa_savepoint_2
+
+-- dialect: mysql
+-- class: mysql_savepoint
+SAVEPOINT `s140675796278144_x1`
+
+SAVEPOINT s140675796278144_x2
+
 -- dialect: sqlite
 -- class: sqlite_carts_by_customer
 select * from carts where customer_id = ? limit ?
