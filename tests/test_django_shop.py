@@ -6,7 +6,10 @@ exporter; correlate gets the spans as a user would hand them over: ``correlate i
 ``correlate plans capture``, ``correlate report``, each a process of its own, so what
 it prints on stderr is what a user would see. Django names its routes after its URL
 patterns (``orders/``, ``accounts/<int:account>/events/``) and writes SQL with ``%s``
-placeholders and quoted identifiers; none of that is shaped for correlate.
+placeholders and quoted identifiers; none of that is shaped for correlate. Once with the
+old semantic conventions (``db.statement``, ``http.method``), once with the stable ones
+(``db.query.text``, ``http.request.method``) and Django's sqlcommenter on, which ends each
+statement with the request's route and traceparent.
 """
 
 from __future__ import annotations
@@ -53,14 +56,19 @@ def shop_tables(pg_dsn: str) -> Iterator[str]:
 
 
 @pytest.mark.postgres
-@pytest.mark.parametrize("semconv", ["", "http,database"], ids=["old-semconv", "stable-semconv"])
+@pytest.mark.parametrize(
+    ("semconv", "options"),
+    [("", ()), ("http,database", ("sqlcommenter",))],
+    ids=["old-semconv", "stable-semconv-sqlcommenter"],
+)
 def test_a_django_service_gets_its_findings_on_its_own_routes(
-    shop_tables: str, tmp_path: Path, semconv: str
+    shop_tables: str, tmp_path: Path, semconv: str, options: tuple[str, ...]
 ) -> None:
     pytest.importorskip("opentelemetry.instrumentation.django")
     pytest.importorskip("opentelemetry.instrumentation.psycopg")
     spans, db = tmp_path / "spans.jsonl", str(tmp_path / "store.duckdb")
-    produce(PRODUCER, shop_tables, spans, "10", semconv=semconv)
+    produce(PRODUCER, shop_tables, spans, "10", *options, semconv=semconv)
+    assert ("traceparent=" in spans.read_text()) == ("sqlcommenter" in options)
 
     # 10 rounds: GET orders/ reads the orders then a customer per order (21 queries), the
     # other two views one query each; and each request opens a connection, on which Django

@@ -6,9 +6,13 @@ the URL pattern) and opentelemetry-instrumentation-psycopg (a CLIENT span per st
 as Django's ORM wrote it), exported by the SDK's OTLP/JSON file exporter. The service
 runs under a real WSGI server (wsgiref) and is called over HTTP with urllib.
 
+With ``sqlcommenter``, the Django instrumentation's option a user turns on to see the
+route in the database's own logs: each statement ends in a comment with the controller,
+the route and the traceparent (its ``%`` escaped as ``%%`` for psycopg).
+
 Creates the shop's ``djshop_*`` tables (dropping old ones) and leaves them for the plan
 capture; the caller drops them. Run as a subprocess: instrumentors patch once per process.
-Usage: python django_producer.py DSN OUT.jsonl ROUNDS
+Usage: python django_producer.py DSN OUT.jsonl ROUNDS [sqlcommenter]
 """
 
 from __future__ import annotations
@@ -69,7 +73,7 @@ def _create_and_fill() -> None:
     connection.close()
 
 
-def main(dsn: str, out: str, rounds: int) -> None:
+def main(dsn: str, out: str, rounds: int, sqlcommenter: bool = False) -> None:
     _configure(dsn)
     import django
     from opentelemetry.exporter.otlp.json.file import FileSpanExporter
@@ -84,7 +88,7 @@ def main(dsn: str, out: str, rounds: int) -> None:
 
     provider = TracerProvider(resource=Resource.create({"service.name": "django-shop"}))
     provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(out)))
-    DjangoInstrumentor().instrument(tracer_provider=provider)
+    DjangoInstrumentor().instrument(tracer_provider=provider, is_sql_commentor_enabled=sqlcommenter)
     PsycopgInstrumentor().instrument(tracer_provider=provider)
 
     from django.core.wsgi import get_wsgi_application
@@ -105,4 +109,4 @@ def main(dsn: str, out: str, rounds: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:] == ["sqlcommenter"])
