@@ -101,6 +101,37 @@ def test_n_plus_one_found_with_connect_spans_in_between() -> None:
     assert len(f.trace_ids) == 3
 
 
+def test_n_plus_one_fix_names_the_eager_loading_of_each_common_orm() -> None:
+    # Django's lazy foreign key (`order.customer.name` per row) is the commonest N+1 in
+    # Python; its fix is select_related / prefetch_related, as selectinload is SQLAlchemy's
+    b = RunBuilder()
+    _listing(b, calls=8, each=10)
+    (f,) = findings(b, n_plus_one)
+    for fix in ("selectinload", "select_related / prefetch_related", "JOIN FETCH", "Include"):
+        assert fix in f.suggestion
+
+
+def test_savepoints_of_a_get_or_create_loop_are_the_loops_not_n_plus_ones() -> None:
+    # Django's get_or_create per item, as psycopg's instrumentation records it: each call
+    # is a SELECT, then SAVEPOINT "s<thread>_x<n>", INSERT and RELEASE of a new name
+    b = RunBuilder()
+    for i in range(10):
+        trace, at = f"t{i}", i * 1000.0
+        r = b.request(trace, at, at + 200, "tags/")
+        for n in range(1, 13):
+            for sql in (
+                f'SELECT "tag"."id" FROM "tag" WHERE "tag"."name" = \'{n}\' LIMIT 21',
+                f'SAVEPOINT "s1407_x{n}"',
+                f'INSERT INTO "tag" ("name") VALUES (\'{n}\') RETURNING "tag"."id"',
+                f'RELEASE SAVEPOINT "s1407_x{n}"',
+            ):
+                b.query(trace, r, at + 1, at + 3, sql)
+                at += 3
+    found = findings(b, n_plus_one)
+    assert sorted(f.evidence["statement"].split()[0] for f in found) == ["INSERT", "SELECT"]
+    assert all(f.evidence["calls_per_request"] == 12 for f in found)
+
+
 def test_n_plus_one_critical_from_ten_calls() -> None:
     b = RunBuilder()
     _listing(b, calls=12, each=10)

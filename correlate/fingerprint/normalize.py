@@ -33,11 +33,13 @@ __all__ = [
     "document_values_to_placeholders",
     "drop_comments",
     "fold_case",
+    "fold_savepoint_names",
     "literals_to_placeholders",
     "normalize_tokens",
     "renumber_placeholders",
     "strip_placeholder_casts",
     "strip_trailing_semicolons",
+    "unescape_driver_percent",
     "unify_placeholders",
 ]
 
@@ -49,6 +51,28 @@ PARAM = Token("param", "$0")  # renumbered by the last pass
 def drop_comments(tokens: list[Token]) -> list[Token]:
     """Drop ``--`` and ``/* */`` comments, sqlcommenter's trailing one included."""
     return [t for t in tokens if t.kind != "comment"]
+
+
+def unescape_driver_percent(tokens: list[Token]) -> list[Token]:
+    """``%%`` is ``%`` in text with the drivers' ``%s`` or ``%(name)s`` placeholders.
+
+    psycopg and pymysql send ``%%`` as ``%``, and the instrumentations record the text as
+    the application gave it: Django's ORM writes its modulo as ``"t"."n" %% %s``. Read
+    as written, that is an operator ``%%`` that PostgreSQL does not have and MySQL cannot
+    parse, and ``n %% $1`` a fingerprint of its own, apart from ``n % $1``.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> render(unescape_driver_percent(tokenize('SELECT ("t"."n" %% %s) FROM "t"')))
+    'SELECT ("t"."n" % %s) FROM "t"'
+    """
+    if not any(t.kind == "param" and t.text.startswith("%") for t in tokens):
+        return tokens
+    return [
+        Token(t.kind, t.text.replace("%%", "%"))
+        if t.kind in ("op", "qident") and "%%" in t.text
+        else t
+        for t in tokens
+    ]
 
 
 def unify_placeholders(tokens: list[Token]) -> list[Token]:
@@ -123,6 +147,39 @@ def literals_to_placeholders(tokens: list[Token]) -> list[Token]:
         ):
             out.pop()
         out.append(PARAM)
+    return out
+
+
+def fold_savepoint_names(tokens: list[Token]) -> list[Token]:
+    """A savepoint's name becomes a placeholder: ``SAVEPOINT "s1402_x3"`` is ``savepoint $1``.
+
+    ORMs number their savepoints: Django names each ``s<thread id>_x<counter>`` (every
+    ``get_or_create`` and nested ``atomic`` makes one), SQLAlchemy ``sa_savepoint_<n>``.
+    Kept, every savepoint of a run was a statement shape of its own, seen once, and a loop
+    of them no N+1. PostgreSQL's ``pg_stat_statements`` shows them the same way since 17.
+    Runs after :func:`fold_case`: the verbs are lower case.
+
+    >>> from correlate.fingerprint.tokens import render, tokenize
+    >>> render(fold_savepoint_names(fold_case(tokenize('ROLLBACK TO SAVEPOINT "s1_x2"'))))
+    'rollback to savepoint $0'
+    """
+    words = [i for i, t in enumerate(tokens) if t.kind != "comment"]
+    texts = [tokens[i].text.lower() for i in words]
+    if texts[:1] == ["savepoint"]:
+        at = 1
+    elif texts[:1] == ["release"]:
+        at = 2 if texts[1:2] == ["savepoint"] else 1
+    elif texts[:1] == ["rollback"]:
+        at = 2 if texts[1:2] in (["work"], ["transaction"]) else 1
+        if texts[at : at + 1] != ["to"]:
+            return tokens
+        at += 2 if texts[at + 1 : at + 2] == ["savepoint"] else 1
+    else:
+        return tokens
+    if at >= len(words) or tokens[words[at]].kind not in ("word", "qident"):
+        return tokens
+    out = list(tokens)
+    out[words[at]] = PARAM
     return out
 
 
@@ -356,7 +413,9 @@ def renumber_placeholders(tokens: list[Token]) -> list[Token]:
 PASSES: tuple[Pass, ...] = (
     drop_comments,
     fold_case,  # early, so later passes compare `IN` and `in` alike
+    unescape_driver_percent,  # before placeholders lose their paramstyle
     unify_placeholders,
+    fold_savepoint_names,
     literals_to_placeholders,
     strip_placeholder_casts,
     collapse_lists,

@@ -4,7 +4,9 @@ Rule (docs/rules.md#n_plus_one, docs/rules.md#n_plus_one_calls): the same shape
 (:mod:`~correlate.analysis.detectors.calls`: a statement's fingerprint, an HTTP callee's
 route template, an RPC method, a messaging destination) at least ``min_calls`` times
 under one group parent in one request, with varying parameters — a loop whose every
-visible call is the very same statement or URL is a redundant call, not an N+1.
+visible call is the very same statement or URL is a redundant call, not an N+1, and a
+transaction-control statement repeated with the loop's work (a SAVEPOINT per item) is the
+loop's, not an N+1 of its own.
 Spans are grouped by parent rather than by an unbroken run of spans (Sentry's rule), so
 SQLAlchemy's pool ``connect`` spans between the queries do not hide the pattern;
 overlapping calls count, by the union of their intervals.
@@ -61,6 +63,13 @@ class NPlusOneSettings:
 
 
 DEFAULTS = NPlusOneSettings()
+
+#: Statements that open, close or mark a transaction: one per item when the loop's work
+#: is transactional (Django's ``get_or_create`` makes a SAVEPOINT and a RELEASE per call),
+#: but no rows to fetch at once. The loop's reads and writes are the N+1.
+TRANSACTION_CONTROL = frozenset(
+    ("BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT", "SAVEPOINT", "RELEASE")
+)
 
 
 def severity(scale: Scale, calls: float, s: NPlusOneSettings) -> Severity:
@@ -131,6 +140,8 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
         statement, table, system, verb = (
             texts.get(shape, untexted(shape)) if db else (shape, None, None, None)
         )
+        if db and system not in NOT_SQL_SYSTEMS and (verb or "").upper() in TRANSACTION_CONTROL:
+            continue
         if db and system in NOT_SQL_SYSTEMS:
             # a key-value or document store: a command per item, not a query
             what = f"the same {system} command{f' {verb}' if verb else ''}"
@@ -145,8 +156,9 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
             noun, kind = "queries", FindingKind.N_PLUS_ONE
             fix = (
                 "Fetch the rows for all items in one query: an IN (…) or a join, or with "
-                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, JPA JOIN "
-                "FETCH or an entity graph, EF Core Include, Eloquent with)."
+                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, Django "
+                "select_related / prefetch_related, JPA JOIN FETCH or an entity graph, EF Core "
+                "Include, Eloquent with)."
             )
         else:
             protocol = {"http": "HTTP", "rpc": "RPC", "messaging": "messaging"}.get(family, "")

@@ -154,6 +154,12 @@ select orders.id, orders.status from orders where orders.status = 'paid' and ord
 
 SELECT `Orders`.`id`, `Orders`.`status` FROM `Orders` WHERE `Orders`.`status` = "shipped" AND `Orders`.`customer_id` IN (1,2) # trailing note
 
+-- dialect: mysql
+-- class: mysql_django_modulo
+SELECT `shop_event`.`id` FROM `shop_event` WHERE (`shop_event`.`account` %% %s) = %s
+
+select shop_event.id from shop_event where (shop_event.account % 7) = 0
+
 -- dialect: mariadb
 -- class: mariadb_insert_many
 INSERT INTO order_items (order_id, product_id, quantity) VALUES (%s, %s, %s)
@@ -165,6 +171,40 @@ INSERT INTO `order_items` (`order_id`, `product_id`, `quantity`) VALUES (1, 2, 3
 SELECT `order`, `key` FROM `items` WHERE `key` = 'it\'s'
 
 select `order`, `key` from items where `key` = %(k)s
+
+-- dialect: postgresql
+-- class: django_modulo
+SELECT "shop_event"."id", ("shop_event"."account" %% %s) AS "m" FROM "shop_event" WHERE ("shop_event"."account" %% %s) = %s
+
+SELECT shop_event.id, (shop_event.account % $1) AS m FROM shop_event WHERE (shop_event.account % $2) = $3
+
+select shop_event.id, shop_event.account % 7 as m from shop_event where shop_event.account % 7 = 0
+
+-- dialect: postgresql
+-- class: savepoint
+SAVEPOINT "s140675796278144_x1"
+
+SAVEPOINT "s140675796278144_x2"
+
+savepoint sa_savepoint_1
+
+-- dialect: postgresql
+-- class: release_savepoint
+RELEASE SAVEPOINT "s140675796278144_x1"
+
+RELEASE SAVEPOINT "s139901234567_x12"
+
+-- dialect: postgresql
+-- class: rollback_to_savepoint
+ROLLBACK TO SAVEPOINT "s140675796278144_x3"
+
+rollback to savepoint sa_savepoint_2
+
+-- dialect: mysql
+-- class: mysql_savepoint
+SAVEPOINT `s140675796278144_x1`
+
+SAVEPOINT s140675796278144_x2
 
 -- dialect: sqlite
 -- class: sqlite_carts_by_customer

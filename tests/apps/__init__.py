@@ -1,0 +1,1 @@
+"""Small real services the tests instrument with the standard OpenTelemetry packages."""
