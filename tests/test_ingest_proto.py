@@ -445,6 +445,23 @@ def _check_counts(store: Store, report: Any) -> None:
     assert report.spans_read == report.spans_added + report.duplicates + spans_skipped
 
 
+def test_a_collector_file_cut_in_a_length_is_not_read_as_empty_varint_messages(
+    tmp_path: Path,
+) -> None:
+    # Found by the property below: read as varints, the zero high bytes of the Collector's
+    # lengths are empty messages, and a file cut inside its second length tiled as
+    # varint-delimited messages, so the cut went unreported.
+    empty = ExportTraceServiceRequest(
+        resource_spans=[ResourceSpans(scope_spans=[ScopeSpans(scope=InstrumentationScope())])]
+    )
+    data = frame(empty.SerializeToString(), empty.SerializeToString())
+    cut = write(tmp_path / "cut.pb", data[:-7])  # three bytes of the second length left
+    bad = [reason for b in otlp_proto.batches(cut) for _, reason in b.bad]
+    assert bad == [
+        "message 2 at byte 10: the file ends inside a frame's 4-byte length (3 byte(s) left)"
+    ]
+
+
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_MESSAGE, min_size=1, max_size=3), st.integers(min_value=0, max_value=40))
 def test_hostile_messages_are_added_or_counted(

@@ -65,6 +65,9 @@ def framing_of(data: bytes) -> Framing | None:
     A frame running past the end proves little (four bytes of anything make a
     length), so there a Collector length must start with a zero byte, as it
     does for every message under 16 MiB. A whole message in ``data`` must parse.
+    Varint-delimited messages never start with an empty one: read as varints,
+    a Collector length's zero bytes would be empty messages that tile a cut
+    Collector file.
     """
     for exact in (True, False):
         for framing in FRAMINGS:
@@ -112,6 +115,10 @@ def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
             return messages and not exact
         size, length = header
         body = pos + size
+        if framing == "varint" and pos == 0 and length == 0:
+            # An empty first message is what the Collector's zero high bytes of a length
+            # read as: no writer starts a stream of messages with an empty one.
+            return False
         if length and (body >= len(data) or data[body] != RESOURCE_SPANS_TAG):
             return messages and not exact
         if body + length > len(data):  # runs past the end
