@@ -13,7 +13,7 @@ import heapq
 
 from correlate.analysis import open_run
 from correlate.analysis.connection_queue import lead_waits
-from correlate.analysis.detectors import unexplained_time
+from correlate.analysis.detectors import slow_query, unexplained_time
 
 from .builders import RunBuilder
 
@@ -71,3 +71,13 @@ def test_time_in_the_routes_own_code_after_its_query_is_not_called_a_queue() -> 
     assert "queued_ms" not in finding.evidence
     assert "in its own code" in finding.explanation
     assert "pool of about" not in finding.explanation
+
+
+def test_slow_query_sets_an_inferred_queue_aside_like_a_measured_pool_wait() -> None:
+    # 40 ms of query in requests that mostly queue: most of the time outside the queue
+    with open_run(_queued_run().build(), "r") as run:
+        (finding,) = slow_query(run)
+    assert finding.route == "/report"
+    assert finding.evidence["share_of_time_outside_pool_wait"] > 0.5
+    assert finding.evidence["inferred_queue_ms"] > 100
+    assert "a queue for a connection read from the spans' timing" in finding.explanation

@@ -152,11 +152,14 @@ def slow_query(
             subject = f"the {system} command{f' {verb}' if verb else ''}"
         else:
             subject = f"the query on {table}" if table else "one query"
+        refused = None if insights or command else _refusal(run, fp)
         why = (
             " Its plan: " + "; ".join(insights[:3]) + "."
             if insights
             else ""
             if command
+            else f" Plan capture did not explain it: {refused}."
+            if refused
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
         fixes = [_qualify(fix, tables) for fix in fixes]
@@ -169,6 +172,12 @@ def slow_query(
                 "keep what does not change per request in the process."
             )
             if command
+            else (
+                "Explain it by hand where running it is safe, or add the run's EXPLAIN output; "
+                "then look for a scan that an index on the filtered columns would avoid, or for "
+                "work the statement does on every call."
+            )
+            if refused
             else (
                 f"Capture its plan (correlate plans capture --run {shlex.quote(run.name)} --dsn URL) or add "
                 "the run's EXPLAIN output, then look for a scan that an index on the filtered "
@@ -211,7 +220,7 @@ def slow_query(
                     f"time outside pool waits ({ms(db_ms / n)} of a request's "
                     f"{ms(mean)} on average; median call {ms(p50)}, p95 {ms(p95)})."
                     + (
-                        f" The waits include {ms(queued_ms)} a request that no span measures, "
+                        f" The waits include {ms(queued_ms)} per request that no span measures, "
                         "spent before its first query while the service's connections were "
                         "all held: a queue for a connection read from the spans' timing "
                         "(see the unexplained-time finding)."
@@ -233,6 +242,19 @@ def slow_query(
             )
         )
     return found
+
+
+def _refusal(run: Run, fingerprint: str) -> str | None:
+    """Why ``correlate plans capture`` explained no plan for ``fingerprint``, if it tried."""
+    row = run.con.execute(
+        """
+        SELECT reason FROM plans
+        WHERE run_id = $run AND fingerprint = $fp AND raw IS NULL AND reason IS NOT NULL
+        ORDER BY plan_id DESC LIMIT 1
+        """,
+        {"run": run.run_id, "fp": fingerprint},
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _field(q: Any, key: str) -> Any:
