@@ -2,7 +2,7 @@
 // faults for correlate to find and one route without any:
 // - GET /orders/recent: an N+1, one customer query per order of the list;
 // - GET /customers/:id/orders: a filter on the unindexed nm_orders.customer_id, a full scan
-//   of 100,000 rows per request;
+//   of 300,000 rows (ORDERS) per request;
 // - GET /reports/daily: a slow report query (SLEEP stands in for a heavy aggregate) that holds
 //   one of the pool's few connections (POOL_SIZE, default 3) for REPORT_MS while every other
 //   request queues for one; mysql2's pool waits are not spans;
@@ -23,6 +23,8 @@ const pool = mysql.createPool({
   waitForConnections: true, // queue for a connection rather than fail
   queueLimit: 0,
 });
+// rows of nm_orders, a multiple of 100,000: enough that a full scan costs tens of milliseconds
+const ORDERS = Number(process.env.ORDERS || 300000);
 const reportSeconds = Number(process.env.REPORT_MS || 300) / 1000;
 const app = express();
 
@@ -33,7 +35,12 @@ app.get('/health', (req, res) => res.json({ ok: true }));
 // request's context: its span joins the wrong trace (instrumentation-mysql2 does not carry the
 // caller's context across the pool's queue). Awaiting getConnection() resumes in this
 // request's own context, so every statement below is a child of the request that made it.
+// POOL_QUERY=1 runs the same statements with pool.query()/pool.execute() instead, as much
+// code is written, to show what that does to the traces under load.
+const viaPool = process.env.POOL_QUERY === '1';
+
 async function withConnection(work) {
+  if (viaPool) return work(pool);
   const conn = await pool.getConnection();
   try {
     return await work(conn);
@@ -106,7 +113,7 @@ async function seed() {
     id INT PRIMARY KEY, customer_id INT NOT NULL, total DECIMAL(10, 2) NOT NULL)`);
   const [[{ n }]] = await pool.query('SELECT COUNT(*) AS n FROM nm_orders');
   if (n > 0) return;
-  // 0..99,999 from five digits, portable to MariaDB and MySQL (no sequence engine, no
+  // 0..ORDERS-1 from six digits, portable to MariaDB and MySQL (no sequence engine, no
   // recursion limit to raise)
   const conn = await pool.getConnection();
   try {
@@ -114,8 +121,9 @@ async function seed() {
     await conn.query('INSERT INTO nm_digits VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9)');
     await conn.query(`INSERT INTO nm_orders (id, customer_id, total)
       SELECT n + 1, 1 + MOD((n + 1) * 7919, 2000), MOD(n + 1, 500) + 0.99
-      FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * d.d + 10000 * e.d AS n
-            FROM nm_digits a, nm_digits b, nm_digits c, nm_digits d, nm_digits e) AS numbers`);
+      FROM (SELECT a.d + 10 * b.d + 100 * c.d + 1000 * d.d + 10000 * e.d + 100000 * f.d AS n
+            FROM nm_digits a, nm_digits b, nm_digits c, nm_digits d, nm_digits e, nm_digits f
+            WHERE f.d < ?) AS numbers`, [ORDERS / 100000]);
     await conn.query(`INSERT INTO nm_customers (id, name)
       SELECT id, CONCAT('customer ', id) FROM (SELECT DISTINCT customer_id AS id FROM nm_orders) AS c`);
     await conn.query('ANALYZE TABLE nm_customers, nm_orders');
