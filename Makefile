@@ -16,15 +16,20 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-## The Node example's packages, from its lock file (its tests skip without node and npm).
+## The Node examples' packages, from their lock files (their tests skip without node and npm).
 NODE_SHOP := examples/node-shop
+NODE_MYSQL := examples/node-mysql
 $(NODE_SHOP)/node_modules/.package-lock.json: $(NODE_SHOP)/package-lock.json
 	npm ci --prefix $(NODE_SHOP) --no-audit --no-fund
 
+$(NODE_MYSQL)/node_modules/.package-lock.json: $(NODE_MYSQL)/package-lock.json
+	npm ci --prefix $(NODE_MYSQL) --no-audit --no-fund
+
 node-deps:
 	@if command -v npm >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory $(NODE_SHOP)/node_modules/.package-lock.json; \
-	else echo "npm not found: the Node example's tests will skip"; fi
+		$(MAKE) --no-print-directory $(NODE_SHOP)/node_modules/.package-lock.json \
+			$(NODE_MYSQL)/node_modules/.package-lock.json; \
+	else echo "npm not found: the Node examples' tests will skip"; fi
 
 ## The main job on the committed sample run.
 quickstart: setup
@@ -55,4 +60,4 @@ bench: setup
 	$(PY) benchmarks/bench_ingest.py
 
 clean:
-	rm -rf $(VENV) $(NODE_SHOP)/node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info
+	rm -rf $(VENV) $(NODE_SHOP)/node_modules $(NODE_MYSQL)/node_modules .pytest_cache .mypy_cache .ruff_cache build *.egg-info

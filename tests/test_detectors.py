@@ -238,6 +238,23 @@ def test_slow_query_explains_with_plan_insights() -> None:
     assert f.evidence["plan_id"] == 7
 
 
+def test_slow_query_says_why_capture_explained_no_plan() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=80, app=10)
+    store = b.build()
+    fp = store.con.execute("SELECT fingerprint FROM statements").fetchone()[0]
+    store.con.execute(
+        "INSERT INTO plans (plan_id, run_id, fingerprint, link, source, reason) "
+        "VALUES (8, 1, ?, 'fingerprint', 'mariadb', 'the statement calls SLEEP()')",
+        [fp],
+    )
+    with open_run(store, "r") as run:
+        (f,) = slow_query(run)
+    assert "Plan capture did not explain it: the statement calls SLEEP()." in f.explanation
+    assert "No plan is linked" not in f.explanation
+    assert "correlate plans capture" not in f.suggestion  # it was run, and refused
+
+
 # -- pool: leak vs saturation ---------------------------------------------------------
 
 

@@ -118,6 +118,71 @@ def test_full_table_scan_mariadb_without_filter() -> None:
     assert "full_table_scan" not in rules_fired(small)
 
 
+#: MariaDB 10.11's EXPLAIN FORMAT=JSON of a filter on a column with no index and no
+#: statistics: ``filtered`` stays 100, so the plan cannot say the filter is selective
+MARIADB_UNINDEXED_FILTER = {
+    "query_block": {
+        "select_id": 1,
+        "nested_loop": [
+            {
+                "table": {
+                    "table_name": "nm_orders",
+                    "access_type": "ALL",
+                    "rows": 300812,
+                    "filtered": 100,
+                    "attached_condition": "nm_orders.customer_id = ***",
+                }
+            }
+        ],
+    }
+}
+
+
+def test_full_table_scan_mariadb_names_the_filtered_column_with_a_caveat() -> None:
+    [insight] = find_insights(parse_plan(MARIADB_UNINDEXED_FILTER))
+    assert insight.rule == "full_table_scan" and insight.severity == "warning"
+    assert insight.evidence["columns"] == ["customer_id"]
+    assert insight.suggestion == (
+        "CREATE INDEX ON nm_orders (customer_id), if the filter on customer_id keeps few rows "
+        "(the plan does not say it does)"
+    )
+
+
+#: MariaDB 10.11's ANALYZE FORMAT=JSON of ``… ORDER BY id DESC LIMIT 10``: the primary key
+#: read backwards stops after 10 rows, but ``rows`` estimates the whole index
+MARIADB_LIMITED_INDEX_SCAN = {
+    "query_block": {
+        "select_id": 1,
+        "r_loops": 1,
+        "nested_loop": [
+            {
+                "table": {
+                    "table_name": "nm_orders",
+                    "access_type": "index",
+                    "key": "PRIMARY",
+                    "used_key_parts": ["id"],
+                    "r_loops": 1,
+                    "rows": 100256,
+                    "r_rows": 10,
+                    "filtered": 100,
+                    "r_filtered": 100,
+                }
+            }
+        ],
+    }
+}
+
+
+def test_mariadb_scan_stopped_by_the_statements_limit_is_no_misestimate() -> None:
+    limited = "SELECT id, customer_id, total FROM nm_orders ORDER BY id DESC LIMIT 10"
+    plan = parse_plan(MARIADB_LIMITED_INDEX_SCAN, query=limited)
+    assert "row_misestimate" not in rules_fired(plan)
+    # without the statement, or with the LIMIT only inside a subquery, the figures stand
+    assert "row_misestimate" in rules_fired(parse_plan(MARIADB_LIMITED_INDEX_SCAN))
+    inner = "SELECT * FROM (SELECT id FROM nm_orders ORDER BY id DESC LIMIT 10) t"
+    assert "row_misestimate" in rules_fired(parse_plan(MARIADB_LIMITED_INDEX_SCAN, query=inner))
+
+
 def test_sqlite_scan_without_query_is_info_only() -> None:
     found = find_insights(parse_plan([(2, 0, 0, "SCAN orders")]))
     assert [(i.rule, i.severity) for i in found] == [("full_table_scan", "info")]

@@ -140,7 +140,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "baseline_windows": 3,
         "growth_ms": 10.0,
     },
-    "unexplained_time": {"min_share": 0.5, "min_app_ms": 50.0, "min_requests": 10},
+    "unexplained_time": {
+        "min_share": 0.5,
+        "min_app_ms": 50.0,
+        "min_requests": 10,
+        "queue_share": 0.5,
+    },
 }
 
 

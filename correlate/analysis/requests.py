@@ -98,10 +98,11 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
 #: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`),
 #: ``locks`` and ``sections`` by the contention detectors
 #: (:func:`correlate.analysis.detectors.lock_queue.queues`,
-#: :func:`correlate.analysis.detectors.section_queue.sections`).
+#: :func:`correlate.analysis.detectors.section_queue.sections`), ``lead_waits`` by
+#: :func:`correlate.analysis.connection_queue.lead_waits`.
 TABLES = (
     "tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls", "locks",
-    "sections",
+    "sections", "lead_waits",
 )  # fmt: skip
 
 

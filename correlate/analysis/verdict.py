@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding, rank
+from correlate.analysis.pool_holders import CLOCK_SLACK_NS
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
 from correlate.kinds import FindingKind
@@ -360,6 +361,17 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER or CONSUMER span "
             "in their trace) and are left out of the attribution."
         )
+    late, db_calls = _late_db_calls(run)
+    if late >= 10 and late >= 0.1 * db_calls:
+        gaps.append(
+            f"{late:,} of {db_calls:,} database spans start after the request they hang under "
+            "had answered: not fire-and-forget work at that scale, but spans given another "
+            "request's trace context, as a pool that runs a queued caller's callback in the "
+            "request that released the connection does (mysql2's pool.query under load). "
+            "Their time is no request's, and findings that count calls per request (N+1, "
+            "repeated queries) may name the wrong route: take the connection in the request "
+            "itself (`await pool.getConnection()`) so its queries stay in its trace."
+        )
     if s["db_spans"] and s["fingerprints"] and not s["fingerprints_with_plans"] and _has_sql(run):
         if run.store.spans_at == "clickhouse":
             # the source's run is no run of a local store: capture into one, then name it
@@ -396,6 +408,19 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             "offered load (add the run's load/requests.jsonl)."
         )
     return gaps
+
+
+def _late_db_calls(run: Run) -> tuple[int, int]:
+    """(database spans that start after their request ended, beyond the clock slack; all
+    database spans under requests)."""
+    row = run.con.execute(
+        f"""
+        SELECT count(*) FILTER (WHERE start_ns > b + $slack), count(*)
+        FROM {run.table("parts")} WHERE category = 'db'
+        """,
+        {"slack": CLOCK_SLACK_NS},
+    ).fetchone()
+    return (int(row[0]), int(row[1])) if row else (0, 0)
 
 
 def _has_sql(run: Run) -> bool:

@@ -73,3 +73,30 @@ def where_columns(query: str | None, table: str | None = None) -> list[str]:
             if col not in found:
                 found.append(col)
     return found
+
+
+_FINAL_LIMIT = re.compile(
+    r"\bLIMIT\s+(?:\d+|\?|\*\*\*)(?:\s*(?:,|\bOFFSET\b)\s*(?:\d+|\?|\*\*\*))?\s*;?\s*$",
+    re.IGNORECASE,
+)
+
+
+def has_final_limit(query: str | None) -> bool:
+    """Whether ``query`` ends in a LIMIT outside any parentheses: the outer query's.
+
+    MariaDB's and MySQL's classic JSON plans have no node for a LIMIT, so a scan that
+    stopped after ten rows of a ``… ORDER BY id DESC LIMIT 10`` shows the whole table as its
+    estimate; the statement says why.
+
+    >>> has_final_limit("SELECT id FROM orders ORDER BY id DESC LIMIT 10")
+    True
+    >>> has_final_limit("SELECT * FROM (SELECT id FROM orders LIMIT 10) t")
+    False
+    """
+    if not query:
+        return False
+    match = _FINAL_LIMIT.search(query)
+    if match is None:
+        return False
+    before = query[: match.start()]
+    return before.count("(") == before.count(")")

@@ -25,6 +25,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from correlate.analysis.connection_queue import lead_waits
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, untexted
 from correlate.analysis.findings import Finding, ms, pct
@@ -64,13 +65,19 @@ def slow_query(
 ) -> list[Finding]:
     """Slow queries; ``n_plus_one.min_calls`` per request and more is the N+1 detector's."""
     s = settings
+    lead_waits(run)  # made on first use
     parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
+    leads = run.table("lead_waits")
     rows = run.con.execute(
         f"""
         WITH route_time AS (
-            SELECT route, count(*) AS n, sum(duration_ms) AS total_ms,
-                   sum(duration_ms - pool_ms) AS busy_ms
-            FROM {reqs} GROUP BY route
+            -- a wait for a connection that no span measures, inferred from the spans'
+            -- timing (analysis.connection_queue), is a pool wait too
+            SELECT r.route, count(*) AS n, sum(r.duration_ms) AS total_ms,
+                   sum(r.duration_ms - r.pool_ms - coalesce(w.queued_ms, 0)) AS busy_ms,
+                   sum(coalesce(w.queued_ms, 0)) AS queued_ms
+            FROM {reqs} r LEFT JOIN {leads} w ON w.th = r.th AND w.rh = r.rh
+            GROUP BY r.route
         ),
         per AS (
             SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
@@ -100,7 +107,8 @@ def slow_query(
                p.db_ms / nullif(t.busy_ms, 0) AS busy_share,
                p.db_ms / nullif(t.total_ms, 0) AS latency_share,
                c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces,
-               coalesce(pl.critical, false) AS critical_plan, pl.rows_read
+               coalesce(pl.critical, false) AS critical_plan, pl.rows_read,
+               t.queued_ms / t.n AS queued_ms
         FROM per p JOIN route_time t USING (route) JOIN call_ms c USING (fingerprint)
         LEFT JOIN planned pl USING (fingerprint)
         WHERE p.calls < $max_calls * p.requests
@@ -127,7 +135,7 @@ def slow_query(
     found = []
     for (
         route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, traces,
-        critical_plan, rows_read,
+        critical_plan, rows_read, queued_ms,
     ) in rows:  # fmt: skip
         q = queries.loc[fp] if fp in queries.index else None
         insights = list(q["insights"]) if q is not None else []
@@ -144,11 +152,14 @@ def slow_query(
             subject = f"the {system} command{f' {verb}' if verb else ''}"
         else:
             subject = f"the query on {table}" if table else "one query"
+        refused = None if insights or command else _refusal(run, fp)
         why = (
             " Its plan: " + "; ".join(insights[:3]) + "."
             if insights
             else ""
             if command
+            else f" Plan capture did not explain it: {refused}."
+            if refused
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
         fixes = [_qualify(fix, tables) for fix in fixes]
@@ -161,6 +172,12 @@ def slow_query(
                 "keep what does not change per request in the process."
             )
             if command
+            else (
+                "Explain it by hand where running it is safe, or add the run's EXPLAIN output; "
+                "then look for a scan that an index on the filtered columns would avoid, or for "
+                "work the statement does on every call."
+            )
+            if refused
             else (
                 f"Capture its plan (correlate plans capture --run {shlex.quote(run.name)} --dsn URL) or add "
                 "the run's EXPLAIN output, then look for a scan that an index on the filtered "
@@ -195,12 +212,22 @@ def slow_query(
                     "critical_plan": bool(critical_plan),
                     "plan_rows_read_per_call": None if rows_read is None else float(rows_read),
                     "statement": None if q is None else q["normalized"],
+                    **({"inferred_queue_ms": float(queued_ms)} if queued_ms >= 0.5 else {}),
                 },
                 trace_ids=tuple(traces),
                 explanation=(
                     f"{subject[0].upper() + subject[1:]} takes {pct(busy_share)} of {route}'s "
                     f"time outside pool waits ({ms(db_ms / n)} of a request's "
-                    f"{ms(mean)} on average; median call {ms(p50)}, p95 {ms(p95)})." + why
+                    f"{ms(mean)} on average; median call {ms(p50)}, p95 {ms(p95)})."
+                    + (
+                        f" The waits include {ms(queued_ms)} per request that no span measures, "
+                        "spent before its first query while the service's connections were "
+                        "all held: a queue for a connection read from the spans' timing "
+                        "(see the unexplained-time finding)."
+                        if queued_ms >= 0.5
+                        else ""
+                    )
+                    + why
                 ),
                 suggestion=fix,
                 threshold=(
@@ -215,6 +242,19 @@ def slow_query(
             )
         )
     return found
+
+
+def _refusal(run: Run, fingerprint: str) -> str | None:
+    """Why ``correlate plans capture`` explained no plan for ``fingerprint``, if it tried."""
+    row = run.con.execute(
+        """
+        SELECT reason FROM plans
+        WHERE run_id = $run AND fingerprint = $fp AND raw IS NULL AND reason IS NOT NULL
+        ORDER BY plan_id DESC LIMIT 1
+        """,
+        {"run": run.run_id, "fp": fingerprint},
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 def _field(q: Any, key: str) -> Any:

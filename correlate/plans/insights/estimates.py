@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from correlate.plans.conditions import has_final_limit
 from correlate.plans.insights.base import Insight, InsightContext, count
 from correlate.plans.model import Plan, PlanNode
 from correlate.severity import Severity
@@ -62,4 +63,5 @@ def _under_limit(plan: Plan, node: PlanNode) -> bool:
         if parent.operation == "limit":
             return True
         parent = plan.parent(parent)
-    return False
+    # MariaDB's and MySQL's classic JSON plans have no LIMIT node: the statement has it
+    return plan.source in ("mysql", "mariadb") and has_final_limit(plan.query_text)

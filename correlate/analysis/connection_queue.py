@@ -1,0 +1,125 @@
+"""Waits for a connection read from the spans' timing, when no span measures them.
+
+Some drivers' pools make no span and no metric for a checkout (Node's ``mysql2`` pool; any
+pool whose instrumentation only wraps the statement). A request that queued for a
+connection then shows a gap before its first query that no span covers, and
+:mod:`correlate.analysis.requests` counts it, as it must, as application time. The spans
+still carry two facts about that gap:
+
+- it lies *before the request's first query*: a request's queries start only once it has a
+  connection;
+- while it passed, the service's other requests were *holding* connections (between their own
+  first and last query) at the most that ever held at once in the run: the ceiling a
+  pool of that size imposes.
+
+Where a span measured the wait (``pool_ms``), nothing is inferred. This module measures
+both, per request, in the run's table ``lead_waits``: the lead
+(request start to first query) and the part of it during which the holders were at their
+ceiling. It infers, it does not measure: a lead spent in CPU work while the pool happened
+to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
+read from timing and only use it when most of a route's uncovered time is such a lead.
+
+A request holding its connection between two queries is counted as a holder, which is right
+for a connection taken once per request (``getConnection`` … ``release``) and overcounts a
+pool that takes one per statement; the ceiling is then higher than the pool and the
+at-ceiling share lower, so the inference errs towards saying nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from correlate.analysis.pool_holders import CLOCK_SLACK_NS
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+#: The table's name among the run's tables (``Run.table``); dropped by ``Run.close``.
+TABLE = "lead_waits"
+
+_LEAD_WAITS_SQL = """
+CREATE OR REPLACE TEMP TABLE {lead_waits} AS
+WITH held AS (
+    -- a request's hold on a connection: from its first query's start to its last's end
+    SELECT q.th, q.rh, coalesce(q.service, '') AS service, q.route, q.start_ns AS r0,
+           q.app_ms, q.pool_ms, min(p.a) AS h0, max(p.b) AS h1
+    FROM {parts} p JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
+    WHERE p.category = 'db'
+    GROUP BY q.th, q.rh, q.service, q.route, q.start_ns, q.app_ms, q.pool_ms
+),
+events AS (
+    -- a release and a take at the same instant net out (the connection changes hands);
+    -- a release counts {slack} ns early, as a span's clock may put the next take before it
+    SELECT service, t, sum(d) AS d
+    FROM (SELECT service, h0 AS t, 1 AS d FROM held WHERE h1 > h0
+          UNION ALL
+          SELECT service, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
+          FROM held WHERE h1 > h0) e
+    GROUP BY service, t
+),
+levels AS (
+    SELECT service, t AS s0, lead(t) OVER (PARTITION BY service ORDER BY t) AS s1,
+           sum(d) OVER (PARTITION BY service ORDER BY t ROWS UNBOUNDED PRECEDING) AS holders
+    FROM events
+),
+ceilings AS (
+    -- the most holders for longer than the clock's slack in all: short holds trimmed to
+    -- an instant can still meet at one
+    SELECT service, max(holders) AS ceiling
+    FROM (SELECT service, holders, sum(s1 - s0) AS spent FROM levels GROUP BY service, holders)
+    WHERE spent >= {slack}
+    GROUP BY service
+),
+full_levels AS (
+    SELECT l.service, l.s0, l.s1
+    FROM levels l JOIN ceilings c ON c.service = l.service
+    WHERE l.holders >= c.ceiling AND l.s1 > l.s0
+),
+islands AS (
+    -- a connection handed from one request to the next leaves the pool one short for
+    -- an instant (the release counted early, the event loop between the two): stretches
+    -- at the ceiling that close gaps this short are one
+    SELECT service, s0, s1,
+           sum(CASE WHEN s0 - prev_s1 <= 2 * {slack} THEN 0 ELSE 1 END)
+               OVER (PARTITION BY service ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT service, s0, s1,
+                 lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
+          FROM full_levels) g
+),
+at_ceiling AS (
+    SELECT service, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY service, island
+)
+SELECT h.th, h.rh, h.route, h.service, c.ceiling,
+       greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
+       -- no more than the uncovered time; nothing where a span measured a pool wait
+       CASE WHEN h.pool_ms > 0 THEN 0.0
+            ELSE least(coalesce(sum(greatest(least(h.h0, f.s1) - greatest(h.r0, f.s0), 0)),
+                                0) / 1e6, h.app_ms) END AS queued_ms
+FROM held h
+JOIN ceilings c ON c.service = h.service
+LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
+GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.h0, h.r0, h.app_ms, h.pool_ms
+"""
+
+
+def lead_waits(run: Run) -> str:
+    """The name of the run's ``lead_waits`` table, made on first use: one row per request
+    with a query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most requests
+    of its service that held a connection at once), ``lead_ms`` (request start to first
+    query) and ``queued_ms`` (the part of the lead with the holders at that ceiling, at
+    most the request's application time; 0 where a span or ``correlate.instrument``
+    measured the request's pool wait)."""
+    name = run.table(TABLE)
+    exists = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    if not exists or not exists[0]:
+        run.con.execute(
+            _LEAD_WAITS_SQL.format(
+                lead_waits=name,
+                parts=run.table("parts"),
+                requests=run.table("requests"),
+                slack=CLOCK_SLACK_NS,
+            )
+        )
+    return name

@@ -1,0 +1,83 @@
+"""Waits for a connection that no span measures, read from the spans' timing.
+
+A pool of two connections with a FIFO queue, as Node's mysql2 pool behaves: a request waits,
+with no span, until a connection is free, then runs its query. The uncovered wait lies before
+the first query while two other requests hold connections, so ``unexplained_time`` says the
+requests most likely queued for a pool of about two, and that it is inferred. The same amount
+of uncovered time spent after the query (the route's own work) keeps the plain wording.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from correlate.analysis import open_run
+from correlate.analysis.connection_queue import lead_waits
+from correlate.analysis.detectors import slow_query, unexplained_time
+
+from .builders import RunBuilder
+
+
+def _queued_run(
+    pool: int = 2, arrivals: int = 60, every: float = 10, query: float = 40
+) -> RunBuilder:
+    """Requests every ``every`` ms, each one query of ``query`` ms on a pool of ``pool``:
+    the wait for a free connection is covered by no span."""
+    b = RunBuilder()
+    free = [0.0] * pool  # when each connection is next free
+    for i in range(arrivals):
+        start = i * every
+        at = max(start, heapq.heappop(free))
+        end = at + query
+        heapq.heappush(free, end)
+        trace = b.new_id("t")
+        r = b.request(trace, start, end + 1, "/report")
+        b.query(trace, r, at, end, "SELECT count(*) FROM orders WHERE day = 1")
+    return b
+
+
+def _busy_code_run(arrivals: int = 60) -> RunBuilder:
+    """Each request queries at once, then spends as long in its own code: no queue."""
+    b = RunBuilder()
+    for i in range(arrivals):
+        start = i * 200.0
+        trace = b.new_id("t")
+        r = b.request(trace, start, start + 140, "/report")
+        b.query(trace, r, start + 1, start + 41, "SELECT count(*) FROM orders WHERE day = 1")
+    return b
+
+
+def test_the_wait_before_the_first_query_is_read_as_a_queue_for_the_pool() -> None:
+    with open_run(_queued_run().build(), "r") as run:
+        table = lead_waits(run)
+        ceiling, lead, queued = run.con.execute(
+            f"SELECT max(ceiling), avg(lead_ms), avg(queued_ms) FROM {table}"
+        ).fetchone()
+        (finding,) = unexplained_time(run)
+    assert ceiling == 2  # never more than the pool held a connection at once
+    assert lead > 100 and queued > 0.8 * lead  # the waits happen while both are held
+    assert finding.route == "/report"
+    assert finding.title.endswith("most of it a wait before the first query")
+    assert finding.evidence["holders_ceiling"] == 2
+    assert finding.evidence["queued_ms"] > 0.5 * finding.evidence["app_ms"]
+    assert "queued for a connection from a pool of about 2" in finding.explanation
+    assert "read from the spans' timing, not measured" in finding.explanation
+    assert "in its own code" not in finding.explanation
+
+
+def test_time_in_the_routes_own_code_after_its_query_is_not_called_a_queue() -> None:
+    with open_run(_busy_code_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert "queued_ms" not in finding.evidence
+    assert "in its own code" in finding.explanation
+    assert "pool of about" not in finding.explanation
+
+
+def test_slow_query_sets_an_inferred_queue_aside_like_a_measured_pool_wait() -> None:
+    # 40 ms of query in requests that mostly queue: most of the time outside the queue
+    with open_run(_queued_run().build(), "r") as run:
+        (finding,) = slow_query(run)
+    assert finding.route == "/report"
+    assert finding.evidence["share_of_time_outside_pool_wait"] > 0.5
+    assert finding.evidence["inferred_queue_ms"] > 100
+    assert "a queue for a connection read from the spans' timing" in finding.explanation
