@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -124,10 +125,20 @@ def test_the_plan_capture_advice_names_a_source_run_as_one_shell_word(exporter_t
 
     url, insert = exporter_table
     insert(_java_rows(3, orphans=False))
+
+    def advice(source: Any) -> list[str]:
+        gaps = correlate.analyze(source.name, store=source).gaps
+        (gap,) = (g for g in gaps if "correlate plans capture" in g)
+        return shlex.split(gap[gap.index("correlate plans capture") :].split("`")[0])
+
+    # the source's own run is no local run: the advice captures into one the user names
     with open_source(url) as source:
-        name = source.name
-        gaps = correlate.analyze(name, store=source).gaps
-    assert " " in name
-    (gap,) = (g for g in gaps if "correlate plans capture" in g)
-    advice = gap[gap.index("correlate plans capture") :].split("`")[0]
-    assert shlex.split(advice)[3:5] == ["--run", name]
+        assert " " in source.name
+        said = advice(source)
+    assert said[3:4] == ["--source"] and said[said.index("--run") + 1] == "NAME"
+    # a local run given with --run is named, one shell word however it is spelled
+    with correlate.open_store(":memory:") as local:
+        local.ensure_run("java shop; rm -rf ~", source=None, labels=None)
+        with open_source(url, local=local, run="java shop; rm -rf ~") as source:
+            said = advice(source)
+    assert said[said.index("--run") + 1] == "java shop; rm -rf ~"
