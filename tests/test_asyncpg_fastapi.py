@@ -132,6 +132,7 @@ def test_a_fastapi_service_on_asyncpg_is_read_right(
 
     # the pool of 2: no span records the queue, and correlate says so and reads it from timing
     assert any("no pool telemetry or connect spans" in gap for gap in result.gaps)
+    assert "Where the time went: pool wait not recorded," in verdict
     (wait,) = [f for f in result.findings if f.kind == "unexplained_time"]
     assert wait.evidence["holders_while_waiting"] == 2
     assert "queue for a pool of 2 connection(s)" in wait.explanation
