@@ -58,6 +58,23 @@ def test_seq_scan_selective_filter_positive() -> None:
 
 
 @pytest.mark.parametrize(
+    ("condition", "index"),
+    [
+        # SQLAlchemy on asyncpg binds the pattern too: PostgreSQL lists it first
+        ("(((payload)::text ~~ ($2)::text) AND (kind = $1))", "(kind)"),
+        ("((created_at > $2) AND (kind = $1))", "(kind, created_at)"),
+        ("((payload)::text ~~ '%7%'::text)", "(payload)"),  # nothing else to index
+    ],
+)
+def test_the_index_named_leads_with_equality_and_leaves_patterns_out(
+    condition: str, index: str
+) -> None:
+    plan = pg(seq_scan(399_917, kept=83, **{"Filter": condition, "Relation Name": "events"}))
+    [insight] = [i for i in find_insights(plan) if i.rule == "seq_scan_selective_filter"]
+    assert insight.suggestion == f"CREATE INDEX ON events {index}"
+
+
+@pytest.mark.parametrize(
     "node",
     [
         seq_scan(removed=500),  # small table

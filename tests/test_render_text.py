@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import correlate
+from correlate.render import markdown
 
 from .builders import RunBuilder
 
@@ -35,3 +36,21 @@ def test_run_without_database_spans_says_so() -> None:
     with b.build() as store:
         text = correlate.analyze("r", store=store).to_text()
     assert "No database spans in this run." in text
+
+
+def test_a_pool_wait_nothing_recorded_is_not_told_as_zero() -> None:
+    # statement spans only (asyncpg, psycopg): the wait for a connection is nobody's to
+    # measure, so "pool wait 0%" would read as measured
+    b = RunBuilder()
+    r = b.request("t1", 0, 100)
+    b.query("t1", r, 60, 90)
+    with b.build() as store:
+        result = correlate.analyze("r", store=store)
+    for text in (result.to_text(), markdown.render(result)):
+        assert "Where the time went: pool wait not recorded, database 30%" in text
+    b = RunBuilder()
+    r = b.request("t1", 0, 100)
+    b.connect("t1", r, 0, 60)
+    b.query("t1", r, 60, 90)
+    with b.build() as store:
+        assert "pool wait 60%, database 30%" in correlate.analyze("r", store=store).to_text()

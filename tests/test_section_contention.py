@@ -428,3 +428,17 @@ def test_the_sweep_marks_ahead_handoff_and_queued_as_their_definition_says(
         )
         queued = handoff[span] or (ahead[span] > 0 and not beside)
         assert found[span] == (ahead[span], handoff[span], queued)
+
+
+def test_the_asgi_instrumentations_message_spans_are_no_section() -> None:
+    # FastAPI's `GET /orders http send` spans, one after another on one event loop, made a
+    # "critical" lock out of sending the response: whatever their timing, they are the
+    # server's transport, never a section of the application's
+    b, control = RunBuilder(), RunBuilder()
+    requests(b)
+    requests(control)
+    for span in b.spans:
+        if span["name"] == "reserve":
+            span["name"] = "GET /reserve http send"
+    assert findings(b) == []
+    assert findings(control), "the same spans as an application's section are contended"

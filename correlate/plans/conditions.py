@@ -11,13 +11,15 @@ server, so a column is an identifier directly before a comparison operator.
 ['customer_id']
 >>> where_columns("SELECT * FROM orders o WHERE o.customer_id = ? ORDER BY id", "o")
 ['customer_id']
+>>> index_columns("(((payload)::text ~~ ($2)::text) AND (created_at > $3) AND (kind = $1))")
+['kind', 'created_at']
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["filter_columns", "where_columns"]
+__all__ = ["filter_columns", "index_columns", "where_columns"]
 
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _CAST = re.compile(r"::\s*(?:\"[^\"]+\"|[\w ]+?)(?:\[\])?(?=[\s),=<>!~]|$)")
@@ -55,6 +57,34 @@ def filter_columns(text: str | None, qualifier: str | None = None) -> list[str]:
         if col not in found:
             found.append(col)
     return found
+
+
+#: How well a B-tree index serves a comparison: equality first, then a range; a pattern
+#: match (LIKE, ``~~``, a regular expression) only with a constant prefix and the right
+#: operator class, which the plan's text does not show (asyncpg binds it as ``$2``).
+_EQUALITY = re.compile(r"^(=|IN|IS)$", re.IGNORECASE)
+_PATTERN = re.compile(r"^(!?~~\*?|!?~\*?|I?LIKE|NOT\s+I?LIKE)$", re.IGNORECASE)
+
+
+def index_columns(text: str | None, qualifier: str | None = None) -> list[str]:
+    """The columns of ``text`` in the order an index on them should take: those compared
+    for equality, then by range; pattern matches are left out when any other column is
+    compared (an index leading with them serves nothing)."""
+    if not text:
+        return []
+    rank: dict[str, int] = {}
+    for match in _COLUMN.finditer(_clean(text)):
+        col, quals = match["col"], [q for q in match["qual"].split(".") if q]
+        if col.lower() in _KEYWORDS or col.startswith("$"):
+            continue
+        if qualifier and quals and quals[-1].lower() != qualifier.lower():
+            continue
+        op = match.group(0)[len(match["qual"]) + len(col) :].strip(") \t\n")
+        level = 0 if _EQUALITY.match(op) else 2 if _PATTERN.match(op) else 1
+        rank[col] = min(level, rank.get(col, level))
+    ordered = sorted(rank, key=lambda c: rank[c])  # stable: appearance within a level
+    indexable = [c for c in ordered if rank[c] < 2]
+    return indexable or ordered
 
 
 _WHERE = re.compile(

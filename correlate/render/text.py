@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from correlate.render.escape import terminal as t
 from correlate.render.units import evidence_items, ms, pct
-from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, entries
+from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, entries, pool_wait
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -69,7 +69,7 @@ def _header(console: Console, a: Analysis) -> None:
         markup=False,
     )
     console.print(
-        f"Where the time went: pool wait {pct(share['pool'])}, database {pct(share['db'])}, "
+        f"Where the time went: {pool_wait(s)}, database {pct(share['db'])}, "
         f"downstream {pct(share['downstream'])}, application {pct(share['app'])}"
     )
 

@@ -63,13 +63,22 @@ def _counted(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
+def pool_wait(summary: dict[str, Any]) -> str:
+    """The pool wait's share, or that no span or checkout recorded it: with only statement
+    spans (asyncpg, psycopg) a wait for a connection is the application's time, and
+    "pool wait 0%" would read as measured."""
+    if not summary.get("connect_spans") and not summary.get("pool_checkouts"):
+        return "pool wait not recorded"
+    return f"pool wait {pct(summary['time_share']['pool'])}"
+
+
 def time_split(summary: dict[str, Any]) -> str:
     """Where the time went, as one sentence (empty when there were no requests)."""
     if not summary.get("requests"):
         return ""
     share = summary["time_share"]
     return (
-        f"Where the time went: pool wait {pct(share['pool'])}, database {pct(share['db'])}, "
+        f"Where the time went: {pool_wait(summary)}, database {pct(share['db'])}, "
         f"downstream {pct(share['downstream'])}, application {pct(share['app'])}."
     )
 

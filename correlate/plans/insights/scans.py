@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from correlate.plans.conditions import filter_columns, where_columns
+from correlate.plans.conditions import filter_columns, index_columns, where_columns
 from correlate.plans.insights.base import Insight, InsightContext, count, label
 from correlate.plans.model import Plan, PlanNode
 from correlate.severity import Severity
@@ -124,7 +124,10 @@ def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insig
                     f"{label(scan.measured)}: a full scan ({node.node_type}) {what}, "
                     f"filtering on {cols}; no index serves that filter"
                 ),
-                suggestion=_index_sql(node.relation, scan.columns),
+                suggestion=_index_sql(
+                    node.relation,
+                    index_columns(scan.filter, node.alias or node.relation) or scan.columns,
+                ),
                 evidence={
                     "rows_read": scan.read,
                     "rows_returned": scan.returned,
