@@ -81,3 +81,30 @@ def test_slow_query_sets_an_inferred_queue_aside_like_a_measured_pool_wait() -> 
     assert finding.evidence["share_of_time_outside_pool_wait"] > 0.5
     assert finding.evidence["inferred_queue_ms"] > 100
     assert "a queue for a connection read from the spans' timing" in finding.explanation
+
+
+def _no_pool_run(arrivals: int = 300, *, before: float = 80, query: float = 20) -> RunBuilder:
+    """No pool limit, concurrency rising as arrivals come faster: each request spends
+    ``before`` ms in its own code (auth, parsing, a sleep), then runs one query."""
+    b = RunBuilder()
+    start = 0.0
+    for i in range(arrivals):
+        start += max(1.0, 20 - i * 0.06)
+        trace = b.new_id("t")
+        r = b.request(trace, start, start + before + query + 1, "/login")
+        b.query(
+            trace, r, start + before, start + before + query, "SELECT * FROM users WHERE id = 1"
+        )
+    return b
+
+
+def test_a_lead_that_met_no_stretch_at_the_ceiling_is_no_wait() -> None:
+    # the holders reach their most only at the very end of the ramp: the leads before
+    # then passed with connections to spare
+    with open_run(_no_pool_run().build(), "r") as run:
+        table = lead_waits(run)
+        (met,) = run.con.execute(f"SELECT count(*) FROM {table} WHERE queued_ms > 0").fetchone()
+        (finding,) = unexplained_time(run)
+    assert met < 10
+    assert "queued_ms" not in finding.evidence
+    assert "in its own code" in finding.explanation

@@ -93,8 +93,12 @@ SELECT h.th, h.rh, h.route, h.service, c.ceiling,
        greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
        -- no more than the uncovered time; nothing where a span measured a pool wait
        CASE WHEN h.pool_ms > 0 THEN 0.0
-            ELSE least(coalesce(sum(greatest(least(h.h0, f.s1) - greatest(h.r0, f.s0), 0)),
-                                0) / 1e6, h.app_ms) END AS queued_ms
+            -- a request that met no stretch at the ceiling has NULL ends here, and DuckDB's
+            -- least/greatest skip a NULL: the overlap is only counted where there is one
+            ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
+                                         THEN greatest(least(h.h0, f.s1) - greatest(h.r0, f.s0),
+                                                       0) END), 0) / 1e6,
+                       h.app_ms) END AS queued_ms
 FROM held h
 JOIN ceilings c ON c.service = h.service
 LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
