@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import heapq
 
+import pytest
+
 from correlate.analysis import open_run
 from correlate.analysis.connection_queue import lead_waits
 from correlate.analysis.detectors import slow_query, unexplained_time
@@ -19,15 +21,16 @@ from .builders import RunBuilder
 
 
 def _queued_run(
-    pool: int = 2, arrivals: int = 60, every: float = 10, query: float = 40
+    pool: int = 2, arrivals: int = 60, every: float = 10, query: float = 40, before: float = 0
 ) -> RunBuilder:
-    """Requests every ``every`` ms, each one query of ``query`` ms on a pool of ``pool``:
-    the wait for a free connection is covered by no span."""
+    """Requests every ``every`` ms, each ``before`` ms of its own work (authentication,
+    parsing) and then one query of ``query`` ms on a pool of ``pool``: the wait for a free
+    connection is covered by no span."""
     b = RunBuilder()
     free = [0.0] * pool  # when each connection is next free
     for i in range(arrivals):
         start = i * every
-        at = max(start, heapq.heappop(free))
+        at = max(start + before, heapq.heappop(free))
         end = at + query
         heapq.heappush(free, end)
         trace = b.new_id("t")
@@ -108,3 +111,31 @@ def test_a_lead_that_met_no_stretch_at_the_ceiling_is_no_wait() -> None:
     assert met < 10
     assert "queued_ms" not in finding.evidence
     assert "in its own code" in finding.explanation
+
+
+def test_the_routes_own_work_before_its_first_query_is_not_counted_as_queued() -> None:
+    # 30 ms of authentication before every query, then a queue for a pool of one
+    with open_run(_queued_run(pool=1, every=10, query=20, before=30).build(), "r") as run:
+        table = lead_waits(run)
+        rows = run.con.execute(f"SELECT lead_ms, queued_ms FROM {table}").fetchall()
+        (finding,) = unexplained_time(run)
+    assert min(lead for lead, _ in rows) == 30  # the first request found the pool free
+    assert all(queued == pytest.approx(max(lead - 30, 0)) for lead, queued in rows)
+    assert finding.evidence["holders_ceiling"] == 1
+    assert "a pool of about 1" in finding.explanation
+
+
+def test_a_fixed_sleep_before_the_query_under_steady_load_is_no_queue() -> None:
+    # no pool limit: a request every 10 ms sleeps 100 ms, then queries for 40 ms; four
+    # requests always hold a connection, the most there ever were, yet none waited for one
+    b = RunBuilder()
+    for i in range(80):
+        trace = b.new_id("t")
+        r = b.request(trace, i * 10, i * 10 + 141, "/auth")
+        b.query(trace, r, i * 10 + 100, i * 10 + 140, "SELECT * FROM users WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        (finding,) = unexplained_time(run)
+        slow = slow_query(run)
+    assert "queued_ms" not in finding.evidence
+    assert "in its own code" in finding.explanation
+    assert all("inferred_queue_ms" not in f.evidence for f in slow)

@@ -15,8 +15,10 @@ still carry two facts about that gap:
 Where a span measured the wait (``pool_ms``), nothing is inferred. This module measures
 both, per request, in the run's table ``lead_waits``: the lead
 (request start to first query) and the part of it during which the holders were at their
-ceiling. It infers, it does not measure: a lead spent in CPU work while the pool happened
-to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
+ceiling, less the route's quickest lead: the work every request of the route does before
+its first query (authentication, parsing, a sleep) is its own, however busy the pool was
+meanwhile, and a lead that never varies waited for nothing. It infers, it does not
+measure: a lead spent in CPU work while the pool happened to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
 read from timing and only use it when most of a route's uncovered time is such a lead.
 
 A request holding its connection between two queries is counted as a holder, which is right
@@ -89,20 +91,29 @@ islands AS (
 at_ceiling AS (
     SELECT service, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY service, island
 )
-SELECT h.th, h.rh, h.route, h.service, c.ceiling,
-       greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
-       -- no more than the uncovered time; nothing where a span measured a pool wait
-       CASE WHEN h.pool_ms > 0 THEN 0.0
-            -- a request that met no stretch at the ceiling has NULL ends here, and DuckDB's
-            -- least/greatest skip a NULL: the overlap is only counted where there is one
-            ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
-                                         THEN greatest(least(h.h0, f.s1) - greatest(h.r0, f.s0),
-                                                       0) END), 0) / 1e6,
-                       h.app_ms) END AS queued_ms
-FROM held h
-JOIN ceilings c ON c.service = h.service
-LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
-GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.h0, h.r0, h.app_ms, h.pool_ms
+SELECT th, rh, route, service, ceiling, lead_ms,
+       -- the route's quickest way to its first query is its own work (authentication,
+       -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
+       -- ceiling, is none
+       least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
+           AS queued_ms
+FROM (
+    SELECT h.th, h.rh, h.route, h.service, c.ceiling,
+           greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
+           -- no more than the uncovered time; nothing where a span measured a pool wait
+           CASE WHEN h.pool_ms > 0 THEN 0.0
+                -- a request that met no stretch at the ceiling has NULL ends here, and
+                -- DuckDB's least/greatest skip a NULL: only an overlap is counted
+                ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
+                                             THEN greatest(least(h.h0, f.s1)
+                                                           - greatest(h.r0, f.s0), 0) END),
+                                    0) / 1e6,
+                           h.app_ms) END AS overlap_ms
+    FROM held h
+    JOIN ceilings c ON c.service = h.service
+    LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
+    GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.h0, h.r0, h.app_ms, h.pool_ms
+) w
 """
 
 
@@ -111,7 +122,7 @@ def lead_waits(run: Run) -> str:
     with a query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most requests
     of its service that held a connection at once), ``lead_ms`` (request start to first
     query) and ``queued_ms`` (the part of the lead with the holders at that ceiling, at
-    most the request's application time; 0 where a span or ``correlate.instrument``
+    most the request's application time and its lead less its route's quickest; 0 where a span or ``correlate.instrument``
     measured the request's pool wait)."""
     name = run.table(TABLE)
     exists = run.con.execute(
