@@ -139,3 +139,48 @@ def test_a_fixed_sleep_before_the_query_under_steady_load_is_no_queue() -> None:
     assert "queued_ms" not in finding.evidence
     assert "in its own code" in finding.explanation
     assert all("inferred_queue_ms" not in f.evidence for f in slow)
+
+
+def _cached_queue_run() -> RunBuilder:
+    """Each request asks Redis first (no pool behind it), then queues for one of two
+    connections."""
+    b = RunBuilder()
+    free = [0.0, 0.0]
+    for i in range(60):
+        start = i * 10.0
+        at = max(start + 2, heapq.heappop(free))
+        heapq.heappush(free, at + 40)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 41, "/report")
+        b.span(trace, start, start + 2, parent=r, kind="CLIENT", db="redis", sql="GET report:1")
+        b.query(trace, r, at, at + 40, "SELECT count(*) FROM orders WHERE day = 1")
+    return b
+
+
+def _batch_run() -> RunBuilder:
+    """A listener opens a span for each of a batch's ten messages at once, then handles
+    them in turn, one query each."""
+    b = RunBuilder()
+    for batch in range(12):
+        t = batch * 400.0
+        for k in range(10):
+            trace = b.new_id("t")
+            r = b.span(trace, t, t + (k + 1) * 30 + 1, kind="CONSUMER", name="orders process")
+            b.query(trace, r, t + k * 30 + 5, t + (k + 1) * 30, "UPDATE orders SET paid = 1")
+    return b
+
+
+def test_a_cache_lookup_before_the_first_query_neither_holds_nor_hides_the_queue() -> None:
+    # the lead runs to the first SQL query, and the holders are SQL's
+    with open_run(_cached_queue_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert finding.evidence["holders_ceiling"] == 2
+    assert "queued for a connection from a pool of about 2" in finding.explanation
+
+
+def test_messages_of_a_batch_handled_one_after_another_are_not_a_pool_queue() -> None:
+    # each message waits for the one before it, not for a connection
+    with open_run(_batch_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert "queued_ms" not in finding.evidence
+    assert "pool of about" not in finding.explanation

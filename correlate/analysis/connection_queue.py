@@ -21,6 +21,11 @@ meanwhile, and a lead that never varies waited for nothing. It infers, it does n
 measure: a lead spent in CPU work while the pool happened to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
 read from timing and only use it when most of a route's uncovered time is such a lead.
 
+Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
+query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
+never read as queued: a batch listener opens the spans of all of a batch's messages at once
+and handles them in turn, which looks, from timing alone, like a pool of one.
+
 A request holding its connection between two queries is counted as a holder, which is right
 for a connection taken once per request (``getConnection`` … ``release``) and overcounts a
 pool that takes one per statement; the ceiling is then higher than the pool and the
@@ -32,6 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
+from correlate.semconv import NOT_SQL_SYSTEMS
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -42,12 +48,18 @@ TABLE = "lead_waits"
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
 WITH held AS (
-    -- a request's hold on a connection: from its first query's start to its last's end
+    -- a request's hold on a connection: from its first SQL query's start to its last's
+    -- end (a cache or document store's calls take no connection from the SQL pool)
     SELECT q.th, q.rh, coalesce(q.service, '') AS service, q.route, q.start_ns AS r0,
-           q.app_ms, q.pool_ms, min(p.a) AS h0, max(p.b) AS h1
-    FROM {parts} p JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
-    WHERE p.category = 'db'
-    GROUP BY q.th, q.rh, q.service, q.route, q.start_ns, q.app_ms, q.pool_ms
+           q.app_ms, q.pool_ms, c.span_id IS NOT NULL AS consumer,
+           min(p.a) AS h0, max(p.b) AS h1
+    FROM {parts} p
+    JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
+    JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
+    LEFT JOIN (SELECT trace_id, span_id FROM spans WHERE run_id = $run AND kind = 'CONSUMER') c
+      ON c.trace_id = q.trace_id AND c.span_id = q.request_id
+    WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
+    GROUP BY q.th, q.rh, q.service, q.route, q.start_ns, q.app_ms, q.pool_ms, c.span_id
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
@@ -94,11 +106,13 @@ at_ceiling AS (
 SELECT th, rh, route, service, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
-       -- ceiling, is none
-       least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
-           AS queued_ms
+       -- ceiling, is none. A message's span may open before it can be handled (a batch
+       -- listener opens all of a batch's at once): its lead is no sign of a pool.
+       CASE WHEN consumer THEN 0.0
+            ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
+       END AS queued_ms
 FROM (
-    SELECT h.th, h.rh, h.route, h.service, c.ceiling,
+    SELECT h.th, h.rh, h.route, h.service, c.ceiling, h.consumer,
            greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
            -- no more than the uncovered time; nothing where a span measured a pool wait
            CASE WHEN h.pool_ms > 0 THEN 0.0
@@ -112,18 +126,20 @@ FROM (
     FROM held h
     JOIN ceilings c ON c.service = h.service
     LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
-    GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.h0, h.r0, h.app_ms, h.pool_ms
+    GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
+             h.pool_ms
 ) w
 """
 
 
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
-    with a query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most requests
-    of its service that held a connection at once), ``lead_ms`` (request start to first
-    query) and ``queued_ms`` (the part of the lead with the holders at that ceiling, at
-    most the request's application time and its lead less its route's quickest; 0 where a span or ``correlate.instrument``
-    measured the request's pool wait)."""
+    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
+    requests of its service that held a connection at once), ``consumer`` (a message's
+    handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
+    of the lead with the holders at that ceiling, at most the request's application time
+    and its lead less its route's quickest; 0 for a message, and where a span or
+    ``correlate.instrument`` measured the request's pool wait)."""
     name = run.table(TABLE)
     exists = run.con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
@@ -134,7 +150,10 @@ def lead_waits(run: Run) -> str:
                 lead_waits=name,
                 parts=run.table("parts"),
                 requests=run.table("requests"),
+                tree=run.table("tree"),
                 slack=CLOCK_SLACK_NS,
-            )
+                not_sql=", ".join(f"'{system}'" for system in sorted(NOT_SQL_SYSTEMS)),
+            ),
+            {"run": run.run_id},
         )
     return name
