@@ -184,3 +184,28 @@ def test_messages_of_a_batch_handled_one_after_another_are_not_a_pool_queue() ->
         (finding,) = unexplained_time(run)
     assert "queued_ms" not in finding.evidence
     assert "pool of about" not in finding.explanation
+
+
+def _gathered_run(pool: int = 6, together: int = 3) -> RunBuilder:
+    """Each request runs ``together`` queries at once (``asyncio.gather``, ``Promise.all``),
+    each on a connection of its own from a pool of ``pool``, after waiting for them all."""
+    b = RunBuilder()
+    free = [0.0] * pool
+    for i in range(60):
+        start = i * 10.0
+        at = max([start] + [heapq.heappop(free) for _ in range(together)])
+        for _ in range(together):
+            heapq.heappush(free, at + 30)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 31, "/dashboard")
+        for k in range(together):
+            b.query(trace, r, at, at + 30, f"SELECT count(*) FROM t{k} WHERE day = 1")
+    return b
+
+
+def test_queries_run_together_hold_a_connection_each() -> None:
+    # two requests fill the pool of six: it is six connections, not two
+    with open_run(_gathered_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert finding.evidence["holders_ceiling"] == 6
+    assert "queued for a connection from a pool of about 6" in finding.explanation

@@ -26,7 +26,9 @@ query neither holds one nor ends the lead. A message's handling (a CONSUMER requ
 never read as queued: a batch listener opens the spans of all of a batch's messages at once
 and handles them in turn, which looks, from timing alone, like a pool of one.
 
-A request holding its connection between two queries is counted as a holder, which is right
+Calls of one request that run at once (``asyncio.gather``, ``Promise.all``) hold a
+connection each, so the ceiling counts connections, not requests. A request holding its
+connection between two queries is counted as a holder, which is right
 for a connection taken once per request (``getConnection`` … ``release``) and overcounts a
 pool that takes one per statement; the ceiling is then higher than the pool and the
 at-ceiling share lower, so the inference errs towards saying nothing.
@@ -47,19 +49,36 @@ TABLE = "lead_waits"
 
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
-WITH held AS (
-    -- a request's hold on a connection: from its first SQL query's start to its last's
-    -- end (a cache or document store's calls take no connection from the SQL pool)
+WITH calls AS (
+    -- the requests' SQL calls (a cache or document store's take no connection from the
+    -- SQL pool)
     SELECT q.th, q.rh, coalesce(q.service, '') AS service, q.route, q.start_ns AS r0,
-           q.app_ms, q.pool_ms, c.span_id IS NOT NULL AS consumer,
-           min(p.a) AS h0, max(p.b) AS h1
+           q.app_ms, q.pool_ms, c.span_id IS NOT NULL AS consumer, p.a, p.b
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
     LEFT JOIN (SELECT trace_id, span_id FROM spans WHERE run_id = $run AND kind = 'CONSUMER') c
       ON c.trace_id = q.trace_id AND c.span_id = q.request_id
     WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
-    GROUP BY q.th, q.rh, q.service, q.route, q.start_ns, q.app_ms, q.pool_ms, c.span_id
+),
+held AS (
+    -- a request's hold on a connection: from its first SQL call's start to its last's end
+    SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer,
+           min(a) AS h0, max(b) AS h1
+    FROM calls
+    GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer
+),
+together AS (
+    -- calls of one request running at once (asyncio.gather, Promise.all) hold a
+    -- connection each: the connections past the first, at each call's start and end
+    SELECT th, rh, service, t,
+           greatest(sum(d) OVER (PARTITION BY th, rh ORDER BY t ROWS UNBOUNDED PRECEDING) - 1,
+                    0) AS extra
+    FROM (SELECT th, rh, service, t, sum(d) AS d
+          FROM (SELECT th, rh, service, a AS t, 1 AS d FROM calls WHERE b > a
+                UNION ALL
+                SELECT th, rh, service, b AS t, -1 AS d FROM calls WHERE b > a) e
+          GROUP BY th, rh, service, t) g
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
@@ -68,7 +87,11 @@ events AS (
     FROM (SELECT service, h0 AS t, 1 AS d FROM held WHERE h1 > h0
           UNION ALL
           SELECT service, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
-          FROM held WHERE h1 > h0) e
+          FROM held WHERE h1 > h0
+          UNION ALL
+          SELECT service, t,
+                 extra - coalesce(lag(extra) OVER (PARTITION BY th, rh ORDER BY t), 0) AS d
+          FROM together) e
     GROUP BY service, t
 ),
 levels AS (
@@ -135,7 +158,7 @@ FROM (
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
-    requests of its service that held a connection at once), ``consumer`` (a message's
+    connections its service's requests held at once), ``consumer`` (a message's
     handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
