@@ -13,6 +13,7 @@ import heapq
 
 import pytest
 
+import correlate
 from correlate.analysis import open_run
 from correlate.analysis.connection_queue import lead_waits
 from correlate.analysis.detectors import slow_query, unexplained_time
@@ -21,7 +22,12 @@ from .builders import RunBuilder
 
 
 def _queued_run(
-    pool: int = 2, arrivals: int = 60, every: float = 10, query: float = 40, before: float = 0
+    pool: int = 2,
+    arrivals: int = 60,
+    every: float = 10,
+    query: float = 40,
+    before: float = 0,
+    route: str = "/report",
 ) -> RunBuilder:
     """Requests every ``every`` ms, each ``before`` ms of its own work (authentication,
     parsing) and then one query of ``query`` ms on a pool of ``pool``: the wait for a free
@@ -34,7 +40,7 @@ def _queued_run(
         end = at + query
         heapq.heappush(free, end)
         trace = b.new_id("t")
-        r = b.request(trace, start, end + 1, "/report")
+        r = b.request(trace, start, end + 1, route)
         b.query(trace, r, at, end, "SELECT count(*) FROM orders WHERE day = 1")
     return b
 
@@ -209,3 +215,30 @@ def test_queries_run_together_hold_a_connection_each() -> None:
         (finding,) = unexplained_time(run)
     assert finding.evidence["holders_ceiling"] == 6
     assert "queued for a connection from a pool of about 6" in finding.explanation
+
+
+@pytest.mark.parametrize("output", ["markdown", "html", "text"])
+def test_hostile_routes_and_services_stay_text_in_the_queue_finding(output: str) -> None:
+    from correlate.analysis.evidence import collect
+    from correlate.render.registry import find_renderer
+
+    from .test_hostile_output import assert_inert_html, assert_inert_markdown, assert_inert_terminal
+
+    def rendered(text: str) -> str:
+        b = _queued_run(route=f"/r/{text}")
+        for span in b.spans:
+            span["service"] = f"svc {text}"
+        with b.build() as store:
+            analysis = correlate.analyze("r", store=store)
+            kinds = [f.title for f in analysis.findings if f.kind == "unexplained_time"]
+            assert kinds and kinds[0].endswith("a wait before the first query")
+            return find_renderer("report", output)(collect(store, analysis), width=100)
+
+    hostile = "<script>alert(1)</script> [x](http://evil.example) | @team \x1b[2J"
+    out, benign = rendered(hostile), rendered("x")
+    if output == "markdown":
+        assert_inert_markdown(out, benign)
+    elif output == "html":
+        assert_inert_html(out, benign)
+    else:
+        assert_inert_terminal(out)
