@@ -242,3 +242,30 @@ def test_hostile_routes_and_services_stay_text_in_the_queue_finding(output: str)
         assert_inert_html(out, benign)
     else:
         assert_inert_terminal(out)
+
+
+def test_a_pool_full_only_while_the_route_was_busy_with_its_own_work_was_not_waited_for() -> None:
+    # /report fills a pool of two for its first 200 ms of every second; /export works
+    # 250 ms from the start of each second (50 ms when it starts in a quiet moment),
+    # then queries a pool that has been free for 50 ms: it waited for nothing
+    b = RunBuilder()
+    for second in range(12):
+        t = second * 1000.0
+        free = [t, t]
+        for _ in range(10):
+            at = heapq.heappop(free)
+            heapq.heappush(free, at + 40)
+            trace = b.new_id("t")
+            r = b.request(trace, t, at + 41, "/report")
+            b.query(trace, r, at, at + 40, "SELECT count(*) FROM orders WHERE day = 1")
+        for start, work in ((t, 250.0), (t + 500, 50.0)):
+            trace = b.new_id("t")
+            r = b.request(trace, start, start + work + 11, "/export")
+            b.query(trace, r, start + work, start + work + 10, "SELECT * FROM orders WHERE id = 1")
+    with open_run(b.build(), "r") as run:
+        table = lead_waits(run)
+        rows = run.con.execute(f"SELECT queued_ms FROM {table} WHERE route = '/export'").fetchall()
+        found = {f.route: f for f in unexplained_time(run)}
+    assert rows and all(queued == 0 for (queued,) in rows)
+    assert "queued_ms" not in found["/export"].evidence
+    assert "queued_ms" in found["/report"].evidence

@@ -13,13 +13,15 @@ still carry two facts about that gap:
   pool of that size imposes.
 
 Where a span measured the wait (``pool_ms``), nothing is inferred. This module measures
-both, per request, in the run's table ``lead_waits``: the lead
-(request start to first query) and the part of it during which the holders were at their
-ceiling, less the route's quickest lead: the work every request of the route does before
-its first query (authentication, parsing, a sleep) is its own, however busy the pool was
-meanwhile, and a lead that never varies waited for nothing. It infers, it does not
-measure: a lead spent in CPU work while the pool happened to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
-read from timing and only use it when most of a route's uncovered time is such a lead.
+both, per request, in the run's table ``lead_waits``: the lead (request start to first
+query) and the part of it during which the holders were at their ceiling without a break
+until that query (a wait ends when a connection is handed over: a request that let a free
+one pass was not waiting for one), less the route's quickest lead: the work every request
+of the route does before its first query (authentication, parsing, a sleep) is its own,
+however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
+infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
+counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is read from
+timing and only use it when most of a route's uncovered time is such a lead.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
@@ -28,10 +30,10 @@ and handles them in turn, which looks, from timing alone, like a pool of one.
 
 Calls of one request that run at once (``asyncio.gather``, ``Promise.all``) hold a
 connection each, so the ceiling counts connections, not requests. A request holding its
-connection between two queries is counted as a holder, which is right
-for a connection taken once per request (``getConnection`` … ``release``) and overcounts a
-pool that takes one per statement; the ceiling is then higher than the pool and the
-at-ceiling share lower, so the inference errs towards saying nothing.
+connection between two queries is counted as a holder, which is right for a connection
+taken once per request (``getConnection`` … ``release``) and overcounts a pool that takes
+one per statement; the ceiling is then higher than the pool and the at-ceiling share
+lower, so the inference errs towards saying nothing.
 """
 
 from __future__ import annotations
@@ -148,7 +150,10 @@ FROM (
                            h.app_ms) END AS overlap_ms
     FROM held h
     JOIN ceilings c ON c.service = h.service
+    -- only the stretch that lasts until the first query: a wait for a connection ends
+    -- when one is handed over, and one that was free before then was not waited for
     LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
+                          AND f.s1 >= h.h0 - 2 * {slack}
     GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
              h.pool_ms
 ) w
