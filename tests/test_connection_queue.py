@@ -269,3 +269,24 @@ def test_a_pool_full_only_while_the_route_was_busy_with_its_own_work_was_not_wai
     assert rows and all(queued == 0 for (queued,) in rows)
     assert "queued_ms" not in found["/export"].evidence
     assert "queued_ms" in found["/report"].evidence
+
+
+def test_slow_query_sets_no_queue_aside_that_unexplained_time_does_not_call_one() -> None:
+    # a queue for a pool of two growing to 100 ms, behind 60 ms of work after the query:
+    # less than half the uncovered time is the lead, so unexplained_time calls it the
+    # route's own; slow_query may not call it a queue and point there
+    b = RunBuilder()
+    free = [0.0, 0.0]
+    for i in range(100):
+        start = i * 49.0
+        at = max(start, heapq.heappop(free))
+        heapq.heappush(free, at + 100)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 160, "/orders")
+        b.query(trace, r, at, at + 100, "SELECT * FROM orders WHERE customer_id = 1")
+    with open_run(b.build(), "r") as run:
+        (unexplained,) = unexplained_time(run)
+        slow = slow_query(run)
+    assert "queued_ms" not in unexplained.evidence
+    assert all("inferred_queue_ms" not in f.evidence for f in slow)
+    assert not any("a queue for a connection" in f.explanation for f in slow)
