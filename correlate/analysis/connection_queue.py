@@ -15,8 +15,8 @@ still carry two facts about that gap:
 Where a span measured the wait (``pool_ms``), nothing is inferred. This module measures
 both, per request, in the run's table ``lead_waits``: the lead (request start to first
 query) and the part of it during which the holders were at their ceiling without a break
-until that query (a wait ends when a connection is handed over: a request that let a free
-one pass was not waiting for one), less the route's quickest lead: the work every request
+until that query, but for the moments a connection was being handed over (a wait ends
+when one is handed over: a request that let a free one pass was not waiting for one), less the route's quickest lead: the work every request
 of the route does before its first query (authentication, parsing, a sleep) is its own,
 however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
 infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
@@ -28,12 +28,15 @@ query neither holds one nor ends the lead. A message's handling (a CONSUMER requ
 never read as queued: a batch listener opens the spans of all of a batch's messages at once
 and handles them in turn, which looks, from timing alone, like a pool of one.
 
-Calls of one request that run at once (``asyncio.gather``, ``Promise.all``) hold a
-connection each, so the ceiling counts connections, not requests. A request holding its
-connection between two queries is counted as a holder, which is right for a connection
-taken once per request (``getConnection`` … ``release``) and overcounts a pool that takes
-one per statement; the ceiling is then higher than the pool and the at-ceiling share
-lower, so the inference errs towards saying nothing.
+A request holding its connection between two queries is counted as a holder, which is
+right for a connection taken once per request (``getConnection`` … ``release``) and
+overcounts a pool that takes one per statement; the ceiling is then higher than the pool
+and the at-ceiling share lower, so the inference errs towards saying nothing. A request
+counts as one holder even when its calls overlap: calls run together (``asyncio.gather``,
+``Promise.all``) do hold a connection each, but the spans of one connection's calls in turn
+overlap too (Node's mysql2 instrumentation ends a span up to milliseconds after the next
+call starts), so the ceiling counts requests and names too small a pool for gathered
+calls.
 """
 
 from __future__ import annotations
@@ -45,6 +48,11 @@ from correlate.semconv import NOT_SQL_SYSTEMS
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
+
+#: How long a pool may be one connection short of its ceiling and still be handing one
+#: over to a queued caller rather than free (ns): a loaded Node event loop resumes the
+#: next caller milliseconds after the release (5 ms typical, 14 ms seen, examples/node-mysql)
+HANDOFF_NS = 25_000_000
 
 #: The table's name among the run's tables (``Run.table``); dropped by ``Run.close``.
 TABLE = "lead_waits"
@@ -70,18 +78,6 @@ held AS (
     FROM calls
     GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer
 ),
-together AS (
-    -- calls of one request running at once (asyncio.gather, Promise.all) hold a
-    -- connection each: the connections past the first, at each call's start and end
-    SELECT th, rh, service, t,
-           greatest(sum(d) OVER (PARTITION BY th, rh ORDER BY t ROWS UNBOUNDED PRECEDING) - 1,
-                    0) AS extra
-    FROM (SELECT th, rh, service, t, sum(d) AS d
-          FROM (SELECT th, rh, service, a AS t, 1 AS d FROM calls WHERE b > a
-                UNION ALL
-                SELECT th, rh, service, b AS t, -1 AS d FROM calls WHERE b > a) e
-          GROUP BY th, rh, service, t) g
-),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
     -- a release counts {slack} ns early, as a span's clock may put the next take before it
@@ -89,11 +85,7 @@ events AS (
     FROM (SELECT service, h0 AS t, 1 AS d FROM held WHERE h1 > h0
           UNION ALL
           SELECT service, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
-          FROM held WHERE h1 > h0
-          UNION ALL
-          SELECT service, t,
-                 extra - coalesce(lag(extra) OVER (PARTITION BY th, rh ORDER BY t), 0) AS d
-          FROM together) e
+          FROM held WHERE h1 > h0) e
     GROUP BY service, t
 ),
 levels AS (
@@ -125,8 +117,22 @@ islands AS (
                  lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
           FROM full_levels) g
 ),
-at_ceiling AS (
+stretches AS (
     SELECT service, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY service, island
+),
+at_ceiling AS (
+    -- stretches a queued caller waited through in one spell: a pool one short for less
+    -- than {handoff} ns was handing a connection over (a busy event loop takes
+    -- milliseconds to resume the next caller), not free
+    SELECT service, s0, s1,
+           sum(CASE WHEN s0 - prev_s1 <= {handoff} THEN 0 ELSE 1 END)
+               OVER (PARTITION BY service ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS spell
+    FROM (SELECT service, s0, s1,
+                 lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
+          FROM stretches) g
+),
+spells AS (
+    SELECT service, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY service, spell
 )
 SELECT th, rh, route, service, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
@@ -150,10 +156,11 @@ FROM (
                            h.app_ms) END AS overlap_ms
     FROM held h
     JOIN ceilings c ON c.service = h.service
-    -- only the stretch that lasts until the first query: a wait for a connection ends
-    -- when one is handed over, and one that was free before then was not waited for
-    LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
-                          AND f.s1 >= h.h0 - 2 * {slack}
+    -- only the spell that lasts, handing connections over, until the first query (one at
+    -- most): a wait for a connection ends when one is handed over, and one that was free
+    -- for longer before then was not waited for
+    LEFT JOIN spells f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
+                      AND f.s1 >= h.h0 - {handoff}
     GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
              h.pool_ms
 ) w
@@ -163,7 +170,7 @@ FROM (
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
-    connections its service's requests held at once), ``consumer`` (a message's
+    requests of its service that held a connection at once), ``consumer`` (a message's
     handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
@@ -180,6 +187,7 @@ def lead_waits(run: Run) -> str:
                 requests=run.table("requests"),
                 tree=run.table("tree"),
                 slack=CLOCK_SLACK_NS,
+                handoff=HANDOFF_NS,
                 not_sql=", ".join(f"'{system}'" for system in sorted(NOT_SQL_SYSTEMS)),
             ),
             {"run": run.run_id},
