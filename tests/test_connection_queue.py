@@ -342,3 +342,22 @@ def test_a_queue_whose_handovers_take_milliseconds_is_still_one_wait() -> None:
         (finding,) = unexplained_time(run)
     assert queued > 0.7 * lead
     assert "queued for a connection from a pool of about 2" in finding.explanation
+
+
+def test_queries_a_skewed_clock_puts_after_their_requests_make_no_pool_of_none() -> None:
+    # the queries' spans come from a proxy whose clock runs 40 ms ahead: clipped to their
+    # requests they last an instant, no two at once, and no pool can be read from them
+    b = RunBuilder()
+    for i in range(60):
+        trace = b.new_id("t")
+        r = b.request(trace, i * 10, i * 10 + 101, "/report")
+        sql = "SELECT count(*) FROM orders WHERE day = 1"
+        b.span(trace, i * 10 + 100, i * 10 + 140, parent=r, kind="CLIENT", db="postgresql", sql=sql)
+        b.spans[-1]["service"] = "proxy"
+    with open_run(b.build(), "r") as run:
+        table = lead_waits(run)
+        (ceilings,) = run.con.execute(f"SELECT list(DISTINCT ceiling) FROM {table}").fetchone()
+        (finding,) = unexplained_time(run)
+    assert 0 not in (ceilings or [])
+    assert "queued_ms" not in finding.evidence
+    assert "pool of about" not in finding.explanation

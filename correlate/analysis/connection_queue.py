@@ -98,7 +98,9 @@ ceilings AS (
     -- an instant can still meet at one
     SELECT service, max(holders) AS ceiling
     FROM (SELECT service, holders, sum(s1 - s0) AS spent FROM levels GROUP BY service, holders)
-    WHERE spent >= {slack}
+    -- (at least one: a service whose holds all shrank to an instant, as queries a skewed
+    -- clock puts after their requests do, shows no pool at all, not a pool of none)
+    WHERE spent >= {slack} AND holders > 0
     GROUP BY service
 ),
 full_levels AS (
