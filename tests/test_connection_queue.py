@@ -10,6 +10,7 @@ of uncovered time spent after the query (the route's own work) keeps the plain w
 from __future__ import annotations
 
 import heapq
+import json
 
 import pytest
 
@@ -361,3 +362,26 @@ def test_queries_a_skewed_clock_puts_after_their_requests_make_no_pool_of_none()
     assert 0 not in (ceilings or [])
     assert "queued_ms" not in finding.evidence
     assert "pool of about" not in finding.explanation
+
+
+def _replicas_run() -> RunBuilder:
+    """Two replicas of one service (``process.pid`` 101 and 202), each queueing for a pool
+    of its own of two."""
+    b = RunBuilder()
+    for pid in (101, 202):
+        replica = _queued_run()
+        for span in replica.spans:
+            span["trace_id"] = f"{pid}-{span['trace_id']}"
+            span["span_id"] = f"{pid}-{span['span_id']}"
+            span["parent_id"] = span["parent_id"] and f"{pid}-{span['parent_id']}"
+            span["resource"] = json.dumps({"service.name": "svc", "process.pid": pid})
+        b.spans += replica.spans
+    return b
+
+
+def test_each_process_of_a_service_has_its_own_pool() -> None:
+    # the pool is two, not the four the two processes held together
+    with open_run(_replicas_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert finding.evidence["holders_ceiling"] == 2
+    assert "queued for a connection from a pool of about 2" in finding.explanation

@@ -31,6 +31,7 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "a cache lookup first": runs._cached_queue_run,
     "a batch of messages": runs._batch_run,
     "queries gathered": runs._gathered_run,
+    "two replicas": runs._replicas_run,
 }
 
 

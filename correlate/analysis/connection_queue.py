@@ -23,6 +23,10 @@ infers, it does not measure: a lead spent in CPU work while the pool happened to
 counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is read from
 timing and only use it when most of a route's uncovered time is such a lead.
 
+A pool belongs to a process: holders are counted per process of a service
+(``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
+pool of two each are two pools of two, not one of four.
+
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
 never read as queued: a batch listener opens the spans of all of a batch's messages at once
@@ -62,79 +66,87 @@ CREATE OR REPLACE TEMP TABLE {lead_waits} AS
 WITH calls AS (
     -- the requests' SQL calls (a cache or document store's take no connection from the
     -- SQL pool)
-    SELECT q.th, q.rh, coalesce(q.service, '') AS service, q.route, q.start_ns AS r0,
-           q.app_ms, q.pool_ms, c.span_id IS NOT NULL AS consumer, p.a, p.b
+    SELECT q.th, q.rh, q.trace_id, q.request_id, coalesce(q.service, '') AS service, q.route,
+           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
-    LEFT JOIN (SELECT trace_id, span_id FROM spans WHERE run_id = $run AND kind = 'CONSUMER') c
-      ON c.trace_id = q.trace_id AND c.span_id = q.request_id
     WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
 ),
 held AS (
-    -- a request's hold on a connection: from its first SQL call's start to its last's end
-    SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer,
-           min(a) AS h0, max(b) AS h1
-    FROM calls
-    GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer
+    -- a request's hold on a connection: from its first SQL call's start to its last's
+    -- end, on the pool of its service's process that served it (each replica has its own)
+    SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
+           coalesce(s.kind = 'CONSUMER', false) AS consumer,
+           c.service || ' ' || coalesce(s.resource->>'service.instance.id',
+                                        (s.resource->>'host.name') || ':'
+                                            || (s.resource->>'process.pid'),
+                                        s.resource->>'process.pid', '') AS pool,
+           c.h0, c.h1
+    FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms,
+                 min(a) AS h0, max(b) AS h1
+          FROM calls
+          GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms) c
+    LEFT JOIN (SELECT trace_id, span_id, kind, resource FROM spans WHERE run_id = $run) s
+      ON s.trace_id = c.trace_id AND s.span_id = c.request_id
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
     -- a release counts {slack} ns early, as a span's clock may put the next take before it
-    SELECT service, t, sum(d) AS d
-    FROM (SELECT service, h0 AS t, 1 AS d FROM held WHERE h1 > h0
+    SELECT pool, t, sum(d) AS d
+    FROM (SELECT pool, h0 AS t, 1 AS d FROM held WHERE h1 > h0
           UNION ALL
-          SELECT service, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
+          SELECT pool, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
           FROM held WHERE h1 > h0) e
-    GROUP BY service, t
+    GROUP BY pool, t
 ),
 levels AS (
-    SELECT service, t AS s0, lead(t) OVER (PARTITION BY service ORDER BY t) AS s1,
-           sum(d) OVER (PARTITION BY service ORDER BY t ROWS UNBOUNDED PRECEDING) AS holders
+    SELECT pool, t AS s0, lead(t) OVER (PARTITION BY pool ORDER BY t) AS s1,
+           sum(d) OVER (PARTITION BY pool ORDER BY t ROWS UNBOUNDED PRECEDING) AS holders
     FROM events
 ),
 ceilings AS (
     -- the most holders for longer than the clock's slack in all: short holds trimmed to
     -- an instant can still meet at one
-    SELECT service, max(holders) AS ceiling
-    FROM (SELECT service, holders, sum(s1 - s0) AS spent FROM levels GROUP BY service, holders)
+    SELECT pool, max(holders) AS ceiling
+    FROM (SELECT pool, holders, sum(s1 - s0) AS spent FROM levels GROUP BY pool, holders)
     -- (at least one: a service whose holds all shrank to an instant, as queries a skewed
     -- clock puts after their requests do, shows no pool at all, not a pool of none)
     WHERE spent >= {slack} AND holders > 0
-    GROUP BY service
+    GROUP BY pool
 ),
 full_levels AS (
-    SELECT l.service, l.s0, l.s1
-    FROM levels l JOIN ceilings c ON c.service = l.service
+    SELECT l.pool, l.s0, l.s1
+    FROM levels l JOIN ceilings c ON c.pool = l.pool
     WHERE l.holders >= c.ceiling AND l.s1 > l.s0
 ),
 islands AS (
     -- a connection handed from one request to the next leaves the pool one short for
     -- an instant (the release counted early, the event loop between the two): stretches
     -- at the ceiling that close gaps this short are one
-    SELECT service, s0, s1,
+    SELECT pool, s0, s1,
            sum(CASE WHEN s0 - prev_s1 <= 2 * {slack} THEN 0 ELSE 1 END)
-               OVER (PARTITION BY service ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS island
-    FROM (SELECT service, s0, s1,
-                 lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
+               OVER (PARTITION BY pool ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT pool, s0, s1,
+                 lag(s1) OVER (PARTITION BY pool ORDER BY s0) AS prev_s1
           FROM full_levels) g
 ),
 stretches AS (
-    SELECT service, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY service, island
+    SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY pool, island
 ),
 at_ceiling AS (
     -- stretches a queued caller waited through in one spell: a pool one short for less
     -- than {handoff} ns was handing a connection over (a busy event loop takes
     -- milliseconds to resume the next caller), not free
-    SELECT service, s0, s1,
+    SELECT pool, s0, s1,
            sum(CASE WHEN s0 - prev_s1 <= {handoff} THEN 0 ELSE 1 END)
-               OVER (PARTITION BY service ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS spell
-    FROM (SELECT service, s0, s1,
-                 lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
+               OVER (PARTITION BY pool ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS spell
+    FROM (SELECT pool, s0, s1,
+                 lag(s1) OVER (PARTITION BY pool ORDER BY s0) AS prev_s1
           FROM stretches) g
 ),
 spells AS (
-    SELECT service, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY service, spell
+    SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
 SELECT th, rh, route, service, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
@@ -157,11 +169,11 @@ FROM (
                                     0) / 1e6,
                            h.app_ms) END AS overlap_ms
     FROM held h
-    JOIN ceilings c ON c.service = h.service
+    JOIN ceilings c ON c.pool = h.pool
     -- only the spell that lasts, handing connections over, until the first query (one at
     -- most): a wait for a connection ends when one is handed over, and one that was free
     -- for longer before then was not waited for
-    LEFT JOIN spells f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
+    LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
                       AND f.s1 >= h.h0 - {handoff}
     GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
              h.pool_ms
@@ -172,7 +184,7 @@ FROM (
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
-    requests of its service that held a connection at once), ``consumer`` (a message's
+    requests of its service's process that held a connection at once), ``consumer`` (a message's
     handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
