@@ -77,18 +77,21 @@ held AS (
     -- a request's hold on a connection: from its first SQL call's start to its last's
     -- end, on the pool of its service's process that served it (each replica has its own)
     SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
-           coalesce(s.kind = 'CONSUMER', false) AS consumer,
-           c.service || ' ' || coalesce(s.resource->>'service.instance.id',
-                                        (s.resource->>'host.name') || ':'
-                                            || (s.resource->>'process.pid'),
-                                        s.resource->>'process.pid', '') AS pool,
-           c.h0, c.h1
+           coalesce(s.consumer, false) AS consumer,
+           c.service || ' ' || coalesce(s.process, '') AS pool, c.h0, c.h1
     FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms,
                  min(a) AS h0, max(b) AS h1
           FROM calls
           GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms) c
-    LEFT JOIN (SELECT trace_id, span_id, kind, resource FROM spans WHERE run_id = $run) s
-      ON s.trace_id = c.trace_id AND s.span_id = c.request_id
+    LEFT JOIN (
+        -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
+        SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
+               coalesce(resource->>'service.instance.id',
+                        (resource->>'host.name') || ':' || (resource->>'process.pid'),
+                        resource->>'process.pid') AS process
+        FROM spans
+        WHERE run_id = $run AND (kind IN ('SERVER', 'CONSUMER') OR parent_id IS NULL)
+    ) s ON s.trace_id = c.trace_id AND s.span_id = c.request_id
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
