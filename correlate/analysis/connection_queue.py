@@ -13,16 +13,34 @@ still carry two facts about that gap:
   pool of that size imposes.
 
 Where a span measured the wait (``pool_ms``), nothing is inferred. This module measures
-both, per request, in the run's table ``lead_waits``: the lead
-(request start to first query) and the part of it during which the holders were at their
-ceiling. It infers, it does not measure: a lead spent in CPU work while the pool happened
-to be busy counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is
-read from timing and only use it when most of a route's uncovered time is such a lead.
+both, per request, in the run's table ``lead_waits``: the lead (request start to first
+query) and the part of it during which the holders were at their ceiling without a break
+until that query, but for the moments a connection was being handed over (a wait ends
+when one is handed over: a request that let a free one pass was not waiting for one), less the route's quickest lead: the work every request
+of the route does before its first query (authentication, parsing, a sleep) is its own,
+however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
+infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
+counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is read from
+timing and only use it when most of a route's uncovered time is such a lead.
 
-A request holding its connection between two queries is counted as a holder, which is right
-for a connection taken once per request (``getConnection`` … ``release``) and overcounts a
-pool that takes one per statement; the ceiling is then higher than the pool and the
-at-ceiling share lower, so the inference errs towards saying nothing.
+A pool belongs to a process: holders are counted per process of a service
+(``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
+pool of two each are two pools of two, not one of four.
+
+Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
+query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
+never read as queued: a batch listener opens the spans of all of a batch's messages at once
+and handles them in turn, which looks, from timing alone, like a pool of one.
+
+A request holding its connection between two queries is counted as a holder, which is
+right for a connection taken once per request (``getConnection`` … ``release``) and
+overcounts a pool that takes one per statement; the ceiling is then higher than the pool
+and the at-ceiling share lower, so the inference errs towards saying nothing. A request
+counts as one holder even when its calls overlap: calls run together (``asyncio.gather``,
+``Promise.all``) do hold a connection each, but the spans of one connection's calls in turn
+overlap too (Node's mysql2 instrumentation ends a span up to milliseconds after the next
+call starts), so the ceiling counts requests and names too small a pool for gathered
+calls.
 """
 
 from __future__ import annotations
@@ -30,85 +48,150 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
+from correlate.semconv import NOT_SQL_SYSTEMS
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
+
+#: How long a pool may be one connection short of its ceiling and still be handing one
+#: over to a queued caller rather than free (ns): a loaded Node event loop resumes the
+#: next caller milliseconds after the release (5 ms typical, 14 ms seen, examples/node-mysql)
+HANDOFF_NS = 25_000_000
 
 #: The table's name among the run's tables (``Run.table``); dropped by ``Run.close``.
 TABLE = "lead_waits"
 
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
-WITH held AS (
-    -- a request's hold on a connection: from its first query's start to its last's end
-    SELECT q.th, q.rh, coalesce(q.service, '') AS service, q.route, q.start_ns AS r0,
-           q.app_ms, q.pool_ms, min(p.a) AS h0, max(p.b) AS h1
-    FROM {parts} p JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
-    WHERE p.category = 'db'
-    GROUP BY q.th, q.rh, q.service, q.route, q.start_ns, q.app_ms, q.pool_ms
+WITH calls AS (
+    -- the requests' SQL calls (a cache or document store's take no connection from the
+    -- SQL pool)
+    SELECT q.th, q.rh, q.trace_id, q.request_id, coalesce(q.service, '') AS service, q.route,
+           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b
+    FROM {parts} p
+    JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
+    JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
+    WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
+),
+held AS (
+    -- a request's hold on a connection: from its first SQL call's start to its last's
+    -- end, on the pool of its service's process that served it (each replica has its own)
+    SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
+           coalesce(s.consumer, false) AS consumer,
+           c.service || ' ' || coalesce(s.process, '') AS pool, c.h0, c.h1
+    FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms,
+                 min(a) AS h0, max(b) AS h1
+          FROM calls
+          GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms) c
+    LEFT JOIN (
+        -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
+        SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
+               coalesce(resource->>'service.instance.id',
+                        (resource->>'host.name') || ':' || (resource->>'process.pid'),
+                        resource->>'process.pid') AS process
+        FROM spans
+        WHERE run_id = $run AND (kind IN ('SERVER', 'CONSUMER') OR parent_id IS NULL)
+    ) s ON s.trace_id = c.trace_id AND s.span_id = c.request_id
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
     -- a release counts {slack} ns early, as a span's clock may put the next take before it
-    SELECT service, t, sum(d) AS d
-    FROM (SELECT service, h0 AS t, 1 AS d FROM held WHERE h1 > h0
+    SELECT pool, t, sum(d) AS d
+    FROM (SELECT pool, h0 AS t, 1 AS d FROM held WHERE h1 > h0
           UNION ALL
-          SELECT service, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
+          SELECT pool, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
           FROM held WHERE h1 > h0) e
-    GROUP BY service, t
+    GROUP BY pool, t
 ),
 levels AS (
-    SELECT service, t AS s0, lead(t) OVER (PARTITION BY service ORDER BY t) AS s1,
-           sum(d) OVER (PARTITION BY service ORDER BY t ROWS UNBOUNDED PRECEDING) AS holders
+    SELECT pool, t AS s0, lead(t) OVER (PARTITION BY pool ORDER BY t) AS s1,
+           sum(d) OVER (PARTITION BY pool ORDER BY t ROWS UNBOUNDED PRECEDING) AS holders
     FROM events
 ),
 ceilings AS (
     -- the most holders for longer than the clock's slack in all: short holds trimmed to
     -- an instant can still meet at one
-    SELECT service, max(holders) AS ceiling
-    FROM (SELECT service, holders, sum(s1 - s0) AS spent FROM levels GROUP BY service, holders)
-    WHERE spent >= {slack}
-    GROUP BY service
+    SELECT pool, max(holders) AS ceiling
+    FROM (SELECT pool, holders, sum(s1 - s0) AS spent FROM levels GROUP BY pool, holders)
+    -- (at least one: a service whose holds all shrank to an instant, as queries a skewed
+    -- clock puts after their requests do, shows no pool at all, not a pool of none)
+    WHERE spent >= {slack} AND holders > 0
+    GROUP BY pool
 ),
 full_levels AS (
-    SELECT l.service, l.s0, l.s1
-    FROM levels l JOIN ceilings c ON c.service = l.service
+    SELECT l.pool, l.s0, l.s1
+    FROM levels l JOIN ceilings c ON c.pool = l.pool
     WHERE l.holders >= c.ceiling AND l.s1 > l.s0
 ),
 islands AS (
     -- a connection handed from one request to the next leaves the pool one short for
     -- an instant (the release counted early, the event loop between the two): stretches
     -- at the ceiling that close gaps this short are one
-    SELECT service, s0, s1,
+    SELECT pool, s0, s1,
            sum(CASE WHEN s0 - prev_s1 <= 2 * {slack} THEN 0 ELSE 1 END)
-               OVER (PARTITION BY service ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS island
-    FROM (SELECT service, s0, s1,
-                 lag(s1) OVER (PARTITION BY service ORDER BY s0) AS prev_s1
+               OVER (PARTITION BY pool ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT pool, s0, s1,
+                 lag(s1) OVER (PARTITION BY pool ORDER BY s0) AS prev_s1
           FROM full_levels) g
 ),
+stretches AS (
+    SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY pool, island
+),
 at_ceiling AS (
-    SELECT service, min(s0) AS s0, max(s1) AS s1 FROM islands GROUP BY service, island
+    -- stretches a queued caller waited through in one spell: a pool one short for less
+    -- than {handoff} ns was handing a connection over (a busy event loop takes
+    -- milliseconds to resume the next caller), not free
+    SELECT pool, s0, s1,
+           sum(CASE WHEN s0 - prev_s1 <= {handoff} THEN 0 ELSE 1 END)
+               OVER (PARTITION BY pool ORDER BY s0 ROWS UNBOUNDED PRECEDING) AS spell
+    FROM (SELECT pool, s0, s1,
+                 lag(s1) OVER (PARTITION BY pool ORDER BY s0) AS prev_s1
+          FROM stretches) g
+),
+spells AS (
+    SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
-SELECT h.th, h.rh, h.route, h.service, c.ceiling,
-       greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
-       -- no more than the uncovered time; nothing where a span measured a pool wait
-       CASE WHEN h.pool_ms > 0 THEN 0.0
-            ELSE least(coalesce(sum(greatest(least(h.h0, f.s1) - greatest(h.r0, f.s0), 0)),
-                                0) / 1e6, h.app_ms) END AS queued_ms
-FROM held h
-JOIN ceilings c ON c.service = h.service
-LEFT JOIN at_ceiling f ON f.service = h.service AND f.s0 < h.h0 AND f.s1 > h.r0
-GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.h0, h.r0, h.app_ms, h.pool_ms
+SELECT th, rh, route, service, ceiling, lead_ms,
+       -- the route's quickest way to its first query is its own work (authentication,
+       -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
+       -- ceiling, is none. A message's span may open before it can be handled (a batch
+       -- listener opens all of a batch's at once): its lead is no sign of a pool.
+       CASE WHEN consumer THEN 0.0
+            ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
+       END AS queued_ms
+FROM (
+    SELECT h.th, h.rh, h.route, h.service, c.ceiling, h.consumer,
+           greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
+           -- no more than the uncovered time; nothing where a span measured a pool wait
+           CASE WHEN h.pool_ms > 0 THEN 0.0
+                -- a request that met no stretch at the ceiling has NULL ends here, and
+                -- DuckDB's least/greatest skip a NULL: only an overlap is counted
+                ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
+                                             THEN greatest(least(h.h0, f.s1)
+                                                           - greatest(h.r0, f.s0), 0) END),
+                                    0) / 1e6,
+                           h.app_ms) END AS overlap_ms
+    FROM held h
+    JOIN ceilings c ON c.pool = h.pool
+    -- only the spell that lasts, handing connections over, until the first query (one at
+    -- most): a wait for a connection ends when one is handed over, and one that was free
+    -- for longer before then was not waited for
+    LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
+                      AND f.s1 >= h.h0 - {handoff}
+    GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
+             h.pool_ms
+) w
 """
 
 
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
-    with a query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most requests
-    of its service that held a connection at once), ``lead_ms`` (request start to first
-    query) and ``queued_ms`` (the part of the lead with the holders at that ceiling, at
-    most the request's application time; 0 where a span or ``correlate.instrument``
-    measured the request's pool wait)."""
+    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
+    requests of its service's process that held a connection at once), ``consumer`` (a message's
+    handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
+    of the lead with the holders at that ceiling, at most the request's application time
+    and its lead less its route's quickest; 0 for a message, and where a span or
+    ``correlate.instrument`` measured the request's pool wait)."""
     name = run.table(TABLE)
     exists = run.con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
@@ -119,7 +202,11 @@ def lead_waits(run: Run) -> str:
                 lead_waits=name,
                 parts=run.table("parts"),
                 requests=run.table("requests"),
+                tree=run.table("tree"),
                 slack=CLOCK_SLACK_NS,
-            )
+                handoff=HANDOFF_NS,
+                not_sql=", ".join(f"'{system}'" for system in sorted(NOT_SQL_SYSTEMS)),
+            ),
+            {"run": run.run_id},
         )
     return name

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from correlate.analysis.connection_queue import lead_waits
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, untexted
+from correlate.analysis.detectors.unexplained import DEFAULTS as UNEXPLAINED
+from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -61,23 +63,36 @@ DEFAULTS = SlowQuerySettings()
 
 
 def slow_query(
-    run: Run, settings: SlowQuerySettings = DEFAULTS, n_plus_one: NPlusOneSettings = N_PLUS_ONE
+    run: Run,
+    settings: SlowQuerySettings = DEFAULTS,
+    n_plus_one: NPlusOneSettings = N_PLUS_ONE,
+    unexplained: UnexplainedTimeSettings = UNEXPLAINED,
 ) -> list[Finding]:
-    """Slow queries; ``n_plus_one.min_calls`` per request and more is the N+1 detector's."""
+    """Slow queries; ``n_plus_one.min_calls`` per request and more is the N+1 detector's,
+    and a wait inferred from timing is set aside as ``unexplained_time.queue_share`` reads
+    it as a queue."""
     s = settings
     lead_waits(run)  # made on first use
     parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
     leads = run.table("lead_waits")
     rows = run.con.execute(
         f"""
-        WITH route_time AS (
-            -- a wait for a connection that no span measures, inferred from the spans'
-            -- timing (analysis.connection_queue), is a pool wait too
+        WITH route_sums AS (
             SELECT r.route, count(*) AS n, sum(r.duration_ms) AS total_ms,
-                   sum(r.duration_ms - r.pool_ms - coalesce(w.queued_ms, 0)) AS busy_ms,
-                   sum(coalesce(w.queued_ms, 0)) AS queued_ms
+                   sum(r.duration_ms - r.pool_ms) AS busy_ms, sum(r.app_ms) AS app_ms,
+                   sum(coalesce(w.queued_ms, 0)) AS inferred_ms
             FROM {reqs} r LEFT JOIN {leads} w ON w.th = r.th AND w.rh = r.rh
             GROUP BY r.route
+        ),
+        route_time AS (
+            -- a wait for a connection that no span measures, inferred from the spans'
+            -- timing (analysis.connection_queue), is a pool wait too, where
+            -- unexplained_time reads it as one: most of the route's uncovered time
+            SELECT route, n, total_ms, busy_ms - queued_ms AS busy_ms, queued_ms
+            FROM (SELECT route, n, total_ms, busy_ms,
+                         CASE WHEN inferred_ms > 0 AND inferred_ms >= $queue_share * app_ms
+                              THEN inferred_ms ELSE 0 END AS queued_ms
+                  FROM route_sums) s
         ),
         per AS (
             SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
@@ -124,6 +139,7 @@ def slow_query(
             "min_share": s.min_share,
             "min_call_ms": s.min_call_ms,
             "min_planned_call_ms": s.min_planned_call_ms,
+            "queue_share": unexplained.queue_share,
             "run": run.run_id,
         },
     ).fetchall()
