@@ -78,6 +78,8 @@ NOT_SQL_SYSTEMS = frozenset(
         "etcd",
     }
 )
+#: :data:`NOT_SQL_SYSTEMS` as a SQL list of string literals, for ``db_system IN (…)``.
+NOT_SQL_SYSTEMS_SQL = ", ".join(f"'{name}'" for name in sorted(NOT_SQL_SYSTEMS))
 
 #: ``db_system`` of a span whose statement came from ``sql.query`` and that names
 #: no system: OpenTracing's own ``db.type`` for "some SQL database".

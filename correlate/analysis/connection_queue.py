@@ -48,7 +48,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
-from correlate.semconv import NOT_SQL_SYSTEMS
+from correlate.semconv import NOT_SQL_SYSTEMS_SQL
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -205,7 +205,7 @@ def lead_waits(run: Run) -> str:
                 tree=run.table("tree"),
                 slack=CLOCK_SLACK_NS,
                 handoff=HANDOFF_NS,
-                not_sql=", ".join(f"'{system}'" for system in sorted(NOT_SQL_SYSTEMS)),
+                not_sql=NOT_SQL_SYSTEMS_SQL,
             ),
             {"run": run.run_id},
         )

@@ -20,7 +20,7 @@ from correlate.analysis.pool_holders import CLOCK_SLACK_NS
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
 from correlate.kinds import FindingKind
-from correlate.semconv import NOT_SQL_SYSTEMS
+from correlate.semconv import NOT_SQL_SYSTEMS_SQL
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -426,10 +426,9 @@ def _late_db_calls(run: Run) -> tuple[int, int]:
 def _has_sql(run: Run) -> bool:
     """Whether any statement of the run is SQL: a Redis or MongoDB command has no plan to
     capture, so a run of those alone is not told to capture plans."""
-    systems = ", ".join(f"'{name}'" for name in sorted(NOT_SQL_SYSTEMS))
     row = run.con.execute(
         "SELECT count(*) FROM statements WHERE run_id = $run "
-        f"AND lower(trim(coalesce(db_system, ''))) NOT IN ({systems})",
+        f"AND lower(trim(coalesce(db_system, ''))) NOT IN ({NOT_SQL_SYSTEMS_SQL})",
         {"run": run.run_id},
     ).fetchone()
     return bool(row and row[0])

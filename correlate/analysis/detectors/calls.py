@@ -37,7 +37,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from correlate.routes import path_template_sql
-from correlate.semconv import NOT_SQL_SYSTEMS
+from correlate.semconv import NOT_SQL_SYSTEMS_SQL
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -67,7 +67,6 @@ def calls_sql(run: Run) -> str:
     a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
     request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
     parts, tree = run.table("parts"), run.table("tree")
-    not_sql = ", ".join(f"'{name}'" for name in sorted(NOT_SQL_SYSTEMS))
     # SQL expressions (no values): the HTTP method and URL under old and new names, ...
     method = f"coalesce(s.http_method, {_attr('s', 'http.request.method', 'http.method')})"
     url = (
@@ -98,7 +97,7 @@ def calls_sql(run: Run) -> str:
         WHEN family = 'http' THEN CASE
             WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
             THEN upper(coalesce(method, 'GET')) || ' ' || url END
-        WHEN family = 'db' AND lower(trim(db_system)) IN ({not_sql}) THEN CASE
+        WHEN family = 'db' AND lower(trim(db_system)) IN ({NOT_SQL_SYSTEMS_SQL}) THEN CASE
             -- a command's keys are in its text (`user:1` is no bind variable); `?`: not shown
             WHEN regexp_matches(statement, '^\\s*(\\{{\\s*"?)?({_COMMAND_READS})\\b', 'i')
                  AND statement NOT LIKE '%?%' THEN statement END
