@@ -12,6 +12,8 @@ from io import StringIO
 from typing import TYPE_CHECKING, Any
 
 from correlate.render.escape import terminal as t
+from correlate.render.fit import Column, left_out_note
+from correlate.render.fit import table as fitted_table
 from correlate.render.units import evidence_items, ms, pct
 from correlate.render.words import NO_DB_SPANS, NO_FINDINGS, NO_REQUESTS, entries, pool_wait
 
@@ -119,32 +121,36 @@ def _evidence_lines(f: Finding) -> list[str]:
 
 
 def _routes(console: Console, routes: pd.DataFrame) -> None:
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
-    console.print()
-    table = Table(title="Routes", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
+    rows = list(routes.itertuples())
+
     longest = int(routes.route.astype(str).str.len().max()) if len(routes) else 5
-    table.add_column("route", min_width=min(longest, 24), overflow="fold")
-    for name in ("req", "req/s", "err", "p50", "p95", "max", "pool", "db", "calls", "app"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    for r in routes.itertuples():
-        table.add_row(
-            Text(t(r.route)),
-            f"{r.requests:,}",
-            f"{r.throughput_rps:.1f}",
-            pct(r.error_rate),
-            ms(r.p50_ms),
-            ms(r.p95_ms),
-            ms(r.max_ms),
-            ms(r.pool_ms),
-            ms(r.db_ms),
-            f"{r.db_calls:.1f}",
-            ms(r.app_ms),
-        )
+    columns = [
+        Column("route", [Text(t(r.route)) for r in rows], 0, flexible=True, floor=min(longest, 24)),
+        Column("req", [f"{r.requests:,}" for r in rows], 1),
+        Column("req/s", [f"{r.throughput_rps:.1f}" for r in rows], 6),
+        Column("err", [pct(r.error_rate) for r in rows], 3),
+        Column("p50", [ms(r.p50_ms) for r in rows], 2),
+        Column("p95", [ms(r.p95_ms) for r in rows], 2),
+        Column("max", [ms(r.max_ms) for r in rows], 5),
+        Column("pool", [ms(r.pool_ms) for r in rows], 4),
+        Column("db", [ms(r.db_ms) for r in rows], 4),
+        Column("calls", [f"{r.db_calls:.1f}" for r in rows], 6),
+        Column("app", [ms(r.app_ms) for r in rows], 5),
+    ]
+    table, left_out = fitted_table("Routes", columns, console.width)
+    console.print()
     console.print(table)
-    console.print(Text("pool, db, app: mean per request; calls: DB calls per request", "dim"))
+    said = [part for part in ("pool", "db", "app") if part not in left_out]
+    notes = []
+    if said:
+        notes.append(f"{', '.join(said)}: mean per request")
+    if "calls" not in left_out:
+        notes.append("calls: DB calls per request")
+    if left_out:
+        notes.append(left_out_note(left_out))
+    console.print(Text("; ".join(notes), "dim"))
 
 
 def _tails(console: Console, a: Analysis) -> None:
@@ -188,37 +194,65 @@ def _component(row: Any, queries: pd.DataFrame) -> str:
 
 
 def _queries(console: Console, queries: pd.DataFrame) -> None:
-    import pandas as pd
-    from rich import box
-    from rich.table import Table
     from rich.text import Text
 
     if queries.empty:
         console.print()
         console.print(Text(NO_DB_SPANS))
         return
+    rows = list(queries.head(10).itertuples())
+    plans = [_plan_reading(q) for q in rows]
+    statement = [
+        Text(t(short_statement(str(q.normalized or ""))), no_wrap=True, overflow="ellipsis")
+        for q in rows
+    ]
+    columns = [
+        Column("fingerprint", [Text(t(q.fingerprint)) for q in rows], 0, justify="left"),
+        Column("statement", statement, 0, flexible=True, floor=16, ceiling=40),
+        Column("calls", [f"{q.calls:,}" for q in rows], 1),
+        Column("per req", [f"{q.calls_per_request:.1f}" for q in rows], 3),
+        Column("total", [ms(q.total_ms) for q in rows], 2),
+        Column("p50", [ms(q.p50_ms) for q in rows], 4),
+        Column("p95", [ms(q.p95_ms) for q in rows], 4),
+        Column("plan", [state for state, _ in plans], 5, justify="left"),
+    ]
+    table, left_out = fitted_table("Queries", columns, console.width)
     console.print()
-    table = Table(title="Queries", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False)
-    table.add_column("fingerprint", no_wrap=True)
-    table.add_column("statement", no_wrap=True, overflow="ellipsis", max_width=36)
-    for name in ("calls", "per req", "total", "p50", "p95"):
-        table.add_column(name, justify="right", no_wrap=True, min_width=len(name))
-    table.add_column("plan", overflow="fold")
-    for q in queries.head(10).itertuples():
-        text = str(q.normalized or "")
-        has_plan = not pd.isna(q.plan_id)
-        plan = (list(q.insights) or ["no issue found"])[0] if has_plan else "none linked"
-        table.add_row(
-            Text(t(q.fingerprint)),
-            Text(t(text)),
-            f"{q.calls:,}",
-            f"{q.calls_per_request:.1f}",
-            ms(q.total_ms),
-            ms(q.p50_ms),
-            ms(q.p95_ms),
-            Text(t(str(plan)[:40])),
-        )
     console.print(table)
+    notes = (
+        [] if "plan" in left_out else ["plan: flagged (its reading follows), ok, or none linked"]
+    )
+    if left_out:
+        notes.append(left_out_note(left_out))
+    if notes:
+        console.print(Text("; ".join(notes), "dim"))
+    # what a flagged plan says needs a line of its own: a table cell would cut it
+    for q, (_, reading) in zip(rows, plans, strict=True):
+        if reading:
+            console.print(Text.assemble((t(q.fingerprint), "bold"), " plan: ", t(reading)))
+
+
+def _plan_reading(q: Any) -> tuple[str, str]:
+    """The plan column's word for a query's plan, and its first insight when it has one."""
+    import pandas as pd
+
+    if pd.isna(q.plan_id):
+        return "none", ""
+    insights = list(q.insights)
+    return ("flagged", str(insights[0])) if insights else ("ok", "")
+
+
+def short_statement(text: str) -> str:
+    """A statement as a table cell shows it: a SELECT's column list as "…".
+
+    The list comes first and is often a hundred characters of one table's columns;
+    what tells two queries apart is what follows FROM.
+    """
+    upper = text.upper()
+    at = upper.find(" FROM ")
+    if upper.startswith("SELECT ") and at > len("SELECT "):
+        return f"SELECT … FROM {text[at + len(' FROM ') :]}"
+    return text
 
 
 def _client(console: Console, client: pd.DataFrame) -> None:
