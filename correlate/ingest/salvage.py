@@ -181,6 +181,10 @@ def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[
                 _copy_range(f, out, offset, size)
             pieces.append(_Piece(target, line, lines, size))
             line += lines
+            # Pages of the mapped file count in the process's RSS while mapped: let
+            # those of this piece go (they stay in the page cache for the next read).
+            page = offset - offset % mmap.PAGESIZE
+            data.madvise(mmap.MADV_DONTNEED, page, offset + size - page)
             offset += size
     return pieces
 
