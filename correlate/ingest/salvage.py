@@ -189,8 +189,9 @@ def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[
             line += lines
             # Pages of the mapped file count in the process's RSS while mapped: let
             # those of this piece go (they stay in the page cache for the next read).
-            page = offset - offset % mmap.PAGESIZE
-            data.madvise(mmap.MADV_DONTNEED, page, offset + size - page)
+            if _DONT_NEED is not None:
+                page = offset - offset % mmap.PAGESIZE
+                data.madvise(_DONT_NEED, page, offset + size - page)
             offset += size
     return pieces
 
@@ -212,6 +213,8 @@ def _piece_sizes(data: mmap.mmap, piece_bytes: int) -> Iterator[int]:
 
 
 _NEWLINE = ord("\n")
+#: Where the platform has it (not on Windows).
+_DONT_NEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def _count_lines(data: mmap.mmap, start: int, stop: int) -> int:
