@@ -376,3 +376,88 @@ def test_pieces_cover_the_file_at_line_ends_with_their_line_numbers(
     assert [p.first_line for p in pieces] == [1, 3, 4, 6, 7]
     assert [p.lines for p in pieces] == [2, 1, 2, 1, 1]
     assert pieces[-1].path.read_bytes() == b"last-without-newline"
+
+
+def _even_lines(count: int) -> list[str]:
+    """``count`` OTLP/JSON lines of three spans, all of the same length."""
+    lines = [_line(f"e{i:03d}", i, spans=3) for i in range(1, count + 1)]
+    assert len({len(line) for line in lines}) == 1
+    return lines
+
+
+def test_each_piece_fails_alone_and_bad_lines_at_piece_ends_keep_their_numbers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces of exactly three lines: bad lines first and last in the file, and on both
+    sides of a cut between pieces, all but the last JSON that DuckDB reads, two of
+    them refused only by the span checks.
+    Only the pieces holding a bad line are cut finer, and only the bad lines themselves
+    take the careful path, each with its own number."""
+    lines = _even_lines(12)
+    width = len(lines[0]) + 1
+    lines[0] = '{"hello": "world"}'  # (a first line that is not JSON at all: the careful path)
+    lines[2] = lines[2].replace('"traceId": "', '"traceIdX": "', 1)  # last of piece 1
+    start, end = '"startTimeUnixNano": "', '"endTimeUnixNano": "'
+    lines[3] = lines[3].replace(start, "SWAP").replace(end, start).replace("SWAP", end)
+    lines[11] = lines[11][:100]  # the file cut while written: no final newline
+    path = tmp_path / "edges.jsonl"
+    path.write_text("\n".join(lines))
+    careful: list[tuple[int, int]] = []
+    commit = salvage._commit
+
+    def recorded(*args: Any) -> bool:
+        careful[:] = [(piece.first_line, piece.lines) for piece in args[-1]]
+        return commit(*args)
+
+    monkeypatch.setattr(salvage, "_commit", recorded)
+    monkeypatch.setattr(salvage, "FAN_OUT", 3)
+    bulk, reference = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 3 * width)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", width)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    careful.clear()
+    bulk = open_store(tmp_path / "pieces.duckdb")
+    bulk.ingest([path], run="r", format="otlp-json")
+    assert careful == [(1, 1), (3, 1), (4, 1), (12, 1)]
+    assert _rows(bulk) == _rows(reference)
+    # every column arrives as the careful path writes it (the staged copy keeps the types)
+    every_column = "SELECT * EXCLUDE (file_id) FROM spans ORDER BY span_id"
+    assert (
+        bulk.con.execute(every_column).fetchall() == reference.con.execute(every_column).fetchall()
+    )
+    assert len(_rows(bulk)) == 8 * 3 + 2  # a span without a trace id is the only one of its line
+    assert _problems(bulk) == _problems(reference)
+    assert [line for _, line, _ in _problems(bulk)] == [1, 3, 4, 4, 4, 12]
+    counts = bulk.con.execute("SELECT records_read, records_added FROM files").fetchone()
+    assert counts == (10 * 3, 8 * 3 + 2)  # spans read: those of the lines DuckDB parses
+
+
+def test_a_salvage_stopped_midway_leaves_nothing_of_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pieces already read in bulk belong to the file's one transaction: stopped before
+    it commits (here at the careful path, after the good pieces), nothing of the file
+    is kept, and no piece is left behind in the temporary folder."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    lines = _even_lines(12)
+    lines[7] = "this is not JSON"
+    path = tmp_path / "stopped.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 2 * len(lines[0]))
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 100)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+
+    def stop(*args: Any) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(salvage, "iter_line_batches", stop)
+    with open_store(tmp_path / "s.duckdb") as store:
+        with pytest.raises(KeyboardInterrupt):
+            store.ingest([path], run="r", format="otlp-json")
+        assert store.con.execute("SELECT count(*) FROM spans").fetchone() == (0,)
+        assert store.con.execute("SELECT count(*) FROM files").fetchone() == (0,)
+    assert list(temp.iterdir()) == []
