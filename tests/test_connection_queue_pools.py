@@ -134,3 +134,21 @@ def test_with_a_lower_floor_both_read_the_same_queue() -> None:
     assert listed["route"] == slow.route == "/orders"
     assert slow.evidence["inferred_queue_ms"] == listed["queued_ms"]
     assert "see the unexplained-time finding" in slow.explanation
+
+
+def test_a_slow_downstream_points_at_the_pool_queue_that_lists_its_callees_route() -> None:
+    # the callee's route waited for the pool, listed second in the pool's one finding
+    from correlate.analysis.findings import Finding
+    from correlate.analysis.verdict import reconcile
+
+    def finding(kind: str, route: str, **evidence: object) -> Finding:
+        return Finding(
+            kind=kind, severity="warning", title=f"{kind} in {route}", explanation="",
+            suggestion="", threshold="", source="", route=route, evidence=dict(evidence),
+        )  # fmt: skip
+
+    queue = finding("unexplained_time", "/a", routes=[{"route": "/a"}, {"route": "/b"}])
+    calls = finding("slow_downstream", "/front", callee_route="/b", shape="GET /b")
+    (downstream,) = [f for f in reconcile([queue, calls]) if f.kind == "slow_downstream"]
+    assert downstream.evidence["cause"] == "unexplained_time"
+    assert "unexplained_time in /a" in downstream.suggestion

@@ -20,12 +20,18 @@ when one is handed over: a request that let a free one pass was not waiting for 
 of the route does before its first query (authentication, parsing, a sleep) is its own,
 however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
 infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
-counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is read from
-timing and only use it when most of a route's uncovered time is such a lead.
+counts too, so readers say the figure is read from timing and only use it when most of a
+route's uncovered time is such a lead: :func:`queued_routes` makes the one table of the
+routes so read, which ``unexplained_time`` reports (one finding per pool) and ``slow_query``
+sets aside.
 
-A pool belongs to a process: holders are counted per process of a service
+A pool belongs to a process and a database: holders are counted per process of a service
 (``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
-pool of two each are two pools of two, not one of four.
+pool of two each are two pools of two, not one of four; and per pool the database spans
+name (``db.client.connection.pool.name`` or ``pool.name``, else server address, port and
+``db.namespace``), so a reporting database's small pool is not sized by the main one's
+holders. Two pools of one process on one database that the spans do not name apart are
+counted as one.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
@@ -210,9 +216,9 @@ FROM (
 
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
-    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
-    requests of its service's process that held a connection at once), ``consumer`` (a message's
-    handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
+    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
+    (the pool its first SQL call's spans name, or ``''``), ``ceiling`` (the most requests of
+    its service's process that held a connection of that pool at once), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
     ``correlate.instrument`` measured the request's pool wait)."""

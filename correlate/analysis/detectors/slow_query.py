@@ -72,7 +72,8 @@ def slow_query(
     and a wait inferred from timing is set aside on the routes ``unexplained_time`` reads
     as queued for a connection (the run's ``queued_routes``, with ``unexplained``)."""
     s = settings
-    queued = queued_routes(run, unexplained)
+    queued_routes(run, unexplained)  # made anew with these thresholds
+    queued = run.table("queued_routes")
     parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
     rows = run.con.execute(
         f"""

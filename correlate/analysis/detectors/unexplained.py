@@ -50,7 +50,8 @@ DEFAULTS = UnexplainedTimeSettings()
 
 def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> list[Finding]:
     """Routes mostly outside any span, and the pools their requests most likely queued for."""
-    table = queued_routes(run, settings)
+    queued_routes(run, settings)  # made anew with these thresholds
+    table = run.table("queued_routes")
     rows = run.con.execute(
         f"""
         SELECT route, requests, mean_ms, app_ms, total_app_ms, p50_app_ms, traces, queued_ms,
