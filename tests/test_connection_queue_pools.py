@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import heapq
 
+import pytest
+
 from correlate.analysis import open_run
 from correlate.analysis.detectors import UnexplainedTimeSettings, slow_query, unexplained_time
 
@@ -132,7 +134,7 @@ def test_with_a_lower_floor_both_read_the_same_queue() -> None:
         (slow,) = slow_query(run, unexplained=lower)
     (listed,) = unexplained.evidence["routes"]
     assert listed["route"] == slow.route == "/orders"
-    assert slow.evidence["inferred_queue_ms"] == listed["queued_ms"]
+    assert slow.evidence["inferred_queue_ms"] == pytest.approx(listed["queued_ms"])
     assert "see the unexplained-time finding" in slow.explanation
 
 

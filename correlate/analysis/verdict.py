@@ -151,8 +151,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
       route is that pattern's doing: the repeated-calls finding carries the severity and the
       fix, and the slow downstream is only info beside it.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
-      N+1, a pool finding, a queue for a connection that lists it among its routes, …) keeps its severity — the caller's users wait — but points at
-      the callee's finding as the cause.
+      N+1, a pool finding, a queue for a connection or a section that lists it among its
+      routes, …) keeps its severity — the caller's users wait — but points at the callee's
+      finding as the cause.
 
     A symptom points at its cause by title, and its evidence records the cause's kind
     (``evidence["cause"]``), so no two findings name different causes for the same time.
