@@ -68,7 +68,8 @@ def test_the_wait_before_the_first_query_is_read_as_a_queue_for_the_pool() -> No
     assert ceiling == 2  # never more than the pool held a connection at once
     assert lead > 100 and queued > 0.8 * lead  # the waits happen while both are held
     assert finding.route == "/report"
-    assert finding.title.endswith("most of it a wait before the first query")
+    assert "most of it a wait before the first query" in finding.title
+    assert finding.title.endswith("a pool of about 2")
     assert finding.evidence["holders_ceiling"] == 2
     assert finding.evidence["queued_ms"] > 0.5 * finding.evidence["app_ms"]
     assert "queued for a connection from a pool of about 2" in finding.explanation
@@ -239,7 +240,7 @@ def test_hostile_routes_and_services_stay_text_in_the_queue_finding(output: str)
         with b.build() as store:
             analysis = correlate.analyze("r", store=store)
             kinds = [f.title for f in analysis.findings if f.kind == "unexplained_time"]
-            assert kinds and kinds[0].endswith("a wait before the first query")
+            assert kinds and "a wait before the first query" in kinds[0]
             return find_renderer("report", output)(collect(store, analysis), width=100)
 
     hostile = "<script>alert(1)</script> [x](http://evil.example) | @team \x1b[2J"
@@ -390,8 +391,9 @@ def test_each_process_of_a_service_has_its_own_pool() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="holders are counted per process, and one process's two pools (a reporting pool "
-    "beside the main one) can be told apart from timing only by a redesign",
+    reason="holders are counted per process and database, and one process's two pools on "
+    "one database (a reporting pool beside the main one) whose spans name no pool can be told "
+    "apart from timing only by a redesign (a named pool or database: test_connection_queue_pools)",
 )
 def test_a_route_on_a_small_pool_of_its_own_queues_beside_a_busy_main_pool() -> None:
     # /report queues for a pool of two of its own; /api's traffic on the main pool puts

@@ -20,6 +20,7 @@ from correlate.analysis.run import Run
 from tests.test_clickhouse_engine import copied
 
 from . import test_connection_queue as runs
+from . import test_connection_queue_pools as pools
 from .builders import RunBuilder
 
 pytestmark = pytest.mark.clickhouse
@@ -32,6 +33,10 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "a batch of messages": runs._batch_run,
     "queries gathered": runs._gathered_run,
     "two replicas": runs._replicas_run,
+    "one pool, three routes": pools._shared_pool_run,
+    "two services": pools._two_services_run,
+    "a database of its own": pools._own_database_run,
+    "bursts under the floor": pools._bursts_run,
 }
 
 
@@ -43,7 +48,7 @@ def _read(run: Run) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
             ORDER BY trace_id"""
     ).fetchall()
     findings = [
-        (f.kind, f.title, f.explanation, f.evidence.get("queued_ms"))
+        (f.kind, f.title, f.explanation, f.evidence.get("queued_ms"), f.evidence.get("routes"))
         for f in unexplained_time(run) + slow_query(run)
     ]
     return rows, findings
@@ -59,6 +64,6 @@ def test_clickhouse_reads_the_same_waits_as_duckdb(chdb: Any, name: str) -> None
     store.close()
     assert local_rows
     assert [(t, int(c), lead, q) for t, c, lead, q in remote_rows] == local_rows
-    assert [(k, t, e, q if q is None else pytest.approx(q)) for k, t, e, q in remote_findings] == (
-        local_findings
-    )
+    assert [
+        (k, t, e, q if q is None else pytest.approx(q), r) for k, t, e, q, r in remote_findings
+    ] == local_findings

@@ -92,6 +92,8 @@ def _record(tmp_path: Path, dsn: str, monkeypatch: pytest.MonkeyPatch, **env: st
 def test_the_node_mysql_verdict_names_the_n_plus_one_the_scan_and_the_pool_queue(
     tmp_path: Path, service_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from sqlalchemy import make_url
+
     db = _record(
         tmp_path,
         service_dsn,
@@ -159,17 +161,19 @@ def test_the_node_mysql_verdict_names_the_n_plus_one_the_scan_and_the_pool_queue
 
     # the pool queue: not measured (no pool span or metric), so the breakdown has no pool
     # wait and says why; the uncovered time is read as a queue for a pool of three, and
-    # said to be read from timing, on every route that waits
+    # said to be read from timing, once for the pool, with every route that waits
     assert analysis.summary["time_share"]["pool"] == 0
     assert any(gap.startswith("no pool telemetry or connect spans") for gap in analysis.gaps)
-    queued = [
+    (queued,) = [
         f for f in findings if f.kind == FindingKind.UNEXPLAINED_TIME and "queued_ms" in f.evidence
     ]
-    assert {f.route for f in queued} >= {"/orders/recent", "/customers/:id"}, text
-    for f in queued:
-        assert f.evidence["holders_ceiling"] == POOL_SIZE, text
-        assert f"queued for a connection from a pool of about {POOL_SIZE}" in f.explanation
-        assert "not measured" in f.explanation and "in its own code" not in f.explanation
+    waits = {r["route"]: r for r in queued.evidence["routes"]}
+    assert set(waits) >= {"/orders/recent", "/customers/:id"}, text
+    assert all(r["queued_ms"] > 0.5 * r["app_ms"] for r in waits.values()), text
+    assert queued.evidence["holders_ceiling"] == POOL_SIZE, text
+    assert queued.evidence["database"] == make_url(service_dsn).database, text
+    assert f"from a pool of about {POOL_SIZE}" in queued.explanation
+    assert "not measured" in queued.explanation and "in its own code" not in queued.explanation
     # the report that holds a connection is the slow statement behind the queue; capture
     # will not run its SLEEP() on the server, and the finding says so rather than ask for it
     (report,) = [f for f in findings if f.route == "/reports/daily" and f.kind == "slow_query"]

@@ -20,12 +20,18 @@ when one is handed over: a request that let a free one pass was not waiting for 
 of the route does before its first query (authentication, parsing, a sleep) is its own,
 however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
 infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
-counts too, so readers (``unexplained_time``, ``slow_query``) say the figure is read from
-timing and only use it when most of a route's uncovered time is such a lead.
+counts too, so readers say the figure is read from timing and only use it when most of a
+route's uncovered time is such a lead: :func:`queued_routes` makes the one table of the
+routes so read, which ``unexplained_time`` reports (one finding per pool) and ``slow_query``
+sets aside.
 
-A pool belongs to a process: holders are counted per process of a service
+A pool belongs to a process and a database: holders are counted per process of a service
 (``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
-pool of two each are two pools of two, not one of four.
+pool of two each are two pools of two, not one of four; and per pool the database spans
+name (``db.client.connection.pool.name`` or ``pool.name``, else server address, port and
+``db.namespace``), so a reporting database's small pool is not sized by the main one's
+holders. Two pools of one process on one database that the spans do not name apart are
+counted as one.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
@@ -51,6 +57,7 @@ from correlate.analysis.pool_holders import CLOCK_SLACK_NS
 from correlate.semconv import NOT_SQL_SYSTEMS_SQL
 
 if TYPE_CHECKING:
+    from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings
     from correlate.analysis.run import Run
 
 #: How long a pool may be one connection short of its ceiling and still be handing one
@@ -58,8 +65,9 @@ if TYPE_CHECKING:
 #: next caller milliseconds after the release (5 ms typical, 14 ms seen, examples/node-mysql)
 HANDOFF_NS = 25_000_000
 
-#: The table's name among the run's tables (``Run.table``); dropped by ``Run.close``.
+#: The tables' names among the run's tables (``Run.table``); dropped by ``Run.close``.
 TABLE = "lead_waits"
+QUEUED_TABLE = "queued_routes"
 
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
@@ -67,22 +75,36 @@ WITH calls AS (
     -- the requests' SQL calls (a cache or document store's take no connection from the
     -- SQL pool)
     SELECT q.th, q.rh, q.trace_id, q.request_id, coalesce(q.service, '') AS service, q.route,
-           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b
+           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b,
+           -- the pool the call's connection came from: named, or one per database
+           coalesce(d.pool_name, '') || '|' || coalesce(d.server_address, '') || '|'
+               || coalesce(CAST(d.server_port AS VARCHAR), '') || '|'
+               || coalesce(d.db_namespace, '') AS target,
+           coalesce(d.pool_name, d.db_namespace, d.server_address, '') AS database
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
+    LEFT JOIN (
+        SELECT trace_id, span_id, server_address, server_port, db_namespace,
+               coalesce(attributes->>'db.client.connection.pool.name',
+                        attributes->>'pool.name') AS pool_name
+        FROM spans WHERE run_id = $run AND kind = 'CLIENT' AND db_system IS NOT NULL
+    ) d ON d.trace_id = t.trace_id AND d.span_id = t.span_id
     WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
 ),
-held AS (
-    -- a request's hold on a connection: from its first SQL call's start to its last's
-    -- end, on the pool of its service's process that served it (each replica has its own)
+holds AS (
+    -- a request's hold on a connection of one pool: from its first SQL call's start to
+    -- its last's end there, on the pool of its service's process that served it (each
+    -- replica has its own) for that database
     SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
-           coalesce(s.consumer, false) AS consumer,
-           c.service || ' ' || coalesce(s.process, '') AS pool, c.h0, c.h1
-    FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms,
-                 min(a) AS h0, max(b) AS h1
+           coalesce(s.consumer, false) AS consumer, coalesce(s.process, '') AS process,
+           c.database, c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool,
+           c.h0, c.h1
+    FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
+                 database, min(a) AS h0, max(b) AS h1
           FROM calls
-          GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms) c
+          GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
+                   database) c
     LEFT JOIN (
         -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
         SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
@@ -93,14 +115,22 @@ held AS (
         WHERE run_id = $run AND (kind IN ('SERVER', 'CONSUMER') OR parent_id IS NULL)
     ) s ON s.trace_id = c.trace_id AND s.span_id = c.request_id
 ),
+held AS (
+    -- a request waits, before its first SQL call, for the pool that call's connection
+    -- comes from
+    SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer, process,
+           arg_min(database, h0) AS database, arg_min(pool, h0) AS pool, min(h0) AS h0
+    FROM holds
+    GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer, process
+),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
     -- a release counts {slack} ns early, as a span's clock may put the next take before it
     SELECT pool, t, sum(d) AS d
-    FROM (SELECT pool, h0 AS t, 1 AS d FROM held WHERE h1 > h0
+    FROM (SELECT pool, h0 AS t, 1 AS d FROM holds WHERE h1 > h0
           UNION ALL
           SELECT pool, greatest(h1 - {slack}, h0 + 1) AS t, -1 AS d
-          FROM held WHERE h1 > h0) e
+          FROM holds WHERE h1 > h0) e
     GROUP BY pool, t
 ),
 levels AS (
@@ -151,7 +181,7 @@ at_ceiling AS (
 spells AS (
     SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
-SELECT th, rh, route, service, ceiling, lead_ms,
+SELECT th, rh, route, service, process, database, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
        -- ceiling, is none. A message's span may open before it can be handled (a batch
@@ -160,7 +190,7 @@ SELECT th, rh, route, service, ceiling, lead_ms,
             ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
        END AS queued_ms
 FROM (
-    SELECT h.th, h.rh, h.route, h.service, c.ceiling, h.consumer,
+    SELECT h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
            greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
            -- no more than the uncovered time; nothing where a span measured a pool wait
            CASE WHEN h.pool_ms > 0 THEN 0.0
@@ -178,17 +208,17 @@ FROM (
     -- for longer before then was not waited for
     LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
                       AND f.s1 >= h.h0 - {handoff}
-    GROUP BY h.th, h.rh, h.route, h.service, c.ceiling, h.consumer, h.h0, h.r0, h.app_ms,
-             h.pool_ms
+    GROUP BY h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
+             h.h0, h.r0, h.app_ms, h.pool_ms
 ) w
 """
 
 
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
-    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``ceiling`` (the most
-    requests of its service's process that held a connection at once), ``consumer`` (a message's
-    handling), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
+    with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
+    (the pool its first SQL call's spans name, or ``''``), ``ceiling`` (the most requests of
+    its service's process that held a connection of that pool at once), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
     ``correlate.instrument`` measured the request's pool wait)."""
@@ -209,4 +239,71 @@ def lead_waits(run: Run) -> str:
             ),
             {"run": run.run_id},
         )
+    return name
+
+
+_QUEUED_ROUTES_SQL = """
+CREATE OR REPLACE TEMP TABLE {queued} AS
+WITH routes AS (
+    -- the routes unexplained_time reports: mostly uncovered time, and enough of it
+    SELECT r.route, count(*) AS requests, avg(r.duration_ms) AS mean_ms,
+           avg(r.app_ms) AS app_ms, sum(r.app_ms) AS total_app_ms,
+           quantile_cont(r.app_ms, 0.5) AS p50_app_ms,
+           list(r.trace_id ORDER BY r.app_ms DESC, r.trace_id)[1:3] AS traces,
+           avg(coalesce(w.queued_ms, 0)) AS queued_ms,
+           list(r.trace_id ORDER BY coalesce(w.queued_ms, 0) DESC, r.trace_id)[1:3]
+               AS queued_traces
+    FROM {requests} r LEFT JOIN {lead_waits} w ON w.th = r.th AND w.rh = r.rh
+    GROUP BY r.route
+    HAVING count(*) >= $min_requests AND avg(r.app_ms) >= $min_app_ms
+       AND avg(r.app_ms) >= $min_share * avg(r.duration_ms)
+),
+waited AS (
+    -- the pool (service and database) each route waited for longest
+    SELECT route, service, database
+    FROM (SELECT route, service, database, sum(queued_ms) AS waited
+          FROM {lead_waits} GROUP BY route, service, database) g
+    QUALIFY row_number() OVER (
+        PARTITION BY route ORDER BY waited DESC, service, database) = 1
+),
+pools AS (
+    -- its size read in each process that waited for it: the most holders of any
+    SELECT service, database, max(ceiling) AS ceiling, count(DISTINCT process) AS processes
+    FROM {lead_waits} WHERE queued_ms > 0 GROUP BY service, database
+)
+SELECT r.route AS route, r.requests AS requests, r.mean_ms AS mean_ms, r.app_ms AS app_ms,
+       r.total_app_ms AS total_app_ms, r.p50_app_ms AS p50_app_ms, r.traces AS traces,
+       r.queued_ms AS queued_ms, r.queued_traces AS queued_traces, w.service AS service,
+       w.database AS database, p.ceiling AS ceiling, p.processes AS processes,
+       coalesce(p.ceiling IS NOT NULL AND r.queued_ms > 0
+                AND r.queued_ms >= $queue_share * r.app_ms, false) AS queued
+FROM routes r
+LEFT JOIN waited w ON w.route = r.route
+LEFT JOIN pools p ON p.service = w.service AND p.database = w.database
+"""
+
+
+def queued_routes(run: Run, settings: UnexplainedTimeSettings) -> str:
+    """The name of the run's ``queued_routes`` table, made anew with ``settings``: one row
+    per route that ``unexplained_time`` reports — ``route``, ``requests``, ``mean_ms``,
+    ``app_ms``, ``total_app_ms``, ``p50_app_ms``, ``traces``, ``queued_ms`` (mean per
+    request), ``queued_traces``, the pool it waited for longest (``service``,
+    ``database``, ``ceiling``: the most holders in any of its ``processes``) and
+    ``queued``: whether that wait is at least ``queue_share`` of its uncovered time, and
+    so read as a queue for a connection.
+
+    ``unexplained_time`` tells the queued routes' pools and ``slow_query`` sets their
+    waits aside from this one table, so neither calls a wait a queue the other does not."""
+    name = run.table(QUEUED_TABLE)
+    run.con.execute(
+        _QUEUED_ROUTES_SQL.format(
+            queued=name, requests=run.table("requests"), lead_waits=lead_waits(run)
+        ),
+        {
+            "min_requests": settings.min_requests,
+            "min_app_ms": settings.min_app_ms,
+            "min_share": settings.min_share,
+            "queue_share": settings.queue_share,
+        },
+    )
     return name

@@ -98,11 +98,11 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
 #: repeated-calls detectors (:func:`correlate.analysis.detectors.calls.calls_table`),
 #: ``locks`` and ``sections`` by the contention detectors
 #: (:func:`correlate.analysis.detectors.lock_queue.queues`,
-#: :func:`correlate.analysis.detectors.section_queue.sections`), ``lead_waits`` by
-#: :func:`correlate.analysis.connection_queue.lead_waits`.
+#: :func:`correlate.analysis.detectors.section_queue.sections`), ``lead_waits`` and
+#: ``queued_routes`` by :mod:`correlate.analysis.connection_queue`.
 TABLES = (
     "tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls", "locks",
-    "sections", "lead_waits",
+    "sections", "lead_waits", "queued_routes",
 )  # fmt: skip
 
 

@@ -151,8 +151,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
       route is that pattern's doing: the repeated-calls finding carries the severity and the
       fix, and the slow downstream is only info beside it.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
-      N+1, a pool finding, …) keeps its severity — the caller's users wait — but points at
-      the callee's finding as the cause.
+      N+1, a pool finding, a queue for a connection or a section that lists it among its
+      routes, …) keeps its severity — the caller's users wait — but points at the callee's
+      finding as the cause.
 
     A symptom points at its cause by title, and its evidence records the cause's kind
     (``evidence["cause"]``), so no two findings name different causes for the same time.
@@ -201,7 +202,7 @@ def _defer_downstream(findings: list[Finding]) -> list[Finding]:
                     g
                     for g in findings
                     if callee is not None
-                    and g.route == callee
+                    and callee in _routes_of(g)
                     and g is not f
                     and g.severity > Severity.INFO
                 ),
@@ -224,6 +225,16 @@ def _defer_downstream(findings: list[Finding]) -> list[Finding]:
                 )
         out.append(f)
     return out
+
+
+def _routes_of(f: Finding) -> set[str]:
+    """The routes a finding is about: its own, and those its evidence lists (the routes
+    that queued for one pool, or waited for one section)."""
+    listed = f.evidence.get("routes")
+    named = (
+        [r.get("route") for r in listed if isinstance(r, dict)] if isinstance(listed, list) else []
+    )
+    return {r for r in (f.route, *named) if isinstance(r, str)}
 
 
 def _caused_by(

@@ -25,7 +25,7 @@ import shlex
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from correlate.analysis.connection_queue import lead_waits
+from correlate.analysis.connection_queue import queued_routes
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings, untexted
 from correlate.analysis.detectors.unexplained import DEFAULTS as UNEXPLAINED
@@ -69,30 +69,25 @@ def slow_query(
     unexplained: UnexplainedTimeSettings = UNEXPLAINED,
 ) -> list[Finding]:
     """Slow queries; ``n_plus_one.min_calls`` per request and more is the N+1 detector's,
-    and a wait inferred from timing is set aside as ``unexplained_time.queue_share`` reads
-    it as a queue."""
+    and a wait inferred from timing is set aside on the routes ``unexplained_time`` reads
+    as queued for a connection (the run's ``queued_routes``, with ``unexplained``)."""
     s = settings
-    lead_waits(run)  # made on first use
+    queued_routes(run, unexplained)  # made anew with these thresholds
+    queued = run.table("queued_routes")
     parts, reqs, rq = run.table("parts"), run.table("requests"), run.table("request_queries")
-    leads = run.table("lead_waits")
     rows = run.con.execute(
         f"""
-        WITH route_sums AS (
-            SELECT r.route, count(*) AS n, sum(r.duration_ms) AS total_ms,
-                   sum(r.duration_ms - r.pool_ms) AS busy_ms, sum(r.app_ms) AS app_ms,
-                   sum(coalesce(w.queued_ms, 0)) AS inferred_ms
-            FROM {reqs} r LEFT JOIN {leads} w ON w.th = r.th AND w.rh = r.rh
-            GROUP BY r.route
-        ),
-        route_time AS (
+        WITH route_time AS (
             -- a wait for a connection that no span measures, inferred from the spans'
-            -- timing (analysis.connection_queue), is a pool wait too, where
-            -- unexplained_time reads it as one: most of the route's uncovered time
-            SELECT route, n, total_ms, busy_ms - queued_ms AS busy_ms, queued_ms
-            FROM (SELECT route, n, total_ms, busy_ms,
-                         CASE WHEN inferred_ms > 0 AND inferred_ms >= $queue_share * app_ms
-                              THEN inferred_ms ELSE 0 END AS queued_ms
-                  FROM route_sums) s
+            -- timing (analysis.connection_queue), is a pool wait too on the routes
+            -- unexplained_time reports as queued
+            SELECT r.route, count(*) AS n, sum(r.duration_ms) AS total_ms,
+                   sum(r.duration_ms - r.pool_ms) - coalesce(any_value(w.queued_ms), 0) * count(*)
+                       AS busy_ms,
+                   coalesce(any_value(w.queued_ms), 0) * count(*) AS queued_ms
+            FROM {reqs} r LEFT JOIN (SELECT route, queued_ms FROM {queued} WHERE queued) w
+                ON w.route = r.route
+            GROUP BY r.route
         ),
         per AS (
             SELECT r.route, q.fingerprint, count(*) AS requests, sum(q.calls) AS calls,
@@ -131,7 +126,7 @@ def slow_query(
           AND p.db_ms >= $min_share * t.busy_ms
           AND (c.p50_ms >= $min_call_ms
                OR (coalesce(pl.critical, false) AND c.p50_ms >= $min_planned_call_ms))
-        ORDER BY p.db_ms DESC, p.fingerprint
+        ORDER BY p.db_ms DESC, p.fingerprint, p.route
         """,
         {
             "max_calls": n_plus_one.min_calls,
@@ -139,7 +134,6 @@ def slow_query(
             "min_share": s.min_share,
             "min_call_ms": s.min_call_ms,
             "min_planned_call_ms": s.min_planned_call_ms,
-            "queue_share": unexplained.queue_share,
             "run": run.run_id,
         },
     ).fetchall()
@@ -239,7 +233,7 @@ def slow_query(
                         f" The waits include {ms(queued_ms)} per request that no span measures, "
                         "spent before its first query while the service's connections were "
                         "all held: a queue for a connection read from the spans' timing "
-                        "(see the unexplained-time finding)."
+                        "(see the unexplained-time finding on its pool)."
                         if queued_ms >= 0.5
                         else ""
                     )

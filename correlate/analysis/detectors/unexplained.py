@@ -8,17 +8,19 @@ from being flagged.
 
 When most of that time is a wait before the request's first query while the service's
 connection holders were at their ceiling (:mod:`correlate.analysis.connection_queue`), the
-finding says so: the requests most likely queued for a pooled connection that no span
-measures. It is still an inference from timing, and the finding says that too, rather than
-calling the wait the route's own code.
+requests most likely queued for a pooled connection that no span measures: the routes that
+waited for one pool (a service's connections to one database) are told in one finding, each
+with its wait, rather than one finding a route. It is still an inference from timing, and
+the finding says that too, rather than calling the wait the routes' own code.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from itertools import zip_longest
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from correlate.analysis.connection_queue import lead_waits
+from correlate.analysis.connection_queue import queued_routes
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -47,83 +49,153 @@ DEFAULTS = UnexplainedTimeSettings()
 
 
 def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> list[Finding]:
-    s = settings
-    lead_waits(run)  # made on first use
-    reqs, leads = run.table("requests"), run.table("lead_waits")
+    """Routes mostly outside any span, and the pools their requests most likely queued for."""
+    queued_routes(run, settings)  # made anew with these thresholds
+    table = run.table("queued_routes")
     rows = run.con.execute(
         f"""
-        SELECT r.route, count(*) AS n, avg(r.duration_ms) AS mean_ms, avg(r.app_ms) AS app_ms,
-               sum(r.app_ms) AS total_app_ms, quantile_cont(r.app_ms, 0.5) AS p50_app_ms,
-               list(r.trace_id ORDER BY r.app_ms DESC, r.trace_id)[1:3] AS traces,
-               avg(coalesce(w.queued_ms, 0)) AS queued_ms, max(w.ceiling) AS ceiling
-        FROM {reqs} r LEFT JOIN {leads} w ON w.th = r.th AND w.rh = r.rh
-        GROUP BY r.route
-        HAVING count(*) >= $min_requests AND avg(r.app_ms) >= $min_app_ms
-           AND avg(r.app_ms) >= $min_share * avg(r.duration_ms)
-        ORDER BY total_app_ms DESC, r.route
-        """,
-        {"min_requests": s.min_requests, "min_app_ms": s.min_app_ms, "min_share": s.min_share},
+        SELECT route, requests, mean_ms, app_ms, total_app_ms, p50_app_ms, traces, queued_ms,
+               queued_traces, service, database, ceiling, processes, queued
+        FROM {table} ORDER BY total_app_ms DESC, route
+        """
     ).fetchall()
-    found = []
-    for route, n, mean_ms, app_ms, total, p50, traces, queued_ms, ceiling in rows:
-        share = app_ms / mean_ms if mean_ms else 0.0
-        evidence = {
+    found: list[Finding] = []
+    pools: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        if row[-1]:
+            pools.setdefault((str(row[9]), str(row[10])), []).append(row)
+        else:
+            found.append(_own_time(settings, *row[:7]))
+    for (service, database), routes in pools.items():
+        found.append(_pool_queue(settings, service, database, routes))
+    return found
+
+
+def _threshold(s: UnexplainedTimeSettings) -> str:
+    return (
+        f"≥ {pct(s.min_share)} of mean latency and ≥ {s.min_app_ms:.0f} ms per "
+        f"request outside DB, pool and downstream spans, ≥ {s.min_requests} requests"
+    )
+
+
+def _own_time(
+    s: UnexplainedTimeSettings, route: str, n: int, mean_ms: float, app_ms: float,
+    total: float, p50: float, traces: list[str],
+) -> Finding:  # fmt: skip
+    """A route's uncovered time, read as its own."""
+    share = app_ms / mean_ms if mean_ms else 0.0
+    return Finding(
+        kind=FindingKind.UNEXPLAINED_TIME,
+        severity=Severity.WARNING,
+        title=f"Unexplained time in {route}: {pct(share)} outside DB and downstream spans",
+        route=route,
+        impact_ms=float(total),
+        evidence={
             "requests": int(n),
             "mean_ms": float(mean_ms),
             "app_ms": float(app_ms),
             "p50_app_ms": float(p50),
             "share": share,
-        }
-        title = f"Unexplained time in {route}: {pct(share)} outside DB and downstream spans"
-        explanation = (
+        },
+        trace_ids=tuple(traces),
+        explanation=(
             f"{route} spends {ms(app_ms)} of its {ms(mean_ms)} mean in its own code: no "
             "database, pool or outgoing-call span covers that time. It is CPU work, "
             "waiting on something not instrumented (a lock, sleep, file or an HTTP "
             "client without instrumentation), or serialisation."
-        )
-        suggestion = (
+        ),
+        suggestion=(
             "Profile the route (pyinstrument, py-spy) or add spans around its steps; "
             "instrument any HTTP client, cache or queue library it calls."
-        )
-        if ceiling is not None and queued_ms >= s.queue_share * app_ms:
-            evidence |= {"queued_ms": float(queued_ms), "holders_ceiling": int(ceiling)}
-            title += ", most of it a wait before the first query"
-            explanation = (
-                f"{route} spends {ms(app_ms)} of its {ms(mean_ms)} mean outside any database, "
-                f"pool or outgoing-call span, and {ms(queued_ms)} of it "
-                f"({pct(queued_ms / app_ms)}) passes before the request's first query while "
-                "other requests of the service held connections (ran between their first and "
-                f"last query) {ceiling} at once, the most that held one together in the run: "
-                "the requests most likely queued for a connection from a pool of about "
-                f"{ceiling}. No span or metric measures that wait (the driver's pool reports "
-                "none), so it is read from the spans' timing, not measured, and the time "
-                "breakdown still counts it as application time. The other "
-                f"{ms(max(app_ms - queued_ms, 0.0))} is the route's own code or another "
-                "uninstrumented wait."
-            )
-            suggestion = (
-                f"Look at the connection pool first: at most {ceiling} requests held a "
-                "connection at once while others waited. Size it for the concurrency, or hold "
-                "connections for less time (the slowest statements, work done while holding "
-                "one); instrument the pool's checkouts (pool metrics or connect spans) to "
-                "measure the wait."
-            )
-        found.append(
-            Finding(
-                kind=FindingKind.UNEXPLAINED_TIME,
-                severity=Severity.WARNING,
-                title=title,
-                route=route,
-                impact_ms=float(total),
-                evidence=evidence,
-                trace_ids=tuple(traces),
-                explanation=explanation,
-                suggestion=suggestion,
-                threshold=(
-                    f"≥ {pct(s.min_share)} of mean latency and ≥ {s.min_app_ms:.0f} ms per "
-                    f"request outside DB, pool and downstream spans, ≥ {s.min_requests} requests"
-                ),
-                source="correlate (docs/rules.md#unexplained_time)",
-            )
-        )
-    return found
+        ),
+        threshold=_threshold(s),
+        source="correlate (docs/rules.md#unexplained_time)",
+    )
+
+
+def _pool_queue(
+    s: UnexplainedTimeSettings, service: str, database: str, rows: list[tuple[Any, ...]]
+) -> Finding:
+    """The routes that most likely queued for one pool, each with its wait, in one finding."""
+    # route, requests, mean, uncovered and waited per request, example traces
+    waits = sorted(
+        ((str(r[0]), int(r[1]), float(r[2]), float(r[3]), float(r[7]), list(r[8])) for r in rows),
+        key=lambda w: (-w[4] * w[1], w[0]),
+    )
+    ceiling, processes = int(rows[0][11]), int(rows[0][12])
+    n = sum(w[1] for w in waits)
+    waited = sum(w[4] * w[1] for w in waits)
+    queued_ms, app_ms = waited / n, sum(w[3] * w[1] for w in waits) / n
+    mean_ms = sum(w[2] * w[1] for w in waits) / n
+    routes = [
+        {"route": route, "requests": k, "mean_ms": mean, "app_ms": app, "queued_ms": queued}
+        for route, k, mean, app, queued, _ in waits
+    ]
+    names = [w[0] for w in waits]
+    listed = _listed(names)
+    to = f" to {database}" if database else ""
+    of = f" of {service}" if service else ""
+    anywhere = f" in any of its {processes} processes" if processes > 1 else ""
+    each = " in each" if processes > 1 else ""
+    shown = ", ".join(f"{w[0]} {ms(w[4])} of {ms(w[3])}" for w in waits[:_SHOWN])
+    more = f" and {len(waits) - _SHOWN} more" if len(waits) > _SHOWN else ""
+    each_wait = f" Waits per request: {shown}{more}." if len(waits) > 1 else ""
+    whose = "routes'" if len(waits) > 1 else "route's"
+    # the longest waits, a route at a time
+    traces = [t for tier in zip_longest(*(w[5] for w in waits)) for t in tier if t]
+    return Finding(
+        kind=FindingKind.UNEXPLAINED_TIME,
+        severity=Severity.WARNING,
+        title=(
+            f"Unexplained time in {listed}: most of it a wait before the first query, "
+            f"most likely for a connection from a pool of about {ceiling}"
+        ),
+        route=names[0],
+        impact_ms=waited,
+        evidence={
+            "queued_ms": queued_ms,
+            "app_ms": app_ms,
+            "holders_ceiling": ceiling,
+            "requests": n,
+            "mean_ms": mean_ms,
+            "share": app_ms / mean_ms if mean_ms else 0.0,
+            "service": service,
+            "database": database or None,
+            "processes": processes,
+            "routes": routes,
+        },
+        trace_ids=tuple(traces[:3]),
+        explanation=(
+            f"Requests on {listed} spend {ms(app_ms)} of their {ms(mean_ms)} mean outside any "
+            f"database, pool or outgoing-call span, and {ms(queued_ms)} of it "
+            f"({pct(queued_ms / app_ms)}) passes before the request's first query while other "
+            f"requests{of} held connections{to} (ran between their first and last query) "
+            f"{ceiling} at once, the most that held one together in the run{anywhere}: the "
+            f"requests most likely queued for a connection{to} from a pool of about "
+            f"{ceiling}{each}.{each_wait} No span or metric measures that wait (the driver's pool "
+            "reports none), so it is read from the spans' timing, not measured, and the time "
+            f"breakdown still counts it as application time. The other "
+            f"{ms(max(app_ms - queued_ms, 0.0))} is the {whose} own code or another "
+            "uninstrumented wait."
+        ),
+        suggestion=(
+            f"Look at the connection pool first: at most {ceiling} requests held a "
+            "connection at once while others waited. Size it for the concurrency, or hold "
+            "connections for less time (the slowest statements, work done while holding "
+            "one); instrument the pool's checkouts (pool metrics or connect spans) to "
+            "measure the wait."
+        ),
+        threshold=_threshold(s) + f", ≥ {pct(s.queue_share)} of it a wait before the first query",
+        source="correlate (docs/rules.md#unexplained_time)",
+    )
+
+
+#: routes named one by one in a pool queue's title and explanation
+_SHOWN = 4
+
+
+def _listed(routes: list[str]) -> str:
+    """``/a``, ``/a and /b``, ``/a, /b, /c and /d``, ``/a, /b, /c, /d and 2 more routes``."""
+    if len(routes) > _SHOWN:
+        return ", ".join(routes[:_SHOWN]) + f" and {len(routes) - _SHOWN} more routes"
+    return " and ".join(filter(None, (", ".join(routes[:-1]), routes[-1])))

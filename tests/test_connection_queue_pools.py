@@ -1,0 +1,156 @@
+"""An inferred connection queue is told once per pool, and both of its readers agree.
+
+``unexplained_time`` says the routes that most likely queued for one pool in one finding,
+each route with its wait as evidence; ``slow_query`` sets the inferred wait aside only on
+those routes (the run's ``queued_routes`` table, read by both). Two services, or two
+databases of one process, have pools of their own, each sized from its own holders.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import pytest
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import UnexplainedTimeSettings, slow_query, unexplained_time
+
+from .builders import RunBuilder
+from .test_connection_queue import _queued_run
+
+
+def _shared_pool_run(routes: tuple[str, ...] = ("/a", "/b", "/c"), pool: int = 2) -> RunBuilder:
+    """Requests every 10 ms, taking turns over ``routes``, each one 40 ms query on one pool
+    of ``pool``: every route queues for the same connections."""
+    b = RunBuilder()
+    free = [0.0] * pool
+    for i in range(90):
+        start = i * 10.0
+        at = max(start, heapq.heappop(free))
+        heapq.heappush(free, at + 40)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 41, routes[i % len(routes)])
+        b.query(trace, r, at, at + 40, "SELECT count(*) FROM orders WHERE day = 1")
+    return b
+
+
+def test_one_pool_queue_is_one_finding_with_each_route_as_evidence() -> None:
+    with open_run(_shared_pool_run().build(), "r") as run:
+        found = unexplained_time(run)
+    (finding,) = found
+    listed = {r["route"]: r for r in finding.evidence["routes"]}
+    assert set(listed) == {"/a", "/b", "/c"}
+    assert all(r["queued_ms"] > 0.5 * r["app_ms"] and r["requests"] == 30 for r in listed.values())
+    assert finding.route in listed  # the route that waited longest in all
+    assert finding.evidence["holders_ceiling"] == 2
+    assert finding.evidence["requests"] == 90
+    assert finding.impact_ms == sum(r["queued_ms"] * r["requests"] for r in listed.values())
+    for route in listed:
+        assert route in finding.title
+    assert "queued for a connection from a pool of about 2" in finding.explanation
+    assert "read from the spans' timing, not measured" in finding.explanation
+
+
+def _two_services_run() -> RunBuilder:
+    """/a and /b of ``svc`` on a pool of two; /c of ``reports`` on a pool of three."""
+    b = _shared_pool_run(routes=("/a", "/b"), pool=2)
+    other = _queued_run(pool=3, every=8, route="/c")
+    for span in other.spans:
+        span["trace_id"] = f"o-{span['trace_id']}"
+        span["span_id"] = f"o-{span['span_id']}"
+        span["parent_id"] = span["parent_id"] and f"o-{span['parent_id']}"
+        span["service"] = "reports"
+    b.spans += other.spans
+    return b
+
+
+def test_two_services_queue_for_pools_of_their_own() -> None:
+    b = _two_services_run()
+    with open_run(b.build(), "r") as run:
+        found = {f.evidence["service"]: f for f in unexplained_time(run)}
+    assert {r["route"] for r in found["svc"].evidence["routes"]} == {"svc /a", "svc /b"}
+    assert {r["route"] for r in found["reports"].evidence["routes"]} == {"reports /c"}
+    assert found["svc"].evidence["holders_ceiling"] == 2
+    assert found["reports"].evidence["holders_ceiling"] == 3
+
+
+def _own_database_run() -> RunBuilder:
+    """/report queues for a pool of two on the reports database; /api's traffic on the main
+    database puts more holders at once in the process than /report's pool ever could."""
+    b = _queued_run(route="/report")
+    for span in b.spans:
+        span["db_namespace"] = "reports" if span["kind"] == "CLIENT" else None
+    for i in range(400):
+        start = i * 1.5
+        trace = b.new_id("t")
+        r = b.request(trace, start, start + 61, "/api")
+        b.query(trace, r, start + 50, start + 60, "SELECT * FROM users WHERE id = 1")
+        b.spans[-1]["db_namespace"] = "shop"
+    return b
+
+
+def test_a_route_on_a_database_of_its_own_is_sized_from_that_databases_holders() -> None:
+    b = _own_database_run()
+    with open_run(b.build(), "r") as run:
+        (finding,) = [f for f in unexplained_time(run) if "queued_ms" in f.evidence]
+    assert [r["route"] for r in finding.evidence["routes"]] == ["/report"]
+    assert finding.evidence["holders_ceiling"] == 2
+    assert finding.evidence["database"] == "reports"
+    assert "queued for a connection to reports from a pool of about 2" in finding.explanation
+
+
+def _bursts_run() -> RunBuilder:
+    """Three requests at once every 250 ms, one 100 ms query each, on a pool of two."""
+    b = RunBuilder()
+    for burst in range(20):
+        t = burst * 250.0
+        for at in (t, t, t + 100):
+            trace = b.new_id("t")
+            r = b.request(trace, t, at + 101, "/orders")
+            b.query(trace, r, at, at + 100, "SELECT * FROM orders WHERE customer_id = 1")
+    return b
+
+
+def test_slow_query_reads_a_queue_only_where_unexplained_time_reports_one() -> None:
+    # three requests at once every 250 ms on a pool of two: the third queues 100 ms for a
+    # connection, most of the route's uncovered time, yet that time is 34 ms a request,
+    # under unexplained_time's floor: no finding says there is a queue, so slow_query may
+    # not point to one nor set it aside
+    b = _bursts_run()
+    with open_run(b.build(), "r") as run:
+        unexplained = unexplained_time(run)
+        (slow,) = slow_query(run)
+    assert not unexplained
+    assert "inferred_queue_ms" not in slow.evidence
+    assert "queue for a connection" not in slow.explanation
+
+
+def test_with_a_lower_floor_both_read_the_same_queue() -> None:
+    # the same run with unexplained_time's floor under the route's uncovered time: the
+    # queue is reported, and slow_query sets it aside and points to that finding
+    lower = UnexplainedTimeSettings(min_app_ms=20.0, min_share=0.2)
+    with open_run(_bursts_run().build(), "r") as run:
+        (unexplained,) = unexplained_time(run, lower)
+        (slow,) = slow_query(run, unexplained=lower)
+    (listed,) = unexplained.evidence["routes"]
+    assert listed["route"] == slow.route == "/orders"
+    assert slow.evidence["inferred_queue_ms"] == pytest.approx(listed["queued_ms"])
+    assert "see the unexplained-time finding" in slow.explanation
+
+
+def test_a_slow_downstream_points_at_the_pool_queue_that_lists_its_callees_route() -> None:
+    # the callee's route waited for the pool, listed second in the pool's one finding
+    from correlate.analysis.findings import Finding
+    from correlate.analysis.verdict import reconcile
+
+    def finding(kind: str, route: str, **evidence: object) -> Finding:
+        return Finding(
+            kind=kind, severity="warning", title=f"{kind} in {route}", explanation="",
+            suggestion="", threshold="", source="", route=route, evidence=dict(evidence),
+        )  # fmt: skip
+
+    queue = finding("unexplained_time", "/a", routes=[{"route": "/a"}, {"route": "/b"}])
+    calls = finding("slow_downstream", "/front", callee_route="/b", shape="GET /b")
+    (downstream,) = [f for f in reconcile([queue, calls]) if f.kind == "slow_downstream"]
+    assert downstream.evidence["cause"] == "unexplained_time"
+    assert "unexplained_time in /a" in downstream.suggestion
