@@ -182,7 +182,7 @@ FROM (SELECT DISTINCT db_system, db_statement AS statement
       FROM spans WHERE run_id = $run AND db_statement IS NOT NULL) s
 JOIN statements st
   ON st.run_id = $run AND st.db_system IS NOT DISTINCT FROM s.db_system
- AND st.key = statement_key(s.statement)
+ AND st.key = statement_key(s.db_system, s.statement)
 GROUP BY ALL
 """
 
