@@ -8,7 +8,7 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -246,34 +246,63 @@ CREATE TABLE load_failures (
 DDL += LOAD_DDL
 
 # Statement fingerprints and query plans (correlate.statements, correlate.plans.store).
-_STATEMENT_KEY_DDL = """
+# An item of a list of placeholders, as the key sees it once numbers are ? (Oracle's
+# `:1` is then `:?`). `:name` is a bind in every dialect's tokenizer; `:1` only in
+# Oracle's; `@name` only in T-SQL's, and not in a batch that DECLAREs its variables
+# (which ones are variables the key cannot tell).
+_LIST_ITEM = r"\$?\?|%s|%\([A-Za-z0-9_]*\)s|:[A-Za-z_][A-Za-z0-9_]*"
+_ORACLE_LIST_ITEM = r"\$?\?|:\?|:[A-Za-z_][A-Za-z0-9_$#]*"
+_TSQL_LIST_ITEM = _LIST_ITEM + r"|@[A-Za-z_][A-Za-z0-9_@#$]*"
+#: ``db.system`` values of the dialects with binds of their own (correlate.dialects).
+ORACLE_SYSTEMS = ("oracle", "oracle.db")
+TSQL_SYSTEMS = ("mssql", "microsoft.sql_server")
+
+
+def _collapse(item: str) -> str:
+    """SQL replacing, in ``v``, each parenthesised list of ``item`` by ``(?)``."""
+    pattern = rf"\(\s*({item})(\s*,\s*({item}))*\s*\)"
+    return f"regexp_replace(v, '{pattern}', '(?)', 'g')"
+
+
+def _systems(names: tuple[str, ...]) -> str:
+    return ", ".join(f"'{n}'" for n in names)
+
+
+_STATEMENT_KEY_DDL = f"""
 -- A trailing sqlcommenter comment makes every statement text unique; the
 -- statement's identity is its text without it. Used by the table and view below.
 CREATE MACRO strip_sqlcommenter(sql) AS
     regexp_replace(sql, '\\s*/\\*([^*]|\\*[^/])*=''([^*]|\\*[^/])*\\*/\\s*(;\\s*)?$', '');
--- Texts that differ only in literal values share a key (quoted strings and
--- numbers become ?, lists of them collapse), so each shape is fingerprinted
--- once in Python however many literal variants a run has. The full
+-- Texts that differ only in literal values share a key (quoted strings and numbers
+-- become ?, lists of them and of placeholders collapse), so each shape is fingerprinted
+-- once in Python however many literal variants and list lengths a run has. The full
 -- normaliser merges at least what the key merges.
 -- Why regexes and not correlate.fingerprint.tokens: this runs vectorised inside
 -- DuckDB over every span of a run, before any Python sees a text. It need not
 -- find placeholders exactly, only never give one key to texts the tokenizer
--- tells apart; tests/test_dialects.py checks that on generated statements.
--- A text that holds placeholders (?, %s, %(name)s, $1) keys apart from its
--- literal variants: `id = ?` and `id = 42` look alike once literals become ?,
+-- tells apart; tests/test_dialects.py checks that on generated statements. What a
+-- placeholder is depends on the dialect: the key takes the span's db.system.
+-- A text that holds placeholders (?, %s, %(name)s, $1, :name, :1, @name) keys apart
+-- from its literal variants: `id = ?` and `id = 42` look alike once literals become ?,
 -- but one may parse where the other cannot, and then they fingerprint apart;
 -- which came first must not decide the other's fingerprint.
-CREATE MACRO statement_key(sql) AS
+CREATE MACRO statement_key_values(sql) AS
+    regexp_replace(
+        regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '?', 'g'),
+        '\\b[0-9]+(\\.[0-9]+)?\\b', '?', 'g');
+CREATE MACRO statement_key_lists(system, sql, v) AS
+    CASE WHEN lower(trim(system)) IN ({_systems(ORACLE_SYSTEMS)})
+         THEN {_collapse(_ORACLE_LIST_ITEM)}
+         WHEN lower(trim(system)) IN ({_systems(TSQL_SYSTEMS)})
+              AND NOT regexp_matches(sql, '(?i)\\bdeclare\\b')
+         THEN {_collapse(_TSQL_LIST_ITEM)}
+         ELSE {_collapse(_LIST_ITEM)} END;
+CREATE MACRO statement_key(system, sql) AS
     CASE WHEN regexp_matches(
              regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '', 'g'),
-             '\\?|%s|%\\([A-Za-z0-9_]*\\)s|\\$[0-9]+')
+             '\\?|%s|%\\([A-Za-z0-9_]*\\)s|\\$[0-9]+|(^|[^:]):[A-Za-z0-9_]|@[A-Za-z_]')
          THEN 'placeholders: ' ELSE '' END ||
-    regexp_replace(
-        regexp_replace(
-            regexp_replace(strip_sqlcommenter(sql), '''([^'']|'''')*''', '?', 'g'),
-            '\\b[0-9]+(\\.[0-9]+)?\\b', '?', 'g'),
-        '\\(\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s)(\\s*,\\s*(\\$?\\?|%s|%\\([A-Za-z0-9_]*\\)s))*\\s*\\)',
-        '(?)', 'g');
+    statement_key_lists(system, sql, statement_key_values(sql));
 """
 DDL += _STATEMENT_KEY_DDL
 DDL += """
@@ -303,7 +332,7 @@ FROM spans s
 JOIN statements st
   ON st.run_id = s.run_id
  AND st.db_system IS NOT DISTINCT FROM s.db_system
- AND st.key = statement_key(s.db_statement)
+ AND st.key = statement_key(s.db_system, s.db_statement)
 WHERE s.db_statement IS NOT NULL;
 """.replace("{span_columns}", ", ".join(f"s.{name}" for name, _ in SPAN_COLUMNS))
 DDL += DB_SPANS_VIEW
@@ -473,6 +502,15 @@ CREATE TABLE db_lock_waits (
 """
 DDL += WATCH_DDL
 
+_KEY_MACROS = _STATEMENT_KEY_DDL.replace("CREATE MACRO", "CREATE OR REPLACE MACRO")
+_DB_SPANS_VIEW_AGAIN = DB_SPANS_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW")
+# Statements keyed anew; texts whose keys now agree (list lengths) keep one row.
+_REKEY = """
+UPDATE statements SET key = statement_key(db_system, text);
+DELETE FROM statements WHERE rowid NOT IN (
+    SELECT min(rowid) FROM statements GROUP BY run_id, db_system, key);
+"""
+
 #: ``MIGRATIONS[v]`` turns a version-``v`` store into version ``v + 1``.
 MIGRATIONS: dict[int, str] = {
     # 2: the load generator's results (k6, Locust), and client requests without trace context.
@@ -487,13 +525,15 @@ MIGRATIONS: dict[int, str] = {
     3: "".join(
         f"ALTER TABLE spans ADD COLUMN {name} {type_};\n" for name, type_ in TAG_SPAN_COLUMNS
     )
-    + DB_SPANS_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"),
+    + _KEY_MACROS
+    + _DB_SPANS_VIEW_AGAIN,
     # 5: texts with placeholders key apart from their literal variants.
-    4: _STATEMENT_KEY_DDL.replace("CREATE MACRO", "CREATE OR REPLACE MACRO")
-    + "UPDATE statements SET key = statement_key(text);",
+    4: _KEY_MACROS + _REKEY,
     # 6: pool samples read from OpenTelemetry metrics, which may not know every count.
     5: "".join(
         f"ALTER TABLE pool_samples ALTER COLUMN {c} DROP NOT NULL;\n"
         for c in ("waiters", "timeouts_total", "checkouts_total", "leak_suspects_open")
     ),
+    # 7: the key reads the dialect's binds (`:1`, `@P0`): lists of them collapse.
+    6: _KEY_MACROS + _DB_SPANS_VIEW_AGAIN + _REKEY,
 }

@@ -3,8 +3,10 @@
 Fingerprinting runs in Python (a SQL parser per dialect), so it works on the
 run's statement *shapes*, a few hundred even for millions of spans: the
 schema's ``statement_key`` macro removes a trailing sqlcommenter comment (which
-makes every text unique) and replaces literal values in SQL, then one real
-text of each key is fingerprinted. The ``db_spans`` view joins each span to its
+makes every text unique), replaces literal values in SQL and collapses lists of them
+and of the dialect's placeholders (``IN (:1, :2)`` in Oracle, ``IN (@P0, @P1)`` in
+SQL Server: the key takes the span's ``db_system``), then one real text of each key is
+fingerprinted. The ``db_spans`` view joins each span to its
 fingerprint by the same key.
 
 >>> import correlate
@@ -29,7 +31,7 @@ def fingerprint_run(store: Store, run_id: int) -> int:
     texts = con.execute(
         """
         SELECT db_system, key, any_value(strip_sqlcommenter(db_statement)) AS text
-        FROM (SELECT db_system, db_statement, statement_key(db_statement) AS key
+        FROM (SELECT db_system, db_statement, statement_key(db_system, db_statement) AS key
               -- the key of each distinct text, not of each span: a few
               -- thousand texts against hundreds of thousands of spans
               FROM (SELECT DISTINCT db_system, db_statement FROM spans

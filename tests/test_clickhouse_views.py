@@ -248,14 +248,22 @@ def test_statement_key_is_the_store_macro(chdb_conn: Connection) -> None:
         "SELECT * FROM t WHERE id IN (1, 2, 3) AND name = 'x'",
         "SELECT * FROM t WHERE id = $1 /* app='a',traceparent='00-x' */ ;",
         "INSERT INTO t VALUES (%s, %(name)s, ?)",
+        "SELECT * FROM t WHERE a = :1 AND id IN (:2, :3, :b$1)",
+        "SELECT * FROM t WHERE a = @P0 AND id IN (@P1, @p2, @id)",
+        "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a, @p0)",
         *(t for (t,) in store.con.sql("SELECT DISTINCT db_statement FROM spans").fetchall() if t),
     ]
-    expected = [store.con.execute("SELECT statement_key(?)", [t]).fetchone()[0] for t in texts]  # type: ignore[index]
-    values = ", ".join(f"({i}, {_literal(t)})" for i, t in enumerate(texts))
-    got = chdb_conn.query_arrow(
-        f"SELECT {statement_key_sql('s')} AS key FROM (SELECT * FROM VALUES('i UInt32, s String', "
-        f"{values})) ORDER BY i"
+    pairs = [(d, t) for t in texts for d in ("postgresql", " Oracle", "mssql", None)]
+    expected = [store.con.execute("SELECT statement_key(?, ?)", p).fetchone()[0] for p in pairs]  # type: ignore[index]
+    values = ", ".join(
+        f"({i}, {'NULL' if d is None else _literal(d)}, {_literal(t)})"
+        for i, (d, t) in enumerate(pairs)
     )
+    got = chdb_conn.query_arrow(
+        f"SELECT {statement_key_sql('d', 's')} AS key FROM (SELECT * FROM VALUES("
+        f"'i UInt32, d Nullable(String), s String', {values})) ORDER BY i"
+    )
+    assert len(set(expected)) < len(expected), "the dialects' lists collapse"
     assert got.column("key").to_pylist() == expected
 
 

@@ -306,7 +306,7 @@ def keys_store() -> Iterator[Store]:
             "UPDATE orders SET note = {1} WHERE id = {0}",
             "SELECT * FROM orders WHERE x = %s AND y = {0} LIMIT {0}",
             "SELECT * FROM t WHERE a = {0} /* {1} */",
-            # Oracle's numbered binds, SQL Server's named ones: the key sees no placeholder
+            # Oracle's numbered binds, SQL Server's named ones
             "SELECT * FROM orders WHERE x = :1 AND y IN (:2, {0}) AND z = {1}",
             "SELECT * FROM orders WHERE x = @P0 AND y = {0} AND z = @p1 + {1}",
         ]
@@ -320,7 +320,7 @@ def test_statement_key_never_merges_what_fingerprints_tell_apart(
 ) -> None:
     first, second = shape.format(*a), shape.format(*b)
     k1, k2 = (
-        keys_store.con.execute("SELECT statement_key(?)", [t]).fetchone()[0]  # type: ignore[index]
+        keys_store.con.execute("SELECT statement_key(?, ?)", [dialect, t]).fetchone()[0]  # type: ignore[index]
         for t in (first, second)
     )
     if k1 == k2:
@@ -349,11 +349,80 @@ def test_statement_key_of_cast_placeholder_lists_never_merges_what_fingerprints_
 
     first, second = text(casts), text(other)
     k1, k2 = (
-        keys_store.con.execute("SELECT statement_key(?)", [t]).fetchone()[0]  # type: ignore[index]
+        keys_store.con.execute("SELECT statement_key(?, ?)", [dialect, t]).fetchone()[0]  # type: ignore[index]
         for t in (first, second)
     )
     if k1 == k2:
         assert fingerprint(first, dialect).id == fingerprint(second, dialect).id
+
+
+# (placeholder at position n, the db.system whose drivers write it)
+_BIND_STYLES = [
+    ("?", "mysql"),
+    ("%s", "postgresql"),
+    ("%(id_{n})s", "postgresql"),
+    ("${n}", "postgresql"),
+    (":id_{n}", "sqlite"),
+    (":{n}", "oracle"),  # Oracle's drivers number binds
+    (":b{n}", "oracle"),
+    ("@P{n}", "mssql"),  # Microsoft's JDBC driver
+    ("@p{n}", "microsoft.sql_server"),  # SqlClient, EF Core
+    ("@id{n}", "mssql"),  # Dapper's named parameters
+]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    style=st.sampled_from(_BIND_STYLES),
+    lengths=st.tuples(st.integers(1, 9), st.integers(1, 9)),
+    literal=st.booleans(),
+)
+def test_in_list_length_never_changes_a_statements_key(
+    keys_store: Store, style: tuple[str, str], lengths: tuple[int, int], literal: bool
+) -> None:
+    # Whatever the placeholder style, an IN list of any length is one statement key, and
+    # one fingerprint in the dialect that writes it: the key holds its placeholders.
+    bind, system = style
+
+    def text(length: int) -> str:
+        listed = ", ".join(bind.format(n=n) for n in range(2, length + 2))
+        other = "42" if literal else bind.format(n=1)
+        return f"SELECT id FROM orders WHERE shop = {other} AND id IN ({listed})"
+
+    first, second = text(lengths[0]), text(lengths[1])
+    k1, k2 = (
+        keys_store.con.execute("SELECT statement_key(?, ?)", [system, t]).fetchone()[0]  # type: ignore[index]
+        for t in (first, second)
+    )
+    assert k1 == k2
+    assert k1.startswith("placeholders: ")
+    assert fingerprint(first, system).id == fingerprint(second, system).id
+
+
+@pytest.mark.parametrize(
+    ("system", "first", "second"),
+    [
+        # outside Oracle `:1` is no placeholder: a list of it and a value is two items
+        ("postgresql", "SELECT * FROM t WHERE id IN (:1, 5)", "SELECT * FROM t WHERE id IN (:1)"),
+        # MySQL's @x is a user variable, not a bind: a list of two is not a list of one
+        ("mysql", "SELECT * FROM t WHERE id IN (@a, @b)", "SELECT * FROM t WHERE id IN (@a)"),
+        # a declared T-SQL variable is a name, not a bind
+        (
+            "mssql",
+            "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a, @p0)",
+            "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a)",
+        ),
+    ],
+)
+def test_statement_key_keeps_apart_lists_the_dialect_reads_as_names(
+    keys_store: Store, system: str, first: str, second: str
+) -> None:
+    k1, k2 = (
+        keys_store.con.execute("SELECT statement_key(?, ?)", [system, t]).fetchone()[0]  # type: ignore[index]
+        for t in (first, second)
+    )
+    assert fingerprint(first, system).id != fingerprint(second, system).id
+    assert k1 != k2
 
 
 def test_tokenizer_dialect_names_come_from_the_registry() -> None:

@@ -169,6 +169,47 @@ def test_store_of_schema_4_migrates_its_statement_keys(tmp_path: Path) -> None:
         assert _fingerprints(store) == before
 
 
+def test_store_of_schema_6_keys_the_dialects_lists_once(tmp_path: Path) -> None:
+    import duckdb
+
+    import correlate
+    from correlate.schema import DB_SPANS_VIEW
+
+    from .builders import RunBuilder
+
+    b = RunBuilder()
+    r = b.request("t1", 0, 10, "/orders")
+    for n, listed in enumerate((":2", ":2, :3", ":2, :3, :4")):
+        sql = f"SELECT id FROM orders WHERE shop = :1 AND id IN ({listed})"
+        b.span("t1", n, n + 1, parent=r, kind="CLIENT", db="oracle", sql=sql)
+    path = tmp_path / "s.duckdb"
+    with correlate.open_store(path) as store:
+        b.build(store)
+        before = _fingerprints(store)
+    assert len(set(before.values())) == 1
+    # as schema 6 keyed it: one row per list length (here the text itself), a macro
+    # of the text alone
+    con = duckdb.connect(str(path))
+    con.execute(
+        "INSERT INTO statements SELECT st.* REPLACE (s.db_statement AS key, s.db_statement AS text) "
+        "FROM statements st, (SELECT DISTINCT db_statement FROM spans "
+        "WHERE db_statement IS NOT NULL) s"
+    )
+    con.execute("DELETE FROM statements WHERE key LIKE 'placeholders: %'")
+    assert con.execute("SELECT count(*) FROM statements").fetchone() == (3,)
+    con.execute("CREATE OR REPLACE MACRO statement_key(sql) AS sql")
+    con.execute(
+        DB_SPANS_VIEW.replace("CREATE VIEW", "CREATE OR REPLACE VIEW").replace(
+            "statement_key(s.db_system, s.db_statement)", "statement_key(s.db_statement)"
+        )
+    )
+    con.execute("UPDATE meta SET value = '6' WHERE key = 'schema_version'")
+    con.close()
+    with correlate.open_store(path) as store:
+        assert store.con.execute("SELECT count(*) FROM statements").fetchone() == (1,)
+        assert _fingerprints(store) == before
+
+
 # -- 4. run totals cannot go stale; a failed first file leaves no empty run ----------------
 
 

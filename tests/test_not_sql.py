@@ -29,7 +29,7 @@ PRODUCER = Path(__file__).parent / "helpers" / "redis_producer.py"
     [
         ("GET ?", "redis", "get $1", "GET"),
         ("SET ? ?", "Redis", "set $1 $2", "SET"),
-        ("MGET ? ? ?", "valkey", "mget $1 $2 $3", "MGET"),
+        ("MGET ? ? ?", "valkey", "mget $1", "MGET"),
         ("find orders", "mongodb", "find orders", "FIND"),
     ],
 )
@@ -192,3 +192,68 @@ def test_an_n_plus_one_of_commands_without_their_text_is_still_of_commands() -> 
         (f,) = n_plus_one(run)
     assert "the same redis command GET 12×" in f.title
     assert "MGET" in f.suggestion and "IN (" not in f.suggestion
+
+
+BATCH_PRODUCER = Path(__file__).parent / "helpers" / "redis_batch_producer.py"
+
+
+@pytest.mark.redis
+def test_batched_commands_of_any_size_are_one_shape_each(redis_url: str, tmp_path: Path) -> None:
+    # a cart of 1 to 6 items: MGET ? … and DEL ? … of as many keys, a pipeline of as many
+    # GETs and a SET; what varies with the cart is data, as an IN list's length is (the
+    # instrumentation named the pipeline's span "GET GET GET SET", its operation was GET)
+    out = tmp_path / "spans.jsonl"
+    produce(BATCH_PRODUCER, redis_url, out, "12")
+    with correlate.open_store(":memory:") as store:
+        store.ingest([out], run="r")
+        spans = store.con.execute(
+            "SELECT count(DISTINCT db_statement) FROM spans WHERE db_system = 'redis'"
+        ).fetchone()
+        shapes = store.con.execute(
+            "SELECT DISTINCT operation, normalized FROM db_spans ORDER BY operation"
+        ).fetchall()
+    assert spans is not None and spans[0] >= 12, "the texts differ with the cart's size"
+    assert shapes == [
+        ("DEL", "del $1"),
+        ("MGET", "mget $1"),
+        ("MSET", "mset $1 $2"),  # the cart's keys set before each request
+        ("PIPELINE GET, SET", "pipeline get $1; set $2 $3"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("texts", "normalized", "operation"),
+    [
+        (["MGET ?", "MGET ? ?", "MGET ? ? ? ?"], "mget $1", "MGET"),
+        (["DEL ?", "DEL ? ? ?"], "del $1", "DEL"),
+        (["HMGET ? ?", "HMGET ? ? ? ?"], "hmget $1 $2", "HMGET"),
+        (["HSET ? ? ?", "HSET ? ? ? ? ?"], "hset $1 $2 $3", "HSET"),
+        (["MSET ? ?", "MSET ? ? ? ? ? ?"], "mset $1 $2", "MSET"),
+        # unsanitised keys (sanitize_query off, older releases): one key prefix is one shape
+        (["MGET user:1 user:2", "MGET user:7"], "mget user : $1", "MGET"),
+        (["GET ?\nSET ? ?", "GET ?\nGET ?\nGET ?\nSET ? ?"], "pipeline get $1; set $2 $3",
+         "PIPELINE GET, SET"),
+        (["MGET ? ?\nINCRBY ? ?", "MGET ?\nINCRBY ? ?"], "pipeline mget $1; incrby $2 $3",
+         "PIPELINE MGET, INCRBY"),
+    ],
+)  # fmt: skip
+def test_variable_arity_commands_and_pipelines_fold_to_one_fingerprint(
+    texts: list[str], normalized: str, operation: str
+) -> None:
+    found = [fingerprint(text, "redis") for text in texts]
+    assert {(f.normalized, f.operation) for f in found} == {(normalized, operation)}
+    again = fingerprint(normalized, "redis")
+    assert (again.id, again.operation) == (found[0].id, operation)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("SET ? ?", "SET ? ? ? ?"),  # an expiry's options are the command's shape
+        ("MGET user:1 user:2", "MGET user:1 order:2"),  # another key prefix
+        ("GET ?\nSET ? ?", "SET ? ?\nGET ?"),  # another order
+        ("GET ?\nGET ?", "GET ?"),  # a pipeline is one round trip, a GET is one per key
+    ],
+)
+def test_commands_of_another_shape_keep_their_own_fingerprint(a: str, b: str) -> None:
+    assert fingerprint(a, "redis").id != fingerprint(b, "redis").id

@@ -442,3 +442,43 @@ def test_the_asgi_instrumentations_message_spans_are_no_section() -> None:
             span["name"] = "GET /reserve http send"
     assert findings(b) == []
     assert findings(control), "the same spans as an application's section are contended"
+
+
+ASGI_PRODUCER = Path(__file__).parent / "helpers" / "asgi_producer.py"
+
+
+def _asgi_sections(tmp_path: Path, *renamed: str) -> list[str]:
+    out = tmp_path / "asgi.jsonl"
+    args = [str(ASGI_PRODUCER), str(out), "24", "10", *renamed]
+    subprocess.run([sys.executable, *args], check=True, timeout=120)
+    with correlate.open_store(":memory:") as store:
+        store.ingest([out], run="r")
+        with open_run(store, "r") as run:
+            found = sections(
+                run, tolerance_ms=1, handoff_ms=1, spacing=0.8, min_uncontended=5,
+                min_executions=10,
+            )  # fmt: skip
+            return sorted(s.name for s in found)
+
+
+def test_the_asgi_instrumentations_spans_are_known_by_their_event_type_not_their_name(
+    tmp_path: Path,
+) -> None:
+    # opentelemetry-instrumentation-asgi marks each protocol message's span with
+    # asgi.event.type; the application's own `mailer http send` (an asyncio lock held
+    # around a mail sent over HTTP) merely ends like the instrumentation's span names
+    assert _asgi_sections(tmp_path) == ["mailer http send"]
+
+
+def test_renamed_asgi_message_spans_are_still_no_section(tmp_path: Path) -> None:
+    assert _asgi_sections(tmp_path, "renamed") == ["mailer http send"]
+
+
+def test_asgi_message_spans_of_older_instrumentation_are_known_by_their_type() -> None:
+    # before asgi.event.type, opentelemetry-instrumentation-asgi set the message as "type"
+    b = RunBuilder()
+    requests(b)
+    for span in b.spans:
+        if span["name"] == "reserve":
+            span["attributes"] = '{"type": "http.response.body"}'
+    assert findings(b) == []

@@ -146,6 +146,13 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        name, service, coalesce(http_route, http_target_template) AS http_route, http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
+       -- the ASGI message an opentelemetry-instrumentation-asgi span sends or receives
+       -- (asgi.event.type; "type" before the attribute was renamed in 2024)
+       CASE WHEN coalesce(kind, 'INTERNAL') IN ('INTERNAL', 'UNSPECIFIED') THEN coalesce(
+           attributes->>'asgi.event.type',
+           CASE WHEN regexp_matches(attributes->>'type',
+                    '^(http\\.(request|disconnect|response\\.[a-z_.]+)|websocket\\.[a-z_.]+)$')
+                THEN attributes->>'type' END) END AS asgi_event,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
@@ -175,7 +182,7 @@ FROM (SELECT DISTINCT db_system, db_statement AS statement
       FROM spans WHERE run_id = $run AND db_statement IS NOT NULL) s
 JOIN statements st
   ON st.run_id = $run AND st.db_system IS NOT DISTINCT FROM s.db_system
- AND st.key = statement_key(s.statement)
+ AND st.key = statement_key(s.db_system, s.statement)
 GROUP BY ALL
 """
 

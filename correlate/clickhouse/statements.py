@@ -18,10 +18,10 @@ from correlate.clickhouse.otel_schema import quote_identifier
 __all__ = ["db_spans_sql", "fingerprint_statements", "statement_key_sql", "strip_sqlcommenter_sql"]
 
 
-def statement_key_sql(expr: str) -> str:
-    """ClickHouse SQL for the store's ``statement_key(expr)`` macro (same regexes; the
-    translation expands the macro from the store's DDL)."""
-    return clickhouse_expr(f"statement_key({expr})")
+def statement_key_sql(system: str, expr: str) -> str:
+    """ClickHouse SQL for the store's ``statement_key(system, expr)`` macro (same regexes;
+    the translation expands the macro from the store's DDL)."""
+    return clickhouse_expr(f"statement_key({system}, {expr})")
 
 
 def strip_sqlcommenter_sql(expr: str) -> str:
@@ -41,7 +41,7 @@ def fingerprint_statements(conn: Connection, work_db: str = "correlate_work") ->
     from correlate.fingerprint import fingerprint_many
 
     database = quote_identifier(work_db)
-    key = statement_key_sql("db_statement")
+    key = statement_key_sql("db_system", "db_statement")
     strip = strip_sqlcommenter_sql("db_statement")
     result = conn.query_arrow(
         f"""SELECT db_system, {key} AS key, any({strip}) AS text, count() AS spans

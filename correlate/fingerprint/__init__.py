@@ -5,7 +5,9 @@ normalisation passes (:data:`.normalize.PASSES`), then give the result to a real
 a canonical form: pglast (libpg_query) for PostgreSQL, sqlglot for MySQL/MariaDB/SQLite and
 other dialects. Text no parser accepts keeps the passes' own rendering: method
 ``"fallback"``. It is still fingerprinted, never dropped, and :meth:`FingerprintMap.counts`
-reports how many took that road.
+reports how many took that road. The commands of key-value and document stores are never
+given to a SQL parser; Redis's have their variadic arguments and a pipeline's repeated
+commands folded first (:mod:`.commands`).
 
 ``Fingerprint.id`` is the first 16 hex digits of the BLAKE2b hash of ``normalized``. It is
 stable across processes and machines, but it is a function of this package's normalisation

@@ -11,6 +11,7 @@ from typing import Literal
 from correlate.dialects import for_db_system
 from correlate.semconv import NOT_SQL_SYSTEMS
 
+from .commands import COMMAND_SYSTEMS, fold_commands
 from .normalize import (
     COMMAND_PASSES,
     PASSES,
@@ -175,6 +176,9 @@ def _fingerprint(
         # what looked like a trailing sqlcommenter comment is inside an unclosed comment
         # or string (`/*/*a='b'*/`): it is part of the text, not a comment of its own
         body, comment = sql, {}
+    verb: str | None = None
+    if key in COMMAND_SYSTEMS:
+        body, verb = fold_commands(body)
     tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES if parse else COMMAND_PASSES)
     if shapes is None:
         shape = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
@@ -191,6 +195,7 @@ def _fingerprint(
             found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
         shape = found
     normalized, method, operation, tables = shape
+    operation = verb or operation
     return Fingerprint(
         id=_hash(normalized),
         normalized=normalized,

@@ -156,9 +156,10 @@ def _fingerprints(
     keys: list[str | None] = [
         row[0]
         for row in store.con.execute(
-            "SELECT CASE WHEN t IS NULL THEN NULL ELSE statement_key(t) END "
-            "FROM (SELECT unnest($texts) AS t, generate_subscripts($texts, 1) AS i) ORDER BY i",
-            {"texts": texts},
+            "SELECT CASE WHEN t IS NULL THEN NULL ELSE statement_key(d, t) END "
+            "FROM (SELECT unnest($texts) AS t, unnest($dialects) AS d, "
+            "generate_subscripts($texts, 1) AS i) ORDER BY i",
+            {"texts": texts, "dialects": dialects},
         ).fetchall()
     ]
     out: list[Fingerprint | None] = []

@@ -175,7 +175,7 @@ def _statements_to_explain(store: Store, run: str, dialect: Any) -> list[tuple[s
     rows = store.con.execute(
         f"""
         SELECT st.fingerprint, arg_max(st.text, c.n) FROM statements st JOIN (
-            SELECT db_system, statement_key(db_statement) AS key, count(*) AS n
+            SELECT db_system, statement_key(db_system, db_statement) AS key, count(*) AS n
             FROM spans WHERE run_id = $run AND db_statement IS NOT NULL GROUP BY ALL
         ) c ON c.db_system IS NOT DISTINCT FROM st.db_system AND c.key = st.key
         WHERE st.run_id = $run AND lower(trim(st.db_system)) IN ({listed})

@@ -19,6 +19,10 @@ gives one row per call with what the detectors group by:
     at ingest: the callee's ``http.route`` when the trace holds it, else the URL's path
     with ids folded; :mod:`correlate.ingest.callees`); the service and method for
     RPC; the destination for messaging;
+``session``
+    whether the call is a database session statement (``select pg_catalog.version()``,
+    ``SET NAMES``: :mod:`correlate.fingerprint.session`), a connection's setup and not the
+    request's work;
 ``identity``
     the exact call, when it can be seen: a read statement's text with its literal values,
     or with its bound values when the span records them (``db.query.parameter.<key>``;
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correlate.fingerprint.session import SESSION_STATEMENT
 from correlate.routes import path_template_sql
 from correlate.semconv import NOT_SQL_SYSTEMS_SQL
 
@@ -62,9 +67,10 @@ def _attr(alias: str, *keys: str) -> str:
 
 
 def calls_sql(run: Run) -> str:
-    """A query (``$run`` bound to the run id) of the run's client calls, one row each:
-    ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, identity, error,
-    a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
+    """A query (``$run`` bound to the run id, ``$session`` to
+    :data:`~correlate.fingerprint.session.SESSION_STATEMENT`) of the run's client calls, one
+    row each: ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, session,
+    identity, error, a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
     request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
     parts, tree = run.table("parts"), run.table("tree")
     # SQL expressions (no values): the HTTP method and URL under old and new names, ...
@@ -114,6 +120,11 @@ def calls_sql(run: Run) -> str:
         SELECT th, ph, any_value(service) AS service
         FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
     ),
+    -- matched once per statement shape, not once per span
+    session AS (
+        SELECT DISTINCT fingerprint FROM statements
+        WHERE run_id = $run AND regexp_matches(text, $session)
+    ),
     raw AS (
         SELECT c.th, c.rh, c.trace_id, hash(c.span_id) AS sh, c.ph, c.category, c.fingerprint,
                c.a, c.b,
@@ -154,8 +165,9 @@ def calls_sql(run: Run) -> str:
     SELECT th, rh, trace_id, sh, ph, gph,
            (SELECT {parent} FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph)
                AS parent_name,
-           family, {shape} AS shape, target, {identity} AS identity, error,
-           a, greatest(a, b) AS b
+           family, {shape} AS shape, target,
+           family = 'db' AND fingerprint IN (SELECT fingerprint FROM session) AS session,
+           {identity} AS identity, error, a, greatest(a, b) AS b
     FROM typed
     """
 
@@ -169,7 +181,10 @@ def calls_table(run: Run) -> str:
     ).fetchone()
     if not exists or not exists[0]:
         query = calls_sql(run)
-        run.con.execute(f"CREATE TEMP TABLE {name} AS {query}", {"run": run.run_id})
+        run.con.execute(
+            f"CREATE TEMP TABLE {name} AS {query}",
+            {"run": run.run_id, "session": SESSION_STATEMENT},
+        )
     return name
 
 

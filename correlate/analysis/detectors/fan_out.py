@@ -6,7 +6,9 @@ are calls (database, HTTP, RPC, messaging CLIENT or PRODUCER spans), in at least
 perf-sentinel's thresholds (more than 20, critical above 60). Fan-out counts the round
 trips whatever their shapes; when ``one_shape_share`` of them are one shape the calls
 are an N+1, which the ``n_plus_one`` finding names with its severity, and the fan-out
-is only info.
+is only info. Session statements (a new connection's setup: the server version, the
+current schema, ``SET NAMES``; :mod:`correlate.fingerprint.session`) are not counted: a
+pool's first connection runs them inside whichever request first uses it.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ class FanOutSettings:
 DEFAULTS = FanOutSettings()
 
 _SQL = """
-WITH calls AS (SELECT * FROM {calls}),
+-- a connection's session setup (the dialect's first-connect introspection) is not the
+-- request's work, however many statements it takes
+WITH calls AS (SELECT * FROM {calls} WHERE NOT session),
 parents AS (
     -- direct children: the call's own parent, not the group parent
     SELECT g.th, g.rh, g.ph, any_value(p.name) AS parent_name, sum(g.n) AS calls,
