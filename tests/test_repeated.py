@@ -21,6 +21,7 @@ from correlate.analysis.detectors import (
     slow_query,
 )
 from correlate.analysis.findings import Finding
+from correlate.analysis.verdict import reconcile
 from correlate.kinds import FindingKind
 from correlate.routes import path_of, path_template
 
@@ -239,6 +240,28 @@ def test_fan_out(children: int, severity: str | None) -> None:
     assert [f.severity for f in found] == ([severity] if severity else [])
     if found:
         assert found[0].evidence["calls_per_request"] == children
+
+
+def test_a_fan_out_of_one_n_plus_one_points_at_it() -> None:
+    b = RunBuilder()
+    for i in range(10):  # 24 reads of one shape and one other call: the N+1 is the fan-out
+        r = b.request(f"t{i}", i * 1000, i * 1000 + 500, "/list")
+        b.query(f"t{i}", r, i * 1000 + 1, i * 1000 + 2, "SELECT * FROM orders")
+        for n in range(24):
+            at = i * 1000 + 5 + n * 10
+            b.query(f"t{i}", r, at, at + 5, f"SELECT * FROM items WHERE order_id = {n}")
+    found = {f.kind: f for f in reconcile(findings(b))}
+    n_plus_one, fan = found[FindingKind.N_PLUS_ONE], found[FindingKind.FAN_OUT]
+    assert fan.severity == "info" and fan.evidence["cause"] == str(FindingKind.N_PLUS_ONE)
+    assert f"these calls are the ones “{n_plus_one.title}” names" in fan.suggestion
+    # all different shapes: the fan-out is its own finding, pointing at nothing
+    b = RunBuilder()
+    for i in range(5):
+        r = b.request(f"t{i}", i * 1000, i * 1000 + 500, "/a")
+        for n in range(25):
+            b.query(f"t{i}", r, i * 1000 + n * 5, i * 1000 + n * 5 + 1, f"SELECT * FROM t{n}")
+    (fan,) = reconcile(findings(b))
+    assert "cause" not in fan.evidence and fan.suggestion.startswith("Batch the calls")
 
 
 # -- the peer fixtures ---------------------------------------------------------------------

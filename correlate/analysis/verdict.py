@@ -150,6 +150,8 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     - A slow downstream whose calls are an N+1, a redundant call or a fan-out on the same
       route is that pattern's doing: the repeated-calls finding carries the severity and the
       fix, and the slow downstream is only info beside it.
+    - A fan-out whose calls are mostly one shape that an N+1 or redundant-calls finding on
+      the same route names is that finding's calls counted again: it points at it.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
       N+1, a pool finding, a queue for a connection or a section that lists it among its
       routes, …) keeps its severity — the caller's users wait — but points at the callee's
@@ -158,7 +160,7 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     A symptom points at its cause by title, and its evidence records the cause's kind
     (``evidence["cause"]``), so no two findings name different causes for the same time.
     """
-    return rank(_defer_downstream(_defer_to_pool(findings)))
+    return rank(_defer_fan_out(_defer_downstream(_defer_to_pool(findings))))
 
 
 def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
@@ -222,6 +224,43 @@ def _defer_downstream(findings: list[Finding]) -> list[Finding]:
                     own,
                     f"The callee's own finding names the cause, “{own.title}”: fix that first, "
                     "and the caller's wait goes with it.",
+                )
+        out.append(f)
+    return out
+
+
+#: Findings whose calls a fan-out of one shape counts again.
+_FAN_OUT_CAUSES = (
+    FindingKind.N_PLUS_ONE,
+    FindingKind.N_PLUS_ONE_CALLS,
+    FindingKind.REDUNDANT_CALLS,
+)
+
+
+def _defer_fan_out(findings: list[Finding]) -> list[Finding]:
+    out = []
+    for f in findings:
+        if f.kind == FindingKind.FAN_OUT and f.severity == Severity.INFO:
+            shape = f.evidence.get("top_shape")
+            pattern = next(
+                (
+                    g
+                    for g in findings
+                    if g.kind in _FAN_OUT_CAUSES
+                    and g.route == f.route
+                    and shape is not None
+                    and shape == g.evidence.get("shape")
+                ),
+                None,
+            )
+            if pattern is not None:
+                share = f.evidence.get("share_in_one_shape")
+                most = f"{share:.0%} of" if isinstance(share, float) else "Most of"
+                f = _caused_by(
+                    f,
+                    pattern,
+                    f"{most} these calls are the ones “{pattern.title}” names: fix that, and "
+                    "the fan-out goes with it.",
                 )
         out.append(f)
     return out
