@@ -9,6 +9,8 @@ databases of one process, have pools of their own, each sized from its own holde
 from __future__ import annotations
 
 import heapq
+import json
+from typing import Any
 
 import pytest
 
@@ -154,3 +156,58 @@ def test_a_slow_downstream_points_at_the_pool_queue_that_lists_its_callees_route
     (downstream,) = [f for f in reconcile([queue, calls]) if f.kind == "slow_downstream"]
     assert downstream.evidence["cause"] == "unexplained_time"
     assert "unexplained_time in /a" in downstream.suggestion
+
+
+def _pool_named_on_some_spans_run() -> RunBuilder:
+    """One pool of two, named on every other query's span only."""
+    b = _shared_pool_run()
+    queries = [s for s in b.spans if s["kind"] == "CLIENT"]
+    for span in queries[1::2]:
+        span["attributes"] = json.dumps({"db.client.connection.pool.name": "main"})
+    return b
+
+
+def _address_case_run() -> RunBuilder:
+    """One pool of two whose spans spell its host in two cases (host names have none)."""
+    b = _shared_pool_run()
+    queries = [s for s in b.spans if s["kind"] == "CLIENT"]
+    for i, span in enumerate(queries):
+        span["server_address"] = "DB.internal" if i % 2 else "db.internal"
+    return b
+
+
+@pytest.mark.parametrize("run", [_pool_named_on_some_spans_run, _address_case_run])
+def test_spans_that_name_one_pool_unevenly_still_count_one_pool(run: Any) -> None:
+    with open_run(run().build(), "r") as opened:
+        (finding,) = unexplained_time(opened)
+    assert {r["route"] for r in finding.evidence["routes"]} == {"/a", "/b", "/c"}
+    assert finding.evidence["holders_ceiling"] == 2
+
+
+def _primary_and_replica_run() -> RunBuilder:
+    """/a and /b queue for a pool of two on the primary, /r for a pool of five on a replica:
+    both servers' database is called ``shop``."""
+    b = _shared_pool_run(routes=("/a", "/b"), pool=2)
+    for span in b.spans:
+        if span["kind"] == "CLIENT":
+            span["server_address"], span["db_namespace"] = "primary", "shop"
+    free = [0.0] * 5
+    for i in range(300):
+        start = i * 3.0
+        at = max(start, heapq.heappop(free))
+        heapq.heappush(free, at + 20)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 21, "/r")
+        b.query(trace, r, at, at + 20, "SELECT * FROM stock WHERE sku = 1")
+        b.spans[-1]["server_address"], b.spans[-1]["db_namespace"] = "replica", "shop"
+    return b
+
+
+def test_two_servers_with_one_database_name_are_two_pools() -> None:
+    with open_run(_primary_and_replica_run().build(), "r") as run:
+        found = unexplained_time(run)
+    sizes = {
+        frozenset(r["route"] for r in f.evidence["routes"]): f.evidence["holders_ceiling"]
+        for f in found
+    }
+    assert sizes == {frozenset({"/a", "/b"}): 2, frozenset({"/r"}): 5}

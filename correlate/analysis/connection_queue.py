@@ -30,7 +30,9 @@ A pool belongs to a process and a database: holders are counted per process of a
 pool of two each are two pools of two, not one of four; and per pool the database spans
 name (``db.client.connection.pool.name`` or ``pool.name``, else server address, port and
 ``db.namespace``), so a reporting database's small pool is not sized by the main one's
-holders. Two pools of one process on one database that the spans do not name apart are
+holders, nor a primary's by a replica's that has the same database name. A host name is
+read in any case, and a pool named on some of a database's spans only is the pool of all of
+them (when they name one). Two pools of one process on one database that the spans do not name apart are
 counted as one.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
@@ -71,26 +73,43 @@ QUEUED_TABLE = "queued_routes"
 
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
-WITH calls AS (
+WITH sql_calls AS (
     -- the requests' SQL calls (a cache or document store's take no connection from the
-    -- SQL pool)
+    -- SQL pool), with what their spans say of the database (a host name has no case)
     SELECT q.th, q.rh, q.trace_id, q.request_id, coalesce(q.service, '') AS service, q.route,
-           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b,
-           -- the pool the call's connection came from: named, or one per database
-           coalesce(d.pool_name, '') || '|' || coalesce(d.server_address, '') || '|'
-               || coalesce(CAST(d.server_port AS VARCHAR), '') || '|'
-               || coalesce(d.db_namespace, '') AS target,
-           coalesce(d.pool_name, d.db_namespace, d.server_address, '') AS database
+           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b, d.server_address, d.server_port,
+           d.db_namespace, d.pool_name
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
     LEFT JOIN (
-        SELECT trace_id, span_id, server_address, server_port, db_namespace,
+        SELECT trace_id, span_id, lower(server_address) AS server_address, server_port,
+               db_namespace,
                coalesce(attributes->>'db.client.connection.pool.name',
                         attributes->>'pool.name') AS pool_name
         FROM spans WHERE run_id = $run AND kind = 'CLIENT' AND db_system IS NOT NULL
     ) d ON d.trace_id = t.trace_id AND d.span_id = t.span_id
     WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
+),
+named AS (
+    -- a service's spans to one database that name one pool, some of them only, all
+    -- come from that pool
+    SELECT *, coalesce(pool_name, CASE WHEN one_name = last_name THEN one_name END) AS pool
+    FROM (SELECT *,
+                 min(pool_name) OVER (PARTITION BY service, server_address, server_port,
+                                      db_namespace) AS one_name,
+                 max(pool_name) OVER (PARTITION BY service, server_address, server_port,
+                                      db_namespace) AS last_name
+          FROM sql_calls) s
+),
+calls AS (
+    SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, a, b,
+           -- the pool the call's connection came from: named, or one per database
+           coalesce(pool, '') || '|' || coalesce(server_address, '') || '|'
+               || coalesce(CAST(server_port AS VARCHAR), '') || '|'
+               || coalesce(db_namespace, '') AS target,
+           coalesce(pool, db_namespace, server_address, '') AS database
+    FROM named
 ),
 holds AS (
     -- a request's hold on a connection of one pool: from its first SQL call's start to
@@ -98,8 +117,8 @@ holds AS (
     -- replica has its own) for that database
     SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
            coalesce(s.consumer, false) AS consumer, coalesce(s.process, '') AS process,
-           c.database, c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool,
-           c.h0, c.h1
+           c.database, c.target,
+           c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool, c.h0, c.h1
     FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
                  database, min(a) AS h0, max(b) AS h1
           FROM calls
@@ -119,7 +138,8 @@ held AS (
     -- a request waits, before its first SQL call, for the pool that call's connection
     -- comes from
     SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer, process,
-           arg_min(database, h0) AS database, arg_min(pool, h0) AS pool, min(h0) AS h0
+           arg_min(database, h0) AS database, arg_min(target, h0) AS target,
+           arg_min(pool, h0) AS pool, min(h0) AS h0
     FROM holds
     GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer, process
 ),
@@ -181,7 +201,7 @@ at_ceiling AS (
 spells AS (
     SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
-SELECT th, rh, route, service, process, database, ceiling, lead_ms,
+SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
        -- ceiling, is none. A message's span may open before it can be handled (a batch
@@ -190,8 +210,8 @@ SELECT th, rh, route, service, process, database, ceiling, lead_ms,
             ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
        END AS queued_ms
 FROM (
-    SELECT h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
-           greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
+    SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, c.ceiling,
+           h.consumer, greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
            -- no more than the uncovered time; nothing where a span measured a pool wait
            CASE WHEN h.pool_ms > 0 THEN 0.0
                 -- a request that met no stretch at the ceiling has NULL ends here, and
@@ -208,8 +228,8 @@ FROM (
     -- for longer before then was not waited for
     LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
                       AND f.s1 >= h.h0 - {handoff}
-    GROUP BY h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
-             h.h0, h.r0, h.app_ms, h.pool_ms
+    GROUP BY h.th, h.rh, h.route, h.service, h.process, h.database, h.target, c.ceiling,
+             h.consumer, h.h0, h.r0, h.app_ms, h.pool_ms
 ) w
 """
 
@@ -217,7 +237,8 @@ FROM (
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
-    (the pool its first SQL call's spans name, or ``''``), ``ceiling`` (the most requests of
+    (the pool its first SQL call's spans name, or ``''``), ``target`` (that pool's key:
+    its name, server address, port and database), ``ceiling`` (the most requests of
     its service's process that held a connection of that pool at once), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
     of the lead with the holders at that ceiling, at most the request's application time
     and its lead less its route's quickest; 0 for a message, and where a span or
@@ -259,27 +280,29 @@ WITH routes AS (
        AND avg(r.app_ms) >= $min_share * avg(r.duration_ms)
 ),
 waited AS (
-    -- the pool (service and database) each route waited for longest
-    SELECT route, service, database
-    FROM (SELECT route, service, database, sum(queued_ms) AS waited
-          FROM {lead_waits} GROUP BY route, service, database) g
+    -- the pool (a service's, for one database or pool name) each route waited for longest
+    SELECT route, service, target, database
+    FROM (SELECT route, service, target, any_value(database) AS database,
+                 sum(queued_ms) AS waited
+          FROM {lead_waits} GROUP BY route, service, target) g
     QUALIFY row_number() OVER (
-        PARTITION BY route ORDER BY waited DESC, service, database) = 1
+        PARTITION BY route ORDER BY waited DESC, service, target) = 1
 ),
 pools AS (
     -- its size read in each process that waited for it: the most holders of any
-    SELECT service, database, max(ceiling) AS ceiling, count(DISTINCT process) AS processes
-    FROM {lead_waits} WHERE queued_ms > 0 GROUP BY service, database
+    SELECT service, target, max(ceiling) AS ceiling, count(DISTINCT process) AS processes
+    FROM {lead_waits} WHERE queued_ms > 0 GROUP BY service, target
 )
 SELECT r.route AS route, r.requests AS requests, r.mean_ms AS mean_ms, r.app_ms AS app_ms,
        r.total_app_ms AS total_app_ms, r.p50_app_ms AS p50_app_ms, r.traces AS traces,
        r.queued_ms AS queued_ms, r.queued_traces AS queued_traces, w.service AS service,
        w.database AS database, p.ceiling AS ceiling, p.processes AS processes,
+       w.target AS pool,
        coalesce(p.ceiling IS NOT NULL AND r.queued_ms > 0
                 AND r.queued_ms >= $queue_share * r.app_ms, false) AS queued
 FROM routes r
 LEFT JOIN waited w ON w.route = r.route
-LEFT JOIN pools p ON p.service = w.service AND p.database = w.database
+LEFT JOIN pools p ON p.service = w.service AND p.target = w.target
 """
 
 
@@ -288,7 +311,8 @@ def queued_routes(run: Run, settings: UnexplainedTimeSettings) -> str:
     per route that ``unexplained_time`` reports — ``route``, ``requests``, ``mean_ms``,
     ``app_ms``, ``total_app_ms``, ``p50_app_ms``, ``traces``, ``queued_ms`` (mean per
     request), ``queued_traces``, the pool it waited for longest (``service``,
-    ``database``, ``ceiling``: the most holders in any of its ``processes``) and
+    ``database``, ``ceiling``: the most holders in any of its ``processes``, ``pool``: its
+    key, which two pools with one database name differ in) and
     ``queued``: whether that wait is at least ``queue_share`` of its uncovered time, and
     so read as a queue for a connection.
 

@@ -55,7 +55,7 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     rows = run.con.execute(
         f"""
         SELECT route, requests, mean_ms, app_ms, total_app_ms, p50_app_ms, traces, queued_ms,
-               queued_traces, service, database, ceiling, processes, queued
+               queued_traces, service, database, ceiling, processes, pool, queued
         FROM {table} ORDER BY total_app_ms DESC, route
         """
     ).fetchall()
@@ -63,11 +63,11 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     pools: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for row in rows:
         if row[-1]:
-            pools.setdefault((str(row[9]), str(row[10])), []).append(row)
+            pools.setdefault((str(row[9]), str(row[13])), []).append(row)
         else:
             found.append(_own_time(settings, *row[:7]))
-    for (service, database), routes in pools.items():
-        found.append(_pool_queue(settings, service, database, routes))
+    for (service, _), routes in pools.items():
+        found.append(_pool_queue(settings, service, str(routes[0][10]), routes))
     return found
 
 
