@@ -347,6 +347,38 @@ def test_a_queue_whose_handovers_take_milliseconds_is_still_one_wait() -> None:
     assert "queued for a connection from a pool of about 2" in finding.explanation
 
 
+def _busy_event_loop_run(work: float = 25, query: float = 5, every: float = 20) -> RunBuilder:
+    """One thread runs every request's ``work`` ms of code in turn (a Node event loop, a
+    single worker), arrivals every ``every`` ms outpacing it, then one ``query`` ms query:
+    requests queue for the thread, and the queries, one at a time, leave the pool idle
+    between them."""
+    b = RunBuilder()
+    thread_free = 0.0
+    for i in range(80):
+        start = i * every
+        ran = max(start, thread_free) + work
+        thread_free = ran
+        trace = b.new_id("t")
+        r = b.request(trace, start, ran + query + 1, "/render")
+        b.query(trace, r, ran, ran + query, "SELECT * FROM users WHERE id = 1")
+    return b
+
+
+@pytest.mark.parametrize(
+    "shape", [{}, {"work": 15, "every": 12}, {"work": 30, "query": 10, "every": 25}]
+)
+def test_a_queue_for_the_thread_with_an_idle_pool_between_queries_is_no_pool_queue(
+    shape: dict[str, float],
+) -> None:
+    # the pool is at its "ceiling" of one only while a query runs, idle 10 to 25 ms
+    # between them (each a gap a hand-over could take): the callers waited for the
+    # thread, not a connection
+    with open_run(_busy_event_loop_run(**shape).build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert "queued_ms" not in finding.evidence
+    assert "in its own code" in finding.explanation
+
+
 def test_queries_a_skewed_clock_puts_after_their_requests_make_no_pool_of_none() -> None:
     # the queries' spans come from a proxy whose clock runs 40 ms ahead: clipped to their
     # requests they last an instant, no two at once, and no pool can be read from them

@@ -40,6 +40,7 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "a pool named on some spans": pools._pool_named_on_some_spans_run,
     "a host in two cases": pools._address_case_run,
     "a primary and a replica": pools._primary_and_replica_run,
+    "a queue for the thread": runs._busy_event_loop_run,
 }
 
 

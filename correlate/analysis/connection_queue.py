@@ -16,9 +16,12 @@ Where a span measured the wait (``pool_ms``), nothing is inferred. This module m
 both, per request, in the run's table ``lead_waits``: the lead (request start to first
 query) and the part of it during which the holders were at their ceiling without a break
 until that query, but for the moments a connection was being handed over (a wait ends
-when one is handed over: a request that let a free one pass was not waiting for one), less the route's quickest lead: the work every request
-of the route does before its first query (authentication, parsing, a sleep) is its own,
-however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
+when one is handed over: a request that let a free one pass was not waiting for one; and
+a pool short of its ceiling for most of that time, in gaps each as short as a hand-over,
+was idle between calls while its callers queued for a thread), less the route's quickest
+lead: the work every request of the route does before its first query (authentication,
+parsing, a sleep) is its own, however busy the pool was meanwhile, and a lead that never
+varies waited for nothing. It
 infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
 counts too, so readers say the figure is read from timing and only use it when most of a
 route's uncovered time is such a lead: :func:`queued_routes` makes the one table of the
@@ -210,26 +213,36 @@ SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
             ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
        END AS queued_ms
 FROM (
-    SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, c.ceiling,
-           h.consumer, greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
-           -- no more than the uncovered time; nothing where a span measured a pool wait
-           CASE WHEN h.pool_ms > 0 THEN 0.0
-                -- a request that met no stretch at the ceiling has NULL ends here, and
-                -- DuckDB's least/greatest skip a NULL: only an overlap is counted
-                ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
-                                             THEN greatest(least(h.h0, f.s1)
-                                                           - greatest(h.r0, f.s0), 0) END),
-                                    0) / 1e6,
-                           h.app_ms) END AS overlap_ms
-    FROM held h
-    JOIN ceilings c ON c.pool = h.pool
-    -- only the spell that lasts, handing connections over, until the first query (one at
-    -- most): a wait for a connection ends when one is handed over, and one that was free
-    -- for longer before then was not waited for
-    LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
-                      AND f.s1 >= h.h0 - {handoff}
-    GROUP BY h.th, h.rh, h.route, h.service, h.process, h.database, h.target, c.ceiling,
-             h.consumer, h.h0, h.r0, h.app_ms, h.pool_ms
+    SELECT s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
+           s.consumer, greatest(s.h0 - s.r0, 0) / 1e6 AS lead_ms,
+           -- no more than the uncovered time; nothing where a span measured a pool wait,
+           -- nor where the pool spent most of that spell short of its ceiling: gaps a
+           -- hand-over could take, one after another, are a pool idle between calls (its
+           -- callers were busy, or queued for something else, such as a thread)
+           CASE WHEN s.pool_ms > 0 OR s.w0 IS NULL THEN 0.0
+                WHEN 2 * coalesce(sum(CASE WHEN t.s0 IS NOT NULL
+                                           THEN greatest(least(s.w1, t.s1)
+                                                         - greatest(s.w0, t.s0), 0) END),
+                                  0) < s.w1 - s.w0 THEN 0.0
+                ELSE least(greatest(s.w1 - s.w0, 0) / 1e6, s.app_ms) END AS overlap_ms
+    FROM (
+        -- the part of the lead in the spell that lasts, handing connections over, until
+        -- the first query (one at most): a wait for a connection ends when one is handed
+        -- over, and one that was free for longer before then was not waited for
+        SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, h.pool,
+               c.ceiling, h.consumer, h.r0, h.h0, h.app_ms, h.pool_ms,
+               -- (DuckDB's least/greatest skip a NULL: no spell, no bounds)
+               CASE WHEN f.s0 IS NOT NULL THEN greatest(h.r0, f.s0) END AS w0,
+               CASE WHEN f.s0 IS NOT NULL THEN least(h.h0, f.s1) END AS w1
+        FROM held h
+        JOIN ceilings c ON c.pool = h.pool
+        LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
+                          AND f.s1 >= h.h0 - {handoff}
+    ) s
+    -- the stretches at the ceiling within it
+    LEFT JOIN stretches t ON t.pool = s.pool AND t.s0 < s.w1 AND t.s1 > s.w0
+    GROUP BY s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
+             s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1
 ) w
 """
 
