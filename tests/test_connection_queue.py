@@ -421,6 +421,22 @@ def test_each_process_of_a_service_has_its_own_pool() -> None:
     assert "queued for a connection from a pool of about 2" in finding.explanation
 
 
+def _host_replicas_run() -> RunBuilder:
+    """The two replicas as two pods whose resources name their host, not their process."""
+    b = _replicas_run()
+    for span in b.spans:
+        pid = json.loads(span["resource"])["process.pid"]
+        span["resource"] = json.dumps({"service.name": "svc", "host.name": f"pod-{pid}"})
+    return b
+
+
+def test_replicas_told_apart_by_their_host_only_have_pools_of_their_own() -> None:
+    with open_run(_host_replicas_run().build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    assert finding.evidence["holders_ceiling"] == 2
+    assert finding.evidence["processes"] == 2
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="holders are counted per process and database, and one process's two pools on "

@@ -41,6 +41,7 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "a host in two cases": pools._address_case_run,
     "a primary and a replica": pools._primary_and_replica_run,
     "a queue for the thread": runs._busy_event_loop_run,
+    "replicas told apart by host": runs._host_replicas_run,
 }
 
 

@@ -29,14 +29,14 @@ routes so read, which ``unexplained_time`` reports (one finding per pool) and ``
 sets aside.
 
 A pool belongs to a process and a database: holders are counted per process of a service
-(``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
-pool of two each are two pools of two, not one of four; and per pool the database spans
-name (``db.client.connection.pool.name`` or ``pool.name``, else server address, port and
-``db.namespace``), so a reporting database's small pool is not sized by the main one's
-holders, nor a primary's by a replica's that has the same database name. A host name is
-read in any case, and a pool named on some of a database's spans only is the pool of all of
-them (when they name one). Two pools of one process on one database that the spans do not name apart are
-counted as one.
+(``service.instance.id``, else ``host.name`` and ``process.pid``, either of them when the
+other is missing), so two replicas with a pool of two each are two pools of two, not one of
+four; and per pool the database spans name (``db.client.connection.pool.name`` or
+``pool.name``, else server address, port and ``db.namespace``), so a reporting database's
+small pool is not sized by the main one's holders, nor a primary's by a replica's that has
+the same database name. A host name is read in any case, and a pool named on some of a
+database's spans only is the pool of all of them (when they name one). Two pools of one
+process on one database that the spans do not name apart are counted as one.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
@@ -130,9 +130,10 @@ holds AS (
     LEFT JOIN (
         -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
         SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
+               -- (either of host and process id alone tells replicas apart too)
                coalesce(resource->>'service.instance.id',
-                        (resource->>'host.name') || ':' || (resource->>'process.pid'),
-                        resource->>'process.pid') AS process
+                        coalesce(resource->>'host.name', '') || ':'
+                            || coalesce(resource->>'process.pid', '')) AS process
         FROM spans
         WHERE run_id = $run AND (kind IN ('SERVER', 'CONSUMER') OR parent_id IS NULL)
     ) s ON s.trace_id = c.trace_id AND s.span_id = c.request_id
