@@ -42,6 +42,7 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "a primary and a replica": pools._primary_and_replica_run,
     "a queue for the thread": runs._busy_event_loop_run,
     "replicas told apart by host": runs._host_replicas_run,
+    "a traced call first": lambda: pools._call_first_run()[0],
 }
 
 

@@ -147,6 +147,14 @@ held AS (
     FROM holds
     GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer, process
 ),
+covered AS (
+    -- the lead's time in spans (an outgoing call, a cache lookup): no wait that no span
+    -- measures (calls run together are counted each, erring towards less of a wait)
+    SELECT h.th, h.rh,
+           sum(greatest(least(p.b, h.h0) - greatest(p.a, h.r0), 0)) / 1e6 AS covered_ms
+    FROM held h JOIN {parts} p ON p.th = h.th AND p.rh = h.rh AND p.a < h.h0 AND p.b > h.r0
+    GROUP BY h.th, h.rh
+),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
     -- a release counts {slack} ns early, as a span's clock may put the next take before it
@@ -208,14 +216,17 @@ spells AS (
 SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
-       -- ceiling, is none. A message's span may open before it can be handled (a batch
-       -- listener opens all of a batch's at once): its lead is no sign of a pool.
+       -- ceiling, is none; nor is the part of the lead in spans. A message's span may
+       -- open before it can be handled (a batch listener opens all of a batch's at once):
+       -- its lead is no sign of a pool.
        CASE WHEN consumer THEN 0.0
-            ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
+            ELSE greatest(least(overlap_ms, open_ms - min(open_ms) OVER (PARTITION BY service,
+                                                                       route)), 0)
        END AS queued_ms
 FROM (
     SELECT s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
            s.consumer, greatest(s.h0 - s.r0, 0) / 1e6 AS lead_ms,
+           greatest(greatest(s.h0 - s.r0, 0) / 1e6 - coalesce(v.covered_ms, 0), 0) AS open_ms,
            -- no more than the uncovered time; nothing where a span measured a pool wait,
            -- nor where the pool spent most of that spell short of its ceiling: gaps a
            -- hand-over could take, one after another, are a pool idle between calls (its
@@ -240,10 +251,11 @@ FROM (
         LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
                           AND f.s1 >= h.h0 - {handoff}
     ) s
+    LEFT JOIN covered v ON v.th = s.th AND v.rh = s.rh
     -- the stretches at the ceiling within it
     LEFT JOIN stretches t ON t.pool = s.pool AND t.s0 < s.w1 AND t.s1 > s.w0
     GROUP BY s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
-             s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1
+             s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1, v.covered_ms
 ) w
 """
 
@@ -252,11 +264,12 @@ def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
     (the pool its first SQL call's spans name, or ``''``), ``target`` (that pool's key:
-    its name, server address, port and database), ``ceiling`` (the most requests of
-    its service's process that held a connection of that pool at once), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
-    of the lead with the holders at that ceiling, at most the request's application time
-    and its lead less its route's quickest; 0 for a message, and where a span or
-    ``correlate.instrument`` measured the request's pool wait)."""
+    its name, server address, port and database), ``ceiling`` (the most requests of its
+    service's process that held a connection of that pool at once), ``lead_ms`` (request
+    start to first SQL query) and ``queued_ms`` (the part of the lead with the holders at
+    that ceiling, at most the request's application time and its lead outside spans less
+    its route's quickest; 0 for a message, and where a span or ``correlate.instrument``
+    measured the request's pool wait)."""
     name = run.table(TABLE)
     exists = run.con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
