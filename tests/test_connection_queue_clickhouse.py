@@ -37,6 +37,12 @@ RUNS: dict[str, Callable[[], RunBuilder]] = {
     "two services": pools._two_services_run,
     "a database of its own": pools._own_database_run,
     "bursts under the floor": pools._bursts_run,
+    "a pool named on some spans": pools._pool_named_on_some_spans_run,
+    "a host in two cases": pools._address_case_run,
+    "a primary and a replica": pools._primary_and_replica_run,
+    "a queue for the thread": runs._busy_event_loop_run,
+    "replicas told apart by host": runs._host_replicas_run,
+    "a traced call first": lambda: pools._call_first_run()[0],
 }
 
 

@@ -9,6 +9,8 @@ databases of one process, have pools of their own, each sized from its own holde
 from __future__ import annotations
 
 import heapq
+import json
+from typing import Any
 
 import pytest
 
@@ -154,3 +156,112 @@ def test_a_slow_downstream_points_at_the_pool_queue_that_lists_its_callees_route
     (downstream,) = [f for f in reconcile([queue, calls]) if f.kind == "slow_downstream"]
     assert downstream.evidence["cause"] == "unexplained_time"
     assert "unexplained_time in /a" in downstream.suggestion
+
+
+def _pool_named_on_some_spans_run() -> RunBuilder:
+    """One pool of two, named on every other query's span only."""
+    b = _shared_pool_run()
+    queries = [s for s in b.spans if s["kind"] == "CLIENT"]
+    for span in queries[1::2]:
+        span["attributes"] = json.dumps({"db.client.connection.pool.name": "main"})
+    return b
+
+
+def _address_case_run() -> RunBuilder:
+    """One pool of two whose spans spell its host in two cases (host names have none)."""
+    b = _shared_pool_run()
+    queries = [s for s in b.spans if s["kind"] == "CLIENT"]
+    for i, span in enumerate(queries):
+        span["server_address"] = "DB.internal" if i % 2 else "db.internal"
+    return b
+
+
+@pytest.mark.parametrize("run", [_pool_named_on_some_spans_run, _address_case_run])
+def test_spans_that_name_one_pool_unevenly_still_count_one_pool(run: Any) -> None:
+    with open_run(run().build(), "r") as opened:
+        (finding,) = unexplained_time(opened)
+    assert {r["route"] for r in finding.evidence["routes"]} == {"/a", "/b", "/c"}
+    assert finding.evidence["holders_ceiling"] == 2
+
+
+def _primary_and_replica_run() -> RunBuilder:
+    """/a and /b queue for a pool of two on the primary, /r for a pool of five on a replica:
+    both servers' database is called ``shop``."""
+    b = _shared_pool_run(routes=("/a", "/b"), pool=2)
+    for span in b.spans:
+        if span["kind"] == "CLIENT":
+            span["server_address"], span["db_namespace"] = "primary", "shop"
+    free = [0.0] * 5
+    for i in range(300):
+        start = i * 3.0
+        at = max(start, heapq.heappop(free))
+        heapq.heappush(free, at + 20)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 21, "/r")
+        b.query(trace, r, at, at + 20, "SELECT * FROM stock WHERE sku = 1")
+        b.spans[-1]["server_address"], b.spans[-1]["db_namespace"] = "replica", "shop"
+    return b
+
+
+def test_two_servers_with_one_database_name_are_two_pools() -> None:
+    with open_run(_primary_and_replica_run().build(), "r") as run:
+        found = unexplained_time(run)
+    sizes = {
+        frozenset(r["route"] for r in f.evidence["routes"]): f.evidence["holders_ceiling"]
+        for f in found
+    }
+    assert sizes == {frozenset({"/a", "/b"}): 2, frozenset({"/r"}): 5}
+
+
+def test_a_queue_read_under_a_lower_queue_share_is_not_called_most_of_the_time() -> None:
+    # a queue for a pool of two behind 60 ms of work after the query: the wait is under
+    # half the uncovered time, read as a queue only with queue_share lowered to 0.2, and
+    # the title says how much of it was the wait
+    b = RunBuilder()
+    free = [0.0, 0.0]
+    for i in range(100):
+        start = i * 49.0
+        at = max(start, heapq.heappop(free))
+        heapq.heappush(free, at + 100)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 160, "/orders")
+        b.query(trace, r, at, at + 100, "SELECT * FROM orders WHERE customer_id = 1")
+    with open_run(b.build(), "r") as run:
+        (finding,) = unexplained_time(run, UnexplainedTimeSettings(queue_share=0.2))
+    share = finding.evidence["queued_ms"] / finding.evidence["app_ms"]
+    assert 0.2 <= share < 0.5
+    assert "most of it" not in finding.title
+    assert f"{share:.0%} of it a wait before the first query" in finding.title
+
+
+def _call_first_run() -> tuple[RunBuilder, float]:
+    """A pool of two kept busy by /busy; every third request is /agg, which first calls a
+    pricing service (a traced HTTP call of 20 or 300 ms), then queues for a connection like
+    the rest, and works 80 ms after its query. Returns the run and /agg's mean real wait."""
+    b = RunBuilder()
+    arrivals = []
+    for i in range(120):
+        call = (20.0 if i % 2 else 300.0) if i % 3 == 0 else 0.0
+        arrivals.append((i * 10.0 + call, i * 10.0, call))
+    free, waits = [0.0, 0.0], []
+    for ready, start, call in sorted(arrivals):
+        at = max(ready, heapq.heappop(free))
+        heapq.heappush(free, at + 25)
+        trace = b.new_id("t")
+        r = b.request(trace, start, at + 26 + (80 if call else 0), "/agg" if call else "/busy")
+        if call:
+            waits.append(at - ready)
+            b.span(trace, start, ready, parent=r, kind="CLIENT", name="GET")
+            b.spans[-1]["http_method"], b.spans[-1]["server_address"] = "GET", "pricing"
+        b.query(trace, r, at, at + 25, "SELECT price FROM items WHERE id = 1")
+    return b, sum(waits) / len(waits)
+
+
+def test_a_traced_call_before_the_first_query_is_not_part_of_the_wait() -> None:
+    # the lead of /agg includes its HTTP call, covered by a span: only the rest of the lead
+    # can be the wait no span measures
+    b, waited = _call_first_run()
+    with open_run(b.build(), "r") as run:
+        (finding,) = unexplained_time(run)
+    (agg,) = [r for r in finding.evidence["routes"] if r["route"] == "/agg"]
+    assert agg["queued_ms"] <= waited + 1

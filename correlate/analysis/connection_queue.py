@@ -16,9 +16,12 @@ Where a span measured the wait (``pool_ms``), nothing is inferred. This module m
 both, per request, in the run's table ``lead_waits``: the lead (request start to first
 query) and the part of it during which the holders were at their ceiling without a break
 until that query, but for the moments a connection was being handed over (a wait ends
-when one is handed over: a request that let a free one pass was not waiting for one), less the route's quickest lead: the work every request
-of the route does before its first query (authentication, parsing, a sleep) is its own,
-however busy the pool was meanwhile, and a lead that never varies waited for nothing. It
+when one is handed over: a request that let a free one pass was not waiting for one; and
+a pool short of its ceiling for most of that time, in gaps each as short as a hand-over,
+was idle between calls while its callers queued for a thread), less the route's quickest
+lead: the work every request of the route does before its first query (authentication,
+parsing, a sleep) is its own, however busy the pool was meanwhile, and a lead that never
+varies waited for nothing. It
 infers, it does not measure: a lead spent in CPU work while the pool happened to be busy
 counts too, so readers say the figure is read from timing and only use it when most of a
 route's uncovered time is such a lead: :func:`queued_routes` makes the one table of the
@@ -26,12 +29,14 @@ routes so read, which ``unexplained_time`` reports (one finding per pool) and ``
 sets aside.
 
 A pool belongs to a process and a database: holders are counted per process of a service
-(``service.instance.id``, else ``host.name`` and ``process.pid``), so two replicas with a
-pool of two each are two pools of two, not one of four; and per pool the database spans
-name (``db.client.connection.pool.name`` or ``pool.name``, else server address, port and
-``db.namespace``), so a reporting database's small pool is not sized by the main one's
-holders. Two pools of one process on one database that the spans do not name apart are
-counted as one.
+(``service.instance.id``, else ``host.name`` and ``process.pid``, either of them when the
+other is missing), so two replicas with a pool of two each are two pools of two, not one of
+four; and per pool the database spans name (``db.client.connection.pool.name`` or
+``pool.name``, else server address, port and ``db.namespace``), so a reporting database's
+small pool is not sized by the main one's holders, nor a primary's by a replica's that has
+the same database name. A host name is read in any case, and a pool named on some of a
+database's spans only is the pool of all of them (when they name one). Two pools of one
+process on one database that the spans do not name apart are counted as one.
 
 Only SQL calls take a connection from the pool: a cache lookup (Redis) before the first
 query neither holds one nor ends the lead. A message's handling (a CONSUMER request) is
@@ -71,26 +76,43 @@ QUEUED_TABLE = "queued_routes"
 
 _LEAD_WAITS_SQL = """
 CREATE OR REPLACE TEMP TABLE {lead_waits} AS
-WITH calls AS (
+WITH sql_calls AS (
     -- the requests' SQL calls (a cache or document store's take no connection from the
-    -- SQL pool)
+    -- SQL pool), with what their spans say of the database (a host name has no case)
     SELECT q.th, q.rh, q.trace_id, q.request_id, coalesce(q.service, '') AS service, q.route,
-           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b,
-           -- the pool the call's connection came from: named, or one per database
-           coalesce(d.pool_name, '') || '|' || coalesce(d.server_address, '') || '|'
-               || coalesce(CAST(d.server_port AS VARCHAR), '') || '|'
-               || coalesce(d.db_namespace, '') AS target,
-           coalesce(d.pool_name, d.db_namespace, d.server_address, '') AS database
+           q.start_ns AS r0, q.app_ms, q.pool_ms, p.a, p.b, d.server_address, d.server_port,
+           d.db_namespace, d.pool_name
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
     LEFT JOIN (
-        SELECT trace_id, span_id, server_address, server_port, db_namespace,
+        SELECT trace_id, span_id, lower(server_address) AS server_address, server_port,
+               db_namespace,
                coalesce(attributes->>'db.client.connection.pool.name',
                         attributes->>'pool.name') AS pool_name
         FROM spans WHERE run_id = $run AND kind = 'CLIENT' AND db_system IS NOT NULL
     ) d ON d.trace_id = t.trace_id AND d.span_id = t.span_id
     WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
+),
+named AS (
+    -- a service's spans to one database that name one pool, some of them only, all
+    -- come from that pool
+    SELECT *, coalesce(pool_name, CASE WHEN one_name = last_name THEN one_name END) AS pool
+    FROM (SELECT *,
+                 min(pool_name) OVER (PARTITION BY service, server_address, server_port,
+                                      db_namespace) AS one_name,
+                 max(pool_name) OVER (PARTITION BY service, server_address, server_port,
+                                      db_namespace) AS last_name
+          FROM sql_calls) s
+),
+calls AS (
+    SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, a, b,
+           -- the pool the call's connection came from: named, or one per database
+           coalesce(pool, '') || '|' || coalesce(server_address, '') || '|'
+               || coalesce(CAST(server_port AS VARCHAR), '') || '|'
+               || coalesce(db_namespace, '') AS target,
+           coalesce(pool, db_namespace, server_address, '') AS database
+    FROM named
 ),
 holds AS (
     -- a request's hold on a connection of one pool: from its first SQL call's start to
@@ -98,8 +120,8 @@ holds AS (
     -- replica has its own) for that database
     SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
            coalesce(s.consumer, false) AS consumer, coalesce(s.process, '') AS process,
-           c.database, c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool,
-           c.h0, c.h1
+           c.database, c.target,
+           c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool, c.h0, c.h1
     FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
                  database, min(a) AS h0, max(b) AS h1
           FROM calls
@@ -108,9 +130,10 @@ holds AS (
     LEFT JOIN (
         -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
         SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
+               -- (either of host and process id alone tells replicas apart too)
                coalesce(resource->>'service.instance.id',
-                        (resource->>'host.name') || ':' || (resource->>'process.pid'),
-                        resource->>'process.pid') AS process
+                        coalesce(resource->>'host.name', '') || ':'
+                            || coalesce(resource->>'process.pid', '')) AS process
         FROM spans
         WHERE run_id = $run AND (kind IN ('SERVER', 'CONSUMER') OR parent_id IS NULL)
     ) s ON s.trace_id = c.trace_id AND s.span_id = c.request_id
@@ -119,9 +142,18 @@ held AS (
     -- a request waits, before its first SQL call, for the pool that call's connection
     -- comes from
     SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer, process,
-           arg_min(database, h0) AS database, arg_min(pool, h0) AS pool, min(h0) AS h0
+           arg_min(database, h0) AS database, arg_min(target, h0) AS target,
+           arg_min(pool, h0) AS pool, min(h0) AS h0
     FROM holds
     GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer, process
+),
+covered AS (
+    -- the lead's time in spans (an outgoing call, a cache lookup): no wait that no span
+    -- measures (calls run together are counted each, erring towards less of a wait)
+    SELECT h.th, h.rh,
+           sum(greatest(least(p.b, h.h0) - greatest(p.a, h.r0), 0)) / 1e6 AS covered_ms
+    FROM held h JOIN {parts} p ON p.th = h.th AND p.rh = h.rh AND p.a < h.h0 AND p.b > h.r0
+    GROUP BY h.th, h.rh
 ),
 events AS (
     -- a release and a take at the same instant net out (the connection changes hands);
@@ -181,35 +213,49 @@ at_ceiling AS (
 spells AS (
     SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
-SELECT th, rh, route, service, process, database, ceiling, lead_ms,
+SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
-       -- ceiling, is none. A message's span may open before it can be handled (a batch
-       -- listener opens all of a batch's at once): its lead is no sign of a pool.
+       -- ceiling, is none; nor is the part of the lead in spans. A message's span may
+       -- open before it can be handled (a batch listener opens all of a batch's at once):
+       -- its lead is no sign of a pool.
        CASE WHEN consumer THEN 0.0
-            ELSE least(overlap_ms, lead_ms - min(lead_ms) OVER (PARTITION BY service, route))
+            ELSE greatest(least(overlap_ms, open_ms - min(open_ms) OVER (PARTITION BY service,
+                                                                       route)), 0)
        END AS queued_ms
 FROM (
-    SELECT h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
-           greatest(h.h0 - h.r0, 0) / 1e6 AS lead_ms,
-           -- no more than the uncovered time; nothing where a span measured a pool wait
-           CASE WHEN h.pool_ms > 0 THEN 0.0
-                -- a request that met no stretch at the ceiling has NULL ends here, and
-                -- DuckDB's least/greatest skip a NULL: only an overlap is counted
-                ELSE least(coalesce(sum(CASE WHEN f.s0 IS NOT NULL
-                                             THEN greatest(least(h.h0, f.s1)
-                                                           - greatest(h.r0, f.s0), 0) END),
-                                    0) / 1e6,
-                           h.app_ms) END AS overlap_ms
-    FROM held h
-    JOIN ceilings c ON c.pool = h.pool
-    -- only the spell that lasts, handing connections over, until the first query (one at
-    -- most): a wait for a connection ends when one is handed over, and one that was free
-    -- for longer before then was not waited for
-    LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
-                      AND f.s1 >= h.h0 - {handoff}
-    GROUP BY h.th, h.rh, h.route, h.service, h.process, h.database, c.ceiling, h.consumer,
-             h.h0, h.r0, h.app_ms, h.pool_ms
+    SELECT s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
+           s.consumer, greatest(s.h0 - s.r0, 0) / 1e6 AS lead_ms,
+           greatest(greatest(s.h0 - s.r0, 0) / 1e6 - coalesce(v.covered_ms, 0), 0) AS open_ms,
+           -- no more than the uncovered time; nothing where a span measured a pool wait,
+           -- nor where the pool spent most of that spell short of its ceiling: gaps a
+           -- hand-over could take, one after another, are a pool idle between calls (its
+           -- callers were busy, or queued for something else, such as a thread)
+           CASE WHEN s.pool_ms > 0 OR s.w0 IS NULL THEN 0.0
+                WHEN 2 * coalesce(sum(CASE WHEN t.s0 IS NOT NULL
+                                           THEN greatest(least(s.w1, t.s1)
+                                                         - greatest(s.w0, t.s0), 0) END),
+                                  0) < s.w1 - s.w0 THEN 0.0
+                ELSE least(greatest(s.w1 - s.w0, 0) / 1e6, s.app_ms) END AS overlap_ms
+    FROM (
+        -- the part of the lead in the spell that lasts, handing connections over, until
+        -- the first query (one at most): a wait for a connection ends when one is handed
+        -- over, and one that was free for longer before then was not waited for
+        SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, h.pool,
+               c.ceiling, h.consumer, h.r0, h.h0, h.app_ms, h.pool_ms,
+               -- (DuckDB's least/greatest skip a NULL: no spell, no bounds)
+               CASE WHEN f.s0 IS NOT NULL THEN greatest(h.r0, f.s0) END AS w0,
+               CASE WHEN f.s0 IS NOT NULL THEN least(h.h0, f.s1) END AS w1
+        FROM held h
+        JOIN ceilings c ON c.pool = h.pool
+        LEFT JOIN spells f ON f.pool = h.pool AND f.s0 < h.h0 AND f.s1 > h.r0
+                          AND f.s1 >= h.h0 - {handoff}
+    ) s
+    LEFT JOIN covered v ON v.th = s.th AND v.rh = s.rh
+    -- the stretches at the ceiling within it
+    LEFT JOIN stretches t ON t.pool = s.pool AND t.s0 < s.w1 AND t.s1 > s.w0
+    GROUP BY s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
+             s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1, v.covered_ms
 ) w
 """
 
@@ -217,11 +263,13 @@ FROM (
 def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
-    (the pool its first SQL call's spans name, or ``''``), ``ceiling`` (the most requests of
-    its service's process that held a connection of that pool at once), ``lead_ms`` (request start to first SQL query) and ``queued_ms`` (the part
-    of the lead with the holders at that ceiling, at most the request's application time
-    and its lead less its route's quickest; 0 for a message, and where a span or
-    ``correlate.instrument`` measured the request's pool wait)."""
+    (the pool its first SQL call's spans name, or ``''``), ``target`` (that pool's key:
+    its name, server address, port and database), ``ceiling`` (the most requests of its
+    service's process that held a connection of that pool at once), ``lead_ms`` (request
+    start to first SQL query) and ``queued_ms`` (the part of the lead with the holders at
+    that ceiling, at most the request's application time and its lead outside spans less
+    its route's quickest; 0 for a message, and where a span or ``correlate.instrument``
+    measured the request's pool wait)."""
     name = run.table(TABLE)
     exists = run.con.execute(
         "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
@@ -259,27 +307,29 @@ WITH routes AS (
        AND avg(r.app_ms) >= $min_share * avg(r.duration_ms)
 ),
 waited AS (
-    -- the pool (service and database) each route waited for longest
-    SELECT route, service, database
-    FROM (SELECT route, service, database, sum(queued_ms) AS waited
-          FROM {lead_waits} GROUP BY route, service, database) g
+    -- the pool (a service's, for one database or pool name) each route waited for longest
+    SELECT route, service, target, database
+    FROM (SELECT route, service, target, any_value(database) AS database,
+                 sum(queued_ms) AS waited
+          FROM {lead_waits} GROUP BY route, service, target) g
     QUALIFY row_number() OVER (
-        PARTITION BY route ORDER BY waited DESC, service, database) = 1
+        PARTITION BY route ORDER BY waited DESC, service, target) = 1
 ),
 pools AS (
     -- its size read in each process that waited for it: the most holders of any
-    SELECT service, database, max(ceiling) AS ceiling, count(DISTINCT process) AS processes
-    FROM {lead_waits} WHERE queued_ms > 0 GROUP BY service, database
+    SELECT service, target, max(ceiling) AS ceiling, count(DISTINCT process) AS processes
+    FROM {lead_waits} WHERE queued_ms > 0 GROUP BY service, target
 )
 SELECT r.route AS route, r.requests AS requests, r.mean_ms AS mean_ms, r.app_ms AS app_ms,
        r.total_app_ms AS total_app_ms, r.p50_app_ms AS p50_app_ms, r.traces AS traces,
        r.queued_ms AS queued_ms, r.queued_traces AS queued_traces, w.service AS service,
        w.database AS database, p.ceiling AS ceiling, p.processes AS processes,
+       w.target AS pool,
        coalesce(p.ceiling IS NOT NULL AND r.queued_ms > 0
                 AND r.queued_ms >= $queue_share * r.app_ms, false) AS queued
 FROM routes r
 LEFT JOIN waited w ON w.route = r.route
-LEFT JOIN pools p ON p.service = w.service AND p.database = w.database
+LEFT JOIN pools p ON p.service = w.service AND p.target = w.target
 """
 
 
@@ -288,7 +338,8 @@ def queued_routes(run: Run, settings: UnexplainedTimeSettings) -> str:
     per route that ``unexplained_time`` reports — ``route``, ``requests``, ``mean_ms``,
     ``app_ms``, ``total_app_ms``, ``p50_app_ms``, ``traces``, ``queued_ms`` (mean per
     request), ``queued_traces``, the pool it waited for longest (``service``,
-    ``database``, ``ceiling``: the most holders in any of its ``processes``) and
+    ``database``, ``ceiling``: the most holders in any of its ``processes``, ``pool``: its
+    key, which two pools with one database name differ in) and
     ``queued``: whether that wait is at least ``queue_share`` of its uncovered time, and
     so read as a queue for a connection.
 

@@ -55,7 +55,7 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     rows = run.con.execute(
         f"""
         SELECT route, requests, mean_ms, app_ms, total_app_ms, p50_app_ms, traces, queued_ms,
-               queued_traces, service, database, ceiling, processes, queued
+               queued_traces, service, database, ceiling, processes, pool, queued
         FROM {table} ORDER BY total_app_ms DESC, route
         """
     ).fetchall()
@@ -63,11 +63,11 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     pools: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for row in rows:
         if row[-1]:
-            pools.setdefault((str(row[9]), str(row[10])), []).append(row)
+            pools.setdefault((str(row[9]), str(row[13])), []).append(row)
         else:
             found.append(_own_time(settings, *row[:7]))
-    for (service, database), routes in pools.items():
-        found.append(_pool_queue(settings, service, database, routes))
+    for (service, _), routes in pools.items():
+        found.append(_pool_queue(settings, service, str(routes[0][10]), routes))
     return found
 
 
@@ -141,13 +141,15 @@ def _pool_queue(
     more = f" and {len(waits) - _SHOWN} more" if len(waits) > _SHOWN else ""
     each_wait = f" Waits per request: {shown}{more}." if len(waits) > 1 else ""
     whose = "routes'" if len(waits) > 1 else "route's"
+    # (a queue_share under one half reads a queue in less than most of the time)
+    how_much = "most of it" if queued_ms >= 0.5 * app_ms else f"{pct(queued_ms / app_ms)} of it"
     # the longest waits, a route at a time
     traces = [t for tier in zip_longest(*(w[5] for w in waits)) for t in tier if t]
     return Finding(
         kind=FindingKind.UNEXPLAINED_TIME,
         severity=Severity.WARNING,
         title=(
-            f"Unexplained time in {listed}: most of it a wait before the first query, "
+            f"Unexplained time in {listed}: {how_much} a wait before the first query, "
             f"most likely for a connection from a pool of about {ceiling}"
         ),
         route=names[0],
