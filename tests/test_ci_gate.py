@@ -89,7 +89,7 @@ def test_gate_steps_fail_a_regressing_candidate(tmp_path: Path, pg_dsn: str) -> 
     assert analyzed.returncode == 0, analyzed.stderr[-2000:]
     verdict = (tmp_path / "verdict.txt").read_text()
     assert verdict.startswith("correlate analyze candidate")
-    assert "SELECT correlate_demo.order_items" in verdict
+    assert "SELECT … FROM correlate_demo.order_it" in verdict  # the queries table
     compared = _run_step(steps["diff"], tmp_path, env)
     assert compared.returncode == 0, compared.stderr[-2000:]  # the status goes to the output
     assert output.read_text().strip() == "status=1"
