@@ -8,6 +8,9 @@ whichever request first uses it, read no table, and say nothing about the reques
 work. A *session statement* is ``SHOW …``, ``SET`` of a setting to a value (not of a user
 variable ``@x``, nor to a subquery's result), or a ``SELECT`` of nothing but server and
 session functions and ``@@`` variables, with no ``FROM`` (Oracle's ``FROM dual`` aside).
+The ``@@`` variables that hold the previous statement's outcome (``@@IDENTITY``,
+``@@ROWCOUNT``, ``@@ERROR``, MySQL's ``@@last_insert_id``) are not the session's: an
+application asks for them after each ``INSERT``, a round trip of the request's own.
 
 >>> is_session_statement("select pg_catalog.version()")
 True
@@ -15,13 +18,15 @@ True
 True
 >>> is_session_statement("SELECT version FROM releases")
 False
+>>> is_session_statement("SELECT @@IDENTITY")
+False
 """
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["SESSION_STATEMENT", "is_session_statement"]
+__all__ = ["SESSION_STATEMENT", "STATEMENT_OUTCOME", "is_session_statement"]
 
 _FUNCTIONS = (
     "version|current_schema|current_schemas|current_setting|current_database|database|schema"
@@ -39,9 +44,19 @@ SESSION_STATEMENT = (
     rf"|select\s+{_ITEM}(\s*,\s*{_ITEM})*(\s+from\s+(sys\.)?dual)?)\s*;?\s*$"
 )
 
+#: The pattern of an ``@@`` variable that holds the previous statement's outcome; a text
+#: :data:`SESSION_STATEMENT` matches that names one is not a session statement. (RE2 has
+#: no lookahead to say so in one pattern.)
+STATEMENT_OUTCOME = (
+    r"(?i)@@((session|local)\.)?(identity|rowcount|error|trancount|fetch_status|cursor_rows"
+    r"|last_insert_id|warning_count|error_count)\b"
+)
+
 _SESSION = re.compile(SESSION_STATEMENT)
+_OUTCOME = re.compile(STATEMENT_OUTCOME)
 
 
 def is_session_statement(text: str) -> bool:
-    """Whether ``text`` only reads or sets the connection's session (:data:`SESSION_STATEMENT`)."""
-    return _SESSION.match(text) is not None
+    """Whether ``text`` only reads or sets the connection's session (:data:`SESSION_STATEMENT`,
+    not :data:`STATEMENT_OUTCOME`)."""
+    return _SESSION.match(text) is not None and _OUTCOME.search(text) is None
