@@ -100,6 +100,10 @@ WORK = [
     "SELECT @@error",
     "SELECT @@last_insert_id",
     "SELECT @@session.warning_count",
+    # a T-SQL batch needs no semicolon between its statements
+    "SET NOCOUNT ON UPDATE orders SET status = 1 WHERE id = @p0",
+    "SET XACT_ABORT ON\nDELETE FROM cart WHERE user_id = @p0",
+    "SHOW TABLES\nDELETE FROM t",
 ]
 
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from correlate.fingerprint.session import SESSION_STATEMENT, STATEMENT_OUTCOME
+from correlate.fingerprint.session import NOT_SESSION_STATEMENT, SESSION_STATEMENT
 from correlate.routes import path_template_sql
 from correlate.semconv import NOT_SQL_SYSTEMS, NOT_SQL_SYSTEMS_SQL
 
@@ -67,8 +67,8 @@ def _attr(alias: str, *keys: str) -> str:
 
 
 def calls_sql(run: Run) -> str:
-    """A query (``$run`` bound to the run id, ``$session`` and ``$outcome`` to
-    :mod:`correlate.fingerprint.session`'s ``SESSION_STATEMENT`` and ``STATEMENT_OUTCOME``,
+    """A query (``$run`` bound to the run id, ``$session`` and ``$not_session`` to
+    :mod:`correlate.fingerprint.session`'s ``SESSION_STATEMENT`` and ``NOT_SESSION_STATEMENT``,
     ``$commands`` to :data:`~correlate.semconv.NOT_SQL_SYSTEMS`) of the run's client calls, one
     row each: ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, session,
     identity, error, a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
@@ -126,7 +126,7 @@ def calls_sql(run: Run) -> str:
     session AS (
         SELECT DISTINCT fingerprint FROM statements
         WHERE run_id = $run AND regexp_matches(text, $session)
-          AND NOT regexp_matches(text, $outcome)
+          AND NOT regexp_matches(text, $not_session)
           AND NOT list_contains($commands, coalesce(lower(trim(db_system)), ''))
     ),
     raw AS (
@@ -190,7 +190,7 @@ def calls_table(run: Run) -> str:
             {
                 "run": run.run_id,
                 "session": SESSION_STATEMENT,
-                "outcome": STATEMENT_OUTCOME,
+                "not_session": NOT_SESSION_STATEMENT,
                 "commands": sorted(NOT_SQL_SYSTEMS),
             },
         )
