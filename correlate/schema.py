@@ -8,7 +8,9 @@ format produces exactly these.
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
+#: The last schema version whose migration re-keys statements (``statement_key``).
+REKEYED = 8
 
 #: Canonical span columns, in table order, with their DuckDB types.
 SPAN_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -259,9 +261,11 @@ TSQL_SYSTEMS = ("mssql", "microsoft.sql_server")
 
 
 def _collapse(item: str) -> str:
-    """SQL replacing, in ``v``, each parenthesised list of ``item`` by ``(?)``."""
-    pattern = rf"\(\s*({item})(\s*,\s*({item}))*\s*\)"
-    return f"regexp_replace(v, '{pattern}', '(?)', 'g')"
+    """SQL replacing, in ``v``, each ``IN`` list of ``item`` by ``IN (?)``. Only an ``IN``
+    list: the normaliser keeps a function's arguments (``coalesce($1, $2)``) and a
+    ``VALUES`` row as they are, so the key must too."""
+    pattern = rf"(\b[Ii][Nn]\s*)\(\s*({item})(\s*,\s*({item}))*\s*\)"
+    return f"regexp_replace(v, '{pattern}', '\\1(?)', 'g')"
 
 
 def _systems(names: tuple[str, ...]) -> str:
@@ -536,4 +540,7 @@ MIGRATIONS: dict[int, str] = {
     ),
     # 7: the key reads the dialect's binds (`:1`, `@P0`): lists of them collapse.
     6: _KEY_MACROS + _DB_SPANS_VIEW_AGAIN + _REKEY,
+    # 8: only IN lists collapse in the key, not a function's arguments. A text whose new
+    # key has no row yet is fingerprinted when its run is next read.
+    7: _KEY_MACROS + _REKEY,
 }

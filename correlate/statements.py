@@ -20,14 +20,21 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    import duckdb
+
     from correlate.store import Store
 
 
 def fingerprint_run(store: Store, run_id: int) -> int:
     """Fingerprint the run's statement shapes not fingerprinted yet; return how many were new."""
+    return fingerprint_missing(store.con, run_id)
+
+
+def fingerprint_missing(con: duckdb.DuckDBPyConnection, run_id: int) -> int:
+    """:func:`fingerprint_run` on a connection: a migration that re-keys statements calls it
+    for the keys that have no row."""
     from correlate.fingerprint import fingerprint_many
 
-    con = store.con
     texts = con.execute(
         """
         SELECT db_system, key, any_value(strip_sqlcommenter(db_statement)) AS text

@@ -23,7 +23,7 @@ from correlate.errors import (
     StoreError,
     StoreLockedError,
 )
-from correlate.schema import DDL, MIGRATIONS, SCHEMA_VERSION
+from correlate.schema import DDL, MIGRATIONS, REKEYED, SCHEMA_VERSION
 
 if TYPE_CHECKING:
     import duckdb
@@ -187,6 +187,13 @@ def _migrate(con: duckdb.DuckDBPyConnection, location: str, version: int) -> Non
                 "re-ingest the runs into a new store"
             ) from None
         version += 1
+    if recorded < REKEYED:
+        # a re-keying migration may split a key: texts whose new key has no statement
+        # row yet would leave db_spans
+        from correlate.statements import fingerprint_missing
+
+        for (run_id,) in con.execute("SELECT DISTINCT run_id FROM spans").fetchall():
+            fingerprint_missing(con, run_id)
     con.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", [str(version)])
     con.execute("COMMIT")
 

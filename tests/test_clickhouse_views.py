@@ -251,6 +251,7 @@ def test_statement_key_is_the_store_macro(chdb_conn: Connection) -> None:
         "SELECT * FROM t WHERE a = :1 AND id IN (:2, :3, :b$1)",
         "SELECT * FROM t WHERE a = @P0 AND id IN (@P1, @p2, @id)",
         "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a, @p0)",
+        "SELECT coalesce($1, $2) FROM t WHERE id in ($3, $4)",
         *(t for (t,) in store.con.sql("SELECT DISTINCT db_statement FROM spans").fetchall() if t),
     ]
     pairs = [(d, t) for t in texts for d in ("postgresql", " Oracle", "mssql", None)]

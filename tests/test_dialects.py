@@ -412,6 +412,12 @@ def test_in_list_length_never_changes_a_statements_key(
             "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a, @p0)",
             "DECLARE @a INT = 1; SELECT * FROM t WHERE id IN (@a)",
         ),
+        # a function's arguments are no IN list: their number is the call's shape
+        ("postgresql", "SELECT coalesce($1, $2) FROM t", "SELECT coalesce($1) FROM t"),
+        ("mysql", "SELECT greatest(%s, %s, %s) FROM t", "SELECT greatest(%s, %s) FROM t"),
+        ("oracle", "SELECT coalesce(:1, :2) FROM t", "SELECT coalesce(:1) FROM t"),
+        ("mssql", "SELECT coalesce(@P0, @P1) FROM t", "SELECT coalesce(@P0) FROM t"),
+        ("sqlite", "SELECT max(?, ?) FROM t", "SELECT max(?) FROM t"),
     ],
 )
 def test_statement_key_keeps_apart_lists_the_dialect_reads_as_names(

@@ -235,6 +235,11 @@ def test_batched_commands_of_any_size_are_one_shape_each(redis_url: str, tmp_pat
          "PIPELINE GET, SET"),
         (["MGET ? ?\nINCRBY ? ?", "MGET ?\nINCRBY ? ?"], "pipeline mget $1; incrby $2 $3",
          "PIPELINE MGET, INCRBY"),
+        # a loop that queues two commands per item: the pair repeats, not one command
+        (["GET ?\nEXPIRE ? ?", "GET ?\nEXPIRE ? ?\nGET ?\nEXPIRE ? ?\nGET ?\nEXPIRE ? ?"],
+         "pipeline get $1; expire $2 $3", "PIPELINE GET, EXPIRE"),
+        (["GET ?\nGET ?\nEXPIRE ? ?\nGET ?\nEXPIRE ? ?"], "pipeline get $1; expire $2 $3",
+         "PIPELINE GET, EXPIRE"),
     ],
 )  # fmt: skip
 def test_variable_arity_commands_and_pipelines_fold_to_one_fingerprint(
@@ -253,7 +258,22 @@ def test_variable_arity_commands_and_pipelines_fold_to_one_fingerprint(
         ("MGET user:1 user:2", "MGET user:1 order:2"),  # another key prefix
         ("GET ?\nSET ? ?", "SET ? ?\nGET ?"),  # another order
         ("GET ?\nGET ?", "GET ?"),  # a pipeline is one round trip, a GET is one per key
+        ("GET ?\nSET ? ?\nDEL ?", "GET ?\nSET ? ?\nGET ?\nDEL ?"),  # no repeating cycle
+        ("GET ?\nSET ? ?", "GET ?\nSET ? ?\nGET ?"),  # a read back is no second turn
     ],
 )
 def test_commands_of_another_shape_keep_their_own_fingerprint(a: str, b: str) -> None:
     assert fingerprint(a, "redis").id != fingerprint(b, "redis").id
+
+
+@pytest.mark.parametrize("text", ["PIPELINE", "pipeline  ", "PIPELINE ;"])
+def test_a_command_named_pipeline_is_fingerprinted_not_a_crash(text: str) -> None:
+    found = fingerprint(text, "redis")
+    assert found.operation == "PIPELINE"
+
+
+def test_a_long_pipeline_names_its_first_commands_and_counts_the_rest() -> None:
+    names = ["GET", "SET", "DEL", "INCR", "EXPIRE", "TTL", "HGET", "LPOP", "SADD", "ZADD"]
+    found = fingerprint("\n".join(f"{name} ?" for name in names), "redis")
+    assert found.operation == "PIPELINE GET, SET, DEL, INCR, EXPIRE, TTL, HGET, LPOP and 2 more"
+    assert found.normalized.endswith("sadd $9; zadd $10")

@@ -14,9 +14,12 @@ from pathlib import Path
 import pytest
 
 import correlate
+from correlate.analysis import open_run
+from correlate.analysis.detectors import fan_out
 from correlate.fingerprint.session import is_session_statement
 from correlate.kinds import FindingKind
 
+from .builders import RunBuilder
 from .helpers.produce import produce
 
 PRODUCER = Path(__file__).parent / "helpers" / "first_connect_producer.py"
@@ -84,6 +87,23 @@ WORK = [
     "SELECT @@sql_mode, (SELECT count(*) FROM orders)",
     "UPDATE settings SET v = 1",
     "select pg_sleep(1)",
+    # a request's own round trips, however little they read
+    "select nextval('orders_id_seq')",
+    "SELECT pg_advisory_lock(1)",
+    "SELECT set_config('app.tenant', '7', false)",
+    "SELECT now()",
+    "SELECT txid_current()",
+    "SELECT 1",
+    # the previous statement's outcome, asked after each INSERT or UPDATE
+    "SELECT @@IDENTITY",
+    "SELECT @@ROWCOUNT",
+    "SELECT @@error",
+    "SELECT @@last_insert_id",
+    "SELECT @@session.warning_count",
+    # a T-SQL batch needs no semicolon between its statements
+    "SET NOCOUNT ON UPDATE orders SET status = 1 WHERE id = @p0",
+    "SET XACT_ABORT ON\nDELETE FROM cart WHERE user_id = @p0",
+    "SHOW TABLES\nDELETE FROM t",
 ]
 
 
@@ -95,3 +115,25 @@ def test_session_setup_statements_are_recognised(text: str) -> None:
 @pytest.mark.parametrize("text", WORK)
 def test_statements_that_do_work_are_not_session_setup(text: str) -> None:
     assert not is_session_statement(text)
+
+
+@pytest.mark.parametrize(
+    ("system", "text"),
+    [
+        ("redis", "SET cart:{n} 3"),  # the instrumentation's sanitising turned off
+        ("memcached", "set cart_{n}"),
+        ("mssql", "SELECT @@IDENTITY"),
+    ],
+)
+def test_a_loop_of_commands_spelled_like_session_setup_is_a_fan_out(system: str, text: str) -> None:
+    b = RunBuilder()
+    for i in range(5):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 200, "/cart")
+        for n in range(25):
+            at = start + 1 + n * 5
+            b.span(trace, at, at + 4, parent=r, kind="CLIENT", name="SET", db=system,
+                   sql=text.format(n=n))  # fmt: skip
+    with open_run(b.build(), "r") as run:
+        (f,) = fan_out(run)
+    assert f.evidence["calls_per_request"] == 25

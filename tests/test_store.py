@@ -275,3 +275,31 @@ def test_atomic_rolls_back_everything_when_an_inner_block_fails(store: Store) ->
     with store.atomic() as con:  # the store is usable again afterwards
         con.execute("INSERT INTO meta VALUES ('after', '3')")
     assert store.run_names() == []
+
+
+def test_a_store_whose_key_merged_function_arguments_is_rekeyed_and_fingerprinted(
+    tmp_path: Path,
+) -> None:
+    # schema 7's key collapsed any list of placeholders: coalesce($1, $2) and coalesce($1)
+    # shared one key and so one statement row, whichever text came first
+    from tests.builders import RunBuilder
+
+    path = tmp_path / "s.duckdb"
+    b = RunBuilder()
+    r = b.request("t1", 0, 100, "/a")
+    for n, sql in enumerate(["SELECT coalesce($1, $2) FROM t", "SELECT coalesce($1) FROM t"]):
+        b.span("t1", 1 + n * 10, 5 + n * 10, parent=r, kind="CLIENT", db="postgresql", sql=sql)
+    b.build(correlate.open_store(path)).close()
+    con = duckdb.connect(str(path))
+    con.execute("DELETE FROM statements WHERE text = 'SELECT coalesce($1) FROM t'")
+    con.execute("UPDATE statements SET key = 'placeholders: SELECT coalesce(?) FROM t'")
+    con.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+    con.close()
+    with correlate.open_store(path) as store:
+        rows = store.con.execute(
+            "SELECT db_statement, normalized FROM db_spans ORDER BY start_ns"
+        ).fetchall()
+    assert rows == [
+        ("SELECT coalesce($1, $2) FROM t", "SELECT COALESCE($1, $2) FROM t"),
+        ("SELECT coalesce($1) FROM t", "SELECT COALESCE($1) FROM t"),
+    ]

@@ -5,7 +5,8 @@ record a command with its arguments, sanitised to ``?`` by default (``MGET ? ? ?
 ``?`` per key), and a pipeline as one span whose statement is its commands, one a line.
 How many keys an ``MGET`` or ``DEL`` names, or how many ``GET``\\s a pipeline built in a
 loop holds, is data, as an ``IN`` list's length is: a variadic command's repeated
-arguments fold to the first, and a run of one command in a pipeline to one. A pipeline
+arguments fold to the first, a run of one command in a pipeline to one, and a run of a
+few commands queued per item (``GET``, ``EXPIRE``, ``GET``, ``EXPIRE``) to one turn. A pipeline
 stays a pipeline (one round trip, not one per command), and its operation names what it
 holds.
 
@@ -43,6 +44,8 @@ _VARIADIC: dict[str, tuple[int, int]] = {
 }  # fmt: skip
 
 _PIPELINE = "PIPELINE"
+#: How many of a pipeline's commands its operation names: a finding's title carries it.
+_NAMED = 8
 
 
 def _shape(words: list[str]) -> str:
@@ -67,28 +70,55 @@ def _fold_arguments(words: list[str]) -> list[str]:
     return head + kept
 
 
+def _period(items: list[str]) -> int:
+    """The length of the shortest run of ``items`` that, repeated whole, spells them all
+    (Knuth-Morris-Pratt's failure function, linear in length)."""
+    border = [0] * len(items)
+    k = 0
+    for i in range(1, len(items)):
+        while k and items[i] != items[k]:
+            k = border[k - 1]
+        if items[i] == items[k]:
+            k += 1
+        border[i] = k
+    if not items:
+        return 0
+    shortest = len(items) - border[-1]
+    # a shortest period that stops short is no whole repetition, and no longer one is either
+    return shortest if len(items) % shortest == 0 else len(items)
+
+
 def fold_commands(text: str) -> tuple[str, str]:
     """``text``'s commands with their repetitions folded, and its operation: the command's
     name, or ``PIPELINE`` and the names of what it holds."""
     lines = [line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip()]
-    if len(lines) == 1 and lines[0].split()[0].upper() == _PIPELINE:
-        # a folded pipeline's own text folds to itself
-        lines = [c.strip() for c in lines[0].split(None, 1)[1:][0].split(";") if c.strip()]
-        pipeline = True
-    else:
-        pipeline = len(lines) > 1
+    pipeline = len(lines) > 1
+    if len(lines) == 1:
+        name, *rest = lines[0].split(None, 1)
+        held = [c.strip() for c in rest[0].split(";") if c.strip()] if rest else []
+        if name.upper() == _PIPELINE and held:
+            # a folded pipeline's own text folds to itself
+            lines, pipeline = held, True
     commands: list[list[str]] = []
-    last = None
+    shapes: list[str] = []
+    # a pipeline built in a loop repeats its lines: each is shaped once
+    seen: dict[str, tuple[list[str], str]] = {}
     for line in lines:
-        words = _fold_arguments(line.split())
-        shape = _shape(words)
-        if shape != last:
+        if line not in seen:
+            words = _fold_arguments(line.split())
+            seen[line] = (words, _shape(words))
+        words, shape = seen[line]
+        if not shapes or shape != shapes[-1]:
             commands.append(words)
-            last = shape
+            shapes.append(shape)
     if not commands:
         return text, ""
+    # a loop that queues a few commands per item repeats them: one turn of it is the shape
+    commands = commands[: _period(shapes)]
     if not pipeline:
         return " ".join(commands[0]), commands[0][0].upper()
     folded = "; ".join(" ".join(words) for words in commands)
-    names = ", ".join(words[0].upper() for words in commands)
+    names = ", ".join(words[0].upper() for words in commands[:_NAMED])
+    if len(commands) > _NAMED:
+        names += f" and {len(commands) - _NAMED} more"
     return f"{_PIPELINE} {folded}", f"{_PIPELINE} {names}"

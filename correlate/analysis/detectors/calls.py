@@ -40,9 +40,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from correlate.fingerprint.session import SESSION_STATEMENT
+from correlate.fingerprint.session import NOT_SESSION_STATEMENT, SESSION_STATEMENT
 from correlate.routes import path_template_sql
-from correlate.semconv import NOT_SQL_SYSTEMS_SQL
+from correlate.semconv import NOT_SQL_SYSTEMS, NOT_SQL_SYSTEMS_SQL
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -67,8 +67,9 @@ def _attr(alias: str, *keys: str) -> str:
 
 
 def calls_sql(run: Run) -> str:
-    """A query (``$run`` bound to the run id, ``$session`` to
-    :data:`~correlate.fingerprint.session.SESSION_STATEMENT`) of the run's client calls, one
+    """A query (``$run`` bound to the run id, ``$session`` and ``$not_session`` to
+    :mod:`correlate.fingerprint.session`'s ``SESSION_STATEMENT`` and ``NOT_SESSION_STATEMENT``,
+    ``$commands`` to :data:`~correlate.semconv.NOT_SQL_SYSTEMS`) of the run's client calls, one
     row each: ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, session,
     identity, error, a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
     request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
@@ -121,9 +122,12 @@ def calls_sql(run: Run) -> str:
         FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
     ),
     -- matched once per statement shape, not once per span
+    -- a key-value store's command is never one (Redis's `SET cart:7 3`)
     session AS (
         SELECT DISTINCT fingerprint FROM statements
         WHERE run_id = $run AND regexp_matches(text, $session)
+          AND NOT regexp_matches(text, $not_session)
+          AND NOT list_contains($commands, coalesce(lower(trim(db_system)), ''))
     ),
     raw AS (
         SELECT c.th, c.rh, c.trace_id, hash(c.span_id) AS sh, c.ph, c.category, c.fingerprint,
@@ -183,7 +187,12 @@ def calls_table(run: Run) -> str:
         query = calls_sql(run)
         run.con.execute(
             f"CREATE TEMP TABLE {name} AS {query}",
-            {"run": run.run_id, "session": SESSION_STATEMENT},
+            {
+                "run": run.run_id,
+                "session": SESSION_STATEMENT,
+                "not_session": NOT_SESSION_STATEMENT,
+                "commands": sorted(NOT_SQL_SYSTEMS),
+            },
         )
     return name
 
