@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 #: parent cycles in hostile input, far deeper than any real instrumentation.
 MAX_DEPTH = 64
 
+#: How far past the span recording it a second record of one statement may end (its
+#: instrumentation read the clock a little later): 0.1 ms, and at most a tenth of the
+#: second record's own duration, so a quick query never reaches into the next one.
+DOUBLED_SLACK_NS = 100_000
+
 #: SQL deciding a span's category (NULL: neither; its time is the app's).
 CATEGORY_SQL = """
 CASE
@@ -85,8 +90,10 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     span hash at once, which at millions of spans is vanishingly unlikely.
     """
     params = {"run": run_id}
-    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _PARTS_SQL):
-        text = sql.format(p=prefix, max_depth=MAX_DEPTH, category=CATEGORY_SQL)
+    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _DOUBLED_SQL, _PARTS_SQL):
+        text = sql.format(
+            p=prefix, max_depth=MAX_DEPTH, category=CATEGORY_SQL, slack=DOUBLED_SLACK_NS
+        )
         con.execute(text, params if "$run" in text else None)
     con.execute(_SEGMENTS_SQL.format(p=prefix))
     con.execute(_REQUESTS_SQL.format(p=prefix))
@@ -101,9 +108,17 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
 #: :func:`correlate.analysis.detectors.section_queue.sections`), ``lead_waits`` and
 #: ``queued_routes`` by :mod:`correlate.analysis.connection_queue`.
 TABLES = (
-    "tree", "fingerprints", "owner", "parts", "requests", "request_queries", "calls", "locks",
-    "sections", "lead_waits", "queued_routes",
+    "tree", "fingerprints", "owner", "doubled", "parts", "requests", "request_queries", "calls",
+    "locks", "sections", "lead_waits", "queued_routes",
 )  # fmt: skip
+
+
+def doubled(con: duckdb.DuckDBPyConnection, prefix: str) -> int:
+    """How many DB spans of the run are a second record of a statement another span
+    records (SQLAlchemy's instrumentation and the driver's both on), left out of the
+    requests' parts so the execution counts once."""
+    row = con.execute(f"SELECT count(*) FROM {prefix}_doubled").fetchone()
+    return int(row[0]) if row else 0
 
 
 def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> int:
@@ -143,7 +158,8 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        -- a request that is a worker's processing of one message, not a web request
        -- (a cast: ClickHouse would make a comparison of its LowCardinality kind one too)
        coalesce(CAST(kind AS VARCHAR) = 'CONSUMER', false) AS consumer,
-       name, service, coalesce(http_route, http_target_template) AS http_route, http_method,
+       name, service, scope_name, coalesce(http_route, http_target_template) AS http_route,
+       http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
        -- the ASGI message an opentelemetry-instrumentation-asgi span sends or receives
@@ -221,6 +237,43 @@ SELECT th, sh, arg_min(rh, depth) AS rh, min(depth) AS depth
 FROM owner GROUP BY th, sh
 """
 
+# One execution recorded twice: SQLAlchemy's instrumentation and the driver's (psycopg,
+# PyMySQL through the DB-API integration, asyncpg), both on under auto-instrumentation,
+# each record the statement. The second record (``i``) is a DB span of the same
+# fingerprint as another (``o``) in its trace, its child, or its sibling from another
+# instrumentation scope, lying within it: starting no earlier, ending no later (give or
+# take a little slack). Queries awaited together are siblings of one scope, so never collapsed.
+# A span within another that is itself within a third counts against the outermost only:
+# under asyncio.gather a driver's span may happen to lie within another query's record.
+_DOUBLED_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_doubled AS
+WITH db AS (
+    SELECT t.th, t.sh, t.ph, t.scope_name, t.start_ns, t.end_ns, f.fingerprint
+    FROM {p}_tree t
+    JOIN {p}_fingerprints f ON f.db_system IS NOT DISTINCT FROM t.db_system AND f.qh = t.qh
+    WHERE t.kind IS DISTINCT FROM 'SERVER'
+),
+pairs AS (
+    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
+           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
+    FROM db i JOIN db o ON o.th = i.th AND o.sh = i.ph
+    UNION ALL
+    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
+           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
+    FROM db i JOIN db o ON o.th = i.th AND o.ph = i.ph AND o.fingerprint = i.fingerprint
+    WHERE o.scope_name <> i.scope_name
+),
+within AS (
+    SELECT th, sh, outer_sh FROM pairs
+    WHERE fi = fo AND i0 >= o0 AND i1 <= o1 + least({slack}, (i1 - i0) / 10)
+      -- of two records of one interval, the one that starts first, or ends last, or
+      -- else the one of lower id is the outer
+      AND (o0 < i0 OR (o0 = i0 AND (o1 > i1 OR (o1 = i1 AND outer_sh < sh))))
+)
+SELECT DISTINCT w.th, w.sh FROM within w
+WHERE NOT EXISTS (SELECT 1 FROM within x WHERE x.th = w.th AND x.sh = w.outer_sh)
+"""
+
 _PARTS_SQL = """
 CREATE OR REPLACE TEMP TABLE {p}_parts AS
 WITH req AS (
@@ -233,6 +286,7 @@ span_parts AS (
     FROM {p}_owner o
     JOIN {p}_tree s USING (th, sh)
     WHERE o.depth > 0
+      AND NOT EXISTS (SELECT 1 FROM {p}_doubled d WHERE d.th = s.th AND d.sh = s.sh)
 ),
 checkout_parts AS (
     -- the wait correlate.instrument measured, for requests whose connect

@@ -147,6 +147,12 @@ class Run:
         """Spans that belong to no request (no SERVER span in their trace)."""
         return requests.unattributed(self.con, self.run_id, self.prefix)
 
+    @cached_property
+    def doubled_db_spans(self) -> int:
+        """DB spans recording a statement another span of the run records too (SQLAlchemy's
+        instrumentation and the driver's both on): each execution is counted once."""
+        return requests.doubled(self.con, self.prefix)
+
     # -- what notebooks and renderers use -----------------------------------------
 
     def requests(self) -> pd.DataFrame:

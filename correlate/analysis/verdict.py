@@ -411,6 +411,11 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             f"{s['unattributed_spans']:,} span(s) belong to no request (no SERVER or CONSUMER span "
             "in their trace) and are left out of the attribution."
         )
+    if run.doubled_db_spans:
+        gaps.append(
+            f"{run.doubled_db_spans:,} statement(s) were recorded twice (SQLAlchemy's and the "
+            "driver's instrumentation both on): each is counted once, as its outer span."
+        )
     late, db_calls = _late_db_calls(run)
     if late >= 10 and late >= 0.1 * db_calls:
         gaps.append(

@@ -1,0 +1,141 @@
+"""A statement two instrumentations record is one execution, counted once.
+
+Auto-instrumentation turns on SQLAlchemy's instrumentation and the driver's (psycopg,
+PyMySQL through the DB-API integration, asyncpg): each execution is then a SQLAlchemy span
+and, within it, the driver's span of the same statement. Real runs recorded by
+``tests/helpers/doubled_producer.py``; small constructed runs for what must stay apart
+(sequential executions, queries awaited together).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import correlate
+from correlate.analysis.run import Run
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .helpers.produce import produce
+
+PRODUCER = Path(__file__).parent / "helpers" / "doubled_producer.py"
+READS, REQUESTS = 6, 8
+SQLALCHEMY = "opentelemetry.instrumentation.sqlalchemy"
+
+
+def _sqlalchemy_ms(out: Path) -> float:
+    """The summed durations of SQLAlchemy's spans of the items query, from the export."""
+    total = 0
+    for line in out.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                if ss["scope"]["name"] != SQLALCHEMY:
+                    continue
+                for span in ss["spans"]:
+                    if "dtest_items" in json.dumps(span.get("attributes", [])):
+                        total += int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])
+    return total / 1e6
+
+
+def _check(dsn: str, tmp_path: Path) -> None:
+    out = tmp_path / "both.jsonl"
+    produce(PRODUCER, dsn, out, "both")
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(out, store=store)
+        recorded = store.con.execute(
+            "SELECT count(*) FROM spans WHERE db_statement LIKE '%dtest_items%'"
+        ).fetchone()
+    assert recorded == (2 * READS * REQUESTS,), "both instrumentations record each read"
+    (items,) = [q for q in analysis.queries.itertuples() if "dtest_items" in q.normalized]
+    assert (items.calls, items.calls_per_request) == (READS * REQUESTS, READS)
+    # the time is the outer (SQLAlchemy's) spans', not the sum of both records
+    assert items.total_ms == pytest.approx(_sqlalchemy_ms(out), rel=1e-6)
+    (n1,) = [f for f in analysis.findings if f.kind == FindingKind.N_PLUS_ONE]
+    assert n1.evidence["calls_per_request"] == READS
+    said = [g for g in analysis.gaps if "recorded twice" in g]
+    assert said == [
+        f"{READS * REQUESTS} statement(s) were recorded twice (SQLAlchemy's and the driver's "
+        "instrumentation both on): each is counted once, as its outer span."
+    ]
+
+
+@pytest.mark.postgres
+def test_postgresql_statement_recorded_by_sqlalchemy_and_psycopg_counts_once(
+    pg_dsn: str, tmp_path: Path
+) -> None:
+    _check(pg_dsn, tmp_path)
+
+
+@pytest.mark.mariadb
+def test_mariadb_statement_recorded_by_sqlalchemy_and_dbapi_counts_once(
+    mysql_dsn: str, tmp_path: Path
+) -> None:
+    _check(mysql_dsn, tmp_path)
+
+
+SQL = "SELECT name FROM items WHERE id = 1"
+
+
+def _query(b: RunBuilder, parent: str, start: float, end: float, scope: str) -> str:
+    sid = b.query("t1", parent, start, end, SQL)
+    b.spans[-1]["scope_name"] = scope
+    return sid
+
+
+def _calls(b: RunBuilder) -> tuple[int, float, int]:
+    """The request's DB calls and DB time, and how many spans were left out as doubled."""
+    store = b.build()
+    run = Run(store, "r")
+    row = run.con.execute(f"SELECT db_calls, db_ms FROM {run.table('requests')}").fetchone()
+    doubled = run.doubled_db_spans
+    run.close()
+    store.close()
+    assert row is not None
+    return int(row[0]), float(row[1]), doubled
+
+
+def _request(b: RunBuilder) -> str:
+    r = b.request("t1", 0, 100)
+    b.spans[-1]["scope_name"] = "web"
+    return r
+
+
+def test_driver_span_within_sqlalchemy_span_counts_once_as_sibling_or_child() -> None:
+    for nested in (False, True):
+        b = RunBuilder()
+        r = _request(b)
+        outer = _query(b, r, 10, 30, SQLALCHEMY)
+        _query(b, outer if nested else r, 10.05, 29.9, "opentelemetry.instrumentation.psycopg")
+        assert _calls(b) == (1, pytest.approx(20), 1)
+
+
+def test_sequential_executions_of_one_statement_stay_two() -> None:
+    b = RunBuilder()
+    r = _request(b)
+    _query(b, r, 10, 20, SQLALCHEMY)
+    _query(b, r, 21, 30, "opentelemetry.instrumentation.psycopg")
+    assert _calls(b) == (2, pytest.approx(19), 0)
+
+
+def test_queries_awaited_together_stay_three() -> None:
+    # asyncio.gather of three identical reads: one instrumentation, overlapping siblings,
+    # the quicker ones lying within the first
+    b = RunBuilder()
+    r = _request(b)
+    for start, end in ((10, 40), (10.2, 30), (10.4, 35)):
+        _query(b, r, start, end, "opentelemetry.instrumentation.asyncpg")
+    assert _calls(b) == (3, pytest.approx(30), 0)
+
+
+def test_queries_awaited_together_with_both_instrumentations_stay_three() -> None:
+    # each read recorded by SQLAlchemy and, within it, asyncpg; the second and third
+    # reads' records lie within the first's SQLAlchemy span
+    b = RunBuilder()
+    r = _request(b)
+    for start, end in ((10, 40), (10.2, 30), (10.4, 35)):
+        _query(b, r, start, end, SQLALCHEMY)
+        _query(b, r, start + 0.05, end - 0.05, "opentelemetry.instrumentation.asyncpg")
+    assert _calls(b) == (3, pytest.approx(30), 3)
