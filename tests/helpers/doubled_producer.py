@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sys
 
+from first_connect_producer import instrument_driver  # this script's own folder
 from opentelemetry.exporter.otlp.json.file import FileSpanExporter
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.resources import Resource
@@ -23,18 +24,6 @@ from sqlalchemy import create_engine, text
 
 READS = 6
 REQUESTS = 8
-
-
-def _instrument_driver(dialect: str, provider: TracerProvider) -> None:
-    if dialect == "postgresql":
-        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
-
-        PsycopgInstrumentor().instrument(tracer_provider=provider)
-    else:
-        import pymysql
-        from opentelemetry.instrumentation.dbapi import trace_integration
-
-        trace_integration(pymysql, "connect", "mysql", tracer_provider=provider)
 
 
 def main(dsn: str, out: str, mode: str) -> None:
@@ -48,7 +37,7 @@ def main(dsn: str, out: str, mode: str) -> None:
     provider.add_span_processor(BatchSpanProcessor(FileSpanExporter(out)))
     engine = create_engine(dsn)
     if mode == "both":
-        _instrument_driver(engine.dialect.name, provider)
+        instrument_driver(engine.dialect.name, provider)
     with engine.connect() as conn:  # the first connection's setup, before any request
         conn.execute(text("SELECT 1"))
     SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)

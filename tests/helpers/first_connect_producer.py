@@ -30,7 +30,8 @@ MANY = 24
 COLUMNS = max(WIDE, MANY)
 
 
-def _instrument_driver(dialect: str, provider: TracerProvider) -> None:
+def instrument_driver(dialect: str, provider: TracerProvider) -> None:
+    """The driver's own instrumentation: psycopg's, or the DB-API integration on PyMySQL."""
     if dialect == "postgresql":
         from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
 
@@ -55,7 +56,7 @@ def main(dsn: str, out: str, mode: str) -> None:
     engine = create_engine(dsn)
     if mode == "both":
         SQLAlchemyInstrumentor().instrument(engine=engine, tracer_provider=provider)
-    _instrument_driver(engine.dialect.name, provider)
+    instrument_driver(engine.dialect.name, provider)
     tracer = provider.get_tracer("tests.first_connect_producer")
     for route, reads, times in (("/dashboard", WIDE, 5), ("/report", MANY, 2)):
         for _ in range(times):
