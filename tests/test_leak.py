@@ -306,15 +306,15 @@ def test_every_checkout_span_name_counts_as_pool_wait() -> None:
 
 def causes(findings: list[Finding]) -> set[str]:
     """The pool causes the findings name: their own kind, or the cause they defer to."""
+    pool = {
+        str(k)
+        for k in (FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION, FindingKind.POOL_EXHAUSTED)
+    }
     named = set()
     for f in findings:
-        if f.kind in (
-            FindingKind.POOL_LEAK,
-            FindingKind.POOL_SATURATION,
-            FindingKind.POOL_EXHAUSTED,
-        ):
+        if str(f.kind) in pool:
             named.add(str(f.kind))
-        elif f.evidence.get("cause"):
+        elif str(f.evidence.get("cause")) in pool:  # a fan-out may defer to its N+1: not a pool
             named.add(str(f.evidence["cause"]))
         text = f"{f.title} {f.explanation} {f.suggestion}".lower()
         if f.kind != FindingKind.POOL_LEAK and "connections are leaking" in text:
