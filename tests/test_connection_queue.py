@@ -280,10 +280,9 @@ def test_a_pool_full_only_while_the_route_was_busy_with_its_own_work_was_not_wai
     assert "queued_ms" in found["/report"].evidence
 
 
-def test_slow_query_sets_no_queue_aside_that_unexplained_time_does_not_call_one() -> None:
-    # a queue for a pool of two growing to 100 ms, behind 60 ms of work after the query:
-    # less than half the uncovered time is the lead, so unexplained_time calls it the
-    # route's own; slow_query may not call it a queue and point there
+def queue_behind_work() -> RunBuilder:
+    """/orders queues for a pool of two (up to 100 ms), then works 60 ms after its query:
+    less than half of the uncovered time is the wait."""
     b = RunBuilder()
     free = [0.0, 0.0]
     for i in range(100):
@@ -293,7 +292,13 @@ def test_slow_query_sets_no_queue_aside_that_unexplained_time_does_not_call_one(
         trace = b.new_id("t")
         r = b.request(trace, start, at + 160, "/orders")
         b.query(trace, r, at, at + 100, "SELECT * FROM orders WHERE customer_id = 1")
-    with open_run(b.build(), "r") as run:
+    return b
+
+
+def test_slow_query_sets_no_queue_aside_that_unexplained_time_does_not_call_one() -> None:
+    # less than half the uncovered time is the lead, so unexplained_time calls it the
+    # route's own; slow_query may not call it a queue and point there
+    with open_run(queue_behind_work().build(), "r") as run:
         (unexplained,) = unexplained_time(run)
         slow = slow_query(run)
     assert "queued_ms" not in unexplained.evidence

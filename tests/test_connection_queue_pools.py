@@ -18,7 +18,7 @@ from correlate.analysis import open_run
 from correlate.analysis.detectors import UnexplainedTimeSettings, slow_query, unexplained_time
 
 from .builders import RunBuilder
-from .test_connection_queue import _queued_run
+from .test_connection_queue import _queued_run, queue_behind_work
 
 
 def _shared_pool_run(routes: tuple[str, ...] = ("/a", "/b", "/c"), pool: int = 2) -> RunBuilder:
@@ -214,19 +214,9 @@ def test_two_servers_with_one_database_name_are_two_pools() -> None:
 
 
 def test_a_queue_read_under_a_lower_queue_share_is_not_called_most_of_the_time() -> None:
-    # a queue for a pool of two behind 60 ms of work after the query: the wait is under
-    # half the uncovered time, read as a queue only with queue_share lowered to 0.2, and
-    # the title says how much of it was the wait
-    b = RunBuilder()
-    free = [0.0, 0.0]
-    for i in range(100):
-        start = i * 49.0
-        at = max(start, heapq.heappop(free))
-        heapq.heappush(free, at + 100)
-        trace = b.new_id("t")
-        r = b.request(trace, start, at + 160, "/orders")
-        b.query(trace, r, at, at + 100, "SELECT * FROM orders WHERE customer_id = 1")
-    with open_run(b.build(), "r") as run:
+    # the wait is under half the uncovered time, read as a queue only with queue_share
+    # lowered to 0.2, and the title says how much of it was the wait
+    with open_run(queue_behind_work().build(), "r") as run:
         (finding,) = unexplained_time(run, UnexplainedTimeSettings(queue_share=0.2))
     share = finding.evidence["queued_ms"] / finding.evidence["app_ms"]
     assert 0.2 <= share < 0.5
