@@ -14,6 +14,7 @@ from correlate.analysis.evidence import Evidence, collect
 from correlate.cli import cli
 from correlate.render import figures, find_renderer, html
 
+from .builders import RunBuilder
 from .reports import HOSTILE_ROUTE, add_plan, hostile_run
 
 SAMPLE = "sample_traces/checkout-blackfriday"
@@ -76,6 +77,21 @@ def test_trace_text_is_escaped_and_the_flagged_plan_node_highlighted() -> None:
     assert flagged == ["Seq Scan on orders"]
     assert "CREATE INDEX ON orders (note, customer_id)" in tree
     assert "SELECT id FROM orders WHERE note = $1 AND customer_id = $2" in tree
+
+
+def test_backticks_in_trace_text_stay_backticks() -> None:
+    # MySQL quotes identifiers with backticks: a finding quoting a route or a statement
+    # must show them as written, never turn the text between two of them into code
+    route = "/q/`tick`/x"
+    b = RunBuilder()
+    for i in range(12):
+        r = b.request(f"t{i}", i * 100, i * 100 + 60, route)
+        b.query(f"t{i}", r, i * 100 + 5, i * 100 + 50, "SELECT `id` FROM `orders` WHERE `n` = 7")
+    with b.build() as store:
+        page = correlate.report("r", store=store, format="html")
+    findings = page.split("<h2>Findings in full</h2>")[1].split("<h2>")[0]
+    assert route in findings
+    assert "<code>tick</code>" not in page and "<code>id</code>" not in page
 
 
 def test_figures_are_figures_built_without_pyplot(sample: Evidence) -> None:

@@ -114,14 +114,16 @@ FRAGMENT_CSS = """
 
 
 def _prose(text: str) -> str:
-    """A finding's sentence, escaped, with its `code` spans set as code.
+    """A finding's sentence, escaped.
+
+    Backticks stay backticks, as in the Markdown and terminal reports: the sentence may
+    quote trace text (MySQL quotes names with them), and nothing tells its code spans
+    from a quoted route's.
 
     >>> _prose("use `with x:` <now>")
-    'use <code>with x:</code> &lt;now&gt;'
+    'use `with x:` &lt;now&gt;'
     """
-    import re
-
-    return re.sub(r"`([^`]+)`", r"<code>\1</code>", e(text))
+    return e(text)
 
 
 def render(report: Evidence | Analysis) -> str:
