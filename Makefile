@@ -36,8 +36,13 @@ quickstart: setup
 	rm -f $(DB)
 	$(BIN)/correlate analyze $(SAMPLE)/checkout-blackfriday --db $(DB)
 
+## Two passes: the tests that touch no server and time no real work on one process per core
+## (at most 4), then those that do (marked `serial` in tests/conftest.py), one at a time.
+## Both passes run, whatever the first gives; either failing fails the target.
 test: setup node-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n auto --maxprocesses 4 --dist loadfile -m "not serial"; first=$$?; \
+	$(BIN)/pytest -q -m serial; second=$$?; \
+	test $$first -eq 0 && test $$second -eq 0
 
 lint: setup
 	$(BIN)/ruff check correlate tests benchmarks

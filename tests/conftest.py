@@ -135,6 +135,42 @@ def store() -> Iterator[Store]:
         yield s
 
 
+#: Fixtures of a shared server: a test using one runs in the serial pass.
+SERVER_FIXTURES = frozenset({"pg_dsn", "mysql_dsn", "amqp_url", "redis_url"})
+#: Modules that time real work (services under load, threads, subprocesses that must answer
+#: in time, a browser) or use a server without a fixture: their tests run in the serial pass
+#: too, so no other test's load moves their figures.
+SERIAL_MODULES = frozenset(
+    {
+        "test_cli",
+        "test_collect",
+        "test_collect_node",
+        "test_collect_record",
+        "test_collect_signals",
+        "test_demo",
+        "test_instrument",
+        "test_notebook",
+        "test_report_browser",
+        "test_section_contention",
+        "test_stability",
+        "test_store",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark ``serial`` every test that uses a server or times real work.
+
+    ``make test`` runs the others on several processes (``-m "not serial"``) and these one
+    at a time after them (``-m serial``); a plain ``pytest`` runs everything in one process.
+    """
+    for item in items:
+        module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
+        uses_server = SERVER_FIXTURES & set(getattr(item, "fixturenames", ()))
+        if uses_server or module in SERIAL_MODULES:
+            item.add_marker(pytest.mark.serial)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
     """Under CORRELATE_NO_SKIP, a skipped server test is a failed test, however it skipped."""

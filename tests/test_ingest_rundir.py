@@ -385,7 +385,11 @@ def test_gzip_gives_the_same_rows(store: Store, tmp_path: Path) -> None:
     assert load_companion(store, 1, 3, "pool_samples", clean) == (2, [])
 
 
-@pytest.mark.parametrize("content", [b"", gzip.compress(b""), b"\n\n  \n", gzip.compress(b"\n")])
+@pytest.mark.parametrize(
+    "content",
+    [b"", gzip.compress(b"", mtime=0), b"\n\n  \n", gzip.compress(b"\n", mtime=0)],
+    ids=["empty", "empty-gz", "blank-lines", "newline-gz"],
+)
 def test_empty_files_add_nothing(store: Store, tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "leaks.jsonl"
     path.write_bytes(content)
