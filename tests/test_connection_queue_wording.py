@@ -2,7 +2,8 @@
 
 A slow query on a queued route says what the queue is (a pool of about N, read from
 timing) rather than pointing at a finding that the caller may not have asked for; a slow
-downstream whose callee queues for a pool does not call that wait the callee's own code.
+downstream whose callee queues for a pool does not call that wait the callee's own code;
+and two pools with one database name, on two servers, are told apart by their address.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
 from .test_connection_queue import _queued_run
+from .test_connection_queue_pools import _own_database_run, _primary_and_replica_run
 
 
 def test_slow_query_alone_says_what_the_queue_is_without_pointing_elsewhere() -> None:
@@ -98,3 +100,29 @@ def test_a_callee_with_no_queue_keeps_its_own_code() -> None:
     assert down.evidence["callee_app_ms"] > 100
     assert "is its own code" in down.explanation
     assert "pool of about" not in down.explanation
+
+
+def test_two_servers_with_one_database_name_are_told_apart_by_address() -> None:
+    b = _primary_and_replica_run()
+    for span in b.spans:
+        if span["kind"] == "CLIENT":
+            span["server_port"] = 5432
+    with open_run(b.build(), "r") as run:
+        found = unexplained_time(run)
+    by_routes = {frozenset(r["route"] for r in f.evidence["routes"]): f for f in found}
+    primary, replica = by_routes[frozenset({"/a", "/b"})], by_routes[frozenset({"/r"})]
+    assert "connections to shop on primary:5432 " in primary.explanation
+    assert "a connection to shop on primary:5432 from a pool of about 2" in primary.explanation
+    assert "a connection to shop on replica:5432 from a pool of about 5" in replica.explanation
+    assert "replica" not in primary.explanation and "primary" not in replica.explanation
+
+
+def test_one_pool_to_a_database_keeps_the_short_label() -> None:
+    b = _own_database_run()
+    for span in b.spans:
+        if span["kind"] == "CLIENT":
+            span["server_address"], span["server_port"] = "db.internal", 5432
+    with open_run(b.build(), "r") as run:
+        (finding,) = [f for f in unexplained_time(run) if "queued_ms" in f.evidence]
+    assert "a connection to reports from a pool of about 2" in finding.explanation
+    assert "db.internal" not in finding.explanation
