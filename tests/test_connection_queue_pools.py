@@ -129,7 +129,7 @@ def test_slow_query_reads_a_queue_only_where_unexplained_time_reports_one() -> N
 
 def test_with_a_lower_floor_both_read_the_same_queue() -> None:
     # the same run with unexplained_time's floor under the route's uncovered time: the
-    # queue is reported, and slow_query sets it aside and points to that finding
+    # queue is reported, and slow_query sets it aside and names the same pool
     lower = UnexplainedTimeSettings(min_app_ms=20.0, min_share=0.2)
     with open_run(_bursts_run().build(), "r") as run:
         (unexplained,) = unexplained_time(run, lower)
@@ -137,7 +137,8 @@ def test_with_a_lower_floor_both_read_the_same_queue() -> None:
     (listed,) = unexplained.evidence["routes"]
     assert listed["route"] == slow.route == "/orders"
     assert slow.evidence["inferred_queue_ms"] == pytest.approx(listed["queued_ms"])
-    assert "see the unexplained-time finding" in slow.explanation
+    assert unexplained.evidence["holders_ceiling"] == 2
+    assert "a pool of about 2" in slow.explanation
 
 
 def test_a_slow_downstream_points_at_the_pool_queue_that_lists_its_callees_route() -> None:

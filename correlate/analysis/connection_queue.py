@@ -111,7 +111,10 @@ calls AS (
            coalesce(pool, '') || '|' || coalesce(server_address, '') || '|'
                || coalesce(CAST(server_port AS VARCHAR), '') || '|'
                || coalesce(db_namespace, '') AS target,
-           coalesce(pool, db_namespace, server_address, '') AS database
+           coalesce(pool, db_namespace, server_address, '') AS database,
+           -- where it is, to tell apart two pools of one database name
+           coalesce(server_address, '')
+               || coalesce(':' || CAST(server_port AS VARCHAR), '') AS server
     FROM named
 ),
 holds AS (
@@ -120,13 +123,13 @@ holds AS (
     -- replica has its own) for that database
     SELECT c.th, c.rh, c.service, c.route, c.r0, c.app_ms, c.pool_ms,
            coalesce(s.consumer, false) AS consumer, coalesce(s.process, '') AS process,
-           c.database, c.target,
+           c.database, c.target, c.server,
            c.service || ' ' || coalesce(s.process, '') || ' ' || c.target AS pool, c.h0, c.h1
     FROM (SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
-                 database, min(a) AS h0, max(b) AS h1
+                 database, server, min(a) AS h0, max(b) AS h1
           FROM calls
           GROUP BY th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, target,
-                   database) c
+                   database, server) c
     LEFT JOIN (
         -- the spans a request can be (analysis.requests.REQUEST_SQL), not their children
         SELECT trace_id, span_id, kind = 'CONSUMER' AS consumer,
@@ -143,7 +146,7 @@ held AS (
     -- comes from
     SELECT th, rh, service, route, r0, app_ms, pool_ms, consumer, process,
            arg_min(database, h0) AS database, arg_min(target, h0) AS target,
-           arg_min(pool, h0) AS pool, min(h0) AS h0
+           arg_min(server, h0) AS server, arg_min(pool, h0) AS pool, min(h0) AS h0
     FROM holds
     GROUP BY th, rh, service, route, r0, app_ms, pool_ms, consumer, process
 ),
@@ -213,7 +216,7 @@ at_ceiling AS (
 spells AS (
     SELECT pool, min(s0) AS s0, max(s1) AS s1 FROM at_ceiling GROUP BY pool, spell
 )
-SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
+SELECT th, rh, route, service, process, database, target, server, ceiling, lead_ms,
        -- the route's quickest way to its first query is its own work (authentication,
        -- parsing, a sleep), not a wait: a fixed lead under steady load, always at the
        -- ceiling, is none; nor is the part of the lead in spans. A message's span may
@@ -224,8 +227,8 @@ SELECT th, rh, route, service, process, database, target, ceiling, lead_ms,
                                                                        route)), 0)
        END AS queued_ms
 FROM (
-    SELECT s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
-           s.consumer, greatest(s.h0 - s.r0, 0) / 1e6 AS lead_ms,
+    SELECT s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.server,
+           s.ceiling, s.consumer, greatest(s.h0 - s.r0, 0) / 1e6 AS lead_ms,
            greatest(greatest(s.h0 - s.r0, 0) / 1e6 - coalesce(v.covered_ms, 0), 0) AS open_ms,
            -- no more than the uncovered time; nothing where a span measured a pool wait,
            -- nor where the pool spent most of that spell short of its ceiling: gaps a
@@ -241,8 +244,8 @@ FROM (
         -- the part of the lead in the spell that lasts, handing connections over, until
         -- the first query (one at most): a wait for a connection ends when one is handed
         -- over, and one that was free for longer before then was not waited for
-        SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, h.pool,
-               c.ceiling, h.consumer, h.r0, h.h0, h.app_ms, h.pool_ms,
+        SELECT h.th, h.rh, h.route, h.service, h.process, h.database, h.target, h.server,
+               h.pool, c.ceiling, h.consumer, h.r0, h.h0, h.app_ms, h.pool_ms,
                -- (DuckDB's least/greatest skip a NULL: no spell, no bounds)
                CASE WHEN f.s0 IS NOT NULL THEN greatest(h.r0, f.s0) END AS w0,
                CASE WHEN f.s0 IS NOT NULL THEN least(h.h0, f.s1) END AS w1
@@ -254,8 +257,8 @@ FROM (
     LEFT JOIN covered v ON v.th = s.th AND v.rh = s.rh
     -- the stretches at the ceiling within it
     LEFT JOIN stretches t ON t.pool = s.pool AND t.s0 < s.w1 AND t.s1 > s.w0
-    GROUP BY s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.ceiling,
-             s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1, v.covered_ms
+    GROUP BY s.th, s.rh, s.route, s.service, s.process, s.database, s.target, s.server,
+             s.ceiling, s.consumer, s.h0, s.r0, s.app_ms, s.pool_ms, s.w0, s.w1, v.covered_ms
 ) w
 """
 
@@ -264,7 +267,8 @@ def lead_waits(run: Run) -> str:
     """The name of the run's ``lead_waits`` table, made on first use: one row per request
     with a SQL query — ``th``, ``rh``, ``route``, ``service``, ``process``, ``database``
     (the pool its first SQL call's spans name, or ``''``), ``target`` (that pool's key:
-    its name, server address, port and database), ``ceiling`` (the most requests of its
+    its name, server address, port and database), ``server`` (its ``host:port``, as far
+    as the spans say), ``ceiling`` (the most requests of its
     service's process that held a connection of that pool at once), ``lead_ms`` (request
     start to first SQL query) and ``queued_ms`` (the part of the lead with the holders at
     that ceiling, at most the request's application time and its lead outside spans less
@@ -308,9 +312,9 @@ WITH routes AS (
 ),
 waited AS (
     -- the pool (a service's, for one database or pool name) each route waited for longest
-    SELECT route, service, target, database
+    SELECT route, service, target, database, server
     FROM (SELECT route, service, target, any_value(database) AS database,
-                 sum(queued_ms) AS waited
+                 any_value(server) AS server, sum(queued_ms) AS waited
           FROM {lead_waits} GROUP BY route, service, target) g
     QUALIFY row_number() OVER (
         PARTITION BY route ORDER BY waited DESC, service, target) = 1
@@ -324,7 +328,7 @@ SELECT r.route AS route, r.requests AS requests, r.mean_ms AS mean_ms, r.app_ms 
        r.total_app_ms AS total_app_ms, r.p50_app_ms AS p50_app_ms, r.traces AS traces,
        r.queued_ms AS queued_ms, r.queued_traces AS queued_traces, w.service AS service,
        w.database AS database, p.ceiling AS ceiling, p.processes AS processes,
-       w.target AS pool,
+       w.target AS pool, w.server AS server,
        coalesce(p.ceiling IS NOT NULL AND r.queued_ms > 0
                 AND r.queued_ms >= $queue_share * r.app_ms, false) AS queued
 FROM routes r
@@ -339,7 +343,8 @@ def queued_routes(run: Run, settings: UnexplainedTimeSettings) -> str:
     ``app_ms``, ``total_app_ms``, ``p50_app_ms``, ``traces``, ``queued_ms`` (mean per
     request), ``queued_traces``, the pool it waited for longest (``service``,
     ``database``, ``ceiling``: the most holders in any of its ``processes``, ``pool``: its
-    key, which two pools with one database name differ in) and
+    key, which two pools with one database name differ in, ``server``: its ``host:port``)
+    and
     ``queued``: whether that wait is at least ``queue_share`` of its uncovered time, and
     so read as a queue for a connection.
 

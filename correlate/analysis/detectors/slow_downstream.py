@@ -15,7 +15,10 @@ latency.
 When the callee's own SERVER spans are in the run, the finding says what the callee's
 requests spend their time on (:mod:`correlate.analysis.requests`: its pool wait, its
 database with its heaviest statement, its own downstream calls, its own code): the
-callee's breakdown tells where to look next.
+callee's breakdown tells where to look next. Where ``unexplained_time`` reads the callee's
+route as queued for a pooled connection that no span measures (the run's ``queued_routes``,
+:mod:`correlate.analysis.connection_queue`), that wait is a part of its own, said to be
+inferred, and not counted as its own code.
 """
 
 from __future__ import annotations
@@ -23,9 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from correlate.analysis.connection_queue import lead_waits, queued_routes
 from correlate.analysis.detectors.calls import calls_table, unions_sql
 from correlate.analysis.detectors.n_plus_one import DEFAULTS as N_PLUS_ONE
 from correlate.analysis.detectors.n_plus_one import NPlusOneSettings
+from correlate.analysis.detectors.unexplained import DEFAULTS as UNEXPLAINED
+from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
@@ -105,19 +111,27 @@ ORDER BY p.down_ms DESC, p.route, p.shape
     ),
 )
 
-#: What the callee's requests (its SERVER spans under the calls) spend their time on.
+#: What the callee's requests (its SERVER spans under the calls) spend their time on; on a
+#: route read as queued for a connection, the inferred wait is apart from its own code.
 _CALLEE_SQL = """
 WITH callee AS (
     -- columns named (not q.*): engines differ in how they name a star's columns in a join
-    SELECT q.route, q.duration_ms, q.pool_ms, q.db_ms, q.downstream_ms, q.app_ms, q.th, q.rh
+    SELECT q.route, q.duration_ms, q.pool_ms, q.db_ms, q.downstream_ms, q.app_ms, q.th, q.rh,
+           CASE WHEN k.route IS NOT NULL THEN least(coalesce(w.queued_ms, 0), q.app_ms)
+                ELSE 0 END AS queued_ms,
+           k.ceiling, k.processes
     FROM {calls} c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN {tree} s ON s.th = c.th AND s.ph = c.sh AND s.kind = 'SERVER'
     JOIN {reqs} q ON q.th = s.th AND q.rh = s.sh
+    LEFT JOIN {lead_waits} w ON w.th = q.th AND w.rh = q.rh
+    LEFT JOIN (SELECT route, ceiling, processes FROM {queued} WHERE queued) k
+        ON k.route = q.route
     WHERE r.route = $route AND c.family = $family AND c.shape = $shape
 )
 SELECT mode(route), count(*), avg(duration_ms), avg(pool_ms), avg(db_ms),
-       avg(downstream_ms), avg(app_ms),
+       avg(downstream_ms), avg(app_ms - queued_ms), avg(queued_ms), max(ceiling),
+       max(processes),
        (SELECT arg_max(fingerprint, total) FROM (
             SELECT q.fingerprint, sum(q.db_ms) AS total
             FROM {rq} q JOIN callee USING (th, rh) GROUP BY ALL))
@@ -129,9 +143,11 @@ def slow_downstream(
     run: Run,
     settings: SlowDownstreamSettings = DEFAULTS,
     n_plus_one: NPlusOneSettings = N_PLUS_ONE,
+    unexplained: UnexplainedTimeSettings = UNEXPLAINED,
 ) -> list[Finding]:
     """Downstream endpoints that take most of a route's time; ``n_plus_one.min_calls`` calls
-    per request and more are the N+1 detector's."""
+    per request and more are the N+1 detector's, and a callee's wait inferred from timing is
+    told apart on the routes ``unexplained_time`` reads as queued (with ``unexplained``)."""
     s = settings
     tables = {
         "calls": calls_table(run),
@@ -148,6 +164,9 @@ def slow_downstream(
             "min_call_ms": s.min_call_ms,
         },
     ).fetchall()
+    if rows:  # made anew with these thresholds
+        tables["queued"] = queued_routes(run, unexplained)
+        tables["lead_waits"] = lead_waits(run)
     found = []
     for (
         route, family, shape, target, n, route_n, calls, down_ms, busy_share, lat_share, p50,
@@ -206,6 +225,7 @@ _PARTS = (
     ("db_ms", "its database"),
     ("downstream_ms", "its own downstream calls"),
     ("pool_ms", "waiting for a pooled connection"),
+    ("queued_ms", "a likely queue for a pooled connection"),
     ("app_ms", "its own code"),
 )
 
@@ -220,7 +240,7 @@ def _callee(
     ).fetchone()
     if row is None or not row[1]:
         return {"callee_requests": 0}
-    callee_route, n, duration, pool, db, down, app, top = row
+    callee_route, n, duration, pool, db, down, app, queued, ceiling, processes, top = row
     out: dict[str, Any] = {
         "callee_route": callee_route,
         "callee_requests": int(n),
@@ -228,9 +248,12 @@ def _callee(
         "callee_pool_ms": float(pool),
         "callee_db_ms": float(db),
         "callee_downstream_ms": float(down),
+        "callee_queued_ms": float(queued),
         "callee_app_ms": float(app),
         "callee_top_fingerprint": top,
     }
+    if ceiling is not None:  # its route reads as queued for a pool of about this size
+        out["callee_pool_ceiling"], out["callee_pool_processes"] = int(ceiling), int(processes)
     if top is not None:
         text = run.con.execute(
             "SELECT any_value(normalized) FROM statements WHERE run_id = ? AND fingerprint = ?",
@@ -262,7 +285,21 @@ def _callee_sentence(callee: dict[str, Any]) -> str:
     heaviest = f" (most of it {statement})" if key == "db_ms" and statement else ""
     return (
         f" Its server side, {callee['callee_route']}, spends {ms(callee['callee_mean_ms'])} a "
-        f"request: {parts}; {pct(main_share)} is {words}{heaviest}."
+        f"request: {parts}; {pct(main_share)} is {words}{heaviest}." + _queue_sentence(callee)
+    )
+
+
+def _queue_sentence(callee: dict[str, Any]) -> str:
+    """What the callee's inferred wait is, said in full (the analysis may hold no
+    unexplained-time finding to point at)."""
+    if callee.get("callee_queued_ms", 0) <= 0 or "callee_pool_ceiling" not in callee:
+        return ""
+    processes = callee["callee_pool_processes"]
+    each = f" in each of its {processes} processes" if processes > 1 else ""
+    return (
+        " No span measures that queue: it is read from the spans' timing, passing before the "
+        "callee's first query while its connections, a pool of about "
+        f"{callee['callee_pool_ceiling']}{each}, are all held."
     )
 
 
@@ -288,6 +325,13 @@ def _suggestion(callee: dict[str, Any], target: str | None) -> str:
         )
     if key == "pool_ms":
         return f"{callee['callee_route']} waits for pooled connections: see its pool findings."
+    if key == "queued_ms":
+        return (
+            f"{callee['callee_route']} most likely queues for a pooled connection (a pool of "
+            f"about {callee['callee_pool_ceiling']}): size the pool for its concurrency, or "
+            "hold connections for less time; instrument the pool's checkouts to measure the "
+            "wait."
+        )
     return (
         f"{callee['callee_route']} spends the time in its own code: profile it, or cache its "
         "answer on the caller's side when it does not change per request."

@@ -11,7 +11,9 @@ connection holders were at their ceiling (:mod:`correlate.analysis.connection_qu
 requests most likely queued for a pooled connection that no span measures: the routes that
 waited for one pool (a service's connections to one database) are told in one finding, each
 with its wait, rather than one finding a route. It is still an inference from timing, and
-the finding says that too, rather than calling the wait the routes' own code.
+the finding says that too, rather than calling the wait the routes' own code. Two pools with
+one database name (a primary and a replica both serving ``shop``) are told apart by where
+they are: "to shop on db1.internal:5432".
 """
 
 from __future__ import annotations
@@ -55,20 +57,41 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     rows = run.con.execute(
         f"""
         SELECT route, requests, mean_ms, app_ms, total_app_ms, p50_app_ms, traces, queued_ms,
-               queued_traces, service, database, ceiling, processes, pool, queued
+               queued_traces, service, database, ceiling, processes, pool, queued, server
         FROM {table} ORDER BY total_app_ms DESC, route
         """
     ).fetchall()
     found: list[Finding] = []
     pools: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
     for row in rows:
-        if row[-1]:
+        if row[14]:
             pools.setdefault((str(row[9]), str(row[13])), []).append(row)
         else:
             found.append(_own_time(settings, *row[:7]))
-    for (service, _), routes in pools.items():
-        found.append(_pool_queue(settings, service, str(routes[0][10]), routes))
+    labels = _database_labels({k: (str(r[0][10]), str(r[0][15] or "")) for k, r in pools.items()})
+    for (service, pool), routes in pools.items():
+        found.append(_pool_queue(settings, service, labels[service, pool], routes))
     return found
+
+
+def _database_labels(pools: dict[tuple[str, str], tuple[str, str]]) -> dict[Any, str]:
+    """Each pool's database as its findings name it: ``(service, key) → (database, server)``
+    to ``shop``, or ``shop on db1.internal:5432`` where another pool, with another key, has
+    that database name too (two services' pools with one key differ by service already).
+
+    >>> _database_labels({("a", "1"): ("shop", "db1:5432"), ("a", "2"): ("shop", "db2:5432"),
+    ...                   ("a", "3"): ("reports", "db1:5432")})
+    {('a', '1'): 'shop on db1:5432', ('a', '2'): 'shop on db2:5432', ('a', '3'): 'reports'}
+    """
+    keys: dict[str, set[str]] = {}
+    for (_, key), (database, _) in pools.items():
+        keys.setdefault(database, set()).add(key)
+    return {
+        pool: f"{database} on {server}"
+        if database and server and len(keys[database]) > 1
+        else database
+        for pool, (database, server) in pools.items()
+    }
 
 
 def _threshold(s: UnexplainedTimeSettings) -> str:
