@@ -90,7 +90,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     span hash at once, which at millions of spans is vanishingly unlikely.
     """
     params = {"run": run_id}
-    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _DOUBLED_SQL, _PARTS_SQL):
+    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _COVERED_SQL, _DOUBLED_SQL, _PARTS_SQL):
         text = sql.format(
             p=prefix, max_depth=MAX_DEPTH, category=CATEGORY_SQL, slack=DOUBLED_SLACK_NS
         )
@@ -99,6 +99,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     con.execute(_REQUESTS_SQL.format(p=prefix))
     con.execute(_REQUEST_QUERIES_SQL.format(p=prefix))
     con.execute(f"DROP TABLE {prefix}_segments")
+    con.execute(f"DROP TABLE {prefix}_covered")
 
 
 #: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
@@ -239,39 +240,73 @@ FROM owner GROUP BY th, sh
 
 # One execution recorded twice: SQLAlchemy's instrumentation and the driver's (psycopg,
 # PyMySQL through the DB-API integration, asyncpg), both on under auto-instrumentation,
-# each record the statement. The second record (``i``) is a DB span of the same
-# fingerprint as another (``o``) in its trace, its child, or its sibling from another
-# instrumentation scope, lying within it: starting no earlier, ending no later (give or
-# take a little slack). Queries awaited together are siblings of one scope, so never collapsed.
-# A span within another that is itself within a third counts against the outermost only:
-# under asyncio.gather a driver's span may happen to lie within another query's record.
-_DOUBLED_SQL = """
-CREATE OR REPLACE TEMP TABLE {p}_doubled AS
+# each record the statement. A second record is a DB span of the same fingerprint as
+# another in its trace, its child, or its sibling from another instrumentation scope,
+# lying within it: starting no earlier, ending no later (give or take a little slack).
+# Queries awaited together are siblings of one scope, so never collapsed.
+#
+# Siblings are compared in one ordered pass, never pair by pair (a request may run one
+# statement thousands of times): in the order start, end descending, span, a span's
+# earlier siblings are exactly those that may hold it, and one of them does if the latest
+# end among them reaches the span's own end. Only siblings of another scope count, so the
+# pass runs once per scope of the group ("lane"): a span takes the latest end of the
+# other scopes' spans before it in its own scope's lane.
+_COVERED_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_covered AS
 WITH db AS (
-    SELECT t.th, t.sh, t.ph, t.scope_name, t.start_ns, t.end_ns, f.fingerprint
+    SELECT t.th, t.sh, t.ph, t.scope_name AS scope, t.start_ns, t.end_ns, f.fingerprint,
+           -- the end a record holding this one must reach
+           t.end_ns - least({slack}, (t.end_ns - t.start_ns) // 10) AS reach
     FROM {p}_tree t
     JOIN {p}_fingerprints f ON f.db_system IS NOT DISTINCT FROM t.db_system AND f.qh = t.qh
     WHERE t.kind IS DISTINCT FROM 'SERVER'
 ),
-pairs AS (
-    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
-           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
-    FROM db i JOIN db o ON o.th = i.th AND o.sh = i.ph
-    UNION ALL
-    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
-           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
-    FROM db i JOIN db o ON o.th = i.th AND o.ph = i.ph AND o.fingerprint = i.fingerprint
-    WHERE o.scope_name <> i.scope_name
-),
-within AS (
-    SELECT th, sh, outer_sh FROM pairs
-    WHERE fi = fo AND i0 >= o0 AND i1 <= o1 + least({slack}, (i1 - i0) / 10)
-      -- of two records of one interval, the one that starts first, or ends last, or
-      -- else the one of lower id is the outer
-      AND (o0 < i0 OR (o0 = i0 AND (o1 > i1 OR (o1 = i1 AND outer_sh < sh))))
+lanes AS (
+    SELECT d.*, l.lane,
+           max(CASE WHEN d.scope <> l.lane THEN d.end_ns END) OVER (
+               PARTITION BY d.th, d.ph, d.fingerprint, l.lane
+               ORDER BY d.start_ns, d.end_ns DESC, d.sh
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
+    FROM db d
+    JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane FROM db WHERE scope IS NOT NULL) l
+      ON l.th = d.th AND l.ph = d.ph AND l.fingerprint = d.fingerprint
 )
-SELECT DISTINCT w.th, w.sh FROM within w
-WHERE NOT EXISTS (SELECT 1 FROM within x WHERE x.th = w.th AND x.sh = w.outer_sh)
+SELECT d.th, d.sh, d.ph, d.scope, d.start_ns, d.end_ns, d.reach, d.fingerprint,
+       -- the parent, when it is a record of the same statement holding this one
+       o.sh AS parent_sh,
+       o.sh IS NOT NULL OR coalesce(s.sibling_end >= d.reach, false) AS covered
+FROM db d
+LEFT JOIN db o
+  ON o.th = d.th AND o.sh = d.ph AND o.fingerprint = d.fingerprint
+ AND d.start_ns >= o.start_ns AND d.reach <= o.end_ns
+ -- of two records of one interval, the one that starts first, or ends last, or else the
+ -- one of lower id is the outer
+ AND (o.start_ns < d.start_ns OR (o.start_ns = d.start_ns
+      AND (o.end_ns > d.end_ns OR (o.end_ns = d.end_ns AND o.sh < d.sh))))
+LEFT JOIN lanes s ON s.th = d.th AND s.sh = d.sh AND s.lane = d.scope
+"""
+
+# A span within another that is itself within a third counts against the outermost only:
+# under asyncio.gather a driver's span may happen to lie within another query's record.
+# So the same pass again, over the records no other holds.
+_DOUBLED_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_doubled AS
+WITH lanes AS (
+    SELECT d.th, d.sh, d.scope, d.lane,
+           max(CASE WHEN d.scope <> d.lane AND NOT d.covered THEN d.end_ns END) OVER (
+               PARTITION BY d.th, d.ph, d.fingerprint, d.lane
+               ORDER BY d.start_ns, d.end_ns DESC, d.sh
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
+    FROM (SELECT c.*, l.lane FROM {p}_covered c
+          JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane
+                FROM {p}_covered WHERE scope IS NOT NULL) l
+            ON l.th = c.th AND l.ph = c.ph AND l.fingerprint = c.fingerprint) d
+)
+SELECT DISTINCT c.th, c.sh
+FROM {p}_covered c
+LEFT JOIN {p}_covered o ON o.th = c.th AND o.sh = c.parent_sh
+LEFT JOIN lanes s ON s.th = c.th AND s.sh = c.sh AND s.lane = c.scope
+WHERE (c.parent_sh IS NOT NULL AND NOT o.covered) OR s.sibling_end >= c.reach
 """
 
 _PARTS_SQL = """
