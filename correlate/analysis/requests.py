@@ -164,11 +164,13 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
        -- the ASGI message an opentelemetry-instrumentation-asgi span sends or receives
-       -- (asgi.event.type; "type" before the attribute was renamed in 2024)
+       -- (asgi.event.type; "type" before the attribute was renamed in 2024, a name common
+       -- enough that it counts only on a span named as the instrumentation names them)
        CASE WHEN coalesce(kind, 'INTERNAL') IN ('INTERNAL', 'UNSPECIFIED') THEN coalesce(
            attributes->>'asgi.event.type',
            CASE WHEN regexp_matches(attributes->>'type',
                     '^(http\\.(request|disconnect|response\\.[a-z_.]+)|websocket\\.[a-z_.]+)$')
+                 AND regexp_matches(name, ' (http|websocket) (send|receive)$')
                 THEN attributes->>'type' END) END AS asgi_event,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
