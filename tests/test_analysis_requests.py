@@ -213,3 +213,16 @@ def test_a_span_ending_before_it_starts_lasts_nothing() -> None:
     b.query("t1", r, 45, 42)
     (row,) = open_run(b.build(), "r").requests().itertuples()
     assert (row.duration_ms, row.db_ms, row.app_ms) == (0, 0, 0)
+
+
+def test_a_route_given_without_its_leading_slash_is_the_same_route() -> None:
+    # Django's instrumentation sets http.route to the URL pattern's route, "orders/<int:pk>/"
+    b = RunBuilder()
+    b.request("t1", 0, 10, route="orders/<int:pk>/")
+    b.request("t2", 0, 10, route="/orders/<int:pk>/")
+    b.request("t3", 0, 10, route="health")
+    assert sorted(open_run(b.build(), "r").requests().route) == [
+        "/orders/<int:pk>/",
+        "/orders/<int:pk>/",
+        "health",
+    ]

@@ -45,6 +45,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from correlate.routes import route_sql
+
 if TYPE_CHECKING:
     import duckdb
 
@@ -159,7 +161,10 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        -- a request that is a worker's processing of one message, not a web request
        -- (a cast: ClickHouse would make a comparison of its LowCardinality kind one too)
        coalesce(CAST(kind AS VARCHAR) = 'CONSUMER', false) AS consumer,
-       name, service, scope_name, coalesce(http_route, http_target_template) AS http_route,
+       name, service, scope_name,
+       """
+    + route_sql("coalesce(http_route, http_target_template)")
+    + """ AS http_route,
        http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
