@@ -14,7 +14,15 @@ A path segment is folded to ``{id}`` when it is
   ``T759351C``, ``2024-06-01``).
 
 Short version-like segments (``v1``, ``oauth2``, ``sha256``) stay. Folding is
-idempotent and keeps the number of segments. Each rule exists twice, as a
+idempotent and keeps the number of segments.
+
+A route a framework names without its leading slash (Django's instrumentation sets
+``http.route`` to the URL pattern's route, ``orders/<int:pk>/``) is given one
+(:func:`route_of`), so it reads as a path and is the same route as the path-based
+template of a request that matched no pattern. Only a value that is clearly a path
+gets the slash: two or more segments, no spaces, no scheme, none of a regular
+expression's ``^$()?|`` (Django's ``re_path``) and no ``#``; a single word may be a
+name and stays as it is. Each rule exists twice, as a
 Python function for callers and tests and as SQL for the store, and
 ``tests/test_tags_routes.py`` checks that the two agree on generated paths.
 
@@ -39,12 +47,16 @@ _DIGIT_RUN = "[0-9]{4}"
 # Scheme and authority of an absolute URL (RFC 3986 section 3).
 _ORIGIN = "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*"
 
+# Segments without a leading slash; the first never empty (see route_of).
+_BARE_ROUTE = "[^/ ^$()?#|]+(/[^ ^$()?#|]*)+"
+
 _DIGITS_RE = re.compile(_DIGITS)
 _UUID_RE = re.compile(_UUID)
 _HASH_RE = re.compile(_HASH)
 _DIGIT_RUN_RE = re.compile(_DIGIT_RUN)
 _ORIGIN_RE = re.compile(_ORIGIN)
 _QUERY_RE = re.compile("[?#]")
+_BARE_ROUTE_RE = re.compile(_BARE_ROUTE)
 
 
 def is_id_segment(segment: str) -> bool:
@@ -101,4 +113,23 @@ def path_template_sql(expr: str) -> str:
     return (
         f"array_to_string(list_transform(string_split({expr}, '/'), "
         f"lambda seg: CASE WHEN {fold} THEN '{PLACEHOLDER}' ELSE seg END), '/')"
+    )
+
+
+def route_of(route: str) -> str:
+    """``route`` with a leading slash when it is a path given without one.
+
+    >>> route_of("orders/<int:pk>/"), route_of("/orders/{id}"), route_of("health")
+    ('/orders/<int:pk>/', '/orders/{id}', 'health')
+    """
+    if _BARE_ROUTE_RE.fullmatch(route) and "://" not in route:
+        return "/" + route
+    return route
+
+
+def route_sql(expr: str) -> str:
+    """SQL twin of :func:`route_of` (NULL stays NULL)."""
+    return (
+        f"CASE WHEN regexp_full_match({expr}, '{_BARE_ROUTE}') AND NOT contains({expr}, '://') "
+        f"THEN '/' || {expr} ELSE {expr} END"
     )

@@ -242,3 +242,32 @@ def test_messages_processed_are_the_same_requests_in_clickhouse(chdb: Any) -> No
         for run in (local, remote)
     )
     _same_frame(here, there)
+
+
+def test_copies_routes_and_jobs_are_the_same_in_clickhouse(chdb: Any) -> None:
+    # statements recorded twice (in sequence, and awaited together), a route given without
+    # its leading slash, and a batch job's root over its queries
+    from .builders import RunBuilder
+
+    b = RunBuilder()
+    sql, scopes = "SELECT name FROM items WHERE id = 1", ("sqlalchemy", "psycopg")
+    for i in range(4):
+        trace, start = f"t{i}", i * 1000.0
+        r = b.request(trace, start, start + 100, "orders/<int:pk>/")
+        for at, end in ((10, 20), (21, 30), (40, 70), (40.2, 60), (40.4, 65)):
+            for scope, inset in zip(scopes, (0, 0.05), strict=True):
+                b.query(trace, r, start + at + inset, start + end - inset, sql)
+                b.spans[-1]["scope_name"] = scope
+    job = b.span("job", 0, 50, name="nightly-report")
+    b.query("job", job, 10, 40)
+    store = b.build()
+    remote_store, _ = copied(store, chdb, "r")
+    local, remote = Run(store, "r"), Run(remote_store, "r")  # type: ignore[arg-type]
+    assert local.doubled_db_spans == remote.doubled_db_spans == 4 * 5
+    assert set(local.routes()["route"]) == {"/orders/<int:pk>/", "nightly-report"}
+    _same_frame(local.routes(), remote.routes())
+    here, there = (
+        run.requests().drop(columns=["th", "rh"]).sort_values("request_id", ignore_index=True)
+        for run in (local, remote)
+    )
+    _same_frame(here, there)

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import correlate
+from correlate.analysis.requests import DOUBLED_SLACK_NS
 from correlate.analysis.run import Run
 from correlate.kinds import FindingKind
 
@@ -139,3 +143,58 @@ def test_queries_awaited_together_with_both_instrumentations_stay_three() -> Non
         _query(b, r, start, end, SQLALCHEMY)
         _query(b, r, start + 0.05, end - 0.05, "opentelemetry.instrumentation.asyncpg")
     assert _calls(b) == (3, pytest.approx(30), 3)
+
+
+def _copies_pair_by_pair(rows: list[tuple[Any, ...]]) -> set[int]:
+    """The rule stated pair by pair, as a reference: ``rows`` are (span, parent, scope,
+    start, end, fingerprint) of the DB spans; a span is a copy when a record of the same
+    fingerprint, its parent or a sibling of another scope, holds it (first in order, within
+    the slack), a record no other holds."""
+
+    def holds(o: tuple[Any, ...], i: tuple[Any, ...]) -> bool:
+        slack = min(DOUBLED_SLACK_NS, (i[4] - i[3]) // 10)
+        first = (o[3], -o[4], o[0]) < (i[3], -i[4], i[0])
+        return o[5] == i[5] and o[3] <= i[3] and i[4] - slack <= o[4] and first
+
+    within = {
+        (i[0], o[0])
+        for i in rows
+        for o in rows
+        if (o[0] == i[1] or (o[1] == i[1] and None not in (o[2], i[2]) and o[2] != i[2]))
+        and holds(o, i)
+    }
+    held = {i for i, _ in within}
+    return {i for i, o in within if o not in held}
+
+
+copies = st.lists(
+    st.tuples(
+        st.sampled_from([-1, -1, -1, 0, 1, 2]),  # parent: mostly the request, or a record
+        st.sampled_from([SQLALCHEMY, "opentelemetry.instrumentation.psycopg", None]),
+        st.integers(0, 20),  # start, in 0.05 ms steps: ties and the slack both come up
+        st.integers(0, 30),  # length, likewise
+        st.sampled_from([SQL, "SELECT 2"]),
+    ),
+    max_size=10,
+)
+
+
+@settings(max_examples=80, deadline=None)
+@given(copies)
+def test_copies_are_those_the_rule_names_pair_by_pair(
+    spans: list[tuple[int, str | None, int, int, str]],
+) -> None:
+    b = RunBuilder()
+    ids = [_request(b)]
+    for parent, scope, start, length, sql in spans:
+        ids.append(b.query("t1", ids[min(parent + 1, len(ids) - 1)], 10 + start * 0.05,
+                           10 + (start + length) * 0.05, sql))  # fmt: skip
+        b.spans[-1]["scope_name"] = scope
+    run = Run(b.build(), "r")
+    rows = run.con.execute(
+        f"""SELECT t.sh, t.ph, t.scope_name, t.start_ns, t.end_ns, f.fingerprint
+            FROM {run.table("tree")} t JOIN {run.table("fingerprints")} f USING (db_system, qh)"""
+    ).fetchall()
+    found = run.con.execute(f"SELECT sh FROM {run.table('doubled')}").fetchall()
+    run.close()
+    assert sorted(sh for (sh,) in found) == sorted(_copies_pair_by_pair(rows))

@@ -480,5 +480,17 @@ def test_asgi_message_spans_of_older_instrumentation_are_known_by_their_type() -
     requests(b)
     for span in b.spans:
         if span["name"] == "reserve":
+            span["name"] = "GET /reserve http send"
             span["attributes"] = '{"type": "http.response.body"}'
     assert findings(b) == []
+
+
+def test_an_applications_span_with_an_attribute_named_type_is_a_section() -> None:
+    # "type" is a common attribute name: only on a span named as the ASGI instrumentation
+    # names its message spans does it mark one
+    b = RunBuilder()
+    requests(b)
+    for span in b.spans:
+        if span["name"] == "reserve":
+            span["attributes"] = '{"type": "http.response.start"}'
+    assert findings(b)

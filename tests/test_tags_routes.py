@@ -14,6 +14,8 @@ from correlate.routes import (
     path_of_sql,
     path_template,
     path_template_sql,
+    route_of,
+    route_sql,
 )
 
 
@@ -113,3 +115,37 @@ def test_sql_twins_keep_null() -> None:
         f"SELECT {path_of_sql('NULL::VARCHAR')}, {path_template_sql('NULL::VARCHAR')}"
     ).fetchone()
     assert row == (None, None)
+
+
+ROUTES = [
+    ("orders/<int:pk>/", "/orders/<int:pk>/"),  # Django's path() route
+    ("api/v1/items/{item_id}", "/api/v1/items/{item_id}"),
+    ("/orders/<int:pk>/", "/orders/<int:pk>/"),
+    ("health", "health"),  # one word may be a name: left as it is
+    ("^orders/(?P<pk>[0-9]+)/$", "^orders/(?P<pk>[0-9]+)/$"),  # re_path(): a pattern
+    ("GET orders/", "GET orders/"),
+    ("http://shop/orders/1", "http://shop/orders/1"),
+    ("", ""),
+]
+
+
+def _route_in_sql(route: str | None) -> str | None:
+    con = duckdb.connect()
+    (row,) = con.execute(
+        f"SELECT {route_sql('r')} FROM (SELECT ?::VARCHAR AS r)", [route]
+    ).fetchall()
+    return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("route", "shown"), ROUTES)
+def test_a_route_without_its_leading_slash_gets_one(route: str, shown: str) -> None:
+    assert route_of(route) == shown
+    assert _route_in_sql(route) == shown
+    assert _route_in_sql(None) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(alphabet="ab/<>{}: ^$()?#|.-", max_size=12))
+def test_route_twins_agree_and_are_idempotent(route: str) -> None:
+    assert _route_in_sql(route) == route_of(route)
+    assert route_of(route_of(route)) == route_of(route)

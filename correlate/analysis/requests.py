@@ -7,7 +7,9 @@ never the publisher's time: the PRODUCER span is), the innermost where a "receiv
 CONSUMER span wraps a "process" one. Older tracers (OpenTracing-era Zipkin and Jaeger
 clients) may leave a request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
 INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
-tables below call it SERVER. A route is ``http.route``, else the span's route
+tables below call it SERVER. So is a root INTERNAL span over database calls in a trace
+with no SERVER or CONSUMER span at all, a batch job's or a scheduler's task, named by
+its span. A route is ``http.route``, else the span's route
 template (``http_target_template``: ids in its path folded), else its name. Its work is every span below it down to the next SERVER span (which
 is a request of its own, already covered in the caller by the CLIENT span that
 called it). Each span of that work falls in one category:
@@ -44,6 +46,8 @@ run as temporary tables named ``<prefix>_…`` (they work on a read-only store).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from correlate.routes import route_sql
 
 if TYPE_CHECKING:
     import duckdb
@@ -90,7 +94,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     span hash at once, which at millions of spans is vanishingly unlikely.
     """
     params = {"run": run_id}
-    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _DOUBLED_SQL, _PARTS_SQL):
+    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _COVERED_SQL, _DOUBLED_SQL, _PARTS_SQL):
         text = sql.format(
             p=prefix, max_depth=MAX_DEPTH, category=CATEGORY_SQL, slack=DOUBLED_SLACK_NS
         )
@@ -99,6 +103,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     con.execute(_REQUESTS_SQL.format(p=prefix))
     con.execute(_REQUEST_QUERIES_SQL.format(p=prefix))
     con.execute(f"DROP TABLE {prefix}_segments")
+    con.execute(f"DROP TABLE {prefix}_covered")
 
 
 #: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
@@ -141,11 +146,14 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
 #: older messaging conventions wrap the processing of a message in a "receive" span; the
 #: innermost is the request). A worker handing a message on to another service, or a task
 #: running another in its own process (Celery's apply) among work of its own, stays one.
+#: A root INTERNAL span is one in a trace of database calls with no SERVER or CONSUMER
+#: span (``job_trace``): a batch job's or a scheduler's task, traced by the application.
 REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
     OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
     OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
-                               OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""
+                               OR url_path IS NOT NULL OR http_status_code IS NOT NULL
+                               OR job_trace)))))"""
 
 _TREE_SQL = (
     """
@@ -158,22 +166,27 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        -- a request that is a worker's processing of one message, not a web request
        -- (a cast: ClickHouse would make a comparison of its LowCardinality kind one too)
        coalesce(CAST(kind AS VARCHAR) = 'CONSUMER', false) AS consumer,
-       name, service, scope_name, coalesce(http_route, http_target_template) AS http_route,
+       name, service, scope_name,
+       """
+    + route_sql("coalesce(http_route, http_target_template)")
+    + """ AS http_route,
        http_method,
        http_status_code, status_code, db_system,
        db_statement IS NOT NULL AS has_statement,
        -- the ASGI message an opentelemetry-instrumentation-asgi span sends or receives
-       -- (asgi.event.type; "type" before the attribute was renamed in 2024)
+       -- (asgi.event.type; "type" before the attribute was renamed in 2024, a name common
+       -- enough that it counts only on a span named as the instrumentation names them)
        CASE WHEN coalesce(kind, 'INTERNAL') IN ('INTERNAL', 'UNSPECIFIED') THEN coalesce(
            attributes->>'asgi.event.type',
            CASE WHEN regexp_matches(attributes->>'type',
                     '^(http\\.(request|disconnect|response\\.[a-z_.]+)|websocket\\.[a-z_.]+)$')
+                 AND regexp_matches(name, ' (http|websocket) (send|receive)$')
                 THEN attributes->>'type' END) END AS asgi_event,
        CASE WHEN db_statement IS NOT NULL THEN hash(db_statement) END AS qh,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
 FROM (
-    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
+    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer, j.trace IS NOT NULL AS job_trace
     FROM spans s
     -- the spans whose children are all CONSUMER spans of one service
     LEFT JOIN (SELECT trace_id AS trace, parent_id AS parent, min(service) AS by
@@ -184,6 +197,16 @@ FROM (
                HAVING bool_and(coalesce(kind = 'CONSUMER', false))
                   AND min(coalesce(service, '')) = max(coalesce(service, ''))) w
       ON w.trace = s.trace_id AND w.parent = s.span_id AND w.by IS NOT DISTINCT FROM s.service
+    -- the traces of a job: an INTERNAL root over database calls, no entry span anywhere
+    LEFT JOIN (SELECT trace_id AS trace
+               FROM spans
+               WHERE run_id = $run AND trace_id IN (  -- only traces an INTERNAL span roots
+                   SELECT trace_id FROM spans
+                   WHERE run_id = $run AND parent_id IS NULL AND kind = 'INTERNAL')
+               GROUP BY trace_id
+               HAVING count(*) FILTER (WHERE kind IN ('SERVER', 'CONSUMER')) = 0
+                  AND count(*) FILTER (WHERE db_system IS NOT NULL) > 0) j
+      ON j.trace = s.trace_id
     WHERE s.run_id = $run
 )
 """
@@ -239,39 +262,73 @@ FROM owner GROUP BY th, sh
 
 # One execution recorded twice: SQLAlchemy's instrumentation and the driver's (psycopg,
 # PyMySQL through the DB-API integration, asyncpg), both on under auto-instrumentation,
-# each record the statement. The second record (``i``) is a DB span of the same
-# fingerprint as another (``o``) in its trace, its child, or its sibling from another
-# instrumentation scope, lying within it: starting no earlier, ending no later (give or
-# take a little slack). Queries awaited together are siblings of one scope, so never collapsed.
-# A span within another that is itself within a third counts against the outermost only:
-# under asyncio.gather a driver's span may happen to lie within another query's record.
-_DOUBLED_SQL = """
-CREATE OR REPLACE TEMP TABLE {p}_doubled AS
+# each record the statement. A second record is a DB span of the same fingerprint as
+# another in its trace, its child, or its sibling from another instrumentation scope,
+# lying within it: starting no earlier, ending no later (give or take a little slack).
+# Queries awaited together are siblings of one scope, so never collapsed.
+#
+# Siblings are compared in one ordered pass, never pair by pair (a request may run one
+# statement thousands of times): in the order start, end descending, span, a span's
+# earlier siblings are exactly those that may hold it, and one of them does if the latest
+# end among them reaches the span's own end. Only siblings of another scope count, so the
+# pass runs once per scope of the group ("lane"): a span takes the latest end of the
+# other scopes' spans before it in its own scope's lane.
+_COVERED_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_covered AS
 WITH db AS (
-    SELECT t.th, t.sh, t.ph, t.scope_name, t.start_ns, t.end_ns, f.fingerprint
+    SELECT t.th, t.sh, t.ph, t.scope_name AS scope, t.start_ns, t.end_ns, f.fingerprint,
+           -- the end a record holding this one must reach
+           t.end_ns - least({slack}, (t.end_ns - t.start_ns) // 10) AS reach
     FROM {p}_tree t
     JOIN {p}_fingerprints f ON f.db_system IS NOT DISTINCT FROM t.db_system AND f.qh = t.qh
     WHERE t.kind IS DISTINCT FROM 'SERVER'
 ),
-pairs AS (
-    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
-           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
-    FROM db i JOIN db o ON o.th = i.th AND o.sh = i.ph
-    UNION ALL
-    SELECT i.th, i.sh, o.sh AS outer_sh, i.start_ns AS i0, i.end_ns AS i1,
-           o.start_ns AS o0, o.end_ns AS o1, i.fingerprint AS fi, o.fingerprint AS fo
-    FROM db i JOIN db o ON o.th = i.th AND o.ph = i.ph AND o.fingerprint = i.fingerprint
-    WHERE o.scope_name <> i.scope_name
-),
-within AS (
-    SELECT th, sh, outer_sh FROM pairs
-    WHERE fi = fo AND i0 >= o0 AND i1 <= o1 + least({slack}, (i1 - i0) / 10)
-      -- of two records of one interval, the one that starts first, or ends last, or
-      -- else the one of lower id is the outer
-      AND (o0 < i0 OR (o0 = i0 AND (o1 > i1 OR (o1 = i1 AND outer_sh < sh))))
+lanes AS (
+    SELECT d.*, l.lane,
+           max(CASE WHEN d.scope <> l.lane THEN d.end_ns END) OVER (
+               PARTITION BY d.th, d.ph, d.fingerprint, l.lane
+               ORDER BY d.start_ns, d.end_ns DESC, d.sh
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
+    FROM db d
+    JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane FROM db WHERE scope IS NOT NULL) l
+      ON l.th = d.th AND l.ph = d.ph AND l.fingerprint = d.fingerprint
 )
-SELECT DISTINCT w.th, w.sh FROM within w
-WHERE NOT EXISTS (SELECT 1 FROM within x WHERE x.th = w.th AND x.sh = w.outer_sh)
+SELECT d.th, d.sh, d.ph, d.scope, d.start_ns, d.end_ns, d.reach, d.fingerprint,
+       -- the parent, when it is a record of the same statement holding this one
+       o.sh AS parent_sh,
+       o.sh IS NOT NULL OR coalesce(s.sibling_end >= d.reach, false) AS covered
+FROM db d
+LEFT JOIN db o
+  ON o.th = d.th AND o.sh = d.ph AND o.fingerprint = d.fingerprint
+ AND d.start_ns >= o.start_ns AND d.reach <= o.end_ns
+ -- of two records of one interval, the one that starts first, or ends last, or else the
+ -- one of lower id is the outer
+ AND (o.start_ns < d.start_ns OR (o.start_ns = d.start_ns
+      AND (o.end_ns > d.end_ns OR (o.end_ns = d.end_ns AND o.sh < d.sh))))
+LEFT JOIN lanes s ON s.th = d.th AND s.sh = d.sh AND s.lane = d.scope
+"""
+
+# A span within another that is itself within a third counts against the outermost only:
+# under asyncio.gather a driver's span may happen to lie within another query's record.
+# So the same pass again, over the records no other holds.
+_DOUBLED_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_doubled AS
+WITH lanes AS (
+    SELECT d.th, d.sh, d.scope, d.lane,
+           max(CASE WHEN d.scope <> d.lane AND NOT d.covered THEN d.end_ns END) OVER (
+               PARTITION BY d.th, d.ph, d.fingerprint, d.lane
+               ORDER BY d.start_ns, d.end_ns DESC, d.sh
+               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
+    FROM (SELECT c.*, l.lane FROM {p}_covered c
+          JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane
+                FROM {p}_covered WHERE scope IS NOT NULL) l
+            ON l.th = c.th AND l.ph = c.ph AND l.fingerprint = c.fingerprint) d
+)
+SELECT DISTINCT c.th, c.sh
+FROM {p}_covered c
+LEFT JOIN {p}_covered o ON o.th = c.th AND o.sh = c.parent_sh
+LEFT JOIN lanes s ON s.th = c.th AND s.sh = c.sh AND s.lane = c.scope
+WHERE (c.parent_sh IS NOT NULL AND NOT o.covered) OR s.sibling_end >= c.reach
 """
 
 _PARTS_SQL = """
