@@ -16,7 +16,10 @@ from click.testing import CliRunner
 
 import correlate
 from correlate.cli import cli
+from correlate.diff import QueryChange, RouteChange, RunDiff
+from correlate.diff.rules import parse_rules
 from correlate.errors import InputError
+from correlate.render.diff import MAX_COMMENT
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
 FIXED, BF = SAMPLES / "checkout-fixed", SAMPLES / "checkout-blackfriday"
@@ -84,6 +87,72 @@ def test_a_path_into_a_run_holding_other_files_is_a_fresh_run_and_says_so() -> N
         assert any("already holds other files" in n for n in result.notes)
 
 
+def _route(name: str) -> RouteChange:
+    return RouteChange(
+        route=name,
+        baseline_requests=200,
+        candidate_requests=200,
+        baseline_ms={"p50": 10.0, "p95": 20.0},
+        candidate_ms={"p50": 30.0, "p95": 60.0},
+        ratios={"p95": (3.0, 2.5, 3.5)},
+    )
+
+
+def test_the_comment_fits_githubs_limit_with_long_names() -> None:
+    routes = [_route(f"/r{i}/" + "x" * 20_000) for i in range(12)]
+    queries = [
+        QueryChange(
+            f"{i:016x}", r.route, "SELECT " + "y" * 20_000, None, 1.0, None, 2.0, None, 200.0
+        )
+        for i, r in enumerate(routes)
+    ]
+    d = RunDiff(
+        baseline="main",
+        candidate="pr",
+        routes=routes,
+        queries=queries,
+        new_findings=[],
+        resolved_findings=[],
+        rules=parse_rules(["p95:+10%"]),
+        failures=[f"p95:+10%: {r.route} p95 +200%" for r in routes],
+        notes=["n" * 30_000],
+    )
+    md = d.to_markdown()
+    assert len(md) <= MAX_COMMENT < 65_536
+    assert "…" in md
+    assert "/r11/xxx" in md  # every route keeps a row
+    assert md.startswith("### 🔴 correlate: REGRESSION")
+
+
+def test_a_comment_over_the_cap_says_what_it_left_out() -> None:
+    routes = [_route(f"/r{i}") for i in range(3)]
+    notes = [f"note {i}: " + "z" * 3000 for i in range(300)]
+    d = RunDiff("main", "pr", routes, [], [], [], parse_rules(["p95:+10%"]), [], notes=notes)
+    md = d.to_markdown()
+    assert len(md) <= MAX_COMMENT
+    assert "left out" in md and "--format json" in md
+    assert md.rstrip().endswith("rules: p95:+10%_")  # the footer stays
+
+
+def test_json_is_the_same_bytes_for_sums_that_differ_in_the_last_digits() -> None:
+    def one(total: float) -> str:
+        q = QueryChange("f", "/a", "SELECT 1", 1.0, 1.0, 2.0, 2.0, total, total)
+        return RunDiff("a", "b", [], [q], [], [], [], []).to_json()
+
+    assert 0.1 + 0.2 != 0.3
+    assert one(0.1 + 0.2) == one(0.3)
+
+
+def test_json_is_identical_between_invocations(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["diff", str(FIXED), str(BF), "--db", str(db), "--format", "json"])
+    second = runner.invoke(cli, ["diff", str(FIXED), str(BF), "--db", str(db), "--format", "json"])
+    assert first.exit_code == second.exit_code == 1
+    assert first.stdout == second.stdout
+    assert json.loads(first.stdout)["failures"]
+
+
 def test_a_store_file_as_a_run_says_to_use_db(tmp_path: Path) -> None:
     db = tmp_path / "runs.duckdb"
     with correlate.open_store(db) as store:
@@ -101,3 +170,12 @@ def test_fail_on_as_one_string_is_one_rule() -> None:
         result = correlate.diff(FIXED, BF, store=store, fail_on="p95:+25%")
     assert [str(r) for r in result.rules] == ["p95:+25%"]
     assert result.regressed
+
+
+def test_fail_on_empty_means_no_rules_and_says_so() -> None:
+    with correlate.open_store(":memory:") as store:
+        result = correlate.diff(FIXED, BF, store=store, fail_on=[])
+    assert result.rules == [] and not result.regressed
+    for text in (result.to_text(), result.to_markdown()):
+        assert "no rules given: nothing can fail" in text
+    assert "breaks none of the rules" not in result.to_text()
