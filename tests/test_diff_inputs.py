@@ -8,6 +8,7 @@ JSON is the same bytes for the same runs; misused arguments get errors that say 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -21,7 +22,8 @@ from correlate.diff.rules import parse_rules
 from correlate.errors import InputError
 from correlate.render.diff import MAX_COMMENT
 
-SAMPLES = Path(__file__).resolve().parents[1] / "sample_traces"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES, DOCS = ROOT / "sample_traces", ROOT / "docs"
 FIXED, BF = SAMPLES / "checkout-fixed", SAMPLES / "checkout-blackfriday"
 
 
@@ -179,3 +181,11 @@ def test_fail_on_empty_means_no_rules_and_says_so() -> None:
     for text in (result.to_text(), result.to_markdown()):
         assert "no rules given: nothing can fail" in text
     assert "breaks none of the rules" not in result.to_text()
+
+
+def test_every_json_key_is_documented() -> None:
+    documented = set(re.findall(r"`([a-z0-9_]+)`", (DOCS / "diff-json.md").read_text()))
+    with correlate.open_store(":memory:") as store:
+        doc = json.loads(correlate.diff(FIXED, BF, store=store).to_json())
+    keys = set(doc) | set(doc["routes"][0]) | set(doc["queries"][0]) | set(doc["load"])
+    assert keys - documented == set()
