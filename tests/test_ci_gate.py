@@ -54,7 +54,7 @@ def test_workflow_shape() -> None:
 def _run_step(
     step: dict[str, Any], cwd: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    # GitHub's default shell for run steps on Linux
+    # what GitHub runs for `shell: bash`, the job's default (test_steps_run_in_bash_with_pipefail)
     return subprocess.run(
         ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
         cwd=cwd,
@@ -108,3 +108,41 @@ def test_diff_step_without_baseline_passes(tmp_path: Path, missing: bool) -> Non
     assert result.returncode == 0
     assert "No baseline run yet" in result.stdout
     assert not (tmp_path / "out").exists()
+
+
+def test_steps_run_in_bash_with_pipefail() -> None:
+    # GitHub's shell when none is set is `bash -e`: `correlate analyze | tee` would pass
+    # when analyze fails; `shell: bash` is `bash --noprofile --norc -eo pipefail`
+    (job,) = _workflow()["jobs"].values()
+    assert job["defaults"]["run"]["shell"] == "bash"
+    assert all("shell" not in s for s in job["steps"])
+
+
+def test_a_comparison_that_could_not_run_fails_with_its_reason(tmp_path: Path) -> None:
+    shutil.copytree(ROOT / "sample_traces" / "checkout-fixed", tmp_path / "baseline")
+    (tmp_path / "candidate").mkdir()
+    (tmp_path / "candidate" / "spans.jsonl").write_text('{"resourceSpans": []}\n')
+    bin_dir = str(Path(sys.executable).parent)
+    output = tmp_path / "github_output"
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in _workflow()["env"].items()},
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "GITHUB_OUTPUT": str(output),
+    }
+    compared = _run_step(_steps()["diff"], tmp_path, env)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    assert output.read_text().strip() == "status=2"
+    assert "no spans" in compared.stderr
+    assert not (tmp_path / "diff.md").exists()
+    # no comment is posted without a diff.md, and the failing step says where the error is
+    post = next(
+        s
+        for s in _workflow()["jobs"]["load-gate"]["steps"]
+        if s.get("name") == "Post the comparison"
+    )
+    assert "hashFiles('diff.md') != ''" in post["if"]
+    failed = _run_step(_steps()["fail"], tmp_path, {**env, "STATUS": "2"})
+    assert failed.returncode == 1
+    assert "could not compare the runs (exit 2)" in failed.stdout
+    assert "No such file" not in failed.stderr

@@ -201,29 +201,34 @@ def diff(
     candidate: str | os.PathLike[str],
     *,
     store: Store,
-    fail_on: tuple[str, ...] | list[str] | None = None,
+    fail_on: str | tuple[str, ...] | list[str] | None = None,
     settings: SettingsLike | None = None,
 ) -> RunDiff:
     """Compare run ``candidate`` with run ``baseline`` (run names, or run directories
     and trace files, ingested first under their directory's name).
 
     ``fail_on`` takes rules such as ``p95:+10%``, ``queries-per-request:+1`` or
-    ``new-finding:warning``; by default :data:`~correlate.diff.rules.DEFAULT_RULES`.
+    ``new-finding:warning`` (one rule may be a plain string); by default
+    :data:`~correlate.diff.rules.DEFAULT_RULES`, and an empty list means no rules: nothing
+    can fail, and the comparison says so. Two paths with one base name become two runs
+    (``main/run``, ``pr/run``); see :mod:`correlate.diff.runs`.
     ``settings`` tunes the detectors of both runs alike, as for :func:`correlate.analyze`.
     A run without requests is an :class:`~correlate.errors.InputError`: there is nothing
     to compare, and "no regression" would pass a candidate whose files were all skipped.
     """
+    if isinstance(fail_on, str):
+        fail_on = [fail_on]  # one rule, not a list of one-letter ones
     rules = parse_rules(list(DEFAULT_RULES if fail_on is None else fail_on))
     from correlate.analysis.settings import resolve_settings
-    from correlate.analysis.verdict import resolve_run
+    from correlate.diff.runs import resolve_runs
 
     resolved = resolve_settings(settings)
-    base_name, _ = resolve_run(store, baseline)
-    cand_name, _ = resolve_run(store, candidate)
+    base_name, cand_name, naming = resolve_runs(store, baseline, candidate)
     with Run(store, base_name) as a, Run(store, cand_name) as b:
         _require_requests(a)
         _require_requests(b)
         load, notes = _load(a, b)
+        notes = naming + notes
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
         routes = _routes(a, b, load, wanted)
         queries = _queries(a, b)

@@ -24,9 +24,17 @@ if TYPE_CHECKING:
 JSON_SCHEMA = "correlate.diff/1"
 #: Rows shown per table in text and Markdown; the JSON has them all.
 MAX_ROWS = 12
+#: The most characters a Markdown comparison holds: under GitHub's 65,536 per PR comment.
+MAX_COMMENT = 60_000
+#: The most characters of one trace text (a route, a statement, a title) in Markdown.
+MAX_CELL = 160
+#: What a comparison without rules says instead of a verdict on them.
+NO_RULES = "no rules given: nothing can fail"
 
 
 def _verdict(d: RunDiff) -> str:
+    if not d.rules:
+        return f"{NO_RULES}: {d.candidate} against {d.baseline}"
     if d.regressed:
         return f"REGRESSION: {len(d.failures)} rule(s) broken by {d.candidate} against {d.baseline}"
     if d.unchanged:
@@ -151,19 +159,35 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
     return buffer.getvalue()
 
 
+def _cut(text: object, limit: int) -> str:
+    """``text`` of at most ``limit`` characters, cut with "…" (before escaping)."""
+    value = "" if text is None else str(text)
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _cell(text: object, limit: int = MAX_CELL) -> str:
+    return _md(_cut(text, limit))
+
+
 def render_markdown(d: RunDiff) -> str:
-    """The comparison as a pull-request comment: a few KB at most."""
+    """The comparison as a pull-request comment: a few KB, never over :data:`MAX_COMMENT`.
+
+    Each trace text (route, statement, title, run name) is cut to :data:`MAX_CELL`
+    characters; what still does not fit is left out with a line that says so.
+    """
     icon = "🔴" if d.regressed else "🟢"
-    lines = [f"### {icon} correlate: {_md(_verdict(d))}", ""]
+    lines = [f"### {icon} correlate: {_md(_cut(_verdict(d), 3 * MAX_CELL))}", ""]
     for failure in d.failures[:MAX_ROWS]:
-        lines.append(f"- {_md(failure)}")
+        lines.append(f"- {_cell(failure, 2 * MAX_CELL)}")
     if len(d.failures) > MAX_ROWS:
         lines.append(f"- … and {len(d.failures) - MAX_ROWS} more")
+    if not d.rules:
+        lines.append(f"> {NO_RULES}")
     for note in d.notes:
-        lines.append(f"> {_md(note)}")
+        lines.append(f"> {_cell(note, 2 * MAX_CELL)}")
     if d.new_findings:
         lines += ["", "**New findings**", ""]
-        lines += [f"- **{f.severity}** {_md(f.title)}" for f in d.new_findings[:MAX_ROWS]]
+        lines += [f"- **{f.severity}** {_cell(f.title)}" for f in d.new_findings[:MAX_ROWS]]
     lines += [
         "",
         "| route | requests | p50 | p95 | p95 change |",
@@ -181,20 +205,38 @@ def render_markdown(d: RunDiff) -> str:
             else "—"
         )
         lines.append(
-            f"| {_md(r.route)} | {r.baseline_requests} → {r.candidate_requests} | {p50} | {p95} "
-            f"| {_md(r.note) if r.note else _change(r, 'p95')} |"
+            f"| {_cell(r.route)} | {r.baseline_requests} → {r.candidate_requests} | {p50} "
+            f"| {p95} | {_cell(r.note) if r.note else _change(r, 'p95')} |"
         )
     queries = _interesting_queries(d)
     if queries:
         lines += ["", "**Queries that changed**", ""]
-        lines += [f"- {_md(_query_line(q))}" for q in queries[:6]]
-    lines += [
+        lines += [f"- {_cell(_query_line(q), 2 * MAX_CELL)}" for q in queries[:6]]
+    footer = [
         "",
-        f"_baseline {_md(d.baseline)}, candidate {_md(d.candidate)}; rules: "
-        + ", ".join(_md(str(r)) for r in d.rules)
+        f"_baseline {_cell(d.baseline)}, candidate {_cell(d.candidate)}; rules: "
+        + _cut(", ".join(_md(str(r)) for r in d.rules), 2 * MAX_CELL)
         + "_",
     ]
-    return "\n".join(lines) + "\n"
+    return _capped(lines, footer)
+
+
+def _capped(lines: list[str], footer: list[str]) -> str:
+    """``lines`` then ``footer``, leaving out the lines that would go over MAX_COMMENT."""
+    room = MAX_COMMENT - sum(len(f) + 1 for f in footer) - 200
+    kept: list[str] = []
+    for line in lines:
+        if len(line) + 1 > room:
+            left = len(lines) - len(kept)
+            kept += [
+                "",
+                f"_… {left} more line(s) left out to fit a pull-request comment; "
+                "the whole comparison: `correlate diff … --format json`_",
+            ]
+            break
+        kept.append(line)
+        room -= len(line) + 1
+    return "\n".join(kept + footer) + "\n"
 
 
 def render_json(d: RunDiff) -> str:
@@ -216,4 +258,16 @@ def render_json(d: RunDiff) -> str:
         "new_findings": [f.to_dict() for f in d.new_findings],
         "resolved_findings": [f.to_dict() for f in d.resolved_findings],
     }
-    return json.dumps(plain(doc), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+    return json.dumps(_rounded(plain(doc)), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _rounded(value: object) -> object:
+    """Floats to 9 significant digits: sums that DuckDB adds up in another order in
+    another invocation differ in their last bits, and the JSON must not."""
+    if isinstance(value, float):
+        return float(f"{value:.9g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    return value

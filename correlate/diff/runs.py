@@ -1,0 +1,124 @@
+"""The two runs a comparison is between: run names, or paths ingested into runs of their own.
+
+A path is ingested under its directory's name (a trace file's stem), with two exceptions
+that would otherwise compare a run with itself or with a mix of two runs:
+
+- two different paths with the same base name (``main/run`` and ``pr/run``) are named by
+  the shortest path tails that tell them apart (``main/run``, ``pr/run``);
+- a run of that name already in the store that holds files the path does not (a store
+  reused between local runs, the directory since overwritten) is left alone, and the path
+  goes into a fresh run (``candidate (2)``), so a reused store gives a fresh store's verdict.
+  The same files again find their run and are not read twice.
+
+A correlate store file named as a run is refused with what to pass instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from correlate.errors import InputError
+
+if TYPE_CHECKING:
+    from correlate.store import Store
+
+__all__ = ["resolve_runs"]
+
+#: The bytes a DuckDB database file holds at offset 8.
+_DUCKDB_MAGIC = b"DUCK"
+
+
+def resolve_runs(
+    store: Store, baseline: str | os.PathLike[str], candidate: str | os.PathLike[str]
+) -> tuple[str, str, list[str]]:
+    """(baseline run, candidate run, notes on how paths were named), ingesting paths first."""
+    base, cand = Path(baseline), Path(candidate)
+    base_name, cand_name = _path_name(base), _path_name(cand)
+    if (
+        base.exists()
+        and cand.exists()
+        and base_name == cand_name
+        and base.resolve() != cand.resolve()
+    ):
+        base_name, cand_name = _distinct_tails(base.resolve(), cand.resolve())
+    from correlate.analysis.verdict import resolve_run
+
+    notes: list[str] = []
+    names = []
+    for target, name in ((base, base_name), (cand, cand_name)):
+        if target.exists():
+            names.append(_ingest(store, target, name, notes))
+        else:
+            names.append(resolve_run(store, target)[0])
+    return names[0], names[1], notes
+
+
+def _path_name(path: Path) -> str:
+    return path.name if path.is_dir() else path.stem.split(".")[0]
+
+
+def _distinct_tails(a: Path, b: Path) -> tuple[str, str]:
+    """The shortest tails of two different paths that differ: ``main/run``, ``pr/run``."""
+    for n in range(2, max(len(a.parts), len(b.parts)) + 1):
+        tail_a, tail_b = "/".join(a.parts[-n:]), "/".join(b.parts[-n:])
+        if tail_a != tail_b:
+            return tail_a, tail_b
+    return str(a), str(b)
+
+
+def _ingest(store: Store, path: Path, name: str, notes: list[str]) -> str:
+    """Ingest ``path`` into run ``name``, or into a fresh run when ``name`` holds other files."""
+    _refuse_store_file(path)
+    digests = _digests(path)
+    taken = set(store.run_names())
+    wanted, n = name, 1
+    while wanted in taken and not _held_files(store, wanted) <= digests:
+        n += 1
+        wanted = f"{name} ({n})"
+    if wanted != name:
+        notes.append(
+            f"run {name!r} in the store already holds other files than {path}: "
+            f"compared as run {wanted!r}"
+        )
+    store.ingest([path], wanted)  # files the run holds already are not read again
+    return wanted
+
+
+def _held_files(store: Store, run: str) -> set[str]:
+    rows = store.con.execute(
+        "SELECT f.sha256 FROM files f JOIN runs r USING (run_id) WHERE r.name = ?", [run]
+    ).fetchall()
+    return {str(sha) for (sha,) in rows}
+
+
+def _digests(path: Path) -> set[str]:
+    """The SHA-256 of every file ingest would look at under ``path`` (hidden ones left out)."""
+    from correlate.ingest.bookkeeping import file_digest
+
+    if not path.is_dir():
+        return {file_digest(path)} if path.is_file() else set()
+    found = set()
+    for top, dirs, files in os.walk(path):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            child = Path(top) / name
+            if not name.startswith(".") and child.is_file():
+                found.add(file_digest(child))
+    return found
+
+
+def _refuse_store_file(path: Path) -> None:
+    if not path.is_file():
+        return
+    try:
+        with path.open("rb") as f:
+            head = f.read(12)
+    except OSError:
+        return  # ingest says why it cannot read it
+    if head[8:12] == _DUCKDB_MAGIC:
+        raise InputError(
+            f"{path} is a correlate store: pass a run name with --db {path} "
+            f"(in Python: a run name, with store=open_store({str(path)!r}))"
+        )
