@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.run import Run
-from correlate.diff.rules import DEFAULT_RULES, Rule, parse_rules
+from correlate.diff.rules import DEFAULT_RULES, Rule, judge, parse_rules
 from correlate.diff.stats import quantile_ratio
 from correlate.errors import CorrelateError, InputError
 from correlate.severity import Severity
@@ -246,7 +246,7 @@ def diff(
         notes=notes,
         load=load,
     )
-    result.failures = _judge(result)
+    result.failures = judge(result)
     return result
 
 
@@ -517,52 +517,3 @@ def _queries(a: Run, b: Run) -> list[QueryChange]:
             )
         )
     return out
-
-
-def _judge(d: RunDiff) -> list[str]:
-    failures = []
-    for rule in d.rules:
-        if rule.kind == "latency":
-            q = rule.quantile or "p95"
-            for r in d.routes:
-                if r.significant(q, rule.threshold):
-                    ratio, low, high = r.ratios[q]
-                    failures.append(
-                        f"{rule}: {r.route} {q} {_ms(r.baseline_ms[q])} → "
-                        f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%}, "
-                        f"{1 - r.alpha:.1%} interval {low - 1:+.0%} to {high - 1:+.0%})"
-                    )
-        elif rule.kind == "errors":
-            for r in d.routes:
-                if r.errors_rose(rule.threshold):
-                    failures.append(
-                        f"{rule}: {r.route} errors {r.baseline_error_rate:.1%} → "
-                        f"{r.candidate_error_rate:.1%} ({r.baseline_errors} of "
-                        f"{r.baseline_requests} → {r.candidate_errors} of {r.candidate_requests})"
-                    )
-        elif rule.kind == "queries":
-            for c in d.queries:
-                if c.calls_delta >= rule.threshold:
-                    failures.append(
-                        f"{rule}: {c.route} runs {c.fingerprint} "
-                        f"{c.candidate_per_request or 0:.1f}× per request "
-                        f"(was {c.baseline_per_request or 0:.1f})"
-                    )
-        elif rule.kind == "missing":
-            for r in d.routes:
-                if r.missing and r.baseline_requests >= rule.threshold:
-                    failures.append(
-                        f"{rule}: {r.route} served {r.baseline_requests} requests in the "
-                        "baseline and none in the candidate"
-                    )
-        elif rule.kind == "finding":
-            for f in d.new_findings:
-                if rule.severity_counts(f.severity):
-                    failures.append(f"{rule}: new {f.severity} finding: {f.title}")
-    return failures
-
-
-def _ms(value: float) -> str:
-    from correlate.analysis.findings import ms
-
-    return ms(value)

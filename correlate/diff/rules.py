@@ -17,9 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
 from correlate.severity import Severity
+
+if TYPE_CHECKING:
+    from correlate.diff.compare import RunDiff
 
 #: What ``correlate diff`` fails on when no --fail-on is given. ``missing-route:30``: the
 #: same load script drove both runs, so a route the baseline served 30 times (enough to
@@ -96,3 +100,53 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
             forms = "; ".join(f"{example} — {what}" for example, what in RULE_FORMS)
             raise InputError(f"--fail-on {text!r} is not a rule; use one of: {forms}")
     return rules
+
+
+def judge(d: RunDiff) -> list[str]:
+    """The rules ``d`` breaks, one line each."""
+    failures = []
+    for rule in d.rules:
+        if rule.kind == "latency":
+            q = rule.quantile or "p95"
+            for r in d.routes:
+                if r.significant(q, rule.threshold):
+                    ratio, low, high = r.ratios[q]
+                    failures.append(
+                        f"{rule}: {r.route} {q} {_ms(r.baseline_ms[q])} → "
+                        f"{_ms(r.candidate_ms[q])} ({ratio - 1:+.0%}, "
+                        f"{1 - r.alpha:.1%} interval {low - 1:+.0%} to {high - 1:+.0%})"
+                    )
+        elif rule.kind == "errors":
+            for r in d.routes:
+                if r.errors_rose(rule.threshold):
+                    failures.append(
+                        f"{rule}: {r.route} errors {r.baseline_error_rate:.1%} → "
+                        f"{r.candidate_error_rate:.1%} ({r.baseline_errors} of "
+                        f"{r.baseline_requests} → {r.candidate_errors} of {r.candidate_requests})"
+                    )
+        elif rule.kind == "queries":
+            for c in d.queries:
+                if c.calls_delta >= rule.threshold:
+                    failures.append(
+                        f"{rule}: {c.route} runs {c.fingerprint} "
+                        f"{c.candidate_per_request or 0:.1f}× per request "
+                        f"(was {c.baseline_per_request or 0:.1f})"
+                    )
+        elif rule.kind == "missing":
+            for r in d.routes:
+                if r.missing and r.baseline_requests >= rule.threshold:
+                    failures.append(
+                        f"{rule}: {r.route} served {r.baseline_requests} requests in the "
+                        "baseline and none in the candidate"
+                    )
+        elif rule.kind == "finding":
+            for f in d.new_findings:
+                if rule.severity_counts(f.severity):
+                    failures.append(f"{rule}: new {f.severity} finding: {f.title}")
+    return failures
+
+
+def _ms(value: float) -> str:
+    from correlate.analysis.findings import ms
+
+    return ms(value)
