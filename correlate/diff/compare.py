@@ -95,11 +95,19 @@ class RouteChange:
         grew = self.candidate_ms.get(quantile, 0.0) - self.baseline_ms.get(quantile, 0.0)
         return r[0] - 1.0 >= threshold and r[1] > 1.0 and grew >= MIN_EFFECT_MS
 
+    def errors_judged(self) -> bool:
+        """Both sides served the route, enough times that even every candidate request
+        failing (none in the baseline) would be significant at the route's error level."""
+        from correlate.diff.stats import smallest_rise_p
+
+        return smallest_rise_p(self.baseline_requests, self.candidate_requests) < self.alpha
+
     def errors_rose(self, points: float) -> bool:
-        """The error rate rose by at least ``points`` (0.01 = one point), significantly."""
+        """The error rate rose by at least ``points`` (0.01 = one point), significantly
+        (Fisher's exact test, so a few dozen requests are judged too)."""
         from correlate.diff.stats import proportion_rise
 
-        if self.note:
+        if not self.errors_judged():
             return False
         rise = self.candidate_error_rate - self.baseline_error_rate
         p = proportion_rise(
@@ -385,13 +393,10 @@ def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[R
         else set(rb)
     )
     empty = _RouteSample()
-    comparable = [
-        r
-        for r in routes
-        if ra.get(r, empty).requests >= MIN_REQUESTS and rb.get(r, empty).requests >= MIN_REQUESTS
-    ]
-    # every route is a test: Bonferroni keeps the chance of any false alarm near ALPHA
-    alpha = ALPHA / max(len(comparable), 1)
+    both = [r for r in routes if ra.get(r, empty).requests and rb.get(r, empty).requests]
+    # every route both runs served is a test (its errors at least): Bonferroni keeps the
+    # chance of any false alarm near ALPHA
+    alpha = ALPHA / max(len(both), 1)
     out = []
     for route in routes:
         xa, xb = ra.get(route, empty), rb.get(route, empty)

@@ -1,0 +1,82 @@
+"""The CI gate at smoke-run sizes: a few dozen requests per route is its normal case.
+
+Each test is a defect found by an outside probe of ``correlate diff``: a rule that cannot
+be judged must say so, errors and latency are judged at small sizes, a changed query text
+is not an N+1, and a second service keeps the routes matched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import correlate
+from correlate.diff import RunDiff, diff
+from correlate.diff.stats import proportion_rise
+from correlate.store import Store
+
+from .builders import RunBuilder
+
+
+def _route(
+    b: RunBuilder,
+    route: str,
+    n: int,
+    median_ms: float,
+    *,
+    seed: int,
+    failed: int = 0,
+    service: str = "svc",
+    sql: str | None = None,
+    calls: int = 1,
+    offset: float = 0.0,
+) -> None:
+    """``n`` requests of ``route`` (log-normal latency around ``median_ms``), the first
+    ``failed`` of them failed, each running ``sql`` ``calls`` times."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        start = offset + i * 500.0
+        end = start + float(rng.lognormal(np.log(median_ms), 0.3))
+        trace = f"{service}{route}{i}"
+        bad = i < failed
+        r = b.span(
+            trace,
+            start,
+            end,
+            kind="SERVER",
+            route=route,
+            http_status=500 if bad else 200,
+            status="ERROR" if bad else "UNSET",
+            service=service,
+        )
+        for k in range(calls if sql else 0):
+            b.query(trace, r, start + 0.1 + k * 0.01, start + 0.105 + k * 0.01, sql)
+
+
+def _diff(store: Store, runs: dict[str, RunBuilder], fail_on: list[str] | None) -> RunDiff:
+    for name, b in runs.items():
+        b.name = name
+        b.build(store)
+    return diff("base", "cand", store=store, fail_on=fail_on)
+
+
+# D3 -------------------------------------------------------------------------------------
+
+
+def test_the_exact_test_tells_a_broken_route_from_one_unlucky_request() -> None:
+    assert proportion_rise(0, 20, 20, 20) < 1e-10
+    assert proportion_rise(0, 20, 1, 20) == pytest.approx(0.5)
+    assert proportion_rise(3, 20, 3, 20) > 0.5
+
+
+@pytest.mark.parametrize(("failed", "fails"), [(20, True), (1, False)])
+def test_errors_are_judged_on_twenty_requests(failed: int, fails: bool) -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 400, 10, seed=1)
+    _route(cand, "/a", 400, 10, seed=1)
+    _route(base, "/pay", 20, 10, seed=2, offset=1e6)
+    _route(cand, "/pay", 20, 10, seed=2, offset=1e6, failed=failed)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["errors:+1%"])
+    expected = ["errors:+1%: /pay errors 0.0% → 100.0% (0 of 20 → 20 of 20)"] if fails else []
+    assert result.failures == expected
