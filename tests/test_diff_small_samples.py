@@ -12,6 +12,7 @@ import pytest
 
 import correlate
 from correlate.diff import RunDiff, diff
+from correlate.diff.compare import MIN_REQUESTS, compare_latency
 from correlate.diff.stats import proportion_rise
 from correlate.store import Store
 
@@ -80,3 +81,42 @@ def test_errors_are_judged_on_twenty_requests(failed: int, fails: bool) -> None:
         result = _diff(store, {"base": base, "cand": cand}, ["errors:+1%"])
     expected = ["errors:+1%: /pay errors 0.0% → 100.0% (0 of 20 → 20 of 20)"] if fails else []
     assert result.failures == expected
+
+
+# D4 -------------------------------------------------------------------------------------
+
+
+def test_a_threefold_slowdown_on_eighty_requests_fails_p95() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/pay", 80, 10, seed=1)
+    _route(cand, "/pay", 80, 30, seed=2)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+10%"])
+    assert result.regressed
+    (failure,) = result.failures
+    assert failure.startswith("p95:+10%: /pay p95")
+
+
+def test_a_route_under_the_minimum_says_why_in_the_p95_cell() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/pay", 12, 10, seed=1)
+    _route(cand, "/pay", 12, 30, seed=2)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+10%"])
+    (row,) = [line for line in result.to_markdown().splitlines() if line.startswith("| /pay")]
+    why = f"too few requests to compare (12 and 12; at least {MIN_REQUESTS} each)"
+    assert row.replace("\\", "").endswith(f"| {why} |")  # Markdown escapes the brackets
+
+
+@pytest.mark.parametrize("n", [MIN_REQUESTS, 80])
+def test_same_code_noise_rarely_fails_p95(n: int) -> None:
+    """Two samples of one distribution, many seeds: a p95:+10% failure at most as often as
+    the documented false-alarm rate (ALPHA, 5%)."""
+    seeds = 200
+    alarms = 0
+    for seed in range(seeds):
+        rng = np.random.default_rng(seed)
+        a, b = rng.lognormal(np.log(200), 0.5, n), rng.lognormal(np.log(200), 0.5, n)
+        route = compare_latency(list(a), list(b), {"p95"}, alpha=0.05)
+        alarms += route.significant("p95", 0.10)
+    assert alarms / seeds <= 0.05
