@@ -7,6 +7,8 @@ is not an N+1, and a second service keeps the routes matched.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,46 @@ def _diff(store: Store, runs: dict[str, RunBuilder], fail_on: list[str] | None) 
     return diff("base", "cand", store=store, fail_on=fail_on)
 
 
+# D2 -------------------------------------------------------------------------------------
+
+
+def test_a_rule_judged_on_no_route_fails_the_gate_and_says_why() -> None:
+    """Every route under the minimum and ten times slower: never "no change"."""
+    base, cand = RunBuilder(), RunBuilder()
+    for k, route in enumerate(("/a", "/b")):
+        _route(base, route, 8, 10, seed=k, offset=k * 1e6)
+        _route(cand, route, 8, 100, seed=10 + k, offset=k * 1e6)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+10%"])
+    assert not result.unchanged
+    assert result.regressed
+    assert result.failures == [
+        f"not judged: p95:+10% on no route: /a, /b had fewer than {MIN_REQUESTS} requests "
+        "on one side (run the smoke load longer)"
+    ]
+    doc = json.loads(result.to_json())
+    assert doc["unchanged"] is False
+    assert [r["not_judged"] for r in doc["routes"]] == [["p95:+10%"], ["p95:+10%"]]
+    assert "no change" not in result.to_text() and "no change" not in result.to_markdown()
+
+
+def test_a_rule_judged_on_some_routes_notes_the_others() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/big", 60, 10, seed=1)
+    _route(cand, "/big", 60, 10, seed=1)
+    _route(base, "/tiny", 5, 10, seed=2, offset=1e6)
+    _route(cand, "/tiny", 5, 10, seed=2, offset=1e6)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+10%"])
+    assert not result.regressed and not result.unchanged
+    note = f"not judged: p95:+10% on /tiny (fewer than {MIN_REQUESTS} requests on one side)"
+    assert note in result.notes
+    assert note in result.to_text()
+    assert "no change" not in result.to_text()
+    tiny = next(r for r in result.routes if r.route == "/tiny")
+    assert tiny.not_judged == ["p95:+10%"]
+
+
 # D3 -------------------------------------------------------------------------------------
 
 
@@ -81,6 +123,7 @@ def test_errors_are_judged_on_twenty_requests(failed: int, fails: bool) -> None:
         result = _diff(store, {"base": base, "cand": cand}, ["errors:+1%"])
     expected = ["errors:+1%: /pay errors 0.0% → 100.0% (0 of 20 → 20 of 20)"] if fails else []
     assert result.failures == expected
+    assert all(not r.not_judged for r in result.routes)
 
 
 # D4 -------------------------------------------------------------------------------------

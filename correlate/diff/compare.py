@@ -84,6 +84,8 @@ class RouteChange:
     skipped: dict[str, str] = field(default_factory=dict)
     #: the baseline served this route and the candidate has no request of it at all
     missing: bool = False
+    #: the rules that could not be judged on this route for want of requests
+    not_judged: list[str] = field(default_factory=list)
 
     def change(self, quantile: str) -> float | None:
         """Relative change of a quantile (+0.25 = 25% slower), None when not compared."""
@@ -188,8 +190,16 @@ class RunDiff:
         errors = any(r.errors_rose(0.0) for r in self.routes)
         queries = any(q.status != "same" for q in self.queries)
         missing = any(r.missing for r in self.routes)
+        # a rule that could not be judged is no evidence of "no change"
+        unjudged = any(r.not_judged for r in self.routes)
         return not (
-            latency or errors or queries or missing or self.new_findings or self.resolved_findings
+            latency
+            or errors
+            or queries
+            or missing
+            or unjudged
+            or self.new_findings
+            or self.resolved_findings
         )
 
     def to_text(self, *, color: bool = False, width: int = 120) -> str:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning", "missing-route:30")
 
 _QUANTILES = ("p50", "p90", "p95", "p99")
+#: Route names listed in one "not judged" line, before "and N more".
+MAX_NAMED = 5
 _SEVERITIES = "|".join(Severity)
 
 #: Every form of rule: (example, what it fails on). Help texts are built from it.
@@ -103,7 +105,7 @@ def parse_rules(texts: tuple[str, ...] | list[str]) -> list[Rule]:
 
 
 def judge(d: RunDiff) -> list[str]:
-    """The rules ``d`` breaks, one line each."""
+    """The rules ``d`` breaks, one line each; then :func:`not_judged`'s."""
     failures = []
     for rule in d.rules:
         if rule.kind == "latency":
@@ -143,10 +145,50 @@ def judge(d: RunDiff) -> list[str]:
             for f in d.new_findings:
                 if rule.severity_counts(f.severity):
                     failures.append(f"{rule}: new {f.severity} finding: {f.title}")
-    return failures
+    return failures + not_judged(d)
 
 
 def _ms(value: float) -> str:
     from correlate.analysis.findings import ms
 
     return ms(value)
+
+
+def _named(routes: list[str]) -> str:
+    shown = ", ".join(routes[:MAX_NAMED])
+    more = len(routes) - MAX_NAMED
+    return f"{shown} and {more} more" if more > 0 else shown
+
+
+def not_judged(d: RunDiff) -> list[str]:
+    """Mark the routes each latency and errors rule could not be judged on, note them, and
+    fail a rule that could be judged on no route at all: a gate blind to what it was asked
+    to check must not pass as if it had checked it."""
+    from correlate.diff.compare import MIN_REQUESTS, MIN_TAIL
+
+    shared = [r for r in d.routes if r.baseline_requests and r.candidate_requests]
+    failures = []
+    for rule in d.rules:
+        if rule.kind == "latency":
+            q = rule.quantile or "p95"
+            need = max(MIN_REQUESTS, round(MIN_TAIL / (1 - int(q[1:]) / 100)))
+            why = f"fewer than {need} requests on one side"
+            blind = [r for r in shared if q not in r.ratios]
+        elif rule.kind == "errors":
+            why = "too few requests on one side for an exact test"
+            blind = [r for r in shared if not r.errors_judged()]
+        else:
+            continue
+        for r in blind:
+            r.not_judged.append(str(rule))
+        names = [r.route for r in blind]
+        if not shared:
+            failures.append(f"not judged: {rule} on no route: the runs share no route")
+        elif len(blind) == len(shared):
+            failures.append(
+                f"not judged: {rule} on no route: {_named(names)} had {why} "
+                "(run the smoke load longer)"
+            )
+        elif blind:
+            d.notes.append(f"not judged: {rule} on {_named(names)} ({why})")
+    return failures
