@@ -163,3 +163,38 @@ def test_same_code_noise_rarely_fails_p95(n: int) -> None:
         route = compare_latency(list(a), list(b), {"p95"}, alpha=0.05)
         alarms += route.significant("p95", 0.10)
     assert alarms / seeds <= 0.05
+
+
+# D5 -------------------------------------------------------------------------------------
+
+OLD, NEW = "SELECT * FROM items WHERE id = 1", "SELECT id, name FROM items WHERE id = 1"
+
+
+def test_a_rewritten_query_at_the_same_count_is_no_n_plus_one() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1, sql=OLD)
+    _route(cand, "/a", 40, 10, seed=1, sql=NEW)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["queries-per-request:+1"])
+    assert result.failures == []
+    assert any(n.startswith("query text changed on /a") for n in result.notes), result.notes
+
+
+def test_a_rewritten_query_run_ten_times_is_still_an_n_plus_one() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1, sql=OLD)
+    _route(cand, "/a", 40, 10, seed=1, sql=NEW, calls=10)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["queries-per-request:+1"])
+    (failure,) = result.failures
+    assert "10.0× per request (was 0.0)" in failure
+
+
+def test_one_query_going_from_one_to_ten_calls_fails() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1, sql=OLD)
+    _route(cand, "/a", 40, 10, seed=1, sql=OLD, calls=10)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["queries-per-request:+1"])
+    (failure,) = result.failures
+    assert "10.0× per request (was 1.0)" in failure

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.run import Run
-from correlate.diff.rules import DEFAULT_RULES, Rule, judge, parse_rules
+from correlate.diff.rules import DEFAULT_RULES, Rule, judge, parse_rules, route_query_totals
 from correlate.diff.stats import quantile_ratio
 from correlate.errors import CorrelateError, InputError
 from correlate.severity import Severity
@@ -250,6 +250,7 @@ def diff(
         routes = _routes(a, b, load, wanted)
         queries = _queries(a, b)
         fa, fb = a.findings(settings=resolved), b.findings(settings=resolved)
+    notes += _rewritten_queries(queries)
     key = _finding_key
     before = {key(f): f.severity for f in fa}
     still = {key(f) for f in fb}
@@ -563,3 +564,21 @@ def _queries(a: Run, b: Run) -> list[QueryChange]:
             )
         )
     return out
+
+
+def _rewritten_queries(queries: list[QueryChange]) -> list[str]:
+    """A note per route whose queries changed text (gone and new fingerprints) but not in
+    number per request."""
+    rose = route_query_totals(queries)
+    notes = []
+    for route in sorted(rose):
+        mine = [c for c in queries if c.route == route]
+        new = sum(c.status == "new" for c in mine)
+        gone = sum(c.status == "vanished" for c in mine)
+        if new and gone and abs(rose[route]) < CALLS_CHANGE:
+            total = sum(c.candidate_per_request or 0.0 for c in mine)
+            notes.append(
+                f"query text changed on {route}: {gone} gone, {new} new, at the same "
+                f"{total:.1f} queries per request"
+            )
+    return notes

@@ -23,7 +23,7 @@ from correlate.errors import InputError
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
-    from correlate.diff.compare import RunDiff
+    from correlate.diff.compare import QueryChange, RunDiff
 
 #: What ``correlate diff`` fails on when no --fail-on is given. ``missing-route:30``: the
 #: same load script drove both runs, so a route the baseline served 30 times (enough to
@@ -127,8 +127,11 @@ def judge(d: RunDiff) -> list[str]:
                         f"{r.baseline_requests} → {r.candidate_errors} of {r.candidate_requests})"
                     )
         elif rule.kind == "queries":
+            # a query whose text changed is a new fingerprint and a vanished one: the
+            # route's total per request tells a rewrite from a loop
+            rose = route_query_totals(d.queries)
             for c in d.queries:
-                if c.calls_delta >= rule.threshold:
+                if c.calls_delta >= rule.threshold and rose[c.route] >= rule.threshold:
                     failures.append(
                         f"{rule}: {c.route} runs {c.fingerprint} "
                         f"{c.candidate_per_request or 0:.1f}× per request "
@@ -152,6 +155,14 @@ def _ms(value: float) -> str:
     from correlate.analysis.findings import ms
 
     return ms(value)
+
+
+def route_query_totals(queries: list[QueryChange]) -> dict[str, float]:
+    """Per route, the change in queries per request, all fingerprints together."""
+    out: dict[str, float] = {}
+    for c in queries:
+        out[c.route] = out.get(c.route, 0.0) + c.calls_delta
+    return out
 
 
 def _named(routes: list[str]) -> str:
