@@ -198,3 +198,36 @@ def test_one_query_going_from_one_to_ten_calls_fails() -> None:
         result = _diff(store, {"base": base, "cand": cand}, ["queries-per-request:+1"])
     (failure,) = result.failures
     assert "10.0× per request (was 1.0)" in failure
+
+
+# D6 -------------------------------------------------------------------------------------
+
+
+def test_a_second_service_keeps_the_routes_matched() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    for k, route in enumerate(("/a", "/b")):
+        _route(base, route, 100, 10, seed=k, service="api", offset=k * 1e6)
+        _route(cand, route, 100, 40, seed=10 + k, service="api", offset=k * 1e6)
+    _route(cand, "/health", 50, 1, seed=20, service="gateway", offset=3e6)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+25%", "missing-route:30"])
+    assert [(r.route, r.baseline_requests, r.candidate_requests) for r in result.routes] == [
+        ("api /a", 100, 100),
+        ("api /b", 100, 100),
+        ("gateway /health", 0, 50),
+    ]
+    assert [f.split(" p95")[0] for f in result.failures] == [
+        "p95:+25%: api /a",
+        "p95:+25%: api /b",
+    ]
+
+
+def test_single_service_runs_match_on_the_route_alone() -> None:
+    """A renamed service (one per run) is the same service: its routes still match."""
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1, service="shop")
+    _route(cand, "/a", 40, 10, seed=1, service="shop-api")
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, None)
+    assert [r.route for r in result.routes] == ["/a"]
+    assert not result.regressed

@@ -247,16 +247,17 @@ def diff(
         _require_requests(b)
         load, notes = _load(a, b)
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
-        routes = _routes(a, b, load, wanted)
-        queries = _queries(a, b)
+        labels = _route_labels(a, b)
+        routes = _routes(a, b, load, wanted, labels)
+        queries = _queries(a, b, labels)
         fa, fb = a.findings(settings=resolved), b.findings(settings=resolved)
     notes += _rewritten_queries(queries)
-    key = _finding_key
-    before = {key(f): f.severity for f in fa}
-    still = {key(f) for f in fb}
+    key_a, key_b = (lambda f: _finding_key(f, labels[0])), (lambda f: _finding_key(f, labels[1]))
+    before = {key_a(f): f.severity for f in fa}
+    still = {key_b(f) for f in fb}
     # new, or the same finding gone up in severity (an N+1 on 4% of requests now on all)
-    new = [f for f in fb if key(f) not in before or f.severity > before[key(f)]]
-    gone = [f for f in fa if key(f) not in still and f.severity > Severity.INFO]
+    new = [f for f in fb if key_b(f) not in before or f.severity > before[key_b(f)]]
+    gone = [f for f in fa if key_a(f) not in still and f.severity > Severity.INFO]
     result = RunDiff(
         baseline=base_name,
         candidate=cand_name,
@@ -289,8 +290,8 @@ def _require_requests(run: Run) -> None:
     )
 
 
-def _finding_key(f: Finding) -> tuple[str, str | None, str | None]:
-    return (f.kind, f.route, f.fingerprint)
+def _finding_key(f: Finding, labels: dict[str, str]) -> tuple[str, str | None, str | None]:
+    return (f.kind, None if f.route is None else labels.get(f.route, f.route), f.fingerprint)
 
 
 def _peak_users(run: Run) -> float | None:
@@ -391,22 +392,55 @@ def _route_samples(run: Run, buckets: list[int] | None) -> dict[str, _RouteSampl
     return out
 
 
-def _routes(a: Run, b: Run, load: dict[str, Any], quantiles: set[str]) -> list[RouteChange]:
+def _service_routes(run: Run) -> dict[str, tuple[str, str]]:
+    """Each route name of ``run``: its service ('?' when unnamed) and its route without the
+    service prefix a run of several services gives it."""
+    rows = run.con.execute(
+        f"SELECT DISTINCT route, service FROM {run.table('requests')}"
+    ).fetchall()
+    several = len({service for _, service in rows if service is not None}) > 1
+    out = {}
+    for route, service in rows:
+        name = "?" if service is None else str(service)
+        prefix = f"{name} "
+        bare = route[len(prefix) :] if several and route.startswith(prefix) else route
+        out[route] = (name, bare)
+    return out
+
+
+def _route_labels(a: Run, b: Run) -> tuple[dict[str, str], dict[str, str]]:
+    """What each run's routes are compared as. Runs of one service each: the route alone
+    (a renamed service is the same service). Otherwise service and route, so a baseline's
+    ``/a`` meets ``api /a`` of a candidate that gained a second service."""
+    sa, sb = _service_routes(a), _service_routes(b)
+    single = len({s for s, _ in sa.values()}) <= 1 and len({s for s, _ in sb.values()}) <= 1
+
+    def label(service: str, bare: str) -> str:
+        return bare if single else f"{service} {bare}"
+
+    return (
+        {route: label(*key) for route, key in sa.items()},
+        {route: label(*key) for route, key in sb.items()},
+    )
+
+
+def _relabel(samples: dict[str, _RouteSample], labels: dict[str, str]) -> dict[str, _RouteSample]:
+    return {labels.get(route, route): sample for route, sample in samples.items()}
+
+
+def _routes(
+    a: Run,
+    b: Run,
+    load: dict[str, Any],
+    quantiles: set[str],
+    labels: tuple[dict[str, str], dict[str, str]],
+) -> list[RouteChange]:
     steady = load.get("matched") == "steady stage"
-    ra = _route_samples(a, _steady_buckets(a) if steady else None)
-    rb = _route_samples(b, _steady_buckets(b) if steady else None)
+    ra = _relabel(_route_samples(a, _steady_buckets(a) if steady else None), labels[0])
+    rb = _relabel(_route_samples(b, _steady_buckets(b) if steady else None), labels[1])
     routes = sorted(set(ra) | set(rb))
     # the whole candidate, not its steady stage: a route it served at lower load is not gone
-    served = (
-        {
-            r
-            for (r,) in b.con.execute(
-                f"SELECT DISTINCT route FROM {b.table('requests')}"
-            ).fetchall()
-        }
-        if steady
-        else set(rb)
-    )
+    served = set(labels[1].values()) if steady else set(rb)
     empty = _RouteSample()
     both = [r for r in routes if ra.get(r, empty).requests and rb.get(r, empty).requests]
     # every route both runs served is a test (its errors at least): Bonferroni keeps the
@@ -525,8 +559,10 @@ def _plans(run: Run) -> dict[str, Any]:
     return out
 
 
-def _queries(a: Run, b: Run) -> list[QueryChange]:
+def _queries(a: Run, b: Run, labels: tuple[dict[str, str], dict[str, str]]) -> list[QueryChange]:
     qa, qb = _per_route_queries(a), _per_route_queries(b)
+    qa["route"] = [labels[0].get(r, r) for r in qa["route"]]
+    qb["route"] = [labels[1].get(r, r) for r in qb["route"]]
     texts = dict(
         a.con.execute(
             "SELECT fingerprint, any_value(normalized) FROM statements "
