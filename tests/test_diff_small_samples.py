@@ -208,9 +208,10 @@ def test_a_second_service_keeps_the_routes_matched() -> None:
     for k, route in enumerate(("/a", "/b")):
         _route(base, route, 100, 10, seed=k, service="api", offset=k * 1e6)
         _route(cand, route, 100, 40, seed=10 + k, service="api", offset=k * 1e6)
-    _route(cand, "/health", 50, 1, seed=20, service="gateway", offset=3e6)
+    _route(cand, "/health", 50, 1, seed=20, service="gateway", offset=3e6, sql=OLD)
+    rules = ["p95:+25%", "missing-route:30", "queries-per-request:+1"]
     with correlate.open_store(":memory:") as store:
-        result = _diff(store, {"base": base, "cand": cand}, ["p95:+25%", "missing-route:30"])
+        result = _diff(store, {"base": base, "cand": cand}, rules)
     assert [(r.route, r.baseline_requests, r.candidate_requests) for r in result.routes] == [
         ("api /a", 100, 100),
         ("api /b", 100, 100),

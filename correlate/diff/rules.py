@@ -128,9 +128,13 @@ def judge(d: RunDiff) -> list[str]:
                     )
         elif rule.kind == "queries":
             # a query whose text changed is a new fingerprint and a vanished one: the
-            # route's total per request tells a rewrite from a loop
+            # route's total per request tells a rewrite from a loop; a route new in the
+            # candidate runs no more queries than before, there was no before
             rose = route_query_totals(d.queries)
+            new = {r.route for r in d.routes if not r.baseline_requests}
             for c in d.queries:
+                if c.route in new:
+                    continue
                 if c.calls_delta >= rule.threshold and rose[c.route] >= rule.threshold:
                     failures.append(
                         f"{rule}: {c.route} runs {c.fingerprint} "
