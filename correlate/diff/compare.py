@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.run import Run
+from correlate.diff.matching import relabel, route_labels
 from correlate.diff.rules import DEFAULT_RULES, Rule, judge, parse_rules, route_query_totals
 from correlate.diff.stats import quantile_ratio
 from correlate.errors import CorrelateError, InputError
@@ -247,7 +248,7 @@ def diff(
         _require_requests(b)
         load, notes = _load(a, b)
         wanted = {"p50", "p95"} | {r.quantile for r in rules if r.quantile}
-        labels = _route_labels(a, b)
+        labels = route_labels(a, b)
         routes = _routes(a, b, load, wanted, labels)
         queries = _queries(a, b, labels)
         fa, fb = a.findings(settings=resolved), b.findings(settings=resolved)
@@ -392,42 +393,6 @@ def _route_samples(run: Run, buckets: list[int] | None) -> dict[str, _RouteSampl
     return out
 
 
-def _service_routes(run: Run) -> dict[str, tuple[str, str]]:
-    """Each route name of ``run``: its service ('?' when unnamed) and its route without the
-    service prefix a run of several services gives it."""
-    rows = run.con.execute(
-        f"SELECT DISTINCT route, service FROM {run.table('requests')}"
-    ).fetchall()
-    several = len({service for _, service in rows if service is not None}) > 1
-    out = {}
-    for route, service in rows:
-        name = "?" if service is None else str(service)
-        prefix = f"{name} "
-        bare = route[len(prefix) :] if several and route.startswith(prefix) else route
-        out[route] = (name, bare)
-    return out
-
-
-def _route_labels(a: Run, b: Run) -> tuple[dict[str, str], dict[str, str]]:
-    """What each run's routes are compared as. Runs of one service each: the route alone
-    (a renamed service is the same service). Otherwise service and route, so a baseline's
-    ``/a`` meets ``api /a`` of a candidate that gained a second service."""
-    sa, sb = _service_routes(a), _service_routes(b)
-    single = len({s for s, _ in sa.values()}) <= 1 and len({s for s, _ in sb.values()}) <= 1
-
-    def label(service: str, bare: str) -> str:
-        return bare if single else f"{service} {bare}"
-
-    return (
-        {route: label(*key) for route, key in sa.items()},
-        {route: label(*key) for route, key in sb.items()},
-    )
-
-
-def _relabel(samples: dict[str, _RouteSample], labels: dict[str, str]) -> dict[str, _RouteSample]:
-    return {labels.get(route, route): sample for route, sample in samples.items()}
-
-
 def _routes(
     a: Run,
     b: Run,
@@ -436,8 +401,8 @@ def _routes(
     labels: tuple[dict[str, str], dict[str, str]],
 ) -> list[RouteChange]:
     steady = load.get("matched") == "steady stage"
-    ra = _relabel(_route_samples(a, _steady_buckets(a) if steady else None), labels[0])
-    rb = _relabel(_route_samples(b, _steady_buckets(b) if steady else None), labels[1])
+    ra = relabel(_route_samples(a, _steady_buckets(a) if steady else None), labels[0])
+    rb = relabel(_route_samples(b, _steady_buckets(b) if steady else None), labels[1])
     routes = sorted(set(ra) | set(rb))
     # the whole candidate, not its steady stage: a route it served at lower load is not gone
     served = set(labels[1].values()) if steady else set(rb)
