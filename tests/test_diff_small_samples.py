@@ -103,6 +103,31 @@ def test_a_rule_judged_on_some_routes_notes_the_others() -> None:
     assert tiny.not_judged == ["p95:+10%"]
 
 
+def test_runs_that_share_no_route_judge_nothing() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1)
+    _route(cand, "/b", 40, 10, seed=1)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["p95:+10%", "errors:+1%"])
+    assert result.failures == [
+        "not judged: p95:+10% on no route: the runs share no route",
+        "not judged: errors:+1% on no route: the runs share no route",
+    ]
+
+
+def test_three_requests_a_side_cannot_show_a_rise_in_errors() -> None:
+    """All three failing where none did is one chance in 20: not significant at 5%."""
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 3, 10, seed=1)
+    _route(cand, "/a", 3, 10, seed=1, failed=3)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["errors:+1%"])
+    assert result.failures == [
+        "not judged: errors:+1% on no route: /a had too few requests on one side for an "
+        "exact test (run the smoke load longer)"
+    ]
+
+
 # D3 -------------------------------------------------------------------------------------
 
 
