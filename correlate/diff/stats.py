@@ -80,24 +80,57 @@ def quantile_ratio(
     return Ratio(point, float(low), float(high))
 
 
+def _log_comb(n: int, k: int) -> float:
+    import math
+
+    return math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1)
+
+
 def proportion_rise(
     baseline_failed: int, baseline_n: int, candidate_failed: int, candidate_n: int
 ) -> float:
-    """One-sided p-value that the candidate's failure rate is higher (two-proportion z-test).
+    """One-sided p-value that the candidate's failure rate is higher: Fisher's exact test.
 
-    >>> round(proportion_rise(0, 200, 20, 200), 6) < 0.001
+    Exact at any sample size, so a smoke run's 20 requests a side are judged: all of them
+    failing where none did is far beyond chance, one failing is not.
+
+    >>> proportion_rise(0, 20, 20, 20) < 1e-10
     True
-    >>> proportion_rise(5, 100, 5, 100)
+    >>> round(proportion_rise(0, 20, 1, 20), 2)
     0.5
+    >>> proportion_rise(5, 100, 5, 100) > 0.5
+    True
     """
     import math
 
     if baseline_n == 0 or candidate_n == 0:
         return 1.0
-    p1, p2 = baseline_failed / baseline_n, candidate_failed / candidate_n
-    pooled = (baseline_failed + candidate_failed) / (baseline_n + candidate_n)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / baseline_n + 1 / candidate_n))
-    if se == 0:
-        return 0.5 if p2 == p1 else (0.0 if p2 > p1 else 1.0)
-    z = (p2 - p1) / se
-    return 0.5 * math.erfc(z / math.sqrt(2))
+    # with the failures of both runs fixed, how many land in the candidate is
+    # hypergeometric; the p-value is the chance of as many as seen, or more
+    n, failed = baseline_n + candidate_n, baseline_failed + candidate_failed
+    whole = _log_comb(n, candidate_n)
+    top = min(failed, candidate_n)
+    terms = [
+        _log_comb(failed, x) + _log_comb(n - failed, candidate_n - x) - whole
+        for x in range(candidate_failed, top + 1)
+        if candidate_n - x <= n - failed
+    ]
+    if not terms:
+        return 0.0
+    peak = max(terms)
+    return min(1.0, math.exp(peak) * sum(math.exp(t - peak) for t in terms))
+
+
+def smallest_rise_p(baseline_n: int, candidate_n: int) -> float:
+    """The smallest p-value :func:`proportion_rise` can give at these sizes (no baseline
+    request failed, every candidate request did): at or above the error level, a rise in
+    errors cannot be told from chance however large.
+
+    >>> smallest_rise_p(3, 3)
+    0.05
+    """
+    import math
+
+    if baseline_n == 0 or candidate_n == 0:
+        return 1.0
+    return round(math.exp(-_log_comb(baseline_n + candidate_n, candidate_n)), 12)
