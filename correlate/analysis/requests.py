@@ -7,9 +7,7 @@ never the publisher's time: the PRODUCER span is), the innermost where a "receiv
 CONSUMER span wraps a "process" one. Older tracers (OpenTracing-era Zipkin and Jaeger
 clients) may leave a request's root without a kind: a root whose kind is absent or UNSPECIFIED, or
 INTERNAL with HTTP attributes, is a request too (:data:`REQUEST_SQL`), and the
-tables below call it SERVER. So is a root INTERNAL span over database calls in a trace
-with no SERVER or CONSUMER span at all, a batch job's or a scheduler's task, named by
-its span. A route is ``http.route``, else the span's route
+tables below call it SERVER. A route is ``http.route``, else the span's route
 template (``http_target_template``: ids in its path folded), else its name. Its work is every span below it down to the next SERVER span (which
 is a request of its own, already covered in the caller by the CLIENT span that
 called it). Each span of that work falls in one category:
@@ -146,14 +144,11 @@ def unattributed(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> in
 #: older messaging conventions wrap the processing of a message in a "receive" span; the
 #: innermost is the request). A worker handing a message on to another service, or a task
 #: running another in its own process (Celery's apply) among work of its own, stays one.
-#: A root INTERNAL span is one in a trace of database calls with no SERVER or CONSUMER
-#: span (``job_trace``): a batch job's or a scheduler's task, traced by the application.
 REQUEST_SQL = """(kind = 'SERVER' OR (kind = 'CONSUMER' AND NOT wraps_consumer)
     OR (parent_id IS NULL AND (
     coalesce(kind, 'UNSPECIFIED') = 'UNSPECIFIED'
     OR (kind = 'INTERNAL' AND (http_route IS NOT NULL OR http_method IS NOT NULL
-                               OR url_path IS NOT NULL OR http_status_code IS NOT NULL
-                               OR job_trace)))))"""
+                               OR url_path IS NOT NULL OR http_status_code IS NOT NULL)))))"""
 
 _TREE_SQL = (
     """
@@ -186,7 +181,7 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        -- a span ending before it starts (a clock step, a broken exporter) lasts nothing
        start_ns, greatest(end_ns, start_ns) AS end_ns, greatest(duration_ns, 0) AS duration_ns
 FROM (
-    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer, j.trace IS NOT NULL AS job_trace
+    SELECT s.*, w.parent IS NOT NULL AS wraps_consumer
     FROM spans s
     -- the spans whose children are all CONSUMER spans of one service
     LEFT JOIN (SELECT trace_id AS trace, parent_id AS parent, min(service) AS by
@@ -197,16 +192,6 @@ FROM (
                HAVING bool_and(coalesce(kind = 'CONSUMER', false))
                   AND min(coalesce(service, '')) = max(coalesce(service, ''))) w
       ON w.trace = s.trace_id AND w.parent = s.span_id AND w.by IS NOT DISTINCT FROM s.service
-    -- the traces of a job: an INTERNAL root over database calls, no entry span anywhere
-    LEFT JOIN (SELECT trace_id AS trace
-               FROM spans
-               WHERE run_id = $run AND trace_id IN (  -- only traces an INTERNAL span roots
-                   SELECT trace_id FROM spans
-                   WHERE run_id = $run AND parent_id IS NULL AND kind = 'INTERNAL')
-               GROUP BY trace_id
-               HAVING count(*) FILTER (WHERE kind IN ('SERVER', 'CONSUMER')) = 0
-                  AND count(*) FILTER (WHERE db_system IS NOT NULL) > 0) j
-      ON j.trace = s.trace_id
     WHERE s.run_id = $run
 )
 """
