@@ -52,6 +52,15 @@ def test_one_path_given_twice_is_one_run(tmp_path: Path) -> None:
     assert same.unchanged
 
 
+def test_dot_names_the_folder_it_is(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _copy(FIXED, tmp_path / "base")
+    _copy(BF, tmp_path / "cand")
+    monkeypatch.chdir(tmp_path / "base")
+    with correlate.open_store(":memory:") as store:
+        result = correlate.diff(Path("."), Path("../cand"), store=store)
+    assert (result.baseline, result.candidate) == ("base", "cand")
+
+
 def _gate(db: Path, baseline: Path, candidate: Path) -> tuple[int, str]:
     out = CliRunner().invoke(
         cli, ["diff", str(baseline), str(candidate), "--db", str(db), "--format", "json"]

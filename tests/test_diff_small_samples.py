@@ -84,6 +84,9 @@ def test_a_rule_judged_on_no_route_fails_the_gate_and_says_why() -> None:
     assert doc["unchanged"] is False
     assert [r["not_judged"] for r in doc["routes"]] == [["p95:+10%"], ["p95:+10%"]]
     assert "no change" not in result.to_text() and "no change" not in result.to_markdown()
+    # it is said as what it is: not a regression found, a gate that could not look
+    assert "NOT JUDGED: 1 rule(s) could be judged on no route" in result.to_text()
+    assert "REGRESSION" not in result.to_text()
 
 
 def test_a_rule_judged_on_some_routes_notes_the_others() -> None:

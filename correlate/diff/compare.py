@@ -487,7 +487,10 @@ def _per_route_queries(run: Run) -> pd.DataFrame:
         f"""
         WITH ok AS (SELECT route, count(*) AS requests FROM {reqs} WHERE NOT error GROUP BY route),
         q AS (
-            SELECT r.route, q.fingerprint, sum(q.calls) AS calls, sum(q.span_ms) AS total_ms
+            -- summed as whole nanoseconds: a sum of floats depends on the order the threads
+            -- add them in, and the JSON must not change between two runs of the command
+            SELECT r.route, q.fingerprint, sum(q.calls) AS calls,
+                   sum(CAST(round(q.span_ms * 1e6) AS BIGINT)) / 1e6 AS total_ms
             FROM {rq} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
             WHERE NOT r.error GROUP BY ALL
         ),

@@ -181,6 +181,8 @@ def not_judged(d: RunDiff) -> list[str]:
     to check must not pass as if it had checked it."""
     from correlate.diff.compare import MIN_REQUESTS, MIN_TAIL
 
+    if d.baseline == d.candidate:  # a run against itself: nothing to judge, nothing changed
+        return []
     shared = [r for r in d.routes if r.baseline_requests and r.candidate_requests]
     failures = []
     for rule in d.rules:

@@ -56,6 +56,8 @@ def resolve_runs(
 
 
 def _path_name(path: Path) -> str:
+    """A run's name from its path; ``.`` and ``..`` are named by the folder they are."""
+    path = path.resolve() if path.name in ("", ".", "..") else path
     return path.name if path.is_dir() else path.stem.split(".")[0]
 
 

@@ -28,6 +28,8 @@ MAX_ROWS = 12
 MAX_COMMENT = 60_000
 #: The most characters of one trace text (a route, a statement, a title) in Markdown.
 MAX_CELL = 160
+#: How a failure of a rule judged on no route begins (correlate.diff.rules.not_judged).
+NOT_JUDGED = "not judged:"
 #: What a comparison without rules says instead of a verdict on them.
 NO_RULES = "no rules given: nothing can fail"
 
@@ -35,8 +37,18 @@ NO_RULES = "no rules given: nothing can fail"
 def _verdict(d: RunDiff) -> str:
     if not d.rules:
         return f"{NO_RULES}: {d.candidate} against {d.baseline}"
+    blind = sum(f.startswith(NOT_JUDGED) for f in d.failures)
+    broken = len(d.failures) - blind
+    if d.regressed and not broken:
+        return (
+            f"NOT JUDGED: {blind} rule(s) could be judged on no route of {d.candidate} against "
+            f"{d.baseline}: too few requests (run the smoke load longer)"
+        )
     if d.regressed:
-        return f"REGRESSION: {len(d.failures)} rule(s) broken by {d.candidate} against {d.baseline}"
+        unjudged = f"; {blind} could be judged on no route" if blind else ""
+        return (
+            f"REGRESSION: {broken} rule(s) broken by {d.candidate} against {d.baseline}{unjudged}"
+        )
     if d.unchanged:
         return f"no change: {d.candidate} matches {d.baseline}"
     return f"no regression: {d.candidate} against {d.baseline} breaks none of the rules"
