@@ -198,3 +198,12 @@ def test_every_json_key_is_documented() -> None:
         doc = json.loads(correlate.diff(FIXED, BF, store=store).to_json())
     keys = set(doc) | set(doc["routes"][0]) | set(doc["queries"][0]) | set(doc["load"])
     assert keys - documented == set()
+
+
+def test_analyze_of_a_store_file_says_it_is_a_store(tmp_path: Path) -> None:
+    db = tmp_path / "s.duckdb"
+    with correlate.open_store(db) as store:
+        store.ingest([FIXED], "x")
+    out = CliRunner().invoke(cli, ["analyze", str(db), "--db", str(tmp_path / "other.duckdb")])
+    assert out.exit_code != 0
+    assert "a DuckDB database (a correlate store?)" in out.output and "UTF-16" not in out.output

@@ -87,6 +87,13 @@ def _refusal(head: Head, path: Path) -> NotTraceFile:
     spans = ", ".join(format_names("spans"))
     if head.empty:
         return NotTraceFile("empty file: no spans to read", path, brief="empty")
+    if head.data[8:12] == b"DUCK":  # a DuckDB database's magic bytes
+        return NotTraceFile(
+            "a DuckDB database (a correlate store?), not a trace file: analyse its runs with "
+            f"--db {path} and a run name (correlate runs --db {path} lists them)",
+            path,
+            brief="a DuckDB database",
+        )
     if looks_utf16(head.data):
         return NotTraceFile(
             "UTF-16 text, which correlate does not read; convert it to UTF-8 "
