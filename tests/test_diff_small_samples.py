@@ -152,6 +152,18 @@ def test_errors_are_judged_on_twenty_requests(failed: int, fails: bool) -> None:
     expected = ["errors:+1%: /pay errors 0.0% → 100.0% (0 of 20 → 20 of 20)"] if fails else []
     assert result.failures == expected
     assert all(not r.not_judged for r in result.routes)
+    # the PR comment's table shows the errors too, beside the failure line
+    row = next(line for line in result.to_markdown().splitlines() if line.startswith("| /pay"))
+    assert row.endswith(f"| 0% → {failed / 20:.0%} ({failed} of 20) |")
+
+
+def test_no_errors_no_errors_column() -> None:
+    base, cand = RunBuilder(), RunBuilder()
+    _route(base, "/a", 40, 10, seed=1)
+    _route(cand, "/a", 40, 10, seed=1)
+    with correlate.open_store(":memory:") as store:
+        result = _diff(store, {"base": base, "cand": cand}, ["errors:+1%"])
+    assert "| route | requests | p50 | p95 | p95 change |\n" in result.to_markdown()
 
 
 # D4 -------------------------------------------------------------------------------------

@@ -200,10 +200,12 @@ def render_markdown(d: RunDiff) -> str:
     if d.new_findings:
         lines += ["", "**New findings**", ""]
         lines += [f"- **{f.severity}** {_cell(f.title)}" for f in d.new_findings[:MAX_ROWS]]
+    # errors get a column when a route failed on either side
+    errors = any(r.baseline_errors or r.candidate_errors for r in d.routes)
     lines += [
         "",
-        "| route | requests | p50 | p95 | p95 change |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| route | requests | p50 | p95 | p95 change |" + (" errors |" if errors else ""),
+        "| --- | ---: | ---: | ---: | ---: |" + (" ---: |" if errors else ""),
     ]
     for r in d.routes[:MAX_ROWS]:
         p50 = (
@@ -219,6 +221,7 @@ def render_markdown(d: RunDiff) -> str:
         lines.append(
             f"| {_cell(r.route)} | {r.baseline_requests} → {r.candidate_requests} | {p50} "
             f"| {p95} | {_cell(r.note) if r.note else _change(r, 'p95')} |"
+            + (f" {_error_rates(r)} |" if errors else "")
         )
     queries = _interesting_queries(d)
     if queries:
@@ -231,6 +234,16 @@ def render_markdown(d: RunDiff) -> str:
         + "_",
     ]
     return _capped(lines, footer)
+
+
+def _error_rates(r: RouteChange) -> str:
+    """``'0% → 100% (20 of 20)'``: each side's error rate, the candidate's count."""
+    if not r.baseline_requests or not r.candidate_requests:
+        return "—"
+    return (
+        f"{r.baseline_error_rate:.0%} → {r.candidate_error_rate:.0%} "
+        f"({r.candidate_errors} of {r.candidate_requests})"
+    )
 
 
 def _capped(lines: list[str], footer: list[str]) -> str:
