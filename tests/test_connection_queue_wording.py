@@ -126,3 +126,16 @@ def test_one_pool_to_a_database_keeps_the_short_label() -> None:
         (finding,) = [f for f in unexplained_time(run) if "queued_ms" in f.evidence]
     assert "a connection to reports from a pool of about 2" in finding.explanation
     assert "db.internal" not in finding.explanation
+
+
+def test_an_ipv6_server_is_bracketed_before_its_port() -> None:
+    b = _primary_and_replica_run()
+    for span in b.spans:
+        if span["kind"] == "CLIENT":
+            span["server_port"] = 5432
+            if span.get("server_address") == "primary":
+                span["server_address"] = "fd00::1"
+    with open_run(b.build(), "r") as run:
+        found = unexplained_time(run)
+    text = " ".join(f.explanation for f in found)
+    assert "shop on [fd00::1]:5432" in text and "shop on replica:5432" in text

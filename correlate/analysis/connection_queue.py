@@ -113,8 +113,12 @@ calls AS (
                || coalesce(db_namespace, '') AS target,
            coalesce(pool, db_namespace, server_address, '') AS database,
            -- where it is, to tell apart two pools of one database name
-           coalesce(server_address, '')
-               || coalesce(':' || CAST(server_port AS VARCHAR), '') AS server
+           -- (an IPv6 address in brackets; a port alone said as one)
+           CASE WHEN server_address LIKE '%:%' THEN '[' || server_address || ']'
+                WHEN server_address IS NOT NULL THEN server_address
+                WHEN server_port IS NOT NULL THEN 'port ' END
+               || coalesce(CASE WHEN server_address IS NOT NULL THEN ':' END
+                           || CAST(server_port AS VARCHAR), '') AS server
     FROM named
 ),
 holds AS (
