@@ -82,3 +82,11 @@ def test_ingest_links_the_callees_route_with_its_slash() -> None:
         "SELECT http_target_template FROM spans WHERE kind = 'CLIENT'"
     ).fetchone() or (None,)
     assert template == "/api/<int:pk>/"
+
+
+def test_an_optional_parameter_route_gets_its_slash_in_the_requests() -> None:
+    b = RunBuilder()
+    b.request("t1", 0, 50, "api/items/{id?}")  # ASP.NET and Laravel: an optional parameter
+    b.request("t2", 0, 50, "orders/\\d+/")  # a pattern, not a path
+    with open_run(b.build(), "r") as run:
+        assert set(run.requests().route) == {"/api/items/{id?}", "orders/\\d+/"}
