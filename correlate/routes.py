@@ -20,9 +20,11 @@ A route a framework names without its leading slash (Django's instrumentation se
 ``http.route`` to the URL pattern's route, ``orders/<int:pk>/``) is given one
 (:func:`route_of`), so it reads as a path and is the same route as the path-based
 template of a request that matched no pattern. Only a value that is clearly a path
-gets the slash: two or more segments, no spaces, no scheme, none of a regular
-expression's ``^$()?|`` (Django's ``re_path``) and no ``#``; a single word may be a
-name and stays as it is. Each rule exists twice, as a
+gets the slash: two or more segments, the first not empty; no whitespace or
+backslash; outside a parameter (``{id?}``, ``<slug:cat>``) none of a regular
+expression's ``^$()?|[]+*`` (Django's ``re_path``) and no ``#``; no colon in the
+first segment outside a parameter, and no ``://`` (``mailto:a/b`` and
+``http://shop/a`` are not routes). A single word may be a name and stays as it is. Each rule exists twice, as a
 Python function for callers and tests and as SQL for the store, and
 ``tests/test_tags_routes.py`` checks that the two agree on generated paths.
 
@@ -47,8 +49,17 @@ _DIGIT_RUN = "[0-9]{4}"
 # Scheme and authority of an absolute URL (RFC 3986 section 3).
 _ORIGIN = "^[A-Za-z][A-Za-z0-9+.-]*://[^/?#]*"
 
-# Segments without a leading slash; the first never empty (see route_of).
-_BARE_ROUTE = "[^/ ^$()?#|]+(/[^ ^$()?#|]*)+"
+# Segments without a leading slash; the first never empty (see route_of). Outside a
+# parameter token ({id?}, <int:pk>) a character is none of: ASCII whitespace and
+# controls, a backslash, a regular expression's ^$()?|[]+*, #; the first segment has
+# no colon (mailto:a/b). Braces are written \x7b and \x7d: SQL holding this pattern
+# may yet pass through str.format, and RE2 (DuckDB, ClickHouse) reads them as Python
+# does. ASCII only: ClickHouse matches bytes, Python characters.
+_NOT_TEXT = r"\x00-\x20\x7f\\/\x7b\x7d<>"
+_TOKEN = rf"\x7b[^{_NOT_TEXT}]*\x7d|<[^{_NOT_TEXT}]*>"
+_SEGMENT_CHAR = rf"[^{_NOT_TEXT}^$()?|#\[\]+*]"
+_FIRST_CHAR = rf"[^{_NOT_TEXT}^$()?|#\[\]+*:]"
+_BARE_ROUTE = rf"(?:{_FIRST_CHAR}|{_TOKEN})+(?:/(?:{_SEGMENT_CHAR}|{_TOKEN})*)+"
 
 _DIGITS_RE = re.compile(_DIGITS)
 _UUID_RE = re.compile(_UUID)

@@ -16,10 +16,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correlate.routes import route_sql
+
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.run import Run
+
+# Locust names its spans "METHOD name"
+_WITHOUT_METHOD = "regexp_replace(t.name, '^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) ', '')"
 
 
 def client_vs_server(run: Run) -> pd.DataFrame:
@@ -28,7 +33,9 @@ def client_vs_server(run: Run) -> pd.DataFrame:
     return run.con.execute(
         f"""
         WITH logged AS (
-            SELECT c.trace_id, c.span_id, c.name, c.duration_ns, c.ok, c.status_code,
+            -- the name is the server span's http.route: given its slash as the requests' is
+            SELECT c.trace_id, c.span_id, {route_sql("c.name")} AS name, c.duration_ns, c.ok,
+                   c.status_code,
                    r.duration_ms AS server_ms
             FROM client_requests c
             LEFT JOIN {tree} t
@@ -40,9 +47,7 @@ def client_vs_server(run: Run) -> pd.DataFrame:
         -- calls; read only when it logged no requests, so nothing counts twice
         spanned AS (
             SELECT t.trace_id, t.span_id,
-                   -- Locust names its spans "METHOD name"
-                   coalesce(r.route, regexp_replace(
-                       t.name, '^(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) ', '')) AS name,
+                   coalesce(r.route, {route_sql(_WITHOUT_METHOD)}) AS name,
                    t.duration_ns,
                    t.status_code IS DISTINCT FROM 'ERROR'
                        AND coalesce(t.http_status_code, 0) < 400 AS ok,

@@ -39,6 +39,7 @@ from correlate.clickhouse.statements import (
     strip_sqlcommenter_sql,
 )
 from correlate.clickhouse.window import window_condition
+from correlate.routes import route_sql
 from correlate.schema import SPAN_COLUMN_NAMES
 
 __all__ = [
@@ -192,10 +193,12 @@ def callee_routes_sql(own: str) -> str:
         f"{replaced.get(column, f'c.{column}')} AS {column}" for column in SPAN_COLUMN_NAMES
     )
     folded = quote_string(f"{prefix}url_path")
+    # a route a framework names without its leading slash gets one, as a request's does
+    callee = clickhouse_expr(route_sql("http_target_template"))
     return f"""SELECT {select}
 FROM {own} AS c
 LEFT JOIN (
-    SELECT trace_id, parent_id, any(http_target_template) AS callee_template
+    SELECT trace_id, parent_id, any({callee}) AS callee_template
     FROM {own}
     WHERE kind = 'SERVER' AND parent_id IS NOT NULL AND http_target_template IS NOT NULL
       AND NOT has(mapped_from, {folded})

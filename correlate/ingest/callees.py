@@ -3,7 +3,8 @@
 At read time a client span's ``http_target_template`` is its own URL's path
 with the ids folded (:mod:`correlate.routes`). The callee knows better: its
 SERVER span, the client span's child in the same trace, names the route it
-matched (``http.route``, or a span name such as ``get /prices/{sku}``). The
+matched (``http.route``, or a span name such as ``get /prices/{sku}``), given its
+leading slash when the framework left it off (:func:`~correlate.routes.route_of`). The
 callee may sit in another file of the run, so this runs once the whole run is
 in the store, and again after each ingest into it (it is idempotent).
 """
@@ -11,6 +12,8 @@ in the store, and again after each ingest into it (it is idempotent).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from correlate.routes import route_sql
 
 if TYPE_CHECKING:
     from correlate.store import Store
@@ -25,7 +28,7 @@ def link_callee_routes(store: Store, run_id: int) -> int:
     """Give each HTTP client span of the run its callee's route template; return how many."""
     with store.atomic() as con:
         row = con.execute(
-            """
+            f"""
             UPDATE spans AS c
             SET http_target_template = s.http_target_template,
                 mapped_from = list_append(
@@ -33,7 +36,8 @@ def link_callee_routes(store: Store, run_id: int) -> int:
                                 lambda m: NOT starts_with(m, 'http_target_template<-')),
                     $mapping)
             FROM (
-                SELECT trace_id, parent_id, any_value(http_target_template) AS http_target_template
+                SELECT trace_id, parent_id,
+                       {route_sql("any_value(http_target_template)")} AS http_target_template
                 FROM spans
                 WHERE run_id = $run AND kind = 'SERVER' AND parent_id IS NOT NULL
                   AND http_target_template IS NOT NULL
