@@ -28,7 +28,8 @@ from .helpers.produce import produce
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCER = Path(__file__).parent / "helpers" / "django_producer.py"
 
-N_PLUS_ONE, SLOW, CLEAN = "orders/", "accounts/<int:account>/events/", "customers/<int:pk>/"
+# Django's http.route is the URL pattern's route, without a leading slash; correlate gives it one
+N_PLUS_ONE, SLOW, CLEAN = "/orders/", "/accounts/<int:account>/events/", "/customers/<int:pk>/"
 
 
 def correlate(*args: str) -> str:
