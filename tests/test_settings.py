@@ -391,8 +391,33 @@ def test_detector_sql_interpolates_table_names_only(path: Path) -> None:
             if not isinstance(part, ast.FormattedValue):
                 continue
             value = part.value
-            ok = _is_table_call(value) or (isinstance(value, ast.Name) and value.id in allowed)
+            ok = (
+                _is_table_call(value)
+                or (isinstance(value, ast.Name) and value.id in allowed)
+                or _is_sql_twin(value)
+            )
             assert ok, f"{path.name}:{part.lineno}: {ast.unparse(value)} formatted into SQL"
+
+
+#: correlate.routes' SQL twins of its Python rules: given a column written out as a literal,
+#: each returns fixed SQL, no value of the run's.
+SQL_TWINS = frozenset({"route_sql", "path_template_sql"})
+
+
+def _is_sql_twin(node: ast.AST) -> bool:
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in SQL_TWINS
+        and not node.keywords
+        and all(isinstance(a, ast.Constant) and isinstance(a.value, str) for a in node.args)
+    )
+
+
+def test_the_sql_check_takes_a_route_twin_of_a_literal_column_only() -> None:
+    assert _is_sql_twin(ast.parse('route_sql("l.route")', mode="eval").body)
+    assert not _is_sql_twin(ast.parse("route_sql(route)", mode="eval").body)
+    assert not _is_sql_twin(ast.parse('other_sql("l.route")', mode="eval").body)
 
 
 def test_the_sql_check_catches_a_formatted_threshold() -> None:
