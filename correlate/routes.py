@@ -24,9 +24,10 @@ gets the slash: two or more segments, the first not empty; no whitespace or
 backslash; outside a parameter (``{id?}``, ``<slug:cat>``) none of a regular
 expression's ``^$()?|[]+*`` (Django's ``re_path``) and no ``#``; no colon in the
 first segment outside a parameter, and no ``://`` (``mailto:a/b`` and
-``http://shop/a`` are not routes). A single word may be a name and stays as it is. Each rule exists twice, as a
-Python function for callers and tests and as SQL for the store, and
-``tests/test_tags_routes.py`` checks that the two agree on generated paths.
+``http://shop/a`` are not routes). A single word may be a name and stays as it is.
+
+Each rule exists twice, as a Python function for callers and tests and as SQL for the
+store, and ``tests/test_tags_routes.py`` checks that the two agree on generated paths.
 
 >>> path_template("/books/123/reviews")
 '/books/{id}/reviews'

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 DEFAULT_RULES = ("p95:+10%", "errors:+1%", "new-finding:warning", "missing-route:30")
 
 _QUANTILES = ("p50", "p90", "p95", "p99")
+#: How a failure of a rule judged on no route begins; the verdict counts them apart.
+NOT_JUDGED = "not judged:"
 #: Route names listed in one "not judged" line, before "and N more".
 MAX_NAMED = 5
 _SEVERITIES = "|".join(Severity)
@@ -200,12 +202,12 @@ def not_judged(d: RunDiff) -> list[str]:
             r.not_judged.append(str(rule))
         names = [r.route for r in blind]
         if not shared:
-            failures.append(f"not judged: {rule} on no route: the runs share no route")
+            failures.append(f"{NOT_JUDGED} {rule} on no route: the runs share no route")
         elif len(blind) == len(shared):
             failures.append(
-                f"not judged: {rule} on no route: {_named(names)} had {why} "
+                f"{NOT_JUDGED} {rule} on no route: {_named(names)} had {why} "
                 "(run the smoke load longer)"
             )
         elif blind:
-            d.notes.append(f"not judged: {rule} on {_named(names)} ({why})")
+            d.notes.append(f"{NOT_JUDGED} {rule} on {_named(names)} ({why})")
     return failures

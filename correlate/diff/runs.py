@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 __all__ = ["resolve_runs"]
 
-#: The bytes a DuckDB database file holds at offset 8.
-_DUCKDB_MAGIC = b"DUCK"
-
 
 def resolve_runs(
     store: Store, baseline: str | os.PathLike[str], candidate: str | os.PathLike[str]
@@ -96,19 +93,13 @@ def _held_files(store: Store, run: str) -> set[str]:
 
 
 def _digests(path: Path) -> set[str]:
-    """The SHA-256 of every file ingest would look at under ``path`` (hidden ones left out)."""
+    """The SHA-256 of every file ingest would read under ``path``."""
     from correlate.ingest.bookkeeping import file_digest
+    from correlate.ingest.pipeline import files_under
 
     if not path.is_dir():
         return {file_digest(path)} if path.is_file() else set()
-    found = set()
-    for top, dirs, files in os.walk(path):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for name in files:
-            child = Path(top) / name
-            if not name.startswith(".") and child.is_file():
-                found.add(file_digest(child))
-    return found
+    return {file_digest(child) for child in files_under(path, [])}
 
 
 def _refuse_store_file(path: Path) -> None:
@@ -119,7 +110,9 @@ def _refuse_store_file(path: Path) -> None:
             head = f.read(12)
     except OSError:
         return  # ingest says why it cannot read it
-    if head[8:12] == _DUCKDB_MAGIC:
+    from correlate.ingest.detect import is_duckdb_database
+
+    if is_duckdb_database(head):
         raise InputError(
             f"{path} is a correlate store: pass a run name with --db {path} "
             f"(in Python: a run name, with store=open_store({str(path)!r}))"

@@ -83,11 +83,17 @@ def detect_format(path: Path) -> str:
     return detect(path, ("spans",)).name
 
 
+def is_duckdb_database(head: bytes) -> bool:
+    """Whether a file starting with ``head`` is a DuckDB database (a correlate store):
+    its magic bytes stand at offset 8."""
+    return head[8:12] == b"DUCK"
+
+
 def _refusal(head: Head, path: Path) -> NotTraceFile:
     spans = ", ".join(format_names("spans"))
     if head.empty:
         return NotTraceFile("empty file: no spans to read", path, brief="empty")
-    if head.data[8:12] == b"DUCK":  # a DuckDB database's magic bytes
+    if is_duckdb_database(head.data):
         return NotTraceFile(
             "a DuckDB database (a correlate store?), not a trace file: analyse its runs with "
             f"--db {path} and a run name (correlate runs --db {path} lists them)",

@@ -264,7 +264,7 @@ def _expand(
             if rundir.is_run_directory(path):
                 for kind, files in rundir.companion_files(path).items():
                     kinds.update((f, kind) for f in files)
-            for child in _walk(path, passed_over):
+            for child in files_under(path, passed_over):
                 yield child, False, kinds.get(child)
         elif path.is_file():
             yield path, True, None
@@ -274,8 +274,9 @@ def _expand(
             raise InputError("no such file or directory", path)
 
 
-def _walk(folder: Path, passed_over: list[Problem]) -> list[Path]:
-    """The regular files under ``folder``, sorted, hidden ones left out."""
+def files_under(folder: Path, passed_over: list[Problem]) -> list[Path]:
+    """The regular files under ``folder`` that ingest reads, sorted, hidden ones left out;
+    what it cannot list or read is added to ``passed_over``."""
 
     def unreadable(exc: OSError) -> None:
         where = Path(exc.filename) if exc.filename else folder

@@ -13,6 +13,7 @@ import math
 from io import StringIO
 from typing import TYPE_CHECKING
 
+from correlate.diff.rules import NOT_JUDGED
 from correlate.render.escape import markdown as _md
 from correlate.render.escape import terminal as t
 from correlate.render.json import plain
@@ -28,8 +29,6 @@ MAX_ROWS = 12
 MAX_COMMENT = 60_000
 #: The most characters of one trace text (a route, a statement, a title) in Markdown.
 MAX_CELL = 160
-#: How a failure of a rule judged on no route begins (correlate.diff.rules.not_judged).
-NOT_JUDGED = "not judged:"
 #: What a comparison without rules says instead of a verdict on them.
 NO_RULES = "no rules given: nothing can fail"
 
@@ -287,8 +286,9 @@ def render_json(d: RunDiff) -> str:
 
 
 def _rounded(value: object) -> object:
-    """Floats to 9 significant digits: sums that DuckDB adds up in another order in
-    another invocation differ in their last bits, and the JSON must not."""
+    """Floats to 9 significant digits: a finding's evidence summed by DuckDB in another
+    order in another invocation differs in its last bits. (Rounding only makes a change
+    rare; the comparison's own sums are exact, in whole nanoseconds.)"""
     if isinstance(value, float):
         return float(f"{value:.9g}")
     if isinstance(value, dict):

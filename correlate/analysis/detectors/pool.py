@@ -256,7 +256,8 @@ def _leaks(run: Run) -> list[dict[str, Any]]:
     reqs = run.table("requests")
     rows = run.con.execute(
         f"""
-        SELECT {route_sql("l.route")} AS route, l.location, l.pool, count(*) AS n, avg(l.held_ns) / 1e6 AS held_ms,
+        SELECT {route_sql("l.route")} AS route, l.location, l.pool, count(*) AS n,
+               avg(l.held_ns) / 1e6 AS held_ms,
                list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
                list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
                -- whether the instrument saw the connection come back before the run ended
