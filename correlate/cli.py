@@ -204,7 +204,8 @@ def diff(
     Each is a run directory or trace file (ingested first) or a run name.
     Two paths with one base name are two runs named by their path tails
     (main/run, pr/run); a path whose run in --db holds other files goes into a
-    fresh run, so a reused store gives a fresh store's verdict. Latency per
+    fresh run, so a reused store gives a fresh store's verdict; a path the
+    store already holds a run from is that run, under its first name. Latency per
     route is compared at matched load with bootstrap intervals; queries by
     calls per request, time and plan; findings by what is new.
     Exit codes: 0 no regression, 1 regression, 2 usage or input error.

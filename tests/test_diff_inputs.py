@@ -89,6 +89,43 @@ def test_a_reused_store_gives_the_verdict_of_a_fresh_one(tmp_path: Path) -> None
         assert runs.run_names() == before
 
 
+def test_one_directory_is_one_run_of_a_reused_store_whatever_it_is_called(
+    tmp_path: Path,
+) -> None:
+    main = _copy(FIXED, tmp_path / "main" / "run")
+    pr = _copy(BF, tmp_path / "pr" / "run")
+    other = _copy(BF, tmp_path / "other")
+    db = tmp_path / "reused.duckdb"
+    assert _gate(db, main, pr)[0] == 1  # named main/run and pr/run
+    with correlate.open_store(db) as store:
+        before = store.run_names()
+        # here main/run would be called "run": it is the run the store holds from it
+        result = correlate.diff(main, other, store=store)
+        assert result.baseline == "main/run"
+        assert any("main/run" in n and "already holds" in n for n in result.notes)
+        assert store.run_names() == [*before, "other"]  # no second copy named "run"
+    # and gives the verdict a fresh store gives
+    assert _gate(db, main, other) == _gate(tmp_path / "fresh.duckdb", main, other)
+    with correlate.open_store(db, read_only=True) as store:
+        assert store.run_names() == [*before, "other"]
+
+
+def test_a_directory_rewritten_since_is_a_new_run_though_the_store_knows_it(
+    tmp_path: Path,
+) -> None:
+    main = _copy(FIXED, tmp_path / "main" / "run")
+    pr = _copy(FIXED, tmp_path / "pr" / "run")
+    other = _copy(FIXED, tmp_path / "other")
+    db = tmp_path / "reused.duckdb"
+    assert _gate(db, main, pr) == (0, "")
+    shutil.rmtree(pr)
+    _copy(BF, pr)  # the next run of the pull request, slower, in the same directory
+    again = _gate(db, other, pr)
+    assert again[0] == 1 and again == _gate(tmp_path / "fresh.duckdb", other, pr)
+    with correlate.open_store(db, read_only=True) as store:
+        assert store.run_names() == ["main/run", "pr/run", "other", "run"]
+
+
 def test_a_path_into_a_run_holding_other_files_is_a_fresh_run_and_says_so() -> None:
     with correlate.open_store(":memory:") as store:
         store.ingest([BF], "checkout-fixed")  # an old run of that name, other files

@@ -1,7 +1,12 @@
 """The two runs a comparison is between: run names, or paths ingested into runs of their own.
 
-A path is ingested under its directory's name (a trace file's stem), with two exceptions
-that would otherwise compare a run with itself or with a mix of two runs:
+A path the store already holds a run from (the run's ``source``, the path resolved) is
+that run, whatever the comparison would name it now, as long as the run holds no file the
+path does not: ``main/run``, compared once with ``pr/run``, is ``main/run`` again when
+compared with ``other``, not a second copy named ``run``.
+
+Any other path is ingested under its directory's name (a trace file's stem), with two
+exceptions that would otherwise compare a run with itself or with a mix of two runs:
 
 - two different paths with the same base name (``main/run`` and ``pr/run``) are named by
   the shortest path tails that tell them apart (``main/run``, ``pr/run``);
@@ -71,6 +76,12 @@ def _ingest(store: Store, path: Path, name: str, notes: list[str]) -> str:
     """Ingest ``path`` into run ``name``, or into a fresh run when ``name`` holds other files."""
     _refuse_store_file(path)
     digests = _digests(path)
+    known = _run_from(store, path, digests)
+    if known is not None:
+        if known != name:
+            notes.append(f"{path} compared as run {known!r}: the store already holds it")
+        store.ingest([path], known)  # its new files, if any
+        return known
     taken = set(store.run_names())
     wanted, n = name, 1
     while wanted in taken and not _held_files(store, wanted) <= digests:
@@ -83,6 +94,14 @@ def _ingest(store: Store, path: Path, name: str, notes: list[str]) -> str:
         )
     store.ingest([path], wanted)  # files the run holds already are not read again
     return wanted
+
+
+def _run_from(store: Store, path: Path, digests: set[str]) -> str | None:
+    """The newest run ingested from ``path`` that holds no file ``path`` no longer has."""
+    rows = store.con.execute(
+        "SELECT name FROM runs WHERE source = ? ORDER BY run_id DESC", [str(path.resolve())]
+    ).fetchall()
+    return next((str(n) for (n,) in rows if _held_files(store, str(n)) <= digests), None)
 
 
 def _held_files(store: Store, run: str) -> set[str]:
