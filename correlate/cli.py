@@ -7,7 +7,6 @@ settings and configuration files) exit 2.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,6 +34,7 @@ from correlate.cli_options import (
     settings_from,
     status_line,
     terminal_progress,
+    terminal_width,
 )
 from correlate.cli_plans import plans
 from correlate.cli_source import (
@@ -161,8 +161,7 @@ def analyze(
     if result.ingest is not None and result.ingest.spans_added:
         click.echo(safe_text(result.ingest.summary()), err=True)
     use_color = sys.stdout.isatty() if color is None else color
-    width = shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 120
-    click.echo(result.to_text(color=use_color, width=width), nl=False)
+    click.echo(result.to_text(color=use_color, width=terminal_width()), nl=False)
 
 
 @cli.command()
@@ -249,7 +248,7 @@ def diff(
         echo_error(exc)
         sys.exit(2)
     use_color = (sys.stdout.isatty() and output is None) if color is None else color
-    text = renderer(result, color=use_color)
+    text = renderer(result, color=use_color, width=terminal_width() if output is None else 120)
     emit(text, output, renderer, note="regression; " if result.regressed else "no regression; ")
     sys.exit(1 if result.regressed else 0)
 

@@ -87,6 +87,14 @@ def renderer_for(subject: str, format_: str | None, output: Path | None) -> Any:
         raise click.BadParameter(str(exc), param_hint="-o/--output") from None
 
 
+def terminal_width() -> int:
+    """The width text output is laid out for: the terminal's on a terminal (``COLUMNS``
+    first, as ``shutil`` reads it), 120 columns in a pipe or a file."""
+    import shutil
+
+    return shutil.get_terminal_size((120, 40)).columns if sys.stdout.isatty() else 120
+
+
 def emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> None:
     """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
     terminal unless a terminal renderer already did."""

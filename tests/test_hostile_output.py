@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from markdown_it import MarkdownIt
+from rich.cells import cell_len
 
 import correlate
 from correlate.analysis.evidence import Evidence, collect
@@ -312,6 +313,24 @@ def test_diff_markdown_is_inert(h: str) -> None:
 @given(h=hostile)
 def test_diff_text_has_no_control_sequence(h: str) -> None:
     assert_inert_terminal(_render("diff", "text", hostile_diff(h)))
+
+
+#: The escape sequences rich writes for colour (SGR), and nothing else.
+SGR = re.compile("\x1b\\[[0-9;]*m")
+
+
+@SETTINGS
+@given(h=hostile, width=st.integers(50, 160), color=st.booleans())
+def test_diff_text_fitted_to_any_width_has_no_control_sequence_but_colour(
+    h: str, width: int, color: bool
+) -> None:
+    """Folding long routes into a narrow column, and colour, add nothing a trace wrote."""
+    d = hostile_diff(h)
+    d.routes = [dataclasses.replace(r, route=h * 12) for r in d.routes]
+    out = find_renderer("diff", "text")(d, color=color, width=width)
+    assert_inert_terminal(SGR.sub("", out))
+    assert "+50% [+30%, +70%]" in SGR.sub("", out)  # a figure beside it whole, never cut
+    assert max(cell_len(line) for line in SGR.sub("", out).splitlines()) <= width
 
 
 @SETTINGS

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 from correlate.diff.rules import NOT_JUDGED
 from correlate.render.escape import markdown as _md
 from correlate.render.escape import terminal as t
+from correlate.render.fit import Column, left_out_note
+from correlate.render.fit import table as fitted_table
 from correlate.render.json import plain
 from correlate.render.units import ms
 
@@ -85,11 +87,41 @@ def _query_line(q: QueryChange) -> str:
     return f"{q.route} {q.fingerprint}: {calls}{p95}{plan}"
 
 
+def _route_columns(routes: list[RouteChange]) -> list[Column]:
+    """The routes table's columns; the route and its p95 change always stay."""
+    from rich.text import Text
+
+    def both(r: RouteChange, q: str) -> str:
+        if not (r.baseline_ms and r.candidate_ms):
+            return "—"
+        return f"{ms(r.baseline_ms.get(q, math.nan))} → {ms(r.candidate_ms.get(q, math.nan))}"
+
+    longest = max((len(t(r.route)) for r in routes), default=5)
+    return [
+        Column(
+            "route", [Text(t(r.route)) for r in routes], 0, flexible=True, floor=min(longest, 24)
+        ),
+        Column("req", [f"{r.baseline_requests} → {r.candidate_requests}" for r in routes], 3),
+        Column("p50", [both(r, "p50") for r in routes], 4),
+        Column("p95", [both(r, "p95") for r in routes], 1),
+        Column(
+            "p95 change",
+            [_change(r, "p95") if not r.note else Text("not compared", "dim") for r in routes],
+            0,
+        ),
+        Column(
+            "errors",
+            [f"{r.baseline_error_rate:.0%} → {r.candidate_error_rate:.0%}" for r in routes],
+            2,
+        ),
+    ]
+
+
 def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
-    """The comparison for a terminal: verdict and broken rules first."""
-    from rich import box
+    """The comparison for a terminal: verdict and broken rules first, ``width`` wide
+    (a long route folds in its column; columns a narrow terminal has no room for are
+    left out and named, as in ``correlate analyze``)."""
     from rich.console import Console
-    from rich.table import Table
     from rich.text import Text
 
     buffer = StringIO()
@@ -119,30 +151,14 @@ def render_text(d: RunDiff, *, color: bool = False, width: int = 120) -> str:
         for f in d.resolved_findings:
             console.print(Text(t(f"- [{f.severity.upper()}] {f.title}")))
     console.print()
-    table = Table(
-        title=Text(t(f"Routes ({d.load.get('matched', 'whole run')})")),
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        show_edge=False,
+    table, left_out = fitted_table(
+        Text(t(f"Routes ({d.load.get('matched', 'whole run')})")),
+        _route_columns(d.routes[:MAX_ROWS]),
+        console.width,
     )
-    longest = max((len(t(r.route)) for r in d.routes), default=5)
-    table.add_column("route", overflow="fold", min_width=min(longest, 24))
-    for name in ("req", "p50", "p95", "p95 change", "errors"):
-        table.add_column(name, justify="right", no_wrap=True)
-    for r in d.routes[:MAX_ROWS]:
-        table.add_row(
-            Text(t(r.route)),
-            f"{r.baseline_requests} → {r.candidate_requests}",
-            f"{ms(r.baseline_ms.get('p50', math.nan))} → {ms(r.candidate_ms.get('p50', math.nan))}"
-            if r.baseline_ms and r.candidate_ms
-            else "—",
-            f"{ms(r.baseline_ms.get('p95', math.nan))} → {ms(r.candidate_ms.get('p95', math.nan))}"
-            if r.baseline_ms and r.candidate_ms
-            else "—",
-            _change(r, "p95") if not r.note else Text("not compared", "dim"),
-            f"{r.baseline_error_rate:.0%} → {r.candidate_error_rate:.0%}",
-        )
     console.print(table)
+    if left_out:
+        console.print(Text(left_out_note(left_out), "dim"))
     for r in d.routes[:MAX_ROWS]:
         why = r.note or "; ".join(r.skipped.values())
         if why:

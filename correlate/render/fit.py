@@ -58,7 +58,7 @@ def fit(columns: list[Column], width: int) -> tuple[list[Column], list[str]]:
     return kept, [c.name for c in columns if c not in kept]
 
 
-def table(title: str, columns: list[Column], width: int) -> tuple[Table, list[str]]:
+def table(title: str | Text, columns: list[Column], width: int) -> tuple[Table, list[str]]:
     """A rich table of the columns that fit, and the names of those left out."""
     from rich import box
     from rich.table import Table
