@@ -35,12 +35,32 @@ CLOCK_SLACK_NS = 2_000_000
 #: one request that got a connection (``holders``), the later checkouts of each (``gaps``),
 #: each checkout to its last query (``holds``), and the checkouts that waited (``waits``),
 #: of the service ``$service``
-_BASE = """
+#: the checkouts of the service ``$service``: its checkout spans; or, for a pool that makes
+#: none, the waits that failed (analysis.pool_errors) and, beside them, each request's first
+#: SQL call as the moment it had its connection
+_CHECKOUTS = """
+    co AS (
+        SELECT p.th, p.rh, p.start_ns, p.end_ns, p.status_code
+        FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
+        WHERE p.category = 'pool' AND (p.span_id IS NOT NULL OR p.status_code = 'ERROR')
+          AND coalesce(r.service, '') = $service
+        UNION ALL
+        SELECT q.th, q.rh, min(q.a) AS start_ns, min(q.a) AS end_ns, NULL AS status_code
+        FROM {parts} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
+        WHERE q.category = 'db' AND coalesce(r.service, '') = $service
+          AND EXISTS (SELECT 1 FROM {parts} e JOIN {reqs} er ON er.th = e.th AND er.rh = e.rh
+                      WHERE e.category = 'pool' AND e.span_id IS NULL
+                        AND e.status_code = 'ERROR' AND coalesce(er.service, '') = $service)
+        GROUP BY q.th, q.rh
+    )"""
+
+_BASE = (
+    _CHECKOUTS
+    + """,
     got AS (
         SELECT th, rh, min(end_ns) AS acquired_ns
-        FROM {parts}
-        WHERE category = 'pool' AND span_id IS NOT NULL
-          AND status_code IS DISTINCT FROM 'ERROR'
+        FROM co
+        WHERE status_code IS DISTINCT FROM 'ERROR'
         GROUP BY th, rh
     ),
     queried AS (
@@ -65,12 +85,10 @@ _BASE = """
     -- statement) waits, not holds, during each later checkout: gaps in its upper reading
     gaps AS (
         SELECT p.start_ns AS start_ns, least(p.end_ns, r.end_ns) AS end_ns
-        FROM {parts} p
+        FROM co p
         JOIN got g ON g.th = p.th AND g.rh = p.rh
         JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
-        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
-          AND p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
-          AND coalesce(r.service, '') = $service
+        WHERE p.start_ns >= g.acquired_ns AND p.start_ns < r.end_ns
     ),
     -- the lower reading: each checkout holds from its end to the last query that starts
     -- before the request's next checkout (between a pool.query and the next checkout it
@@ -78,8 +96,7 @@ _BASE = """
     checkouts AS (
         SELECT th, rh, start_ns, end_ns, status_code,
                lead(start_ns) OVER (PARTITION BY th, rh ORDER BY start_ns, end_ns) AS next_ns
-        FROM {parts}
-        WHERE category = 'pool' AND span_id IS NOT NULL
+        FROM co
     ),
     holds AS (
         SELECT start_ns, end_ns FROM (
@@ -96,11 +113,10 @@ _BASE = """
     ),
     waits AS (
         SELECT p.start_ns AS t
-        FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
-        WHERE p.category = 'pool' AND p.span_id IS NOT NULL
-          AND (p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR')
-          AND coalesce(r.service, '') = $service
+        FROM co p
+        WHERE p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR'
     )"""
+)
 
 #: the holders by both readings at each moment of ``probes`` (``t``): a sweep over the
 #: holds' starts and ends, each moment after the ends and starts at its own time
@@ -176,7 +192,7 @@ def services(run: Run, s: PoolSettings) -> list[tuple[str, int]]:
             SELECT coalesce(r.service, '') AS svc,
                    p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR' AS waited
             FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
-            WHERE p.category = 'pool' AND p.span_id IS NOT NULL
+            WHERE p.category = 'pool' AND (p.span_id IS NOT NULL OR p.status_code = 'ERROR')
         ) AS c
         GROUP BY svc ORDER BY svc
         """,

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis import pool_errors
 from correlate.routes import route_sql
 
 if TYPE_CHECKING:
@@ -91,12 +92,17 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     wrong match needs two ids of different spans to collide in both trace and
     span hash at once, which at millions of spans is vanishingly unlikely.
     """
-    params = {"run": run_id}
+    params = {"run": run_id, "pattern": pool_errors.PATTERN}
     for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _COVERED_SQL, _DOUBLED_SQL, _PARTS_SQL):
         text = sql.format(
-            p=prefix, max_depth=MAX_DEPTH, category=CATEGORY_SQL, slack=DOUBLED_SLACK_NS
+            p=prefix,
+            max_depth=MAX_DEPTH,
+            category=CATEGORY_SQL,
+            slack=DOUBLED_SLACK_NS,
+            pool_errors=pool_errors.PARTS_SQL.format(p=prefix),
         )
-        con.execute(text, params if "$run" in text else None)
+        used = {k: v for k, v in params.items() if f"${k}" in text}
+        con.execute(text, used or None)
     con.execute(_SEGMENTS_SQL.format(p=prefix))
     con.execute(_REQUESTS_SQL.format(p=prefix))
     con.execute(_REQUEST_QUERIES_SQL.format(p=prefix))
@@ -319,7 +325,8 @@ WHERE (c.parent_sh IS NOT NULL AND NOT o.covered) OR s.sibling_end >= c.reach
 _PARTS_SQL = """
 CREATE OR REPLACE TEMP TABLE {p}_parts AS
 WITH req AS (
-    SELECT th, sh AS rh, span_id AS request_id, start_ns AS r0, end_ns AS r1
+    SELECT th, sh AS rh, trace_id, span_id AS request_id, service, start_ns AS r0,
+           end_ns AS r1
     FROM {p}_tree WHERE kind = 'SERVER'
 ),
 span_parts AS (
@@ -339,7 +346,8 @@ checkout_parts AS (
            c.start_unix_nano AS start_ns, c.start_unix_nano + c.wait_ns AS end_ns
     FROM pool_checkouts c
     WHERE c.run_id = $run AND c.request_span_id IS NOT NULL AND c.wait_ns > 0
-)
+),
+{pool_errors}
 SELECT p.th, p.rh, p.trace_id, r.request_id, p.span_id, p.ph, p.category, p.status_code,
        CASE WHEN p.category = 'db'
             -- no statement to fingerprint: the system and the span's name stand in
@@ -349,7 +357,8 @@ SELECT p.th, p.rh, p.trace_id, r.request_id, p.span_id, p.ph, p.category, p.stat
        p.start_ns, p.end_ns,
        greatest(p.start_ns, r.r0) AS a, least(p.end_ns, r.r1) AS b
 FROM (SELECT * FROM span_parts WHERE category IS NOT NULL
-      UNION ALL SELECT * FROM checkout_parts) p
+      UNION ALL SELECT * FROM checkout_parts
+      UNION ALL SELECT * FROM error_parts) p
 JOIN req r USING (th, rh)
 LEFT JOIN {p}_fingerprints f
   ON p.category = 'db' AND f.db_system IS NOT DISTINCT FROM p.db_system AND f.qh = p.qh

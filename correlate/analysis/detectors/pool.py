@@ -36,6 +36,8 @@ from correlate.analysis.pool_evidence import (
     used_at_max_idle,
 )
 from correlate.analysis.pool_inference import infer
+from correlate.analysis.pool_pressure import Pressure
+from correlate.analysis.pool_pressure import pressure as read_pressure
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
 from correlate.routes import route_sql
@@ -108,25 +110,9 @@ _SOURCE = (
 )
 
 
-@dataclass
-class _Pressure:
-    requests: int
-    total_ms: float
-    wait_ms: float
-    waited: int
-    timeouts: int
-    timeout_errors: int
-    exception: str | None
-    routes: list[tuple[str, float]]
-
-    @property
-    def share(self) -> float:
-        return self.wait_ms / self.total_ms if self.total_ms else 0.0
-
-
 def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding]:
     s = settings
-    pressure = _pressure(run)
+    pressure = read_pressure(run)
     leaks = _leaks(run)
     if not leaks and not _under_pressure(pressure, s):
         return []
@@ -186,69 +172,10 @@ def _has_telemetry(run: Run) -> bool:
     return bool(n)
 
 
-def _under_pressure(p: _Pressure, s: PoolSettings) -> bool:
+def _under_pressure(p: Pressure, s: PoolSettings) -> bool:
     """Checkouts time out, or requests wait long enough for the pool to matter."""
     return bool(p.timeouts) or (
         p.share >= s.min_wait_share and p.wait_ms / max(p.requests, 1) >= s.min_wait_ms
-    )
-
-
-def _pressure(run: Run) -> _Pressure:
-    reqs, parts = run.table("requests"), run.table("parts")
-    n, total, wait, waited = run.con.execute(
-        f"SELECT count(*), coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), "
-        f"count(*) FILTER (WHERE pool_ms >= 1) FROM {reqs}"
-    ).fetchone() or (0, 0.0, 0.0, 0)
-    # timeouts: connect spans that failed waiting, and checkouts the instrument saw time out
-    failed = f"""
-        SELECT s.events FROM {parts} p
-        JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
-        WHERE p.category = 'pool' AND s.status_code = 'ERROR'
-    """
-    # a failed connect whose exception is no timeout (a refused connection) is not the
-    # pool running dry; one without any exception recorded is given the benefit of it
-    (span_timeouts,) = run.con.execute(
-        f"""
-        SELECT count(*) FILTER (
-            WHERE len(list_filter(events, lambda e: e.name = 'exception')) = 0
-               OR len(list_filter(events, lambda e: e.name = 'exception'
-                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
-        FROM ({failed})
-        """,
-        {"run": run.run_id},
-    ).fetchone() or (0,)
-    (exception,) = run.con.execute(
-        f"""
-        SELECT mode(ev.attributes->>'$."exception.type"')
-        FROM (SELECT unnest(events) AS ev FROM ({failed}))
-        WHERE ev.name = 'exception'
-        """,
-        {"run": run.run_id},
-    ).fetchone() or (None,)
-    (checkout_timeouts,) = run.con.execute(
-        "SELECT count(*) FROM pool_checkouts WHERE run_id = ? AND outcome = 'timeout'",
-        [run.run_id],
-    ).fetchone() or (0,)
-    (timeout_errors,) = run.con.execute(
-        f"""
-        SELECT count(DISTINCT (r.th, r.rh)) FROM {reqs} r
-        JOIN {parts} p ON p.th = r.th AND p.rh = r.rh
-        WHERE r.error AND p.category = 'pool' AND p.status_code = 'ERROR'
-        """,
-    ).fetchone() or (0,)
-    routes = run.con.execute(
-        f"SELECT route, avg(pool_ms) FROM {reqs} GROUP BY route HAVING avg(pool_ms) > 0 "
-        "ORDER BY 2 DESC"
-    ).fetchall()
-    return _Pressure(
-        requests=int(n),
-        total_ms=float(total),
-        wait_ms=float(wait),
-        waited=int(waited),
-        timeouts=max(int(span_timeouts), int(checkout_timeouts)),
-        timeout_errors=int(timeout_errors),
-        exception=exception,
-        routes=[(str(r), float(w)) for r, w in routes],
     )
 
 
@@ -297,7 +224,7 @@ def _load_correlation(busy: pd.DataFrame) -> float | None:
     return None if value != value else float(value)
 
 
-def _common(pressure: _Pressure, run: Run) -> dict[str, Any]:
+def _common(pressure: Pressure, run: Run) -> dict[str, Any]:
     return {
         "pool_wait_ms": pressure.wait_ms,
         "share_of_request_time": pressure.share,
@@ -306,6 +233,8 @@ def _common(pressure: _Pressure, run: Run) -> dict[str, Any]:
         "timeouts": pressure.timeouts,
         "requests_failed_by_timeout": pressure.timeout_errors,
         "timeout_exception": pressure.exception,
+        "requests_without_a_connection": pressure.pool_errors,
+        "pool_error_of": pressure.pool,
         "wait_ms_per_request_by_route": dict(pressure.routes),
     }
 
@@ -320,7 +249,7 @@ def _wait_series(timeline: pd.DataFrame) -> str:
 def _leak_finding(
     run: Run,
     s: PoolSettings,
-    pressure: _Pressure,
+    pressure: Pressure,
     leaks: list[dict[str, Any]],
     orphans: dict[str, Any] | None,
     stuck: dict[str, float] | None,
@@ -388,11 +317,7 @@ def _leak_finding(
             f"from {stuck['peak_load']:.0f} to {stuck['final_load']:.0f}"
         )
     if pressure.timeouts:
-        exc = f" ({pressure.exception})" if pressure.exception else ""
-        said.append(
-            f"{pressure.timeouts} checkouts timed out{exc}, failing "
-            f"{pressure.timeout_errors} requests"
-        )
+        said.append(pressure.failures_sentence())
     routes = len(pressure.routes)
     title = (
         f"Connection-pool leak in {named or route}"
@@ -432,9 +357,15 @@ def _leak_finding(
             )
         ),
         suggestion=(
-            f"Return the connection on every path{fix_at}: take it with a context manager "
-            "(`with engine.connect() as conn:` / `with Session() as session:`) or release it "
-            "in a `finally`, including early returns and error responses."
+            f"Return the connection on every path{fix_at}: "
+            + (
+                "give it back in a `finally` (psycopg2: `pool.putconn(conn)`) or take it with "
+                "a context manager (psycopg_pool: `with pool.connection() as conn:`)"
+                if pressure.pool_errors
+                else "take it with a context manager (`with engine.connect() as conn:` / "
+                "`with Session() as session:`) or release it in a `finally`"
+            )
+            + ", including early returns and error responses."
             + (
                 f" Start with the path of every {named}; follow the traces listed."
                 if named
@@ -452,6 +383,17 @@ def _leak_finding(
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
     )
+
+
+def _opening(pressure: Pressure) -> str:
+    """The pool's toll in a sentence: the wait, and the checkouts that failed."""
+    text = (
+        f"Requests spent {pct(pressure.share)} of their time waiting for a database "
+        f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request)"
+    )
+    if pressure.timeouts:
+        text += f", and {pressure.failures_sentence()}"
+    return text + "."
 
 
 def _inferred_leak(inf: PoolInference) -> str:
@@ -485,7 +427,7 @@ def _inferred_leak(inf: PoolInference) -> str:
 def _undecided_finding(
     run: Run,
     s: PoolSettings,
-    pressure: _Pressure,
+    pressure: Pressure,
     timeline: pd.DataFrame,
     severity: Severity,
     inferred: PoolInference,
@@ -500,9 +442,8 @@ def _undecided_finding(
         impact_ms=pressure.wait_ms,
         evidence=evidence,
         explanation=(
-            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
-            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request). "
-            "Whether connections leak or the pool is too small for the load cannot be told "
+            _opening(pressure)
+            + " Whether connections leak or the pool is too small for the load cannot be told "
             f"from these spans, because {inferred.reason}."
         ),
         suggestion=(
@@ -522,7 +463,7 @@ def _undecided_finding(
 def _saturation_finding(
     run: Run,
     s: PoolSettings,
-    pressure: _Pressure,
+    pressure: Pressure,
     timeline: pd.DataFrame,
     severity: Severity,
     inferred: PoolInference | None = None,
@@ -586,8 +527,7 @@ def _saturation_finding(
         impact_ms=pressure.wait_ms,
         evidence=evidence,
         explanation=(
-            f"Requests spent {pct(pressure.share)} of their time waiting for a database "
-            f"connection ({ms(pressure.wait_ms / max(pressure.requests, 1))} per request)."
+            _opening(pressure)
             + kept
             + "The pool is too small for this concurrency, or connections are held too long."
             + when
@@ -595,8 +535,9 @@ def _saturation_finding(
         ),
         suggestion=(
             "Hold connections for less time (no slow work while a connection or transaction "
-            "is open; fix the slowest queries first), or raise pool_size / max_overflow to "
-            "the concurrency you need and check the database can take it."
+            "is open; fix the slowest queries first), or raise "
+            + ("the pool's size" if pressure.pool_errors else "pool_size / max_overflow")
+            + " to the concurrency you need and check the database can take it."
         ),
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "

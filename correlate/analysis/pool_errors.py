@@ -1,0 +1,215 @@
+"""Requests that failed for want of a pooled connection, told by the error they raised.
+
+Most pools make no span for a checkout: psycopg2's and psycopg's pools, HikariCP, the
+ADO.NET providers, ActiveRecord, knex. When one runs dry, though, it fails the request
+in words of its own ("connection pool exhausted", "couldn't get a connection after
+5.00 sec", "Connection is not available, request timed out after 30000ms"), and the
+OpenTelemetry instrumentation of the web framework records them on the request's span
+as an ``exception`` event (``exception.type``, ``exception.message``) or as the span's
+status description. :data:`SIGNATURES` lists the words of each pool; a match is a
+*failed checkout*: at that moment every connection of the pool was taken.
+
+For a service whose spans cover no checkout (no ``connect`` span), each such failure
+becomes a failed pool part of its request (:data:`PARTS_SQL`): its time is pool wait in
+the request's breakdown, the pool detector counts it as a checkout that failed, and
+:mod:`correlate.analysis.pool_holders` reads it as a wait, so the pool's capacity can
+still be followed over the run (a leak, or saturation). Where checkout spans exist, their
+own failures are the waits and these are not counted twice.
+
+A failure is dated by its event (the instrumentation records it when the exception
+reaches it, at most the request's end), else by the end of the span whose status says
+it; the wait it ended began at the end of the request's last database, pool or outgoing
+call before it, or at the request's start: a pool that fails at once (psycopg2) waited
+nothing, one that blocks (psycopg's, HikariCP) waited that long.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+
+@dataclass(frozen=True)
+class Signature:
+    """How one pool says it has no connection to give."""
+
+    pool: str
+    #: a regular expression over ``type: message`` in lower case
+    pattern: str
+    #: where the words come from
+    source: str
+
+
+SIGNATURES: tuple[Signature, ...] = (
+    Signature(
+        "psycopg2 (ThreadedConnectionPool, SimpleConnectionPool)",
+        r"connection pool exhausted",
+        "https://github.com/psycopg/psycopg2/blob/master/lib/pool.py",
+    ),
+    Signature(
+        "psycopg_pool (psycopg 3; Django 5.1's pool)",
+        r"couldn't get a connection after",
+        "https://github.com/psycopg/psycopg/blob/master/psycopg_pool/psycopg_pool/pool.py",
+    ),
+    Signature(
+        "SQLAlchemy (QueuePool, AsyncAdaptedQueuePool)",
+        r"queuepool limit of size [0-9]+ overflow -?[0-9]+ reached",
+        "https://github.com/sqlalchemy/sqlalchemy/blob/main/lib/sqlalchemy/pool/impl.py",
+    ),
+    Signature(
+        "HikariCP",
+        r"connection is not available, request timed out after",
+        "https://github.com/brettwooldridge/HikariCP/blob/dev/src/main/java/com/zaxxer/hikari/pool/HikariPool.java",
+    ),
+    Signature(
+        "Apache Commons DBCP",
+        r"cannot get a connection, pool error",
+        "https://github.com/apache/commons-dbcp",
+    ),
+    Signature(
+        "node-postgres (pg.Pool)",
+        r"timeout exceeded when trying to connect",
+        "https://github.com/brianc/node-postgres/blob/master/packages/pg-pool/index.js",
+    ),
+    Signature(
+        "generic-pool (Sequelize, TypeORM on MySQL, …)",
+        r"resourcerequest timed out|connectionacquiretimeouterror",
+        "https://github.com/coopernurse/node-pool",
+    ),
+    Signature(
+        "knex (tarn)",
+        r"timeout acquiring a connection\. the pool is probably full",
+        "https://github.com/knex/knex",
+    ),
+    Signature(
+        "Prisma (P2024)",
+        r"timed out fetching a new connection from the connection pool",
+        "https://www.prisma.io/docs/orm/reference/error-reference#p2024",
+    ),
+    Signature(
+        "Npgsql (.NET)",
+        r"the connection pool has been exhausted",
+        "https://github.com/npgsql/npgsql",
+    ),
+    Signature(
+        "Microsoft.Data.SqlClient, MySql.Data (.NET)",
+        r"timeout period elapsed prior to obtaining a connection from the pool",
+        "https://learn.microsoft.com/en-us/sql/connect/ado-net/sql-server-connection-pooling",
+    ),
+    Signature(
+        "MySqlConnector (.NET)",
+        r"all pooled connections are in use",
+        "https://github.com/mysql-net/MySqlConnector",
+    ),
+    Signature(
+        "ActiveRecord (Rails)",
+        r"could not obtain a connection from the pool",
+        "https://github.com/rails/rails/blob/main/activerecord/lib/active_record/connection_adapters/abstract/connection_pool/queue.rb",
+    ),
+)
+
+#: One regular expression for all of them (lower-case text).
+PATTERN = "|".join(f"(?:{s.pattern})" for s in SIGNATURES)
+
+
+def pool_of(text: str) -> str | None:
+    """The pool whose words ``text`` (an exception's type and message) are, if any.
+
+    >>> pool_of("psycopg2.pool.PoolError: connection pool exhausted")
+    'psycopg2 (ThreadedConnectionPool, SimpleConnectionPool)'
+    >>> pool_of("psycopg2.errors.UniqueViolation: duplicate key") is None
+    True
+    """
+    low = text.lower()
+    for s in SIGNATURES:
+        if re.search(s.pattern, low):
+            return s.pool
+    return None
+
+
+#: SQL: ``raised`` and ``error_parts``, steps of ``WITH`` in the parts' statement
+#: (:mod:`correlate.analysis.requests`), after its ``req`` (``th``, ``rh``, ``trace_id``,
+#: ``request_id``, ``service``, ``r0``, ``r1``) and ``span_parts``. ``raised``: per
+#: request, when it first failed for want of a connection; ``error_parts``: that wait, as a
+#: failed pool part (no span id; status ``ERROR``), for requests of a service whose spans
+#: cover no checkout. Its ``$pattern`` is :data:`PATTERN`.
+PARTS_SQL = """
+said AS (
+    SELECT trace_id, span_id, ev.time_ns AS t,
+           ev.attributes->>'$."exception.type"' AS type,
+           ev.attributes->>'$."exception.message"' AS message
+    FROM (SELECT trace_id, span_id, unnest(events) AS ev
+          FROM spans WHERE run_id = $run AND len(events) > 0) AS x
+    WHERE ev.name = 'exception'
+    UNION ALL
+    SELECT trace_id, span_id, end_ns AS t, NULL AS type, status_message AS message
+    FROM spans
+    WHERE run_id = $run AND status_code = 'ERROR' AND status_message IS NOT NULL
+),
+raised AS (
+    SELECT o.th, o.rh, min(f.t) AS t
+    FROM (SELECT hash(trace_id) AS th, hash(span_id) AS sh, t FROM said
+          WHERE regexp_matches(lower(coalesce(type, '') || ': ' || coalesce(message, '')),
+                               $pattern)) AS f
+    JOIN {p}_owner o ON o.th = f.th AND o.sh = f.sh
+    GROUP BY o.th, o.rh
+),
+spanned AS (
+    -- services whose spans cover their checkouts: those spans' failures are the waits
+    SELECT DISTINCT coalesce(r.service, '') AS svc
+    FROM span_parts sp JOIN req r ON r.th = sp.th AND r.rh = sp.rh
+    WHERE sp.category = 'pool'
+),
+error_parts AS (
+    SELECT e.th, e.rh, r.trace_id, NULL AS span_id, NULL AS ph, 'pool' AS category,
+           NULL AS db_system, NULL AS qh, NULL AS name, 'ERROR' AS status_code,
+           -- the wait began when the request's last call before the failure ended
+           greatest(r.r0, coalesce(max(sp.end_ns) FILTER (WHERE sp.end_ns <= e.t), r.r0))
+               AS start_ns,
+           least(greatest(e.t, r.r0), r.r1) AS end_ns
+    FROM raised e
+    JOIN req r ON r.th = e.th AND r.rh = e.rh
+    LEFT JOIN span_parts sp ON sp.th = e.th AND sp.rh = e.rh AND sp.category IS NOT NULL
+    WHERE coalesce(r.service, '') NOT IN (SELECT svc FROM spanned)
+    GROUP BY e.th, e.rh, r.trace_id, e.t, r.r0, r.r1
+)"""
+
+#: SQL: the failed pool parts :data:`PARTS_SQL` makes, among a run's ``parts``.
+IS_ERROR_PART = "(category = 'pool' AND span_id IS NULL AND status_code = 'ERROR')"
+
+
+def said(run: Run) -> tuple[str | None, str | None]:
+    """(pool, its words) most often said by the run's requests that failed for want of a
+    connection from a pool whose spans cover no checkout; (None, None) without any."""
+    parts = run.table("parts")
+    rows = run.con.execute(
+        f"""
+        SELECT coalesce(ev.attributes->>'$."exception.type"', '') AS type,
+               coalesce(ev.attributes->>'$."exception.message"', '') AS message,
+               count(*) AS n
+        FROM (SELECT unnest(s.events) AS ev
+              FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
+              JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
+              WHERE len(s.events) > 0) AS x
+        WHERE ev.name = 'exception'
+        GROUP BY type, message
+        UNION ALL
+        SELECT '' AS type, s.status_message AS message, count(*) AS n
+        FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
+        JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
+        WHERE s.status_code = 'ERROR' AND s.status_message IS NOT NULL
+        GROUP BY s.status_message
+        ORDER BY n DESC, type, message LIMIT 50
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    for type_, message, _ in rows:
+        text = f"{type_}: {message}" if type_ and message else type_ or message
+        pool = pool_of(text)
+        if pool:
+            return pool, text
+    return None, None

@@ -1,0 +1,121 @@
+"""How much the run's requests suffered from the connection pool: the time they waited
+for a connection, and the checkouts that failed.
+
+A checkout fails three ways the spans show: a checkout span (``connect``,
+``pg-pool.connect``, …) that ends in error with a timeout or no exception at all (a
+refused connection is not the pool running dry); a checkout ``correlate.instrument``
+saw time out; and, for a pool that makes no checkout span, a request that raised the
+pool's own "no connection" error (:mod:`correlate.analysis.pool_errors`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from correlate.analysis import pool_errors
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+
+@dataclass
+class Pressure:
+    requests: int
+    total_ms: float
+    wait_ms: float
+    waited: int
+    #: checkouts that failed: timed out, or found the pool empty
+    timeouts: int
+    #: requests that failed with one
+    timeout_errors: int
+    #: the exception most often recorded on them
+    exception: str | None
+    routes: list[tuple[str, float]]
+    #: of ``timeouts``, the requests that raised the pool's own error (no checkout span),
+    #: and the pool that says so
+    pool_errors: int = 0
+    pool: str | None = None
+
+    @property
+    def share(self) -> float:
+        return self.wait_ms / self.total_ms if self.total_ms else 0.0
+
+    def failures_sentence(self) -> str:
+        """``'12 checkouts timed out (TimeoutError), failing 12 requests'``."""
+        exc = f" ({self.exception})" if self.exception else ""
+        if self.pool_errors and self.pool_errors == self.timeouts:
+            return (
+                f"{self.pool_errors} request{'s' if self.pool_errors != 1 else ''} found no "
+                f"connection to take from the pool{exc}"
+            )
+        return f"{self.timeouts} checkouts timed out{exc}, failing {self.timeout_errors} requests"
+
+
+def pressure(run: Run) -> Pressure:
+    """The run's pool pressure, read from its request tables."""
+    reqs, parts = run.table("requests"), run.table("parts")
+    n, total, wait, waited = run.con.execute(
+        f"SELECT count(*), coalesce(sum(duration_ms), 0), coalesce(sum(pool_ms), 0), "
+        f"count(*) FILTER (WHERE pool_ms >= 1) FROM {reqs}"
+    ).fetchone() or (0, 0, 0.0, 0)
+    # timeouts: connect spans that failed waiting, and checkouts the instrument saw time out
+    failed = f"""
+        SELECT s.events FROM {parts} p
+        JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
+        WHERE p.category = 'pool' AND s.status_code = 'ERROR'
+    """
+    # a failed connect whose exception is no timeout (a refused connection) is not the
+    # pool running dry; one without any exception recorded is given the benefit of it
+    (span_timeouts,) = run.con.execute(
+        f"""
+        SELECT count(*) FILTER (
+            WHERE len(list_filter(events, lambda e: e.name = 'exception')) = 0
+               OR len(list_filter(events, lambda e: e.name = 'exception'
+                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
+        FROM ({failed})
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (0,)
+    (exception,) = run.con.execute(
+        f"""
+        SELECT mode(ev.attributes->>'$."exception.type"')
+        FROM (SELECT unnest(events) AS ev FROM ({failed}))
+        WHERE ev.name = 'exception'
+        """,
+        {"run": run.run_id},
+    ).fetchone() or (None,)
+    (checkout_timeouts,) = run.con.execute(
+        "SELECT count(*) FROM pool_checkouts WHERE run_id = ? AND outcome = 'timeout'",
+        [run.run_id],
+    ).fetchone() or (0,)
+    (raised,) = run.con.execute(
+        f"SELECT count(*) FROM {parts} WHERE {pool_errors.IS_ERROR_PART}"
+    ).fetchone() or (0,)
+    pool = None
+    if raised:
+        pool, words = pool_errors.said(run)
+        exception = exception or words
+    (timeout_errors,) = run.con.execute(
+        f"""
+        SELECT count(DISTINCT (r.th, r.rh)) FROM {reqs} r
+        JOIN {parts} p ON p.th = r.th AND p.rh = r.rh
+        WHERE r.error AND p.category = 'pool' AND p.status_code = 'ERROR'
+        """,
+    ).fetchone() or (0,)
+    routes = run.con.execute(
+        f"SELECT route, avg(pool_ms) FROM {reqs} GROUP BY route HAVING avg(pool_ms) > 0 "
+        "ORDER BY 2 DESC"
+    ).fetchall()
+    return Pressure(
+        requests=int(n),
+        total_ms=float(total),
+        wait_ms=float(wait),
+        waited=int(waited),
+        timeouts=max(int(span_timeouts) + int(raised), int(checkout_timeouts)),
+        timeout_errors=int(timeout_errors),
+        exception=exception,
+        routes=[(str(r), float(w)) for r, w in routes],
+        pool_errors=int(raised),
+        pool=pool,
+    )
