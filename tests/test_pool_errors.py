@@ -321,3 +321,42 @@ def test_clickhouse_reads_the_pools_errors_as_duckdb_does(chdb: object, leak: bo
     remote = [(f.kind, f.title, f.explanation) for f in pool_exhaustion(remote_run)]
     assert local and remote == local
     assert infer(remote_run, PoolSettings()) == local_inferred
+
+
+def _emptied_run() -> RunBuilder:
+    """A pool of three: three requests answer 409 and keep their connection; every request
+    after them blocks for a second and fails with PoolTimeout, with nobody holding one."""
+    b = RunBuilder()
+    for i in range(120):
+        t, trace = i * 100.0, b.new_id("t")
+        leaks = i in (10, 20, 30)
+        if i <= 30:
+            r = _request(b, trace, t, t + 40, "POST" if leaks else "GET", 409 if leaks else 200)
+            b.query(trace, r, t + 1, t + 21, "SELECT * FROM orders WHERE id = 1")
+        else:
+            _request(b, trace, t, t + 1002, "GET", 500, said=PSYCOPG3, raised_at=t + 1001)
+    return b
+
+
+def test_a_pool_emptied_with_nobody_holding_a_connection_is_a_leak() -> None:
+    (f,), (inf, _) = analysed(_emptied_run())
+    assert inf is not None and inf.verdict == "leak"
+    assert f.kind == FindingKind.POOL_LEAK
+    assert inf.emptied_from == 1 and inf.waits == 89
+    assert "up to 1 request held a connection at once before the first checkout failed" in (
+        f.explanation
+    )
+    assert "none did when any of the 89 failed checkouts found the pool empty" in f.explanation
+
+
+def test_with_checkout_spans_an_empty_pool_and_no_holder_is_still_undecided() -> None:
+    # a connect span can cover more than the pool (a new connection, a proxy): no verdict
+    b = _emptied_run()
+    for span in list(b.spans):
+        if span["status_code"] == "ERROR":
+            b.connect(span["trace_id"], span["span_id"], 0, 0, timeout=True)
+            b.spans[-1].update(start_ns=span["start_ns"], end_ns=span["end_ns"] - 1_000_000)
+            span["events"] = []
+    _, (inf, _) = analysed(b)
+    assert inf is not None and inf.verdict == "undecided"
+    assert inf.reason.startswith("no request held a connection while others waited")

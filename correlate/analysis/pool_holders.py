@@ -40,12 +40,13 @@ CLOCK_SLACK_NS = 2_000_000
 #: SQL call as the moment it had its connection
 _CHECKOUTS = """
     co AS (
-        SELECT p.th, p.rh, p.start_ns, p.end_ns, p.status_code
+        SELECT p.th, p.rh, p.start_ns, p.end_ns, p.status_code, p.span_id IS NOT NULL AS spanned
         FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
         WHERE p.category = 'pool' AND (p.span_id IS NOT NULL OR p.status_code = 'ERROR')
           AND coalesce(r.service, '') = $service
         UNION ALL
-        SELECT q.th, q.rh, min(q.a) AS start_ns, min(q.a) AS end_ns, NULL AS status_code
+        SELECT q.th, q.rh, min(q.a) AS start_ns, min(q.a) AS end_ns, NULL AS status_code,
+               false AS spanned
         FROM {parts} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
         WHERE q.category = 'db' AND coalesce(r.service, '') = $service
           AND EXISTS (SELECT 1 FROM {parts} e JOIN {reqs} er ON er.th = e.th AND er.rh = e.rh
@@ -378,6 +379,28 @@ def idle_waits(
         s,
         from_index=from_index,
         **({} if after_ns is None else {"after": after_ns}),
+    )
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int]:
+    """(waits that are a pool's own errors rather than checkout spans, the most requests
+    that held a connection at once before the first wait)."""
+    probes = """
+        first AS (SELECT min(t) AS t0 FROM waits),
+        probes AS (
+            SELECT acquired_ns AS t FROM holders WHERE acquired_ns < (SELECT t0 FROM first)
+        ),
+        {held}"""
+    (row,) = _query(
+        run,
+        probes,
+        """
+        SELECT (SELECT count(*) FROM co WHERE status_code = 'ERROR' AND NOT spanned),
+               (SELECT max(h1) FROM held)
+        """,
+        service,
+        s,
     )
     return int(row[0] or 0), int(row[1] or 0)
 

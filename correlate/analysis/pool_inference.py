@@ -149,6 +149,9 @@ class PoolInference:
     traces: tuple[str, ...] = ()
     #: where the drops were read: the waits of the checkout spans, or the pool's metrics
     drops_from: str = "checkout spans"
+    #: a pool's own errors said it was empty while no running request held a connection:
+    #: the most that held one at once before the first of them (0: not so)
+    emptied_from: int = 0
 
     def evidence(self) -> dict[str, Any]:
         """The inference as plain values for a finding's evidence."""
@@ -164,6 +167,7 @@ class PoolInference:
             "drops_from": self.drops_from,
             "waits_with_database_idle": self.idle_waits,
             "waits_after_last_drop": self.final_waits,
+            "held_before_the_pool_emptied": self.emptied_from or None,
         }
         if self.culprit:
             c = self.culprit
@@ -258,6 +262,22 @@ def _infer_service(
         levels=levels,
     )
     if peak == 0:
+        errors, before = holders.emptied(run, service, s)
+        if errors == n and before:
+            # the pool said it had no connection to give, and no running request had one:
+            # every connection was out with none of the requests that took them
+            base.verdict = "leak"
+            base.emptied_from = before
+            base.capacity_first = before
+            base.reason = (
+                f"before the first checkout failed, up to {before} "
+                f"request{'s' if before != 1 else ''} held a connection at once; when each of the {n} failed, the pool had none to give and no "
+                "running request held one"
+            )
+            base.final_waits, base.idle_waits = holders.idle_waits(
+                run, service, s, after_ns=None, from_index=0
+            )
+            return base
         base.reason = (
             "no request held a connection while others waited: the checkout spans may cover "
             "more than the pool (connection setup, a proxy) or the holders are not traced"

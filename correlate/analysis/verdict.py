@@ -347,9 +347,11 @@ def _summary(run: Run) -> dict[str, Any]:
     ).fetchone()
     assert counts is not None
     spans, db_spans, samples, checkouts, client, fingerprints, planned = counts
-    (connects,) = run.con.execute(
-        f"SELECT count(*) FROM {run.table('parts')} WHERE category = 'pool' AND span_id IS NOT NULL"
-    ).fetchone() or (0,)
+    (connects, pool_errors) = run.con.execute(
+        f"SELECT count(*) FILTER (WHERE span_id IS NOT NULL), "
+        f"count(*) FILTER (WHERE span_id IS NULL AND status_code = 'ERROR') "
+        f"FROM {run.table('parts')} WHERE category = 'pool'"
+    ).fetchone() or (0, 0)
     (matched,) = run.con.execute(
         """
         SELECT count(*) FROM client_requests c
@@ -386,6 +388,7 @@ def _summary(run: Run) -> dict[str, Any]:
         "fingerprints": int(fingerprints),
         "fingerprints_with_plans": int(planned),
         "connect_spans": int(connects),
+        "pool_errors": int(pool_errors or 0),
         "pool_samples": int(samples),
         "pool_checkouts": int(checkouts),
         "client_requests": int(client),
@@ -451,6 +454,12 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             "request waited, so time waiting for a connection counts as app time. Instrument "
             "the pool checkout (e.g. opentelemetry-instrumentation-sqlalchemy's connect span) "
             "or record the run with correlate.instrument (docs/run-directory.md)."
+        )
+    elif not s["connect_spans"] and not s["pool_checkouts"] and s["pool_errors"]:
+        gaps.append(
+            "no pool telemetry or connect spans: only the checkouts that failed (the pool's "
+            "own errors) count as pool wait; a wait that ended with a connection counts as app "
+            "time. Record the run with correlate.instrument (docs/run-directory.md)."
         )
     elif not s["connect_spans"] and not s["pool_checkouts"]:
         gaps.append(

@@ -66,8 +66,12 @@ def _counted(n: int, noun: str) -> str:
 def pool_wait(summary: dict[str, Any]) -> str:
     """The pool wait's share, or that no span or checkout recorded it: with only statement
     spans (asyncpg, psycopg) a wait for a connection is the application's time, and
-    "pool wait 0%" would read as measured."""
+    "pool wait 0%" would read as measured; where the pool's errors are all there is
+    (analysis.pool_errors), only the failed checkouts' waits are counted."""
     if not summary.get("connect_spans") and not summary.get("pool_checkouts"):
+        if summary.get("pool_errors"):
+            # a pool that makes no checkout span shows only the checkouts that failed
+            return f"pool wait {pct(summary['time_share']['pool'])} (failed checkouts only)"
         return "pool wait not recorded"
     return f"pool wait {pct(summary['time_share']['pool'])}"
 

@@ -265,7 +265,7 @@ def _leak_finding(
     named = ""
     if inferred is not None and inferred.verdict == "leak":
         evidence["checkout_spans"] = inferred.evidence()
-        said.append(_inferred_leak(inferred))
+        said.append(_inferred_leak(inferred, s.window_s))
         if inferred.culprit and not leaks:
             group = inferred.culprit.group
             route, traces = group.route, inferred.traces
@@ -396,13 +396,20 @@ def _opening(pressure: Pressure) -> str:
     return text + "."
 
 
-def _inferred_leak(inf: PoolInference) -> str:
+def _inferred_leak(inf: PoolInference, window_s: float) -> str:
     """The checkout spans' case for a leak, in words."""
+    if inf.emptied_from:
+        idle = f", and no query was running at {inf.idle_waits}" if inf.idle_waits else ""
+        return (
+            f"up to {inf.emptied_from} request{'s' if inf.emptied_from != 1 else ''} held a "
+            "connection at once before the first checkout failed; none did when any of the "
+            f"{inf.waits} failed checkouts found the pool empty{idle}: the connections were taken and not given back (or something "
+            "these traces do not show holds them)"
+        )
     text = (
         f"while requests waited for a connection, the connections held by running requests "
         f"fell from {max(n for _, n in inf.levels)} to {inf.capacity_last} "
-        f"({inf.levels_text()} per {inf.levels[1][0] - inf.levels[0][0]:.0f} s window with "
-        "waits) and did not come back"
+        f"({inf.levels_text()} per {window_s:.0f} s window with waits) and did not come back"
     )
     if inf.culprit:
         text += f"; {inf.culprit.sentence()}"
