@@ -360,3 +360,17 @@ def test_with_checkout_spans_an_empty_pool_and_no_holder_is_still_undecided() ->
     _, (inf, _) = analysed(b)
     assert inf is not None and inf.verdict == "undecided"
     assert inf.reason.startswith("no request held a connection while others waited")
+
+
+def test_a_pool_dry_from_the_start_is_not_called_a_configuration_problem() -> None:
+    from correlate.analysis.detectors.errors import error_bursts
+
+    b = RunBuilder()
+    fail_fast(b, capacity=5, users=lambda t: 14)
+    with open_run(b.build(), "r") as run:
+        (f,) = error_bursts(run)
+    assert f.kind == FindingKind.ERROR_RATE
+    assert f.evidence["failed_waiting_for_a_connection"] == f.evidence["errors"]
+    assert "the pool ran dry from the start (see the pool finding)" in f.explanation
+    assert "configuration" not in f.explanation
+    assert f.suggestion.startswith("Fix the pool finding first")

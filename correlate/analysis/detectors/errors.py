@@ -164,6 +164,7 @@ def _burst(
                 "routes": {str(k): int(v) for k, v in top_routes},
                 "status_codes": {str(k): int(v) for k, v in statuses.items()},
                 "exceptions": {str(k): int(v) for k, v in exceptions.items()},
+                "failed_waiting_for_a_connection": int(pool_failed or 0),
             },
             trace_ids=tuple(traces or []),
             explanation=(
@@ -196,6 +197,7 @@ def _from_start(f: Finding, s: ErrorBurstSettings) -> Finding:
 
     e = f.evidence
     routes = len(e["routes"])
+    pool = e["failed_waiting_for_a_connection"] >= s.pool_share * e["errors"]
     statuses = ", ".join(f"{k} ×{v}" for k, v in e["status_codes"].items())
     exceptions = ", ".join(f"{k} ×{v}" for k, v in list(e["exceptions"].items())[:3])
     return replace(
@@ -206,9 +208,14 @@ def _from_start(f: Finding, s: ErrorBurstSettings) -> Finding:
         explanation=(
             f"Of the first {e['requests']} requests, {e['errors']} failed ({pct(e['error_rate'])}) "
             f"across {routes} route{'s' if routes != 1 else ''}; status codes {statuses}; "
-            f"exceptions: {exceptions or 'none recorded on their spans'}. The service was failing "
-            "before any load built up: a configuration, dependency or deployment problem rather "
-            "than one of capacity."
+            f"exceptions: {exceptions or 'none recorded on their spans'}. "
+            + (
+                "Most of them failed waiting for a connection: the pool ran dry from the start "
+                "(see the pool finding)."
+                if pool
+                else "The service was failing before any load built up: a configuration, "
+                "dependency or deployment problem rather than one of capacity."
+            )
         ),
         threshold=f"> {pct(s.high_start_rate)} errors in the first {s.start_requests} requests",
         source="Grafana k6 Performance Insights, high HTTP failure rate (docs/rules.md#error_rate)",
