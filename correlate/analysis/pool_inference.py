@@ -14,8 +14,13 @@ generic-pool (Node.js)                 (``generic-pool.aquire``
                                        before 0.39)
 =====================================  ==========================  =========================
 
-(JDBC pools — HikariCP, c3p0 — and Go's database/sql report pool use as metrics,
-not spans; their runs need ``correlate.instrument``-style telemetry.)
+Pools that make no checkout span (psycopg2's and psycopg's, HikariCP, knex, Prisma,
+…) still fail a request in recognisable words when they run dry: for a service without
+checkout spans, :mod:`correlate.analysis.pool_errors` makes each such failure a failed
+checkout, and each request's first SQL call stands in for the moment it had its
+connection. A wait that ended with a connection leaves no trace there, so only the
+failures are waits. (Go's database/sql blocks without failing: its runs need pool
+metrics or ``correlate.instrument``-style telemetry.)
 
 A checkout span tells when a request asked for a connection and when it got
 one. From the run's requests, at every moment a request was *waiting* (a
@@ -37,6 +42,11 @@ the first at the new one are its candidates. The (route, method, status, excepti
 candidates of more steps than its share of all requests explains is named,
 with a binomial tail probability (Bonferroni-corrected over the groups
 tried) as its confidence.
+
+When a pool's own errors say it was empty at every failure while no running request
+held a connection, and requests held some before the first, the connections were taken
+and not given back: a leak with no drop to name. (A failed checkout *span* with no holder
+stays undecided: the span may cover more than the pool, a new connection or a proxy.)
 
 When the data cannot decide, :func:`infer` says so and why.
 """
