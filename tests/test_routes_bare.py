@@ -90,3 +90,35 @@ def test_an_optional_parameter_route_gets_its_slash_in_the_requests() -> None:
     b.request("t2", 0, 50, "orders/\\d+/")  # a pattern, not a path
     with open_run(b.build(), "r") as run:
         assert set(run.requests().route) == {"/api/items/{id?}", "orders/\\d+/"}
+
+
+# -- Django's one-word routes --------------------------------------------------------------
+
+DJANGO_SCOPE = "opentelemetry.instrumentation.django"
+
+
+def django_health(b: RunBuilder) -> str:
+    """A request Django routed to its ``health`` pattern, and one that matched no pattern
+    (its span has no ``http.route``; ingest folds its path into ``/health``)."""
+    routed = b.request("t1", 0, 50, "health", scope=DJANGO_SCOPE)
+    b.span("t2", 100, 150, kind="SERVER", template="/health", http_status=404, scope=DJANGO_SCOPE)
+    return routed
+
+
+def test_djangos_one_word_route_is_the_same_route_as_its_path() -> None:
+    b = RunBuilder()
+    django_health(b)
+    b.request("t3", 200, 250, "checkout", scope="io.opentelemetry.tomcat-10.0")
+    with open_run(b.build(), "r") as run:
+        assert sorted(run.requests().route) == ["/health", "/health", "checkout"]
+
+
+def test_a_django_callees_one_word_route_gets_its_slash_on_the_caller() -> None:
+    b = RunBuilder()
+    r = b.request("t1", 0, 100, "/front")
+    http_call(b, "t1", r, 5, "http://account:5000/health", callee_route="health")
+    b.spans[-1]["scope_name"] = DJANGO_SCOPE
+    (template,) = b.build().con.execute(
+        "SELECT http_target_template FROM spans WHERE kind = 'CLIENT'"
+    ).fetchone() or (None,)
+    assert template == "/health"
