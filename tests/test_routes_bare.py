@@ -113,6 +113,28 @@ def test_djangos_one_word_route_is_the_same_route_as_its_path() -> None:
         assert sorted(run.requests().route) == ["/health", "/health", "checkout"]
 
 
+def test_a_leak_on_a_django_one_word_route_names_the_requests_route() -> None:
+    b = RunBuilder()
+    routed = django_health(b)
+    b.leak("t1", routed, 10_000, route="health")
+    with open_run(b.build(), "r") as run:
+        from correlate.analysis.detectors.pool import _leaks
+
+        (leak,) = _leaks(run)
+    assert leak["route"] == "/health"
+
+
+def test_the_load_generators_name_of_a_django_one_word_route_gets_its_slash() -> None:
+    b = RunBuilder()
+    b.user_request(1, 0, 60, route="health")
+    b.user_request(1, 100, 60, route="health")  # lost on its way: never reached the server
+    b.request("c0", 0, 50, "health", scope=DJANGO_SCOPE)
+    b.spans[-1]["parent_id"] = "p0"
+    with open_run(b.build(), "r") as run:
+        (row,) = client_vs_server(run).itertuples()
+    assert (row.route, row.client_requests, row.never_reached) == ("/health", 2, 1)
+
+
 def test_a_django_callees_one_word_route_gets_its_slash_on_the_caller() -> None:
     b = RunBuilder()
     r = b.request("t1", 0, 100, "/front")
