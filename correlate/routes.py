@@ -26,6 +26,13 @@ expression's ``^$()?|[]+*`` (Django's ``re_path``) and no ``#``; no colon in the
 first segment outside a parameter, and no ``://`` (``mailto:a/b`` and
 ``http://shop/a`` are not routes). A single word may be a name and stays as it is.
 
+Where the span says who named the route, that decides instead. Django resolves a
+request's path after its leading slash, so every route of
+opentelemetry-instrumentation-django (scope :data:`DJANGO_SCOPE`) is relative to
+the site's root: any non-empty one gets the slash, a single word (``health``) and a
+``re_path`` pattern (``/^orders/(?P<pk>[0-9]+)/$``) too. Django's ``health`` is then
+the same route as ``/health``, the folded path of a request that matched no pattern.
+
 Each rule exists twice, as a Python function for callers and tests and as SQL for the
 store, and ``tests/test_tags_routes.py`` checks that the two agree on generated paths.
 
@@ -41,6 +48,9 @@ import re
 
 #: What a folded segment becomes.
 PLACEHOLDER = "{id}"
+#: The instrumentation scope of opentelemetry-instrumentation-django, whose routes are all
+#: relative to the site's root.
+DJANGO_SCOPE = "opentelemetry.instrumentation.django"
 
 _DIGITS = "[0-9]+"
 _UUID = "[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
@@ -128,20 +138,27 @@ def path_template_sql(expr: str) -> str:
     )
 
 
-def route_of(route: str) -> str:
-    """``route`` with a leading slash when it is a path given without one.
+def route_of(route: str, scope: str | None = None) -> str:
+    """``route`` with a leading slash when it is a path given without one; ``scope`` is
+    the instrumentation scope of the span that named it.
 
     >>> route_of("orders/<int:pk>/"), route_of("/orders/{id}"), route_of("health")
     ('/orders/<int:pk>/', '/orders/{id}', 'health')
+    >>> route_of("health", DJANGO_SCOPE)
+    '/health'
     """
+    if scope == DJANGO_SCOPE and route and not route.startswith("/"):
+        return "/" + route
     if _BARE_ROUTE_RE.fullmatch(route) and "://" not in route:
         return "/" + route
     return route
 
 
-def route_sql(expr: str) -> str:
-    """SQL twin of :func:`route_of` (NULL stays NULL)."""
-    return (
-        f"CASE WHEN regexp_full_match({expr}, '{_BARE_ROUTE}') AND NOT contains({expr}, '://') "
-        f"THEN '/' || {expr} ELSE {expr} END"
-    )
+def route_sql(expr: str, scope: str | None = None) -> str:
+    """SQL twin of :func:`route_of` (NULL stays NULL); ``scope`` an SQL expression of the
+    scope name, or None where the rows say nothing of it."""
+    bare = f"regexp_full_match({expr}, '{_BARE_ROUTE}') AND NOT contains({expr}, '://')"
+    if scope is not None:
+        rooted = f"{scope} = '{DJANGO_SCOPE}' AND {expr} <> '' AND NOT starts_with({expr}, '/')"
+        bare = f"coalesce({rooted}, false) OR {bare}"
+    return f"CASE WHEN {bare} THEN '/' || {expr} ELSE {expr} END"

@@ -56,9 +56,10 @@ class RunBuilder:
         events: list[dict[str, Any]] | None = None,
         service: str = "svc",
         template: str | None = None,
+        scope: str | None = None,
     ) -> str:
         """A span; ``template`` is its ``http_target_template`` as ingest sets it (the
-        route by default)."""
+        route by default); ``scope`` the name of the instrumentation that made it."""
         sid = span_id or self.new_id()
         self.spans.append(
             {
@@ -68,6 +69,7 @@ class RunBuilder:
                 "name": name or (f"GET {route}" if route else (sql or kind).split(" ")[0]),
                 "kind": kind,
                 "service": service,
+                "scope_name": scope,
                 "start_ns": ns(start),
                 "end_ns": ns(end),
                 "duration_ns": ns(end) - ns(start),
@@ -91,6 +93,8 @@ class RunBuilder:
         *,
         status: int = 200,
         error: bool = False,
+        service: str = "svc",
+        scope: str | None = None,
     ) -> str:
         return self.span(
             trace,
@@ -100,6 +104,8 @@ class RunBuilder:
             route=route,
             http_status=status,
             status="ERROR" if error else "UNSET",
+            service=service,
+            scope=scope,
         )
 
     def query(

@@ -48,6 +48,8 @@ SAMPLES = {
     "string_ids": ROOT / "tests" / "data" / "faithful" / "string_ids.jsonl",
     # an attribute key twice in a span, a resource and an event: both kept
     "duplicate_keys": ROOT / "tests" / "data" / "clickhouse" / "duplicate_keys.jsonl",
+    # a client span calling Django's one-word route "health", which is "/health"
+    "django_callee": ROOT / "tests" / "data" / "clickhouse" / "django_callee.jsonl",
 }
 
 
@@ -110,6 +112,14 @@ def test_mapped_from_is_exercised_by_the_samples(
     assert mapping in mapped
     view = {m for r in view_spans(chdb_conn, f"{name}_work") for m in r["mapped_from"]}
     assert view == mapped
+
+
+def test_a_django_callees_route_is_the_callers_path(chdb_conn: Connection) -> None:
+    # the callee's scope gives "health" its slash, so the caller's own path stands
+    store, _ = exported(chdb_conn, "django_callee")
+    for spans in (local_spans(store), view_spans(chdb_conn, "django_callee_work")):
+        (client,) = [r for r in spans if r["kind"] == "CLIENT"]
+        assert client["http_target_template"] == "/health"
 
 
 def test_a_key_twice_is_kept_twice(chdb_conn: Connection) -> None:

@@ -90,3 +90,57 @@ def test_an_optional_parameter_route_gets_its_slash_in_the_requests() -> None:
     b.request("t2", 0, 50, "orders/\\d+/")  # a pattern, not a path
     with open_run(b.build(), "r") as run:
         assert set(run.requests().route) == {"/api/items/{id?}", "orders/\\d+/"}
+
+
+# -- Django's one-word routes --------------------------------------------------------------
+
+DJANGO_SCOPE = "opentelemetry.instrumentation.django"
+
+
+def django_health(b: RunBuilder) -> str:
+    """A request Django routed to its ``health`` pattern, and one that matched no pattern
+    (its span has no ``http.route``; ingest folds its path into ``/health``)."""
+    routed = b.request("t1", 0, 50, "health", scope=DJANGO_SCOPE)
+    b.span("t2", 100, 150, kind="SERVER", template="/health", http_status=404, scope=DJANGO_SCOPE)
+    return routed
+
+
+def test_djangos_one_word_route_is_the_same_route_as_its_path() -> None:
+    b = RunBuilder()
+    django_health(b)
+    b.request("t3", 200, 250, "checkout", scope="io.opentelemetry.tomcat-10.0")
+    with open_run(b.build(), "r") as run:
+        assert sorted(run.requests().route) == ["/health", "/health", "checkout"]
+
+
+def test_a_leak_on_a_django_one_word_route_names_the_requests_route() -> None:
+    b = RunBuilder()
+    routed = django_health(b)
+    b.leak("t1", routed, 10_000, route="health")
+    with open_run(b.build(), "r") as run:
+        from correlate.analysis.detectors.pool import _leaks
+
+        (leak,) = _leaks(run)
+    assert leak["route"] == "/health"
+
+
+def test_the_load_generators_name_of_a_django_one_word_route_gets_its_slash() -> None:
+    b = RunBuilder()
+    b.user_request(1, 0, 60, route="health")
+    b.user_request(1, 100, 60, route="health")  # lost on its way: never reached the server
+    b.request("c0", 0, 50, "health", scope=DJANGO_SCOPE)
+    b.spans[-1]["parent_id"] = "p0"
+    with open_run(b.build(), "r") as run:
+        (row,) = client_vs_server(run).itertuples()
+    assert (row.route, row.client_requests, row.never_reached) == ("/health", 2, 1)
+
+
+def test_a_django_callees_one_word_route_gets_its_slash_on_the_caller() -> None:
+    b = RunBuilder()
+    r = b.request("t1", 0, 100, "/front")
+    http_call(b, "t1", r, 5, "http://account:5000/health", callee_route="health")
+    b.spans[-1]["scope_name"] = DJANGO_SCOPE
+    (template,) = b.build().con.execute(
+        "SELECT http_target_template FROM spans WHERE kind = 'CLIENT'"
+    ).fetchone() or (None,)
+    assert template == "/health"

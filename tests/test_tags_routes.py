@@ -179,3 +179,60 @@ def test_route_twin_agrees_in_clickhouse() -> None:
 def test_route_twins_agree_and_are_idempotent(route: str) -> None:
     assert _route_in_sql(route) == route_of(route)
     assert route_of(route_of(route)) == route_of(route)
+
+
+#: opentelemetry-instrumentation-django's routes are relative to the site's root, whatever
+#: they look like; another scope's are read by the rule above.
+DJANGO = "opentelemetry.instrumentation.django"
+SCOPED_ROUTES = [
+    ("health", DJANGO, "/health"),
+    ("health", "io.opentelemetry.tomcat-10.0", "health"),
+    ("health", None, "health"),
+    ("orders/<int:pk>/", DJANGO, "/orders/<int:pk>/"),
+    ("^orders/(?P<pk>[0-9]+)/$", DJANGO, "/^orders/(?P<pk>[0-9]+)/$"),
+    ("/health", DJANGO, "/health"),
+    ("", DJANGO, ""),
+    ("api/items/{id?}", "other", "/api/items/{id?}"),
+]
+
+
+def _scoped_route_in_sql(route: str | None, scope: str | None) -> str | None:
+    con = duckdb.connect()
+    (row,) = con.execute(
+        f"SELECT {route_sql('r', 's')} FROM (SELECT ?::VARCHAR AS r, ?::VARCHAR AS s)",
+        [route, scope],
+    ).fetchall()
+    return row[0]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(("route", "scope", "shown"), SCOPED_ROUTES)
+def test_a_django_route_gets_its_slash_whatever_it_looks_like(
+    route: str, scope: str | None, shown: str
+) -> None:
+    assert route_of(route, scope) == shown
+    assert _scoped_route_in_sql(route, scope) == shown
+    assert _scoped_route_in_sql(None, scope) is None
+
+
+@pytest.mark.clickhouse
+def test_scoped_route_twin_agrees_in_clickhouse() -> None:
+    require_chdb()
+    import chdb
+
+    from correlate.clickhouse.derive import clickhouse_expr
+    from correlate.clickhouse.translate import literal
+
+    expr = clickhouse_expr(route_sql("r", "s"))
+    for route, scope, shown in SCOPED_ROUTES:
+        query = f"SELECT {expr} FROM (SELECT {literal(route)} AS r, {literal(scope)} AS s)"
+        assert chdb.query(query, "TSVRaw").data().removesuffix("\n") == shown, route
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.text(alphabet="ab/<>{}: ^$()?#|.-\\[]+*\t\xa0", max_size=12),
+    st.sampled_from([DJANGO, "other", None]),
+)
+def test_scoped_route_twins_agree_and_are_idempotent(route: str, scope: str | None) -> None:
+    assert _scoped_route_in_sql(route, scope) == route_of(route, scope)
+    assert route_of(route_of(route, scope), scope) == route_of(route, scope)

@@ -169,7 +169,7 @@ SELECT hash(trace_id) AS th, hash(span_id) AS sh, hash(parent_id) AS ph,
        coalesce(CAST(kind AS VARCHAR) = 'CONSUMER', false) AS consumer,
        name, service, scope_name,
        """
-    + route_sql("coalesce(http_route, http_target_template)")
+    + route_sql("coalesce(http_route, http_target_template)", "scope_name")
     + """ AS http_route,
        http_method,
        http_status_code, status_code, db_system,

@@ -194,7 +194,7 @@ def callee_routes_sql(own: str) -> str:
     )
     folded = quote_string(f"{prefix}url_path")
     # a route a framework names without its leading slash gets one, as a request's does
-    callee = clickhouse_expr(route_sql("http_target_template"))
+    callee = clickhouse_expr(route_sql("http_target_template", "scope_name"))
     return f"""SELECT {select}
 FROM {own} AS c
 LEFT JOIN (

@@ -37,7 +37,8 @@ def link_callee_routes(store: Store, run_id: int) -> int:
                     $mapping)
             FROM (
                 SELECT trace_id, parent_id,
-                       {route_sql("any_value(http_target_template)")} AS http_target_template
+                       any_value({route_sql("http_target_template", "scope_name")})
+                           AS http_target_template
                 FROM spans
                 WHERE run_id = $run AND kind = 'SERVER' AND parent_id IS NOT NULL
                   AND http_target_template IS NOT NULL

@@ -180,10 +180,17 @@ def _under_pressure(p: Pressure, s: PoolSettings) -> bool:
 
 
 def _leaks(run: Run) -> list[dict[str, Any]]:
-    reqs = run.table("requests")
+    reqs, tree = run.table("requests"), run.table("tree")
     rows = run.con.execute(
         f"""
-        SELECT {route_sql("l.route")} AS route, l.location, l.pool, count(*) AS n,
+        -- the route recorded is its request's http.route: named as the request's route is
+        -- (correlate.analysis.requests), by the request span's scope and, in a run of
+        -- several services, with its service; a request not in the run adds neither
+        SELECT CASE WHEN r.rh IS NOT NULL
+                         AND (SELECT count(DISTINCT service) FROM {reqs}) > 1
+                    THEN coalesce(r.service, '?') || ' ' || {route_sql("l.route", "t.scope_name")}
+                    ELSE {route_sql("l.route", "t.scope_name")} END AS route,
+               l.location, l.pool, count(*) AS n,
                avg(l.held_ns) / 1e6 AS held_ms,
                list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
                list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
@@ -193,6 +200,7 @@ def _leaks(run: Run) -> list[dict[str, Any]]:
                count(c.acquired_unix_nano) AS tracked
         FROM pool_leaks l
         LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
+        LEFT JOIN {tree} t ON t.th = r.th AND t.sh = r.rh
         LEFT JOIN pool_checkouts c
           ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
          AND c.acquired_unix_nano = l.checked_out_unix_nano
