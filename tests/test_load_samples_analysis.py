@@ -84,3 +84,20 @@ def test_k6_requests_without_users_use_the_vus_samples(store: Store) -> None:
     load = load_rules.offered_load(run, timeline)
     assert load is not None and load.max() == pytest.approx(2.0)
     assert int(timeline.users_sampled.max()) == 2
+
+
+def test_the_verdict_asks_for_load_results_only_when_no_offered_load_is_known() -> None:
+    # Locust's CSV output gives the users it ran (its stats history), not one row per
+    # request: the load is known, and the verdict must not call the results missing.
+    import correlate
+
+    def load_gaps(store: Store) -> list[str]:
+        return [g for g in correlate.analyze("r", store=store).gaps if "load-generator" in g]
+
+    b = RunBuilder()
+    closed_loop(b, lambda t, u: {"db": 5, "app": 10}, users=ramp, seconds=20)
+    b.client.clear()
+    sampled = with_samples(b, [(t * 1000.0, ramp(t * 1000.0)) for t in range(20)], "locust")
+    assert load_gaps(sampled) == []
+    (gap,) = load_gaps(b.build())  # nothing from the load generator: say what to add
+    assert "Locust's --csv stats history" in gap

@@ -466,12 +466,22 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
             "no pool telemetry or connect spans: time waiting for a connection counts as app "
             "time. Record the run with correlate.instrument (docs/run-directory.md)."
         )
-    if not s["client_requests"] and not run.info.get("load"):
+    if not s["client_requests"] and not _knows_offered_load(run):
         gaps.append(
             "no load-generator results: degradation and throughput-knee checks need the "
-            "offered load (add the run's load/requests.jsonl)."
+            "offered load over time (add the run's load/requests.jsonl, Locust's --csv "
+            "stats history or k6's JSON output)."
         )
     return gaps
+
+
+def _knows_offered_load(run: Run) -> bool:
+    """Whether the load the detectors read is known, from the same sources they take it from:
+    the load generator's requests, its samples of the users it ran (Locust's stats history,
+    k6's vus), or run.json's stages."""
+    from correlate.analysis.detectors.load import offered_load
+
+    return offered_load(run, run.timeline()) is not None
 
 
 def _late_db_calls(run: Run) -> tuple[int, int]:

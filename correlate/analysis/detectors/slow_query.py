@@ -118,7 +118,8 @@ def slow_query(
         SELECT p.route, p.fingerprint, p.requests, t.n, p.calls, p.db_ms,
                p.db_ms / nullif(t.busy_ms, 0) AS busy_share,
                p.db_ms / nullif(t.total_ms, 0) AS latency_share,
-               c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms, p.traces,
+               c.p50_ms, c.p95_ms, t.total_ms / t.n AS route_mean_ms,
+               t.busy_ms / t.n AS route_busy_ms, p.traces,
                coalesce(pl.critical, false) AS critical_plan, pl.rows_read,
                t.queued_ms / t.n AS queued_ms, t.ceiling, t.processes
         FROM per p JOIN route_time t USING (route) JOIN call_ms c USING (fingerprint)
@@ -146,8 +147,8 @@ def slow_query(
     queries = run.queries().set_index("fingerprint")
     found = []
     for (
-        route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, traces,
-        critical_plan, rows_read, queued_ms, ceiling, processes,
+        route, fp, n, route_n, calls, db_ms, busy_share, lat_share, p50, p95, mean, busy,
+        traces, critical_plan, rows_read, queued_ms, ceiling, processes,
     ) in rows:  # fmt: skip
         q = queries.loc[fp] if fp in queries.index else None
         insights = list(q["insights"]) if q is not None else []
@@ -219,6 +220,7 @@ def slow_query(
                     "p50_call_ms": float(p50),
                     "p95_call_ms": float(p95),
                     "route_mean_ms": float(mean),
+                    "route_mean_outside_pool_wait_ms": float(busy),
                     "plan_id": None if q is None or pd.isna(q["plan_id"]) else int(q["plan_id"]),
                     "plan_insights": insights,
                     "critical_plan": bool(critical_plan),
@@ -228,10 +230,15 @@ def slow_query(
                 },
                 trace_ids=tuple(traces),
                 explanation=(
-                    f"{subject[0].upper() + subject[1:]} takes {pct(busy_share)} of {route}'s "
-                    f"time outside pool waits ({ms(db_ms / n)} of a request's "
-                    f"{ms(mean)} on average; median call {ms(p50)}, p95 {ms(p95)})."
-                    + (_queue_sentence(queued_ms, ceiling, processes) if queued_ms >= 0.5 else "")
+                    _share_sentence(
+                        subject, route, busy_share, lat_share, db_ms, route_n, busy, mean
+                    )
+                    + _calls_sentence(n, route_n, db_ms, p50, p95)
+                    + (
+                        _queue_sentence(queued_ms, mean - busy, ceiling, processes)
+                        if queued_ms >= 0.5
+                        else ""
+                    )
                     + why
                 ),
                 suggestion=fix,
@@ -249,12 +256,53 @@ def slow_query(
     return found
 
 
-def _queue_sentence(queued_ms: float, ceiling: int, processes: int) -> str:
+def _share_sentence(
+    subject: str,
+    route: str,
+    busy_share: float,
+    latency_share: float,
+    db_ms: float,
+    route_n: int,
+    busy_ms: float,
+    mean_ms: float,
+) -> str:
+    """The query's share, with the figures it is made of: all per request of the route
+    (whether it ran the query or not), so the part is of the whole it is said to be of.
+
+    >>> print(_share_sentence("one query", "/p", 0.5, 0.2, 100.0, 10, 20.0, 50.0))
+    One query takes 50% of /p's time outside pool waits: 10.0 ms of the 20.0 ms a request of the
+    route spends outside them on average, and 20% of its 50.0 ms average latency, 30.0 ms of
+    which is pool waits.
+    """
+    waits = mean_ms - busy_ms
+    return (
+        f"{subject[0].upper() + subject[1:]} takes {pct(busy_share)} of {route}'s time "
+        f"outside pool waits: {ms(db_ms / route_n)} of the {ms(busy_ms)} a request of the "
+        f"route spends outside them on average, and {pct(latency_share)} of its "
+        f"{ms(mean_ms)} average latency"
+        + (f", {ms(waits)} of which is pool waits." if waits >= 0.5 else ".")
+    )
+
+
+def _calls_sentence(n: int, route_n: int, db_ms: float, p50: float, p95: float) -> str:
+    """How many of the route's requests ran the query, and its time in each that did.
+
+    >>> print(_calls_sentence(4, 10, 100.0, 20.0, 30.0).strip())
+    4 of the route's 10 requests ran it, for 25.0 ms each (median call 20.0 ms, p95 30.0 ms).
+    """
+    calls = f"median call {ms(p50)}, p95 {ms(p95)}"
+    if n >= route_n:
+        return f" Every request of the route ran it ({calls})."
+    return f" {n:,} of the route's {route_n:,} requests ran it, for {ms(db_ms / n)} each ({calls})."
+
+
+def _queue_sentence(queued_ms: float, waits_ms: float, ceiling: int, processes: int) -> str:
     """The inferred wait set aside, said in full: the analysis may not hold the
     unexplained-time finding on its pool (a caller can run this detector alone)."""
     each = f" in each of its {processes} processes" if processes > 1 else ""
+    whole = ms(queued_ms) == ms(waits_ms)  # no span measures any of the route's pool waits
     return (
-        f" The waits include {ms(queued_ms)} per request that no span measures, spent before "
+        f" The waits {'are' if whole else 'include'} {ms(queued_ms)} per request that no span measures, spent before "
         "its first query while the service's connections were all held: a queue for a "
         f"connection read from the spans' timing, from a pool of about {ceiling}{each}."
     )
