@@ -5,6 +5,15 @@ tests/data/pool-errors holds short runs of examples/flask-psycopg recorded by it
 psycopg2 / psycopg instrumentations as ``correlate collect`` received them, ``correlate
 watch``'s samples of the database, and Locust's CSVs. No span covers a checkout; a request
 that found the pool empty failed with the pool's own error, recorded on its SERVER span.
+
+Two runs were read wrong until each failure was read at the moment it failed rather than
+when its request began: ``psycopg2-saturation`` (psycopg2's pool with minconn 1 closes
+connections given back beyond it and opens new ones inside its lock, before the request's
+first query, so at a failed request's start a quarter of the failures saw fewer than 2 of
+the 3 holders: undecided; ``-kept`` is the same load with minconn 3) and
+``psycopg3-saturation-overcount`` (a pool of 2 seen with 3 holders by 6 of the first
+window's 51 failures, a request past ``putconn`` still counted until its end: a fall from 3
+to 2 read as a leak).
 """
 
 from __future__ import annotations
@@ -51,30 +60,6 @@ RUNS = {
 }
 LEAKS = [name for name, r in RUNS.items() if r.verdict == FindingKind.POOL_LEAK]
 
-#: runs whose verdict is wrong today, and why (the inference's own reading of them)
-WRONG = {
-    "psycopg2-saturation": (
-        "undecided: psycopg2's pool, given back more connections than its minconn (1), closes "
-        "them and opens a new one for a later checkout inside its lock, before the request's "
-        "first query: that request holds a connection no span shows, so 25% of the failed "
-        "checkouts see fewer than 2 of the 3 holders (waits_at_capacity_share 0.75 < 0.8); "
-        "the same load with minconn 3 (psycopg2-saturation-kept) is saturation"
-    ),
-    "psycopg3-saturation-overcount": (
-        "leak: in the first 5 s, 6 of 51 failed checkouts saw 3 holders of a pool of 2 by the "
-        "upper reading (first query to the request's end: a request past putconn still "
-        "counts), so the level falls from 3 to 2, a 33% loss (capacity_loss 30%); the lower "
-        "reading stays at 2; two more runs of the same load read saturation"
-    ),
-}
-
-
-def _marked(names: list[str]) -> list[object]:
-    return [
-        pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=WRONG[n])) if n in WRONG else n
-        for n in names
-    ]
-
 
 @pytest.fixture(scope="module")
 def store() -> Iterator[correlate.Store]:
@@ -91,7 +76,7 @@ def _pool(analysis: Analysis) -> list[correlate.Finding]:
     return [f for f in analysis.findings if f.kind.startswith("pool_")]
 
 
-@pytest.mark.parametrize("name", _marked(list(RUNS)))
+@pytest.mark.parametrize("name", list(RUNS))
 def test_the_pool_finding_names_the_runs_cause(analysed: dict[str, Analysis], name: str) -> None:
     analysis, recorded = analysed[name], RUNS[name]
     assert [f.kind for f in _pool(analysis)] == [recorded.verdict]
