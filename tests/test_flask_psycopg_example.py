@@ -31,7 +31,7 @@ from correlate.kinds import FindingKind
 from .test_leak import causes
 
 APP = Path(__file__).resolve().parents[1] / "examples" / "flask-psycopg" / "app.py"
-SHOPPERS, DRIVE_S = 4, 16.0
+SHOPPERS, DRIVE_S = 4, 14.0
 DECLINED, PAID = "4000000000000002", "4242424242424242"
 
 
