@@ -26,7 +26,14 @@ until [ -e "$out/run.json" ]; do sleep 0.2; done  # written once the receiver li
 
 OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$otlp" PORT="$port" "$python" "$here/app.py" &
 shop=$!
-until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do sleep 0.2; done
+until curl -sf -o /dev/null "http://127.0.0.1:$port/healthz"; do
+    if ! kill -0 "$shop" 2>/dev/null; then  # it exited on start: stop the recorders too
+        kill -TERM "$collector" $watcher
+        echo "record.sh: app.py exited on start" >&2
+        exit 1
+    fi
+    sleep 0.2
+done
 
 "$locust" -f "$here/locustfile.py" --headless --only-summary -u "$users" -r "$users" \
     -t "${DURATION:-20}s" --host "http://127.0.0.1:$port" --csv "$out/load/locust" || true
