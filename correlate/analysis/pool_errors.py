@@ -184,7 +184,11 @@ IS_ERROR_PART = "(category = 'pool' AND span_id IS NULL AND status_code = 'ERROR
 
 def said(run: Run) -> tuple[str | None, str | None]:
     """(pool, its words) most often said by the run's requests that failed for want of a
-    connection from a pool whose spans cover no checkout; (None, None) without any."""
+    connection from a pool whose spans cover no checkout; (None, None) without any.
+
+    An exception event's words come before a status description's: the event names the
+    type in full (``psycopg2.pool.PoolError``), where Flask's instrumentation describes
+    the same error by its bare class name (``PoolError: connection pool exhausted``)."""
     parts = run.table("parts")
     rows = run.con.execute(
         f"""
@@ -203,7 +207,7 @@ def said(run: Run) -> tuple[str | None, str | None]:
         JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
         WHERE s.status_code = 'ERROR' AND s.status_message IS NOT NULL
         GROUP BY s.status_message
-        ORDER BY n DESC, type, message LIMIT 50
+        ORDER BY type = '', n DESC, type, message LIMIT 50
         """,
         {"run": run.run_id},
     ).fetchall()

@@ -113,7 +113,11 @@ _BASE = (
         ) AS h WHERE end_ns > start_ns
     ),
     waits AS (
-        SELECT p.start_ns AS t
+        -- a pool's own error (no span) is read when it failed, the one moment the pool
+        -- surely had no connection to give: psycopg2's opens new connections inside its
+        -- lock, so a request may wait there while a holder has not yet run a query
+        SELECT CASE WHEN NOT p.spanned AND p.status_code = 'ERROR' THEN p.end_ns
+                    ELSE p.start_ns END AS t
         FROM co p
         WHERE p.end_ns - p.start_ns >= $min_wait OR p.status_code = 'ERROR'
     )"""
