@@ -374,3 +374,16 @@ def test_a_pool_dry_from_the_start_is_not_called_a_configuration_problem() -> No
     assert "the pool ran dry from the start (see the pool finding)" in f.explanation
     assert "configuration" not in f.explanation
     assert f.suggestion.startswith("Fix the pool finding first")
+
+
+def test_a_burst_of_a_pool_failing_at_once_is_not_called_timeouts() -> None:
+    from correlate.analysis.detectors.errors import error_bursts
+
+    b = RunBuilder()
+    fail_fast(b, leaks=lambda n, status: status == 409)
+    with open_run(b.build(), "r") as run:
+        bursts = error_bursts(run)
+    assert bursts
+    for f in bursts:
+        assert "connection-pool checkouts that found no connection: see the pool" in (f.explanation)
+        assert "timeouts" not in f.explanation

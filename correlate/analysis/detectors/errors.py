@@ -173,7 +173,13 @@ def _burst(
                 f"{len(top_routes)} route{'s' if len(top_routes) != 1 else ''}; status codes "
                 f"{status_text}; exceptions: {exc_text}."
                 + (
-                    " The failures are connection-pool timeouts: see the pool finding."
+                    " The failures are connection-pool "
+                    + (
+                        "timeouts"
+                        if any("timeout" in str(k).lower() for k in exceptions)
+                        else "checkouts that found no connection"
+                    )
+                    + ": see the pool finding."
                     if pool
                     else ""
                 )
