@@ -25,6 +25,8 @@ import re
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from correlate.semconv import NOT_SQL_SYSTEMS_SQL
+
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
     from correlate.analysis.run import Run
@@ -48,7 +50,10 @@ _CHECKOUTS = """
         SELECT q.th, q.rh, min(q.a) AS start_ns, min(q.a) AS end_ns, NULL AS status_code,
                false AS spanned
         FROM {parts} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
+        -- a cache's or a document store's call takes no connection from the SQL pool
+        JOIN spans s ON s.run_id = $run AND s.trace_id = q.trace_id AND s.span_id = q.span_id
         WHERE q.category = 'db' AND coalesce(r.service, '') = $service
+          AND lower(trim(coalesce(s.db_system, ''))) NOT IN ({not_sql})
           AND EXISTS (SELECT 1 FROM {parts} e JOIN {reqs} er ON er.th = e.th AND er.rh = e.rh
                       WHERE e.category = 'pool' AND e.span_id IS NULL
                         AND e.status_code = 'ERROR' AND coalesce(er.service, '') = $service)
@@ -172,7 +177,12 @@ _GROUPED = """
 def _query(run: Run, ctes: str, select: str, service: str, s: PoolSettings, **params: Any) -> Any:
     """Rows of ``WITH <the base>, <ctes> <select>`` for ``service``."""
     sql = "WITH " + _BASE + (", " + ctes if ctes else "") + "\n" + select
-    sql = sql.format(parts=run.table("parts"), reqs=run.table("requests"), held=_HELD)
+    sql = sql.format(
+        parts=run.table("parts"),
+        reqs=run.table("requests"),
+        held=_HELD,
+        not_sql=NOT_SQL_SYSTEMS_SQL,
+    )
     given = {
         "run": run.run_id,
         "slack": CLOCK_SLACK_NS,

@@ -1,0 +1,224 @@
+"""A pool's own errors read by an outsider: where the words travel, what runs beside them.
+
+The runs of tests/test_pool_errors.py are one service and its pool. Here the words reach
+a caller (gRPC and many HTTP clients carry a failed call's message back), requests beside
+the failing ones call a cache rather than the database, and the words themselves are hostile
+or huge.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import pool_exhaustion
+from correlate.analysis.pool_errors import IS_ERROR_PART
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder, ns
+from .test_leak import analysed
+from .test_pool_errors import PSYCOPG2, PSYCOPG3, _emptied_run, _request, fail_fast
+
+
+def _exception(at: float, type_: str, message: str) -> list[dict[str, object]]:
+    attributes = {"exception.type": type_, "exception.message": message}
+    return [{"time_ns": ns(at), "name": "exception", "attributes": json.dumps(attributes)}]
+
+
+def _failed_parts_by_service(b: RunBuilder) -> dict[str, int]:
+    with open_run(b.build(), "r") as run:
+        rows = run.con.execute(
+            f"SELECT r.service, count(*) FROM {run.table('parts')} p "
+            f"JOIN {run.table('requests')} r ON r.th = p.th AND r.rh = p.rh "
+            f"WHERE {IS_ERROR_PART} GROUP BY r.service ORDER BY r.service"
+        ).fetchall()
+    return {str(service): int(n) for service, n in rows}
+
+
+def _called_through_grpc(b: RunBuilder, failures: int) -> None:
+    """``front`` calls ``orders`` over gRPC; ``orders``' psycopg2 pool is empty. The gRPC
+    server sends the exception's text back as the status details, so the client span and
+    the caller's own request (the RpcError propagates) carry the pool's words too."""
+    details = "Exception calling application: connection pool exhausted"
+    for i in range(failures):
+        t, trace = i * 100.0, b.new_id("t")
+        front = b.span(
+            trace, t, t + 10, kind="SERVER", name="GET /checkout", route="/checkout",
+            http_status=500, status="ERROR", service="front",
+            events=_exception(t + 9, "grpc._channel._InactiveRpcError",
+                              f"<_InactiveRpcError of RPC that terminated with: "
+                              f"status = StatusCode.UNKNOWN details = \"{details}\">"),
+        )  # fmt: skip
+        call = b.span(
+            trace, t + 1, t + 8, parent=front, kind="CLIENT", name="/orders.Orders/Get",
+            status="ERROR", service="front",
+        )  # fmt: skip
+        b.spans[-1]["status_message"] = details
+        b.span(
+            trace, t + 2, t + 7, parent=call, kind="SERVER", name="/orders.Orders/Get",
+            status="ERROR", service="orders", events=_exception(t + 6, *PSYCOPG2),
+        )  # fmt: skip
+
+
+def test_a_callers_request_is_not_charged_with_the_pool_of_the_service_it_called() -> None:
+    b = RunBuilder()
+    _called_through_grpc(b, 20)
+    assert _failed_parts_by_service(b) == {"orders": 20}
+
+
+def test_a_pools_failures_said_again_by_its_callers_are_counted_once() -> None:
+    b = RunBuilder()
+    fail_fast(b, capacity=5, users=lambda t: 14)
+    for span in b.spans:
+        span["service"] = "orders"
+    expected = sum(1 for s in b.spans if s["events"])
+    _called_through_grpc(b, 20)
+    with open_run(b.build(), "r") as run:
+        (f,) = pool_exhaustion(run)
+    assert f.evidence["requests_without_a_connection"] == expected + 20
+
+
+def _with_cache_reads(b: RunBuilder, *, start: float, end: float) -> None:
+    """Requests of the same service that read a Redis cache and never touch the database,
+    one every 50 ms, each read lasting 30 ms."""
+    t = start
+    while t < end:
+        trace = b.new_id("t")
+        r = _request(b, trace, t, t + 40, "GET", 200)
+        b.spans[-1]["name"] = b.spans[-1]["http_route"] = "/cached"
+        b.span(trace, t + 1, t + 31, parent=r, kind="CLIENT", name="GET", db="redis", sql="GET ?")
+        t += 50
+
+
+def test_a_cache_call_is_no_checkout_of_the_database_pool() -> None:
+    b = _emptied_run()
+    _with_cache_reads(b, start=3080, end=12000)
+    (f,), (inf, _) = analysed(b)
+    assert inf is not None and inf.verdict == "leak", inf.reason
+    assert f.kind == FindingKind.POOL_LEAK
+    assert inf.emptied_from == 1
+
+
+def test_a_huge_pool_error_is_not_quoted_whole() -> None:
+    b = RunBuilder()
+    said = (PSYCOPG3[0], PSYCOPG3[1] + " " + "x" * 200_000)
+    fail_fast(b, capacity=5, users=lambda t: 14, said=said)
+    with open_run(b.build(), "r") as run:
+        (f,) = pool_exhaustion(run)
+    assert "couldn't get a connection" in f.explanation
+    assert len(f.explanation) < 5_000
+
+
+@pytest.mark.parametrize("time_ns", [None, 0])
+def test_an_exception_without_a_time_is_a_failure_at_the_request(time_ns: int | None) -> None:
+    b = RunBuilder()
+    trace = b.new_id("t")
+    r = _request(b, trace, 100, 150, "GET", 500, said=PSYCOPG2, raised_at=120)
+    b.spans[-1]["events"][0]["time_ns"] = time_ns
+    b.query(trace, r, 101, 110)
+    with open_run(b.build(), "r") as run:
+        rows = run.con.execute(
+            f"SELECT (start_ns - {ns(0)}) / 1e6, (end_ns - {ns(0)}) / 1e6 "
+            f"FROM {run.table('parts')} WHERE {IS_ERROR_PART}"
+        ).fetchall()
+    assert len(rows) == 1
+    start, end = rows[0]
+    assert start is not None and end is not None and 100 <= start <= end <= 150
+
+
+#: A pool's words inside an exception message that carries every kind of markup.
+HOSTILE = (
+    '<img src="http://evil.example/r.png"> [click](http://evil.example) @team #123 | x | y |'
+    "\x1b]8;;http://evil.example\x1b\\link\x1b]8;;\x1b\\ \x1b[2J\u202e `code` \r\n> q\n"
+    "connection pool exhausted <script>alert(1)</script> ![i](http://evil.example/i.png)"
+)
+
+
+@pytest.fixture(scope="module")
+def reports() -> dict[str, tuple[str, str]]:
+    """Each renderer's report of a run failed by its pool, with hostile and benign words."""
+    import correlate
+    from correlate.analysis.evidence import collect
+    from correlate.render.registry import find_renderer
+
+    out: dict[str, list[str]] = {"markdown": [], "html": [], "text": []}
+    for message in (HOSTILE, "x connection pool exhausted"):
+        b = RunBuilder()
+        fail_fast(b, capacity=5, users=lambda t: 14, seconds=20, said=(PSYCOPG2[0], message))
+        with b.build() as store:
+            evidence = collect(store, correlate.analyze("r", store=store))
+            for name in out:
+                out[name].append(find_renderer("report", name)(evidence, width=100))
+    return {name: (hostile, benign) for name, (hostile, benign) in out.items()}
+
+
+def test_a_hostile_pool_error_stays_text_in_every_report(
+    reports: dict[str, tuple[str, str]],
+) -> None:
+    from .test_hostile_output import (
+        assert_inert_html,
+        assert_inert_markdown,
+        assert_inert_terminal,
+    )
+
+    assert "connection pool exhausted" in reports["html"][0]  # the finding quotes it
+    assert_inert_markdown(*reports["markdown"])
+    assert_inert_html(*reports["html"])
+    assert_inert_terminal(reports["text"][0])
+
+
+def _grpc_run() -> RunBuilder:
+    b = RunBuilder()
+    _called_through_grpc(b, 20)
+    return b
+
+
+def _cache_run() -> RunBuilder:
+    b = _emptied_run()
+    _with_cache_reads(b, start=3080, end=12000)
+    return b
+
+
+def _timeless_run() -> RunBuilder:
+    b = RunBuilder()
+    for i in range(20):
+        trace = b.new_id("t")
+        r = _request(b, trace, i * 100, i * 100 + 50, "GET", 500, said=PSYCOPG3, raised_at=0)
+        b.spans[-1]["events"][0]["time_ns"] = None
+        b.query(trace, r, i * 100 + 1, i * 100 + 10)
+    return b
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("make", [_grpc_run, _cache_run, _timeless_run])
+def test_clickhouse_reads_these_runs_as_duckdb_does(chdb: object, make: object) -> None:
+    from correlate.analysis.detectors.pool import PoolSettings
+    from correlate.analysis.pool_inference import infer
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    store = make().build()  # type: ignore[operator]
+    query = (
+        "SELECT r.service, count(*), sum(p.end_ns - p.start_ns) FROM {parts} p "
+        "JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh WHERE " + IS_ERROR_PART.replace(
+            "category", "p.category").replace("span_id", "p.span_id").replace(
+            "status_code", "p.status_code") + " GROUP BY r.service ORDER BY r.service"
+    )  # fmt: skip
+
+    def read(run: Run) -> tuple[object, ...]:
+        rows = run.con.execute(
+            query.format(parts=run.table("parts"), reqs=run.table("requests"))
+        ).fetchall()
+        found = [(f.kind, f.title, f.explanation) for f in pool_exhaustion(run)]
+        return [tuple(int(v) if isinstance(v, int) else v for v in r) for r in rows], found
+
+    with open_run(store, "r") as run:
+        local = read(run)
+        assert local[0], "the run has failed checkouts"
+        local_inferred = infer(run, PoolSettings())
+    there, _ = copied(store, chdb, "r")
+    remote_run = Run(there, "r")  # type: ignore[arg-type]
+    assert read(remote_run) == local
+    assert infer(remote_run, PoolSettings()) == local_inferred
