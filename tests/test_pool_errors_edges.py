@@ -222,3 +222,48 @@ def test_clickhouse_reads_these_runs_as_duckdb_does(chdb: object, make: object) 
     remote_run = Run(there, "r")  # type: ignore[arg-type]
     assert read(remote_run) == local
     assert infer(remote_run, PoolSettings()) == local_inferred
+
+
+def _refused_run() -> RunBuilder:
+    """Half the requests fail from the start: the database refuses their connection."""
+    b = RunBuilder()
+    refused = ("psycopg2.OperationalError", 'connection to server at "db" failed: refused')
+    for i in range(200):
+        t, trace = i * 50.0, b.new_id("t")
+        failed = i % 2 == 0
+        r = b.request(trace, t, t + 20, "/orders", status=500 if failed else 200, error=failed)
+        b.connect(trace, r, t + 1, t + 3, timeout=failed)
+        if failed:
+            b.spans[-1]["events"] = _exception(t + 3, *refused)
+        else:
+            b.query(trace, r, t + 4, t + 10)
+    return b
+
+
+def test_a_refused_connection_from_the_start_is_no_pool_running_dry() -> None:
+    """A checkout span that fails because the database refuses the connection is a
+    configuration or dependency problem, as the error-rate finding always said."""
+    from correlate.analysis.detectors.errors import error_bursts
+
+    with open_run(_refused_run().build(), "r") as run:
+        (f,) = error_bursts(run)
+        assert pool_exhaustion(run) == []
+    assert f.evidence["failed_waiting_for_a_connection"] == 0
+    assert "configuration, dependency or deployment problem" in f.explanation
+    assert "see the pool finding" not in f.explanation
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("make", [_refused_run, _emptied_run])
+def test_clickhouse_counts_the_failures_for_want_of_a_connection_as_duckdb_does(
+    chdb: object, make: object
+) -> None:
+    from correlate.analysis.detectors.errors import error_bursts
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    store = make().build()  # type: ignore[operator]
+    with open_run(store, "r") as run:
+        local = error_bursts(run)
+    there, _ = copied(store, chdb, "r")
+    assert local and error_bursts(Run(there, "r")) == local  # type: ignore[arg-type]
