@@ -317,3 +317,44 @@ def test_a_leak_is_not_hidden_by_another_services_saturated_pool() -> None:
         span["service"] = span["service"].replace("svc", "b")
     found, _ = analysed(b)
     assert FindingKind.POOL_LEAK in {f.kind for f in found}
+
+
+def _held_over_a_call() -> RunBuilder:
+    """A psycopg2 pool of three, every connection returned: each request takes one, calls
+    a payment service for 250 ms, then runs its one query. Once arrivals quicken, a request
+    finding all three out fails at once, while the holders are still in their call."""
+    b = RunBuilder()
+    free = [0.0] * 3
+    for k in range(400):
+        a, trace = (k * 400.0 if k < 20 else 8000 + (k - 20) * 80.0), b.new_id("t")
+        conn = next((i for i, at in enumerate(free) if at <= a), None)
+        if conn is None:
+            _request(b, trace, a, a + 2, "GET", 500, said=PSYCOPG2, raised_at=a + 1)
+            continue
+        r = _request(b, trace, a, a + 257, "GET", 200)
+        b.span(trace, a + 1, a + 251, parent=r, kind="CLIENT", name="POST")
+        b.query(trace, r, a + 251, a + 256, "UPDATE orders SET paid = true WHERE id = 1")
+        free[conn] = a + 257
+    return b
+
+
+def test_connections_held_over_a_call_before_the_first_query_are_no_leak() -> None:
+    found, (inf, _) = analysed(_held_over_a_call())
+    assert FindingKind.POOL_LEAK not in {f.kind for f in found}
+    assert inf is not None and inf.verdict == "undecided"
+    assert "had one after the first checkout failed" in inf.reason
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_leaves_connections_held_over_a_call_undecided(chdb: object) -> None:
+    from correlate.analysis.detectors.pool import PoolSettings
+    from correlate.analysis.pool_inference import infer
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    store = _held_over_a_call().build()
+    with open_run(store, "r") as run:
+        local = infer(run, PoolSettings())
+    there, _ = copied(store, chdb, "r")
+    assert local is not None and local.verdict == "undecided"
+    assert infer(Run(there, "r"), PoolSettings()) == local  # type: ignore[arg-type]

@@ -393,9 +393,10 @@ def idle_waits(
     return int(row[0] or 0), int(row[1] or 0)
 
 
-def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int]:
+def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
     """(waits that are a pool's own errors rather than checkout spans, the most requests
-    that held a connection at once before the first wait)."""
+    that held a connection at once before the first wait, the requests that had one after
+    it: by their first query, all a pool without checkout spans shows of a checkout)."""
     probes = """
         first AS (SELECT min(t) AS t0 FROM waits),
         probes AS (
@@ -407,12 +408,13 @@ def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int]:
         probes,
         """
         SELECT (SELECT count(*) FROM co WHERE status_code = 'ERROR' AND NOT spanned),
-               (SELECT max(h1) FROM held)
+               (SELECT max(h1) FROM held),
+               (SELECT count(*) FROM holders WHERE acquired_ns > (SELECT t0 FROM first))
         """,
         service,
         s,
     )
-    return int(row[0] or 0), int(row[1] or 0)
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
 
 def _key(values: Sequence[Any]) -> tuple[Hashable, ...]:
