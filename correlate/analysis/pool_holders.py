@@ -50,10 +50,9 @@ _CHECKOUTS = """
         SELECT q.th, q.rh, min(q.a) AS start_ns, min(q.a) AS end_ns, NULL AS status_code,
                false AS spanned
         FROM {parts} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
-        -- a cache's or a document store's call takes no connection from the SQL pool
-        JOIN spans s ON s.run_id = $run AND s.trace_id = q.trace_id AND s.span_id = q.span_id
         WHERE q.category = 'db' AND coalesce(r.service, '') = $service
-          AND lower(trim(coalesce(s.db_system, ''))) NOT IN ({not_sql})
+          -- a cache's or a document store's call takes no connection from the SQL pool
+          AND lower(trim(coalesce(q.db_system, ''))) NOT IN ({not_sql})
           AND EXISTS (SELECT 1 FROM {parts} e JOIN {reqs} er ON er.th = e.th AND er.rh = e.rh
                       WHERE e.category = 'pool' AND e.span_id IS NULL
                         AND e.status_code = 'ERROR' AND coalesce(er.service, '') = $service)
