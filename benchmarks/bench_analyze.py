@@ -34,6 +34,7 @@ _ANALYZE = r"""
 import json, resource, sys, time
 import correlate
 from correlate.analysis.run import Run
+from correlate.analysis.settings import Settings
 from correlate.analysis.verdict import _collect
 
 store = correlate.open_store(sys.argv[1], read_only=True)
@@ -43,7 +44,7 @@ run = Run(store, "bench")
 run.con
 phases["requests"] = time.perf_counter() - t
 s = time.perf_counter()
-analysis = _collect(run, None)
+analysis = _collect(run, None, Settings())
 phases["aggregates+findings"] = time.perf_counter() - s
 s = time.perf_counter()
 text = analysis.to_text()

@@ -131,10 +131,34 @@ def pool_of(text: str) -> str | None:
     return None
 
 
+#: The most of an error's text a finding quotes: the pool's words and some context.
+QUOTE_CHARS = 240
+
+
+def quoted(text: str) -> str:
+    """``text`` as a finding quotes it: whole when short, else the pool's words with up to
+    a third of :data:`QUOTE_CHARS` of context on each side, cuts marked ``…``.
+
+    >>> q = quoted("E: " + "x" * 500 + " connection pool exhausted " + "y" * 500)
+    >>> q[:4], q[-4:], len(q), "x connection pool exhausted y" in q
+    ('…xxx', 'yyy…', 187, True)
+    """
+    if len(text) <= QUOTE_CHARS:
+        return text
+    match = re.search(PATTERN, text.lower())
+    # lower() keeps the length of nearly all text; where it does not, cut from the start
+    if match is None or len(text.lower()) != len(text):
+        return text[: QUOTE_CHARS - 1] + "…"
+    side = QUOTE_CHARS // 3
+    start, end = max(0, match.start() - side), min(len(text), match.end() + side)
+    return ("…" if start else "") + text[start:end] + ("…" if end < len(text) else "")
+
+
 #: SQL: ``raised`` and ``error_parts``, steps of ``WITH`` in the parts' statement
 #: (:mod:`correlate.analysis.requests`), after its ``req`` (``th``, ``rh``, ``trace_id``,
 #: ``request_id``, ``service``, ``r0``, ``r1``) and ``span_parts``. ``raised``: per
-#: request, when it first failed for want of a connection; ``error_parts``: that wait, as a
+#: request, when it first failed for want of a connection (not a request that only repeats
+#: the words of a request it called); ``error_parts``: that wait, as a
 #: failed pool part (no span id; status ``ERROR``), for requests of a service whose spans
 #: cover no checkout. Its ``$pattern`` is :data:`PATTERN`.
 PARTS_SQL = """
@@ -150,13 +174,26 @@ said AS (
     FROM spans
     WHERE run_id = $run AND status_code = 'ERROR' AND status_message IS NOT NULL
 ),
-raised AS (
+said_by AS (
     SELECT o.th, o.rh, min(f.t) AS t
     FROM (SELECT hash(trace_id) AS th, hash(span_id) AS sh, t FROM said
           WHERE regexp_matches(lower(coalesce(type, '') || ': ' || coalesce(message, '')),
                                $pattern)) AS f
     JOIN {p}_owner o ON o.th = f.th AND o.sh = f.sh
     GROUP BY o.th, o.rh
+),
+-- a request whose call to another request that says the words failed: the caller only
+-- repeats them (gRPC sends the exception's text back as the status details)
+repeated AS (
+    SELECT DISTINCT o.th, o.rh
+    FROM said_by c
+    JOIN {p}_tree t ON t.th = c.th AND t.sh = c.rh
+    JOIN {p}_owner o ON o.th = t.th AND o.sh = t.ph
+),
+raised AS (
+    SELECT s.th, s.rh, s.t
+    FROM said_by s LEFT JOIN repeated x ON x.th = s.th AND x.rh = s.rh
+    WHERE x.rh IS NULL
 ),
 spanned AS (
     -- services whose spans cover their checkouts: those spans' failures are the waits
@@ -215,5 +252,5 @@ def said(run: Run) -> tuple[str | None, str | None]:
         text = f"{type_}: {message}" if type_ and message else type_ or message
         pool = pool_of(text)
         if pool:
-            return pool, text
+            return pool, quoted(text)
     return None, None

@@ -25,6 +25,8 @@ import re
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from correlate.semconv import NOT_SQL_SYSTEMS_SQL
+
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
     from correlate.analysis.run import Run
@@ -49,6 +51,8 @@ _CHECKOUTS = """
                false AS spanned
         FROM {parts} q JOIN {reqs} r ON r.th = q.th AND r.rh = q.rh
         WHERE q.category = 'db' AND coalesce(r.service, '') = $service
+          -- a cache's or a document store's call takes no connection from the SQL pool
+          AND lower(trim(coalesce(q.db_system, ''))) NOT IN ({not_sql})
           AND EXISTS (SELECT 1 FROM {parts} e JOIN {reqs} er ON er.th = e.th AND er.rh = e.rh
                       WHERE e.category = 'pool' AND e.span_id IS NULL
                         AND e.status_code = 'ERROR' AND coalesce(er.service, '') = $service)
@@ -176,7 +180,12 @@ _GROUPED = """
 def _query(run: Run, ctes: str, select: str, service: str, s: PoolSettings, **params: Any) -> Any:
     """Rows of ``WITH <the base>, <ctes> <select>`` for ``service``."""
     sql = "WITH " + _BASE + (", " + ctes if ctes else "") + "\n" + select
-    sql = sql.format(parts=run.table("parts"), reqs=run.table("requests"), held=_HELD)
+    sql = sql.format(
+        parts=run.table("parts"),
+        reqs=run.table("requests"),
+        held=_HELD,
+        not_sql=NOT_SQL_SYSTEMS_SQL,
+    )
     given = {
         "run": run.run_id,
         "slack": CLOCK_SLACK_NS,
@@ -387,9 +396,10 @@ def idle_waits(
     return int(row[0] or 0), int(row[1] or 0)
 
 
-def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int]:
+def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
     """(waits that are a pool's own errors rather than checkout spans, the most requests
-    that held a connection at once before the first wait)."""
+    that held a connection at once before the first wait, the requests that had one after
+    it: by their first query, all a pool without checkout spans shows of a checkout)."""
     probes = """
         first AS (SELECT min(t) AS t0 FROM waits),
         probes AS (
@@ -401,12 +411,13 @@ def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int]:
         probes,
         """
         SELECT (SELECT count(*) FROM co WHERE status_code = 'ERROR' AND NOT spanned),
-               (SELECT max(h1) FROM held)
+               (SELECT max(h1) FROM held),
+               (SELECT count(*) FROM holders WHERE acquired_ns > (SELECT t0 FROM first))
         """,
         service,
         s,
     )
-    return int(row[0] or 0), int(row[1] or 0)
+    return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
 
 def _key(values: Sequence[Any]) -> tuple[Hashable, ...]:

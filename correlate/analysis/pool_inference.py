@@ -272,7 +272,17 @@ def _infer_service(
         levels=levels,
     )
     if peak == 0:
-        errors, before = holders.emptied(run, service, s)
+        errors, before, after = holders.emptied(run, service, s)
+        if errors == n and before and after:
+            # connections came back: the pool was not emptied for good, and a request may
+            # take its connection long before its first query (held over other work)
+            base.reason = (
+                "no request held a connection by its queries while others waited, yet "
+                f"{after} request{'s' if after != 1 else ''} had one after the first checkout "
+                "failed: a pool that makes no checkout span shows a connection only from the "
+                "first query, and the holders may have taken theirs before it"
+            )
+            return base
         if errors == n and before:
             # the pool said it had no connection to give, and no running request had one:
             # every connection was out with none of the requests that took them

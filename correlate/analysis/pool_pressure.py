@@ -19,6 +19,37 @@ if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 
+def dry_requests_sql(parts: str) -> str:
+    """SQL: ``(th, rh)`` of each request with a checkout that failed for want of a
+    connection, by the rule above: the pool's own error, or a failed checkout span with a
+    timeout or no exception at all (not a refused connection). Takes ``$run``."""
+    return f"""
+        SELECT DISTINCT p.th, p.rh FROM {parts} p
+        LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id
+             AND s.span_id = p.span_id
+        WHERE p.category = 'pool' AND p.status_code = 'ERROR'
+          AND (p.span_id IS NULL
+               OR len(list_filter(s.events, lambda e: e.name = 'exception')) = 0
+               OR len(list_filter(s.events, lambda e: e.name = 'exception'
+                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
+    """
+
+
+def failed_for_want_of_a_connection(run: Run, lo: int, hi: int) -> int:
+    """How many failed requests ending in ``[lo, hi)`` (ns) had a checkout that failed for
+    want of a connection (:func:`dry_requests_sql`)."""
+    reqs, parts = run.table("requests"), run.table("parts")
+    row = run.con.execute(
+        f"""
+        SELECT count(*) FROM {reqs} r
+        JOIN ({dry_requests_sql(parts)}) pe ON pe.th = r.th AND pe.rh = r.rh
+        WHERE r.error AND r.end_ns >= $lo AND r.end_ns < $hi
+        """,
+        {"run": run.run_id, "lo": lo, "hi": hi},
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
 @dataclass
 class Pressure:
     requests: int

@@ -81,7 +81,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     - ``<prefix>_requests``: one row per request (its ids, route, status, and
       its duration and parts in milliseconds);
     - ``<prefix>_parts``: every categorised span (and recorded pool wait) of a
-      request, clipped to it as ``a``/``b``;
+      request, with its database system, clipped to it as ``a``/``b``;
     - ``<prefix>_request_queries``: per request and fingerprint, the calls and
       the DB time attributed to it;
     - ``<prefix>_tree`` and ``<prefix>_owner``: the run's spans by hashed ids,
@@ -349,6 +349,7 @@ checkout_parts AS (
 ),
 {pool_errors}
 SELECT p.th, p.rh, p.trace_id, r.request_id, p.span_id, p.ph, p.category, p.status_code,
+       p.db_system,
        CASE WHEN p.category = 'db'
             -- no statement to fingerprint: the system and the span's name stand in
             THEN coalesce(f.fingerprint, CASE WHEN p.qh IS NULL

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, pct
+from correlate.analysis.pool_pressure import failed_for_want_of_a_connection
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -92,7 +93,6 @@ def _burst(
     run: Run, s: ErrorBurstSettings, lo: int, hi: int, baseline: float, total: int
 ) -> list[Finding]:
     reqs, owner, tree = run.table("requests"), run.table("owner"), run.table("tree")
-    parts = run.table("parts")
     params = {"run": run.run_id, "lo": lo, "hi": hi}
     row = run.con.execute(
         f"""
@@ -100,20 +100,16 @@ def _burst(
                -- its first three failures are its examples: not every failed request's id
                list(trace_id ORDER BY start_ns) FILTER (WHERE error)[1:3],
                histogram(route) FILTER (WHERE error),
-               histogram(coalesce(http_status::VARCHAR, 'no status')) FILTER (WHERE error),
-               count(*) FILTER (WHERE error AND pe.th IS NOT NULL)
+               histogram(coalesce(http_status::VARCHAR, 'no status')) FILTER (WHERE error)
         FROM {reqs} r
-        -- requests whose wait for a connection failed (a join, not a subquery per row)
-        LEFT JOIN (SELECT DISTINCT th, rh FROM {parts}
-                   WHERE category = 'pool' AND status_code = 'ERROR') pe
-          ON pe.th = r.th AND pe.rh = r.rh
         WHERE r.end_ns >= $lo AND r.end_ns < $hi
         """,
         {"lo": lo, "hi": hi},
     ).fetchone()
     if row is None or (row[1] or 0) < s.min_errors:
         return []
-    n, errors, traces, routes, statuses, pool_failed = row
+    n, errors, traces, routes, statuses = row
+    pool_failed = failed_for_want_of_a_connection(run, lo, hi)
     routes, statuses = routes or {}, statuses or {}
     exceptions = dict(
         run.con.execute(
