@@ -27,7 +27,7 @@ from correlate.analysis.pool_inference import infer
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder, ns
-from .test_leak import Service, analysed, on_conflict, simulate
+from .test_leak import Service, _server, analysed, on_conflict, simulate
 
 PSYCOPG2 = ("psycopg2.pool.PoolError", "connection pool exhausted")
 PSYCOPG3 = ("psycopg_pool.PoolTimeout", "couldn't get a connection after 1.00 sec")
@@ -163,24 +163,12 @@ def _request(
     said: tuple[str, str] | None = None,
     raised_at: float | None = None,
 ) -> str:
-    events = None
+    sid = _server(b, trace, start, end, method, status, None)
     if said is not None and raised_at is not None:
         attributes = {"exception.type": said[0], "exception.message": said[1]}
-        events = [
+        b.spans[-1]["events"] = [
             {"time_ns": ns(raised_at), "name": "exception", "attributes": json.dumps(attributes)}
         ]
-    sid = b.span(
-        trace,
-        start,
-        end,
-        kind="SERVER",
-        name=f"{method} /orders",
-        route="/orders",
-        http_status=status,
-        status="ERROR" if status >= 500 else "UNSET",
-        events=events,
-    )
-    b.spans[-1]["http_method"] = method
     return sid
 
 
