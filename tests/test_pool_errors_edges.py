@@ -272,17 +272,20 @@ def test_clickhouse_counts_the_failures_for_want_of_a_connection_as_duckdb_does(
 # -- known, not fixed -------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="any exception quoting the words counts, a 400's echo of the client's input "
-    "included; answering 4xx is no sure sign (a handler may map an empty pool to 429)",
-)
 def test_a_client_error_quoting_the_words_is_no_failed_checkout() -> None:
     b = RunBuilder()
     for i in range(30):
         said = ("ValueError", "invalid name: 'connection pool exhausted'")
         _request(b, b.new_id("t"), i * 100, i * 100 + 20, "POST", 400, said=said, raised_at=5)
     assert _failed_parts_by_service(b) == {}
+
+
+@pytest.mark.parametrize("status", [429, 408, 503, 500])
+def test_a_request_told_to_come_back_later_may_have_failed_for_the_pool(status: int) -> None:
+    b = RunBuilder()
+    for i in range(30):
+        _request(b, b.new_id("t"), i * 100, i * 100 + 20, "GET", status, said=PSYCOPG2, raised_at=5)
+    assert _failed_parts_by_service(b) == {"svc": 30}
 
 
 @pytest.mark.xfail(

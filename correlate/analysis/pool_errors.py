@@ -192,8 +192,15 @@ repeated AS (
 ),
 raised AS (
     SELECT s.th, s.rh, s.t
-    FROM said_by s LEFT JOIN repeated x ON x.th = s.th AND x.rh = s.rh
+    FROM said_by s
+    LEFT JOIN repeated x ON x.th = s.th AND x.rh = s.rh
+    JOIN {p}_tree q ON q.th = s.th AND q.sh = s.rh
     WHERE x.rh IS NULL
+      -- a pool running dry is the server's failure: a request answered with a client error
+      -- (a 400 echoing its input) did not fail for it, one told to come back later
+      -- (408, 429) may have
+      AND (coalesce(q.http_status_code, 500) NOT BETWEEN 400 AND 499
+           OR q.http_status_code IN (408, 429))
 ),
 spanned AS (
     -- services whose spans cover their checkouts: those spans' failures are the waits
