@@ -20,6 +20,7 @@ from correlate.analysis.detectors import (
     slow_downstream,
     slow_query,
 )
+from correlate.analysis.detectors.calls import calls_table
 from correlate.analysis.findings import Finding
 from correlate.analysis.verdict import reconcile
 from correlate.kinds import FindingKind
@@ -154,6 +155,22 @@ def test_wrapper_spans_are_looked_through_one_level() -> None:
     loop(b, calls=7, wrap=True)
     (f,) = findings(b, n_plus_one)
     assert f.evidence["parent"] == "loop" and f.evidence["calls_per_request"] == 7
+
+
+def test_the_calls_table_leaves_only_itself_behind() -> None:
+    b = RunBuilder()
+    loop(b, calls=7, wrap=True)
+    with open_run(b.build(), "r") as run:
+        calls = calls_table(run)
+        names = {
+            row[0]
+            for row in run.con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE temporary"
+            ).fetchall()
+        }
+        parents = run.con.execute(f"SELECT DISTINCT parent_name FROM {calls}").fetchall()
+    assert calls in names and run.table("call_ids") not in names
+    assert parents == [("loop",)]
 
 
 def test_the_same_visible_statement_is_redundant_not_an_n_plus_one() -> None:

@@ -66,6 +66,35 @@ def _attr(alias: str, *keys: str) -> str:
     return "coalesce(" + ", ".join(f"{alias}.attributes->>'{k}'" for k in keys) + ")"
 
 
+_IDS_SQL = """
+    WITH
+    children AS (SELECT th, ph, count(*) AS n FROM {tree} WHERE ph IS NOT NULL GROUP BY ALL),
+    callee AS (
+        SELECT th, ph, any_value(service) AS service
+        FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
+    )
+    SELECT c.th, c.rh, c.trace_id, c.span_id, hash(c.span_id) AS sh, c.ph, c.category,
+           c.fingerprint, c.status_code, c.a, c.b,
+           CASE WHEN w.sh IS NOT NULL AND w.sh <> c.rh AND w.kind IS DISTINCT FROM 'SERVER'
+                     AND w.ph IS NOT NULL AND ch.n = 1
+                THEN w.ph ELSE c.ph END AS gph,
+           ce.service AS callee_service
+    FROM {parts} c
+    LEFT JOIN {tree} w ON w.th = c.th AND w.sh = c.ph
+    LEFT JOIN children ch ON ch.th = c.th AND ch.ph = c.ph
+    LEFT JOIN callee ce ON ce.th = c.th AND ce.ph = hash(c.span_id)
+    WHERE c.category IN ('db', 'downstream') AND c.span_id IS NOT NULL
+"""
+
+
+def call_ids_sql(run: Run) -> str:
+    """A query of the run's client calls on hashed ids, one row each, that :func:`calls_sql`
+    reads from the table ``run.table("call_ids")``: ``th, rh, trace_id, span_id, sh, ph,
+    category, fingerprint, status_code, a, b, gph, callee_service`` (``gph`` and
+    ``callee_service`` as :func:`calls_sql` says)."""
+    return _IDS_SQL.format(parts=run.table("parts"), tree=run.table("tree"))
+
+
 def calls_sql(run: Run) -> str:
     """A query (``$run`` bound to the run id, ``$session`` and ``$not_session`` to
     :mod:`correlate.fingerprint.session`'s ``SESSION_STATEMENT`` and ``NOT_SESSION_STATEMENT``,
@@ -73,7 +102,7 @@ def calls_sql(run: Run) -> str:
     row each: ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, session,
     identity, error, a, b`` (``a``/``b``: the call clipped to its request, in ns; a call made after its
     request ended, fire-and-forget, has ``b = a``: none of its time is the request's)."""
-    parts, tree = run.table("parts"), run.table("tree")
+    ids, tree = run.table("call_ids"), run.table("tree")
     # SQL expressions (no values): the HTTP method and URL under old and new names, ...
     method = f"coalesce(s.http_method, {_attr('s', 'http.request.method', 'http.method')})"
     url = (
@@ -116,11 +145,6 @@ def calls_sql(run: Run) -> str:
     parent = f"CASE WHEN g.kind = 'SERVER' THEN {path_template_sql('g.name')} ELSE g.name END"
     return f"""
     WITH
-    children AS (SELECT th, ph, count(*) AS n FROM {tree} WHERE ph IS NOT NULL GROUP BY ALL),
-    callee AS (
-        SELECT th, ph, any_value(service) AS service
-        FROM {tree} WHERE kind = 'SERVER' AND ph IS NOT NULL GROUP BY ALL
-    ),
     -- matched once per statement shape, not once per span
     -- a key-value store's command is never one (Redis's `SET cart:7 3`)
     session AS (
@@ -130,11 +154,7 @@ def calls_sql(run: Run) -> str:
           AND NOT list_contains($commands, coalesce(lower(trim(db_system)), ''))
     ),
     raw AS (
-        SELECT c.th, c.rh, c.trace_id, hash(c.span_id) AS sh, c.ph, c.category, c.fingerprint,
-               c.a, c.b,
-               CASE WHEN w.sh IS NOT NULL AND w.sh <> c.rh AND w.kind IS DISTINCT FROM 'SERVER'
-                         AND w.ph IS NOT NULL AND ch.n = 1
-                    THEN w.ph ELSE c.ph END AS gph,
+        SELECT c.th, c.rh, c.trace_id, c.sh, c.ph, c.category, c.fingerprint, c.a, c.b, c.gph,
                coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
                s.kind, s.name, s.server_address, s.attributes, s.db_system,
                CASE WHEN s.db_statement LIKE '%/*%'
@@ -146,13 +166,9 @@ def calls_sql(run: Run) -> str:
                CASE WHEN c.category = 'downstream' THEN s.http_target_template END AS template,
                CASE WHEN c.category = 'db' AND CAST(s.attributes AS VARCHAR) LIKE '%db.query.parameter.%'
                     THEN {params} END AS params,
-               ce.service AS callee_service
-        FROM {parts} c
+               c.callee_service
+        FROM {ids} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
-        LEFT JOIN {tree} w ON w.th = c.th AND w.sh = c.ph
-        LEFT JOIN children ch ON ch.th = c.th AND ch.ph = c.ph
-        LEFT JOIN callee ce ON ce.th = c.th AND ce.ph = hash(c.span_id)
-        WHERE c.category IN ('db', 'downstream') AND c.span_id IS NOT NULL
     ),
     typed AS (
         SELECT *,
@@ -184,16 +200,24 @@ def calls_table(run: Run) -> str:
         "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
     ).fetchone()
     if not exists or not exists[0]:
-        query = calls_sql(run)
-        run.con.execute(
-            f"CREATE TEMP TABLE {name} AS {query}",
-            {
-                "run": run.run_id,
-                "session": SESSION_STATEMENT,
-                "not_session": NOT_SESSION_STATEMENT,
-                "commands": sorted(NOT_SQL_SYSTEMS),
-            },
-        )
+        # in two steps: made in one, DuckDB (misjudging how many parts are calls) builds its
+        # hash tables on the calls joined to their spans, texts and attributes and all, and
+        # runs out of memory at a million spans; the narrow table's exact size makes it
+        # the side the spans are matched against
+        ids = run.table("call_ids")
+        run.con.execute(f"CREATE TEMP TABLE {ids} AS {call_ids_sql(run)}")
+        try:
+            run.con.execute(
+                f"CREATE TEMP TABLE {name} AS {calls_sql(run)}",
+                {
+                    "run": run.run_id,
+                    "session": SESSION_STATEMENT,
+                    "not_session": NOT_SESSION_STATEMENT,
+                    "commands": sorted(NOT_SQL_SYSTEMS),
+                },
+            )
+        finally:
+            run.con.execute(f"DROP TABLE {ids}")
     return name
 
 
@@ -226,4 +250,4 @@ def unions_sql(source: str, keys: str) -> str:
     return _UNIONS_SQL.format(source=source, keys=keys)
 
 
-__all__ = ["PARAMETER_PREFIX", "calls_sql", "calls_table", "unions_sql"]
+__all__ = ["PARAMETER_PREFIX", "call_ids_sql", "calls_sql", "calls_table", "unions_sql"]
