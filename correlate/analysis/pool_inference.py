@@ -291,8 +291,8 @@ def _infer_service(
             base.capacity_first = before
             base.reason = (
                 f"before the first checkout failed, up to {before} "
-                f"request{'s' if before != 1 else ''} held a connection at once; when each of the {n} failed, the pool had none to give and no "
-                "running request held one"
+                f"request{'s' if before != 1 else ''} held a connection at once; when each of "
+                f"the {n} failed, the pool had none to give and no running request held one"
             )
             base.final_waits, base.idle_waits = holders.idle_waits(
                 run, service, s, after_ns=None, from_index=0

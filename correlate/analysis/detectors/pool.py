@@ -411,8 +411,8 @@ def _inferred_leak(inf: PoolInference, window_s: float) -> str:
         return (
             f"up to {inf.emptied_from} request{'s' if inf.emptied_from != 1 else ''} held a "
             "connection at once before the first checkout failed; none did when any of the "
-            f"{inf.waits} failed checkouts found the pool empty{idle}: the connections were taken and not given back (or something "
-            "these traces do not show holds them)"
+            f"{inf.waits} failed checkouts found the pool empty{idle}: the connections were "
+            "taken and not given back (or something these traces do not show holds them)"
         )
     text = (
         f"while requests waited for a connection, the connections held by running requests "

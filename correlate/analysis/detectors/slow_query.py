@@ -302,8 +302,8 @@ def _queue_sentence(queued_ms: float, waits_ms: float, ceiling: int, processes: 
     each = f" in each of its {processes} processes" if processes > 1 else ""
     whole = ms(queued_ms) == ms(waits_ms)  # no span measures any of the route's pool waits
     return (
-        f" The waits {'are' if whole else 'include'} {ms(queued_ms)} per request that no span measures, spent before "
-        "its first query while the service's connections were all held: a queue for a "
+        f" The waits {'are' if whole else 'include'} {ms(queued_ms)} per request that no "
+        "span measures, spent before its first query while the service's connections were all held: a queue for a "
         f"connection read from the spans' timing, from a pool of about {ceiling}{each}."
     )
 
