@@ -106,10 +106,12 @@ def test_every_signature_has_an_example_and_a_public_source() -> None:
     )
 )
 def test_the_sql_pattern_and_python_agree(text: str) -> None:
-    row = duckdb.execute(
-        "SELECT regexp_matches(lower($t), $p)", {"t": text, "p": PATTERN}
-    ).fetchone()
-    assert row is not None and row[0] == (pool_of(text) is not None)
+    # a connection of its own, every row fetched: the module's default connection is shared
+    with duckdb.connect() as con:
+        ((matched,),) = con.execute(
+            "SELECT regexp_matches(lower($t), $p)", {"t": text, "p": PATTERN}
+        ).fetchall()
+    assert matched == (pool_of(text) is not None)
 
 
 def fail_fast(
