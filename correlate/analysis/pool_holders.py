@@ -420,6 +420,30 @@ def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
     return int(row[0] or 0), int(row[1] or 0), int(row[2] or 0)
 
 
+def drained(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int, int]:
+    """(waits after the last request that got a connection, the windows they fall in, the
+    seconds they span, the most requests that held a connection at once before them)."""
+    probes = """
+        last AS (SELECT max(acquired_ns) AS t1 FROM holders),
+        probes AS (SELECT acquired_ns AS t FROM holders),
+        {held},
+        tail AS (SELECT t FROM waits WHERE t > (SELECT t1 FROM last))"""
+    (row,) = _query(
+        run,
+        probes,
+        """
+        SELECT (SELECT count(*) FROM tail),
+               (SELECT count(DISTINCT t // $width) FROM tail),
+               (SELECT max(t) - min(t) FROM tail),
+               (SELECT max(h1) FROM held)
+        """,
+        service,
+        s,
+        width=max(round(s.window_s * 1e9), 1),
+    )
+    return int(row[0] or 0), int(row[1] or 0), round((row[2] or 0) / 1e9), int(row[3] or 0)
+
+
 def _key(values: Sequence[Any]) -> tuple[Hashable, ...]:
     route, method, status, exception = values
     return (

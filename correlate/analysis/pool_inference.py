@@ -162,6 +162,9 @@ class PoolInference:
     #: a pool's own errors said it was empty while no running request held a connection:
     #: the most that held one at once before the first of them (0: not so)
     emptied_from: int = 0
+    #: of those errors, the ones after the last request that got a connection, when the
+    #: pool refused for good (0: it emptied before its first error, or not at all)
+    emptied_tail: int = 0
 
     def evidence(self) -> dict[str, Any]:
         """The inference as plain values for a finding's evidence."""
@@ -178,6 +181,7 @@ class PoolInference:
             "waits_with_database_idle": self.idle_waits,
             "waits_after_last_drop": self.final_waits,
             "held_before_the_pool_emptied": self.emptied_from or None,
+            "failed_after_the_last_connection": self.emptied_tail or None,
         }
         if self.culprit:
             c = self.culprit
@@ -273,6 +277,22 @@ def _infer_service(
     )
     if peak == 0:
         errors, before, after = holders.emptied(run, service, s)
+        tail, windows, span_s, most = holders.drained(run, service, s) if after else (0,) * 4
+        if errors == n and after and _drained(tail, windows, n, s):
+            # a fail-fast pool also refuses while its holders have not run their first
+            # query, so connections came back after the first failure; but after the last
+            # one given, the pool refused for good with no running request holding one
+            base.verdict = "leak"
+            base.emptied_from = base.capacity_first = most
+            base.emptied_tail = tail
+            base.reason = (
+                f"after the last request that got a connection, the pool refused all {tail} "
+                f"checkouts of the last {span_s} s while no running request held one"
+            )
+            base.final_waits, base.idle_waits = holders.idle_waits(
+                run, service, s, after_ns=None, from_index=0
+            )
+            return base
         if errors == n and before and after:
             # connections came back: the pool was not emptied for good, and a request may
             # take its connection long before its first query (held over other work)
@@ -543,6 +563,13 @@ def _idle(run: Run, service: str, inf: PoolInference, s: PoolSettings) -> None:
     inf.final_waits, inf.idle_waits = holders.idle_waits(
         run, service, s, after_ns=after, from_index=first
     )
+
+
+def _drained(tail: int, windows: int, waits: int, s: PoolSettings) -> bool:
+    """Whether the failures after the last connection given are the run's story: most of
+    its failures, enough of them, over enough windows (a saturated pool keeps giving
+    connections to the end, so few fail after the last one)."""
+    return tail >= max(s.min_waits, waits / 2) and windows >= s.min_windows
 
 
 def _share(x: float) -> str:

@@ -406,8 +406,16 @@ def _opening(pressure: Pressure) -> str:
 
 def _inferred_leak(inf: PoolInference, window_s: float) -> str:
     """The checkout spans' case for a leak, in words."""
+    idle = f", and no query was running at {inf.idle_waits}" if inf.idle_waits else ""
+    if inf.emptied_tail:
+        return (
+            f"up to {inf.emptied_from} request{'s' if inf.emptied_from != 1 else ''} held a "
+            f"connection at once; after the last request that got one, the pool refused all "
+            f"{inf.emptied_tail} later checkouts (of {inf.waits} that failed) while no running "
+            f"request held one{idle}: the connections were taken and not given back (or "
+            "something these traces do not show holds them)"
+        )
     if inf.emptied_from:
-        idle = f", and no query was running at {inf.idle_waits}" if inf.idle_waits else ""
         return (
             f"up to {inf.emptied_from} request{'s' if inf.emptied_from != 1 else ''} held a "
             "connection at once before the first checkout failed; none did when any of the "
