@@ -10,6 +10,8 @@ good: every checkout after the last one given fails, with nobody holding one.
 
 from __future__ import annotations
 
+import pytest
+
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
@@ -66,3 +68,19 @@ def test_refusals_to_the_end_beside_connections_given_are_not_a_drained_pool() -
     assert FindingKind.POOL_LEAK not in {f.kind for f in found}
     assert inf is not None and inf.verdict != "leak"
     assert inf.emptied_tail == 0
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_reads_the_drained_pool_alike(chdb: object) -> None:
+    from correlate.analysis import open_run
+    from correlate.analysis.detectors.pool import PoolSettings
+    from correlate.analysis.pool_inference import infer
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    store = _drained_run(leak=True).build()
+    with open_run(store, "r") as run:
+        local = infer(run, PoolSettings())
+    there, _ = copied(store, chdb, "r")
+    assert local is not None and local.emptied_tail == 269
+    assert infer(Run(there, "r"), PoolSettings()) == local  # type: ignore[arg-type]
