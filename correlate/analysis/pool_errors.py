@@ -42,6 +42,8 @@ class Signature:
     pattern: str
     #: where the words come from
     source: str
+    #: how to return its connection on every path, in its own idiom
+    give_back: str = ""
 
 
 SIGNATURES: tuple[Signature, ...] = (
@@ -49,66 +51,94 @@ SIGNATURES: tuple[Signature, ...] = (
         "psycopg2 (ThreadedConnectionPool, SimpleConnectionPool)",
         r"connection pool exhausted",
         "https://github.com/psycopg/psycopg2/blob/master/lib/pool.py",
+        "give it back in a `finally` (`pool.putconn(conn)`)",
     ),
     Signature(
         "psycopg_pool (psycopg 3; Django 5.1's pool)",
         r"couldn't get a connection after",
         "https://github.com/psycopg/psycopg/blob/master/psycopg_pool/psycopg_pool/pool.py",
+        "take it with a context manager (`with pool.connection() as conn:`)",
     ),
     Signature(
         "SQLAlchemy (QueuePool, AsyncAdaptedQueuePool)",
         r"queuepool limit of size [0-9]+ overflow -?[0-9]+ reached",
         "https://github.com/sqlalchemy/sqlalchemy/blob/main/lib/sqlalchemy/pool/impl.py",
+        (
+            "take it with a context manager (`with engine.connect() as conn:` / `with "
+            "Session() as session:`)"
+        ),
     ),
     Signature(
         "HikariCP",
         r"connection is not available, request timed out after",
         "https://github.com/brettwooldridge/HikariCP/blob/dev/src/main/java/com/zaxxer/hikari/pool/HikariPool.java",
+        "take it with try-with-resources (`try (Connection c = ds.getConnection())`)",
     ),
     Signature(
         "Apache Commons DBCP",
         r"cannot get a connection, pool error",
         "https://github.com/apache/commons-dbcp",
+        "take it with try-with-resources (`try (Connection c = ds.getConnection())`)",
     ),
     Signature(
         "node-postgres (pg.Pool)",
         r"timeout exceeded when trying to connect",
         "https://github.com/brianc/node-postgres/blob/master/packages/pg-pool/index.js",
+        (
+            "release it in a `finally` (`client.release()`), or run single statements with "
+            "`pool.query`, which releases for you"
+        ),
     ),
     Signature(
         "generic-pool (Sequelize, TypeORM on MySQL, …)",
         r"resourcerequest timed out|connectionacquiretimeouterror",
         "https://github.com/coopernurse/node-pool",
+        (
+            "release what you acquire in a `finally`, and prefer managed transactions "
+            "(Sequelize: `sequelize.transaction(async (t) => …)`)"
+        ),
     ),
     Signature(
         "knex (tarn)",
         r"timeout acquiring a connection\. the pool is probably full",
         "https://github.com/knex/knex",
+        (
+            "end every transaction with `trx.commit()` or `trx.rollback()`, or take it with "
+            "`knex.transaction(async (trx) => …)`, which ends it for you"
+        ),
     ),
     Signature(
         "Prisma (P2024)",
         r"timed out fetching a new connection from the connection pool",
         "https://www.prisma.io/docs/orm/reference/error-reference#p2024",
+        (
+            "end every interactive transaction (`prisma.$transaction(async (tx) => …)`) and "
+            "keep slow work outside it"
+        ),
     ),
     Signature(
         "Npgsql (.NET)",
         r"the connection pool has been exhausted",
         "https://github.com/npgsql/npgsql",
+        "open it with `using` / `await using`",
     ),
     Signature(
         "Microsoft.Data.SqlClient, MySql.Data (.NET)",
         r"timeout period elapsed prior to obtaining a connection from the pool",
         "https://learn.microsoft.com/en-us/sql/connect/ado-net/sql-server-connection-pooling",
+        "open it with `using` / `await using`",
     ),
     Signature(
         "MySqlConnector (.NET)",
         r"all pooled connections are in use",
         "https://github.com/mysql-net/MySqlConnector",
+        "open it with `using` / `await using`",
     ),
     Signature(
         "ActiveRecord (Rails)",
         r"could not obtain a connection from the pool",
         "https://github.com/rails/rails/blob/main/activerecord/lib/active_record/connection_adapters/abstract/connection_pool/queue.rb",
+        "take it with `with_connection` rather than `checkout`",
     ),
 )
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis import stack
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding, rank
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
@@ -448,23 +449,28 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
                 f"capture --run {shlex.quote(run.name)} --dsn URL`, or add EXPLAIN output to "
                 "the run."
             )
+    lang = stack.language(run) if not s["connect_spans"] and not s["pool_checkouts"] else None
     if not s["connect_spans"] and not s["pool_checkouts"] and s["pool_samples"]:
         gaps.append(
             "pool metrics but no connect spans: the pool's state over time is known, not which "
             "request waited, so time waiting for a connection counts as app time. Instrument "
-            "the pool checkout (e.g. opentelemetry-instrumentation-sqlalchemy's connect span) "
-            "or record the run with correlate.instrument (docs/run-directory.md)."
+            "the pool checkout (e.g. opentelemetry-instrumentation-sqlalchemy's connect span)"
+            + (
+                " or record the run with correlate.instrument (docs/run-directory.md)."
+                if lang == "python"
+                else "."
+            )
         )
     elif not s["connect_spans"] and not s["pool_checkouts"] and s["pool_errors"]:
         gaps.append(
             "no pool telemetry or connect spans: only the checkouts that failed (the pool's "
             "own errors) count as pool wait; a wait that ended with a connection counts as app "
-            "time. Record the run with correlate.instrument (docs/run-directory.md)."
+            f"time. {stack.pool_telemetry(lang)}."
         )
     elif not s["connect_spans"] and not s["pool_checkouts"]:
         gaps.append(
             "no pool telemetry or connect spans: time waiting for a connection counts as app "
-            "time. Record the run with correlate.instrument (docs/run-directory.md)."
+            f"time. {stack.pool_telemetry(lang)}."
         )
     if not s["client_requests"] and not _knows_offered_load(run):
         gaps.append(

@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from correlate.analysis import stack
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.pool_evidence import (
     active_sentence,
@@ -267,6 +268,7 @@ def _leak_finding(
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
+    lang = stack.language(run, inferred.service if inferred else None)
     said: list[str] = []
     route = location = None
     traces: tuple[str, ...] = ()
@@ -366,20 +368,14 @@ def _leak_finding(
         ),
         suggestion=(
             f"Return the connection on every path{fix_at}: "
-            + (
-                "give it back in a `finally` (psycopg2: `pool.putconn(conn)`) or take it with "
-                "a context manager (psycopg_pool: `with pool.connection() as conn:`)"
-                if pressure.pool_errors
-                else "take it with a context manager (`with engine.connect() as conn:` / "
-                "`with Session() as session:`) or release it in a `finally`"
-            )
+            + stack.give_back(pressure.pool, lang)
             + ", including early returns and error responses."
             + (
                 f" Start with the path of every {named}; follow the traces listed."
                 if named
                 else " The leaking requests are the ones listed; follow their traces."
                 if traces
-                else " Record the run with correlate.instrument to name the route and line."
+                else f" {stack.name_the_leak(lang)}"
             )
         ),
         threshold=(
@@ -470,9 +466,15 @@ def _undecided_finding(
             f"from these spans, because {inferred.reason}."
         ),
         suggestion=(
-            "Record the run with correlate.instrument (pool samples and checkouts name a leak "
-            "and its code line), or run longer at steady load so the pool's capacity can be "
-            "followed; meanwhile check that every path returns its connection."
+            (
+                "Record the run with correlate.instrument (pool samples and checkouts name a "
+                "leak and its code line)"
+                if stack.language(run, inferred.service) == "python"
+                else "Run `correlate watch --dsn URL --out RUN` beside the next load (sessions "
+                "left idle in a transaction name the requests that took them)"
+            )
+            + ", or run longer at steady load so the pool's capacity can be followed; "
+            "meanwhile check that every path returns its connection."
         ),
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "

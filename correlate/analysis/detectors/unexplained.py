@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from itertools import zip_longest
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from correlate.analysis import stack
 from correlate.analysis.connection_queue import queued_routes
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
@@ -63,11 +64,15 @@ def unexplained_time(run: Run, settings: UnexplainedTimeSettings = DEFAULTS) -> 
     ).fetchall()
     found: list[Finding] = []
     pools: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+    tools: dict[str, str] = {}
     for row in rows:
         if row[14]:
             pools.setdefault((str(row[9]), str(row[13])), []).append(row)
         else:
-            found.append(_own_time(settings, *row[:7]))
+            service = str(row[9] or "")
+            if service not in tools:
+                tools[service] = stack.profiler(stack.language(run, service))
+            found.append(_own_time(settings, *row[:7], tools=tools[service]))
     labels = _database_labels({k: (str(r[0][10]), str(r[0][15] or "")) for k, r in pools.items()})
     for (service, pool), routes in pools.items():
         found.append(_pool_queue(settings, service, labels[service, pool], routes))
@@ -103,7 +108,7 @@ def _threshold(s: UnexplainedTimeSettings) -> str:
 
 def _own_time(
     s: UnexplainedTimeSettings, route: str, n: int, mean_ms: float, app_ms: float,
-    total: float, p50: float, traces: list[str],
+    total: float, p50: float, traces: list[str], *, tools: str,
 ) -> Finding:  # fmt: skip
     """A route's uncovered time, read as its own."""
     share = app_ms / mean_ms if mean_ms else 0.0
@@ -128,7 +133,8 @@ def _own_time(
             "client without instrumentation), or serialisation."
         ),
         suggestion=(
-            "Profile the route (pyinstrument, py-spy) or add spans around its steps; "
+            f"Profile the route with {tools} under the same load, or add spans around its "
+            "steps; "
             "instrument any HTTP client, cache or queue library it calls."
         ),
         threshold=_threshold(s),

@@ -1,0 +1,128 @@
+"""What a service is written in, so that advice names that stack's own tools.
+
+A Node.js service told to run py-spy has been told nothing. OpenTelemetry SDKs say their
+language in the resource (``telemetry.sdk.language``: ``python``, ``nodejs``, ``java``,
+``go``, ``dotnet``, ``ruby``, ``php``, ``rust``, …); where a file lost its resource
+(Jaeger and Zipkin keep only some tags), the instrumentation scope's name still tells
+the common SDKs apart. A service whose language is unknown gets advice that names no
+tool it may not have.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from correlate.analysis.pool_errors import SIGNATURES
+
+if TYPE_CHECKING:
+    from correlate.analysis.run import Run
+
+#: scope-name prefixes of each SDK's instrumentations, for spans without the resource
+_SCOPES = (
+    ("opentelemetry.instrumentation.", "python"),
+    ("@opentelemetry/", "nodejs"),
+    ("io.opentelemetry.", "java"),
+    ("go.opentelemetry.io/", "go"),
+    ("OpenTelemetry.Instrumentation.", "dotnet"),
+    ("OpenTelemetry::Instrumentation::", "ruby"),
+    ("io.opentelemetry.contrib.php.", "php"),
+)
+
+#: a sampling profiler of each language, to find where a route's own time goes
+PROFILERS = {
+    "python": "py-spy or pyinstrument",
+    "nodejs": "`node --cpu-prof` or clinic flame",
+    "java": "async-profiler or Java Flight Recorder",
+    "go": "pprof",
+    "dotnet": "dotnet-trace",
+    "ruby": "stackprof or rbspy",
+    "php": "Excimer or SPX",
+    "rust": "perf or cargo flamegraph",
+}
+
+#: how to return a pooled connection on every path, in each language's own idiom
+GIVE_BACK = {
+    # checkout spans in Python are SQLAlchemy's (its instrumentation's connect span)
+    "python": "take it with a context manager (`with engine.connect() as conn:` / "
+    "`with Session() as session:`) or release it in a `finally`",
+    "nodejs": "release it in a `finally` (`client.release()`), and end every transaction "
+    "with a commit or rollback on every path, error paths first",
+    "java": "take it with try-with-resources (`try (Connection c = ds.getConnection())`)",
+    "go": "`defer rows.Close()` and `defer tx.Rollback()` right after each succeeds",
+    "dotnet": "take it with `using` / `await using`",
+    "ruby": "take it with `with_connection` rather than `checkout`",
+}
+
+
+def language(run: Run, service: str | None = None) -> str | None:
+    """The language ``service`` (or the run's every service, if they agree) is written
+    in, or None if the spans do not say or the services differ."""
+    where = "run_id = $run" + ("" if service is None else " AND coalesce(service, '') = $svc")
+    params = {"run": run.run_id, **({} if service is None else {"svc": service})}
+    rows = run.con.execute(
+        f"""
+        SELECT DISTINCT lower(resource->>'telemetry.sdk.language') AS lang FROM (
+            SELECT resource FROM spans WHERE {where} AND resource IS NOT NULL LIMIT 1000
+        ) AS s
+        """,
+        params,
+    ).fetchall()
+    said = {str(lang) for (lang,) in rows if lang}
+    if not said:
+        scopes = run.con.execute(
+            f"SELECT DISTINCT scope_name FROM spans WHERE {where} AND scope_name IS NOT NULL "
+            "LIMIT 50",
+            params,
+        ).fetchall()
+        said = {
+            lang for (scope,) in scopes for prefix, lang in _SCOPES if str(scope).startswith(prefix)
+        }
+    return said.pop() if len(said) == 1 else None
+
+
+def profiler(lang: str | None) -> str:
+    """``'a sampling profiler (py-spy or pyinstrument)'`` for ``lang``."""
+    tools = PROFILERS.get(lang or "")
+    return f"a sampling profiler ({tools})" if tools else "a sampling profiler"
+
+
+#: what shows a pool's checkouts or state with stock OpenTelemetry, per language
+_POOL_TELEMETRY = {
+    "python": "Record the run with correlate.instrument",
+    "java": "Send the OpenTelemetry Java agent's metrics to `correlate collect` too: it "
+    "reports HikariCP's, DBCP's and c3p0's pools (db.client.connections.*)",
+    "nodejs": "With pg.Pool, @opentelemetry/instrumentation-pg spans each checkout "
+    "(pg-pool.connect); knex, Sequelize and Prisma keep pools of their own: run `correlate "
+    "watch` beside the load to see the database's sessions",
+}
+
+
+def pool_telemetry(lang: str | None) -> str:
+    """What to record so the pool's checkouts or state show, for a service in ``lang``."""
+    said = _POOL_TELEMETRY.get(
+        lang or "",
+        "Export the pool's metrics as OpenTelemetry's db.client.connection.* with the run, "
+        "or run `correlate watch` beside the load to see the database's sessions",
+    )
+    return f"{said} (docs/run-directory.md)"
+
+
+def give_back(pool: str | None, lang: str | None) -> str:
+    """How to return a connection on every path: in the words of ``pool`` (a
+    :data:`~correlate.analysis.pool_errors.SIGNATURES` name) if known, else of ``lang``."""
+    said = next((sig.give_back for sig in SIGNATURES if sig.pool == pool and sig.give_back), "")
+    return said or GIVE_BACK.get(
+        lang or "",
+        "release it in a `finally`, or take it in the language's scoped form (a context "
+        "manager, `using`, try-with-resources)",
+    )
+
+
+def name_the_leak(lang: str | None) -> str:
+    """What to record next time so the leaking route and line are named."""
+    if lang == "python":
+        return "Record the run with correlate.instrument to name the route and line."
+    return (
+        "Run `correlate watch --dsn URL --out RUN` beside the next load: the database's "
+        "sessions left idle in a transaction name the requests that took them."
+    )
