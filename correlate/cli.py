@@ -122,6 +122,7 @@ def ingest(
 
 @cli.command()
 @click.argument("target", required=False)
+@output_options("report", "the verdict", default="text")
 @click.option("--run", "run", help=RUN_HELP)
 @click.option(
     "--color/--no-color", default=None, help="Colour the verdict (default: when on a terminal)."
@@ -131,6 +132,8 @@ def ingest(
 @db_option
 def analyze(
     target: str | None,
+    format_: str | None,
+    output: Path | None,
     run: str | None,
     color: bool | None,
     source: str | None,
@@ -143,23 +146,36 @@ def analyze(
 
     TARGET is a run directory or trace file (ingested first; files already
     in the run are passed over) or the name of a run in the store; with
-    --source, the spans of a ClickHouse source in --window instead.
+    --source, the spans of a ClickHouse source in --window instead. With
+    --format or -o, the verdict is written as `correlate report` writes it.
     """
+    from correlate.analysis.evidence import collect
     from correlate.analysis.verdict import analyze as analyze_run
 
     settings = settings_from(assignments)
     target = source_target(target, source, window, services)
+    # --format or -o: the verdict as `correlate report` writes it, to a file or the terminal
+    want = format_ is not None or output is not None
+    renderer = renderer_for("report", format_, output) if want else None
+    text = None
     if source is not None:
         with source_store(source, window, services, db, run=run) as (ch, _):
             result = analyze_run(ch.name, store=ch, settings=settings)
+            if renderer is not None and renderer.name != "text":
+                text = renderer(collect(ch, result))
     else:
         ingesting = Path(target).exists()
         with open_db(db, read_only=not ingesting) as store:
             result = analyze_run(
                 target, store=store, run=run, settings=settings, progress=terminal_progress()
             )
+            if renderer is not None and renderer.name != "text":
+                text = renderer(collect(store, result))
     if result.ingest is not None and result.ingest.spans_added:
         click.echo(safe_text(result.ingest.summary()), err=True)
+    if renderer is not None and (text is not None or output is not None):
+        emit(text if text is not None else renderer(result), output, renderer)
+        return
     use_color = sys.stdout.isatty() if color is None else color
     click.echo(result.to_text(color=use_color, width=terminal_width()), nl=False)
 

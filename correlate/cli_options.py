@@ -46,8 +46,9 @@ def echo_error(exc: CorrelateError) -> None:
     click.echo(f"Error: {safe_text(str(exc))}", err=True)
 
 
-def output_options(subject: str, what: str) -> Any:
-    """``--format`` (a format of ``subject``, aliases allowed) and ``-o/--output`` (a file)."""
+def output_options(subject: str, what: str, default: str | None = None) -> Any:
+    """``--format`` (a format of ``subject``, aliases allowed) and ``-o/--output`` (a file);
+    ``default`` the format without either (the subject's first by default)."""
     from correlate.render.registry import renderers
 
     def names(r: Any) -> str:
@@ -72,7 +73,7 @@ def output_options(subject: str, what: str) -> Any:
                 [n for r in renderers(subject) for n in r.names], case_sensitive=False
             ),
             help=f"Output format: {listed} (default: from -o's suffix, else "
-            f"{renderers(subject)[0].name}).",
+            f"{default or renderers(subject)[0].name}).",
         )(command)
 
     return decorate

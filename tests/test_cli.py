@@ -259,6 +259,23 @@ def test_analyze_ingests_a_run_directory_once_and_prints_the_verdict(
     assert by_name.output == again.output
 
 
+def test_analyze_writes_the_formats_report_does(
+    runner: CliRunner, db: Path, tmp_path: Path
+) -> None:
+    sample = Path(__file__).resolve().parents[1] / "sample_traces" / "checkout-fixed"
+    assert runner.invoke(cli, ["analyze", str(sample), "--db", str(db)]).exit_code == 0
+    md = runner.invoke(cli, ["analyze", "checkout-fixed", "--db", str(db), "--format", "md"])
+    assert md.exit_code == 0, md.output
+    assert md.output.startswith("### correlate: checkout-fixed")
+    page = tmp_path / "verdict.html"
+    wrote = runner.invoke(cli, ["analyze", "checkout-fixed", "--db", str(db), "-o", str(page)])
+    assert wrote.exit_code == 0, wrote.output
+    assert wrote.output.startswith(f"wrote {page} (html,")
+    assert page.read_text().lstrip().lower().startswith("<!doctype html>")
+    odd = runner.invoke(cli, ["analyze", "checkout-fixed", "--db", str(db), "-o", "x.weird"])
+    assert odd.exit_code == 2 and "cannot tell the report format" in odd.output
+
+
 def test_analyze_unknown_target_says_what_exists(runner: CliRunner, db: Path) -> None:
     runner.invoke(cli, ["ingest", str(CHECKOUT), "--run", "a", "--db", str(db)])
     result = runner.invoke(cli, ["analyze", "nope", "--db", str(db)])
