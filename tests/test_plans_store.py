@@ -128,6 +128,13 @@ def test_capture_finds_the_missing_index_and_not_once_it_exists(
                 store.sql("SELECT * FROM plans").astype(str).to_dict()
             )
 
+            # asked to analyze, a statement whose span holds no values is only estimated,
+            # and the report says so rather than counting it as analyzed
+            analyzed = store.capture_plans("r", pg_dsn, analyze=True)
+            assert analyzed.captured == 1
+            assert [why.split(":")[0] for _, why in analyzed.noted] == ["not analyzed"]
+            assert "1 of them not analyzed: the statement has placeholders" in str(analyzed)
+
             _pg_sql(pg_dsn, f"CREATE INDEX ON {schema}.orders (customer_id)")
             again = store.capture_plans("r", pg_dsn)
             assert again.captured == 1

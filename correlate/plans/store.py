@@ -92,9 +92,16 @@ class PlanCaptureReport:
     captured: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     insights: list[Insight] = field(default_factory=list)
+    #: plans captured, but not as asked: (fingerprint, why), e.g. estimated, not analyzed
+    noted: list[tuple[str, str]] = field(default_factory=list)
 
     def summary(self) -> str:
         lines = [f"run {self.run!r}: {self.captured} plan(s) captured from {self.server}"]
+        for why in sorted({why for _, why in self.noted}):
+            keys = [key for key, said in self.noted if said == why]
+            lines.append(f"{len(keys)} of them {why}: {', '.join(keys[:5])}")
+            if len(keys) > 5:
+                lines[-1] += f", … ({len(keys) - 5} more)"
         if self.failed:
             lines.append(f"not explained ({len(self.failed)}):")
             lines.extend(f"  {fingerprint}: {reason}" for fingerprint, reason in self.failed)
@@ -161,6 +168,8 @@ def capture_plans(
                 continue
             report.captured += 1
             report.insights.extend(stored.insights)
+            if captured.note:
+                report.noted.append((captured.key, captured.note))
     return report
 
 

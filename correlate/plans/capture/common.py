@@ -29,7 +29,8 @@ WRITING_KEYWORDS = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE"})
 CaptureConnectionError = DatabaseConnectionError
 
 NOT_ANALYZED_PLACEHOLDERS = (
-    "not analyzed: the statement has placeholders and the span holds no values"
+    "not analyzed: the statement has placeholders and the span holds no values (the plan is "
+    "the server's estimate, as EXPLAIN without ANALYZE gives it)"
 )
 
 
