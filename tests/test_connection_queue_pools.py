@@ -256,3 +256,31 @@ def test_a_traced_call_before_the_first_query_is_not_part_of_the_wait() -> None:
         (finding,) = unexplained_time(run)
     (agg,) = [r for r in finding.evidence["routes"] if r["route"] == "/agg"]
     assert agg["queued_ms"] <= waited + 1
+
+
+def test_a_queue_for_the_pool_of_a_pool_finding_is_its_unmeasured_wait() -> None:
+    # a pool without checkout spans: its finding counts the failed checkouts, the queue
+    # finding reads the waits that got a connection from timing; one cause, told once
+    from correlate.analysis.findings import Finding
+    from correlate.analysis.verdict import reconcile
+
+    def finding(kind: str, explanation: str, **evidence: object) -> Finding:
+        return Finding(
+            kind=kind, severity="warning", title=f"{kind}!", explanation=explanation,
+            suggestion="fix", threshold="", source="", route="/a", evidence=dict(evidence),
+        )  # fmt: skip
+
+    pool = finding("pool_saturation", "Saturated.", checkout_spans={"service": "shop"})
+    queue = finding("unexplained_time", "", holders_ceiling=4, queued_ms=974.0, service="shop")
+    found = {f.kind: f for f in reconcile([pool, queue])}
+    assert found["pool_saturation"].explanation == (
+        "Saturated. The requests that got a connection most likely waited too, 974.0 ms per "
+        "request before their first query, unmeasured (“unexplained_time!”)."
+    )
+    assert found["unexplained_time"].suggestion.startswith("The same pool as “pool_saturation!”")
+    assert found["unexplained_time"].evidence["cause"] == "pool_saturation"
+    # another service's queue is its own
+    other = finding("unexplained_time", "", holders_ceiling=4, queued_ms=9.0, service="api")
+    found = {f.kind: f for f in reconcile([pool, other])}
+    assert found["pool_saturation"].explanation == "Saturated."
+    assert found["unexplained_time"].suggestion == "fix"

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from correlate.analysis import stack
 from correlate.analysis.client import client_vs_server
-from correlate.analysis.findings import Finding, rank
+from correlate.analysis.findings import Finding, ms, rank
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
@@ -148,6 +148,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
 
     - A degradation or throughput knee whose grown part is pool wait is a symptom of
       whatever the pool finding concluded (leak, saturation, or that it cannot tell).
+    - A queue for a connection read from timing (unexplained time) in the pool finding's
+      service is that pool's waits that got a connection, which no span measures: it points
+      at the pool finding, which names its size.
     - A slow downstream whose calls are an N+1, a redundant call or a fan-out on the same
       route is that pattern's doing: the repeated-calls finding carries the severity and the
       fix, and the slow downstream is only info beside it.
@@ -168,6 +171,17 @@ def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
     pool = next((f for f in findings if f.kind in POOL_KINDS), None)
     if pool is None:
         return findings
+    service = (pool.evidence.get("checkout_spans") or {}).get("service")
+    queue = next(
+        (
+            f
+            for f in findings
+            if f.kind == FindingKind.UNEXPLAINED_TIME
+            and "holders_ceiling" in f.evidence
+            and (service is None or f.evidence.get("service") in (service, None))
+        ),
+        None,
+    )
     out = []
     for f in findings:
         if f.kind in _SYMPTOM_KINDS and f.evidence.get("grew_most") == "pool wait":
@@ -176,6 +190,23 @@ def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
                 pool,
                 f"A symptom of the pool finding, “{pool.title}”: the pool wait that grew here "
                 "is its doing. Fix that first.",
+            )
+        elif f is queue:
+            # the waits that ended with a connection, which no span measures: the pool's
+            f = _caused_by(
+                f,
+                pool,
+                f"The same pool as “{pool.title}”: these are its waits that ended with a "
+                "connection, which no span measures (that finding counts only what the spans "
+                "show). Fix it there.",
+            )
+        elif f is pool and queue is not None:
+            f = replace(
+                f,
+                explanation=f"{f.explanation} The requests that got a connection most likely "
+                f"waited too, {ms(queue.evidence['queued_ms'])} per request before their "
+                f"first query, unmeasured (“{queue.title}”).",
+                evidence={**f.evidence, "unmeasured_wait_ms": queue.evidence["queued_ms"]},
             )
         out.append(f)
     return out
