@@ -16,7 +16,7 @@ from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
 from .test_leak import analysed
-from .test_pool_errors import PSYCOPG2, _request
+from .test_pool_errors import PSYCOPG2, PSYCOPG3, _request
 
 STEP_MS = 50.0
 
@@ -84,3 +84,20 @@ def test_clickhouse_reads_the_drained_pool_alike(chdb: object) -> None:
     there, _ = copied(store, chdb, "r")
     assert local is not None and local.emptied_tail == 269
     assert infer(Run(there, "r"), PoolSettings()) == local  # type: ignore[arg-type]
+
+
+def test_requests_past_their_last_query_are_not_counted_as_holding() -> None:
+    # a pool of two: each request queries in its first 5 ms, gives the connection back,
+    # and works 35 ms more; one request in 15 ms, so three overlap though one holds at a
+    # time. Two requests leak theirs; every later checkout blocks a second and fails.
+    b = RunBuilder()
+    for i in range(41):
+        t, trace, leaks = i * 15.0, b.new_id("t"), i in (20, 40)
+        r = _request(b, trace, t, t + 40, "POST" if leaks else "GET", 409 if leaks else 200)
+        b.query(trace, r, t + 1, t + 5, "SELECT * FROM orders WHERE id = 1")
+    for i in range(150):  # then one every 100 ms for 15 s, all failing
+        t, trace = 700 + i * 100.0, b.new_id("t")
+        _request(b, trace, t, t + 1002, "GET", 500, said=PSYCOPG3, raised_at=t + 1001)
+    _, (inf, _) = analysed(b)
+    assert inf is not None and inf.verdict == "leak", inf and inf.reason
+    assert inf.emptied_from == 1, inf.reason  # not 3: the requests' tails overlap, their holds do not

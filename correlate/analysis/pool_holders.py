@@ -398,8 +398,10 @@ def idle_waits(
 
 def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
     """(waits that are a pool's own errors rather than checkout spans, the most requests
-    that held a connection at once before the first wait, the requests that had one after
-    it: by their first query, all a pool without checkout spans shows of a checkout)."""
+    that surely held a connection at once before the first wait — from their first query,
+    all a pool without checkout spans shows of a checkout, to their last: a request past
+    giving its connection back is not counted to its end — and the requests that had one
+    after it)."""
     probes = """
         first AS (SELECT min(t) AS t0 FROM waits),
         probes AS (
@@ -411,7 +413,7 @@ def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
         probes,
         """
         SELECT (SELECT count(*) FROM co WHERE status_code = 'ERROR' AND NOT spanned),
-               (SELECT max(h1) FROM held),
+               (SELECT max(h2) FROM held),
                (SELECT count(*) FROM holders WHERE acquired_ns > (SELECT t0 FROM first))
         """,
         service,
@@ -422,7 +424,8 @@ def emptied(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int]:
 
 def drained(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int, int]:
     """(waits after the last request that got a connection, the windows they fall in, the
-    seconds they span, the most requests that held a connection at once before them)."""
+    seconds they span, the most requests that surely held a connection at once before them,
+    as :func:`emptied` counts them)."""
     probes = """
         last AS (SELECT max(acquired_ns) AS t1 FROM holders),
         probes AS (SELECT acquired_ns AS t FROM holders),
@@ -435,7 +438,7 @@ def drained(run: Run, service: str, s: PoolSettings) -> tuple[int, int, int, int
         SELECT (SELECT count(*) FROM tail),
                (SELECT count(DISTINCT t // $width) FROM tail),
                (SELECT max(t) - min(t) FROM tail),
-               (SELECT max(h1) FROM held)
+               (SELECT max(h2) FROM held)
         """,
         service,
         s,
