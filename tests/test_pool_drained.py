@@ -100,4 +100,6 @@ def test_requests_past_their_last_query_are_not_counted_as_holding() -> None:
         _request(b, trace, t, t + 1002, "GET", 500, said=PSYCOPG3, raised_at=t + 1001)
     _, (inf, _) = analysed(b)
     assert inf is not None and inf.verdict == "leak", inf and inf.reason
-    assert inf.emptied_from == 1, inf.reason  # not 3: the requests' tails overlap, their holds do not
+    assert inf.emptied_from == 1, (
+        inf.reason
+    )  # not 3: the requests' tails overlap, their holds do not
