@@ -55,10 +55,11 @@ def test_real_postgres_plans_parse_without_loss() -> None:
     for path in files:
         top = json.loads(path.read_text())
         plan = parse_plan(path.read_text())
-        assert plan.source == "postgresql" and plan.analyzed
+        # one is the generic plan of a statement with placeholders: estimates only
+        assert plan.source == "postgresql" and plan.analyzed == ("generic" not in path.name)
         assert_lossless(plan, top[0])
-        assert plan.execution_time == top[0]["Execution Time"]
-        assert plan.extra["Triggers"] == top[0]["Triggers"]
+        assert plan.execution_time == top[0].get("Execution Time")
+        assert plan.extra.get("Triggers") == top[0].get("Triggers")
         assert all(n.self_time is None or n.self_time >= 0 for n in plan.nodes)
         assert plan.raw == path.read_text()
 

@@ -37,4 +37,18 @@ SELECT o.id, o.total FROM fx.orders o WHERE o.status = 'paid' AND EXISTS
 ORDER BY o.total DESC LIMIT 20" >"$out/semijoin-limit.json"
 psql -c "BEGIN" -c "$explain UPDATE fx.orders SET status = 'paid' WHERE customer_id = 42" \
     -c "ROLLBACK" >"$out/trigger.json"
+# ORDER BY id DESC LIMIT on a filter no index serves: the planner walks the primary key
+# backward, betting customer 1001's rows (all 200 among the first ids) come soon
+psql <<'SQL'
+CREATE TABLE fx.events (id int PRIMARY KEY, customer_id int NOT NULL, kind text NOT NULL);
+INSERT INTO fx.events SELECT g, CASE WHEN g <= 200 THEN 1001 ELSE 1 + g % 1000 END,
+       CASE WHEN g % 2 = 0 THEN 'view' ELSE 'buy' END
+FROM generate_series(1, 200000) g;
+ANALYZE fx.events;
+SQL
+walk='SELECT id, kind FROM fx.events WHERE customer_id = $1 ORDER BY id DESC LIMIT 10'
+psql -c "SET max_parallel_workers_per_gather = 0" -c "$explain ${walk/\$1/1001}" \
+    >"$out/limit-walk-analyze.json"
+psql -c "SET plan_cache_mode = force_generic_plan" -c "PREPARE walk(int) AS $walk" \
+    -c "EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE walk(NULL)" >"$out/limit-walk-generic.json"
 psql -c "DROP SCHEMA fx CASCADE" 2>/dev/null

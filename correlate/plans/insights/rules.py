@@ -18,6 +18,7 @@ from correlate.plans.insights.memory import (
     disk_spill,
     lossy_bitmap,
 )
+from correlate.plans.insights.ordered import limit_index_walk
 from correlate.plans.insights.pagination import large_offset
 from correlate.plans.insights.scans import (
     full_table_scan,
@@ -32,6 +33,7 @@ RULES: tuple[Rule, ...] = (
     disk_spill,
     nested_loop_inner_rescans,
     large_offset,
+    limit_index_walk,
     lossy_bitmap,
     mysql_filesort_temporary,
     sqlite_temp_btree,
