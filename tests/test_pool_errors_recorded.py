@@ -168,3 +168,15 @@ def test_a_saturated_pool_left_no_session_in_a_transaction(
     assert sessions is not None and sessions["samples"] >= 15
     assert sessions["held_sessions"] == 0
     assert 1 <= sessions["active_max"] <= RUNS[name].size
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if n not in LEAKS])
+def test_the_slow_pg_sleep_is_not_sent_to_an_index(
+    analysed: dict[str, Analysis], name: str
+) -> None:
+    # GET /products holds its connection in `SELECT pg_sleep(%s)`: it reads no table, so
+    # its time is pg_sleep's own, and neither a plan nor an index would shorten it
+    (f,) = [f for f in analysed[name].findings if f.kind == FindingKind.SLOW_QUERY]
+    assert f.evidence["statement"] == "SELECT pg_sleep($1)"
+    assert f.suggestion.startswith("Its time is the work of pg_sleep() itself")
+    assert "index on the filtered columns" not in f.suggestion
