@@ -10,6 +10,7 @@ pool's own "no connection" error (:mod:`correlate.analysis.pool_errors`).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,12 @@ from correlate.analysis import pool_errors
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
+
+
+#: A checkout that gave up after waiting says so in its exception's type or message
+#: (``PoolTimeout``, ``request timed out after``); one that found the pool empty and
+#: failed at once does not (psycopg2's ``PoolError: connection pool exhausted``).
+TIMED_OUT = re.compile(r"time ?out|timed out", re.IGNORECASE)
 
 
 def dry_requests_sql(parts: str) -> str:
@@ -71,6 +78,29 @@ class Pressure:
     @property
     def share(self) -> float:
         return self.wait_ms / self.total_ms if self.total_ms else 0.0
+
+    @property
+    def timed_out(self) -> bool | None:
+        """Whether the failed checkouts timed out; None when none failed. False only when
+        every one is the pool's own error and its words say no timeout: such a pool
+        refuses a checkout at once, with no wait to time out.
+
+        >>> refused = "psycopg2.pool.PoolError: connection pool exhausted"
+        >>> Pressure(9, 90.0, 9.0, 3, 3, 3, refused, [], pool_errors=3).timed_out
+        False
+        >>> waited = "psycopg_pool.PoolTimeout: couldn't get a connection after 1.00 sec"
+        >>> Pressure(9, 90.0, 9.0, 3, 3, 3, waited, [], pool_errors=3).timed_out
+        True
+        """
+        if not self.timeouts:
+            return None
+        refused = self.pool_errors == self.timeouts and self.exception is not None
+        return not (refused and not TIMED_OUT.search(self.exception or ""))
+
+    @property
+    def failures_word(self) -> str:
+        """The failed checkouts in a rule's words: ``timeouts``, unless they did not time out."""
+        return "failed checkouts" if self.timed_out is False else "timeouts"
 
     def failures_sentence(self) -> str:
         """``'12 checkouts timed out (TimeoutError), failing 12 requests'``."""
