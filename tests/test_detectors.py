@@ -165,16 +165,21 @@ def test_n_plus_one_overlapping_calls_count_by_their_union() -> None:
 # -- slow query -------------------------------------------------------------------------
 
 
-def _route_with_query(b: RunBuilder, db: float, app: float, pool: float = 0) -> None:
+def _route_with_query(
+    b: RunBuilder,
+    db: float,
+    app: float,
+    pool: float = 0,
+    sql: str = "SELECT * FROM orders WHERE customer_id = 7",
+    system: str = "postgresql",
+) -> None:
     for i in range(10):
         trace = f"t{i}"
         start = i * 1000.0
         r = b.request(trace, start, start + pool + db + app, "/customers/<id>/orders")
         if pool:
             b.connect(trace, r, start, start + pool)
-        b.query(
-            trace, r, start + pool, start + pool + db, "SELECT * FROM orders WHERE customer_id = 7"
-        )
+        b.span(trace, start + pool, start + pool + db, parent=r, kind="CLIENT", db=system, sql=sql)
 
 
 def test_slow_query_found_even_when_pool_wait_dominates() -> None:
@@ -186,6 +191,35 @@ def test_slow_query_found_even_when_pool_wait_dominates() -> None:
     assert f.severity == "warning"  # 60 of 575 ms of latency
     assert "No plan is linked" in f.explanation
     assert "correlate plans capture" in f.suggestion
+
+
+@pytest.mark.parametrize(
+    ("sql", "system", "called"),
+    [
+        ("SELECT pg_sleep(0.05)", "postgresql", "pg_sleep()"),
+        ("SELECT SLEEP(0.05) AS held", "mariadb", "SLEEP()"),
+        ("SELECT refresh_totals(7), now()", "postgresql", "refresh_totals(), now()"),
+    ],
+)
+def test_slow_query_that_reads_no_table_is_the_work_of_what_it_calls(
+    sql: str, system: str, called: str
+) -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=60, app=15, sql=sql, system=system)
+    (f,) = findings(b, slow_query)
+    assert f.suggestion.startswith(f"Its time is the work of {called} itself")
+    assert "index" not in f.suggestion.replace("not a scan an index would avoid", "")
+    assert "correlate plans capture" not in f.suggestion
+    assert "It reads no table" in f.explanation
+    assert "No plan is linked" not in f.explanation
+
+
+def test_slow_query_of_a_bare_select_is_no_work_of_its_own() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=60, app=15, sql="SELECT 1")
+    (f,) = findings(b, slow_query)
+    assert f.suggestion.startswith("It reads no table and calls no function")
+    assert "CREATE INDEX" not in f.suggestion and "filtered columns" not in f.suggestion
 
 
 def test_slow_query_critical_when_it_is_most_of_the_latency() -> None:
@@ -253,6 +287,23 @@ def test_slow_query_says_why_capture_explained_no_plan() -> None:
     assert "Plan capture did not explain it: the statement calls SLEEP()." in f.explanation
     assert "No plan is linked" not in f.explanation
     assert "correlate plans capture" not in f.suggestion  # it was run, and refused
+    assert "an index on the filtered columns" in f.suggestion  # it reads a table
+
+
+def test_slow_query_that_reads_no_table_keeps_captures_refusal() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=80, app=10, sql="SELECT SLEEP(0.3)", system="mariadb")
+    store = b.build()
+    fp = store.con.execute("SELECT fingerprint FROM statements").fetchone()[0]
+    store.con.execute(
+        "INSERT INTO plans (plan_id, run_id, fingerprint, link, source, reason) "
+        "VALUES (8, 1, ?, 'fingerprint', 'mariadb', 'the statement calls SLEEP()')",
+        [fp],
+    )
+    with open_run(store, "r") as run:
+        (f,) = slow_query(run)
+    assert "Plan capture did not explain it: the statement calls SLEEP()." in f.explanation
+    assert f.suggestion.startswith("Its time is the work of SLEEP() itself")
 
 
 # -- pool: leak vs saturation ---------------------------------------------------------

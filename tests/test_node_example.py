@@ -25,6 +25,7 @@ from correlate.cli import cli
 from correlate.kinds import FindingKind
 
 from .conftest import _no_skip
+from .readme_quotes import quoted_findings, unmatched
 
 SHOP = Path(__file__).parent.parent / "examples" / "node-shop"
 SHOP_PORT, HTTP_PORT = 14610, 14611
@@ -153,3 +154,8 @@ def test_the_node_shop_verdict_names_its_three_faults(
     assert any("Seq Scan" in f.explanation or "sequential scan" in f.explanation for f in slow), (
         text
     )
+
+    # the verdict the README quotes is in this run's words, figures aside
+    quote = SHOP / "README.md"
+    matched, missing = unmatched(quote, text)
+    assert missing == [] and 2 * matched >= len(quoted_findings(quote)), text

@@ -25,6 +25,7 @@ from correlate.cli import cli
 from correlate.kinds import FindingKind
 
 from .conftest import _no_skip
+from .readme_quotes import quoted_findings, unmatched
 
 SERVICE = Path(__file__).parent.parent / "examples" / "node-mysql"
 SERVICE_PORT, HTTP_PORT = 14630, 14631
@@ -182,6 +183,11 @@ def test_the_node_mysql_verdict_names_the_n_plus_one_the_scan_and_the_pool_queue
     # the clean route: nothing of its own beyond waiting in the queue
     clean = by_route.get("/customers/:id", set())
     assert clean <= {FindingKind.UNEXPLAINED_TIME}, text
+
+    # the verdict the README quotes is in this run's words, figures aside
+    quote = SERVICE / "README.md"
+    matched, missing = unmatched(quote, text)
+    assert missing == [] and 2 * matched >= len(quoted_findings(quote)), text
 
 
 def test_pool_query_under_load_puts_queries_in_other_requests_traces_and_the_run_says_so(

@@ -253,8 +253,44 @@ def test_a_refused_connection_from_the_start_is_no_pool_running_dry() -> None:
     assert "see the pool finding" not in f.explanation
 
 
+def _untyped_checkout_run() -> RunBuilder:
+    """node-postgres under @opentelemetry/instrumentation-pg: a checkout span that gave up
+    records an exception with no type and words of the instrumentation's own, while the
+    request's handler span says the pool's ("timeout exceeded when trying to connect")."""
+    b = RunBuilder()
+    untyped = {"exception.message": "PostgreSQL error of type 'Error' occurred (code: UNKNOWN)"}
+    for i in range(200):
+        t, trace = i * 50.0, b.new_id("t")
+        failed = i % 2 == 0
+        r = b.request(trace, t, t + 20, "/orders", status=503 if failed else 200, error=failed)
+        b.connect(trace, r, t + 1, t + 3, timeout=failed)
+        if failed:
+            b.spans[-1]["events"] = [
+                {"time_ns": ns(t + 3), "name": "exception", "attributes": json.dumps(untyped)}
+            ]
+            b.span(trace, t + 3, t + 4, parent=r, name="request handler - /orders",
+                   status="ERROR",
+                   events=_exception(t + 4, "Error", "timeout exceeded when trying to connect"))  # fmt: skip
+        else:
+            b.query(trace, r, t + 4, t + 10)
+    return b
+
+
+def test_an_untyped_checkout_failure_is_the_pool_running_dry_when_the_trace_says_so() -> None:
+    from correlate.analysis.detectors.errors import error_bursts
+
+    with open_run(_untyped_checkout_run().build(), "r") as run:
+        (burst,) = error_bursts(run)
+        (pool,) = pool_exhaustion(run)
+    assert burst.evidence["failed_waiting_for_a_connection"] == burst.evidence["errors"] > 0
+    assert "see the pool finding" in burst.explanation
+    assert pool.evidence["timeouts"] == 100
+    assert pool.evidence["checkouts_timed_out"] is True
+    assert "100 checkouts timed out, failing 100 requests" in pool.explanation
+
+
 @pytest.mark.clickhouse
-@pytest.mark.parametrize("make", [_refused_run, _emptied_run])
+@pytest.mark.parametrize("make", [_refused_run, _emptied_run, _untyped_checkout_run])
 def test_clickhouse_counts_the_failures_for_want_of_a_connection_as_duckdb_does(
     chdb: object, make: object
 ) -> None:

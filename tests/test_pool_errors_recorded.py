@@ -29,6 +29,8 @@ from correlate.analysis.detectors.pool import PoolSettings
 from correlate.analysis.pool_evidence import held_sessions
 from correlate.analysis.verdict import Analysis
 from correlate.kinds import FindingKind
+from correlate.render import text
+from correlate.render.units import evidence_items
 from correlate.render.words import time_split
 
 from .test_leak import causes
@@ -168,3 +170,39 @@ def test_a_saturated_pool_left_no_session_in_a_transaction(
     assert sessions is not None and sessions["samples"] >= 15
     assert sessions["held_sessions"] == 0
     assert 1 <= sessions["active_max"] <= RUNS[name].size
+
+
+@pytest.mark.parametrize("name", [n for n in RUNS if n not in LEAKS])
+def test_the_slow_pg_sleep_is_not_sent_to_an_index(
+    analysed: dict[str, Analysis], name: str
+) -> None:
+    # GET /products holds its connection in `SELECT pg_sleep(%s)`: it reads no table, so
+    # its time is pg_sleep's own, and neither a plan nor an index would shorten it
+    (f,) = [f for f in analysed[name].findings if f.kind == FindingKind.SLOW_QUERY]
+    assert f.evidence["statement"] == "SELECT pg_sleep($1)"
+    assert f.suggestion.startswith("Its time is the work of pg_sleep() itself")
+    assert "index on the filtered columns" not in f.suggestion
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_failed_checkouts_are_called_timeouts_only_when_they_timed_out(
+    analysed: dict[str, Analysis], name: str
+) -> None:
+    # psycopg2's pool refuses a checkout at once (PoolError: connection pool exhausted):
+    # nothing timed out, and the report does not say so; psycopg_pool's waited, then gave up
+    (f,) = _pool(analysed[name])
+    timed_out = "Timeout" in RUNS[name].said
+    assert f.evidence["checkouts_timed_out"] is timed_out
+    # the JSON keys stay; the reports name the entries for what they count
+    failed = f"{f.evidence['timeouts']:,}"
+    shown = dict(evidence_items(f.evidence))
+    report = text.render(analysed[name], width=100)
+    if timed_out:
+        assert shown["timeouts"] == failed
+        assert "or timeouts" in f.threshold
+    else:
+        assert shown["failed checkouts"] == failed
+        assert shown["requests failed at checkout"] == failed
+        assert shown["pool error"] == RUNS[name].said
+        assert "or failed checkouts" in f.threshold
+        assert "timeout" not in report.lower()

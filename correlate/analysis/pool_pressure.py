@@ -2,14 +2,18 @@
 for a connection, and the checkouts that failed.
 
 A checkout fails three ways the spans show: a checkout span (``connect``,
-``pg-pool.connect``, …) that ends in error with a timeout or no exception at all (a
-refused connection is not the pool running dry); a checkout ``correlate.instrument``
+``pg-pool.connect``, …) that ends in error with a timeout, with no exception at all, or in
+a trace that says a pool's own "no connection" words (node-postgres's instrumentation
+records its checkout's error without a type, while the request's handler span says
+``timeout exceeded when trying to connect``); a refused connection is not the pool
+running dry. Then a checkout ``correlate.instrument``
 saw time out; and, for a pool that makes no checkout span, a request that raised the
 pool's own "no connection" error (:mod:`correlate.analysis.pool_errors`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,19 +23,48 @@ if TYPE_CHECKING:
     from correlate.analysis.run import Run
 
 
+#: A checkout that gave up after waiting says so in its exception's type or message
+#: (``PoolTimeout``, ``request timed out after``); one that found the pool empty and
+#: failed at once does not (psycopg2's ``PoolError: connection pool exhausted``).
+TIMED_OUT = re.compile(r"time ?out|timed out", re.IGNORECASE)
+
+
+#: SQL: the traces of a run with a span that says a pool's words (:data:`pool_errors.PATTERN`)
+#: in an exception or its status. Takes ``$run`` and ``$pattern``.
+_SAID_SQL = """
+    SELECT trace_id FROM (SELECT trace_id, unnest(events) AS ev
+                          FROM spans WHERE run_id = $run AND len(events) > 0)
+    WHERE ev.name = 'exception'
+      AND regexp_matches(lower(coalesce(ev.attributes->>'$."exception.type"', '') || ': '
+                               || coalesce(ev.attributes->>'$."exception.message"', '')),
+                         $pattern)
+    UNION
+    SELECT trace_id FROM spans
+    WHERE run_id = $run AND status_code = 'ERROR' AND status_message IS NOT NULL
+      AND regexp_matches(lower(status_message), $pattern)
+"""
+
+
+def dry_checkout_sql(events: str, trace_id: str) -> str:
+    """SQL: whether a failed checkout span (its ``events`` and ``trace_id`` columns) failed
+    for want of a connection, by the rule above. Takes ``$run`` and ``$pattern``."""
+    return f"""(len(list_filter({events}, lambda e: e.name = 'exception')) = 0
+        OR len(list_filter({events}, lambda e: e.name = 'exception'
+               AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0
+        OR {trace_id} IN ({_SAID_SQL}))"""
+
+
 def dry_requests_sql(parts: str) -> str:
     """SQL: ``(th, rh)`` of each request with a checkout that failed for want of a
-    connection, by the rule above: the pool's own error, or a failed checkout span with a
-    timeout or no exception at all (not a refused connection). Takes ``$run``."""
+    connection, by the rule above: the pool's own error, or a failed checkout span that
+    :func:`dry_checkout_sql` keeps (not a refused connection). Takes ``$run`` and
+    ``$pattern``."""
     return f"""
         SELECT DISTINCT p.th, p.rh FROM {parts} p
         LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id
              AND s.span_id = p.span_id
         WHERE p.category = 'pool' AND p.status_code = 'ERROR'
-          AND (p.span_id IS NULL
-               OR len(list_filter(s.events, lambda e: e.name = 'exception')) = 0
-               OR len(list_filter(s.events, lambda e: e.name = 'exception'
-                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
+          AND (p.span_id IS NULL OR {dry_checkout_sql("s.events", "s.trace_id")})
     """
 
 
@@ -45,7 +78,7 @@ def failed_for_want_of_a_connection(run: Run, lo: int, hi: int) -> int:
         JOIN ({dry_requests_sql(parts)}) pe ON pe.th = r.th AND pe.rh = r.rh
         WHERE r.error AND r.end_ns >= $lo AND r.end_ns < $hi
         """,
-        {"run": run.run_id, "lo": lo, "hi": hi},
+        {"run": run.run_id, "lo": lo, "hi": hi, "pattern": pool_errors.PATTERN},
     ).fetchone()
     return int(row[0]) if row else 0
 
@@ -72,6 +105,29 @@ class Pressure:
     def share(self) -> float:
         return self.wait_ms / self.total_ms if self.total_ms else 0.0
 
+    @property
+    def timed_out(self) -> bool | None:
+        """Whether the failed checkouts timed out; None when none failed. False only when
+        every one is the pool's own error and its words say no timeout: such a pool
+        refuses a checkout at once, with no wait to time out.
+
+        >>> refused = "psycopg2.pool.PoolError: connection pool exhausted"
+        >>> Pressure(9, 90.0, 9.0, 3, 3, 3, refused, [], pool_errors=3).timed_out
+        False
+        >>> waited = "psycopg_pool.PoolTimeout: couldn't get a connection after 1.00 sec"
+        >>> Pressure(9, 90.0, 9.0, 3, 3, 3, waited, [], pool_errors=3).timed_out
+        True
+        """
+        if not self.timeouts:
+            return None
+        refused = self.pool_errors == self.timeouts and self.exception is not None
+        return not (refused and not TIMED_OUT.search(self.exception or ""))
+
+    @property
+    def failures_word(self) -> str:
+        """The failed checkouts in a rule's words: ``timeouts``, unless they did not time out."""
+        return "failed checkouts" if self.timed_out is False else "timeouts"
+
     def failures_sentence(self) -> str:
         """``'12 checkouts timed out (TimeoutError), failing 12 requests'``."""
         exc = f" ({self.exception})" if self.exception else ""
@@ -92,21 +148,19 @@ def pressure(run: Run) -> Pressure:
     ).fetchone() or (0, 0, 0.0, 0)
     # timeouts: connect spans that failed waiting, and checkouts the instrument saw time out
     failed = f"""
-        SELECT s.events FROM {parts} p
+        SELECT s.events, s.trace_id FROM {parts} p
         JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id AND s.span_id = p.span_id
         WHERE p.category = 'pool' AND s.status_code = 'ERROR'
     """
     # a failed connect whose exception is no timeout (a refused connection) is not the
-    # pool running dry; one without any exception recorded is given the benefit of it
+    # pool running dry; one without any exception recorded, or in a trace that says a
+    # pool's words, is given the benefit of it
     (span_timeouts,) = run.con.execute(
         f"""
-        SELECT count(*) FILTER (
-            WHERE len(list_filter(events, lambda e: e.name = 'exception')) = 0
-               OR len(list_filter(events, lambda e: e.name = 'exception'
-                      AND (e.attributes->>'$."exception.type"') ILIKE '%timeout%')) > 0)
+        SELECT count(*) FILTER (WHERE {dry_checkout_sql("events", "trace_id")})
         FROM ({failed})
         """,
-        {"run": run.run_id},
+        {"run": run.run_id, "pattern": pool_errors.PATTERN},
     ).fetchone() or (0,)
     (exception,) = run.con.execute(
         f"""

@@ -29,6 +29,7 @@ from correlate.fingerprint.shape import (
     Method,
     fingerprint,
     fingerprint_many,
+    table_free_calls,
 )
 from correlate.fingerprint.sqlcommenter import parse_comment, traceparent_ids
 
@@ -39,5 +40,6 @@ __all__ = [
     "fingerprint",
     "fingerprint_many",
     "parse_comment",
+    "table_free_calls",
     "traceparent_ids",
 ]

@@ -13,7 +13,7 @@ from typing import Any
 
 from correlate.quiet import quiet
 
-__all__ = ["Parsed", "parse_pglast", "parse_sqlglot"]
+__all__ = ["Parsed", "calls_pglast", "calls_sqlglot", "parse_pglast", "parse_sqlglot"]
 
 Parsed = tuple[str, tuple[str, ...]]
 
@@ -105,3 +105,67 @@ def parse_sqlglot(text: str, dialect: str | None) -> Parsed | None:
             if name not in ctes:
                 tables.append(name)
     return sql, _unique(tables)
+
+
+#: The statements whose time, when they read no table, is their own work.
+_SELECTS = ("SelectStmt",)
+
+
+def calls_pglast(text: str) -> tuple[str, ...] | None:
+    """The functions one SELECT that reads no table calls, through libpg_query: ``()`` for
+    ``SELECT 1``; None when it reads a table, is not one SELECT, or does not parse.
+
+    >>> calls_pglast("SELECT pg_sleep($1), now()"), calls_pglast("SELECT 1")
+    (('pg_sleep', 'now'), ())
+    >>> calls_pglast("SELECT count(*) FROM t") is None, calls_pglast("SET a = 1") is None
+    (True, True)
+    """
+    from pglast import parser
+
+    if "\x00" in text:
+        return None
+    try:
+        stmts = json.loads(parser.parse_sql_json(text)).get("stmts", [])
+    except (parser.ParseError, RecursionError):
+        return None
+    if len(stmts) != 1 or next(iter(stmts[0].get("stmt", {})), "") not in _SELECTS:
+        return None
+    found: list[tuple[int, str]] = []
+    for key, value in _walk(stmts[0]):
+        if key in ("RangeVar", "relation"):
+            return None
+        if key == "FuncCall" and isinstance(value, dict):
+            names = [n["String"]["sval"] for n in value.get("funcname", ()) if "String" in n]
+            found.append((value.get("location", 0), names[-1] if names else "?"))
+    return _unique([name for _, name in sorted(found)])
+
+
+def calls_sqlglot(text: str, dialect: str | None) -> tuple[str, ...] | None:
+    """:func:`calls_pglast` through sqlglot in ``dialect``.
+
+    >>> calls_sqlglot("SELECT SLEEP($1)", "mysql"), calls_sqlglot("SELECT $1", "mysql")
+    (('SLEEP',), ())
+    >>> calls_sqlglot("SELECT a FROM `t`", "mysql") is None
+    True
+    """
+    import sqlglot
+    from sqlglot import exp
+    from sqlglot.errors import SqlglotError
+
+    quiet("sqlglot")
+    if "\x00" in text:
+        return None
+    try:
+        trees = [t for t in sqlglot.parse(text, read=dialect) if t is not None]
+    except (SqlglotError, RecursionError):
+        return None
+    if len(trees) != 1 or not isinstance(trees[0], exp.Select):
+        return None
+    if any(trees[0].find_all(exp.Table, exp.From, exp.Join)):
+        return None
+    names = [
+        f.name if isinstance(f, exp.Anonymous) else f.sql_name()
+        for f in trees[0].find_all(exp.Func)
+        if not isinstance(f, exp.Cast)
+    ]
+    return _unique(names)

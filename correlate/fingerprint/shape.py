@@ -23,7 +23,7 @@ from .normalize import (
     strip_placeholder_casts,
     unify_placeholders,
 )
-from .parsers import parse_pglast, parse_sqlglot
+from .parsers import calls_pglast, calls_sqlglot, parse_pglast, parse_sqlglot
 from .sqlcommenter import parse_comment
 from .tokens import Token, render, tokenize
 
@@ -232,6 +232,28 @@ def _shape(
         else:
             tokens = parsed_tokens
     return normalized, method, _operation(tokens), tables
+
+
+def table_free_calls(sql: str, dialect: str | None = None) -> tuple[str, ...] | None:
+    """The functions ``sql`` calls when it is one SELECT that reads no table (``()`` for
+    ``SELECT 1``): its time is then its own work, which no index shortens. None when it
+    reads a table, is some other statement, or does not parse. ``dialect`` as in
+    :func:`fingerprint`.
+
+    >>> table_free_calls("SELECT pg_sleep($1)", "postgresql")
+    ('pg_sleep',)
+    >>> table_free_calls("SELECT SLEEP(?) AS held FROM nm_customers", "mysql") is None
+    True
+    """
+    key = (dialect or "").strip().lower()
+    if key in NOT_SQL_SYSTEMS:
+        return None
+    known = None if key in ("", "other_sql") else for_db_system(key)
+    if known is None or known.lexer == "postgres":
+        found = calls_pglast(sql)
+        if found is not None or known is not None:
+            return found
+    return calls_sqlglot(sql, known.sqlglot if known else _sqlglot_dialect(key) if key else None)
 
 
 def _ends_in_block_comment(sql: str, tok_dialect: str | None) -> bool:

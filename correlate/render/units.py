@@ -58,16 +58,34 @@ def evidence_value(key: str, value: Any) -> tuple[str, str]:
     return name, number(value)
 
 
+#: A pool finding's failed checkouts, named for what they were when its pool refused them
+#: at once rather than let them time out (``checkouts_timed_out`` false): the keys keep
+#: their names for readers of the JSON report.
+REFUSED_CHECKOUTS = {
+    "timeouts": "failed checkouts",
+    "requests_failed_by_timeout": "requests failed at checkout",
+    "timeout_exception": "pool error",
+}
+
+
 def evidence_items(evidence: Mapping[str, Any]) -> list[tuple[str, str]]:
     """A finding's scalar evidence, in order, as ``(name, shown)`` pairs.
 
     Lists, tables, the statement (shown on its own) and missing values are left out.
+
+    >>> evidence_items({"timeouts": 68, "checkouts_timed_out": False})
+    [('failed checkouts', '68'), ('checkouts timed out', 'no')]
     """
-    return [
-        evidence_value(key, value)
-        for key, value in evidence.items()
-        if not isinstance(value, (dict, list, tuple)) and key != "statement" and value is not None
-    ]
+    refused = evidence.get("checkouts_timed_out") is False
+    items = []
+    for key, value in evidence.items():
+        if isinstance(value, (dict, list, tuple)) or key == "statement" or value is None:
+            continue
+        name, shown = evidence_value(key, value)
+        items.append(
+            (REFUSED_CHECKOUTS[key] if refused and key in REFUSED_CHECKOUTS else name, shown)
+        )
+    return items
 
 
 __all__ = ["count", "evidence_items", "evidence_value", "ms", "number", "pct"]

@@ -242,6 +242,8 @@ def _common(pressure: Pressure, run: Run) -> dict[str, Any]:
         "timeouts": pressure.timeouts,
         "requests_failed_by_timeout": pressure.timeout_errors,
         "timeout_exception": pressure.exception,
+        # the three above count every failed checkout, timed out or refused at once
+        "checkouts_timed_out": pressure.timed_out,
         "requests_without_a_connection": pressure.pool_errors,
         "pool_error_of": pressure.pool,
         "wait_ms_per_request_by_route": dict(pressure.routes),
@@ -380,9 +382,9 @@ def _leak_finding(
         ),
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
-            "per request, or timeouts, or leak suspects; leak when connections outlive their "
-            "requests, the capacity seen while waiting falls for good, or wait does not "
-            "recover as load falls; critical with timeouts or "
+            f"per request, or {pressure.failures_word}, or leak suspects; leak when connections "
+            "outlive their requests, the capacity seen while waiting falls for good, or wait "
+            f"does not recover as load falls; critical with {pressure.failures_word} or "
             f"≥ {pct(s.critical_wait_share)} of request time"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
@@ -478,7 +480,8 @@ def _undecided_finding(
         ),
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
-            f"per request, or timeouts; undecided with fewer than {s.min_waits} waits, "
+            f"per request, or {pressure.failures_word}; undecided with fewer than "
+            f"{s.min_waits} waits, "
             f"{s.min_windows} windows with waits, or a capacity that neither holds nor falls"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_EXHAUSTED),
@@ -566,7 +569,8 @@ def _saturation_finding(
         ),
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
-            "per request, or timeouts; saturation when the wait tracks load and recovers"
+            f"per request, or {pressure.failures_word}; saturation when the wait tracks load "
+            "and recovers"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_SATURATION),
     )

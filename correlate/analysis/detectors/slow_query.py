@@ -32,6 +32,7 @@ from correlate.analysis.detectors.unexplained import DEFAULTS as UNEXPLAINED
 from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings
 from correlate.analysis.findings import Finding, ms, pct
 from correlate.analysis.settings import setting, share
+from correlate.fingerprint import table_free_calls
 from correlate.kinds import FindingKind
 from correlate.semconv import NOT_SQL_SYSTEMS
 from correlate.severity import Severity
@@ -166,6 +167,10 @@ def slow_query(
         else:
             subject = f"the query on {table}" if table else "one query"
         refused = None if insights or command else _refusal(run, fp)
+        # a statement that reads no table (``SELECT pg_sleep($1)``): no index shortens it
+        called = None
+        if not (tables or command or fixes) and q is not None:
+            called = table_free_calls(str(q["normalized"]), system or None)
         why = (
             " Its plan: " + "; ".join(insights[:3]) + "."
             if insights
@@ -173,12 +178,16 @@ def slow_query(
             if command
             else f" Plan capture did not explain it: {refused}."
             if refused
+            else " It reads no table, so its plan has nothing to say about it."
+            if called is not None
             else " No plan is linked to it yet, so the cause is not known from the plan."
         )
         fixes = [_qualify(fix, tables) for fix in fixes]
         fix = (
             " ".join(fixes[:2])
             if fixes
+            else _table_free_fix(called)
+            if called is not None
             else (
                 f"See what the command costs in {system} itself (Redis SLOWLOG and large keys, "
                 "MongoDB explain() and an index on the filtered fields), fetch less per call, or "
@@ -305,6 +314,28 @@ def _queue_sentence(queued_ms: float, waits_ms: float, ceiling: int, processes: 
         f" The waits {'are' if whole else 'include'} {ms(queued_ms)} per request that no "
         "span measures, spent before its first query while the service's connections were all held: a queue for a "
         f"connection read from the spans' timing, from a pool of about {ceiling}{each}."
+    )
+
+
+def _table_free_fix(calls: tuple[str, ...]) -> str:
+    """What to do about a slow statement that reads no table: its time is what it calls.
+
+    >>> print(_table_free_fix(("pg_sleep",)))
+    Its time is the work of pg_sleep() itself (a sleep, or a server-side function), not a scan an index would avoid: see what pg_sleep() does on each call and whether the request must wait for it, then make it cheaper, call it less often or take it off the request's path.
+    """
+    if not calls:
+        return (
+            "It reads no table and calls no function, so its time is not its own work: "
+            "the database or the network kept it waiting (a lock, a busy server). Compare "
+            "its time in the database's own statistics (pg_stat_statements, "
+            "performance_schema) with the spans'."
+        )
+    named = ", ".join(f"{name}()" for name in calls[:3]) + (" …" if len(calls) > 3 else "")
+    return (
+        f"Its time is the work of {named} itself (a sleep, or a server-side function), not "
+        f"a scan an index would avoid: see what {named if len(calls) == 1 else 'each'} does "
+        "on each call and whether the request must wait for it, then make it cheaper, call it "
+        "less often or take it off the request's path."
     )
 
 
