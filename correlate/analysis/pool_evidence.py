@@ -148,25 +148,12 @@ def idle_at_max_sentence(e: dict[str, Any]) -> str:
     )
 
 
-def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
-    """The database's sessions held idle beyond every request, and the most active at once.
-
-    None without ``correlate watch`` samples in the run.
-    """
-    (samples,) = run.con.execute(
-        "SELECT count(*) FROM db_samples WHERE run_id = ? AND error IS NULL", [run.run_id]
-    ).fetchone() or (0,)
-    if not samples:
-        return None
-    reqs = run.table("requests")
-    (longest_request_ms,) = run.con.execute(
-        f"SELECT coalesce(max(duration_ms), 0) FROM {reqs}"
-    ).fetchone() or (0.0,)
-    floor_ns = max(float(longest_request_ms) * 1e6 * s.held_factor, s.min_held_s * 1e9)
-    # the service's sessions: client backends of the watched database (the server may hold
-    # others) that ran one of the run's statements at some sample, where the samples can tell
-    # (a psql left in a transaction on the same database is not the service's)
-    mine = """
+def service_sessions_sql() -> str:
+    """SQL condition on ``db_activity`` (takes ``$run``): the service's sessions, client
+    backends of the watched database (the server may hold others) that ran one of the run's
+    statements at some sample, where the samples can tell (a psql left in a transaction on
+    the same database is not the service's)."""
+    return """
         run_id = $run AND coalesce(backend_type, 'client backend') = 'client backend'
         AND (database IS NULL OR database IN (
             SELECT regexp_extract(url, '/([^/?]+)(\\?|$)', 1) FROM db_watch WHERE run_id = $run)
@@ -179,6 +166,46 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
                          ON t.run_id = $run AND t.fingerprint = a.fingerprint
                          WHERE a.run_id = $run))
     """
+
+
+def held_floor_ns(run: Run, s: PoolSettings) -> int | None:
+    """How long (ns) a session idle in transaction has sat to be held beyond every request:
+    ``held_factor`` times the longest request, and ``min_held_s``. None without ``correlate
+    watch`` samples in the run."""
+    if not _watch_samples(run):
+        return None
+    return _floor(_longest_request_ms(run), s)
+
+
+def _watch_samples(run: Run) -> int:
+    (samples,) = run.con.execute(
+        "SELECT count(*) FROM db_samples WHERE run_id = ? AND error IS NULL", [run.run_id]
+    ).fetchone() or (0,)
+    return int(samples)
+
+
+def _longest_request_ms(run: Run) -> float:
+    (longest,) = run.con.execute(
+        f"SELECT coalesce(max(duration_ms), 0) FROM {run.table('requests')}"
+    ).fetchone() or (0.0,)
+    return float(longest)
+
+
+def _floor(longest_request_ms: float, s: PoolSettings) -> int:
+    return round(max(longest_request_ms * 1e6 * s.held_factor, s.min_held_s * 1e9))
+
+
+def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
+    """The database's sessions held idle beyond every request, and the most active at once.
+
+    None without ``correlate watch`` samples in the run.
+    """
+    samples = _watch_samples(run)
+    if not samples:
+        return None
+    longest_request_ms = _longest_request_ms(run)
+    floor_ns = _floor(longest_request_ms, s)
+    mine = service_sessions_sql()
     held = run.con.execute(
         f"""
         SELECT count(DISTINCT session_id), max(state_age_ns) / 1e9,
@@ -188,7 +215,7 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         FROM db_activity
         WHERE {mine} AND activity = 'idle_in_transaction' AND state_age_ns >= $floor
         """,
-        {"run": run.run_id, "floor": round(floor_ns), "start": run.span[0]},
+        {"run": run.run_id, "floor": floor_ns, "start": run.span[0]},
     ).fetchone() or (0, None, None, None, None)
     (active_max, active_mean) = run.con.execute(
         f"""

@@ -38,6 +38,8 @@ from correlate.analysis.pool_evidence import (
 from correlate.analysis.pool_inference import infer
 from correlate.analysis.pool_pressure import Pressure
 from correlate.analysis.pool_pressure import pressure as read_pressure
+from correlate.analysis.pool_suspects import decisive, rise_sentence
+from correlate.analysis.pool_suspects import suspects as read_suspects
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
 from correlate.routes import route_sql
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.pool_inference import PoolInference
+    from correlate.analysis.pool_suspects import Suspects
     from correlate.analysis.run import Run
 
 
@@ -100,6 +103,23 @@ class PoolSettings:
         2.0, "correlate watch: a session idle this many times the longest request is held"
     )
     min_held_s: float = setting(5.0, "correlate watch: …and idle at least this long", unit="s")
+    # the route of a leak for pools that make no checkout span (analysis.pool_suspects)
+    match_ms: float = setting(
+        50.0, "correlate watch: a held session's last statement matches a span this near", unit="ms"
+    )
+    min_unended: int = setting(
+        2, "transactions never ended, at least, for a leak finding of their own", low=1
+    )
+    max_unended_share: float = share(
+        0.5, "…at most this share of the requests that began one (else the ends are unrecorded)"
+    )
+    route_share: float = share(0.67, "share of the suspects on one route to name it")
+    end_grace_s: float = setting(
+        2.0, "a request ending this near the run's end may have been cut by it", unit="s"
+    )
+    latency_rise: float = setting(
+        1.5, "…with no pool wait seen: median latency of the last third over the first's", low=1.0
+    )
 
 
 DEFAULTS = PoolSettings()
@@ -114,7 +134,11 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     s = settings
     pressure = read_pressure(run)
     leaks = _leaks(run)
-    if not leaks and not _under_pressure(pressure, s):
+    # without correlate.instrument's telemetry, requests that left a connection held
+    telemetry = _has_telemetry(run)
+    named = None if telemetry else read_suspects(run, s)
+    sure, rise = decisive(run, named, s)
+    if not leaks and not _under_pressure(pressure, s) and rise is None:
         return []
     timeline = run.timeline()
     orphans = orphans_in_samples(run, s)
@@ -125,7 +149,7 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
         else Severity.WARNING
     )
     # without correlate.instrument's telemetry, the checkout spans are the evidence
-    inferred = None if _has_telemetry(run) else infer(run, s)
+    inferred = None if telemetry else infer(run, s)
     verdict = inferred.verdict if inferred else None
     if verdict == "saturation":
         stuck = None  # holders at capacity whenever anyone waited: the load explains the wait
@@ -139,9 +163,10 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
         or stuck
         or verdict == "leak"
         or (verdict == "undecided" and (idle or held))
+        or sure
     ):
         finding = _leak_finding(
-            run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred
+            run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred, named, rise
         )
         return [cite_database_view(finding, idle, held)]
     if inferred is not None and inferred.verdict == "undecided":
@@ -264,6 +289,8 @@ def _leak_finding(
     timeline: pd.DataFrame,
     severity: Severity,
     inferred: PoolInference | None = None,
+    suspects: Suspects | None = None,
+    rise: tuple[float, float] | None = None,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
@@ -278,6 +305,13 @@ def _leak_finding(
             group = inferred.culprit.group
             route, traces = group.route, inferred.traces
             named = group.describe()
+    if suspects and not leaks:
+        # the requests that left a connection held: a transaction never ended, a session
+        evidence["leak_suspects"] = suspects.evidence()
+        said.append(suspects.sentence())
+        if suspects.group and not named:
+            route, traces = suspects.group.route, suspects.traces
+            named = suspects.group.describe()
     if leaks:
         top = leaks[0]
         route, location = top["route"], top["location"]
@@ -357,21 +391,33 @@ def _leak_finding(
             else (
                 "Connections are taken and not given back: "
                 + "; ".join(said)
-                + ". The pool has absorbed it so far (requests waited "
-                f"{ms(pressure.wait_ms / max(pressure.requests, 1))} per request for a "
-                "connection, no checkout timed out), but every leaked connection shrinks it "
-                "for good: a longer or busier run ends with the pool empty and every route "
-                "waiting."
+                + (
+                    f". {rise_sentence(rise)}. Every leaked connection shrinks the pool for good"
+                    if rise is not None
+                    else ". The pool has absorbed it so far (requests waited "
+                    f"{ms(pressure.wait_ms / max(pressure.requests, 1))} per request for a "
+                    "connection, no checkout timed out), but every leaked connection shrinks "
+                    "it for good"
+                )
+                + ": a longer or busier run "
+                "ends with the pool empty and every route waiting."
             )
         ),
         suggestion=(
-            f"Return the connection on every path{fix_at}: "
-            + (
-                "give it back in a `finally` (psycopg2: `pool.putconn(conn)`) or take it with "
-                "a context manager (psycopg_pool: `with pool.connection() as conn:`)"
-                if pressure.pool_errors
-                else "take it with a context manager (`with engine.connect() as conn:` / "
-                "`with Session() as session:`) or release it in a `finally`"
+            (
+                "End the transaction on every path: commit or roll it back in a `finally`, or "
+                "run it in the library's transaction block, which ends it when the block "
+                "returns or throws (knex: `knex.transaction(async (trx) => …)`), so its "
+                "connection goes back to the pool"
+                if suspects is not None and suspects.source == "unended transactions"
+                else f"Return the connection on every path{fix_at}: "
+                + (
+                    "give it back in a `finally` (psycopg2: `pool.putconn(conn)`) or take it "
+                    "with a context manager (psycopg_pool: `with pool.connection() as conn:`)"
+                    if pressure.pool_errors
+                    else "take it with a context manager (`with engine.connect() as conn:` / "
+                    "`with Session() as session:`) or release it in a `finally`"
+                )
             )
             + ", including early returns and error responses."
             + (
@@ -385,8 +431,9 @@ def _leak_finding(
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
             "per request, or timeouts, or leak suspects; leak when connections outlive their "
-            "requests, the capacity seen while waiting falls for good, or wait does not "
-            "recover as load falls; critical with timeouts or "
+            "requests, the capacity seen while waiting falls for good, wait does not "
+            "recover as load falls, or requests left transactions open or sessions held (with "
+            f"latency up {s.latency_rise:g}× when no wait is seen); critical with timeouts or "
             f"≥ {pct(s.critical_wait_share)} of request time"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
