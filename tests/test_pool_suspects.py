@@ -247,3 +247,22 @@ def test_a_session_whose_statement_no_span_began_near_matches_nothing() -> None:
     _watched(b, (-60.0, 300.0, 2_000.0))
     got = _read(b, matched_sessions)
     assert got is not None and got.group is None and got.detail["matches"] == []
+
+
+@pytest.mark.clickhouse
+def test_clickhouse_names_the_same_suspects(chdb: object) -> None:
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    b = shop()
+    _watched(b, (0.2, 0.3, 0.1))
+    store = b.build()
+    with open_run(store, "r") as run:
+        local = [unended_transactions(run, PoolSettings()), matched_sessions(run, PoolSettings())]
+    there, _ = copied(store, chdb, "r")
+    remote = Run(there, "r")  # type: ignore[arg-type]
+    assert local[0] is not None and local[1] is not None
+    assert [
+        unended_transactions(remote, PoolSettings()),
+        matched_sessions(remote, PoolSettings()),
+    ] == local

@@ -60,6 +60,12 @@ def test_knex_transactions_never_ended_are_the_leak_and_its_route(
     assert "2 requests began a database transaction and ended without committing" in (f.explanation)
     assert "Start with the path of every POST /checkout that answered 402" in f.suggestion
     assert "correlate.instrument" not in f.suggestion
+    # the wait for a connection is application time here: not CPU work, the leak's doing
+    unexplained = [
+        g for g in analysed["knex-leak"].findings if g.kind == FindingKind.UNEXPLAINED_TIME
+    ]
+    assert unexplained and all(g.evidence["cause"] == "pool_leak" for g in unexplained)
+    assert all(f.title in g.suggestion for g in unexplained)
 
 
 def test_psycopg2s_held_sessions_name_the_declined_checkout(

@@ -10,6 +10,8 @@ Two pieces of evidence beside the checkout spans (rules: docs/rules.md#pool_leak
   sat ``idle`` or ``idle in transaction`` far longer than any request took
   (a connection held by no running request), and how many were ``active``
   at once (saturation: the connections busy with queries).
+
+And :func:`instrument_leaks`: the leak suspects ``correlate.instrument`` recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.findings import Finding
+from correlate.routes import route_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -343,3 +346,50 @@ def no_recovery(timeline: pd.DataFrame, s: PoolSettings) -> dict[str, float] | N
             "final_wait_ms": last_wait,
         }
     return None
+
+
+def instrument_leaks(run: Run) -> list[dict[str, Any]]:
+    """The leak suspects ``correlate.instrument`` recorded, per route, code line and pool,
+    with their requests' statuses, a few traces, and whether each connection came back."""
+    reqs, tree = run.table("requests"), run.table("tree")
+    rows = run.con.execute(
+        f"""
+        -- the route recorded is its request's http.route: named as the request's route is
+        -- (correlate.analysis.requests), by the request span's scope and, in a run of
+        -- several services, with its service; a request not in the run adds neither
+        SELECT CASE WHEN r.rh IS NOT NULL
+                         AND (SELECT count(DISTINCT service) FROM {reqs}) > 1
+                    THEN coalesce(r.service, '?') || ' ' || {route_sql("l.route", "t.scope_name")}
+                    ELSE {route_sql("l.route", "t.scope_name")} END AS route,
+               l.location, l.pool, count(*) AS n,
+               avg(l.held_ns) / 1e6 AS held_ms,
+               list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
+               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
+               -- whether the instrument saw the connection come back before the run ended
+               count(*) FILTER (WHERE c.acquired_unix_nano IS NOT NULL
+                                AND c.returned_unix_nano IS NULL) AS never_returned,
+               count(c.acquired_unix_nano) AS tracked
+        FROM pool_leaks l
+        LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
+        LEFT JOIN {tree} t ON t.th = r.th AND t.sh = r.rh
+        LEFT JOIN pool_checkouts c
+          ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
+         AND c.acquired_unix_nano = l.checked_out_unix_nano
+        WHERE l.run_id = $run
+        GROUP BY ALL ORDER BY n DESC
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    keys = (
+        "route",
+        "location",
+        "pool",
+        "count",
+        "held_ms",
+        "statuses",
+        "traces",
+        "first_ns",
+        "never_returned",
+        "tracked",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in rows]

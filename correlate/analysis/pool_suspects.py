@@ -87,22 +87,31 @@ class Suspects:
 
     def sentence(self) -> str:
         """``'3 requests began a transaction and ended without …: all 3 POST /checkout …'``."""
-        who = self.group.describe() if self.group else "no one route"
-        share = f"all {self.total}" if self.count == self.total else f"{self.count}"
+        who = self.group.describe() if self.group else ""
+        which = (
+            "no one route holds most of them"
+            if self.group is None
+            else f"{self.count} of them are {who}"
+            if self.count < self.total
+            else f"it is {who}"
+            if self.total == 1
+            else f"both are {who}"
+            if self.total == 2
+            else f"all {self.total} are {who}"
+        )
         if self.source == "database sessions":
             n = self.detail["held"]
             return (
                 f"of the {n} session{'s' if n != 1 else ''} the database saw held idle in "
                 f"transaction, {self.total} last ran a statement that a request began at the "
-                f"same moment (within {self.detail['tolerance_ms']:.0f} ms), and {share} of "
-                f"those requests are {who}"
+                f"same moment (within {self.detail['tolerance_ms']:.0f} ms), and {which}"
             )
         n = self.total
         return (
             f"{n} request{'s' if n != 1 else ''} began a database transaction and ended "
             f"without committing or rolling it back, leaving {'their' if n != 1 else 'its'} "
             f"connection checked out with the transaction open (of {self.detail['began']} "
-            f"requests that began one), and {share} of them are {who}"
+            f"requests that began one), and {which}"
         )
 
 

@@ -146,7 +146,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     names its cause.
 
     - A degradation or throughput knee whose grown part is pool wait is a symptom of
-      whatever the pool finding concluded (leak, saturation, or that it cannot tell).
+      whatever the pool finding concluded (leak, saturation, or that it cannot tell); so is
+      one whose grown part is application time, and unexplained time, when the leak was
+      found with no pool wait seen (the pool makes no checkout span: waits are app time).
     - A slow downstream whose calls are an N+1, a redundant call or a fan-out on the same
       route is that pattern's doing: the repeated-calls finding carries the severity and the
       fix, and the slow downstream is only info beside it.
@@ -175,6 +177,18 @@ def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
                 pool,
                 f"A symptom of the pool finding, “{pool.title}”: the pool wait that grew here "
                 "is its doing. Fix that first.",
+            )
+        elif pool.evidence.get("pool_wait_unseen") and (
+            (f.kind in _SYMPTOM_KINDS and f.evidence.get("grew_most") == "application time")
+            or f.kind == FindingKind.UNEXPLAINED_TIME
+        ):
+            # a pool that makes no checkout span: the wait for a connection is app time
+            f = _caused_by(
+                f,
+                pool,
+                f"Likely the pool finding's doing, “{pool.title}”: this pool makes no checkout "
+                "span, so time waiting for a connection counts as application time. Fix that "
+                "first, then look again.",
             )
         out.append(f)
     return out

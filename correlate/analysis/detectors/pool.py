@@ -31,6 +31,7 @@ from correlate.analysis.pool_evidence import (
     active_sentence,
     cite_database_view,
     held_sessions,
+    instrument_leaks,
     no_recovery,
     orphans_in_samples,
     used_at_max_idle,
@@ -42,7 +43,6 @@ from correlate.analysis.pool_suspects import decisive, rise_sentence
 from correlate.analysis.pool_suspects import suspects as read_suspects
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
-from correlate.routes import route_sql
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ _SOURCE = (
 def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding]:
     s = settings
     pressure = read_pressure(run)
-    leaks = _leaks(run)
+    leaks = instrument_leaks(run)
     # without correlate.instrument's telemetry, requests that left a connection held
     telemetry = _has_telemetry(run)
     named = None if telemetry else read_suspects(run, s)
@@ -204,51 +204,6 @@ def _under_pressure(p: Pressure, s: PoolSettings) -> bool:
     )
 
 
-def _leaks(run: Run) -> list[dict[str, Any]]:
-    reqs, tree = run.table("requests"), run.table("tree")
-    rows = run.con.execute(
-        f"""
-        -- the route recorded is its request's http.route: named as the request's route is
-        -- (correlate.analysis.requests), by the request span's scope and, in a run of
-        -- several services, with its service; a request not in the run adds neither
-        SELECT CASE WHEN r.rh IS NOT NULL
-                         AND (SELECT count(DISTINCT service) FROM {reqs}) > 1
-                    THEN coalesce(r.service, '?') || ' ' || {route_sql("l.route", "t.scope_name")}
-                    ELSE {route_sql("l.route", "t.scope_name")} END AS route,
-               l.location, l.pool, count(*) AS n,
-               avg(l.held_ns) / 1e6 AS held_ms,
-               list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
-               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
-               -- whether the instrument saw the connection come back before the run ended
-               count(*) FILTER (WHERE c.acquired_unix_nano IS NOT NULL
-                                AND c.returned_unix_nano IS NULL) AS never_returned,
-               count(c.acquired_unix_nano) AS tracked
-        FROM pool_leaks l
-        LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
-        LEFT JOIN {tree} t ON t.th = r.th AND t.sh = r.rh
-        LEFT JOIN pool_checkouts c
-          ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
-         AND c.acquired_unix_nano = l.checked_out_unix_nano
-        WHERE l.run_id = $run
-        GROUP BY ALL ORDER BY n DESC
-        """,
-        {"run": run.run_id},
-    ).fetchall()
-    keys = (
-        "route",
-        "location",
-        "pool",
-        "count",
-        "held_ms",
-        "statuses",
-        "traces",
-        "first_ns",
-        "never_returned",
-        "tracked",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
-
-
 def _load_correlation(busy: pd.DataFrame) -> float | None:
     """Pearson correlation of pool wait and requests in flight across windows."""
     if len(busy) < 4 or busy.pool_ms.std() == 0 or busy.in_flight.std() == 0:
@@ -312,6 +267,8 @@ def _leak_finding(
         if suspects.group and not named:
             route, traces = suspects.group.route, suspects.traces
             named = suspects.group.describe()
+    if rise is not None and not _under_pressure(pressure, s):
+        evidence["pool_wait_unseen"] = True  # waits for a connection count as app time
     if leaks:
         top = leaks[0]
         route, location = top["route"], top["location"]
