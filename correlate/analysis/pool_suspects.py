@@ -165,19 +165,23 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
     fps = run.table("fingerprints")
     rows = run.con.execute(
         f"""
-        WITH tx AS (
-            SELECT t.th, t.sh, t.service, t.start_ns,
-                   CASE WHEN regexp_matches(st.n, $begin) THEN 1
-                        WHEN regexp_matches(st.n, $end) THEN -1 END AS kind
+        WITH shapes AS (
+            -- each statement shape read once, not once per span
+            SELECT fingerprint,
+                   CASE WHEN regexp_matches(n, $begin) THEN 1
+                        WHEN regexp_matches(n, $end) THEN -1 END AS kind
+            FROM (SELECT DISTINCT fingerprint, upper(trim(normalized)) AS n
+                  FROM statements WHERE run_id = $run) AS st
+        ),
+        marks AS (
+            SELECT t.th, t.sh, t.service, t.start_ns, k.kind
             FROM {tree} t
             JOIN {fps} f ON f.db_system IS NOT DISTINCT FROM t.db_system AND f.qh = t.qh
-            JOIN (SELECT DISTINCT fingerprint, upper(trim(normalized)) AS n
-                  FROM statements WHERE run_id = $run) st ON st.fingerprint = f.fingerprint
+            JOIN shapes k ON k.fingerprint = f.fingerprint AND k.kind IS NOT NULL
             -- the innermost record of the statement: a wrapper's span holds the driver's
             WHERE NOT EXISTS (SELECT 1 FROM {tree} c
                               WHERE c.th = t.th AND c.ph = t.sh AND c.has_statement)
         ),
-        marks AS (SELECT * FROM tx WHERE kind IS NOT NULL),
         began AS (
             SELECT o.th, o.rh, max(m.start_ns) AS last_begin
             FROM marks m JOIN {owner} o ON o.th = m.th AND o.sh = m.sh
