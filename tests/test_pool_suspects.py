@@ -266,3 +266,26 @@ def test_clickhouse_names_the_same_suspects(chdb: object) -> None:
         unended_transactions(remote, PoolSettings()),
         matched_sessions(remote, PoolSettings()),
     ] == local
+
+
+def test_they_name_the_route_of_a_leak_read_from_the_pools_errors() -> None:
+    # from 20 s the pool refuses product pages (knex's own error, no checkout span): the
+    # errors say the pool ran dry, the open transactions say whose connections it lacks
+    b = shop(rise=False)
+    for k, t in enumerate(range(20_050, RUN_MS - 3_000, 100)):
+        b.span(
+            f"dry{k}", t, t + 1_500, kind="SERVER", route="/products/:id", http_status=500,
+            status="ERROR",
+            events=[{"time_ns": 0, "name": "exception", "attributes": json.dumps({
+                "exception.type": "KnexTimeoutError",
+                "exception.message": "Knex: Timeout acquiring a connection. The pool is "
+                "probably full. Are you missing a .transacting(trx) call?"})}],
+        )  # fmt: skip
+    (f,) = _findings(b)
+    assert f.kind == FindingKind.POOL_LEAK
+    assert f.evidence["requests_without_a_connection"] > 20
+    assert (
+        f.title == "Connection-pool leak in /checkout that answered 402 and raised PaymentDeclined"
+    )
+    assert f.trace_ids == ("declined0", "declined1", "declined2")
+    assert "Record the run with correlate.instrument" not in f.suggestion
