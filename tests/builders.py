@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from correlate.fingerprint.shape import fingerprint
 from correlate.ingest.callees import link_callee_routes
 from correlate.statements import fingerprint_run
 from correlate.store import Store, open_store
@@ -33,6 +34,8 @@ class RunBuilder:
     leaks: list[dict[str, Any]] = field(default_factory=list)
     samples: list[dict[str, Any]] = field(default_factory=list)
     client: list[dict[str, Any]] = field(default_factory=list)
+    db_samples: list[dict[str, Any]] = field(default_factory=list)
+    db_activity: list[dict[str, Any]] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def new_id(self, prefix: str = "s") -> str:
@@ -198,6 +201,34 @@ class RunBuilder:
             }
         )
 
+    def watched(
+        self,
+        at: float,
+        sessions: list[tuple[int, str, float, str | None]],
+        *,
+        server_ahead_ms: float = 0.0,
+    ) -> None:
+        """One ``correlate watch`` sample at ``at``: each session as ``(id, activity, its
+        last statement's start, that statement)``, on a server clock ``server_ahead_ms``
+        ahead of the watcher's."""
+        sample = len(self.db_samples) + 1
+        server = ns(at + server_ahead_ms)
+        self.db_samples.append(
+            {"watch": 1, "sample": sample, "time_unix_nano": ns(at),
+             "server_time_unix_nano": server, "query_ns": 1000, "sessions": len(sessions),
+             "lock_waits": 0, "error": None, "reconnected": False}
+        )  # fmt: skip
+        for session_id, activity, query_start, sql in sessions:
+            started = ns(query_start + server_ahead_ms)
+            self.db_activity.append(
+                {"watch": 1, "sample": sample, "time_unix_nano": ns(at),
+                 "server_time_unix_nano": server, "session_id": session_id,
+                 "activity": activity, "backend_type": "client backend",
+                 "query_start_unix_nano": started, "state_change_unix_nano": started,
+                 "state_age_ns": server - started, "query": sql,
+                 "fingerprint": fingerprint(sql, "postgresql").id if sql else None}
+            )  # fmt: skip
+
     def build(self, store: Store | None = None) -> Store:
         import pandas as pd
 
@@ -223,6 +254,8 @@ class RunBuilder:
             ("pool_leaks", self.leaks),
             ("pool_samples", self.samples),
             ("client_requests", self.client),
+            ("db_samples", self.db_samples),
+            ("db_activity", self.db_activity),
         ):
             if rows:
                 frame = pd.DataFrame(rows)

@@ -87,6 +87,12 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "min_idle_at_max_s": 3.0,
         "held_factor": 2.0,
         "min_held_s": 5.0,
+        "match_ms": 50.0,
+        "min_unended": 2,
+        "max_unended_share": 0.5,
+        "route_share": 0.67,
+        "end_grace_s": 2.0,
+        "latency_rise": 1.5,
     },
     "redundant_calls": {
         "min_calls": 2,

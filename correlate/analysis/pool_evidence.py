@@ -10,6 +10,8 @@ Two pieces of evidence beside the checkout spans (rules: docs/rules.md#pool_leak
   sat ``idle`` or ``idle in transaction`` far longer than any request took
   (a connection held by no running request), and how many were ``active``
   at once (saturation: the connections busy with queries).
+
+And :func:`instrument_leaks`: the leak suspects ``correlate.instrument`` recorded.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from correlate.analysis.findings import Finding
+from correlate.routes import route_sql
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -148,25 +151,12 @@ def idle_at_max_sentence(e: dict[str, Any]) -> str:
     )
 
 
-def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
-    """The database's sessions held idle beyond every request, and the most active at once.
-
-    None without ``correlate watch`` samples in the run.
-    """
-    (samples,) = run.con.execute(
-        "SELECT count(*) FROM db_samples WHERE run_id = ? AND error IS NULL", [run.run_id]
-    ).fetchone() or (0,)
-    if not samples:
-        return None
-    reqs = run.table("requests")
-    (longest_request_ms,) = run.con.execute(
-        f"SELECT coalesce(max(duration_ms), 0) FROM {reqs}"
-    ).fetchone() or (0.0,)
-    floor_ns = max(float(longest_request_ms) * 1e6 * s.held_factor, s.min_held_s * 1e9)
-    # the service's sessions: client backends of the watched database (the server may hold
-    # others) that ran one of the run's statements at some sample, where the samples can tell
-    # (a psql left in a transaction on the same database is not the service's)
-    mine = """
+def service_sessions_sql() -> str:
+    """SQL condition on ``db_activity`` (takes ``$run``): the service's sessions, client
+    backends of the watched database (the server may hold others) that ran one of the run's
+    statements at some sample, where the samples can tell (a psql left in a transaction on
+    the same database is not the service's)."""
+    return """
         run_id = $run AND coalesce(backend_type, 'client backend') = 'client backend'
         AND (database IS NULL OR database IN (
             SELECT regexp_extract(url, '/([^/?]+)(\\?|$)', 1) FROM db_watch WHERE run_id = $run)
@@ -179,6 +169,46 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
                          ON t.run_id = $run AND t.fingerprint = a.fingerprint
                          WHERE a.run_id = $run))
     """
+
+
+def held_floor_ns(run: Run, s: PoolSettings) -> int | None:
+    """How long (ns) a session idle in transaction has sat to be held beyond every request:
+    ``held_factor`` times the longest request, and ``min_held_s``. None without ``correlate
+    watch`` samples in the run."""
+    if not _watch_samples(run):
+        return None
+    return _floor(_longest_request_ms(run), s)
+
+
+def _watch_samples(run: Run) -> int:
+    (samples,) = run.con.execute(
+        "SELECT count(*) FROM db_samples WHERE run_id = ? AND error IS NULL", [run.run_id]
+    ).fetchone() or (0,)
+    return int(samples)
+
+
+def _longest_request_ms(run: Run) -> float:
+    (longest,) = run.con.execute(
+        f"SELECT coalesce(max(duration_ms), 0) FROM {run.table('requests')}"
+    ).fetchone() or (0.0,)
+    return float(longest)
+
+
+def _floor(longest_request_ms: float, s: PoolSettings) -> int:
+    return round(max(longest_request_ms * 1e6 * s.held_factor, s.min_held_s * 1e9))
+
+
+def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
+    """The database's sessions held idle beyond every request, and the most active at once.
+
+    None without ``correlate watch`` samples in the run.
+    """
+    samples = _watch_samples(run)
+    if not samples:
+        return None
+    longest_request_ms = _longest_request_ms(run)
+    floor_ns = _floor(longest_request_ms, s)
+    mine = service_sessions_sql()
     held = run.con.execute(
         f"""
         SELECT count(DISTINCT session_id), max(state_age_ns) / 1e9,
@@ -188,7 +218,7 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         FROM db_activity
         WHERE {mine} AND activity = 'idle_in_transaction' AND state_age_ns >= $floor
         """,
-        {"run": run.run_id, "floor": round(floor_ns), "start": run.span[0]},
+        {"run": run.run_id, "floor": floor_ns, "start": run.span[0]},
     ).fetchone() or (0, None, None, None, None)
     (active_max, active_mean) = run.con.execute(
         f"""
@@ -316,3 +346,50 @@ def no_recovery(timeline: pd.DataFrame, s: PoolSettings) -> dict[str, float] | N
             "final_wait_ms": last_wait,
         }
     return None
+
+
+def instrument_leaks(run: Run) -> list[dict[str, Any]]:
+    """The leak suspects ``correlate.instrument`` recorded, per route, code line and pool,
+    with their requests' statuses, a few traces, and whether each connection came back."""
+    reqs, tree = run.table("requests"), run.table("tree")
+    rows = run.con.execute(
+        f"""
+        -- the route recorded is its request's http.route: named as the request's route is
+        -- (correlate.analysis.requests), by the request span's scope and, in a run of
+        -- several services, with its service; a request not in the run adds neither
+        SELECT CASE WHEN r.rh IS NOT NULL
+                         AND (SELECT count(DISTINCT service) FROM {reqs}) > 1
+                    THEN coalesce(r.service, '?') || ' ' || {route_sql("l.route", "t.scope_name")}
+                    ELSE {route_sql("l.route", "t.scope_name")} END AS route,
+               l.location, l.pool, count(*) AS n,
+               avg(l.held_ns) / 1e6 AS held_ms,
+               list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
+               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
+               -- whether the instrument saw the connection come back before the run ended
+               count(*) FILTER (WHERE c.acquired_unix_nano IS NOT NULL
+                                AND c.returned_unix_nano IS NULL) AS never_returned,
+               count(c.acquired_unix_nano) AS tracked
+        FROM pool_leaks l
+        LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
+        LEFT JOIN {tree} t ON t.th = r.th AND t.sh = r.rh
+        LEFT JOIN pool_checkouts c
+          ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
+         AND c.acquired_unix_nano = l.checked_out_unix_nano
+        WHERE l.run_id = $run
+        GROUP BY ALL ORDER BY n DESC
+        """,
+        {"run": run.run_id},
+    ).fetchall()
+    keys = (
+        "route",
+        "location",
+        "pool",
+        "count",
+        "held_ms",
+        "statuses",
+        "traces",
+        "first_ns",
+        "never_returned",
+        "tracked",
+    )
+    return [dict(zip(keys, row, strict=True)) for row in rows]

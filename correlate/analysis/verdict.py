@@ -147,7 +147,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     names its cause.
 
     - A degradation or throughput knee whose grown part is pool wait is a symptom of
-      whatever the pool finding concluded (leak, saturation, or that it cannot tell).
+      whatever the pool finding concluded (leak, saturation, or that it cannot tell); so is
+      one whose grown part is application time, and unexplained time, when the leak was
+      found with no pool wait seen (the pool makes no checkout span: waits are app time).
     - A queue for a connection read from timing (unexplained time) in the pool finding's
       service is that pool's waits that got a connection, which no span measures: it points
       at the pool finding, which names its size.
@@ -207,6 +209,18 @@ def _defer_to_pool(findings: list[Finding]) -> list[Finding]:
                 f"waited too, {ms(queue.evidence['queued_ms'])} per request before their "
                 f"first query, unmeasured (“{queue.title}”).",
                 evidence={**f.evidence, "unmeasured_wait_ms": queue.evidence["queued_ms"]},
+            )
+        elif pool.evidence.get("pool_wait_unseen") and (
+            (f.kind in _SYMPTOM_KINDS and f.evidence.get("grew_most") == "application time")
+            or f.kind == FindingKind.UNEXPLAINED_TIME
+        ):
+            # a pool that makes no checkout span: the wait for a connection is app time
+            f = _caused_by(
+                f,
+                pool,
+                f"Likely the pool finding's doing, “{pool.title}”: this pool makes no checkout "
+                "span, so time waiting for a connection counts as application time. Fix that "
+                "first, then look again.",
             )
         out.append(f)
     return out

@@ -32,6 +32,7 @@ from correlate.analysis.pool_evidence import (
     active_sentence,
     cite_database_view,
     held_sessions,
+    instrument_leaks,
     no_recovery,
     orphans_in_samples,
     used_at_max_idle,
@@ -39,15 +40,17 @@ from correlate.analysis.pool_evidence import (
 from correlate.analysis.pool_inference import infer
 from correlate.analysis.pool_pressure import Pressure
 from correlate.analysis.pool_pressure import pressure as read_pressure
+from correlate.analysis.pool_suspects import decisive, rise_sentence
+from correlate.analysis.pool_suspects import suspects as read_suspects
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
-from correlate.routes import route_sql
 from correlate.severity import Severity
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from correlate.analysis.pool_inference import PoolInference
+    from correlate.analysis.pool_suspects import Suspects
     from correlate.analysis.run import Run
 
 
@@ -101,6 +104,23 @@ class PoolSettings:
         2.0, "correlate watch: a session idle this many times the longest request is held"
     )
     min_held_s: float = setting(5.0, "correlate watch: …and idle at least this long", unit="s")
+    # the route of a leak for pools that make no checkout span (analysis.pool_suspects)
+    match_ms: float = setting(
+        50.0, "correlate watch: a held session's last statement matches a span this near", unit="ms"
+    )
+    min_unended: int = setting(
+        2, "transactions never ended, at least, for a leak finding of their own", low=1
+    )
+    max_unended_share: float = share(
+        0.5, "…at most this share of the requests that began one (else the ends are unrecorded)"
+    )
+    route_share: float = share(0.67, "share of the suspects on one route to name it")
+    end_grace_s: float = setting(
+        2.0, "a request ending this near the run's end may have been cut by it", unit="s"
+    )
+    latency_rise: float = setting(
+        1.5, "…with no pool wait seen: median latency of the last third over the first's", low=1.0
+    )
 
 
 DEFAULTS = PoolSettings()
@@ -114,8 +134,12 @@ _SOURCE = (
 def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding]:
     s = settings
     pressure = read_pressure(run)
-    leaks = _leaks(run)
-    if not leaks and not _under_pressure(pressure, s):
+    leaks = instrument_leaks(run)
+    # without correlate.instrument's telemetry, requests that left a connection held
+    telemetry = _has_telemetry(run)
+    named = None if telemetry else read_suspects(run, s)
+    sure, rise = decisive(run, named, s)
+    if not leaks and not _under_pressure(pressure, s) and rise is None:
         return []
     timeline = run.timeline()
     orphans = orphans_in_samples(run, s)
@@ -126,7 +150,7 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
         else Severity.WARNING
     )
     # without correlate.instrument's telemetry, the checkout spans are the evidence
-    inferred = None if _has_telemetry(run) else infer(run, s)
+    inferred = None if telemetry else infer(run, s)
     verdict = inferred.verdict if inferred else None
     if verdict == "saturation":
         stuck = None  # holders at capacity whenever anyone waited: the load explains the wait
@@ -140,9 +164,10 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
         or stuck
         or verdict == "leak"
         or (verdict == "undecided" and (idle or held))
+        or sure
     ):
         finding = _leak_finding(
-            run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred
+            run, s, pressure, leaks, orphans, stuck, timeline, severity, inferred, named, rise
         )
         return [cite_database_view(finding, idle, held)]
     if inferred is not None and inferred.verdict == "undecided":
@@ -178,51 +203,6 @@ def _under_pressure(p: Pressure, s: PoolSettings) -> bool:
     return bool(p.timeouts) or (
         p.share >= s.min_wait_share and p.wait_ms / max(p.requests, 1) >= s.min_wait_ms
     )
-
-
-def _leaks(run: Run) -> list[dict[str, Any]]:
-    reqs, tree = run.table("requests"), run.table("tree")
-    rows = run.con.execute(
-        f"""
-        -- the route recorded is its request's http.route: named as the request's route is
-        -- (correlate.analysis.requests), by the request span's scope and, in a run of
-        -- several services, with its service; a request not in the run adds neither
-        SELECT CASE WHEN r.rh IS NOT NULL
-                         AND (SELECT count(DISTINCT service) FROM {reqs}) > 1
-                    THEN coalesce(r.service, '?') || ' ' || {route_sql("l.route", "t.scope_name")}
-                    ELSE {route_sql("l.route", "t.scope_name")} END AS route,
-               l.location, l.pool, count(*) AS n,
-               avg(l.held_ns) / 1e6 AS held_ms,
-               list(DISTINCT r.http_status) FILTER (WHERE r.http_status IS NOT NULL) AS statuses,
-               list(l.trace_id)[1:3] AS traces, min(l.detected_unix_nano) AS first_ns,
-               -- whether the instrument saw the connection come back before the run ended
-               count(*) FILTER (WHERE c.acquired_unix_nano IS NOT NULL
-                                AND c.returned_unix_nano IS NULL) AS never_returned,
-               count(c.acquired_unix_nano) AS tracked
-        FROM pool_leaks l
-        LEFT JOIN {reqs} r ON r.trace_id = l.trace_id AND r.request_id = l.request_span_id
-        LEFT JOIN {tree} t ON t.th = r.th AND t.sh = r.rh
-        LEFT JOIN pool_checkouts c
-          ON c.run_id = l.run_id AND c.pid = l.pid AND c.pool = l.pool
-         AND c.acquired_unix_nano = l.checked_out_unix_nano
-        WHERE l.run_id = $run
-        GROUP BY ALL ORDER BY n DESC
-        """,
-        {"run": run.run_id},
-    ).fetchall()
-    keys = (
-        "route",
-        "location",
-        "pool",
-        "count",
-        "held_ms",
-        "statuses",
-        "traces",
-        "first_ns",
-        "never_returned",
-        "tracked",
-    )
-    return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
 def _load_correlation(busy: pd.DataFrame) -> float | None:
@@ -267,6 +247,8 @@ def _leak_finding(
     timeline: pd.DataFrame,
     severity: Severity,
     inferred: PoolInference | None = None,
+    suspects: Suspects | None = None,
+    rise: tuple[float, float] | None = None,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
@@ -282,6 +264,15 @@ def _leak_finding(
             group = inferred.culprit.group
             route, traces = group.route, inferred.traces
             named = group.describe()
+    if suspects and not leaks:
+        # the requests that left a connection held: a transaction never ended, a session
+        evidence["leak_suspects"] = suspects.evidence()
+        said.append(suspects.sentence())
+        if suspects.group and not named:
+            route, traces = suspects.group.route, suspects.traces
+            named = suspects.group.describe()
+    if rise is not None and not _under_pressure(pressure, s):
+        evidence["pool_wait_unseen"] = True  # waits for a connection count as app time
     if leaks:
         top = leaks[0]
         route, location = top["route"], top["location"]
@@ -361,16 +352,28 @@ def _leak_finding(
             else (
                 "Connections are taken and not given back: "
                 + "; ".join(said)
-                + ". The pool has absorbed it so far (requests waited "
-                f"{ms(pressure.wait_ms / max(pressure.requests, 1))} per request for a "
-                "connection, no checkout timed out), but every leaked connection shrinks it "
-                "for good: a longer or busier run ends with the pool empty and every route "
-                "waiting."
+                + (
+                    f". {rise_sentence(rise)}. Every leaked connection shrinks the pool for good"
+                    if rise is not None
+                    else ". The pool has absorbed it so far (requests waited "
+                    f"{ms(pressure.wait_ms / max(pressure.requests, 1))} per request for a "
+                    "connection, no checkout timed out), but every leaked connection shrinks "
+                    "it for good"
+                )
+                + ": a longer or busier run "
+                "ends with the pool empty and every route waiting."
             )
         ),
         suggestion=(
-            f"Return the connection on every path{fix_at}: "
-            + stack.give_back(pressure.pool, lang)
+            (
+                "End the transaction on every path: commit or roll it back in a `finally`, or "
+                "run it in the library's transaction block, which ends it when the block "
+                "returns or throws (knex: `knex.transaction(async (trx) => …)`), so its "
+                "connection goes back to the pool"
+                if suspects is not None and suspects.source == "unended transactions"
+                else f"Return the connection on every path{fix_at}: "
+                + stack.give_back(pressure.pool, lang)
+            )
             + ", including early returns and error responses."
             + (
                 f" Start with the path of every {named}; follow the traces listed."
@@ -383,8 +386,10 @@ def _leak_finding(
         threshold=(
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
             f"per request, or {pressure.failures_word}, or leak suspects; leak when connections "
-            "outlive their requests, the capacity seen while waiting falls for good, or wait "
-            f"does not recover as load falls; critical with {pressure.failures_word} or "
+            "outlive their requests, the capacity seen while waiting falls for good, wait does "
+            "not recover as load falls, or requests left transactions open or sessions held "
+            f"(with latency up {s.latency_rise:g}× when no wait is seen); critical with "
+            f"{pressure.failures_word} or "
             f"≥ {pct(s.critical_wait_share)} of request time"
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
