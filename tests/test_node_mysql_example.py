@@ -157,7 +157,9 @@ def test_the_node_mysql_verdict_names_the_n_plus_one_the_scan_and_the_pool_queue
     assert len(scans) == 1, text
     scan = scans[0]
     assert "nm_orders" in scan.title and "ALL reads all of about" in scan.explanation, text
-    assert scan.suggestion.startswith("CREATE INDEX ON nm_orders (customer_id)"), text
+    assert scan.suggestion.startswith(
+        "CREATE INDEX nm_orders_customer_id_idx ON nm_orders (customer_id)"
+    ), text
     assert plan_sources.get(scan.fingerprint) == "mariadb", plan_sources
 
     # the pool queue: not measured (no pool span or metric), so the breakdown has no pool

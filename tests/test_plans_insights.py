@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -160,8 +161,20 @@ def test_full_table_scan_mariadb_names_the_filtered_column_with_a_caveat() -> No
     assert insight.rule == "full_table_scan" and insight.severity == "warning"
     assert insight.evidence["columns"] == ["customer_id"]
     assert insight.suggestion == (
-        "CREATE INDEX ON nm_orders (customer_id), if the filter on customer_id keeps few rows "
+        "CREATE INDEX nm_orders_customer_id_idx ON nm_orders (customer_id), if the filter on "
+        "customer_id keeps few rows "
         "(the plan does not say it does)"
+    )
+
+
+def test_an_index_is_named_on_the_table_an_orms_alias_stands_for() -> None:
+    # Sequelize writes FROM `orders` AS `Order`; MariaDB's plan names the table `Order`
+    raw = json.loads(json.dumps(MARIADB_UNINDEXED_FILTER).replace("nm_orders", "Order"))
+    query = "SELECT `id` FROM `orders` AS `Order` WHERE `Order`.`customer_id` = 7"
+    [insight] = find_insights(parse_plan(raw, query=query))
+    assert insight.suggestion is not None
+    assert insight.suggestion.startswith(
+        "CREATE INDEX orders_customer_id_idx ON orders (customer_id)"
     )
 
 
@@ -445,7 +458,8 @@ def test_mysql_filesort_temporary() -> None:
 def test_mysql_v2_filter_over_table_scan() -> None:
     plan = parse_plan((PLANS / "mysql-v2-filter.json").read_text())
     [insight] = [i for i in find_insights(plan) if i.rule == "seq_scan_selective_filter"]
-    assert insight.suggestion == "CREATE INDEX ON orders (customer_id)" and insight.measured
+    assert insight.suggestion == "CREATE INDEX orders_customer_id_idx ON orders (customer_id)"
+    assert insight.measured
 
 
 def test_sqlite_temp_btree() -> None:
@@ -509,9 +523,8 @@ def test_acceptance_mariadb_missing_index(mysql_dsn: str, verb: str) -> None:
                 # histograms give EXPLAIN a real `filtered` estimate
                 conn.exec_driver_sql("ANALYZE TABLE plan_orders PERSISTENT FOR ALL").fetchall()
                 before = parse_plan(conn.exec_driver_sql(f"{verb} FORMAT=JSON {QUERY}").scalar())
-                conn.exec_driver_sql(
-                    "CREATE INDEX plan_orders_customer ON plan_orders (customer_id)"
-                )
+                # the suggestion itself, as MariaDB takes it (an index needs a name there)
+                conn.exec_driver_sql(seq_scan_insights(before)[0].suggestion)
                 after = parse_plan(conn.exec_driver_sql(f"{verb} FORMAT=JSON {QUERY}").scalar())
             finally:
                 conn.exec_driver_sql("DROP TABLE plan_orders")
@@ -520,9 +533,14 @@ def test_acceptance_mariadb_missing_index(mysql_dsn: str, verb: str) -> None:
     [insight] = seq_scan_insights(before)
     assert insight.measured is (verb == "ANALYZE")
     assert "customer_id" in insight.message
-    assert insight.suggestion == "CREATE INDEX ON plan_orders (customer_id)"
+    assert (
+        insight.suggestion
+        == "CREATE INDEX plan_orders_customer_id_idx ON plan_orders (customer_id)"
+    )
     assert seq_scan_insights(after) == []
-    assert compare_plans(before, after).indexes_gained == [("plan_orders", "plan_orders_customer")]
+    assert compare_plans(before, after).indexes_gained == [
+        ("plan_orders", "plan_orders_customer_id_idx")
+    ]
 
 
 def test_acceptance_sqlite_missing_index() -> None:
@@ -533,12 +551,15 @@ def test_acceptance_sqlite_missing_index() -> None:
     )
     sql = QUERY.replace("42", "?")
     before = parse_plan(con.execute("EXPLAIN QUERY PLAN " + sql, (42,)).fetchall(), query=sql)
-    con.execute("CREATE INDEX plan_orders_customer ON plan_orders (customer_id)")
+    con.execute(seq_scan_insights(before)[0].suggestion)  # as SQLite takes it
     after = parse_plan(con.execute("EXPLAIN QUERY PLAN " + sql, (42,)).fetchall(), query=sql)
     con.close()
     [insight] = seq_scan_insights(before)
     assert not insight.measured and insight.message.startswith("estimated:")
-    assert insight.suggestion == "CREATE INDEX ON plan_orders (customer_id)"
+    assert (
+        insight.suggestion
+        == "CREATE INDEX plan_orders_customer_id_idx ON plan_orders (customer_id)"
+    )
     assert seq_scan_insights(after) == [] and find_insights(after) == []
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["filter_columns", "index_columns", "where_columns"]
+__all__ = ["create_index", "filter_columns", "index_columns", "table_of", "where_columns"]
 
 _STRING = re.compile(r"'(?:[^']|'')*'")
 _CAST = re.compile(r"::\s*(?:\"[^\"]+\"|[\w ]+?)(?:\[\])?(?=[\s),=<>!~]|$)")
@@ -130,3 +130,50 @@ def has_final_limit(query: str | None) -> bool:
         return False
     before = query[: match.start()]
     return before.count("(") == before.count(")")
+
+
+#: sqlglot's name for each plan source's SQL
+_DIALECTS = {"mysql": "mysql", "mariadb": "mysql", "sqlite": "sqlite", "postgresql": "postgres"}
+
+
+def table_of(name: str | None, query: str | None, source: str | None = None) -> str | None:
+    """The table ``name`` stands for in ``query``: MySQL's and MariaDB's plans name a
+    table by its alias (an ORM's ``FROM `orders` AS `Order```), which no index can be
+    created on. ``name`` itself when the query does not alias it or does not parse.
+
+    >>> table_of("Order", "SELECT `Order`.`id` FROM `orders` AS `Order` WHERE `Order`.`x` = 1")
+    'orders'
+    >>> table_of("o", "SELECT * FROM shop.orders o WHERE o.x = 1", "postgresql")
+    'shop.orders'
+    >>> table_of("orders", "not sql (")
+    'orders'
+    """
+    if not name or not query:
+        return name
+    from sqlglot import exp, parse_one
+    from sqlglot.errors import SqlglotError
+
+    try:
+        tree = parse_one(query, read=_DIALECTS.get(source or "", "mysql"))
+    except (SqlglotError, ValueError, RecursionError):
+        return name
+    for table in tree.find_all(exp.Table) if tree is not None else ():
+        if table.alias and table.alias == name and table.name:
+            return f"{table.db}.{table.name}" if table.db else table.name
+    return name
+
+
+def create_index(table: str, columns: list[str], source: str | None = None) -> str:
+    """The statement that creates an index on ``columns`` of ``table``, as ``source``'s
+    server takes it: PostgreSQL names it itself; MySQL, MariaDB and SQLite need a name.
+
+    >>> create_index("orders", ["customer_id", "status"])
+    'CREATE INDEX ON orders (customer_id, status)'
+    >>> create_index("shop.orders", ["customer_id"], "mariadb")
+    'CREATE INDEX orders_customer_id_idx ON shop.orders (customer_id)'
+    """
+    cols = ", ".join(columns)
+    if source in (None, "postgresql"):
+        return f"CREATE INDEX ON {table} ({cols})"
+    stem = re.sub(r"\W+", "_", "_".join([table.rsplit(".", 1)[-1], *columns])).strip("_")
+    return f"CREATE INDEX {stem[:60]}_idx ON {table} ({cols})"

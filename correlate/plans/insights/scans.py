@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from correlate.plans.conditions import filter_columns, index_columns, where_columns
+from correlate.plans.conditions import (
+    create_index,
+    filter_columns,
+    index_columns,
+    table_of,
+    where_columns,
+)
 from correlate.plans.insights.base import Insight, InsightContext, count, label
 from correlate.plans.model import Plan, PlanNode
 from correlate.severity import Severity
@@ -66,17 +72,21 @@ def _selective(scan: _Scan) -> bool:
     return (scan.read - scan.returned) / scan.read >= SELECTIVE_REMOVED_SHARE
 
 
-def _index_sql(relation: str | None, columns: list[str]) -> str | None:
+def _index_sql(plan: Plan, relation: str | None, columns: list[str]) -> str | None:
+    """The index to create, on the table itself where the plan names it by an alias
+    (MySQL's and MariaDB's plans do), in the statement its server takes."""
     if not relation or not columns:
         return None
-    return f"CREATE INDEX ON {relation} ({', '.join(columns[:3])})"
+    if plan.source in ("mysql", "mariadb", "sqlite"):
+        relation = table_of(relation, plan.query_text, plan.source)
+    return create_index(relation or "", columns[:3], plan.source)
 
 
 def _scan_suggestion(plan: Plan, node: PlanNode, scan: _Scan) -> str:
     """The index to try for a whole-table scan. MariaDB estimates no selectivity for a
     column without statistics (``filtered: 100`` with a condition on it), so a filter the
     plan cannot call selective still names its columns, with that caveat."""
-    index = _index_sql(node.relation, scan.columns) if node.operation == "seq_scan" else None
+    index = _index_sql(plan, node.relation, scan.columns) if node.operation == "seq_scan" else None
     if index is not None:
         return (
             f"{index}, if the filter on {', '.join(scan.columns)} keeps few rows "
@@ -125,6 +135,7 @@ def seq_scan_selective_filter(plan: Plan, context: InsightContext) -> list[Insig
                     f"filtering on {cols}; no index serves that filter"
                 ),
                 suggestion=_index_sql(
+                    plan,
                     node.relation,
                     index_columns(scan.filter, node.alias or node.relation) or scan.columns,
                 ),
