@@ -269,3 +269,22 @@ def test_copies_and_routes_are_the_same_in_clickhouse(chdb: Any) -> None:
         for run in (local, remote)
     )
     _same_frame(here, there)
+
+
+def test_wrapped_calls_are_the_same_in_clickhouse(chdb: Any) -> None:
+    # knex's span over pg's of each statement: the calls, the time and the findings
+    from .test_nested_db_calls import _knex_run
+
+    store = _knex_run(requests=6).build()
+    remote_store, _ = copied(store, chdb, "r")
+    local, remote = Run(store, "r"), Run(remote_store, "r")  # type: ignore[arg-type]
+    assert local.doubled_db_spans == remote.doubled_db_spans == 6 * 12
+    found = [(f.kind, f.route, f.fingerprint) for f in local.findings()]
+    assert [kind for kind, _, _ in found] == ["slow_query", "n_plus_one"]
+    assert [(f.kind, f.route, f.fingerprint) for f in remote.findings()] == found
+    _same_frame(local.routes(), remote.routes())
+    here, there = (
+        run.requests().drop(columns=["th", "rh"]).sort_values("request_id", ignore_index=True)
+        for run in (local, remote)
+    )
+    _same_frame(here, there)

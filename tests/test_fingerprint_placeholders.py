@@ -13,7 +13,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from correlate.fingerprint import fingerprint
-from correlate.fingerprint.placeholders import Slot, split_placeholders, to_numbered
+from correlate.fingerprint.placeholders import (
+    Slot,
+    number_question_marks,
+    split_placeholders,
+    to_numbered,
+)
 from correlate.fingerprint.tokens import tokenize
 
 # --- one placeholder per driver spelling ------------------------------------------------
@@ -144,7 +149,7 @@ _SPELLINGS: dict[str, tuple[str, ...]] = {
     "oracle.db": (":{n}", ":{name}"),
     "mssql": ("@P{n0}", "@p{n0}", "@{name}", "?"),
     "microsoft.sql_server": ("@P{n0}", "@{name}"),
-    "postgresql": ("%s", "%({name})s", "${n}", ":{name}"),
+    "postgresql": ("%s", "%({name})s", "${n}", ":{name}", "?"),  # knex, JDBC: `?`
     "mysql": ("%s", "%({name})s", "?"),
     "sqlite": ("?", ":{name}"),
 }
@@ -180,3 +185,82 @@ def test_placeholder_style_never_changes_the_fingerprint(
     a, b = fingerprint(first, dialect), fingerprint(second, dialect)
     assert (a.id, a.normalized) == (b.id, b.normalized)
     assert a.method == b.method != "fallback"
+
+
+# --- `?` on PostgreSQL: the `$n` the server sees, outside quotes and comments ----------
+
+
+def test_knex_statement_has_the_fingerprint_of_the_drivers() -> None:
+    # knex's span and, within it, pg's span of the same call
+    knex = 'select * from "orders" where "customer_id" = ? limit ?'
+    pg = 'select * from "orders" where "customer_id" = $1 limit $2'
+    a, b = fingerprint(knex, "postgresql"), fingerprint(pg, "postgresql")
+    assert (a.id, a.normalized, a.method) == (b.id, b.normalized, b.method)
+    assert a.normalized == "SELECT * FROM orders WHERE customer_id = $1 LIMIT $2"
+
+
+@pytest.mark.parametrize(
+    "sql",
+    ["SELECT * FROM t WHERE data ? 'k'", "SELECT * FROM t WHERE data ?| array['a', 'b']"],
+)
+def test_jsonb_question_mark_operator_stays_an_operator(sql: str) -> None:
+    f = fingerprint(sql, "postgresql")
+    assert f.method == "pglast"
+    assert "?" in f.normalized
+
+
+def test_numbering_follows_the_highest_dollar_number() -> None:
+    assert number_question_marks("select a from t where b = $2 and c = ?") == (
+        "select a from t where b = $2 and c = $3"
+    )
+
+
+_QUOTED = st.text("ab ?:$-%", min_size=1, max_size=5)  # no quote or comment end in them
+# Pieces of a statement that hold a `?` no rewrite may touch, each with a column it names.
+_UNTOUCHED = st.one_of(
+    _QUOTED.map(lambda s: ("a", f"'{s}'")),  # a string
+    _QUOTED.map(lambda s: (f'"{s}"', "1")),  # a quoted identifier
+    _QUOTED.map(lambda s: ("a", f"E'{s}'")),
+    st.text("ab ?:-", max_size=5).map(lambda s: ("a", f"$q${s}$q$")),  # a dollar quote
+    _QUOTED.map(lambda s: ("a", f"1 /* {s} */")),
+    _QUOTED.map(lambda s: ("a", f"1 -- {s}\n")),
+)
+
+
+@st.composite
+def _question_and_dollar(draw: st.DrawFn) -> tuple[str, str]:
+    """One statement written with `?` placeholders and with `$n` ones, with strings, quoted
+    identifiers and comments holding `?` among its conditions."""
+    conditions = draw(st.lists(st.one_of(st.just(None), _UNTOUCHED), min_size=1, max_size=6))
+    limit = draw(st.booleans())
+    q_parts: list[str] = []
+    n_parts: list[str] = []
+    n = 0
+    for condition in conditions:
+        if condition is None:
+            n += 1
+            q_parts.append("b = ?")
+            n_parts.append(f"b = ${n}")
+        else:
+            column, value = condition
+            q_parts.append(f"{column} = {value}")
+            n_parts.append(f"{column} = {value}")
+    head = 'SELECT a, "x?" FROM t WHERE '
+    q_text, n_text = head + " AND ".join(q_parts), head + " AND ".join(n_parts)
+    if limit:
+        q_text += " LIMIT ?"
+        n_text += f" LIMIT ${n + 1}"
+    return q_text, n_text
+
+
+@settings(max_examples=200, deadline=None)
+@given(_question_and_dollar())
+def test_question_marks_become_numbers_outside_quotes_and_comments(
+    texts: tuple[str, str],
+) -> None:
+    q_text, n_text = texts
+    # every other character stays: the ? in strings, identifiers and comments too
+    assert number_question_marks(q_text) == n_text
+    a, b = fingerprint(q_text, "postgresql"), fingerprint(n_text, "postgresql")
+    assert (a.id, a.normalized) == (b.id, b.normalized)
+    assert a.method == b.method == "pglast"

@@ -18,7 +18,10 @@ called it). Each span of that work falls in one category:
     checkouts ``correlate.instrument`` recorded (``pool_checkouts``), which
     cover the same wait when both exist;
 ``db``
-    a CLIENT span with a database system and a statement;
+    a CLIENT span with a database system and a statement; of a call two
+    instrumentations record (an ORM's span over the driver's), one record only, the
+    driver's: a database span with another of its database system below it is a wrapper,
+    and its time beyond that call the application's;
 ``downstream``
     any other CLIENT or PRODUCER span (HTTP calls, messaging, caches);
 
@@ -93,7 +96,15 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     span hash at once, which at millions of spans is vanishingly unlikely.
     """
     params = {"run": run_id, "pattern": pool_errors.PATTERN}
-    for sql in (_TREE_SQL, _FINGERPRINTS_SQL, _OWNER_SQL, _COVERED_SQL, _DOUBLED_SQL, _PARTS_SQL):
+    for sql in (
+        _TREE_SQL,
+        _FINGERPRINTS_SQL,
+        _OWNER_SQL,
+        _WRAPPERS_SQL,
+        _COVERED_SQL,
+        _DOUBLED_SQL,
+        _PARTS_SQL,
+    ):
         text = sql.format(
             p=prefix,
             max_depth=MAX_DEPTH,
@@ -108,6 +119,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
     con.execute(_REQUEST_QUERIES_SQL.format(p=prefix))
     con.execute(f"DROP TABLE {prefix}_segments")
     con.execute(f"DROP TABLE {prefix}_covered")
+    con.execute(f"DROP TABLE {prefix}_wrappers")
 
 
 #: The run's tables, dropped by ``Run.close``; ``calls`` is made on first use by the
@@ -123,9 +135,9 @@ TABLES = (
 
 
 def doubled(con: duckdb.DuckDBPyConnection, prefix: str) -> int:
-    """How many DB spans of the run are a second record of a statement another span
-    records (SQLAlchemy's instrumentation and the driver's both on), left out of the
-    requests' parts so the execution counts once."""
+    """How many DB spans of the run record a call another span records too (an ORM's
+    instrumentation and the driver's both on: SQLAlchemy's and psycopg's, knex's and pg's),
+    left out of the requests' parts so the call counts once."""
     row = con.execute(f"SELECT count(*) FROM {prefix}_doubled").fetchone()
     return int(row[0]) if row else 0
 
@@ -251,12 +263,45 @@ SELECT th, sh, arg_min(rh, depth) AS rh, min(depth) AS depth
 FROM owner GROUP BY th, sh
 """
 
-# One execution recorded twice: SQLAlchemy's instrumentation and the driver's (psycopg,
-# PyMySQL through the DB-API integration, asyncpg), both on under auto-instrumentation,
-# each record the statement. A second record is a DB span of the same fingerprint as
-# another in its trace, its child, or its sibling from another instrumentation scope,
-# lying within it: starting no earlier, ending no later (give or take a little slack).
-# Queries awaited together are siblings of one scope, so never collapsed.
+# One execution recorded twice: an ORM's or query builder's instrumentation and the
+# driver's (SQLAlchemy and psycopg, PyMySQL through the DB-API integration, or asyncpg;
+# knex, Sequelize or TypeORM and pg or mysql2; Hibernate and JDBC), both on under
+# auto-instrumentation, each record the call.
+#
+# A database call with a call of the same database system below it (its child, or deeper)
+# is a wrapper of that call, not a call of its own: the innermost record is the call, with
+# its time and its statement (the driver's text, what the server sees and plans), and the
+# wrapper's time beyond it is the ORM's own work, the application's. A statement-less
+# record below one with a statement (pg's connect span) is no record of that call.
+_WRAPPERS_SQL = """
+CREATE OR REPLACE TEMP TABLE {p}_wrappers AS
+WITH RECURSIVE
+calls AS (
+    SELECT s.th, s.sh, s.db_system, s.has_statement FROM {p}_tree s
+    WHERE s.kind IS DISTINCT FROM 'SERVER' AND ({category}) = 'db'
+),
+below(th, top, sh, depth) AS (
+    SELECT c.th, w.sh, c.sh, 1
+    FROM calls w JOIN {p}_tree c ON c.th = w.th AND c.ph = w.sh
+    WHERE c.kind IS DISTINCT FROM 'SERVER'
+    UNION ALL
+    SELECT c.th, b.top, c.sh, b.depth + 1
+    FROM below b JOIN {p}_tree c ON c.th = b.th AND c.ph = b.sh
+    WHERE c.kind IS DISTINCT FROM 'SERVER' AND b.depth < {max_depth}
+)
+SELECT DISTINCT w.th, w.sh
+FROM below b
+JOIN calls w ON w.th = b.th AND w.sh = b.top
+JOIN calls i ON i.th = b.th AND i.sh = b.sh
+WHERE i.db_system = w.db_system AND (i.has_statement OR NOT w.has_statement)
+"""
+
+# Some drivers' records are the ORM's siblings instead (SQLAlchemy's instrumentation does
+# not make its span the current one, so psycopg's or asyncpg's is its sibling): a second
+# record is then a DB span of the same fingerprint as a sibling from another
+# instrumentation scope, lying within it: starting no earlier, ending no later (give or
+# take a little slack), and the outer one stays. Queries awaited together are siblings of
+# one scope, so never collapsed.
 #
 # Siblings are compared in one ordered pass, never pair by pair (a request may run one
 # statement thousands of times): in the order start, end descending, span, a span's
@@ -285,23 +330,14 @@ lanes AS (
       ON l.th = d.th AND l.ph = d.ph AND l.fingerprint = d.fingerprint
 )
 SELECT d.th, d.sh, d.ph, d.scope, d.start_ns, d.end_ns, d.reach, d.fingerprint,
-       -- the parent, when it is a record of the same statement holding this one
-       o.sh AS parent_sh,
-       o.sh IS NOT NULL OR coalesce(s.sibling_end >= d.reach, false) AS covered
+       coalesce(s.sibling_end >= d.reach, false) AS covered
 FROM db d
-LEFT JOIN db o
-  ON o.th = d.th AND o.sh = d.ph AND o.fingerprint = d.fingerprint
- AND d.start_ns >= o.start_ns AND d.reach <= o.end_ns
- -- of two records of one interval, the one that starts first, or ends last, or else the
- -- one of lower id is the outer
- AND (o.start_ns < d.start_ns OR (o.start_ns = d.start_ns
-      AND (o.end_ns > d.end_ns OR (o.end_ns = d.end_ns AND o.sh < d.sh))))
 LEFT JOIN lanes s ON s.th = d.th AND s.sh = d.sh AND s.lane = d.scope
 """
 
 # A span within another that is itself within a third counts against the outermost only:
 # under asyncio.gather a driver's span may happen to lie within another query's record.
-# So the same pass again, over the records no other holds.
+# So the same pass again, over the records no other holds; and the wrappers.
 _DOUBLED_SQL = """
 CREATE OR REPLACE TEMP TABLE {p}_doubled AS
 WITH lanes AS (
@@ -317,9 +353,10 @@ WITH lanes AS (
 )
 SELECT DISTINCT c.th, c.sh
 FROM {p}_covered c
-LEFT JOIN {p}_covered o ON o.th = c.th AND o.sh = c.parent_sh
-LEFT JOIN lanes s ON s.th = c.th AND s.sh = c.sh AND s.lane = c.scope
-WHERE (c.parent_sh IS NOT NULL AND NOT o.covered) OR s.sibling_end >= c.reach
+JOIN lanes s ON s.th = c.th AND s.sh = c.sh AND s.lane = c.scope
+WHERE s.sibling_end >= c.reach
+UNION
+SELECT th, sh FROM {p}_wrappers
 """
 
 _PARTS_SQL = """

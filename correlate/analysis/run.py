@@ -149,8 +149,8 @@ class Run:
 
     @cached_property
     def doubled_db_spans(self) -> int:
-        """DB spans recording a statement another span of the run records too (SQLAlchemy's
-        instrumentation and the driver's both on): each execution is counted once."""
+        """DB spans recording a call another span of the run records too (an ORM's
+        instrumentation and the driver's both on): each call is counted once."""
         return requests.doubled(self.con, self.prefix)
 
     # -- what notebooks and renderers use -----------------------------------------

@@ -462,8 +462,9 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
         )
     if run.doubled_db_spans:
         gaps.append(
-            f"{run.doubled_db_spans:,} statement(s) were recorded twice (SQLAlchemy's and the "
-            "driver's instrumentation both on): each is counted once, as its outer span."
+            f"{run.doubled_db_spans:,} statement(s) were recorded twice (an ORM's and the "
+            "driver's instrumentation both on, as SQLAlchemy's and psycopg's, or knex's and "
+            "pg's): each is counted once, as the driver's span where it lies under the other."
         )
     late, db_calls = _late_db_calls(run)
     if late >= 10 and late >= 0.1 * db_calls:

@@ -22,7 +22,13 @@ from dataclasses import dataclass
 
 from .tokens import Token, tokenize
 
-__all__ = ["Placeholders", "Slot", "split_placeholders", "to_numbered"]
+__all__ = [
+    "Placeholders",
+    "Slot",
+    "number_question_marks",
+    "split_placeholders",
+    "to_numbered",
+]
 
 
 @dataclass(frozen=True)
@@ -143,3 +149,32 @@ def to_numbered(text: str) -> tuple[str, int]:
                 numbers[piece.name] = number
         out.append(f"${number}")
     return "".join(out), count
+
+
+def number_question_marks(text: str) -> str:
+    """``text`` with each ``?`` placeholder written as PostgreSQL's ``$n``, numbered in order
+    after the highest ``$n`` it already holds; a ``?`` in a string, a quoted identifier, a
+    comment or a dollar quote stays as it is, and so does the rest of the text.
+
+    knex, JDBC drivers and the OpenTelemetry Java agent's sanitizer record PostgreSQL
+    statements with ``?``, which PostgreSQL itself reads as an operator (jsonb's ``?``), so
+    the text does not parse as written; the server, and the driver's own span of the same
+    call, see ``$1``.
+
+    >>> number_question_marks("select '?', a from t where b = ? and c in (?, ?) -- ?")
+    "select '?', a from t where b = $1 and c in ($2, $3) -- ?"
+    """
+    out: list[str] = []
+    tokens = tokenize(text, None)
+    native = [int(t.text[1:]) for t in tokens if t.kind == "param" and t.text[0] == "$"]
+    count = max(native, default=0)
+    cursor = pos = 0
+    for tok in tokens:
+        start = text.find(tok.text, cursor)
+        cursor = start + len(tok.text)
+        if tok.kind == "param" and tok.text == "?":
+            count += 1
+            out.append(f"{text[pos:start]}${count}")
+            pos = cursor
+    out.append(text[pos:])
+    return "".join(out)

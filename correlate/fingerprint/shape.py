@@ -24,6 +24,7 @@ from .normalize import (
     unify_placeholders,
 )
 from .parsers import calls_pglast, calls_sqlglot, parse_pglast, parse_sqlglot
+from .placeholders import number_question_marks
 from .sqlcommenter import parse_comment
 from .tokens import Token, render, tokenize
 
@@ -179,21 +180,17 @@ def _fingerprint(
     verb: str | None = None
     if key in COMMAND_SYSTEMS:
         body, verb = fold_commands(body)
-    tokens = normalize_tokens(tokenize(body, tok_dialect), PASSES if parse else COMMAND_PASSES)
-    if shapes is None:
-        shape = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
-    else:
-        shape_key = (
-            tuple((t.kind, t.text) for t in tokens),
-            tok_dialect,
-            glot_dialect,
-            auto,
-            parse,
-        )
-        found = shapes.get(shape_key)
-        if found is None:
-            found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
-        shape = found
+    passes = PASSES if parse else COMMAND_PASSES
+    tokens = normalize_tokens(tokenize(body, tok_dialect), passes)
+    shape = _shape_of(tokens, tok_dialect, glot_dialect, auto, parse, shapes)
+    if shape[1] == "fallback" and tok_dialect == "postgres" and parse and "?" in body:
+        # `?` is jsonb's operator to PostgreSQL, but knex and JDBC write their placeholders
+        # so: where the text does not parse as written, read them as the `$n` the server sees
+        numbered = number_question_marks(body)
+        if numbered != body:
+            tokens = normalize_tokens(tokenize(numbered, tok_dialect), passes)
+            again = _shape_of(tokens, tok_dialect, glot_dialect, auto, parse, shapes)
+            shape = shape if again[1] == "fallback" else again
     normalized, method, operation, tables = shape
     operation = verb or operation
     return Fingerprint(
@@ -204,6 +201,24 @@ def _fingerprint(
         tables=tables,
         comment=comment,
     )
+
+
+def _shape_of(
+    tokens: list[Token],
+    tok_dialect: str | None,
+    glot_dialect: str | None,
+    auto: bool,
+    parse: bool,
+    shapes: dict[_ShapeKey, _Shape] | None,
+) -> _Shape:
+    """:func:`_shape`, looked up in and added to ``shapes`` when given."""
+    if shapes is None:
+        return _shape(tokens, tok_dialect, glot_dialect, auto, parse)
+    shape_key = (tuple((t.kind, t.text) for t in tokens), tok_dialect, glot_dialect, auto, parse)
+    found = shapes.get(shape_key)
+    if found is None:
+        found = shapes[shape_key] = _shape(tokens, tok_dialect, glot_dialect, auto, parse)
+    return found
 
 
 def _shape(
