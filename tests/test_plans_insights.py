@@ -178,6 +178,16 @@ def test_an_index_is_named_on_the_table_an_orms_alias_stands_for() -> None:
     )
 
 
+def test_a_table_name_from_the_traced_statement_is_quoted_in_the_suggestion() -> None:
+    raw = json.loads(json.dumps(MARIADB_UNINDEXED_FILTER).replace("nm_orders", "o"))
+    query = "SELECT 1 FROM `x; DROP TABLE t; --` AS `o` WHERE `o`.`customer_id` = 7"
+    [insight] = find_insights(parse_plan(raw, query=query))
+    assert insight.suggestion is not None
+    assert insight.suggestion.startswith(
+        "CREATE INDEX x_DROP_TABLE_t_customer_id_idx ON `x; DROP TABLE t; --` (customer_id)"
+    )
+
+
 #: MariaDB 10.11's ANALYZE FORMAT=JSON of ``… ORDER BY id DESC LIMIT 10``: the primary key
 #: read backwards stops after 10 rows, but ``rows`` estimates the whole index
 MARIADB_LIMITED_INDEX_SCAN = {

@@ -172,8 +172,33 @@ def create_index(table: str, columns: list[str], source: str | None = None) -> s
     >>> create_index("shop.orders", ["customer_id"], "mariadb")
     'CREATE INDEX orders_customer_id_idx ON shop.orders (customer_id)'
     """
-    cols = ", ".join(columns)
+    quote = "`" if source in ("mysql", "mariadb") else '"'
+    cols = ", ".join(_identifier(c, quote) for c in columns)
+    on = ".".join(_identifier(part, quote) for part in table.split("."))
     if source in (None, "postgresql"):
-        return f"CREATE INDEX ON {table} ({cols})"
-    stem = re.sub(r"\W+", "_", "_".join([table.rsplit(".", 1)[-1], *columns])).strip("_")
-    return f"CREATE INDEX {stem[:60]}_idx ON {table} ({cols})"
+        return f"CREATE INDEX ON {on} ({cols})"
+    stem = re.sub(r"[\W_]+", "_", "_".join([table.rsplit(".", 1)[-1], *columns])).strip("_")
+    return f"CREATE INDEX {stem[:60]}_idx ON {on} ({cols})"
+
+
+def _identifier(name: str, quote: str) -> str:
+    """``name`` as is when it is a plain identifier, else quoted (its quotes doubled): a
+    name from a statement is the traced code's text, and the suggestion is meant to be run.
+
+    >>> _identifier("orders", '"'), _identifier('x"; DROP TABLE y; --', '"')
+    ('orders', '"x""; DROP TABLE y; --"')
+    >>> _identifier("Order", "`"), _identifier("Orders", '"'), _identifier("Orders", "`")
+    ('`Order`', '"Orders"', 'Orders')
+    """
+    # PostgreSQL folds an unquoted name to lower case: a capital needs quoting there
+    plain = r"[a-z_][a-z0-9_$]*" if quote == '"' else r"[A-Za-z_][A-Za-z0-9_$]*"
+    if re.fullmatch(plain, name) and name.upper() not in _RESERVED:
+        return name
+    return quote + name.replace(quote, quote * 2) + quote
+
+
+#: words that name tables and columns in real schemas but are reserved in SQL
+_RESERVED = frozenset(
+    {"ORDER", "GROUP", "USER", "KEY", "INDEX", "TABLE", "SELECT", "FROM", "WHERE", "LIMIT",
+     "CHECK", "DEFAULT", "DESC", "RANGE", "ROWS", "OFFSET", "END", "TO", "ALL", "ANALYSE"}
+)  # fmt: skip
