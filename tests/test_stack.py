@@ -98,3 +98,28 @@ def test_a_psycopg2_leak_keeps_psycopg2s_words() -> None:
     found, _ = analysed(_said(b, "python"))
     (f,) = [f for f in found if f.kind == FindingKind.POOL_LEAK]
     assert "`pool.putconn(conn)`" in f.suggestion and "trx" not in f.suggestion
+
+
+@pytest.mark.parametrize(
+    ("language", "named", "not_named"),
+    [("nodejs", "Sequelize include", "SQLAlchemy"), ("python", "selectinload", "Sequelize")],
+)
+def test_an_n_plus_one_names_the_eager_loading_of_the_services_orms(
+    language: str, named: str, not_named: str
+) -> None:
+    from correlate.analysis.detectors import n_plus_one
+
+    b = RunBuilder()
+    for i in range(10):
+        trace = b.new_id("t")
+        r = b.request(trace, i * 1000, i * 1000 + 300, "/orders")
+        for n in range(12):
+            b.query(
+                trace,
+                r,
+                i * 1000 + n * 20,
+                i * 1000 + n * 20 + 15,
+                f"SELECT * FROM c WHERE id = {n}",
+            )
+    (f,) = findings(_said(b, language), n_plus_one)
+    assert named in f.suggestion and not_named not in f.suggestion

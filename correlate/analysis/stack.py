@@ -53,6 +53,18 @@ GIVE_BACK = {
     "ruby": "take it with `with_connection` rather than `checkout`",
 }
 
+#: how each language's ORMs load related rows with the parent query
+EAGER = {
+    "python": "SQLAlchemy selectinload / joinedload, Django select_related / prefetch_related",
+    "nodejs": "Sequelize include, TypeORM relations or leftJoinAndSelect, Prisma include, "
+    "a join or whereIn in knex",
+    "java": "JPA JOIN FETCH or an entity graph, Hibernate @BatchSize",
+    "dotnet": "EF Core Include",
+    "php": "Eloquent with, Doctrine fetch joins",
+    "ruby": "ActiveRecord includes / preload",
+    "go": "GORM Preload, or a join with sqlx",
+}
+
 
 def language(run: Run, service: str | None = None) -> str | None:
     """The language ``service`` (or the run's every service, if they agree) is written
@@ -125,4 +137,14 @@ def name_the_leak(lang: str | None) -> str:
     return (
         "Run `correlate watch --dsn URL --out RUN` beside the next load: the database's "
         "sessions left idle in a transaction name the requests that took them."
+    )
+
+
+def eager_loading(lang: str | None) -> str:
+    """The ORMs' ways to load related rows with their parents, in ``lang`` (all the
+    common ones when it is not known)."""
+    return EAGER.get(
+        lang or "",
+        "SQLAlchemy selectinload / joinedload, Django select_related / prefetch_related, JPA "
+        "JOIN FETCH or an entity graph, EF Core Include, Eloquent with, Sequelize include",
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from correlate.analysis import stack
 from correlate.analysis.detectors.calls import unions_sql
 from correlate.analysis.detectors.pattern import Scale, patterns
 from correlate.analysis.detectors.pattern import severity as pattern_severity
@@ -133,6 +134,7 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
     s = settings
     rows = patterns(run, _GROUPS_SQL, min_calls=s.min_calls)
     texts = _texts(run) if rows else {}
+    lang: str | None = None  # read once, when a query's fix needs it
     found = []
     for p, (family, shape, target) in rows:
         scale, calls, route = p.scale(), p.calls, p.route
@@ -154,11 +156,11 @@ def n_plus_one(run: Run, settings: NPlusOneSettings = DEFAULTS) -> list[Finding]
         elif db:
             what = f"the same query{f' on {table}' if table else ''}"
             noun, kind = "queries", FindingKind.N_PLUS_ONE
+            if lang is None:
+                lang = stack.language(run) or ""
             fix = (
                 "Fetch the rows for all items in one query: an IN (…) or a join, or with "
-                "eager loading in the ORM (SQLAlchemy selectinload / joinedload, Django "
-                "select_related / prefetch_related, JPA JOIN FETCH or an entity graph, EF Core "
-                "Include, Eloquent with)."
+                f"eager loading in the ORM ({stack.eager_loading(lang)})."
             )
         else:
             protocol = {"http": "HTTP", "rpc": "RPC", "messaging": "messaging"}.get(family, "")
