@@ -123,3 +123,20 @@ def test_an_n_plus_one_names_the_eager_loading_of_the_services_orms(
             )
     (f,) = findings(_said(b, language), n_plus_one)
     assert named in f.suggestion and not_named not in f.suggestion
+
+
+@pytest.mark.parametrize(
+    ("pool", "language", "scope", "said"),
+    [
+        ("knex (tarn)", "nodejs", None, "knex.transaction"),
+        (None, "nodejs", "@opentelemetry/instrumentation-sequelize", "sequelize.transaction"),
+        (None, "java", None, "@Transactional"),
+        (None, "nodejs", "@opentelemetry/instrumentation-http", ""),
+    ],
+)
+def test_the_transaction_block_is_the_services_own_library(
+    pool: str | None, language: str, scope: str | None, said: str
+) -> None:
+    with open_run(_said(_one_request(), language, scope).build(), "r") as run:
+        block = stack.transaction_block(pool or stack.library(run), stack.language(run))
+    assert (said in block) if said else block == ""

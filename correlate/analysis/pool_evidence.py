@@ -228,8 +228,13 @@ def held_sessions(run: Run, s: PoolSettings) -> dict[str, Any] | None:
         """,
         {"run": run.run_id},
     ).fetchone() or (0, 0.0)
+    (kinds,) = run.con.execute(
+        "SELECT string_agg(DISTINCT database, ',') FROM db_watch WHERE run_id = $run",
+        {"run": run.run_id},
+    ).fetchone() or (None,)
     return {
         "samples": int(samples),
+        "database_kinds": kinds,
         "longest_request_s": float(longest_request_ms) / 1e3,
         "held_sessions": int(held[0] or 0),
         "longest_held_s": float(held[1] or 0.0),
@@ -254,9 +259,11 @@ def held_sentence(e: dict[str, Any]) -> str:
 
 def _who(e: dict[str, Any]) -> str:
     apps = e["held_applications"]
-    return f"client {e['held_clients']}, " + (
-        f"application_name {apps}" if apps else "no application_name set"
-    )
+    if apps:
+        return f"client {e['held_clients']}, application_name {apps}"
+    if "postgresql" not in (e.get("database_kinds") or "postgresql"):
+        return f"client {e['held_clients']}"  # MariaDB and MySQL have no application name
+    return f"client {e['held_clients']}, no application_name set"
 
 
 def active_sentence(e: dict[str, Any]) -> str:

@@ -148,3 +148,44 @@ def eager_loading(lang: str | None) -> str:
         "SQLAlchemy selectinload / joinedload, Django select_related / prefetch_related, JPA "
         "JOIN FETCH or an entity graph, EF Core Include, Eloquent with, Sequelize include",
     )
+
+
+#: a transaction block that ends its transaction whatever happens inside, per pool
+_BLOCKS = (
+    ("knex", "knex: `knex.transaction(async (trx) => …)`"),
+    ("generic-pool", "Sequelize: `sequelize.transaction(async (t) => …)`"),
+    ("prisma", "Prisma: `prisma.$transaction(async (tx) => …)`"),
+    ("sqlalchemy", "SQLAlchemy: `with session.begin():`"),
+    ("psycopg", "psycopg: `with conn.transaction():`"),
+)
+#: and per language, where the pool is not known
+_LANGUAGE_BLOCKS = {
+    "python": "SQLAlchemy: `with session.begin():`",
+    "java": "Spring: `@Transactional`",
+    "dotnet": "`using var tx = conn.BeginTransaction()`",
+    "ruby": "`ActiveRecord::Base.transaction do … end`",
+}
+
+
+def transaction_block(pool: str | None, lang: str | None) -> str:
+    """``' (knex: `knex.transaction(…)`)'``: the library's block that ends a transaction
+    on every path, for ``pool`` (a signature's name) or else ``lang``; empty if neither
+    says which library it is."""
+    said = next((b for key, b in _BLOCKS if pool and pool.lower().startswith(key)), None)
+    said = said or _LANGUAGE_BLOCKS.get(lang or "")
+    return f" ({said})" if said else ""
+
+
+def library(run: Run) -> str | None:
+    """The data library the run's instrumentation scopes name (``knex``, ``sequelize``,
+    ``prisma``, ``sqlalchemy``, ``psycopg``), where one does: its advice is the most exact."""
+    rows = run.con.execute(
+        "SELECT DISTINCT lower(scope_name) FROM spans WHERE run_id = $run "
+        "AND scope_name IS NOT NULL LIMIT 200",
+        {"run": run.run_id},
+    ).fetchall()
+    names = " ".join(str(name) for (name,) in rows)
+    for key in ("knex", "sequelize", "prisma", "sqlalchemy", "psycopg"):
+        if key in names:
+            return "generic-pool" if key == "sequelize" else key
+    return None

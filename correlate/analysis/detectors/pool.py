@@ -368,8 +368,8 @@ def _leak_finding(
             (
                 "End the transaction on every path: commit or roll it back in a `finally`, or "
                 "run it in the library's transaction block, which ends it when the block "
-                "returns or throws (knex: `knex.transaction(async (trx) => …)`), so its "
-                "connection goes back to the pool"
+                f"returns or throws{_block(run, pressure, lang)}, so its connection goes back "
+                "to the pool"
                 if suspects is not None and suspects.source == "unended transactions"
                 else f"Return the connection on every path{fix_at}: "
                 + stack.give_back(pressure.pool, lang)
@@ -394,6 +394,11 @@ def _leak_finding(
         ),
         source=_SOURCE.format(anchor=FindingKind.POOL_LEAK),
     )
+
+
+def _block(run: Run, pressure: Pressure, lang: str | None) -> str:
+    """The data library's transaction block, named by the pool's error or the spans."""
+    return stack.transaction_block(pressure.pool or stack.library(run), lang)
 
 
 def _opening(pressure: Pressure) -> str:
