@@ -140,3 +140,10 @@ def test_the_transaction_block_is_the_services_own_library(
     with open_run(_said(_one_request(), language, scope).build(), "r") as run:
         block = stack.transaction_block(pool or stack.library(run), stack.language(run))
     assert (said in block) if said else block == ""
+
+
+@pytest.mark.parametrize("language", ["nodejs", "go", None])
+def test_watch_is_not_suggested_to_a_run_that_was_watched(language: str | None) -> None:
+    assert "correlate watch" in stack.pool_telemetry(language)
+    assert "correlate watch" not in stack.pool_telemetry(language, watched=True)
+    assert "correlate watch" not in stack.name_the_leak(language, watched=True)

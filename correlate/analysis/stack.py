@@ -109,13 +109,16 @@ _POOL_TELEMETRY = {
 }
 
 
-def pool_telemetry(lang: str | None) -> str:
-    """What to record so the pool's checkouts or state show, for a service in ``lang``."""
+def pool_telemetry(lang: str | None, *, watched: bool = False) -> str:
+    """What to record so the pool's checkouts or state show, for a service in ``lang``;
+    ``watched``: ``correlate watch`` ran beside this load already."""
     said = _POOL_TELEMETRY.get(
         lang or "",
         "Export the pool's metrics as OpenTelemetry's db.client.connection.* with the run, "
         "or run `correlate watch` beside the load to see the database's sessions",
     )
+    if watched:
+        said = said.split(": run `correlate watch`")[0].split(", or run `correlate watch`")[0]
     return f"{said} (docs/run-directory.md)"
 
 
@@ -130,10 +133,15 @@ def give_back(pool: str | None, lang: str | None) -> str:
     )
 
 
-def name_the_leak(lang: str | None) -> str:
+def name_the_leak(lang: str | None, *, watched: bool = False) -> str:
     """What to record next time so the leaking route and line are named."""
     if lang == "python":
         return "Record the run with correlate.instrument to name the route and line."
+    if watched:
+        return (
+            "Wrap each checkout in a span (or export the pool's metrics) to name the route: "
+            "the database's sessions matched no request here."
+        )
     return (
         "Run `correlate watch --dsn URL --out RUN` beside the next load: the database's "
         "sessions left idle in a transaction name the requests that took them."
@@ -189,3 +197,11 @@ def library(run: Run) -> str | None:
         if key in names:
             return "generic-pool" if key == "sequelize" else key
     return None
+
+
+def watched(run: Run) -> bool:
+    """Whether ``correlate watch`` sampled the database beside this run."""
+    row = run.con.execute(
+        "SELECT count(*) FROM db_samples WHERE run_id = $run", {"run": run.run_id}
+    ).fetchone()
+    return bool(row and row[0])

@@ -511,12 +511,12 @@ def _gaps(run: Run, s: dict[str, Any]) -> list[str]:
         gaps.append(
             "no pool telemetry or connect spans: only the checkouts that failed (the pool's "
             "own errors) count as pool wait; a wait that ended with a connection counts as app "
-            f"time. {stack.pool_telemetry(lang)}."
+            f"time. {stack.pool_telemetry(lang, watched=stack.watched(run))}."
         )
     elif not s["connect_spans"] and not s["pool_checkouts"]:
         gaps.append(
             "no pool telemetry or connect spans: time waiting for a connection counts as app "
-            f"time. {stack.pool_telemetry(lang)}."
+            f"time. {stack.pool_telemetry(lang, watched=stack.watched(run))}."
         )
     if not s["client_requests"] and not _knows_offered_load(run):
         gaps.append(

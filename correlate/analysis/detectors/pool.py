@@ -380,7 +380,7 @@ def _leak_finding(
                 if named
                 else " The leaking requests are the ones listed; follow their traces."
                 if traces
-                else f" {stack.name_the_leak(lang)}"
+                else f" {stack.name_the_leak(lang, watched=stack.watched(run))}"
             )
         ),
         threshold=(
