@@ -142,13 +142,6 @@ def calls_sql(run: Run) -> str:
         WHEN lower(trim(db_system)) IN ({NOT_SQL_SYSTEMS_SQL})
              OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i') THEN false
         ELSE regexp_matches(statement, '{_PLACEHOLDER}') END"""
-    identity = """CASE
-        WHEN family = 'http' THEN CASE
-            WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
-            THEN upper(coalesce(method, 'GET')) || ' ' || url END
-        WHEN family <> 'db' THEN NULL
-        WHEN x.bound THEN CASE WHEN params IS NOT NULL THEN x.statement || ' -- ' || params END
-        ELSE x.fixed END"""
     # a request's name may hold its ids (Brave's "http:/authors/61/books"): folded
     parent = f"CASE WHEN g.kind = 'SERVER' THEN {path_template_sql('g.name')} ELSE g.name END"
     return f"""
@@ -207,7 +200,16 @@ def calls_sql(run: Run) -> str:
                AS parent_name,
            family, {shape} AS shape, target,
            family = 'db' AND fingerprint IN (SELECT fingerprint FROM session) AS session,
-           {identity} AS identity, error, a, greatest(a, b) AS b
+           -- the exact call: an HTTP GET's or HEAD's method and full URL; a statement's
+           -- text, with its bound values where it has placeholders
+           CASE WHEN family = 'http' THEN CASE
+                    WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
+                    THEN upper(coalesce(method, 'GET')) || ' ' || url END
+                WHEN family <> 'db' THEN NULL
+                WHEN x.bound
+                    THEN CASE WHEN params IS NOT NULL THEN x.statement || ' -- ' || params END
+                ELSE x.fixed END AS identity,
+           error, a, greatest(a, b) AS b
     FROM typed
     LEFT JOIN texts x ON x.db_system IS NOT DISTINCT FROM typed.db_system AND x.text = typed.text
     """
