@@ -340,9 +340,11 @@ FROM {locks} GROUP BY fingerprint, route
 """
 
 _BUSY_SQL = """
-SELECT sum(r.duration_ms - r.pool_ms), count(*) FROM {reqs} r
-WHERE EXISTS (SELECT 1 FROM {parts} p
-              WHERE p.th = r.th AND p.rh = r.rh AND p.category = 'db' AND p.fingerprint = $fp)
+SELECT f.fingerprint, sum(r.duration_ms - r.pool_ms), count(*)
+FROM (SELECT DISTINCT th, rh, fingerprint FROM {parts}
+      WHERE category = 'db' AND fingerprint IN (SELECT fingerprint FROM {locks})) f
+JOIN {reqs} r ON r.th = f.th AND r.rh = f.rh
+GROUP BY f.fingerprint
 """
 
 _PATTERNS = {
@@ -381,6 +383,12 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     routes: dict[str, list[tuple[str, int, float, float]]] = defaultdict(list)
     for fp, route, n, median, total in run.con.execute(_ROUTES_SQL.format(locks=locks)).fetchall():
         routes[str(fp)].append((str(route), int(n), float(median), float(total)))
+    busy = {
+        str(fp): (ms, n)
+        for fp, ms, n in run.con.execute(
+            _BUSY_SQL.format(parts=parts, reqs=reqs, locks=locks)
+        ).fetchall()
+    }
     found = []
     for (fp, statement, tables, n, contended, queued, contended_ms, baseline, lost_ns,
          hold_ms, holding, holding_ms, waited, held) in rows:  # fmt: skip
@@ -391,10 +399,8 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
             float(holding_ms), sorted(routes[str(fp)], key=lambda r: (-r[3], r[0])),
             tuple(dict.fromkeys(waited or [])), tuple(dict.fromkeys(held or [])),
         )  # fmt: skip
-        ((busy, requests),) = run.con.execute(
-            _BUSY_SQL.format(parts=parts, reqs=reqs), {"fp": queue.fingerprint}
-        ).fetchall()
-        queue.busy_ms = float(busy or 0.0)
+        busy_ms, requests = busy.get(queue.fingerprint, (None, 0))
+        queue.busy_ms = float(busy_ms or 0.0)
         queue.requests = int(requests or 0)
         found.append(queue)
     return found
