@@ -85,14 +85,15 @@ WITH sql_calls AS (
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
     LEFT JOIN (
-        SELECT trace_id, span_id, lower(server_address) AS server_address, server_port,
-               db_namespace,
+        -- (on hashed ids, as the run's tables are joined: analysis.requests)
+        SELECT hash(trace_id) AS th, hash(span_id) AS sh, lower(server_address) AS server_address,
+               server_port, db_namespace,
                -- the attributes parsed only where they name a pool
                CASE WHEN CAST(attributes AS VARCHAR) LIKE '%pool.name%'
                     THEN coalesce(attributes->>'db.client.connection.pool.name',
                                   attributes->>'pool.name') END AS pool_name
         FROM spans WHERE run_id = $run AND kind = 'CLIENT' AND db_system IS NOT NULL
-    ) d ON d.trace_id = p.trace_id AND d.span_id = p.span_id
+    ) d ON d.th = p.th AND d.sh = hash(p.span_id)
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
       AND lower(coalesce(p.db_system, '')) NOT IN ({not_sql})
 ),
