@@ -399,14 +399,44 @@ def candidates(
     return out
 
 
+#: the stretches of the run during which some database span ran (each ``[a, b)``): the
+#: union of the DB parts' intervals, so that a moment lies in one exactly when a span ran
+_DB_ISLANDS_SQL = """
+SELECT min(a) AS a, max(b) AS b FROM (
+    SELECT a, b, sum(new) OVER (ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT a, b,
+                 CASE WHEN a <= max(b) OVER (ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING
+                                                                AND 1 PRECEDING)
+                      THEN 0 ELSE 1 END AS new
+          FROM {parts} WHERE category = 'db' AND b > a) AS d
+) AS i
+GROUP BY island
+"""
+
+
+def _db_islands(run: Run) -> str:
+    """The run's table of :data:`_DB_ISLANDS_SQL`, made on first use: the same for every
+    service, and a few rows where the spans are many."""
+    name = run.table("db_islands")
+    made = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    if not made or not made[0]:
+        run.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS "
+            + _DB_ISLANDS_SQL.format(parts=run.table("parts"))
+        )
+    return name
+
+
 def idle_waits(
     run: Run, service: str, s: PoolSettings, *, after_ns: int | None, from_index: int
 ) -> tuple[int, int]:
     """(waits, waits with no database span running anywhere) among the waits that start
     after ``after_ns`` (any, if None) and are ``from_index``-th or later in time order."""
-    parts = run.table("parts")
+    islands = _db_islands(run)
     probes = f"""
-        dbs AS (SELECT a, b FROM {parts} WHERE category = 'db' AND b > a),
+        dbs AS (SELECT a, b FROM {islands}),
         ordered AS (
             SELECT t, row_number() OVER (ORDER BY t) - 1 AS i FROM waits
         ),
