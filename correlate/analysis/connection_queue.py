@@ -84,26 +84,34 @@ WITH sql_calls AS (
            d.db_namespace, d.pool_name
     FROM {parts} p
     JOIN {requests} q ON q.th = p.th AND q.rh = p.rh
-    JOIN {tree} t ON t.th = p.th AND t.span_id = p.span_id
     LEFT JOIN (
-        SELECT trace_id, span_id, lower(server_address) AS server_address, server_port,
-               db_namespace,
-               coalesce(attributes->>'db.client.connection.pool.name',
-                        attributes->>'pool.name') AS pool_name
+        -- (on hashed ids, as the run's tables are joined: analysis.requests)
+        SELECT hash(trace_id) AS th, hash(span_id) AS sh, lower(server_address) AS server_address,
+               server_port, db_namespace,
+               -- the attributes parsed only where they name a pool
+               CASE WHEN CAST(attributes AS VARCHAR) LIKE '%pool.name%'
+                    THEN coalesce(attributes->>'db.client.connection.pool.name',
+                                  attributes->>'pool.name') END AS pool_name
         FROM spans WHERE run_id = $run AND kind = 'CLIENT' AND db_system IS NOT NULL
-    ) d ON d.trace_id = t.trace_id AND d.span_id = t.span_id
-    WHERE p.category = 'db' AND lower(coalesce(t.db_system, '')) NOT IN ({not_sql})
+    ) d ON d.th = p.th AND d.sh = hash(p.span_id)
+    WHERE p.category = 'db' AND p.span_id IS NOT NULL
+      AND lower(coalesce(p.db_system, '')) NOT IN ({not_sql})
+),
+names AS (
+    SELECT service, server_address, server_port, db_namespace,
+           min(pool_name) AS one_name, max(pool_name) AS last_name
+    FROM sql_calls GROUP BY service, server_address, server_port, db_namespace
 ),
 named AS (
     -- a service's spans to one database that name one pool, some of them only, all
     -- come from that pool
-    SELECT *, coalesce(pool_name, CASE WHEN one_name = last_name THEN one_name END) AS pool
-    FROM (SELECT *,
-                 min(pool_name) OVER (PARTITION BY service, server_address, server_port,
-                                      db_namespace) AS one_name,
-                 max(pool_name) OVER (PARTITION BY service, server_address, server_port,
-                                      db_namespace) AS last_name
-          FROM sql_calls) s
+    SELECT s.*,
+           coalesce(s.pool_name, CASE WHEN n.one_name = n.last_name THEN n.one_name END) AS pool
+    FROM sql_calls s
+    JOIN names n
+      ON n.service = s.service AND n.server_address IS NOT DISTINCT FROM s.server_address
+     AND n.server_port IS NOT DISTINCT FROM s.server_port
+     AND n.db_namespace IS NOT DISTINCT FROM s.db_namespace
 ),
 calls AS (
     SELECT th, rh, trace_id, request_id, service, route, r0, app_ms, pool_ms, a, b,
@@ -288,7 +296,6 @@ def lead_waits(run: Run) -> str:
                 lead_waits=name,
                 parts=run.table("parts"),
                 requests=run.table("requests"),
-                tree=run.table("tree"),
                 slack=CLOCK_SLACK_NS,
                 handoff=HANDOFF_NS,
                 not_sql=NOT_SQL_SYSTEMS_SQL,

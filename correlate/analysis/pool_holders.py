@@ -21,6 +21,7 @@ hold); ``h2`` holds from each checkout to the last query before the next one.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -177,9 +178,48 @@ _GROUPED = """
     )"""
 
 
+def _steps(base: str) -> list[tuple[str, str]]:
+    """The named steps of ``base`` (``name AS (…)``, comments between them left out)."""
+    marks = list(re.finditer(r"(?m)^    (\w+) AS \(", base))
+    steps = []
+    for mark, after in zip(marks, [*marks[1:], None], strict=True):
+        lines = base[mark.start() : after.start() if after else len(base)].rstrip().splitlines()
+        while lines[-1].strip().startswith("--"):
+            lines.pop()
+        steps.append((mark.group(1), "\n".join(lines).rstrip().rstrip(",")))
+    return steps
+
+
+_BASE_STEPS = _steps(_BASE)
+
+
+def _base(run: Run, service: str, s: PoolSettings) -> str:
+    """The steps of :data:`_BASE` for ``service``, each read from a table of the run's:
+    made on first use, once per service and ``min_wait`` (a pool's story asks the spans a
+    dozen questions, each of which recomputed them all)."""
+    min_wait = round(s.min_wait_ms * 1e6)
+    key = hashlib.sha1(f"{service}\n{min_wait}".encode()).hexdigest()[:16]
+    tables = [(name, run.table(f"pool_{key}_{name}")) for name, _ in _BASE_STEPS]
+    read = [f"{name} AS (SELECT * FROM {table})" for name, table in tables]
+    made = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+        [tables[-1][1]],
+    ).fetchone()
+    if not made or not made[0]:
+        given = {"run": run.run_id, "slack": CLOCK_SLACK_NS, "service": service,
+                 "min_wait": min_wait}  # fmt: skip
+        for i, (name, step) in enumerate(_BASE_STEPS):
+            sql = ("WITH " + ", ".join([*read[:i], step]) + f"\nSELECT * FROM {name}").format(
+                parts=run.table("parts"), reqs=run.table("requests"), not_sql=NOT_SQL_SYSTEMS_SQL
+            )
+            used = {k: v for k, v in given.items() if re.search(rf"\${k}\b", sql)}
+            run.con.execute(f"CREATE OR REPLACE TEMP TABLE {tables[i][1]} AS {sql}", used)
+    return ", ".join(read)
+
+
 def _query(run: Run, ctes: str, select: str, service: str, s: PoolSettings, **params: Any) -> Any:
     """Rows of ``WITH <the base>, <ctes> <select>`` for ``service``."""
-    sql = "WITH " + _BASE + (", " + ctes if ctes else "") + "\n" + select
+    sql = "WITH " + _base(run, service, s) + (", " + ctes if ctes else "") + "\n" + select
     sql = sql.format(
         parts=run.table("parts"),
         reqs=run.table("requests"),
@@ -359,14 +399,44 @@ def candidates(
     return out
 
 
+#: the stretches of the run during which some database span ran (each ``[a, b)``): the
+#: union of the DB parts' intervals, so that a moment lies in one exactly when a span ran
+_DB_ISLANDS_SQL = """
+SELECT min(a) AS a, max(b) AS b FROM (
+    SELECT a, b, sum(new) OVER (ORDER BY a, b ROWS UNBOUNDED PRECEDING) AS island
+    FROM (SELECT a, b,
+                 CASE WHEN a <= max(b) OVER (ORDER BY a, b ROWS BETWEEN UNBOUNDED PRECEDING
+                                                                AND 1 PRECEDING)
+                      THEN 0 ELSE 1 END AS new
+          FROM {parts} WHERE category = 'db' AND b > a) AS d
+) AS i
+GROUP BY island
+"""
+
+
+def _db_islands(run: Run) -> str:
+    """The run's table of :data:`_DB_ISLANDS_SQL`, made on first use: the same for every
+    service, and a few rows where the spans are many."""
+    name = run.table("db_islands")
+    made = run.con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?", [name]
+    ).fetchone()
+    if not made or not made[0]:
+        run.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {name} AS "
+            + _DB_ISLANDS_SQL.format(parts=run.table("parts"))
+        )
+    return name
+
+
 def idle_waits(
     run: Run, service: str, s: PoolSettings, *, after_ns: int | None, from_index: int
 ) -> tuple[int, int]:
     """(waits, waits with no database span running anywhere) among the waits that start
     after ``after_ns`` (any, if None) and are ``from_index``-th or later in time order."""
-    parts = run.table("parts")
+    islands = _db_islands(run)
     probes = f"""
-        dbs AS (SELECT a, b FROM {parts} WHERE category = 'db' AND b > a),
+        dbs AS (SELECT a, b FROM {islands}),
         ordered AS (
             SELECT t, row_number() OVER (ORDER BY t) - 1 AS i FROM waits
         ),

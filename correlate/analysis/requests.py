@@ -111,6 +111,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
             category=CATEGORY_SQL,
             slack=DOUBLED_SLACK_NS,
             pool_errors=pool_errors.PARTS_SQL.format(p=prefix),
+            lanes=_LANES_SQL.format(src="db" if sql is _COVERED_SQL else f"{prefix}_covered"),
         )
         used = {k: v for k, v in params.items() if f"${k}" in text}
         con.execute(text, used or None)
@@ -308,7 +309,18 @@ WHERE i.db_system = w.db_system AND (i.has_statement OR NOT w.has_statement)
 # earlier siblings are exactly those that may hold it, and one of them does if the latest
 # end among them reaches the span's own end. Only siblings of another scope count, so the
 # pass runs once per scope of the group ("lane"): a span takes the latest end of the
-# other scopes' spans before it in its own scope's lane.
+# other scopes' spans before it in its own scope's lane. Only a group of siblings (trace,
+# parent, fingerprint) recorded by several scopes has lanes: in any other, no span has
+# another scope's sibling to hold it, and nearly all groups skip the pass.
+_LANES_SQL = """
+SELECT DISTINCT a.th, a.ph, a.fingerprint, a.scope AS lane
+FROM {src} a
+JOIN (SELECT th, ph, fingerprint FROM {src} WHERE scope IS NOT NULL
+      GROUP BY th, ph, fingerprint HAVING min(hash(scope)) <> max(hash(scope))) m
+  ON m.th = a.th AND m.ph = a.ph AND m.fingerprint = a.fingerprint
+WHERE a.scope IS NOT NULL
+"""
+
 _COVERED_SQL = """
 CREATE OR REPLACE TEMP TABLE {p}_covered AS
 WITH db AS (
@@ -326,8 +338,7 @@ lanes AS (
                ORDER BY d.start_ns, d.end_ns DESC, d.sh
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
     FROM db d
-    JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane FROM db WHERE scope IS NOT NULL) l
-      ON l.th = d.th AND l.ph = d.ph AND l.fingerprint = d.fingerprint
+    JOIN ({lanes}) l ON l.th = d.th AND l.ph = d.ph AND l.fingerprint = d.fingerprint
 )
 SELECT d.th, d.sh, d.ph, d.scope, d.start_ns, d.end_ns, d.reach, d.fingerprint,
        coalesce(s.sibling_end >= d.reach, false) AS covered
@@ -347,9 +358,7 @@ WITH lanes AS (
                ORDER BY d.start_ns, d.end_ns DESC, d.sh
                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS sibling_end
     FROM (SELECT c.*, l.lane FROM {p}_covered c
-          JOIN (SELECT DISTINCT th, ph, fingerprint, scope AS lane
-                FROM {p}_covered WHERE scope IS NOT NULL) l
-            ON l.th = c.th AND l.ph = c.ph AND l.fingerprint = c.fingerprint) d
+          JOIN ({lanes}) l ON l.th = c.th AND l.ph = c.ph AND l.fingerprint = c.fingerprint) d
 )
 SELECT DISTINCT c.th, c.sh
 FROM {p}_covered c

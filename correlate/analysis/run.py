@@ -77,6 +77,8 @@ class Run:
         self._owns_store = owns_store
         self._built = False
         self._cache: dict[str, pd.DataFrame] = {}
+        #: tables named beyond requests.TABLES (made on first use by an analysis step)
+        self._named: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<Run {self.name!r} of {self.store.path}>"
@@ -84,8 +86,9 @@ class Run:
     def close(self) -> None:
         """Drop the run's analysis tables, and close the store if the run opened it."""
         if self._built:
-            for table in requests.TABLES:
+            for table in (*requests.TABLES, *sorted(self._named - set(requests.TABLES))):
                 self.store.con.execute(f"DROP TABLE IF EXISTS {self.prefix}_{table}")
+            self._named.clear()
             self._built = False
             self._cache.clear()
         if self._owns_store:
@@ -108,8 +111,10 @@ class Run:
         return self.store.con
 
     def table(self, name: str) -> str:
-        """The name of one of the run's analysis tables (``requests``, ``parts``, …)."""
+        """The name of one of the run's analysis tables (``requests``, ``parts``, …); a
+        table of another name made under it is dropped with the others by :meth:`close`."""
         self.con  # noqa: B018 - builds the tables
+        self._named.add(name)
         return f"{self.prefix}_{name}"
 
     @cached_property

@@ -129,18 +129,19 @@ def calls_sql(run: Run) -> str:
         WHEN 'messaging' THEN coalesce(
             {_attr("typed", "messaging.destination.name", "messaging.destination")}, name)
         ELSE concat_ws(' ', target, name) END"""
-    identity = f"""CASE
-        WHEN family = 'http' THEN CASE
-            WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
-            THEN upper(coalesce(method, 'GET')) || ' ' || url END
-        WHEN family = 'db' AND lower(trim(db_system)) IN ({NOT_SQL_SYSTEMS_SQL}) THEN CASE
+    # the exact call from its statement's text alone (``fixed``), or with its bound values
+    # when the text has placeholders (``bound``): read once per distinct text
+    fixed = f"""CASE
+        WHEN lower(trim(db_system)) IN ({NOT_SQL_SYSTEMS_SQL}) THEN CASE
             -- a command's keys are in its text (`user:1` is no bind variable); `?`: not shown
             WHEN regexp_matches(statement, '^\\s*(\\{{\\s*"?)?({_COMMAND_READS})\\b', 'i')
                  AND statement NOT LIKE '%?%' THEN statement END
-        WHEN family <> 'db' OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i')
-             THEN NULL
-        WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement
-        WHEN params IS NOT NULL THEN statement || ' -- ' || params END"""
+        WHEN NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i') THEN NULL
+        WHEN NOT regexp_matches(statement, '{_PLACEHOLDER}') THEN statement END"""
+    bound = f"""CASE
+        WHEN lower(trim(db_system)) IN ({NOT_SQL_SYSTEMS_SQL})
+             OR NOT regexp_matches(statement, '^\\s*(select|with)\\b', 'i') THEN false
+        ELSE regexp_matches(statement, '{_PLACEHOLDER}') END"""
     # a request's name may hold its ids (Brave's "http:/authors/61/books"): folded
     parent = f"CASE WHEN g.kind = 'SERVER' THEN {path_template_sql('g.name')} ELSE g.name END"
     return f"""
@@ -153,13 +154,20 @@ def calls_sql(run: Run) -> str:
           AND NOT regexp_matches(text, $not_session)
           AND NOT list_contains($commands, coalesce(lower(trim(db_system)), ''))
     ),
+    texts AS (
+        SELECT db_system, text, statement, {fixed} AS fixed, {bound} AS bound
+        FROM (SELECT db_system, text,
+                     CASE WHEN text LIKE '%/*%'
+                          THEN regexp_replace(text, '/\\*.*?\\*/', '', 'gs')
+                          ELSE text END AS statement
+              FROM (SELECT DISTINCT db_system, db_statement AS text FROM spans
+                    WHERE run_id = $run AND db_statement IS NOT NULL) d) t
+    ),
     raw AS (
         SELECT c.th, c.rh, c.trace_id, c.sh, c.ph, c.category, c.fingerprint, c.a, c.b, c.gph,
                coalesce(c.status_code = 'ERROR' OR s.http_status_code >= 500, false) AS error,
                s.kind, s.name, s.server_address, s.attributes, s.db_system,
-               CASE WHEN s.db_statement LIKE '%/*%'
-                    THEN regexp_replace(s.db_statement, '/\\*.*?\\*/', '', 'gs')
-                    ELSE s.db_statement END AS statement,
+               s.db_statement AS text,
                -- attributes are parsed only where they can matter
                CASE WHEN c.category = 'downstream' THEN {method} END AS method,
                CASE WHEN c.category = 'downstream' THEN {url} END AS url,
@@ -169,6 +177,11 @@ def calls_sql(run: Run) -> str:
                c.callee_service
         FROM {ids} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
+    ),
+    -- the group parents' names, each folded once (not every span of the run's)
+    parents AS (
+        SELECT g.th, g.sh, {parent} AS parent_name
+        FROM {tree} g JOIN (SELECT DISTINCT th, gph FROM {ids}) u ON u.th = g.th AND u.gph = g.sh
     ),
     typed AS (
         SELECT *,
@@ -183,12 +196,22 @@ def calls_sql(run: Run) -> str:
         FROM raw
     )
     SELECT th, rh, trace_id, sh, ph, gph,
-           (SELECT {parent} FROM {tree} g WHERE g.th = typed.th AND g.sh = typed.gph)
+           (SELECT g.parent_name FROM parents g WHERE g.th = typed.th AND g.sh = typed.gph)
                AS parent_name,
            family, {shape} AS shape, target,
            family = 'db' AND fingerprint IN (SELECT fingerprint FROM session) AS session,
-           {identity} AS identity, error, a, greatest(a, b) AS b
+           -- the exact call: an HTTP GET's or HEAD's method and full URL; a statement's
+           -- text, with its bound values where it has placeholders
+           CASE WHEN family = 'http' THEN CASE
+                    WHEN upper(coalesce(method, 'GET')) IN ('GET', 'HEAD') AND url LIKE '%://%'
+                    THEN upper(coalesce(method, 'GET')) || ' ' || url END
+                WHEN family <> 'db' THEN NULL
+                WHEN x.bound
+                    THEN CASE WHEN params IS NOT NULL THEN x.statement || ' -- ' || params END
+                ELSE x.fixed END AS identity,
+           error, a, greatest(a, b) AS b
     FROM typed
+    LEFT JOIN texts x ON x.db_system IS NOT DISTINCT FROM typed.db_system AND x.text = typed.text
     """
 
 

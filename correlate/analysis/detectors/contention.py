@@ -103,14 +103,19 @@ def lock_contention(run: Run, settings: LockContentionSettings = DEFAULTS) -> li
     """Locking statements whose executions queue behind each other."""
     s = settings
     found = []
-    for queue in queues(run, s.tolerance_ms, s.min_uncontended):
-        finding = _contended(run, queue, s) or _held_across_call(run, queue, s)
+    swept = queues(run, s.tolerance_ms, s.min_uncontended)
+    held = held_activities(run) if swept else {}
+    for queue in swept:
+        activities = held.get(queue.fingerprint, [])
+        finding = _contended(run, queue, activities, s) or _held_across_call(queue, activities, s)
         if finding is not None:
             found.append(finding)
     return found
 
 
-def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | None:
+def _contended(
+    run: Run, queue: Queue, activities: list[Activity], s: LockContentionSettings
+) -> Finding | None:
     contended, queued = queue.contended, queue.queued
     if contended < s.min_contended or queued < s.min_queued_share * contended:
         return None
@@ -129,7 +134,6 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
         if lost_share >= s.warning_share
         else Severity.INFO
     )
-    activities = held_activities(run, queue)
     db = lock_waits(run, queue.fingerprint)
     routes = queue.routes
     subject = _subject(queue)
@@ -191,10 +195,12 @@ def _contended(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | N
     )
 
 
-def _held_across_call(run: Run, queue: Queue, s: LockContentionSettings) -> Finding | None:
+def _held_across_call(
+    queue: Queue, activities: list[Activity], s: LockContentionSettings
+) -> Finding | None:
     if queue.holding_requests < s.min_requests:
         return None
-    call = next((a for a in held_activities(run, queue) if a.category == "downstream"), None)
+    call = next((a for a in activities if a.category == "downstream"), None)
     if call is None or call.calls < s.min_requests or call.median_ms < s.min_held_call_ms:
         return None
     routes = queue.routes

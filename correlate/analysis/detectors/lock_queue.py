@@ -340,9 +340,11 @@ FROM {locks} GROUP BY fingerprint, route
 """
 
 _BUSY_SQL = """
-SELECT sum(r.duration_ms - r.pool_ms), count(*) FROM {reqs} r
-WHERE EXISTS (SELECT 1 FROM {parts} p
-              WHERE p.th = r.th AND p.rh = r.rh AND p.category = 'db' AND p.fingerprint = $fp)
+SELECT f.fingerprint, sum(r.duration_ms - r.pool_ms), count(*)
+FROM (SELECT DISTINCT th, rh, fingerprint FROM {parts}
+      WHERE category = 'db' AND fingerprint IN (SELECT fingerprint FROM {locks})) f
+JOIN {reqs} r ON r.th = f.th AND r.rh = f.rh
+GROUP BY f.fingerprint
 """
 
 _PATTERNS = {
@@ -381,6 +383,12 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
     routes: dict[str, list[tuple[str, int, float, float]]] = defaultdict(list)
     for fp, route, n, median, total in run.con.execute(_ROUTES_SQL.format(locks=locks)).fetchall():
         routes[str(fp)].append((str(route), int(n), float(median), float(total)))
+    busy = {
+        str(fp): (ms, n)
+        for fp, ms, n in run.con.execute(
+            _BUSY_SQL.format(parts=parts, reqs=reqs, locks=locks)
+        ).fetchall()
+    }
     found = []
     for (fp, statement, tables, n, contended, queued, contended_ms, baseline, lost_ns,
          hold_ms, holding, holding_ms, waited, held) in rows:  # fmt: skip
@@ -391,10 +399,8 @@ def queues(run: Run, tolerance_ms: float, min_uncontended: int) -> list[Queue]:
             float(holding_ms), sorted(routes[str(fp)], key=lambda r: (-r[3], r[0])),
             tuple(dict.fromkeys(waited or [])), tuple(dict.fromkeys(held or [])),
         )  # fmt: skip
-        ((busy, requests),) = run.con.execute(
-            _BUSY_SQL.format(parts=parts, reqs=reqs), {"fp": queue.fingerprint}
-        ).fetchall()
-        queue.busy_ms = float(busy or 0.0)
+        busy_ms, requests = busy.get(queue.fingerprint, (None, 0))
+        queue.busy_ms = float(busy_ms or 0.0)
         queue.requests = int(requests or 0)
         found.append(queue)
     return found
@@ -427,11 +433,11 @@ CASE WHEN d.category <> 'downstream'
 
 _HELD_SQL = """
 WITH holds AS (
-    SELECT th, rh, span_id, end_ns AS t0, hold_end_ns AS t1 FROM {locks}
-    WHERE fingerprint = $fp AND hold_end_ns > end_ns
+    SELECT fingerprint, th, rh, span_id, end_ns AS t0, hold_end_ns AS t1 FROM {locks}
+    WHERE hold_end_ns > end_ns
 ),
 inside AS (
-    SELECT h.span_id AS hold_id, d.category, {label} AS label,
+    SELECT h.fingerprint, h.span_id AS hold_id, d.category, {label} AS label,
            greatest(0, least(d.b, h.t1) - greatest(d.a, h.t0)) AS ns
     FROM holds h
     JOIN {parts} d ON d.th = h.th AND d.rh = h.rh AND d.span_id IS NOT NULL
@@ -439,38 +445,45 @@ inside AS (
          AND d.category IN ('db', 'downstream')
     LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = d.trace_id AND s.span_id = d.span_id
 ),
-covered AS (SELECT hold_id, sum(ns) AS ns FROM inside GROUP BY hold_id),
+covered AS (SELECT fingerprint, hold_id, sum(ns) AS ns FROM inside GROUP BY fingerprint, hold_id),
 own AS (
-    SELECT greatest(0.0, (h.t1 - h.t0) / 1e6 - coalesce(c.ns, 0) / 1e6) AS ms
-    FROM holds h LEFT JOIN covered c ON c.hold_id = h.span_id
+    SELECT h.fingerprint, greatest(0.0, (h.t1 - h.t0) / 1e6 - coalesce(c.ns, 0) / 1e6) AS ms
+    FROM holds h LEFT JOIN covered c ON c.fingerprint = h.fingerprint AND c.hold_id = h.span_id
 )
-SELECT label, category, count(*) AS calls, sum(ns) / 1e6 AS total_ms,
+SELECT fingerprint, label, category, count(*) AS calls, sum(ns) / 1e6 AS total_ms,
        median(ns / 1e6) AS median_ms, 0 AS last
-FROM inside GROUP BY label, category
+FROM inside GROUP BY fingerprint, label, category
 UNION ALL
-SELECT 'the application''s own code', 'app', count(*), sum(ms), median(ms), 1 FROM own
+SELECT fingerprint, 'the application''s own code', 'app', count(*), sum(ms), median(ms), 1
+FROM own GROUP BY fingerprint
 """
 
 
-def held_activities(run: Run, queue: Queue) -> list[Activity]:
-    """What the holders of ``queue``'s lock did inside their holds (from the run's
-    ``locks`` table that :func:`queues` made), largest total time first, own code last."""
+def held_activities(run: Run) -> dict[str, list[Activity]]:
+    """What the holders of each locking statement's lock did inside their holds (from the
+    run's ``locks`` table that :func:`queues` made), per fingerprint: largest total time
+    first, own code last; a statement nobody held past its end has none.
+
+    One statement for all of them: each on its own read the run's spans once more.
+    """
     rows = run.con.execute(
         _HELD_SQL.format(locks=run.table("locks"), parts=run.table("parts"), label=_LABEL_SQL),
-        {"run": run.run_id, "fp": queue.fingerprint},
+        {"run": run.run_id},
     ).fetchall()
-    found = [
-        Activity(str(label), str(category), int(calls), float(total or 0.0), float(median))
-        for label, category, calls, total, median, last in rows
-        if not last
-    ]
-    own = [r for r in rows if r[-1]]
-    if not own or not own[0][2]:  # nobody held the lock past the statement
-        return []
-    found.sort(key=lambda a: (-a.total_ms, a.label))
-    _, _, calls, total, median, _ = own[0]
-    found.append(Activity("the application's own code", "app", int(calls), float(total),
-                          float(median)))  # fmt: skip
+    calls: dict[str, list[Activity]] = defaultdict(list)
+    own: dict[str, Activity] = {}
+    for fp, label, category, n, total, median, last in rows:
+        if last:
+            own[str(fp)] = Activity(str(label), str(category), int(n), float(total),
+                                    float(median))  # fmt: skip
+        else:
+            calls[str(fp)].append(
+                Activity(str(label), str(category), int(n), float(total or 0.0), float(median))
+            )
+    found = {}
+    for fp, app in own.items():
+        if app.calls:
+            found[fp] = [*sorted(calls[fp], key=lambda a: (-a.total_ms, a.label)), app]
     return found
 
 

@@ -124,7 +124,16 @@ FROM hits h GROUP BY h.route, h.family, h.shape
 ORDER BY total_ms DESC, h.route, h.shape
 """.replace(
     "{unions}",
-    unions_sql("(SELECT * FROM {calls} WHERE shape IS NOT NULL)", "th, rh, gph, family, shape"),
+    unions_sql(
+        # only a shape called min_calls times under one parent can be one: the islands are
+        # found for those calls alone (at a million spans, two calls in five)
+        """(SELECT c.* FROM {calls} c
+            JOIN (SELECT th, rh, gph, family, shape FROM {calls} WHERE shape IS NOT NULL
+                  GROUP BY th, rh, gph, family, shape HAVING count(*) >= $min_calls) k
+              ON k.th = c.th AND k.rh = c.rh AND k.gph IS NOT DISTINCT FROM c.gph
+             AND k.family = c.family AND k.shape = c.shape)""",
+        "th, rh, gph, family, shape",
+    ),
 )
 
 
