@@ -272,9 +272,8 @@ def test_slow_query_explains_with_plan_insights() -> None:
     assert f.evidence["plan_id"] == 7
 
 
-def test_slow_query_says_why_capture_explained_no_plan() -> None:
-    b = RunBuilder()
-    _route_with_query(b, db=80, app=10)
+def _refused_by_capture(b: RunBuilder) -> Finding:
+    """The slow query of ``b``'s one statement, whose capture was refused for its SLEEP()."""
     store = b.build()
     fp = store.con.execute("SELECT fingerprint FROM statements").fetchone()[0]
     store.con.execute(
@@ -284,6 +283,13 @@ def test_slow_query_says_why_capture_explained_no_plan() -> None:
     )
     with open_run(store, "r") as run:
         (f,) = slow_query(run)
+    return f
+
+
+def test_slow_query_says_why_capture_explained_no_plan() -> None:
+    b = RunBuilder()
+    _route_with_query(b, db=80, app=10)
+    f = _refused_by_capture(b)
     assert "Plan capture did not explain it: the statement calls SLEEP()." in f.explanation
     assert "No plan is linked" not in f.explanation
     assert "correlate plans capture" not in f.suggestion  # it was run, and refused
@@ -293,15 +299,7 @@ def test_slow_query_says_why_capture_explained_no_plan() -> None:
 def test_slow_query_that_reads_no_table_keeps_captures_refusal() -> None:
     b = RunBuilder()
     _route_with_query(b, db=80, app=10, sql="SELECT SLEEP(0.3)", system="mariadb")
-    store = b.build()
-    fp = store.con.execute("SELECT fingerprint FROM statements").fetchone()[0]
-    store.con.execute(
-        "INSERT INTO plans (plan_id, run_id, fingerprint, link, source, reason) "
-        "VALUES (8, 1, ?, 'fingerprint', 'mariadb', 'the statement calls SLEEP()')",
-        [fp],
-    )
-    with open_run(store, "r") as run:
-        (f,) = slow_query(run)
+    f = _refused_by_capture(b)
     assert "Plan capture did not explain it: the statement calls SLEEP()." in f.explanation
     assert f.suggestion.startswith("Its time is the work of SLEEP() itself")
 

@@ -167,25 +167,29 @@ def test_full_table_scan_mariadb_names_the_filtered_column_with_a_caveat() -> No
     )
 
 
-def test_an_index_is_named_on_the_table_an_orms_alias_stands_for() -> None:
-    # Sequelize writes FROM `orders` AS `Order`; MariaDB's plan names the table `Order`
-    raw = json.loads(json.dumps(MARIADB_UNINDEXED_FILTER).replace("nm_orders", "Order"))
-    query = "SELECT `id` FROM `orders` AS `Order` WHERE `Order`.`customer_id` = 7"
+@pytest.mark.parametrize(
+    ("alias", "query", "suggested"),
+    [
+        # Sequelize writes FROM `orders` AS `Order`; MariaDB's plan names the table `Order`
+        (
+            "Order",
+            "SELECT `id` FROM `orders` AS `Order` WHERE `Order`.`customer_id` = 7",
+            "CREATE INDEX orders_customer_id_idx ON orders (customer_id)",
+        ),
+        # a table name from the traced statement is untrusted text: quoted to be run
+        (
+            "o",
+            "SELECT 1 FROM `x; DROP TABLE t; --` AS `o` WHERE `o`.`customer_id` = 7",
+            "CREATE INDEX x_DROP_TABLE_t_customer_id_idx ON `x; DROP TABLE t; --` (customer_id)",
+        ),
+    ],
+)
+def test_an_index_is_named_on_the_table_an_alias_stands_for(
+    alias: str, query: str, suggested: str
+) -> None:
+    raw = json.loads(json.dumps(MARIADB_UNINDEXED_FILTER).replace("nm_orders", alias))
     [insight] = find_insights(parse_plan(raw, query=query))
-    assert insight.suggestion is not None
-    assert insight.suggestion.startswith(
-        "CREATE INDEX orders_customer_id_idx ON orders (customer_id)"
-    )
-
-
-def test_a_table_name_from_the_traced_statement_is_quoted_in_the_suggestion() -> None:
-    raw = json.loads(json.dumps(MARIADB_UNINDEXED_FILTER).replace("nm_orders", "o"))
-    query = "SELECT 1 FROM `x; DROP TABLE t; --` AS `o` WHERE `o`.`customer_id` = 7"
-    [insight] = find_insights(parse_plan(raw, query=query))
-    assert insight.suggestion is not None
-    assert insight.suggestion.startswith(
-        "CREATE INDEX x_DROP_TABLE_t_customer_id_idx ON `x; DROP TABLE t; --` (customer_id)"
-    )
+    assert insight.suggestion is not None and insight.suggestion.startswith(suggested)
 
 
 #: MariaDB 10.11's ANALYZE FORMAT=JSON of ``… ORDER BY id DESC LIMIT 10``: the primary key
