@@ -70,14 +70,26 @@ def _interesting_queries(d: RunDiff) -> list[QueryChange]:
     )
 
 
+def _per_request(n: float | None) -> str:
+    """Calls per request: ``'1.0'``; a rare call keeps two significant digits (``'0.031'``),
+    so a statement run by a few requests in a thousand does not read as none.
+
+    >>> _per_request(2.0), _per_request(0.0306), _per_request(0.0)
+    ('2.0', '0.031', '0.0')
+    """
+    n = n or 0.0
+    return f"{n:.2g}" if 0 < n < 0.1 else f"{n:.1f}"
+
+
 def _query_line(q: QueryChange) -> str:
     calls = (
-        f"{q.baseline_per_request:.1f} → {q.candidate_per_request:.1f} calls/request"
+        f"{_per_request(q.baseline_per_request)} → {_per_request(q.candidate_per_request)} "
+        "calls/request"
         if q.baseline_per_request is not None and q.candidate_per_request is not None
         else (
-            f"new, {q.candidate_per_request:.1f} calls/request"
+            f"new, {_per_request(q.candidate_per_request)} calls/request"
             if q.candidate_per_request is not None
-            else f"gone (was {q.baseline_per_request or 0:.1f} calls/request)"
+            else f"gone (was {_per_request(q.baseline_per_request)} calls/request)"
         )
     )
     p95 = ""
