@@ -215,3 +215,16 @@ def test_a_plan_captured_from_postgresql_shows_as_a_tree(pg_dsn: str) -> None:
     ]
     assert "CREATE INDEX ON orders (customer_id)" in tree
     assert f"SELECT id, total FROM {schema}.orders WHERE customer_id = $1" in tree
+
+
+def test_the_load_chart_draws_the_users_a_load_generator_sampled(sample: Evidence) -> None:
+    # Locust's stats history gives users per sample, not per request: the line still shows
+    timeline = sample.analysis.timeline.copy()
+    timeline["users"] = float("nan")
+    timeline["users_sampled"] = [20.0 if i % 5 == 0 else float("nan") for i in range(len(timeline))]
+    fig = figures.latency_timeline(timeline, sample.route_timeline)
+    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
+    assert "users (load)" in labels
+    timeline["users_sampled"] = float("nan")
+    fig = figures.latency_timeline(timeline, sample.route_timeline)
+    assert "users (load)" not in [line.get_label() for ax in fig.axes for line in ax.get_lines()]

@@ -99,11 +99,14 @@ def latency_timeline(
     load.set_ylim(bottom=0)
     _tidy(load)
     handles, labels = load.get_legend_handles_labels()
-    if timeline.users.notna().any():
+    # the users of the load generator's own requests, else the ones its samples say it ran
+    # (Locust's stats history, k6's vus), each holding until the next sample
+    running = timeline.users
+    if not running.notna().any() and "users_sampled" in timeline:
+        running = timeline.users_sampled.ffill()
+    if running.notna().any():
         users = load.twinx()
-        users.step(
-            timeline.t_s, timeline.users, where="post", color="#66a182", label="users (load)"
-        )
+        users.step(timeline.t_s, running, where="post", color="#66a182", label="users (load)")
         users.set_ylabel("users", color="#66a182")
         users.set_ylim(bottom=0)
         users.spines["top"].set_visible(False)
