@@ -100,7 +100,10 @@ def emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> No
     """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
     terminal unless a terminal renderer already did."""
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
         size = len(text.encode()) / 1024
         click.echo(f"{note}wrote {output} ({renderer.name}, {size:,.0f} KB)")
         return
