@@ -1,0 +1,96 @@
+"""Unended transactions that are no leak: the connection ended with them.
+
+The shop of tests/test_pool_suspects.py; at 20 s its database goes away. The checkouts
+in flight fail mid-transaction as their connection breaks (no ROLLBACK can be sent: the
+pool discards the connection), and from then on knex cannot acquire one.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors import pool_exhaustion
+from correlate.analysis.detectors.pool import PoolSettings
+from correlate.analysis.pool_suspects import unended_transactions
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .test_pool_suspects import RUN_MS, committed, shop
+
+DOWN_MS = 20_000
+
+BROKEN = json.dumps(
+    {"exception.type": "Error", "exception.message": "Connection terminated unexpectedly"}
+)
+KNEX = json.dumps(
+    {
+        "exception.type": "KnexTimeoutError",
+        "exception.message": "Knex: Timeout acquiring a connection. The pool is probably full.",
+    }
+)
+
+
+def _outage(b: RunBuilder, trace: str, req: str, t: float) -> float:
+    if t < DOWN_MS:
+        return committed(b, trace, req, t)
+    if t < DOWN_MS + 2_000:
+        # in flight when the database went: BEGIN ran, the INSERT's connection broke
+        b.query(trace, req, t, t + 1, "BEGIN")
+        b.span(
+            trace, t + 1, t + 3, parent=req, kind="CLIENT", db="postgresql", status="ERROR",
+            sql="insert into orders (amount) values ($1) returning id",
+            events=[{"time_ns": 0, "name": "exception", "attributes": BROKEN}],
+        )  # fmt: skip
+    return t + 3
+
+
+def _down() -> RunBuilder:
+    b = shop(at=(), rise=False, body=_outage)
+    for k, t in enumerate(range(DOWN_MS + 2_050, RUN_MS - 3_000, 100)):
+        b.span(
+            f"dry{k}", t, t + 1_500, kind="SERVER", route="/products/:id", http_status=500,
+            status="ERROR", events=[{"time_ns": 0, "name": "exception", "attributes": KNEX}],
+        )  # fmt: skip
+    return b
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="unended_transactions counts a transaction whose last statement failed as its "
+    "connection broke (the pool discards that connection: nothing is held) as a request that "
+    "left its connection checked out; telling a broken connection from an error path that "
+    "forgot ROLLBACK needs the error's kind (SQLSTATE class 08, the driver's words)",
+)
+def test_a_database_outage_mid_transaction_is_not_a_leak() -> None:
+    b = _down()
+    with open_run(b.build(), "r") as run:
+        got = unended_transactions(run, PoolSettings())
+        findings = pool_exhaustion(run)
+    assert got is None or got.group is None
+    assert all(f.kind != FindingKind.POOL_LEAK for f in findings)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a COMMIT span lost on the way (an exporter's full queue drops spans under load) "
+    "leaves a request that looks like every other of its route, status and exception; a few "
+    "such on the one route that begins transactions are named a leak, and with the load's "
+    "latency rise a critical one: a suspect group identical to the requests that commit is "
+    "no evidence of a leaking path",
+)
+def test_commit_spans_lost_on_a_loaded_run_are_not_a_leak() -> None:
+    lost = {"c10", "c25", "c33"}
+
+    def some_lost(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        end = committed(b, trace, req, t)
+        if trace in lost:
+            b.spans.pop()  # the COMMIT span, dropped by the exporter
+        return end
+
+    b = shop(at=(), body=some_lost)
+    with open_run(b.build(), "r") as run:
+        findings = pool_exhaustion(run)
+    assert all(f.kind != FindingKind.POOL_LEAK for f in findings)
