@@ -94,3 +94,38 @@ def test_commit_spans_lost_on_a_loaded_run_are_not_a_leak() -> None:
     with open_run(b.build(), "r") as run:
         findings = pool_exhaustion(run)
     assert all(f.kind != FindingKind.POOL_LEAK for f in findings)
+
+
+def _began_by(statement: str) -> int | None:
+    def opened(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        b.query(trace, req, t, t + 1, statement)
+        b.query(trace, req, t + 1, t + 3, "insert into orders (amount) values ($1)")
+        return t + 4
+
+    def closed(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        opened(b, trace, req, t)
+        b.query(trace, req, t + 4, t + 5, "COMMIT")
+        return t + 5
+
+    with open_run(shop(declined=opened, body=closed).build(), "r") as run:
+        got = unended_transactions(run, PoolSettings())
+    return None if got is None else got.total
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["begin", "START TRANSACTION READ ONLY", "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+     "BEGIN TRANSACTION ISOLATION LEVEL SERIALIZABLE, READ ONLY", "BEGIN /* app */"],
+)  # fmt: skip
+def test_each_way_of_beginning_a_transaction_begins_one(statement: str) -> None:
+    assert _began_by(statement) == 3
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="MySQL's SET autocommit=0 begins a transaction at the next statement, but it "
+    "and SET autocommit=1 (which commits) normalise to one text, SET autocommit = $1: "
+    "telling the begin from the end needs the statement's value",
+)
+def test_set_autocommit_off_begins_a_transaction() -> None:
+    assert _began_by("SET autocommit=0") == 3

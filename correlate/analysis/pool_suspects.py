@@ -35,12 +35,13 @@ if TYPE_CHECKING:
 
 #: A statement that begins a transaction (normalised text, upper case): ``BEGIN``,
 #: ``BEGIN TRANSACTION``/``TRAN``/``WORK``, ``BEGIN ISOLATION LEVEL …``, SQLite's ``BEGIN
-#: IMMEDIATE``, ``START TRANSACTION``. Not a PL/SQL ``BEGIN … END`` block; not ``XA START``
-#: (a distributed branch is not this connection's to end).
+#: IMMEDIATE``, ``START TRANSACTION`` (and MySQL's ``… WITH CONSISTENT SNAPSHOT``). Not a
+#: PL/SQL ``BEGIN … END`` block; not ``XA START`` (a distributed branch is not this
+#: connection's to end).
 BEGIN_RE = (
     r"^(BEGIN|START TRANSACTION)"
     r"( (WORK|TRANSACTION|TRAN|ISOLATION|READ|DEFERRABLE|NOT|DEFERRED|IMMEDIATE|EXCLUSIVE"
-    r"|DISTRIBUTED)\b[^;]*)?;?$"
+    r"|DISTRIBUTED|WITH)\b[^;]*)?;?$"
 )
 #: A statement that ends it and frees the connection: ``COMMIT``, ``ROLLBACK`` (``END`` and
 #: ``ABORT`` normalise to these), with ``WORK``/``TRANSACTION`` or ``AND [NO] CHAIN``, and
