@@ -56,3 +56,16 @@ def test_an_unwritable_path_is_an_error_not_a_traceback(
     assert result.exit_code == 1  # type: ignore[attr-defined]
     assert result.output.startswith("Error: ")  # type: ignore[attr-defined]
     assert str(out) in result.output  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["analyze", "r"], ["report", "r"], ["runs"], ["diff", "r", "r"], ["sql", "SELECT 1"],
+     ["plans", "coverage", "--run", "r"]],
+)  # fmt: skip
+def test_the_store_itself_is_never_the_output(db: Path, args: list[str]) -> None:
+    before = db.read_bytes()
+    result = CliRunner().invoke(cli, [*args, "--format", "json", "-o", str(db), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert "the run store" in result.output
+    assert db.read_bytes() == before
