@@ -70,3 +70,32 @@ def test_a_call_deep_below_a_wrapper_counts_once() -> None:
         parent = b.span("t1", 1 + k * 0.1, 40 - k * 0.1, parent=parent, name=f"layer {k}")
     b.span("t1", 5, 30, parent=parent, kind="CLIENT", db="postgresql", sql=ORDERS, scope="pg")
     assert _calls(b) == 1
+
+
+def test_a_call_in_another_request_below_is_that_requests_own() -> None:
+    # a database proxy traced as a service: its request, and its own call, hang below
+    b = RunBuilder()
+    r = _request(b)
+    w = b.span("t1", 1, 20, parent=r, kind="CLIENT", db="postgresql", sql=ORDERS)
+    proxy = b.span("t1", 2, 19, parent=w, kind="SERVER", route="/proxy", service="proxy")
+    b.span("t1", 3, 18, parent=proxy, kind="CLIENT", db="postgresql", sql=ORDERS, service="proxy")
+    store = b.build()
+    run = Run(store, "r")
+    try:
+        calls = run.routes().set_index("route")["db_calls"].to_dict()
+    finally:
+        run.close()
+        store.close()
+    assert calls == {"svc /orders": 1, "proxy /proxy": 1}
+
+
+def test_a_call_that_is_its_own_parent_does_not_hide_the_requests_calls() -> None:
+    b = RunBuilder()
+    r = _request(b)
+    b.span("t1", 1, 5, parent=r, kind="CLIENT", db="postgresql", sql=ORDERS)
+    b.span("t1", 6, 9, parent="loop", span_id="loop", kind="CLIENT", db="postgresql", sql=ITEMS)
+    a = b.span(
+        "t1", 10, 12, parent="cyc2", span_id="cyc1", kind="CLIENT", db="postgresql", sql=ITEMS
+    )
+    b.span("t1", 10, 12, parent=a, span_id="cyc2", kind="CLIENT", db="postgresql", sql=ITEMS)
+    assert _calls(b) == 1
