@@ -129,3 +129,26 @@ def test_each_way_of_beginning_a_transaction_begins_one(statement: str) -> None:
 )
 def test_set_autocommit_off_begins_a_transaction() -> None:
     assert _began_by("SET autocommit=0") == 3
+
+
+def test_commits_recorded_in_another_requests_trace_end_the_transactions() -> None:
+    # mysql2's pool runs a queued caller's statements in the context of the request that
+    # gave the connection back: each declined checkout's COMMIT lands in another trace
+    def committed_elsewhere(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        end = committed(b, trace, req, t)
+        if trace in ("c12", "c24", "c36"):
+            b.query(trace, req, t + 6, t + 7, "COMMIT")  # a declined checkout's, misplaced
+        return end
+
+    def left_open(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        b.query(trace, req, t, t + 1, "BEGIN")
+        b.query(trace, req, t + 1, t + 3, "insert into orders (amount) values ($1)")
+        return t + 4
+
+    b = shop(declined=left_open, body=committed_elsewhere)
+    with open_run(b.build(), "r") as run:
+        got = unended_transactions(run, PoolSettings())
+        findings = pool_exhaustion(run)
+    assert got is not None and got.total == 3 and got.group is None
+    assert got.detail["ended_elsewhere"] == 3
+    assert all(f.kind != FindingKind.POOL_LEAK for f in findings)
