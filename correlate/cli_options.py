@@ -113,7 +113,10 @@ def terminal_width() -> int:
 
 def emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> None:
     """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
-    terminal unless a terminal renderer already did."""
+    terminal unless a terminal renderer already did. ``-`` is the terminal, as in every
+    command-line tool."""
+    if output is not None and str(output) == "-":
+        output = None
     if output is not None:
         try:
             output.write_text(text, encoding="utf-8")

@@ -69,3 +69,13 @@ def test_the_store_itself_is_never_the_output(db: Path, args: list[str]) -> None
     assert result.exit_code == 2, result.output
     assert "the run store" in result.output
     assert db.read_bytes() == before
+
+
+def test_a_dash_is_the_terminal_not_a_file_named_dash(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = _analyze(db, "--format", "json", "-o", "-")
+    assert result.exit_code == 0, result.output  # type: ignore[attr-defined]
+    assert result.output.startswith("{")  # type: ignore[attr-defined]
+    assert not (tmp_path / "-").exists()
