@@ -156,7 +156,7 @@ def analyze(
     target = source_target(target, source, window, services)
     # --format or -o: the verdict as `correlate report` writes it, to a file or the terminal
     want = format_ is not None or output is not None
-    renderer = renderer_for("report", format_, output) if want else None
+    renderer = renderer_for("report", format_, output, db) if want else None
     text = None
     if source is not None:
         with source_store(source, window, services, db, run=run) as (ch, _):
@@ -233,7 +233,7 @@ def diff(
     from correlate.diff import diff as diff_runs
     from correlate.diff.rules import parse_rules
 
-    renderer = renderer_for("diff", format_, output)
+    renderer = renderer_for("diff", format_, output, db)
     try:
         parse_rules(list(fail_on))
     except CorrelateError as exc:
@@ -296,7 +296,7 @@ def report(
     """
     from correlate.reporting import report as report_run
 
-    renderer = renderer_for("report", format_, output)
+    renderer = renderer_for("report", format_, output, db)
     settings = settings_from(assignments)
     target = source_target(target, source, window, services)
     if source is not None:
@@ -322,7 +322,7 @@ def report(
 @db_option
 def runs(format_: str | None, output: Path | None, db: Path) -> None:
     """List the runs in the store with their counts, time range and services."""
-    renderer = renderer_for("table", format_, output)
+    renderer = renderer_for("table", format_, output, db)
     with open_db(db, read_only=True) as store:
         frame = store.runs()
     if frame.empty:
@@ -378,7 +378,7 @@ def sql(query: str, format_: str | None, output: Path | None, allow_files: bool,
     """
     from correlate.sandbox import sql as run_sql
 
-    renderer = renderer_for("table", format_, output)
+    renderer = renderer_for("table", format_, output, db)
     frame = run_sql(query, db=db, allow_files=allow_files)
     emit(renderer(frame), output, renderer)
 

@@ -79,13 +79,28 @@ def output_options(subject: str, what: str, default: str | None = None) -> Any:
     return decorate
 
 
-def renderer_for(subject: str, format_: str | None, output: Path | None) -> Any:
+def renderer_for(
+    subject: str, format_: str | None, output: Path | None, db: Path | None = None
+) -> Any:
+    """The renderer of ``format_`` or ``output``'s suffix; ``output`` is never the store."""
     from correlate.render.registry import find_renderer
 
+    if output is not None and db is not None and _same_file(output, db):
+        raise click.BadParameter(
+            f"{output} is the run store (--db): writing there would replace it",
+            param_hint="-o/--output",
+        )
     try:
         return find_renderer(subject, format_, path=output)
     except CorrelateError as exc:
         raise click.BadParameter(str(exc), param_hint="-o/--output") from None
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.samefile(b)
+    except OSError:  # one does not exist yet
+        return a.resolve() == b.resolve()
 
 
 def terminal_width() -> int:
@@ -98,9 +113,15 @@ def terminal_width() -> int:
 
 def emit(text: str, output: Path | None, renderer: Any, *, note: str = "") -> None:
     """Write ``text`` to ``output``, exactly; or print it, escaping control characters for a
-    terminal unless a terminal renderer already did."""
+    terminal unless a terminal renderer already did. ``-`` is the terminal, as in every
+    command-line tool."""
+    if output is not None and str(output) == "-":
+        output = None
     if output is not None:
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise click.ClickException(f"cannot write {output}: {exc.strerror or exc}") from None
         size = len(text.encode()) / 1024
         click.echo(f"{note}wrote {output} ({renderer.name}, {size:,.0f} KB)")
         return

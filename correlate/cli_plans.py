@@ -102,7 +102,7 @@ def plans_coverage(run: str, top: int, format_: str | None, output: Path | None,
     traceparent, by fingerprint when a plan of its statement shape exists, or
     not at all; the statements with the most uncovered time are listed.
     """
-    renderer = renderer_for("coverage", format_, output)
+    renderer = renderer_for("coverage", format_, output, db)
     with open_db(db, read_only=True) as store:
         coverage = store.plans_coverage(run, top=top)
     emit(renderer(coverage), output, renderer)

@@ -109,6 +109,7 @@ def test_transactions_never_ended_name_the_route_status_and_exception() -> None:
     assert (got.group, got.count, got.total) == (DECLINED_402, 3, 3)
     assert got.traces == ("declined0", "declined1", "declined2")
     assert got.detail["began"] == len(range(100, RUN_MS, 500)) + 3
+    assert got.detail["ended_elsewhere"] == 0
 
 
 def test_alone_with_latency_rising_they_are_a_leak_not_cpu_work() -> None:

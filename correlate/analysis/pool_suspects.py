@@ -35,12 +35,13 @@ if TYPE_CHECKING:
 
 #: A statement that begins a transaction (normalised text, upper case): ``BEGIN``,
 #: ``BEGIN TRANSACTION``/``TRAN``/``WORK``, ``BEGIN ISOLATION LEVEL …``, SQLite's ``BEGIN
-#: IMMEDIATE``, ``START TRANSACTION``. Not a PL/SQL ``BEGIN … END`` block; not ``XA START``
-#: (a distributed branch is not this connection's to end).
+#: IMMEDIATE``, ``START TRANSACTION`` (and MySQL's ``… WITH CONSISTENT SNAPSHOT``). Not a
+#: PL/SQL ``BEGIN … END`` block; not ``XA START`` (a distributed branch is not this
+#: connection's to end).
 BEGIN_RE = (
     r"^(BEGIN|START TRANSACTION)"
     r"( (WORK|TRANSACTION|TRAN|ISOLATION|READ|DEFERRABLE|NOT|DEFERRED|IMMEDIATE|EXCLUSIVE"
-    r"|DISTRIBUTED)\b[^;]*)?;?$"
+    r"|DISTRIBUTED|WITH)\b[^;]*)?;?$"
 )
 #: A statement that ends it and frees the connection: ``COMMIT``, ``ROLLBACK`` (``END`` and
 #: ``ABORT`` normalise to these), with ``WORK``/``TRANSACTION`` or ``AND [NO] CHAIN``, and
@@ -159,7 +160,9 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
     service after the ``BEGIN``, whoever ran it (a span outside the request, or one that
     outlived it). Not suspects: requests ending within ``end_grace_s`` of the run's end (cut
     by it), and any in a service whose spans show no transaction ending at all (its driver
-    records ``BEGIN`` but not how it ends). None without a suspect.
+    records ``BEGIN`` but not how it ends). No group when the service recorded as many ends
+    where no transaction began (in a request beyond its begins, or in none): those are
+    other requests' ends. None without a suspect.
     """
     tree, owner, reqs = run.table("tree"), run.table("owner"), run.table("requests")
     fps = run.table("fingerprints")
@@ -199,13 +202,29 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
         ended AS (
             SELECT coalesce(service, '') AS svc, count(*) AS n FROM marks WHERE kind = -1
             GROUP BY 1
+        ),
+        counted AS (
+            SELECT m.service, o.th, o.rh,
+                   CAST(sum(CASE WHEN m.kind = 1 THEN 1 ELSE 0 END) AS BIGINT) AS begins,
+                   CAST(sum(CASE WHEN m.kind = -1 THEN 1 ELSE 0 END) AS BIGINT) AS ends
+            FROM marks m LEFT JOIN {owner} o ON o.th = m.th AND o.sh = m.sh
+            GROUP BY m.service, o.th, o.rh
+        ),
+        stray AS (
+            -- ends beyond a request's begins, or in no request: another request's
+            SELECT coalesce(service, '') AS svc,
+                   sum(CASE WHEN rh IS NULL THEN ends WHEN ends > begins THEN ends - begins
+                            ELSE CAST(0 AS BIGINT) END) AS n
+            FROM counted GROUP BY 1
         )
         SELECT p.service, p.trace_id, p.route, p.method, p.http_status,
                (list_filter(s.events, lambda e: e.name = 'exception')[1]).attributes
                    ->>'$."exception.type"' AS exception,
-               p.open AND p.end_ns <= $cut AS suspect, coalesce(e.n, 0) AS ends
+               p.open AND p.end_ns <= $cut AS suspect, coalesce(e.n, 0) AS ends,
+               coalesce(x.n, 0) AS stray
         FROM per p
         LEFT JOIN ended e ON e.svc = coalesce(p.service, '')
+        LEFT JOIN stray x ON x.svc = coalesce(p.service, '')
         LEFT JOIN spans s ON s.run_id = $run AND s.trace_id = p.trace_id
              AND s.span_id = p.request_id
         ORDER BY p.end_ns
@@ -226,6 +245,11 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
     group, count = _concentrated([g for g, _ in mine], s)
     if len(mine) > s.max_unended_share * began[service]:
         group = None  # most transactions never end: the ends are not recorded, not leaked
+    stray = int(next(r[8] for r in cands if r[0] == service))
+    if stray >= len(mine):
+        # as many ends recorded where no transaction began (a pool that runs a queued
+        # caller's statements in the releasing request's trace): each may be a suspect's
+        group = None
     return Suspects(
         "unended transactions",
         service,
@@ -233,7 +257,7 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
         count,
         len(mine),
         tuple(t for g, t in mine if group is None or _within(g, group))[:EXAMPLES],
-        {"began": began[service]},
+        {"began": began[service], "ended_elsewhere": stray},
     )
 
 

@@ -112,6 +112,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
             slack=DOUBLED_SLACK_NS,
             pool_errors=pool_errors.PARTS_SQL.format(p=prefix),
             lanes=_LANES_SQL.format(src="db" if sql is _COVERED_SQL else f"{prefix}_covered"),
+            family=_family_sql("s.db_system"),
         )
         used = {k: v for k, v in params.items() if f"${k}" in text}
         con.execute(text, used or None)
@@ -278,7 +279,7 @@ _WRAPPERS_SQL = """
 CREATE OR REPLACE TEMP TABLE {p}_wrappers AS
 WITH RECURSIVE
 calls AS (
-    SELECT s.th, s.sh, s.db_system, s.has_statement FROM {p}_tree s
+    SELECT s.th, s.sh, {family} AS family, s.has_statement FROM {p}_tree s
     WHERE s.kind IS DISTINCT FROM 'SERVER' AND ({category}) = 'db'
 ),
 below(th, top, sh, depth) AS (
@@ -294,8 +295,25 @@ SELECT DISTINCT w.th, w.sh
 FROM below b
 JOIN calls w ON w.th = b.th AND w.sh = b.top
 JOIN calls i ON i.th = b.th AND i.sh = b.sh
-WHERE i.db_system = w.db_system AND (i.has_statement OR NOT w.has_statement)
+WHERE i.family = w.family AND (i.has_statement OR NOT w.has_statement)
 """
+
+
+def _family_sql(column: str) -> str:
+    """SQL: the database language ``column`` (a span's db.system) names, whatever its
+    instrumentation calls it (TypeORM's ``postgres`` over pg's ``postgresql``, MariaDB's
+    and MySQL's one protocol), else its lowercased value."""
+    from correlate.dialects import DIALECTS
+    from correlate.ingest.jsonschema import sql_string
+
+    value = f"lower(trim({column}))"
+    whens = " ".join(
+        f"WHEN {value} IN ({', '.join(sql_string(n.lower()) for n in (d.name, *d.db_systems))}) "
+        f"THEN {sql_string(d.sqlglot or d.name)}"
+        for d in DIALECTS.values()
+    )
+    return f"CASE {whens} ELSE {value} END"
+
 
 # Some drivers' records are the ORM's siblings instead (SQLAlchemy's instrumentation does
 # not make its span the current one, so psycopg's or asyncpg's is its sibling): a second

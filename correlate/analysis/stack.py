@@ -28,6 +28,9 @@ _SCOPES = (
     ("io.opentelemetry.contrib.php.", "php"),
 )
 
+#: services read for the run's one language, at most
+MAX_SERVICES = 50
+
 #: a sampling profiler of each language, to find where a route's own time goes
 PROFILERS = {
     "python": "py-spy or pyinstrument",
@@ -69,11 +72,26 @@ EAGER = {
 def language(run: Run, service: str | None = None) -> str | None:
     """The language ``service`` (or the run's every service, if they agree) is written
     in, or None if the spans do not say or the services differ."""
-    where = "run_id = $run" + ("" if service is None else " AND coalesce(service, '') = $svc")
-    params = {"run": run.run_id, **({} if service is None else {"svc": service})}
+    if service is None:
+        services = run.con.execute(
+            "SELECT DISTINCT coalesce(service, '') FROM spans WHERE run_id = $run LIMIT $n",
+            {"run": run.run_id, "n": MAX_SERVICES + 1},
+        ).fetchall()
+        if len(services) > MAX_SERVICES:
+            return None  # too many services to say they agree
+        # each service read on its own: a sample of the run's spans may be one service's
+        said = {_said(run, str(svc)) for (svc,) in services} - {None}
+        return said.pop() if len(said) == 1 else None
+    return _said(run, service)
+
+
+def _said(run: Run, service: str) -> str | None:
+    """The one language ``service``'s spans say (resource, else scopes), or None."""
+    where = "run_id = $run AND coalesce(service, '') = $svc"
+    params = {"run": run.run_id, "svc": service}
     rows = run.con.execute(
         f"""
-        SELECT DISTINCT lower(resource->>'telemetry.sdk.language') AS lang FROM (
+        SELECT DISTINCT lower(trim(resource->>'telemetry.sdk.language')) AS lang FROM (
             SELECT resource FROM spans WHERE {where} AND resource IS NOT NULL LIMIT 1000
         ) AS s
         """,

@@ -178,7 +178,8 @@ def create_index(table: str, columns: list[str], source: str | None = None) -> s
     if source in (None, "postgresql"):
         return f"CREATE INDEX ON {on} ({cols})"
     stem = re.sub(r"[\W_]+", "_", "_".join([table.rsplit(".", 1)[-1], *columns])).strip("_")
-    return f"CREATE INDEX {stem[:60]}_idx ON {on} ({cols})"
+    # a name, too: one starting with a digit or of other letters is quoted
+    return f"CREATE INDEX {_identifier(stem[:60] + '_idx', quote)} ON {on} ({cols})"
 
 
 def _identifier(name: str, quote: str) -> str:

@@ -9,7 +9,7 @@ column finds them in order at once.
 
 from __future__ import annotations
 
-from correlate.plans.conditions import filter_columns, index_columns
+from correlate.plans.conditions import create_index, filter_columns, index_columns
 from correlate.plans.insights.base import Insight, InsightContext, count, label
 from correlate.plans.insights.scans import LARGE_SCAN_ROWS, SELECTIVE_REMOVED_SHARE
 from correlate.plans.model import Plan, PlanNode
@@ -28,9 +28,10 @@ def _under_limit(plan: Plan, node: PlanNode) -> bool:
     return parent is not None and parent.operation == "limit"
 
 
-def order_columns(query: str | None) -> list[str]:
+def order_columns(query: str | None, of: tuple[str, ...] = ()) -> list[str]:
     """The plain columns of the outermost ORDER BY of ``query`` (none if it has other
-    expressions there, or does not parse).
+    expressions there, or does not parse); with ``of`` (the table's name and alias), none
+    if one is qualified by another table (an index on this one cannot serve that order).
 
     >>> order_columns('SELECT * FROM "orders" WHERE customer_id = $1 ORDER BY "id" DESC LIMIT 5')
     ['id']
@@ -49,6 +50,9 @@ def order_columns(query: str | None) -> list[str]:
         return []
     keys = [o.this for o in order.expressions]
     if not keys or not all(isinstance(k, exp.Column) for k in keys):
+        return []
+    names = {n.lower() for n in of}
+    if names and any(k.table and k.table.lower() not in names for k in keys):
         return []
     return [k.name for k in keys]
 
@@ -93,7 +97,8 @@ def limit_index_walk(plan: Plan, context: InsightContext) -> list[Insight]:
                 "match, or they lie at the far end of the walk, it reads most of the table"
             )
         wanted = (index_columns(node.filter, node.alias or node.relation) or columns)[:3]
-        ordered = [c for c in order_columns(plan.query_text) if c not in wanted]
+        of = tuple(n for n in (node.relation, node.alias) if n)
+        ordered = [c for c in order_columns(plan.query_text, of) if c not in wanted]
         found.append(
             Insight(
                 rule="limit_index_walk",
@@ -104,10 +109,10 @@ def limit_index_walk(plan: Plan, context: InsightContext) -> list[Insight]:
                     f"{label(measured)}: {node.node_type} {what}, filtering on {', '.join(columns)}"
                 ),
                 suggestion=(
-                    f"CREATE INDEX ON {node.relation} ({', '.join(wanted + ordered)})"
+                    create_index(node.relation, wanted + ordered, plan.source)
                     if node.relation and ordered
-                    else f"CREATE INDEX ON {node.relation} ({', '.join(wanted)}, then the "
-                    "ORDER BY columns)"
+                    else create_index(node.relation, wanted, plan.source).removesuffix(")")
+                    + ", then the ORDER BY columns)"
                     if node.relation
                     else None
                 ),
