@@ -14,7 +14,7 @@ from correlate.analysis.detectors import pool_exhaustion
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
-from .test_breakit_unended import KNEX
+from .test_pool_suspects_edges import KNEX
 
 DOWN_MS = 12_000
 RUN_MS = 30_000
