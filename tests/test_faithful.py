@@ -148,7 +148,8 @@ def test_fingerprints_do_not_depend_on_arrival_order() -> None:
             found.append(_fingerprints(store))
     assert found[0] == found[1]
     placeholder, literal = found[0]["5555555555555551"], found[0]["5555555555555552"]
-    assert placeholder[1] == "select * from t where id = ?"
+    # on PostgreSQL a `?` statement is read as its `$n` form: one shape for both
+    assert placeholder == literal
     assert literal[1] == "SELECT * FROM t WHERE id = $1"
 
 

@@ -118,7 +118,7 @@ def test_a_leak_on_a_django_one_word_route_names_the_requests_route() -> None:
     routed = django_health(b)
     b.leak("t1", routed, 10_000, route="health")
     with open_run(b.build(), "r") as run:
-        from correlate.analysis.detectors.pool import _leaks
+        from correlate.analysis.pool_evidence import instrument_leaks as _leaks
 
         (leak,) = _leaks(run)
     assert leak["route"] == "/health"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from correlate.analysis import open_run
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.detectors import pool_exhaustion
-from correlate.analysis.detectors.pool import _leaks
+from correlate.analysis.pool_evidence import instrument_leaks as _leaks
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
