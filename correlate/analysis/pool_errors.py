@@ -65,7 +65,7 @@ SIGNATURES: tuple[Signature, ...] = (
         "https://github.com/sqlalchemy/sqlalchemy/blob/main/lib/sqlalchemy/pool/impl.py",
         (
             "take it with a context manager (`with engine.connect() as conn:` / `with "
-            "Session() as session:`)"
+            "Session() as session:`) or release it in a `finally`"
         ),
     ),
     Signature(

@@ -46,8 +46,7 @@ PROFILERS = {
 #: how to return a pooled connection on every path, in each language's own idiom
 GIVE_BACK = {
     # checkout spans in Python are SQLAlchemy's (its instrumentation's connect span)
-    "python": "take it with a context manager (`with engine.connect() as conn:` / "
-    "`with Session() as session:`) or release it in a `finally`",
+    "python": next(sig.give_back for sig in SIGNATURES if sig.pool.startswith("SQLAlchemy")),
     "nodejs": "release it in a `finally` (`client.release()`), and end every transaction "
     "with a commit or rollback on every path, error paths first",
     "java": "take it with try-with-resources (`try (Connection c = ds.getConnection())`)",
@@ -116,27 +115,36 @@ def profiler(lang: str | None) -> str:
     return f"a sampling profiler ({tools})" if tools else "a sampling profiler"
 
 
-#: what shows a pool's checkouts or state with stock OpenTelemetry, per language
-_POOL_TELEMETRY = {
-    "python": "Record the run with correlate.instrument",
-    "java": "Send the OpenTelemetry Java agent's metrics to `correlate collect` too: it "
-    "reports HikariCP's, DBCP's and c3p0's pools (db.client.connections.*)",
-    "nodejs": "With pg.Pool, @opentelemetry/instrumentation-pg spans each checkout "
-    "(pg-pool.connect); knex, Sequelize and Prisma keep pools of their own: run `correlate "
-    "watch` beside the load to see the database's sessions",
+#: what shows a pool's checkouts or state with stock OpenTelemetry, per language, and how
+#: `correlate watch` joins it where it is a way left (offered unless it ran already)
+_POOL_TELEMETRY: dict[str, tuple[str, str | None]] = {
+    "python": ("Record the run with correlate.instrument", None),
+    "java": (
+        "Send the OpenTelemetry Java agent's metrics to `correlate collect` too: it reports "
+        "HikariCP's, DBCP's and c3p0's pools (db.client.connections.*)",
+        None,
+    ),
+    "nodejs": (
+        "With pg.Pool, @opentelemetry/instrumentation-pg spans each checkout "
+        "(pg-pool.connect); knex, Sequelize and Prisma keep pools of their own",
+        ": ",
+    ),
 }
+_WATCH = "run `correlate watch` beside the load to see the database's sessions"
 
 
 def pool_telemetry(lang: str | None, *, watched: bool = False) -> str:
     """What to record so the pool's checkouts or state show, for a service in ``lang``;
     ``watched``: ``correlate watch`` ran beside this load already."""
-    said = _POOL_TELEMETRY.get(
+    said, joiner = _POOL_TELEMETRY.get(
         lang or "",
-        "Export the pool's metrics as OpenTelemetry's db.client.connection.* with the run, "
-        "or run `correlate watch` beside the load to see the database's sessions",
+        (
+            "Export the pool's metrics as OpenTelemetry's db.client.connection.* with the run",
+            ", or ",
+        ),
     )
-    if watched:
-        said = said.split(": run `correlate watch`")[0].split(", or run `correlate watch`")[0]
+    if joiner is not None and not watched:
+        said += joiner + _WATCH
     return f"{said} (docs/run-directory.md)"
 
 
@@ -177,12 +185,13 @@ def eager_loading(lang: str | None) -> str:
 
 
 #: a transaction block that ends its transaction whatever happens inside, per pool
+#: (the library's name and its pool's, as :data:`SIGNATURES` names it, in lower case)
 _BLOCKS = (
-    ("knex", "knex: `knex.transaction(async (trx) => …)`"),
-    ("generic-pool", "Sequelize: `sequelize.transaction(async (t) => …)`"),
-    ("prisma", "Prisma: `prisma.$transaction(async (tx) => …)`"),
-    ("sqlalchemy", "SQLAlchemy: `with session.begin():`"),
-    ("psycopg", "psycopg: `with conn.transaction():`"),
+    (("knex",), "knex: `knex.transaction(async (trx) => …)`"),
+    (("sequelize", "generic-pool"), "Sequelize: `sequelize.transaction(async (t) => …)`"),
+    (("prisma",), "Prisma: `prisma.$transaction(async (tx) => …)`"),
+    (("sqlalchemy",), "SQLAlchemy: `with session.begin():`"),
+    (("psycopg",), "psycopg: `with conn.transaction():`"),
 )
 #: and per language, where the pool is not known
 _LANGUAGE_BLOCKS = {
@@ -197,7 +206,8 @@ def transaction_block(pool: str | None, lang: str | None) -> str:
     """``' (knex: `knex.transaction(…)`)'``: the library's block that ends a transaction
     on every path, for ``pool`` (a signature's name) or else ``lang``; empty if neither
     says which library it is."""
-    said = next((b for key, b in _BLOCKS if pool and pool.lower().startswith(key)), None)
+    name = (pool or "").lower()
+    said = next((b for keys, b in _BLOCKS if name and name.startswith(keys)), None)
     said = said or _LANGUAGE_BLOCKS.get(lang or "")
     return f" ({said})" if said else ""
 
@@ -211,10 +221,7 @@ def library(run: Run) -> str | None:
         {"run": run.run_id},
     ).fetchall()
     names = " ".join(str(name) for (name,) in rows)
-    for key in ("knex", "sequelize", "prisma", "sqlalchemy", "psycopg"):
-        if key in names:
-            return "generic-pool" if key == "sequelize" else key
-    return None
+    return next((keys[0] for keys, _ in _BLOCKS if keys[0] in names), None)
 
 
 def watched(run: Run) -> bool:
