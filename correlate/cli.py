@@ -149,32 +149,38 @@ def analyze(
     --source, the spans of a ClickHouse source in --window instead. With
     --format or -o, the verdict is written as `correlate report` writes it.
     """
-    from correlate.analysis.evidence import collect
     from correlate.analysis.verdict import analyze as analyze_run
+    from correlate.reporting import render
 
     settings = settings_from(assignments)
     target = source_target(target, source, window, services)
     # --format or -o: the verdict as `correlate report` writes it, to a file or the terminal
     want = format_ is not None or output is not None
     renderer = renderer_for("report", format_, output, db) if want else None
+    # `--format text` to the terminal is analyze's own (coloured, fitted) text
+    written = (
+        renderer.name
+        if renderer is not None and (renderer.name != "text" or output is not None)
+        else None
+    )
     text = None
     if source is not None:
         with source_store(source, window, services, db, run=run) as (ch, _):
             result = analyze_run(ch.name, store=ch, settings=settings)
-            if renderer is not None and renderer.name != "text":
-                text = renderer(collect(ch, result))
+            if written:
+                text = render(result, store=ch, format=written)
     else:
         ingesting = Path(target).exists()
         with open_db(db, read_only=not ingesting) as store:
             result = analyze_run(
                 target, store=store, run=run, settings=settings, progress=terminal_progress()
             )
-            if renderer is not None and renderer.name != "text":
-                text = renderer(collect(store, result))
+            if written:
+                text = render(result, store=store, format=written)
     if result.ingest is not None and result.ingest.spans_added:
         click.echo(safe_text(result.ingest.summary()), err=True)
-    if renderer is not None and (text is not None or output is not None):
-        emit(text if text is not None else renderer(result), output, renderer)
+    if text is not None:
+        emit(text, output, renderer)
         return
     use_color = sys.stdout.isatty() if color is None else color
     click.echo(result.to_text(color=use_color, width=terminal_width()), nl=False)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from correlate.analysis.detectors import Detector
     from correlate.analysis.settings import SettingsLike
+    from correlate.analysis.verdict import Analysis
     from correlate.ingest import Progress
     from correlate.store import Store
 
@@ -44,17 +45,25 @@ def report(
     trace file (ingested first) or the name of a run in ``store``; ``settings``
     tunes the detectors as there.
     """
-    from correlate.analysis.evidence import collect
     from correlate.analysis.verdict import analyze
     from correlate.render.registry import find_renderer
 
-    renderer = find_renderer("report", format)  # an unknown format fails before any work
+    find_renderer("report", format)  # an unknown format fails before any work
     analysis = analyze(
         target, store=store, run=run, detectors=detectors, settings=settings, progress=progress
     )
+    return render(analysis, store=store, format=format)
+
+
+def render(analysis: Analysis, *, store: Store, format: str = "html") -> str:
+    """``analysis`` (of a run of ``store``) as ``format``, as :func:`report` writes it."""
+    from correlate.analysis.evidence import collect
+    from correlate.render.registry import find_renderer
+
+    renderer = find_renderer("report", format)
     if renderer.name == "text":
-        return renderer(analysis)
-    return renderer(collect(store, analysis))
+        return str(renderer(analysis))
+    return str(renderer(collect(store, analysis)))
 
 
-__all__ = ["report"]
+__all__ = ["render", "report"]
