@@ -277,8 +277,10 @@ def _infer_service(
     )
     if peak == 0:
         errors, before, after = holders.emptied(run, service, s)
-        tail, windows, span_s, most = holders.drained(run, service, s) if after else (0,) * 4
-        if errors == n and after and _drained(tail, windows, n, s):
+        tail, windows, span_s, most = (
+            holders.drained(run, service, s) if errors == n and after else (0,) * 4
+        )
+        if tail and _drained(tail, windows, n, s):
             # a fail-fast pool also refuses while its holders have not run their first
             # query, so connections came back after the first failure; but after the last
             # one given, the pool refused for good with no running request holding one
