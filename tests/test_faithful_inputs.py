@@ -312,6 +312,33 @@ def test_a_format_forced_on_another_formats_file_is_a_clear_error(
     assert store.con.execute("SELECT count(*) FROM runs").fetchone() == (0,)
 
 
+_LOAD_CSV = ["locust-history", "locust-stats", "locust-failures", "locust-exceptions", "k6-csv"]
+
+
+@pytest.mark.parametrize("actual", _LOAD_CSV)
+@pytest.mark.parametrize("forced", _LOAD_CSV)
+def test_a_load_csv_of_only_its_header_is_told_from_another(
+    store: Store, tmp_path: Path, forced: str, actual: str
+) -> None:
+    """A CSV of no records (Locust writes its failures file so when nothing failed) is
+    judged by its header alone: forced as another tool's or another of Locust's CSVs
+    that shares a column (Name, Type), it is an error naming the file and line 1, not a
+    file of no rows; as its own format it is a file of no rows."""
+    from correlate.errors import InputError
+
+    source = FIXTURES[actual]
+    path = tmp_path / source.name
+    path.write_bytes(source.read_bytes().split(b"\n", 1)[0] + b"\n")
+    if forced == actual:
+        report = store.ingest([path], run="r", format=forced)
+        assert report.problems == []
+        return
+    with pytest.raises(InputError) as caught:
+        store.ingest([path], run="r", format=forced)
+    assert (caught.value.path, caught.value.line) == (path, 1)
+    assert "--format" in str(caught.value)
+
+
 # -- OTLP protobuf in every framing: Collector, varint-delimited, one raw request ------------
 
 OTLP = DATA / "otlp"

@@ -257,7 +257,8 @@ def load_csv(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int, 
     define_time_macros(con)
     added = 0
     problems: Problems = []
-    for batch in csv_batches(path, CSV_COLUMNS):
+    required = ("metric_name", "timestamp", "metric_value")
+    for batch in csv_batches(path, CSV_COLUMNS, required=required, what="k6's --out csv"):
         problems.extend(batch.bad)
         if not batch.size:
             continue

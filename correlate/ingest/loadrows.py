@@ -42,11 +42,19 @@ class CsvBatch:
         return len(self.columns["line_no"])
 
 
-def csv_batches(path: Path, names: tuple[str, ...] | None = None) -> Iterator[CsvBatch]:
+def csv_batches(
+    path: Path,
+    names: tuple[str, ...] | None = None,
+    *,
+    required: tuple[str, ...] = (),
+    what: str = "this format",
+) -> Iterator[CsvBatch]:
     """The records of ``path``, whose header is read from its first line.
 
     ``names`` are the header names the caller uses (None: all of them); one
-    the file lacks gives a column of nulls (an older tool version, say). Records with more or
+    the file lacks gives a column of nulls (an older tool version, say). A
+    header without all of ``required`` is another file than ``what``: an
+    error, even with no record below it. Records with more or
     fewer fields than the header, bytes that are not UTF-8, and a last
     record without its final newline are problems, never rows.
     """
@@ -63,6 +71,17 @@ def csv_batches(path: Path, names: tuple[str, ...] | None = None) -> Iterator[Cs
         if _SURROGATE.search("".join(header)):
             raise InputError("not CSV text: its header line is not UTF-8 (a binary file?)", path, 1)
         index = {name.strip(): i for i, name in enumerate(header)}
+        missing = [name for name in required if name not in index]
+        if missing:
+            # Another tool's CSV (or another of the same tool's) that shares a column or two.
+            has = ", ".join(name for name in index if name)
+            raise InputError(
+                f"not {what}: its header line has no {', '.join(missing)} column "
+                f"(it has: {has[:120]}{'…' if len(has) > 120 else ''}); "
+                "pass another --format, or leave --format out to detect it",
+                path,
+                1,
+            )
         if names and not index.keys() & set(names):
             # A header line of none of the columns read: another format's file
             # (every record would be a row of nulls, and a file of one line none).

@@ -72,6 +72,9 @@ def _each_batch(
     check_sql: str | Callable[[dict[str, list[str | None]]], str],
     insert_sql: str,
     params: dict[str, Any],
+    *,
+    required: tuple[str, ...] = (),
+    what: str = "a Locust CSV file",
 ) -> tuple[int, Problems]:
     """Per batch: ``check_sql`` (a SELECT over ``_locust_csv``, or a function of the
     batch's columns giving one) into ``_locust_checked``, then ``insert_sql`` from it."""
@@ -79,7 +82,7 @@ def _each_batch(
     define_time_macros(con)
     added = 0
     problems: Problems = []
-    for batch in csv_batches(path, names):
+    for batch in csv_batches(path, names, required=required, what=what):
         problems.extend(batch.bad)
         # Judged from the header even without rows: another format's file of one line
         # would otherwise be read as a Locust file of no rows.
@@ -139,7 +142,15 @@ def load_history(store: Store, run_id: int, file_id: int, path: Path) -> tuple[i
         FROM _locust_checked WHERE problem IS NULL ORDER BY line_no
     """
     return _each_batch(
-        store, path, HISTORY_COLUMNS, check, insert, {"run": run_id, "file": file_id}
+        store,
+        path,
+        HISTORY_COLUMNS,
+        check,
+        insert,
+        {"run": run_id, "file": file_id},
+        # without any of these every record would be a problem
+        required=("Timestamp", "User Count", "Name", "Requests/s", "Failures/s"),
+        what="Locust's PREFIX_stats_history.csv",
     )
 
 
@@ -178,6 +189,7 @@ def load_stats(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int
                 "this is Locust's PREFIX_stats_history.csv (it has a Timestamp column), not "
                 "PREFIX_stats.csv; pass --format locust-history or leave --format out",
                 path,
+                1,
             )
         if "Name" not in columns or not known:
             header = ", ".join(c for c in columns if c != "line_no")[:120]
@@ -186,6 +198,7 @@ def load_stats(store: Store, run_id: int, file_id: int, path: Path) -> tuple[int
                 "statistic columns such as Request Count or 95%; pass another --format "
                 "or leave --format out to detect it",
                 path,
+                1,
             )
         bad = " ".join(
             f"WHEN \"{c}\" IS NOT NULL AND trim(\"{c}\") NOT IN ('', 'N/A') "
@@ -246,7 +259,14 @@ def load_failures(store: Store, run_id: int, file_id: int, path: Path) -> tuple[
         FROM _locust_checked WHERE problem IS NULL ORDER BY line_no
     """
     return _each_batch(
-        store, path, FAILURE_COLUMNS, check, insert, {"run": run_id, "file": file_id}
+        store,
+        path,
+        FAILURE_COLUMNS,
+        check,
+        insert,
+        {"run": run_id, "file": file_id},
+        required=("Error", "Occurrences"),
+        what="Locust's PREFIX_failures.csv",
     )
 
 
@@ -270,7 +290,14 @@ def load_exceptions(store: Store, run_id: int, file_id: int, path: Path) -> tupl
         FROM _locust_checked WHERE problem IS NULL ORDER BY line_no
     """
     return _each_batch(
-        store, path, EXCEPTION_COLUMNS, check, insert, {"run": run_id, "file": file_id}
+        store,
+        path,
+        EXCEPTION_COLUMNS,
+        check,
+        insert,
+        {"run": run_id, "file": file_id},
+        required=("Count", "Message"),
+        what="Locust's PREFIX_exceptions.csv",
     )
 
 
