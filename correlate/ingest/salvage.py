@@ -20,7 +20,6 @@ the staged rows in, cost more than the lenient read (benchmarks/README.md).
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 import shutil
@@ -46,7 +45,7 @@ if TYPE_CHECKING:
     #: the careful path's reader of one batch of numbered lines
     LoadBatch = Callable[[Store, int, int, Path, SpanFormat, LineBatch, FileReport], None]
 
-__all__ = ["SALVAGE_MIN_BYTES", "last_line_is_bad", "salvage"]
+__all__ = ["SALVAGE_MIN_BYTES", "salvage"]
 
 #: Files smaller than this go straight to the careful path: it is fast enough there.
 SALVAGE_MIN_BYTES = 8 << 20
@@ -66,28 +65,6 @@ class _Piece:
     size: int
 
 
-def last_line_is_bad(path: Path) -> bool:
-    """True when ``path`` (uncompressed) ends in a line without a final newline that is
-    not JSON: a file cut while it was written. Checked before the bulk read, which would
-    otherwise parse the whole file only to fail at its end."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
-        f.seek(max(size - 1, 0))
-        if size == 0 or f.read(1) == b"\n":
-            return False
-        back = min(size, 64 << 20)
-        f.seek(size - back)
-        tail = f.read(back)
-    cut = tail.rfind(b"\n")
-    if cut < 0 and back < size:
-        return False  # a last line longer than we look at: let the reader judge
-    try:
-        json.loads(tail[cut + 1 :])
-    except ValueError:
-        return True
-    return False
-
-
 def salvage(
     store: Store,
     run_id: int,
@@ -101,7 +78,7 @@ def salvage(
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
-    With ``bad_last_line`` (see :func:`last_line_is_bad`) the rest of the file is
+    With ``bad_last_line`` (see :func:`~correlate.ingest.linescan.last_line_is_bad`) the rest of the file is
     first tried in bulk as it is. False (nothing kept) when the file does not suit
     this path; the caller then reads it line by line. ``load_batch`` is the
     careful path's reader of one batch of numbered lines.

@@ -27,9 +27,10 @@ from correlate.ingest.bookkeeping import (
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
+from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.report import FileReport
-from correlate.ingest.salvage import SALVAGE_MIN_BYTES, last_line_is_bad, salvage
+from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -73,15 +74,15 @@ def ingest_span_file(
         digest = lambda: sha  # noqa: E731
     fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
     bulk = fast is not None and not strict and size >= SALVAGE_MIN_BYTES
-    # A file cut while it was written fails the bulk read only at its very end.
-    bad_last_line = (
-        bulk
-        and fmt.fast_compression is not None
-        and (fmt.fast_compression(path) == "none" and last_line_is_bad(path))
-    )
+    # Damage seen in the bytes spares a bulk read that would fail: a file cut while
+    # it was written fails it only at its very end, a broken line wherever it is.
+    bad_last_line = broken = False
+    if bulk and fmt.fast_compression is not None and fmt.fast_compression(path) == "none":
+        broken = broken_line(path) is not None
+        bad_last_line = not broken and last_line_is_bad(path)
     if (
         fast is not None
-        and not bad_last_line
+        and not (bad_last_line or broken)
         and _ingest_clean(store, run_id, path, size, digest, fmt, fast, report, progress)
     ):
         return report
