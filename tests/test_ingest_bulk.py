@@ -6,13 +6,17 @@ every good span once, every bad record reported with its file and line.
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import json
+import lzma
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import zstandard
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -461,3 +465,89 @@ def test_a_salvage_stopped_midway_leaves_nothing_of_the_file(
         assert store.con.execute("SELECT count(*) FROM spans").fetchone() == (0,)
         assert store.con.execute("SELECT count(*) FROM files").fetchone() == (0,)
     assert list(temp.iterdir()) == []
+
+
+_COMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "gzip": gzip.compress,
+    "zstd": zstandard.compress,
+    "bzip2": bz2.compress,
+    "xz": lzma.compress,
+}
+
+
+@pytest.mark.parametrize("codec", ["zstd", "bzip2", "xz"])
+def test_a_file_in_a_codec_duckdb_lacks_is_read_in_bulk_from_a_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
+    """DuckDB cannot decompress these: a big enough file is expanded and read in one bulk
+    statement, with what reading it line by line gives."""
+    monkeypatch.setattr(spanfile, "EXPAND_MIN_BYTES", 1)
+    plain = tmp_path / "plain.jsonl"
+    plain.write_text("".join(_line(f"c{i}", i, spans=2) + "\n" for i in range(1, 30)))
+    path = tmp_path / "spans.jsonl.z"
+    path.write_bytes(_COMPRESS[codec](plain.read_bytes()))
+    clean: list[bool] = []
+    ingest_clean = spanfile._ingest_clean
+
+    def recorded(*args: Any) -> bool:
+        clean.append(ingest_clean(*args))
+        return clean[-1]
+
+    monkeypatch.setattr(spanfile, "_ingest_clean", recorded)
+    with open_store(tmp_path / "bulk.duckdb") as bulk:
+        bulk.ingest([path], run="r")
+        assert clean == [True]
+        monkeypatch.setattr(spanfile, "EXPAND_MIN_BYTES", 1 << 60)
+        with open_store(tmp_path / "careful.duckdb") as careful:
+            careful.ingest([path], run="r")
+            assert clean == [True]  # not tried: read line by line
+            assert _rows(bulk) == _rows(careful) and len(_rows(bulk)) == 29 * 2
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_damaged_compressed_file_is_salvaged_from_an_uncompressed_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
+    """A compressed file with bad lines is expanded once and salvaged in pieces, not read
+    line by line: the same spans and problems as the careful path, named with the
+    compressed file's path, and the copy gone afterwards."""
+    import tempfile
+
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setattr(spanfile, "EXPAND_MIN_BYTES", 1)
+    plain = tmp_path / "plain.jsonl"
+    no_trace = _line("no-trace", 7, spans=3).replace('"traceId": "', '"traceIdX": "', 1)
+    _damaged_file(plain, 20, {3: "this is not JSON", 7: no_trace}, final_newline=True)
+    path = tmp_path / ("spans.jsonl.gz" if codec == "gzip" else "spans.jsonl.zst")
+    path.write_bytes(_COMPRESS[codec](plain.read_bytes()))
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    assert [(name, line) for name, line, _ in _problems(bulk)] == [
+        (path.name, 3),
+        (path.name, 7),
+    ]
+    assert len(_rows(bulk)) == 18 * 3 + 2
+    assert list(temp.iterdir()) == []
+
+
+def test_a_compressed_file_past_the_expansion_bound_gets_no_copy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The copy is bounded like every decompression: past the bound there is none, the
+    salvage is not tried, and the careful path refuses the file as before."""
+    plain = tmp_path / "plain.jsonl"
+    _damaged_file(plain, 20, {3: "this is not JSON"}, final_newline=True)
+    path = tmp_path / "spans.jsonl.gz"
+    path.write_bytes(gzip.compress(plain.read_bytes()))
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    tried: list[Any] = []
+    monkeypatch.setattr(spanfile, "salvage", lambda *a, **k: tried.append(a) or False)
+    with (
+        open_store(tmp_path / "s.duckdb") as store,
+        pytest.raises(InputError, match="expands past"),
+    ):
+        store.ingest([path], run="r", format="otlp-json", max_expanded_bytes=1000)
+    assert tried == []

@@ -75,21 +75,25 @@ def salvage(
     load_batch: LoadBatch,
     *,
     bad_last_line: bool = False,
+    source: Path | None = None,
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
-    With ``bad_last_line`` (see :func:`~correlate.ingest.linescan.last_line_is_bad`) the rest of the file is
-    first tried in bulk as it is. False (nothing kept) when the file does not suit
-    this path; the caller then reads it line by line. ``load_batch`` is the
-    careful path's reader of one batch of numbered lines.
+    With ``bad_last_line`` (see :func:`~correlate.ingest.linescan.last_line_is_bad`)
+    the rest of the file is first tried in bulk as it is. ``source`` is where its
+    bytes are read (an uncompressed copy of ``path``), if not from ``path`` itself;
+    problems name ``path``. False (nothing kept) when the file does not suit this
+    path; the caller then reads it line by line. ``load_batch`` is the careful
+    path's reader of one batch of numbered lines.
     """
+    source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
         return False
-    if fmt.fast_compression(path) != "none":
+    if fmt.fast_compression(source) != "none":
         return False
     folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
     try:
-        pieces = _cut(path, folder, 0, PIECE_BYTES)
+        pieces = _cut(source, folder, 0, PIECE_BYTES)
         rest, last = pieces[:-1], pieces[-1:]
         if (
             bad_last_line

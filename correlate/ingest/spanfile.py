@@ -9,11 +9,13 @@ already holds adds nothing. Parsing and flattening run inside DuckDB.
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
-from correlate.fileio import LineBatch, json_error
+from correlate.fileio import LineBatch, codec_of, json_error
+from correlate.fileio.expand import expanded_copy
 from correlate.ingest.bookkeeping import (
     add_file_row,
     background_digest,
@@ -72,27 +74,18 @@ def ingest_span_file(
                 progress.advance(size)
             return report
         digest = lambda: sha  # noqa: E731
-    fast = fmt.fast_docs(path) if fmt.fast_docs is not None else None
-    bulk = fast is not None and not strict and size >= SALVAGE_MIN_BYTES
-    # Damage seen in the bytes spares a bulk read that would fail: a file cut while
-    # it was written fails it only at its very end, a broken line wherever it is.
-    bad_last_line = broken = False
-    if bulk and fmt.fast_compression is not None and fmt.fast_compression(path) == "none":
-        broken = broken_line(path) is not None
-        bad_last_line = not broken and last_line_is_bad(path)
-    if (
-        fast is not None
-        and not (bad_last_line or broken)
-        and _ingest_clean(store, run_id, path, size, digest, fmt, fast, report, progress)
-    ):
+    codec = codec_of(path) if fmt.fast_docs is not None else None
+    if codec is not None and codec.duckdb is None and size >= EXPAND_MIN_BYTES:
+        # A codec DuckDB cannot read: an uncompressed copy is read in bulk rather than
+        # the file line by line (correlate.fileio.expand).
+        with expanded_copy(path) as copy:
+            if copy is not None and _bulk(
+                store, run_id, path, copy, size, digest, fmt, strict, report, progress
+            ):
+                return report
+    elif _bulk(store, run_id, path, path, size, digest, fmt, strict, report, progress):
         return report
     sha = digest()
-    if bulk and salvage(
-        store, run_id, path, sha, fmt, report, _load_batch, bad_last_line=bad_last_line
-    ):
-        if progress is not None:
-            progress.advance(size)
-        return report
     done = 0
     with store.atomic():
         file_id = add_file_row(store, run_id, path, sha, fmt.name)
@@ -112,6 +105,66 @@ def ingest_span_file(
     if progress is not None and size > done:
         progress.advance(size - done)
     return report
+
+
+#: From this compressed size on, a file DuckDB cannot decompress is read from an
+#: uncompressed copy (smaller ones are read line by line about as fast).
+EXPAND_MIN_BYTES = 1 << 20
+
+
+def _bulk(
+    store: Store,
+    run_id: int,
+    path: Path,
+    source: Path,
+    size: int,
+    digest: Callable[[], str],
+    fmt: SpanFormat,
+    strict: bool,
+    report: FileReport,
+    progress: Progress | None,
+) -> bool:
+    """Read ``path`` in bulk from ``source`` (itself, or an uncompressed copy of it): in one
+    statement when clean, in pieces around its bad lines when not. False (nothing kept)
+    when it must be read line by line; problems name ``path``, whatever ``source`` is."""
+    fast = fmt.fast_docs(source) if fmt.fast_docs is not None else None
+    if fast is None:
+        return False
+    salvage_it = not strict and source.stat().st_size >= SALVAGE_MIN_BYTES
+    compression = fmt.fast_compression(source) if fmt.fast_compression else None
+    # Damage seen in the bytes spares a bulk read that would fail: a file cut while
+    # it was written fails it only at its very end, a broken line wherever it is.
+    bad_last_line = broken = False
+    if salvage_it and compression == "none":
+        broken = broken_line(source) is not None
+        bad_last_line = not broken and last_line_is_bad(source)
+    if not (bad_last_line or broken) and _ingest_clean(
+        store, run_id, path, size, digest, fmt, fast, report, progress
+    ):
+        return True
+    if not salvage_it:
+        return False
+    sha = digest()
+    # A damaged gzip file (which DuckDB reads as it is) is salvaged from an uncompressed
+    # copy: only that can be cut into pieces.
+    expand = compression not in (None, "none")
+    with expanded_copy(source) if expand else nullcontext(source) as plain:
+        if plain is None:
+            return False
+        done = salvage(
+            store,
+            run_id,
+            path,
+            sha,
+            fmt,
+            report,
+            _load_batch,
+            bad_last_line=bad_last_line or (expand and last_line_is_bad(plain)),
+            source=plain,
+        )
+    if done and progress is not None:
+        progress.advance(size)
+    return done
 
 
 #: From this size on, a file new to its run is hashed while it is read (see
