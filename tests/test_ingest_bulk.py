@@ -409,9 +409,9 @@ def test_each_piece_fails_alone_and_bad_lines_at_piece_ends_keep_their_numbers(
     careful: list[tuple[int, int]] = []
     commit = salvage._commit
 
-    def recorded(*args: Any) -> bool:
+    def recorded(*args: Any, **kwargs: Any) -> bool:
         careful[:] = [(piece.first_line, piece.lines) for piece in args[-1]]
-        return commit(*args)
+        return commit(*args, **kwargs)
 
     monkeypatch.setattr(salvage, "_commit", recorded)
     monkeypatch.setattr(salvage, "FAN_OUT", 3)

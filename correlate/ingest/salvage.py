@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, BinaryIO
 
 from correlate.errors import CorrelateError
 from correlate.fileio import iter_line_batches
-from correlate.ingest.bookkeeping import add_file_row, set_file_counts
+from correlate.ingest.bookkeeping import (
+    add_file_row,
+    nothing_read,
+    refuse_if_nothing_read,
+    set_file_counts,
+)
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.schema import SPAN_COLUMN_NAMES
 
@@ -76,6 +81,7 @@ def salvage(
     *,
     bad_last_line: bool = False,
     source: Path | None = None,
+    require_some: bool = False,
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
@@ -84,7 +90,8 @@ def salvage(
     bytes are read (an uncompressed copy of ``path``), if not from ``path`` itself;
     problems name ``path``. False (nothing kept) when the file does not suit this
     path; the caller then reads it line by line. ``load_batch`` is the careful
-    path's reader of one batch of numbered lines.
+    path's reader of one batch of numbered lines. ``require_some``: as the careful
+    path, a file from which nothing could be read is an :class:`InputError`.
     """
     source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
@@ -98,11 +105,24 @@ def salvage(
         if (
             bad_last_line
             and rest
-            and _commit(store, run_id, path, sha, fmt, report, load_batch, rest, last)
+            and _commit(
+                store,
+                run_id,
+                path,
+                sha,
+                fmt,
+                report,
+                load_batch,
+                rest,
+                last,
+                require_some=require_some,
+            )
         ):
             return True
         good, bad = _sort_pieces(store, fmt, pieces, folder)
-        return _commit(store, run_id, path, sha, fmt, report, load_batch, good, bad)
+        return _commit(
+            store, run_id, path, sha, fmt, report, load_batch, good, bad, require_some=require_some
+        )
     except OSError:
         return False
     finally:
@@ -119,6 +139,8 @@ def _commit(
     load_batch: LoadBatch,
     good: list[_Piece],
     bad: list[_Piece],
+    *,
+    require_some: bool = False,
 ) -> bool:
     """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by line."""
     import duckdb
@@ -137,11 +159,20 @@ def _commit(
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)
             set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
+            if require_some and nothing_read(report):
+                raise _NothingRead  # the transaction rolls back
+    except _NothingRead:
+        refuse_if_nothing_read(report)
+        raise AssertionError("refuse_if_nothing_read did not refuse") from None
     except (duckdb.Error, UnicodeDecodeError, CorrelateError):
         report.spans_read = report.spans_added = report.skipped = report.spans_skipped = 0
         report.problems.clear()
         return False
     return True
+
+
+class _NothingRead(Exception):
+    """Raised in :func:`_commit`'s transaction to roll it back before refusing the file."""
 
 
 def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[_Piece]:

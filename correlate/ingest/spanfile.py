@@ -80,10 +80,12 @@ def ingest_span_file(
         # the file line by line (correlate.fileio.expand).
         with expanded_copy(path) as copy:
             if copy is not None and _bulk(
-                store, run_id, path, copy, size, digest, fmt, strict, report, progress
+                store, run_id, path, copy, size, digest, fmt, strict, report, progress, require_some
             ):
                 return report
-    elif _bulk(store, run_id, path, path, size, digest, fmt, strict, report, progress):
+    elif _bulk(
+        store, run_id, path, path, size, digest, fmt, strict, report, progress, require_some
+    ):
         return report
     sha = digest()
     done = 0
@@ -123,6 +125,7 @@ def _bulk(
     strict: bool,
     report: FileReport,
     progress: Progress | None,
+    require_some: bool,
 ) -> bool:
     """Read ``path`` in bulk from ``source`` (itself, or an uncompressed copy of it): in one
     statement when clean, in pieces around its bad lines when not. False (nothing kept)
@@ -161,6 +164,7 @@ def _bulk(
             _load_batch,
             bad_last_line=bad_last_line or (expand and last_line_is_bad(plain)),
             source=plain,
+            require_some=require_some,
         )
     if done and progress is not None:
         progress.advance(size)
