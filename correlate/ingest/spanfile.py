@@ -36,6 +36,9 @@ from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
+    import duckdb
+    import pyarrow as pa
+
     from correlate.ingest.spanformat import SpanFormat
     from correlate.store import Store
 
@@ -256,43 +259,57 @@ def _load_batch(
                 "text": pa.array(batch.lines, pa.large_string()),
             }
         )
-        # Registering replaces any earlier view of this name, so a failed batch
-        # leaves nothing behind that matters; unregistering inside an aborted
-        # transaction would itself fail and hide the real error.
-        con.register("_batch_lines", table)
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _batch_docs AS "
-            f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
-            "FROM _batch_lines"
-        )
-        bad_docs = con.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
-        problems.extend(_malformed(line, batch) for (line,) in bad_docs)
-        problems.extend(con.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
-        raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
-        con.execute(
-            "CREATE OR REPLACE TEMP TABLE _batch_spans AS "
-            + canonical_select(f"({_typed_raw(raw)})")
-        )
-        con.unregister("_batch_lines")
-        span_problems = con.execute(
-            "SELECT line_no, coalesce('span ' || span_id || ': ', '') || problem "
-            "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
-        ).fetchall()
-        problems.extend(span_problems)
-        report.spans_skipped += len(span_problems)
-        counts = con.execute(
-            "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
-        ).fetchone()
-        assert counts is not None
-        report.spans_read += int(counts[0])
-        columns = ", ".join(SPAN_COLUMN_NAMES[2:])
-        con.execute(
-            f"INSERT INTO spans SELECT ?, ?, {columns} FROM _batch_spans WHERE problem IS NULL",
-            [run_id, file_id],
-        )
-        report.spans_added += int(counts[1])
+        # Parsed and checked on a connection of its own, outside the file's one
+        # transaction: a temporary table or a view replaced inside it is kept until it
+        # ends, and with it the memory of every batch of the file.
+        with store.con.cursor() as work:
+            good = _parse_batch(work, table, run_id, file_id, fmt, batch, report, problems)
+        # Inserted as a relation, not through a registered view, for the same reason.
+        con.from_arrow(good).insert_into("spans")
     record_problems(store, file_id, path, problems, report)
     record_problems(store, file_id, path, notes, report, skipped=False)
+
+
+def _parse_batch(
+    work: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    run_id: int,
+    file_id: int,
+    fmt: SpanFormat,
+    batch: LineBatch,
+    report: FileReport,
+    problems: list[tuple[int | None, str]],
+) -> pa.Table:
+    """The good spans of ``table`` (its lines, numbered), as ``spans`` rows; the problems
+    of the others added to ``problems`` and the counts to ``report``."""
+    work.register("_batch_lines", table)
+    work.execute(
+        "CREATE TEMP TABLE _batch_docs AS "
+        f"SELECT line_no, try(from_json(text, {sql_string(fmt.structure)})) AS doc "
+        "FROM _batch_lines"
+    )
+    work.unregister("_batch_lines")
+    bad_docs = work.execute("SELECT line_no FROM _batch_docs WHERE doc IS NULL").fetchall()
+    problems.extend(_malformed(line, batch) for (line,) in bad_docs)
+    problems.extend(work.execute(fmt.envelope_problems_sql("_batch_docs")).fetchall())
+    raw = fmt.raw_sql("(SELECT * FROM _batch_docs WHERE doc IS NOT NULL)")
+    work.execute("CREATE TEMP TABLE _batch_spans AS " + canonical_select(f"({_typed_raw(raw)})"))
+    span_problems = work.execute(
+        "SELECT line_no, coalesce('span ' || span_id || ': ', '') || problem "
+        "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
+    ).fetchall()
+    problems.extend(span_problems)
+    report.spans_skipped += len(span_problems)
+    [(read, added)] = work.execute(
+        "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
+    ).fetchall()
+    report.spans_read += int(read)
+    report.spans_added += int(added)
+    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
+    return work.sql(
+        f"SELECT {int(run_id)} AS run_id, {int(file_id)} AS file_id, {columns} "
+        "FROM _batch_spans WHERE problem IS NULL"
+    ).to_arrow_table()
 
 
 def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:
