@@ -65,11 +65,16 @@ def test_the_first_line_that_cannot_be_an_object_is_named(
     assert _scan(tmp_path, data) == line
 
 
-def test_many_short_lines_and_block_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("short_line", [0, 64])
+def test_many_short_lines_and_block_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_line: int
+) -> None:
     """Blocks small enough that newlines fall on their edges, and more lines in a
-    block than are found one by one (numpy finds them)."""
+    block than are found one by one (numpy finds them), or than are looked at one
+    by one (numpy judges every byte), or so short that numpy does from the start."""
     monkeypatch.setattr(linescan, "BLOCK_BYTES", 64)
     monkeypatch.setattr(linescan, "_FIND_AT_MOST", 3)
+    monkeypatch.setattr(linescan, "_SHORT_LINE", short_line)
     lines = [b"{}", b"{ }", b" {}", b"", b"{}\r"] * 40
     assert _scan(tmp_path, b"\n".join(lines) + b"\n") is None
     for bad in (1, 37, 100, 200):
@@ -112,6 +117,7 @@ _PIECES = st.sampled_from(
     final_newline=st.booleans(),
     block=st.integers(1, 40),
     find_at_most=st.integers(0, 5),
+    short_line=st.sampled_from([0, 2, 64]),
 )
 def test_the_scan_agrees_with_reading_line_by_line(
     tmp_path: Path,
@@ -120,11 +126,13 @@ def test_the_scan_agrees_with_reading_line_by_line(
     final_newline: bool,
     block: int,
     find_at_most: int,
+    short_line: int,
 ) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     with monkeypatch.context() as patch:
         patch.setattr(linescan, "BLOCK_BYTES", block)
         patch.setattr(linescan, "_FIND_AT_MOST", find_at_most)
+        patch.setattr(linescan, "_SHORT_LINE", short_line)
         assert _scan(tmp_path, data) == _reference(data)
 
 

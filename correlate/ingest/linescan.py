@@ -24,8 +24,11 @@ __all__ = ["broken_line", "last_line_is_bad"]
 #: Bytes read at a time by :func:`broken_line` (numpy's arrays over a block of
 #: many short lines take a few times its size).
 BLOCK_BYTES = 1 << 20
-#: Newlines of a block found one by one before numpy judges the block instead.
+#: Newlines of a block found one by one with ``find`` (more: with numpy), and at most
+#: as many looked at one by one (more: numpy judges the block's every byte).
 _FIND_AT_MOST = 4096
+#: Bytes a line has on average in a block below which numpy judges its every byte.
+_SHORT_LINE = 64
 
 _NEWLINE, _CR, _OPEN, _CLOSE = ord("\n"), ord("\r"), ord("{"), ord("}")
 _ENDS = (_NEWLINE, _CLOSE)
@@ -101,44 +104,48 @@ class _Scan:
         if self.last == _NEWLINE:  # nothing but blanks in this line yet: it may start here
             start = _forward(buffer, 0, size)
             self.bad_start = start not in (None, _NEWLINE, _OPEN)
-        found = self._few(buffer, whole, size)
-        if found is None:
-            found = self._many(buffer, size)
-        elif found < 0:
+        count = buffer.count(b"\n", 0, size)
+        if not count:
             found = None
+        elif count * _SHORT_LINE > size:
+            found = self._many(buffer, size)
+        else:
+            found = self._few(buffer, whole, size, count)
         end = _backward(buffer, size - 1)
         if end is not None:
             self.last = end
         return found
 
-    def _few(self, buffer: bytearray, whole: Any, size: int) -> int | None:
-        """For a block of a few newlines: the first broken line, -1 for none, or None
-        when the block has too many newlines to find one by one."""
+    def _few(self, buffer: bytearray, whole: Any, size: int, count: int) -> int | None:
+        """For a block of longer lines: the bytes beside all newlines compared at once,
+        and those with something else beside them (a blank, damage) one by one."""
         import numpy as np
 
-        found: list[int] = []
-        at = buffer.find(b"\n", 0, size)
-        while at >= 0:
-            if len(found) >= _FIND_AT_MOST:
-                return None
-            found.append(at)
-            at = buffer.find(b"\n", at + 1, size)
-        if not found:
-            return -1
         if self.bad_start:
             return self.line
-        ok = _beside(whole, np.array(found, dtype=np.int64), size)
-        for k in np.flatnonzero(~ok).tolist():
-            at = found[k]
+        if count <= _FIND_AT_MOST:
+            ends = []
+            at = buffer.find(b"\n", 0, size)
+            while at >= 0:
+                ends.append(at)
+                at = buffer.find(b"\n", at + 1, size)
+            at_ends = np.array(ends, dtype=np.int64)
+        else:
+            at_ends = np.flatnonzero(whole[:size] == _NEWLINE)
+        odd = np.flatnonzero(~_beside(whole, at_ends, size))
+        if len(odd) > _FIND_AT_MOST:
+            return self._many(buffer, size)
+        for k in odd.tolist():
+            at = int(at_ends[k])
             end = _backward(buffer, at - 1)
             if (self.last if end is None else end) not in _ENDS:
                 return self.line + k
             if _forward(buffer, at + 1, size) not in (None, _NEWLINE, _OPEN):
-                if k + 1 < len(found):
+                if k + 1 < count:
                     return self.line + k + 1
                 self.bad_start = True  # its end is in a later block
-        self.line += len(found)
-        return -1
+        self.line += count
+        return None
 
     def _many(self, buffer: bytearray, size: int) -> int | None:
         """For a block of many newlines: its bytes other than blanks, and those on
