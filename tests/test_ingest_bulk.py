@@ -289,6 +289,25 @@ def test_clean_file_with_blank_lines_and_every_line_bad_salvages_correctly(
     assert _problems(bulk) == _problems(careful) == [("blank.jsonl", 3, _problems(careful)[0][2])]
 
 
+def test_a_byte_order_mark_inside_a_file_is_a_bad_line_wherever_the_pieces_fall(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files joined with ``cat``, each but the first with its byte order mark: the
+    mark starts a line in the middle of the file, which the careful path reports.
+    A piece cut there starts with it, and DuckDB, like the careful reader of a whole
+    file, takes a mark at a file's start as no part of it: the salvage must still
+    report it."""
+    path = tmp_path / "joined.jsonl"
+    bom = "\ufeff"
+    lines = [_line(f"j{i}", i, spans=2) for i in range(1, 13)]
+    path.write_text("\n".join(lines[:1] + [bom + line for line in lines[1:]]) + "\n")
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert len(_rows(careful)) == 2
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    assert [line for _, line, _ in _problems(bulk)] == list(range(2, 13))
+
+
 _DAMAGE = st.sampled_from(
     [
         "this is not JSON",
@@ -455,7 +474,7 @@ def test_a_salvage_stopped_midway_leaves_nothing_of_the_file(
     monkeypatch.setattr(salvage, "CAREFUL_BYTES", 100)
     monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
 
-    def stop(*args: Any) -> None:
+    def stop(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
     monkeypatch.setattr(salvage, "iter_line_batches", stop)

@@ -65,11 +65,16 @@ def test_the_first_line_that_cannot_be_an_object_is_named(
     assert _scan(tmp_path, data) == line
 
 
-def test_many_short_lines_and_block_edges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("short_line", [0, 64])
+def test_many_short_lines_and_block_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_line: int
+) -> None:
     """Blocks small enough that newlines fall on their edges, and more lines in a
-    block than are found one by one (numpy finds them)."""
+    block than are found one by one (numpy finds them), or than are looked at one
+    by one (numpy judges every byte), or so short that numpy does from the start."""
     monkeypatch.setattr(linescan, "BLOCK_BYTES", 64)
     monkeypatch.setattr(linescan, "_FIND_AT_MOST", 3)
+    monkeypatch.setattr(linescan, "_SHORT_LINE", short_line)
     lines = [b"{}", b"{ }", b" {}", b"", b"{}\r"] * 40
     assert _scan(tmp_path, b"\n".join(lines) + b"\n") is None
     for bad in (1, 37, 100, 200):
@@ -93,6 +98,13 @@ _PIECES = st.sampled_from(
         b"[]",
         b"\xef\xbb\xbf{}",
         b"\xef\xbb\xbf",
+        b"\t\t",
+        b"\r\r",
+        b" \r{}\t\r",
+        b"x}",
+        b"{x",
+        b"  }",
+        b"{  ",
     ]
 )
 
@@ -101,10 +113,11 @@ _PIECES = st.sampled_from(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
-    lines=st.lists(_PIECES, max_size=30),
+    lines=st.lists(_PIECES, max_size=40),
     final_newline=st.booleans(),
     block=st.integers(1, 40),
     find_at_most=st.integers(0, 5),
+    short_line=st.sampled_from([0, 2, 64]),
 )
 def test_the_scan_agrees_with_reading_line_by_line(
     tmp_path: Path,
@@ -113,11 +126,13 @@ def test_the_scan_agrees_with_reading_line_by_line(
     final_newline: bool,
     block: int,
     find_at_most: int,
+    short_line: int,
 ) -> None:
     data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
     with monkeypatch.context() as patch:
         patch.setattr(linescan, "BLOCK_BYTES", block)
         patch.setattr(linescan, "_FIND_AT_MOST", find_at_most)
+        patch.setattr(linescan, "_SHORT_LINE", short_line)
         assert _scan(tmp_path, data) == _reference(data)
 
 
@@ -160,3 +175,50 @@ def test_an_object_line_is_not_vouched_for(tmp_path: Path) -> None:
     """Braces at both ends are all the scan looks at: JSON broken inside is left to the reader."""
     inside = b'{"resourceSpans": [}'
     assert json.loads(_OBJECT) and _scan(tmp_path, inside + b"\n" + _OBJECT + b"\n") is None
+
+
+def test_blank_lines_cost_no_more_than_short_ones(tmp_path: Path) -> None:
+    """A file of mostly blank lines (or of lines of blanks) is scanned in memory of
+    the order of a block, whatever its number of lines, and its broken line found."""
+    import tracemalloc
+
+    import numpy  # noqa: F401  (its import's memory is not the scan's)
+
+    data = _OBJECT + b"\n" + b"\n" * (3 << 20) + b" \t\r\n" * (1 << 18) + b"oops\n"
+    tracemalloc.start()
+    try:
+        found = _scan(tmp_path, data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert found == 2 + (3 << 20) + (1 << 18)
+    assert peak < 16 * linescan.BLOCK_BYTES
+
+
+def test_a_file_cut_shorter_while_it_is_scanned_ends_the_scan(tmp_path: Path) -> None:
+    """A file truncated under the scan (a log rotated by copying and truncating it)
+    ends the scan with what was read; the process goes on (a mapped file's pages
+    past its new end would kill it with SIGBUS). In a child process, so that such
+    a death fails this test and not the run."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "rotated.jsonl"
+    path.write_bytes(_OBJECT + b"\n" + _OBJECT * 40_000 + b"\n")
+    child = f"""
+import os
+from pathlib import Path
+from correlate.ingest import linescan
+linescan.BLOCK_BYTES = 4096
+path = Path({str(path)!r})
+read = linescan._Scan.block
+def block(self, *args):
+    os.truncate(path, 10)  # after the first block is read
+    return read(self, *args)
+linescan._Scan.block = block
+print(linescan.broken_line(path))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, "None"), done.stderr

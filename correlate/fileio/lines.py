@@ -40,22 +40,28 @@ class LineBatch:
     unterminated_line: int | None = None
 
 
-def iter_line_batches(path: Path, block_bytes: int = BLOCK_BYTES) -> Iterator[LineBatch]:
+def iter_line_batches(
+    path: Path, block_bytes: int = BLOCK_BYTES, *, text_start: bool = True
+) -> Iterator[LineBatch]:
     """Yield the file's lines in batches of about ``block_bytes``.
 
     Blank lines are skipped silently (they carry no record). A line that is
     not UTF-8 is reported in ``bad`` rather than raising, so the caller can
-    count it and go on.
+    count it and go on. A UTF-8 byte order mark before the first line is no
+    part of it, unless ``text_start`` is False (a piece cut from the middle of
+    a file, where those bytes are the line's own).
     """
     try:
         stream = open_bytes(path)
     except OSError as exc:
         raise InputError(f"cannot read: {exc}", path) from None
     with stream:
-        yield from _batches(stream, path, block_bytes)
+        yield from _batches(stream, path, block_bytes, text_start)
 
 
-def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBatch]:
+def _batches(
+    stream: BinaryIO, path: Path, block_bytes: int, text_start: bool
+) -> Iterator[LineBatch]:
     line_no = 0
     position = 0
     tail = b""
@@ -79,13 +85,13 @@ def _batches(stream: BinaryIO, path: Path, block_bytes: int) -> Iterator[LineBat
             tail = data  # one line longer than a block: keep reading
             continue
         tail = data[cut + 1 :]
-        if line_no == 0 and data.startswith(UTF8_BOM):  # a mark before the text, not text
+        if line_no == 0 and text_start and data.startswith(UTF8_BOM):  # a mark, not text
             data, cut = data[len(UTF8_BOM) :], cut - len(UTF8_BOM)
         batch = _decode(data[:cut], line_no)
         line_no += data.count(b"\n", 0, cut + 1)
         batch.position = position - len(tail)
         yield batch
-    if line_no == 0 and tail.startswith(UTF8_BOM):
+    if line_no == 0 and text_start and tail.startswith(UTF8_BOM):
         tail = tail[len(UTF8_BOM) :]
     if tail.strip():
         batch = _decode(tail, line_no)

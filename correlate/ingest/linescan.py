@@ -13,7 +13,7 @@ a line cut in half, garbage, a line of another log). Damage only a parser sees
 from __future__ import annotations
 
 import json
-import mmap
+import re
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -21,14 +21,17 @@ if TYPE_CHECKING:
 
 __all__ = ["broken_line", "last_line_is_bad"]
 
-#: Bytes looked at a time by :func:`broken_line`.
-BLOCK_BYTES = 32 << 20
-#: Newlines of a block found one by one before numpy finds them all at once.
+#: Bytes read at a time by :func:`broken_line` (numpy's arrays over a block of
+#: many short lines take a few times its size).
+BLOCK_BYTES = 1 << 20
+#: Newlines of a block found one by one with ``find`` (more: with numpy), and at most
+#: as many looked at one by one (more: numpy judges the block's every byte).
 _FIND_AT_MOST = 4096
-#: Where the platform has it (not on Windows).
-_DONT_NEED: int | None = getattr(mmap, "MADV_DONTNEED", None)
+#: Bytes a line has on average in a block below which numpy judges its every byte.
+_SHORT_LINE = 64
 
 _NEWLINE, _CR, _OPEN, _CLOSE = ord("\n"), ord("\r"), ord("{"), ord("}")
+_ENDS = (_NEWLINE, _CLOSE)
 _BLANK = b" \t\r"
 _BOM = b"\xef\xbb\xbf"
 
@@ -60,91 +63,148 @@ def broken_line(path: Path) -> int | None:
 
     Such a line's first byte other than blanks is not ``{`` or its last is not
     ``}``; blank lines are no damage. A last line without a final newline is
-    left to :func:`last_line_is_bad`. Newlines are found with ``find`` (memchr
-    on the mapped file), or with numpy where a block holds many short lines,
-    and the bytes on both sides of all of them compared at once; only a
-    newline with something else beside it (a blank, a carriage return, damage)
-    is looked at byte by byte. A line that passes may still be bad JSON: this
-    finds damage, it never vouches for a line.
+    left to :func:`last_line_is_bad`. The file is read a block at a time (a
+    file cut shorter while it is scanned ends the scan; a mapped one would kill
+    the process). A block of a few long lines has its newlines found with
+    ``find`` (memchr), the bytes on both sides of all of them compared at once,
+    and only a newline with something else beside it looked at one by one; a
+    block of many short lines, blank ones included, is judged by numpy alone.
+    A line that passes may still be bad JSON: this finds damage, it never
+    vouches for a line.
     """
-    size = path.stat().st_size
-    if size == 0:
+    import numpy as np
+
+    scan = _Scan()
+    buffer = bytearray(max(BLOCK_BYTES, 1))
+    whole = np.frombuffer(buffer, dtype=np.uint8)
+    with path.open("rb") as f:
+        if f.read(len(_BOM)) != _BOM:
+            f.seek(0)
+        while size := f.readinto(buffer):
+            found = scan.block(buffer, whole, size)
+            if found is not None:
+                return found
+    return None
+
+
+#: A byte other than a blank inside a line: a newline, or anything else.
+_SOLID = re.compile(rb"[^ \t\r]")
+
+
+class _Scan:
+    """Where the scan is: what it knows of the line it is in, blocks read so far."""
+
+    def __init__(self) -> None:
+        self.line = 1  # the number of the line the next byte is in
+        self.last = _NEWLINE  # the last byte other than a blank (a newline: none in this line)
+        self.bad_start = False  # the line began with a byte other than ``{``
+
+    def block(self, buffer: bytearray, whole: Any, size: int) -> int | None:
+        """The first broken line a newline in ``buffer[:size]`` ends, or None."""
+        if self.last == _NEWLINE:  # nothing but blanks in this line yet: it may start here
+            start = _forward(buffer, 0, size)
+            self.bad_start = start not in (None, _NEWLINE, _OPEN)
+        count = buffer.count(b"\n", 0, size)
+        if not count:
+            found = None
+        elif count * _SHORT_LINE > size:
+            found = self._many(buffer, size)
+        else:
+            found = self._few(buffer, whole, size, count)
+        end = _backward(buffer, size - 1)
+        if end is not None:
+            self.last = end
+        return found
+
+    def _few(self, buffer: bytearray, whole: Any, size: int, count: int) -> int | None:
+        """For a block of longer lines: the bytes beside all newlines compared at once,
+        and those with something else beside them (a blank, damage) one by one."""
+        import numpy as np
+
+        if self.bad_start:
+            return self.line
+        if count <= _FIND_AT_MOST:
+            ends = []
+            at = buffer.find(b"\n", 0, size)
+            while at >= 0:
+                ends.append(at)
+                at = buffer.find(b"\n", at + 1, size)
+            at_ends = np.array(ends, dtype=np.int64)
+        else:
+            at_ends = np.flatnonzero(whole[:size] == _NEWLINE)
+        odd = np.flatnonzero(~_beside(whole, at_ends, size))
+        if len(odd) > _FIND_AT_MOST:
+            return self._many(buffer, size)
+        for k in odd.tolist():
+            at = int(at_ends[k])
+            end = _backward(buffer, at - 1)
+            if (self.last if end is None else end) not in _ENDS:
+                return self.line + k
+            if _forward(buffer, at + 1, size) not in (None, _NEWLINE, _OPEN):
+                if k + 1 < count:
+                    return self.line + k + 1
+                self.bad_start = True  # its end is in a later block
+        self.line += count
         return None
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        return _first_broken(data)
+
+    def _many(self, buffer: bytearray, size: int) -> int | None:
+        """For a block of many newlines: its bytes other than blanks, and those on
+        both sides of each newline among them, compared all at once."""
+        import numpy as np
+
+        kept = buffer[:size]
+        if any(blank in kept for blank in (b" ", b"\t", b"\r")):  # memchr: cheaper to ask
+            kept = kept.translate(None, _BLANK)
+        solid = np.frombuffer(kept, dtype=np.uint8)
+        newline = solid == _NEWLINE
+        can_end = newline | (solid == _CLOSE)  # the last byte of a line, or no line
+        can_start = newline | (solid == _OPEN)
+        bad_end = newline[1:] & ~can_end[:-1]  # of the newline after each byte
+        bad_start = newline[:-1] & ~can_start[1:]  # of the byte after each newline
+        lines = int(np.count_nonzero(newline))
+        found = [0] if self.bad_start or (newline[0] and self.last not in _ENDS) else []
+        if bad_end.any():
+            found.append(int(np.count_nonzero(newline[: int(bad_end.argmax()) + 1])))
+        self.bad_start = False
+        if bad_start.any():
+            next_line = int(np.count_nonzero(newline[: int(bad_start.argmax())])) + 1
+            if next_line < lines:
+                found.append(next_line)
+            self.bad_start = True  # the line after the block's last newline
+        if found:
+            return self.line + min(found)
+        self.line += lines
+        return None
 
 
-def _first_broken(data: mmap.mmap) -> int | None:
+def _beside(data: Any, ends: Any, size: int) -> Any:
+    """For each newline at ``ends``: True when a ``}`` (or ``}\\r``) is just before
+    it and a ``{`` just after it, both in ``data[:size]``."""
     import numpy as np
 
-    size = len(data)
-    first = len(_BOM) if data[: len(_BOM)] == _BOM else 0
-    if _edge(data, first, 1) not in (None, _OPEN) and data.find(b"\n", first) >= 0:
-        return 1
-    whole = np.frombuffer(data, dtype=np.uint8)
-    try:
-        newlines_before = 0
-        for low in range(0, size, BLOCK_BYTES):
-            at = _newlines(data, whole, low, min(low + BLOCK_BYTES, size))
-            before = whole[np.maximum(at - 1, 0)]
-            before_cr = whole[np.maximum(at - 2, 0)]
-            after = whole[np.minimum(at + 1, size - 1)]
-            ok = (
-                (at >= 2)
-                & (at + 1 < size)
-                & ((before == _CLOSE) | ((before == _CR) & (before_cr == _CLOSE)))
-                & (after == _OPEN)
-            )
-            for i in np.flatnonzero(~ok).tolist():
-                line = _check_newline(data, int(at[i]), first)
-                if line is not None:
-                    return newlines_before + i + line
-            newlines_before += len(at)
-            del at, before, before_cr, after, ok
-            if _DONT_NEED is not None:  # its pages would stay in the process's RSS
-                page = low - low % mmap.PAGESIZE
-                data.madvise(_DONT_NEED, page, min(low + BLOCK_BYTES, size) - page)
-    finally:
-        del whole  # the map cannot close while an array holds it
-    return None
+    before = data[np.maximum(ends - 1, 0)]
+    before_cr = data[np.maximum(ends - 2, 0)]
+    after = data[np.minimum(ends + 1, size - 1)]
+    return (
+        (ends >= 2)
+        & (ends + 1 < size)
+        & ((before == _CLOSE) | ((before == _CR) & (before_cr == _CLOSE)))
+        & (after == _OPEN)
+    )
 
 
-def _newlines(data: mmap.mmap, whole: Any, low: int, high: int) -> Any:
-    """The offsets of the newlines in ``data[low:high]``, as a numpy array."""
-    import numpy as np
-
-    found: list[int] = []
-    at = data.find(b"\n", low, high)
-    while at >= 0 and len(found) < _FIND_AT_MOST:
-        found.append(at)
-        at = data.find(b"\n", at + 1, high)
-    if at < 0:
-        return np.array(found, dtype=np.int64)
-    return low + np.flatnonzero(whole[low:high] == _NEWLINE)
+def _forward(buffer: bytearray, at: int, size: int) -> int | None:
+    """The first byte other than a blank in ``buffer[at:size]`` (a newline, maybe), or None."""
+    found = _SOLID.search(buffer, at, size)
+    return None if found is None else buffer[found.start()]
 
 
-def _check_newline(data: mmap.mmap, at: int, first: int) -> int | None:
-    """1 when the line ending at newline ``at`` is broken, 2 when the one after it is
-    (a line ended by a newline only), else None. The file's text starts at ``first``
-    (after a BOM)."""
-    end = _edge(data, at - 1, -1, first)
-    if end is not None and end != _CLOSE:
-        return 1
-    start = _edge(data, at + 1, 1)
-    if start not in (None, _OPEN) and data.find(b"\n", at + 1) >= 0:
-        return 2
-    return None
-
-
-def _edge(data: mmap.mmap, at: int, step: int, first: int = 0) -> int | None:
-    """The first byte other than blanks from ``at`` going ``step`` (±1) within its line,
-    or None when the line holds nothing else (a blank line, or the file's edges:
-    ``first`` and its end)."""
-    while first <= at < len(data):
-        byte = data[at]
-        if byte == _NEWLINE:
-            return None
-        if byte not in _BLANK:
-            return byte
-        at += step
+def _backward(buffer: bytearray, at: int) -> int | None:
+    """The last byte other than a blank in ``buffer[:at + 1]`` (a newline, maybe), or None."""
+    while at >= 0:
+        low = max(at - 4095, 0)
+        rest = buffer[low : at + 1].rstrip(_BLANK)
+        if rest:
+            return rest[-1]
+        at = low - 1
     return None

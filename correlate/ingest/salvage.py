@@ -152,7 +152,7 @@ def _commit(
             report.spans_read = report.spans_added = added
             for piece in bad:
                 shift = piece.first_line - 1
-                for batch in iter_line_batches(piece.path):
+                for batch in iter_line_batches(piece.path, text_start=piece.first_line == 1):
                     batch.numbers = [n + shift for n in batch.numbers]
                     batch.bad = [(n + shift, reason) for n, reason in batch.bad]
                     if batch.unterminated_line is not None:
@@ -274,7 +274,7 @@ def _sort_pieces(
     bad: list[_Piece] = []
     suspects = _suspects(store, fmt, pieces)
     for i, piece in enumerate(pieces):
-        if i not in suspects and (suspects or _clean(store, fmt, piece)):
+        if i not in suspects and not _bom_inside(piece) and (suspects or _clean(store, fmt, piece)):
             good.append(piece)
         elif piece.lines <= 1 or piece.size <= CAREFUL_BYTES:
             bad.append(piece)
@@ -287,6 +287,18 @@ def _sort_pieces(
     good.sort(key=lambda p: p.first_line)
     bad.sort(key=lambda p: p.first_line)
     return good, bad
+
+
+def _bom_inside(piece: _Piece) -> bool:
+    """True when ``piece`` starts with a UTF-8 byte order mark that is not its file's:
+    DuckDB would skip it as a mark, where reading the whole file finds a bad line."""
+    if piece.first_line == 1:
+        return False
+    with piece.path.open("rb") as f:
+        return f.read(len(_BOM)) == _BOM
+
+
+_BOM = b"\xef\xbb\xbf"
 
 
 def _suspects(store: Store, fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:
