@@ -101,34 +101,41 @@ class _Scan:
 
     def block(self, buffer: bytearray, whole: Any, size: int) -> int | None:
         """The first broken line a newline in ``buffer[:size]`` ends, or None."""
+        import numpy as np
+
         if self.last == _NEWLINE:  # nothing but blanks in this line yet: it may start here
             start = _forward(buffer, 0, size)
             self.bad_start = start not in (None, _NEWLINE, _OPEN)
-        count = buffer.count(b"\n", 0, size)
+        # Newlines found one by one (memchr) while few: a block of long lines, the usual
+        # case, is never counted whole (bytearray.count is several times slower).
+        ends: list[int] = []
+        at = buffer.find(b"\n", 0, size)
+        while at >= 0 and len(ends) < _FIND_AT_MOST:
+            ends.append(at)
+            at = buffer.find(b"\n", at + 1, size)
+        count = len(ends) if at < 0 else int(np.count_nonzero(whole[:size] == _NEWLINE))
         if not count:
             found = None
         elif count * _SHORT_LINE > size:
             found = self._many(buffer, size)
         else:
-            found = self._few(buffer, whole, size, count)
+            found = self._few(buffer, whole, size, count, ends if at < 0 else None)
         end = _backward(buffer, size - 1)
         if end is not None:
             self.last = end
         return found
 
-    def _few(self, buffer: bytearray, whole: Any, size: int, count: int) -> int | None:
-        """For a block of longer lines: the bytes beside all newlines compared at once,
-        and those with something else beside them (a blank, damage) one by one."""
+    def _few(
+        self, buffer: bytearray, whole: Any, size: int, count: int, ends: list[int] | None
+    ) -> int | None:
+        """For a block of longer lines (its ``count`` newlines at ``ends``, if found
+        already): the bytes beside all newlines compared at once, and those with
+        something else beside them (a blank, damage) one by one."""
         import numpy as np
 
         if self.bad_start:
             return self.line
-        if count <= _FIND_AT_MOST:
-            ends = []
-            at = buffer.find(b"\n", 0, size)
-            while at >= 0:
-                ends.append(at)
-                at = buffer.find(b"\n", at + 1, size)
+        if ends is not None:
             at_ends = np.array(ends, dtype=np.int64)
         else:
             at_ends = np.flatnonzero(whole[:size] == _NEWLINE)
