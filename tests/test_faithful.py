@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -303,6 +304,39 @@ def test_a_stream_cut_before_its_first_line_is_an_error_not_an_empty_file(
 def test_utf8_byte_order_mark_keeps_the_first_record(store: Store) -> None:
     report = store.ingest([FAITHFUL / "bom.jsonl"], run="r")
     assert (report.spans_added, report.skipped) == (2, 0)
+
+
+def test_a_byte_order_mark_keeps_no_file_from_duckdbs_reader(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DuckDB skips the mark as the line reader does: a big file starting with one is read
+    in bulk, and a folder of small ones in a group, with what the line reader reads."""
+    from correlate.ingest import spanbatch, spanfile
+
+    clean: list[bool] = []
+    ingest_clean = spanfile._ingest_clean
+
+    def recorded(*args: Any) -> bool:
+        clean.append(ingest_clean(*args))
+        return clean[-1]
+
+    monkeypatch.setattr(spanfile, "_ingest_clean", recorded)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    monkeypatch.setattr(spanbatch, "SMALL_FILE_BYTES", 0)  # each file on its own
+    report = store.ingest([FAITHFUL / "bom.jsonl"], run="big")
+    assert clean == [True] and (report.spans_added, report.skipped) == (2, 0)
+    monkeypatch.undo()
+    folder = tmp_path / "run"
+    folder.mkdir()
+    for name in ("bom.jsonl", "neighbour.jsonl"):
+        (folder / name).write_bytes((FAITHFUL / name).read_bytes())
+    together = store.ingest([folder], run="small")
+    alone = [
+        store.ingest([folder / name], run=f"alone-{name}")
+        for name in ("bom.jsonl", "neighbour.jsonl")
+    ]
+    assert together.spans_added == sum(r.spans_added for r in alone) > 2
+    assert together.skipped == 0
 
 
 def test_utf16_is_named_as_such(store: Store) -> None:

@@ -322,7 +322,8 @@ def _read_json(names: str, compression: str, document: dict[str, Schema] | None 
 def fast_compression(path: Path) -> str | None:
     """DuckDB's ``compression =`` for ``path`` when the fast path can read it, else None."""
     head = read_head(path, 4096)
-    first_line = head.split(b"\n", 1)[0].strip()
+    # DuckDB's readers skip a byte order mark before the first line, as the line reader does
+    first_line = head.split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf").strip()
     if not first_line.startswith(b"{") or (b"\n" in head and first_line == b"{"):
         return None  # a pretty-printed document: small, the line reader handles it
     # None when DuckDB cannot read it by name (a codec it lacks, a name it would
