@@ -26,7 +26,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 import correlate
 from correlate.errors import CorrelateError, InputError
 from correlate.ingest import otlp_proto
-from correlate.ingest.detect import detect_format
+from correlate.ingest.detect import detect, detect_format
 from correlate.store import Store
 
 TRACE = bytes.fromhex("4bf92f3577b34da6a3ce929d0e0e4736")
@@ -335,19 +335,100 @@ def test_unparsable_message_is_skipped_and_reading_goes_on(store: Store, tmp_pat
     assert problem.reason.endswith(") in a 3-byte frame")
 
 
-def test_zstd_compressed_messages_are_named_as_such(store: Store, tmp_path: Path) -> None:
-    zstd_frame = b"\x28\xb5\x2f\xfd" + b"\x00" * 8  # the zstd magic, then anything
-    path = write(tmp_path / "z.pb", frame(zstd_frame, request(db_span())))
-    report = store.ingest([path], run="r", format="otlp-proto")
-    assert [(p.line, p.reason) for p in report.problems] == [
-        (
-            1,
-            "message 1 at byte 0: the message is zstd-compressed (the Collector's "
-            "compression: zstd), which correlate does not read; export without compression, "
-            "or gzip the whole file",
-        )
+# The Collector's file exporter with compression: zstd (its default, message-level
+# compression): each message compressed on its own inside the 4-byte framing, and with
+# format: json each message is the OTLP/JSON text of a request.
+CHECKOUT = Path(__file__).parent / "data" / "otlp" / "checkout.jsonl"
+
+
+def _collector_zstd(requests: list[bytes]) -> bytes:
+    import zstandard
+
+    return frame(*(zstandard.compress(r) for r in requests))
+
+
+def _checkout_requests(kind: str) -> list[bytes]:
+    from google.protobuf import json_format
+
+    lines = [line for line in CHECKOUT.read_text().splitlines() if line.strip()]
+    if kind == "json":
+        return [line.encode() for line in lines]
+    return [
+        json_format.ParseDict(
+            _base64_ids(json.loads(line)), ExportTraceServiceRequest()
+        ).SerializeToString()
+        for line in lines
     ]
-    assert report.spans_added == 1
+
+
+def _base64_ids(node: Any) -> Any:
+    """OTLP/JSON's hex ids as protobuf's JSON mapping wants bytes: base64."""
+    import base64
+
+    if isinstance(node, list):
+        return [_base64_ids(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    return {
+        key: base64.b64encode(bytes.fromhex(value)).decode()
+        if key in ("traceId", "spanId", "parentSpanId") and value
+        else _base64_ids(value)
+        for key, value in node.items()
+    }
+
+
+@pytest.mark.parametrize("kind", ["json", "proto"])
+def test_collector_zstd_messages_read_as_the_plain_file(tmp_path: Path, kind: str) -> None:
+    every_column = "SELECT * EXCLUDE (run_id, file_id) FROM spans ORDER BY span_id"
+    path = write(tmp_path / "spans.bin", _collector_zstd(_checkout_requests(kind)))
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as plain:
+        assert detect_format(path) == "otlp-proto"
+        report = framed.ingest([path], run="r")
+        plain.ingest([CHECKOUT], run="r")
+        assert report.problems == [] and report.spans_added == 5
+        assert rows(framed, every_column) == rows(plain, every_column)
+
+
+def test_a_damaged_zstd_message_is_reported_and_the_next_read(store: Store, tmp_path: Path) -> None:
+    import zstandard
+
+    first, second = _checkout_requests("proto")
+    broken = zstandard.compress(first)[:-6]  # cut inside its frame
+    data = frame(broken) + _collector_zstd([second])
+    path = write(tmp_path / "spans.bin", data)
+    report = store.ingest([path], run="r", format="otlp-proto")
+    [problem] = report.problems
+    assert problem.line == 1
+    assert problem.reason.startswith(
+        "message 1 at byte 0: a zstd-compressed message that does not decompress ("
+    )
+    assert report.spans_added == len(ExportTraceServiceRequest.FromString(second)
+                                     .resource_spans[0].scope_spans[0].spans)  # fmt: skip
+
+
+def test_zstd_messages_stay_under_the_expansion_bound(store: Store, tmp_path: Path) -> None:
+    requests = _checkout_requests("json")
+    path = write(tmp_path / "spans.bin", _collector_zstd(requests))
+    report = store.ingest([path], run="r", max_expanded_bytes=len(requests[0]) + 10)
+    [problem] = report.problems
+    assert (
+        problem.line == 2 and "expand past" in problem.reason and "--max-expanded" in problem.reason
+    )
+    assert report.spans_added > 0  # the first message, within the bound
+
+
+def test_collector_zstd_metrics_are_metrics(tmp_path: Path) -> None:
+    """Metrics written the same way (format: json, compression: zstd) are read as the
+    plain metrics file is, not as spans."""
+    plain = Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl"
+    lines = [line.encode() for line in plain.read_text().splitlines() if line.strip()]
+    path = write(tmp_path / "metrics.bin", _collector_zstd(lines))
+    assert detect(path).name == "otlp-metrics-proto"
+    query = "SELECT * EXCLUDE (run_id, file_id) FROM pool_samples ORDER BY ALL"
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
+        framed.ingest([path], run="r")
+        direct.ingest([plain], run="r")
+        assert rows(framed, query) == rows(direct, query) != []
 
 
 def test_impossible_length_stops_reading(store: Store, tmp_path: Path) -> None:

@@ -6,6 +6,13 @@ sources): ``collector`` (a 4-byte big-endian length before each message),
 message, whose field-1 entries are taken one by one). Every frame's payload
 is the bytes of an ``ExportTraceServiceRequest``: for ``raw``, a one-entry
 request made of the entry's own tag, length and body.
+
+The Collector's ``file`` exporter with ``compression: zstd`` (and without its
+``exporter.file.nativeCompression`` feature gate, which writes a plain ``.zst``
+stream instead) compresses each message on its own inside the same framing,
+and with ``format: json`` the message is OTLP/JSON text: such a payload is
+decompressed here (under the bound on decompressed bytes per file), and
+:func:`is_json` tells the two apart.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-__all__ = ["FRAMINGS", "Frame", "Framing", "frames", "framing_of"]
+__all__ = ["FRAMINGS", "Frame", "Framing", "frames", "framing_of", "is_json"]
 
 Framing = Literal["collector", "varint", "raw"]
 
@@ -34,6 +41,8 @@ FRAMINGS: tuple[Framing, ...] = ("collector", "varint", "raw")
 MAX_MESSAGE_BYTES = 2**31 - 1
 #: A request's (and a TracesData's) only field: 1, resource_spans, length-delimited.
 RESOURCE_SPANS_TAG = 0x0A
+#: How a Zstandard frame starts: a message the Collector compressed on its own.
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 #: Read a frame's body in pieces, so a garbage length costs only what is there.
 _READ_CHUNK = 8 * 1024 * 1024
 
@@ -95,13 +104,35 @@ def _some_parse(data: bytes, framing: Framing) -> bool:
         if pos + size + length > len(data):
             break
         whole += 1
+        payload = data[pos + size : pos + size + length]
+        if framing == "collector" and payload.startswith(ZSTD_MAGIC):
+            payload, problem = _expand(payload, len(data) * 64)
+            if problem or is_json(payload):
+                return not problem and _json_request(payload)
         try:
-            ExportTraceServiceRequest.FromString(data[pos + size : pos + size + length])
+            ExportTraceServiceRequest.FromString(payload)
         except DecodeError:
             pos += size + length
             continue
         return True
     return whole == 0
+
+
+def is_json(payload: bytes) -> bool:
+    """True when a (decompressed) message is OTLP/JSON text rather than protobuf: the
+    Collector's ``format: json`` with ``compression: zstd``. A protobuf request starts
+    with its field-1 tag, never with ``{``."""
+    return payload[:1] == b"{"
+
+
+def _json_request(payload: bytes) -> bool:
+    import json
+
+    try:
+        request = json.loads(payload)
+    except ValueError:
+        return False
+    return isinstance(request, dict) and bool(request.keys() & {"resourceSpans", "resourceMetrics"})
 
 
 def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
@@ -119,13 +150,23 @@ def _tiles(data: bytes, framing: Framing, *, exact: bool) -> bool:
             # An empty first message is what the Collector's zero high bytes of a length
             # read as: no writer starts a stream of messages with an empty one.
             return False
-        if length and (body >= len(data) or data[body] != RESOURCE_SPANS_TAG):
+        if length and not _starts_a_message(data, body, framing):
             return messages and not exact
         if body + length > len(data):  # runs past the end
             return not exact and (messages or framing != "collector" or data[pos] == 0)
         messages = messages or length > 0
         pos = body + length
     return messages
+
+
+def _starts_a_message(data: bytes, body: int, framing: Framing) -> bool:
+    """True when a message may start at ``body``: the resource_spans tag, or for the
+    Collector's framing a Zstandard frame (as much of its magic as ``data`` holds)."""
+    if body >= len(data):
+        return False
+    if data[body] == RESOURCE_SPANS_TAG:
+        return True
+    return framing == "collector" and ZSTD_MAGIC.startswith(data[body : body + len(ZSTD_MAGIC)])
 
 
 def _header(data: bytes, pos: int, framing: Framing) -> tuple[int, int] | Literal["more"] | None:
@@ -160,7 +201,14 @@ def _header(data: bytes, pos: int, framing: Framing) -> tuple[int, int] | Litera
 
 
 def frames(stream: Readable, framing: Framing) -> Iterator[Frame]:
-    """The frames of ``stream``; stops after the first that cannot be read whole."""
+    """The frames of ``stream``; stops after the first that cannot be read whole.
+
+    A Collector message compressed on its own is given decompressed; one that does
+    not decompress is a problem frame, and reading goes on with the next.
+    """
+    from correlate.fileio.streams import current_limit
+
+    budget = current_limit()  # decompressed bytes the file's messages may still take
     number = 0
     offset = 0
     while True:
@@ -188,7 +236,13 @@ def frames(stream: Readable, framing: Framing) -> Iterator[Frame]:
             return
         payload = head + body if framing == "raw" else body
         end = offset + len(head) + len(body)
-        yield Frame(number, offset, end, payload)
+        if framing == "collector" and payload.startswith(ZSTD_MAGIC):
+            payload, problem = _expand(payload, budget)
+            budget -= len(payload)
+            if problem.startswith("zstd-compressed messages expand past"):
+                yield Frame(number, offset, end, None, problem)
+                return
+        yield Frame(number, offset, end, None if problem else payload, problem)
         offset = end
 
 
@@ -242,3 +296,26 @@ def _read(stream: Readable, size: int) -> bytes:
         parts.append(part)
         left -= len(part)
     return b"".join(parts)
+
+
+def _expand(payload: bytes, budget: int) -> tuple[bytes, str]:
+    """(the decompressed message, "") of a Zstandard-compressed payload, or (b"", a
+    problem) when it is damaged or would take more than ``budget`` bytes."""
+    import io
+
+    from correlate.fileio.codecs import codec_named
+    from correlate.fileio.streams import current_limit, format_size
+
+    codec = codec_named("zstd")
+    try:
+        with codec.open(io.BytesIO(payload)) as stream:
+            data = stream.read(budget + 1)
+    except codec.errors() as exc:
+        return b"", f"a zstd-compressed message that does not decompress ({exc})"
+    if len(data) > budget:
+        return b"", (
+            f"zstd-compressed messages expand past {format_size(current_limit())} (the bound "
+            "on decompressed bytes per file); if the file is meant to be that large, raise "
+            "the bound (ingest --max-expanded, or max_expanded_bytes=)"
+        )
+    return data, ""

@@ -126,13 +126,29 @@ def framing_of(data: bytes) -> Framing | None:
     framings read metrics too: the Collector's, varint-delimited (what an SDK
     writes with ``writeDelimitedTo``), and one raw request (an OTLP/HTTP body).
     """
-    from correlate.ingest.otlp_framing import FRAMINGS, frames
+    from correlate.ingest.otlp_framing import FRAMINGS, frames, is_json
 
     for framing in FRAMINGS:
         first = next(frames(io.BytesIO(data), framing), None)
-        if first is not None and first.payload and _metrics_request(first.payload) is not None:
+        if first is None or not first.payload:
+            continue
+        if is_json(first.payload):  # the Collector's format: json with compression: zstd
+            if isinstance(_json_request(first.payload), dict):
+                return framing
+        elif _metrics_request(first.payload) is not None:
             return framing
     return None
+
+
+def _json_request(payload: bytes) -> dict[str, Any] | Problem:
+    """A metrics request given as OTLP/JSON text, or why it is not one."""
+    try:
+        document = json.loads(payload)
+    except ValueError as exc:
+        return Problem(None, f"a JSON message that does not parse ({_why(exc)})")
+    if not isinstance(document, dict) or not isinstance(document.get("resourceMetrics"), list):
+        return Problem(None, "a JSON message without resourceMetrics")
+    return document
 
 
 def _metrics_request(payload: bytes) -> Any:
@@ -159,7 +175,7 @@ def read_proto_points(path: Path) -> Iterator[Point | Problem]:
     """
     from google.protobuf.json_format import MessageToDict
 
-    from correlate.ingest.otlp_framing import frames
+    from correlate.ingest.otlp_framing import frames, is_json
 
     try:
         head = read_head(path)
@@ -176,6 +192,13 @@ def read_proto_points(path: Path) -> Iterator[Point | Problem]:
             where = f"message {number} at byte {frame.offset}"
             if payload is None:
                 yield Problem(number, f"{where}: {frame.problem}")
+                continue
+            if is_json(payload):
+                document = _json_request(payload)
+                if isinstance(document, Problem):
+                    yield Problem(number, f"{where}: {document.reason}")
+                else:
+                    yield from points_of(document)
                 continue
             message = _metrics_request(payload)
             if message is None:

@@ -9,8 +9,9 @@ https://protobuf.dev/programming-guides/encoding/; opentelemetry-proto's
 - The Collector's framing (``format: proto``): a sequence of frames, each a
   4-byte **big-endian** unsigned length, then that many bytes of one serialized
   ``ExportTraceServiceRequest``. There is no header or trailer. The
-  exporter's own ``zstd`` compression (each message compressed on its own,
-  same framing) is not read: such a message is reported as zstd-compressed.
+  exporter's own ``zstd`` compression compresses each message on its own in
+  the same framing, and with ``format: json`` each is OTLP/JSON text (its
+  ``file_writer.go``): both are read (see :mod:`~correlate.ingest.otlp_framing`).
 - Varint-delimited messages (protobuf's ``writeDelimitedTo`` /
   ``parseDelimitedFrom``, how a stream of messages is usually written to a
   file): each message preceded by its length as a base-128 varint.
@@ -69,7 +70,7 @@ from typing import IO, Any
 from correlate.errors import InputError
 from correlate.fileio import LineBatch, open_bytes
 from correlate.ingest import otlp_json
-from correlate.ingest.otlp_framing import frames, framing_of
+from correlate.ingest.otlp_framing import frames, framing_of, is_json
 from correlate.ingest.spanformat import SpanFormat
 from correlate.inputs import Head
 
@@ -79,7 +80,6 @@ BATCH_CHARS = 16 * 1024 * 1024
 _SNIFF_BYTES = 64 * 1024
 
 _ID_KEYS = ("traceId", "spanId", "parentSpanId")
-_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
 def batches(path: Path, batch_chars: int = BATCH_CHARS) -> Iterator[LineBatch]:
@@ -116,20 +116,23 @@ def _batches(stream: IO[bytes], batch_chars: int) -> Iterator[LineBatch]:
             batch.bad.append((number, f"message {number} at byte {offset}: {frame.problem}"))
             continue
         batch.position = frame.end
-        if payload.startswith(_ZSTD_MAGIC):
-            reason = (
-                "the message is zstd-compressed (the Collector's compression: zstd), which "
-                "correlate does not read; export without compression, or gzip the whole file"
-            )
-            batch.bad.append((number, f"message {number} at byte {offset}: {reason}"))
-            continue
-        try:
-            message = ExportTraceServiceRequest.FromString(payload)
-        except DecodeError as exc:
-            reason = f"not an OTLP ExportTraceServiceRequest ({exc}) in a {len(payload)}-byte frame"
-            batch.bad.append((number, f"message {number} at byte {offset}: {reason}"))
-            continue
-        text = to_otlp_json(message)
+        if is_json(payload):  # the Collector's format: json with compression: zstd
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                reason = "a JSON message that is not UTF-8 text"
+                batch.bad.append((number, f"message {number} at byte {offset}: {reason}"))
+                continue
+        else:
+            try:
+                message = ExportTraceServiceRequest.FromString(payload)
+            except DecodeError as exc:
+                reason = (
+                    f"not an OTLP ExportTraceServiceRequest ({exc}) in a {len(payload)}-byte frame"
+                )
+                batch.bad.append((number, f"message {number} at byte {offset}: {reason}"))
+                continue
+            text = to_otlp_json(message)
         batch.numbers.append(number)
         batch.lines.append(text)
         size += len(text)
