@@ -11,6 +11,7 @@ default are absent and an empty ``parentSpanId`` means a root.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -356,6 +357,8 @@ def sniff(head: Head) -> bool:
     text = head.stripped
     if head.binary or ('"resourceSpans"' not in text and '"resource_spans"' not in text):
         return False
+    if re.match(r'\{\s*"trace"\s*:', text):
+        return False  # Grafana Tempo's v2 answer: tempo's (base64 ids)
     if text.startswith("{"):
         return True
     whole_lines = text.split("\n")[1:-1]  # the head's last line may be cut by the head

@@ -11,7 +11,7 @@ own view, spans, metrics, then load-generator results — and within a family th
 the first sniffer that says yes names the format.
 
 >>> [f.name for f in INPUT_FORMATS if f.family == "spans"]
-['otlp-json', 'otlp-proto', 'jaeger', 'zipkin']
+['otlp-json', 'otlp-proto', 'jaeger', 'zipkin', 'tempo']
 >>> sniff(Head(b'{"resourceSpans": []}')).name
 'otlp-json'
 """
@@ -19,7 +19,16 @@ the first sniffer that says yes names the format.
 from __future__ import annotations
 
 from correlate.errors import InputError
-from correlate.ingest import jaeger, k6, locust, metricsformat, otlp_json, otlp_proto, zipkin
+from correlate.ingest import (
+    jaeger,
+    k6,
+    locust,
+    metricsformat,
+    otlp_json,
+    otlp_proto,
+    tempo,
+    zipkin,
+)
 from correlate.inputs import FAMILIES, Family, Head, InputFormat
 from correlate.plans import files as plan_files
 from correlate.plans import pglog
@@ -41,6 +50,7 @@ INPUT_FORMATS: tuple[InputFormat, ...] = (
     otlp_proto.FORMAT,
     jaeger.FORMAT,
     zipkin.FORMAT,
+    tempo.FORMAT,
     metricsformat.FORMAT,
     metricsformat.PROTO_FORMAT,
     *plan_files.PLAN_FILE_FORMATS,
