@@ -9,7 +9,8 @@ the copy (1M spans, a 74 MB ``.gz`` of 864 MB of OTLP/JSON lines, two cores:
 
 The copy is made through :func:`~correlate.fileio.streams.open_bytes`, so the
 bound on decompressed bytes holds; a file that goes past it, a damaged stream,
-or a disk without room give no copy, and the caller reads the file as before.
+a temporary folder that cannot be made, or a disk without room give no copy,
+and the caller reads the file as before.
 """
 
 from __future__ import annotations
@@ -33,7 +34,11 @@ __all__ = ["expanded_copy"]
 def expanded_copy(path: Path) -> Iterator[Path | None]:
     """Within the block, a temporary uncompressed copy of ``path``, or None when there is
     none to be had (see the module's text); the copy is removed after the block."""
-    folder = Path(tempfile.mkdtemp(prefix="correlate-expanded-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="correlate-expanded-"))
+    except OSError:  # no temporary folder to be had (missing, not writable, full)
+        yield None
+        return
     try:
         copy = folder / "expanded"
         try:

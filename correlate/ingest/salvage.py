@@ -98,7 +98,10 @@ def salvage(
         return False
     if fmt.fast_compression(source) != "none":
         return False
-    folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
+    except OSError:  # no temporary folder for the pieces: read line by line
+        return False
     try:
         pieces = _cut(source, folder, 0, PIECE_BYTES)
         rest, last = pieces[:-1], pieces[-1:]

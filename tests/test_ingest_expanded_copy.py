@@ -1,0 +1,76 @@
+"""Compressed span files read in bulk from an uncompressed copy, and damaged ones salvaged.
+
+Whatever the bulk paths do, a file must give what the careful (line by line) path
+gives it: the same spans, the same problems, the same error. Each test reads a file
+both ways, with every size bound lowered (bulk) and raised (careful).
+"""
+
+from __future__ import annotations
+
+import gzip
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from correlate.errors import InputError
+from correlate.ingest import salvage, spanfile
+from correlate.store import open_store
+
+from .test_ingest_bulk import _line, _problems, _rows
+
+_COMPRESS: dict[str, Callable[[bytes], bytes]] = {
+    "none": lambda data: data,
+    "gzip": gzip.compress,
+    "zstd": zstandard.compress,
+}
+
+
+def _both_ways(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> tuple[tuple[object, ...], tuple[object, ...]]:
+    """(rows, problems, error) of ``path`` read as a big file, then as a small one."""
+    results = []
+    for big in (True, False):
+        with monkeypatch.context() as patch:
+            bound = 1 if big else 1 << 60
+            patch.setattr(spanfile, "EXPAND_MIN_BYTES", bound)
+            patch.setattr(spanfile, "SALVAGE_MIN_BYTES", bound)
+            patch.setattr(salvage, "PIECE_BYTES", 4000)
+            patch.setattr(salvage, "CAREFUL_BYTES", 600)
+            with open_store(tmp_path / f"big-{big}.duckdb") as store:
+                error = None
+                try:
+                    store.ingest([path], run="r", **options)  # type: ignore[arg-type]
+                except InputError as exc:
+                    error = str(exc)
+                results.append((_rows(store), _problems(store), error))
+    return results[0], results[1]
+
+
+def _lines(count: int, damage: dict[int, str] | None = None) -> bytes:
+    text = [_line(f"l{i}", i, spans=2) for i in range(1, count + 1)]
+    for number, replacement in (damage or {}).items():
+        text[number - 1] = replacement
+    return ("\n".join(text) + "\n").encode()
+
+
+@pytest.mark.parametrize(
+    ("codec", "damaged"), [("zstd", False), ("zstd", True), ("gzip", True), ("none", True)]
+)
+def test_without_a_temporary_folder_a_file_is_read_line_by_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, damaged: bool
+) -> None:
+    """No copy and no pieces can be made: the file is read as a small one, not refused
+    with an error about the file itself."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no such folder"))
+    path = tmp_path / f"spans.jsonl.{codec}"
+    path.write_bytes(_COMPRESS[codec](_lines(20, {4: "not JSON"} if damaged else None)))
+    big, small = _both_ways(path, tmp_path, monkeypatch)
+    assert big == small
+    rows, problems, error = big
+    assert error is None
+    assert len(rows) == (19 if damaged else 20) * 2
+    assert [line for _, line, _ in problems] == ([4] if damaged else [])
