@@ -8,6 +8,7 @@ both ways, with every size bound lowered (bulk) and raised (careful).
 from __future__ import annotations
 
 import gzip
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -74,3 +75,19 @@ def test_without_a_temporary_folder_a_file_is_read_line_by_line(
     assert error is None
     assert len(rows) == (19 if damaged else 20) * 2
     assert [line for _, line, _ in problems] == ([4] if damaged else [])
+
+
+@pytest.mark.parametrize("codec", ["none", "gzip", "zstd"])
+def test_a_document_whose_first_line_holds_a_key_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
+    """A pretty-printed OTLP document whose first line is ``{"resourceSpans": [`` rather
+    than ``{`` alone is one document, not lines that are each bad JSON."""
+    batches = [json.loads(_line(f"d{i}", i, spans=2))["resourceSpans"][0] for i in range(1, 9)]
+    text = '{"resourceSpans": [\n' + ",\n".join(json.dumps(b) for b in batches) + "\n]}\n"
+    path = tmp_path / f"document.json.{codec}"
+    path.write_bytes(_COMPRESS[codec](text.encode()))
+    big, small = _both_ways(path, tmp_path, monkeypatch)
+    assert big == small
+    rows, problems, error = big
+    assert (len(rows), problems, error) == (16, [], None)

@@ -29,7 +29,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from correlate.errors import CorrelateError
-from correlate.fileio import iter_line_batches
+from correlate.fileio import iter_line_batches, json_error
+from correlate.fileio.lines import UTF8_BOM
 from correlate.ingest.bookkeeping import (
     add_file_row,
     nothing_read,
@@ -37,6 +38,7 @@ from correlate.ingest.bookkeeping import (
     set_file_counts,
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
+from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ def salvage(
     source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
         return False
-    if fmt.fast_compression(source) != "none":
+    if fmt.fast_compression(source) != "none" or _may_be_one_document(path, source):
         return False
     try:
         folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
@@ -130,6 +132,57 @@ def salvage(
         return False
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _may_be_one_document(path: Path, source: Path) -> bool:
+    """True when the careful path may read the file as one pretty-printed JSON document
+    rather than as lines, which the pieces cannot do.
+
+    It does so when the file's first non-blank line is not JSON on its own and the
+    whole file is (:func:`~correlate.ingest.spanformat.json_batches`). The whole file
+    is not parsed here: the top-level value of such a document opens on its first line
+    and closes on its last non-blank one, which (a JSON string never holds a raw
+    newline) then has a closing bracket without its opening one, so is not JSON on its
+    own either. A file whose first or last non-blank line is JSON is read as lines.
+    """
+    if path.stat().st_size > DOCUMENT_LIMIT or source.stat().st_size == 0:
+        return False
+    with source.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return not _json_line(data, first=True) and not _json_line(data, first=False)
+
+
+def _json_line(data: mmap.mmap, *, first: bool) -> bool:
+    """True when the first (or last) non-blank line of ``data`` is JSON on its own."""
+    for start, stop in _lines_from_start(data) if first else _lines_from_end(data):
+        raw = data[start:stop]
+        if start == 0 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM) :]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if text.strip():
+            return json_error(text) is None
+    return False
+
+
+def _lines_from_start(data: mmap.mmap) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each line of ``data``, first to last, without its newline."""
+    start, end = 0, len(data)
+    while start < end:
+        stop = data.find(b"\n", start)
+        stop = end if stop < 0 else stop
+        yield start, stop
+        start = stop + 1
+
+
+def _lines_from_end(data: mmap.mmap) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each line of ``data``, last to first, without its newline."""
+    stop = len(data)
+    while stop > 0:
+        start = data.rfind(b"\n", 0, stop) + 1
+        yield start, stop
+        stop = start - 1
 
 
 def _commit(
