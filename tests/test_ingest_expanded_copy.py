@@ -91,3 +91,18 @@ def test_a_document_whose_first_line_holds_a_key_is_read_whole(
     assert big == small
     rows, problems, error = big
     assert (len(rows), problems, error) == (16, [], None)
+
+
+def test_whole_zstd_frames_before_junk_keep_their_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes after the last frame that are no frame (junk, padding) are damage after the
+    lines before them, as after a gzip member: those lines are kept."""
+    path = tmp_path / "spans.jsonl.zst"
+    path.write_bytes(zstandard.compress(_lines(20)) + b"\0" * 16)
+    big, small = _both_ways(path, tmp_path, monkeypatch)
+    assert big == small
+    rows, problems, error = big
+    assert (len(rows), error) == (40, None)
+    [(_, line, reason)] = problems
+    assert line == 21 and reason.startswith("zstd stream is damaged")
