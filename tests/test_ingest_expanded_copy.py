@@ -106,3 +106,16 @@ def test_whole_zstd_frames_before_junk_keep_their_lines(
     assert (len(rows), error) == (40, None)
     [(_, line, reason)] = problems
     assert line == 21 and reason.startswith("zstd stream is damaged")
+
+
+def test_a_compressed_file_inside_the_copy_is_not_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .gz inside a .zst, read as OTLP/JSON: its bytes, as the careful path reads them
+    (not lines of JSON), not what DuckDB would find by opening the gzip layer too."""
+    path = tmp_path / "spans.jsonl.gz.zst"
+    path.write_bytes(zstandard.compress(gzip.compress(_lines(20))))
+    big, small = _both_ways(path, tmp_path, monkeypatch, format="otlp-json")
+    assert big == small
+    rows, _, error = big
+    assert rows == [] and error is not None and "nothing could be read" in error

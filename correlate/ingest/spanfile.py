@@ -138,6 +138,10 @@ def _bulk(
         return False
     salvage_it = not strict and source.stat().st_size >= SALVAGE_MIN_BYTES
     compression = fmt.fast_compression(source) if fmt.fast_compression else None
+    if source != path and compression != "none":
+        # A copy compressed again inside (a .gz in a .zst): DuckDB would open that layer
+        # too, where the careful path reads its bytes as they are.
+        return False
     # Damage seen in the bytes spares a bulk read that would fail: a file cut while
     # it was written fails it only at its very end, a broken line wherever it is.
     bad_last_line = broken = False
