@@ -10,14 +10,15 @@ from __future__ import annotations
 import gzip
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import zstandard
 
 from correlate.errors import InputError
-from correlate.ingest import salvage, spanfile
+from correlate.fileio import LineBatch, iter_line_batches
+from correlate.ingest import salvage, spanfile, spanformat
 from correlate.store import open_store
 
 from .test_ingest_bulk import _line, _problems, _rows
@@ -119,3 +120,28 @@ def test_a_compressed_file_inside_the_copy_is_not_opened(
     assert big == small
     rows, _, error = big
     assert rows == [] and error is not None and "nothing could be read" in error
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+def test_a_copy_past_the_expansion_bound_is_the_error_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str
+) -> None:
+    """The copy meets the bound first: its error is the file's, as the careful path's
+    would be, without that path reading up to the bound again."""
+    path = tmp_path / f"spans.jsonl.{codec}"
+    path.write_bytes(_COMPRESS[codec](_lines(20, {4: "not JSON"})))
+    big, small = _both_ways(path, tmp_path, monkeypatch, max_expanded_bytes=5000)
+    assert big == small
+    assert big[2] is not None and "expands past 4.883 KiB" in big[2]
+    monkeypatch.setattr(spanfile, "EXPAND_MIN_BYTES", 1)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    read: list[Path] = []
+
+    def line_by_line(path: Path) -> Iterator[LineBatch]:
+        read.append(path)
+        return iter_line_batches(path)
+
+    monkeypatch.setattr(spanformat, "iter_line_batches", line_by_line)
+    with open_store(tmp_path / "s.duckdb") as store, pytest.raises(InputError, match="expands"):
+        store.ingest([path], run="r", format="otlp-json", max_expanded_bytes=5000)
+    assert read == []
