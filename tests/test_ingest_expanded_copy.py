@@ -145,3 +145,49 @@ def test_a_copy_past_the_expansion_bound_is_the_error_at_once(
     with open_store(tmp_path / "s.duckdb") as store, pytest.raises(InputError, match="expands"):
         store.ingest([path], run="r", format="otlp-json", max_expanded_bytes=5000)
     assert read == []
+
+
+def _cut_stream(data: bytes, codec: str) -> bytes:
+    """``data`` compressed a line at a time (as a recorder flushing writes it), then cut
+    at three quarters: a file cut while it was written."""
+    if codec == "gzip":
+        packed = gzip.compress(data)
+    else:
+        writer = zstandard.ZstdCompressor().compressobj()
+        packed = b"".join(
+            writer.compress(line) + writer.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            for line in data.splitlines(keepends=True)
+        )
+        packed += writer.flush()
+    return packed[: len(packed) * 3 // 4]
+
+
+@pytest.mark.parametrize("codec", ["gzip", "zstd"])
+@pytest.mark.parametrize("damage", [{}, {5: "not JSON"}])
+def test_a_compressed_file_cut_short_is_read_in_bulk_up_to_the_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, damage: dict[int, str]
+) -> None:
+    """Its complete lines are copied and read in bulk (salvaged around bad ones), and the
+    cut is the problem of the line it falls in: what the careful path gives."""
+    path = tmp_path / f"spans.jsonl.{codec}"
+    path.write_bytes(_cut_stream(_lines(60, damage), codec))
+    big, small = _both_ways(path, tmp_path, monkeypatch)
+    assert big == small
+    rows, problems, error = big
+    assert error is None and len(rows) > 40
+    assert [line for _, line, _ in problems[:-1]] == list(damage)
+    assert f"{codec} stream is damaged or cut short" in problems[-1][2]
+    for bound in ("EXPAND_MIN_BYTES", "SALVAGE_MIN_BYTES"):
+        monkeypatch.setattr(spanfile, bound, 1)
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+    read: list[Path] = []
+
+    def line_by_line(path: Path) -> Iterator[LineBatch]:
+        read.append(path)
+        return iter_line_batches(path)
+
+    monkeypatch.setattr(spanformat, "iter_line_batches", line_by_line)
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.ingest([path], run="r")
+        assert read == []  # not read line by line
+        assert (_rows(store), _problems(store)) == (rows, problems)

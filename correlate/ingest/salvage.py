@@ -34,6 +34,7 @@ from correlate.fileio.lines import UTF8_BOM
 from correlate.ingest.bookkeeping import (
     add_file_row,
     nothing_read,
+    record_problems,
     refuse_if_nothing_read,
     set_file_counts,
 )
@@ -84,6 +85,7 @@ def salvage(
     bad_last_line: bool = False,
     source: Path | None = None,
     require_some: bool = False,
+    breaks: list[tuple[int, str]] | None = None,
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
@@ -94,6 +96,8 @@ def salvage(
     path; the caller then reads it line by line. ``load_batch`` is the careful
     path's reader of one batch of numbered lines. ``require_some``: as the careful
     path, a file from which nothing could be read is an :class:`InputError`.
+    ``breaks``: problems (line, reason) after ``source``'s lines, where the compressed
+    stream it was copied from breaks.
     """
     source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
@@ -121,12 +125,23 @@ def salvage(
                 rest,
                 last,
                 require_some=require_some,
+                breaks=breaks,
             )
         ):
             return True
         good, bad = _sort_pieces(store, fmt, pieces, folder)
         return _commit(
-            store, run_id, path, sha, fmt, report, load_batch, good, bad, require_some=require_some
+            store,
+            run_id,
+            path,
+            sha,
+            fmt,
+            report,
+            load_batch,
+            good,
+            bad,
+            require_some=require_some,
+            breaks=breaks,
         )
     except OSError:
         return False
@@ -197,8 +212,10 @@ def _commit(
     bad: list[_Piece],
     *,
     require_some: bool = False,
+    breaks: list[tuple[int, str]] | None = None,
 ) -> bool:
-    """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by line."""
+    """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by
+    line, then ``breaks``."""
     import duckdb
 
     try:
@@ -214,6 +231,7 @@ def _commit(
                     if batch.unterminated_line is not None:
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)
+            record_problems(store, file_id, path, list(breaks or ()), report)
             set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
             if require_some and nothing_read(report):
                 raise _NothingRead  # the transaction rolls back
