@@ -14,9 +14,9 @@ careful path reports where it breaks.
 The copy is made through :func:`~correlate.fileio.streams.open_bytes`, so the
 bound on decompressed bytes holds: a file that goes past it raises
 :class:`~correlate.fileio.streams.ExpansionLimitError` at once, as reading it
-any other way would, only after all of it. A damaged stream, a temporary folder
-that cannot be made, or a disk without room give no copy, and the caller reads
-the file as before.
+any other way would, only after all of it. A damaged stream (but for the
+complete lines above, when asked for), a temporary folder that cannot be made,
+or a disk without room give no copy, and the caller reads the file as before.
 """
 
 from __future__ import annotations
