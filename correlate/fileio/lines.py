@@ -73,8 +73,7 @@ def _batches(
                 raise InputError(exc.reason, path, 1) from None
             # A compressed file cut short: its complete lines are kept, and the cut
             # is a problem of the line it falls in.
-            where = "inside this line" if tail.strip() else "after the line before"
-            yield LineBatch([], [], bad=[(line_no + 1, f"{exc.reason}; the file breaks {where}")])
+            yield LineBatch([], [], bad=[(line_no + 1, break_reason(exc, tail))])
             return
         position += len(block)
         if not block:
@@ -99,6 +98,13 @@ def _batches(
         batch.position = position
         batch.unterminated_line = line_no
         yield batch
+
+
+def break_reason(damage: DamagedStreamError, tail: bytes) -> str:
+    """The problem of the line a damaged stream breaks in; ``tail`` is what it gave
+    after its last complete line."""
+    where = "inside this line" if tail.strip() else "after the line before"
+    return f"{damage.reason}; the file breaks {where}"
 
 
 def _decode(data: bytes, line_before: int) -> LineBatch:
@@ -204,6 +210,7 @@ def looks_binary(head: bytes) -> bool:
 
 __all__ = [
     "LineBatch",
+    "break_reason",
     "iter_line_batches",
     "json_error",
     "line_of_offset",

@@ -27,16 +27,21 @@ class ZstdReader(io.RawIOBase):
 
         self._raw = raw
         self._dctx = zstandard.ZstdDecompressor()
+        self._error = zstandard.ZstdError
         self._frame = self._dctx.decompressobj()
         self._in_frame = False
         self._pending = memoryview(b"")
         self._ended = False
+        # an error met after some output of the same feed: raised once that output is read
+        self._failure: BaseException | None = None
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
         while not self._pending and not self._ended:
+            if self._failure is not None:
+                raise self._failure
             self._feed(self._raw.read(_FEED_BYTES))
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]
@@ -50,15 +55,22 @@ class ZstdReader(io.RawIOBase):
                 raise EOFError("the input ended inside a Zstandard frame")
             return
         out = []
-        while data:
-            out.append(self._frame.decompress(data))
-            self._in_frame = True
-            if not self._frame.eof:
-                break
-            # A frame ended; what follows it is the next frame.
-            data = self._frame.unused_data
-            self._frame = self._dctx.decompressobj()
-            self._in_frame = False
+        try:
+            while data:
+                out.append(self._frame.decompress(data))
+                self._in_frame = True
+                if not self._frame.eof:
+                    break
+                # A frame ended; what follows it is the next frame.
+                data = self._frame.unused_data
+                self._frame = self._dctx.decompressobj()
+                self._in_frame = False
+        except self._error as exc:
+            if not any(out):
+                raise
+            # Whole frames before bytes that are not one (junk after the last frame, a
+            # damaged next one) are kept: the error waits until they are read.
+            self._failure = exc
         self._pending = memoryview(b"".join(out))
 
 

@@ -29,14 +29,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from correlate.errors import CorrelateError
-from correlate.fileio import iter_line_batches
+from correlate.fileio import iter_line_batches, json_error
+from correlate.fileio.lines import UTF8_BOM
 from correlate.ingest.bookkeeping import (
     add_file_row,
     nothing_read,
+    record_problems,
     refuse_if_nothing_read,
     set_file_counts,
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
+from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -82,6 +85,7 @@ def salvage(
     bad_last_line: bool = False,
     source: Path | None = None,
     require_some: bool = False,
+    breaks: list[tuple[int, str]] | None = None,
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
@@ -92,13 +96,18 @@ def salvage(
     path; the caller then reads it line by line. ``load_batch`` is the careful
     path's reader of one batch of numbered lines. ``require_some``: as the careful
     path, a file from which nothing could be read is an :class:`InputError`.
+    ``breaks``: problems (line, reason) after ``source``'s lines, where the compressed
+    stream it was copied from breaks.
     """
     source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
         return False
-    if fmt.fast_compression(source) != "none":
+    if fmt.fast_compression(source) != "none" or _may_be_one_document(path, source):
         return False
-    folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="correlate-salvage-"))
+    except OSError:  # no temporary folder for the pieces: read line by line
+        return False
     try:
         pieces = _cut(source, folder, 0, PIECE_BYTES)
         rest, last = pieces[:-1], pieces[-1:]
@@ -116,17 +125,79 @@ def salvage(
                 rest,
                 last,
                 require_some=require_some,
+                breaks=breaks,
             )
         ):
             return True
         good, bad = _sort_pieces(store, fmt, pieces, folder)
         return _commit(
-            store, run_id, path, sha, fmt, report, load_batch, good, bad, require_some=require_some
+            store,
+            run_id,
+            path,
+            sha,
+            fmt,
+            report,
+            load_batch,
+            good,
+            bad,
+            require_some=require_some,
+            breaks=breaks,
         )
     except OSError:
         return False
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _may_be_one_document(path: Path, source: Path) -> bool:
+    """True when the careful path may read the file as one pretty-printed JSON document
+    rather than as lines, which the pieces cannot do.
+
+    It does so when the file's first non-blank line is not JSON on its own and the
+    whole file is (:func:`~correlate.ingest.spanformat.json_batches`). The whole file
+    is not parsed here: the top-level value of such a document opens on its first line
+    and closes on its last non-blank one, which (a JSON string never holds a raw
+    newline) then has a closing bracket without its opening one, so is not JSON on its
+    own either. A file whose first or last non-blank line is JSON is read as lines.
+    """
+    if path.stat().st_size > DOCUMENT_LIMIT or source.stat().st_size == 0:
+        return False
+    with source.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        return not _json_line(data, first=True) and not _json_line(data, first=False)
+
+
+def _json_line(data: mmap.mmap, *, first: bool) -> bool:
+    """True when the first (or last) non-blank line of ``data`` is JSON on its own."""
+    for start, stop in _lines_from_start(data) if first else _lines_from_end(data):
+        raw = data[start:stop]
+        if start == 0 and raw.startswith(UTF8_BOM):
+            raw = raw[len(UTF8_BOM) :]
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return False
+        if text.strip():
+            return json_error(text) is None
+    return False
+
+
+def _lines_from_start(data: mmap.mmap) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each line of ``data``, first to last, without its newline."""
+    start, end = 0, len(data)
+    while start < end:
+        stop = data.find(b"\n", start)
+        stop = end if stop < 0 else stop
+        yield start, stop
+        start = stop + 1
+
+
+def _lines_from_end(data: mmap.mmap) -> Iterator[tuple[int, int]]:
+    """(start, stop) of each line of ``data``, last to first, without its newline."""
+    stop = len(data)
+    while stop > 0:
+        start = data.rfind(b"\n", 0, stop) + 1
+        yield start, stop
+        stop = start - 1
 
 
 def _commit(
@@ -141,8 +212,10 @@ def _commit(
     bad: list[_Piece],
     *,
     require_some: bool = False,
+    breaks: list[tuple[int, str]] | None = None,
 ) -> bool:
-    """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by line."""
+    """In one transaction: the file's row, ``good`` pieces in bulk, ``bad`` ones line by
+    line, then ``breaks``."""
     import duckdb
 
     try:
@@ -158,6 +231,7 @@ def _commit(
                     if batch.unterminated_line is not None:
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)
+            record_problems(store, file_id, path, list(breaks or ()), report)
             set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
             if require_some and nothing_read(report):
                 raise _NothingRead  # the transaction rolls back

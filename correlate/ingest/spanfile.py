@@ -81,9 +81,21 @@ def ingest_span_file(
     if codec is not None and codec.duckdb is None and size >= EXPAND_MIN_BYTES:
         # A codec DuckDB cannot read: an uncompressed copy is read in bulk rather than
         # the file line by line (correlate.fileio.expand).
-        with expanded_copy(path) as copy:
+        breaks: list[tuple[int, str]] = []
+        with expanded_copy(path, breaks) as copy:
             if copy is not None and _bulk(
-                store, run_id, path, copy, size, digest, fmt, strict, report, progress, require_some
+                store,
+                run_id,
+                path,
+                copy,
+                size,
+                digest,
+                fmt,
+                strict,
+                report,
+                progress,
+                require_some,
+                breaks,
             ):
                 return report
     elif _bulk(
@@ -129,15 +141,25 @@ def _bulk(
     report: FileReport,
     progress: Progress | None,
     require_some: bool,
+    breaks: list[tuple[int, str]] | None = None,
 ) -> bool:
     """Read ``path`` in bulk from ``source`` (itself, or an uncompressed copy of it): in one
     statement when clean, in pieces around its bad lines when not. False (nothing kept)
-    when it must be read line by line; problems name ``path``, whatever ``source`` is."""
+    when it must be read line by line; problems name ``path``, whatever ``source`` is.
+    ``breaks``: where the stream ``source`` was copied from breaks (line, reason), after
+    the lines ``source`` holds."""
+    breaks = [] if breaks is None else breaks
     fast = fmt.fast_docs(source) if fmt.fast_docs is not None else None
     if fast is None:
         return False
     salvage_it = not strict and source.stat().st_size >= SALVAGE_MIN_BYTES
+    if breaks and not salvage_it:
+        return False
     compression = fmt.fast_compression(source) if fmt.fast_compression else None
+    if source != path and compression != "none":
+        # A copy compressed again inside (a .gz in a .zst): DuckDB would open that layer
+        # too, where the careful path reads its bytes as they are.
+        return False
     # Damage seen in the bytes spares a bulk read that would fail: a file cut while
     # it was written fails it only at its very end, a broken line wherever it is.
     bad_last_line = broken = False
@@ -145,7 +167,7 @@ def _bulk(
         broken = broken_line(source) is not None
         bad_last_line = not broken and last_line_is_bad(source)
     if not (bad_last_line or broken) and _ingest_clean(
-        store, run_id, path, size, digest, fmt, fast, report, progress
+        store, run_id, path, size, digest, fmt, fast, report, progress, breaks, require_some
     ):
         return True
     if not salvage_it:
@@ -154,7 +176,7 @@ def _bulk(
     # A damaged gzip file (which DuckDB reads as it is) is salvaged from an uncompressed
     # copy: only that can be cut into pieces.
     expand = compression not in (None, "none")
-    with expanded_copy(source) if expand else nullcontext(source) as plain:
+    with expanded_copy(source, breaks) if expand else nullcontext(source) as plain:
         if plain is None:
             return False
         done = salvage(
@@ -168,6 +190,7 @@ def _bulk(
             bad_last_line=bad_last_line or (expand and last_line_is_bad(plain)),
             source=plain,
             require_some=require_some,
+            breaks=breaks,
         )
     if done and progress is not None:
         progress.advance(size)
@@ -190,6 +213,8 @@ def _ingest_clean(
     docs_sql: str,
     report: FileReport,
     progress: Progress | None,
+    breaks: list[tuple[int, str]],
+    require_some: bool,
 ) -> bool:
     """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
 
@@ -198,6 +223,9 @@ def _ingest_clean(
     line-by-line path, which reports exactly where each problem is. Clean
     files, the common case, are read once at DuckDB's own speed. ``digest`` gives
     the SHA-256 of the file's first ``size`` bytes, its size when the read began.
+    ``breaks``: problems after the file's lines (where the stream it was copied from
+    breaks), kept with its spans; then a file named on its own (``require_some``)
+    with no span is left to the careful path, which refuses it.
     """
     import duckdb
 
@@ -219,9 +247,14 @@ def _ingest_clean(
                     [run_id, file_id],
                 ).fetchone()
             added = int(row[0]) if row else 0
+            if breaks and require_some and not added:
+                raise _NothingAdded  # the transaction rolls back
             add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id, size=size)
-            set_file_counts(store, file_id, added, added, 0)
-    except (duckdb.Error, UnicodeDecodeError):
+            record_problems(store, file_id, path, list(breaks), report)
+            set_file_counts(store, file_id, added, added, len(breaks))
+    except (duckdb.Error, UnicodeDecodeError, _NothingAdded):
+        report.skipped = 0
+        report.problems.clear()
         # DuckDB's message may quote the bad record cut inside a UTF-8 character,
         # and the binding then fails to decode the message itself.
         return False
@@ -229,6 +262,10 @@ def _ingest_clean(
         con.execute("RESET preserve_insertion_order")
     report.spans_read = report.spans_added = added
     return True
+
+
+class _NothingAdded(Exception):
+    """Raised in :func:`_ingest_clean`'s transaction to roll it back."""
 
 
 def _load_batch(

@@ -74,7 +74,7 @@ def json_batches(path: Path, record_paths: tuple[RecordPath, ...] = ()) -> Itera
     if (
         len(first.numbers) > 1
         and not _is_json(first.lines[0])
-        and path.stat().st_size <= _DOCUMENT_LIMIT
+        and path.stat().st_size <= DOCUMENT_LIMIT
     ):
         document = _whole_document(path)
         if document.bad:
@@ -96,9 +96,9 @@ def json_batches(path: Path, record_paths: tuple[RecordPath, ...] = ()) -> Itera
     yield from lines
 
 
-# Whole documents are parsed twice (to decide, then by DuckDB); past this size
-# a file is taken to be JSON lines.
-_DOCUMENT_LIMIT = 256 * 1024 * 1024
+#: Whole documents are parsed twice (to decide, then by DuckDB); past this size
+#: (as stored, compressed or not) a file is taken to be JSON lines.
+DOCUMENT_LIMIT = 256 * 1024 * 1024
 
 
 def _whole_document(path: Path) -> LineBatch:
@@ -116,4 +116,4 @@ def _is_json(text: str) -> bool:
     return json_error(text) is None
 
 
-__all__ = ["SpanFormat", "json_batches"]
+__all__ = ["DOCUMENT_LIMIT", "SpanFormat", "json_batches"]
