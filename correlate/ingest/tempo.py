@@ -42,26 +42,48 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 def batches(path: Path) -> Iterator[LineBatch]:
     """The file's documents, each rewritten by :func:`to_otlp`; a document that is
-    not Tempo's is a problem at its line."""
+    not Tempo's is a problem at its line. Answers saved one after another on a line
+    (``curl … >> traces.json``: Tempo's answer ends without a newline) are each read."""
     for batch in json_batches(path):
         numbers, lines = [], []
         for number, text in zip(batch.numbers, batch.lines, strict=True):
             try:
-                document = json.loads(text)
+                documents = _documents(text)
             except ValueError:
                 error = json_error(text)
                 batch.bad.append((number, error[1] if error else "not valid JSON"))
                 continue
-            request = to_otlp(document)
-            if request is None:
-                batch.bad.append(
-                    (number, 'not Tempo trace JSON (no "batches" list or "trace.resourceSpans")')
-                )
-                continue
-            numbers.append(number)
-            lines.append(json.dumps(request, separators=(",", ":"), ensure_ascii=False))
+            for document in documents:
+                request = to_otlp(document)
+                if request is None:
+                    batch.bad.append((number, _not_a_trace(document)))
+                    continue
+                numbers.append(number)
+                lines.append(json.dumps(request, separators=(",", ":"), ensure_ascii=False))
         batch.numbers, batch.lines = numbers, lines
         yield batch
+
+
+def _documents(text: str) -> list[Any]:
+    """The JSON values of ``text``, one or more written back to back; ValueError when any
+    is broken (the whole line is then one problem)."""
+    decoder = json.JSONDecoder()
+    documents, end = [], 0
+    while True:
+        document, end = decoder.raw_decode(text, end)
+        documents.append(document)
+        end = len(text) - len(text[end:].lstrip())
+        if end == len(text):
+            return documents
+
+
+def _not_a_trace(document: Any) -> str:
+    if isinstance(document, dict) and isinstance(document.get("traces"), list):
+        return (
+            "a Tempo search answer (trace summaries, no spans): save each trace's "
+            "/api/traces/<id> answer instead"
+        )
+    return 'not Tempo trace JSON (no "batches" list or "trace.resourceSpans")'
 
 
 def to_otlp(document: Any) -> dict[str, Any] | None:
@@ -105,12 +127,23 @@ def _hex_ids(node: Any) -> None:
         value = node.get(key)
         if not isinstance(value, str) or (len(value) == 2 * width and _HEX.fullmatch(value)):
             continue
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if len(raw) == width:
+        raw = _base64(value)
+        if raw is not None and len(raw) == width:
             node[key] = raw.hex()
+
+
+def _base64(value: str) -> bytes | None:
+    """The bytes of ``value`` in base64, standard or URL-safe, padded or not (protobuf's
+    JSON parsers take all four); None when it is not base64."""
+    if "-" in value or "_" in value:
+        value = value.translate(_URL_SAFE)
+    try:
+        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def sniff(head: Head) -> bool:
@@ -119,8 +152,18 @@ def sniff(head: Head) -> bool:
     if head.binary or not text.startswith("{"):
         return False
     if re.match(r'\{\s*"batches"\s*:\s*\[', text):
-        return '"scopeSpans"' in text or '"instrumentationLibrarySpans"' in text or "[]" in text
-    return re.match(r'\{\s*"trace"\s*:\s*\{\s*"resourceSpans"\s*:', text) is not None
+        return (
+            _FIRST_BATCH.match(text) is not None
+            or '"scopeSpans"' in text
+            or '"instrumentationLibrarySpans"' in text
+        )
+    return otlp_json.TEMPO_V2_TRACE.search(text) is not None
+
+
+#: An /api/traces answer whose first batch starts as a ResourceSpans does (or is none).
+_FIRST_BATCH = re.compile(
+    r'\{\s*"batches"\s*:\s*\[\s*(\]|\{\s*"(resource|scopeSpans|instrumentationLibrarySpans)"\s*:)'
+)
 
 
 FORMAT = SpanFormat(
