@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -429,6 +430,102 @@ def test_collector_zstd_metrics_are_metrics(tmp_path: Path) -> None:
         framed.ingest([path], run="r")
         direct.ingest([plain], run="r")
         assert rows(framed, query) == rows(direct, query) != []
+
+
+def _repeating_statement_request(spans: int) -> bytes:
+    """One request of ``spans`` queries repeating one long statement (an N+1 loop): it
+    compresses far more than a hundredfold."""
+    statement = "SELECT " + ", ".join(f"orders.column_{i}" for i in range(150)) + " FROM orders"
+    return request(
+        *(
+            Span(
+                trace_id=TRACE,
+                span_id=(n + 1).to_bytes(8, "big"),
+                name="SELECT shop",
+                kind=Span.SPAN_KIND_CLIENT,
+                start_time_unix_nano=START + n,
+                end_time_unix_nano=START + n + 500,
+                attributes=[kv("db.statement", string_value=statement)],
+            )
+            for n in range(spans)
+        )
+    )
+
+
+def test_a_zstd_message_compressed_a_hundredfold_is_detected(tmp_path: Path) -> None:
+    import zstandard
+
+    plain = _repeating_statement_request(2000)
+    compressed = zstandard.compress(plain)
+    assert len(plain) > 100 * len(compressed)
+    path = write(tmp_path / "spans.bin", frame(compressed))
+    reference = write(tmp_path / "plain.bin", frame(plain))
+    every_column = "SELECT * EXCLUDE (run_id, file_id) FROM spans ORDER BY span_id"
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
+        assert detect_format(path) == "otlp-proto"
+        assert framed.ingest([path], run="r").problems == []
+        direct.ingest([reference], run="r")
+        assert rows(framed, every_column) == rows(direct, every_column)
+
+
+def test_a_damaged_first_zstd_json_message_is_reported_not_the_file_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    import zstandard
+
+    broken = zstandard.compress(b'{"resourceSpans": [ {"resource": ')
+    path = write(tmp_path / "spans.bin", frame(broken) + _collector_zstd([request(server_span())]))
+    assert detect_format(path) == "otlp-proto"
+    report = store.ingest([path], run="r")
+    assert report.spans_added == 1
+    assert [p.line for p in report.problems] == [1]
+
+
+def test_sniffing_a_zstd_bomb_decompresses_little(store: Store, tmp_path: Path) -> None:
+    """A 256 MiB message under the bound per file (2 GiB) in a 10 KiB file: detecting
+    the format does not expand it all, and reading stops at the bound asked for."""
+    import tracemalloc
+
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor().compressobj()
+    zeros = bytes(1 << 20)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(256)) + compressor.flush()
+    path = write(tmp_path / "spans.bin", frame(bomb) + _collector_zstd([request(server_span())]))
+    assert path.stat().st_size < 64 * 1024
+    tracemalloc.start()
+    try:
+        assert detect(path).name == "otlp-proto"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20
+    with pytest.raises(InputError, match=r"spans.bin:1: .*expand past 64 MiB \(the bound"):
+        store.ingest([path], run="r", max_expanded_bytes=64 << 20)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=duckdb.OutOfMemoryException,
+    reason="a record larger than DuckDB's memory limit escapes the span reader as "
+    "duckdb.OutOfMemoryException instead of a problem at its line (a 16 KiB Collector "
+    "file with one zstd message of 512 MiB of JSON is a traceback under the 2 GiB bound)",
+)
+def test_a_message_larger_than_duckdbs_memory_is_a_problem(store: Store, tmp_path: Path) -> None:
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor().compressobj()
+    padding = b"".join(compressor.compress(b"x" * (1 << 20)) for _ in range(40))
+    message = (
+        compressor.compress(b'{"resourceSpans":[],"padding":"')
+        + padding
+        + compressor.compress(b'"}')
+        + compressor.flush()
+    )
+    path = write(tmp_path / "spans.bin", frame(message) + _collector_zstd([request(server_span())]))
+    store.con.execute("SET memory_limit = '16MB'")
+    report = store.ingest([path], run="r", format="otlp-proto")
+    assert report.spans_added == 1 and [p.line for p in report.problems] == [1]
 
 
 def test_impossible_length_stops_reading(store: Store, tmp_path: Path) -> None:

@@ -126,10 +126,11 @@ def framing_of(data: bytes) -> Framing | None:
     framings read metrics too: the Collector's, varint-delimited (what an SDK
     writes with ``writeDelimitedTo``), and one raw request (an OTLP/HTTP body).
     """
-    from correlate.ingest.otlp_framing import FRAMINGS, frames, is_json
+    from correlate.ingest.otlp_framing import FRAMINGS, SNIFF_EXPANSION, frames, is_json
 
     for framing in FRAMINGS:
-        first = next(frames(io.BytesIO(data), framing), None)
+        # a sniffer's bound: a small compressed message may expand to the whole bound per file
+        first = next(frames(io.BytesIO(data), framing, SNIFF_EXPANSION), None)
         if first is None or not first.payload:
             continue
         if is_json(first.payload):  # the Collector's format: json with compression: zstd
