@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import random
 import struct
 import tempfile
 from collections.abc import Iterator
@@ -429,6 +431,46 @@ def test_collector_zstd_metrics_are_metrics(tmp_path: Path) -> None:
     with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
         framed.ingest([path], run="r")
         direct.ingest([plain], run="r")
+        assert rows(framed, query) == rows(direct, query) != []
+
+
+@pytest.mark.parametrize("kind", ["proto", "zstd proto", "zstd json"])
+def test_metrics_whose_first_message_outgrows_the_head_are_metrics(
+    tmp_path: Path, kind: str
+) -> None:
+    """A first message longer than the 64 KiB sniffed (a resource with a long attribute)
+    is read whole from the file to tell metrics from spans."""
+    import zstandard
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    plain = Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl"
+    documents = [json.loads(line) for line in plain.read_text().splitlines() if line.strip()]
+    noise = base64.b64encode(random.Random(7).randbytes(80_000)).decode()  # 107 KB
+    long_value = {"stringValue": noise}  # one that compresses little
+    documents[0]["resourceMetrics"][0]["resource"]["attributes"].append(
+        {"key": "process.command_args", "value": long_value}
+    )
+    reference = tmp_path / "metrics.jsonl"
+    reference.write_text("".join(json.dumps(d) + "\n" for d in documents))
+    if kind == "zstd json":
+        messages = [json.dumps(d).encode() for d in documents]
+    else:
+        messages = [
+            json_format.ParseDict(d, ExportMetricsServiceRequest()).SerializeToString()
+            for d in documents
+        ]
+    if kind.startswith("zstd"):
+        messages = [zstandard.compress(m) for m in messages]
+    assert len(messages[0]) > 64 * 1024
+    path = write(tmp_path / "metrics.bin", frame(*messages))
+    assert detect(path).name == "otlp-metrics-proto"
+    query = "SELECT * EXCLUDE (run_id, file_id) FROM pool_samples ORDER BY ALL"
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
+        framed.ingest([path], run="r")
+        direct.ingest([reference], run="r")
         assert rows(framed, query) == rows(direct, query) != []
 
 

@@ -211,6 +211,16 @@ def _header(data: bytes, pos: int, framing: Framing) -> tuple[int, int] | Litera
     return (0, pos - start + length) if framing == "raw" else (pos - start, length)
 
 
+def first_frame_end(data: bytes, framing: Framing) -> int | None:
+    """Where the first frame of ``framing`` in ``data`` (a file's first bytes) ends,
+    perhaps past the end of ``data``; None when none starts there."""
+    header = _header(data, 0, framing)
+    if header is None or header == "more":
+        return None
+    size, length = header
+    return size + length
+
+
 def frames(stream: Readable, framing: Framing, budget: int | None = None) -> Iterator[Frame]:
     """The frames of ``stream``; stops after the first that cannot be read whole.
 
