@@ -133,12 +133,13 @@ def _hex_ids(node: Any) -> None:
 
 
 def _base64(value: str) -> bytes | None:
-    """The bytes of ``value`` in base64, standard or URL-safe, padded or not (protobuf's
-    JSON parsers take all four); None when it is not base64."""
+    """The bytes of ``value`` in padded base64, standard or URL-safe (protobuf's JSON
+    parsers take both); None when it is not. Unpadded base64 is not taken: eleven hex
+    digits (an id trimmed of its leading zeros) would read as eight bytes of it."""
     if "-" in value or "_" in value:
         value = value.translate(_URL_SAFE)
     try:
-        return base64.b64decode(value + "=" * (-len(value) % 4), validate=True)
+        return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return None
 
