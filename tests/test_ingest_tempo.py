@@ -203,3 +203,34 @@ def test_a_search_answer_is_named_for_what_it_is(store: Store, tmp_path: Path) -
     path.write_text(json.dumps({"traces": [summary], "metrics": {}}))
     with pytest.raises(InputError, match="a Tempo search answer .*/api/traces/<id>"):
         store.ingest([path], run="r", format="tempo")
+
+
+@pytest.mark.parametrize("status", ["PARTIAL", 1])
+def test_a_partial_v2_answer_is_read_with_a_note(
+    store: Store, tmp_path: Path, status: object
+) -> None:
+    """Tempo answers "status": "PARTIAL" when a trace outgrew its limit: the spans it gave
+    are read, and the line says spans are missing."""
+    answer = json.loads((TEMPO / "api-v2-traces.json").read_text())
+    answer |= {"status": status, "message": "trace exceeds max size (max bytes: 5000000)"}
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(answer))
+    report = store.ingest([path], run="r")
+    assert (report.spans_added, report.skipped, report.lenient) == (2, 0, 1)
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (
+            1,
+            "Tempo answered part of this trace (status PARTIAL: trace exceeds max size "
+            "(max bytes: 5000000)): spans are missing from it",
+        )
+    ]
+    stored = store.con.execute("SELECT count(*) FROM problems").fetchone()
+    assert stored == (1,)
+
+
+def test_a_complete_v2_answer_has_no_note(store: Store, tmp_path: Path) -> None:
+    answer = json.loads((TEMPO / "api-v2-traces.json").read_text())
+    path = tmp_path / "answer.json"
+    path.write_text(json.dumps(answer | {"status": "COMPLETE"}))
+    report = store.ingest([path], run="r")
+    assert (report.spans_added, report.problems) == (2, [])

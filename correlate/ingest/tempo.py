@@ -12,6 +12,10 @@ its "pushing spans with HTTP" guide shows a response):
   ``==``, a span id 12 ending in ``=``), and enums may be names
   (``"kind": "SPAN_KIND_SERVER"``, ``"code": "STATUS_CODE_ERROR"``).
 
+- ``/api/v2/traces`` may answer ``"status": "PARTIAL"`` with a ``"message"``
+  when the trace outgrew Tempo's size limit: its spans are read, with a note
+  that spans are missing.
+
 Each document (the whole file, pretty-printed or not, or one per line) is
 rewritten as an OTLP/JSON request, its ids as lowercase hex, and read as
 OTLP/JSON is; enum names are read there. A document without Tempo's envelope
@@ -30,6 +34,8 @@ from typing import Any
 
 from correlate.fileio import LineBatch, json_error
 from correlate.ingest import otlp_json
+from correlate.ingest.otlp_shape import Repaired
+from correlate.ingest.otlp_shape import repair as otlp_repair
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
 
@@ -104,7 +110,33 @@ def to_otlp(document: Any) -> dict[str, Any] | None:
                 _hex_ids(span)
                 for link in _list(span, "links"):
                     _hex_ids(link)
-    return {"resourceSpans": resource_spans}
+    request: dict[str, Any] = {"resourceSpans": resource_spans}
+    if document.get("status") in ("PARTIAL", 1):
+        # Kept beside the spans for :func:`_repair`, which makes it a note on the line.
+        message = document.get("message")
+        request = {_PARTIAL: message if isinstance(message, str) else "", **request}
+    return request
+
+
+#: The key :func:`to_otlp` marks a partial trace with (first in its request).
+_PARTIAL = "correlateTempoPartial"
+
+
+def _repair(text: str) -> Repaired | None:
+    """OTLP/JSON's repair, and a note on a trace Tempo answered only in part (its
+    ``"status": "PARTIAL"``: the trace outgrew Tempo's limit and spans are missing)."""
+    if not text.startswith('{"' + _PARTIAL + '":'):
+        return otlp_repair(text)
+    request = json.loads(text)
+    message = request.pop(_PARTIAL)
+    text = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
+    repaired = otlp_repair(text) or Repaired(text)
+    repaired.notes.append(
+        "Tempo answered part of this trace (status PARTIAL"
+        + (f": {message}" if message else "")
+        + "): spans are missing from it"
+    )
+    return repaired
 
 
 def _scopes(entry: Any) -> list[Any]:
@@ -176,5 +208,5 @@ FORMAT = SpanFormat(
     raw_sql=otlp_json.raw_spans_sql,
     envelope_problems_sql=otlp_json.problem_docs_sql,
     batches=batches,
-    repair=otlp_json.FORMAT.repair,
+    repair=_repair,
 )
