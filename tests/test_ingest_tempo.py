@@ -234,3 +234,16 @@ def test_a_complete_v2_answer_has_no_note(store: Store, tmp_path: Path) -> None:
     path.write_text(json.dumps(answer | {"status": "COMPLETE"}))
     report = store.ingest([path], run="r")
     assert (report.spans_added, report.problems) == (2, [])
+
+
+def test_an_answer_nested_too_deeply_is_a_problem_not_a_crash(store: Store, tmp_path: Path) -> None:
+    good = (TEMPO / "api-traces.json").read_text().strip()
+    deep = '{"batches": [{"scopeSpans": [{"spans": [{"attributes": [' + "[" * 50_000
+    path = tmp_path / "answers.jsonl"
+    path.write_text(good + "\n" + deep + "\n")
+    assert detect_format(path) == "tempo"
+    report = store.ingest([path], run="r")
+    assert report.spans_added == 2
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (2, "not readable JSON: nested too deeply")
+    ]

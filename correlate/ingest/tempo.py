@@ -55,7 +55,7 @@ def batches(path: Path) -> Iterator[LineBatch]:
         for number, text in zip(batch.numbers, batch.lines, strict=True):
             try:
                 documents = _documents(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 error = json_error(text)
                 batch.bad.append((number, error[1] if error else "not valid JSON"))
                 continue
