@@ -474,6 +474,27 @@ def test_metrics_whose_first_message_outgrows_the_head_are_metrics(
         assert rows(framed, query) == rows(direct, query) != []
 
 
+def test_a_zstd_json_message_nested_too_deeply_is_a_problem_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    import zstandard
+
+    deep = b'{"resourceMetrics": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}"
+    plain = Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl"
+    first = plain.read_text().splitlines()[0].encode()
+    alone = write(tmp_path / "deep.bin", _collector_zstd([deep.replace(b"Metrics", b"Spans")]))
+    with pytest.raises(CorrelateError, match="not OTLP protobuf"):
+        detect(alone)
+    path = write(tmp_path / "metrics.bin", _collector_zstd([first, deep]))
+    assert detect(path).name == "otlp-metrics-proto"
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (2, f"message 2 at byte {4 + len(zstandard.compress(first))}: a JSON message "
+            "nested too deeply to read")
+    ]  # fmt: skip
+
+
 def _repeating_statement_request(spans: int) -> bytes:
     """One request of ``spans`` queries repeating one long statement (an N+1 loop): it
     compresses far more than a hundredfold."""

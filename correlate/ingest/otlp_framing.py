@@ -141,7 +141,7 @@ def _json_request(payload: bytes) -> bool:
 
     try:
         request = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(request, dict) and bool(request.keys() & {"resourceSpans", "resourceMetrics"})
 

@@ -169,6 +169,8 @@ def _json_request(payload: bytes) -> dict[str, Any] | Problem:
         document = json.loads(payload)
     except ValueError as exc:
         return Problem(None, f"a JSON message that does not parse ({_why(exc)})")
+    except RecursionError:
+        return Problem(None, "a JSON message nested too deeply to read")
     if not isinstance(document, dict) or not isinstance(document.get("resourceMetrics"), list):
         return Problem(None, "a JSON message without resourceMetrics")
     return document
