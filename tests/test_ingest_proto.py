@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import base64
 import gzip
 import json
+import random
 import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -429,6 +432,163 @@ def test_collector_zstd_metrics_are_metrics(tmp_path: Path) -> None:
         framed.ingest([path], run="r")
         direct.ingest([plain], run="r")
         assert rows(framed, query) == rows(direct, query) != []
+
+
+@pytest.mark.parametrize("kind", ["proto", "zstd proto", "zstd json"])
+def test_metrics_whose_first_message_outgrows_the_head_are_metrics(
+    tmp_path: Path, kind: str
+) -> None:
+    """A first message longer than the 64 KiB sniffed (a resource with a long attribute)
+    is read whole from the file to tell metrics from spans."""
+    import zstandard
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    plain = Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl"
+    documents = [json.loads(line) for line in plain.read_text().splitlines() if line.strip()]
+    noise = base64.b64encode(random.Random(7).randbytes(80_000)).decode()  # 107 KB
+    long_value = {"stringValue": noise}  # one that compresses little
+    documents[0]["resourceMetrics"][0]["resource"]["attributes"].append(
+        {"key": "process.command_args", "value": long_value}
+    )
+    reference = tmp_path / "metrics.jsonl"
+    reference.write_text("".join(json.dumps(d) + "\n" for d in documents))
+    if kind == "zstd json":
+        messages = [json.dumps(d).encode() for d in documents]
+    else:
+        messages = [
+            json_format.ParseDict(d, ExportMetricsServiceRequest()).SerializeToString()
+            for d in documents
+        ]
+    if kind.startswith("zstd"):
+        messages = [zstandard.compress(m) for m in messages]
+    assert len(messages[0]) > 64 * 1024
+    path = write(tmp_path / "metrics.bin", frame(*messages))
+    assert detect(path).name == "otlp-metrics-proto"
+    query = "SELECT * EXCLUDE (run_id, file_id) FROM pool_samples ORDER BY ALL"
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
+        framed.ingest([path], run="r")
+        direct.ingest([reference], run="r")
+        assert rows(framed, query) == rows(direct, query) != []
+
+
+def test_a_zstd_json_message_nested_too_deeply_is_a_problem_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    import zstandard
+
+    deep = b'{"resourceMetrics": [' + b"[" * 50_000 + b"]" * 50_000 + b"]}"
+    plain = Path(__file__).parent / "data" / "metrics" / "sqlalchemy-otlp.jsonl"
+    first = plain.read_text().splitlines()[0].encode()
+    alone = write(tmp_path / "deep.bin", _collector_zstd([deep.replace(b"Metrics", b"Spans")]))
+    with pytest.raises(CorrelateError, match="not OTLP protobuf"):
+        detect(alone)
+    path = write(tmp_path / "metrics.bin", _collector_zstd([first, deep]))
+    assert detect(path).name == "otlp-metrics-proto"
+    with correlate.open_store(":memory:") as store:
+        report = store.ingest([path], run="r")
+    assert [(p.line, p.reason) for p in report.problems] == [
+        (2, f"message 2 at byte {4 + len(zstandard.compress(first))}: a JSON message "
+            "nested too deeply to read")
+    ]  # fmt: skip
+
+
+def _repeating_statement_request(spans: int) -> bytes:
+    """One request of ``spans`` queries repeating one long statement (an N+1 loop): it
+    compresses far more than a hundredfold."""
+    statement = "SELECT " + ", ".join(f"orders.column_{i}" for i in range(150)) + " FROM orders"
+    return request(
+        *(
+            Span(
+                trace_id=TRACE,
+                span_id=(n + 1).to_bytes(8, "big"),
+                name="SELECT shop",
+                kind=Span.SPAN_KIND_CLIENT,
+                start_time_unix_nano=START + n,
+                end_time_unix_nano=START + n + 500,
+                attributes=[kv("db.statement", string_value=statement)],
+            )
+            for n in range(spans)
+        )
+    )
+
+
+def test_a_zstd_message_compressed_a_hundredfold_is_detected(tmp_path: Path) -> None:
+    import zstandard
+
+    plain = _repeating_statement_request(2000)
+    compressed = zstandard.compress(plain)
+    assert len(plain) > 100 * len(compressed)
+    path = write(tmp_path / "spans.bin", frame(compressed))
+    reference = write(tmp_path / "plain.bin", frame(plain))
+    every_column = "SELECT * EXCLUDE (run_id, file_id) FROM spans ORDER BY span_id"
+    with correlate.open_store(":memory:") as framed, correlate.open_store(":memory:") as direct:
+        assert detect_format(path) == "otlp-proto"
+        assert framed.ingest([path], run="r").problems == []
+        direct.ingest([reference], run="r")
+        assert rows(framed, every_column) == rows(direct, every_column)
+
+
+def test_a_damaged_first_zstd_json_message_is_reported_not_the_file_refused(
+    store: Store, tmp_path: Path
+) -> None:
+    import zstandard
+
+    broken = zstandard.compress(b'{"resourceSpans": [ {"resource": ')
+    path = write(tmp_path / "spans.bin", frame(broken) + _collector_zstd([request(server_span())]))
+    assert detect_format(path) == "otlp-proto"
+    report = store.ingest([path], run="r")
+    assert report.spans_added == 1
+    assert [p.line for p in report.problems] == [1]
+
+
+def test_sniffing_a_zstd_bomb_decompresses_little(store: Store, tmp_path: Path) -> None:
+    """A 256 MiB message under the bound per file (2 GiB) in a 10 KiB file: detecting
+    the format does not expand it all, and reading stops at the bound asked for."""
+    import tracemalloc
+
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor().compressobj()
+    zeros = bytes(1 << 20)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(256)) + compressor.flush()
+    path = write(tmp_path / "spans.bin", frame(bomb) + _collector_zstd([request(server_span())]))
+    assert path.stat().st_size < 64 * 1024
+    tracemalloc.start()
+    try:
+        assert detect(path).name == "otlp-proto"
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 << 20
+    with pytest.raises(InputError, match=r"spans.bin:1: .*expand past 64 MiB \(the bound"):
+        store.ingest([path], run="r", max_expanded_bytes=64 << 20)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=duckdb.OutOfMemoryException,
+    reason="a record larger than DuckDB's memory limit escapes the span reader as "
+    "duckdb.OutOfMemoryException instead of a problem at its line (a 16 KiB Collector "
+    "file with one zstd message of 512 MiB of JSON is a traceback under the 2 GiB bound)",
+)
+def test_a_message_larger_than_duckdbs_memory_is_a_problem(store: Store, tmp_path: Path) -> None:
+    import zstandard
+
+    compressor = zstandard.ZstdCompressor().compressobj()
+    padding = b"".join(compressor.compress(b"x" * (1 << 20)) for _ in range(40))
+    message = (
+        compressor.compress(b'{"resourceSpans":[],"padding":"')
+        + padding
+        + compressor.compress(b'"}')
+        + compressor.flush()
+    )
+    path = write(tmp_path / "spans.bin", frame(message) + _collector_zstd([request(server_span())]))
+    store.con.execute("SET memory_limit = '16MB'")
+    report = store.ingest([path], run="r", format="otlp-proto")
+    assert report.spans_added == 1 and [p.line for p in report.problems] == [1]
 
 
 def test_impossible_length_stops_reading(store: Store, tmp_path: Path) -> None:

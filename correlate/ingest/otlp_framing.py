@@ -17,6 +17,7 @@ decompressed here (under the bound on decompressed bytes per file), and
 
 from __future__ import annotations
 
+import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ MAX_MESSAGE_BYTES = 2**31 - 1
 RESOURCE_SPANS_TAG = 0x0A
 #: How a Zstandard frame starts: a message the Collector compressed on its own.
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+#: Decompressed bytes a sniffer gives one compressed message of a file's head: a whole
+#: request of a few thousand spans that repeat one statement compresses a hundredfold
+#: and more, and a message that expands past this is neither proof nor disproof.
+SNIFF_EXPANSION = 32 * 1024 * 1024
+_EXPANDS_PAST = "zstd-compressed messages expand past"
 #: Read a frame's body in pieces, so a garbage length costs only what is there.
 _READ_CHUNK = 8 * 1024 * 1024
 
@@ -106,9 +112,14 @@ def _some_parse(data: bytes, framing: Framing) -> bool:
         whole += 1
         payload = data[pos + size : pos + size + length]
         if framing == "collector" and payload.startswith(ZSTD_MAGIC):
-            payload, problem = _expand(payload, len(data) * 64)
+            payload, problem = _expand(payload, SNIFF_EXPANSION)
+            if problem.startswith(_EXPANDS_PAST):
+                whole -= 1  # too large to check here: it proves nothing either way
+            if not problem and is_json(payload) and _json_request(payload):
+                return True
             if problem or is_json(payload):
-                return not problem and _json_request(payload)
+                pos += size + length
+                continue
         try:
             ExportTraceServiceRequest.FromString(payload)
         except DecodeError:
@@ -130,7 +141,7 @@ def _json_request(payload: bytes) -> bool:
 
     try:
         request = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(request, dict) and bool(request.keys() & {"resourceSpans", "resourceMetrics"})
 
@@ -200,15 +211,27 @@ def _header(data: bytes, pos: int, framing: Framing) -> tuple[int, int] | Litera
     return (0, pos - start + length) if framing == "raw" else (pos - start, length)
 
 
-def frames(stream: Readable, framing: Framing) -> Iterator[Frame]:
+def first_frame_end(data: bytes, framing: Framing) -> int | None:
+    """Where the first frame of ``framing`` in ``data`` (a file's first bytes) ends,
+    perhaps past the end of ``data``; None when none starts there."""
+    header = _header(data, 0, framing)
+    if header is None or header == "more":
+        return None
+    size, length = header
+    return size + length
+
+
+def frames(stream: Readable, framing: Framing, budget: int | None = None) -> Iterator[Frame]:
     """The frames of ``stream``; stops after the first that cannot be read whole.
 
     A Collector message compressed on its own is given decompressed; one that does
-    not decompress is a problem frame, and reading goes on with the next.
+    not decompress is a problem frame, and reading goes on with the next. The
+    messages may expand to ``budget`` bytes in all (default: the bound per file).
     """
     from correlate.fileio.streams import current_limit
 
-    budget = current_limit()  # decompressed bytes the file's messages may still take
+    if budget is None:  # decompressed bytes the file's messages may still take
+        budget = current_limit()
     number = 0
     offset = 0
     while True:
@@ -239,7 +262,7 @@ def frames(stream: Readable, framing: Framing) -> Iterator[Frame]:
         if framing == "collector" and payload.startswith(ZSTD_MAGIC):
             payload, problem = _expand(payload, budget)
             budget -= len(payload)
-            if problem.startswith("zstd-compressed messages expand past"):
+            if problem.startswith(_EXPANDS_PAST):
                 yield Frame(number, offset, end, None, problem)
                 return
         yield Frame(number, offset, end, None if problem else payload, problem)
@@ -301,21 +324,34 @@ def _read(stream: Readable, size: int) -> bytes:
 def _expand(payload: bytes, budget: int) -> tuple[bytes, str]:
     """(the decompressed message, "") of a Zstandard-compressed payload, or (b"", a
     problem) when it is damaged or would take more than ``budget`` bytes."""
-    import io
-
     from correlate.fileio.codecs import codec_named
     from correlate.fileio.streams import current_limit, format_size
 
     codec = codec_named("zstd")
     try:
-        with codec.open(io.BytesIO(payload)) as stream:
-            data = stream.read(budget + 1)
+        with codec.open(_Trickle(io.BytesIO(payload))) as stream:  # type: ignore[arg-type]
+            data = stream.read(budget + 1)  # one buffer, filled in place: no copies
     except codec.errors() as exc:
         return b"", f"a zstd-compressed message that does not decompress ({exc})"
     if len(data) > budget:
         return b"", (
-            f"zstd-compressed messages expand past {format_size(current_limit())} (the bound "
-            "on decompressed bytes per file); if the file is meant to be that large, raise "
-            "the bound (ingest --max-expanded, or max_expanded_bytes=)"
+            f"{_EXPANDS_PAST} {format_size(current_limit())} (the bound on decompressed "
+            "bytes per file); if the file is meant to be that large, raise the bound "
+            "(ingest --max-expanded, or max_expanded_bytes=)"
         )
     return data, ""
+
+
+#: Compressed bytes the decompressor is given at a time: a Zstandard block holds at most
+#: 128 KiB and takes a few bytes at least, so this keeps one step's output to a few MiB.
+_TRICKLE_BYTES = 256
+
+
+class _Trickle:
+    """A compressed message handed to the decompressor a little at a time."""
+
+    def __init__(self, raw: io.BytesIO) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(_TRICKLE_BYTES if size < 0 else min(size, _TRICKLE_BYTES))

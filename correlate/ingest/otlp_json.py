@@ -357,14 +357,16 @@ def sniff(head: Head) -> bool:
     text = head.stripped
     if head.binary or ('"resourceSpans"' not in text and '"resource_spans"' not in text):
         return False
-    if re.match(r'\{\s*"trace"\s*:', text):
-        return False  # Grafana Tempo's v2 answer: tempo's (base64 ids)
+    if re.match(r'\{\s*"(trace|batches)"\s*:', text) or TEMPO_V2_TRACE.search(text):
+        return False  # Grafana Tempo's answers: tempo's (base64 ids)
     if text.startswith("{"):
         return True
     whole_lines = text.split("\n")[1:-1]  # the head's last line may be cut by the head
     return any(_otlp_line(line) for line in whole_lines[:_SNIFF_LINES])
 
 
+#: Grafana Tempo's /api/v2/traces answer's trace, wherever its other keys put it.
+TEMPO_V2_TRACE = re.compile(r'"trace"\s*:\s*\{\s*"resourceSpans"\s*:')
 #: How many lines after a damaged first one the sniffer looks at for an OTLP/JSON line.
 _SNIFF_LINES = 3
 

@@ -114,8 +114,30 @@ def sniff(head: Head) -> bool:
 
 
 def sniff_proto(head: Head) -> bool:
-    """Whether a binary file starts with an ``ExportMetricsServiceRequest`` in any framing."""
-    return head.binary and framing_of(head.data) is not None
+    """Whether a binary file starts with an ``ExportMetricsServiceRequest`` in any framing
+    (its first message read whole from the file when the head holds only its start)."""
+    if not head.binary:
+        return False
+    return framing_of(head.data) is not None or _first_message_is_metrics(head)
+
+
+#: How far into a file a sniffer reads for a first message longer than the head.
+FIRST_MESSAGE_BYTES = 16 << 20
+
+
+def _first_message_is_metrics(head: Head) -> bool:
+    from correlate.ingest.otlp_framing import FRAMINGS, first_frame_end
+
+    ends = (first_frame_end(head.data, framing) for framing in FRAMINGS)
+    wanted = [end for end in ends if end and len(head.data) < end <= FIRST_MESSAGE_BYTES]
+    if not wanted or head.path is None:
+        return False
+    try:
+        with open_bytes(head.path) as stream:
+            data = stream.read(max(wanted))
+    except (OSError, InputError):
+        return False
+    return len(data) > len(head.data) and framing_of(data) is not None
 
 
 def framing_of(data: bytes) -> Framing | None:
@@ -126,10 +148,11 @@ def framing_of(data: bytes) -> Framing | None:
     framings read metrics too: the Collector's, varint-delimited (what an SDK
     writes with ``writeDelimitedTo``), and one raw request (an OTLP/HTTP body).
     """
-    from correlate.ingest.otlp_framing import FRAMINGS, frames, is_json
+    from correlate.ingest.otlp_framing import FRAMINGS, SNIFF_EXPANSION, frames, is_json
 
     for framing in FRAMINGS:
-        first = next(frames(io.BytesIO(data), framing), None)
+        # a sniffer's bound: a small compressed message may expand to the whole bound per file
+        first = next(frames(io.BytesIO(data), framing, SNIFF_EXPANSION), None)
         if first is None or not first.payload:
             continue
         if is_json(first.payload):  # the Collector's format: json with compression: zstd
@@ -146,6 +169,8 @@ def _json_request(payload: bytes) -> dict[str, Any] | Problem:
         document = json.loads(payload)
     except ValueError as exc:
         return Problem(None, f"a JSON message that does not parse ({_why(exc)})")
+    except RecursionError:
+        return Problem(None, "a JSON message nested too deeply to read")
     if not isinstance(document, dict) or not isinstance(document.get("resourceMetrics"), list):
         return Problem(None, "a JSON message without resourceMetrics")
     return document

@@ -12,6 +12,10 @@ its "pushing spans with HTTP" guide shows a response):
   ``==``, a span id 12 ending in ``=``), and enums may be names
   (``"kind": "SPAN_KIND_SERVER"``, ``"code": "STATUS_CODE_ERROR"``).
 
+- ``/api/v2/traces`` may answer ``"status": "PARTIAL"`` with a ``"message"``
+  when the trace outgrew Tempo's size limit: its spans are read, with a note
+  that spans are missing.
+
 Each document (the whole file, pretty-printed or not, or one per line) is
 rewritten as an OTLP/JSON request, its ids as lowercase hex, and read as
 OTLP/JSON is; enum names are read there. A document without Tempo's envelope
@@ -30,6 +34,8 @@ from typing import Any
 
 from correlate.fileio import LineBatch, json_error
 from correlate.ingest import otlp_json
+from correlate.ingest.otlp_shape import Repaired
+from correlate.ingest.otlp_shape import repair as otlp_repair
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
 
@@ -42,26 +48,48 @@ _HEX = re.compile(r"[0-9a-fA-F]+")
 
 def batches(path: Path) -> Iterator[LineBatch]:
     """The file's documents, each rewritten by :func:`to_otlp`; a document that is
-    not Tempo's is a problem at its line."""
+    not Tempo's is a problem at its line. Answers saved one after another on a line
+    (``curl … >> traces.json``: Tempo's answer ends without a newline) are each read."""
     for batch in json_batches(path):
         numbers, lines = [], []
         for number, text in zip(batch.numbers, batch.lines, strict=True):
             try:
-                document = json.loads(text)
-            except ValueError:
+                documents = _documents(text)
+            except (ValueError, RecursionError):
                 error = json_error(text)
                 batch.bad.append((number, error[1] if error else "not valid JSON"))
                 continue
-            request = to_otlp(document)
-            if request is None:
-                batch.bad.append(
-                    (number, 'not Tempo trace JSON (no "batches" list or "trace.resourceSpans")')
-                )
-                continue
-            numbers.append(number)
-            lines.append(json.dumps(request, separators=(",", ":"), ensure_ascii=False))
+            for document in documents:
+                request = to_otlp(document)
+                if request is None:
+                    batch.bad.append((number, _not_a_trace(document)))
+                    continue
+                numbers.append(number)
+                lines.append(json.dumps(request, separators=(",", ":"), ensure_ascii=False))
         batch.numbers, batch.lines = numbers, lines
         yield batch
+
+
+def _documents(text: str) -> list[Any]:
+    """The JSON values of ``text``, one or more written back to back; ValueError when any
+    is broken (the whole line is then one problem)."""
+    decoder = json.JSONDecoder()
+    documents, end = [], 0
+    while True:
+        document, end = decoder.raw_decode(text, end)
+        documents.append(document)
+        end = len(text) - len(text[end:].lstrip())
+        if end == len(text):
+            return documents
+
+
+def _not_a_trace(document: Any) -> str:
+    if isinstance(document, dict) and isinstance(document.get("traces"), list):
+        return (
+            "a Tempo search answer (trace summaries, no spans): save each trace's "
+            "/api/traces/<id> answer instead"
+        )
+    return 'not Tempo trace JSON (no "batches" list or "trace.resourceSpans")'
 
 
 def to_otlp(document: Any) -> dict[str, Any] | None:
@@ -82,7 +110,33 @@ def to_otlp(document: Any) -> dict[str, Any] | None:
                 _hex_ids(span)
                 for link in _list(span, "links"):
                     _hex_ids(link)
-    return {"resourceSpans": resource_spans}
+    request: dict[str, Any] = {"resourceSpans": resource_spans}
+    if document.get("status") in ("PARTIAL", 1):
+        # Kept beside the spans for :func:`_repair`, which makes it a note on the line.
+        message = document.get("message")
+        request = {_PARTIAL: message if isinstance(message, str) else "", **request}
+    return request
+
+
+#: The key :func:`to_otlp` marks a partial trace with (first in its request).
+_PARTIAL = "correlateTempoPartial"
+
+
+def _repair(text: str) -> Repaired | None:
+    """OTLP/JSON's repair, and a note on a trace Tempo answered only in part (its
+    ``"status": "PARTIAL"``: the trace outgrew Tempo's limit and spans are missing)."""
+    if not text.startswith('{"' + _PARTIAL + '":'):
+        return otlp_repair(text)
+    request = json.loads(text)
+    message = request.pop(_PARTIAL)
+    text = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
+    repaired = otlp_repair(text) or Repaired(text)
+    repaired.notes.append(
+        "Tempo answered part of this trace (status PARTIAL"
+        + (f": {message}" if message else "")
+        + "): spans are missing from it"
+    )
+    return repaired
 
 
 def _scopes(entry: Any) -> list[Any]:
@@ -105,12 +159,24 @@ def _hex_ids(node: Any) -> None:
         value = node.get(key)
         if not isinstance(value, str) or (len(value) == 2 * width and _HEX.fullmatch(value)):
             continue
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            continue
-        if len(raw) == width:
+        raw = _base64(value)
+        if raw is not None and len(raw) == width:
             node[key] = raw.hex()
+
+
+def _base64(value: str) -> bytes | None:
+    """The bytes of ``value`` in padded base64, standard or URL-safe (protobuf's JSON
+    parsers take both); None when it is not. Unpadded base64 is not taken: eleven hex
+    digits (an id trimmed of its leading zeros) would read as eight bytes of it."""
+    if "-" in value or "_" in value:
+        value = value.translate(_URL_SAFE)
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+_URL_SAFE = str.maketrans("-_", "+/")
 
 
 def sniff(head: Head) -> bool:
@@ -119,8 +185,18 @@ def sniff(head: Head) -> bool:
     if head.binary or not text.startswith("{"):
         return False
     if re.match(r'\{\s*"batches"\s*:\s*\[', text):
-        return '"scopeSpans"' in text or '"instrumentationLibrarySpans"' in text or "[]" in text
-    return re.match(r'\{\s*"trace"\s*:\s*\{\s*"resourceSpans"\s*:', text) is not None
+        return (
+            _FIRST_BATCH.match(text) is not None
+            or '"scopeSpans"' in text
+            or '"instrumentationLibrarySpans"' in text
+        )
+    return otlp_json.TEMPO_V2_TRACE.search(text) is not None
+
+
+#: An /api/traces answer whose first batch starts as a ResourceSpans does (or is none).
+_FIRST_BATCH = re.compile(
+    r'\{\s*"batches"\s*:\s*\[\s*(\]|\{\s*"(resource|scopeSpans|instrumentationLibrarySpans)"\s*:)'
+)
 
 
 FORMAT = SpanFormat(
@@ -132,5 +208,5 @@ FORMAT = SpanFormat(
     raw_sql=otlp_json.raw_spans_sql,
     envelope_problems_sql=otlp_json.problem_docs_sql,
     batches=batches,
-    repair=otlp_json.FORMAT.repair,
+    repair=_repair,
 )
