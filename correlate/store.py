@@ -204,6 +204,8 @@ class Store:
     #: Where the spans analysed are: ``"local"`` (this DuckDB file) or ``"clickhouse"``
     #: (a source read in place), for advice that names the options that apply.
     spans_at = "local"
+    #: The environment variable that sets DuckDB's memory limit, for advice to raise it.
+    memory_limit_var = MEMORY_LIMIT_VAR
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: str, *, read_only: bool) -> None:
         self.con = con

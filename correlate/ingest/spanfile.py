@@ -8,13 +8,14 @@ already holds adds nothing. Parsing and flattening run inside DuckDB.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from correlate.errors import InputError
-from correlate.fileio import LineBatch, codec_of, json_error
+from correlate.fileio import LineBatch, codec_of, format_size, json_error
 from correlate.fileio.expand import expanded_copy
 from correlate.ingest.bookkeeping import (
     add_file_row,
@@ -277,8 +278,6 @@ def _load_batch(
     batch: LineBatch,
     report: FileReport,
 ) -> None:
-    import pyarrow as pa
-
     con = store.con
     problems: list[tuple[int | None, str]] = list(batch.bad)
     notes: list[tuple[int | None, str]] = []
@@ -289,22 +288,74 @@ def _load_batch(
                 batch.lines[k] = repaired.text
                 problems.extend((batch.numbers[k], p) for p in repaired.problems)
                 notes.extend((batch.numbers[k], n) for n in repaired.notes)
-    if batch.lines:
-        table = pa.table(
-            {
-                "line_no": pa.array(batch.numbers, pa.int64()),
-                "text": pa.array(batch.lines, pa.large_string()),
-            }
-        )
-        # Parsed and checked on a connection of its own, outside the file's one
-        # transaction: a temporary table or a view replaced inside it is kept until it
-        # ends, and with it the memory of every batch of the file.
-        with store.con.cursor() as work:
-            good = _parse_batch(work, table, run_id, file_id, fmt, batch, report, problems)
-        # Inserted as a relation, not through a registered view, for the same reason.
-        con.from_arrow(good).insert_into("spans")
+    for parsed in _parsed(store, run_id, file_id, fmt, batch, batch.numbers, batch.lines):
+        problems.extend(parsed.problems)
+        report.spans_read += parsed.read
+        report.spans_added += parsed.added
+        report.spans_skipped += parsed.skipped_spans
+        if parsed.good is not None:
+            # Inserted as a relation, not through a registered view: one registered in
+            # the file's transaction is kept, with its table, until the transaction ends.
+            con.from_arrow(parsed.good).insert_into("spans")
     record_problems(store, file_id, path, problems, report)
     record_problems(store, file_id, path, notes, report, skipped=False)
+
+
+@dataclass
+class _Parsed:
+    """What parsing some of a batch's lines gave."""
+
+    good: pa.Table | None  # the good spans as ``spans`` rows
+    problems: list[tuple[int | None, str]]
+    read: int = 0
+    added: int = 0
+    skipped_spans: int = 0
+
+
+def _parsed(
+    store: Store,
+    run_id: int,
+    file_id: int,
+    fmt: SpanFormat,
+    batch: LineBatch,
+    numbers: list[int],
+    lines: list[str],
+) -> Iterator[_Parsed]:
+    """The batch's ``lines`` parsed, on a connection of their own outside the file's one
+    transaction (a temporary table or view replaced inside it is kept until it ends, and
+    with it the memory of every batch of the file). Lines DuckDB cannot parse within its
+    memory limit are parsed half at a time; a single such line is a problem."""
+    import duckdb
+    import pyarrow as pa
+
+    if not lines:
+        return
+    table = pa.table(
+        {"line_no": pa.array(numbers, pa.int64()), "text": pa.array(lines, pa.large_string())}
+    )
+    try:
+        with store.con.cursor() as work:
+            parsed = _parse_batch(work, table, run_id, file_id, fmt, batch)
+    except duckdb.OutOfMemoryException:
+        del table
+        if len(lines) == 1:
+            limit = store.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+            yield _Parsed(
+                None,
+                [
+                    (
+                        numbers[0],
+                        f"a record of {format_size(len(lines[0]))}, more than DuckDB can parse "
+                        f"within its memory limit ({limit}); raise it with {store.memory_limit_var}",
+                    )
+                ],
+            )
+            return
+        half = len(lines) // 2
+        yield from _parsed(store, run_id, file_id, fmt, batch, numbers[:half], lines[:half])
+        yield from _parsed(store, run_id, file_id, fmt, batch, numbers[half:], lines[half:])
+        return
+    yield parsed
 
 
 def _parse_batch(
@@ -314,11 +365,10 @@ def _parse_batch(
     file_id: int,
     fmt: SpanFormat,
     batch: LineBatch,
-    report: FileReport,
-    problems: list[tuple[int | None, str]],
-) -> pa.Table:
-    """The good spans of ``table`` (its lines, numbered), as ``spans`` rows; the problems
-    of the others added to ``problems`` and the counts to ``report``."""
+) -> _Parsed:
+    """The good spans of ``table`` (its lines, numbered), the problems of the others,
+    and the counts."""
+    problems: list[tuple[int | None, str]] = []
     work.register("_batch_lines", table)
     work.execute(
         "CREATE TEMP TABLE _batch_docs AS "
@@ -336,17 +386,15 @@ def _parse_batch(
         "FROM _batch_spans WHERE problem IS NOT NULL ORDER BY line_no"
     ).fetchall()
     problems.extend(span_problems)
-    report.spans_skipped += len(span_problems)
     [(read, added)] = work.execute(
         "SELECT count(*), count(*) FILTER (WHERE problem IS NULL) FROM _batch_spans"
     ).fetchall()
-    report.spans_read += int(read)
-    report.spans_added += int(added)
     columns = ", ".join(SPAN_COLUMN_NAMES[2:])
-    return work.sql(
+    good = work.sql(
         f"SELECT {int(run_id)} AS run_id, {int(file_id)} AS file_id, {columns} "
         "FROM _batch_spans WHERE problem IS NULL"
     ).to_arrow_table()
+    return _Parsed(good, problems, int(read), int(added), len(span_problems))
 
 
 def _malformed(line: int, batch: LineBatch) -> tuple[int, str]:
