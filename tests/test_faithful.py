@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -313,14 +312,9 @@ def test_a_byte_order_mark_keeps_no_file_from_duckdbs_reader(
     in bulk, and a folder of small ones in a group, with what the line reader reads."""
     from correlate.ingest import spanbatch, spanfile
 
-    clean: list[bool] = []
-    ingest_clean = spanfile._ingest_clean
+    from .test_ingest_bulk import bulk_reads
 
-    def recorded(*args: Any) -> bool:
-        clean.append(ingest_clean(*args))
-        return clean[-1]
-
-    monkeypatch.setattr(spanfile, "_ingest_clean", recorded)
+    clean = bulk_reads(monkeypatch)
     monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
     monkeypatch.setattr(spanbatch, "SMALL_FILE_BYTES", 0)  # each file on its own
     report = store.ingest([FAITHFUL / "bom.jsonl"], run="big")

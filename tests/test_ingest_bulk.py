@@ -80,6 +80,20 @@ def _one_by_one(paths: list[Path], tmp_path: Path) -> Store:
     return store
 
 
+def bulk_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each bulk read of a whole file (``spanfile._ingest_clean``) answered, in order:
+    True when it kept the file, False when the file went another way."""
+    answers: list[bool] = []
+    ingest_clean = spanfile._ingest_clean
+
+    def recorded(*args: Any) -> bool:
+        answers.append(ingest_clean(*args))
+        return answers[-1]
+
+    monkeypatch.setattr(spanfile, "_ingest_clean", recorded)
+    return answers
+
+
 def _problems(store: Store) -> list[tuple[str, int | None, str]]:
     return sorted(
         (Path(path).name, line, reason)
@@ -505,14 +519,7 @@ def test_a_file_in_a_codec_duckdb_lacks_is_read_in_bulk_from_a_copy(
     plain.write_text("".join(_line(f"c{i}", i, spans=2) + "\n" for i in range(1, 30)))
     path = tmp_path / "spans.jsonl.z"
     path.write_bytes(_COMPRESS[codec](plain.read_bytes()))
-    clean: list[bool] = []
-    ingest_clean = spanfile._ingest_clean
-
-    def recorded(*args: Any) -> bool:
-        clean.append(ingest_clean(*args))
-        return clean[-1]
-
-    monkeypatch.setattr(spanfile, "_ingest_clean", recorded)
+    clean = bulk_reads(monkeypatch)
     with open_store(tmp_path / "bulk.duckdb") as bulk:
         bulk.ingest([path], run="r")
         assert clean == [True]

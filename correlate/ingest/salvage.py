@@ -25,6 +25,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -110,39 +111,15 @@ def salvage(
         return False
     try:
         pieces = _cut(source, folder, 0, PIECE_BYTES)
+        commit = partial(
+            _commit, store, run_id, path, sha, fmt, report, load_batch,
+            require_some=require_some, breaks=breaks,
+        )  # fmt: skip
         rest, last = pieces[:-1], pieces[-1:]
-        if (
-            bad_last_line
-            and rest
-            and _commit(
-                store,
-                run_id,
-                path,
-                sha,
-                fmt,
-                report,
-                load_batch,
-                rest,
-                last,
-                require_some=require_some,
-                breaks=breaks,
-            )
-        ):
+        if bad_last_line and rest and commit(rest, last):
             return True
         good, bad = _sort_pieces(store, fmt, pieces, folder)
-        return _commit(
-            store,
-            run_id,
-            path,
-            sha,
-            fmt,
-            report,
-            load_batch,
-            good,
-            bad,
-            require_some=require_some,
-            breaks=breaks,
-        )
+        return commit(good, bad)
     except OSError:
         return False
     finally:
