@@ -125,17 +125,19 @@ def test_sdk_metrics_and_logs_are_kept_as_otlp_json_lines(run_dir: Path) -> None
     )
 
 
-@pytest.mark.parametrize("gzipped", [False, True])
-def test_hand_built_json_spans(receiver: Receiver, run_dir: Path, gzipped: bool) -> None:
+@pytest.mark.parametrize("encoding", ["identity", "gzip", "zstd"])
+def test_hand_built_json_spans(receiver: Receiver, run_dir: Path, encoding: str) -> None:
+    import zstandard
+
     ids = [(f"{i:032x}", f"{i:016x}") for i in range(1, 6)]
     body = dumps(json_request(ids))
-    headers = {"Content-Encoding": "gzip"} if gzipped else {}
+    encode = {"identity": bytes, "gzip": gzip.compress, "zstd": zstandard.compress}[encoding]
     status, head, answer = post(
         receiver.http_port or 0,
         "/v1/traces",
-        gzip.compress(body) if gzipped else body,
+        encode(body),
         "application/json; charset=utf-8",
-        headers,
+        {"Content-Encoding": encoding},
     )
     assert (status, head["Content-Type"], answer) == (200, "application/json", b"{}")
     receiver.stop()
@@ -186,6 +188,7 @@ def _status(body: bytes) -> tuple[int, str]:
         ("/v1/traces", b"[]", "application/json", {}, 400),
         ("/v1/metrics", b'{"resourceMetrics": 3}', "application/json", {}, 400),
         ("/v1/traces", b"not gzip", "application/x-protobuf", {"Content-Encoding": "gzip"}, 400),
+        ("/v1/traces", b"not zstd", "application/x-protobuf", {"Content-Encoding": "zstd"}, 400),
         ("/v1/traces", b"x", "text/plain", {}, 415),
         ("/v1/traces", b"x", "application/x-protobuf", {"Content-Encoding": "br"}, 415),
         ("/v2/traces", b"x", "application/x-protobuf", {}, 404),
@@ -225,6 +228,12 @@ def test_oversize_bodies_get_413_unread_and_inflated(run_dir: Path) -> None:
         bomb = gzip.compress(big)
         assert len(bomb) < 50_000
         status, _, _ = post(port, "/v1/traces", bomb, headers={"Content-Encoding": "gzip"})
+        assert status == 413
+        import zstandard
+
+        zstd_bomb = zstandard.compress(big)
+        assert len(zstd_bomb) < 50_000
+        status, _, _ = post(port, "/v1/traces", zstd_bomb, headers={"Content-Encoding": "zstd"})
         assert status == 413
         assert post(port, "/v1/traces", proto_request(10))[0] == 200
     assert span_frames(run_dir) == 10

@@ -3,7 +3,9 @@
 Facts relied on (the OTLP specification, "OTLP/HTTP"):
 
 - Bodies are ``application/x-protobuf`` or ``application/json``, optionally
-  ``Content-Encoding: gzip``; the response uses the request's content type.
+  ``Content-Encoding: gzip``; the response uses the request's content type. The
+  Collector's ``otlphttp`` exporter may also send ``zstd`` (its ``compression``
+  setting), which is taken too.
 - Success is 200 with an ``Export…ServiceResponse`` (``partial_success`` when
   items were rejected). A bad request is 400, and its body is a
   ``google.rpc.Status``; 429, 502, 503 and 504 are the codes a client retries,
@@ -12,7 +14,7 @@ Facts relied on (the OTLP specification, "OTLP/HTTP"):
 Here: 400 for a body that is not the request (or is cut short), 404 for
 another path, 405 for another method, 411 for a body of unknown length, 413
 past the size limit (before reading it, when ``Content-Length`` says so; while
-inflating gzip otherwise), 415 for another content type or encoding, and 503
+inflating gzip or zstd otherwise), 415 for another content type or encoding, and 503
 with ``Retry-After`` when the memory budget is spent or the receiver is
 stopping. Chunked bodies (Node's exporter sends gzip that way) are read.
 """
@@ -101,11 +103,15 @@ class Handler(BaseHTTPRequestHandler):
                 )
             as_json = content_type == JSON
             encoding = (self.headers.get("Content-Encoding") or "identity").strip().lower()
-            if encoding not in ("identity", "gzip"):
-                raise Refused(415, f"content encoding {encoding} is not gzip", body_read=False)
+            if encoding not in ("identity", "gzip", "zstd"):
+                raise Refused(
+                    415, f"content encoding {encoding} is not gzip or zstd", body_read=False
+                )
             body, reserved = self._read_body()
             if encoding == "gzip":
                 body, reserved = self._gunzip(body, reserved)
+            elif encoding == "zstd":
+                body, reserved = self._unzstd(body, reserved)
             decoded = self._decode(signal, body, as_json)
             try:
                 self.server.store(decoded)
@@ -222,6 +228,26 @@ class Handler(BaseHTTPRequestHandler):
             raise Refused(413, f"body inflates past the limit of {limit} bytes")
         if not inflater.eof:
             raise Refused(400, "gzip body cut short")
+        return self._inflated(data, reserved)
+
+    def _unzstd(self, body: bytes, reserved: int) -> tuple[bytes, int]:
+        import io
+
+        from correlate.fileio.codecs import codec_named
+
+        limit = self.server.max_body_bytes
+        codec = codec_named("zstd")
+        try:
+            with codec.open(io.BytesIO(body)) as stream:
+                data = stream.read(limit + 1)
+        except codec.errors() as exc:
+            raise Refused(400, f"not zstd, or cut short: {exc}") from None
+        if len(data) > limit:
+            raise Refused(413, f"body inflates past the limit of {limit} bytes")
+        return self._inflated(data, reserved)
+
+    def _inflated(self, data: bytes, reserved: int) -> tuple[bytes, int]:
+        """The budget moved from the compressed body (``reserved``) to ``data``."""
         if not self.server.budget.take(len(data)):
             raise Refused(503, "the receiver is busy: try again")
         self.server.budget.give(reserved)
