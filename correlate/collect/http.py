@@ -231,15 +231,12 @@ class Handler(BaseHTTPRequestHandler):
         return self._inflated(data, reserved)
 
     def _unzstd(self, body: bytes, reserved: int) -> tuple[bytes, int]:
-        import io
-
-        from correlate.fileio.codecs import codec_named
+        from correlate.fileio.codecs import codec_named, expand_bytes
 
         limit = self.server.max_body_bytes
         codec = codec_named("zstd")
         try:
-            with codec.open(io.BytesIO(body)) as stream:
-                data = stream.read(limit + 1)
+            data = expand_bytes(codec, body, limit)
         except codec.errors() as exc:
             raise Refused(400, f"not zstd, or cut short: {exc}") from None
         if len(data) > limit:

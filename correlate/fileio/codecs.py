@@ -116,3 +116,28 @@ def codec_named(name: str) -> Codec:
         if codec.name == name:
             return codec
     raise KeyError(name)
+
+
+def expand_bytes(codec: Codec, data: bytes, limit: int) -> bytes:
+    """``data`` (one whole compressed body) decompressed, at most ``limit + 1`` bytes of
+    it, so that more than ``limit`` says it expands past the limit; raises the codec's
+    :attr:`~Codec.errors` when it is damaged or cut short. The compressed bytes are fed a
+    few at a time, so a body that expands a thousandfold never holds more than the
+    bytes asked for."""
+    with codec.open(_Trickle(io.BytesIO(data))) as stream:  # type: ignore[arg-type]
+        return stream.read(limit + 1)  # one buffer, filled in place: no copies
+
+
+#: Compressed bytes a decompressor is given at a time: a Zstandard block holds at most
+#: 128 KiB and takes a few bytes at least, so this keeps one step's output to a few MiB.
+_TRICKLE_BYTES = 256
+
+
+class _Trickle:
+    """A compressed body handed to the decompressor a little at a time."""
+
+    def __init__(self, raw: io.BytesIO) -> None:
+        self._raw = raw
+
+    def read(self, size: int = -1) -> bytes:
+        return self._raw.read(_TRICKLE_BYTES if size < 0 else min(size, _TRICKLE_BYTES))

@@ -36,6 +36,7 @@ __all__ = [
     "format_size",
     "open_bytes",
     "parse_size",
+    "past_the_bound",
     "read_all",
     "read_head",
     "without_codec_suffix",
@@ -65,14 +66,18 @@ class ExpansionLimitError(InputError):
     """A compressed file that expands past the bound on decompressed bytes."""
 
     def __init__(self, codec: str, path: Path, limit: int) -> None:
-        super().__init__(
-            f"{codec} content expands past {format_size(limit)} (the bound on decompressed "
-            "bytes per file); if the file is meant to be that large, raise the bound "
-            "(ingest --max-expanded, or max_expanded_bytes=)",
-            path,
-        )
+        super().__init__(f"{codec} content expands {past_the_bound(limit)}", path)
         self.codec = codec
         self.limit = limit
+
+
+def past_the_bound(limit: int) -> str:
+    """The words for content that grew past ``limit`` decompressed bytes, and what to do."""
+    return (
+        f"past {format_size(limit)} (the bound on decompressed bytes per file); if the "
+        "file is meant to be that large, raise the bound (ingest --max-expanded, or "
+        "max_expanded_bytes=)"
+    )
 
 
 @contextmanager

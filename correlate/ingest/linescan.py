@@ -16,6 +16,8 @@ import json
 import re
 from typing import TYPE_CHECKING, Any
 
+from correlate.fileio.lines import UTF8_BOM
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -33,7 +35,6 @@ _SHORT_LINE = 64
 _NEWLINE, _CR, _OPEN, _CLOSE = ord("\n"), ord("\r"), ord("{"), ord("}")
 _ENDS = (_NEWLINE, _CLOSE)
 _BLANK = b" \t\r"
-_BOM = b"\xef\xbb\xbf"
 
 
 def last_line_is_bad(path: Path) -> bool:
@@ -78,7 +79,7 @@ def broken_line(path: Path) -> int | None:
     buffer = bytearray(max(BLOCK_BYTES, 1))
     whole = np.frombuffer(buffer, dtype=np.uint8)
     with path.open("rb") as f:
-        if f.read(len(_BOM)) != _BOM:
+        if f.read(len(UTF8_BOM)) != UTF8_BOM:
             f.seek(0)
         while size := f.readinto(buffer):
             found = scan.block(buffer, whole, size)

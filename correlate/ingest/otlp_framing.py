@@ -17,7 +17,6 @@ decompressed here (under the bound on decompressed bytes per file), and
 
 from __future__ import annotations
 
-import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 #: request of a few thousand spans that repeat one statement compresses a hundredfold
 #: and more, and a message that expands past this is neither proof nor disproof.
 SNIFF_EXPANSION = 32 * 1024 * 1024
-_EXPANDS_PAST = "zstd-compressed messages expand past"
+_EXPANDS_PAST = "zstd-compressed messages expand"
 #: Read a frame's body in pieces, so a garbage length costs only what is there.
 _READ_CHUNK = 8 * 1024 * 1024
 
@@ -324,34 +323,14 @@ def _read(stream: Readable, size: int) -> bytes:
 def _expand(payload: bytes, budget: int) -> tuple[bytes, str]:
     """(the decompressed message, "") of a Zstandard-compressed payload, or (b"", a
     problem) when it is damaged or would take more than ``budget`` bytes."""
-    from correlate.fileio.codecs import codec_named
-    from correlate.fileio.streams import current_limit, format_size
+    from correlate.fileio.codecs import codec_named, expand_bytes
+    from correlate.fileio.streams import current_limit, past_the_bound
 
     codec = codec_named("zstd")
     try:
-        with codec.open(_Trickle(io.BytesIO(payload))) as stream:  # type: ignore[arg-type]
-            data = stream.read(budget + 1)  # one buffer, filled in place: no copies
+        data = expand_bytes(codec, payload, budget)
     except codec.errors() as exc:
         return b"", f"a zstd-compressed message that does not decompress ({exc})"
     if len(data) > budget:
-        return b"", (
-            f"{_EXPANDS_PAST} {format_size(current_limit())} (the bound on decompressed "
-            "bytes per file); if the file is meant to be that large, raise the bound "
-            "(ingest --max-expanded, or max_expanded_bytes=)"
-        )
+        return b"", f"{_EXPANDS_PAST} {past_the_bound(current_limit())}"
     return data, ""
-
-
-#: Compressed bytes the decompressor is given at a time: a Zstandard block holds at most
-#: 128 KiB and takes a few bytes at least, so this keeps one step's output to a few MiB.
-_TRICKLE_BYTES = 256
-
-
-class _Trickle:
-    """A compressed message handed to the decompressor a little at a time."""
-
-    def __init__(self, raw: io.BytesIO) -> None:
-        self._raw = raw
-
-    def read(self, size: int = -1) -> bytes:
-        return self._raw.read(_TRICKLE_BYTES if size < 0 else min(size, _TRICKLE_BYTES))

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from correlate.fileio import LineBatch, duckdb_compression, read_head
+from correlate.fileio.lines import UTF8_BOM
 from correlate.ingest.canonical import (
     MAX_SPAN_NS,
     anyvalue_json,
@@ -324,7 +325,7 @@ def fast_compression(path: Path) -> str | None:
     """DuckDB's ``compression =`` for ``path`` when the fast path can read it, else None."""
     head = read_head(path, 4096)
     # DuckDB's readers skip a byte order mark before the first line, as the line reader does
-    first_line = head.split(b"\n", 1)[0].removeprefix(b"\xef\xbb\xbf").strip()
+    first_line = head.split(b"\n", 1)[0].removeprefix(UTF8_BOM).strip()
     if not first_line.startswith(b"{") or (b"\n" in head and first_line == b"{"):
         return None  # a pretty-printed document: small, the line reader handles it
     # None when DuckDB cannot read it by name (a codec it lacks, a name it would

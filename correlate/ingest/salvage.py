@@ -346,10 +346,7 @@ def _bom_inside(piece: _Piece) -> bool:
     if piece.first_line == 1:
         return False
     with piece.path.open("rb") as f:
-        return f.read(len(_BOM)) == _BOM
-
-
-_BOM = b"\xef\xbb\xbf"
+        return f.read(len(UTF8_BOM)) == UTF8_BOM
 
 
 def _suspects(store: Store, fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:

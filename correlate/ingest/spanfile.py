@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -78,30 +79,19 @@ def ingest_span_file(
                 progress.advance(size)
             return report
         digest = lambda: sha  # noqa: E731
+    bulk = partial(
+        _bulk, store, run_id, path, size=size, digest=digest, fmt=fmt, strict=strict,
+        report=report, progress=progress, require_some=require_some,
+    )  # fmt: skip
     codec = codec_of(path) if fmt.fast_docs is not None else None
     if codec is not None and codec.duckdb is None and size >= EXPAND_MIN_BYTES:
         # A codec DuckDB cannot read: an uncompressed copy is read in bulk rather than
         # the file line by line (correlate.fileio.expand).
         breaks: list[tuple[int, str]] = []
         with expanded_copy(path, breaks) as copy:
-            if copy is not None and _bulk(
-                store,
-                run_id,
-                path,
-                copy,
-                size,
-                digest,
-                fmt,
-                strict,
-                report,
-                progress,
-                require_some,
-                breaks,
-            ):
+            if copy is not None and bulk(copy, breaks=breaks):
                 return report
-    elif _bulk(
-        store, run_id, path, path, size, digest, fmt, strict, report, progress, require_some
-    ):
+    elif bulk(path):
         return report
     sha = digest()
     done = 0
