@@ -34,6 +34,9 @@ class LineBatch:
     lines: list[str]
     #: (line, reason) for lines that could not be decoded as text
     bad: list[tuple[int, str]] = field(default_factory=list)
+    #: (line, note) on lines that are read, but not whole or not as written (a reader's
+    #: remark, listed beside the problems and not counted as skipped)
+    notes: list[tuple[int, str]] = field(default_factory=list)
     #: bytes of the (decompressed) stream consumed so far
     position: int = 0
     #: the number of the file's last line when it had no final newline

@@ -205,6 +205,7 @@ def _commit(
                 for batch in iter_line_batches(piece.path, text_start=piece.first_line == 1):
                     batch.numbers = [n + shift for n in batch.numbers]
                     batch.bad = [(n + shift, reason) for n, reason in batch.bad]
+                    batch.notes = [(n + shift, note) for n, note in batch.notes]
                     if batch.unterminated_line is not None:
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)

@@ -270,7 +270,7 @@ def _load_batch(
 ) -> None:
     con = store.con
     problems: list[tuple[int | None, str]] = list(batch.bad)
-    notes: list[tuple[int | None, str]] = []
+    notes: list[tuple[int | None, str]] = list(batch.notes)
     if fmt.repair is not None:
         for k, text in enumerate(batch.lines):
             repaired = fmt.repair(text)

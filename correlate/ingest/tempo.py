@@ -34,8 +34,6 @@ from typing import Any
 
 from correlate.fileio import LineBatch, json_error
 from correlate.ingest import otlp_json
-from correlate.ingest.otlp_shape import Repaired
-from correlate.ingest.otlp_shape import repair as otlp_repair
 from correlate.ingest.spanformat import SpanFormat, json_batches
 from correlate.inputs import Head
 
@@ -64,6 +62,9 @@ def batches(path: Path) -> Iterator[LineBatch]:
                 if request is None:
                     batch.bad.append((number, _not_a_trace(document)))
                     continue
+                partial = _partial(document)
+                if partial is not None:
+                    batch.notes.append((number, partial))
                 numbers.append(number)
                 lines.append(json.dumps(request, separators=(",", ":"), ensure_ascii=False))
         batch.numbers, batch.lines = numbers, lines
@@ -110,33 +111,17 @@ def to_otlp(document: Any) -> dict[str, Any] | None:
                 _hex_ids(span)
                 for link in _list(span, "links"):
                     _hex_ids(link)
-    request: dict[str, Any] = {"resourceSpans": resource_spans}
-    if document.get("status") in ("PARTIAL", 1):
-        # Kept beside the spans for :func:`_repair`, which makes it a note on the line.
-        message = document.get("message")
-        request = {_PARTIAL: message if isinstance(message, str) else "", **request}
-    return request
+    return {"resourceSpans": resource_spans}
 
 
-#: The key :func:`to_otlp` marks a partial trace with (first in its request).
-_PARTIAL = "correlateTempoPartial"
-
-
-def _repair(text: str) -> Repaired | None:
-    """OTLP/JSON's repair, and a note on a trace Tempo answered only in part (its
-    ``"status": "PARTIAL"``: the trace outgrew Tempo's limit and spans are missing)."""
-    if not text.startswith('{"' + _PARTIAL + '":'):
-        return otlp_repair(text)
-    request = json.loads(text)
-    message = request.pop(_PARTIAL)
-    text = json.dumps(request, separators=(",", ":"), ensure_ascii=False)
-    repaired = otlp_repair(text) or Repaired(text)
-    repaired.notes.append(
-        "Tempo answered part of this trace (status PARTIAL"
-        + (f": {message}" if message else "")
-        + "): spans are missing from it"
-    )
-    return repaired
+def _partial(document: dict[str, Any]) -> str | None:
+    """A note when Tempo answered only part of the trace (``"status": "PARTIAL"``: it
+    outgrew Tempo's limit and spans are missing), else None."""
+    if document.get("status") not in ("PARTIAL", 1):
+        return None
+    message = document.get("message")
+    said = f": {message}" if isinstance(message, str) and message else ""
+    return f"Tempo answered part of this trace (status PARTIAL{said}): spans are missing from it"
 
 
 def _scopes(entry: Any) -> list[Any]:
@@ -208,5 +193,5 @@ FORMAT = SpanFormat(
     raw_sql=otlp_json.raw_spans_sql,
     envelope_problems_sql=otlp_json.problem_docs_sql,
     batches=batches,
-    repair=_repair,
+    repair=otlp_json.FORMAT.repair,
 )
