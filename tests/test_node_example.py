@@ -116,7 +116,11 @@ def test_the_node_shop_verdict_names_its_three_faults(
     assert leak is not None, text
     assert "fell from" in leak.explanation, text
     spans = leak.evidence["checkout_spans"]
-    assert spans["capacity_drops"] >= 5, text
+    # A drop shows only once requests wait after it, so early leaks (before any wait)
+    # merge: of 18 recordings of this run on 2026-12-07, 6 gave 3 or 4 drops, the others
+    # 5 or more (9 at most); three of them read alike by that day's first and last code,
+    # so the spread is the run's, not the reading's.
+    assert spans["capacity_drops"] >= 3, text
     # ...all 10 connections in use while no query ran, from the metrics...
     idle = leak.evidence["used_at_max_while_database_idle"]
     assert idle["from_metrics"] and idle["ceiling"] == 10 and idle["seconds"] >= 3, text
