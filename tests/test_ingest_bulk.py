@@ -86,8 +86,8 @@ def bulk_reads(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     answers: list[bool] = []
     ingest_clean = spanfile._ingest_clean
 
-    def recorded(*args: Any) -> bool:
-        answers.append(ingest_clean(*args))
+    def recorded(*args: Any, **kwargs: Any) -> bool:
+        answers.append(ingest_clean(*args, **kwargs))
         return answers[-1]
 
     monkeypatch.setattr(spanfile, "_ingest_clean", recorded)

@@ -36,7 +36,7 @@ from correlate.ingest.progress import Progress
 from correlate.ingest.registry import format_named, format_names
 from correlate.ingest.report import FileReport, IngestReport, Problem
 from correlate.ingest.spanbatch import ingest_span_files
-from correlate.ingest.spanfile import ingest_span_file
+from correlate.ingest.spanfile import ingest_span_file, sweep_rejected
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
 from correlate.inputs import InputFormat, PlanFormat, TableFormat
@@ -139,6 +139,8 @@ def _ingest(
             read = partial(ingest_span_file, store, run_id, path, span_format, strict, prog)
             return _read_file(report, failed, path, explicit, strict, read)
 
+        if spans:
+            sweep_rejected(store)
         report.files.extend(ingest_span_files(store, run_id, spans, progress, read_span_file))
         for path, kind, explicit in tables:
             read = partial(ingest_table_file, store, run_id, path, kind, strict)

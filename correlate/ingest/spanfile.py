@@ -35,6 +35,7 @@ from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.report import FileReport
 from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
+from correlate.ingest.spanlines import MAX_IDS, span_id_lines
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from correlate.ingest.spanformat import SpanFormat
     from correlate.store import Store
 
-__all__ = ["ingest_span_file"]
+__all__ = ["ingest_span_file", "sweep_rejected"]
 
 _typed_raw = typed_raw
 
@@ -158,8 +159,9 @@ def _bulk(
         broken = broken_line(source) is not None
         bad_last_line = not broken and last_line_is_bad(source)
     if not (bad_last_line or broken) and _ingest_clean(
-        store, run_id, path, size, digest, fmt, fast, report, progress, breaks, require_some
-    ):
+        store, run_id, path, size, digest, fmt, fast, report, progress, breaks, require_some,
+        source=source, strict=strict,
+    ):  # fmt: skip
         return True
     if not salvage_it:
         return False
@@ -206,22 +208,31 @@ def _ingest_clean(
     progress: Progress | None,
     breaks: list[tuple[int, str]],
     require_some: bool,
+    *,
+    source: Path,
+    strict: bool,
 ) -> bool:
     """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
 
-    Any record with a problem raises inside the statement (``error()``), the
-    transaction is rolled back, and False sends the file down the careful
-    line-by-line path, which reports exactly where each problem is. Clean
-    files, the common case, are read once at DuckDB's own speed. ``digest`` gives
-    the SHA-256 of the file's first ``size`` bytes, its size when the read began.
-    ``breaks``: problems after the file's lines (where the stream it was copied from
-    breaks), kept with its spans; then a file named on its own (``require_some``)
-    with no span is left to the careful path, which refuses it.
+    A span the checks reject is written too, under the negated run and file ids with
+    its problem as its name, and read back: a few such spans cost a look for their
+    ids in ``source``'s bytes (for their lines, :mod:`correlate.ingest.spanlines`),
+    not a second read of the file. They are deleted once the transaction commits
+    (inside it, a delete makes DuckDB rewrite what the insert wrote: seconds for a
+    big file), so no run ever holds them; :func:`sweep_rejected` removes any that a
+    process killed in between left behind. A record
+    DuckDB cannot read, more than a few rejected spans, one whose line is not found
+    that way, or any with ``strict`` roll the transaction back, and False sends the
+    file down the careful line-by-line path, which reports exactly where each
+    problem is. Clean files, the common case, are read once at DuckDB's own speed.
+    ``digest`` gives the SHA-256 of the file's first ``size`` bytes, its size when
+    the read began. ``breaks``: problems after the file's lines (where the stream it
+    was copied from breaks), kept with its spans; then a file named on its own
+    (``require_some``) with no span is left to the careful path, which refuses it.
     """
     import duckdb
 
     con = store.con
-    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
     raw = fmt.raw_sql(f"({docs_sql})")
     # Order within the file does not matter here; not keeping it lets DuckDB
     # stream the insert in bounded memory. (A setting, not part of the transaction.)
@@ -231,18 +242,18 @@ def _ingest_clean(
             file_id = new_file_id(store)
             with polled_progress(con, size, progress):
                 row = con.execute(
-                    f"INSERT INTO spans SELECT ?, ?, {columns} "
-                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
-                    "WHERE CASE WHEN problem IS NULL THEN true "
-                    "ELSE error('correlate: bad record') END",
+                    f"INSERT INTO spans SELECT {_REJECTED_TOO} "
+                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')})",
                     [run_id, file_id],
                 ).fetchone()
-            added = int(row[0]) if row else 0
-            if breaks and require_some and not added:
+            read = int(row[0]) if row else 0
+            rejected = _rejected(store, file_id, source, strict)
+            added = read - len(rejected)
+            if require_some and not added and (breaks or rejected):
                 raise _NothingAdded  # the transaction rolls back
             add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id, size=size)
-            record_problems(store, file_id, path, list(breaks), report)
-            set_file_counts(store, file_id, added, added, len(breaks))
+            record_problems(store, file_id, path, [*breaks, *rejected], report)
+            set_file_counts(store, file_id, read, added, len(breaks) + len(rejected))
     except (duckdb.Error, UnicodeDecodeError, _NothingAdded):
         report.skipped = 0
         report.problems.clear()
@@ -251,12 +262,60 @@ def _ingest_clean(
         return False
     finally:
         con.execute("RESET preserve_insertion_order")
-    report.spans_read = report.spans_added = added
+    if rejected:
+        sweep_rejected(store, file_id)
+    report.spans_read = read
+    report.spans_added = added
+    report.spans_skipped = len(rejected)
     return True
 
 
+# The spans columns (run and file ids as parameters), a rejected span's row under the
+# negated ids, holding its problem as its name and something in each NOT NULL column.
+_REJECTED_TOO = ", ".join(
+    {
+        "run_id": "CASE WHEN problem IS NULL THEN $1 ELSE -$1 END",
+        "file_id": "CASE WHEN problem IS NULL THEN $2 ELSE -$2 END",
+        "name": "coalesce(problem, name)",
+        "trace_id": "coalesce(trace_id, '')",
+        "span_id": "coalesce(span_id, '')",
+        "start_ns": "coalesce(start_ns, 0)",
+        "end_ns": "coalesce(end_ns, 0)",
+        "duration_ns": "coalesce(duration_ns, 0)",
+    }.get(column, column)
+    for column in SPAN_COLUMN_NAMES
+)
+
+
+def sweep_rejected(store: Store, file_id: int | None = None) -> None:
+    """Delete the rejected spans :func:`_ingest_clean` wrote for ``file_id``, or for any
+    file (those a process killed before it deleted them left behind)."""
+    if file_id is None:
+        store.con.execute("DELETE FROM spans WHERE file_id < 0")
+    else:
+        store.con.execute("DELETE FROM spans WHERE file_id = ?", [-file_id])
+
+
+def _rejected(store: Store, file_id: int, source: Path, strict: bool) -> list[tuple[int, str]]:
+    """The spans the checks rejected in the bulk read of file ``file_id`` as problems at
+    their lines; raises :class:`_NothingAdded` (to roll the read
+    back) when they are too many, cannot be placed, or ``strict`` forbids them."""
+    rows = store.con.execute(
+        "SELECT span_id, name FROM spans WHERE file_id = ? LIMIT ?", [-file_id, MAX_IDS + 1]
+    ).fetchall()
+    if not rows:
+        return []
+    if strict or len(rows) > MAX_IDS:
+        raise _NothingAdded
+    lines = span_id_lines(source, {span_id for span_id, _ in rows})
+    if len(lines) < len(rows):  # an id not found, found twice, or shared by two of them
+        raise _NothingAdded
+    return [(lines[span_id], f"span {span_id}: {problem}") for span_id, problem in rows]
+
+
 class _NothingAdded(Exception):
-    """Raised in :func:`_ingest_clean`'s transaction to roll it back."""
+    """Raised in :func:`_ingest_clean`'s transaction to roll it back (and read the file
+    the careful way)."""
 
 
 def _load_batch(
