@@ -220,15 +220,16 @@ def _ingest_clean(
     not a second read of the file. They are deleted once the transaction commits
     (inside it, a delete makes DuckDB rewrite what the insert wrote: seconds for a
     big file), so no run ever holds them; :func:`sweep_rejected` removes any that a
-    process killed in between left behind. A record
-    DuckDB cannot read, more than a few rejected spans, one whose line is not found
-    that way, or any with ``strict`` roll the transaction back, and False sends the
-    file down the careful line-by-line path, which reports exactly where each
-    problem is. Clean files, the common case, are read once at DuckDB's own speed.
-    ``digest`` gives the SHA-256 of the file's first ``size`` bytes, its size when
-    the read began. ``breaks``: problems after the file's lines (where the stream it
-    was copied from breaks), kept with its spans; then a file named on its own
-    (``require_some``) with no span is left to the careful path, which refuses it.
+    process killed in between left behind.
+
+    A record DuckDB cannot read, more than a few rejected spans, one whose line is
+    not found that way, or any with ``strict`` roll the transaction back, and False
+    sends the file down the careful line-by-line path, which reports exactly where
+    each problem is. Clean files, the common case, are read once at DuckDB's own
+    speed. ``digest`` gives the SHA-256 of the file's first ``size`` bytes, its size
+    when the read began. ``breaks``: problems after the file's lines (where the
+    stream it was copied from breaks), kept with its spans; then a file named on its
+    own (``require_some``) with no span is left to the careful path, which refuses it.
     """
     import duckdb
 
@@ -298,8 +299,8 @@ def sweep_rejected(store: Store, file_id: int | None = None) -> None:
 
 def _rejected(store: Store, file_id: int, source: Path, strict: bool) -> list[tuple[int, str]]:
     """The spans the checks rejected in the bulk read of file ``file_id`` as problems at
-    their lines; raises :class:`_NothingAdded` (to roll the read
-    back) when they are too many, cannot be placed, or ``strict`` forbids them."""
+    their lines; raises :class:`_NothingAdded` (to roll the read back) when they are
+    too many, cannot be placed, or ``strict`` forbids them."""
     rows = store.con.execute(
         "SELECT span_id, name FROM spans WHERE file_id = ? LIMIT ?", [-file_id, MAX_IDS + 1]
     ).fetchall()
