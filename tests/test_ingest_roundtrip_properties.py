@@ -38,7 +38,7 @@ settings.register_profile(
 PROFILE = settings.get_profile(os.environ.get("CORRELATE_HYPOTHESIS_PROFILE", "quick"))
 
 FRAMINGS = ("json-lines", "collector", "varint", "raw")
-DAMAGES = ("none", "cut", "bad-record", "bom", "utf-16")
+DAMAGES = ("none", "cut", "bad-record", "bad-span", "bom", "utf-16")
 START = 1_795_594_408_000_000_000
 
 
@@ -188,6 +188,8 @@ class Written:
     #: framings the byte offset its frame starts at
     damaged: int | None = None
     offset: int | None = None
+    #: (trace id, span id) of a span the checks reject, which must not arrive
+    rejected: tuple[str, str] | None = None
 
 
 def _write(framing: str, records: list[list[Span]], damage: str, at: int) -> Written:
@@ -195,6 +197,13 @@ def _write(framing: str, records: list[list[Span]], damage: str, at: int) -> Wri
     if framing == "json-lines":
         lines = [_json_record(spans) for spans in records]
         damaged = None
+        rejected = None
+        if damage == "bad-span":  # the first span of record ``at`` loses its trace id
+            at = min(at, len(lines) - 1)
+            doc = json.loads(lines[at])
+            doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["traceId"] = ""
+            lines[at] = json.dumps(doc)
+            damaged, rejected = at + 1, (records[at][0].trace_id, records[at][0].span_id)
         if damage == "bad-record":
             lines.insert(at, '{"resourceSpans": [ not json')
             damaged = at + 1
@@ -206,7 +215,7 @@ def _write(framing: str, records: list[list[Span]], damage: str, at: int) -> Wri
             return Written(b"\xef\xbb\xbf" + text.encode())
         if damage == "utf-16":
             return Written(text.encode("utf-16"))
-        return Written(text.encode(), damaged)
+        return Written(text.encode(), damaged, rejected=rejected)
     payloads = [_proto_record(spans) for spans in records]
     # For "raw" the records, each a one-entry request ("0a <len> <ResourceSpans>"),
     # written one after another are one request with those entries.
@@ -288,8 +297,8 @@ def _arrive_whole(
     damage: str,
     at: int,
 ) -> None:
-    if framing != "json-lines" and damage in ("bom", "utf-16"):
-        damage = "none"  # text encodings do not apply to protobuf
+    if framing != "json-lines" and damage in ("bom", "utf-16", "bad-span"):
+        damage = "none"  # text encodings (and JSON edits) do not apply to protobuf
     if framing == "raw" and damage == "bad-record":
         damage = "cut"  # one raw request has no records to put a broken one between
     spans = _spans(records)
@@ -300,7 +309,7 @@ def _arrive_whole(
         (s.trace_id, s.span_id)
         for n, record_spans in enumerate(spans, start=1)
         for s in record_spans
-        if n not in lost
+        if n not in lost and (s.trace_id, s.span_id) != written.rejected
     }
     with tempfile.TemporaryDirectory() as tmp, correlate.open_store(":memory:") as store:
         path = Path(tmp) / f"spans.{framing}.{compression}"
@@ -323,5 +332,7 @@ def _arrive_whole(
             return
         [(line, reason)] = problems
         assert line == written.damaged
+        if written.rejected is not None:
+            assert reason == f"span {written.rejected[1]}: span has no trace id"
         if written.offset is not None:
             assert f"message {written.damaged} at byte {written.offset}: " in reason
