@@ -415,6 +415,64 @@ def test_pieces_cover_the_file_at_line_ends_with_their_line_numbers(
     assert pieces[-1].path.read_bytes() == b"last-without-newline"
 
 
+def test_a_copy_of_ours_is_used_up_as_it_is_cut_never_taking_twice_its_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cut with ``consume``, the pieces are the same and the copy ends empty; at every
+    step the pieces made and what is left of the copy hold at most the file's bytes and
+    one piece more."""
+    lines = [bytes([ord("a") + i % 26]) * (5 + i * 7 % 23) for i in range(40)]
+    data = b"\n".join(lines) + b"\n"
+    source = tmp_path / "copy.jsonl"
+    source.write_bytes(data)
+    (tmp_path / "p1").mkdir()
+    expected = salvage._cut(source, tmp_path / "p1", 0, 64)
+    room: list[int] = []
+    copy_range = salvage._copy_range
+
+    def watched(src: Any, target: Any, offset: int, size: int) -> None:
+        copy_range(src, target, offset, size)
+        target.flush()
+        made = sum(p.stat().st_size for p in (tmp_path / "p2").iterdir())
+        room.append(source.stat().st_size + made)
+
+    monkeypatch.setattr(salvage, "_copy_range", watched)
+    (tmp_path / "p2").mkdir()
+    pieces = salvage._cut(source, tmp_path / "p2", 0, 64, consume=True)
+    assert [(p.first_line, p.lines, p.size) for p in pieces] == [
+        (p.first_line, p.lines, p.size) for p in expected
+    ]
+    assert b"".join(p.path.read_bytes() for p in pieces) == data
+    assert source.stat().st_size == 0
+    assert len(room) == len(pieces) > 3
+    assert max(room) <= len(data) + max(p.size for p in pieces)
+
+
+def test_a_damaged_compressed_file_lends_its_copy_to_the_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The salvage of a compressed file's copy uses the copy up; a plain file is never cut short."""
+    consumed: list[bool] = []
+    cut = salvage._cut
+
+    def recorded(*args: Any, consume: bool = False) -> Any:
+        if args[3] == salvage.PIECE_BYTES:
+            consumed.append(consume)
+        return cut(*args, consume=consume)
+
+    monkeypatch.setattr(salvage, "_cut", recorded)
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    plain = tmp_path / "plain.jsonl"
+    _damaged_file(plain, 20, {3: "this is not JSON"}, final_newline=True)
+    before = plain.read_bytes()
+    packed = tmp_path / "spans.jsonl.gz"
+    packed.write_bytes(gzip.compress(before))
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.ingest([packed, plain], run="r")
+    assert consumed == [True, False]
+    assert plain.read_bytes() == before
+
+
 def _even_lines(count: int) -> list[str]:
     """``count`` OTLP/JSON lines of three spans, all of the same length."""
     lines = [_line(f"e{i:03d}", i, spans=3) for i in range(1, count + 1)]

@@ -87,6 +87,7 @@ def salvage(
     source: Path | None = None,
     require_some: bool = False,
     breaks: list[tuple[int, str]] | None = None,
+    consume_source: bool = False,
 ) -> bool:
     """Read damaged ``path`` into run ``run_id``: good pieces in bulk, bad ones carefully.
 
@@ -98,7 +99,8 @@ def salvage(
     path's reader of one batch of numbered lines. ``require_some``: as the careful
     path, a file from which nothing could be read is an :class:`InputError`.
     ``breaks``: problems (line, reason) after ``source``'s lines, where the compressed
-    stream it was copied from breaks.
+    stream it was copied from breaks. ``consume_source``: ``source`` is a temporary
+    copy, cut short as its pieces are made (it is empty afterwards).
     """
     source = path if source is None else source
     if fmt.fast_docs is None or fmt.fast_compression is None or fmt.pieces_docs is None:
@@ -110,7 +112,7 @@ def salvage(
     except OSError:  # no temporary folder for the pieces: read line by line
         return False
     try:
-        pieces = _cut(source, folder, 0, PIECE_BYTES)
+        pieces = _cut(source, folder, 0, PIECE_BYTES, consume=consume_source)
         commit = partial(
             _commit, store, run_id, path, sha, fmt, report, load_batch,
             require_some=require_some, breaks=breaks,
@@ -227,7 +229,9 @@ class _NothingRead(Exception):
     """Raised in :func:`_commit`'s transaction to roll it back before refusing the file."""
 
 
-def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[_Piece]:
+def _cut(
+    source: Path, folder: Path, first_line: int, piece_bytes: int, *, consume: bool = False
+) -> list[_Piece]:
     """Copy ``source`` into pieces of about ``piece_bytes``, each ending at a line's end.
 
     A piece ends at the last line end within its size (only a line longer than
@@ -236,27 +240,34 @@ def _cut(source: Path, folder: Path, first_line: int, piece_bytes: int) -> list[
     Only the bytes near each cut are looked at for a line end, and lines are
     counted newline by newline with ``find`` (memchr on the mapped file, no copy
     through Python); the copy itself is the kernel's (``copy_file_range``) where
-    it has one.
+    it has one. With ``consume`` (``source`` is a temporary copy of ours), pieces
+    are copied from the end and ``source`` cut short behind each, so the pieces
+    and what is left of it never take much more room than it did (a temporary
+    folder in memory holds the file once, not twice); it ends empty.
     """
-    pieces: list[_Piece] = []
-    line = first_line + 1
     if source.stat().st_size == 0:
-        return pieces
+        return []
+    cuts: list[tuple[int, int, int]] = []  # offset, size and lines of each piece
     with source.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
         offset = 0
         for size in _piece_sizes(data, piece_bytes):
-            lines = _count_lines(data, offset, offset + size)
-            target = folder / f"p{line:012d}-{lines}.jsonl"
-            with target.open("wb") as out:
-                _copy_range(f, out, offset, size)
-            pieces.append(_Piece(target, line, lines, size))
-            line += lines
-            # Pages of the mapped file count in the process's RSS while mapped: let
-            # those of this piece go (they stay in the page cache for the next read).
-            if _DONT_NEED is not None:
+            cuts.append((offset, size, _count_lines(data, offset, offset + size)))
+            if _DONT_NEED is not None:  # the pages looked at count in the process's RSS
                 page = offset - offset % mmap.PAGESIZE
                 data.madvise(_DONT_NEED, page, offset + size - page)
             offset += size
+    placed: list[tuple[_Piece, int]] = []  # each piece and its offset in ``source``
+    line = first_line + 1
+    for offset, size, lines in cuts:
+        placed.append((_Piece(folder / f"p{line:012d}-{lines}.jsonl", line, lines, size), offset))
+        line += lines
+    with source.open("rb") as f:
+        for piece, offset in reversed(placed) if consume else placed:
+            with piece.path.open("wb") as out:
+                _copy_range(f, out, offset, piece.size)
+            if consume:
+                os.truncate(source, offset)
+    pieces = [piece for piece, _ in placed]
     return pieces
 
 
@@ -331,7 +342,9 @@ def _sort_pieces(
         elif piece.lines <= 1 or piece.size <= CAREFUL_BYTES:
             bad.append(piece)
         else:
-            smaller = _cut(piece.path, folder, piece.first_line - 1, -(-piece.size // FAN_OUT))
+            smaller = _cut(
+                piece.path, folder, piece.first_line - 1, -(-piece.size // FAN_OUT), consume=True
+            )
             piece.path.unlink()
             more_good, more_bad = _sort_pieces(store, fmt, smaller, folder)
             good.extend(more_good)

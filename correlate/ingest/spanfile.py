@@ -184,6 +184,7 @@ def _bulk(
             source=plain,
             require_some=require_some,
             breaks=breaks,
+            consume_source=plain != path,  # a copy of ours: its room goes to the pieces
         )
     if done and progress is not None:
         progress.advance(size)
