@@ -473,6 +473,41 @@ def test_a_damaged_compressed_file_lends_its_copy_to_the_pieces(
     assert plain.read_bytes() == before
 
 
+@pytest.mark.parametrize(
+    "hidden",
+    [
+        '{"resourceSpans": [}',  # braces at both ends, the key, but no JSON
+        '{"resourceSpans": [], "x": }',
+        '{"note": "resourceSpans"}',  # the key in a string, no envelope
+    ],
+)
+def test_damage_only_a_parser_sees_falls_back_to_reading_every_piece(
+    hidden: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line whose bytes look whole fails the bulk read of the pieces judged by their
+    bytes; the pieces are then read (leniently) to find it, and the outcome is the
+    careful path's, with the other damage (garbage, a span without a trace id) too."""
+    lines = _even_lines(12)
+    lines[1] = "garbage"
+    lines[5] = lines[5].replace('"traceId": "', '"traceIdX": "', 1)
+    lines[8] = hidden
+    path = tmp_path / "hidden.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    routes: list[bool] = []
+    sort_pieces = salvage._sort_pieces
+
+    def recorded(*args: Any, by_bytes: bool = False) -> Any:
+        routes.append(by_bytes)
+        return sort_pieces(*args, by_bytes=by_bytes)
+
+    monkeypatch.setattr(salvage, "_sort_pieces", recorded)
+    bulk, reference = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert routes[0] is True and routes[-1] is False  # by the bytes first, then read
+    assert _rows(bulk) == _rows(reference)
+    assert _problems(bulk) == _problems(reference)
+    assert [line for _, line, _ in _problems(bulk)] == [2, 6, 9]
+
+
 def _even_lines(count: int) -> list[str]:
     """``count`` OTLP/JSON lines of three spans, all of the same length."""
     lines = [_line(f"e{i:03d}", i, spans=3) for i in range(1, count + 1)]
@@ -486,8 +521,9 @@ def test_each_piece_fails_alone_and_bad_lines_at_piece_ends_keep_their_numbers(
     """Pieces of exactly three lines: bad lines first and last in the file, and on both
     sides of a cut between pieces, all but the last JSON that DuckDB reads, two of
     them refused only by the span checks.
-    Only the pieces holding a bad line are cut finer, and only the bad lines themselves
-    take the careful path, each with its own number."""
+    Only the pieces whose bytes show a bad line are cut finer, and only those lines take
+    the careful path, each with its own number; the spans the checks refuse are read in
+    bulk with the rest and placed at their lines by their ids."""
     lines = _even_lines(12)
     width = len(lines[0]) + 1
     lines[0] = '{"hello": "world"}'  # (a first line that is not JSON at all: the careful path)
@@ -513,7 +549,7 @@ def test_each_piece_fails_alone_and_bad_lines_at_piece_ends_keep_their_numbers(
     careful.clear()
     bulk = open_store(tmp_path / "pieces.duckdb")
     bulk.ingest([path], run="r", format="otlp-json")
-    assert careful == [(1, 1), (3, 1), (4, 1), (12, 1)]
+    assert careful == [(1, 1), (12, 1)]
     assert _rows(bulk) == _rows(reference)
     # every column arrives as the careful path writes it (the staged copy keeps the types)
     every_column = "SELECT * EXCLUDE (file_id) FROM spans ORDER BY span_id"

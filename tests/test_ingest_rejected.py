@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from correlate.errors import InputError
-from correlate.ingest import spanfile, spanlines
+from correlate.ingest import salvage, spanfile, spanlines
 from correlate.store import Store, open_store
 
 from .test_ingest_bulk import _line, bulk_reads
@@ -180,6 +180,7 @@ def test_rejected_spans_a_killed_ingest_left_are_swept_by_the_next(
     first = _write(tmp_path / "a.jsonl", lines)
     # The process dies after the commit, before its rejected spans are deleted.
     monkeypatch.setattr(spanfile, "sweep_rejected", lambda store, file_id=None: None)
+    monkeypatch.setattr(salvage, "sweep_rejected", lambda store, file_id=None: None)
     with open_store(tmp_path / "s.duckdb") as store:
         store.ingest([first], run="r")
         left = store.con.execute("SELECT run_id, file_id, name FROM spans WHERE file_id < 0")

@@ -222,3 +222,28 @@ print(linescan.broken_line(path))
         [sys.executable, "-c", child], capture_output=True, text=True, timeout=60, check=False
     )
     assert (done.returncode, done.stdout.strip()) == (0, "None"), done.stderr
+
+
+@pytest.mark.parametrize("one_by_one", [True, False])
+def test_a_piece_with_a_line_without_the_envelope_key_is_a_suspect(
+    one_by_one: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lines looked at one by one, or the key counted against the lines that are not
+    blank: blank and whitespace-only lines are no suspects by the first, a line of
+    another signal is by both."""
+    from correlate.ingest import salvage
+
+    monkeypatch.setattr(salvage, "_LINES_ONE_BY_ONE", 1000 if one_by_one else 0)
+    span = b'{"resourceSpans": []}'
+
+    def piece(data: bytes) -> salvage._Piece:
+        path = tmp_path / "p.jsonl"
+        path.write_bytes(data)
+        return salvage._Piece(path, 1, data.count(b"\n"), len(data))
+
+    key = b'"resourceSpans"'
+    assert not salvage._a_line_lacks(piece(span + b"\n" + span + b"\n"), key)
+    assert not salvage._a_line_lacks(piece(b"\n" + span + b"\n\n" + span + b"\n"), key)
+    assert salvage._a_line_lacks(piece(span + b'\n{"resourceMetrics": []}\n' + span + b"\n"), key)
+    assert salvage._a_line_lacks(piece(b'{"resourceMetrics": []}\n'), key)
+    assert not salvage._a_line_lacks(piece(b""), key)

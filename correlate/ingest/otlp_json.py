@@ -392,4 +392,6 @@ FORMAT = SpanFormat(
     fast_files_docs=fast_files_docs_sql,
     pieces_docs=pieces_docs_sql,
     suspect_doc_sql=suspect_doc_sql,
+    # Jaeger v3's {"result": …} holds it too.
+    envelope_key=b'"resourceSpans"',
 )

@@ -34,9 +34,10 @@ from correlate.ingest.detect import NotTraceFile, detect
 from correlate.ingest.planfile import ingest_plan_file, plans_without_span
 from correlate.ingest.progress import Progress
 from correlate.ingest.registry import format_named, format_names
+from correlate.ingest.rejected import sweep_rejected
 from correlate.ingest.report import FileReport, IngestReport, Problem
 from correlate.ingest.spanbatch import ingest_span_files
-from correlate.ingest.spanfile import ingest_span_file, sweep_rejected
+from correlate.ingest.spanfile import ingest_span_file
 from correlate.ingest.spanformat import SpanFormat
 from correlate.ingest.tablefile import ingest_table_file
 from correlate.inputs import InputFormat, PlanFormat, TableFormat

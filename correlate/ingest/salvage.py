@@ -40,8 +40,10 @@ from correlate.ingest.bookkeeping import (
     set_file_counts,
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
+from correlate.ingest.linescan import broken_line, last_line_is_bad
+from correlate.ingest.rejected import REJECTED_TOO, Unplaced, rejected_problems, sweep_rejected
 from correlate.ingest.spanformat import DOCUMENT_LIMIT
-from correlate.schema import SPAN_COLUMN_NAMES
+from correlate.ingest.spanlines import span_id_lines_in
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -120,6 +122,13 @@ def salvage(
         rest, last = pieces[:-1], pieces[-1:]
         if bad_last_line and rest and commit(rest, last):
             return True
+        if fmt.envelope_key is not None:
+            # First on what the bytes show, which spares a lenient read of every piece;
+            # damage only a parser sees fails the bulk read, and the pieces are then read.
+            good, bad = _sort_pieces(store, fmt, pieces, folder, by_bytes=True)
+            if commit(good, bad):
+                return True
+            pieces = sorted(good + bad, key=lambda p: p.first_line)
         good, bad = _sort_pieces(store, fmt, pieces, folder)
         return commit(good, bad)
     except OSError:
@@ -200,8 +209,12 @@ def _commit(
     try:
         with store.atomic():
             file_id = add_file_row(store, run_id, path, sha, fmt.name)
-            added = _insert_good(store, run_id, file_id, fmt, good)
-            report.spans_read = report.spans_added = added
+            read = _insert_good(store, run_id, file_id, fmt, good)
+            places = [(p.path, p.first_line) for p in good]
+            rejected = rejected_problems(store, file_id, partial(span_id_lines_in, places))
+            report.spans_read, report.spans_added = read, read - len(rejected)
+            report.spans_skipped = len(rejected)
+            record_problems(store, file_id, path, rejected, report)
             for piece in bad:
                 shift = piece.first_line - 1
                 for batch in iter_line_batches(piece.path, text_start=piece.first_line == 1):
@@ -218,10 +231,12 @@ def _commit(
     except _NothingRead:
         refuse_if_nothing_read(report)
         raise AssertionError("refuse_if_nothing_read did not refuse") from None
-    except (duckdb.Error, UnicodeDecodeError, CorrelateError):
+    except (duckdb.Error, UnicodeDecodeError, CorrelateError, Unplaced):
         report.spans_read = report.spans_added = report.skipped = report.spans_skipped = 0
         report.problems.clear()
         return False
+    if rejected:
+        sweep_rejected(store, file_id)
     return True
 
 
@@ -330,12 +345,13 @@ def _copy_range(source: BinaryIO, target: BinaryIO, offset: int, size: int) -> N
 
 
 def _sort_pieces(
-    store: Store, fmt: SpanFormat, pieces: list[_Piece], folder: Path
+    store: Store, fmt: SpanFormat, pieces: list[_Piece], folder: Path, *, by_bytes: bool = False
 ) -> tuple[list[_Piece], list[_Piece]]:
-    """(pieces DuckDB reads without a problem, small pieces with one), each in file order."""
+    """(pieces DuckDB reads without a problem, small pieces with one), each in file order;
+    ``by_bytes``: judged by their bytes alone (:func:`_byte_suspects`), not by a read."""
     good: list[_Piece] = []
     bad: list[_Piece] = []
-    suspects = _suspects(store, fmt, pieces)
+    suspects = _byte_suspects(fmt, pieces) if by_bytes else _suspects(store, fmt, pieces)
     for i, piece in enumerate(pieces):
         if i not in suspects and not _bom_inside(piece) and (suspects or _clean(store, fmt, piece)):
             good.append(piece)
@@ -346,7 +362,7 @@ def _sort_pieces(
                 piece.path, folder, piece.first_line - 1, -(-piece.size // FAN_OUT), consume=True
             )
             piece.path.unlink()
-            more_good, more_bad = _sort_pieces(store, fmt, smaller, folder)
+            more_good, more_bad = _sort_pieces(store, fmt, smaller, folder, by_bytes=by_bytes)
             good.extend(more_good)
             bad.extend(more_bad)
     good.sort(key=lambda p: p.first_line)
@@ -395,6 +411,50 @@ def _suspects(store: Store, fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:
     return {int(i) for (i,) in found} | {-1}
 
 
+def _byte_suspects(fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:
+    """The positions of pieces whose bytes show a problem (as :func:`_suspects` answers):
+    a line that cannot be a JSON object (:func:`~correlate.ingest.linescan.broken_line`),
+    a last line cut short, or fewer of the format's envelope key (``"resourceSpans"``)
+    than lines that are not blank (a line of another signal, JSON without the envelope).
+    Damage only a parser sees (a key twice on one line and none on another, bad JSON
+    between braces) is not seen here: the bulk read of the pieces then fails."""
+    key = fmt.envelope_key
+    assert key is not None
+    return {-1} | {
+        i
+        for i, piece in enumerate(pieces)
+        if broken_line(piece.path) is not None
+        or last_line_is_bad(piece.path)
+        or _a_line_lacks(piece, key)
+    }
+
+
+#: Lines a piece may have for each to be looked at on its own by :func:`_a_line_lacks`.
+_LINES_ONE_BY_ONE = 4096
+
+
+def _a_line_lacks(piece: _Piece, key: bytes) -> bool:
+    """True when a line of ``piece`` that is not blank may lack ``key``: each line looked
+    at (``find``, from its start: the key opens an OTLP line) when they are few; else
+    the key counted against the lines that are not blank (fooled only by a line with
+    the key twice, which the bulk read then finds)."""
+    if piece.size == 0:
+        return False
+    with piece.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        if piece.lines > _LINES_ONE_BY_ONE:
+            text = data[:]
+            blank = text.count(b"\n\n") + text.startswith(b"\n")
+            return text.count(key) < piece.lines - blank
+        start, end = 0, len(data)
+        while start < end:
+            stop = data.find(b"\n", start)
+            stop = end if stop < 0 else stop
+            if data.find(key, start, stop) < 0 and data[start:stop].strip(b" \t\r"):
+                return True
+            start = stop + 1
+    return False
+
+
 def _clean(store: Store, fmt: SpanFormat, piece: _Piece) -> bool:
     """True when DuckDB reads every record of ``piece`` without a problem (nothing is written)."""
     import duckdb
@@ -427,14 +487,12 @@ def _insert_good(
         pa.table({"name": [str(p.path) for p in good], "pos": range(len(good))}),
     )
     raw = fmt.raw_sql(f"({fmt.pieces_docs([p.path for p in good], '_good_pieces', lenient=False)})")
-    columns = ", ".join(SPAN_COLUMN_NAMES[2:])
     con = store.con
     con.execute("SET preserve_insertion_order = false")
     try:
         row = con.execute(
-            f"INSERT INTO spans SELECT ?, ?, {columns} "
-            f"FROM ({canonical_select(f'({typed_raw(raw)})')}) "
-            "WHERE CASE WHEN problem IS NULL THEN true ELSE error('correlate: bad record') END",
+            f"INSERT INTO spans SELECT {REJECTED_TOO} "
+            f"FROM ({canonical_select(f'({typed_raw(raw)})')})",
             [run_id, file_id],
         ).fetchone()
     finally:

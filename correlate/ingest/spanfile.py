@@ -33,9 +33,10 @@ from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
 from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.progress import Progress, polled_progress
+from correlate.ingest.rejected import REJECTED_TOO, Unplaced, rejected_problems, sweep_rejected
 from correlate.ingest.report import FileReport
 from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
-from correlate.ingest.spanlines import MAX_IDS, span_id_lines
+from correlate.ingest.spanlines import span_id_lines
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from correlate.ingest.spanformat import SpanFormat
     from correlate.store import Store
 
-__all__ = ["ingest_span_file", "sweep_rejected"]
+__all__ = ["ingest_span_file"]
 
 _typed_raw = typed_raw
 
@@ -215,13 +216,8 @@ def _ingest_clean(
 ) -> bool:
     """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
 
-    A span the checks reject is written too, under the negated run and file ids with
-    its problem as its name, and read back: a few such spans cost a look for their
-    ids in ``source``'s bytes (for their lines, :mod:`correlate.ingest.spanlines`),
-    not a second read of the file. They are deleted once the transaction commits
-    (inside it, a delete makes DuckDB rewrite what the insert wrote: seconds for a
-    big file), so no run ever holds them; :func:`sweep_rejected` removes any that a
-    process killed in between left behind.
+    A few spans the checks reject are kept out of the run and reported at their
+    lines without a second read of the file (:mod:`correlate.ingest.rejected`).
 
     A record DuckDB cannot read, more than a few rejected spans, one whose line is
     not found that way, or any with ``strict`` roll the transaction back, and False
@@ -244,19 +240,21 @@ def _ingest_clean(
             file_id = new_file_id(store)
             with polled_progress(con, size, progress):
                 row = con.execute(
-                    f"INSERT INTO spans SELECT {_REJECTED_TOO} "
+                    f"INSERT INTO spans SELECT {REJECTED_TOO} "
                     f"FROM ({canonical_select(f'({_typed_raw(raw)})')})",
                     [run_id, file_id],
                 ).fetchone()
             read = int(row[0]) if row else 0
-            rejected = _rejected(store, file_id, source, strict)
+            rejected = rejected_problems(
+                store, file_id, partial(span_id_lines, source), strict=strict
+            )
             added = read - len(rejected)
             if require_some and not added and (breaks or rejected):
                 raise _NothingAdded  # the transaction rolls back
             add_file_row(store, run_id, path, digest(), fmt.name, file_id=file_id, size=size)
             record_problems(store, file_id, path, [*breaks, *rejected], report)
             set_file_counts(store, file_id, read, added, len(breaks) + len(rejected))
-    except (duckdb.Error, UnicodeDecodeError, _NothingAdded):
+    except (duckdb.Error, UnicodeDecodeError, _NothingAdded, Unplaced):
         report.skipped = 0
         report.problems.clear()
         # DuckDB's message may quote the bad record cut inside a UTF-8 character,
@@ -270,49 +268,6 @@ def _ingest_clean(
     report.spans_added = added
     report.spans_skipped = len(rejected)
     return True
-
-
-# The spans columns (run and file ids as parameters), a rejected span's row under the
-# negated ids, holding its problem as its name and something in each NOT NULL column.
-_REJECTED_TOO = ", ".join(
-    {
-        "run_id": "CASE WHEN problem IS NULL THEN $1 ELSE -$1 END",
-        "file_id": "CASE WHEN problem IS NULL THEN $2 ELSE -$2 END",
-        "name": "coalesce(problem, name)",
-        "trace_id": "coalesce(trace_id, '')",
-        "span_id": "coalesce(span_id, '')",
-        "start_ns": "coalesce(start_ns, 0)",
-        "end_ns": "coalesce(end_ns, 0)",
-        "duration_ns": "coalesce(duration_ns, 0)",
-    }.get(column, column)
-    for column in SPAN_COLUMN_NAMES
-)
-
-
-def sweep_rejected(store: Store, file_id: int | None = None) -> None:
-    """Delete the rejected spans :func:`_ingest_clean` wrote for ``file_id``, or for any
-    file (those a process killed before it deleted them left behind)."""
-    if file_id is None:
-        store.con.execute("DELETE FROM spans WHERE file_id < 0")
-    else:
-        store.con.execute("DELETE FROM spans WHERE file_id = ?", [-file_id])
-
-
-def _rejected(store: Store, file_id: int, source: Path, strict: bool) -> list[tuple[int, str]]:
-    """The spans the checks rejected in the bulk read of file ``file_id`` as problems at
-    their lines; raises :class:`_NothingAdded` (to roll the read back) when they are
-    too many, cannot be placed, or ``strict`` forbids them."""
-    rows = store.con.execute(
-        "SELECT span_id, name FROM spans WHERE file_id = ? LIMIT ?", [-file_id, MAX_IDS + 1]
-    ).fetchall()
-    if not rows:
-        return []
-    if strict or len(rows) > MAX_IDS:
-        raise _NothingAdded
-    lines = span_id_lines(source, {span_id for span_id, _ in rows})
-    if len(lines) < len(rows):  # an id not found, found twice, or shared by two of them
-        raise _NothingAdded
-    return [(lines[span_id], f"span {span_id}: {problem}") for span_id, problem in rows]
 
 
 class _NothingAdded(Exception):

@@ -51,6 +51,9 @@ class SpanFormat(InputFormat):
     #: SQL true for a parsed doc that lacks the envelope or holds a span likely to
     #: fail the span checks (may say true too often, must rarely say false wrongly)
     suspect_doc_sql: Callable[[str], str] | None = None
+    #: bytes every record of the format holds (its envelope's key), for judging pieces
+    #: of a damaged file by their bytes before reading them; None: they are read
+    envelope_key: bytes | None = None
 
     @property
     def structure(self) -> str:

@@ -11,15 +11,16 @@ the file the careful way.
 
 from __future__ import annotations
 
+import mmap
 import re
 from typing import TYPE_CHECKING
 
-from correlate.fileio import open_bytes
+from correlate.fileio import codec_of, open_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["MAX_IDS", "span_id_lines"]
+__all__ = ["MAX_IDS", "span_id_lines", "span_id_lines_in"]
 
 #: Ids looked for at most: each costs a pass of ``find`` over the file.
 MAX_IDS = 8
@@ -41,11 +42,49 @@ def span_id_lines(path: Path, ids: set[str]) -> dict[str, int]:
     >>> sorted(span_id_lines(f, {"aa", "bb", "cc"}).items())
     [('aa', 1), ('bb', 2)]
     """
+    return span_id_lines_in([(path, 1)], ids)
+
+
+def span_id_lines_in(parts: list[tuple[Path, int]], ids: set[str]) -> dict[str, int]:
+    """:func:`span_id_lines` over the pieces of one file: ``parts`` are each piece and
+    the file's number of its first line; an id must be once in all of them."""
     targets = {i.encode("utf-8"): i for i in ids if i}
     if not targets:
         return {}
     lines: dict[str, int] = {}
     repeated: set[str] = set()
+    for path, first_line in parts:
+        found = _mapped(path, targets) if codec_of(path) is None else _streamed(path, targets)
+        for name, line in found:
+            if name in lines:
+                repeated.add(name)
+            else:
+                lines[name] = first_line - 1 + line
+    return {name: line for name, line in lines.items() if name not in repeated}
+
+
+def _mapped(path: Path, targets: dict[bytes, str]) -> list[tuple[str, int]]:
+    """(id, line) of each hit in an uncompressed file: found on the mapped file, its
+    newlines counted once, up to the last hit."""
+    if path.stat().st_size == 0:
+        return []
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        hits = sorted(
+            (at, name) for target, name in targets.items() for at in _hits(data, target, 0)
+        )
+        found, newlines, counted = [], 0, 0
+        for at, name in hits:
+            while counted < at:
+                step = min(at, counted + BLOCK_BYTES)
+                newlines += data[counted:step].count(b"\n")
+                counted = step
+            found.append((name, newlines + 1))
+    return found
+
+
+def _streamed(path: Path, targets: dict[bytes, str]) -> list[tuple[str, int]]:
+    """(id, line) of each hit in a compressed file, read decompressed a block at a time."""
+    found = []
     keep = _KEY_ROOM + max(len(t) for t in targets) + 1
     carry = b""
     newlines = 0  # newlines before ``data``
@@ -54,16 +93,13 @@ def span_id_lines(path: Path, ids: set[str]) -> dict[str, int]:
             data = carry + block
             for target, name in targets.items():
                 for at in _hits(data, target, len(carry)):
-                    if name in lines:
-                        repeated.add(name)
-                    else:
-                        lines[name] = newlines + data.count(b"\n", 0, at) + 1
+                    found.append((name, newlines + data.count(b"\n", 0, at) + 1))
             carry = data[-keep:]
             newlines += data.count(b"\n", 0, len(data) - len(carry))
-    return {name: line for name, line in lines.items() if name not in repeated}
+    return found
 
 
-def _hits(data: bytes, target: bytes, seen: int) -> list[int]:
+def _hits(data: bytes | mmap.mmap, target: bytes, seen: int) -> list[int]:
     """Where ``target`` is a whole ``spanId`` value in ``data``, its closing quote
     included, leaving out those already ending within the first ``seen`` bytes."""
     found = []

@@ -1,0 +1,79 @@
+"""Spans the checks reject in a bulk read, kept out of the run without failing the read.
+
+A bulk ``INSERT`` cannot send rows to two tables, and raising on a bad span
+throws away the whole statement's work. So a span that fails the checks of
+:mod:`correlate.ingest.canonical` is written too, under the negated run and file
+ids with its problem as its name (:data:`REJECTED_TOO`); the read then asks for
+those rows (:func:`rejected_problems`), places each at its line from its id in the
+bytes (:mod:`correlate.ingest.spanlines`), and after the commit deletes them
+(:func:`sweep_rejected`: deleting inside the transaction makes DuckDB rewrite what
+the insert wrote, seconds for a big file). No run ever holds them; a process killed
+in between leaves them under ids no run has, and the next ingest sweeps them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from correlate.ingest.spanlines import MAX_IDS
+from correlate.schema import SPAN_COLUMN_NAMES
+
+if TYPE_CHECKING:
+    from correlate.store import Store
+
+__all__ = ["REJECTED_TOO", "Unplaced", "rejected_problems", "sweep_rejected"]
+
+#: The spans columns for ``INSERT INTO spans SELECT … FROM (canonical_select)``, the run
+#: and file ids as parameters ``$1`` and ``$2``: a rejected span's row under the negated
+#: ids, holding its problem as its name and something in each NOT NULL column.
+REJECTED_TOO = ", ".join(
+    {
+        "run_id": "CASE WHEN problem IS NULL THEN $1 ELSE -$1 END",
+        "file_id": "CASE WHEN problem IS NULL THEN $2 ELSE -$2 END",
+        "name": "coalesce(problem, name)",
+        "trace_id": "coalesce(trace_id, '')",
+        "span_id": "coalesce(span_id, '')",
+        "start_ns": "coalesce(start_ns, 0)",
+        "end_ns": "coalesce(end_ns, 0)",
+        "duration_ns": "coalesce(duration_ns, 0)",
+    }.get(column, column)
+    for column in SPAN_COLUMN_NAMES
+)
+
+
+class Unplaced(Exception):
+    """Rejected spans a bulk read cannot report at their lines: too many, an id not
+    found once, or ``--strict``. Raised inside the read's transaction to roll it back;
+    the file is then read a way that sees each line."""
+
+
+def rejected_problems(
+    store: Store,
+    file_id: int,
+    place: Callable[[set[str]], dict[str, int]],
+    *,
+    strict: bool = False,
+) -> list[tuple[int | None, str]]:
+    """The spans the checks rejected in a bulk read of file ``file_id``, as problems
+    ``(line, reason)``; ``place`` gives the lines of span ids. Raises :class:`Unplaced`."""
+    rows = store.con.execute(
+        "SELECT span_id, name FROM spans WHERE file_id = ? LIMIT ?", [-file_id, MAX_IDS + 1]
+    ).fetchall()
+    if not rows:
+        return []
+    if strict or len(rows) > MAX_IDS:
+        raise Unplaced
+    lines = place({span_id for span_id, _ in rows})
+    if len(lines) < len(rows):  # an id not found, found twice, or shared by two of them
+        raise Unplaced
+    return [(lines[span_id], f"span {span_id}: {problem}") for span_id, problem in rows]
+
+
+def sweep_rejected(store: Store, file_id: int | None = None) -> None:
+    """Delete the rejected spans written for ``file_id``, or for any file (those a
+    process killed before it deleted them left behind)."""
+    if file_id is None:
+        store.con.execute("DELETE FROM spans WHERE file_id < 0")
+    else:
+        store.con.execute("DELETE FROM spans WHERE file_id = ?", [-file_id])
