@@ -5,12 +5,15 @@ DuckDB's reader stops at the first bad line, and the line-by-line reader that
 reports each problem with its line is an order of magnitude slower. So a
 damaged uncompressed file is cut, at line ends, into pieces (temporary files:
 DuckDB reads files, not byte ranges; line ends are looked for only near each
-cut, and the bytes copied by the kernel). One lenient read of all pieces marks
-those that may hold a problem; a marked piece is cut again, down to pieces of a
-few lines, which go to the careful path with their own line numbers; every
-other piece is read by one strict bulk ``INSERT`` over the list of pieces. The
-file stays one transaction, and every good span arrives exactly once: the
-pieces cover the file without overlap.
+cut, and the bytes copied by the kernel). A piece whose bytes show a bad line
+(one that cannot be a JSON object, or lacks the envelope's key) is cut again,
+down to pieces of a few lines, which go to the careful path with their own line
+numbers; every other piece is read by one bulk ``INSERT`` over the list of
+pieces, a few spans that fail the checks placed at their lines by their ids
+(:mod:`correlate.ingest.rejected`). Damage only a parser sees fails that read;
+then one lenient read of all pieces marks those that may hold a problem, and
+the same is done with the marked ones. The file stays one transaction, and every
+good span arrives exactly once: the pieces cover the file without overlap.
 
 Reading each piece strictly on its own instead, staged outside the file's
 transaction (DuckDB has no savepoints, and a failed statement aborts its
