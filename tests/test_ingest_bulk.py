@@ -329,12 +329,15 @@ _DAMAGE = st.sampled_from(
         "CUT",  # the line's own JSON cut in half
         "NO_TRACE",  # one span of the line without a trace id
         "",  # a blank line
+        '{"resourceSpans": [}',  # braces and the envelope's key, but no JSON
+        '{"resourceMetrics": []}',  # a line of another signal
+        '{"note": "resourceSpans"}',  # the key, but as a string
     ]
 )
 
 
 @settings(
-    max_examples=12,
+    max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
