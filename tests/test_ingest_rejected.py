@@ -115,6 +115,27 @@ def test_a_compressed_file_has_its_rejected_spans_placed_in_its_expanded_bytes(
         assert expected[1] == [(28, f"span {_span_id(28, 1)}: span ends before it starts")]
 
 
+def test_a_gzip_file_whose_trailer_is_damaged_goes_the_careful_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # DuckDB reads a gzip stream without checking its CRC; looking for the rejected
+    # span's id reads it again with the check, which must not make the file fail.
+    lines = [_line(f"l{i}", i + 1, spans=2) for i in range(10)]
+    lines[3] = _damaged("l3", 4, 2, {1: "backwards"})
+    packed = bytearray(gzip.compress("".join(line + "\n" for line in lines).encode()))
+    packed[-8] ^= 0xFF  # the CRC
+    path = tmp_path / "spans.jsonl.gz"
+    path.write_bytes(bytes(packed))
+    expected = _careful(path, tmp_path, monkeypatch)
+    answers = bulk_reads(monkeypatch)
+    with open_store(tmp_path / "bulk.duckdb") as store:
+        store.ingest([path], run="r")
+        assert answers == [False]
+        assert _outcome(store) == expected
+        assert expected[1][0] == (4, f"span {_span_id(4, 1)}: span ends before it starts")
+        assert "CRC check failed" in expected[1][1][1]
+
+
 @pytest.mark.parametrize(
     "case",
     ["too many", "an id repeated as a spanId", "an id the reader rewrote", "no span id"],

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from correlate.errors import InputError
 from correlate.ingest.spanlines import MAX_IDS
 from correlate.schema import SPAN_COLUMN_NAMES
 
@@ -44,7 +45,7 @@ REJECTED_TOO = ", ".join(
 
 class Unplaced(Exception):
     """Rejected spans a bulk read cannot report at their lines: too many, an id not
-    found once, or ``--strict``. Raised inside the read's transaction to roll it back;
+    found once, bytes that cannot be read again to their end, or ``--strict``. Raised inside the read's transaction to roll it back;
     the file is then read a way that sees each line."""
 
 
@@ -64,7 +65,10 @@ def rejected_problems(
         return []
     if strict or len(rows) > MAX_IDS:
         raise Unplaced
-    lines = place({span_id for span_id, _ in rows})
+    try:
+        lines = place({span_id for span_id, _ in rows})
+    except InputError:  # a stream DuckDB read without its checks (a gzip CRC) or over the bound
+        raise Unplaced from None
     if len(lines) < len(rows):  # an id not found, found twice, or shared by two of them
         raise Unplaced
     return [(lines[span_id], f"span {span_id}: {problem}") for span_id, problem in rows]
