@@ -115,6 +115,36 @@ def test_a_compressed_file_has_its_rejected_spans_placed_in_its_expanded_bytes(
         assert expected[1] == [(28, f"span {_span_id(28, 1)}: span ends before it starts")]
 
 
+@pytest.mark.parametrize(
+    ("written", "kept"),
+    [
+        ('"00000000000ABCDE"', "00000000000abcde"),  # hex is case-insensitive
+        ('" 00000000000abcde "', "00000000000abcde"),  # the reader trims blanks
+        ('"\\u00300000000000abcde"', "00000000000abcde"),  # a JSON escape
+        ("1234567890123456", "1234567890123456"),  # a JSON number, read as its digits
+    ],
+)
+def test_a_rejected_span_is_not_placed_at_another_span_s_link_to_it(
+    written: str, kept: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The bytes do not hold its id the way the store keeps it; a link on another line
+    # names it that way, and is the only place the id is found.
+    lines = [_line(f"l{i}", i + 1, spans=2) for i in range(10)]
+    doc = json.loads(_damaged("l3", 4, 2, {1: "backwards"}))
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][1]["spanId"] = "WRITTEN"
+    lines[3] = json.dumps(doc).replace('"WRITTEN"', written)
+    doc = json.loads(lines[7])
+    link = {"traceId": f"{4:032x}", "spanId": kept}
+    doc["resourceSpans"][0]["scopeSpans"][0]["spans"][0]["links"] = [link]
+    lines[7] = json.dumps(doc)
+    path = _write(tmp_path / "spans.jsonl", lines)
+    expected = _careful(path, tmp_path, monkeypatch)
+    with open_store(tmp_path / "bulk.duckdb") as store:
+        store.ingest([path], run="r")
+        assert _outcome(store) == expected
+        assert expected[1] == [(4, f"span {kept}: span ends before it starts")]
+
+
 def test_a_gzip_file_whose_trailer_is_damaged_goes_the_careful_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
