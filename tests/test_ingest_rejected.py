@@ -211,6 +211,51 @@ def test_strict_still_refuses_a_file_with_a_rejected_span(
         assert store.con.execute("SELECT count(*) FROM spans").fetchone() == (0,)
 
 
+def test_as_many_rejected_spans_as_can_be_placed_are_placed_in_bulk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lines = [_line(f"l{i}", i + 1, spans=2) for i in range(spanlines.MAX_IDS + 2)]
+    for i in range(spanlines.MAX_IDS):
+        lines[i] = _damaged(f"l{i}", i + 1, 2, {1: "zero trace"})
+    path = _write(tmp_path / "spans.jsonl", lines)
+    expected = _careful(path, tmp_path, monkeypatch)
+    answers = bulk_reads(monkeypatch)
+    with open_store(tmp_path / "bulk.duckdb") as store:
+        report = store.ingest([path], run="r")
+        assert answers == [True]
+        assert _outcome(store) == expected
+        assert report.skipped == spanlines.MAX_IDS
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_the_bulk_read_gives_up_inside_its_statement_past_the_spans_it_can_place(
+    strict: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Not after inserting the whole file: a big file with many bad spans (or one, with
+    # --strict) would cost a full bulk read before the careful one.
+    lines = [_line(f"l{i}", i + 1, spans=2) for i in range(12)]
+    for i in range(1 if strict else spanlines.MAX_IDS + 1):
+        lines[i] = _damaged(f"l{i}", i + 1, 2, {0: "no trace id"})
+    path = _write(tmp_path / "spans.jsonl", lines)
+    read_back: list[int] = []
+    rejected = spanfile.rejected_problems
+    monkeypatch.setattr(
+        spanfile,
+        "rejected_problems",
+        lambda store, file_id, *a, **k: (
+            read_back.append(file_id) or rejected(store, file_id, *a, **k)
+        ),
+    )
+    answers = bulk_reads(monkeypatch)
+    with open_store(tmp_path / "s.duckdb") as store:
+        try:
+            store.ingest([path], run="r", strict=strict)
+        except InputError:
+            assert strict
+        assert answers == [False]
+        assert read_back == []
+
+
 def test_a_file_named_alone_whose_every_span_is_rejected_is_still_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -36,7 +36,7 @@ from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.rejected import REJECTED_TOO, Unplaced, rejected_problems, sweep_rejected
 from correlate.ingest.report import FileReport
 from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
-from correlate.ingest.spanlines import span_id_lines
+from correlate.ingest.spanlines import MAX_IDS, span_id_lines
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -217,16 +217,18 @@ def _ingest_clean(
     """Read a whole file in one streaming INSERT, DuckDB parsing it in parallel.
 
     A few spans the checks reject are kept out of the run and reported at their
-    lines without a second read of the file (:mod:`correlate.ingest.rejected`).
+    lines without a second parse of the file (:mod:`correlate.ingest.rejected`; a
+    pass over its bytes, decompressed again if need be).
 
-    A record DuckDB cannot read, more than a few rejected spans, one whose line is
-    not found that way, or any with ``strict`` roll the transaction back, and False
-    sends the file down the careful line-by-line path, which reports exactly where
-    each problem is. Clean files, the common case, are read once at DuckDB's own
-    speed. ``digest`` gives the SHA-256 of the file's first ``size`` bytes, its size
-    when the read began. ``breaks``: problems after the file's lines (where the
-    stream it was copied from breaks), kept with its spans; then a file named on its
-    own (``require_some``) with no span is left to the careful path, which refuses it.
+    A record DuckDB cannot read, more than a few rejected spans or any with ``strict``
+    (both end the statement there), or one whose line is not found that way roll the
+    transaction back, and False sends the file down the careful line-by-line path,
+    which reports exactly where each problem is. Clean files, the common case, are
+    read once at DuckDB's own speed. ``digest`` gives the SHA-256 of the file's first
+    ``size`` bytes, its size when the read began. ``breaks``: problems after the
+    file's lines (where the stream it was copied from breaks), kept with its spans;
+    then a file named on its own (``require_some``) with no span is left to the
+    careful path, which refuses it.
     """
     import duckdb
 
@@ -235,14 +237,20 @@ def _ingest_clean(
     # Order within the file does not matter here; not keeping it lets DuckDB
     # stream the insert in bounded memory. (A setting, not part of the transaction.)
     con.execute("SET preserve_insertion_order = false")
+    # Counts the rejected spans: one past those that could be placed (any, with
+    # ``strict``) ends the statement there, not after the whole file.
+    con.execute("CREATE OR REPLACE TEMP SEQUENCE _rejected_seq")
     try:
         with store.atomic():
             file_id = new_file_id(store)
             with polled_progress(con, size, progress):
                 row = con.execute(
                     f"INSERT INTO spans SELECT {REJECTED_TOO} "
-                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')})",
-                    [run_id, file_id],
+                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
+                    "WHERE CASE WHEN problem IS NULL THEN true "
+                    "WHEN nextval('_rejected_seq') <= $3 THEN true "
+                    "ELSE error('correlate: bad record') END",
+                    [run_id, file_id, 0 if strict else MAX_IDS],
                 ).fetchone()
             read = int(row[0]) if row else 0
             rejected = rejected_problems(
@@ -262,6 +270,7 @@ def _ingest_clean(
         return False
     finally:
         con.execute("RESET preserve_insertion_order")
+        con.execute("DROP SEQUENCE _rejected_seq")
     if rejected:
         sweep_rejected(store, file_id)
     report.spans_read = read
