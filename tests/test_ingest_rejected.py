@@ -256,6 +256,36 @@ def test_the_bulk_read_gives_up_inside_its_statement_past_the_spans_it_can_place
         assert read_back == []
 
 
+def test_salvage_gives_up_inside_its_statement_past_the_spans_it_can_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+    lines = [_line(f"l{i}", i + 1, spans=2) for i in range(spanlines.MAX_IDS + 6)]
+    for i in range(spanlines.MAX_IDS + 1):
+        lines[i] = _damaged(f"l{i}", i + 1, 2, {0: "no trace id"})
+    lines[-2] = "this is not JSON"
+    path = _write(tmp_path / "spans.jsonl", lines)
+    expected = _careful(path, tmp_path, monkeypatch)
+    # Pieces of a few lines: the bad one alone takes the careful path, the rest are
+    # read in bulk, rejected spans and all.
+    monkeypatch.setattr(salvage, "PIECE_BYTES", 3 * len(lines[0]))
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", len(lines[0]))
+    # Rejected spans read back: never more than can be placed (the statement stopped).
+    read_back: list[int] = []
+    rejected = salvage.rejected_problems
+
+    def counted(store: Store, file_id: int, *args: Any, **kwargs: Any) -> Any:
+        rows = store.con.execute("SELECT count(*) FROM spans WHERE file_id = ?", [-file_id])
+        read_back.append(rows.fetchall()[0][0])
+        return rejected(store, file_id, *args, **kwargs)
+
+    monkeypatch.setattr(salvage, "rejected_problems", counted)
+    with open_store(tmp_path / "s.duckdb") as store:
+        store.ingest([path], run="r")
+        assert _outcome(store) == expected
+        assert read_back and max(read_back) <= spanlines.MAX_IDS
+
+
 def test_a_file_named_alone_whose_every_span_is_rejected_is_still_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -3,9 +3,10 @@
 A bulk ``INSERT`` cannot send rows to two tables, and raising on a bad span
 throws away the whole statement's work. So a span that fails the checks of
 :mod:`correlate.ingest.canonical` is written too, under the negated run and file
-ids with its problem as its name (:data:`REJECTED_TOO`); the read then asks for
-those rows (:func:`rejected_problems`), places each at its line from its id in the
-bytes (:mod:`correlate.ingest.spanlines`), and after the commit deletes them
+ids with its problem as its name (:data:`REJECTED_TOO`, by :func:`insert_spans`,
+which ends the statement at one past the few that can be placed); the read then
+asks for those rows (:func:`rejected_problems`), places each at its line from its
+id in the bytes (:mod:`correlate.ingest.spanlines`), and after the commit deletes them
 (:func:`sweep_rejected`: deleting inside the transaction makes DuckDB rewrite what
 the insert wrote, seconds for a big file). No run ever holds them; a process killed
 in between leaves them under ids no run has, and the next ingest sweeps them.
@@ -21,9 +22,11 @@ from correlate.ingest.spanlines import MAX_IDS
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
+    import duckdb
+
     from correlate.store import Store
 
-__all__ = ["REJECTED_TOO", "Unplaced", "rejected_problems", "sweep_rejected"]
+__all__ = ["REJECTED_TOO", "Unplaced", "insert_spans", "rejected_problems", "sweep_rejected"]
 
 #: The spans columns for ``INSERT INTO spans SELECT … FROM (canonical_select)``, the run
 #: and file ids as parameters ``$1`` and ``$2``: a rejected span's row under the negated
@@ -43,10 +46,29 @@ REJECTED_TOO = ", ".join(
 )
 
 
+def insert_spans(
+    con: duckdb.DuckDBPyConnection, spans_sql: str, run_id: int, file_id: int, *, strict: bool
+) -> int:
+    """Insert ``spans_sql``'s rows (a ``canonical_select``) as :data:`REJECTED_TOO` has them;
+    the number of rows. One rejected span past the :data:`MAX_IDS` that can be placed
+    (any, with ``strict``) raises inside the statement, which then stops there rather
+    than read on to its end only to be rolled back; a temporary sequence counts them."""
+    con.execute("CREATE OR REPLACE TEMP SEQUENCE _rejected_seq")
+    [(count,)] = con.execute(
+        f"INSERT INTO spans SELECT {REJECTED_TOO} FROM ({spans_sql}) "
+        "WHERE CASE WHEN problem IS NULL THEN true "
+        "WHEN nextval('_rejected_seq') <= $3 THEN true "
+        "ELSE error('correlate: bad record') END",
+        [run_id, file_id, 0 if strict else MAX_IDS],
+    ).fetchall()
+    return int(count)
+
+
 class Unplaced(Exception):
     """Rejected spans a bulk read cannot report at their lines: too many, an id not
-    found once, bytes that cannot be read again to their end, or ``--strict``. Raised inside the read's transaction to roll it back;
-    the file is then read a way that sees each line."""
+    found once, bytes that cannot be read again to their end, or ``--strict``. Raised
+    inside the read's transaction to roll it back; the file is then read a way that
+    sees each line."""
 
 
 def rejected_problems(

@@ -44,7 +44,7 @@ from correlate.ingest.bookkeeping import (
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.linescan import broken_line, last_line_is_bad
-from correlate.ingest.rejected import REJECTED_TOO, Unplaced, rejected_problems, sweep_rejected
+from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
 from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.ingest.spanlines import span_id_lines_in
 
@@ -493,11 +493,8 @@ def _insert_good(
     con = store.con
     con.execute("SET preserve_insertion_order = false")
     try:
-        row = con.execute(
-            f"INSERT INTO spans SELECT {REJECTED_TOO} "
-            f"FROM ({canonical_select(f'({typed_raw(raw)})')})",
-            [run_id, file_id],
-        ).fetchone()
+        return insert_spans(
+            con, canonical_select(f"({typed_raw(raw)})"), run_id, file_id, strict=False
+        )
     finally:
         con.execute("RESET preserve_insertion_order")
-    return int(row[0]) if row else 0

@@ -33,10 +33,10 @@ from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
 from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.progress import Progress, polled_progress
-from correlate.ingest.rejected import REJECTED_TOO, Unplaced, rejected_problems, sweep_rejected
+from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
 from correlate.ingest.report import FileReport
 from correlate.ingest.salvage import SALVAGE_MIN_BYTES, salvage
-from correlate.ingest.spanlines import MAX_IDS, span_id_lines
+from correlate.ingest.spanlines import span_id_lines
 from correlate.schema import SPAN_COLUMN_NAMES
 
 if TYPE_CHECKING:
@@ -237,22 +237,12 @@ def _ingest_clean(
     # Order within the file does not matter here; not keeping it lets DuckDB
     # stream the insert in bounded memory. (A setting, not part of the transaction.)
     con.execute("SET preserve_insertion_order = false")
-    # Counts the rejected spans: one past those that could be placed (any, with
-    # ``strict``) ends the statement there, not after the whole file.
-    con.execute("CREATE OR REPLACE TEMP SEQUENCE _rejected_seq")
     try:
         with store.atomic():
             file_id = new_file_id(store)
             with polled_progress(con, size, progress):
-                row = con.execute(
-                    f"INSERT INTO spans SELECT {REJECTED_TOO} "
-                    f"FROM ({canonical_select(f'({_typed_raw(raw)})')}) "
-                    "WHERE CASE WHEN problem IS NULL THEN true "
-                    "WHEN nextval('_rejected_seq') <= $3 THEN true "
-                    "ELSE error('correlate: bad record') END",
-                    [run_id, file_id, 0 if strict else MAX_IDS],
-                ).fetchone()
-            read = int(row[0]) if row else 0
+                spans = canonical_select(f"({_typed_raw(raw)})")
+                read = insert_spans(con, spans, run_id, file_id, strict=strict)
             rejected = rejected_problems(
                 store, file_id, partial(span_id_lines, source), strict=strict
             )
@@ -270,7 +260,6 @@ def _ingest_clean(
         return False
     finally:
         con.execute("RESET preserve_insertion_order")
-        con.execute("DROP SEQUENCE _rejected_seq")
     if rejected:
         sweep_rejected(store, file_id)
     report.spans_read = read
