@@ -18,8 +18,8 @@ as the hand-tuned one, without attributes, and with attributes as correlate's JS
 to show what any ingest that keeps the attributes pays before correlate's own work.
 
 Then the per-file cost of a folder of small one-span files, and the time of a file
-with a few bad lines, and of one with a single bad span late in it, against the same
-file clean. Each target is printed next to its figure with PASS or FAIL. Usage::
+with a few bad lines, and of ones with a single bad span or line late in them, against
+the same file clean. Each target is printed next to its figure with PASS or FAIL. Usage::
 
     python benchmarks/bench_ingest.py [--sizes 1000000,5000000] [--small-files 10000]
                                       [--stages] [--dir /tmp/correlate-bench]
@@ -314,9 +314,12 @@ DAMAGE = {
     # A line cut in the middle, a line of garbage, a valid JSON line that is no OTLP,
     # and a span without a trace id: each kind the careful path reports.
     "damaged": [(1 / 4, "cut"), (1 / 2, "garbage"), (3 / 4, "foreign"), (1 / 3, "no-trace")],
-    # Only damage a parser sees (no byte of the file shows it), late in the file: the
-    # bulk read fails there, after most of its work.
+    # Late in the file, damage the byte scan before the bulk read does not see: a span
+    # without a trace id (kept aside by the bulk read and placed by its id), and a
+    # valid JSON line that is no OTLP (the bulk read fails there, after most of its
+    # work, and the file is salvaged in pieces).
     "late": [(9 / 10, "no-trace")],
+    "late-foreign": [(9 / 10, "foreign")],
 }
 
 
@@ -503,6 +506,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind, what in (
             ("damaged", "a few bad lines within 1.5× of clean"),
             ("late", "a bad span 9/10 into the file within 1.5×"),
+            ("late-foreign", "a line not OTLP 9/10 into the file within 1.5×"),
         ):
             targets.append(
                 (
