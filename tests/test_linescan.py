@@ -229,21 +229,55 @@ def test_a_piece_with_a_line_without_the_envelope_key_is_a_suspect(
     one_by_one: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Lines looked at one by one, or the key counted against the lines that are not
-    blank: blank and whitespace-only lines are no suspects by the first, a line of
-    another signal is by both."""
-    from correlate.ingest import salvage
-
-    monkeypatch.setattr(salvage, "_LINES_ONE_BY_ONE", 1000 if one_by_one else 0)
+    blank: blank lines are no suspects, a line of another signal is."""
+    monkeypatch.setattr(linescan, "LINES_ONE_BY_ONE", 1000 if one_by_one else 0)
     span = b'{"resourceSpans": []}'
-
-    def piece(data: bytes) -> salvage._Piece:
-        path = tmp_path / "p.jsonl"
-        path.write_bytes(data)
-        return salvage._Piece(path, 1, data.count(b"\n"), len(data))
-
     key = b'"resourceSpans"'
-    assert not salvage._a_line_lacks(piece(span + b"\n" + span + b"\n"), key)
-    assert not salvage._a_line_lacks(piece(b"\n" + span + b"\n\n" + span + b"\n"), key)
-    assert salvage._a_line_lacks(piece(span + b'\n{"resourceMetrics": []}\n' + span + b"\n"), key)
-    assert salvage._a_line_lacks(piece(b'{"resourceMetrics": []}\n'), key)
-    assert not salvage._a_line_lacks(piece(b""), key)
+    path = tmp_path / "p.jsonl"
+
+    def lacks(data: bytes) -> bool:
+        path.write_bytes(data)
+        return linescan.line_without(path, key)
+
+    assert not lacks(span + b"\n" + span + b"\n")
+    assert not lacks(b"\n" + span + b"\n\n\n" + span + b"\n")
+    assert lacks(span + b'\n{"resourceMetrics": []}\n' + span + b"\n")
+    assert lacks(b'{"resourceMetrics": []}\n')
+    assert not lacks(b"")
+
+
+def _line_without_reference(data: bytes, key: bytes) -> bool:
+    """A line that is not blank lacks ``key``, the slow and obvious way."""
+    return any(line.strip(b" \t\r") and key not in line for line in data.split(b"\n"))
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    lines=st.lists(
+        st.sampled_from([b'{"resourceSpans": []}', b"", b'{"resourceMetrics": []}', b"{}"]),
+        max_size=40,
+    ),
+    one_by_one=st.integers(min_value=0, max_value=5),
+    block=st.integers(min_value=1, max_value=64),
+    final_newline=st.booleans(),
+)
+def test_line_without_finds_a_line_lacking_the_key_looked_at_or_counted(
+    lines: list[bytes],
+    one_by_one: int,
+    block: int,
+    final_newline: bool,
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whether lines are looked at one by one or the key is counted a block at a time
+    (over block edges), the answer is the obvious one for lines with the key at most
+    once (the count is fooled only by a line with it twice beside one without)."""
+    monkeypatch.setattr(linescan, "LINES_ONE_BY_ONE", one_by_one)
+    monkeypatch.setattr(linescan, "BLOCK_BYTES", block)
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    path = tmp_path_factory.mktemp("keys") / "f.jsonl"
+    path.write_bytes(data)
+    key = b'"resourceSpans"'
+    assert linescan.line_without(path, key) == _line_without_reference(data, key)

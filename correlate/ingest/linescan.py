@@ -13,6 +13,7 @@ a line cut in half, garbage, a line of another log). Damage only a parser sees
 from __future__ import annotations
 
 import json
+import mmap
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -21,7 +22,7 @@ from correlate.fileio.lines import UTF8_BOM
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["broken_line", "last_line_is_bad"]
+__all__ = ["broken_line", "last_line_is_bad", "line_without"]
 
 #: Bytes read at a time by :func:`broken_line` (numpy's arrays over a block of
 #: many short lines take a few times its size).
@@ -57,6 +58,61 @@ def last_line_is_bad(path: Path) -> bool:
     except ValueError:
         return True
     return False
+
+
+#: Lines looked at one by one by :func:`line_without` before it counts instead.
+LINES_ONE_BY_ONE = 4096
+
+
+def line_without(path: Path, key: bytes) -> bool:
+    """True when a line of ``path`` that is not blank may lack ``key`` (a format's
+    envelope key: a line of another signal, JSON without the envelope).
+
+    The first lines are looked at one by one (``find`` from each line's start: the key
+    opens an OTLP line, so a line of a batch of spans costs next to nothing); past
+    :data:`LINES_ONE_BY_ONE`, the key is counted against the lines that are not blank,
+    a block at a time. The count is fooled by a line with the key twice and one
+    without, and a whitespace-only line counts as one that lacks it: this points to
+    damage cheaply; the reader still judges every line.
+    """
+    size = path.stat().st_size
+    if size == 0:
+        return False
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        start = 0
+        for _ in range(LINES_ONE_BY_ONE):
+            if start >= size:
+                return False
+            stop = data.find(b"\n", start)
+            stop = size if stop < 0 else stop
+            if data.find(key, start, stop) < 0 and data[start:stop].strip(_BLANK):
+                return True
+            start = stop + 1
+        if start >= size:
+            return False
+        keys = newlines = blank = 0
+        after_newline = True  # the byte before ``start`` ends a line
+        for at in range(start, size, BLOCK_BYTES):
+            block = data[at : min(at + BLOCK_BYTES, size)]
+            # Occurrences starting in this block, those crossing its end included.
+            keys += data[at : min(at + BLOCK_BYTES + len(key) - 1, size)].count(key)
+            newlines += block.count(b"\n")
+            blank += _blank_lines(block, after_newline)
+            after_newline = block[-1] == _NEWLINE
+        lines = newlines + (data[size - 1] != _NEWLINE)
+        return keys < lines - blank
+
+
+def _blank_lines(block: bytes, after_newline: bool) -> int:
+    """The newlines of ``block`` that end a blank line: those right after a newline
+    (``after_newline``: the byte before the block is one)."""
+    found = int(after_newline and block[:1] == b"\n")
+    if b"\n\n" in block:
+        squeezed = block
+        while b"\n\n" in squeezed:
+            squeezed = squeezed.replace(b"\n\n", b"\n")
+        found += block.count(b"\n") - squeezed.count(b"\n")
+    return found
 
 
 def broken_line(path: Path) -> int | None:

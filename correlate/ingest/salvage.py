@@ -43,7 +43,7 @@ from correlate.ingest.bookkeeping import (
     set_file_counts,
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
-from correlate.ingest.linescan import broken_line, last_line_is_bad
+from correlate.ingest.linescan import broken_line, last_line_is_bad, line_without
 from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
 from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.ingest.spanlines import span_id_lines_in
@@ -428,34 +428,8 @@ def _byte_suspects(fmt: SpanFormat, pieces: list[_Piece]) -> set[int]:
         for i, piece in enumerate(pieces)
         if broken_line(piece.path) is not None
         or last_line_is_bad(piece.path)
-        or _a_line_lacks(piece, key)
+        or line_without(piece.path, key)
     }
-
-
-#: Lines a piece may have for each to be looked at on its own by :func:`_a_line_lacks`.
-_LINES_ONE_BY_ONE = 4096
-
-
-def _a_line_lacks(piece: _Piece, key: bytes) -> bool:
-    """True when a line of ``piece`` that is not blank may lack ``key``: each line looked
-    at (``find``, from its start: the key opens an OTLP line) when they are few; else
-    the key counted against the lines that are not blank (fooled only by a line with
-    the key twice, which the bulk read then finds)."""
-    if piece.size == 0:
-        return False
-    with piece.path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        if piece.lines > _LINES_ONE_BY_ONE:
-            text = data[:]
-            blank = text.count(b"\n\n") + text.startswith(b"\n")
-            return text.count(key) < piece.lines - blank
-        start, end = 0, len(data)
-        while start < end:
-            stop = data.find(b"\n", start)
-            stop = end if stop < 0 else stop
-            if data.find(key, start, stop) < 0 and data[start:stop].strip(b" \t\r"):
-                return True
-            start = stop + 1
-    return False
 
 
 def _clean(store: Store, fmt: SpanFormat, piece: _Piece) -> bool:
