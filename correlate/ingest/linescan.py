@@ -73,7 +73,8 @@ def line_without(path: Path, key: bytes) -> bool:
     :data:`LINES_ONE_BY_ONE`, the key is counted against the lines that are not blank,
     a block at a time. The count is fooled by a line with the key twice and one
     without, and a whitespace-only line counts as one that lacks it: this points to
-    damage cheaply; the reader still judges every line.
+    damage cheaply; the reader still judges every line. The file is mapped: for files
+    of ours (a salvage's pieces), not a user's that may be cut short meanwhile.
     """
     size = path.stat().st_size
     if size == 0:

@@ -31,7 +31,7 @@ from correlate.ingest.bookkeeping import (
 )
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.jsonschema import sql_string
-from correlate.ingest.linescan import broken_line, last_line_is_bad, line_without
+from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.progress import Progress, polled_progress
 from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
 from correlate.ingest.report import FileReport
@@ -154,13 +154,12 @@ def _bulk(
         # too, where the careful path reads its bytes as they are.
         return False
     # Damage seen in the bytes spares a bulk read that would fail: a file cut while
-    # it was written fails it only at its very end, a broken line or one without the
-    # envelope (another signal's) wherever it is.
+    # it was written fails it only at its very end, a broken line wherever it is. (A
+    # line of another signal is not looked for here: the file is the user's, which is
+    # read, not mapped, and counting a key as it is read costs a second per GB.)
     bad_last_line = broken = False
     if salvage_it and compression == "none":
-        broken = broken_line(source) is not None or (
-            fmt.envelope_key is not None and line_without(source, fmt.envelope_key)
-        )
+        broken = broken_line(source) is not None
         bad_last_line = not broken and last_line_is_bad(source)
     if not (bad_last_line or broken) and _ingest_clean(
         store, run_id, path, size, digest, fmt, fast, report, progress, breaks, require_some,
