@@ -3,11 +3,13 @@
 The shop (Express + a ``pg`` Pool, the official OpenTelemetry auto-instrumentations) runs
 under ``correlate record`` with no leak planted (``DECLINED_SHARE=0``), talking to
 PostgreSQL through a loopback proxy (tests/helpers/tcp_cut.py). A few seconds into the load
-the proxy is cut: its listener closes and every connection it carried is dropped, as when
-the database goes away. From then on each checkout opens a new connection and is refused,
-so every request fails. A leak leaves other traces: no new connection is tried while the
-pool's own connections sit held. The verdict must not call the outage a leak (nor the
-pool's saturation); the failures stand as an error burst with the refusals as their cause.
+the proxy is cut: every connection it carried is dropped, as when the database goes away,
+and new ones are either refused (its listener closed) or taken and never answered (a host
+that drops packets: each times out in the words of a pool that ran dry). Every request
+fails from then on. A leak leaves other traces: a pool that ran dry opens no connection,
+while here every new one fails. The verdict must not call the outage a leak (nor the
+pool's saturation); the failures stand as an error burst put down to the database out of
+reach.
 Needs what tests/test_node_example.py needs: node, npm, ``npm ci`` in examples/node-shop and
 PostgreSQL.
 """
@@ -61,7 +63,7 @@ def outage_dsn(pg_dsn: str) -> Iterator[str]:
         engine.dispose()
 
 
-def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int]) -> threading.Thread:
+def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int], refuse: bool) -> threading.Thread:
     """Cut the proxy ``CUT_AFTER_S`` after the shop first answers (its load starts then)."""
 
     def run() -> None:
@@ -76,15 +78,26 @@ def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int]) -> threading.Threa
             return
         time.sleep(CUT_AFTER_S)
         cut_at.append(time.time_ns())
-        proxy.cut()
+        proxy.cut(refuse=refuse)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 
 
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        pytest.param(True, id="refused"),
+        # new connections taken and never answered: each times out after the pool's
+        # connectionTimeoutMillis in the words of a pool that ran dry ("timeout exceeded
+        # when trying to connect"), and the pool's connections are gone with no request
+        # holding them, as in a leak
+        pytest.param(False, id="unanswered"),
+    ],
+)
 def test_a_database_outage_under_the_node_shop_is_not_a_leak(
-    tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch, refuse: bool
 ) -> None:
     from sqlalchemy import make_url
 
@@ -99,7 +112,7 @@ def test_a_database_outage_under_the_node_shop_is_not_a_leak(
         monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
         monkeypatch.setenv("DURATION", str(DURATION_S))
         monkeypatch.setenv("DECLINED_SHARE", "0")  # no leak planted: the outage alone
-        cutter = _cut_when_loaded(proxy, cut_at)
+        cutter = _cut_when_loaded(proxy, cut_at, refuse)
         recorded = CliRunner().invoke(
             cli,
             [
@@ -114,16 +127,16 @@ def test_a_database_outage_under_the_node_shop_is_not_a_leak(
 
     with correlate.open_store(db) as store:
         analysis = correlate.analyze("run", store=store)
-        # the outage's own evidence: new connections tried after the cut, and refused
-        (refused, before) = store.con.execute(
+        # the outage's own evidence: new connections tried after the cut, which failed
+        (failed, refused, before) = store.con.execute(
             """
-            SELECT count(*) FILTER (WHERE start_ns >= $cut), count(*) FILTER (WHERE start_ns < $cut)
-            FROM spans
-            WHERE name = 'pg.connect' AND status_code = 'ERROR'
-              AND status_message LIKE '%ECONNREFUSED%'
+            SELECT count(*) FILTER (WHERE start_ns >= $cut),
+                   count(*) FILTER (WHERE status_message LIKE '%ECONNREFUSED%'),
+                   count(*) FILTER (WHERE start_ns < $cut)
+            FROM spans WHERE name = 'pg.connect' AND status_code = 'ERROR'
             """,
             {"cut": cut_at[0] - 50_000_000},  # the cut's own moment, give or take the call
-        ).fetchone() or (0, 0)
+        ).fetchone() or (0, 0, 0)
         (served, first) = store.con.execute(
             """
             SELECT count(*) FILTER (WHERE http_status_code = 200 AND start_ns < $cut),
@@ -133,20 +146,24 @@ def test_a_database_outage_under_the_node_shop_is_not_a_leak(
             {"cut": cut_at[0]},
         ).fetchone() or (0, 0)
     text = analysis.to_text(color=False, width=120)
-    assert served > 0 and refused > 0 and before == 0, (served, refused, before, text)
+    assert served > 0 and failed > 0 and before == 0, (served, failed, before, text)
+    assert (refused == failed) if refuse else (refused == 0), (failed, refused, text)
 
     kinds = {f.kind for f in analysis.findings}
     # not a leak, and not a pool too small for its load either: the database was gone
     assert FindingKind.POOL_LEAK not in kinds, text
     assert FindingKind.POOL_SATURATION not in kinds, text
     assert FindingKind.POOL_EXHAUSTED not in kinds, text
-    # the failures are there, with the refusals among their exceptions and not blamed on
-    # the pool
+    # the failures are there, put down to the database out of reach and not to the pool
     bursts = [f for f in analysis.findings if f.kind == FindingKind.ERROR_BURST]
     assert bursts, text
     burst = max(bursts, key=lambda f: f.evidence["errors"])
-    assert burst.evidence["exceptions"].get("ECONNREFUSED", 0) > 0, text
+    assert burst.evidence["lost_database_connection"] >= 3, text
+    assert burst.evidence["failed_connection_attempts"] > 0, text
+    assert "The database was out of reach: from " in burst.explanation, text
     assert "see the pool finding" not in burst.explanation, text
+    if refuse:
+        assert burst.evidence["exceptions"].get("ECONNREFUSED", 0) > 0, text
     # it begins with the cut (seconds from the first request; a window late at most)
     cut_s = (cut_at[0] - first) / 1e9
     assert burst.evidence["from_s"] <= cut_s + 2 and burst.evidence["to_s"] >= cut_s, (cut_s, text)

@@ -28,6 +28,7 @@ class CuttableProxy:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._silent = False
 
     def __enter__(self) -> CuttableProxy:
         self._thread.start()
@@ -45,17 +46,19 @@ class CuttableProxy:
         self._thread.join(timeout=10)
         self._loop.close()
 
-    def cut(self) -> None:
-        """Refuse new connections and drop every open one; safe to call more than once."""
+    def cut(self, *, refuse: bool = True) -> None:
+        """Drop every open connection, and refuse new ones (``refuse``) or take them and
+        answer nothing, as a host that drops packets; safe to call more than once."""
         if self._loop.is_running():
-            asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(self._cut(refuse), self._loop).result(timeout=10)
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = self._server.sockets[0].getsockname()[1]
 
-    async def _cut(self) -> None:
-        if self._server is not None:
+    async def _cut(self, refuse: bool = True) -> None:
+        self._silent = not refuse
+        if refuse and self._server is not None:
             self._server.close()
             self._server = None
         for writer in list(self._writers):
@@ -64,12 +67,15 @@ class CuttableProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
+        if self._silent:
+            self._writers.add(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
         except OSError:
             writer.transport.abort()
             return
-        if self._server is None:  # cut while this one was connecting upstream
+        if self._server is None or self._silent:  # cut while this one was connecting upstream
             writer.transport.abort()
             up_writer.transport.abort()
             return
