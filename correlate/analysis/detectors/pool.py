@@ -19,6 +19,8 @@ Then the diagnosis, from the strongest evidence available:
 A leak is pressure that load does not explain; saturation is pressure that
 tracks load and recovers, and its fix is shorter holds or a bigger pool, sized
 here by Little's law (connections needed ≈ checkouts per second × mean hold).
+A database out of reach is neither, and no pool finding: its failures say a connection
+was refused or lost (analysis.pool_pressure.unreachable), which a pool that ran dry never does.
 """
 
 from __future__ import annotations
