@@ -93,6 +93,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "route_share": 0.67,
         "end_grace_s": 2.0,
         "latency_rise": 1.5,
+        "min_lost_connections": 3,
     },
     "redundant_calls": {
         "min_calls": 2,

@@ -83,6 +83,118 @@ def failed_for_want_of_a_connection(run: Run, lo: int, hi: int) -> int:
     return int(row[0]) if row else 0
 
 
+#: A connection to the database that could not be opened or was lost, in the words of the
+#: drivers (Node's socket errors, node-postgres's ``Connection terminated…``, libpq's
+#: ``could not connect`` and ``server closed the connection unexpectedly``) and of
+#: PostgreSQL's SQLSTATE class 08, "connection exception". A pool that ran dry says none of
+#: them: it opens no connection.
+LOST_CONNECTION = (
+    r"econnrefused|econnreset|etimedout|ehostunreach|enetunreach|connection terminated|"
+    r"could not connect|connection refused|connection reset|"
+    r"server closed the connection unexpectedly|sqlstate[ =:]*08"
+)
+#: Span names that cover opening one new connection, not a checkout from the pool:
+#: @opentelemetry/instrumentation-pg's ``pg.connect`` around ``Client.connect()``.
+CONNECT_ATTEMPT_NAMES = ("pg.connect",)
+
+#: SQL: per trace of the run, its spans that say a connection to the database failed (a
+#: failed connection attempt, or an error in :data:`LOST_CONNECTION`'s words or with a
+#: class 08 SQLSTATE): how many, the first one's start, its message. Takes ``$run``,
+#: ``$lost`` and ``$names``.
+_LOST_SQL = """
+    SELECT trace_id, count(*) AS n, min(start_ns) AS first_ns, max(start_ns) AS last_ns,
+           arg_min(coalesce(nullif(status_message, ''),
+                            list_filter(events, lambda e: e.name = 'exception')[1]
+                                .attributes->>'$."exception.message"'), start_ns) AS message,
+           count(*) FILTER (WHERE list_contains($names, name)) AS attempts
+    FROM spans
+    WHERE run_id = $run AND status_code = 'ERROR'
+      AND (list_contains($names, name)
+           OR regexp_matches(lower(coalesce(status_message, '')), $lost)
+           OR coalesce(attributes->>'$."db.response.status_code"', '') LIKE '08%'
+           OR len(list_filter(events, lambda e: e.name = 'exception' AND regexp_matches(
+                  lower(coalesce(e.attributes->>'$."exception.message"', '')), $lost))) > 0)
+    GROUP BY trace_id
+"""
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """Failed requests whose traces say a connection to the database failed."""
+
+    #: failed requests with such a span in their trace
+    requests: int
+    #: of their spans, the connection attempts that failed (``pg.connect``)
+    attempts: int
+    #: when the first and the last such span began (ns), or None
+    first_ns: int | None
+    last_ns: int | None
+    #: the words most of them say, cut short
+    message: str | None
+    #: all failed requests, those that ended before the first such span, and the last end
+    failed: int = 0
+    failed_before: int = 0
+    last_failure_ns: int | None = None
+
+    def explains(self, at_least: int, window_ns: int) -> bool:
+        """Whether the connections that failed are the run's failures' story: at least
+        ``at_least`` requests lost theirs, most failures came after the first, and they
+        went on failing to within ``window_ns`` of the last failure (a pool that ran dry
+        opens no connection, so none of its failures says so)."""
+        return (
+            self.requests >= at_least
+            and 2 * self.failed_before <= self.failed
+            and (self.last_ns or 0) >= (self.last_failure_ns or 0) - window_ns
+        )
+
+    def sentence(self, run_start: int) -> str:
+        """``'from 8 s, 60 attempts to open a connection failed and 19 failed requests …'``."""
+        at = f"from {((self.first_ns or run_start) - run_start) / 1e9:.0f} s"
+        tried = (
+            f"{self.attempts} attempt{'s' if self.attempts != 1 else ''} to open a connection "
+            "failed and "
+            if self.attempts
+            else ""
+        )
+        said = f" ({self.message})" if self.message else ""
+        return (
+            f"{at}, {tried}{self.requests} failed request{'s' if self.requests != 1 else ''} "
+            f"lost their connection to the database or could not open one{said}"
+        )
+
+
+def unreachable(run: Run, lo: int | None = None, hi: int | None = None) -> Unreachable:
+    """The failed requests ending in ``[lo, hi)`` (ns; the whole run by default) whose
+    traces say a connection to the database failed (:data:`LOST_CONNECTION`)."""
+    reqs = run.table("requests")
+    row = run.con.execute(
+        f"""
+        WITH failed AS (SELECT trace_id, end_ns FROM {reqs}
+                        WHERE error AND end_ns >= $lo AND end_ns < $hi),
+        lost AS (SELECT c.* FROM failed r JOIN ({_LOST_SQL}) c ON c.trace_id = r.trace_id)
+        SELECT (SELECT count(*) FROM lost), (SELECT coalesce(sum(attempts), 0) FROM lost),
+               (SELECT min(first_ns) FROM lost), (SELECT max(last_ns) FROM lost),
+               (SELECT mode(message) FROM lost), (SELECT count(*) FROM failed),
+               (SELECT count(*) FROM failed WHERE end_ns < (SELECT min(first_ns) FROM lost)),
+               (SELECT max(end_ns) FROM failed)
+        """,
+        {
+            "run": run.run_id,
+            "lost": LOST_CONNECTION,
+            "names": list(CONNECT_ATTEMPT_NAMES),
+            "lo": lo if lo is not None else -(2**62),
+            "hi": hi if hi is not None else 2**62,
+        },
+    ).fetchone()
+    if row is None or not row[0]:
+        return Unreachable(0, 0, None, None, None)
+    n, attempts, first, last, message, failed, before, last_failure = row
+    return Unreachable(
+        int(n), int(attempts), int(first), int(last), str(message)[:80] if message else None,
+        int(failed), int(before or 0), int(last_failure) if last_failure is not None else None,
+    )  # fmt: skip
+
+
 @dataclass
 class Pressure:
     requests: int

@@ -13,6 +13,10 @@ const pool = new Pool({
   // give up on a checkout from an exhausted pool instead of waiting for ever
   connectionTimeoutMillis: Number(process.env.POOL_TIMEOUT_MS || 2000),
 });
+// A connection that dies while idle in the pool (the database restarted, the network
+// dropped) is reported here; without a listener Node ends the process on it.
+pool.on('error', (err) => console.error(`idle connection: ${err.message}`));
+const lostWhileOut = (err) => console.error(`checked-out connection: ${err.message}`);
 const app = express();
 app.use(express.json());
 
@@ -52,6 +56,8 @@ app.post('/checkout', async (req, res, next) => {
   let client;
   try {
     client = await pool.connect();
+    // likewise for one that dies while checked out: its query fails, and so does the request
+    if (!client.listeners('error').includes(lostWhileOut)) client.on('error', lostWhileOut);
     await client.query('BEGIN');
     const customer = await client.query(
       'SELECT id, name FROM node_customers WHERE id = $1', [Number(req.body.customer_id)]);

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, pct
-from correlate.analysis.pool_pressure import failed_for_want_of_a_connection
+from correlate.analysis.pool_pressure import failed_for_want_of_a_connection, unreachable
 from correlate.analysis.settings import setting, share
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -141,8 +141,11 @@ def _burst(
         else "no exception recorded on their spans"
     )
     status_text = ", ".join(f"{k} ×{v}" for k, v in sorted(statuses.items(), key=lambda kv: -kv[1]))
+    # the database out of reach: connections refused or lost (then the pool is no cause)
+    lost = unreachable(run, lo, hi)
+    outage = lost.explains(s.min_errors, hi - lo)
     # pool timeouts: most failed requests have a failed wait for a connection in them
-    pool = pool_failed >= s.pool_share * errors
+    pool = not outage and pool_failed >= s.pool_share * errors
     return [
         Finding(
             kind=FindingKind.ERROR_BURST,
@@ -161,6 +164,8 @@ def _burst(
                 "status_codes": {str(k): int(v) for k, v in statuses.items()},
                 "exceptions": {str(k): int(v) for k, v in exceptions.items()},
                 "failed_waiting_for_a_connection": int(pool_failed or 0),
+                "lost_database_connection": lost.requests,
+                "failed_connection_attempts": lost.attempts,
             },
             trace_ids=tuple(traces or []),
             explanation=(
@@ -179,10 +184,19 @@ def _burst(
                     if pool
                     else ""
                 )
+                + (
+                    f" The database was out of reach: {lost.sentence(run.span[0])}. A pool "
+                    "that ran dry opens no connection, so the pool is not the cause."
+                    if outage
+                    else ""
+                )
             ),
             suggestion=(
                 "Fix the pool finding first; these errors are its symptom."
                 if pool
+                else "Find why the service could not reach its database then (a restart or "
+                "failover in the database's log, the network between them, max_connections)."
+                if outage
                 else "Open the example traces: the exception and the span it was raised in "
                 "name the failing dependency."
             ),

@@ -19,6 +19,8 @@ Then the diagnosis, from the strongest evidence available:
 A leak is pressure that load does not explain; saturation is pressure that
 tracks load and recovers, and its fix is shorter holds or a bigger pool, sized
 here by Little's law (connections needed ≈ checkouts per second × mean hold).
+A database out of reach is neither, and no pool finding: its failures say a connection
+was refused or lost (analysis.pool_pressure.unreachable), which a pool that ran dry never does.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from correlate.analysis.pool_evidence import (
     used_at_max_idle,
 )
 from correlate.analysis.pool_inference import infer
-from correlate.analysis.pool_pressure import Pressure
+from correlate.analysis.pool_pressure import Pressure, unreachable
 from correlate.analysis.pool_pressure import pressure as read_pressure
 from correlate.analysis.pool_suspects import decisive, rise_sentence
 from correlate.analysis.pool_suspects import suspects as read_suspects
@@ -121,6 +123,12 @@ class PoolSettings:
     latency_rise: float = setting(
         1.5, "…with no pool wait seen: median latency of the last third over the first's", low=1.0
     )
+    min_lost_connections: int = setting(
+        3,
+        "failed requests that lost their database connection or could not open one, at "
+        "least, for the database's outage to explain the pool's failures",
+        low=1,
+    )
 
 
 DEFAULTS = PoolSettings()
@@ -140,6 +148,12 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     named = None if telemetry else read_suspects(run, s)
     sure, rise = decisive(run, named, s)
     if not leaks and not _under_pressure(pressure, s) and rise is None:
+        return []
+    # a database out of reach fails checkouts in the pool's words too (a new connection
+    # that timed out), and leaves connections taken by no running request; but a pool that
+    # ran dry opens no connection, so none of its failures says one was lost or refused
+    lost = unreachable(run)
+    if not leaks and lost.explains(s.min_lost_connections, int(s.window_s * 1e9)):
         return []
     timeline = run.timeline()
     orphans = orphans_in_samples(run, s)

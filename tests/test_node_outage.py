@@ -1,0 +1,169 @@
+"""A real database outage under examples/node-shop is not read as a connection-pool leak.
+
+The shop (Express + a ``pg`` Pool, the official OpenTelemetry auto-instrumentations) runs
+under ``correlate record`` with no leak planted (``DECLINED_SHARE=0``), talking to
+PostgreSQL through a loopback proxy (tests/helpers/tcp_cut.py). A few seconds into the load
+the proxy is cut: every connection it carried is dropped, as when the database goes away,
+and new ones are either refused (its listener closed) or taken and never answered (a host
+that drops packets: each times out in the words of a pool that ran dry). Every request
+fails from then on. A leak leaves other traces: a pool that ran dry opens no connection,
+while here every new one fails. The verdict must not call the outage a leak (nor the
+pool's saturation); the failures stand as an error burst put down to the database out of
+reach.
+Needs what tests/test_node_example.py needs: node, npm, ``npm ci`` in examples/node-shop and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import correlate
+from correlate.cli import cli
+from correlate.kinds import FindingKind
+
+from .helpers.tcp_cut import CuttableProxy
+from .test_node_example import SHOP, _needs
+
+SHOP_PORT, HTTP_PORT = 14612, 14613
+#: seconds of load before the cut, and of the whole run
+CUT_AFTER_S, DURATION_S = 6.0, 16
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def outage_dsn(pg_dsn: str) -> Iterator[str]:
+    """A database of its own for the shop, empty: the service creates and seeds its schema."""
+    import shutil
+
+    from sqlalchemy import create_engine, make_url, text
+
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        _needs("node and npm are not installed (the Node example needs Node 20)")
+    if not (SHOP / "node_modules" / "@opentelemetry" / "sdk-node").is_dir():
+        _needs("examples/node-shop has no node_modules: run `npm ci` there (make test does)")
+    database = f"{make_url(pg_dsn).database}_node_outage"
+    engine = create_engine(pg_dsn, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {database}"))
+        yield make_url(pg_dsn).set(database=database).render_as_string(hide_password=False)
+        with engine.connect() as conn:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+    finally:
+        engine.dispose()
+
+
+def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int], refuse: bool) -> threading.Thread:
+    """Cut the proxy ``CUT_AFTER_S`` after the shop first answers (its load starts then)."""
+
+    def run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{SHOP_PORT}/health", timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            return
+        time.sleep(CUT_AFTER_S)
+        cut_at.append(time.time_ns())
+        proxy.cut(refuse=refuse)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    "refuse",
+    [
+        pytest.param(True, id="refused"),
+        # new connections taken and never answered: each times out after the pool's
+        # connectionTimeoutMillis in the words of a pool that ran dry ("timeout exceeded
+        # when trying to connect"), and the pool's connections are gone with no request
+        # holding them, as in a leak
+        pytest.param(False, id="unanswered"),
+    ],
+)
+def test_a_database_outage_under_the_node_shop_is_not_a_leak(
+    tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch, refuse: bool
+) -> None:
+    from sqlalchemy import make_url
+
+    url = make_url(outage_dsn)
+    out, db = tmp_path / "run", tmp_path / "store.duckdb"
+    cut_at: list[int] = []
+    with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        monkeypatch.setenv(
+            "DATABASE_URL", f"postgresql://{url.username}@127.0.0.1:{proxy.port}/{url.database}"
+        )
+        monkeypatch.setenv("PORT", str(SHOP_PORT))
+        monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
+        monkeypatch.setenv("DURATION", str(DURATION_S))
+        monkeypatch.setenv("DECLINED_SHARE", "0")  # no leak planted: the outage alone
+        cutter = _cut_when_loaded(proxy, cut_at, refuse)
+        recorded = CliRunner().invoke(
+            cli,
+            [
+                "record", "--out", str(out), "--http-port", str(HTTP_PORT), "--no-grpc",
+                "--linger", "1s", "--db", str(db), "--no-color", "--", str(SHOP / "run.sh"),
+            ],
+        )  # fmt: skip
+        cutter.join(timeout=30)
+    assert recorded.exit_code == 0, recorded.output
+    assert "command exited with 0" in recorded.output  # the shop lived through the outage
+    assert cut_at, "the shop never answered /health, so the proxy was never cut"
+
+    with correlate.open_store(db) as store:
+        analysis = correlate.analyze("run", store=store)
+        # the outage's own evidence: new connections tried after the cut, which failed
+        (failed, refused, before) = store.con.execute(
+            """
+            SELECT count(*) FILTER (WHERE start_ns >= $cut),
+                   count(*) FILTER (WHERE status_message LIKE '%ECONNREFUSED%'),
+                   count(*) FILTER (WHERE start_ns < $cut)
+            FROM spans WHERE name = 'pg.connect' AND status_code = 'ERROR'
+            """,
+            {"cut": cut_at[0] - 50_000_000},  # the cut's own moment, give or take the call
+        ).fetchone() or (0, 0, 0)
+        (served, first) = store.con.execute(
+            """
+            SELECT count(*) FILTER (WHERE http_status_code = 200 AND start_ns < $cut),
+                   min(start_ns)
+            FROM spans WHERE kind = 'SERVER'
+            """,
+            {"cut": cut_at[0]},
+        ).fetchone() or (0, 0)
+    text = analysis.to_text(color=False, width=120)
+    assert served > 0 and failed > 0 and before == 0, (served, failed, before, text)
+    assert (refused == failed) if refuse else (refused == 0), (failed, refused, text)
+
+    kinds = {f.kind for f in analysis.findings}
+    # not a leak, and not a pool too small for its load either: the database was gone
+    assert FindingKind.POOL_LEAK not in kinds, text
+    assert FindingKind.POOL_SATURATION not in kinds, text
+    assert FindingKind.POOL_EXHAUSTED not in kinds, text
+    # the failures are there, put down to the database out of reach and not to the pool
+    bursts = [f for f in analysis.findings if f.kind == FindingKind.ERROR_BURST]
+    assert bursts, text
+    burst = max(bursts, key=lambda f: f.evidence["errors"])
+    assert burst.evidence["lost_database_connection"] >= 3, text
+    assert burst.evidence["failed_connection_attempts"] > 0, text
+    assert "The database was out of reach: from " in burst.explanation, text
+    assert "see the pool finding" not in burst.explanation, text
+    if refuse:
+        assert burst.evidence["exceptions"].get("ECONNREFUSED", 0) > 0, text
+    # it begins with the cut (seconds from the first request; a window late at most)
+    cut_s = (cut_at[0] - first) / 1e9
+    assert burst.evidence["from_s"] <= cut_s + 2 and burst.evidence["to_s"] >= cut_s, (cut_s, text)
