@@ -33,7 +33,17 @@ KNEX = json.dumps(
 )
 
 
-def _outage(b: RunBuilder, trace: str, req: str, t: float) -> float:
+#: The same statement failing for the data, not the connection: the connection is fine,
+#: and a transaction left without ROLLBACK keeps it.
+DUPLICATE = json.dumps(
+    {
+        "exception.type": "error",
+        "exception.message": 'duplicate key value violates unique constraint "orders_pkey"',
+    }
+)
+
+
+def _outage(b: RunBuilder, trace: str, req: str, t: float, error: str = BROKEN) -> float:
     if t < DOWN_MS:
         return committed(b, trace, req, t)
     if t < DOWN_MS + 2_000:
@@ -42,9 +52,21 @@ def _outage(b: RunBuilder, trace: str, req: str, t: float) -> float:
         b.span(
             trace, t + 1, t + 3, parent=req, kind="CLIENT", db="postgresql", status="ERROR",
             sql="insert into orders (amount) values ($1) returning id",
-            events=[{"time_ns": 0, "name": "exception", "attributes": BROKEN}],
+            events=[{"time_ns": 0, "name": "exception", "attributes": error}],
         )  # fmt: skip
     return t + 3
+
+
+def test_a_statement_failing_for_its_data_leaves_its_transaction_open() -> None:
+    """The contrast: the same requests, the INSERT refused for a duplicate key (the
+    connection lives on), are transactions an error path left open."""
+
+    def duplicate(b: RunBuilder, trace: str, req: str, t: float) -> float:
+        return _outage(b, trace, req, t, DUPLICATE)
+
+    with open_run(shop(at=(), rise=False, body=duplicate).build(), "r") as run:
+        got = unended_transactions(run, PoolSettings())
+    assert got is not None and got.group is not None and got.total == 4  # all in flight
 
 
 def _down() -> RunBuilder:
@@ -57,14 +79,9 @@ def _down() -> RunBuilder:
     return b
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="unended_transactions counts a transaction whose last statement failed as its "
-    "connection broke (the pool discards that connection: nothing is held) as a request that "
-    "left its connection checked out; telling a broken connection from an error path that "
-    "forgot ROLLBACK needs the error's kind (SQLSTATE class 08, the driver's words)",
-)
 def test_a_database_outage_mid_transaction_is_not_a_leak() -> None:
+    """A transaction whose statement failed as its connection broke ends with it (the pool
+    discards the connection, no ROLLBACK can be sent): no suspect, no leak."""
     b = _down()
     with open_run(b.build(), "r") as run:
         got = unended_transactions(run, PoolSettings())

@@ -97,11 +97,23 @@ LOST_CONNECTION = (
 #: @opentelemetry/instrumentation-pg's ``pg.connect`` around ``Client.connect()``.
 CONNECT_ATTEMPT_NAMES = ("pg.connect",)
 
+
+def lost_connection_sql(span: str = "spans") -> str:
+    """SQL: the failed span ``span`` says its connection to the database broke or could not
+    be opened (:data:`LOST_CONNECTION`'s words in its status or an exception event, or a
+    class 08 SQLSTATE). Takes ``$lost`` (:data:`LOST_CONNECTION`)."""
+    return f"""({span}.status_code = 'ERROR'
+        AND (regexp_matches(lower(coalesce({span}.status_message, '')), $lost)
+             OR coalesce({span}.attributes->>'$."db.response.status_code"', '') LIKE '08%'
+             OR len(list_filter({span}.events, lambda e: e.name = 'exception'
+                    AND regexp_matches(lower(coalesce(
+                        e.attributes->>'$."exception.message"', '')), $lost))) > 0))"""
+
+
 #: SQL: per trace of the run, its spans that say a connection to the database failed (a
-#: failed connection attempt, or an error in :data:`LOST_CONNECTION`'s words or with a
-#: class 08 SQLSTATE): how many, the first one's start, its message. Takes ``$run``,
-#: ``$lost`` and ``$names``.
-_LOST_SQL = """
+#: failed connection attempt, or :func:`lost_connection_sql`): how many, the first one's
+#: start, its message. Takes ``$run``, ``$lost`` and ``$names``.
+_LOST_SQL = f"""
     SELECT trace_id, count(*) AS n, min(start_ns) AS first_ns, max(start_ns) AS last_ns,
            arg_min(coalesce(nullif(status_message, ''),
                             list_filter(events, lambda e: e.name = 'exception')[1]
@@ -109,11 +121,7 @@ _LOST_SQL = """
            count(*) FILTER (WHERE list_contains($names, name)) AS attempts
     FROM spans
     WHERE run_id = $run AND status_code = 'ERROR'
-      AND (list_contains($names, name)
-           OR regexp_matches(lower(coalesce(status_message, '')), $lost)
-           OR coalesce(attributes->>'$."db.response.status_code"', '') LIKE '08%'
-           OR len(list_filter(events, lambda e: e.name = 'exception' AND regexp_matches(
-                  lower(coalesce(e.attributes->>'$."exception.message"', '')), $lost))) > 0)
+      AND (list_contains($names, name) OR {lost_connection_sql()})
     GROUP BY trace_id
 """
 

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from correlate.analysis.findings import ms
 from correlate.analysis.pool_evidence import held_floor_ns, service_sessions_sql
 from correlate.analysis.pool_inference import Group
+from correlate.analysis.pool_pressure import LOST_CONNECTION, lost_connection_sql
 
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
@@ -196,7 +197,13 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                    NOT EXISTS (SELECT 1 FROM marks e
                                WHERE e.th = b.th AND e.kind = -1
                                  AND e.service IS NOT DISTINCT FROM r.service
-                                 AND e.start_ns >= b.last_begin) AS open
+                                 AND e.start_ns >= b.last_begin)
+                   -- a statement after the BEGIN whose connection broke: the pool discards
+                   -- that connection, no ROLLBACK can follow, and nothing is held
+                   AND NOT EXISTS (SELECT 1 FROM spans x
+                                   WHERE x.run_id = $run AND x.trace_id = r.trace_id
+                                     AND x.start_ns >= b.last_begin
+                                     AND {lost_connection_sql("x")}) AS open
             FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
         ),
         ended AS (
@@ -233,6 +240,7 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
             "run": run.run_id,
             "begin": BEGIN_RE,
             "end": END_RE,
+            "lost": LOST_CONNECTION,
             "cut": run.span[1] - round(s.end_grace_s * 1e9),
         },
     ).fetchall()
