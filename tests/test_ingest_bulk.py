@@ -225,10 +225,16 @@ def _damaged_file(path: Path, lines: int, damage: dict[int, str], *, final_newli
 
 
 def _salvage_vs_careful(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, damaged: bool | None = True
+    path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    damaged: bool | None = True,
+    piece: int = 4000,
+    careful: int = 600,
 ) -> tuple[Store, Store]:
-    monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
-    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+    monkeypatch.setattr(salvage, "PIECE_BYTES", piece)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", careful)
     monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
     salvaged: list[bool] = []
 
@@ -332,6 +338,7 @@ _DAMAGE = st.sampled_from(
         '{"resourceSpans": [}',  # braces and the envelope's key, but no JSON
         '{"resourceMetrics": []}',  # a line of another signal
         '{"note": "resourceSpans"}',  # the key, but as a string
+        "TWICE",  # a good line with the key twice (a value), hiding a line without it
     ]
 )
 
@@ -345,6 +352,7 @@ _DAMAGE = st.sampled_from(
     lines=st.lists(st.one_of(st.integers(1, 4), _DAMAGE), min_size=1, max_size=24),
     piece=st.integers(300, 6000),
     final_newline=st.booleans(),
+    count_keys=st.booleans(),
 )
 def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     tmp_path_factory: pytest.TempPathFactory,
@@ -352,6 +360,7 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     lines: list[int | str],
     piece: int,
     final_newline: bool,
+    count_keys: bool,
 ) -> None:
     # a file named on its own from which nothing could be read is an error, not a salvage:
     # test_a_file_of_only_bad_lines_is_an_error_on_both_paths
@@ -364,17 +373,24 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
             text.append(good[: len(good) // 2])
         elif kind == "NO_TRACE":
             text.append(good.replace('"traceId": "', '"traceIdX": "', 1))
+        elif kind == "TWICE":
+            text.append(good.replace('"stringValue": "/x"', '"stringValue": "resourceSpans"'))
         else:
             text.append(good if isinstance(kind, int) else kind)
     path = tmp_path / "spans.jsonl"
     path.write_text("\n".join(text) + ("\n" if final_newline else ""))
     with monkeypatch.context() as patch:
-        patch.setattr(salvage, "PIECE_BYTES", piece)
-        patch.setattr(salvage, "CAREFUL_BYTES", piece // 4)
-        bulk, careful = _salvage_vs_careful(path, tmp_path, patch, damaged=None)
+        # count_keys: the keys of every piece counted against its lines (the way of a piece
+        # of many lines), not each line looked at
+        patch.setattr(salvage, "_LINES_ONE_BY_ONE", 0 if count_keys else 4096)
+        bulk, careful = _salvage_vs_careful(
+            path, tmp_path, patch, damaged=None, piece=piece, careful=piece // 4
+        )
     assert _rows(bulk) == _rows(careful)
     assert _problems(bulk) == _problems(careful)
-    bad_lines = [i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k]
+    bad_lines = [
+        i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k not in ("", "TWICE")
+    ]
     assert [line for _, line, _ in _problems(bulk)] == bad_lines
 
 
