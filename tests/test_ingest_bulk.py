@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from correlate.errors import InputError
 from correlate.ingest import salvage, spanbatch, spanfile
+from correlate.ingest.report import PROBLEM_LIST_CAP
 from correlate.store import Store, open_store
 
 from .conftest import DATA
@@ -326,6 +327,32 @@ def test_a_byte_order_mark_inside_a_file_is_a_bad_line_wherever_the_pieces_fall(
     assert _rows(bulk) == _rows(careful)
     assert _problems(bulk) == _problems(careful)
     assert [line for _, line, _ in _problems(bulk)] == list(range(2, 13))
+
+
+@pytest.mark.parametrize("bad_lines", [[3], list(range(3, 25))])
+def test_a_salvaged_file_reports_its_problems_in_line_order_as_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_lines: list[int]
+) -> None:
+    """Spans the checks reject in the bulk-read pieces are listed among the bad lines of the
+    others at their lines, not before them: the report reads as the careful path's does
+    (and, past its cap, keeps the same first ones)."""
+    path = tmp_path / "order.jsonl"
+    no_trace = _line("no-trace", 35, spans=3).replace('"traceId": "', '"traceIdX": "', 1)
+    damage = {35: no_trace, **{line: "this is not JSON" for line in bad_lines}}
+    _damaged_file(path, 40, damage, final_newline=True)
+    reports = []
+    for careful in (False, True):
+        if careful:
+            monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1 << 60)
+        else:
+            monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+            monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+            monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+        with open_store(tmp_path / f"{careful}.duckdb") as store:
+            report = store.ingest([path], run="r", format="otlp-json")
+            reports.append([(p.line, p.reason) for p in report.problems])
+    assert reports[0] == reports[1]
+    assert [line for line, _ in reports[0]] == [*bad_lines, 35][:PROBLEM_LIST_CAP]
 
 
 _DAMAGE = st.sampled_from(

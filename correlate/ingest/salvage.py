@@ -45,6 +45,7 @@ from correlate.ingest.bookkeeping import (
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.linescan import broken_line, last_line_is_bad
 from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
+from correlate.ingest.report import PROBLEM_LIST_CAP
 from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.ingest.spanlines import span_id_lines_in
 
@@ -217,7 +218,6 @@ def _commit(
             rejected = rejected_problems(store, file_id, partial(span_id_lines_in, places))
             report.spans_read, report.spans_added = read, read - len(rejected)
             report.spans_skipped = len(rejected)
-            record_problems(store, file_id, path, rejected, report)
             for piece in bad:
                 shift = piece.first_line - 1
                 for batch in iter_line_batches(piece.path, text_start=piece.first_line == 1):
@@ -227,7 +227,15 @@ def _commit(
                     if batch.unterminated_line is not None:
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)
-            record_problems(store, file_id, path, list(breaks or ()), report)
+            listed = report.problems
+            if rejected:
+                report.problems = []
+            record_problems(store, file_id, path, [*rejected, *(breaks or ())], report)
+            if rejected:  # listed at their lines among the others, as the careful path does
+                merged = sorted(
+                    [*listed, *report.problems], key=lambda p: (p.line is None, p.line or 0)
+                )
+                report.problems = merged[:PROBLEM_LIST_CAP]
             set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
             if require_some and nothing_read(report):
                 raise _NothingRead  # the transaction rolls back
