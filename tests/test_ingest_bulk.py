@@ -355,6 +355,22 @@ def test_a_salvaged_file_reports_its_problems_in_line_order_as_the_careful_path(
     assert [line for line, _ in reports[0]] == [*bad_lines, 35][:PROBLEM_LIST_CAP]
 
 
+def test_a_salvage_that_fails_leaves_the_stores_settings_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value of the wrong type that only the strict bulk read of the pieces finds fails
+    every salvage; the file is then read line by line, and the connection keeps its
+    insertion order (the bulk read sets it aside only while it runs)."""
+    path = tmp_path / "typed.jsonl"
+    damage = {3: "this is not JSON", 12: '{"resourceSpans": [{"scopeSpans": "x"}]}'}
+    _damaged_file(path, 20, damage, final_newline=True)
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch, damaged=None)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    assert bulk.con.execute(setting).fetchall() == [(True,)]
+
+
 _DAMAGE = st.sampled_from(
     [
         "this is not JSON",

@@ -210,6 +210,10 @@ def _commit(
     line, then ``breaks``."""
     import duckdb
 
+    # Order within the file does not matter to the bulk insert; not keeping it lets DuckDB
+    # stream it in bounded memory. Set aside outside the transaction: a statement that
+    # fails aborts it, and one to restore the setting would fail there too.
+    store.con.execute("SET preserve_insertion_order = false")
     try:
         with store.atomic():
             file_id = add_file_row(store, run_id, path, sha, fmt.name)
@@ -246,6 +250,8 @@ def _commit(
         report.spans_read = report.spans_added = report.skipped = report.spans_skipped = 0
         report.problems.clear()
         return False
+    finally:
+        store.con.execute("RESET preserve_insertion_order")
     if rejected:
         sweep_rejected(store, file_id)
     return True
@@ -498,11 +504,6 @@ def _insert_good(
         pa.table({"name": [str(p.path) for p in good], "pos": range(len(good))}),
     )
     raw = fmt.raw_sql(f"({fmt.pieces_docs([p.path for p in good], '_good_pieces', lenient=False)})")
-    con = store.con
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        return insert_spans(
-            con, canonical_select(f"({typed_raw(raw)})"), run_id, file_id, strict=False
-        )
-    finally:
-        con.execute("RESET preserve_insertion_order")
+    # Order does not matter here (see _commit, which sets preserve_insertion_order aside).
+    spans = canonical_select(f"({typed_raw(raw)})")
+    return insert_spans(store.con, spans, run_id, file_id, strict=False)
