@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from correlate.errors import InputError
 from correlate.ingest import salvage, spanbatch, spanfile
+from correlate.ingest.report import PROBLEM_LIST_CAP
 from correlate.store import Store, open_store
 
 from .conftest import DATA
@@ -225,10 +226,16 @@ def _damaged_file(path: Path, lines: int, damage: dict[int, str], *, final_newli
 
 
 def _salvage_vs_careful(
-    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, damaged: bool | None = True
+    path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    damaged: bool | None = True,
+    piece: int = 4000,
+    careful: int = 600,
 ) -> tuple[Store, Store]:
-    monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
-    monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+    monkeypatch.setattr(salvage, "PIECE_BYTES", piece)
+    monkeypatch.setattr(salvage, "CAREFUL_BYTES", careful)
     monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
     salvaged: list[bool] = []
 
@@ -322,6 +329,48 @@ def test_a_byte_order_mark_inside_a_file_is_a_bad_line_wherever_the_pieces_fall(
     assert [line for _, line, _ in _problems(bulk)] == list(range(2, 13))
 
 
+@pytest.mark.parametrize("bad_lines", [[3], list(range(3, 25))])
+def test_a_salvaged_file_reports_its_problems_in_line_order_as_the_careful_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bad_lines: list[int]
+) -> None:
+    """Spans the checks reject in the bulk-read pieces are listed among the bad lines of the
+    others at their lines, not before them: the report reads as the careful path's does
+    (and, past its cap, keeps the same first ones)."""
+    path = tmp_path / "order.jsonl"
+    no_trace = _line("no-trace", 35, spans=3).replace('"traceId": "', '"traceIdX": "', 1)
+    damage = {35: no_trace, **{line: "this is not JSON" for line in bad_lines}}
+    _damaged_file(path, 40, damage, final_newline=True)
+    reports = []
+    for careful in (False, True):
+        if careful:
+            monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1 << 60)
+        else:
+            monkeypatch.setattr(salvage, "PIECE_BYTES", 4000)
+            monkeypatch.setattr(salvage, "CAREFUL_BYTES", 600)
+            monkeypatch.setattr(spanfile, "SALVAGE_MIN_BYTES", 1)
+        with open_store(tmp_path / f"{careful}.duckdb") as store:
+            report = store.ingest([path], run="r", format="otlp-json")
+            reports.append([(p.line, p.reason) for p in report.problems])
+    assert reports[0] == reports[1]
+    assert [line for line, _ in reports[0]] == [*bad_lines, 35][:PROBLEM_LIST_CAP]
+
+
+def test_a_salvage_that_fails_leaves_the_stores_settings_as_they_were(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value of the wrong type that only the strict bulk read of the pieces finds fails
+    every salvage; the file is then read line by line, and the connection keeps its
+    insertion order (the bulk read sets it aside only while it runs)."""
+    path = tmp_path / "typed.jsonl"
+    damage = {3: "this is not JSON", 12: '{"resourceSpans": [{"scopeSpans": "x"}]}'}
+    _damaged_file(path, 20, damage, final_newline=True)
+    bulk, careful = _salvage_vs_careful(path, tmp_path, monkeypatch, damaged=None)
+    assert _rows(bulk) == _rows(careful)
+    assert _problems(bulk) == _problems(careful)
+    setting = "SELECT current_setting('preserve_insertion_order')"
+    assert bulk.con.execute(setting).fetchall() == [(True,)]
+
+
 _DAMAGE = st.sampled_from(
     [
         "this is not JSON",
@@ -332,6 +381,7 @@ _DAMAGE = st.sampled_from(
         '{"resourceSpans": [}',  # braces and the envelope's key, but no JSON
         '{"resourceMetrics": []}',  # a line of another signal
         '{"note": "resourceSpans"}',  # the key, but as a string
+        "TWICE",  # a good line with the key twice (a value), hiding a line without it
     ]
 )
 
@@ -345,6 +395,7 @@ _DAMAGE = st.sampled_from(
     lines=st.lists(st.one_of(st.integers(1, 4), _DAMAGE), min_size=1, max_size=24),
     piece=st.integers(300, 6000),
     final_newline=st.booleans(),
+    count_keys=st.booleans(),
 )
 def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     tmp_path_factory: pytest.TempPathFactory,
@@ -352,6 +403,7 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     lines: list[int | str],
     piece: int,
     final_newline: bool,
+    count_keys: bool,
 ) -> None:
     # a file named on its own from which nothing could be read is an error, not a salvage:
     # test_a_file_of_only_bad_lines_is_an_error_on_both_paths
@@ -364,17 +416,24 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
             text.append(good[: len(good) // 2])
         elif kind == "NO_TRACE":
             text.append(good.replace('"traceId": "', '"traceIdX": "', 1))
+        elif kind == "TWICE":
+            text.append(good.replace('"stringValue": "/x"', '"stringValue": "resourceSpans"'))
         else:
             text.append(good if isinstance(kind, int) else kind)
     path = tmp_path / "spans.jsonl"
     path.write_text("\n".join(text) + ("\n" if final_newline else ""))
     with monkeypatch.context() as patch:
-        patch.setattr(salvage, "PIECE_BYTES", piece)
-        patch.setattr(salvage, "CAREFUL_BYTES", piece // 4)
-        bulk, careful = _salvage_vs_careful(path, tmp_path, patch, damaged=None)
+        # count_keys: the keys of every piece counted against its lines (the way of a piece
+        # of many lines), not each line looked at
+        patch.setattr(salvage, "_LINES_ONE_BY_ONE", 0 if count_keys else 4096)
+        bulk, careful = _salvage_vs_careful(
+            path, tmp_path, patch, damaged=None, piece=piece, careful=piece // 4
+        )
     assert _rows(bulk) == _rows(careful)
     assert _problems(bulk) == _problems(careful)
-    bad_lines = [i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k]
+    bad_lines = [
+        i for i, k in enumerate(lines, start=1) if isinstance(k, str) and k not in ("", "TWICE")
+    ]
     assert [line for _, line, _ in _problems(bulk)] == bad_lines
 
 

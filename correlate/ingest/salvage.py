@@ -45,6 +45,7 @@ from correlate.ingest.bookkeeping import (
 from correlate.ingest.canonical import canonical_select, typed_raw
 from correlate.ingest.linescan import broken_line, last_line_is_bad, line_without
 from correlate.ingest.rejected import Unplaced, insert_spans, rejected_problems, sweep_rejected
+from correlate.ingest.report import PROBLEM_LIST_CAP
 from correlate.ingest.spanformat import DOCUMENT_LIMIT
 from correlate.ingest.spanlines import span_id_lines_in
 
@@ -209,6 +210,10 @@ def _commit(
     line, then ``breaks``."""
     import duckdb
 
+    # Order within the file does not matter to the bulk insert; not keeping it lets DuckDB
+    # stream it in bounded memory. Set aside outside the transaction: a statement that
+    # fails aborts it, and one to restore the setting would fail there too.
+    store.con.execute("SET preserve_insertion_order = false")
     try:
         with store.atomic():
             file_id = add_file_row(store, run_id, path, sha, fmt.name)
@@ -217,7 +222,6 @@ def _commit(
             rejected = rejected_problems(store, file_id, partial(span_id_lines_in, places))
             report.spans_read, report.spans_added = read, read - len(rejected)
             report.spans_skipped = len(rejected)
-            record_problems(store, file_id, path, rejected, report)
             for piece in bad:
                 shift = piece.first_line - 1
                 for batch in iter_line_batches(piece.path, text_start=piece.first_line == 1):
@@ -227,7 +231,15 @@ def _commit(
                     if batch.unterminated_line is not None:
                         batch.unterminated_line += shift
                     load_batch(store, run_id, file_id, path, fmt, batch, report)
-            record_problems(store, file_id, path, list(breaks or ()), report)
+            listed = report.problems
+            if rejected:
+                report.problems = []
+            record_problems(store, file_id, path, [*rejected, *(breaks or ())], report)
+            if rejected:  # listed at their lines among the others, as the careful path does
+                merged = sorted(
+                    [*listed, *report.problems], key=lambda p: (p.line is None, p.line or 0)
+                )
+                report.problems = merged[:PROBLEM_LIST_CAP]
             set_file_counts(store, file_id, report.spans_read, report.spans_added, report.skipped)
             if require_some and nothing_read(report):
                 raise _NothingRead  # the transaction rolls back
@@ -238,6 +250,8 @@ def _commit(
         report.spans_read = report.spans_added = report.skipped = report.spans_skipped = 0
         report.problems.clear()
         return False
+    finally:
+        store.con.execute("RESET preserve_insertion_order")
     if rejected:
         sweep_rejected(store, file_id)
     return True
@@ -464,11 +478,6 @@ def _insert_good(
         pa.table({"name": [str(p.path) for p in good], "pos": range(len(good))}),
     )
     raw = fmt.raw_sql(f"({fmt.pieces_docs([p.path for p in good], '_good_pieces', lenient=False)})")
-    con = store.con
-    con.execute("SET preserve_insertion_order = false")
-    try:
-        return insert_spans(
-            con, canonical_select(f"({typed_raw(raw)})"), run_id, file_id, strict=False
-        )
-    finally:
-        con.execute("RESET preserve_insertion_order")
+    # Order does not matter here (see _commit, which sets preserve_insertion_order aside).
+    spans = canonical_select(f"({typed_raw(raw)})")
+    return insert_spans(store.con, spans, run_id, file_id, strict=False)
