@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from correlate.errors import InputError
-from correlate.ingest import salvage, spanbatch, spanfile
+from correlate.ingest import linescan, salvage, spanbatch, spanfile
 from correlate.ingest.report import PROBLEM_LIST_CAP
 from correlate.store import Store, open_store
 
@@ -425,7 +425,7 @@ def test_salvage_keeps_every_good_span_once_and_reports_every_bad_line(
     with monkeypatch.context() as patch:
         # count_keys: the keys of every piece counted against its lines (the way of a piece
         # of many lines), not each line looked at
-        patch.setattr(salvage, "_LINES_ONE_BY_ONE", 0 if count_keys else 4096)
+        patch.setattr(linescan, "LINES_ONE_BY_ONE", 0 if count_keys else 4096)
         bulk, careful = _salvage_vs_careful(
             path, tmp_path, patch, damaged=None, piece=piece, careful=piece // 4
         )
@@ -568,6 +568,30 @@ def test_damage_only_a_parser_sees_falls_back_to_reading_every_piece(
     assert _rows(bulk) == _rows(reference)
     assert _problems(bulk) == _problems(reference)
     assert [line for _, line, _ in _problems(bulk)] == [2, 6, 9]
+
+
+def test_bytes_that_show_nothing_do_not_repeat_the_failed_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Damage only a parser sees, alone: the whole file's read failed on it, the pieces'
+    bytes show nothing, so the pieces are read leniently at once, not first read in
+    bulk again only to fail in the same place."""
+    lines = _even_lines(12)
+    lines[9] = '{"resourceSpans": [1 2]}'
+    path = tmp_path / "hidden.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    commits: list[int] = []
+    commit = salvage._commit
+
+    def recorded(*args: Any, **kwargs: Any) -> bool:
+        commits.append(len(args[-2]))  # the good pieces read in bulk
+        return commit(*args, **kwargs)
+
+    monkeypatch.setattr(salvage, "_commit", recorded)
+    bulk, reference = _salvage_vs_careful(path, tmp_path, monkeypatch)
+    assert len(commits) == 1
+    assert _rows(bulk) == _rows(reference)
+    assert [line for _, line, _ in _problems(bulk)] == [10]
 
 
 def _even_lines(count: int) -> list[str]:

@@ -129,8 +129,9 @@ def salvage(
         if fmt.envelope_key is not None:
             # First on what the bytes show, which spares a lenient read of every piece;
             # damage only a parser sees fails the bulk read, and the pieces are then read.
+            # Bytes that show nothing would only repeat the read that sent the file here.
             good, bad = _sort_pieces(store, fmt, pieces, folder, by_bytes=True)
-            if commit(good, bad):
+            if bad and commit(good, bad):
                 return True
             pieces = sorted(good + bad, key=lambda p: p.first_line)
         good, bad = _sort_pieces(store, fmt, pieces, folder)
