@@ -11,11 +11,10 @@ the file the careful way.
 
 from __future__ import annotations
 
-import mmap
 import re
 from typing import TYPE_CHECKING
 
-from correlate.fileio import codec_of, open_bytes
+from correlate.fileio import open_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,7 +23,7 @@ __all__ = ["MAX_IDS", "span_id_lines", "span_id_lines_in"]
 
 #: Ids looked for at most: each costs a pass of ``find`` over the file.
 MAX_IDS = 8
-BLOCK_BYTES = 1 << 20
+BLOCK_BYTES = 8 << 20
 #: How far before an id its key may start (``"spanId"``, blanks, ``:``, blanks, ``"``).
 _KEY_ROOM = 64
 #: The key of a span's own id, ending where the id begins.
@@ -54,7 +53,7 @@ def span_id_lines_in(parts: list[tuple[Path, int]], ids: set[str]) -> dict[str, 
     lines: dict[str, int] = {}
     repeated: set[str] = set()
     for path, first_line in parts:
-        found = _mapped(path, targets) if codec_of(path) is None else _streamed(path, targets)
+        found = _streamed(path, targets)
         for name, line in found:
             if name in lines:
                 repeated.add(name)
@@ -63,27 +62,10 @@ def span_id_lines_in(parts: list[tuple[Path, int]], ids: set[str]) -> dict[str, 
     return {name: line for name, line in lines.items() if name not in repeated}
 
 
-def _mapped(path: Path, targets: dict[bytes, str]) -> list[tuple[str, int]]:
-    """(id, line) of each hit in an uncompressed file: found on the mapped file, its
-    newlines counted once, up to the last hit."""
-    if path.stat().st_size == 0:
-        return []
-    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-        hits = sorted(
-            (at, name) for target, name in targets.items() for at in _hits(data, target, 0)
-        )
-        found, newlines, counted = [], 0, 0
-        for at, name in hits:
-            while counted < at:
-                step = min(at, counted + BLOCK_BYTES)
-                newlines += data[counted:step].count(b"\n")
-                counted = step
-            found.append((name, newlines + 1))
-    return found
-
-
 def _streamed(path: Path, targets: dict[bytes, str]) -> list[tuple[str, int]]:
-    """(id, line) of each hit in a compressed file, read decompressed a block at a time."""
+    """(id, line) of each hit in ``path``, read (decompressed) a block at a time: not
+    mapped, as a user's file cut short meanwhile would kill the process (SIGBUS), and
+    its pages would count in the process's RSS."""
     found = []
     keep = _KEY_ROOM + max(len(t) for t in targets) + 1
     carry = b""
@@ -99,7 +81,7 @@ def _streamed(path: Path, targets: dict[bytes, str]) -> list[tuple[str, int]]:
     return found
 
 
-def _hits(data: bytes | mmap.mmap, target: bytes, seen: int) -> list[int]:
+def _hits(data: bytes, target: bytes, seen: int) -> list[int]:
     """Where ``target`` is a whole ``spanId`` value in ``data``, its closing quote
     included, leaving out those already ending within the first ``seen`` bytes."""
     found = []
