@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from correlate.errors import InputError
 from correlate.ingest import salvage, spanfile, spanlines
+from correlate.ingest.report import FileReport
 from correlate.store import Store, open_store
 
 from .test_ingest_bulk import _line, bulk_reads
@@ -77,6 +78,17 @@ def _careful(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any
             return _outcome(store)
 
 
+def _bulk_and_careful(
+    path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[list[bool], Any, Any, FileReport]:
+    """What each bulk read answered, the outcome and the careful path's, and the report."""
+    expected = _careful(path, tmp_path, monkeypatch)
+    answers = bulk_reads(monkeypatch)
+    with open_store(tmp_path / "bulk.duckdb") as store:
+        report = store.ingest([path], run="r")
+        return answers, _outcome(store), expected, report.files[0]
+
+
 def test_a_few_rejected_spans_are_placed_at_their_lines_from_one_bulk_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -84,19 +96,15 @@ def test_a_few_rejected_spans_are_placed_at_their_lines_from_one_bulk_read(
     lines[4] = _damaged("l4", 5, 3, {1: "no trace id"})
     lines[11] = _damaged("l11", 12, 3, {0: "backwards", 2: "zero trace"})
     path = _write(tmp_path / "spans.jsonl", lines)
-    expected = _careful(path, tmp_path, monkeypatch)
-    answers = bulk_reads(monkeypatch)
-    with open_store(tmp_path / "bulk.duckdb") as store:
-        report = store.ingest([path], run="r")
-        assert answers == [True]  # read once, in bulk
-        assert _outcome(store) == expected
-        assert expected[1] == [
-            (5, f"span {_span_id(5, 1)}: span has no trace id"),
-            (12, f"span {_span_id(12, 0)}: span ends before it starts"),
-            (12, f"span {_span_id(12, 2)}: trace id is all zeros (invalid)"),
-        ]
-        assert (report.spans_added, report.skipped) == (57, 3)
-        assert store.con.execute("SELECT count(*) FROM spans WHERE file_id < 0").fetchone() == (0,)
+    answers, outcome, expected, report = _bulk_and_careful(path, tmp_path, monkeypatch)
+    assert answers == [True]  # read once, in bulk
+    assert outcome == expected
+    assert expected[1] == [
+        (5, f"span {_span_id(5, 1)}: span has no trace id"),
+        (12, f"span {_span_id(12, 0)}: span ends before it starts"),
+        (12, f"span {_span_id(12, 2)}: trace id is all zeros (invalid)"),
+    ]
+    assert (report.spans_added, report.skipped) == (57, 3)  # no negative rows: the outcome
 
 
 def test_a_compressed_file_has_its_rejected_spans_placed_in_its_expanded_bytes(
@@ -106,13 +114,10 @@ def test_a_compressed_file_has_its_rejected_spans_placed_in_its_expanded_bytes(
     lines[27] = _damaged("l27", 28, 2, {1: "backwards"})
     path = tmp_path / "spans.jsonl.gz"
     path.write_bytes(gzip.compress("".join(line + "\n" for line in lines).encode()))
-    expected = _careful(path, tmp_path, monkeypatch)
-    answers = bulk_reads(monkeypatch)
-    with open_store(tmp_path / "bulk.duckdb") as store:
-        store.ingest([path], run="r")
-        assert answers == [True]
-        assert _outcome(store) == expected
-        assert expected[1] == [(28, f"span {_span_id(28, 1)}: span ends before it starts")]
+    answers, outcome, expected, _report = _bulk_and_careful(path, tmp_path, monkeypatch)
+    assert answers == [True]
+    assert outcome == expected
+    assert expected[1] == [(28, f"span {_span_id(28, 1)}: span ends before it starts")]
 
 
 @pytest.mark.parametrize(
@@ -156,14 +161,11 @@ def test_a_gzip_file_whose_trailer_is_damaged_goes_the_careful_way(
     packed[-8] ^= 0xFF  # the CRC
     path = tmp_path / "spans.jsonl.gz"
     path.write_bytes(bytes(packed))
-    expected = _careful(path, tmp_path, monkeypatch)
-    answers = bulk_reads(monkeypatch)
-    with open_store(tmp_path / "bulk.duckdb") as store:
-        store.ingest([path], run="r")
-        assert answers == [False]
-        assert _outcome(store) == expected
-        assert expected[1][0] == (4, f"span {_span_id(4, 1)}: span ends before it starts")
-        assert "CRC check failed" in expected[1][1][1]
+    answers, outcome, expected, _report = _bulk_and_careful(path, tmp_path, monkeypatch)
+    assert answers == [False]
+    assert outcome == expected
+    assert expected[1][0] == (4, f"span {_span_id(4, 1)}: span ends before it starts")
+    assert "CRC check failed" in expected[1][1][1]
 
 
 @pytest.mark.parametrize(
@@ -187,13 +189,10 @@ def test_rejected_spans_that_cannot_be_placed_send_the_file_the_careful_way(
         span["spanId"] = "order-1" if case == "an id the reader rewrote" else ""
         lines[2] = json.dumps(doc)
     path = _write(tmp_path / "spans.jsonl", lines)
-    expected = _careful(path, tmp_path, monkeypatch)
-    answers = bulk_reads(monkeypatch)
-    with open_store(tmp_path / "bulk.duckdb") as store:
-        store.ingest([path], run="r")
-        assert answers == [False]
-        assert _outcome(store) == expected
-        assert expected[1]  # the careful path did report them
+    answers, outcome, expected, _report = _bulk_and_careful(path, tmp_path, monkeypatch)
+    assert answers == [False]
+    assert outcome == expected
+    assert expected[1]  # the careful path did report them
 
 
 def test_strict_still_refuses_a_file_with_a_rejected_span(
@@ -218,13 +217,10 @@ def test_as_many_rejected_spans_as_can_be_placed_are_placed_in_bulk(
     for i in range(spanlines.MAX_IDS):
         lines[i] = _damaged(f"l{i}", i + 1, 2, {1: "zero trace"})
     path = _write(tmp_path / "spans.jsonl", lines)
-    expected = _careful(path, tmp_path, monkeypatch)
-    answers = bulk_reads(monkeypatch)
-    with open_store(tmp_path / "bulk.duckdb") as store:
-        report = store.ingest([path], run="r")
-        assert answers == [True]
-        assert _outcome(store) == expected
-        assert report.skipped == spanlines.MAX_IDS
+    answers, outcome, expected, report = _bulk_and_careful(path, tmp_path, monkeypatch)
+    assert answers == [True]
+    assert outcome == expected
+    assert report.skipped == spanlines.MAX_IDS
 
 
 @pytest.mark.parametrize("strict", [False, True])

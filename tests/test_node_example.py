@@ -42,14 +42,20 @@ def _needs(reason: str) -> None:
 @pytest.fixture(scope="module")
 def shop_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of the shop's own, empty: the service creates and seeds its schema."""
+    yield from shop_database(pg_dsn, "node_shop")
+
+
+def shop_database(pg_dsn: str, suffix: str) -> Iterator[str]:
+    """For a fixture: the DSN of a new, empty database named after the test database and
+    ``suffix`` (so runs against other databases do not collide), dropped afterwards; a
+    failure (a skip without CORRELATE_NO_SKIP) without Node or the shop's packages."""
     from sqlalchemy import create_engine, make_url, text
 
     if shutil.which("node") is None or shutil.which("npm") is None:
         _needs("node and npm are not installed (the Node example needs Node 20)")
     if not (SHOP / "node_modules" / "@opentelemetry" / "sdk-node").is_dir():
         _needs("examples/node-shop has no node_modules: run `npm ci` there (make test does)")
-    # named after the test database, so test runs against other databases do not collide
-    database = f"{make_url(pg_dsn).database}_node_shop"
+    database = f"{make_url(pg_dsn).database}_{suffix}"
     engine = create_engine(pg_dsn, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as conn:

@@ -30,7 +30,7 @@ from correlate.cli import cli
 from correlate.kinds import FindingKind
 
 from .helpers.tcp_cut import CuttableProxy
-from .test_node_example import SHOP, _needs
+from .test_node_example import SHOP, shop_database
 
 SHOP_PORT, HTTP_PORT = 14612, 14613
 #: seconds of load before the cut, and of the whole run
@@ -42,25 +42,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def outage_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of its own for the shop, empty: the service creates and seeds its schema."""
-    import shutil
-
-    from sqlalchemy import create_engine, make_url, text
-
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        _needs("node and npm are not installed (the Node example needs Node 20)")
-    if not (SHOP / "node_modules" / "@opentelemetry" / "sdk-node").is_dir():
-        _needs("examples/node-shop has no node_modules: run `npm ci` there (make test does)")
-    database = f"{make_url(pg_dsn).database}_node_outage"
-    engine = create_engine(pg_dsn, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-            conn.execute(text(f"CREATE DATABASE {database}"))
-        yield make_url(pg_dsn).set(database=database).render_as_string(hide_password=False)
-        with engine.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-    finally:
-        engine.dispose()
+    yield from shop_database(pg_dsn, "node_outage")
 
 
 def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int], refuse: bool) -> threading.Thread:
