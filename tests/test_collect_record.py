@@ -67,6 +67,48 @@ def test_record_says_how_to_point_a_silent_service_at_it(tmp_path: Path) -> None
     assert "no spans arrived" in str(caught.value)
 
 
+@pytest.mark.parametrize("dsn", ["nosuchdriver://x/y", "postgresql+nosuchdbapi://x/y"])
+def test_a_dsn_it_cannot_use_is_an_error_before_the_command_runs(tmp_path: Path, dsn: str) -> None:
+    ran = tmp_path / "ran"
+    with pytest.raises(CorrelateError, match="x/y"):
+        correlate.record(
+            tmp_path / "run",
+            [sys.executable, "-c", f"open({str(ran)!r}, 'w')"],
+            dsn=dsn,
+            http_port=0,
+            grpc_port=None,
+            linger=0,
+        )
+    assert not ran.exists()
+
+
+def test_a_watcher_that_fails_meanwhile_stops_the_receiver_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its error reaches the caller and the receiver is stopped (its threads kept the
+    process of `correlate record` alive after printing the error)."""
+    import importlib
+    import threading
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise CorrelateError("the database went away")
+
+    # the package, not correlate.watch, which is the function of that name
+    monkeypatch.setattr(importlib.import_module("correlate.watch"), "watch", broken)
+    before = set(threading.enumerate())
+    with pytest.raises(CorrelateError, match="went away"):
+        correlate.record(
+            tmp_path / "run",
+            [sys.executable, "-c", "pass"],
+            dsn="postgresql+psycopg://nobody@127.0.0.1:1/none",
+            http_port=0,
+            grpc_port=None,
+            linger=0,
+        )
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert left == []
+
+
 def test_load_files_named_by_prefix_are_picked_up(tmp_path: Path) -> None:
     from correlate.collect.recorder import pick_up_load_files
 

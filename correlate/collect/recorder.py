@@ -127,8 +127,10 @@ def record(
             returncode = process.wait()
         time.sleep(max(0.0, linger))
     finally:
-        watched = watcher.stop() if watcher is not None else None
-        receiver.stop()
+        try:
+            watched = watcher.stop() if watcher is not None else None
+        finally:  # a watcher that failed still leaves no receiver running (its threads
+            receiver.stop()  # would keep the process alive after the error)
     collected = CollectResult.of(receiver, time.monotonic() - started, "command")
     result = RecordResult(run_dir, argv, returncode, collected, watched)
     result.load_files = pick_up_load_files(argv, run_dir, since=started_wall)
@@ -212,7 +214,11 @@ class _Watcher:
 
     def __init__(self, dsn: str, run_dir: Path, interval: float) -> None:
         from correlate.watch import watch
+        from correlate.watch.connection import open_target
 
+        # A DSN it cannot use (a typo, a driver not installed) is an error now, before the
+        # command runs its load for nothing; nothing is connected here.
+        open_target(dsn, connect_timeout=1, statement_timeout_ms=1000).engine.dispose()
         self.event = threading.Event()
         self.result: WatchResult | None = None
         self.error: BaseException | None = None
