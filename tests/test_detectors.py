@@ -618,3 +618,20 @@ def test_a_refused_connection_is_not_a_pool_timeout() -> None:
             ],
         )
     assert findings(b, pool_exhaustion) == []
+
+
+def test_connection_attempts_retried_under_one_checkout_are_no_n_plus_one() -> None:
+    """node-postgres's pg.connect (a database CLIENT span without a statement) retried
+    under one pg-pool.connect while the database is out of reach opens connections; it
+    runs no query, so it is no N+1."""
+    b = RunBuilder()
+    for k in range(10):
+        trace, start = f"t{k}", k * 1_000.0
+        r = b.request(trace, start, start + 400, "/orders", status=500, error=True)
+        pool = b.span(trace, start + 1, start + 390, parent=r, kind="CLIENT",
+                      name="pg-pool.connect", status="ERROR")  # fmt: skip
+        for n in range(8):
+            at = start + 2 + n * 40
+            b.span(trace, at, at + 30, parent=pool, kind="CLIENT", name="pg.connect",
+                   db="postgresql", status="ERROR")  # fmt: skip
+    assert findings(b, n_plus_one) == []

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from correlate.analysis.pool_pressure import CONNECT_ATTEMPT_NAMES
 from correlate.fingerprint.session import NOT_SESSION_STATEMENT, SESSION_STATEMENT
 from correlate.routes import path_template_sql
 from correlate.semconv import NOT_SQL_SYSTEMS, NOT_SQL_SYSTEMS_SQL
@@ -96,7 +97,8 @@ def call_ids_sql(run: Run) -> str:
 
 
 def calls_sql(run: Run) -> str:
-    """A query (``$run`` bound to the run id, ``$session`` and ``$not_session`` to
+    """A query (``$run`` bound to the run id, ``$connects`` to the names of spans that open a
+    connection, ``$session`` and ``$not_session`` to
     :mod:`correlate.fingerprint.session`'s ``SESSION_STATEMENT`` and ``NOT_SESSION_STATEMENT``,
     ``$commands`` to :data:`~correlate.semconv.NOT_SQL_SYSTEMS`) of the run's client calls, one
     row each: ``th, rh, trace_id, sh, ph, gph, parent_name, family, shape, target, session,
@@ -177,6 +179,9 @@ def calls_sql(run: Run) -> str:
                c.callee_service
         FROM {ids} c
         JOIN spans s ON s.run_id = $run AND s.trace_id = c.trace_id AND s.span_id = c.span_id
+        -- opening a connection is no query (node-postgres's pg.connect, retried under one
+        -- pg-pool.connect while the database is out of reach)
+        WHERE NOT (s.db_statement IS NULL AND list_contains($connects, s.name))
     ),
     -- the group parents' names, each folded once (not every span of the run's)
     parents AS (
@@ -237,6 +242,7 @@ def calls_table(run: Run) -> str:
                     "session": SESSION_STATEMENT,
                     "not_session": NOT_SESSION_STATEMENT,
                     "commands": sorted(NOT_SQL_SYSTEMS),
+                    "connects": list(CONNECT_ATTEMPT_NAMES),
                 },
             )
         finally:
