@@ -65,28 +65,25 @@ def insert_spans(
 
 
 class Unplaced(Exception):
-    """Rejected spans a bulk read cannot report at their lines: too many, an id not
-    found once, bytes that cannot be read again to their end, or ``--strict``. Raised
-    inside the read's transaction to roll it back; the file is then read a way that
-    sees each line."""
+    """Rejected spans a bulk read cannot report at their lines: an id not found once, or
+    bytes that cannot be read again to their end (too many, or any with ``--strict``,
+    end the statement itself). Raised inside the read's transaction to roll it back;
+    the file is then read a way that sees each line."""
 
 
 def rejected_problems(
     store: Store,
     file_id: int,
     place: Callable[[set[str]], dict[str, int]],
-    *,
-    strict: bool = False,
 ) -> list[tuple[int | None, str]]:
-    """The spans the checks rejected in a bulk read of file ``file_id``, as problems
+    """The spans the checks rejected in a bulk read of file ``file_id`` (by
+    :func:`insert_spans`, so at most :data:`MAX_IDS`, none with ``strict``), as problems
     ``(line, reason)``; ``place`` gives the lines of span ids. Raises :class:`Unplaced`."""
     rows = store.con.execute(
-        "SELECT span_id, name FROM spans WHERE file_id = ? LIMIT ?", [-file_id, MAX_IDS + 1]
+        "SELECT span_id, name FROM spans WHERE file_id = ?", [-file_id]
     ).fetchall()
     if not rows:
         return []
-    if strict or len(rows) > MAX_IDS:
-        raise Unplaced
     ids = {span_id for span_id, _ in rows}
     try:
         lines = place(ids)

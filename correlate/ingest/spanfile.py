@@ -245,9 +245,7 @@ def _ingest_clean(
             with polled_progress(con, size, progress):
                 spans = canonical_select(f"({_typed_raw(raw)})")
                 read = insert_spans(con, spans, run_id, file_id, strict=strict)
-            rejected = rejected_problems(
-                store, file_id, partial(span_id_lines, source), strict=strict
-            )
+            rejected = rejected_problems(store, file_id, partial(span_id_lines, source))
             added = read - len(rejected)
             if require_some and not added and (breaks or rejected):
                 raise _NothingAdded  # the transaction rolls back
