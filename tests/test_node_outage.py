@@ -45,8 +45,11 @@ def outage_dsn(pg_dsn: str) -> Iterator[str]:
     yield from shop_database(pg_dsn, "node_outage")
 
 
-def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int], refuse: bool) -> threading.Thread:
-    """Cut the proxy ``CUT_AFTER_S`` after the shop first answers (its load starts then)."""
+def _cut_when_loaded(
+    proxy: CuttableProxy, cut_at: list[int], refuse: bool, *, freeze: bool = False
+) -> threading.Thread:
+    """Cut the proxy ``CUT_AFTER_S`` after the shop first answers (its load starts then),
+    or freeze it (``freeze``)."""
 
     def run() -> None:
         deadline = time.monotonic() + 120
@@ -60,7 +63,10 @@ def _cut_when_loaded(proxy: CuttableProxy, cut_at: list[int], refuse: bool) -> t
             return
         time.sleep(CUT_AFTER_S)
         cut_at.append(time.time_ns())
-        proxy.cut(refuse=refuse)
+        if freeze:
+            proxy.freeze()
+        else:
+            proxy.cut(refuse=refuse)
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -149,3 +155,67 @@ def test_a_database_outage_under_the_node_shop_is_not_a_leak(
     # it begins with the cut (seconds from the first request; a window late at most)
     cut_s = (cut_at[0] - first) / 1e9
     assert burst.evidence["from_s"] <= cut_s + 2 and burst.evidence["to_s"] >= cut_s, (cut_s, text)
+
+
+def test_a_frozen_network_under_the_node_shop_is_a_hang_not_a_leak(
+    tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A network partition that closes nothing: the queries in flight never return, their
+    spans never end, and the requests end only when the load generator gives up on them
+    (REQUEST_TIMEOUT_MS); every later checkout times out with no query running, which reads
+    as a leak to the pool's capacity. The verdict must name the hang instead."""
+    from sqlalchemy import make_url
+
+    url = make_url(outage_dsn)
+    out, db = tmp_path / "run", tmp_path / "store.duckdb"
+    cut_at: list[int] = []
+    with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        monkeypatch.setenv(
+            "DATABASE_URL", f"postgresql://{url.username}@127.0.0.1:{proxy.port}/{url.database}"
+        )
+        monkeypatch.setenv("PORT", str(SHOP_PORT))
+        monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
+        monkeypatch.setenv("DURATION", str(DURATION_S))
+        monkeypatch.setenv("DECLINED_SHARE", "0")  # no leak planted: the hang alone
+        monkeypatch.setenv("REQUEST_TIMEOUT_MS", "4000")
+        cutter = _cut_when_loaded(proxy, cut_at, False, freeze=True)
+        recorded = CliRunner().invoke(
+            cli,
+            [
+                "record", "--out", str(out), "--http-port", str(HTTP_PORT), "--no-grpc",
+                "--linger", "1s", "--db", str(db), "--no-color", "--", str(SHOP / "run.sh"),
+            ],
+        )  # fmt: skip
+        cutter.join(timeout=30)
+    assert recorded.exit_code == 0, recorded.output
+    assert cut_at, "the shop never answered /health, so the proxy was never frozen"
+    with correlate.open_store(db) as store:
+        analysis = correlate.analyze("run", store=store)
+        # the hang's own evidence: no connection failed, no span reports the partition
+        (lost,) = store.con.execute(
+            "SELECT count(*) FROM spans WHERE name = 'pg.connect' AND status_code = 'ERROR'"
+        ).fetchone() or (0,)
+        (first,) = store.con.execute(
+            "SELECT min(start_ns) FROM spans WHERE kind = 'SERVER'"
+        ).fetchone() or (0,)
+    text = analysis.to_text(color=False, width=120)
+    assert lost == 0, text
+
+    kinds = {f.kind for f in analysis.findings}
+    assert FindingKind.POOL_LEAK not in kinds, text
+    assert FindingKind.POOL_SATURATION not in kinds, text
+    (pool,) = [f for f in analysis.findings if f.kind == FindingKind.POOL_EXHAUSTED]
+    assert pool.title.startswith("Connection pool held by queries that never returned"), text
+    hung = pool.evidence["hung_requests"]
+    # the pool's ten connections, all taken by requests frozen at the partition
+    assert hung["took_their_connection_before_the_first_failure"] >= 9, text
+    freeze_s = (cut_at[0] - first) / 1e9
+    assert freeze_s - 1 <= hung["from_s"] <= hung["to_s"] <= freeze_s + 1, (freeze_s, text)
+    assert 3.0 <= hung["median_silence_s"] <= 4.5, text  # the load generator's timeout
+    assert "statement_timeout" in pool.suggestion
+    # the failures point at that finding, not at a leak
+    bursts = [f for f in analysis.findings if f.kind == FindingKind.ERROR_BURST]
+    assert (
+        bursts
+        and "see the pool finding" in max(bursts, key=lambda f: f.evidence["errors"]).explanation
+    ), text

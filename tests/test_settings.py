@@ -94,6 +94,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "end_grace_s": 2.0,
         "latency_rise": 1.5,
         "min_lost_connections": 3,
+        "min_stall_ms": 1000.0,
+        "min_stalled": 3,
     },
     "redundant_calls": {
         "min_calls": 2,

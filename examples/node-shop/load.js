@@ -12,6 +12,8 @@ const users = Number(process.env.USERS || 12);
 const seconds = Number(process.env.DURATION || 20);
 const checkoutShare = Number(process.env.CHECKOUT_SHARE || 0.1);
 const declinedShare = Number(process.env.DECLINED_SHARE || 0.05);
+// a request unanswered this long is given up, as a load generator's timeout does (k6's is 60 s)
+const timeoutMs = Number(process.env.REQUEST_TIMEOUT_MS || 60000);
 
 // mulberry32: a small seeded generator, one stream per user
 function generator(seed) {
@@ -51,11 +53,19 @@ async function user(until, random) {
   const statuses = {};
   while (Date.now() < until) {
     const [method, path, body] = nextRequest(random);
-    const res = await fetch(base + path, body === undefined ? { method } : {
-      method, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
-    });
-    await res.arrayBuffer();
-    statuses[res.status] = (statuses[res.status] || 0) + 1;
+    const signal = AbortSignal.timeout(timeoutMs);
+    let status;
+    try {
+      const res = await fetch(base + path, body === undefined ? { method, signal } : {
+        method, signal, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body),
+      });
+      await res.arrayBuffer();
+      status = res.status;
+    } catch (err) {
+      if (err.name !== 'TimeoutError') throw err;
+      status = 'timeout';
+    }
+    statuses[status] = (statuses[status] || 0) + 1;
   }
   return statuses;
 }

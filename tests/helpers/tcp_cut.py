@@ -8,6 +8,10 @@ database itself keeps running for everyone else.
     with CuttableProxy("127.0.0.1", 5432) as proxy:
         ...  # point the service at 127.0.0.1:proxy.port
         proxy.cut()
+
+``freeze()`` is a network partition instead: nothing is closed, but nothing passes either
+way any more (bytes already read are dropped), and new connections are taken and never
+answered; a caller waiting on a reply waits until its own timeout, if it has one.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._silent = False
+        self._frozen: asyncio.Event | None = None
 
     def __enter__(self) -> CuttableProxy:
         self._thread.start()
@@ -51,6 +56,15 @@ class CuttableProxy:
         answer nothing, as a host that drops packets; safe to call more than once."""
         if self._loop.is_running():
             asyncio.run_coroutine_threadsafe(self._cut(refuse), self._loop).result(timeout=10)
+
+    def freeze(self) -> None:
+        """Stop every byte both ways and answer no new connection, closing nothing."""
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(self._freeze(), self._loop).result(timeout=10)
+
+    async def _freeze(self) -> None:
+        self._silent = True
+        self._frozen = asyncio.Event()  # never set: the pipes wait on it for good
 
     async def _listen(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
@@ -90,6 +104,8 @@ class CuttableProxy:
     ) -> None:  # fmt: skip
         try:
             while data := await reader.read(65536):
+                if self._frozen is not None:
+                    await self._frozen.wait()
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):

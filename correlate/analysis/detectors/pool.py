@@ -42,6 +42,7 @@ from correlate.analysis.pool_evidence import (
 from correlate.analysis.pool_inference import infer
 from correlate.analysis.pool_pressure import Pressure, unreachable
 from correlate.analysis.pool_pressure import pressure as read_pressure
+from correlate.analysis.pool_stalled import Stalled, hung
 from correlate.analysis.pool_suspects import decisive, rise_sentence
 from correlate.analysis.pool_suspects import suspects as read_suspects
 from correlate.analysis.settings import setting, share
@@ -129,6 +130,10 @@ class PoolSettings:
         "least, for the database's outage to explain the pool's failures",
         low=1,
     )
+    min_stall_ms: float = setting(
+        1000.0, "spans only: a request silent this long after its last checkout hung", unit="ms"
+    )
+    min_stalled: int = setting(3, "spans only: hung requests, at least, to explain the pool", low=1)
 
 
 DEFAULTS = PoolSettings()
@@ -165,6 +170,10 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     )
     # without correlate.instrument's telemetry, the checkout spans are the evidence
     inferred = None if telemetry else infer(run, s)
+    # queries that never returned hold connections as a leak does: the pool is their victim
+    hang = None if leaks or inferred is None else hung(run, s, inferred)
+    if hang is not None and inferred is not None:
+        return [_undecided_finding(run, s, pressure, timeline, severity, inferred, hang)]
     verdict = inferred.verdict if inferred else None
     if verdict == "saturation":
         stuck = None  # holders at capacity whenever anyone waited: the load explains the wait
@@ -476,22 +485,31 @@ def _undecided_finding(
     timeline: pd.DataFrame,
     severity: Severity,
     inferred: PoolInference,
+    hang: Stalled | None = None,
 ) -> Finding:
     evidence = _common(pressure, run)
     evidence["wait_per_request_over_time"] = _wait_series(timeline)
     evidence["checkout_spans"] = inferred.evidence()
+    if hang is not None:  # neither leak nor saturation: queries that never returned
+        evidence["hung_requests"] = hang.evidence(run.span[0])
     return Finding(
         kind=FindingKind.POOL_EXHAUSTED,
         severity=severity,
-        title="Connection pool exhausted: leak or saturation cannot be told apart",
+        title=hang.title
+        if hang
+        else "Connection pool exhausted: leak or saturation cannot be told apart",
         impact_ms=pressure.wait_ms,
         evidence=evidence,
-        explanation=(
-            _opening(pressure)
-            + " Whether connections leak or the pool is too small for the load cannot be told "
-            f"from these spans, because {inferred.reason}."
+        explanation=_opening(pressure)
+        + (
+            f" {hang.sentence(run.span[0])}."
+            if hang
+            else " Whether connections leak or the pool is too small for the load cannot be "
+            f"told from these spans, because {inferred.reason}."
         ),
-        suggestion=(
+        suggestion=hang.suggestion
+        if hang
+        else (
             (
                 "Record the run with correlate.instrument (pool samples and checkouts name a "
                 "leak and its code line)"
@@ -502,7 +520,9 @@ def _undecided_finding(
             + ", or run longer at steady load so the pool's capacity can be followed; "
             "meanwhile check that every path returns its connection."
         ),
-        threshold=(
+        threshold=hang.rule
+        if hang
+        else (
             f"pool wait ≥ {pct(s.min_wait_share)} of request time and ≥ {s.min_wait_ms:.0f} ms "
             f"per request, or {pressure.failures_word}; undecided with fewer than "
             f"{s.min_waits} waits, "
