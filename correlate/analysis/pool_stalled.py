@@ -132,7 +132,7 @@ class Stalled:
         at = ((self.first_ns or run_start) - run_start) / 1e9
         until = ((self.last_ns or run_start) - run_start) / 1e9
         when = (
-            f"at {at:.0f} s" if round(until) == round(at) else f"from {at:.0f} s to {until:.0f} s"
+            f"At {at:.0f} s" if round(until) == round(at) else f"From {at:.0f} s to {until:.0f} s"
         )
         n = self.before_failures
         return (

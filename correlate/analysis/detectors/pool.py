@@ -171,8 +171,7 @@ def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding
     # without correlate.instrument's telemetry, the checkout spans are the evidence
     inferred = None if telemetry else infer(run, s)
     # queries that never returned hold connections as a leak does: the pool is their victim
-    hang = None if leaks or inferred is None else hung(run, s, inferred)
-    if hang is not None and inferred is not None:
+    if inferred is not None and not leaks and (hang := hung(run, s, inferred)) is not None:
         return [_undecided_finding(run, s, pressure, timeline, severity, inferred, hang)]
     verdict = inferred.verdict if inferred else None
     if verdict == "saturation":
@@ -500,6 +499,7 @@ def _undecided_finding(
         else "Connection pool exhausted: leak or saturation cannot be told apart",
         impact_ms=pressure.wait_ms,
         evidence=evidence,
+        trace_ids=hang.traces if hang else (),
         explanation=_opening(pressure)
         + (
             f" {hang.sentence(run.span[0])}."
