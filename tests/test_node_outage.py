@@ -73,6 +73,47 @@ def _cut_when_loaded(
     return thread
 
 
+def _record_behind_proxy(
+    tmp_path: Path,
+    dsn: str,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    refuse: bool = True,
+    freeze: bool = False,
+    **env: str,
+) -> tuple[Path, list[int], str]:
+    """Record the shop (no leak planted, ``env`` set) behind a proxy cut mid-run (new
+    connections refused, or taken and never answered) or frozen (``freeze``): the store,
+    the moment of the cut, the command's output."""
+    from sqlalchemy import make_url
+
+    url = make_url(dsn)
+    out, db = tmp_path / "run", tmp_path / "store.duckdb"
+    cut_at: list[int] = []
+    with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
+        for name, value in {
+            "DATABASE_URL": f"postgresql://{url.username}@127.0.0.1:{proxy.port}/{url.database}",
+            "PORT": str(SHOP_PORT),
+            "SHOP_URL": f"http://127.0.0.1:{SHOP_PORT}",
+            "DURATION": str(DURATION_S),
+            "DECLINED_SHARE": "0",  # no leak planted: the outage alone
+            **env,
+        }.items():
+            monkeypatch.setenv(name, value)
+        cutter = _cut_when_loaded(proxy, cut_at, refuse, freeze=freeze)
+        recorded = CliRunner().invoke(
+            cli,
+            [
+                "record", "--out", str(out), "--http-port", str(HTTP_PORT), "--no-grpc",
+                "--linger", "1s", "--db", str(db), "--no-color", "--", str(SHOP / "run.sh"),
+            ],
+        )  # fmt: skip
+        cutter.join(timeout=30)
+    assert recorded.exit_code == 0, recorded.output
+    assert cut_at, "the shop never answered /health, so the proxy was never cut"
+    return db, cut_at, recorded.output
+
+
 @pytest.mark.parametrize(
     "refuse",
     [
@@ -87,31 +128,8 @@ def _cut_when_loaded(
 def test_a_database_outage_under_the_node_shop_is_not_a_leak(
     tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch, refuse: bool
 ) -> None:
-    from sqlalchemy import make_url
-
-    url = make_url(outage_dsn)
-    out, db = tmp_path / "run", tmp_path / "store.duckdb"
-    cut_at: list[int] = []
-    with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        monkeypatch.setenv(
-            "DATABASE_URL", f"postgresql://{url.username}@127.0.0.1:{proxy.port}/{url.database}"
-        )
-        monkeypatch.setenv("PORT", str(SHOP_PORT))
-        monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
-        monkeypatch.setenv("DURATION", str(DURATION_S))
-        monkeypatch.setenv("DECLINED_SHARE", "0")  # no leak planted: the outage alone
-        cutter = _cut_when_loaded(proxy, cut_at, refuse)
-        recorded = CliRunner().invoke(
-            cli,
-            [
-                "record", "--out", str(out), "--http-port", str(HTTP_PORT), "--no-grpc",
-                "--linger", "1s", "--db", str(db), "--no-color", "--", str(SHOP / "run.sh"),
-            ],
-        )  # fmt: skip
-        cutter.join(timeout=30)
-    assert recorded.exit_code == 0, recorded.output
-    assert "command exited with 0" in recorded.output  # the shop lived through the outage
-    assert cut_at, "the shop never answered /health, so the proxy was never cut"
+    db, cut_at, output = _record_behind_proxy(tmp_path, outage_dsn, monkeypatch, refuse=refuse)
+    assert "command exited with 0" in output  # the shop lived through the outage
 
     with correlate.open_store(db) as store:
         analysis = correlate.analyze("run", store=store)
@@ -164,31 +182,9 @@ def test_a_frozen_network_under_the_node_shop_is_a_hang_not_a_leak(
     spans never end, and the requests end only when the load generator gives up on them
     (REQUEST_TIMEOUT_MS); every later checkout times out with no query running, which reads
     as a leak to the pool's capacity. The verdict must name the hang instead."""
-    from sqlalchemy import make_url
-
-    url = make_url(outage_dsn)
-    out, db = tmp_path / "run", tmp_path / "store.duckdb"
-    cut_at: list[int] = []
-    with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        monkeypatch.setenv(
-            "DATABASE_URL", f"postgresql://{url.username}@127.0.0.1:{proxy.port}/{url.database}"
-        )
-        monkeypatch.setenv("PORT", str(SHOP_PORT))
-        monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
-        monkeypatch.setenv("DURATION", str(DURATION_S))
-        monkeypatch.setenv("DECLINED_SHARE", "0")  # no leak planted: the hang alone
-        monkeypatch.setenv("REQUEST_TIMEOUT_MS", "4000")
-        cutter = _cut_when_loaded(proxy, cut_at, False, freeze=True)
-        recorded = CliRunner().invoke(
-            cli,
-            [
-                "record", "--out", str(out), "--http-port", str(HTTP_PORT), "--no-grpc",
-                "--linger", "1s", "--db", str(db), "--no-color", "--", str(SHOP / "run.sh"),
-            ],
-        )  # fmt: skip
-        cutter.join(timeout=30)
-    assert recorded.exit_code == 0, recorded.output
-    assert cut_at, "the shop never answered /health, so the proxy was never frozen"
+    db, cut_at, _ = _record_behind_proxy(
+        tmp_path, outage_dsn, monkeypatch, freeze=True, REQUEST_TIMEOUT_MS="4000"
+    )
     with correlate.open_store(db) as store:
         analysis = correlate.analyze("run", store=store)
         # the hang's own evidence: no connection failed, no span reports the partition
