@@ -349,6 +349,7 @@ def run_demo(
         "stages": stages,
         "think_time_s": list(think_time),
         "decline_share": decline_share,
+        "request_timeout_s": request_timeout,
         "task_weights": {
             "/products/<int:product_id>": 30,
             "/health": 5,
