@@ -18,14 +18,21 @@ outgoing call that ended comes a silence of at least ``min_stall_ms``
 requests account for the pool's whole capacity and took their connections before the pool
 ran dry, :func:`stalled_holds` says so, and the pool finding names a hang, not a leak.
 
-A request whose trace never ends is not a request here (it has no SERVER span); its
-checkout is in the run's spans that belong to no request, which this does not read.
+A request that never ends (a synchronous worker blocked in the query until the run
+stopped) has no request span: what of it ended, its checkout and earlier queries, is in a
+trace with no request. Such a trace counts too when its last checkout succeeded, was taken
+once the run's requests had begun, under a parent span that never ended, and nothing of
+it ended in the run's last ``min_stall_ms``: its silence runs to the run's end. A leaking
+path's checkout is in a request that ended, and a background job's spans hang under a
+root of their own that ended with it (or are roots themselves).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+
+from correlate.analysis.requests import CATEGORY_SQL
 
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
@@ -58,7 +65,8 @@ activity AS (
     WHERE category IN ('pool', 'db', 'downstream') GROUP BY th, rh
 ),
 stalled AS (
-    SELECT r.trace_id, r.route, c.end_ns AS got_ns, r.end_ns - a.last_ns AS silent_ns
+    SELECT r.trace_id, r.route, c.end_ns AS got_ns, r.end_ns - a.last_ns AS silent_ns,
+           true AS ended
     FROM checkouts c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN activity a ON a.th = c.th AND a.rh = c.rh
@@ -66,6 +74,45 @@ stalled AS (
     WHERE c.k = 1 AND c.status_code IS DISTINCT FROM 'ERROR'
       AND coalesce(r.service, '') = $service
       AND r.end_ns - a.last_ns >= $min_stall
+),
+orphaned AS (
+    -- the spans of the traces with no request
+    SELECT th, sh, ph, parent_id, end_ns FROM {tree} WHERE th NOT IN (SELECT th FROM {owner})
+),
+parented AS (
+    SELECT c.sh FROM orphaned c JOIN orphaned p ON p.th = c.th AND p.sh = c.ph
+),
+unowned AS (
+    -- a checkout in a trace with no request, under a span that never ended: its
+    -- request (a synchronous worker still blocked in the query when the run stopped),
+    -- of which only what ended was exported; the last checkout by start decides
+    SELECT s.th, s.trace_id, s.start_ns, s.end_ns, s.status_code, s.parent_id,
+           s.sh NOT IN (SELECT sh FROM parented) AS unparented,
+           row_number() OVER (PARTITION BY s.th ORDER BY s.start_ns DESC, s.end_ns DESC) AS k
+    FROM {tree} s
+    WHERE ({category}) = 'pool' AND coalesce(s.service, '') = $service
+      AND s.th IN (SELECT th FROM orphaned)
+),
+unended AS (
+    -- when anything of such a trace last reported back
+    SELECT th, max(end_ns) AS last_ns FROM orphaned GROUP BY th
+),
+bounds AS (
+    SELECT (SELECT min(start_ns) FROM {reqs} WHERE coalesce(service, '') = $service) AS first_ns,
+           (SELECT max(end_ns) FROM {tree}) AS end_ns
+),
+never_ended AS (
+    -- it got its connection once the load ran, and nothing of it reported back from
+    -- then on until the run ended: its silence is at least that long
+    SELECT u.trace_id, CAST(NULL AS VARCHAR) AS route, u.end_ns AS got_ns,
+           b.end_ns - e.last_ns AS silent_ns, false AS ended
+    FROM unowned u JOIN unended e ON e.th = u.th CROSS JOIN bounds b
+    WHERE u.k = 1 AND u.status_code IS DISTINCT FROM 'ERROR'
+      AND u.parent_id IS NOT NULL AND u.unparented
+      AND u.start_ns >= b.first_ns AND b.end_ns - e.last_ns >= $min_stall
+),
+held AS (
+    SELECT * FROM stalled UNION ALL SELECT * FROM never_ended
 ),
 failed AS (
     SELECT min(p.end_ns) AS first_ns, count(*) AS n
@@ -77,8 +124,9 @@ SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
        count(*) FILTER (WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)),
        (SELECT first_ns FROM failed), (SELECT n FROM failed),
        list(trace_id ORDER BY got_ns, trace_id)[1:3],
-       list(DISTINCT route ORDER BY route)
-FROM stalled
+       list(DISTINCT route ORDER BY route) FILTER (WHERE route IS NOT NULL),
+       count(*) FILTER (WHERE NOT ended)
+FROM held
 """
 
 
@@ -100,6 +148,9 @@ class Stalled:
     failures: int = 0
     traces: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()
+    #: of them, those whose request never ended (no request span: only the spans of it
+    #: that ended were exported), their silence counted to the run's end
+    unended: int = 0
     #: the rule, in the finding's words (set by :func:`hung`)
     rule: str = ""
     title: str = TITLE
@@ -122,6 +173,7 @@ class Stalled:
             "from_s": ((self.first_ns or run_start) - run_start) / 1e9,
             "to_s": ((self.last_ns or run_start) - run_start) / 1e9,
             "median_silence_s": self.silent_ns / 1e9,
+            "never_ended": self.unended,
             "failed_checkouts": self.failures,
             "routes": list(self.routes),
             "traces": list(self.traces),
@@ -138,13 +190,30 @@ class Stalled:
         return (
             f"{when}, {n} request{'s' if n != 1 else ''} held a connection and went silent: "
             "after the last query, checkout or call of theirs that reported back, nothing did "
-            "(the query each was running never returned), and the requests themselves ended "
-            f"only {self.silent_ns / 1e9:.1f} s later (their "
-            "median), as when a client gives up on an answer. Those connections were never "
-            "given back because their queries never returned, and they were all the pool "
-            f"had: the {self.failures} checkouts that failed came after. A leaking path looks "
-            "the same from the pool (connections out, no query running) but answers its "
-            "requests; these got no answer from the database"
+            f"(the query each was running never returned), and {self._after()}. "
+            "Those connections were never given back because their queries never returned, "
+            f"and they were all the pool had: the {self.failures} checkouts that failed came "
+            "after. A leaking path looks the same from the pool (connections out, no query "
+            "running) but answers its requests; these got no answer from the database"
+        )
+
+    def _after(self) -> str:
+        silent = f"{self.silent_ns / 1e9:.1f} s"
+        if not self.unended:
+            return (
+                f"the requests themselves ended only {silent} later (their median), as when "
+                "a client gives up on an answer"
+            )
+        never = (
+            "none of them ever ended"
+            if self.unended == self.requests
+            else f"{self.unended} of them never ended"
+        )
+        return (
+            f"{never}: the run stopped with their workers still waiting, {silent} later "
+            "(their median), and a request that never ends leaves no request span, only the "
+            "checkout and the queries of it that did (a synchronous server gives up on no "
+            "request when its client does)"
         )
 
 
@@ -158,22 +227,32 @@ def hung(run: Run, s: PoolSettings, inferred: PoolInference) -> Stalled | None:
         found,
         rule=f"a hang when at least {s.min_stalled} requests, and as many as the pool held "
         f"(within {s.full_slack}), took a connection before any checkout failed and then went "
-        f"silent for ≥ {s.min_stall_ms:,.0f} ms after their last query, checkout or call ended",
+        f"silent for ≥ {s.min_stall_ms:,.0f} ms after their last query, checkout or call ended "
+        "(until the request ended, or the run did: a request that never ended is its checkout "
+        "in a trace with no request)",
     )
 
 
 def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
     """The requests of ``service`` (``''``: the one without a name) that took a connection
-    and went silent for at least ``min_stall_ms`` until they ended."""
+    and went silent for at least ``min_stall_ms`` until they ended, and those that never
+    ended: a successful last checkout, taken once the run's requests began, in a trace
+    with no request, of which nothing ended in the last ``min_stall_ms`` of the run."""
     row = run.con.execute(
-        _STALLED_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
+        _STALLED_SQL.format(
+            parts=run.table("parts"),
+            reqs=run.table("requests"),
+            tree=run.table("tree"),
+            owner=run.table("owner"),
+            category=CATEGORY_SQL,
+        ),
         {"service": service, "min_stall": int(min_stall_ms * 1e6)},
     ).fetchone()
     if row is None or not row[0]:
         return Stalled(0)
-    n, first, last, silent, before, first_failure, failures, traces, routes = row
+    n, first, last, silent, before, first_failure, failures, traces, routes, unended = row
     return Stalled(
         int(n), int(before), int(first), int(last), int(silent),
         int(first_failure) if first_failure is not None else None, int(failures or 0),
-        tuple(traces or ()), tuple(r for r in routes or () if r is not None),
+        tuple(traces or ()), tuple(r for r in routes or () if r is not None), int(unended or 0),
     )  # fmt: skip

@@ -29,6 +29,8 @@ PRODUCTS = int(SETTINGS.get("products", 500))
 DECLINE_SHARE = float(SETTINGS.get("decline_share", 0.05))
 THINK = SETTINGS.get("think_time", [0.5, 1.5])
 SEED = int(SETTINGS.get("seed", 42))
+#: seconds a shopper waits for an answer before giving up on the request
+TIMEOUT_S = float(SETTINGS.get("request_timeout_s", 60.0))
 
 _user_numbers = itertools.count(1)
 # Declines are every Nth checkout of the whole run, not a coin flip per
@@ -60,6 +62,7 @@ class Shopper(FastHttpUser):
     """One shopper: browses, looks at order history, checks out now and then."""
 
     wait_time = between(float(THINK[0]), float(THINK[1]))
+    network_timeout = connection_timeout = TIMEOUT_S
 
     def on_start(self) -> None:
         self.number = next(_user_numbers)

@@ -293,6 +293,7 @@ def run_demo(
     threads: int = 32,
     think_time: tuple[float, float] = (0.25, 0.75),
     decline_share: float = 0.05,
+    request_timeout: float = 60.0,
     shape: str = "stages",
     schema: str = DEFAULT_SCHEMA,
     compress: bool = False,
@@ -307,7 +308,8 @@ def run_demo(
     ``seed_value``), starts the service on 127.0.0.1 on a free port in a separate
     process with :func:`correlate.instrument.record` (unless ``record=False``),
     runs Locust headless for ``duration`` seconds with ``users`` shoppers (ramp
-    up 20 %, steady, ramp down 20 %; ``shape="constant"`` for no ramps), then stops
+    up 20 %, steady, ramp down 20 %; ``shape="constant"`` for no ramps; each gives up
+    on a request after ``request_timeout`` seconds), then stops
     both processes so every span is flushed. Every process started is stopped,
     also on KeyboardInterrupt and on failure.
 
@@ -347,6 +349,7 @@ def run_demo(
         "stages": stages,
         "think_time_s": list(think_time),
         "decline_share": decline_share,
+        "request_timeout_s": request_timeout,
         "task_weights": {
             "/products/<int:product_id>": 30,
             "/health": 5,
@@ -406,6 +409,7 @@ def run_demo(
         "products": scale.products,
         "decline_share": decline_share,
         "think_time": list(think_time),
+        "request_timeout_s": request_timeout,
     }
     app: subprocess.Popen[bytes] | None = None
     locust: subprocess.Popen[bytes] | None = None
