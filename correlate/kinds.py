@@ -35,6 +35,7 @@ class FindingKind(StrEnum):
     UNEXPLAINED_TIME = "unexplained_time"
     OUTSIDE_SERVER = "outside_server"
     NEVER_REACHED = "never_reached"
+    DATABASE_STALL = "database_stall"
 
 
 __all__ = ["FindingKind"]

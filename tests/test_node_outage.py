@@ -215,3 +215,39 @@ def test_a_frozen_network_under_the_node_shop_is_a_hang_not_a_leak(
         bursts
         and "see the pool finding" in max(bursts, key=lambda f: f.evidence["errors"]).explanation
     ), text
+
+
+def test_a_frozen_network_with_no_checkout_timeout_is_the_database_stalling(
+    tmp_path: Path, outage_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same partition on a pool that waits for a connection for ever (node-postgres's
+    default, ``connectionTimeoutMillis`` 0): nothing fails, every request after the freeze
+    waits until its user gives up, and its time is covered by no span that ended. Read as
+    the requests' own code before; the verdict must say the database stopped answering."""
+    db, cut_at, _ = _record_behind_proxy(
+        tmp_path,
+        outage_dsn,
+        monkeypatch,
+        freeze=True,
+        REQUEST_TIMEOUT_MS="4000",
+        POOL_TIMEOUT_MS="0",
+    )
+    with correlate.open_store(db) as store:
+        analysis = correlate.analyze("run", store=store)
+        (first,) = store.con.execute(
+            "SELECT min(start_ns) FROM spans WHERE kind = 'SERVER'"
+        ).fetchone() or (0,)
+    text = analysis.to_text(color=False, width=120)
+    kinds = {f.kind for f in analysis.findings}
+    assert not kinds & {FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION}, text
+    (stall,) = [f for f in analysis.findings if f.kind == FindingKind.DATABASE_STALL]
+    assert stall.severity == "critical" and analysis.findings[0] is stall, text
+    freeze_s = (cut_at[0] - first) / 1e9
+    assert abs(stall.evidence["from_s"] - freeze_s) <= 1, (freeze_s, text)
+    assert stall.evidence["calls_in_flight"] >= 3, text
+    assert stall.title.endswith("ended until the run's end"), text
+    # the time no span covers is put down to it, not to the routes' own code
+    for f in analysis.findings:
+        if f.kind == FindingKind.UNEXPLAINED_TIME:
+            assert f.evidence["cause"] == "database_stall", text
+            assert "profiler" not in f.suggestion, text

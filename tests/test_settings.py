@@ -60,6 +60,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "projected_busy": 1.0,
         "min_request_share": 0.05,
     },
+    "database_stall": {
+        "min_gap_s": 2.0,
+        "gap_factor": 10.0,
+        "min_queries": 50,
+        "min_requests": 10,
+        "min_in_flight": 3,
+    },
     "outside_server": {
         "min_outside_ms": 50.0,
         "min_outside_share": 0.5,
@@ -219,6 +226,7 @@ def test_enum_values_are_the_strings_reports_always_had() -> None:
         "unexplained_time",
         "outside_server",
         "never_reached",
+        "database_stall",
     }
     assert json.dumps([Severity.WARNING, FindingKind.N_PLUS_ONE]) == '["warning", "n_plus_one"]'
 

@@ -158,6 +158,9 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
       fix, and the slow downstream is only info beside it.
     - A fan-out whose calls are mostly one shape that an N+1 or redundant-calls finding on
       the same route names is that finding's calls counted again: it points at it.
+    - A database that stopped answering (``database_stall``) is what unexplained time is
+      made of (no span that ended covers a wait on it), and is info beside the pool's hang
+      finding, which names its effect on the pool.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
       N+1, a pool finding, a queue for a connection or a section that lists it among its
       routes, …) keeps its severity — the caller's users wait — but points at the callee's
@@ -166,7 +169,37 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     A symptom points at its cause by title, and its evidence records the cause's kind
     (``evidence["cause"]``), so no two findings name different causes for the same time.
     """
-    return rank(_defer_fan_out(_defer_downstream(_defer_to_pool(findings))))
+    return rank(_defer_fan_out(_defer_downstream(_defer_to_stall(_defer_to_pool(findings)))))
+
+
+def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
+    """A database that stopped answering explains the time no span covers (unexplained
+    time: the requests waited on it), and the pool's hang finding says what it did to the
+    pool: the stall is then info beside it."""
+    stall = next((f for f in findings if f.kind == FindingKind.DATABASE_STALL), None)
+    if stall is None:
+        return findings
+    pool = next((f for f in findings if "hung_requests" in f.evidence), None)
+    out = []
+    for f in findings:
+        if f is stall and pool is not None:
+            f = _caused_by(
+                f,
+                pool,
+                f"See “{pool.title}”: it names the requests whose calls never returned and "
+                "what they did to the pool; its fix is this one's.",
+                Severity.INFO,
+            )
+        elif f.kind == FindingKind.UNEXPLAINED_TIME and "holders_ceiling" not in f.evidence:
+            f = _caused_by(
+                f,
+                stall,
+                f"Likely “{stall.title}”: requests that waited on it have no span that ended "
+                "to cover the wait, so it counts as their own code's time. Fix that first, "
+                "then look again.",
+            )
+        out.append(f)
+    return out
 
 
 def _defer_to_pool(findings: list[Finding]) -> list[Finding]:

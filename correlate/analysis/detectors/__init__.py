@@ -42,6 +42,7 @@ from correlate.analysis.detectors.section_contention import (
 )
 from correlate.analysis.detectors.slow_downstream import SlowDownstreamSettings, slow_downstream
 from correlate.analysis.detectors.slow_query import SlowQuerySettings, slow_query
+from correlate.analysis.detectors.stall import StallSettings, database_stall
 from correlate.analysis.detectors.unexplained import UnexplainedTimeSettings, unexplained_time
 
 if TYPE_CHECKING:
@@ -64,6 +65,7 @@ DETECTORS: tuple[Detector, ...] = (
     throughput_knee,
     unexplained_time,
     outside_server,
+    database_stall,
 )
 
 __all__ = [
@@ -80,8 +82,10 @@ __all__ = [
     "SectionContentionSettings",
     "SlowDownstreamSettings",
     "SlowQuerySettings",
+    "StallSettings",
     "ThroughputKneeSettings",
     "UnexplainedTimeSettings",
+    "database_stall",
     "degradation",
     "error_bursts",
     "fan_out",

@@ -1,0 +1,93 @@
+"""The database stopped answering, told from a pool that leaked dry (detectors/stall.py).
+
+Both runs are simulated as a Node service shows them in its spans: closed-loop users, a
+pool of five that lends a connection per statement (``pg-pool.connect`` then the query), no
+checkout timeout (a checkout waits for good and its span never ends), and a client that
+gives up on a request after ``GIVE_UP_MS``, which ends the request's span with status 200.
+From ``FROM_MS`` on either the database answers nothing (a call started then never ends)
+or every fourth request keeps its connection after answering (a leak). Either way no query
+ends once the pool is out; only in the first were calls in flight when the silence began.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors.stall import database_stall
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .test_leak import _server
+
+CAPACITY, GIVE_UP_MS, FROM_MS, END_MS = 5, 4000.0, 10_000.0, 30_000.0
+
+
+def service(b: RunBuilder, *, hang: bool) -> None:
+    free = [0.0] * CAPACITY  # when each connection is next free (inf: held for good)
+    arrivals = [(u * 13.0, u) for u in range(8)]
+    heapq.heapify(arrivals)
+    n = 0
+    while arrivals:
+        t, user = heapq.heappop(arrivals)
+        if t >= END_MS - GIVE_UP_MS:
+            continue
+        trace, n = b.new_id("t"), n + 1
+        conn = min(range(CAPACITY), key=lambda i: free[i])
+        acquired = max(t + 0.5, free[conn])
+        if acquired > t + GIVE_UP_MS:  # still waiting when its client gives up
+            end = t + GIVE_UP_MS
+            _server(b, trace, t, end, "GET", 200, None)
+        elif hang and acquired >= FROM_MS:  # its query never returns
+            end = t + GIVE_UP_MS
+            r = _server(b, trace, t, end, "GET", 200, None)
+            b.connect(trace, r, t, acquired)
+            free[conn] = float("inf")
+        else:
+            end = acquired + 60
+            r = _server(b, trace, t, end, "GET", 200, None)
+            b.connect(trace, r, t, acquired)
+            b.query(trace, r, acquired + 1, acquired + 50, "SELECT * FROM orders WHERE id = 1")
+            free[conn] = end
+            if not hang and acquired >= FROM_MS and n % 4 == 0:  # it answered, and kept it
+                free[conn] = float("inf")
+        heapq.heappush(arrivals, (end + 20, user))
+
+
+def test_a_database_that_stops_answering_is_a_stall() -> None:
+    b = RunBuilder()
+    service(b, hang=True)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    assert f.kind == FindingKind.DATABASE_STALL and f.severity == "critical"
+    assert f.title == (
+        "The database stopped answering at 10 s: no query of svc ended until the run's end"
+    )
+    assert 9.9 <= f.evidence["from_s"] <= 10.1
+    assert f.evidence["calls_in_flight"] == CAPACITY
+    assert f.evidence["requests_failed"] == 0  # nothing failed: every request waited
+
+
+def test_a_pool_that_leaked_dry_is_no_stall() -> None:
+    # the same silence once the pool is out, but every request in it waits for a
+    # connection: none has a call in flight, so the database was not what stopped
+    b = RunBuilder()
+    service(b, hang=False)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
+
+
+def test_a_slow_database_that_answers_is_no_stall() -> None:
+    b = RunBuilder()
+    for i in range(200):
+        trace, t = b.new_id("t"), i * 100.0
+        r = _server(b, trace, t, t + 80, "GET", 200, None)
+        b.connect(trace, r, t, t + 1)
+        b.query(trace, r, t + 2, t + 70, "SELECT * FROM orders WHERE id = 1")
+    # one request's query takes 3 s while the others go on being answered
+    trace = b.new_id("t")
+    r = _server(b, trace, 5000.0, 8100.0, "GET", 200, None)
+    b.connect(trace, r, 5000.0, 5001.0)
+    b.query(trace, r, 5002.0, 8050.0, "SELECT pg_sleep(3)")
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
