@@ -58,7 +58,8 @@ activity AS (
     WHERE category IN ('pool', 'db', 'downstream') GROUP BY th, rh
 ),
 stalled AS (
-    SELECT r.trace_id, r.route, c.end_ns AS got_ns, r.end_ns - a.last_ns AS silent_ns
+    SELECT r.trace_id, r.route, c.end_ns AS got_ns, a.last_ns AS quiet_ns, r.end_ns,
+           r.end_ns - a.last_ns AS silent_ns
     FROM checkouts c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN activity a ON a.th = c.th AND a.rh = c.rh
@@ -72,12 +73,29 @@ failed AS (
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'pool' AND p.status_code = 'ERROR'
       AND coalesce(r.service, '') = $service
+),
+held AS (
+    -- those that took their connection before the pool ran dry
+    SELECT * FROM stalled
+    WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)
+),
+edges AS (
+    SELECT quiet_ns AS t, 1 AS d FROM held UNION ALL SELECT end_ns AS t, -1 AS d FROM held
+),
+together AS (
+    -- the most of them silent at one moment: a hang stops them all at once, while a
+    -- path that leaks and then works on for a while does so one request at a time
+    SELECT max(n) AS n FROM (
+        SELECT sum(d) OVER (ORDER BY t, d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n
+        FROM edges
+    )
 )
 SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
        count(*) FILTER (WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)),
        (SELECT first_ns FROM failed), (SELECT n FROM failed),
        list(trace_id ORDER BY got_ns, trace_id)[1:3],
-       list(DISTINCT route ORDER BY route)
+       list(DISTINCT route ORDER BY route),
+       (SELECT n FROM together)
 FROM stalled
 """
 
@@ -100,18 +118,24 @@ class Stalled:
     failures: int = 0
     traces: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()
+    #: the most of those taken before the first failure that were silent at one moment
+    at_once: int = 0
     #: the rule, in the finding's words (set by :func:`hung`)
     rule: str = ""
     title: str = TITLE
     suggestion: str = SUGGESTION
 
     def explains(self, capacity: int, slack: int, at_least: int) -> bool:
-        """Whether these holds are where the pool's connections went: at least
-        ``at_least``, as many as its ``capacity`` (within ``slack``), and taken before
-        the first checkout failed."""
+        """Whether these holds are where the pool's connections went: taken before the
+        first checkout failed, silent all at one moment, as many as its ``capacity``
+        (within ``slack``) and at least ``at_least`` (the whole pool when it is smaller),
+        and no more than it could hold (more silent requests than connections are a path
+        that works on after its queries, not queries that never returned)."""
+        need = max(min(at_least, capacity), capacity - slack, 2)
         return (
-            self.before_failures >= max(at_least, capacity - slack)
-            and self.first_failure_ns is not None
+            self.first_failure_ns is not None
+            and self.at_once >= need
+            and self.before_failures <= capacity + slack
         )
 
     def evidence(self, run_start: int) -> dict[str, Any]:
@@ -121,6 +145,7 @@ class Stalled:
             "took_their_connection_before_the_first_failure": self.before_failures,
             "from_s": ((self.first_ns or run_start) - run_start) / 1e9,
             "to_s": ((self.last_ns or run_start) - run_start) / 1e9,
+            "silent_at_once": self.at_once,
             "median_silence_s": self.silent_ns / 1e9,
             "failed_checkouts": self.failures,
             "routes": list(self.routes),
@@ -128,37 +153,42 @@ class Stalled:
         }
 
     def sentence(self, run_start: int) -> str:
-        """Where the connections went, with the figures that show it."""
+        """Where the connections went, with the figures that show it (a sentence of its
+        own, without its full stop)."""
         at = ((self.first_ns or run_start) - run_start) / 1e9
         until = ((self.last_ns or run_start) - run_start) / 1e9
         when = (
-            f"at {at:.0f} s" if round(until) == round(at) else f"from {at:.0f} s to {until:.0f} s"
+            f"At {at:.0f} s" if round(until) == round(at) else f"From {at:.0f} s to {until:.0f} s"
         )
         n = self.before_failures
         return (
-            f"{when}, {n} request{'s' if n != 1 else ''} held a connection and went silent: "
-            "after the last query, checkout or call of theirs that reported back, nothing did "
-            "(the query each was running never returned), and the requests themselves ended "
-            f"only {self.silent_ns / 1e9:.1f} s later (their "
-            "median), as when a client gives up on an answer. Those connections were never "
-            "given back because their queries never returned, and they were all the pool "
-            f"had: the {self.failures} checkouts that failed came after. A leaking path looks "
-            "the same from the pool (connections out, no query running) but answers its "
-            "requests; these got no answer from the database"
+            f"{when}, {n} request{'s' if n != 1 else ''} took a connection and went silent, "
+            f"{self.at_once} of them at once: after the last query, checkout or call of "
+            "theirs that reported back, nothing else did, and the requests themselves ended "
+            f"a median {self.silent_ns / 1e9:.1f} s later, as when a client gives up waiting "
+            "for an answer. That is how queries that never return look: their connections "
+            "are not given back, and these were as many as the pool held; the "
+            f"{self.failures} checkout{'s' if self.failures != 1 else ''} that failed came "
+            "after. A leak empties a pool the same way (connections out, no query running), "
+            "but its requests answer soon after their last query, one at a time"
         )
 
 
 def hung(run: Run, s: PoolSettings, inferred: PoolInference) -> Stalled | None:
     """The hung requests, when they are where the pool's connections went; else None."""
+    if inferred.verdict == "saturation":
+        return None  # the pool came back: its connections were given back, not hung
     capacity = max(inferred.capacity_first, inferred.emptied_from)
     found = stalled_holds(run, inferred.service or "", s.min_stall_ms)
     if not found.explains(capacity, s.full_slack, s.min_stalled):
         return None
     return replace(
         found,
-        rule=f"a hang when at least {s.min_stalled} requests, and as many as the pool held "
-        f"(within {s.full_slack}), took a connection before any checkout failed and then went "
-        f"silent for ≥ {s.min_stall_ms:,.0f} ms after their last query, checkout or call ended",
+        rule=f"a hang when as many requests as the pool held (within {s.full_slack}; at least "
+        f"{s.min_stalled}, or the whole pool when smaller, and never fewer than 2) took a "
+        "connection before any checkout failed and were silent at once, each for "
+        f"≥ {s.min_stall_ms:,.0f} ms after its last query, checkout or call ended, and no more "
+        "such requests than the pool could hold; never when the pool came back",
     )
 
 
@@ -171,9 +201,10 @@ def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
     ).fetchone()
     if row is None or not row[0]:
         return Stalled(0)
-    n, first, last, silent, before, first_failure, failures, traces, routes = row
+    n, first, last, silent, before, first_failure, failures, traces, routes, together = row
     return Stalled(
         int(n), int(before), int(first), int(last), int(silent),
         int(first_failure) if first_failure is not None else None, int(failures or 0),
         tuple(traces or ()), tuple(r for r in routes or () if r is not None),
+        int(together or 0),
     )  # fmt: skip
