@@ -39,6 +39,7 @@ def shop(
     freeze_at: float | None = None,
     client_timeout_ms: float = 4000,
     pool_timeout_ms: float = 2000,
+    leak_status: int = 402,
     think_ms: float = 50,
 ) -> dict[str, int]:
     """Write a closed-loop shop's spans into ``b``, as node-postgres's pool and Node's
@@ -78,7 +79,7 @@ def shop(
             else:
                 leaked = leaks(n)
                 end = done + tail_ms(n, leaked)
-                r = b.request(trace, t, end, "/checkout", status=402 if leaked else 201)
+                r = b.request(trace, t, end, "/checkout", status=leak_status if leaked else 201)
                 b.connect(trace, r, t, acquired)
                 b.query(trace, r, acquired, begun, "BEGIN")
                 b.query(trace, r, begun, done, "SELECT * FROM orders WHERE id = 1")
@@ -131,6 +132,26 @@ def test_a_leak_whose_requests_work_on_after_their_last_query_is_still_a_leak() 
     assert "hung_requests" not in f.evidence
 
 
+@pytest.mark.parametrize("status", [402, 200])
+def test_a_fast_leak_whose_requests_work_on_is_still_a_leak(status: int) -> None:
+    # one request in ten leaks and works on for 3 s: the pool is empty within a second,
+    # its leaking requests all silent at once, as hung ones would be. An error status is
+    # an answer; without one, the queries that returned while they were silent say the
+    # database was answering
+    leaks, tail = (lambda n: n % 10 == 0), (lambda n, leaked: 3000.0 if leaked else 5.0)
+    (f,), verdict = findings(leaks=leaks, tail_ms=tail, leak_status=status)
+    assert verdict == "leak"
+    assert f.kind == FindingKind.POOL_LEAK, f.title
+    b = RunBuilder()
+    shop(b, leaks=leaks, tail_ms=tail, leak_status=status)
+    with open_run(b.build(), "r") as run:
+        held = stalled_holds(run, "svc", 1000)
+    if status == 402:
+        assert held.requests == 0
+    else:
+        assert held.at_once >= 9 and held.answered > 0
+
+
 def test_saturation_whose_requests_work_on_after_their_queries_is_still_saturation() -> None:
     # every request works 1.2 s after its queries, holding its connection: a full pool
     # of silent requests, which give their connections back
@@ -165,7 +186,12 @@ def test_clickhouse_reads_the_hung_requests_as_duckdb_does(chdb: object, shape: 
     if shape == "hang":
         shop(b, capacity=2, users=4, freeze_at=10_000)
     else:
-        shop(b, leaks=lambda n: n % 40 == 0, tail_ms=lambda n, leaked: 1500.0 if leaked else 5.0)
+        shop(
+            b,
+            leaks=lambda n: n % 10 == 0,
+            tail_ms=lambda n, leaked: 3000.0 if leaked else 5.0,
+            leak_status=200,
+        )
     store = b.build()
     with open_run(store, "r") as run:
         local = [(f.kind, f.title, f.explanation, f.evidence) for f in pool_exhaustion(run)]
@@ -175,6 +201,7 @@ def test_clickhouse_reads_the_hung_requests_as_duckdb_does(chdb: object, shape: 
     remote = [(f.kind, f.title, f.explanation, f.evidence) for f in pool_exhaustion(remote_run)]
     assert local and remote == local
     assert stalled_holds(remote_run, "svc", 1000) == local_held
+    assert (local_held.answered > 0) == (shape == "leak")
     assert local_held.explains(capacity=2 if shape == "hang" else 10, slack=1, at_least=3) == (
         shape == "hang"
     )

@@ -63,8 +63,11 @@ stalled AS (
     FROM checkouts c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN activity a ON a.th = c.th AND a.rh = c.rh
-    -- it got its connection, and nothing it did after ended before the request did
+    -- it got its connection, and nothing it did after ended before the request did; nor
+    -- did it answer with an error of its own (a leak's early return: 402, 409, 500), where
+    -- a request its client gave up on ends with what it had (Node's 200) or never
     WHERE c.k = 1 AND c.status_code IS DISTINCT FROM 'ERROR'
+      AND coalesce(r.http_status, 0) < 400
       AND coalesce(r.service, '') = $service
       AND r.end_ns - a.last_ns >= $min_stall
 ),
@@ -89,13 +92,22 @@ together AS (
         SELECT sum(d) OVER (ORDER BY t, d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n
         FROM edges
     )
+),
+answered AS (
+    -- queries of the service sent well after the first of them went quiet (half the
+    -- silence asked for: a statement sent just before the database stopped may have been
+    -- answered) that still returned before any of them ended: the database was answering
+    SELECT count(*) AS n FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
+    WHERE p.category = 'db' AND coalesce(r.service, '') = $service
+      AND p.start_ns > (SELECT min(quiet_ns) FROM held) + $min_stall / 2
+      AND p.end_ns < (SELECT min(end_ns) FROM held)
 )
 SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
        count(*) FILTER (WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)),
        (SELECT first_ns FROM failed), (SELECT n FROM failed),
        list(trace_id ORDER BY got_ns, trace_id)[1:3],
        list(DISTINCT route ORDER BY route),
-       (SELECT n FROM together)
+       (SELECT n FROM together), (SELECT n FROM answered)
 FROM stalled
 """
 
@@ -120,6 +132,8 @@ class Stalled:
     routes: tuple[str, ...] = ()
     #: the most of those taken before the first failure that were silent at one moment
     at_once: int = 0
+    #: queries sent after they went quiet that returned while they were silent
+    answered: int = 0
     #: the rule, in the finding's words (set by :func:`hung`)
     rule: str = ""
     title: str = TITLE
@@ -134,6 +148,7 @@ class Stalled:
         need = max(min(at_least, capacity), capacity - slack, 2)
         return (
             self.first_failure_ns is not None
+            and self.answered == 0
             and self.at_once >= need
             and self.before_failures <= capacity + slack
         )
@@ -201,10 +216,12 @@ def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
     ).fetchone()
     if row is None or not row[0]:
         return Stalled(0)
-    n, first, last, silent, before, first_failure, failures, traces, routes, together = row
+    n, first, last, silent, before, first_failure, failures, traces, routes, together, answered = (
+        row
+    )
     return Stalled(
         int(n), int(before), int(first), int(last), int(silent),
         int(first_failure) if first_failure is not None else None, int(failures or 0),
         tuple(traces or ()), tuple(r for r in routes or () if r is not None),
-        int(together or 0),
+        int(together or 0), int(answered or 0),
     )  # fmt: skip
