@@ -114,6 +114,8 @@ def test_a_network_that_stops_answering_mid_transaction_is_a_hang(capacity: int)
     assert hung["median_silence_s"] == pytest.approx(4.0, abs=0.05)
     assert f"At 10 s, {capacity} requests took a connection and went silent" in f.explanation
     assert "statement_timeout" in f.suggestion
+    # the hung requests are the finding's traces, shown where the evidence's dict is not
+    assert f.trace_ids and list(f.trace_ids) == hung["traces"]
 
 
 def test_a_hang_on_a_pool_of_one_is_left_to_the_leak_rule() -> None:

@@ -203,7 +203,8 @@ def hung(run: Run, s: PoolSettings, inferred: PoolInference) -> Stalled | None:
         f"{s.min_stalled}, or the whole pool when smaller, and never fewer than 2) took a "
         "connection before any checkout failed and were silent at once, each for "
         f"≥ {s.min_stall_ms:,.0f} ms after its last query, checkout or call ended, and no more "
-        "such requests than the pool could hold; never when the pool came back",
+        "such requests than the pool could hold, none answering with an error status, and "
+        "no query sent after they went quiet returning; never when the pool came back",
     )
 
 
