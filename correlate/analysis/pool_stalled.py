@@ -99,7 +99,7 @@ answered AS (
     -- answered) that still returned before any of them ended: the database was answering
     SELECT count(*) AS n FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'db' AND coalesce(r.service, '') = $service
-      AND p.start_ns > (SELECT min(quiet_ns) FROM held) + $min_stall / 2
+      AND p.start_ns > (SELECT min(quiet_ns) FROM held) + $grace
       AND p.end_ns < (SELECT min(end_ns) FROM held)
 )
 SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
@@ -213,7 +213,11 @@ def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
     and went silent for at least ``min_stall_ms`` until they ended."""
     row = run.con.execute(
         _STALLED_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
-        {"service": service, "min_stall": int(min_stall_ms * 1e6)},
+        {
+            "service": service,
+            "min_stall": int(min_stall_ms * 1e6),
+            "grace": int(min_stall_ms * 5e5),
+        },
     ).fetchone()
     if row is None or not row[0]:
         return Stalled(0)
