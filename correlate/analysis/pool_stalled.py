@@ -15,8 +15,12 @@ connection, and after that nothing ended until the request itself did, seconds l
 its client gave up: its last checkout succeeded, and after the last query, checkout or
 outgoing call that ended comes a silence of at least ``min_stall_ms``
 (``pool_exhaustion.min_stall_ms``) until the request's end. When such
-requests account for the pool's whole capacity and took their connections before the pool
-ran dry, :func:`stalled_holds` says so, and the pool finding names a hang, not a leak.
+requests account for the pool's whole capacity, silent all at one moment, took their
+connections before the pool ran dry, and none answered with an error status (a leak's early
+return does), while no query the service sent after they went quiet returned (the database
+answered nobody), :func:`stalled_holds` says so, and the pool finding names a hang, not a
+leak. Silence alone is not enough: a path that works on after its last query (an
+uninstrumented call, a render) is silent too, leak or not.
 
 A request whose trace never ends is not a request here (it has no SERVER span); its
 checkout is in the run's spans that belong to no request, which this does not read.
