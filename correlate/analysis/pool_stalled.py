@@ -15,8 +15,12 @@ connection, and after that nothing ended until the request itself did, seconds l
 its client gave up: its last checkout succeeded, and after the last query, checkout or
 outgoing call that ended comes a silence of at least ``min_stall_ms``
 (``pool_exhaustion.min_stall_ms``) until the request's end. When such
-requests account for the pool's whole capacity and took their connections before the pool
-ran dry, :func:`stalled_holds` says so, and the pool finding names a hang, not a leak.
+requests account for the pool's whole capacity, silent all at one moment, took their
+connections before the pool ran dry, and none answered with an error status (a leak's early
+return does), while no query the service sent after they went quiet returned (the database
+answered nobody), :func:`stalled_holds` says so, and the pool finding names a hang, not a
+leak. Silence alone is not enough: a path that works on after its last query (an
+uninstrumented call, a render) is silent too, leak or not.
 
 A request that never ends (a synchronous worker blocked in the query until the run
 stopped) has no request span: what of it ended, its checkout and earlier queries, is in a
@@ -65,13 +69,16 @@ activity AS (
     WHERE category IN ('pool', 'db', 'downstream') GROUP BY th, rh
 ),
 stalled AS (
-    SELECT r.trace_id, r.route, c.end_ns AS got_ns, r.end_ns - a.last_ns AS silent_ns,
-           true AS ended
+    SELECT r.trace_id, r.route, c.end_ns AS got_ns, a.last_ns AS quiet_ns, r.end_ns,
+           r.end_ns - a.last_ns AS silent_ns, true AS ended
     FROM checkouts c
     JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     JOIN activity a ON a.th = c.th AND a.rh = c.rh
-    -- it got its connection, and nothing it did after ended before the request did
+    -- it got its connection, and nothing it did after ended before the request did; nor
+    -- did it answer with an error of its own (a leak's early return: 402, 409, 500), where
+    -- a request its client gave up on ends with what it had (Node's 200) or never
     WHERE c.k = 1 AND c.status_code IS DISTINCT FROM 'ERROR'
+      AND coalesce(r.http_status, 0) < 400
       AND coalesce(r.service, '') = $service
       AND r.end_ns - a.last_ns >= $min_stall
 ),
@@ -105,13 +112,13 @@ never_ended AS (
     -- it got its connection once the load ran, and nothing of it reported back from
     -- then on until the run ended: its silence is at least that long
     SELECT u.trace_id, CAST(NULL AS VARCHAR) AS route, u.end_ns AS got_ns,
-           b.end_ns - e.last_ns AS silent_ns, false AS ended
+           e.last_ns AS quiet_ns, b.end_ns, b.end_ns - e.last_ns AS silent_ns, false AS ended
     FROM unowned u JOIN unended e ON e.th = u.th CROSS JOIN bounds b
     WHERE u.k = 1 AND u.status_code IS DISTINCT FROM 'ERROR'
       AND u.parent_id IS NOT NULL AND u.unparented
       AND u.start_ns >= b.first_ns AND b.end_ns - e.last_ns >= $min_stall
 ),
-held AS (
+silent AS (
     SELECT * FROM stalled UNION ALL SELECT * FROM never_ended
 ),
 failed AS (
@@ -119,14 +126,40 @@ failed AS (
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'pool' AND p.status_code = 'ERROR'
       AND coalesce(r.service, '') = $service
+),
+held AS (
+    -- those that took their connection before the pool ran dry
+    SELECT * FROM silent
+    WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)
+),
+edges AS (
+    SELECT quiet_ns AS t, 1 AS d FROM held UNION ALL SELECT end_ns AS t, -1 AS d FROM held
+),
+together AS (
+    -- the most of them silent at one moment: a hang stops them all at once, while a
+    -- path that leaks and then works on for a while does so one request at a time
+    SELECT max(n) AS n FROM (
+        SELECT sum(d) OVER (ORDER BY t, d ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS n
+        FROM edges
+    )
+),
+answered AS (
+    -- queries of the service sent well after the first of them went quiet (half the
+    -- silence asked for: a statement sent just before the database stopped may have been
+    -- answered) that still returned before any of them ended: the database was answering
+    SELECT count(*) AS n FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
+    WHERE p.category = 'db' AND coalesce(r.service, '') = $service
+      AND p.start_ns > (SELECT min(quiet_ns) FROM held) + $grace
+      AND p.end_ns < (SELECT min(end_ns) FROM held)
 )
 SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
        count(*) FILTER (WHERE got_ns < coalesce((SELECT first_ns FROM failed), 9000000000000000000)),
        (SELECT first_ns FROM failed), (SELECT n FROM failed),
        list(trace_id ORDER BY got_ns, trace_id)[1:3],
        list(DISTINCT route ORDER BY route) FILTER (WHERE route IS NOT NULL),
+       (SELECT n FROM together), (SELECT n FROM answered),
        count(*) FILTER (WHERE NOT ended)
-FROM held
+FROM silent
 """
 
 
@@ -148,6 +181,10 @@ class Stalled:
     failures: int = 0
     traces: tuple[str, ...] = ()
     routes: tuple[str, ...] = ()
+    #: the most of those taken before the first failure that were silent at one moment
+    at_once: int = 0
+    #: queries sent after they went quiet that returned while they were silent
+    answered: int = 0
     #: of them, those whose request never ended (no request span: only the spans of it
     #: that ended were exported), their silence counted to the run's end
     unended: int = 0
@@ -157,12 +194,22 @@ class Stalled:
     suggestion: str = SUGGESTION
 
     def explains(self, capacity: int, slack: int, at_least: int) -> bool:
-        """Whether these holds are where the pool's connections went: at least
-        ``at_least``, as many as its ``capacity`` (within ``slack``), and taken before
-        the first checkout failed."""
+        """Whether these holds are where the pool's connections went: taken before the
+        first checkout failed, silent all at one moment, as many as its ``capacity``
+        (within ``slack``) and at least ``at_least`` (the whole pool when it is smaller),
+        and no more than it could hold (more silent requests than connections are a path
+        that works on after its queries, not queries that never returned). A pool whose
+        size the spans do not show (no running request held a connection while others
+        waited) asks ``at_least`` (and 2) alone."""
+        if capacity <= 0:  # the spans show no holder to size the pool by: the floor alone
+            need, most = max(at_least, 2), self.before_failures
+        else:
+            need, most = max(min(at_least, capacity), capacity - slack, 2), capacity + slack
         return (
-            self.before_failures >= max(at_least, capacity - slack)
-            and self.first_failure_ns is not None
+            self.first_failure_ns is not None
+            and self.answered == 0
+            and self.at_once >= need
+            and self.before_failures <= most
         )
 
     def evidence(self, run_start: int) -> dict[str, Any]:
@@ -172,6 +219,7 @@ class Stalled:
             "took_their_connection_before_the_first_failure": self.before_failures,
             "from_s": ((self.first_ns or run_start) - run_start) / 1e9,
             "to_s": ((self.last_ns or run_start) - run_start) / 1e9,
+            "silent_at_once": self.at_once,
             "median_silence_s": self.silent_ns / 1e9,
             "never_ended": self.unended,
             "failed_checkouts": self.failures,
@@ -180,7 +228,8 @@ class Stalled:
         }
 
     def sentence(self, run_start: int) -> str:
-        """Where the connections went, with the figures that show it."""
+        """Where the connections went, with the figures that show it (a sentence of its
+        own, without its full stop)."""
         at = ((self.first_ns or run_start) - run_start) / 1e9
         until = ((self.last_ns or run_start) - run_start) / 1e9
         when = (
@@ -188,21 +237,21 @@ class Stalled:
         )
         n = self.before_failures
         return (
-            f"{when}, {n} request{'s' if n != 1 else ''} held a connection and went silent: "
-            "after the last query, checkout or call of theirs that reported back, nothing did "
-            f"(the query each was running never returned), and {self._after()}. "
-            "Those connections were never given back because their queries never returned, "
-            f"and they were all the pool had: the {self.failures} checkouts that failed came "
-            "after. A leaking path looks the same from the pool (connections out, no query "
-            "running) but answers its requests; these got no answer from the database"
+            f"{when}, {n} request{'s' if n != 1 else ''} took a connection and went silent, "
+            f"{self.at_once} of them at once: after the last query, checkout or call of "
+            f"theirs that reported back, nothing else did, and {self._after()}. That is how queries that never return look: their connections "
+            "are not given back, and these were as many as the pool held; the "
+            f"{self.failures} checkout{'s' if self.failures != 1 else ''} that failed came "
+            "after. A leak empties a pool the same way (connections out, no query running), "
+            "but its requests answer soon after their last query, one at a time"
         )
 
     def _after(self) -> str:
         silent = f"{self.silent_ns / 1e9:.1f} s"
         if not self.unended:
             return (
-                f"the requests themselves ended only {silent} later (their median), as when "
-                "a client gives up on an answer"
+                f"the requests themselves ended a median {silent} later, as when a client "
+                "gives up waiting for an answer"
             )
         never = (
             "none of them ever ended"
@@ -219,17 +268,22 @@ class Stalled:
 
 def hung(run: Run, s: PoolSettings, inferred: PoolInference) -> Stalled | None:
     """The hung requests, when they are where the pool's connections went; else None."""
+    if inferred.verdict == "saturation":
+        return None  # the pool came back: its connections were given back, not hung
     capacity = max(inferred.capacity_first, inferred.emptied_from)
     found = stalled_holds(run, inferred.service or "", s.min_stall_ms)
     if not found.explains(capacity, s.full_slack, s.min_stalled):
         return None
     return replace(
         found,
-        rule=f"a hang when at least {s.min_stalled} requests, and as many as the pool held "
-        f"(within {s.full_slack}), took a connection before any checkout failed and then went "
-        f"silent for ≥ {s.min_stall_ms:,.0f} ms after their last query, checkout or call ended "
-        "(until the request ended, or the run did: a request that never ended is its checkout "
-        "in a trace with no request)",
+        rule=f"a hang when as many requests as the pool held (within {s.full_slack}; at least "
+        f"{s.min_stalled}, or the whole pool when smaller, and never fewer than 2) took a "
+        "connection before any checkout failed and were silent at once, each for "
+        f"≥ {s.min_stall_ms:,.0f} ms after its last query, checkout or call ended, and no more "
+        "such requests than the pool could hold, none answering with an error status, and "
+        "no query sent after they went quiet returning; never when the pool came back (a "
+        "request that never ended counts as its checkout in a trace with no request, silent "
+        "until the run ended)",
     )
 
 
@@ -246,13 +300,19 @@ def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
             owner=run.table("owner"),
             category=CATEGORY_SQL,
         ),
-        {"service": service, "min_stall": int(min_stall_ms * 1e6)},
+        {
+            "service": service,
+            "min_stall": int(min_stall_ms * 1e6),
+            "grace": int(min_stall_ms * 5e5),
+        },
     ).fetchone()
     if row is None or not row[0]:
         return Stalled(0)
-    n, first, last, silent, before, first_failure, failures, traces, routes, unended = row
+    (n, first, last, silent, before, first_failure, failures, traces, routes, together,
+     answered, unended) = row  # fmt: skip
     return Stalled(
         int(n), int(before), int(first), int(last), int(silent),
         int(first_failure) if first_failure is not None else None, int(failures or 0),
-        tuple(traces or ()), tuple(r for r in routes or () if r is not None), int(unended or 0),
+        tuple(traces or ()), tuple(r for r in routes or () if r is not None),
+        int(together or 0), int(answered or 0), int(unended or 0),
     )  # fmt: skip

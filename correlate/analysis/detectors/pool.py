@@ -142,6 +142,7 @@ _SOURCE = (
     "correlate; leak suspects as HikariCP leakDetectionThreshold tied to the request, "
     "saturation as k6 throughput limit (docs/rules.md#{anchor})"
 )
+_UNDECIDED = "Connection pool exhausted: leak or saturation cannot be told apart"
 
 
 def pool_exhaustion(run: Run, settings: PoolSettings = DEFAULTS) -> list[Finding]:
@@ -494,9 +495,7 @@ def _undecided_finding(
     return Finding(
         kind=FindingKind.POOL_EXHAUSTED,
         severity=severity,
-        title=hang.title
-        if hang
-        else "Connection pool exhausted: leak or saturation cannot be told apart",
+        title=hang.title if hang else _UNDECIDED,
         impact_ms=pressure.wait_ms,
         evidence=evidence,
         trace_ids=hang.traces if hang else (),
