@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import heapq
 
+import pytest
+
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
 from correlate.kinds import FindingKind
@@ -91,3 +93,35 @@ def test_a_slow_database_that_answers_is_no_stall() -> None:
     b.query(trace, r, 5002.0, 8050.0, "SELECT pg_sleep(3)")
     with open_run(b.build(), "r") as run:
         assert database_stall(run) == []
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("hang", [True, False], ids=["stall", "leak"])
+def test_clickhouse_finds_the_stall_as_duckdb_does(chdb: object, hang: bool) -> None:
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    b = RunBuilder()
+    service(b, hang=hang)
+    store = b.build()
+    with open_run(store, "r") as run:
+        local = [(f.title, f.explanation, f.evidence) for f in database_stall(run)]
+    there, _ = copied(store, chdb, "r")
+    remote = [(f.title, f.explanation, f.evidence) for f in database_stall(Run(there, "r"))]  # type: ignore[arg-type]
+    assert remote == local
+    assert bool(local) == hang
+
+
+def test_a_pause_between_stages_does_not_hide_a_stall_after_it() -> None:
+    # a first stage, then half a minute with no requests at all (a wider gap than the
+    # stall, but nobody ran in it), then the stage in which the database stops
+    b = RunBuilder()
+    for i in range(100):
+        trace, t = b.new_id("t"), -60_000.0 + i * 100
+        r = _server(b, trace, t, t + 60, "GET", 200, None)
+        b.connect(trace, r, t, t + 1)
+        b.query(trace, r, t + 2, t + 50, "SELECT * FROM orders WHERE id = 1")
+    service(b, hang=True)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    assert 69.9 <= f.evidence["from_s"] <= 70.1

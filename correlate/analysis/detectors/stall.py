@@ -65,8 +65,9 @@ ends AS (
     FROM calls
 ),
 widest AS (
-    SELECT * FROM ends
-    QUALIFY row_number() OVER (PARTITION BY service ORDER BY to_ns - from_ns DESC, from_ns) = 1
+    -- every stretch long enough after enough calls: the widest may be a pause between
+    -- stages that nobody ran in, and must not hide a narrower one that qualifies
+    SELECT * FROM ends WHERE to_ns - from_ns >= $min_gap AND before >= $min_queries
 ),
 last_checkout AS (
     SELECT th, rh, end_ns, status_code,
@@ -100,7 +101,7 @@ SELECT w.service, w.from_ns, w.to_ns, w.before,
           AND x.got_ns < w.to_ns AND x.end_ns >= greatest(x.got_ns, w.from_ns) + $min_gap)
            AS in_flight
 FROM widest w
-ORDER BY w.to_ns - w.from_ns DESC, w.service
+ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 """
 
 
@@ -108,13 +109,14 @@ def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding
     s = settings
     rows = run.con.execute(
         _GAPS_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
-        {"min_gap": int(s.min_gap_s * 1e9)},
+        {"min_gap": int(s.min_gap_s * 1e9), "min_queries": s.min_queries},
     ).fetchall()
-    found = []
+    found, seen = [], set()
     for service, lo, hi, before, p99, running, inside, inside_ms, failed, in_flight in rows:
         gap = hi - lo
         if (
-            in_flight < s.min_in_flight
+            service in seen  # its widest stretch that qualifies is found already
+            or in_flight < s.min_in_flight
             or before < s.min_queries
             or running < s.min_requests
             or gap < s.min_gap_s * 1e9
@@ -123,7 +125,8 @@ def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding
             continue
         found.append(_finding(run, s, service or None, lo, hi, before, p99, running, inside,
                               inside_ms, failed, in_flight))  # fmt: skip
-    return found
+        seen.add(service)
+    return sorted(found, key=lambda f: -f.evidence["silent_s"])
 
 
 def _finding(
