@@ -68,6 +68,8 @@ def test_a_database_that_stops_answering_is_a_stall() -> None:
     assert 9.9 <= f.evidence["from_s"] <= 10.1
     assert f.evidence["calls_in_flight"] == CAPACITY
     assert f.evidence["requests_failed"] == 0  # nothing failed: every request waited
+    assert "until its client gave up (none failed)." in f.explanation
+    assert "0 did" not in f.explanation and f.explanation.startswith("Before 10 s svc had ")
 
 
 def test_a_pool_that_leaked_dry_is_no_stall() -> None:

@@ -149,10 +149,20 @@ def _finding(
     whose = f" of {service}" if service else ""
     rate = before / max((lo - start) / 1e9, 1e-9)
     inside_text = (
-        f"; the {inside:,} that began and ended within it took {ms(inside_ms)} each (median), "
-        "with no query answered"
+        (
+            f"; the one that began and ended within it took {ms(inside_ms)}"
+            if inside == 1
+            else f"; the {inside:,} that began and ended within it took {ms(inside_ms)} each "
+            "(median)"
+        )
+        + ", with no query answered"
         if inside and inside_ms is not None
         else ""
+    )
+    gave_up = (
+        "until its client gave up (none failed)"
+        if failed == 0
+        else f"until it failed ({failed:,} did) or its client gave up"
     )
     return Finding(
         kind=FindingKind.DATABASE_STALL,
@@ -178,7 +188,7 @@ def _finding(
             "calls_in_flight": int(in_flight),
         },
         explanation=(
-            f"Before {t0:.0f} s the service{whose} had {before:,} database calls answered "
+            f"Before {t0:.0f} s {service or 'the service'} had {before:,} database calls answered "
             f"({rate:,.0f} a second, p99 {ms((p99 or 0) / 1e6)}); from then "
             + ("to the end of the run" if to_end else f"to {t1:.0f} s")
             + f" not one call ended, while {running:,} of its requests ran{inside_text}. "
@@ -186,7 +196,7 @@ def _finding(
             "or in it, and none of those calls ever reported back. A call's span ends only when the "
             "database answers it: the database, or the network to it, stopped answering, and "
             "every request after waited for a reply or for a connection that those calls "
-            f"held, until it failed ({failed:,} did) or its client gave up. The time it "
+            f"held, {gave_up}. The time it "
             "waited reads as the requests' own code, because no span that ended covers it."
         ),
         suggestion=SUGGESTION
