@@ -64,11 +64,6 @@ ends AS (
            row_number() OVER (PARTITION BY service ORDER BY end_ns) AS before
     FROM calls
 ),
-widest AS (
-    -- every stretch long enough after enough calls: the widest may be a pause between
-    -- stages that nobody ran in, and must not hide a narrower one that qualifies
-    SELECT * FROM ends WHERE to_ns - from_ns >= $min_gap AND before >= $min_queries
-),
 last_checkout AS (
     SELECT th, rh, end_ns, status_code,
            row_number() OVER (PARTITION BY th, rh ORDER BY start_ns DESC, end_ns DESC) AS k
@@ -84,6 +79,21 @@ silent AS (
           SELECT 1 FROM {parts} q
           WHERE q.th = c.th AND q.rh = c.rh AND q.category IN ('db', 'downstream')
             AND q.end_ns > c.end_ns)
+),
+gaps AS (
+    -- every stretch long enough after enough calls (the widest may be a pause between
+    -- stages that nobody ran in, and must not hide a narrower one that qualifies), with
+    -- its calls in flight: few requests are silent, so this stays cheap however many
+    SELECT e.*,
+           (SELECT count(*) FROM silent x WHERE x.service = e.service
+              AND x.got_ns < e.to_ns AND x.end_ns >= greatest(x.got_ns, e.from_ns) + $min_gap)
+               AS in_flight
+    FROM ends e WHERE e.to_ns - e.from_ns >= $min_gap AND e.before >= $min_queries
+),
+widest AS (
+    -- only the widest few with calls in flight are worth the scans of requests below
+    SELECT * FROM gaps WHERE in_flight >= $min_in_flight
+    QUALIFY row_number() OVER (PARTITION BY service ORDER BY to_ns - from_ns DESC, from_ns) <= 8
 )
 SELECT w.service, w.from_ns, w.to_ns, w.before,
        (SELECT quantile_cont(c.end_ns - c.start_ns, 0.99) FROM calls c
@@ -97,9 +107,7 @@ SELECT w.service, w.from_ns, w.to_ns, w.before,
           AND r.start_ns >= w.from_ns AND r.end_ns <= w.to_ns) AS inside_ms,
        (SELECT count(*) FROM {reqs} r WHERE coalesce(r.service, '') = w.service
           AND r.start_ns < w.to_ns AND r.end_ns > w.from_ns AND r.error) AS failed,
-       (SELECT count(*) FROM silent x WHERE x.service = w.service
-          AND x.got_ns < w.to_ns AND x.end_ns >= greatest(x.got_ns, w.from_ns) + $min_gap)
-           AS in_flight
+       w.in_flight
 FROM widest w
 ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 """
@@ -109,7 +117,11 @@ def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding
     s = settings
     rows = run.con.execute(
         _GAPS_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
-        {"min_gap": int(s.min_gap_s * 1e9), "min_queries": s.min_queries},
+        {
+            "min_gap": int(s.min_gap_s * 1e9),
+            "min_queries": s.min_queries,
+            "min_in_flight": s.min_in_flight,
+        },
     ).fetchall()
     found, seen = [], set()
     for service, lo, hi, before, p99, running, inside, inside_ms, failed, in_flight in rows:
