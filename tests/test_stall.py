@@ -127,3 +127,26 @@ def test_a_pause_between_stages_does_not_hide_a_stall_after_it() -> None:
     with open_run(b.build(), "r") as run:
         (f,) = database_stall(run)
     assert 69.9 <= f.evidence["from_s"] <= 70.1
+
+
+def test_a_slow_service_called_while_holding_a_connection_is_no_stall() -> None:
+    # every request takes a connection, then calls another service that takes 5 s from
+    # 10 s on: the pool of five runs out and no query ends for seconds, but each call
+    # that held a connection reported back
+    b = RunBuilder()
+    free = [0.0] * CAPACITY
+    for i in range(400):
+        trace, t = b.new_id("t"), i * 50.0
+        conn = min(range(CAPACITY), key=lambda k: free[k])
+        acquired = max(t + 0.5, free[conn])
+        if acquired > t + GIVE_UP_MS:
+            _server(b, trace, t, t + GIVE_UP_MS, "GET", 200, None)
+            continue
+        slow = 5000.0 if acquired >= FROM_MS else 5.0
+        r = _server(b, trace, t, acquired + slow + 60, "GET", 200, None)
+        b.connect(trace, r, t, acquired)
+        b.span(trace, acquired + 1, acquired + 1 + slow, parent=r, kind="CLIENT")
+        b.query(trace, r, acquired + 2 + slow, acquired + 50 + slow, "SELECT 1")
+        free[conn] = acquired + slow + 60
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
