@@ -17,6 +17,8 @@ import pytest
 
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
+from correlate.analysis.findings import Finding
+from correlate.analysis.verdict import reconcile
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
@@ -150,3 +152,20 @@ def test_a_slow_service_called_while_holding_a_connection_is_no_stall() -> None:
         free[conn] = acquired + slow + 60
     with open_run(b.build(), "r") as run:
         assert database_stall(run) == []
+
+
+def _said(kind: FindingKind, title: str, **evidence: object) -> Finding:
+    return Finding(kind, "critical", title, "", "", "", "", evidence=dict(evidence))
+
+
+@pytest.mark.parametrize("pool_service", ["orders", "payments"])
+def test_the_stall_is_info_only_beside_its_own_services_pool_hang(pool_service: str) -> None:
+    stall = _said(FindingKind.DATABASE_STALL, "stopped", service="orders")
+    hang = _said(
+        FindingKind.POOL_EXHAUSTED,
+        "held",
+        hung_requests={},
+        checkout_spans={"service": pool_service},
+    )
+    (seen,) = [f for f in reconcile([stall, hang]) if f.kind == FindingKind.DATABASE_STALL]
+    assert seen.severity == ("info" if pool_service == "orders" else "critical")

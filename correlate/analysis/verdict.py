@@ -159,8 +159,8 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
     - A fan-out whose calls are mostly one shape that an N+1 or redundant-calls finding on
       the same route names is that finding's calls counted again: it points at it.
     - A database that stopped answering (``database_stall``) is what unexplained time is
-      made of (no span that ended covers a wait on it), and is info beside the pool's hang
-      finding, which names its effect on the pool.
+      made of (no span that ended covers a wait on it), and is info beside its service's
+      pool hang finding, which names its effect on the pool.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
       N+1, a pool finding, a queue for a connection or a section that lists it among its
       routes, …) keeps its severity — the caller's users wait — but points at the callee's
@@ -179,7 +179,17 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
     stall = next((f for f in findings if f.kind == FindingKind.DATABASE_STALL), None)
     if stall is None:
         return findings
-    pool = next((f for f in findings if "hung_requests" in f.evidence), None)
+    # the hang of the stalled service's pool, not another service's
+    service = stall.evidence.get("service")
+    pool = next(
+        (
+            f
+            for f in findings
+            if "hung_requests" in f.evidence
+            and (f.evidence.get("checkout_spans") or {}).get("service") in (service, None)
+        ),
+        None,
+    )
     out = []
     for f in findings:
         if f is stall and pool is not None:
