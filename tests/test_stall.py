@@ -169,3 +169,18 @@ def test_the_stall_is_info_only_beside_its_own_services_pool_hang(pool_service: 
     )
     (seen,) = [f for f in reconcile([stall, hang]) if f.kind == FindingKind.DATABASE_STALL]
     assert seen.severity == ("info" if pool_service == "orders" else "critical")
+
+
+def test_the_rate_before_counts_from_the_services_first_call() -> None:
+    # another service ran for a minute before this one had its first call
+    b = RunBuilder()
+    for i in range(60):
+        b.request(b.new_id("t"), -60_000.0 + i * 1000, -60_000.0 + i * 1000 + 5, service="gw")
+    service(b, hang=True)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    seconds = f.evidence["from_s"] - 60  # the service's first call came at 60 s
+    assert f.evidence["calls_per_second_before"] == pytest.approx(
+        f.evidence["calls_before"] / seconds, rel=0.01
+    )
+    assert f"({round(f.evidence['calls_per_second_before'])} a second" in f.explanation

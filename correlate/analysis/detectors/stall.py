@@ -61,7 +61,8 @@ ends AS (
            coalesce(lead(end_ns) OVER (PARTITION BY service ORDER BY end_ns),
                     (SELECT max(end_ns) FROM {reqs} x WHERE coalesce(x.service, '') = calls.service))
                AS to_ns,
-           row_number() OVER (PARTITION BY service ORDER BY end_ns) AS before
+           row_number() OVER (PARTITION BY service ORDER BY end_ns) AS before,
+           min(start_ns) OVER (PARTITION BY service) AS first_ns
     FROM calls
 ),
 last_checkout AS (
@@ -95,7 +96,7 @@ widest AS (
     SELECT * FROM gaps WHERE in_flight >= $min_in_flight
     QUALIFY row_number() OVER (PARTITION BY service ORDER BY to_ns - from_ns DESC, from_ns) <= 8
 )
-SELECT w.service, w.from_ns, w.to_ns, w.before,
+SELECT w.service, w.from_ns, w.to_ns, w.before, w.first_ns,
        (SELECT quantile_cont(c.end_ns - c.start_ns, 0.99) FROM calls c
         WHERE c.service = w.service AND c.end_ns <= w.from_ns) AS p99_ns,
        (SELECT count(*) FROM {reqs} r WHERE coalesce(r.service, '') = w.service
@@ -124,7 +125,7 @@ def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding
         },
     ).fetchall()
     found, seen = [], set()
-    for service, lo, hi, before, p99, running, inside, inside_ms, failed, in_flight in rows:
+    for service, lo, hi, before, first, p99, running, inside, inside_ms, failed, in_flight in rows:
         gap = hi - lo
         if (
             service in seen  # its widest stretch that qualifies is found already
@@ -135,7 +136,8 @@ def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding
             or gap < s.gap_factor * (p99 or 0)
         ):
             continue
-        found.append(_finding(run, s, service or None, lo, hi, before, p99, running, inside,
+        rate = before / max((lo - first) / 1e9, 1e-9)  # since its first call, not the run's start
+        found.append(_finding(run, s, service or None, lo, hi, before, rate, p99, running, inside,
                               inside_ms, failed, in_flight))  # fmt: skip
         seen.add(service)
     return sorted(found, key=lambda f: -f.evidence["silent_s"])
@@ -148,6 +150,7 @@ def _finding(
     lo: int,
     hi: int,
     before: int,
+    rate: float,
     p99: float | None,
     running: int,
     inside: int,
@@ -159,7 +162,6 @@ def _finding(
     t0, t1 = (lo - start) / 1e9, (hi - start) / 1e9
     to_end = hi >= end - 1e9  # it lasted to the run's last request
     whose = f" of {service}" if service else ""
-    rate = before / max((lo - start) / 1e9, 1e-9)
     inside_text = (
         (
             f"; the one that began and ended within it took {ms(inside_ms)}"
