@@ -15,9 +15,6 @@ never ended. Needs PostgreSQL and the demo's packages (``pip install 'correlate[
 from __future__ import annotations
 
 import importlib.util
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -25,35 +22,13 @@ import pytest
 import correlate
 from correlate.kinds import FindingKind
 
-from .helpers.tcp_cut import CuttableProxy
+from .helpers.tcp_cut import CuttableProxy, when_up
 
 DEMO_PORT = 14640
 #: seconds of load before the freeze, of the whole load, and Locust's wait for an answer
 FREEZE_AFTER_S, DURATION_S, TIMEOUT_S = 8.0, 22, 5.0
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
-
-
-def _freeze_when_loaded(proxy: CuttableProxy, frozen_at: list[int]) -> threading.Thread:
-    """Freeze the proxy ``FREEZE_AFTER_S`` after the demo first answers (Locust starts then)."""
-
-    def run() -> None:
-        deadline = time.monotonic() + 180  # seeding comes first
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{DEMO_PORT}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            return
-        time.sleep(FREEZE_AFTER_S)
-        frozen_at.append(time.time_ns())
-        proxy.freeze()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_a_frozen_network_under_the_python_demo_is_a_hang_not_a_leak(
@@ -69,7 +44,13 @@ def test_a_frozen_network_under_the_python_demo_is_a_hang_not_a_leak(
     out = tmp_path / "run"
     frozen_at: list[int] = []
     with CuttableProxy(url.host or "127.0.0.1", url.port or 5432) as proxy:
-        freezer = _freeze_when_loaded(proxy, frozen_at)
+        freezer = when_up(
+            f"http://127.0.0.1:{DEMO_PORT}/health",
+            FREEZE_AFTER_S,
+            proxy.freeze,
+            frozen_at,
+            wait_s=180,  # seeding comes first
+        )
         result = run_demo(
             out,
             url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),

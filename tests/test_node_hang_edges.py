@@ -8,9 +8,6 @@ PostgreSQL. Ports of their own, so these run beside the other Node tests' fixed 
 
 from __future__ import annotations
 
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +19,7 @@ from correlate.analysis.findings import Finding
 from correlate.cli import cli
 from correlate.kinds import FindingKind
 
-from .helpers.tcp_cut import CuttableProxy
+from .helpers.tcp_cut import CuttableProxy, when_up
 from .test_node_example import SHOP, shop_database
 
 SHOP_PORT, HTTP_PORT = 14712, 14713
@@ -35,26 +32,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def edges_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of its own for the shop, empty: the service creates and seeds its schema."""
     yield from shop_database(pg_dsn, "node_hang_edges")
-
-
-def _freeze_when_loaded(proxy: CuttableProxy, after_s: float, at: list[int]) -> threading.Thread:
-    def run() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{SHOP_PORT}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            return
-        time.sleep(after_s)
-        at.append(time.time_ns())
-        proxy.freeze()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _recorded(
@@ -77,7 +54,11 @@ def _recorded(
         monkeypatch.setenv("SHOP_URL", f"http://127.0.0.1:{SHOP_PORT}")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        freezer = None if freeze_after_s is None else _freeze_when_loaded(proxy, freeze_after_s, at)
+        freezer = (
+            None
+            if freeze_after_s is None
+            else when_up(f"http://127.0.0.1:{SHOP_PORT}/health", freeze_after_s, proxy.freeze, at)
+        )
         recorded = CliRunner().invoke(
             cli,
             [

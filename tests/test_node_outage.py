@@ -16,9 +16,6 @@ PostgreSQL.
 
 from __future__ import annotations
 
-import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,7 +26,7 @@ import correlate
 from correlate.cli import cli
 from correlate.kinds import FindingKind
 
-from .helpers.tcp_cut import CuttableProxy
+from .helpers.tcp_cut import CuttableProxy, when_up
 from .test_node_example import SHOP, shop_database
 
 SHOP_PORT, HTTP_PORT = 14612, 14613
@@ -43,34 +40,6 @@ pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 def outage_dsn(pg_dsn: str) -> Iterator[str]:
     """A database of its own for the shop, empty: the service creates and seeds its schema."""
     yield from shop_database(pg_dsn, "node_outage")
-
-
-def _cut_when_loaded(
-    proxy: CuttableProxy, cut_at: list[int], refuse: bool, *, freeze: bool = False
-) -> threading.Thread:
-    """Cut the proxy ``CUT_AFTER_S`` after the shop first answers (its load starts then),
-    or freeze it (``freeze``)."""
-
-    def run() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{SHOP_PORT}/health", timeout=1):
-                    break
-            except OSError:
-                time.sleep(0.1)
-        else:
-            return
-        time.sleep(CUT_AFTER_S)
-        cut_at.append(time.time_ns())
-        if freeze:
-            proxy.freeze()
-        else:
-            proxy.cut(refuse=refuse)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def _record_behind_proxy(
@@ -100,7 +69,12 @@ def _record_behind_proxy(
             **env,
         }.items():
             monkeypatch.setenv(name, value)
-        cutter = _cut_when_loaded(proxy, cut_at, refuse, freeze=freeze)
+        cutter = when_up(
+            f"http://127.0.0.1:{SHOP_PORT}/health",
+            CUT_AFTER_S,
+            proxy.freeze if freeze else lambda: proxy.cut(refuse=refuse),
+            cut_at,
+        )
         recorded = CliRunner().invoke(
             cli,
             [

@@ -9,6 +9,8 @@ database itself keeps running for everyone else.
         ...  # point the service at 127.0.0.1:proxy.port
         proxy.cut()
 
+``when_up()`` acts on cue, once the service answers and its load has run a while.
+
 ``freeze()`` is a network partition instead: nothing is closed, but nothing passes either
 way any more (bytes already read are dropped), and new connections are taken and never
 answered; a caller waiting on a reply waits until its own timeout, if it has one.
@@ -18,6 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
+import urllib.request
+from collections.abc import Callable
 from types import TracebackType
 
 
@@ -114,3 +119,29 @@ class CuttableProxy:
             for end in (writer, other):
                 self._writers.discard(end)
                 end.transport.abort()
+
+
+def when_up(
+    health_url: str, after_s: float, act: Callable[[], None], at: list[int], *, wait_s: float = 120
+) -> threading.Thread:
+    """On a thread: once ``health_url`` first answers (the load starts then), wait
+    ``after_s``, note the moment in ``at`` (ns) and ``act`` (cut or freeze a proxy). Gives up
+    without acting when the service never answers within ``wait_s``."""
+
+    def run() -> None:
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(health_url, timeout=1):
+                    break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            return
+        time.sleep(after_s)
+        at.append(time.time_ns())
+        act()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
