@@ -290,3 +290,58 @@ def test_they_name_the_route_of_a_leak_read_from_the_pools_errors() -> None:
     )
     assert f.trace_ids == ("declined0", "declined1", "declined2")
     assert "Record the run with correlate.instrument" not in f.suggestion
+
+
+#: the moment the database stops answering in :func:`frozen`, and how long each request
+#: after it waits before its client gives up (ms)
+FREEZE_MS, GAVE_UP_MS = 20_000, 4_000
+
+
+def frozen(*, others_answered: bool = False) -> RunBuilder:
+    """The shop's traffic until the database stops answering at ``FREEZE_MS``; two
+    checkouts had begun their transaction just before, and sent a statement that never came
+    back. Every request from then on waits until its client gives up (Node answers 200 for
+    it), with no query ending, unless ``others_answered``: product pages still get theirs."""
+    b = RunBuilder()
+    for k, t in enumerate(range(0, RUN_MS, 200)):
+        trace = f"p{k}"
+        if t < FREEZE_MS or others_answered:
+            req = b.request(trace, t, t + 20, "/products/:id")
+            b.query(trace, req, t + 2, t + 3, "select * from products where id = $1")
+        else:
+            b.request(trace, t, t + GAVE_UP_MS, "/products/:id")
+    for k, t in enumerate(range(100, FREEZE_MS - 100, 500)):
+        trace = f"c{k}"
+        committed(b, trace, b.request(trace, t, t + 30, "/checkout", status=201), t + 10)
+    for k, t in enumerate((FREEZE_MS - 20, FREEZE_MS - 10)):
+        trace = f"hung{k}"
+        req = b.request(trace, t, t + GAVE_UP_MS, "/checkout", status=200)
+        b.query(trace, req, t + 1, t + 2, "BEGIN")
+    return b
+
+
+def test_transactions_cut_short_by_a_database_that_stopped_answering_are_no_leak() -> None:
+    # before, these two were "transactions never ended" and, with the latency every request
+    # after the freeze shows, a critical leak of the connections the hang held
+    assert _read(frozen()) is None
+    assert [f.kind for f in _findings(frozen())] == []
+
+
+def test_a_transaction_left_waiting_while_the_database_answered_others_stays_a_suspect() -> None:
+    got = _read(frozen(others_answered=True))
+    assert got is not None and got.total == 2 and got.traces == ("hung0", "hung1")
+
+
+@pytest.mark.parametrize("others_answered", [False, True])
+def test_clickhouse_tells_a_hung_transaction_as_duckdb_does(
+    chdb: object, others_answered: bool
+) -> None:
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    store = frozen(others_answered=others_answered).build()
+    with open_run(store, "r") as run:
+        local = unended_transactions(run, PoolSettings())
+    there, _ = copied(store, chdb, "r")
+    assert unended_transactions(Run(there, "r"), PoolSettings()) == local  # type: ignore[arg-type]
+    assert (local is not None) == others_answered

@@ -160,12 +160,16 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
     A transaction counts as ended by a ``COMMIT``/``ROLLBACK`` in the same trace and
     service after the ``BEGIN``, whoever ran it (a span outside the request, or one that
     outlived it). Not suspects: requests ending within ``end_grace_s`` of the run's end (cut
-    by it), and any in a service whose spans show no transaction ending at all (its driver
-    records ``BEGIN`` but not how it ends). No group when the service recorded as many ends
+    by it); requests cut short by a database that stopped answering (for their last
+    ``min_stall_ms`` no call of theirs nor of their service ended: the statement they sent
+    after the ``BEGIN`` never came back, docs/rules.md#database_stall); and any in a service
+    whose spans show no transaction ending at all (its driver records ``BEGIN`` but not how
+    it ends). No group when the service recorded as many ends
     where no transaction began (in a request beyond its begins, or in none): those are
     other requests' ends. None without a suspect.
     """
     tree, owner, reqs = run.table("tree"), run.table("owner"), run.table("requests")
+    parts = run.table("parts")
     fps = run.table("fingerprints")
     rows = run.con.execute(
         f"""
@@ -191,6 +195,29 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
             FROM marks m JOIN {owner} o ON o.th = m.th AND o.sh = m.sh
             WHERE m.kind = 1 GROUP BY o.th, o.rh
         ),
+        last_answer AS (
+            -- each such request's last call that ended (query, checkout or outgoing call)
+            SELECT b.th, b.rh, coalesce(r.service, '') AS svc, r.end_ns,
+                   max(p.end_ns) AS last_ns
+            FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
+            JOIN {parts} p ON p.th = b.th AND p.rh = b.rh
+            WHERE p.span_id IS NOT NULL AND p.category IN ('db', 'pool', 'downstream')
+            GROUP BY b.th, b.rh, r.service, r.end_ns
+        ),
+        answered AS (
+            SELECT coalesce(r.service, '') AS svc, p.end_ns
+            FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
+            WHERE p.category = 'db' AND p.span_id IS NOT NULL
+        ),
+        hung AS (
+            -- cut short by a database that stopped answering, not left open: for its last
+            -- min_stall it waited for a call that never ended (the statement it sent next,
+            -- its COMMIT among them), and no call of its service ended either
+            SELECT l.th, l.rh
+            FROM last_answer l
+            ASOF LEFT JOIN answered a ON a.svc = l.svc AND a.end_ns <= l.end_ns
+            WHERE l.end_ns - greatest(l.last_ns, coalesce(a.end_ns, l.last_ns)) >= $min_stall
+        ),
         per AS (
             SELECT r.service, r.trace_id, r.request_id, r.route, r.method, r.http_status,
                    r.end_ns,
@@ -203,7 +230,9 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                    AND NOT EXISTS (SELECT 1 FROM spans x
                                    WHERE x.run_id = $run AND x.trace_id = r.trace_id
                                      AND x.start_ns >= b.last_begin
-                                     AND {lost_connection_sql("x")}) AS open
+                                     AND {lost_connection_sql("x")})
+                   AND NOT EXISTS (SELECT 1 FROM hung h WHERE h.th = b.th AND h.rh = b.rh)
+                       AS open
             FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
         ),
         ended AS (
@@ -242,6 +271,7 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
             "end": END_RE,
             "lost": LOST_CONNECTION,
             "cut": run.span[1] - round(s.end_grace_s * 1e9),
+            "min_stall": round(s.min_stall_ms * 1e6),
         },
     ).fetchall()
     began: Counter[str | None] = Counter(r[0] for r in rows)

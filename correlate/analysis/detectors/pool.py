@@ -131,7 +131,7 @@ class PoolSettings:
         low=1,
     )
     min_stall_ms: float = setting(
-        1000.0, "spans only: a request silent this long after its last checkout hung", unit="ms"
+        1000.0, "a request silent this long after its last checkout or call hung", unit="ms"
     )
     min_stalled: int = setting(3, "spans only: hung requests, at least, to explain the pool", low=1)
 
