@@ -190,8 +190,6 @@ class Stalled:
     unended: int = 0
     #: the rule, in the finding's words (set by :func:`hung`)
     rule: str = ""
-    title: str = TITLE
-    suggestion: str = SUGGESTION
 
     def explains(self, capacity: int, slack: int, at_least: int) -> bool:
         """Whether these holds are where the pool's connections went: taken before the

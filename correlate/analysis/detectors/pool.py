@@ -42,7 +42,7 @@ from correlate.analysis.pool_evidence import (
 from correlate.analysis.pool_inference import infer
 from correlate.analysis.pool_pressure import Pressure, unreachable
 from correlate.analysis.pool_pressure import pressure as read_pressure
-from correlate.analysis.pool_stalled import Stalled, hung
+from correlate.analysis.pool_stalled import SUGGESTION, TITLE, Stalled, hung
 from correlate.analysis.pool_suspects import decisive, rise_sentence
 from correlate.analysis.pool_suspects import suspects as read_suspects
 from correlate.analysis.settings import setting, share
@@ -495,7 +495,7 @@ def _undecided_finding(
     return Finding(
         kind=FindingKind.POOL_EXHAUSTED,
         severity=severity,
-        title=hang.title if hang else _UNDECIDED,
+        title=TITLE if hang else _UNDECIDED,
         impact_ms=pressure.wait_ms,
         evidence=evidence,
         trace_ids=hang.traces if hang else (),
@@ -506,7 +506,7 @@ def _undecided_finding(
             else " Whether connections leak or the pool is too small for the load cannot be "
             f"told from these spans, because {inferred.reason}."
         ),
-        suggestion=hang.suggestion
+        suggestion=SUGGESTION
         if hang
         else (
             (
