@@ -55,12 +55,18 @@ SUGGESTION = (
     "driver's read timeout) so that a hung query fails and gives its connection back."
 )
 
-_STALLED_SQL = """
-WITH checkouts AS (
-    -- each request's checkout spans; the last one by start is the one that decides
+#: SQL: each request's checkout spans of ``{parts}``, numbered ``k`` from its last by start
+#: (``k = 1``: the one that decides whether it held a connection when it went quiet).
+CHECKOUTS_SQL = """
     SELECT th, rh, start_ns, end_ns, status_code,
            row_number() OVER (PARTITION BY th, rh ORDER BY start_ns DESC, end_ns DESC) AS k
-    FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL
+    FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL"""
+
+_STALLED_SQL = (
+    """
+WITH checkouts AS ("""
+    + CHECKOUTS_SQL
+    + """
 ),
 activity AS (
     -- when the last thing the request started that touches the database, or another
@@ -161,6 +167,7 @@ SELECT count(*), min(got_ns), max(got_ns), quantile_cont(silent_ns, 0.5),
        count(*) FILTER (WHERE NOT ended)
 FROM silent
 """
+)
 
 
 @dataclass(frozen=True)

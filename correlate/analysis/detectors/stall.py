@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms
-from correlate.analysis.pool_stalled import SUGGESTION
+from correlate.analysis.pool_stalled import CHECKOUTS_SQL, SUGGESTION
 from correlate.analysis.settings import setting
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -49,7 +49,8 @@ class StallSettings:
 
 DEFAULTS = StallSettings()
 
-_GAPS_SQL = """
+_GAPS_SQL = (
+    """
 WITH calls AS (
     SELECT coalesce(r.service, '') AS service, p.start_ns, p.end_ns
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
@@ -65,10 +66,9 @@ ends AS (
            min(start_ns) OVER (PARTITION BY service) AS first_ns
     FROM calls
 ),
-last_checkout AS (
-    SELECT th, rh, end_ns, status_code,
-           row_number() OVER (PARTITION BY th, rh ORDER BY start_ns DESC, end_ns DESC) AS k
-    FROM {parts} WHERE category = 'pool' AND span_id IS NOT NULL
+last_checkout AS ("""
+    + CHECKOUTS_SQL
+    + """
 ),
 silent AS (
     -- a request that took a connection and started work on it that never reported back
@@ -112,6 +112,7 @@ SELECT w.service, w.from_ns, w.to_ns, w.before, w.first_ns,
 FROM widest w
 ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 """
+)
 
 
 def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding]:
