@@ -29,6 +29,7 @@ from correlate.analysis.findings import ms
 from correlate.analysis.pool_evidence import held_floor_ns, service_sessions_sql
 from correlate.analysis.pool_inference import Group
 from correlate.analysis.pool_pressure import LOST_CONNECTION, lost_connection_sql
+from correlate.analysis.requests import family_sql
 
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
@@ -161,8 +162,9 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
     service after the ``BEGIN``, whoever ran it (a span outside the request, or one that
     outlived it). Not suspects: requests ending within ``end_grace_s`` of the run's end (cut
     by it); requests cut short by a database that stopped answering (for their last
-    ``min_stall_ms`` no call of theirs nor of their service ended: the statement they sent
-    after the ``BEGIN`` never came back, docs/rules.md#database_stall); and any in a service
+    ``min_stall_ms`` no call of theirs nor of their service to that database ended: the
+    statement they sent after the ``BEGIN`` never came back, docs/rules.md#database_stall),
+    unless they answered an error status of their own; and any in a service
     whose spans show no transaction ending at all (its driver records ``BEGIN`` but not how
     it ends). No group when the service recorded as many ends
     where no transaction began (in a request beyond its begins, or in none): those are
@@ -182,7 +184,8 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                   FROM statements WHERE run_id = $run) AS st
         ),
         marks AS (
-            SELECT t.th, t.sh, t.service, t.start_ns, k.kind
+            SELECT t.th, t.sh, t.service, t.start_ns, k.kind,
+                   {family_sql("t.db_system")} AS family
             FROM {tree} t
             JOIN {fps} f ON f.db_system IS NOT DISTINCT FROM t.db_system AND f.qh = t.qh
             JOIN shapes k ON k.fingerprint = f.fingerprint AND k.kind IS NOT NULL
@@ -191,21 +194,28 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                               WHERE c.th = t.th AND c.ph = t.sh AND c.has_statement)
         ),
         began AS (
-            SELECT o.th, o.rh, max(m.start_ns) AS last_begin
+            SELECT o.th, o.rh, max(m.start_ns) AS last_begin,
+                   coalesce(arg_max(m.family, m.start_ns), '') AS family
             FROM marks m JOIN {owner} o ON o.th = m.th AND o.sh = m.sh
             WHERE m.kind = 1 GROUP BY o.th, o.rh
         ),
         last_answer AS (
             -- each such request's last call that ended (query, checkout or outgoing call)
-            SELECT b.th, b.rh, coalesce(r.service, '') AS svc, r.end_ns,
+            SELECT b.th, b.rh, coalesce(r.service, '') AS svc, b.family, r.end_ns,
                    max(p.end_ns) AS last_ns
             FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
             JOIN {parts} p ON p.th = b.th AND p.rh = b.rh
             WHERE p.span_id IS NOT NULL AND p.category IN ('db', 'pool', 'downstream')
-            GROUP BY b.th, b.rh, r.service, r.end_ns
+              -- its own answer (an error status: 402, 409, 500), not its client giving
+              -- up (Node's 200, or none): a leak's early return, as pool_stalled reads it
+              AND coalesce(r.http_status, 0) < 400
+            GROUP BY b.th, b.rh, r.service, b.family, r.end_ns
         ),
         answered AS (
-            SELECT coalesce(r.service, '') AS svc, p.end_ns
+            -- the calls of the service to the transaction's database that ended: Redis
+            -- answering tells nothing of a PostgreSQL that stopped
+            SELECT coalesce(r.service, '') AS svc,
+                   coalesce({family_sql("p.db_system")}, '') AS family, p.end_ns
             FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
             WHERE p.category = 'db' AND p.span_id IS NOT NULL
         ),
@@ -215,7 +225,8 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
             -- its COMMIT among them), and no call of its service ended either
             SELECT l.th, l.rh
             FROM last_answer l
-            ASOF LEFT JOIN answered a ON a.svc = l.svc AND a.end_ns <= l.end_ns
+            ASOF LEFT JOIN answered a
+              ON a.svc = l.svc AND a.family = l.family AND a.end_ns <= l.end_ns
             WHERE l.end_ns - greatest(l.last_ns, coalesce(a.end_ns, l.last_ns)) >= $min_stall
         ),
         per AS (

@@ -112,7 +112,7 @@ def build(con: duckdb.DuckDBPyConnection, run_id: int, prefix: str) -> None:
             slack=DOUBLED_SLACK_NS,
             pool_errors=pool_errors.PARTS_SQL.format(p=prefix),
             lanes=_LANES_SQL.format(src="db" if sql is _COVERED_SQL else f"{prefix}_covered"),
-            family=_family_sql("s.db_system"),
+            family=family_sql("s.db_system"),
         )
         used = {k: v for k, v in params.items() if f"${k}" in text}
         con.execute(text, used or None)
@@ -299,7 +299,7 @@ WHERE i.family = w.family AND (i.has_statement OR NOT w.has_statement)
 """
 
 
-def _family_sql(column: str) -> str:
+def family_sql(column: str) -> str:
     """SQL: the database language ``column`` (a span's db.system) names, whatever its
     instrumentation calls it (TypeORM's ``postgres`` over pg's ``postgresql``, MariaDB's
     and MySQL's one protocol), else its lowercased value."""
