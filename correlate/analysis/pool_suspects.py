@@ -214,20 +214,31 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
         answered AS (
             -- the calls of the service to the transaction's database that ended: Redis
             -- answering tells nothing of a PostgreSQL that stopped
-            SELECT coalesce(r.service, '') AS svc,
+            SELECT p.th, p.rh, coalesce(r.service, '') AS svc,
                    coalesce({family_sql("p.db_system")}, '') AS family, p.end_ns
             FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
             WHERE p.category = 'db' AND p.span_id IS NOT NULL
         ),
+        heard AS (
+            -- when the service last heard from that database, at each such request's end:
+            -- one ordered pass (an ASOF join here is planned as a nested loop on a low
+            -- estimate of its requests, and takes the square of the run's time)
+            SELECT th, rh, kind, t_ns, last_ns,
+                   max(CASE WHEN kind = 0 THEN t_ns END) OVER (
+                       PARTITION BY svc, family ORDER BY t_ns, kind
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS answered_ns
+            FROM (SELECT th, rh, svc, family, end_ns AS t_ns, 1 AS kind, last_ns
+                  FROM last_answer
+                  UNION ALL
+                  SELECT th, rh, svc, family, end_ns, 0, end_ns FROM answered) AS e
+        ),
         hung AS (
             -- cut short by a database that stopped answering, not left open: for its last
             -- min_stall it waited for a call that never ended (the statement it sent next,
-            -- its COMMIT among them), and no call of its service ended either
-            SELECT l.th, l.rh
-            FROM last_answer l
-            ASOF LEFT JOIN answered a
-              ON a.svc = l.svc AND a.family = l.family AND a.end_ns <= l.end_ns
-            WHERE l.end_ns - greatest(l.last_ns, coalesce(a.end_ns, l.last_ns)) >= $min_stall
+            -- its COMMIT among them), and no call of its service to that database ended
+            SELECT th, rh FROM heard
+            WHERE kind = 1
+              AND t_ns - greatest(last_ns, coalesce(answered_ns, last_ns)) >= $min_stall
         ),
         per AS (
             SELECT r.service, r.trace_id, r.request_id, r.route, r.method, r.http_status,
@@ -242,9 +253,11 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                                    WHERE x.run_id = $run AND x.trace_id = r.trace_id
                                      AND x.start_ns >= b.last_begin
                                      AND {lost_connection_sql("x")})
-                   AND NOT EXISTS (SELECT 1 FROM hung h WHERE h.th = b.th AND h.rh = b.rh)
-                       AS open
+                   -- a join, not a subquery per request: that made the run's time grow
+                   -- with the square of its requests
+                   AND h.th IS NULL AS open
             FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
+            LEFT JOIN hung h ON h.th = b.th AND h.rh = b.rh
         ),
         ended AS (
             SELECT coalesce(service, '') AS svc, count(*) AS n FROM marks WHERE kind = -1
