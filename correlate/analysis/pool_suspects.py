@@ -245,7 +245,9 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                    r.end_ns,
                    NOT EXISTS (SELECT 1 FROM marks e
                                WHERE e.th = b.th AND e.kind = -1
-                                 AND e.service IS NOT DISTINCT FROM r.service
+                                 -- a service name never NULL here: ClickHouse's
+                                 -- correlated subquery matches no row to an outer NULL
+                                 AND coalesce(e.service, '') = r.svc
                                  AND e.start_ns >= b.last_begin)
                    -- a statement after the BEGIN whose connection broke: the pool discards
                    -- that connection, no ROLLBACK can follow, and nothing is held
@@ -253,10 +255,10 @@ def unended_transactions(run: Run, s: PoolSettings) -> Suspects | None:
                                    WHERE x.run_id = $run AND x.trace_id = r.trace_id
                                      AND x.start_ns >= b.last_begin
                                      AND {lost_connection_sql("x")})
-                   -- a join, not a subquery per request: that made the run's time grow
-                   -- with the square of its requests
                    AND h.th IS NULL AS open
-            FROM began b JOIN {reqs} r ON r.th = b.th AND r.rh = b.rh
+            FROM began b
+            JOIN (SELECT *, coalesce(service, '') AS svc FROM {reqs}) AS r
+              ON r.th = b.th AND r.rh = b.rh
             LEFT JOIN hung h ON h.th = b.th AND h.rh = b.rh
         ),
         ended AS (
