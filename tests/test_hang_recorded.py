@@ -1,0 +1,56 @@
+"""A frozen database connection on stacks whose pool makes no checkout span, recorded once.
+
+Each run is a service under load behind tests/helpers/tcp_cut.py's proxy, frozen a few
+seconds in (nothing closed, nothing passes): the queries in flight never return, and no
+pool of these stacks times a checkout out, so nothing fails. Their READMEs say how each was
+recorded and what was kept.
+
+- tests/data/hang/asyncpg-frozen: the FastAPI + SQLAlchemy async + asyncpg shop
+  (tests/helpers/asyncpg_shop.py, stock instrumentations); the calls the freeze caught end
+  only when uvicorn's shutdown cancels them, their spans running through the silence.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import correlate
+from correlate.analysis.verdict import Analysis
+from correlate.kinds import FindingKind
+
+DATA = Path(__file__).parent / "data" / "hang"
+#: when each proxy froze (ns since the epoch, the recording host's clock)
+FROZEN_AT_NS = {"asyncpg-frozen": 1796680705350284596}
+NOT_THE_POOL = {FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION, FindingKind.POOL_EXHAUSTED}
+
+
+@cache
+def _analyse(name: str) -> tuple[Analysis, float]:
+    """The run's analysis, and the freeze in seconds from its first request."""
+    with correlate.open_store(":memory:") as store:
+        analysis = correlate.analyze(DATA / name, store=store, run=name)
+        (first,) = store.con.execute(
+            "SELECT min(start_ns) FROM spans WHERE kind = 'SERVER'"
+        ).fetchone() or (0,)
+    return analysis, (FROZEN_AT_NS[name] - first) / 1e9
+
+
+def test_a_frozen_network_under_fastapi_on_asyncpg_is_the_database_stalling() -> None:
+    analysis, frozen_s = _analyse("asyncpg-frozen")
+    text = analysis.to_text(color=False, width=120)
+    assert not {f.kind for f in analysis.findings} & NOT_THE_POOL, text
+    (stall,) = [f for f in analysis.findings if f.kind == FindingKind.DATABASE_STALL]
+    assert stall.severity == "critical", text
+    assert stall.title == (
+        "The database stopped answering at 2 s: no query of shop ended until the run's end"
+    )
+    ev = stall.evidence
+    assert frozen_s - 0.5 <= ev["from_s"] <= frozen_s, (frozen_s, text)
+    # the reports pool's two and the main pool's connections, each in a request whose call
+    # was cancelled at shutdown; no checkout span among them
+    assert ev["calls_in_flight"] >= 3 and ev["requests_failed"] == 0, text
+    assert "none of those calls was ever answered" in stall.explanation
+    # the routes' waits are that stall's, not their own code's
+    waits = [f for f in analysis.findings if f.kind == FindingKind.UNEXPLAINED_TIME]
+    assert waits and all(f.evidence.get("cause") == "database_stall" for f in waits), text
