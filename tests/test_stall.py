@@ -27,7 +27,11 @@ from .test_leak import _server
 CAPACITY, GIVE_UP_MS, FROM_MS, END_MS = 5, 4000.0, 10_000.0, 30_000.0
 
 
-def service(b: RunBuilder, *, hang: bool) -> None:
+def service(
+    b: RunBuilder, *, hang: bool, checkouts: bool = True, cancelled_at: float | None = None
+) -> None:
+    """``checkouts``: the pool spans each checkout; ``cancelled_at``: the calls the database
+    never answered end then (a server that cancels them as it shuts down), else never."""
     free = [0.0] * CAPACITY  # when each connection is next free (inf: held for good)
     arrivals = [(u * 13.0, u) for u in range(8)]
     heapq.heapify(arrivals)
@@ -45,12 +49,16 @@ def service(b: RunBuilder, *, hang: bool) -> None:
         elif hang and acquired >= FROM_MS:  # its query never returns
             end = t + GIVE_UP_MS
             r = _server(b, trace, t, end, "GET", 200, None)
-            b.connect(trace, r, t, acquired)
+            if checkouts:
+                b.connect(trace, r, t, acquired)
+            if cancelled_at is not None:
+                b.query(trace, r, acquired + 1, cancelled_at, "SELECT * FROM orders WHERE id = 1")
             free[conn] = float("inf")
         else:
             end = acquired + 60
             r = _server(b, trace, t, end, "GET", 200, None)
-            b.connect(trace, r, t, acquired)
+            if checkouts:
+                b.connect(trace, r, t, acquired)
             b.query(trace, r, acquired + 1, acquired + 50, "SELECT * FROM orders WHERE id = 1")
             free[conn] = end
             if not hang and acquired >= FROM_MS and n % 4 == 0:  # it answered, and kept it
@@ -79,6 +87,26 @@ def test_a_pool_that_leaked_dry_is_no_stall() -> None:
     # connection: none has a call in flight, so the database was not what stopped
     b = RunBuilder()
     service(b, hang=False)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
+
+
+def test_calls_that_ended_only_when_cancelled_are_in_flight_with_no_checkout_span() -> None:
+    # no pool span at all (asyncpg under SQLAlchemy): the calls the database never answered
+    # end when the server shuts down and cancels them, their spans running through the
+    # silence — the calls in flight a checkout span would otherwise show
+    b = RunBuilder()
+    service(b, hang=True, checkouts=False, cancelled_at=END_MS)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    assert 9.9 <= f.evidence["from_s"] <= 10.1
+    assert f.evidence["calls_in_flight"] == CAPACITY
+    assert "none of those calls was ever answered" in f.explanation
+
+
+def test_a_pool_with_no_checkout_span_that_leaked_dry_is_no_stall() -> None:
+    b = RunBuilder()
+    service(b, hang=False, checkouts=False)
     with open_run(b.build(), "r") as run:
         assert database_stall(run) == []
 
