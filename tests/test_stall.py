@@ -18,7 +18,7 @@ import pytest
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
 from correlate.analysis.findings import Finding
-from correlate.analysis.verdict import reconcile
+from correlate.analysis.verdict import POOL_KINDS, reconcile
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
@@ -212,3 +212,27 @@ def test_the_rate_before_counts_from_the_services_first_call() -> None:
         f.evidence["calls_before"] / seconds, rel=0.01
     )
     assert f"({round(f.evidence['calls_per_second_before'])} a second" in f.explanation
+
+
+@pytest.mark.parametrize(
+    "told_by", [None, "checkout_spans", "leak_suspects", "leaks", "pool_samples"]
+)
+def test_a_leak_told_by_waits_alone_beside_a_stall_is_the_hang(told_by: str | None) -> None:
+    # checkouts that timed out and a wait that never recovered, with no checkout span,
+    # holder or suspect: the stall's calls held the connections
+    stall = _said(FindingKind.DATABASE_STALL, "The database stopped answering", service="svc")
+    evidence: dict[str, object] = {"pool_wait_ms": 4000.0, "requests_without_a_connection": 2}
+    if told_by is not None:
+        evidence[told_by] = {"service": "svc"}
+    leak = _said(FindingKind.POOL_LEAK, "Connection-pool leak", **evidence)
+    (pool,) = [f for f in reconcile([stall, leak]) if f.kind in POOL_KINDS]
+    if told_by is None:
+        assert pool.kind == FindingKind.POOL_EXHAUSTED and pool.severity == "critical"
+        assert pool.title.startswith("Connection pool held by queries that never returned")
+        assert pool.evidence["cause"] == FindingKind.DATABASE_STALL
+        assert pool.explanation.startswith(
+            "Requests spent 4.00 s waiting for a database connection, and 2 found none to take."
+        )
+        assert "“The database stopped answering”" in pool.explanation
+    else:  # the leak has evidence of its own
+        assert pool.kind == FindingKind.POOL_LEAK and pool.title == "Connection-pool leak"
