@@ -1,9 +1,9 @@
 """A frozen database connection on stacks whose pool makes no checkout span, recorded once.
 
 Each run is a service under load behind tests/helpers/tcp_cut.py's proxy, frozen a few
-seconds in (nothing closed, nothing passes): the queries in flight never return, and no
-pool of these stacks times a checkout out, so nothing fails. Their READMEs say how each was
-recorded and what was kept.
+seconds in (nothing closed, nothing passes): the queries in flight never return, and
+unless the pool times a checkout out nothing fails. Their READMEs say how each was recorded
+and what was kept.
 
 - tests/data/hang/asyncpg-frozen: the FastAPI + SQLAlchemy async + asyncpg shop
   (tests/helpers/asyncpg_shop.py, stock instrumentations); the calls the freeze caught end
