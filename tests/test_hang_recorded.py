@@ -10,6 +10,8 @@ and what was kept.
   only when uvicorn's shutdown cancels them, their spans running through the silence.
 - tests/data/hang/asyncpg-frozen-pool-timeout: the same with a checkout timeout of 2 s,
   so that every request after the freeze failed waiting for a connection.
+- tests/data/hang/asyncpg-killed-pool-timeout: the same, the server killed rather than
+  shut down, so that the requests the freeze caught never ended.
 - tests/data/hang/node-mysql-frozen: examples/node-mysql (a mysql2 pool of 3 on MariaDB);
   the calls the freeze caught never end, and no span shows them.
 """
@@ -30,6 +32,7 @@ DATA = Path(__file__).parent / "data" / "hang"
 FROZEN_AT_NS = {
     "asyncpg-frozen": 1796680705350284596,
     "asyncpg-frozen-pool-timeout": 1796681118705635478,
+    "asyncpg-killed-pool-timeout": 1796681753443890846,
     "node-mysql-frozen": 1796680632546079902,
 }
 NOT_THE_POOL = {FindingKind.POOL_LEAK, FindingKind.POOL_SATURATION, FindingKind.POOL_EXHAUSTED}
@@ -66,20 +69,28 @@ def test_a_frozen_network_under_fastapi_on_asyncpg_is_the_database_stalling() ->
     assert waits and all(f.evidence.get("cause") == "database_stall" for f in waits), text
 
 
-def test_a_frozen_network_under_asyncpg_whose_checkouts_time_out_is_a_hang_not_a_leak() -> None:
+@pytest.mark.parametrize(
+    ("name", "failed"),
+    [("asyncpg-frozen-pool-timeout", 19), ("asyncpg-killed-pool-timeout", 24)],
+    ids=["cancelled", "never-ended"],
+)
+def test_a_frozen_network_under_asyncpg_whose_checkouts_time_out_is_a_hang_not_a_leak(
+    name: str, failed: int
+) -> None:
     """Every checkout after the freeze timed out and the wait stayed as the load fell: from
     the waits alone, a leak. No checkout span, no request that kept a connection: the calls
-    the database never answered held them, and the pool finding says so."""
-    analysis, frozen_s = _analyse("asyncpg-frozen-pool-timeout")
+    the database never answered held them (their spans ended when the shutdown cancelled
+    them, or their requests never ended), and the pool finding says so."""
+    analysis, frozen_s = _analyse(name)
     text = analysis.to_text(color=False, width=120)
     kinds = {f.kind for f in analysis.findings}
     assert FindingKind.POOL_LEAK not in kinds and FindingKind.POOL_SATURATION not in kinds, text
     (stall,) = [f for f in analysis.findings if f.kind == FindingKind.DATABASE_STALL]
     assert frozen_s - 0.5 <= stall.evidence["from_s"] <= frozen_s + 0.1, (frozen_s, text)
-    assert stall.evidence["requests_failed"] == 19 and stall.evidence["calls_in_flight"] >= 3
+    assert stall.evidence["requests_failed"] == failed and stall.evidence["calls_in_flight"] >= 3
     (pool,) = [f for f in analysis.findings if f.kind == FindingKind.POOL_EXHAUSTED]
     assert pool.title.startswith("Connection pool held by queries that never returned"), text
-    assert pool.evidence["cause"] == "database_stall" and pool.evidence["timeouts"] == 19
+    assert pool.evidence["cause"] == "database_stall" and pool.evidence["timeouts"] == failed
     assert stall.title in pool.explanation and "statement_timeout" in pool.suggestion
     assert "it is a leak" not in pool.explanation, text
     # the failures point at the pool finding, which names the hang

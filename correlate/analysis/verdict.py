@@ -161,8 +161,8 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
       the same route names is that finding's calls counted again: it points at it.
     - A database that stopped answering (``database_stall``) is what unexplained time is
       made of (no span that ended covers a wait on it), and is info beside its service's
-      pool hang finding, which names its effect on the pool; a leak read from waits alone
-      (no checkout span, holder or suspect) beside it is that hang.
+      pool hang finding, which names its effect on the pool; a pool finding that could not
+      tell, or a leak read from waits alone (no checkout span, holder or suspect), is that hang.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
       N+1, a pool finding, a queue for a connection or a section that lists it among its
       routes, …) keeps its severity — the caller's users wait — but points at the callee's
@@ -202,9 +202,11 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
                 "what they did to the pool; its fix is this one's.",
                 Severity.INFO,
             )
-        elif f.kind == FindingKind.POOL_LEAK and not {"checkout_spans", "leak_suspects",
-                                                      "leaks", "pool_samples"} & f.evidence.keys():  # fmt: skip
-            # read from waits alone (no checkout, holder or suspect): the stall's calls held it
+        elif (f.evidence.get("checkout_spans") or {}).get("service") in (service, None) and ((
+            f.kind == FindingKind.POOL_EXHAUSTED and "hung_requests" not in f.evidence) or (
+            f.kind == FindingKind.POOL_LEAK and not {"checkout_spans", "leak_suspects", "leaks",
+                                                     "pool_samples"} & f.evidence.keys())):  # fmt: skip
+            # undecided, or a leak from waits alone (no checkout, holder, suspect): the hang
             failed = f.evidence.get("requests_without_a_connection") or 0
             f = replace(_caused_by(f, stall, stall.suggestion), kind=FindingKind.POOL_EXHAUSTED,
                         title=HUNG_POOL, threshold=stall.threshold, source=stall.source,

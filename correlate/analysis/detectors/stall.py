@@ -9,8 +9,9 @@ never reach the trace (or reach it only when the service gives up on them: async
 a server shutting down cancels, end then, long after they began), later requests wait for a
 connection or a reply that never comes, and end only when their clients give up (on Node,
 with the status they had, 200). A call was in flight in a request that took a connection
-(a checkout span) and saw nothing of its own end after, or in a call whose span ran through
-the stretch: without either, the silence is no stall (a pool that leaked dry). Without
+(a checkout span) and saw nothing of its own end after, in a call whose span ran through the
+stretch, or in a request that never ended (its calls under a parent that never did): without
+any, the silence is no stall (a pool that leaked dry). Without
 a checkout timeout nothing fails, and each such request reads as its own code's time
 (``unexplained_time``), which this finding explains instead; with one, the pool's
 finding names the hang (docs/rules.md#pool_exhausted) and this one stays beside it as info.
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms
 from correlate.analysis.pool_stalled import CHECKOUTS_SQL, SUGGESTION
+from correlate.analysis.requests import CATEGORY_SQL
 from correlate.analysis.settings import setting
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -74,6 +76,15 @@ last_checkout AS ("""
     + CHECKOUTS_SQL
     + """
 ),
+orphaned AS (
+    -- the spans of the traces with no request
+    SELECT coalesce(s.service, '') AS service, s.th, s.sh, s.ph, s.parent_id, s.start_ns,
+           s.end_ns, ({category}) AS category
+    FROM {tree} s WHERE s.th NOT IN (SELECT th FROM {owner})
+),
+parented AS (
+    SELECT c.sh FROM orphaned c JOIN orphaned p ON p.th = c.th AND p.sh = c.ph
+),
 silent AS (
     -- a request that took a connection and started work on it that never reported back
     -- (no query or call after its last checkout ended), then ran on: a call in flight
@@ -89,6 +100,14 @@ silent AS (
     -- up on it (asyncpg's, cancelled at shutdown), not when the database answered; no
     -- checkout span needed
     SELECT service, th, rh, start_ns, end_ns FROM calls WHERE end_ns - start_ns >= $min_gap
+    UNION ALL
+    -- a request that never ended (its server stopped with it waiting): only its calls that
+    -- ended were exported, in a trace with no request, under a parent that never ended
+    -- (its request's); silent from its last call to the run's end
+    SELECT service, th, ph, max(end_ns), (SELECT max(end_ns) FROM {tree}) FROM orphaned
+    WHERE category = 'db' AND parent_id IS NOT NULL AND sh NOT IN (SELECT sh FROM parented)
+      AND start_ns >= (SELECT min(start_ns) FROM {reqs})
+    GROUP BY service, th, ph
 ),
 gaps AS (
     -- every stretch long enough after enough calls (the widest may be a pause between
@@ -127,7 +146,13 @@ ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding]:
     s = settings
     rows = run.con.execute(
-        _GAPS_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
+        _GAPS_SQL.format(
+            parts=run.table("parts"),
+            reqs=run.table("requests"),
+            tree=run.table("tree"),
+            owner=run.table("owner"),
+            category=CATEGORY_SQL,
+        ),
         {
             "min_gap": int(s.min_gap_s * 1e9),
             "min_queries": s.min_queries,
