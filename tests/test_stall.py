@@ -18,7 +18,7 @@ import pytest
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
 from correlate.analysis.findings import Finding
-from correlate.analysis.verdict import reconcile
+from correlate.analysis.verdict import POOL_KINDS, reconcile
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder
@@ -27,7 +27,18 @@ from .test_leak import _server
 CAPACITY, GIVE_UP_MS, FROM_MS, END_MS = 5, 4000.0, 10_000.0, 30_000.0
 
 
-def service(b: RunBuilder, *, hang: bool) -> None:
+def service(
+    b: RunBuilder,
+    *,
+    hang: bool,
+    checkouts: bool = True,
+    cancelled_at: float | None = None,
+    never_ended: bool = False,
+) -> None:
+    """``checkouts``: the pool spans each checkout; ``cancelled_at``: the calls the database
+    never answered end then (a server that cancels them as it shuts down), else never;
+    ``never_ended``: nor do their requests (a server stopped with them waiting), of which
+    only a first call that was answered is exported."""
     free = [0.0] * CAPACITY  # when each connection is next free (inf: held for good)
     arrivals = [(u * 13.0, u) for u in range(8)]
     heapq.heapify(arrivals)
@@ -42,15 +53,23 @@ def service(b: RunBuilder, *, hang: bool) -> None:
         if acquired > t + GIVE_UP_MS:  # still waiting when its client gives up
             end = t + GIVE_UP_MS
             _server(b, trace, t, end, "GET", 200, None)
+        elif hang and acquired >= FROM_MS and never_ended:  # nor does its request
+            end = t + GIVE_UP_MS  # when its client gives up
+            b.query(trace, b.new_id(), acquired - 2, acquired - 1, "BEGIN")
+            free[conn] = float("inf")
         elif hang and acquired >= FROM_MS:  # its query never returns
             end = t + GIVE_UP_MS
             r = _server(b, trace, t, end, "GET", 200, None)
-            b.connect(trace, r, t, acquired)
+            if checkouts:
+                b.connect(trace, r, t, acquired)
+            if cancelled_at is not None:
+                b.query(trace, r, acquired + 1, cancelled_at, "SELECT * FROM orders WHERE id = 1")
             free[conn] = float("inf")
         else:
             end = acquired + 60
             r = _server(b, trace, t, end, "GET", 200, None)
-            b.connect(trace, r, t, acquired)
+            if checkouts:
+                b.connect(trace, r, t, acquired)
             b.query(trace, r, acquired + 1, acquired + 50, "SELECT * FROM orders WHERE id = 1")
             free[conn] = end
             if not hang and acquired >= FROM_MS and n % 4 == 0:  # it answered, and kept it
@@ -83,6 +102,38 @@ def test_a_pool_that_leaked_dry_is_no_stall() -> None:
         assert database_stall(run) == []
 
 
+def test_calls_that_ended_only_when_cancelled_are_in_flight_with_no_checkout_span() -> None:
+    # no pool span at all (asyncpg under SQLAlchemy): the calls the database never answered
+    # end when the server shuts down and cancels them, their spans running through the
+    # silence — the calls in flight a checkout span would otherwise show
+    b = RunBuilder()
+    service(b, hang=True, checkouts=False, cancelled_at=END_MS)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    assert 9.9 <= f.evidence["from_s"] <= 10.1
+    assert f.evidence["calls_in_flight"] == CAPACITY
+    assert "none of those calls was ever answered" in f.explanation
+
+
+def test_requests_that_never_ended_are_in_flight_with_no_checkout_span() -> None:
+    # no pool span, and the requests whose calls the database never answered never ended
+    # either: only their first call, answered, was exported, in a trace with no request,
+    # under a parent (the request) that never ended
+    b = RunBuilder()
+    service(b, hang=True, checkouts=False, never_ended=True)
+    with open_run(b.build(), "r") as run:
+        (f,) = database_stall(run)
+    assert 9.9 <= f.evidence["from_s"] <= 10.1
+    assert f.evidence["calls_in_flight"] == CAPACITY
+
+
+def test_a_pool_with_no_checkout_span_that_leaked_dry_is_no_stall() -> None:
+    b = RunBuilder()
+    service(b, hang=False, checkouts=False)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
+
+
 def test_a_slow_database_that_answers_is_no_stall() -> None:
     b = RunBuilder()
     for i in range(200):
@@ -100,13 +151,19 @@ def test_a_slow_database_that_answers_is_no_stall() -> None:
 
 
 @pytest.mark.clickhouse
-@pytest.mark.parametrize("hang", [True, False], ids=["stall", "leak"])
-def test_clickhouse_finds_the_stall_as_duckdb_does(chdb: object, hang: bool) -> None:
+@pytest.mark.parametrize(
+    ("hang", "never_ended"),
+    [(True, False), (True, True), (False, False)],
+    ids=["stall", "never-ended", "leak"],
+)
+def test_clickhouse_finds_the_stall_as_duckdb_does(
+    chdb: object, hang: bool, never_ended: bool
+) -> None:
     from correlate.analysis.run import Run
     from tests.test_clickhouse_engine import copied
 
     b = RunBuilder()
-    service(b, hang=hang)
+    service(b, hang=hang, checkouts=not never_ended, never_ended=never_ended)
     store = b.build()
     with open_run(store, "r") as run:
         local = [(f.title, f.explanation, f.evidence) for f in database_stall(run)]
@@ -184,3 +241,45 @@ def test_the_rate_before_counts_from_the_services_first_call() -> None:
         f.evidence["calls_before"] / seconds, rel=0.01
     )
     assert f"({round(f.evidence['calls_per_second_before'])} a second" in f.explanation
+
+
+@pytest.mark.parametrize(
+    "told_by", [None, "checkout_spans", "leak_suspects", "leaks", "pool_samples"]
+)
+def test_a_leak_told_by_waits_alone_beside_a_stall_is_the_hang(told_by: str | None) -> None:
+    # checkouts that timed out and a wait that never recovered, with no checkout span,
+    # holder or suspect: the stall's calls held the connections
+    stall = _said(FindingKind.DATABASE_STALL, "The database stopped answering", service="svc")
+    evidence: dict[str, object] = {"pool_wait_ms": 4000.0, "requests_without_a_connection": 2}
+    if told_by is not None:
+        evidence[told_by] = {"service": "svc"}
+    leak = _said(FindingKind.POOL_LEAK, "Connection-pool leak", **evidence)
+    (pool,) = [f for f in reconcile([stall, leak]) if f.kind in POOL_KINDS]
+    if told_by is None:
+        assert pool.kind == FindingKind.POOL_EXHAUSTED and pool.severity == "critical"
+        assert pool.title.startswith("Connection pool held by queries that never returned")
+        assert pool.evidence["cause"] == FindingKind.DATABASE_STALL
+        assert pool.explanation.startswith(
+            "Requests spent 4.00 s waiting for a database connection, and 2 found none to take."
+        )
+        assert "“The database stopped answering”" in pool.explanation
+    else:  # the leak has evidence of its own
+        assert pool.kind == FindingKind.POOL_LEAK and pool.title == "Connection-pool leak"
+
+
+@pytest.mark.parametrize("pool_service", ["svc", "payments"])
+def test_a_pool_that_could_not_tell_beside_its_services_stall_is_the_hang(
+    pool_service: str,
+) -> None:
+    stall = _said(FindingKind.DATABASE_STALL, "The database stopped answering", service="svc")
+    undecided = _said(
+        FindingKind.POOL_EXHAUSTED,
+        "Connection pool exhausted: leak or saturation cannot be told apart",
+        checkout_spans={"service": pool_service, "verdict": "undecided"},
+    )
+    (pool,) = [f for f in reconcile([stall, undecided]) if f.kind in POOL_KINDS]
+    if pool_service == "svc":
+        assert pool.title.startswith("Connection pool held by queries that never returned")
+        assert pool.evidence["cause"] == FindingKind.DATABASE_STALL
+    else:  # another service's pool: not this stall's doing
+        assert pool.title == undecided.title and "cause" not in pool.evidence

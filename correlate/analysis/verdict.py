@@ -18,6 +18,7 @@ from correlate.analysis import stack
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding, ms, rank
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
+from correlate.analysis.pool_stalled import TITLE as HUNG_POOL
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
 from correlate.kinds import FindingKind
@@ -160,7 +161,8 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
       the same route names is that finding's calls counted again: it points at it.
     - A database that stopped answering (``database_stall``) is what unexplained time is
       made of (no span that ended covers a wait on it), and is info beside its service's
-      pool hang finding, which names its effect on the pool.
+      pool hang finding, which names its effect on the pool; a pool finding that could not
+      tell, or a leak read from waits alone (no checkout span, holder or suspect), is that hang.
     - A slow downstream whose callee's route has a finding of its own (a slow query, an
       N+1, a pool finding, a queue for a connection or a section that lists it among its
       routes, …) keeps its severity — the caller's users wait — but points at the callee's
@@ -175,7 +177,7 @@ def reconcile(findings: list[Finding]) -> list[Finding]:
 def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
     """A database that stopped answering explains the time no span covers (unexplained
     time: the requests waited on it), and the pool's hang finding says what it did to the
-    pool: the stall is then info beside it."""
+    pool: the stall is then info beside it. A leak the waits alone told is that hang."""
     stall = next((f for f in findings if f.kind == FindingKind.DATABASE_STALL), None)
     if stall is None:
         return findings
@@ -200,6 +202,20 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
                 "what they did to the pool; its fix is this one's.",
                 Severity.INFO,
             )
+        elif (f.evidence.get("checkout_spans") or {}).get("service") in (service, None) and ((
+            f.kind == FindingKind.POOL_EXHAUSTED and "hung_requests" not in f.evidence) or (
+            f.kind == FindingKind.POOL_LEAK and not {"checkout_spans", "leak_suspects", "leaks",
+                                                     "pool_samples"} & f.evidence.keys())):  # fmt: skip
+            # undecided, or a leak from waits alone (no checkout, holder, suspect): the hang
+            failed = f.evidence.get("requests_without_a_connection") or 0
+            f = replace(_caused_by(f, stall, stall.suggestion), kind=FindingKind.POOL_EXHAUSTED,
+                        title=HUNG_POOL, threshold=stall.threshold, source=stall.source,
+                        explanation=(
+                f"Requests spent {ms(f.evidence.get('pool_wait_ms', 0.0))} waiting for a database "
+                f"connection, and {failed:,} found none to take. The pool's connections were held"
+                f" by calls the database never answered (“{stall.title}”): none came back because"
+                " none was answered, which reads as a leak; no request is seen keeping one after"
+                " it ended."))  # fmt: skip
         elif f.kind == FindingKind.UNEXPLAINED_TIME and "holders_ceiling" not in f.evidence:
             f = _caused_by(
                 f,

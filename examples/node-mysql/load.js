@@ -9,6 +9,8 @@ const base = process.env.SHOP_URL || 'http://127.0.0.1:3000';
 const users = Number(process.env.USERS || 12);
 const seconds = Number(process.env.DURATION || 15);
 const reportShare = Number(process.env.REPORT_SHARE || 0.15);
+// a request unanswered this long is given up, as a load generator's timeout does (k6's is 60 s)
+const timeoutMs = Number(process.env.REQUEST_TIMEOUT_MS || 60000);
 
 // mulberry32: a small seeded generator, one stream per user
 function generator(seed) {
@@ -44,9 +46,16 @@ function nextPath(random) {
 async function user(until, random) {
   const statuses = {};
   while (Date.now() < until) {
-    const res = await fetch(base + nextPath(random));
-    await res.arrayBuffer();
-    statuses[res.status] = (statuses[res.status] || 0) + 1;
+    let status;
+    try {
+      const res = await fetch(base + nextPath(random), { signal: AbortSignal.timeout(timeoutMs) });
+      await res.arrayBuffer();
+      status = res.status;
+    } catch (err) {
+      if (err.name !== 'TimeoutError') throw err;
+      status = 'timeout';
+    }
+    statuses[status] = (statuses[status] || 0) + 1;
   }
   return statuses;
 }

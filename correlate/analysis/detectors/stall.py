@@ -5,8 +5,13 @@ least ``min_queries`` before) goes at least ``min_gap_s`` — and ``gap_factor``
 slowest call so far (p99) — without one call ending, while at least ``min_requests`` of its
 requests ran. A query's span ends only when the query returns, so a hung database or a
 network that drops everything and closes nothing leaves exactly that: the calls in flight
-never reach the trace, later requests wait for a connection or a reply that never comes,
-and end only when their clients give up (on Node, with the status they had, 200). Without
+never reach the trace (or reach it only when the service gives up on them: asyncpg's, which
+a server shutting down cancels, end then, long after they began), later requests wait for a
+connection or a reply that never comes, and end only when their clients give up (on Node,
+with the status they had, 200). A call was in flight in a request that took a connection
+(a checkout span) and saw nothing of its own end after, in a call whose span ran through the
+stretch, or in a request that never ended (its calls under a parent that never did): without
+any, the silence is no stall (a pool that leaked dry). Without
 a checkout timeout nothing fails, and each such request reads as its own code's time
 (``unexplained_time``), which this finding explains instead; with one, the pool's
 finding names the hang (docs/rules.md#pool_exhausted) and this one stays beside it as info.
@@ -23,6 +28,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms
 from correlate.analysis.pool_stalled import CHECKOUTS_SQL, SUGGESTION
+from correlate.analysis.requests import CATEGORY_SQL
 from correlate.analysis.settings import setting
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -43,7 +49,7 @@ class StallSettings:
     min_queries: int = setting(50, "database calls of the service that ended before it", low=1)
     min_requests: int = setting(10, "requests of the service running during it", low=1)
     min_in_flight: int = setting(
-        3, "requests with a call in flight when it began that never reported back", low=1
+        3, "requests with a call in flight in it that was never answered", low=1
     )
 
 
@@ -52,7 +58,7 @@ DEFAULTS = StallSettings()
 _GAPS_SQL = (
     """
 WITH calls AS (
-    SELECT coalesce(r.service, '') AS service, p.start_ns, p.end_ns
+    SELECT coalesce(r.service, '') AS service, p.th, p.rh, p.start_ns, p.end_ns
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
 ),
@@ -70,23 +76,45 @@ last_checkout AS ("""
     + CHECKOUTS_SQL
     + """
 ),
+orphaned AS (
+    -- the spans of the traces with no request
+    SELECT coalesce(s.service, '') AS service, s.th, s.sh, s.ph, s.parent_id, s.start_ns,
+           s.end_ns, ({category}) AS category
+    FROM {tree} s WHERE s.th NOT IN (SELECT th FROM {owner})
+),
+parented AS (
+    SELECT c.sh FROM orphaned c JOIN orphaned p ON p.th = c.th AND p.sh = c.ph
+),
 silent AS (
     -- a request that took a connection and started work on it that never reported back
     -- (no query or call after its last checkout ended), then ran on: a call in flight
-    SELECT coalesce(r.service, '') AS service, c.end_ns AS got_ns, r.end_ns
+    SELECT coalesce(r.service, '') AS service, r.th, r.rh, c.end_ns AS got_ns, r.end_ns
     FROM last_checkout c JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     WHERE c.k = 1 AND c.status_code IS DISTINCT FROM 'ERROR'
       AND NOT EXISTS (
           SELECT 1 FROM {parts} q
           WHERE q.th = c.th AND q.rh = c.rh AND q.category IN ('db', 'downstream')
             AND q.end_ns > c.end_ns)
+    UNION ALL
+    -- a call seen in flight: its span ended long after it began, when the service gave
+    -- up on it (asyncpg's, cancelled at shutdown), not when the database answered; no
+    -- checkout span needed
+    SELECT service, th, rh, start_ns, end_ns FROM calls WHERE end_ns - start_ns >= $min_gap
+    UNION ALL
+    -- a request that never ended (its server stopped with it waiting): only its calls that
+    -- ended were exported, in a trace with no request, under a parent that never ended
+    -- (its request's); silent from its last call to the run's end
+    SELECT service, th, ph, max(end_ns), (SELECT max(end_ns) FROM {tree}) FROM orphaned
+    WHERE category = 'db' AND parent_id IS NOT NULL AND sh NOT IN (SELECT sh FROM parented)
+      AND start_ns >= (SELECT min(start_ns) FROM {reqs})
+    GROUP BY service, th, ph
 ),
 gaps AS (
     -- every stretch long enough after enough calls (the widest may be a pause between
     -- stages that nobody ran in, and must not hide a narrower one that qualifies), with
     -- its calls in flight: few requests are silent, so this stays cheap however many
     SELECT e.*,
-           (SELECT count(*) FROM silent x WHERE x.service = e.service
+           (SELECT count(DISTINCT (x.th, x.rh)) FROM silent x WHERE x.service = e.service
               AND x.got_ns < e.to_ns AND x.end_ns >= greatest(x.got_ns, e.from_ns) + $min_gap)
                AS in_flight
     FROM ends e WHERE e.to_ns - e.from_ns >= $min_gap AND e.before >= $min_queries
@@ -118,7 +146,13 @@ ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding]:
     s = settings
     rows = run.con.execute(
-        _GAPS_SQL.format(parts=run.table("parts"), reqs=run.table("requests")),
+        _GAPS_SQL.format(
+            parts=run.table("parts"),
+            reqs=run.table("requests"),
+            tree=run.table("tree"),
+            owner=run.table("owner"),
+            category=CATEGORY_SQL,
+        ),
         {
             "min_gap": int(s.min_gap_s * 1e9),
             "min_queries": s.min_queries,
@@ -208,8 +242,9 @@ def _finding(
             + ("to the end of the run" if to_end else f"to {t1:.0f} s")
             + f" not one call ended, while {running:,} of its requests ran{inside_text}. "
             f"{in_flight:,} requests had taken a connection and started a call on it by then "
-            "or in it, and none of those calls ever reported back. A call's span ends only when the "
-            "database answers it: the database, or the network to it, stopped answering, and "
+            "or in it, and none of those calls was ever answered. A call's span ends when the "
+            "database answers it (or the service gives up on it): the database, or the network "
+            "to it, stopped answering, and "
             "every request after waited for a reply or for a connection that those calls "
             f"held, {gave_up}. The time it "
             "waited reads as the requests' own code, because no span that ended covers it."
@@ -220,8 +255,8 @@ def _finding(
         threshold=(
             f"no database call ending for ≥ {s.min_gap_s:g} s and ≥ {s.gap_factor:g}× the "
             f"p99 call before, after ≥ {s.min_queries} calls, with ≥ {s.min_requests} "
-            f"requests running and ≥ {s.min_in_flight} calls in flight at its start that "
-            "never reported back"
+            f"requests running and ≥ {s.min_in_flight} calls in flight in it that "
+            "were never answered"
         ),
         source="correlate (docs/rules.md#database_stall)",
     )
