@@ -305,7 +305,7 @@ def said(run: Run) -> tuple[str | None, str | None]:
         FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
         JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
         WHERE s.status_code = 'ERROR' AND s.status_message IS NOT NULL
-        GROUP BY 2
+        GROUP BY message
         ORDER BY type = '', n DESC, type, message LIMIT 50
         """,
         {"run": run.run_id},
