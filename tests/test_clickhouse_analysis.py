@@ -59,6 +59,18 @@ def _url(chdb: Path, sample: str) -> str:
     return f"chdb://{chdb}?database={_database(sample)}"
 
 
+@pytest.fixture(scope="module")
+def alone(setup: tuple[Path, Path]) -> tuple[Any, int, int]:
+    """The first sample analysed in ClickHouse with no local run, once for the tests that
+    read that analysis: the result, the source's spans and the bytes brought back."""
+    from correlate.clickhouse.source import open_source
+
+    _, chdb = setup
+    with open_source(_url(chdb, SAMPLES[0])) as source:
+        result = correlate.analyze(source.name, store=source)
+        return result, source.spans, source.bytes_fetched
+
+
 def _findings(analysis: Any) -> list[tuple[str, str | None, str | None, str]]:
     return [(str(f.kind), f.route, f.fingerprint, str(f.severity)) for f in analysis.findings]
 
@@ -111,7 +123,9 @@ def test_source_analysis_finds_what_the_local_analysis_finds(
     assert got.to_text() == expected.to_text()
 
 
-def test_source_run_is_named_from_the_source_and_window(setup: tuple[Path, Path]) -> None:
+def test_source_run_is_named_from_the_source_and_window(
+    setup: tuple[Path, Path], alone: tuple[Any, int, int]
+) -> None:
     _, chdb = setup
     from correlate.clickhouse.source import open_source
     from correlate.clickhouse.window import format_ns
@@ -121,8 +135,10 @@ def test_source_run_is_named_from_the_source_and_window(setup: tuple[Path, Path]
         start, _ = source.window
         assert source.run_names() == [source.name]
         assert source.name.startswith(f"chdb:{_database(sample)}.otel_traces 20")
-        # no local run: no load generator's requests, the same spans' findings
-        result = correlate.analyze(source.name, store=source)
+    # no local run (the analysis of that source): no load generator's requests, the same
+    # spans' findings
+    result, spans, _ = alone
+    assert spans == source.spans
     assert result.client.empty
     assert {"n_plus_one", "pool_leak"} <= {str(f.kind) for f in result.findings}
     # a window of the first ten seconds holds fewer spans, and names itself
@@ -254,10 +270,13 @@ def _analyze_counting(url: str) -> tuple[int, int, int, list[tuple[int, int, str
         return source.spans, int(result.summary["requests"]), source.bytes_fetched, fetches
 
 
-def test_bytes_brought_back_do_not_grow_with_spans(setup: tuple[Path, Path]) -> None:
+def test_bytes_brought_back_do_not_grow_with_spans(
+    setup: tuple[Path, Path], alone: tuple[Any, int, int]
+) -> None:
     _, chdb = setup
     sample = SAMPLES[0]
-    spans1, requests1, bytes1, _ = _analyze_counting(_url(chdb, sample))
+    result, spans1, bytes1 = alone
+    requests1 = int(result.summary["requests"])
     spans10, requests10, bytes10, biggest = _analyze_counting(_repeat(chdb, sample, 10))
     print(f"\nspans {spans1:,} -> {spans10:,}; requests {requests1:,} -> {requests10:,}")
     print(f"bytes brought back: {bytes1:,} -> {bytes10:,} ({bytes10 / bytes1:.2f}x)")
@@ -310,7 +329,7 @@ def test_work_databases_are_private_and_dropped(setup: tuple[Path, Path]) -> Non
 
 
 def test_analysis_over_http_matches_chdb(
-    setup: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+    setup: tuple[Path, Path], alone: tuple[Any, int, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """clickhouse-connect (``clickhouse://``) carries every statement and upload of the
     analysis, served by the chDB session over ClickHouse's HTTP interface."""
@@ -321,8 +340,7 @@ def test_analysis_over_http_matches_chdb(
     monkeypatch.setattr(clickhouse_http, "PORTS", range(18300, 18400))  # this suite's ports
     _, chdb = setup
     database = _database(SAMPLES[0])
-    with open_source(_url(chdb, SAMPLES[0])) as direct:
-        expected = correlate.analyze(direct.name, store=direct)
+    expected, _, _ = alone  # the analysis through chDB itself
     conn = connect(f"chdb://{chdb}")
     try:
         before = set(conn.query_arrow("SELECT name FROM system.tables").column("name").to_pylist())

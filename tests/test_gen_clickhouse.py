@@ -126,13 +126,22 @@ def _found(result: Any) -> dict[Any, set[tuple[str | None, str | None]]]:
     return out
 
 
-def test_the_analysis_in_clickhouse_finds_what_was_planted(generated: tuple[str, int]) -> None:
+@pytest.fixture(scope="module")
+def remote(generated: tuple[str, int]) -> Any:
+    """The generated spans analysed in ClickHouse, once for the tests that read it."""
     from correlate.clickhouse.source import open_source
 
-    url, requests = generated
-    gen = _load("gen_clickhouse")
+    url, _ = generated
     with open_source(url, name="generated") as store:
-        result = correlate.analyze("generated", store=store)
+        return correlate.analyze("generated", store=store)
+
+
+def test_the_analysis_in_clickhouse_finds_what_was_planted(
+    generated: tuple[str, int], remote: Any
+) -> None:
+    _, requests = generated
+    gen = _load("gen_clickhouse")
+    result = remote
     assert result.summary["requests"] == requests
     found = _found(result)
     assert found[FindingKind.N_PLUS_ONE] == {
@@ -142,10 +151,8 @@ def test_the_analysis_in_clickhouse_finds_what_was_planted(generated: tuple[str,
 
 
 def test_a_local_store_loaded_with_the_same_spans_finds_the_same(
-    generated: tuple[str, int], tmp_path: Path
+    generated: tuple[str, int], remote: Any, tmp_path: Path
 ) -> None:
-    from correlate.clickhouse.source import open_source
-
     url, _ = generated
     bench = _load("bench_clickhouse")
 
@@ -154,8 +161,6 @@ def test_a_local_store_loaded_with_the_same_spans_finds_the_same(
     assert bench.load_duckdb(parquet, db) == spans
     with correlate.open_store(db, read_only=True) as store:
         local = correlate.analyze(bench.RUN, store=store)
-    with open_source(url, name="generated") as source:
-        remote = correlate.analyze("generated", store=source)
 
     def facts(result: Any) -> list[tuple[str, str | None, str | None, str]]:
         return sorted(

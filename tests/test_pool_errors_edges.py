@@ -14,7 +14,8 @@ import pytest
 
 from correlate.analysis import open_run
 from correlate.analysis.detectors import pool_exhaustion
-from correlate.analysis.pool_errors import IS_ERROR_PART
+from correlate.analysis.pool_errors import HEAD_CHARS, IS_ERROR_PART, pool_of
+from correlate.analysis.pool_pressure import unreachable
 from correlate.kinds import FindingKind
 
 from .builders import RunBuilder, ns
@@ -104,11 +105,36 @@ def test_a_cache_call_is_no_checkout_of_the_database_pool() -> None:
 def test_a_huge_pool_error_is_not_quoted_whole() -> None:
     b = RunBuilder()
     said = (PSYCOPG3[0], PSYCOPG3[1] + " " + "x" * 200_000)
-    fail_fast(b, capacity=5, users=lambda t: 14, said=said)
+    # ten seconds: 900 such errors, 180 MB of them
+    fail_fast(b, capacity=5, users=lambda t: 14, seconds=10, said=said)
     with open_run(b.build(), "r") as run:
         (f,) = pool_exhaustion(run)
     assert "couldn't get a connection" in f.explanation
     assert len(f.explanation) < 5_000
+
+
+@pytest.mark.parametrize(("before", "read"), [(0, True), (HEAD_CHARS, False)])
+def test_the_words_of_a_pool_or_a_driver_are_read_at_the_head_of_an_error_only(
+    before: int, read: bool
+) -> None:
+    b = RunBuilder()
+    pool_words = "x" * before + " connection pool exhausted " + "y" * 50
+    trace = b.new_id("t")
+    r = _request(b, trace, 100, 150, "GET", 500, said=("E", pool_words), raised_at=120)
+    b.query(trace, r, 101, 110)
+    trace = b.new_id("t")
+    r = _request(b, trace, 200, 250, "GET", 500)
+    b.query(trace, r, 201, 210)
+    b.spans[-1]["status_code"] = "ERROR"
+    b.spans[-1]["status_message"] = "x" * before + " connection refused"
+    with open_run(b.build(), "r") as run:
+        (failed,) = run.con.execute(
+            f"SELECT count(*) FROM {run.table('parts')} WHERE {IS_ERROR_PART}"
+        ).fetchone()
+        lost = unreachable(run)
+    assert (pool_of("E: " + pool_words) is not None) is read
+    assert failed == read
+    assert lost.requests == read
 
 
 @pytest.mark.parametrize("time_ns", [None, 0])

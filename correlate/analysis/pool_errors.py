@@ -145,16 +145,41 @@ SIGNATURES: tuple[Signature, ...] = (
 #: One regular expression for all of them (lower-case text).
 PATTERN = "|".join(f"(?:{s.pattern})" for s in SIGNATURES)
 
+#: How much of an error's text is searched for a pool's or a driver's words. They come
+#: first (``PoolError: connection pool exhausted``, then any detail), and a hostile or huge
+#: message (a request's whole body echoed back) must not make every query that reads the
+#: run's errors lower-case and search all of it, once per span.
+HEAD_CHARS = 4096
+
+
+def head_sql(text: str) -> str:
+    """SQL: the lower-case head of ``text`` (:data:`HEAD_CHARS`), where words are sought."""
+    return f"lower(left({text}, {HEAD_CHARS}))"
+
+
+def exception_sql(attributes: str) -> str:
+    """SQL: ``[type, message]`` of an exception event's JSON ``attributes``, read in one
+    parse (each ``->>`` parses all of a huge message again)."""
+    return f"""json_extract_string({attributes}, ['$."exception.type"', '$."exception.message"'])"""
+
+
+def exception_text_sql(words: str) -> str:
+    """SQL: ``type: message`` of :func:`exception_sql`'s ``words`` (a column: each
+    reference to the extraction itself would parse the JSON again), as :func:`pool_of`
+    reads it."""
+    return f"coalesce({words}[1], '') || ': ' || coalesce({words}[2], '')"
+
 
 def pool_of(text: str) -> str | None:
-    """The pool whose words ``text`` (an exception's type and message) are, if any.
+    """The pool whose words ``text`` (an exception's type and message) are, if any, in its
+    first :data:`HEAD_CHARS` characters, as the analysis's SQL reads them.
 
     >>> pool_of("psycopg2.pool.PoolError: connection pool exhausted")
     'psycopg2 (ThreadedConnectionPool, SimpleConnectionPool)'
     >>> pool_of("psycopg2.errors.UniqueViolation: duplicate key") is None
     True
     """
-    low = text.lower()
+    low = text[:HEAD_CHARS].lower()
     for s in SIGNATURES:
         if re.search(s.pattern, low):
             return s.pool
@@ -191,25 +216,23 @@ def quoted(text: str) -> str:
 #: the words of a request it called); ``error_parts``: that wait, as a
 #: failed pool part (no span id; status ``ERROR``), for requests of a service whose spans
 #: cover no checkout. Its ``$pattern`` is :data:`PATTERN`.
-PARTS_SQL = """
+PARTS_SQL = f"""
 said AS (
-    SELECT trace_id, span_id, ev.time_ns AS t,
-           ev.attributes->>'$."exception.type"' AS type,
-           ev.attributes->>'$."exception.message"' AS message
-    FROM (SELECT trace_id, span_id, unnest(events) AS ev
-          FROM spans WHERE run_id = $run AND len(events) > 0) AS x
-    WHERE ev.name = 'exception'
+    SELECT trace_id, span_id, t, {head_sql(exception_text_sql("words"))} AS head
+    FROM (SELECT trace_id, span_id, ev.time_ns AS t, {exception_sql("ev.attributes")} AS words
+          FROM (SELECT trace_id, span_id, unnest(events) AS ev
+                FROM spans WHERE run_id = $run AND len(events) > 0) AS x
+          WHERE ev.name = 'exception') AS y
     UNION ALL
-    SELECT trace_id, span_id, end_ns AS t, NULL AS type, status_message AS message
+    SELECT trace_id, span_id, end_ns AS t, {head_sql("': ' || status_message")} AS head
     FROM spans
     WHERE run_id = $run AND status_code = 'ERROR' AND status_message IS NOT NULL
 ),
 said_by AS (
     SELECT o.th, o.rh, min(f.t) AS t
     FROM (SELECT hash(trace_id) AS th, hash(span_id) AS sh, t FROM said
-          WHERE regexp_matches(lower(coalesce(type, '') || ': ' || coalesce(message, '')),
-                               $pattern)) AS f
-    JOIN {p}_owner o ON o.th = f.th AND o.sh = f.sh
+          WHERE regexp_matches(head, $pattern)) AS f
+    JOIN {{p}}_owner o ON o.th = f.th AND o.sh = f.sh
     GROUP BY o.th, o.rh
 ),
 -- a request whose call to another request that says the words failed: the caller only
@@ -217,14 +240,14 @@ said_by AS (
 repeated AS (
     SELECT DISTINCT o.th, o.rh
     FROM said_by c
-    JOIN {p}_tree t ON t.th = c.th AND t.sh = c.rh
-    JOIN {p}_owner o ON o.th = t.th AND o.sh = t.ph
+    JOIN {{p}}_tree t ON t.th = c.th AND t.sh = c.rh
+    JOIN {{p}}_owner o ON o.th = t.th AND o.sh = t.ph
 ),
 raised AS (
     SELECT s.th, s.rh, s.t
     FROM said_by s
     LEFT JOIN repeated x ON x.th = s.th AND x.rh = s.rh
-    JOIN {p}_tree q ON q.th = s.th AND q.sh = s.rh
+    JOIN {{p}}_tree q ON q.th = s.th AND q.sh = s.rh
     WHERE x.rh IS NULL
       -- a pool running dry is the server's failure: a request answered with a client error
       -- (a 400 echoing its input) did not fail for it, one told to come back later
@@ -264,23 +287,25 @@ def said(run: Run) -> tuple[str | None, str | None]:
     type in full (``psycopg2.pool.PoolError``), where Flask's instrumentation describes
     the same error by its bare class name (``PoolError: connection pool exhausted``)."""
     parts = run.table("parts")
+    # the head where the words are sought, and as far past it as a quote of them reaches
+    cut = HEAD_CHARS + QUOTE_CHARS
     rows = run.con.execute(
         f"""
-        SELECT coalesce(ev.attributes->>'$."exception.type"', '') AS type,
-               coalesce(ev.attributes->>'$."exception.message"', '') AS message,
-               count(*) AS n
-        FROM (SELECT unnest(s.events) AS ev
-              FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
-              JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
-              WHERE len(s.events) > 0) AS x
-        WHERE ev.name = 'exception'
+        SELECT left(coalesce(words[1], ''), {cut}) AS type,
+               left(coalesce(words[2], ''), {cut}) AS message, count(*) AS n
+        FROM (SELECT {exception_sql("ev.attributes")} AS words
+              FROM (SELECT unnest(s.events) AS ev
+                    FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
+                    JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
+                    WHERE len(s.events) > 0) AS x
+              WHERE ev.name = 'exception') AS y
         GROUP BY type, message
         UNION ALL
-        SELECT '' AS type, s.status_message AS message, count(*) AS n
+        SELECT '' AS type, left(s.status_message, {cut}) AS message, count(*) AS n
         FROM (SELECT DISTINCT trace_id FROM {parts} WHERE {IS_ERROR_PART}) e
         JOIN spans s ON s.run_id = $run AND s.trace_id = e.trace_id
         WHERE s.status_code = 'ERROR' AND s.status_message IS NOT NULL
-        GROUP BY s.status_message
+        GROUP BY message
         ORDER BY type = '', n DESC, type, message LIMIT 50
         """,
         {"run": run.run_id},

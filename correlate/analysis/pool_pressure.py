@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from correlate.analysis import pool_errors
+from correlate.analysis.pool_errors import exception_sql, exception_text_sql, head_sql
 
 if TYPE_CHECKING:
     from correlate.analysis.run import Run
@@ -31,17 +32,17 @@ TIMED_OUT = re.compile(r"time ?out|timed out", re.IGNORECASE)
 
 #: SQL: the traces of a run with a span that says a pool's words (:data:`pool_errors.PATTERN`)
 #: in an exception or its status. Takes ``$run`` and ``$pattern``.
-_SAID_SQL = """
-    SELECT trace_id FROM (SELECT trace_id, unnest(events) AS ev
-                          FROM spans WHERE run_id = $run AND len(events) > 0)
-    WHERE ev.name = 'exception'
-      AND regexp_matches(lower(coalesce(ev.attributes->>'$."exception.type"', '') || ': '
-                               || coalesce(ev.attributes->>'$."exception.message"', '')),
-                         $pattern)
+_SAID_SQL = f"""
+    SELECT trace_id
+    FROM (SELECT trace_id, {exception_sql("ev.attributes")} AS words
+          FROM (SELECT trace_id, unnest(events) AS ev
+                FROM spans WHERE run_id = $run AND len(events) > 0)
+          WHERE ev.name = 'exception')
+    WHERE regexp_matches({head_sql(exception_text_sql("words"))}, $pattern)
     UNION
     SELECT trace_id FROM spans
     WHERE run_id = $run AND status_code = 'ERROR' AND status_message IS NOT NULL
-      AND regexp_matches(lower(status_message), $pattern)
+      AND regexp_matches({head_sql("status_message")}, $pattern)
 """
 
 
@@ -100,14 +101,15 @@ CONNECT_ATTEMPT_NAMES = ("pg.connect",)
 
 def lost_connection_sql(span: str = "spans") -> str:
     """SQL: the failed span ``span`` says its connection to the database broke or could not
-    be opened (:data:`LOST_CONNECTION`'s words in its status or an exception event, or a
-    class 08 SQLSTATE). Takes ``$lost`` (:data:`LOST_CONNECTION`)."""
+    be opened (:data:`LOST_CONNECTION`'s words in the head of its status or of an
+    exception event's message, :data:`pool_errors.HEAD_CHARS`; or a class 08 SQLSTATE).
+    Takes ``$lost`` (:data:`LOST_CONNECTION`)."""
+    message = "e.attributes->>'$.\"exception.message\"'"
     return f"""({span}.status_code = 'ERROR'
-        AND (regexp_matches(lower(coalesce({span}.status_message, '')), $lost)
+        AND (regexp_matches({head_sql(f"coalesce({span}.status_message, '')")}, $lost)
              OR coalesce({span}.attributes->>'$."db.response.status_code"', '') LIKE '08%'
              OR len(list_filter({span}.events, lambda e: e.name = 'exception'
-                    AND regexp_matches(lower(coalesce(
-                        e.attributes->>'$."exception.message"', '')), $lost))) > 0))"""
+                    AND regexp_matches({head_sql(f"coalesce({message}, '')")}, $lost))) > 0))"""
 
 
 #: SQL: per trace of the run, its spans that say a connection to the database failed (a

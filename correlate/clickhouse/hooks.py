@@ -321,6 +321,10 @@ def _json_scalar(node: exp.Expression) -> exp.Expression:
         key = path.this[2:] if path.this.startswith("$.") else path.this
         key = key[1:-1] if key.startswith('"') and key.endswith('"') else key
         return _var(f"JSONExtract({_ch(node.this)}, {_literal(key)}, 'Nullable(String)')")
+    if isinstance(path, exp.Array):
+        # several paths at once (DuckDB parses the document once): each one's text, listed
+        each = [exp.JSONExtractScalar(this=node.this, expression=p) for p in path.expressions]
+        return _var("[" + ", ".join(_ch(_json_scalar(e)) for e in each) + "]")
     # a key built at run time: '$."' || k || '"'
     key = f"replaceRegexpOne({_ch(path)}, '^\\\\$\\\\.\"?(.*?)\"?$', '\\\\1')"
     return _var(f"JSONExtract({_ch(node.this)}, {key}, 'Nullable(String)')")
@@ -387,6 +391,11 @@ def _try_cast(node: exp.TryCast) -> exp.Expression:
 
 def _lower(node: exp.Lower) -> exp.Expression:
     return _var(f"lowerUTF8({_ch(node.this)})")
+
+
+def _left(node: exp.Left) -> exp.Expression:
+    # DuckDB counts characters, ClickHouse's left() bytes
+    return _var(f"leftUTF8({_ch(node.this)}, {_ch(node.expression)})")
 
 
 def _upper(node: exp.Upper) -> exp.Expression:
@@ -556,6 +565,7 @@ _HOOKS: dict[type, Any] = {
     exp.StartsWith: _starts_with,
     exp.TryCast: _try_cast,
     exp.Lower: _lower,
+    exp.Left: _left,
     exp.Upper: _upper,
     exp.LogicalOr: _logical_or,
     exp.LogicalAnd: _logical_and,
