@@ -58,7 +58,8 @@ DEFAULTS = StallSettings()
 _GAPS_SQL = (
     """
 WITH calls AS (
-    SELECT coalesce(r.service, '') AS service, p.th, p.rh, p.start_ns, p.end_ns
+    SELECT coalesce(r.service, '') AS service, p.th, p.rh, p.start_ns, p.end_ns,
+           max(p.start_ns) OVER (PARTITION BY coalesce(r.service, '')) AS last_start_ns
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
 ),
@@ -97,9 +98,11 @@ silent AS (
             AND q.end_ns > c.end_ns)
     UNION ALL
     -- a call seen in flight: its span ended long after it began, when the service gave
-    -- up on it (asyncpg's, cancelled at shutdown), not when the database answered; no
-    -- checkout span needed
-    SELECT service, th, rh, start_ns, end_ns FROM calls WHERE end_ns - start_ns >= $min_gap
+    -- up on it (asyncpg's, cancelled at shutdown), not when the database answered: no
+    -- call of the service began after it ended (a slow query that returned is no such
+    -- call); no checkout span needed
+    SELECT service, th, rh, start_ns, end_ns FROM calls
+    WHERE end_ns - start_ns >= $min_gap AND end_ns >= last_start_ns
     UNION ALL
     -- a request that never ended (its server stopped with it waiting): only its calls that
     -- ended were exported, in a trace with no request, under a parent that never ended

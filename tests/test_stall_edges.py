@@ -1,0 +1,86 @@
+"""Edges of ``database_stall`` and of its rewrite of a pool finding (verdict._defer_to_stall)."""
+
+from __future__ import annotations
+
+import heapq
+
+from correlate.analysis import open_run
+from correlate.analysis.detectors.stall import database_stall
+from correlate.analysis.verdict import POOL_KINDS, reconcile
+from correlate.kinds import FindingKind
+
+from .builders import RunBuilder
+from .test_leak import _server
+from .test_pool_errors import PSYCOPG2, _request
+
+
+def leaking_with_reports(b: RunBuilder) -> None:
+    """A psycopg2 pool of eight (no checkout span; a request finding none fails at once with
+    the pool's error) that every 40th request leaks a connection from (POST answering 409);
+    three users ask for a report (a 3 s query) as the fifth leaks."""
+    free = [0.0] * 8
+    arrivals = [(u * 7.0, u) for u in range(12)]
+    heapq.heapify(arrivals)
+    n, leaked, reported = 0, 0, 0
+    while arrivals:
+        t, user = heapq.heappop(arrivals)
+        if t >= 40_000:
+            continue
+        n, trace = n + 1, b.new_id("t")
+        report = leaked >= 5 and reported < 3
+        conn = next((i for i, at in enumerate(free) if at <= t + 0.5), None)
+        if conn is None:
+            end = t + 2
+            _request(b, trace, t, end, "GET", 500, said=PSYCOPG2, raised_at=t + 1)
+        elif report:
+            reported += 1
+            end = t + 3050
+            r = _request(b, trace, t, end, "GET", 200)
+            b.query(
+                trace, r, t + 0.5, t + 3020.5, "SELECT region, sum(total) FROM orders GROUP BY 1"
+            )
+            free[conn] = end
+        else:
+            status = 409 if n % 40 == 0 else 200
+            end = t + 50.5
+            r = _request(b, trace, t, end, "POST" if status == 409 else "GET", status)
+            b.query(trace, r, t + 0.5, t + 20.5, "SELECT * FROM orders WHERE id = 1")
+            free[conn] = float("inf") if status == 409 else end
+            leaked += status == 409
+        heapq.heappush(arrivals, (end + 50, user))
+
+
+def test_a_leak_with_a_slow_report_is_still_a_leak() -> None:
+    # the three reports hold the last three connections for 3 s: no other query can run,
+    # none ends, and the reports' spans run through the silence; but they were answered
+    b = RunBuilder()
+    leaking_with_reports(b)
+    with open_run(b.build(), "r") as run:
+        stalls = database_stall(run)
+        every = reconcile(run.findings())
+    assert stalls == []
+    (pool,) = [f for f in every if f.kind in POOL_KINDS]
+    assert pool.kind == FindingKind.POOL_LEAK
+
+
+def test_long_analytic_queries_at_low_traffic_are_no_stall() -> None:
+    # a quick query a second for a minute, then a batch starts three 5 s analytic queries
+    # at once while the quick ones go on every 3 s; pages with no query keep 20 requests
+    # running: no call ends for seconds, three spans run through it, and all answered
+    b = RunBuilder()
+    for i in range(60):
+        trace, t = b.new_id("t"), i * 1000.0
+        r = _server(b, trace, t, t + 30, "GET", 200, None)
+        b.query(trace, r, t + 1, t + 21, "SELECT * FROM orders WHERE id = 1")
+    for k in range(3):
+        trace, t = b.new_id("t"), 60_000.0 + k
+        r = _server(b, trace, t, t + 5100, "POST", 200, None)
+        b.query(trace, r, t + 1, t + 5001, "SELECT customer, sum(total) FROM orders GROUP BY 1")
+    for i in range(10):
+        trace, t = b.new_id("t"), 59_500.0 + i * 3000
+        r = _server(b, trace, t, t + 30, "GET", 200, None)
+        b.query(trace, r, t + 1, t + 21, "SELECT * FROM orders WHERE id = 1")
+    for i in range(900):
+        b.request(b.new_id("t"), 57_000.0 + i * 50, 57_000.0 + i * 50 + 1000)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
