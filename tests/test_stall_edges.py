@@ -6,6 +6,7 @@ import heapq
 
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
+from correlate.analysis.findings import Finding
 from correlate.analysis.verdict import POOL_KINDS, reconcile
 from correlate.kinds import FindingKind
 
@@ -84,3 +85,50 @@ def test_long_analytic_queries_at_low_traffic_are_no_stall() -> None:
         b.request(b.new_id("t"), 57_000.0 + i * 50, 57_000.0 + i * 50 + 1000)
     with open_run(b.build(), "r") as run:
         assert database_stall(run) == []
+
+
+def _said(kind: FindingKind, title: str, **evidence: object) -> Finding:
+    return Finding(kind, "critical", title, "", "", "", "", evidence=dict(evidence))
+
+
+def test_each_services_stall_is_info_beside_its_own_pool_hang() -> None:
+    stalls = [_said(FindingKind.DATABASE_STALL, f"{s} stopped", service=s) for s in ("a", "b")]
+    hangs = [
+        _said(
+            FindingKind.POOL_EXHAUSTED, f"{s} held", hung_requests={}, checkout_spans={"service": s}
+        )
+        for s in ("a", "b")
+    ]
+    seen = {f.title: f for f in reconcile([*stalls, *hangs])}
+    assert seen["a stopped"].severity == seen["b stopped"].severity == "info"
+    assert seen["b stopped"].evidence["cause"] == FindingKind.POOL_EXHAUSTED
+
+
+def test_an_undecided_pool_of_the_second_stalled_service_is_its_hang() -> None:
+    stalls = [_said(FindingKind.DATABASE_STALL, f"{s} stopped", service=s) for s in ("a", "b")]
+    undecided = _said(
+        FindingKind.POOL_EXHAUSTED,
+        "Connection pool exhausted: leak or saturation cannot be told apart",
+        checkout_spans={"service": "b", "verdict": "undecided"},
+        pool_wait_ms=2500.0,
+    )
+    (pool,) = [f for f in reconcile([*stalls, undecided]) if f.kind in POOL_KINDS]
+    assert pool.title.startswith("Connection pool held by queries that never returned")
+    assert "“b stopped”" in pool.explanation
+
+
+def test_the_hang_says_nothing_of_failed_checkouts_when_none_failed() -> None:
+    # a pool with no checkout timeout that could not tell: nobody failed to get one
+    stall = _said(FindingKind.DATABASE_STALL, "The database stopped answering", service="svc")
+    undecided = _said(
+        FindingKind.POOL_EXHAUSTED,
+        "Connection pool exhausted: leak or saturation cannot be told apart",
+        checkout_spans={"service": "svc", "verdict": "undecided"},
+        pool_wait_ms=2500.0,
+        requests_without_a_connection=0,
+    )
+    (pool,) = [f for f in reconcile([stall, undecided]) if f.kind in POOL_KINDS]
+    assert pool.explanation.startswith(
+        "Requests spent 2.50 s waiting for a database connection. The pool's connections"
+    )
+    assert "0 found" not in pool.explanation and "None" not in pool.explanation
