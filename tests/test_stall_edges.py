@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import heapq
 
+import pytest
+
 from correlate.analysis import open_run
 from correlate.analysis.detectors.stall import database_stall
 from correlate.analysis.findings import Finding
@@ -13,6 +15,7 @@ from correlate.kinds import FindingKind
 from .builders import RunBuilder
 from .test_leak import _server
 from .test_pool_errors import PSYCOPG2, _request
+from .test_stall import END_MS, service
 
 
 def leaking_with_reports(b: RunBuilder) -> None:
@@ -132,3 +135,25 @@ def test_the_hang_says_nothing_of_failed_checkouts_when_none_failed() -> None:
         "Requests spent 2.50 s waiting for a database connection. The pool's connections"
     )
     assert "0 found" not in pool.explanation and "None" not in pool.explanation
+
+
+@pytest.mark.clickhouse
+@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "reports"])
+def test_clickhouse_tells_cancelled_calls_from_answered_ones_as_duckdb_does(
+    chdb: object, cancelled: bool
+) -> None:
+    from correlate.analysis.run import Run
+    from tests.test_clickhouse_engine import copied
+
+    b = RunBuilder()
+    if cancelled:
+        service(b, hang=True, checkouts=False, cancelled_at=END_MS)
+    else:
+        leaking_with_reports(b)
+    store = b.build()
+    with open_run(store, "r") as run:
+        local = [(f.title, f.explanation, f.evidence) for f in database_stall(run)]
+    there, _ = copied(store, chdb, "r")
+    remote = [(f.title, f.explanation, f.evidence) for f in database_stall(Run(there, "r"))]  # type: ignore[arg-type]
+    assert remote == local
+    assert bool(local) == cancelled
