@@ -157,3 +157,27 @@ def test_clickhouse_tells_cancelled_calls_from_answered_ones_as_duckdb_does(
     remote = [(f.title, f.explanation, f.evidence) for f in database_stall(Run(there, "r"))]  # type: ignore[arg-type]
     assert remote == local
     assert bool(local) == cancelled
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="slow queries answered as the run ends, with no call of the service begun after "
+    "them, look like calls a shutting-down server cancelled (asyncpg's spans end then, with "
+    "no error status): nothing in their spans tells the two apart",
+)
+def test_slow_queries_answered_as_the_run_ends_are_no_stall() -> None:
+    # a quick query a second for a minute; the last three requests run a 5 s report each,
+    # answered at the end, while pages with no query keep requests running
+    b = RunBuilder()
+    for i in range(60):
+        trace, t = b.new_id("t"), i * 1000.0
+        r = _server(b, trace, t, t + 30, "GET", 200, None)
+        b.query(trace, r, t + 1, t + 21, "SELECT * FROM orders WHERE id = 1")
+    for k in range(3):
+        trace, t = b.new_id("t"), 57_000.0 + k * 7
+        r = _server(b, trace, t, t + 5100, "POST", 200, None)
+        b.query(trace, r, t + 1, t + 5001 + k * 40, "SELECT customer, sum(total) FROM orders")
+    for i in range(200):
+        b.request(b.new_id("t"), 57_000.0 + i * 10, 57_000.0 + i * 10 + 1000)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
