@@ -181,3 +181,21 @@ def test_slow_queries_answered_as_the_run_ends_are_no_stall() -> None:
         b.request(b.new_id("t"), 57_000.0 + i * 10, 57_000.0 + i * 10 + 1000)
     with open_run(b.build(), "r") as run:
         assert database_stall(run) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a leak told by the waits alone (no checkout span, holder or suspect) names no "
+    "service, so beside another service's stall it is taken for that stall's hang",
+)
+def test_a_leak_of_another_service_is_not_a_stalls_hang() -> None:
+    stall = _said(FindingKind.DATABASE_STALL, "orders stopped", service="orders")
+    leak = _said(
+        FindingKind.POOL_LEAK,
+        "Connection-pool leak",
+        pool_wait_ms=4000.0,
+        wait_ms_per_request_by_route={"POST /pay": 900.0},
+        no_recovery={"from_s": 10.0},
+    )
+    (pool,) = [f for f in reconcile([stall, leak]) if f.kind in POOL_KINDS]
+    assert pool.kind == FindingKind.POOL_LEAK
