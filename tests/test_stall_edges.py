@@ -90,6 +90,32 @@ def test_long_analytic_queries_at_low_traffic_are_no_stall() -> None:
         assert database_stall(run) == []
 
 
+def lost_requests_then_a_lull(b: RunBuilder) -> None:
+    """A query every half second; from 30 s to 33.5 s the requests call a slow service and
+    run none; and three requests at 5 s whose own spans were lost (the exporter dropped
+    them): their queries are in traces with no request, under a parent that is not."""
+    for i in range(120):
+        t = i * 500.0
+        if not 30_000 <= t < 33_500:
+            trace = b.new_id("t")
+            r = _server(b, trace, t, t + 30, "GET", 200, None)
+            b.query(trace, r, t + 1, t + 21, "SELECT * FROM orders WHERE id = 1")
+    for i in range(30):
+        trace, t = b.new_id("t"), 30_000.0 + i * 100
+        r = _server(b, trace, t, t + 1500, "GET", 200, None)
+        b.span(trace, t + 1, t + 1490, parent=r, kind="CLIENT")
+    for k in range(3):
+        b.query(b.new_id("t"), b.new_id(), 5000.0 + k * 100, 5020.0 + k * 100, "SELECT 1")
+
+
+def test_requests_whose_spans_were_lost_long_before_a_lull_are_not_in_flight() -> None:
+    # their calls were answered 25 s before the lull: they are not requests that hung in it
+    b = RunBuilder()
+    lost_requests_then_a_lull(b)
+    with open_run(b.build(), "r") as run:
+        assert database_stall(run) == []
+
+
 def _said(kind: FindingKind, title: str, **evidence: object) -> Finding:
     return Finding(kind, "critical", title, "", "", "", "", evidence=dict(evidence))
 
@@ -138,25 +164,27 @@ def test_the_hang_says_nothing_of_failed_checkouts_when_none_failed() -> None:
 
 
 @pytest.mark.clickhouse
-@pytest.mark.parametrize("cancelled", [True, False], ids=["cancelled", "reports"])
+@pytest.mark.parametrize("case", ["cancelled", "reports", "lost"])
 def test_clickhouse_tells_cancelled_calls_from_answered_ones_as_duckdb_does(
-    chdb: object, cancelled: bool
+    chdb: object, case: str
 ) -> None:
     from correlate.analysis.run import Run
     from tests.test_clickhouse_engine import copied
 
     b = RunBuilder()
-    if cancelled:
+    if case == "cancelled":
         service(b, hang=True, checkouts=False, cancelled_at=END_MS)
-    else:
+    elif case == "reports":
         leaking_with_reports(b)
+    else:
+        lost_requests_then_a_lull(b)
     store = b.build()
     with open_run(store, "r") as run:
         local = [(f.title, f.explanation, f.evidence) for f in database_stall(run)]
     there, _ = copied(store, chdb, "r")
     remote = [(f.title, f.explanation, f.evidence) for f in database_stall(Run(there, "r"))]  # type: ignore[arg-type]
     assert remote == local
-    assert bool(local) == cancelled
+    assert bool(local) == (case == "cancelled")
 
 
 @pytest.mark.xfail(
