@@ -178,23 +178,22 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
     """A database that stopped answering explains the time no span covers (unexplained
     time: the requests waited on it), and the pool's hang finding says what it did to the
     pool: the stall is then info beside it. A leak the waits alone told is that hang."""
-    stall = next((f for f in findings if f.kind == FindingKind.DATABASE_STALL), None)
-    if stall is None:
+    stalls = [f for f in findings if f.kind == FindingKind.DATABASE_STALL]
+    if not stalls:
         return findings
-    # the hang of the stalled service's pool, not another service's
-    service = stall.evidence.get("service")
-    pool = next(
-        (
-            f
-            for f in findings
-            if "hung_requests" in f.evidence
-            and (f.evidence.get("checkout_spans") or {}).get("service") in (service, None)
-        ),
-        None,
-    )
-    out = []
+
+    def service_of(f: Finding) -> Any:
+        return (f.evidence.get("checkout_spans") or {}).get("service")
+
+    def stall_of(f: Finding) -> Finding | None:  # its service's (one of no known service: any)
+        return next((x for x in stalls if service_of(f) in (x.evidence.get("service"), None)), None)
+
+    # each stall's service's pool hang, not another service's
+    hangs = [f for f in findings if "hung_requests" in f.evidence]
+    out, stall = [], stalls[0]
     for f in findings:
-        if f is stall and pool is not None:
+        pool = next((h for h in hangs if stall_of(h) is f), None)
+        if pool is not None:
             f = _caused_by(
                 f,
                 pool,
@@ -202,20 +201,20 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
                 "what they did to the pool; its fix is this one's.",
                 Severity.INFO,
             )
-        elif (f.evidence.get("checkout_spans") or {}).get("service") in (service, None) and ((
+        elif (hung := stall_of(f)) is not None and ((
             f.kind == FindingKind.POOL_EXHAUSTED and "hung_requests" not in f.evidence) or (
             f.kind == FindingKind.POOL_LEAK and not {"checkout_spans", "leak_suspects", "leaks",
                                                      "pool_samples"} & f.evidence.keys())):  # fmt: skip
             # undecided, or a leak from waits alone (no checkout, holder, suspect): the hang
             failed = f.evidence.get("requests_without_a_connection") or 0
-            f = replace(_caused_by(f, stall, stall.suggestion), kind=FindingKind.POOL_EXHAUSTED,
-                        title=HUNG_POOL, threshold=stall.threshold, source=stall.source,
+            f = replace(_caused_by(f, hung, hung.suggestion), kind=FindingKind.POOL_EXHAUSTED,
+                        title=HUNG_POOL, threshold=hung.threshold, source=hung.source,
                         explanation=(
-                f"Requests spent {ms(f.evidence.get('pool_wait_ms', 0.0))} waiting for a database "
-                f"connection, and {failed:,} found none to take. The pool's connections were held"
-                f" by calls the database never answered (“{stall.title}”): none came back because"
-                " none was answered, which reads as a leak; no request is seen keeping one after"
-                " it ended."))  # fmt: skip
+                f"Requests spent {ms(f.evidence.get('pool_wait_ms') or 0.0)} waiting for a database"
+                f" connection{f', and {failed:,} found none to take' if failed else ''}. The pool's"
+                f" connections were held by calls the database never answered (“{hung.title}”):"
+                " none came back because none was answered, which reads as a leak; no request is"
+                " seen keeping one after it ended."))  # fmt: skip
         elif f.kind == FindingKind.UNEXPLAINED_TIME and "holders_ceiling" not in f.evidence:
             f = _caused_by(
                 f,

@@ -58,7 +58,8 @@ DEFAULTS = StallSettings()
 _GAPS_SQL = (
     """
 WITH calls AS (
-    SELECT coalesce(r.service, '') AS service, p.th, p.rh, p.start_ns, p.end_ns
+    SELECT coalesce(r.service, '') AS service, p.th, p.rh, p.start_ns, p.end_ns,
+           max(p.start_ns) OVER (PARTITION BY coalesce(r.service, '')) AS last_start_ns
     FROM {parts} p JOIN {reqs} r ON r.th = p.th AND r.rh = p.rh
     WHERE p.category = 'db' AND p.span_id IS NOT NULL
 ),
@@ -88,7 +89,8 @@ parented AS (
 silent AS (
     -- a request that took a connection and started work on it that never reported back
     -- (no query or call after its last checkout ended), then ran on: a call in flight
-    SELECT coalesce(r.service, '') AS service, r.th, r.rh, c.end_ns AS got_ns, r.end_ns
+    SELECT coalesce(r.service, '') AS service, r.th, r.rh, c.end_ns AS got_ns, r.end_ns,
+           0 AS unended
     FROM last_checkout c JOIN {reqs} r ON r.th = c.th AND r.rh = c.rh
     WHERE c.k = 1 AND c.status_code IS DISTINCT FROM 'ERROR'
       AND NOT EXISTS (
@@ -97,14 +99,17 @@ silent AS (
             AND q.end_ns > c.end_ns)
     UNION ALL
     -- a call seen in flight: its span ended long after it began, when the service gave
-    -- up on it (asyncpg's, cancelled at shutdown), not when the database answered; no
-    -- checkout span needed
-    SELECT service, th, rh, start_ns, end_ns FROM calls WHERE end_ns - start_ns >= $min_gap
+    -- up on it (asyncpg's, cancelled at shutdown), not when the database answered: no
+    -- call of the service began after it ended (a slow query that returned is no such
+    -- call); no checkout span needed
+    SELECT service, th, rh, start_ns, end_ns, 0 FROM calls
+    WHERE end_ns - start_ns >= $min_gap AND end_ns >= last_start_ns
     UNION ALL
     -- a request that never ended (its server stopped with it waiting): only its calls that
     -- ended were exported, in a trace with no request, under a parent that never ended
-    -- (its request's); silent from its last call to the run's end
-    SELECT service, th, ph, max(end_ns), (SELECT max(end_ns) FROM {tree}) FROM orphaned
+    -- (its request's); silent from its last call to the run's end, which came as the
+    -- stretch began (not a request whose span was merely lost, long before)
+    SELECT service, th, ph, max(end_ns), (SELECT max(end_ns) FROM {tree}), 1 FROM orphaned
     WHERE category = 'db' AND parent_id IS NOT NULL AND sh NOT IN (SELECT sh FROM parented)
       AND start_ns >= (SELECT min(start_ns) FROM {reqs})
     GROUP BY service, th, ph
@@ -115,7 +120,8 @@ gaps AS (
     -- its calls in flight: few requests are silent, so this stays cheap however many
     SELECT e.*,
            (SELECT count(DISTINCT (x.th, x.rh)) FROM silent x WHERE x.service = e.service
-              AND x.got_ns < e.to_ns AND x.end_ns >= greatest(x.got_ns, e.from_ns) + $min_gap)
+              AND x.got_ns < e.to_ns AND x.end_ns >= greatest(x.got_ns, e.from_ns) + $min_gap
+              AND (x.unended = 0 OR x.got_ns >= e.from_ns - $min_gap))
                AS in_flight
     FROM ends e WHERE e.to_ns - e.from_ns >= $min_gap AND e.before >= $min_queries
 ),
