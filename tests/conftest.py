@@ -167,8 +167,9 @@ SERIAL_MODULES = frozenset(
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark ``serial`` every test that uses a server or times real work.
 
-    ``make test`` runs the others on several processes (``-m "not serial"``) and these one
-    at a time after them (``-m serial``); a plain ``pytest`` runs everything in one process.
+    ``make test`` runs these one at a time (``-m serial``) and, beside them at the lowest CPU
+    priority, the others on several processes (``-m "not serial"``); a plain ``pytest`` runs
+    everything in one process.
     """
     for item in items:
         module = item.nodeid.split("::", 1)[0].rsplit("/", 1)[-1].removesuffix(".py")
