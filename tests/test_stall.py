@@ -159,18 +159,24 @@ def test_a_slow_database_that_answers_is_no_stall() -> None:
 def test_clickhouse_finds_the_stall_as_duckdb_does(
     chdb: object, hang: bool, never_ended: bool
 ) -> None:
+    b = RunBuilder()
+    service(b, hang=hang, checkouts=not never_ended, never_ended=never_ended)
+    assert bool(stalls_alike(b, chdb)) == hang
+
+
+def stalls_alike(b: RunBuilder, chdb: object) -> list[tuple[str, str, dict[str, object]]]:
+    """The stalls of ``b``'s run (title, explanation, evidence), once they are the same
+    from ClickHouse as from DuckDB."""
     from correlate.analysis.run import Run
     from tests.test_clickhouse_engine import copied
 
-    b = RunBuilder()
-    service(b, hang=hang, checkouts=not never_ended, never_ended=never_ended)
     store = b.build()
     with open_run(store, "r") as run:
         local = [(f.title, f.explanation, f.evidence) for f in database_stall(run)]
     there, _ = copied(store, chdb, "r")
     remote = [(f.title, f.explanation, f.evidence) for f in database_stall(Run(there, "r"))]  # type: ignore[arg-type]
     assert remote == local
-    assert bool(local) == hang
+    return local
 
 
 def test_a_pause_between_stages_does_not_hide_a_stall_after_it() -> None:
