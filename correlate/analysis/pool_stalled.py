@@ -36,10 +36,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from correlate.analysis.findings import ms
 from correlate.analysis.requests import CATEGORY_SQL
+from correlate.kinds import FindingKind
 
 if TYPE_CHECKING:
     from correlate.analysis.detectors.pool import PoolSettings
+    from correlate.analysis.findings import Finding
     from correlate.analysis.pool_inference import PoolInference
     from correlate.analysis.run import Run
 
@@ -292,19 +295,25 @@ def hung(run: Run, s: PoolSettings, inferred: PoolInference) -> Stalled | None:
     )
 
 
+def with_tables(sql: str, run: Run) -> str:
+    """``sql`` reading the run's ``{parts}``, ``{reqs}``, ``{tree}`` and ``{owner}`` tables
+    (and ``{category}``, a tree span's part category)."""
+    return sql.format(
+        parts=run.table("parts"),
+        reqs=run.table("requests"),
+        tree=run.table("tree"),
+        owner=run.table("owner"),
+        category=CATEGORY_SQL,
+    )
+
+
 def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
     """The requests of ``service`` (``''``: the one without a name) that took a connection
     and went silent for at least ``min_stall_ms`` until they ended, and those that never
     ended: a successful last checkout, taken once the run's requests began, in a trace
     with no request, of which nothing ended in the last ``min_stall_ms`` of the run."""
     row = run.con.execute(
-        _STALLED_SQL.format(
-            parts=run.table("parts"),
-            reqs=run.table("requests"),
-            tree=run.table("tree"),
-            owner=run.table("owner"),
-            category=CATEGORY_SQL,
-        ),
+        with_tables(_STALLED_SQL, run),
         {
             "service": service,
             "min_stall": int(min_stall_ms * 1e6),
@@ -321,3 +330,39 @@ def stalled_holds(run: Run, service: str, min_stall_ms: float) -> Stalled:
         tuple(traces or ()), tuple(r for r in routes or () if r is not None),
         int(together or 0), int(answered or 0), int(unended or 0),
     )  # fmt: skip
+
+
+#: Evidence of a leak that a hang cannot leave: checkout spans read, connections held after
+#: their request, leak suspects, pool samples.
+_LEAK_SEEN = frozenset({"checkout_spans", "leak_suspects", "leaks", "pool_samples"})
+
+
+def told_by_waits_alone(f: Finding) -> bool:
+    """Whether pool finding ``f`` could not tell a hang from a leak: undecided, or a leak
+    read from the waits alone (no checkout span, holder, suspect or sample)."""
+    if f.kind == FindingKind.POOL_EXHAUSTED:
+        return "hung_requests" not in f.evidence
+    return f.kind == FindingKind.POOL_LEAK and not _LEAK_SEEN & f.evidence.keys()
+
+
+def as_hang(f: Finding, stall: Finding) -> Finding:
+    """Pool finding ``f`` (:func:`told_by_waits_alone`) told as the hang ``stall`` (a
+    ``database_stall`` of its service) explains: its calls held the connections."""
+    failed = f.evidence.get("requests_without_a_connection") or 0
+    return replace(
+        f,
+        kind=FindingKind.POOL_EXHAUSTED,
+        title=TITLE,
+        evidence={**f.evidence, "cause": str(stall.kind)},
+        suggestion=stall.suggestion,
+        threshold=stall.threshold,
+        source=stall.source,
+        explanation=(
+            f"Requests spent {ms(f.evidence.get('pool_wait_ms') or 0.0)} waiting for a "
+            "database connection"
+            + (f", and {failed:,} found none to take" if failed else "")
+            + ". The pool's connections were held by calls the database never answered "
+            f"(“{stall.title}”): none came back because none was answered, which reads as a "
+            "leak; no request is seen keeping one after it ended."
+        ),
+    )

@@ -18,7 +18,7 @@ from correlate.analysis import stack
 from correlate.analysis.client import client_vs_server
 from correlate.analysis.findings import Finding, ms, rank
 from correlate.analysis.pool_holders import CLOCK_SLACK_NS
-from correlate.analysis.pool_stalled import TITLE as HUNG_POOL
+from correlate.analysis.pool_stalled import as_hang, told_by_waits_alone
 from correlate.analysis.run import Run
 from correlate.errors import RunNotFoundError
 from correlate.kinds import FindingKind
@@ -201,20 +201,8 @@ def _defer_to_stall(findings: list[Finding]) -> list[Finding]:
                 "what they did to the pool; its fix is this one's.",
                 Severity.INFO,
             )
-        elif (hung := stall_of(f)) is not None and ((
-            f.kind == FindingKind.POOL_EXHAUSTED and "hung_requests" not in f.evidence) or (
-            f.kind == FindingKind.POOL_LEAK and not {"checkout_spans", "leak_suspects", "leaks",
-                                                     "pool_samples"} & f.evidence.keys())):  # fmt: skip
-            # undecided, or a leak from waits alone (no checkout, holder, suspect): the hang
-            failed = f.evidence.get("requests_without_a_connection") or 0
-            f = replace(_caused_by(f, hung, hung.suggestion), kind=FindingKind.POOL_EXHAUSTED,
-                        title=HUNG_POOL, threshold=hung.threshold, source=hung.source,
-                        explanation=(
-                f"Requests spent {ms(f.evidence.get('pool_wait_ms') or 0.0)} waiting for a database"
-                f" connection{f', and {failed:,} found none to take' if failed else ''}. The pool's"
-                f" connections were held by calls the database never answered (“{hung.title}”):"
-                " none came back because none was answered, which reads as a leak; no request is"
-                " seen keeping one after it ended."))  # fmt: skip
+        elif (hung := stall_of(f)) is not None and told_by_waits_alone(f):
+            f = as_hang(f, hung)  # its calls held the connections: the stall's hang
         elif f.kind == FindingKind.UNEXPLAINED_TIME and "holders_ceiling" not in f.evidence:
             f = _caused_by(
                 f,

@@ -27,8 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from correlate.analysis.findings import Finding, ms
-from correlate.analysis.pool_stalled import CHECKOUTS_SQL, SUGGESTION
-from correlate.analysis.requests import CATEGORY_SQL
+from correlate.analysis.pool_stalled import CHECKOUTS_SQL, SUGGESTION, with_tables
 from correlate.analysis.settings import setting
 from correlate.kinds import FindingKind
 from correlate.severity import Severity
@@ -152,13 +151,7 @@ ORDER BY w.service, w.to_ns - w.from_ns DESC, w.from_ns
 def database_stall(run: Run, settings: StallSettings = DEFAULTS) -> list[Finding]:
     s = settings
     rows = run.con.execute(
-        _GAPS_SQL.format(
-            parts=run.table("parts"),
-            reqs=run.table("requests"),
-            tree=run.table("tree"),
-            owner=run.table("owner"),
-            category=CATEGORY_SQL,
-        ),
+        with_tables(_GAPS_SQL, run),
         {
             "min_gap": int(s.min_gap_s * 1e9),
             "min_queries": s.min_queries,
