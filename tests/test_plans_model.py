@@ -495,3 +495,11 @@ def test_compare_same_plan_is_unchanged() -> None:
     a = join(scan("Seq Scan", "orders", 100), scan("Seq Scan", "customers", 100))
     assert not compare_plans(a, a).changed
     assert compare_plans(a, a).summary() == ["plans are the same shape"]
+
+
+@pytest.mark.parametrize("rows", ["NAN", "nan", "inf", "-Infinity", 1e400])
+def test_a_number_no_server_writes_is_no_estimate(rows: object) -> None:
+    # hypothesis found "Plan Rows": "NAN" read as a float NaN, which poisons every ratio
+    top = {"Plan": {"Node Type": "Seq Scan", "Plan Rows": rows, "Total Cost": "inf"}}
+    (node,) = parse_plan(json.dumps([top])).nodes
+    assert node.estimated_rows is None and node.total_cost is None

@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 
 def num(value: Any) -> float | None:
-    """Numbers, and MySQL's numbers-as-strings ("3.67"); None otherwise."""
-    if isinstance(value, bool) or value is None:
+    """Numbers, and MySQL's numbers-as-strings ("3.67"); None otherwise, and for what no
+    server writes for a count or a time (``"NaN"``, ``"inf"``, an integer past float range),
+    which would poison every sum and ratio read from the plan.
+
+    >>> num(3), num("3.67"), num("NaN"), num(float("inf")), num(True)
+    (3.0, 3.67, None, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
+    try:
+        out = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return out if math.isfinite(out) else None
     if isinstance(value, int | float):
         try:
             return float(value)
