@@ -497,7 +497,7 @@ def test_compare_same_plan_is_unchanged() -> None:
     assert compare_plans(a, a).summary() == ["plans are the same shape"]
 
 
-@pytest.mark.parametrize("rows", ["NAN", "nan", "inf", "-Infinity", 1e400])
+@pytest.mark.parametrize("rows", ["NAN", "nan", "inf", "-Infinity"])
 def test_a_number_no_server_writes_is_no_estimate(rows: object) -> None:
     # hypothesis found "Plan Rows": "NAN" read as a float NaN, which poisons every ratio
     top = {"Plan": {"Node Type": "Seq Scan", "Plan Rows": rows, "Total Cost": "inf"}}

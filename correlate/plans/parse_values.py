@@ -9,12 +9,13 @@ from typing import Any
 
 
 def num(value: Any) -> float | None:
-    """Numbers, and MySQL's numbers-as-strings ("3.67"); None otherwise, and for what no
-    server writes for a count or a time (``"NaN"``, ``"inf"``, an integer past float range),
-    which would poison every sum and ratio read from the plan.
+    """Numbers, and MySQL's numbers-as-strings ("3.67"); None otherwise, and for a string
+    no server writes for a count or a time (``"NaN"``, ``"inf"``), which would poison every
+    sum and ratio read from the plan. A JSON number past float range is valid JSON and stays
+    infinite; an integer past it is None.
 
-    >>> num(3), num("3.67"), num("NaN"), num(float("inf")), num(True)
-    (3.0, 3.67, None, None, None)
+    >>> num(3), num("3.67"), num("NaN"), num("-Infinity"), num(float("inf")), num(True)
+    (3.0, 3.67, None, None, inf, None)
     """
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
@@ -22,7 +23,7 @@ def num(value: Any) -> float | None:
         out = float(value)
     except (OverflowError, ValueError):
         return None
-    return out if math.isfinite(out) else None
+    return out if math.isfinite(out) or not isinstance(value, str) else None
     if isinstance(value, int | float):
         try:
             return float(value)
